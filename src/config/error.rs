@@ -1,0 +1,69 @@
+//! Why a configuration was refused. Every message starts with `file:line:` so an operator (or an editor) can jump
+//! straight to the key at fault, and names that key.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// A configuration that cannot be used. The broker refuses to start with it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read (missing, unreadable, not UTF-8).
+    #[error("{path}: cannot read config file: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The text is not valid TOML (unclosed bracket, duplicate key, ...).
+    #[error("{path}:{line}: invalid TOML: {message}")]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    /// A key Warren does not know, most often a typo; refused rather than ignored so the typo is noticed.
+    #[error("{path}:{line}: unknown key `{key}` {section}")]
+    UnknownKey {
+        path: PathBuf,
+        line: usize,
+        key: String,
+        section: Section,
+    },
+    /// A key that must be present is not (for example a user's `name`).
+    #[error("{path}:{line}: missing key `{key}` {section}")]
+    MissingKey {
+        path: PathBuf,
+        line: usize,
+        key: String,
+        section: Section,
+    },
+    /// A key holds a value of the wrong type or outside its allowed range.
+    #[error("{path}:{line}: key `{key}`: {reason}")]
+    InvalidValue {
+        path: PathBuf,
+        line: usize,
+        key: String,
+        reason: String,
+    },
+}
+
+/// The table a key sits in, as the operator wrote it in the file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Section {
+    /// Outside any `[section]`.
+    TopLevel,
+    /// A plain table such as `[server]`; the name is dotted for nested tables.
+    Table(String),
+    /// An entry of an array of tables such as `[[auth.users]]`.
+    ArrayEntry(String),
+}
+
+impl fmt::Display for Section {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Section::TopLevel => f.write_str("at top level"),
+            Section::Table(name) => write!(f, "in [{name}]"),
+            Section::ArrayEntry(name) => write!(f, "in [[{name}]]"),
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! The config file's layout as serde structs, one per `[section]`, and the validation that turns each into the
+//! public `Config`. Every key is optional (absent means the default), and unknown keys are refused.
+//!
+//! Adding a section: write its struct with `deny_unknown_fields` and an `apply_to`, add a field to `FileConfig`, and
+//! call it from `FileConfig::apply_to`. Values that need validation are read as `toml::Spanned` so the error can
+//! name their line.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::source::TomlSource;
+use super::{Config, ConfigError, LogConfig, UserConfig, FRAME_MIN_SIZE, MAX_MESSAGE_SIZE_CAP};
+
+/// The whole file: one field per section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "a TOML document")]
+pub(super) struct FileConfig {
+    server: ServerSection,
+    limits: LimitsSection,
+    auth: AuthSection,
+    log: LogSection,
+}
+
+impl FileConfig {
+    /// Validates every value present in the file and writes it over `config` (which holds the defaults).
+    pub(super) fn apply_to(
+        self,
+        config: &mut Config,
+        source: &TomlSource<'_>,
+    ) -> Result<(), ConfigError> {
+        self.server.apply_to(config, source)?;
+        self.limits.apply_to(config, source)?;
+        self.auth.apply_to(config, source)?;
+        self.log.apply_to(config, source)?;
+        Ok(())
+    }
+}
+
+/// `[server]`: where to listen, where to store, how to introduce ourselves.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [server] table")]
+struct ServerSection {
+    listen: Option<Spanned<String>>,
+    data_dir: Option<Spanned<String>>,
+    product: Option<Spanned<String>>,
+    cluster_name: Option<Spanned<String>>,
+}
+
+impl ServerSection {
+    fn apply_to(self, config: &mut Config, source: &TomlSource<'_>) -> Result<(), ConfigError> {
+        if let Some(listen) = self.listen {
+            config.listen = listen.get_ref().parse().map_err(|_| {
+                let reason = format!(
+                    "`{}` is not an IP address and port such as 127.0.0.1:5672 or [::]:5672",
+                    listen.get_ref()
+                );
+                source.invalid(listen.span(), "listen", reason)
+            })?;
+        }
+        if let Some(data_dir) = self.data_dir {
+            config.data_dir = PathBuf::from(non_empty(data_dir, "data_dir", source)?);
+        }
+        if let Some(product) = self.product {
+            config.server.product = non_empty(product, "product", source)?;
+        }
+        if let Some(cluster_name) = self.cluster_name {
+            config.server.cluster_name = non_empty(cluster_name, "cluster_name", source)?;
+        }
+        Ok(())
+    }
+}
+
+/// `[limits]`: what is negotiated in `connection.tune` and enforced per connection and per node.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [limits] table")]
+struct LimitsSection {
+    channel_max: Option<Spanned<u16>>,
+    frame_max: Option<Spanned<u32>>,
+    heartbeat: Option<u16>,
+    max_message_size: Option<Spanned<u32>>,
+    handshake_timeout_ms: Option<Spanned<u64>>,
+    max_connections: Option<usize>,
+}
+
+impl LimitsSection {
+    fn apply_to(self, config: &mut Config, source: &TomlSource<'_>) -> Result<(), ConfigError> {
+        let limits = &mut config.limits;
+        if let Some(channel_max) = self.channel_max {
+            limits.channel_max = at_least(channel_max, 1, "channel_max", source)?;
+        }
+        if let Some(frame_max) = self.frame_max {
+            limits.frame_max = at_least(frame_max, FRAME_MIN_SIZE, "frame_max", source)?;
+        }
+        if let Some(heartbeat) = self.heartbeat {
+            limits.heartbeat = heartbeat;
+        }
+        if let Some(size) = self.max_message_size {
+            limits.max_message_size =
+                between(size, 1, MAX_MESSAGE_SIZE_CAP, "max_message_size", source)?;
+        }
+        if let Some(timeout) = self.handshake_timeout_ms {
+            // 0 would time out every client before it could say a word.
+            let millis = at_least(timeout, 1, "handshake_timeout_ms", source)?;
+            limits.handshake_timeout = Duration::from_millis(millis);
+        }
+        if let Some(max_connections) = self.max_connections {
+            limits.max_connections = max_connections;
+        }
+        Ok(())
+    }
+}
+
+/// `[auth]` and its `[[auth.users]]` entries.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an [auth] table")]
+struct AuthSection {
+    default_vhost: Option<Spanned<String>>,
+    loopback_users: Option<Vec<String>>,
+    users: Option<Vec<UserEntry>>,
+}
+
+/// One `[[auth.users]]` entry. `name` and `password` are required; `vhosts` defaults to `[auth] default_vhost`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an [[auth.users]] table")]
+struct UserEntry {
+    name: Spanned<String>,
+    password: String,
+    vhosts: Option<Vec<Spanned<String>>>,
+}
+
+impl AuthSection {
+    fn apply_to(self, config: &mut Config, source: &TomlSource<'_>) -> Result<(), ConfigError> {
+        let auth = &mut config.auth;
+        if let Some(default_vhost) = self.default_vhost {
+            auth.default_vhost = non_empty(default_vhost, "default_vhost", source)?;
+        }
+        if let Some(loopback_users) = self.loopback_users {
+            auth.loopback_users = loopback_users;
+        }
+        // Listing users replaces the default guest user rather than adding to it.
+        if let Some(entries) = self.users {
+            let mut users: Vec<UserConfig> = Vec::with_capacity(entries.len());
+            for entry in entries {
+                let name_span = entry.name.span();
+                let name = non_empty(entry.name, "name", source)?;
+                if users.iter().any(|user| user.name == name) {
+                    return Err(source.invalid(
+                        name_span,
+                        "name",
+                        format!("user `{name}` is defined twice"),
+                    ));
+                }
+                let vhosts = match entry.vhosts {
+                    Some(vhosts) => vhosts
+                        .into_iter()
+                        .map(|vhost| non_empty(vhost, "vhosts", source))
+                        .collect::<Result<_, _>>()?,
+                    None => vec![auth.default_vhost.clone()],
+                };
+                users.push(UserConfig {
+                    name,
+                    password: entry.password,
+                    vhosts,
+                });
+            }
+            auth.users = users;
+        }
+        Ok(())
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [log] table")]
+struct LogSection {
+    level: Option<Spanned<String>>,
+}
+
+impl LogSection {
+    fn apply_to(self, config: &mut Config, source: &TomlSource<'_>) -> Result<(), ConfigError> {
+        if let Some(level) = self.level {
+            let span = level.span();
+            let level = non_empty(level, "level", source)?;
+            LogConfig::check_level(&level)
+                .map_err(|reason| source.invalid(span, "level", reason))?;
+            config.log.level = level;
+        }
+        Ok(())
+    }
+}
+
+/// The string in `value`, refused if empty.
+fn non_empty(
+    value: Spanned<String>,
+    key: &str,
+    source: &TomlSource<'_>,
+) -> Result<String, ConfigError> {
+    if value.get_ref().is_empty() {
+        return Err(source.invalid(value.span(), key, "must not be empty"));
+    }
+    Ok(value.into_inner())
+}
+
+/// The number in `value`, refused below `min`.
+fn at_least<T>(
+    value: Spanned<T>,
+    min: T,
+    key: &str,
+    source: &TomlSource<'_>,
+) -> Result<T, ConfigError>
+where
+    T: Copy + PartialOrd + std::fmt::Display,
+{
+    let number = *value.get_ref();
+    if number < min {
+        return Err(source.invalid(value.span(), key, format!("must be at least {min}")));
+    }
+    Ok(number)
+}
+
+/// The number in `value`, refused outside `min..=max`.
+fn between<T>(
+    value: Spanned<T>,
+    min: T,
+    max: T,
+    key: &str,
+    source: &TomlSource<'_>,
+) -> Result<T, ConfigError>
+where
+    T: Copy + PartialOrd + std::fmt::Display,
+{
+    let number = *value.get_ref();
+    if number < min || number > max {
+        return Err(source.invalid(
+            value.span(),
+            key,
+            format!("must be between {min} and {max}"),
+        ));
+    }
+    Ok(number)
+}

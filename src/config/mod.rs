@@ -1,0 +1,221 @@
+//! The broker's configuration: the settings the rest of Warren reads, their defaults, and loading them from a TOML
+//! file (`config/warren.toml`) with every key validated and every error pointing at a file, a line and a key.
+//!
+//! Precedence is command line > file > the defaults below; the command line is applied in `crate::cli`.
+//! The defaults are RabbitMQ's, so a client tuned against RabbitMQ sees the same negotiated limits here.
+//!
+//! Reading a file goes in three steps, each in its own module: `source` parses the TOML and keeps the positions of
+//! its keys, `file` mirrors the file's layout as serde structs (one per `[section]`, unknown keys refused) and
+//! `file::FileConfig::apply_to` validates each value and writes it over the defaults.
+
+mod error;
+mod file;
+mod source;
+#[cfg(test)]
+mod tests;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use error::{ConfigError, Section};
+
+/// The smallest `frame_max` AMQP 0-9-1 allows (the spec's `frame-min-size`); RabbitMQ refuses anything smaller too.
+pub const FRAME_MIN_SIZE: u32 = 4096;
+
+/// The largest `max_message_size` RabbitMQ accepts (512 MiB); Warren keeps the same ceiling.
+pub const MAX_MESSAGE_SIZE_CAP: u32 = 536_870_912;
+
+/// Everything the broker is configured with. `Config::default()` is what runs with no file and no flags.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The AMQP listener address. Default `127.0.0.1:5672` (loopback only, so a fresh broker is not exposed).
+    pub listen: SocketAddr,
+    /// Where messages and definitions are stored. Default `./data`.
+    pub data_dir: PathBuf,
+    /// Connection limits negotiated in `connection.tune` and enforced by the server.
+    pub limits: Limits,
+    /// Users, their virtual hosts, and who may log in only from loopback.
+    pub auth: AuthConfig,
+    /// How the server introduces itself in `connection.start`.
+    pub server: ServerIdentity,
+    /// Logging.
+    pub log: LogConfig,
+    /// The config file these settings were read from; `None` when built from defaults or from a string.
+    pub source: Option<PathBuf>,
+}
+
+/// Per-connection and per-node limits. Defaults are RabbitMQ 3.13's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// The highest channel number a client may open. Default 2047.
+    pub channel_max: u16,
+    /// The largest frame, in bytes, header and end octet included. Default 131072; at least `FRAME_MIN_SIZE`.
+    pub frame_max: u32,
+    /// The heartbeat interval proposed to clients, in seconds; 0 disables heartbeats. Default 60.
+    pub heartbeat: u16,
+    /// The largest message body a client may publish, in bytes. Default 128 MiB; at most `MAX_MESSAGE_SIZE_CAP`.
+    pub max_message_size: u32,
+    /// How long a client has from TCP accept to `connection.open`. Default 10 s.
+    pub handshake_timeout: Duration,
+    /// The most concurrent client connections; 0 means unlimited. Default 0.
+    pub max_connections: usize,
+}
+
+/// Users and virtual hosts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// The virtual host that always exists. Default `/`.
+    pub default_vhost: String,
+    /// The users that may log in. Default: `guest`/`guest` with access to `/`.
+    pub users: Vec<UserConfig>,
+    /// Users allowed to connect only from a loopback address (RabbitMQ's `loopback_users`). Default `["guest"]`.
+    pub loopback_users: Vec<String>,
+}
+
+/// One user from the config file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserConfig {
+    /// The login name; never empty.
+    pub name: String,
+    /// The password, as written in the file.
+    pub password: String,
+    /// The virtual hosts this user may use.
+    pub vhosts: Vec<String>,
+}
+
+/// Server properties sent in `connection.start`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerIdentity {
+    /// The `product` server property. Default `Warren`. Some clients branch on it; an operator may set `RabbitMQ`.
+    pub product: String,
+    /// The `cluster_name` server property. Default `warren@<hostname>` (`warren@localhost` if unknown).
+    pub cluster_name: String,
+}
+
+/// Logging settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogConfig {
+    /// A `tracing` `EnvFilter` directive, as in `RUST_LOG`: `info`, `warren=debug,info`, ... Default `info`.
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 5672)),
+            data_dir: PathBuf::from("./data"),
+            limits: Limits::default(),
+            auth: AuthConfig::default(),
+            server: ServerIdentity::default(),
+            log: LogConfig::default(),
+            source: None,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            channel_max: 2047,
+            frame_max: 131_072,
+            heartbeat: 60,
+            max_message_size: 134_217_728,
+            handshake_timeout: Duration::from_secs(10),
+            max_connections: 0,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            default_vhost: "/".to_owned(),
+            users: vec![UserConfig {
+                name: "guest".to_owned(),
+                password: "guest".to_owned(),
+                vhosts: vec!["/".to_owned()],
+            }],
+            loopback_users: vec!["guest".to_owned()],
+        }
+    }
+}
+
+impl Default for ServerIdentity {
+    fn default() -> Self {
+        let host = local_hostname().unwrap_or_else(|| "localhost".to_owned());
+        ServerIdentity {
+            product: "Warren".to_owned(),
+            cluster_name: format!("warren@{host}"),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".to_owned(),
+        }
+    }
+}
+
+impl LogConfig {
+    /// Checks that `level` is a `tracing` `EnvFilter` directive (the `RUST_LOG` syntax); the error says why not.
+    /// Used for `[log] level` and `--log-level`. A bare word is a valid directive (it names a log target), so a
+    /// misspelt level such as `inf` passes and only filters everything out; a bad level after `=` is caught.
+    pub fn check_level(level: &str) -> Result<(), String> {
+        tracing_subscriber::EnvFilter::try_new(level)
+            .map(drop)
+            .map_err(|err| {
+                format!(
+                    "`{level}` is not a log filter such as `info` or `warren=debug,info`: {err}"
+                )
+            })
+    }
+}
+
+impl Config {
+    /// Reads and validates a TOML file. Unknown keys and bad values are errors naming the file, the line and the key.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config = Config::from_toml_str(&text, path)?;
+        config.source = Some(path.to_owned());
+        Ok(config)
+    }
+
+    /// Same as `from_file`, from a string; `origin` is what error messages name as the file. The result's `source`
+    /// is `None`, since no file was read.
+    pub fn from_toml_str(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+        let source = source::TomlSource::parse(text, origin)?;
+        let file = source.deserialize::<file::FileConfig>()?;
+        let mut config = Config::default();
+        file.apply_to(&mut config, &source)?;
+        Ok(config)
+    }
+
+    /// The virtual hosts named by any user, plus `default_vhost`, without duplicates (default vhost first, then in
+    /// the order users name them).
+    pub fn vhosts(&self) -> Vec<String> {
+        let mut vhosts = vec![self.auth.default_vhost.clone()];
+        for vhost in self.auth.users.iter().flat_map(|user| &user.vhosts) {
+            if !vhosts.contains(vhost) {
+                vhosts.push(vhost.clone());
+            }
+        }
+        vhosts
+    }
+}
+
+/// The machine's host name, for the default `cluster_name`. Read without a dependency: Linux exposes it under
+/// `/proc`, other systems usually export `HOSTNAME` (or `COMPUTERNAME` on Windows).
+fn local_hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+}

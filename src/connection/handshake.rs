@@ -1,0 +1,311 @@
+//! The connection handshake: protocol header, start/start-ok (SASL), tune/tune-ok, open/open-ok, within the
+//! handshake deadline. Frames before tune-ok are limited to AMQP's 4096-byte minimum frame size.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+use crate::auth::{self, AuthError};
+use crate::broker::Broker;
+use crate::error::{AmqpError, ReplyCode};
+use crate::protocol::frame::{FRAME_MIN_SIZE, FrameKind, FrameSplitter};
+use crate::protocol::{connection, decode_method, put_method, AMQPClass, AMQPValue, FieldTable, LongString, PROTOCOL_HEADER};
+use crate::vhost::Vhost;
+
+/// The nine capabilities RabbitMQ advertises, and whether Warren really provides each.
+pub const CAPABILITIES: &[(&str, bool)] = &[
+    ("publisher_confirms", true),
+    ("exchange_exchange_bindings", true),
+    ("basic.nack", true),
+    ("consumer_cancel_notify", true),
+    // Sent only with memory/disk watermarks, which Warren does not have yet.
+    ("connection.blocked", false),
+    ("consumer_priorities", false),
+    ("authentication_failure_close", true),
+    ("per_consumer_qos", true),
+    ("direct_reply_to", false),
+];
+
+/// RabbitMQ waits this long before dropping a client that failed to log in and cannot be told why.
+const AUTH_FAILURE_DELAY: Duration = Duration::from_secs(1);
+
+pub struct Negotiated {
+    pub user: String,
+    pub vhost: Arc<Vhost>,
+    pub frame_max: u32,
+    pub channel_max: u16,
+    pub heartbeat: u16,
+    pub consumer_cancel_notify: bool,
+}
+
+struct Io<'a> {
+    read: &'a mut OwnedReadHalf,
+    write: &'a mut OwnedWriteHalf,
+    buf: &'a mut BytesMut,
+    splitter: FrameSplitter,
+}
+
+enum Step {
+    /// The handshake failed; the socket is to be closed (a reason was logged and, if possible, sent).
+    Abort,
+}
+
+pub async fn run(
+    broker: &Broker,
+    read: &mut OwnedReadHalf,
+    write: &mut OwnedWriteHalf,
+    buf: &mut BytesMut,
+    peer: SocketAddr,
+) -> Option<Negotiated> {
+    let deadline = broker.config.limits.handshake_timeout;
+    let mut io = Io {
+        read,
+        write,
+        buf,
+        splitter: FrameSplitter::new(FRAME_MIN_SIZE),
+    };
+    match tokio::time::timeout(deadline, handshake(broker, &mut io, peer)).await {
+        Ok(Ok(n)) => Some(n),
+        Ok(Err(Step::Abort)) => None,
+        Err(_) => {
+            tracing::warn!(%peer, "closing AMQP connection {peer}: handshake_timeout - waiting for the handshake took longer than {deadline:?}");
+            None
+        }
+    }
+}
+
+async fn handshake(broker: &Broker, io: &mut Io<'_>, peer: SocketAddr) -> Result<Negotiated, Step> {
+    read_protocol_header(io, peer).await?;
+    tracing::info!(%peer, "accepting AMQP connection {peer}");
+    let config = &broker.config;
+    send(
+        io,
+        connection::AMQPMethod::Start(connection::Start {
+            version_major: 0,
+            version_minor: 9,
+            server_properties: server_properties(broker),
+            mechanisms: LongString::from(auth::MECHANISMS),
+            locales: LongString::from("en_US"),
+        }),
+    )
+    .await?;
+
+    let start_ok = match expect_method(io, peer).await? {
+        connection::AMQPMethod::StartOk(s) => s,
+        other => return Err(refuse(io, unexpected(&other), peer).await),
+    };
+    let capabilities = client_capabilities(&start_ok.client_properties);
+    let has = |name: &str| capabilities.iter().any(|c| c == name);
+    let mechanism = start_ok.mechanism.as_str().to_owned();
+    let user = match auth::authenticate(broker, &mechanism, start_ok.response.as_bytes(), peer.ip()) {
+        Ok(user) => user,
+        Err(error) => return Err(auth_failed(io, &mechanism, &error, has("authentication_failure_close"), peer).await),
+    };
+
+    let limits = &config.limits;
+    send(
+        io,
+        connection::AMQPMethod::Tune(connection::Tune {
+            channel_max: limits.channel_max,
+            frame_max: limits.frame_max,
+            heartbeat: limits.heartbeat,
+        }),
+    )
+    .await?;
+    let tune_ok = match expect_method(io, peer).await? {
+        connection::AMQPMethod::TuneOk(t) => t,
+        other => return Err(refuse(io, unexpected(&other), peer).await),
+    };
+    let frame_max = lower_non_zero(tune_ok.frame_max, limits.frame_max);
+    if frame_max < FRAME_MIN_SIZE {
+        let err = AmqpError::new(
+            ReplyCode::NotAllowed,
+            format!("frame_max={} < {FRAME_MIN_SIZE} min size", tune_ok.frame_max),
+        );
+        return Err(refuse(io, err, peer).await);
+    }
+    let channel_max = lower_non_zero(u32::from(tune_ok.channel_max), u32::from(limits.channel_max)) as u16;
+    // The client's tune-ok heartbeat is the one both sides use; 0 turns heartbeats off.
+    let heartbeat = tune_ok.heartbeat;
+    io.splitter.set_frame_max(frame_max);
+
+    let open = match expect_method(io, peer).await? {
+        connection::AMQPMethod::Open(o) => o,
+        other => return Err(refuse(io, unexpected(&other), peer).await),
+    };
+    let vhost_name = open.virtual_host.as_str();
+    let Some(vhost) = broker.vhost(vhost_name) else {
+        let err = AmqpError::new(ReplyCode::NotAllowed, format!("vhost {vhost_name} not found"));
+        return Err(refuse(io, err, peer).await);
+    };
+    let allowed = broker
+        .user(&user)
+        .is_some_and(|u| u.vhosts.iter().any(|v| v == vhost_name));
+    if !allowed {
+        let err = AmqpError::new(
+            ReplyCode::NotAllowed,
+            format!("access to vhost '{vhost_name}' refused for user '{user}'"),
+        );
+        return Err(refuse(io, err, peer).await);
+    }
+    send(io, connection::AMQPMethod::OpenOk(connection::OpenOk {})).await?;
+    Ok(Negotiated {
+        user,
+        vhost,
+        frame_max,
+        channel_max,
+        heartbeat,
+        consumer_cancel_notify: has("consumer_cancel_notify"),
+    })
+}
+
+fn lower_non_zero(client: u32, server: u32) -> u32 {
+    match (client, server) {
+        (0, s) => s,
+        (c, 0) => c,
+        (c, s) => c.min(s),
+    }
+}
+
+async fn read_protocol_header(io: &mut Io<'_>, peer: SocketAddr) -> Result<(), Step> {
+    while io.buf.len() < 8 {
+        let matches_so_far = PROTOCOL_HEADER.starts_with(&io.buf[..]);
+        if !matches_so_far {
+            break;
+        }
+        io.buf.reserve(64);
+        match read_more(io).await {
+            Ok(0) | Err(_) => return Err(Step::Abort),
+            Ok(_) => {}
+        }
+    }
+    if io.buf.len() >= 8 && io.buf[..8] == PROTOCOL_HEADER[..] {
+        let _ = io.buf.split_to(8);
+        return Ok(());
+    }
+    tracing::warn!(%peer, "closing AMQP connection {peer}: bad protocol header {:?}", &io.buf[..io.buf.len().min(8)]);
+    let _ = io.write.write_all(PROTOCOL_HEADER).await;
+    let _ = io.write.shutdown().await;
+    Err(Step::Abort)
+}
+
+async fn read_more(io: &mut Io<'_>) -> std::io::Result<usize> {
+    use tokio::io::AsyncReadExt;
+    io.buf.reserve(4096);
+    io.read.read_buf(io.buf).await
+}
+
+/// Reads the next connection-class method on channel 0, skipping heartbeats.
+async fn expect_method(io: &mut Io<'_>, peer: SocketAddr) -> Result<connection::AMQPMethod, Step> {
+    loop {
+        let frame = match io.splitter.next_frame(io.buf) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => match read_more(io).await {
+                Ok(0) | Err(_) => {
+                    tracing::info!(%peer, "closing AMQP connection {peer}: client closed the socket during the handshake");
+                    return Err(Step::Abort);
+                }
+                Ok(_) => continue,
+            },
+            Err(error) => return Err(refuse(io, error, peer).await),
+        };
+        match frame.kind {
+            FrameKind::Heartbeat => continue,
+            FrameKind::Method if frame.channel == 0 => match decode_method(&frame.payload) {
+                Ok(AMQPClass::Connection(method)) => return Ok(method),
+                Ok(other) => {
+                    let err = AmqpError::new(
+                        ReplyCode::CommandInvalid,
+                        "expected a connection method during the handshake",
+                    )
+                    .on_method(other.get_amqp_class_id(), other.get_amqp_method_id());
+                    return Err(refuse(io, err, peer).await);
+                }
+                Err(error) => return Err(refuse(io, error, peer).await),
+            },
+            _ => {
+                let err = AmqpError::new(ReplyCode::UnexpectedFrame, "expected a method frame on channel 0 during the handshake");
+                return Err(refuse(io, err, peer).await);
+            }
+        }
+    }
+}
+
+fn unexpected(method: &connection::AMQPMethod) -> AmqpError {
+    let class = AMQPClass::Connection(method.clone());
+    AmqpError::new(ReplyCode::CommandInvalid, "unexpected method during the handshake")
+        .on_method(class.get_amqp_class_id(), class.get_amqp_method_id())
+}
+
+async fn send(io: &mut Io<'_>, method: connection::AMQPMethod) -> Result<(), Step> {
+    let mut out = BytesMut::new();
+    put_method(&mut out, 0, AMQPClass::Connection(method));
+    io.write.write_all(&out).await.map_err(|_| Step::Abort)
+}
+
+/// Sends connection.close with the error and drops the socket (during the handshake there is nothing to wait for).
+async fn refuse(io: &mut Io<'_>, error: AmqpError, peer: SocketAddr) -> Step {
+    tracing::warn!(%peer, "closing AMQP connection {peer}: {}", error.text);
+    let _ = send(
+        io,
+        connection::AMQPMethod::Close(connection::Close {
+            reply_code: error.reply_code(),
+            reply_text: error.short_text().into(),
+            class_id: error.class_id,
+            method_id: error.method_id,
+        }),
+    )
+    .await;
+    let _ = io.write.shutdown().await;
+    Step::Abort
+}
+
+async fn auth_failed(io: &mut Io<'_>, mechanism: &str, error: &AuthError, close_frame: bool, peer: SocketAddr) -> Step {
+    tracing::warn!(%peer, "closing AMQP connection {peer}: {error}");
+    if close_frame {
+        let err = AmqpError::access_refused(format!(
+            "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
+        ))
+        .on_method(10, 11);
+        return refuse(io, err, peer).await;
+    }
+    tokio::time::sleep(AUTH_FAILURE_DELAY).await;
+    let _ = io.write.shutdown().await;
+    Step::Abort
+}
+
+fn client_capabilities(props: &FieldTable) -> Vec<String> {
+    let Some(AMQPValue::FieldTable(caps)) = props.inner().get("capabilities") else {
+        return Vec::new();
+    };
+    caps.inner()
+        .iter()
+        .filter(|(_, v)| matches!(v, AMQPValue::Boolean(true)))
+        .map(|(k, _)| k.as_str().to_owned())
+        .collect()
+}
+
+fn server_properties(broker: &Broker) -> FieldTable {
+    let server = &broker.config.server;
+    let mut caps = FieldTable::default();
+    for (name, on) in CAPABILITIES {
+        caps.insert((*name).into(), AMQPValue::Boolean(*on));
+    }
+    let mut props = FieldTable::default();
+    let text = |s: &str| AMQPValue::LongString(LongString::from(s));
+    props.insert("product".into(), text(&server.product));
+    props.insert("version".into(), text(env!("CARGO_PKG_VERSION")));
+    props.insert("platform".into(), text(&format!("Rust (tokio) on {}", std::env::consts::OS)));
+    props.insert("copyright".into(), text("Copyright (c) 2026 the Warren authors"));
+    props.insert(
+        "information".into(),
+        text("Warren, an AMQP 0-9-1 broker compatible with RabbitMQ clients. Licensed under the Apache License 2.0."),
+    );
+    props.insert("cluster_name".into(), text(&server.cluster_name));
+    props.insert("capabilities".into(), AMQPValue::FieldTable(caps));
+    props
+}

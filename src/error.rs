@@ -1,0 +1,168 @@
+//! AMQP exceptions: the reply code, the method that caused them and whether they close the channel or the
+//! connection. Every refusal the broker sends to a peer is one of these.
+
+use std::fmt;
+
+/// Soft errors close the channel; hard errors close the connection (AMQP 0-9-1 section 1.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    Channel,
+    Connection,
+}
+
+/// AMQP reply codes Warren sends, with RabbitMQ's names (used as the prefix of the reply text).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplyCode {
+    ContentTooLarge = 311,
+    NoRoute = 312,
+    AccessRefused = 403,
+    NotFound = 404,
+    ResourceLocked = 405,
+    PreconditionFailed = 406,
+    ConnectionForced = 320,
+    FrameError = 501,
+    SyntaxError = 502,
+    CommandInvalid = 503,
+    ChannelError = 504,
+    UnexpectedFrame = 505,
+    ResourceError = 506,
+    NotAllowed = 530,
+    NotImplemented = 540,
+    InternalError = 541,
+}
+
+impl ReplyCode {
+    pub fn name(self) -> &'static str {
+        match self {
+            ReplyCode::ContentTooLarge => "CONTENT_TOO_LARGE",
+            ReplyCode::NoRoute => "NO_ROUTE",
+            ReplyCode::AccessRefused => "ACCESS_REFUSED",
+            ReplyCode::NotFound => "NOT_FOUND",
+            ReplyCode::ResourceLocked => "RESOURCE_LOCKED",
+            ReplyCode::PreconditionFailed => "PRECONDITION_FAILED",
+            ReplyCode::ConnectionForced => "CONNECTION_FORCED",
+            ReplyCode::FrameError => "FRAME_ERROR",
+            ReplyCode::SyntaxError => "SYNTAX_ERROR",
+            ReplyCode::CommandInvalid => "COMMAND_INVALID",
+            ReplyCode::ChannelError => "CHANNEL_ERROR",
+            ReplyCode::UnexpectedFrame => "UNEXPECTED_FRAME",
+            ReplyCode::ResourceError => "RESOURCE_ERROR",
+            ReplyCode::NotAllowed => "NOT_ALLOWED",
+            ReplyCode::NotImplemented => "NOT_IMPLEMENTED",
+            ReplyCode::InternalError => "INTERNAL_ERROR",
+        }
+    }
+
+    /// The scope RabbitMQ gives this code when it is raised by a channel method.
+    pub fn scope(self) -> Scope {
+        match self {
+            ReplyCode::ContentTooLarge
+            | ReplyCode::NoRoute
+            | ReplyCode::AccessRefused
+            | ReplyCode::NotFound
+            | ReplyCode::ResourceLocked
+            | ReplyCode::PreconditionFailed => Scope::Channel,
+            _ => Scope::Connection,
+        }
+    }
+}
+
+/// An exception to report to the peer with channel.close or connection.close.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AmqpError {
+    pub code: ReplyCode,
+    /// The full reply text, starting with the code's name as RabbitMQ writes it ("NOT_FOUND - no queue 'x' ...").
+    pub text: String,
+    pub class_id: u16,
+    pub method_id: u16,
+    pub scope: Scope,
+}
+
+impl AmqpError {
+    /// An error with the scope its code implies; `detail` follows the code name in the reply text.
+    pub fn new(code: ReplyCode, detail: impl fmt::Display) -> AmqpError {
+        AmqpError {
+            code,
+            text: format!("{} - {}", code.name(), detail),
+            class_id: 0,
+            method_id: 0,
+            scope: code.scope(),
+        }
+    }
+
+    /// Names the method that caused the error (filled in by the dispatcher when the handler did not).
+    pub fn on_method(mut self, class_id: u16, method_id: u16) -> AmqpError {
+        if self.class_id == 0 && self.method_id == 0 {
+            self.class_id = class_id;
+            self.method_id = method_id;
+        }
+        self
+    }
+
+    pub fn connection(mut self) -> AmqpError {
+        self.scope = Scope::Connection;
+        self
+    }
+
+    pub fn not_found(kind: &str, name: &str, vhost: &str) -> AmqpError {
+        AmqpError::new(ReplyCode::NotFound, format!("no {kind} '{name}' in vhost '{vhost}'"))
+    }
+
+    pub fn precondition(detail: impl fmt::Display) -> AmqpError {
+        AmqpError::new(ReplyCode::PreconditionFailed, detail)
+    }
+
+    pub fn access_refused(detail: impl fmt::Display) -> AmqpError {
+        AmqpError::new(ReplyCode::AccessRefused, detail)
+    }
+
+    pub fn not_implemented(detail: impl fmt::Display) -> AmqpError {
+        AmqpError::new(ReplyCode::NotImplemented, detail)
+    }
+
+    pub fn reply_code(&self) -> u16 {
+        self.code as u16
+    }
+
+    /// The reply text cut to fit a short string (255 bytes) on a char boundary.
+    pub fn short_text(&self) -> &str {
+        let mut end = self.text.len().min(255);
+        while !self.text.is_char_boundary(end) {
+            end -= 1;
+        }
+        &self.text[..end]
+    }
+}
+
+impl fmt::Display for AmqpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({}.{})", self.text, self.class_id, self.method_id)
+    }
+}
+
+impl std::error::Error for AmqpError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_found_text_names_the_object_like_rabbitmq() {
+        let e = AmqpError::not_found("queue", "x", "/");
+        assert_eq!(e.text, "NOT_FOUND - no queue 'x' in vhost '/'");
+        assert_eq!(e.reply_code(), 404);
+        assert_eq!(e.scope, Scope::Channel);
+    }
+
+    #[test]
+    fn hard_codes_close_the_connection() {
+        assert_eq!(AmqpError::not_implemented("x").scope, Scope::Connection);
+        assert_eq!(AmqpError::new(ReplyCode::NotAllowed, "x").scope, Scope::Connection);
+    }
+
+    #[test]
+    fn short_text_is_cut_on_a_char_boundary() {
+        let e = AmqpError::precondition("é".repeat(200));
+        assert!(e.short_text().len() <= 255);
+    }
+}

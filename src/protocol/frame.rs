@@ -1,0 +1,185 @@
+//! Splitting the inbound byte stream into frames. The 7-byte frame header is checked against the negotiated
+//! `frame_max` before a payload is buffered, so a peer cannot make the broker allocate more than it allowed.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::error::{AmqpError, ReplyCode};
+
+pub const FRAME_METHOD: u8 = 1;
+pub const FRAME_HEADER: u8 = 2;
+pub const FRAME_BODY: u8 = 3;
+pub const FRAME_HEARTBEAT: u8 = 8;
+pub const FRAME_END: u8 = 0xCE;
+/// Frame header (type, channel, size) plus the frame-end octet.
+pub const FRAME_OVERHEAD: usize = 8;
+/// The largest frame a peer may send before connection.tune-ok (AMQP's frame-min-size).
+pub const FRAME_MIN_SIZE: u32 = 4096;
+
+/// The frame types of AMQP 0-9-1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameKind {
+    Method,
+    Header,
+    Body,
+    Heartbeat,
+}
+
+/// One frame, its payload a zero-copy slice of the read buffer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawFrame {
+    pub kind: FrameKind,
+    pub channel: u16,
+    pub payload: Bytes,
+}
+
+/// Cuts frames off the front of a read buffer.
+#[derive(Debug)]
+pub struct FrameSplitter {
+    frame_max: u32,
+}
+
+impl FrameSplitter {
+    pub fn new(frame_max: u32) -> FrameSplitter {
+        FrameSplitter { frame_max }
+    }
+
+    /// The largest whole frame (header, payload and end octet) the peer may send; 0 means no limit was set
+    /// beyond the protocol's 32-bit size.
+    pub fn set_frame_max(&mut self, frame_max: u32) {
+        self.frame_max = frame_max;
+    }
+
+    pub fn frame_max(&self) -> u32 {
+        self.frame_max
+    }
+
+    /// Takes the next complete frame off `buf`, `Ok(None)` if more bytes are needed. Errors are 501 frame errors
+    /// (oversized frame, bad frame-end octet, unknown frame type), always connection-level.
+    pub fn next_frame(&self, buf: &mut BytesMut) -> Result<Option<RawFrame>, AmqpError> {
+        if buf.len() < 7 {
+            return Ok(None);
+        }
+        let kind = match buf[0] {
+            FRAME_METHOD => FrameKind::Method,
+            FRAME_HEADER => FrameKind::Header,
+            FRAME_BODY => FrameKind::Body,
+            FRAME_HEARTBEAT => FrameKind::Heartbeat,
+            other => {
+                return Err(AmqpError::new(
+                    ReplyCode::FrameError,
+                    format!("unknown frame type {other}"),
+                ))
+            }
+        };
+        let channel = u16::from_be_bytes([buf[1], buf[2]]);
+        let size = u32::from_be_bytes([buf[3], buf[4], buf[5], buf[6]]) as u64;
+        let total = size + FRAME_OVERHEAD as u64;
+        if self.frame_max != 0 && total > u64::from(self.frame_max) {
+            return Err(AmqpError::new(
+                ReplyCode::FrameError,
+                format!(
+                    "frame size {total} larger than negotiated maximum {}",
+                    self.frame_max
+                ),
+            ));
+        }
+        let total = total as usize;
+        if buf.len() < total {
+            buf.reserve(total - buf.len());
+            return Ok(None);
+        }
+        if buf[total - 1] != FRAME_END {
+            return Err(AmqpError::new(
+                ReplyCode::FrameError,
+                format!("invalid frame end octet {:#04x}", buf[total - 1]),
+            ));
+        }
+        let mut frame = buf.split_to(total);
+        frame.advance(7);
+        frame.truncate(total - FRAME_OVERHEAD);
+        Ok(Some(RawFrame {
+            kind,
+            channel,
+            payload: frame.freeze(),
+        }))
+    }
+}
+
+/// Writes a frame header for a payload of `size` bytes.
+pub fn put_frame_header(out: &mut BytesMut, kind: u8, channel: u16, size: u32) {
+    out.extend_from_slice(&[kind]);
+    out.extend_from_slice(&channel.to_be_bytes());
+    out.extend_from_slice(&size.to_be_bytes());
+}
+
+/// Writes a heartbeat frame.
+pub fn put_heartbeat(out: &mut BytesMut) {
+    out.extend_from_slice(&[FRAME_HEARTBEAT, 0, 0, 0, 0, 0, 0, FRAME_END]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(kind: u8, channel: u16, payload: &[u8]) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        put_frame_header(&mut out, kind, channel, payload.len() as u32);
+        out.extend_from_slice(payload);
+        out.extend_from_slice(&[FRAME_END]);
+        out.to_vec()
+    }
+
+    #[test]
+    fn splits_consecutive_frames_and_waits_for_partial_ones() {
+        let mut bytes = frame(FRAME_METHOD, 1, b"abc");
+        bytes.extend(frame(FRAME_BODY, 2, b"de"));
+        let splitter = FrameSplitter::new(4096);
+        let mut buf = BytesMut::from(&bytes[..bytes.len() - 1]);
+        let first = splitter.next_frame(&mut buf).unwrap().unwrap();
+        assert_eq!(first.kind, FrameKind::Method);
+        assert_eq!(first.channel, 1);
+        assert_eq!(&first.payload[..], b"abc");
+        assert_eq!(splitter.next_frame(&mut buf).unwrap(), None);
+        buf.extend_from_slice(&[FRAME_END]);
+        let second = splitter.next_frame(&mut buf).unwrap().unwrap();
+        assert_eq!(second.kind, FrameKind::Body);
+        assert_eq!(&second.payload[..], b"de");
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn oversized_frame_is_refused_before_its_payload_arrives() {
+        let mut buf = BytesMut::from(&[FRAME_METHOD, 0, 1, 0xFF, 0xFF, 0xFF, 0xFF][..]);
+        let err = FrameSplitter::new(131072).next_frame(&mut buf).unwrap_err();
+        assert_eq!(err.reply_code(), 501);
+        assert!(buf.capacity() < 1 << 20);
+    }
+
+    #[test]
+    fn bad_frame_end_is_a_frame_error() {
+        let mut bytes = frame(FRAME_METHOD, 1, b"abc");
+        *bytes.last_mut().unwrap() = 0;
+        let err = FrameSplitter::new(4096)
+            .next_frame(&mut BytesMut::from(&bytes[..]))
+            .unwrap_err();
+        assert_eq!(err.reply_code(), 501);
+    }
+
+    #[test]
+    fn unknown_frame_type_is_a_frame_error() {
+        let bytes = frame(7, 1, b"abc");
+        let err = FrameSplitter::new(4096)
+            .next_frame(&mut BytesMut::from(&bytes[..]))
+            .unwrap_err();
+        assert_eq!(err.reply_code(), 501);
+    }
+
+    #[test]
+    fn heartbeat_frame_golden_bytes() {
+        let mut out = BytesMut::new();
+        put_heartbeat(&mut out);
+        assert_eq!(&out[..], &[8, 0, 0, 0, 0, 0, 0, 0xCE]);
+        let f = FrameSplitter::new(4096).next_frame(&mut out).unwrap().unwrap();
+        assert_eq!(f.kind, FrameKind::Heartbeat);
+    }
+}

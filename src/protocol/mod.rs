@@ -1,0 +1,25 @@
+//! The wire protocol: frame splitting, method decoding and encoding, content frames. This is the only module that
+//! imports `amq-protocol`; the rest of the broker uses the re-exports below.
+
+pub mod content;
+pub mod frame;
+pub mod method;
+
+pub use amq_protocol::protocol::{
+    access, basic, channel, confirm, connection, exchange, queue, tx, AMQPClass,
+};
+pub use amq_protocol::types;
+pub use amq_protocol::types::{AMQPValue, FieldTable, LongString, ShortString};
+pub use content::ContentHeader;
+pub use frame::{FrameKind, FrameSplitter, RawFrame};
+pub use method::{decode_method, put_method};
+
+/// The protocol header a client sends first, and the one the broker answers with when it cannot serve the one it got.
+pub const PROTOCOL_HEADER: &[u8; 8] = b"AMQP\x00\x00\x09\x01";
+
+/// Decodes a length-prefixed field table (used for SASL AMQPLAIN responses).
+pub fn decode_field_table(bytes: &[u8]) -> Option<FieldTable> {
+    amq_protocol::types::parsing::parse_field_table(bytes)
+        .ok()
+        .map(|(_, t)| t)
+}

@@ -1,0 +1,93 @@
+//! The listener: accepts sockets and serves each connection on its own task, within the connection limit.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::broker::Broker;
+use crate::config::Config;
+use crate::connection;
+
+pub struct Server {
+    listener: TcpListener,
+    broker: Arc<Broker>,
+}
+
+impl Server {
+    /// Binds the configured listen address (port 0 picks a free port, as the tests do).
+    pub async fn bind(config: Config) -> std::io::Result<Server> {
+        let listener = TcpListener::bind(config.listen).await?;
+        Ok(Server {
+            listener,
+            broker: Broker::new(config),
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn broker(&self) -> Arc<Broker> {
+        self.broker.clone()
+    }
+
+    /// Accepts connections until the task is dropped.
+    pub async fn run(self) {
+        let max = match self.broker.config.limits.max_connections {
+            0 => Semaphore::MAX_PERMITS,
+            n => n,
+        };
+        // A permit is taken before accepting, so beyond the limit new clients wait in the listen backlog
+        // instead of costing a task each.
+        let permits = Arc::new(Semaphore::new(max));
+        loop {
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                return;
+            };
+            let (stream, peer) = match self.listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let broker = self.broker.clone();
+            tokio::spawn(async move {
+                connection::serve(broker, stream, peer).await;
+                drop(permit);
+            });
+        }
+    }
+}
+
+/// A server running on a background task, for tests and embedding.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub broker: Arc<Broker>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningServer {
+    pub async fn start(config: Config) -> std::io::Result<RunningServer> {
+        let server = Server::bind(config).await?;
+        let addr = server.local_addr()?;
+        let broker = server.broker();
+        let task = tokio::spawn(server.run());
+        Ok(RunningServer { addr, broker, task })
+    }
+
+    /// amqp:// URI for clients.
+    pub fn uri(&self) -> String {
+        format!("amqp://guest:guest@{}/%2f", self.addr)
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
