@@ -105,7 +105,10 @@ impl AmqpError {
     }
 
     pub fn not_found(kind: &str, name: &str, vhost: &str) -> AmqpError {
-        AmqpError::new(ReplyCode::NotFound, format!("no {kind} '{name}' in vhost '{vhost}'"))
+        AmqpError::new(
+            ReplyCode::NotFound,
+            format!("no {kind} '{name}' in vhost '{vhost}'"),
+        )
     }
 
     pub fn precondition(detail: impl fmt::Display) -> AmqpError {
@@ -157,7 +160,10 @@ mod tests {
     #[test]
     fn hard_codes_close_the_connection() {
         assert_eq!(AmqpError::not_implemented("x").scope, Scope::Connection);
-        assert_eq!(AmqpError::new(ReplyCode::NotAllowed, "x").scope, Scope::Connection);
+        assert_eq!(
+            AmqpError::new(ReplyCode::NotAllowed, "x").scope,
+            Scope::Connection
+        );
     }
 
     #[test]

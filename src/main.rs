@@ -17,10 +17,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
     tracing_subscriber::fmt().with_env_filter(filter).init();
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("warren: cannot start the runtime: {error}");
@@ -32,7 +36,10 @@ fn main() -> ExitCode {
 
 async fn serve(config: warren::config::Config) -> ExitCode {
     if let Err(error) = std::fs::create_dir_all(&config.data_dir) {
-        tracing::error!("cannot create data directory {}: {error}", config.data_dir.display());
+        tracing::error!(
+            "cannot create data directory {}: {error}",
+            config.data_dir.display()
+        );
         return ExitCode::FAILURE;
     }
     let listen = config.listen;
@@ -44,7 +51,10 @@ async fn serve(config: warren::config::Config) -> ExitCode {
         }
     };
     match server.local_addr() {
-        Ok(addr) => tracing::info!("Warren {} started; accepting AMQP 0-9-1 connections on {addr}", env!("CARGO_PKG_VERSION")),
+        Ok(addr) => tracing::info!(
+            "Warren {} started; accepting AMQP 0-9-1 connections on {addr}",
+            env!("CARGO_PKG_VERSION")
+        ),
         Err(error) => tracing::warn!("listening, but cannot read the local address: {error}"),
     }
     tokio::select! {

@@ -26,7 +26,12 @@ pub struct Message {
 }
 
 impl Message {
-    pub fn new(exchange: Arc<str>, routing_key: Arc<str>, properties_raw: Bytes, body: Bytes) -> Message {
+    pub fn new(
+        exchange: Arc<str>,
+        routing_key: Arc<str>,
+        properties_raw: Bytes,
+        body: Bytes,
+    ) -> Message {
         let persistent = delivery_mode(&properties_raw) == Some(2);
         Message {
             id: NEXT_MESSAGE_ID.fetch_add(1, Ordering::Relaxed),

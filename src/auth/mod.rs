@@ -30,7 +30,8 @@ pub fn decode_response(mechanism: &str, response: &[u8]) -> Result<(String, Stri
         "PLAIN" => {
             // authzid NUL authcid NUL password
             let mut parts = response.split(|b| *b == 0);
-            let (Some(_authzid), Some(user), Some(pass), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+            let (Some(_authzid), Some(user), Some(pass), None) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
             else {
                 return Err(AuthError::Malformed("PLAIN"));
             };
@@ -46,7 +47,9 @@ pub fn decode_response(mechanism: &str, response: &[u8]) -> Result<(String, Stri
             framed.extend_from_slice(response);
             let table = parse_table(&framed).ok_or(AuthError::Malformed("AMQPLAIN"))?;
             let text = |key: &str| match table.inner().get(key) {
-                Some(AMQPValue::LongString(s)) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+                Some(AMQPValue::LongString(s)) => {
+                    Some(String::from_utf8_lossy(s.as_bytes()).into_owned())
+                }
                 Some(AMQPValue::ShortString(s)) => Some(s.as_str().to_owned()),
                 _ => None,
             };

@@ -21,7 +21,11 @@ fn generated_consumer_tag() -> String {
 }
 
 impl Channel {
-    pub(super) async fn handle_basic(&mut self, ctx: &mut ChannelContext<'_>, method: basic::AMQPMethod) -> Result<(), AmqpError> {
+    pub(super) async fn handle_basic(
+        &mut self,
+        ctx: &mut ChannelContext<'_>,
+        method: basic::AMQPMethod,
+    ) -> Result<(), AmqpError> {
         match method {
             basic::AMQPMethod::Publish(publish) => self.start_publish(ctx, publish),
             basic::AMQPMethod::Qos(qos) => {
@@ -55,9 +59,11 @@ impl Channel {
                 }
                 // Unknown tag, or the queue is gone: RabbitMQ answers cancel-ok all the same.
                 if !cancel.nowait {
-                    self.reply(AMQPClass::Basic(basic::AMQPMethod::CancelOk(basic::CancelOk {
-                        consumer_tag: cancel.consumer_tag,
-                    })));
+                    self.reply(AMQPClass::Basic(basic::AMQPMethod::CancelOk(
+                        basic::CancelOk {
+                            consumer_tag: cancel.consumer_tag,
+                        },
+                    )));
                 }
                 Ok(())
             }
@@ -72,29 +78,50 @@ impl Channel {
                     .await;
                 Ok(())
             }
-            basic::AMQPMethod::Ack(ack) => self.acknowledge(ack.delivery_tag, ack.multiple, SettleAction::Ack).await,
+            basic::AMQPMethod::Ack(ack) => {
+                self.acknowledge(ack.delivery_tag, ack.multiple, SettleAction::Ack)
+                    .await
+            }
             basic::AMQPMethod::Nack(nack) => {
-                let action = if nack.requeue { SettleAction::Requeue } else { SettleAction::Discard };
-                self.acknowledge(nack.delivery_tag, nack.multiple, action).await
+                let action = if nack.requeue {
+                    SettleAction::Requeue
+                } else {
+                    SettleAction::Discard
+                };
+                self.acknowledge(nack.delivery_tag, nack.multiple, action)
+                    .await
             }
             basic::AMQPMethod::Reject(reject) => {
-                let action = if reject.requeue { SettleAction::Requeue } else { SettleAction::Discard };
+                let action = if reject.requeue {
+                    SettleAction::Requeue
+                } else {
+                    SettleAction::Discard
+                };
                 self.acknowledge(reject.delivery_tag, false, action).await
             }
             basic::AMQPMethod::Recover(recover) => {
                 self.recover(recover.requeue).await?;
-                self.reply(AMQPClass::Basic(basic::AMQPMethod::RecoverOk(basic::RecoverOk {})));
+                self.reply(AMQPClass::Basic(basic::AMQPMethod::RecoverOk(
+                    basic::RecoverOk {},
+                )));
                 Ok(())
             }
             basic::AMQPMethod::RecoverAsync(recover) => self.recover(recover.requeue).await,
             other => {
                 let id = AMQPClass::Basic(other).get_amqp_method_id();
-                Err(AmqpError::new(ReplyCode::CommandInvalid, format!("unexpected method 60.{id} from a client")))
+                Err(AmqpError::new(
+                    ReplyCode::CommandInvalid,
+                    format!("unexpected method 60.{id} from a client"),
+                ))
             }
         }
     }
 
-    async fn consume(&mut self, ctx: &mut ChannelContext<'_>, consume: basic::Consume) -> Result<(), AmqpError> {
+    async fn consume(
+        &mut self,
+        ctx: &mut ChannelContext<'_>,
+        consume: basic::Consume,
+    ) -> Result<(), AmqpError> {
         let name = self.queue_name(consume.queue.as_str())?;
         let queue = ctx.vhost.queue_for(&name, ctx.conn.id)?;
         let tag: Arc<str> = if consume.consumer_tag.as_str().is_empty() {
@@ -103,7 +130,10 @@ impl Channel {
             Arc::from(consume.consumer_tag.as_str())
         };
         if !self.outlet.add_consumer(tag.clone(), queue.clone()) {
-            return Err(AmqpError::new(ReplyCode::NotAllowed, format!("attempt to reuse consumer tag '{tag}'")));
+            return Err(AmqpError::new(
+                ReplyCode::NotAllowed,
+                format!("attempt to reuse consumer tag '{tag}'"),
+            ));
         }
         let consumer = Consumer {
             id: ctx.broker.next_consumer_id(),
@@ -135,9 +165,18 @@ impl Channel {
         result
     }
 
-    async fn acknowledge(&mut self, tag: u64, multiple: bool, action: SettleAction) -> Result<(), AmqpError> {
+    async fn acknowledge(
+        &mut self,
+        tag: u64,
+        multiple: bool,
+        action: SettleAction,
+    ) -> Result<(), AmqpError> {
         if let Some(tx) = self.tx.as_mut() {
-            tx.acks.push(HeldAck { tag, multiple, action });
+            tx.acks.push(HeldAck {
+                tag,
+                multiple,
+                action,
+            });
             return Ok(());
         }
         self.settle(tag, multiple, action).await

@@ -84,7 +84,11 @@ impl Channel {
     }
 
     /// Handles one method other than channel.open / channel.close (the reader handles those).
-    pub async fn handle_method(&mut self, ctx: &mut ChannelContext<'_>, method: AMQPClass) -> Result<(), AmqpError> {
+    pub async fn handle_method(
+        &mut self,
+        ctx: &mut ChannelContext<'_>,
+        method: AMQPClass,
+    ) -> Result<(), AmqpError> {
         let (class_id, method_id) = (method.get_amqp_class_id(), method.get_amqp_method_id());
         if self.pending.is_some() {
             return Err(AmqpError::new(
@@ -97,7 +101,9 @@ impl Channel {
                 if !flow.active {
                     return Err(AmqpError::not_implemented("active=false"));
                 }
-                self.reply(AMQPClass::Channel(channel::AMQPMethod::FlowOk(channel::FlowOk { active: true })));
+                self.reply(AMQPClass::Channel(channel::AMQPMethod::FlowOk(
+                    channel::FlowOk { active: true },
+                )));
                 Ok(())
             }
             AMQPClass::Channel(channel::AMQPMethod::FlowOk(_)) => Ok(()),
@@ -106,13 +112,17 @@ impl Channel {
             AMQPClass::Basic(m) => self.handle_basic(ctx, m).await,
             AMQPClass::Confirm(confirm_class::AMQPMethod::Select(select)) => {
                 if self.tx.is_some() {
-                    return Err(AmqpError::precondition("cannot switch from tx to confirm mode"));
+                    return Err(AmqpError::precondition(
+                        "cannot switch from tx to confirm mode",
+                    ));
                 }
                 if self.confirms.is_none() {
                     self.confirms = Some(ConfirmTracker::new(ctx.conn.clone(), self.id));
                 }
                 if !select.nowait {
-                    self.reply(AMQPClass::Confirm(confirm_class::AMQPMethod::SelectOk(confirm_class::SelectOk {})));
+                    self.reply(AMQPClass::Confirm(confirm_class::AMQPMethod::SelectOk(
+                        confirm_class::SelectOk {},
+                    )));
                 }
                 Ok(())
             }
@@ -125,17 +135,27 @@ impl Channel {
             }
             other => Err(AmqpError::new(
                 ReplyCode::CommandInvalid,
-                format!("unexpected method {}.{} on channel", other.get_amqp_class_id(), other.get_amqp_method_id()),
+                format!(
+                    "unexpected method {}.{} on channel",
+                    other.get_amqp_class_id(),
+                    other.get_amqp_method_id()
+                ),
             )),
         };
         result.map_err(|e| e.on_method(class_id, method_id))
     }
 
-    async fn handle_tx(&mut self, ctx: &mut ChannelContext<'_>, method: tx::AMQPMethod) -> Result<(), AmqpError> {
+    async fn handle_tx(
+        &mut self,
+        ctx: &mut ChannelContext<'_>,
+        method: tx::AMQPMethod,
+    ) -> Result<(), AmqpError> {
         match method {
             tx::AMQPMethod::Select(_) => {
                 if self.confirms.is_some() {
-                    return Err(AmqpError::precondition("cannot switch from confirm to tx mode"));
+                    return Err(AmqpError::precondition(
+                        "cannot switch from confirm to tx mode",
+                    ));
                 }
                 if self.tx.is_none() {
                     self.tx = Some(Transaction::default());
@@ -166,13 +186,22 @@ impl Channel {
             }
             other => Err(AmqpError::new(
                 ReplyCode::CommandInvalid,
-                format!("unexpected method {}.{}", 90, AMQPClass::Tx(other).get_amqp_method_id()),
+                format!(
+                    "unexpected method {}.{}",
+                    90,
+                    AMQPClass::Tx(other).get_amqp_method_id()
+                ),
             )),
         }
     }
 
     /// Applies an ack, nack or reject now.
-    async fn settle(&mut self, tag: u64, multiple: bool, action: SettleAction) -> Result<(), AmqpError> {
+    async fn settle(
+        &mut self,
+        tag: u64,
+        multiple: bool,
+        action: SettleAction,
+    ) -> Result<(), AmqpError> {
         let taken = self.outlet.take_unacked(tag, multiple)?;
         send_settlements(taken, action).await;
         Ok(())
@@ -206,6 +235,8 @@ async fn send_settlements(unacked: Vec<Unacked>, action: SettleAction) {
         }
     }
     for (queue, deliveries) in by_queue {
-        queue.send(QueueCommand::Settle { deliveries, action }).await;
+        queue
+            .send(QueueCommand::Settle { deliveries, action })
+            .await;
     }
 }

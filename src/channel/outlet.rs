@@ -82,9 +82,15 @@ impl ChannelOutlet {
         if state.closed {
             return DeliverOutcome::Closed;
         }
-        if !no_ack && state.global_prefetch > 0 && state.consumer_unacked >= u32::from(state.global_prefetch)
+        if !no_ack
+            && state.global_prefetch > 0
+            && state.consumer_unacked >= u32::from(state.global_prefetch)
         {
-            if !state.credit_waiters.iter().any(|w| Arc::ptr_eq(w, credit_waiter)) {
+            if !state
+                .credit_waiters
+                .iter()
+                .any(|w| Arc::ptr_eq(w, credit_waiter))
+            {
                 state.credit_waiters.push(credit_waiter.clone());
             }
             return DeliverOutcome::NoChannelCredit;
@@ -174,7 +180,9 @@ impl ChannelOutlet {
             return Err(unknown_tag(tag));
         } else if multiple {
             let rest = state.unacked.split_off(&(tag + 1));
-            std::mem::replace(&mut state.unacked, rest).into_values().collect()
+            std::mem::replace(&mut state.unacked, rest)
+                .into_values()
+                .collect()
         } else {
             state.unacked.remove(&tag).into_iter().collect()
         };

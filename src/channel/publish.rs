@@ -26,7 +26,11 @@ pub struct PendingPublish {
 }
 
 impl Channel {
-    pub(super) fn start_publish(&mut self, ctx: &ChannelContext<'_>, publish: basic::Publish) -> Result<(), AmqpError> {
+    pub(super) fn start_publish(
+        &mut self,
+        ctx: &ChannelContext<'_>,
+        publish: basic::Publish,
+    ) -> Result<(), AmqpError> {
         if publish.immediate {
             return Err(AmqpError::not_implemented("immediate=true"));
         }
@@ -47,7 +51,11 @@ impl Channel {
     }
 
     /// Handles a content header or body frame.
-    pub async fn handle_content(&mut self, ctx: &mut ChannelContext<'_>, frame: RawFrame) -> Result<(), AmqpError> {
+    pub async fn handle_content(
+        &mut self,
+        ctx: &mut ChannelContext<'_>,
+        frame: RawFrame,
+    ) -> Result<(), AmqpError> {
         let Some(pending) = self.pending.as_mut() else {
             return Err(AmqpError::new(
                 ReplyCode::UnexpectedFrame,
@@ -60,7 +68,10 @@ impl Channel {
                 if header.class_id != CLASS_BASIC {
                     return Err(AmqpError::new(
                         ReplyCode::FrameError,
-                        format!("content header for class {} on basic.publish", header.class_id),
+                        format!(
+                            "content header for class {} on basic.publish",
+                            header.class_id
+                        ),
                     ));
                 }
                 let max = u64::from(ctx.broker.config.limits.max_message_size);
@@ -72,7 +83,10 @@ impl Channel {
                     ))
                     .on_method(60, 40));
                 }
-                pending.header = Some((header.body_size, Bytes::copy_from_slice(&header.properties_raw)));
+                pending.header = Some((
+                    header.body_size,
+                    Bytes::copy_from_slice(&header.properties_raw),
+                ));
             }
             (FrameKind::Body, Some((size, _))) => {
                 pending.received += frame.payload.len() as u64;
@@ -106,7 +120,12 @@ impl Channel {
         };
         let (_, properties) = done.header.unwrap_or_default();
         let body = join_body(done.parts, done.received as usize);
-        let message = Arc::new(Message::new(done.exchange, done.routing_key, properties, body));
+        let message = Arc::new(Message::new(
+            done.exchange,
+            done.routing_key,
+            properties,
+            body,
+        ));
         if let Some(tx) = self.tx.as_mut() {
             tx.publishes.push((message, done.mandatory));
             return Ok(());
@@ -117,7 +136,12 @@ impl Channel {
     }
 
     /// Routes a complete message to its queues; unroutable mandatory messages are returned, then confirmed.
-    pub(super) async fn route(&mut self, ctx: &mut ChannelContext<'_>, message: Arc<Message>, mandatory: bool) -> Result<(), AmqpError> {
+    pub(super) async fn route(
+        &mut self,
+        ctx: &mut ChannelContext<'_>,
+        message: Arc<Message>,
+        mandatory: bool,
+    ) -> Result<(), AmqpError> {
         let mut queues = Vec::new();
         ctx.vhost.route(&message.exchange, &message, &mut queues)?;
         let confirm = self.confirms.as_ref().map(|t| t.begin());
@@ -140,10 +164,18 @@ impl Channel {
     fn return_message(&self, message: &Message, code: ReplyCode, text: &str) {
         let channel = self.id;
         let conn = &self.outlet.conn;
-        conn.outbound.write_message(channel, conn.frame_max, &message.body, |out| {
-            put_return(out, channel, code as u16, text, &message.exchange, &message.routing_key);
-            put_content_header(out, channel, message.body_size(), &message.properties_raw);
-        });
+        conn.outbound
+            .write_message(channel, conn.frame_max, &message.body, |out| {
+                put_return(
+                    out,
+                    channel,
+                    code as u16,
+                    text,
+                    &message.exchange,
+                    &message.routing_key,
+                );
+                put_content_header(out, channel, message.body_size(), &message.properties_raw);
+            });
     }
 }
 

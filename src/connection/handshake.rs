@@ -12,8 +12,11 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use crate::auth::{self, AuthError};
 use crate::broker::Broker;
 use crate::error::{AmqpError, ReplyCode};
-use crate::protocol::frame::{FRAME_MIN_SIZE, FrameKind, FrameSplitter};
-use crate::protocol::{connection, decode_method, put_method, AMQPClass, AMQPValue, FieldTable, LongString, PROTOCOL_HEADER};
+use crate::protocol::frame::{FrameKind, FrameSplitter, FRAME_MIN_SIZE};
+use crate::protocol::{
+    connection, decode_method, put_method, AMQPClass, AMQPValue, FieldTable, LongString,
+    PROTOCOL_HEADER,
+};
 use crate::vhost::Vhost;
 
 /// The nine capabilities RabbitMQ advertises, and whether Warren really provides each.
@@ -101,9 +104,19 @@ async fn handshake(broker: &Broker, io: &mut Io<'_>, peer: SocketAddr) -> Result
     let capabilities = client_capabilities(&start_ok.client_properties);
     let has = |name: &str| capabilities.iter().any(|c| c == name);
     let mechanism = start_ok.mechanism.as_str().to_owned();
-    let user = match auth::authenticate(broker, &mechanism, start_ok.response.as_bytes(), peer.ip()) {
+    let user = match auth::authenticate(broker, &mechanism, start_ok.response.as_bytes(), peer.ip())
+    {
         Ok(user) => user,
-        Err(error) => return Err(auth_failed(io, &mechanism, &error, has("authentication_failure_close"), peer).await),
+        Err(error) => {
+            return Err(auth_failed(
+                io,
+                &mechanism,
+                &error,
+                has("authentication_failure_close"),
+                peer,
+            )
+            .await)
+        }
     };
 
     let limits = &config.limits;
@@ -124,11 +137,17 @@ async fn handshake(broker: &Broker, io: &mut Io<'_>, peer: SocketAddr) -> Result
     if frame_max < FRAME_MIN_SIZE {
         let err = AmqpError::new(
             ReplyCode::NotAllowed,
-            format!("frame_max={} < {FRAME_MIN_SIZE} min size", tune_ok.frame_max),
+            format!(
+                "frame_max={} < {FRAME_MIN_SIZE} min size",
+                tune_ok.frame_max
+            ),
         );
         return Err(refuse(io, err, peer).await);
     }
-    let channel_max = lower_non_zero(u32::from(tune_ok.channel_max), u32::from(limits.channel_max)) as u16;
+    let channel_max = lower_non_zero(
+        u32::from(tune_ok.channel_max),
+        u32::from(limits.channel_max),
+    ) as u16;
     // The client's tune-ok heartbeat is the one both sides use; 0 turns heartbeats off.
     let heartbeat = tune_ok.heartbeat;
     io.splitter.set_frame_max(frame_max);
@@ -139,7 +158,10 @@ async fn handshake(broker: &Broker, io: &mut Io<'_>, peer: SocketAddr) -> Result
     };
     let vhost_name = open.virtual_host.as_str();
     let Some(vhost) = broker.vhost(vhost_name) else {
-        let err = AmqpError::new(ReplyCode::NotAllowed, format!("vhost {vhost_name} not found"));
+        let err = AmqpError::new(
+            ReplyCode::NotAllowed,
+            format!("vhost {vhost_name} not found"),
+        );
         return Err(refuse(io, err, peer).await);
     };
     let allowed = broker
@@ -228,7 +250,10 @@ async fn expect_method(io: &mut Io<'_>, peer: SocketAddr) -> Result<connection::
                 Err(error) => return Err(refuse(io, error, peer).await),
             },
             _ => {
-                let err = AmqpError::new(ReplyCode::UnexpectedFrame, "expected a method frame on channel 0 during the handshake");
+                let err = AmqpError::new(
+                    ReplyCode::UnexpectedFrame,
+                    "expected a method frame on channel 0 during the handshake",
+                );
                 return Err(refuse(io, err, peer).await);
             }
         }
@@ -237,8 +262,11 @@ async fn expect_method(io: &mut Io<'_>, peer: SocketAddr) -> Result<connection::
 
 fn unexpected(method: &connection::AMQPMethod) -> AmqpError {
     let class = AMQPClass::Connection(method.clone());
-    AmqpError::new(ReplyCode::CommandInvalid, "unexpected method during the handshake")
-        .on_method(class.get_amqp_class_id(), class.get_amqp_method_id())
+    AmqpError::new(
+        ReplyCode::CommandInvalid,
+        "unexpected method during the handshake",
+    )
+    .on_method(class.get_amqp_class_id(), class.get_amqp_method_id())
 }
 
 async fn send(io: &mut Io<'_>, method: connection::AMQPMethod) -> Result<(), Step> {
@@ -264,7 +292,13 @@ async fn refuse(io: &mut Io<'_>, error: AmqpError, peer: SocketAddr) -> Step {
     Step::Abort
 }
 
-async fn auth_failed(io: &mut Io<'_>, mechanism: &str, error: &AuthError, close_frame: bool, peer: SocketAddr) -> Step {
+async fn auth_failed(
+    io: &mut Io<'_>,
+    mechanism: &str,
+    error: &AuthError,
+    close_frame: bool,
+    peer: SocketAddr,
+) -> Step {
     tracing::warn!(%peer, "closing AMQP connection {peer}: {error}");
     if close_frame {
         let err = AmqpError::access_refused(format!(
@@ -299,8 +333,14 @@ fn server_properties(broker: &Broker) -> FieldTable {
     let text = |s: &str| AMQPValue::LongString(LongString::from(s));
     props.insert("product".into(), text(&server.product));
     props.insert("version".into(), text(env!("CARGO_PKG_VERSION")));
-    props.insert("platform".into(), text(&format!("Rust (tokio) on {}", std::env::consts::OS)));
-    props.insert("copyright".into(), text("Copyright (c) 2026 the Warren authors"));
+    props.insert(
+        "platform".into(),
+        text(&format!("Rust (tokio) on {}", std::env::consts::OS)),
+    );
+    props.insert(
+        "copyright".into(),
+        text("Copyright (c) 2026 the Warren authors"),
+    );
     props.insert(
         "information".into(),
         text("Warren, an AMQP 0-9-1 broker compatible with RabbitMQ clients. Licensed under the Apache License 2.0."),

@@ -33,7 +33,13 @@ pub struct ConnectionInfo {
 }
 
 impl ConnectionInfo {
-    pub fn new(id: u64, frame_max: u32, consumer_cancel_notify: bool, peer: SocketAddr, user: String) -> Arc<Self> {
+    pub fn new(
+        id: u64,
+        frame_max: u32,
+        consumer_cancel_notify: bool,
+        peer: SocketAddr,
+        user: String,
+    ) -> Arc<Self> {
         Arc::new(ConnectionInfo {
             id,
             outbound: Outbound::new(OUTBOUND_BUDGET),
@@ -47,7 +53,13 @@ impl ConnectionInfo {
 
     /// A connection with no socket, for unit tests of the parts that write to one.
     pub fn for_tests() -> Arc<Self> {
-        Self::new(0, 131072, true, SocketAddr::from(([127, 0, 0, 1], 0)), "guest".into())
+        Self::new(
+            0,
+            131072,
+            true,
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            "guest".into(),
+        )
     }
 
     /// Asks the writer to emit the settled confirms of `tracker` before its next write.
@@ -60,7 +72,12 @@ impl ConnectionInfo {
     }
 
     pub fn take_confirm_flushes(&self) -> Vec<Arc<ConfirmTracker>> {
-        std::mem::take(&mut *self.confirm_flushes.lock().unwrap_or_else(|e| e.into_inner()))
+        std::mem::take(
+            &mut *self
+                .confirm_flushes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        )
     }
 }
 
@@ -69,7 +86,8 @@ pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let (mut read, mut write) = stream.into_split();
     let mut buf = bytes::BytesMut::new();
-    let Some(negotiated) = handshake::run(&broker, &mut read, &mut write, &mut buf, peer).await else {
+    let Some(negotiated) = handshake::run(&broker, &mut read, &mut write, &mut buf, peer).await
+    else {
         return;
     };
     let info = ConnectionInfo::new(

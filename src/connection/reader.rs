@@ -15,7 +15,9 @@ use crate::broker::Broker;
 use crate::channel::{Channel, ChannelContext};
 use crate::error::{AmqpError, ReplyCode, Scope};
 use crate::protocol::method::qos_prefetch_size;
-use crate::protocol::{channel, connection, decode_method, put_method, AMQPClass, FrameKind, FrameSplitter, RawFrame};
+use crate::protocol::{
+    channel, connection, decode_method, put_method, AMQPClass, FrameKind, FrameSplitter, RawFrame,
+};
 use crate::queue::QueueHandle;
 use crate::vhost::Vhost;
 
@@ -54,7 +56,8 @@ pub async fn run(
     buf: BytesMut,
 ) {
     let splitter = FrameSplitter::new(negotiated.frame_max);
-    let idle_limit = (negotiated.heartbeat > 0).then(|| Duration::from_secs(2 * u64::from(negotiated.heartbeat)));
+    let idle_limit = (negotiated.heartbeat > 0)
+        .then(|| Duration::from_secs(2 * u64::from(negotiated.heartbeat)));
     let mut reader = Reader {
         broker,
         info,
@@ -64,7 +67,9 @@ pub async fn run(
         exclusive_queues: Vec::new(),
         closing: false,
     };
-    let reason = reader.read_loop(read, buf, splitter, idle_limit, negotiated.heartbeat).await;
+    let reason = reader
+        .read_loop(read, buf, splitter, idle_limit, negotiated.heartbeat)
+        .await;
     tracing::info!(peer = %reader.info.peer, "closing AMQP connection {} (user '{}'): {reason}", reader.info.peer, reader.info.user);
     reader.cleanup().await;
 }
@@ -98,7 +103,11 @@ impl Reader {
             if buf.is_empty() && buf.capacity() > 0 {
                 buf = BytesMut::new();
             }
-            let limit = if self.closing { Some(CLOSE_OK_TIMEOUT) } else { idle_limit };
+            let limit = if self.closing {
+                Some(CLOSE_OK_TIMEOUT)
+            } else {
+                idle_limit
+            };
             let readable = async {
                 read.readable().await?;
                 buf.reserve(READ_SIZE.max(buf.len()));
@@ -110,7 +119,9 @@ impl Reader {
             let outcome = match limit {
                 Some(limit) => match tokio::time::timeout(limit, readable).await {
                     Ok(r) => r,
-                    Err(_) if self.closing => return "connection.close-ok not received in time".into(),
+                    Err(_) if self.closing => {
+                        return "connection.close-ok not received in time".into()
+                    }
                     Err(_) => {
                         tracing::warn!(peer = %self.info.peer, "missed heartbeats from client, timeout: {heartbeat}s");
                         return format!("missed heartbeats from client, timeout: {heartbeat}s");
@@ -135,12 +146,21 @@ impl Reader {
         }
         let result = match (frame.kind, frame.channel) {
             (FrameKind::Heartbeat, 0) => Ok(Flow::Continue),
-            (FrameKind::Heartbeat, _) => Err(AmqpError::new(ReplyCode::FrameError, "heartbeat frame on a non-zero channel")),
+            (FrameKind::Heartbeat, _) => Err(AmqpError::new(
+                ReplyCode::FrameError,
+                "heartbeat frame on a non-zero channel",
+            )),
             (FrameKind::Method, 0) => self.connection_method(&frame),
-            (_, 0) => Err(AmqpError::new(ReplyCode::UnexpectedFrame, "content frame on channel 0")),
+            (_, 0) => Err(AmqpError::new(
+                ReplyCode::UnexpectedFrame,
+                "content frame on channel 0",
+            )),
             (_, ch) if ch > self.channel_max => Err(AmqpError::new(
                 ReplyCode::NotAllowed,
-                format!("channel number {ch} exceeds negotiated channel_max {}", self.channel_max),
+                format!(
+                    "channel number {ch} exceeds negotiated channel_max {}",
+                    self.channel_max
+                ),
             )),
             (FrameKind::Method, _) => self.channel_method(frame).await,
             (_, _) => self.channel_content(frame).await,
@@ -177,15 +197,21 @@ impl Reader {
             }
             AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)) => Ok(Flow::Stop),
             AMQPClass::Connection(connection::AMQPMethod::UpdateSecret(_)) => {
-                self.write_connection(connection::AMQPMethod::UpdateSecretOk(connection::UpdateSecretOk {}));
+                self.write_connection(connection::AMQPMethod::UpdateSecretOk(
+                    connection::UpdateSecretOk {},
+                ));
                 Ok(Flow::Continue)
             }
-            AMQPClass::Connection(connection::AMQPMethod::Blocked(_) | connection::AMQPMethod::Unblocked(_)) => {
-                Ok(Flow::Continue)
-            }
+            AMQPClass::Connection(
+                connection::AMQPMethod::Blocked(_) | connection::AMQPMethod::Unblocked(_),
+            ) => Ok(Flow::Continue),
             other => Err(AmqpError::new(
                 ReplyCode::CommandInvalid,
-                format!("method {}.{} is not allowed on channel 0", other.get_amqp_class_id(), other.get_amqp_method_id()),
+                format!(
+                    "method {}.{} is not allowed on channel 0",
+                    other.get_amqp_class_id(),
+                    other.get_amqp_method_id()
+                ),
             )
             .on_method(other.get_amqp_class_id(), other.get_amqp_method_id())),
         }
@@ -196,16 +222,22 @@ impl Reader {
         let method = decode_method(&frame.payload)?;
         let (class_id, method_id) = (method.get_amqp_class_id(), method.get_amqp_method_id());
         if let Some(size @ 1..) = qos_prefetch_size(&frame.payload) {
-            return Err(AmqpError::not_implemented(format!("prefetch_size!=0 ({size})")).on_method(60, 10));
+            return Err(
+                AmqpError::not_implemented(format!("prefetch_size!=0 ({size})")).on_method(60, 10),
+            );
         }
         match self.channels.get_mut(&id) {
             None => {
                 if let AMQPClass::Channel(channel::AMQPMethod::Open(_)) = method {
-                    self.channels.insert(id, Slot::Open(Channel::new(self.info.clone(), id)));
+                    self.channels
+                        .insert(id, Slot::Open(Channel::new(self.info.clone(), id)));
                     self.write_channel(id, channel::AMQPMethod::OpenOk(channel::OpenOk {}));
                     return Ok(Flow::Continue);
                 }
-                Err(AmqpError::new(ReplyCode::ChannelError, "expected 'channel.open'").on_method(class_id, method_id))
+                Err(
+                    AmqpError::new(ReplyCode::ChannelError, "expected 'channel.open'")
+                        .on_method(class_id, method_id),
+                )
             }
             Some(Slot::Closing) => {
                 match method {
@@ -242,7 +274,10 @@ impl Reader {
                     };
                     match ch.handle_method(&mut ctx, method).await {
                         Ok(()) => Ok(Flow::Continue),
-                        Err(error) => self.channel_failed(id, error.on_method(class_id, method_id)).await,
+                        Err(error) => {
+                            self.channel_failed(id, error.on_method(class_id, method_id))
+                                .await
+                        }
                     }
                 }
             },
@@ -252,7 +287,10 @@ impl Reader {
     async fn channel_content(&mut self, frame: RawFrame) -> Result<Flow, AmqpError> {
         let id = frame.channel;
         match self.channels.get_mut(&id) {
-            None => Err(AmqpError::new(ReplyCode::ChannelError, "expected 'channel.open'")),
+            None => Err(AmqpError::new(
+                ReplyCode::ChannelError,
+                "expected 'channel.open'",
+            )),
             Some(Slot::Closing) => Ok(Flow::Continue),
             Some(Slot::Open(ch)) => {
                 let mut ctx = ChannelContext {

@@ -182,7 +182,12 @@ pub fn put_confirm(out: &mut BytesMut, channel: u16, delivery_tag: u64, multiple
 
 /// Appends the content header frame.
 pub fn put_content_header(out: &mut BytesMut, channel: u16, body_size: u64, properties_raw: &[u8]) {
-    put_frame_header(out, FRAME_HEADER, channel, (12 + properties_raw.len()) as u32);
+    put_frame_header(
+        out,
+        FRAME_HEADER,
+        channel,
+        (12 + properties_raw.len()) as u32,
+    );
     out.put_u16(CLASS_BASIC);
     out.put_u16(0);
     out.put_u64(body_size);
@@ -342,7 +347,10 @@ mod tests {
         let header = parse_content_header(&payload).unwrap();
         assert_eq!(header.class_id, 60);
         assert_eq!(header.body_size, 42);
-        assert_eq!(decode_properties(&header.properties_raw).unwrap(), properties);
+        assert_eq!(
+            decode_properties(&header.properties_raw).unwrap(),
+            properties
+        );
         assert_eq!(delivery_mode(&header.properties_raw), Some(2));
         let mut out = BytesMut::new();
         put_content_header(&mut out, 3, 42, &header.properties_raw);

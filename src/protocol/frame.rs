@@ -179,7 +179,10 @@ mod tests {
         let mut out = BytesMut::new();
         put_heartbeat(&mut out);
         assert_eq!(&out[..], &[8, 0, 0, 0, 0, 0, 0, 0xCE]);
-        let f = FrameSplitter::new(4096).next_frame(&mut out).unwrap().unwrap();
+        let f = FrameSplitter::new(4096)
+            .next_frame(&mut out)
+            .unwrap()
+            .unwrap();
         assert_eq!(f.kind, FrameKind::Heartbeat);
     }
 }

@@ -26,7 +26,14 @@ const QUEUE_ARGS: &[&str] = &[
 /// Exchange arguments compared on redeclare.
 const EXCHANGE_ARGS: &[&str] = &["alternate-exchange"];
 
-pub fn flag(kind: &str, name: &str, vhost: &str, arg: &str, received: bool, current: bool) -> Result<(), AmqpError> {
+pub fn flag(
+    kind: &str,
+    name: &str,
+    vhost: &str,
+    arg: &str,
+    received: bool,
+    current: bool,
+) -> Result<(), AmqpError> {
     if received == current {
         return Ok(());
     }
@@ -35,11 +42,21 @@ pub fn flag(kind: &str, name: &str, vhost: &str, arg: &str, received: bool, curr
     )))
 }
 
-pub fn queue_arguments(name: &str, vhost: &str, received: &FieldTable, current: &FieldTable) -> Result<(), AmqpError> {
+pub fn queue_arguments(
+    name: &str,
+    vhost: &str,
+    received: &FieldTable,
+    current: &FieldTable,
+) -> Result<(), AmqpError> {
     arguments("queue", QUEUE_ARGS, name, vhost, received, current)
 }
 
-pub fn exchange_arguments(name: &str, vhost: &str, received: &FieldTable, current: &FieldTable) -> Result<(), AmqpError> {
+pub fn exchange_arguments(
+    name: &str,
+    vhost: &str,
+    received: &FieldTable,
+    current: &FieldTable,
+) -> Result<(), AmqpError> {
     arguments("exchange", EXCHANGE_ARGS, name, vhost, received, current)
 }
 
@@ -126,7 +143,9 @@ mod tests {
         assert!(queue_arguments("q", "/", &a, &b).is_ok());
         let err = queue_arguments("q", "/", &a, &FieldTable::default()).unwrap_err();
         assert_eq!(err.reply_code(), 406);
-        assert!(err.text.starts_with("PRECONDITION_FAILED - inequivalent arg 'x-message-ttl' for queue 'q' in vhost '/'"));
+        assert!(err.text.starts_with(
+            "PRECONDITION_FAILED - inequivalent arg 'x-message-ttl' for queue 'q' in vhost '/'"
+        ));
     }
 
     #[test]

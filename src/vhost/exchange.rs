@@ -30,7 +30,9 @@ impl Exchange {
         arguments: FieldTable,
     ) -> Exchange {
         let alternate = match arguments.inner().get("alternate-exchange") {
-            Some(AMQPValue::LongString(s)) => Some(Arc::from(String::from_utf8_lossy(s.as_bytes()).as_ref())),
+            Some(AMQPValue::LongString(s)) => {
+                Some(Arc::from(String::from_utf8_lossy(s.as_bytes()).as_ref()))
+            }
             Some(AMQPValue::ShortString(s)) => Some(Arc::from(s.as_str())),
             _ => None,
         };

@@ -19,14 +19,21 @@ struct LazyHeaders<'a> {
 impl LazyHeaders<'_> {
     fn get(&mut self) -> Option<&FieldTable> {
         let message = self.message;
-        self.decoded.get_or_insert_with(|| message.headers()).as_ref()
+        self.decoded
+            .get_or_insert_with(|| message.headers())
+            .as_ref()
     }
 }
 
 impl Vhost {
     /// Appends the queues `message` routes to from `exchange`. Errors: 404 for a missing exchange, 403 for an
     /// internal one.
-    pub fn route(&self, exchange: &str, message: &Message, out: &mut Vec<Arc<QueueHandle>>) -> Result<(), AmqpError> {
+    pub fn route(
+        &self,
+        exchange: &str,
+        message: &Message,
+        out: &mut Vec<Arc<QueueHandle>>,
+    ) -> Result<(), AmqpError> {
         if exchange.is_empty() {
             if let Some(q) = self.queue(&message.routing_key) {
                 out.push(q);
@@ -73,9 +80,11 @@ impl Vhost {
         } else {
             None
         };
-        x.bindings
-            .load()
-            .route(&message.routing_key, header_table.as_ref(), &mut destinations);
+        x.bindings.load().route(
+            &message.routing_key,
+            header_table.as_ref(),
+            &mut destinations,
+        );
         for destination in destinations {
             match destination {
                 Destination::Queue(name) => {

@@ -38,7 +38,9 @@ fn default_exchange_refused() -> AmqpError {
 }
 
 fn reserved(kind: &str, name: &str) -> AmqpError {
-    AmqpError::access_refused(format!("{kind} name '{name}' contains reserved prefix 'amq.*'"))
+    AmqpError::access_refused(format!(
+        "{kind} name '{name}' contains reserved prefix 'amq.*'"
+    ))
 }
 
 /// A server-generated queue name, as RabbitMQ makes them: `amq.gen-` and 22 URL-safe base64 characters.
@@ -63,7 +65,10 @@ impl Vhost {
                 .ok_or_else(|| AmqpError::not_found("exchange", d.name, &self.name));
         }
         let kind = ExchangeKind::parse(d.kind).ok_or_else(|| {
-            AmqpError::new(ReplyCode::CommandInvalid, format!("unknown exchange type '{}'", d.kind))
+            AmqpError::new(
+                ReplyCode::CommandInvalid,
+                format!("unknown exchange type '{}'", d.kind),
+            )
         })?;
         let _topology = self.lock_topology();
         let existing = match self.exchange(d.name) {
@@ -72,7 +77,14 @@ impl Vhost {
                 if d.name.starts_with("amq.") {
                     return Err(reserved("exchange", d.name));
                 }
-                let x = Exchange::new(d.name, kind, d.durable, d.auto_delete, d.internal, d.arguments.clone());
+                let x = Exchange::new(
+                    d.name,
+                    kind,
+                    d.durable,
+                    d.auto_delete,
+                    d.internal,
+                    d.arguments.clone(),
+                );
                 self.exchanges.insert(x.name.clone(), Arc::new(x));
                 return Ok(());
             }
@@ -85,9 +97,30 @@ impl Vhost {
                 existing.kind.as_str()
             )));
         }
-        equivalence::flag("exchange", name, vhost, "durable", d.durable, existing.durable)?;
-        equivalence::flag("exchange", name, vhost, "auto_delete", d.auto_delete, existing.auto_delete)?;
-        equivalence::flag("exchange", name, vhost, "internal", d.internal, existing.internal)?;
+        equivalence::flag(
+            "exchange",
+            name,
+            vhost,
+            "durable",
+            d.durable,
+            existing.durable,
+        )?;
+        equivalence::flag(
+            "exchange",
+            name,
+            vhost,
+            "auto_delete",
+            d.auto_delete,
+            existing.auto_delete,
+        )?;
+        equivalence::flag(
+            "exchange",
+            name,
+            vhost,
+            "internal",
+            d.internal,
+            existing.internal,
+        )?;
         equivalence::exchange_arguments(name, vhost, &d.arguments, &existing.arguments)
     }
 
@@ -125,7 +158,13 @@ impl Vhost {
         Ok(())
     }
 
-    pub fn bind_exchange(&self, destination: &str, source: &str, key: &str, args: FieldTable) -> Result<(), AmqpError> {
+    pub fn bind_exchange(
+        &self,
+        destination: &str,
+        source: &str,
+        key: &str,
+        args: FieldTable,
+    ) -> Result<(), AmqpError> {
         if destination.is_empty() || source.is_empty() {
             return Err(default_exchange_refused());
         }
@@ -140,7 +179,13 @@ impl Vhost {
         Ok(())
     }
 
-    pub fn unbind_exchange(&self, destination: &str, source: &str, key: &str, args: FieldTable) -> Result<(), AmqpError> {
+    pub fn unbind_exchange(
+        &self,
+        destination: &str,
+        source: &str,
+        key: &str,
+        args: FieldTable,
+    ) -> Result<(), AmqpError> {
         if destination.is_empty() || source.is_empty() {
             return Err(default_exchange_refused());
         }
@@ -178,7 +223,14 @@ impl Vhost {
             let spec = &existing.spec;
             let vhost = &*self.name;
             equivalence::flag("queue", &name, vhost, "durable", d.durable, spec.durable)?;
-            equivalence::flag("queue", &name, vhost, "auto_delete", d.auto_delete, spec.auto_delete)?;
+            equivalence::flag(
+                "queue",
+                &name,
+                vhost,
+                "auto_delete",
+                d.auto_delete,
+                spec.auto_delete,
+            )?;
             equivalence::queue_arguments(&name, vhost, &d.arguments, &spec.arguments)?;
             return Ok(existing);
         }
@@ -288,7 +340,13 @@ impl Vhost {
         }
     }
 
-    fn remove_binding(&self, x: &Arc<Exchange>, destination: Destination, key: &str, arguments: FieldTable) {
+    fn remove_binding(
+        &self,
+        x: &Arc<Exchange>,
+        destination: Destination,
+        key: &str,
+        arguments: FieldTable,
+    ) {
         let binding = Binding {
             destination,
             routing_key: Arc::from(key),
@@ -302,7 +360,8 @@ impl Vhost {
 
     /// Drops every binding to `destination`, and auto-delete exchanges left without bindings (cascading).
     fn remove_bindings_to(&self, destination: &Destination) {
-        let exchanges: Vec<Arc<Exchange>> = self.exchanges.iter().map(|x| x.value().clone()).collect();
+        let exchanges: Vec<Arc<Exchange>> =
+            self.exchanges.iter().map(|x| x.value().clone()).collect();
         for x in exchanges {
             if let Some(table) = x.bindings.load().without_destination(destination) {
                 x.bindings.store(Arc::new(table));
@@ -313,7 +372,11 @@ impl Vhost {
 
     fn auto_delete_if_unbound(&self, x: &Arc<Exchange>) {
         if x.auto_delete && x.bindings.load().is_empty() {
-            if self.exchanges.remove_if(&x.name, |_, v| Arc::ptr_eq(v, x)).is_some() {
+            if self
+                .exchanges
+                .remove_if(&x.name, |_, v| Arc::ptr_eq(v, x))
+                .is_some()
+            {
                 self.remove_bindings_to(&Destination::Exchange(x.name.clone()));
             }
         }

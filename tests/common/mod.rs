@@ -1,0 +1,220 @@
+//! Shared test harness: a real Warren on 127.0.0.1:0 inside the test process, a lapin connection to it, and a
+//! raw-socket client for wire-level tests.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use warren::config::Config;
+use warren::server::RunningServer;
+
+/// Starts a broker on a free loopback port with the embedded defaults.
+pub async fn start_server() -> RunningServer {
+    start_server_with(|_| {}).await
+}
+
+/// Starts a broker after `adjust` has changed the default configuration.
+pub async fn start_server_with(adjust: impl FnOnce(&mut Config)) -> RunningServer {
+    let mut config = Config::default();
+    config.listen = "127.0.0.1:0".parse().expect("loopback address");
+    config.data_dir = std::env::temp_dir().join(format!("warren-test-{}", std::process::id()));
+    adjust(&mut config);
+    RunningServer::start(config).await.expect("server starts")
+}
+
+pub async fn connect(server: &RunningServer) -> lapin::Connection {
+    lapin::Connection::connect(&server.uri(), lapin::ConnectionProperties::default())
+        .await
+        .expect("lapin connects")
+}
+
+/// Waits at most `secs` seconds for `fut`, failing the test instead of hanging.
+pub async fn within<T>(secs: u64, fut: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(secs), fut)
+        .await
+        .expect("operation finished in time")
+}
+
+/// A raw AMQP socket: write bytes, read frames.
+pub struct RawClient {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+/// One frame as read from the socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub kind: u8,
+    pub channel: u16,
+    pub payload: Vec<u8>,
+}
+
+impl Frame {
+    /// (class id, method id) of a method frame.
+    pub fn method_ids(&self) -> Option<(u16, u16)> {
+        if self.kind != 1 || self.payload.len() < 4 {
+            return None;
+        }
+        Some((
+            u16::from_be_bytes([self.payload[0], self.payload[1]]),
+            u16::from_be_bytes([self.payload[2], self.payload[3]]),
+        ))
+    }
+
+    /// The reply code of a connection.close or channel.close frame.
+    pub fn close_code(&self) -> Option<u16> {
+        match self.method_ids()? {
+            (10, 50) | (20, 40) => Some(u16::from_be_bytes([self.payload[4], self.payload[5]])),
+            _ => None,
+        }
+    }
+
+    /// The reply text of a connection.close or channel.close frame.
+    pub fn close_text(&self) -> Option<String> {
+        self.close_code()?;
+        let len = self.payload[6] as usize;
+        Some(String::from_utf8_lossy(&self.payload[7..7 + len]).into_owned())
+    }
+}
+
+impl RawClient {
+    pub async fn connect(server: &RunningServer) -> RawClient {
+        let stream = TcpStream::connect(server.addr).await.expect("tcp connects");
+        RawClient {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.expect("write");
+    }
+
+    /// Sends a frame of the given type with an arbitrary payload.
+    pub async fn send_frame(&mut self, kind: u8, channel: u16, payload: &[u8]) {
+        let mut out = vec![kind];
+        out.extend_from_slice(&channel.to_be_bytes());
+        out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        out.extend_from_slice(payload);
+        out.push(0xCE);
+        self.send(&out).await;
+    }
+
+    /// Reads exactly `n` raw bytes (e.g. a protocol header reply); None if the socket closed first.
+    pub async fn read_exact_raw(&mut self, n: usize) -> Option<Vec<u8>> {
+        while self.buf.len() < n {
+            if !self.fill().await {
+                return None;
+            }
+        }
+        Some(self.buf.drain(..n).collect())
+    }
+
+    async fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 65536];
+        match tokio::time::timeout(Duration::from_secs(10), self.stream.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => false,
+            Ok(Ok(n)) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+            Err(_) => panic!("no data from the server within 10 s"),
+        }
+    }
+
+    /// The next frame, skipping heartbeats; None if the socket closed.
+    pub async fn read_frame(&mut self) -> Option<Frame> {
+        loop {
+            while self.buf.len() < 7 {
+                if !self.fill().await {
+                    return None;
+                }
+            }
+            let size =
+                u32::from_be_bytes([self.buf[3], self.buf[4], self.buf[5], self.buf[6]]) as usize;
+            while self.buf.len() < size + 8 {
+                if !self.fill().await {
+                    return None;
+                }
+            }
+            let frame = Frame {
+                kind: self.buf[0],
+                channel: u16::from_be_bytes([self.buf[1], self.buf[2]]),
+                payload: self.buf[7..7 + size].to_vec(),
+            };
+            assert_eq!(self.buf[7 + size], 0xCE, "frame end octet");
+            self.buf.drain(..size + 8);
+            if frame.kind != 8 {
+                return Some(frame);
+            }
+        }
+    }
+
+    /// True if the server closes the socket (after any frames still in flight).
+    pub async fn closed(&mut self) -> bool {
+        loop {
+            if !self.fill().await {
+                return true;
+            }
+        }
+    }
+
+    /// Runs the handshake as guest/guest on vhost "/" with the given capabilities; returns after open-ok.
+    pub async fn handshake(&mut self) {
+        self.send(b"AMQP\x00\x00\x09\x01").await;
+        let start = self.read_frame().await.expect("connection.start");
+        assert_eq!(start.method_ids(), Some((10, 10)));
+        self.send_frame(1, 0, &start_ok_payload("PLAIN", b"\0guest\0guest", true))
+            .await;
+        let tune = self.read_frame().await.expect("connection.tune");
+        assert_eq!(tune.method_ids(), Some((10, 30)));
+        // tune-ok: channel_max 2047, frame_max 131072, heartbeat 0
+        self.send_frame(1, 0, &[0, 10, 0, 31, 0x07, 0xFF, 0, 2, 0, 0, 0, 0])
+            .await;
+        // open "/"
+        self.send_frame(1, 0, &[0, 10, 0, 40, 1, b'/', 0, 0]).await;
+        let open_ok = self.read_frame().await.expect("connection.open-ok");
+        assert_eq!(open_ok.method_ids(), Some((10, 41)));
+    }
+
+    /// Opens channel `ch` and waits for open-ok.
+    pub async fn open_channel(&mut self, ch: u16) {
+        self.send_frame(1, ch, &[0, 20, 0, 10, 0]).await;
+        let ok = self.read_frame().await.expect("channel.open-ok");
+        assert_eq!(ok.method_ids(), Some((20, 11)));
+    }
+}
+
+/// A connection.start-ok payload; `auth_failure_close` sets the client capability of that name.
+pub fn start_ok_payload(mechanism: &str, response: &[u8], auth_failure_close: bool) -> Vec<u8> {
+    let mut caps = Vec::new();
+    let cap = |name: &str, on: bool, out: &mut Vec<u8>| {
+        out.push(name.len() as u8);
+        out.extend_from_slice(name.as_bytes());
+        out.push(b't');
+        out.push(u8::from(on));
+    };
+    cap(
+        "authentication_failure_close",
+        auth_failure_close,
+        &mut caps,
+    );
+    cap("consumer_cancel_notify", true, &mut caps);
+    let mut props = Vec::new();
+    props.push(12);
+    props.extend_from_slice(b"capabilities");
+    props.push(b'F');
+    props.extend_from_slice(&(caps.len() as u32).to_be_bytes());
+    props.extend_from_slice(&caps);
+    let mut p = vec![0, 10, 0, 11];
+    p.extend_from_slice(&(props.len() as u32).to_be_bytes());
+    p.extend_from_slice(&props);
+    p.push(mechanism.len() as u8);
+    p.extend_from_slice(mechanism.as_bytes());
+    p.extend_from_slice(&(response.len() as u32).to_be_bytes());
+    p.extend_from_slice(response);
+    p.push(5);
+    p.extend_from_slice(b"en_US");
+    p
+}
