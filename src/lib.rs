@@ -17,6 +17,7 @@ pub mod connection;
 pub mod error;
 pub mod exchange;
 pub mod message;
+pub mod meta;
 pub mod protocol;
 pub mod queue;
 pub mod server;

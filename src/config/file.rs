@@ -12,7 +12,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::source::TomlSource;
-use super::{Config, ConfigError, LogConfig, UserConfig, FRAME_MIN_SIZE, MAX_MESSAGE_SIZE_CAP};
+use super::{
+    Config, ConfigError, LogConfig, SyncPolicy, UserConfig, FRAME_MIN_SIZE, MAX_MESSAGE_SIZE_CAP,
+};
 
 /// The whole file: one field per section.
 #[derive(Debug, Default, Deserialize)]
@@ -22,6 +24,7 @@ pub(super) struct FileConfig {
     limits: LimitsSection,
     auth: AuthSection,
     log: LogSection,
+    storage: StorageSection,
 }
 
 impl FileConfig {
@@ -35,6 +38,7 @@ impl FileConfig {
         self.limits.apply_to(config, source)?;
         self.auth.apply_to(config, source)?;
         self.log.apply_to(config, source)?;
+        self.storage.apply_to(config, source)?;
         Ok(())
     }
 }
@@ -187,6 +191,43 @@ impl LogSection {
             LogConfig::check_level(&level)
                 .map_err(|reason| source.invalid(span, "level", reason))?;
             config.log.level = level;
+        }
+        Ok(())
+    }
+}
+
+/// `[storage]`: the message store.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [storage] table")]
+struct StorageSection {
+    sync: Option<Spanned<String>>,
+    wal_file_size: Option<Spanned<u64>>,
+    segment_size: Option<Spanned<u64>>,
+    queue_memory_budget: Option<Spanned<u64>>,
+}
+
+impl StorageSection {
+    fn apply_to(self, config: &mut Config, source: &TomlSource<'_>) -> Result<(), ConfigError> {
+        let storage = &mut config.storage;
+        if let Some(sync) = self.sync {
+            storage.sync = match sync.get_ref().as_str() {
+                "always" => SyncPolicy::Always,
+                "never" => SyncPolicy::Never,
+                other => {
+                    let reason = format!("`{other}` is not one of \"always\", \"never\"");
+                    return Err(source.invalid(sync.span(), "sync", reason));
+                }
+            };
+        }
+        // Files smaller than a megabyte would roll over on nearly every batch.
+        if let Some(size) = self.wal_file_size {
+            storage.wal_file_size = at_least(size, 1 << 20, "wal_file_size", source)?;
+        }
+        if let Some(size) = self.segment_size {
+            storage.segment_size = at_least(size, 1 << 20, "segment_size", source)?;
+        }
+        if let Some(budget) = self.queue_memory_budget {
+            storage.queue_memory_budget = budget.into_inner();
         }
         Ok(())
     }

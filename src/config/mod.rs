@@ -41,6 +41,8 @@ pub struct Config {
     pub server: ServerIdentity,
     /// Logging.
     pub log: LogConfig,
+    /// The message store: durability and memory.
+    pub storage: StorageConfig,
     /// The config file these settings were read from; `None` when built from defaults or from a string.
     pub source: Option<PathBuf>,
 }
@@ -93,6 +95,40 @@ pub struct ServerIdentity {
     pub cluster_name: String,
 }
 
+/// When a confirmed message is on disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncPolicy {
+    /// fdatasync before a persistent message is confirmed (grouped across publishers). The default.
+    Always,
+    /// Confirm once written, without fsync: a power loss can lose confirmed messages. For throwaway brokers.
+    Never,
+}
+
+/// The message store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StorageConfig {
+    /// Default `Always`.
+    pub sync: SyncPolicy,
+    /// The write-ahead log rolls to a new file past this many bytes. Default 64 MiB.
+    pub wal_file_size: u64,
+    /// Per-queue segment files roll past this many bytes. Default 64 MiB.
+    pub segment_size: u64,
+    /// Message bodies a durable queue keeps in memory, in bytes; persistent messages past it are read back from
+    /// disk when delivered. Default 64 MiB.
+    pub queue_memory_budget: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            sync: SyncPolicy::Always,
+            wal_file_size: 64 << 20,
+            segment_size: 64 << 20,
+            queue_memory_budget: 64 << 20,
+        }
+    }
+}
+
 /// Logging settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogConfig {
@@ -109,6 +145,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             server: ServerIdentity::default(),
             log: LogConfig::default(),
+            storage: StorageConfig::default(),
             source: None,
         }
     }

@@ -221,8 +221,8 @@ fn unknown_key_in_a_section_is_refused() {
 #[test]
 fn unknown_section_is_refused() {
     assert_eq!(
-        refusal("[server]\n\n[storage]\nsync = \"never\"\n"),
-        "config/warren.toml:3: unknown key `storage` at top level"
+        refusal("[server]\n\n[storrage]\nsync = \"never\"\n"),
+        "config/warren.toml:3: unknown key `storrage` at top level"
     );
 }
 
@@ -418,5 +418,21 @@ fn missing_file_names_the_path() {
         err.to_string()
             .starts_with("/nonexistent/warren.toml: cannot read config file: "),
         "{err}"
+    );
+}
+
+#[test]
+fn storage_section_sets_sync_and_sizes() {
+    let config = Config::from_toml_str(
+        "[storage]\nsync = \"never\"\nwal_file_size = 2097152\nqueue_memory_budget = 1024\n",
+        Path::new("config/warren.toml"),
+    )
+    .unwrap();
+    assert_eq!(config.storage.sync, super::SyncPolicy::Never);
+    assert_eq!(config.storage.wal_file_size, 2 << 20);
+    assert_eq!(config.storage.queue_memory_budget, 1024);
+    assert_eq!(
+        refusal("[storage]\nsync = \"sometimes\"\n"),
+        "config/warren.toml:2: key `sync`: `sometimes` is not one of \"always\", \"never\""
     );
 }
