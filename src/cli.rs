@@ -36,10 +36,13 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
-/// What to run instead of the broker. None yet: with no subcommand Warren serves AMQP. The load generator (`perf`)
-/// will be added here.
+/// What to run instead of the broker; with no subcommand Warren serves AMQP.
 #[derive(Subcommand, Debug)]
-pub enum Command {}
+pub enum Command {
+    /// Load generator for any AMQP 0-9-1 broker (like RabbitMQ PerfTest): publish, consume, report throughput,
+    /// latency and losses
+    Perf(crate::perf::PerfArgs),
+}
 
 impl Cli {
     /// The configuration to run with: defaults, then the `--config` file if given, then the flags on top.
@@ -190,6 +193,16 @@ mod tests {
     fn a_bad_log_level_flag_is_refused_by_the_parser() {
         assert!(Cli::try_parse_from(["warren", "--log-level", "warren=loud"]).is_err());
         assert!(Cli::try_parse_from(["warren", "--log-level", ""]).is_err());
+    }
+
+    #[test]
+    fn perf_subcommand_takes_its_own_options() {
+        let cli = parse(&["perf", "--producers", "4", "--size", "1024", "--time", "10"]);
+        let Some(Command::Perf(args)) = cli.command else {
+            panic!("perf subcommand expected");
+        };
+        assert_eq!((args.producers, args.size, args.time), (4, 1024, Some(10)));
+        assert!(Cli::try_parse_from(["warren", "perf", "--size", "8"]).is_err());
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! - [`channel`] is the per-channel state machine: publish, consume, acks, confirms, transactions;
 //! - [`vhost`] holds exchanges and queues and routes messages, with the binding tables of [`exchange`];
 //! - [`queue`] runs one actor task per queue;
-//! - [`config`], [`cli`], [`auth`] and [`broker`] set it all up.
+//! - [`config`], [`cli`], [`auth`] and [`broker`] set it all up;
+//! - [`perf`] is `warren perf`, a load generator for any AMQP 0-9-1 broker.
 
 pub mod auth;
 pub mod broker;
@@ -18,7 +19,9 @@ pub mod error;
 pub mod exchange;
 pub mod message;
 pub mod meta;
+pub mod perf;
 pub mod protocol;
 pub mod queue;
 pub mod server;
+pub mod store;
 pub mod vhost;

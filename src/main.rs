@@ -5,11 +5,14 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use warren::cli::Cli;
+use warren::cli::{Cli, Command};
 use warren::server::Server;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Perf(args)) = &cli.command {
+        return perf(args);
+    }
     let config = match cli.load_config() {
         Ok(config) => config,
         Err(error) => {
@@ -35,21 +38,14 @@ fn main() -> ExitCode {
 }
 
 async fn serve(config: warren::config::Config) -> ExitCode {
-    if let Err(error) = std::fs::create_dir_all(&config.data_dir) {
-        tracing::error!(
-            "cannot create data directory {}: {error}",
-            config.data_dir.display()
-        );
-        return ExitCode::FAILURE;
-    }
-    let listen = config.listen;
     let server = match Server::bind(config).await {
         Ok(server) => server,
         Err(error) => {
-            tracing::error!("cannot listen on {listen}: {error}");
+            tracing::error!("{error}");
             return ExitCode::FAILURE;
         }
     };
+    let broker = server.broker();
     match server.local_addr() {
         Ok(addr) => tracing::info!(
             "Warren {} started; accepting AMQP 0-9-1 connections on {addr}",
@@ -61,7 +57,52 @@ async fn serve(config: warren::config::Config) -> ExitCode {
         _ = server.run() => ExitCode::SUCCESS,
         _ = shutdown_signal() => {
             tracing::info!("stopping Warren");
+            broker.flush();
             ExitCode::SUCCESS
+        }
+    }
+}
+
+/// `warren perf`: runs the load generator, prints its summary; exits 1 if a message was lost or duplicated or
+/// an error occurred, 2 if the run could not start.
+fn perf(args: &warren::perf::PerfArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("warren perf: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        eprintln!("\ninterrupted: producers stop, consumers drain (Ctrl-C again to quit at once)");
+        tokio::spawn(async {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        });
+    };
+    match runtime.block_on(warren::perf::run_until(args, interrupt)) {
+        Ok(summary) => {
+            if args.json {
+                println!("{}", summary.to_json());
+            } else {
+                print!("{}", summary.render());
+            }
+            if summary.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(error) => {
+            eprintln!("warren perf: {error}");
+            ExitCode::from(2)
         }
     }
 }

@@ -43,6 +43,24 @@ impl Message {
         }
     }
 
+    /// A message read back from the store: it keeps the id it was stored under.
+    pub fn restored(
+        id: u64,
+        exchange: &str,
+        routing_key: &str,
+        properties_raw: Bytes,
+        body: Bytes,
+    ) -> Message {
+        Message {
+            id,
+            exchange: Arc::from(exchange),
+            routing_key: Arc::from(routing_key),
+            persistent: delivery_mode(&properties_raw) == Some(2),
+            properties_raw,
+            body,
+        }
+    }
+
     /// Decodes the properties; called only where routing or policy needs one.
     pub fn properties(&self) -> Result<AMQPProperties, AmqpError> {
         decode_properties(&self.properties_raw)
@@ -56,6 +74,11 @@ impl Message {
     pub fn body_size(&self) -> u64 {
         self.body.len() as u64
     }
+}
+
+/// Makes new message ids start above every id the store recovered, so ids stay unique across restarts.
+pub fn continue_ids_above(max_recovered: u64) {
+    NEXT_MESSAGE_ID.fetch_max(max_recovered + 1, Ordering::Relaxed);
 }
 
 /// A message in a queue: the shared message plus the queue's own position and delivery state.

@@ -76,7 +76,7 @@ pub fn authenticate(
     if known.password != password {
         return Err(AuthError::Credentials(user));
     }
-    if broker.config.auth.loopback_users.iter().any(|u| *u == user) && !peer.is_loopback() {
+    if broker.config.auth.loopback_users.contains(&user) && !peer.is_loopback() {
         return Err(AuthError::NotLoopback(user));
     }
     Ok(user)

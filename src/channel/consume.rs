@@ -40,22 +40,19 @@ impl Channel {
             basic::AMQPMethod::Consume(consume) => self.consume(ctx, consume).await,
             basic::AMQPMethod::Cancel(cancel) => {
                 let tag = cancel.consumer_tag.as_str();
-                match self.outlet.remove_consumer(tag) {
-                    Some(queue) => {
-                        let (reply, answer) = oneshot::channel();
-                        let sent = queue
-                            .send(QueueCommand::Cancel {
-                                outlet: self.outlet.clone(),
-                                consumer_tag: Arc::from(tag),
-                                send_ok: !cancel.nowait,
-                                reply,
-                            })
-                            .await;
-                        if sent && answer.await.is_ok() {
-                            return Ok(());
-                        }
+                if let Some(queue) = self.outlet.remove_consumer(tag) {
+                    let (reply, answer) = oneshot::channel();
+                    let sent = queue
+                        .send(QueueCommand::Cancel {
+                            outlet: self.outlet.clone(),
+                            consumer_tag: Arc::from(tag),
+                            send_ok: !cancel.nowait,
+                            reply,
+                        })
+                        .await;
+                    if sent && answer.await.is_ok() {
+                        return Ok(());
                     }
-                    None => {}
                 }
                 // Unknown tag, or the queue is gone: RabbitMQ answers cancel-ok all the same.
                 if !cancel.nowait {
@@ -172,11 +169,8 @@ impl Channel {
         action: SettleAction,
     ) -> Result<(), AmqpError> {
         if let Some(tx) = self.tx.as_mut() {
-            tx.acks.push(HeldAck {
-                tag,
-                multiple,
-                action,
-            });
+            let deliveries = self.outlet.hold_unacked(tag, multiple)?;
+            tx.acks.push(HeldAck { deliveries, action });
             return Ok(());
         }
         self.settle(tag, multiple, action).await

@@ -8,6 +8,7 @@ pub mod outlet;
 mod publish;
 mod topology;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::broker::Broker;
@@ -31,11 +32,10 @@ pub struct ChannelContext<'a> {
     pub exclusive_queues: &'a mut Vec<Arc<QueueHandle>>,
 }
 
-/// An ack, nack or reject held by a transaction until commit.
-#[derive(Clone, Copy, Debug)]
+/// An ack, nack or reject held by a transaction until commit: the deliveries it named, already taken out of the
+/// channel's unacked set (by tag), and what to do with them.
 struct HeldAck {
-    tag: u64,
-    multiple: bool,
+    deliveries: BTreeMap<u64, Unacked>,
     action: SettleAction,
 }
 
@@ -90,11 +90,8 @@ impl Channel {
         method: AMQPClass,
     ) -> Result<(), AmqpError> {
         let (class_id, method_id) = (method.get_amqp_class_id(), method.get_amqp_method_id());
-        if self.pending.is_some() {
-            return Err(AmqpError::new(
-                ReplyCode::UnexpectedFrame,
-                format!("expected content header for class 60, got non content header frame instead (method {class_id}.{method_id})"),
-            ));
+        if let Some(pending) = &self.pending {
+            return Err(pending.unexpected_frame());
         }
         let result = match method {
             AMQPClass::Channel(channel::AMQPMethod::Flow(flow)) => {
@@ -168,7 +165,9 @@ impl Channel {
                     return Err(AmqpError::precondition("channel is not transactional"));
                 };
                 for ack in held.acks {
-                    self.settle(ack.tag, ack.multiple, ack.action).await?;
+                    let settled: Vec<Unacked> = ack.deliveries.into_values().collect();
+                    self.outlet.release_held(&settled);
+                    send_settlements(settled, ack.action).await;
                 }
                 for (message, mandatory) in held.publishes {
                     self.route(ctx, message, mandatory).await?;
@@ -180,7 +179,9 @@ impl Channel {
                 let Some(held) = self.tx.as_mut() else {
                     return Err(AmqpError::precondition("channel is not transactional"));
                 };
-                *held = Transaction::default();
+                for ack in std::mem::take(held).acks {
+                    self.outlet.restore_unacked(ack.deliveries);
+                }
                 self.reply(AMQPClass::Tx(tx::AMQPMethod::RollbackOk(tx::RollbackOk {})));
                 Ok(())
             }
@@ -213,7 +214,15 @@ impl Channel {
         if let Some(tracker) = self.confirms.take() {
             tracker.close();
         }
-        let (unacked, queues) = self.outlet.close();
+        let (mut unacked, queues) = self.outlet.close();
+        // Acks of an uncommitted transaction never happened: those deliveries are requeued too.
+        if let Some(held) = self.tx.take() {
+            unacked.extend(
+                held.acks
+                    .into_iter()
+                    .flat_map(|a| a.deliveries.into_values()),
+            );
+        }
         for queue in queues {
             queue
                 .send(QueueCommand::ChannelClosed {
@@ -225,9 +234,12 @@ impl Channel {
     }
 }
 
+/// A queue and the (queue position, consumer) pairs of its deliveries being settled.
+type QueueSettlements = (Arc<QueueHandle>, Vec<(u64, Option<u64>)>);
+
 /// Groups deliveries by queue and sends each queue one settle command.
 async fn send_settlements(unacked: Vec<Unacked>, action: SettleAction) {
-    let mut by_queue: Vec<(Arc<QueueHandle>, Vec<(u64, Option<u64>)>)> = Vec::new();
+    let mut by_queue: Vec<QueueSettlements> = Vec::new();
     for u in unacked {
         match by_queue.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
             Some((_, list)) => list.push((u.seq, u.consumer)),

@@ -174,20 +174,33 @@ impl ChannelOutlet {
     /// multiple covers all. An unknown tag is 406 PRECONDITION_FAILED and removes nothing.
     pub fn take_unacked(&self, tag: u64, multiple: bool) -> Result<Vec<Unacked>, AmqpError> {
         let mut state = self.lock();
-        let taken: Vec<Unacked> = if multiple && tag == 0 {
-            std::mem::take(&mut state.unacked).into_values().collect()
-        } else if !state.unacked.contains_key(&tag) {
-            return Err(unknown_tag(tag));
-        } else if multiple {
-            let rest = state.unacked.split_off(&(tag + 1));
-            std::mem::replace(&mut state.unacked, rest)
-                .into_values()
-                .collect()
-        } else {
-            state.unacked.remove(&tag).into_iter().collect()
-        };
+        let taken: Vec<Unacked> = remove_tags(&mut state.unacked, tag, multiple)?
+            .into_values()
+            .collect();
         self.release_credit(&mut state, &taken);
         Ok(taken)
+    }
+
+    /// Removes the deliveries a transactional ack, nack or reject names, as RabbitMQ does when the method arrives
+    /// (an unknown or already acked tag is refused then, not at commit). Their prefetch credit stays taken until
+    /// the commit settles them ([`Self::release_held`]) or a rollback puts them back ([`Self::restore_unacked`]).
+    pub fn hold_unacked(
+        &self,
+        tag: u64,
+        multiple: bool,
+    ) -> Result<BTreeMap<u64, Unacked>, AmqpError> {
+        remove_tags(&mut self.lock().unacked, tag, multiple)
+    }
+
+    /// tx.rollback: held deliveries are unacked again, under their old tags.
+    pub fn restore_unacked(&self, held: BTreeMap<u64, Unacked>) {
+        self.lock().unacked.extend(held);
+    }
+
+    /// tx.commit: held deliveries are settled, so their prefetch credit returns.
+    pub fn release_held(&self, settled: &[Unacked]) {
+        let mut state = self.lock();
+        self.release_credit(&mut state, settled);
     }
 
     /// Takes every unacked delivery (basic.recover, channel close).
@@ -256,6 +269,25 @@ impl ChannelOutlet {
     pub fn is_closed(&self) -> bool {
         self.lock().closed
     }
+}
+
+/// Removes `tag` (with `multiple`, every tag up to it; tag 0 with `multiple`, all) or nothing if `tag` is unknown.
+fn remove_tags(
+    unacked: &mut BTreeMap<u64, Unacked>,
+    tag: u64,
+    multiple: bool,
+) -> Result<BTreeMap<u64, Unacked>, AmqpError> {
+    if multiple && tag == 0 {
+        return Ok(std::mem::take(unacked));
+    }
+    if !unacked.contains_key(&tag) {
+        return Err(unknown_tag(tag));
+    }
+    if multiple {
+        let rest = unacked.split_off(&(tag + 1));
+        return Ok(std::mem::replace(unacked, rest));
+    }
+    Ok(unacked.remove_entry(&tag).into_iter().collect())
 }
 
 fn unknown_tag(tag: u64) -> AmqpError {

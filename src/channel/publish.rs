@@ -6,11 +6,13 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 
 use super::{Channel, ChannelContext};
+use crate::channel::confirm::ConfirmRef;
 use crate::error::{AmqpError, ReplyCode};
 use crate::message::Message;
 use crate::protocol::content::{parse_content_header, put_content_header, put_return, CLASS_BASIC};
 use crate::protocol::{basic, FrameKind, RawFrame};
-use crate::queue::QueueCommand;
+use crate::queue::{QueueCommand, QueueHandle};
+use crate::store::StoredMessage;
 
 /// Bodies smaller than this are copied out of the read buffer, so that a small message waiting in a deep queue
 /// does not pin a whole read buffer; larger ones stay zero-copy slices of it.
@@ -23,6 +25,18 @@ pub struct PendingPublish {
     header: Option<(u64, Bytes)>,
     parts: Vec<Bytes>,
     received: u64,
+}
+
+impl PendingPublish {
+    /// The 505 RabbitMQ sends when a frame other than the next content frame of a publish arrives; it names
+    /// basic.publish, not the frame that came.
+    pub(super) fn unexpected_frame(&self) -> AmqpError {
+        let text = match self.header {
+            None => "expected content header for class 60, got non content header frame instead",
+            Some(_) => "expected content body, got non content body frame instead",
+        };
+        AmqpError::new(ReplyCode::UnexpectedFrame, text).on_method(60, 40)
+    }
 }
 
 impl Channel {
@@ -98,18 +112,7 @@ impl Channel {
                 }
                 pending.parts.push(frame.payload);
             }
-            (FrameKind::Header, Some(_)) => {
-                return Err(AmqpError::new(
-                    ReplyCode::UnexpectedFrame,
-                    "expected content body, got content header instead",
-                ))
-            }
-            _ => {
-                return Err(AmqpError::new(
-                    ReplyCode::UnexpectedFrame,
-                    "expected content header for class 60, got non content header frame instead",
-                ))
-            }
+            _ => return Err(pending.unexpected_frame()),
         }
         match &pending.header {
             Some((size, _)) if pending.received == *size => {}
@@ -151,6 +154,9 @@ impl Channel {
             }
             return Ok(());
         }
+        if message.persistent {
+            self.store_persistent(ctx, &message, &queues, confirm.as_ref())?;
+        }
         for queue in queues {
             let command = QueueCommand::Publish {
                 message: message.clone(),
@@ -158,6 +164,48 @@ impl Channel {
             };
             queue.send(command).await;
         }
+        Ok(())
+    }
+
+    /// Hands a persistent message routed to durable queues to the store, once for all of them. The confirm waits
+    /// for the fsync that covers it through the share the store's callback holds; a store failure nacks it.
+    fn store_persistent(
+        &self,
+        ctx: &ChannelContext<'_>,
+        message: &Message,
+        queues: &[Arc<QueueHandle>],
+        confirm: Option<&ConfirmRef>,
+    ) -> Result<(), AmqpError> {
+        let ids: Vec<u64> = queues.iter().filter_map(|q| q.spec.store_id).collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let store = ctx.broker.store();
+        if store.failed() && confirm.is_none() {
+            // Without confirms the publisher cannot be told with a nack; refusing the connection is the only
+            // honest answer.
+            return Err(AmqpError::new(
+                ReplyCode::InternalError,
+                "the message store has failed; persistent messages are refused until the broker restarts",
+            ));
+        }
+        let share = confirm.map(ConfirmRef::share);
+        let stored = StoredMessage {
+            msg_id: message.id,
+            exchange: message.exchange.to_string(),
+            routing_key: message.routing_key.to_string(),
+            properties_raw: message.properties_raw.clone(),
+            body: message.body.clone(),
+        };
+        store.publish(
+            stored,
+            ids,
+            Box::new(move |result| {
+                if let (Some(share), Err(_)) = (share, result) {
+                    share.fail();
+                }
+            }),
+        );
         Ok(())
     }
 

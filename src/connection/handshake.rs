@@ -133,21 +133,25 @@ async fn handshake(broker: &Broker, io: &mut Io<'_>, peer: SocketAddr) -> Result
         connection::AMQPMethod::TuneOk(t) => t,
         other => return Err(refuse(io, unexpected(&other), peer).await),
     };
-    let frame_max = lower_non_zero(tune_ok.frame_max, limits.frame_max);
-    if frame_max < FRAME_MIN_SIZE {
-        let err = AmqpError::new(
-            ReplyCode::NotAllowed,
-            format!(
-                "frame_max={} < {FRAME_MIN_SIZE} min size",
-                tune_ok.frame_max
-            ),
-        );
-        return Err(refuse(io, err, peer).await);
-    }
-    let channel_max = lower_non_zero(
-        u32::from(tune_ok.channel_max),
-        u32::from(limits.channel_max),
-    ) as u16;
+    let negotiated = negotiated_value(
+        "frame_max",
+        tune_ok.frame_max,
+        FRAME_MIN_SIZE,
+        limits.frame_max,
+    )
+    .and_then(|frame_max| {
+        let channel_max = negotiated_value(
+            "channel_max",
+            u32::from(tune_ok.channel_max),
+            1,
+            u32::from(limits.channel_max),
+        )?;
+        Ok((frame_max, channel_max as u16))
+    });
+    let (frame_max, channel_max) = match negotiated {
+        Ok(values) => values,
+        Err(err) => return Err(refuse(io, err, peer).await),
+    };
     // The client's tune-ok heartbeat is the one both sides use; 0 turns heartbeats off.
     let heartbeat = tune_ok.heartbeat;
     io.splitter.set_frame_max(frame_max);
@@ -161,7 +165,8 @@ async fn handshake(broker: &Broker, io: &mut Io<'_>, peer: SocketAddr) -> Result
         let err = AmqpError::new(
             ReplyCode::NotAllowed,
             format!("vhost {vhost_name} not found"),
-        );
+        )
+        .on_method(10, 40);
         return Err(refuse(io, err, peer).await);
     };
     let allowed = broker
@@ -171,7 +176,8 @@ async fn handshake(broker: &Broker, io: &mut Io<'_>, peer: SocketAddr) -> Result
         let err = AmqpError::new(
             ReplyCode::NotAllowed,
             format!("access to vhost '{vhost_name}' refused for user '{user}'"),
-        );
+        )
+        .on_method(10, 40);
         return Err(refuse(io, err, peer).await);
     }
     send(io, connection::AMQPMethod::OpenOk(connection::OpenOk {})).await?;
@@ -185,17 +191,37 @@ async fn handshake(broker: &Broker, io: &mut Io<'_>, peer: SocketAddr) -> Result
     })
 }
 
-fn lower_non_zero(client: u32, server: u32) -> u32 {
-    match (client, server) {
-        (0, s) => s,
-        (c, 0) => c,
-        (c, s) => c.min(s),
+/// Checks a tune-ok value as RabbitMQ does: at least `min` unless 0, and, when the server proposed a limit, neither
+/// 0 ("no limit") nor above it. A refusal is 530 on connection.tune, with RabbitMQ's text.
+fn negotiated_value(field: &str, client: u32, min: u32, server: u32) -> Result<u32, AmqpError> {
+    let refuse = |bound: &str, which: &str, value: u32| {
+        let detail = if field == "channel_max" && client == 0 {
+            " (no limit)"
+        } else {
+            ""
+        };
+        AmqpError::new(
+            ReplyCode::NotAllowed,
+            format!("negotiated {field} = {client}{detail} is {bound} than the {which} allowed value ({value})"),
+        )
+        .on_method(10, 30)
+    };
+    if client != 0 && client < min {
+        return Err(refuse("lower", "minimum", min));
     }
+    if server != 0 && (client == 0 || client > server) {
+        return Err(refuse("higher", "maximum", server));
+    }
+    Ok(client)
 }
 
+/// The AMQP 0-9 header, which RabbitMQ serves as 0-9-1 (connection.start says 0-9 either way).
+const PROTOCOL_HEADER_0_9: &[u8; 8] = b"AMQP\x01\x01\x00\x09";
+
 async fn read_protocol_header(io: &mut Io<'_>, peer: SocketAddr) -> Result<(), Step> {
+    let accepted = [PROTOCOL_HEADER, PROTOCOL_HEADER_0_9];
     while io.buf.len() < 8 {
-        let matches_so_far = PROTOCOL_HEADER.starts_with(&io.buf[..]);
+        let matches_so_far = accepted.iter().any(|h| h.starts_with(&io.buf[..]));
         if !matches_so_far {
             break;
         }
@@ -205,7 +231,7 @@ async fn read_protocol_header(io: &mut Io<'_>, peer: SocketAddr) -> Result<(), S
             Ok(_) => {}
         }
     }
-    if io.buf.len() >= 8 && io.buf[..8] == PROTOCOL_HEADER[..] {
+    if io.buf.len() >= 8 && accepted.iter().any(|h| io.buf[..8] == h[..]) {
         let _ = io.buf.split_to(8);
         return Ok(());
     }
@@ -303,8 +329,7 @@ async fn auth_failed(
     if close_frame {
         let err = AmqpError::access_refused(format!(
             "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
-        ))
-        .on_method(10, 11);
+        )); // RabbitMQ names no method here: class and method ids 0.
         return refuse(io, err, peer).await;
     }
     tokio::time::sleep(AUTH_FAILURE_DELAY).await;

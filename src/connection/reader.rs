@@ -146,8 +146,9 @@ impl Reader {
         }
         let result = match (frame.kind, frame.channel) {
             (FrameKind::Heartbeat, 0) => Ok(Flow::Continue),
+            // RabbitMQ answers 505, not the spec's 501.
             (FrameKind::Heartbeat, _) => Err(AmqpError::new(
-                ReplyCode::FrameError,
+                ReplyCode::UnexpectedFrame,
                 "heartbeat frame on a non-zero channel",
             )),
             (FrameKind::Method, 0) => self.connection_method(&frame),

@@ -18,7 +18,8 @@ const MAX_IOV: usize = 512;
 pub async fn run(info: Arc<ConnectionInfo>, mut socket: OwnedWriteHalf, heartbeat_secs: u16) {
     // Heartbeats go out at half the negotiated interval when idle, as RabbitMQ sends them, so a client that
     // checks once per interval always sees traffic.
-    let heartbeat = (heartbeat_secs > 0).then(|| Duration::from_millis(500 * u64::from(heartbeat_secs)));
+    let heartbeat =
+        (heartbeat_secs > 0).then(|| Duration::from_millis(500 * u64::from(heartbeat_secs)));
     loop {
         for tracker in info.take_confirm_flushes() {
             tracker.flush();

@@ -101,7 +101,12 @@ impl DefinitionStore {
         Ok(DefinitionStore { db })
     }
 
-    fn put(&self, table: TableDefinition<&str, &[u8]>, key: &str, value: &impl Serialize) -> Result<(), MetaError> {
+    fn put(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        key: &str,
+        value: &impl Serialize,
+    ) -> Result<(), MetaError> {
         let bytes = serde_json::to_vec(value).map_err(storage)?;
         let txn = self.db.begin_write().map_err(storage)?;
         txn.open_table(table)
@@ -113,7 +118,10 @@ impl DefinitionStore {
 
     fn remove(&self, table: TableDefinition<&str, &[u8]>, key: &str) -> Result<(), MetaError> {
         let txn = self.db.begin_write().map_err(storage)?;
-        txn.open_table(table).map_err(storage)?.remove(key).map_err(storage)?;
+        txn.open_table(table)
+            .map_err(storage)?
+            .remove(key)
+            .map_err(storage)?;
         txn.commit().map_err(storage)
     }
 
@@ -146,7 +154,12 @@ impl DefinitionStore {
         let txn = self.db.begin_write().map_err(storage)?;
         let id = {
             let mut counters = txn.open_table(COUNTERS).map_err(storage)?;
-            let next = counters.get("queue_id").map_err(storage)?.map(|v| v.value()).unwrap_or(0) + 1;
+            let next = counters
+                .get("queue_id")
+                .map_err(storage)?
+                .map(|v| v.value())
+                .unwrap_or(0)
+                + 1;
             counters.insert("queue_id", next).map_err(storage)?;
             next
         };
@@ -213,7 +226,12 @@ mod tests {
             let store = DefinitionStore::open(&path).unwrap();
             let id = store.next_queue_id().unwrap();
             assert_eq!(store.next_queue_id().unwrap(), id + 1);
-            store.put_queue(&QueueDef { id, ..queue.clone() }).unwrap();
+            store
+                .put_queue(&QueueDef {
+                    id,
+                    ..queue.clone()
+                })
+                .unwrap();
             store.put_binding(&binding).unwrap();
             store
                 .put_exchange(&ExchangeDef {

@@ -1,5 +1,6 @@
 //! Decoding and encoding method frames with amq-protocol. A method the spec does not define is told apart from a
-//! known method whose arguments do not decode: the first is 540 NOT_IMPLEMENTED, the second 502 SYNTAX_ERROR.
+//! known method whose arguments do not decode: the first is 540 NOT_IMPLEMENTED, the second 501 FRAME_ERROR (what
+//! RabbitMQ answers: "cannot decode", naming the method).
 
 use amq_protocol::frame::{gen_frame, AMQPFrame, WriteContext};
 use amq_protocol::protocol::{parse_class, AMQPClass};
@@ -66,9 +67,9 @@ pub fn decode_method(payload: &[u8]) -> Result<AMQPClass, AmqpError> {
         .on_method(class_id, method_id));
     }
     match parse_class(payload) {
-        Ok((rest, method)) if rest.is_empty() => Ok(method),
+        Ok(([], method)) => Ok(method),
         _ => Err(AmqpError::new(
-            ReplyCode::SyntaxError,
+            ReplyCode::FrameError,
             format!("cannot decode arguments of method {class_id}.{method_id}"),
         )
         .on_method(class_id, method_id)),
@@ -108,7 +109,7 @@ mod tests {
     }
 
     #[test]
-    fn truncated_arguments_are_a_syntax_error() {
+    fn truncated_arguments_are_a_frame_error() {
         let mut bytes = payload_of(AMQPClass::Queue(queue::AMQPMethod::Declare(
             queue::Declare {
                 queue: "q".into(),
@@ -116,17 +117,17 @@ mod tests {
             },
         )));
         bytes.truncate(bytes.len() - 3);
-        assert_eq!(decode_method(&bytes).unwrap_err().reply_code(), 502);
+        assert_eq!(decode_method(&bytes).unwrap_err().reply_code(), 501);
     }
 
     #[test]
-    fn trailing_garbage_is_a_syntax_error() {
+    fn trailing_garbage_is_a_frame_error() {
         let mut bytes = payload_of(AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack {
             delivery_tag: 1,
             multiple: false,
         })));
         bytes.push(0);
-        assert_eq!(decode_method(&bytes).unwrap_err().reply_code(), 502);
+        assert_eq!(decode_method(&bytes).unwrap_err().reply_code(), 501);
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! The wire protocol: frame splitting, method decoding and encoding, content frames. This is the only module that
 //! imports `amq-protocol`; the rest of the broker uses the re-exports below.
 
+pub mod client;
 pub mod content;
 pub mod frame;
+#[cfg(test)]
+mod golden_tests;
 pub mod method;
 
 pub use amq_protocol::protocol::{

@@ -7,29 +7,49 @@ use std::sync::{Arc, Weak};
 use tokio::sync::mpsc;
 
 use super::consumer::Consumer;
-use super::state::QueueState;
+use super::state::{Payload, QueueState};
 use super::{QueueCommand, QueueHandle, QueueSpec, QueueStats};
 use crate::channel::outlet::{ChannelOutlet, DeliverOutcome};
 use crate::error::AmqpError;
+use crate::message::{Message, QueuedMessage};
 use crate::protocol::{basic, put_method, AMQPClass};
+use crate::store::{IndexEntry, Store, StoreError};
 use crate::vhost::Vhost;
+
+/// What a durable queue needs of the message store.
+pub struct Durability {
+    pub store: Store,
+    pub queue_id: u64,
+    /// Body bytes of ready messages kept in memory; persistent messages past it stay only on disk.
+    pub memory_budget: u64,
+}
 
 /// Inbox capacity in commands; a full inbox makes publishers' readers wait.
 const INBOX_CAPACITY: usize = 8192;
 const BATCH: usize = 256;
 
-/// Creates a queue and starts its actor.
-pub fn spawn_queue(spec: QueueSpec, vhost: Weak<Vhost>) -> Arc<QueueHandle> {
+/// Creates a queue and starts its actor; a durable queue starts with the messages the store recovered for it.
+pub fn spawn_queue(
+    spec: QueueSpec,
+    vhost: Weak<Vhost>,
+    durability: Option<Durability>,
+    recovered: Vec<IndexEntry>,
+) -> Arc<QueueHandle> {
     let (inbox, receiver) = mpsc::channel(INBOX_CAPACITY);
     let handle = Arc::new(QueueHandle {
         spec,
         inbox,
         wake: Arc::new(tokio::sync::Notify::new()),
     });
+    let mut state = QueueState::default();
+    for entry in recovered {
+        state.enqueue_recovered(entry.msg_id, u64::from(entry.body_size));
+    }
     let actor = QueueActor {
         handle: Arc::downgrade(&handle),
         vhost,
-        state: QueueState::default(),
+        state,
+        durability,
     };
     tokio::spawn(actor.run(receiver, handle.clone()));
     handle
@@ -39,6 +59,7 @@ struct QueueActor {
     handle: Weak<QueueHandle>,
     vhost: Weak<Vhost>,
     state: QueueState,
+    durability: Option<Durability>,
 }
 
 enum Flow {
@@ -88,8 +109,16 @@ impl QueueActor {
     fn apply(&mut self, command: QueueCommand) -> Flow {
         match command {
             QueueCommand::Publish { message, confirm } => {
-                self.state.enqueue(message);
-                // Enqueued in memory: this queue's share of the confirm is released here.
+                let on_disk = match &self.durability {
+                    Some(d) => {
+                        message.persistent
+                            && self.state.loaded_bytes + message.body_size() > d.memory_budget
+                    }
+                    None => false,
+                };
+                self.state.enqueue(message, on_disk);
+                // Enqueued: this queue's share of the confirm is released here (the store holds its own share
+                // until the fsync).
                 drop(confirm);
             }
             QueueCommand::Consume {
@@ -119,7 +148,8 @@ impl QueueActor {
             }
             QueueCommand::Get { outlet, no_ack } => self.get(&outlet, no_ack),
             QueueCommand::Settle { deliveries, action } => {
-                self.state.settle(&deliveries, action);
+                let gone = self.state.settle(&deliveries, action);
+                self.forget_stored(gone.iter().filter(|m| m.persistent).map(|m| m.id).collect());
             }
             QueueCommand::ChannelClosed { outlet } => {
                 self.state.remove_channel(&outlet);
@@ -131,7 +161,17 @@ impl QueueActor {
                 });
             }
             QueueCommand::Purge { reply } => {
-                let _ = reply.send(self.state.purge());
+                let purged = self.state.purge();
+                let count = purged.len() as u32;
+                let stored = purged
+                    .iter()
+                    .filter_map(|e| match &e.payload {
+                        Payload::Loaded(m) => m.persistent.then_some(m.id),
+                        Payload::OnDisk { msg_id, .. } => Some(*msg_id),
+                    })
+                    .collect();
+                self.forget_stored(stored);
+                let _ = reply.send(count);
             }
             QueueCommand::Delete {
                 if_unused,
@@ -160,6 +200,68 @@ impl QueueActor {
             }
         }
         Flow::Continue
+    }
+
+    /// Tells the store these persistent messages left the queue (acked, dropped or purged).
+    fn forget_stored(&self, msg_ids: Vec<u64>) {
+        if let Some(d) = &self.durability {
+            if !msg_ids.is_empty() {
+                d.store.ack(d.queue_id, msg_ids);
+            }
+        }
+    }
+
+    /// Takes the next ready message for delivery, reading its body back from the store if it was paged out. A
+    /// message the store cannot read is dropped from the queue and logged: one damaged record must not wedge it.
+    fn take_next(&mut self) -> Option<QueuedMessage> {
+        loop {
+            let entry = self.state.pop_ready()?;
+            match entry.payload {
+                Payload::Loaded(message) => {
+                    return Some(QueuedMessage {
+                        seq: entry.seq,
+                        message,
+                        redelivered: entry.redelivered,
+                    })
+                }
+                Payload::OnDisk { msg_id, .. } => match self.read_stored(msg_id) {
+                    Ok(message) => {
+                        return Some(QueuedMessage {
+                            seq: entry.seq,
+                            message: Arc::new(message),
+                            redelivered: entry.redelivered,
+                        })
+                    }
+                    Err(error) => {
+                        let (queue, vhost) = self.name();
+                        tracing::error!(%error, "queue '{queue}' in vhost '{vhost}': cannot read message {msg_id} from the store; dropping it");
+                        self.forget_stored(vec![msg_id]);
+                    }
+                },
+            }
+        }
+    }
+
+    fn read_stored(&self, msg_id: u64) -> Result<Message, StoreError> {
+        let Some(d) = &self.durability else {
+            return Err(StoreError::Closed);
+        };
+        let stored = match d.store.read(d.queue_id, msg_id) {
+            // A message is readable once written; one paged out right after its publish may still be queued for
+            // the writer, so wait for the writer once and retry.
+            Err(StoreError::NotFound { .. }) => {
+                d.store.flush()?;
+                d.store.read(d.queue_id, msg_id)?
+            }
+            other => other?,
+        };
+        Ok(Message::restored(
+            stored.msg_id,
+            &stored.exchange,
+            &stored.routing_key,
+            stored.properties_raw,
+            stored.body,
+        ))
     }
 
     fn name(&self) -> (String, String) {
@@ -194,7 +296,7 @@ impl QueueActor {
         let Some(handle) = self.handle.upgrade() else {
             return;
         };
-        match self.state.ready.pop_front() {
+        match self.take_next() {
             None => write_method(outlet, basic::AMQPMethod::GetEmpty(basic::GetEmpty {})),
             Some(msg) => {
                 let remaining = self.state.message_count();
@@ -226,7 +328,7 @@ impl QueueActor {
                     outbound.wake_when_drained(handle.wake.clone());
                     continue;
                 }
-                let Some(msg) = self.state.ready.pop_front() else {
+                let Some(msg) = self.take_next() else {
                     break;
                 };
                 let consumer = &mut self.state.consumers[idx];

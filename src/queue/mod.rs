@@ -15,7 +15,7 @@ use crate::error::AmqpError;
 use crate::message::Message;
 use crate::protocol::FieldTable;
 
-pub use actor::spawn_queue;
+pub use actor::{spawn_queue, Durability};
 pub use consumer::Consumer;
 pub use state::QueueState;
 
@@ -89,6 +89,8 @@ pub struct QueueSpec {
     pub exclusive_owner: Option<u64>,
     pub auto_delete: bool,
     pub arguments: FieldTable,
+    /// The message store's id for a durable queue; None for transient and exclusive queues.
+    pub store_id: Option<u64>,
 }
 
 /// What channels and the vhost hold of a queue.

@@ -1,5 +1,7 @@
 //! A queue's messages and consumers, as plain data: the ready list in queue order, the unacked deliveries, and the
-//! consumers with their credit. The actor drives it; the tests here drive it directly.
+//! consumers with their credit. Ready messages are either in memory or, for persistent messages of a durable queue
+//! past its memory budget, only on disk (the actor reads them back when it delivers them). The actor drives it;
+//! the tests here drive it directly.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -9,10 +11,35 @@ use super::SettleAction;
 use crate::channel::outlet::ChannelOutlet;
 use crate::message::{Message, QueuedMessage};
 
+/// A ready message's body: in memory, or only in the message store.
+#[derive(Clone, Debug)]
+pub enum Payload {
+    Loaded(Arc<Message>),
+    OnDisk { msg_id: u64, body_size: u64 },
+}
+
+#[derive(Clone, Debug)]
+pub struct ReadyEntry {
+    pub seq: u64,
+    pub payload: Payload,
+    pub redelivered: bool,
+}
+
+impl ReadyEntry {
+    fn loaded_bytes(&self) -> u64 {
+        match &self.payload {
+            Payload::Loaded(m) => m.body_size(),
+            Payload::OnDisk { .. } => 0,
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct QueueState {
     /// Ordered by `seq`; requeued messages are put back at their original place.
-    pub ready: VecDeque<QueuedMessage>,
+    pub ready: VecDeque<ReadyEntry>,
+    /// Body bytes of the ready messages held in memory.
+    pub loaded_bytes: u64,
     pub unacked: HashMap<u64, (QueuedMessage, Option<u64>)>,
     pub consumers: Vec<Consumer>,
     /// Index of the consumer to try first on the next delivery (round robin).
@@ -24,39 +51,93 @@ pub struct QueueState {
 }
 
 impl QueueState {
-    pub fn enqueue(&mut self, message: Arc<Message>) {
+    /// Appends a message; with `on_disk`, only its id is kept (the store holds the body).
+    pub fn enqueue(&mut self, message: Arc<Message>, on_disk: bool) {
         self.next_seq += 1;
-        self.ready.push_back(QueuedMessage {
+        let payload = if on_disk {
+            Payload::OnDisk {
+                msg_id: message.id,
+                body_size: message.body_size(),
+            }
+        } else {
+            Payload::Loaded(message)
+        };
+        self.push_back(ReadyEntry {
             seq: self.next_seq,
-            message,
+            payload,
             redelivered: false,
         });
     }
 
-    /// Puts a message back at the place its `seq` gives it.
-    pub fn requeue(&mut self, mut msg: QueuedMessage) {
-        msg.redelivered = true;
+    /// Appends a message recovered from the store at start: on disk, marked redelivered (RabbitMQ's behaviour
+    /// for messages that were in a queue when the broker stopped).
+    pub fn enqueue_recovered(&mut self, msg_id: u64, body_size: u64) {
+        self.next_seq += 1;
+        self.push_back(ReadyEntry {
+            seq: self.next_seq,
+            payload: Payload::OnDisk { msg_id, body_size },
+            redelivered: true,
+        });
+    }
+
+    fn push_back(&mut self, entry: ReadyEntry) {
+        self.loaded_bytes += entry.loaded_bytes();
+        self.ready.push_back(entry);
+    }
+
+    /// Takes the first ready message.
+    pub fn pop_ready(&mut self) -> Option<ReadyEntry> {
+        let entry = self.ready.pop_front()?;
+        self.loaded_bytes -= entry.loaded_bytes();
+        Some(entry)
+    }
+
+    /// Puts a message back at the place its `seq` gives it, marked redelivered.
+    pub fn requeue(&mut self, msg: QueuedMessage) {
+        let entry = ReadyEntry {
+            seq: msg.seq,
+            payload: Payload::Loaded(msg.message),
+            redelivered: true,
+        };
+        self.loaded_bytes += entry.loaded_bytes();
         match self.ready.front() {
-            None => self.ready.push_back(msg),
-            Some(front) if msg.seq < front.seq => self.ready.push_front(msg),
+            None => self.ready.push_back(entry),
+            Some(front) if entry.seq < front.seq => self.ready.push_front(entry),
             Some(_) => {
-                let at = self.ready.partition_point(|m| m.seq < msg.seq);
-                self.ready.insert(at, msg);
+                let at = self.ready.partition_point(|m| m.seq < entry.seq);
+                self.ready.insert(at, entry);
             }
         }
     }
 
-    /// Puts back a message taken for a delivery that did not happen, without marking it redelivered.
+    /// Puts back a message taken for a delivery that did not happen, keeping its redelivered flag.
     pub fn unpop(&mut self, msg: QueuedMessage) {
-        self.ready.push_front(msg);
+        let entry = ReadyEntry {
+            seq: msg.seq,
+            payload: Payload::Loaded(msg.message),
+            redelivered: msg.redelivered,
+        };
+        self.loaded_bytes += entry.loaded_bytes();
+        self.ready.push_front(entry);
+    }
+
+    /// Puts back an entry taken but not delivered.
+    pub fn unpop_entry(&mut self, entry: ReadyEntry) {
+        self.loaded_bytes += entry.loaded_bytes();
+        self.ready.push_front(entry);
     }
 
     pub fn record_unacked(&mut self, msg: QueuedMessage, consumer: Option<u64>) {
         self.unacked.insert(msg.seq, (msg, consumer));
     }
 
-    /// Applies an ack, nack or reject to deliveries of this queue.
-    pub fn settle(&mut self, deliveries: &[(u64, Option<u64>)], action: SettleAction) {
+    /// Applies an ack, nack or reject to deliveries of this queue; returns the messages that left the queue.
+    pub fn settle(
+        &mut self,
+        deliveries: &[(u64, Option<u64>)],
+        action: SettleAction,
+    ) -> Vec<Arc<Message>> {
+        let mut gone = Vec::new();
         for &(seq, _) in deliveries {
             let Some((msg, consumer)) = self.unacked.remove(&seq) else {
                 continue;
@@ -67,10 +148,11 @@ impl QueueState {
                 }
             }
             match action {
-                SettleAction::Ack | SettleAction::Discard => drop(msg),
+                SettleAction::Ack | SettleAction::Discard => gone.push(msg.message),
                 SettleAction::Requeue => self.requeue(msg),
             }
         }
+        gone
     }
 
     pub fn add_consumer(&mut self, consumer: Consumer) {
@@ -97,11 +179,10 @@ impl QueueState {
         self.consumers.iter().any(|c| c.exclusive)
     }
 
-    /// Drops every ready message; unacked ones stay (RabbitMQ's purge).
-    pub fn purge(&mut self) -> u32 {
-        let n = self.ready.len() as u32;
-        self.ready.clear();
-        n
+    /// Drops every ready message (unacked ones stay, as in RabbitMQ's purge); returns them.
+    pub fn purge(&mut self) -> Vec<ReadyEntry> {
+        self.loaded_bytes = 0;
+        self.ready.drain(..).collect()
     }
 
     pub fn message_count(&self) -> u32 {
@@ -124,18 +205,37 @@ mod tests {
     }
 
     fn bodies(state: &QueueState) -> Vec<&[u8]> {
-        state.ready.iter().map(|m| &m.message.body[..]).collect()
+        state
+            .ready
+            .iter()
+            .map(|m| match &m.payload {
+                Payload::Loaded(m) => &m.body[..],
+                Payload::OnDisk { .. } => &b"<disk>"[..],
+            })
+            .collect()
+    }
+
+    fn take(state: &mut QueueState) -> QueuedMessage {
+        let entry = state.pop_ready().unwrap();
+        let Payload::Loaded(message) = entry.payload else {
+            panic!("expected a loaded message");
+        };
+        QueuedMessage {
+            seq: entry.seq,
+            message,
+            redelivered: entry.redelivered,
+        }
     }
 
     #[test]
     fn requeued_messages_return_to_their_original_position_marked_redelivered() {
         let mut state = QueueState::default();
         for b in ["a", "b", "c", "d"] {
-            state.enqueue(msg(b));
+            state.enqueue(msg(b), false);
         }
-        let a = state.ready.pop_front().unwrap();
-        let b = state.ready.pop_front().unwrap();
-        let c = state.ready.pop_front().unwrap();
+        let a = take(&mut state);
+        let b = take(&mut state);
+        let c = take(&mut state);
         state.record_unacked(a.clone(), None);
         state.record_unacked(b.clone(), None);
         state.record_unacked(c.clone(), None);
@@ -150,10 +250,11 @@ mod tests {
     #[test]
     fn ack_and_discard_drop_and_unknown_seqs_are_ignored() {
         let mut state = QueueState::default();
-        state.enqueue(msg("a"));
-        let a = state.ready.pop_front().unwrap();
+        state.enqueue(msg("a"), false);
+        let a = take(&mut state);
         state.record_unacked(a.clone(), None);
-        state.settle(&[(a.seq, None), (999, None)], SettleAction::Ack);
+        let gone = state.settle(&[(a.seq, None), (999, None)], SettleAction::Ack);
+        assert_eq!(gone.len(), 1);
         assert!(state.unacked.is_empty());
         assert!(state.ready.is_empty());
     }
@@ -161,11 +262,28 @@ mod tests {
     #[test]
     fn purge_counts_ready_messages_only() {
         let mut state = QueueState::default();
-        state.enqueue(msg("a"));
-        state.enqueue(msg("b"));
-        let a = state.ready.pop_front().unwrap();
+        state.enqueue(msg("a"), false);
+        state.enqueue(msg("b"), false);
+        let a = take(&mut state);
         state.record_unacked(a, None);
-        assert_eq!(state.purge(), 1);
+        assert_eq!(state.purge().len(), 1);
         assert_eq!(state.unacked.len(), 1);
+        assert_eq!(state.loaded_bytes, 0);
+    }
+
+    #[test]
+    fn paged_out_messages_keep_their_place_and_cost_no_body_memory() {
+        let mut state = QueueState::default();
+        state.enqueue(msg("aa"), false);
+        state.enqueue(msg("bbb"), true);
+        assert_eq!(state.loaded_bytes, 2);
+        assert_eq!(bodies(&state), vec![&b"aa"[..], &b"<disk>"[..]]);
+        let a = take(&mut state);
+        assert_eq!(state.loaded_bytes, 0);
+        state.record_unacked(a.clone(), None);
+        state.settle(&[(a.seq, None)], SettleAction::Requeue);
+        assert_eq!(state.loaded_bytes, 2);
+        state.enqueue_recovered(77, 10);
+        assert!(state.ready.back().unwrap().redelivered);
     }
 }

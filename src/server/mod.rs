@@ -6,7 +6,21 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::broker::Broker;
+use crate::broker::{Broker, StartError};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Recovering the data directory failed.
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
 use crate::config::Config;
 use crate::connection;
 
@@ -16,13 +30,17 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds the configured listen address (port 0 picks a free port, as the tests do).
-    pub async fn bind(config: Config) -> std::io::Result<Server> {
-        let listener = TcpListener::bind(config.listen).await?;
-        Ok(Server {
-            listener,
-            broker: Broker::new(config),
-        })
+    /// Recovers the broker's durable state, then binds the configured listen address (port 0 picks a free port,
+    /// as the tests do).
+    pub async fn bind(config: Config) -> Result<Server, ServerError> {
+        let broker = Broker::open(config)?;
+        let listener = TcpListener::bind(broker.config.listen)
+            .await
+            .map_err(|source| ServerError::Listen {
+                addr: broker.config.listen,
+                source,
+            })?;
+        Ok(Server { listener, broker })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -72,9 +90,12 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
-    pub async fn start(config: Config) -> std::io::Result<RunningServer> {
+    pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         let server = Server::bind(config).await?;
-        let addr = server.local_addr()?;
+        let addr = server.local_addr().map_err(|source| ServerError::Listen {
+            addr: server.broker.config.listen,
+            source,
+        })?;
         let broker = server.broker();
         let task = tokio::spawn(server.run());
         Ok(RunningServer { addr, broker, task })

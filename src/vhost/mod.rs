@@ -1,5 +1,6 @@
 //! A virtual host: its exchanges and queues in concurrent maps, the topology operations on them, and routing.
 
+mod durable;
 mod equivalence;
 pub mod exchange;
 mod routing;
@@ -14,6 +15,7 @@ use crate::exchange::ExchangeKind;
 use crate::protocol::FieldTable;
 use crate::queue::QueueHandle;
 
+pub use durable::Persistence;
 pub use exchange::Exchange;
 pub use topology::{ExchangeDeclare, QueueDeclare};
 
@@ -24,6 +26,8 @@ pub struct Vhost {
     /// Serialises topology changes (declare, bind, delete) so bindings tables are replaced without lost updates.
     /// Publishing never takes it.
     topology: Mutex<()>,
+    /// The definitions and message stores; None for a broker without a data directory (unit tests).
+    persistence: Option<Arc<Persistence>>,
     me: Weak<Vhost>,
 }
 
@@ -38,13 +42,14 @@ const PREDECLARED: &[(&str, ExchangeKind, bool)] = &[
 ];
 
 impl Vhost {
-    pub fn new(name: &str) -> Arc<Vhost> {
+    pub fn new(name: &str, persistence: Option<Arc<Persistence>>) -> Arc<Vhost> {
         Arc::new_cyclic(|me| {
             let vhost = Vhost {
                 name: Arc::from(name),
                 exchanges: DashMap::new(),
                 queues: DashMap::new(),
                 topology: Mutex::new(()),
+                persistence,
                 me: me.clone(),
             };
             for (xname, kind, internal) in PREDECLARED {

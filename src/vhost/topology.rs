@@ -85,6 +85,7 @@ impl Vhost {
                     d.internal,
                     d.arguments.clone(),
                 );
+                self.persist_exchange(&x)?;
                 self.exchanges.insert(x.name.clone(), Arc::new(x));
                 return Ok(());
             }
@@ -139,22 +140,21 @@ impl Vhost {
             // Deleting a missing exchange succeeds, as in RabbitMQ.
             return Ok(());
         };
-        let is_destination = self.exchanges.iter().any(|other| {
-            other
-                .bindings
-                .load()
-                .bindings()
-                .iter()
-                .any(|b| matches!(&b.destination, Destination::Exchange(d) if **d == *name))
-        });
-        if if_unused && (!x.bindings.load().is_empty() || is_destination) {
+        // "In use" means bound as a source only, as in RabbitMQ: bindings to this exchange from others do not
+        // count (they are removed with it).
+        if if_unused && !x.bindings.load().is_empty() {
             return Err(AmqpError::precondition(format!(
                 "exchange '{name}' in vhost '{}' in use",
                 self.name
             )));
         }
         self.exchanges.remove(name);
-        self.remove_bindings_to(&Destination::Exchange(x.name.clone()));
+        self.unpersist_exchange(&x);
+        for binding in x.bindings.load().bindings() {
+            let durable = self.destination_durable(&binding.destination);
+            self.unpersist_binding(&x, binding, durable);
+        }
+        self.remove_bindings_to(&Destination::Exchange(x.name.clone()), x.durable);
         Ok(())
     }
 
@@ -175,8 +175,7 @@ impl Vhost {
         let src = self
             .exchange(source)
             .ok_or_else(|| AmqpError::not_found("exchange", source, &self.name))?;
-        Self::add_binding(&src, Destination::Exchange(dest.name.clone()), key, args);
-        Ok(())
+        self.add_binding(&src, Destination::Exchange(dest.name.clone()), key, args)
     }
 
     pub fn unbind_exchange(
@@ -234,15 +233,17 @@ impl Vhost {
             equivalence::queue_arguments(&name, vhost, &d.arguments, &spec.arguments)?;
             return Ok(existing);
         }
-        let spec = QueueSpec {
+        let mut spec = QueueSpec {
             name: Arc::from(name.as_str()),
             vhost: self.name.clone(),
             durable: d.durable,
             exclusive_owner: d.exclusive.then_some(d.connection_id),
             auto_delete: d.auto_delete,
             arguments: d.arguments.clone(),
+            store_id: None,
         };
-        let handle = spawn_queue(spec, self.me.clone());
+        let durability = self.persist_queue(&mut spec)?;
+        let handle = spawn_queue(spec, self.me.clone(), durability, Vec::new());
         self.queues.insert(handle.spec.name.clone(), handle.clone());
         Ok(handle)
     }
@@ -285,7 +286,9 @@ impl Vhost {
             .remove_if(queue.name(), |_, q| Arc::ptr_eq(q, queue))
             .is_some();
         if removed {
-            self.remove_bindings_to(&Destination::Queue(queue.spec.name.clone()));
+            let durable = queue.spec.store_id.is_some();
+            self.remove_bindings_to(&Destination::Queue(queue.spec.name.clone()), durable);
+            self.unpersist_queue(&queue.spec);
         }
     }
 
@@ -305,8 +308,7 @@ impl Vhost {
         let x = self
             .exchange(exchange)
             .ok_or_else(|| AmqpError::not_found("exchange", exchange, &self.name))?;
-        Self::add_binding(&x, Destination::Queue(q.spec.name.clone()), key, args);
-        Ok(())
+        self.add_binding(&x, Destination::Queue(q.spec.name.clone()), key, args)
     }
 
     pub fn unbind_queue(
@@ -329,15 +331,24 @@ impl Vhost {
         Ok(())
     }
 
-    fn add_binding(x: &Exchange, destination: Destination, key: &str, arguments: FieldTable) {
+    fn add_binding(
+        &self,
+        x: &Exchange,
+        destination: Destination,
+        key: &str,
+        arguments: FieldTable,
+    ) -> Result<(), AmqpError> {
         let binding = Binding {
             destination,
             routing_key: Arc::from(key),
             arguments,
         };
-        if let Some(table) = x.bindings.load().with_binding(binding) {
+        if let Some(table) = x.bindings.load().with_binding(binding.clone()) {
+            // Stored first: a binding the client was told about must survive a restart.
+            self.persist_binding(x, &binding)?;
             x.bindings.store(Arc::new(table));
         }
+        Ok(())
     }
 
     fn remove_binding(
@@ -353,17 +364,28 @@ impl Vhost {
             arguments,
         };
         if let Some(table) = x.bindings.load().without_binding(&binding) {
+            let durable = self.destination_durable(&binding.destination);
+            self.unpersist_binding(x, &binding, durable);
             x.bindings.store(Arc::new(table));
             self.auto_delete_if_unbound(x);
         }
     }
 
-    /// Drops every binding to `destination`, and auto-delete exchanges left without bindings (cascading).
-    fn remove_bindings_to(&self, destination: &Destination) {
+    /// Drops every binding to `destination` (stored ones too when `durable`), and auto-delete exchanges left
+    /// without bindings (cascading).
+    fn remove_bindings_to(&self, destination: &Destination, durable: bool) {
         let exchanges: Vec<Arc<Exchange>> =
             self.exchanges.iter().map(|x| x.value().clone()).collect();
         for x in exchanges {
-            if let Some(table) = x.bindings.load().without_destination(destination) {
+            let old = x.bindings.load_full();
+            if let Some(table) = old.without_destination(destination) {
+                for binding in old
+                    .bindings()
+                    .iter()
+                    .filter(|b| b.destination == *destination)
+                {
+                    self.unpersist_binding(&x, binding, durable);
+                }
                 x.bindings.store(Arc::new(table));
                 self.auto_delete_if_unbound(&x);
             }
@@ -371,14 +393,16 @@ impl Vhost {
     }
 
     fn auto_delete_if_unbound(&self, x: &Arc<Exchange>) {
-        if x.auto_delete && x.bindings.load().is_empty() {
-            if self
-                .exchanges
-                .remove_if(&x.name, |_, v| Arc::ptr_eq(v, x))
-                .is_some()
-            {
-                self.remove_bindings_to(&Destination::Exchange(x.name.clone()));
-            }
+        if !x.auto_delete || !x.bindings.load().is_empty() {
+            return;
+        }
+        if self
+            .exchanges
+            .remove_if(&x.name, |_, v| Arc::ptr_eq(v, x))
+            .is_some()
+        {
+            self.unpersist_exchange(x);
+            self.remove_bindings_to(&Destination::Exchange(x.name.clone()), x.durable);
         }
     }
 }

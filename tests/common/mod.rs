@@ -2,6 +2,8 @@
 //! raw-socket client for wire-level tests.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -16,9 +18,16 @@ pub async fn start_server() -> RunningServer {
 
 /// Starts a broker after `adjust` has changed the default configuration.
 pub async fn start_server_with(adjust: impl FnOnce(&mut Config)) -> RunningServer {
-    let mut config = Config::default();
-    config.listen = "127.0.0.1:0".parse().expect("loopback address");
-    config.data_dir = std::env::temp_dir().join(format!("warren-test-{}", std::process::id()));
+    // Each server gets its own data directory: tests in one binary run in parallel.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let data_dir = std::env::temp_dir().join(format!("warren-test-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse().expect("loopback address"),
+        data_dir,
+        ..Config::default()
+    };
     adjust(&mut config);
     RunningServer::start(config).await.expect("server starts")
 }
@@ -217,4 +226,106 @@ pub fn start_ok_payload(mechanism: &str, response: &[u8], auth_failure_close: bo
     p.push(5);
     p.extend_from_slice(b"en_US");
     p
+}
+
+/// The reply code of the channel.close or connection.close behind a failed lapin operation; None if the failure
+/// was not a close sent by the broker (an I/O error, a closed channel used again, ...).
+pub fn reply_code(error: &lapin::Error) -> Option<u16> {
+    match error.kind() {
+        lapin::ErrorKind::ProtocolError(amqp) => Some(amqp.get_id()),
+        _ => None,
+    }
+}
+
+/// The closes the broker sends on one connection, as lapin reports them. Create it before the operation that
+/// should fail: lapin only reports errors to listeners that already exist. Needed for methods without a reply
+/// (basic.ack, basic.publish), whose failure reaches no future.
+pub struct CloseWatcher(std::pin::Pin<Box<dyn futures_lite::Stream<Item = lapin::Event> + Send>>);
+
+impl CloseWatcher {
+    pub fn new(conn: &lapin::Connection) -> CloseWatcher {
+        CloseWatcher(Box::pin(conn.events_listener()))
+    }
+
+    /// The reply code of the next channel.close or connection.close the broker sends (waits 10 s at most).
+    pub async fn next_code(&mut self) -> u16 {
+        use futures_lite::StreamExt;
+        loop {
+            match within(10, self.0.next()).await {
+                Some(lapin::Event::Error(error)) => {
+                    if let Some(code) = reply_code(&error) {
+                        return code;
+                    }
+                }
+                Some(_) => {}
+                None => panic!("connection events ended before the broker sent a close"),
+            }
+        }
+    }
+}
+
+/// The reply text of the channel.close or connection.close behind a failed lapin operation.
+pub fn reply_text(error: &lapin::Error) -> Option<String> {
+    match error.kind() {
+        lapin::ErrorKind::ProtocolError(e) => Some(e.get_message().to_string()),
+        _ => None,
+    }
+}
+
+/// Waits (at most 5 s) for an operation the broker must refuse, and returns the reply code it closed with.
+pub async fn refused_code<T: std::fmt::Debug>(
+    op: impl std::future::Future<Output = lapin::Result<T>>,
+) -> u16 {
+    let error = within(5, op)
+        .await
+        .expect_err("the broker refuses the operation");
+    reply_code(&error).unwrap_or_else(|| panic!("not an AMQP exception: {error:?}"))
+}
+
+/// Publishes on a channel in confirm mode and waits for the broker's ack: once it arrives the message is in
+/// every queue it was routed to.
+pub async fn publish_confirmed(
+    ch: &lapin::Channel,
+    exchange: &str,
+    routing_key: &str,
+    body: &str,
+    properties: lapin::BasicProperties,
+) {
+    let confirm = within(5, async {
+        ch.basic_publish(
+            exchange.into(),
+            routing_key.into(),
+            lapin::options::BasicPublishOptions::default(),
+            body.as_bytes(),
+            properties,
+        )
+        .await
+        .expect("publish sent")
+        .await
+        .expect("publish confirmed")
+    })
+    .await;
+    assert!(confirm.is_ack(), "broker nacked the publish: {confirm:?}");
+}
+
+/// Takes every ready message from `queue` with basic.get (no-ack) and returns the bodies in order.
+pub async fn drain_bodies(ch: &lapin::Channel, queue: &str) -> Vec<String> {
+    let mut bodies = Vec::new();
+    loop {
+        let got = within(
+            5,
+            ch.basic_get(
+                queue.into(),
+                lapin::options::BasicGetOptions { no_ack: true },
+            ),
+        )
+        .await
+        .expect("basic.get");
+        match got {
+            Some(message) => {
+                bodies.push(String::from_utf8_lossy(&message.delivery.data).into_owned())
+            }
+            None => return bodies,
+        }
+    }
 }
