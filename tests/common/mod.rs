@@ -121,7 +121,8 @@ impl RawClient {
     }
 
     async fn fill(&mut self) -> bool {
-        let mut chunk = [0u8; 65536];
+        // On the heap: a 64 KiB stack buffer inside nested futures overflows debug-build test threads.
+        let mut chunk = vec![0u8; 65536];
         match tokio::time::timeout(Duration::from_secs(10), self.stream.read(&mut chunk)).await {
             Ok(Ok(0)) | Ok(Err(_)) => false,
             Ok(Ok(n)) => {
