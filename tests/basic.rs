@@ -489,3 +489,41 @@ async fn basic_get_reports_the_remaining_count_then_get_empty() {
         .unwrap();
     assert_eq!(ready_count(&ch, "get").await, 0);
 }
+
+#[tokio::test]
+async fn publish_with_another_users_user_id_is_refused_with_406() {
+    let server = common::start_server().await;
+    let conn = common::connect(&server).await;
+    let mut closes = common::CloseWatcher::new(&conn);
+    let ch = conn.create_channel().await.unwrap();
+    ch.queue_declare(
+        "uid".into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    ch.basic_publish(
+        "".into(),
+        "uid".into(),
+        BasicPublishOptions::default(),
+        b"spoofed",
+        BasicProperties::default().with_user_id("bob".into()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(closes.next_code().await, 406);
+    let ch = conn.create_channel().await.unwrap();
+    let q = ch
+        .queue_declare(
+            "uid".into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(q.message_count(), 0, "the refused message was not enqueued");
+}

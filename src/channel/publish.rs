@@ -9,7 +9,9 @@ use super::{Channel, ChannelContext};
 use crate::channel::confirm::ConfirmRef;
 use crate::error::{AmqpError, ReplyCode};
 use crate::message::Message;
-use crate::protocol::content::{parse_content_header, put_content_header, put_return, CLASS_BASIC};
+use crate::protocol::content::{
+    decode_properties, parse_content_header, put_content_header, put_return, CLASS_BASIC,
+};
 use crate::protocol::{basic, FrameKind, RawFrame};
 use crate::queue::{QueueCommand, QueueHandle};
 use crate::store::StoredMessage;
@@ -122,6 +124,7 @@ impl Channel {
             return Ok(());
         };
         let (_, properties) = done.header.unwrap_or_default();
+        check_user_id(&properties, &ctx.conn.user)?;
         let body = join_body(done.parts, done.received as usize);
         let message = Arc::new(Message::new(
             done.exchange,
@@ -224,6 +227,28 @@ impl Channel {
                 );
                 put_content_header(out, channel, message.body_size(), &message.properties_raw);
             });
+    }
+}
+
+/// RabbitMQ refuses a publish whose user-id property names another user than the one logged in (validated
+/// user-id). The properties are decoded only when the flag for user-id is set.
+fn check_user_id(properties_raw: &[u8], user: &str) -> Result<(), AmqpError> {
+    const USER_ID_FLAG: u16 = 1 << 4;
+    let flags = match properties_raw {
+        [a, b, ..] => u16::from_be_bytes([*a, *b]),
+        _ => return Ok(()),
+    };
+    if flags & USER_ID_FLAG == 0 {
+        return Ok(());
+    }
+    let properties = decode_properties(properties_raw).map_err(|e| e.on_method(60, 40))?;
+    match properties.user_id() {
+        Some(claimed) if claimed.as_str() != user => Err(AmqpError::precondition(format!(
+            "user_id property set to '{}' but authenticated user was '{user}'",
+            claimed.as_str()
+        ))
+        .on_method(60, 40)),
+        _ => Ok(()),
     }
 }
 
