@@ -27,7 +27,7 @@ impl Rng {
 }
 
 const PUBLISHERS: u64 = 2;
-const WINDOW: usize = 500;
+const WINDOW: usize = 100;
 
 /// Publishes persistent messages `publisher:seq` with a confirm window until the connection dies; returns the
 /// confirmed ones.
@@ -173,7 +173,7 @@ async fn no_confirmed_message_is_lost_across_sigkill() {
         let publishers: Vec<_> = (0..PUBLISHERS)
             .map(|p| tokio::spawn(publish_until_killed(broker.uri(), queue.clone(), p)))
             .collect();
-        let delay = 100 + rng.next() % 400;
+        let delay = 200 + rng.next() % 800;
         tokio::time::sleep(Duration::from_millis(delay)).await;
         let addr = broker.addr;
         broker.kill9();

@@ -141,8 +141,13 @@ impl Handle {
     fn shutdown(&self) {
         self.shared.inbox.close();
         if let Some((writer, background)) = lock(&self.threads).take() {
-            let _ = writer.join();
-            let _ = background.join();
+            // The last clone may be dropped inside an on_durable callback, on the writer thread itself: then the
+            // threads finish on their own (the inbox is closed) and are not joined.
+            let me = std::thread::current().id();
+            if writer.thread().id() != me && background.thread().id() != me {
+                let _ = writer.join();
+                let _ = background.join();
+            }
         }
     }
 }

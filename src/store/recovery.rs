@@ -85,7 +85,11 @@ pub fn recover(
     r.build_index();
     if sync {
         for dir in &r.dirty_dirs {
-            fs.sync_dir(dir).map_err(io_err("sync_dir", dir))?;
+            match fs.sync_dir(dir) {
+                // A queue dropped before it ever had a segment has no directory: nothing to make durable.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                other => other.map_err(io_err("sync_dir", dir))?,
+            }
         }
     }
     let index = Mutex::new(r.index);

@@ -244,8 +244,8 @@ impl SegmentSet {
                     .sync_data()
                     .map_err(StoreError::io("sync_data", path))?;
             }
-            // Queue directories before the queues directory is fine: a lost queue directory entry is only lost if
-            // the queues directory sync below fails, and then the WAL file is kept.
+            // New queue directories (entries in `queues/`) and new segment files (entries in a queue directory):
+            // their order does not matter, since the WAL file is deleted only after every one of these succeeded.
             for dir in &self.dirty_dirs {
                 self.fs
                     .sync_dir(dir)

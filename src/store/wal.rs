@@ -292,7 +292,10 @@ impl WalWriter {
             self.shared.send_job(Job::Maintain);
         }
         for w in waiters {
-            w();
+            // A panicking callback is the caller's bug; it must not take the writer (and every later publish) down.
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(w)).is_err() {
+                tracing::error!("an on_durable callback panicked");
+            }
         }
     }
 

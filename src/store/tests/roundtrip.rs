@@ -261,3 +261,59 @@ fn sync_never_confirms_after_the_write_without_syncing() {
     let (store, rec) = open(&fs, &cfg, &QUEUES);
     assert_recovered(&store, &rec, &live);
 }
+
+#[test]
+fn store_is_send_and_sync_and_survives_its_last_clone_dropped_in_a_callback() {
+    fn assert_send_sync<T: Send + Sync + Clone>() {}
+    assert_send_sync::<Store>();
+    let fs = SimFs::new();
+    let (store, _) = open(&fs, &config(1 << 20, 1 << 20), &[1]);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let inside = store.clone();
+    store.publish(
+        message(1),
+        vec![1],
+        Box::new(move |r| {
+            drop(inside);
+            tx.send(r.is_ok()).unwrap();
+        }),
+    );
+    drop(store);
+    assert!(rx.recv().unwrap());
+}
+
+#[test]
+fn a_panicking_callback_does_not_stop_the_writer() {
+    let fs = SimFs::new();
+    let (store, _) = open(&fs, &config(1 << 20, 1 << 20), &[1]);
+    store.publish(message(1), vec![1], Box::new(|_| panic!("caller bug")));
+    let confirms = Confirms::default();
+    publish(&store, &confirms, 2, &[1]);
+    store.flush().unwrap();
+    assert_eq!(confirms.ok(), BTreeSet::from([2]));
+}
+
+#[test]
+fn a_queue_dropped_before_it_had_a_segment_does_not_stop_recovery() {
+    let dir = std::env::temp_dir().join(format!("warren-store-drop-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cfg = StoreConfig {
+        dir: dir.clone(),
+        sync: SyncMode::Always,
+        wal_file_size: 1 << 20,
+        segment_size: 1 << 20,
+    };
+    let (store, _) = Store::open(cfg.clone(), Arc::new(StdFileSystem), &[1, 2]).unwrap();
+    let confirms = Confirms::default();
+    for id in 1..=5 {
+        publish_flushing(&store, &confirms, id, &[1, 2]);
+    }
+    // The drop record lands in the WAL; queue 1 never had a segment directory.
+    store.drop_queue(1);
+    store.flush().unwrap();
+    drop(store);
+    let (store, rec) = Store::open(cfg, Arc::new(StdFileSystem), &[2]).unwrap();
+    assert_eq!(ids(&rec, 2), (1..=5).collect::<Vec<_>>());
+    store.close().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
