@@ -181,7 +181,7 @@ impl Channel {
             return Err(AmqpError::not_implemented("requeue=false"));
         }
         let unacked = self.outlet.take_all_unacked();
-        send_settlements(unacked, SettleAction::Requeue).await;
+        send_settlements(unacked, SettleAction::Requeue);
         Ok(())
     }
 

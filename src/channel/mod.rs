@@ -167,7 +167,7 @@ impl Channel {
                 for ack in held.acks {
                     let settled: Vec<Unacked> = ack.deliveries.into_values().collect();
                     self.outlet.release_held(&settled);
-                    send_settlements(settled, ack.action).await;
+                    send_settlements(settled, ack.action);
                 }
                 for (message, mandatory) in held.publishes {
                     self.route(ctx, message, mandatory).await?;
@@ -204,7 +204,7 @@ impl Channel {
         action: SettleAction,
     ) -> Result<(), AmqpError> {
         let taken = self.outlet.take_unacked(tag, multiple)?;
-        send_settlements(taken, action).await;
+        send_settlements(taken, action);
         Ok(())
     }
 
@@ -224,13 +224,11 @@ impl Channel {
             );
         }
         for queue in queues {
-            queue
-                .send(QueueCommand::ChannelClosed {
-                    outlet: self.outlet.clone(),
-                })
-                .await;
+            queue.settle(QueueCommand::ChannelClosed {
+                outlet: self.outlet.clone(),
+            });
         }
-        send_settlements(unacked, SettleAction::Requeue).await;
+        send_settlements(unacked, SettleAction::Requeue);
     }
 }
 
@@ -238,7 +236,7 @@ impl Channel {
 type QueueSettlements = (Arc<QueueHandle>, Vec<(u64, Option<u64>)>);
 
 /// Groups deliveries by queue and sends each queue one settle command.
-async fn send_settlements(unacked: Vec<Unacked>, action: SettleAction) {
+fn send_settlements(unacked: Vec<Unacked>, action: SettleAction) {
     let mut by_queue: Vec<QueueSettlements> = Vec::new();
     for u in unacked {
         match by_queue.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
@@ -247,8 +245,6 @@ async fn send_settlements(unacked: Vec<Unacked>, action: SettleAction) {
         }
     }
     for (queue, deliveries) in by_queue {
-        queue
-            .send(QueueCommand::Settle { deliveries, action })
-            .await;
+        queue.settle(QueueCommand::Settle { deliveries, action });
     }
 }

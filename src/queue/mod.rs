@@ -97,6 +97,9 @@ pub struct QueueSpec {
 pub struct QueueHandle {
     pub spec: QueueSpec,
     inbox: mpsc::Sender<QueueCommand>,
+    /// Settle and ChannelClosed commands, taken before the inbox. Unbounded, but bounded in practice by the
+    /// deliveries outstanding.
+    settlements: mpsc::UnboundedSender<QueueCommand>,
     /// Wakes the actor when a held-back delivery may proceed (outbound drained, channel credit freed).
     pub wake: Arc<Notify>,
 }
@@ -104,6 +107,12 @@ pub struct QueueHandle {
 impl QueueHandle {
     pub fn name(&self) -> &str {
         &self.spec.name
+    }
+
+    /// Sends an ack, nack, reject or channel-closed notice on the priority path; never waits.
+    pub fn settle(&self, command: QueueCommand) {
+        // A gone queue has nothing left to settle.
+        let _ = self.settlements.send(command);
     }
 
     /// Sends without waiting; gives the command back when the inbox is full.
