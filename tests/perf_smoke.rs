@@ -172,3 +172,50 @@ async fn a_wrong_password_is_refused() {
         "{result:?}"
     );
 }
+
+#[tokio::test]
+async fn a_backlog_is_published_then_drained_by_a_consumer_only_run() {
+    let server = common::start_server().await;
+    let uri = server.uri();
+    let publish = run(
+        &uri,
+        &[
+            "--producers",
+            "1",
+            "--consumers",
+            "0",
+            "--pmessages",
+            "500",
+            "--confirm",
+            "50",
+            "--persistent",
+            "--durable-queue",
+            "--queue",
+            "backlog",
+        ],
+    )
+    .await;
+    assert_eq!(publish.confirmed, 500);
+    let drain = run(
+        &uri,
+        &[
+            "--producers",
+            "0",
+            "--consumers",
+            "1",
+            "--cmessages",
+            "500",
+            "--queue",
+            "backlog",
+            "--durable-queue",
+            "--predeclared",
+            "--qos",
+            "100",
+            "--multi-ack-every",
+            "10",
+        ],
+    )
+    .await;
+    assert!(drain.errors.is_empty(), "errors: {:?}", drain.errors);
+    assert_eq!(drain.received + drain.stale, 500, "{}", drain.render());
+}

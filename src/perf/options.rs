@@ -47,6 +47,10 @@ pub struct PerfArgs {
     #[arg(long, short = 'C', value_parser = clap::value_parser!(u64).range(1..))]
     pub pmessages: Option<u64>,
 
+    /// With no producers: stop once the consumers have received this many messages in all (draining a backlog)
+    #[arg(long, short = 'D', value_parser = clap::value_parser!(u64).range(1..))]
+    pub cmessages: Option<u64>,
+
     /// Messages per second per producer; 0 is as fast as the broker takes them
     #[arg(long, short = 'r', default_value_t = 0.0, value_parser = parse_rate)]
     pub rate: f64,
@@ -204,6 +208,7 @@ pub struct Plan {
     pub size: usize,
     pub time: Option<Duration>,
     pub pmessages: Option<u64>,
+    pub cmessages: Option<u64>,
     pub rate: Option<f64>,
     pub confirm: Option<usize>,
     pub persistent: bool,
@@ -295,6 +300,7 @@ impl Plan {
             size: args.size,
             time: args.time.map(Duration::from_secs),
             pmessages: args.pmessages,
+            cmessages: args.cmessages,
             rate: (args.rate > 0.0).then_some(args.rate),
             confirm: (args.confirm > 0).then_some(args.confirm),
             persistent: args.persistent,

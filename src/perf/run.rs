@@ -290,7 +290,8 @@ async fn coordinate(
         };
         match stage {
             Stage::Running if only_consuming => {
-                if interrupted || deadline.is_some_and(|d| now >= d) {
+                let drained = plan.cmessages.is_some_and(|n| totals.received >= n);
+                if interrupted || drained || deadline.is_some_and(|d| now >= d) {
                     stop_consuming(&mut stage);
                 }
             }
