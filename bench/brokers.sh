@@ -41,6 +41,46 @@ start_rabbitmq() {
   [[ -n "$RABBIT_PID" ]] || { echo "RabbitMQ wrote no pid file in $dir" >&2; return 1; }
 }
 
+# start_garagemq PORT DATA_DIR; sets GARAGE_PID. garagemq (Debian's package, a Go broker) takes everything from a
+# YAML file: written here as the package's /etc/garagemq/config.yaml with this port, the admin HTTP API on
+# PORT + 10000, the database under DATA_DIR, and tcp.nodelay true (the package ships false; Warren and RabbitMQ set
+# TCP_NODELAY, and without it small messages wait on delayed ACKs for ~40 ms).
+start_garagemq() {
+  local port=$1 dir=$2
+  rm -rf "$dir"; mkdir -p "$dir"
+  cat >"$dir.yaml" <<EOF
+proto: amqp-rabbit
+users:
+  - username: guest
+    password: 084e0343a0486ff05530df6c705c8bb4 # guest md5
+tcp:
+  ip: 127.0.0.1
+  port: $port
+  nodelay: true
+  readBufSize: 196608
+  writeBufSize: 196608
+admin:
+  ip: 127.0.0.1
+  port: $((port + 10000))
+queue:
+  shardSize: 8192
+  maxMessagesInRam: 131072
+db:
+  defaultPath: $dir/db
+  engine: badger
+vhost:
+  defaultPath: /
+security:
+  passwordCheck: md5
+connection:
+  channelsMax: 4096
+  frameMaxSize: 65536
+EOF
+  garagemq --config "$dir.yaml" --log-level warning >"$dir.log" 2>&1 &
+  GARAGE_PID=$!
+  wait_port "$port" 60
+}
+
 stop_pid() { # pid
   local pid=$1
   [[ -n "$pid" ]] || return 0
@@ -52,3 +92,4 @@ stop_pid() { # pid
 # Peak resident memory of a process so far, in MiB (the kernel's VmHWM).
 peak_rss_mib() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
 current_rss_mib() { awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
+current_rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }

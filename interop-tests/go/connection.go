@@ -68,11 +68,9 @@ func connectionLargeMessage(t *T) {
 	block := make([]byte, 1024)
 	_, _ = rand.Read(block)
 	body := bytes.Repeat(block, 16*1024) // 16 MiB: 128+ body frames at frame_max 131072
-	ch := t.Channel(t.Conn)
-	t.Check(ch.Confirm(false), "confirm.select")
-	dc, err := ch.PublishWithDeferredConfirm("", queue, false, false, amqp.Publishing{MessageId: "big", Body: body})
-	t.Check(err, "publish 16 MiB")
-	t.True(waitConfirm(dc, 30*time.Second), "the 16 MiB publish was not acked within 30 s")
+	ch, confirms := t.ConfirmChannel(t.Conn)
+	t.Publish(ch, "", queue, false, amqp.Publishing{MessageId: "big", Body: body})
+	t.AwaitAcks(confirms, 1, 30*time.Second)
 
 	deliveries := Must(t.Ch.Consume(queue, "", false, false, false, false, nil))
 	d := t.Receive(deliveries, 30*time.Second, "the 16 MiB message")
@@ -155,16 +153,4 @@ func connectionProperties(t *T) {
 	t.Equal(len(empty.Body), 0, "empty body")
 	t.Equal([]any{empty.ContentType, empty.DeliveryMode, empty.MessageId, empty.Timestamp.IsZero(), len(empty.Headers)},
 		[]any{"", uint8(0), "", true, 0}, "no properties")
-}
-
-// PublishConfirmedMessages publishes whole messages to a queue on a confirm channel and waits for every ack.
-func (t *T) PublishConfirmedMessages(queue string, msgs ...amqp.Publishing) {
-	ch := t.Channel(t.Conn)
-	defer ch.Close()
-	t.Check(ch.Confirm(false), "confirm.select")
-	for _, msg := range msgs {
-		dc, err := ch.PublishWithDeferredConfirm("", queue, false, false, msg)
-		t.Check(err, "basic.publish")
-		t.True(waitConfirm(dc, 5*time.Second), "publish %d not acked within 5 s", dc.DeliveryTag)
-	}
 }

@@ -223,17 +223,37 @@ func (t *T) Publish(ch *amqp.Channel, exchange, key string, mandatory bool, msg 
 // PublishConfirmed publishes bodies to a queue through the default exchange on a confirm channel and waits until the
 // broker has acked every one, so they are all in the queue when it returns.
 func (t *T) PublishConfirmed(queue string, bodies ...string) {
-	ch := t.Channel(t.Conn)
-	defer ch.Close()
-	t.Check(ch.Confirm(false), "confirm.select")
-	var pending []*amqp.DeferredConfirmation
-	for _, body := range bodies {
-		dc, err := ch.PublishWithDeferredConfirm("", queue, false, false, amqp.Publishing{Body: []byte(body)})
-		t.Check(err, "basic.publish")
-		pending = append(pending, dc)
+	msgs := make([]amqp.Publishing, len(bodies))
+	for i, body := range bodies {
+		msgs[i] = amqp.Publishing{Body: []byte(body)}
 	}
-	for _, dc := range pending {
-		t.True(waitConfirm(dc, 5*time.Second), "publish %d was not acked within 5 s", dc.DeliveryTag)
+	t.PublishConfirmedMessages(queue, msgs...)
+}
+
+// PublishConfirmedMessages publishes whole messages to a queue on a confirm channel and waits for every ack.
+//
+// It waits on NotifyPublish, not on PublishWithDeferredConfirm: amqp091-go 1.5.0 registers a deferred confirmation
+// only after it has sent the publish, so an ack that arrives first is dropped and Wait never returns (upstream
+// issue #182, fixed in later releases). A fast broker on loopback wins that race a few times in a hundred.
+func (t *T) PublishConfirmedMessages(queue string, msgs ...amqp.Publishing) {
+	ch, confirms := t.ConfirmChannel(t.Conn)
+	defer ch.Close()
+	for _, msg := range msgs {
+		t.Publish(ch, "", queue, false, msg)
+	}
+	t.AwaitAcks(confirms, len(msgs), 5*time.Second)
+}
+
+// AwaitAcks takes n confirmations from a NotifyPublish listener, failing on a nack or when one takes too long.
+func (t *T) AwaitAcks(confirms <-chan amqp.Confirmation, n int, timeout time.Duration) {
+	for i := 0; i < n; i++ {
+		select {
+		case c, open := <-confirms:
+			t.True(open, "the channel closed with %d of %d publishes unconfirmed", n-i, n)
+			t.True(c.Ack, "publish %d was nacked", c.DeliveryTag)
+		case <-time.After(timeout):
+			t.Fatalf("only %d of %d publishes confirmed within %s", i, n, timeout)
+		}
 	}
 }
 

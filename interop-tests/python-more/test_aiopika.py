@@ -345,8 +345,9 @@ class AioPikaAcks(AioPikaTestCase):
         self.assertEqual((returned.delivery.exchange, returned.delivery.routing_key), ("amq.direct", key))
         self.assertEqual((returned.body, returned.header.properties.message_id), (b"lost", "m-1"))
 
-        # Without mandatory the unroutable message is confirmed; a routable mandatory one too.
-        confirmation = await amq_direct.publish(Message(b"dropped"), routing_key=key)
+        # Without mandatory (aio-pika's default is mandatory=True) the unroutable message is confirmed; a routable
+        # mandatory one too.
+        confirmation = await amq_direct.publish(Message(b"dropped"), routing_key=key, mandatory=False)
         self.assertIsInstance(confirmation, aiormq.spec.Basic.Ack)
         queue = await self.queue("routable", channel=ch)
         confirmation = await ch.default_exchange.publish(Message(b"kept"), routing_key=queue.name, mandatory=True)
@@ -429,7 +430,7 @@ class AioPikaTransactions(AioPikaTestCase):
 class AioPikaConnection(AioPikaTestCase):
     async def test_heartbeat_keeps_an_idle_connection_open(self):
         conn = await self.connect(url_with_query(heartbeat=2))
-        self.assertEqual(conn.connection.connection_tune.heartbeat, 2)
+        self.assertEqual(conn.transport.connection.connection_tune.heartbeat, 2)
         # aiormq gives up on a connection silent for (heartbeat + 1) x 3 = 9 s: 10 s idle proves broker heartbeats.
         await asyncio.sleep(10)
         self.assertFalse(conn.is_closed, "connection closed while idle with a 2 s heartbeat")

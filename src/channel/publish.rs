@@ -159,6 +159,7 @@ impl Channel {
         }
         if message.persistent {
             self.store_persistent(ctx, &message, &queues, confirm.as_ref())?;
+            wait_for_store_room(ctx).await;
         }
         for queue in queues {
             let command = QueueCommand::Publish {
@@ -227,6 +228,18 @@ impl Channel {
                 );
                 put_content_header(out, channel, message.body_size(), &message.properties_raw);
             });
+    }
+}
+
+/// Bytes of persistent messages the store may have waiting for its writer before publishers are held back.
+const STORE_BACKLOG_LIMIT: u64 = 64 << 20;
+
+/// Holds this connection's reader (and so, through TCP, its publisher) while the store's writer is behind, so a
+/// publisher faster than the disk cannot grow the write queue without bound.
+async fn wait_for_store_room(ctx: &ChannelContext<'_>) {
+    let store = ctx.broker.store();
+    while store.queued_bytes() > STORE_BACKLOG_LIMIT && !store.failed() {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
 }
 

@@ -99,6 +99,11 @@ pub struct PerfArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub queues: u64,
 
+    /// With --queues N: producer i publishes only to queue (i mod N) through the default exchange, instead of to
+    /// all N through a fanout exchange (4 producers, 4 consumers, 4 queues: a producer/consumer pair per queue)
+    #[arg(long, conflicts_with_all = ["exchange", "exchange_type", "routing_key"])]
+    pub spread: bool,
+
     /// Declare durable queues
     #[arg(long)]
     pub durable_queue: bool,
@@ -222,6 +227,8 @@ pub struct Plan {
     pub exchange_type: String,
     /// `None`: the (single) queue's name, known once it is declared.
     pub routing_key: Option<String>,
+    /// `--spread`: each producer publishes to one queue (see [`Plan::producer_queue`]).
+    pub spread: bool,
     pub durable_queue: bool,
     pub shared_connection: bool,
     pub predeclared: bool,
@@ -258,10 +265,10 @@ impl Plan {
         }
         let exchange = match &args.exchange {
             Some(name) => name.clone(),
-            None if groups > 1 => FANOUT_EXCHANGE.to_owned(),
+            None if groups > 1 && !args.spread => FANOUT_EXCHANGE.to_owned(),
             None => String::new(),
         };
-        if exchange.is_empty() && groups > 1 {
+        if exchange.is_empty() && groups > 1 && !args.spread {
             return invalid("--queues N needs an exchange to bind N queues to".to_owned());
         }
         let exchange_type = match &args.exchange_type {
@@ -283,6 +290,11 @@ impl Plan {
                 })
                 .collect()
         };
+        if args.spread && queues.is_empty() {
+            return invalid(
+                "--spread needs queues to publish to: consumers or --queue".to_owned(),
+            );
+        }
         if args.predeclared && queues.iter().any(|q| q.name.is_empty()) {
             return invalid(
                 "--predeclared needs --queue: a server-named queue must be declared".to_owned(),
@@ -312,12 +324,19 @@ impl Plan {
             exchange,
             exchange_type,
             routing_key,
+            spread: args.spread,
             durable_queue: args.durable_queue,
             shared_connection: args.shared_connection,
             predeclared: args.predeclared,
             json: args.json,
             idle_connections: args.idle_connections,
         })
+    }
+
+    /// The one queue (consumer group) producer `id` publishes to with `--spread`; `None` when every producer's
+    /// messages reach every queue.
+    pub fn producer_queue(&self, id: usize) -> Option<usize> {
+        self.spread.then(|| id % self.queues.len().max(1))
     }
 
     /// Deliveries a consumer takes before it acks them all with one basic.ack multiple=true: every
@@ -438,6 +457,23 @@ mod tests {
         assert!(plan(&["--predeclared"]).is_err());
         assert!(plan(&["--uri", "http://localhost"]).is_err());
         assert!(plan(&["--producers", "70000"]).is_err());
+    }
+
+    #[test]
+    fn spread_gives_each_producer_one_queue_on_the_default_exchange() {
+        let spread = plan(&[
+            "--queues", "4", "--queue", "p", "--producers", "5", "--spread",
+        ])
+        .expect("valid");
+        assert_eq!(spread.exchange, "");
+        assert_eq!(spread.routing_key, None);
+        assert_eq!(spread.consumers, 4);
+        let targets: Vec<_> = (0..5).map(|id| spread.producer_queue(id)).collect();
+        assert_eq!(targets, [Some(0), Some(1), Some(2), Some(3), Some(0)]);
+        let fan_out = plan(&["--queues", "4"]).expect("valid");
+        assert_eq!(fan_out.producer_queue(1), None);
+        assert!(PerfArgs::from_args(["--spread", "--exchange", "x"]).is_err());
+        assert!(plan(&["--spread", "--consumers", "0"]).is_err());
     }
 
     #[test]

@@ -78,10 +78,15 @@ pub async fn run(plan: &Plan, interrupt: impl Future<Output = ()>) -> Result<Sum
             handlers.push(match role {
                 Role::Producer(id) => {
                     meters.producers.push(meter.clone());
+                    // With --spread a producer publishes to its own queue through the default exchange.
+                    let routing_key = match plan.producer_queue(usize::from(id)) {
+                        Some(group) => topology.queues.get(group).cloned().unwrap_or_default(),
+                        None => topology.routing_key.clone(),
+                    };
                     let spec = ProducerSpec {
                         id,
                         exchange: topology.exchange.clone(),
-                        routing_key: topology.routing_key.clone(),
+                        routing_key,
                         size: plan.size,
                         persistent: plan.persistent,
                         pmessages: plan.pmessages,
@@ -171,6 +176,7 @@ pub async fn run(plan: &Plan, interrupt: impl Future<Output = ()>) -> Result<Sum
             loss_check(
                 topology.queues.len(),
                 plan.producers,
+                |id| plan.producer_queue(id),
                 &producer_reports,
                 consumer_reports,
             )
@@ -312,8 +318,14 @@ async fn coordinate(
                 let expected = totals.sent.saturating_sub(totals.nacked);
                 let per_group = meters.unique_per_group(groups);
                 let total: u64 = per_group.iter().sum();
+                // Fanned out, every group gets every message; spread, each message goes to one group.
+                let all_received = if plan.spread {
+                    total >= expected
+                } else {
+                    per_group.iter().all(|&u| u >= expected)
+                };
                 if plan.consumers == 0
-                    || per_group.iter().all(|&u| u >= expected)
+                    || all_received
                     || meters.consumers_done()
                     || interrupted_now
                     || now.saturating_duration_since(progress_at) >= DRAIN_IDLE
@@ -338,10 +350,12 @@ async fn coordinate(
     }
 }
 
-/// Merges each group's receipts and compares them with what each producer had accepted.
+/// Merges each group's receipts and compares them with what each producer had accepted. `producer_queue` names
+/// the one group a producer's messages go to (`--spread`), or `None` when they go to every group.
 fn loss_check(
     groups: usize,
     producers: usize,
+    producer_queue: impl Fn(usize) -> Option<usize>,
     producer_reports: &[ProducerReport],
     consumer_reports: Vec<ConsumerReport>,
 ) -> LossCheck {
@@ -354,9 +368,12 @@ fn loss_check(
         }
     }
     let mut check = LossCheck::default();
-    for group in &merged {
+    for (index, group) in merged.iter().enumerate() {
         check.duplicates += group.duplicates;
         for p in producer_reports {
+            if producer_queue(usize::from(p.id)).is_some_and(|target| target != index) {
+                continue;
+            }
             let not_expected: HashSet<u64> =
                 p.nacked.iter().chain(&p.unconfirmed).copied().collect();
             check.expected += p.sent
@@ -368,4 +385,46 @@ fn loss_check(
         }
     }
     check
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn received(producers: usize, messages: &[(u16, u64)]) -> Received {
+        let mut r = Received::new(producers);
+        for &(producer, seq) in messages {
+            r.record(producer, seq, false);
+        }
+        r
+    }
+
+    fn sent(id: u16, sent: u64) -> ProducerReport {
+        ProducerReport {
+            id,
+            sent,
+            ..ProducerReport::default()
+        }
+    }
+
+    #[test]
+    fn spread_loss_check_expects_a_producer_only_on_its_own_queue() {
+        let producers = [sent(0, 2), sent(1, 3)];
+        let consumers = || {
+            vec![
+                ConsumerReport {
+                    group: 0,
+                    received: received(2, &[(0, 1), (0, 2)]),
+                },
+                ConsumerReport {
+                    group: 1,
+                    received: received(2, &[(1, 1), (1, 2), (1, 3)]),
+                },
+            ]
+        };
+        let spread = loss_check(2, 2, |id| Some(id % 2), &producers, consumers());
+        assert_eq!((spread.expected, spread.missing, spread.duplicates), (5, 0, 0));
+        let fanned_out = loss_check(2, 2, |_| None, &producers, consumers());
+        assert_eq!((fanned_out.expected, fanned_out.missing), (10, 5));
+    }
 }
