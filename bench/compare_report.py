@@ -6,6 +6,7 @@ Run by compare.sh, which passes everything through the environment; it reports f
 import json
 import os
 import subprocess
+import time
 from collections import defaultdict
 
 ENV = os.environ
@@ -115,7 +116,8 @@ def machine():
         f"RAM: {mem_kib / 1048576:.0f} GiB",
         f"Kernel: Linux {os.uname().release}",
         f"Disk: {source}, {virtio}block device, {disk.strip()}, {fstype}"
-        + (f", rotational flag {rotational}" if rotational else "")
+        + (f", rotational flag {rotational}" + (" (as the VM's virtual disk reports it)" if virtio else "")
+           if rotational else "")
         + f"; the brokers' data directories are under {ENV['WORK']}",
         f"Load average (1, 5, 15 min) at the start: {ENV['LOAD_START']}; at the end: "
         + " ".join(open("/proc/loadavg").read().split()[:3]),
@@ -125,7 +127,9 @@ def machine():
 def versions(brokers):
     commit = sh("git", "-C", os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "describe", "--always",
                 "--dirty")
-    out = [f"Warren {sh(ENV['WARREN_BIN'], '--version').replace('warren ', '')} (commit {commit}), release build, "
+    built = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(os.path.getmtime(ENV["WARREN_BIN"])))
+    out = [f"Warren {sh(ENV['WARREN_BIN'], '--version').replace('warren ', '')} (work tree at commit {commit}; "
+           f"binary built {built}), release build, "
            "default configuration: `sync = \"always\"` (fdatasync before a persistent message is confirmed)"]
     rabbit = sh("dpkg-query", "-W", "-f=${Version}", "rabbitmq-server")
     otp = sh("erl", "-noshell", "-eval", 'io:format("~s", [erlang:system_info(otp_release)]), halt().')

@@ -206,6 +206,27 @@ async fn bad_password_with_authentication_failure_close_gets_403() {
 }
 
 #[tokio::test]
+async fn refused_login_keeps_the_socket_open_until_close_ok() {
+    let server = common::start_server().await;
+    let mut client = RawClient::connect(&server).await;
+    let close = connection_close(login(&mut client, "wrong", true).await);
+    assert_eq!(close.reply_code, 403);
+    // The broker waits for close-ok, as RabbitMQ does: a client writing its close-ok must not hit a closed socket.
+    let mut byte = [0u8; 1];
+    let early = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        tokio::io::AsyncReadExt::read(&mut client.stream, &mut byte),
+    )
+    .await;
+    assert!(
+        early.is_err(),
+        "the socket closed before close-ok: {early:?}"
+    );
+    client.send_frame(1, 0, &[0, 10, 0, 51]).await;
+    closes(&mut client).await;
+}
+
+#[tokio::test]
 async fn bad_password_without_the_capability_just_closes_the_socket() {
     let server = common::start_server().await;
     let mut client = RawClient::connect(&server).await;

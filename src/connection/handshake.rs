@@ -314,8 +314,36 @@ async fn refuse(io: &mut Io<'_>, error: AmqpError, peer: SocketAddr) -> Step {
         }),
     )
     .await;
+    // As RabbitMQ does, keep the socket open until the client's close-ok (or a short timeout): a client that
+    // writes its close-ok into an already closed socket reports the broken pipe instead of our reply code.
+    let _ = tokio::time::timeout(CLOSE_OK_WAIT, await_close_ok(io)).await;
     let _ = io.write.shutdown().await;
     Step::Abort
+}
+
+/// How long a refused client has to answer connection.close with close-ok.
+const CLOSE_OK_WAIT: Duration = Duration::from_secs(3);
+
+/// Reads and drops frames until connection.close-ok, an undecodable frame or the end of the stream.
+async fn await_close_ok(io: &mut Io<'_>) {
+    loop {
+        match io.splitter.next_frame(io.buf) {
+            Ok(Some(frame)) => {
+                if frame.kind == FrameKind::Method && frame.channel == 0 {
+                    if let Ok(AMQPClass::Connection(connection::AMQPMethod::CloseOk(_))) =
+                        decode_method(&frame.payload)
+                    {
+                        return;
+                    }
+                }
+            }
+            Ok(None) => match read_more(io).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            },
+            Err(_) => return,
+        }
+    }
 }
 
 async fn auth_failed(

@@ -291,9 +291,7 @@ impl Plan {
                 .collect()
         };
         if args.spread && queues.is_empty() {
-            return invalid(
-                "--spread needs queues to publish to: consumers or --queue".to_owned(),
-            );
+            return invalid("--spread needs queues to publish to: consumers or --queue".to_owned());
         }
         if args.predeclared && queues.iter().any(|q| q.name.is_empty()) {
             return invalid(
@@ -461,10 +459,10 @@ mod tests {
 
     #[test]
     fn spread_gives_each_producer_one_queue_on_the_default_exchange() {
-        let spread = plan(&[
-            "--queues", "4", "--queue", "p", "--producers", "5", "--spread",
-        ])
-        .expect("valid");
+        let args: Vec<_> = "--queues 4 --queue p --producers 5 --spread"
+            .split(' ')
+            .collect();
+        let spread = plan(&args).expect("valid");
         assert_eq!(spread.exchange, "");
         assert_eq!(spread.routing_key, None);
         assert_eq!(spread.consumers, 4);

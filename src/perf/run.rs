@@ -423,7 +423,10 @@ mod tests {
             ]
         };
         let spread = loss_check(2, 2, |id| Some(id % 2), &producers, consumers());
-        assert_eq!((spread.expected, spread.missing, spread.duplicates), (5, 0, 0));
+        assert_eq!(
+            (spread.expected, spread.missing, spread.duplicates),
+            (5, 0, 0)
+        );
         let fanned_out = loss_check(2, 2, |_| None, &producers, consumers());
         assert_eq!((fanned_out.expected, fanned_out.missing), (10, 5));
     }
