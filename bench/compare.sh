@@ -65,6 +65,7 @@ trap 'exit 130' INT TERM
 
 note() { echo "$*" | tee -a "$NOTES" >&2; }
 log() { echo "[$(date +%T)] $*" >&2; }
+commas() { echo "$1" | sed -e ':a' -e 's/\B[0-9]\{3\}\>/,&/' -e 'ta'; }
 
 start_broker() { # name
   local b=$1 dir="$WORK/$1"
@@ -124,18 +125,19 @@ TITLE=(
   "4 producers, 4 consumers, 4 queues (a producer/consumer pair per queue), 1 KiB transient, manual ack"
   "fan-out: 1 producer, fanout exchange bound to 10 queues, one consumer each, 16 B transient, manual ack"
   "latency at a fixed 1,000 msg/s: 1 producer, 1 consumer, 16 B transient, manual ack"
-  "backlog: $BACKLOG x 16 B transient published with no consumer, then drained (fresh broker)"
-  "$IDLE idle connections with one channel each (fresh broker)"
+  "backlog: $(commas "$BACKLOG") x 16 B transient published with no consumer, then drained (fresh broker)"
+  "$(commas "$IDLE") idle connections with one channel each (fresh broker)"
 )
 BACKLOG_PUBLISH="--producers 1 --consumers 0 --size 16 --pmessages $BACKLOG --queue cmp-backlog"
 BACKLOG_DRAIN="--producers 0 --consumers 1 --predeclared --queue cmp-backlog --multi-ack-every 100 --qos 1000 --cmessages $BACKLOG"
 IDLE_HOLD=8
 IDLE_OPTIONS="--idle-connections $IDLE --time $IDLE_HOLD"
 for s in 1 2 3 4 5 6; do printf '%s\t%s\t%s\n' "$s" "${TITLE[$s]}" "$(scenario_options "$s" 1)" >>"$SCENARIO_FILE"; done
-printf '7\t%s\t%s\n' "${TITLE[7]}" "$BACKLOG_PUBLISH, then $BACKLOG_DRAIN" >>"$SCENARIO_FILE"
+printf '7\t%s\t%s\n' "${TITLE[7]}" "$BACKLOG_PUBLISH;;$BACKLOG_DRAIN" >>"$SCENARIO_FILE" # ;; separates commands
 printf '8\t%s\t%s\n' "${TITLE[8]}" "$IDLE_OPTIONS" >>"$SCENARIO_FILE"
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+WARREN_COMMIT=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)
 STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
 
 # --- the brokers ---------------------------------------------------------------------------------------------------
@@ -213,9 +215,11 @@ for ((run = 1; run <= RUNS; run++)); do
   done
 done
 
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+
 # --- the page -------------------------------------------------------------------------------------------------------
-export RESULTS SCENARIO_FILE NOTES OUT QUICK RUNS SECONDS_PER_RUN BACKLOG IDLE COMMAND_LINE STARTED LOAD_START WORK
-export BROKERS_RUN="${BROKERS[*]}" WARREN_BIN IDLE_HOLD
+export RESULTS SCENARIO_FILE NOTES OUT QUICK RUNS SECONDS_PER_RUN BACKLOG IDLE COMMAND_LINE STARTED LOAD_START LOAD_END WORK
+export BROKERS_RUN="${BROKERS[*]}" WARREN_BIN WARREN_COMMIT IDLE_HOLD
 export WARREN_PORT=${PORT[warren]} RABBIT_PORT=${PORT[rabbitmq]} GARAGE_PORT=${PORT[garagemq]}
 python3 "$HERE/compare_report.py"
 log "wrote $OUT (raw results in $RESULTS, logs in $WORK/logs)"

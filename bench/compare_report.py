@@ -119,17 +119,14 @@ def machine():
         + (f", rotational flag {rotational}" + (" (as the VM's virtual disk reports it)" if virtio else "")
            if rotational else "")
         + f"; the brokers' data directories are under {ENV['WORK']}",
-        f"Load average (1, 5, 15 min) at the start: {ENV['LOAD_START']}; at the end: "
-        + " ".join(open("/proc/loadavg").read().split()[:3]),
+        f"Load average (1, 5, 15 min) at the start: {ENV['LOAD_START']}; at the end: {ENV['LOAD_END']}",
     ]
 
 
 def versions(brokers):
-    commit = sh("git", "-C", os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "describe", "--always",
-                "--dirty")
     built = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(os.path.getmtime(ENV["WARREN_BIN"])))
-    out = [f"Warren {sh(ENV['WARREN_BIN'], '--version').replace('warren ', '')} (work tree at commit {commit}; "
-           f"binary built {built}), release build, "
+    out = [f"Warren {sh(ENV['WARREN_BIN'], '--version').replace('warren ', '')} (work tree at commit {ENV['WARREN_COMMIT']} when the run "
+           f"started; binary built {built}), release build, "
            "default configuration: `sync = \"always\"` (fdatasync before a persistent message is confirmed)"]
     rabbit = sh("dpkg-query", "-W", "-f=${Version}", "rabbitmq-server")
     otp = sh("erl", "-noshell", "-eval", 'io:format("~s", [erlang:system_info(otp_release)]), halt().')
@@ -220,7 +217,8 @@ def main():
             "- Every queue and exchange is named per run, so no run sees what another left (garagemq refuses "
             "server-named queues). The load generator is `warren perf` for every broker (docs/perf.md).",
             "", "| # | scenario | `warren perf --uri URI --json` options (run 1) |", "|---|---|---|"]
-    out += [f"| {s} | {title} | `{opts}` |" for s, title, opts in scenarios]
+    out += [f"| {s} | {title} | " + ", then ".join(f"`{c}`" for c in opts.split(";;")) + " |"
+            for s, title, opts in scenarios]
     out += ["", "Scenario 4 uses `--spread`: producer *i* publishes to queue *i* through the default exchange, and "
             "consumer *i* reads queue *i*, so each producer/consumer pair has its own queue. Scenario 8 holds the "
             f"connections for {ENV['IDLE_HOLD']} s after they are all open.", ""]
