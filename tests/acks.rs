@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::ready_count;
+
 use futures_lite::future::{or, poll_once};
 use futures_lite::StreamExt;
 use lapin::message::Delivery;
@@ -76,22 +78,6 @@ async fn get(ch: &Channel, queue: &str) -> Option<(String, u64, bool)> {
         .await
         .expect("basic.get")
         .map(|m| summary(&m.delivery))
-}
-
-/// Messages ready in `queue`. The declare-ok comes after anything the broker wrote before it, so this is also a
-/// barrier: a delivery sent earlier is already in its consumer's buffer when this returns.
-async fn ready_count(ch: &Channel, queue: &str) -> u32 {
-    ch.queue_declare(
-        queue.into(),
-        QueueDeclareOptions {
-            passive: true,
-            ..QueueDeclareOptions::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .expect("passive queue.declare")
-    .message_count()
 }
 
 fn s(body: &str, tag: u64, redelivered: bool) -> Option<(String, u64, bool)> {

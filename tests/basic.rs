@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::ready_count;
+
 use futures_lite::StreamExt;
 use lapin::options::*;
 use lapin::types::{
@@ -55,22 +57,6 @@ async fn next_body(consumer: &mut Consumer) -> Vec<u8> {
         .expect("consumer still open")
         .expect("delivery")
         .data
-}
-
-/// Messages ready in `queue`, read with a passive declare. Everything the broker sent before the declare-ok has been
-/// processed by lapin when this returns, so it also serves as a barrier.
-async fn ready_count(ch: &Channel, queue: &str) -> u32 {
-    ch.queue_declare(
-        queue.into(),
-        QueueDeclareOptions {
-            passive: true,
-            ..QueueDeclareOptions::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .expect("passive queue.declare")
-    .message_count()
 }
 
 async fn confirm_channel(conn: &Connection) -> Channel {

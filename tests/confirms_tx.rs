@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::ready_count;
+
 use futures_lite::future::poll_once;
 use futures_lite::StreamExt;
 use lapin::options::*;
@@ -60,21 +62,6 @@ async fn get(ch: &Channel, queue: &str) -> Option<(String, bool)> {
 
 fn msg(body: &str, redelivered: bool) -> Option<(String, bool)> {
     Some((body.to_string(), redelivered))
-}
-
-/// Messages ready in `queue`; also a barrier (everything the broker wrote before the declare-ok has arrived).
-async fn ready_count(ch: &Channel, queue: &str) -> u32 {
-    ch.queue_declare(
-        queue.into(),
-        QueueDeclareOptions {
-            passive: true,
-            ..QueueDeclareOptions::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .expect("passive queue.declare")
-    .message_count()
 }
 
 #[tokio::test]

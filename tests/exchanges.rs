@@ -3,20 +3,14 @@
 
 mod common;
 
+use common::confirming_channel;
+
 use lapin::options::*;
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
 
 async fn channel(conn: &Connection) -> Channel {
     conn.create_channel().await.unwrap()
-}
-
-async fn confirming_channel(conn: &Connection) -> Channel {
-    let ch = channel(conn).await;
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
-    ch
 }
 
 fn passive() -> ExchangeDeclareOptions {

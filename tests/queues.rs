@@ -4,45 +4,14 @@
 
 mod common;
 
+use common::{confirming_channel, declare, passive, publish_n};
+
 use std::time::Duration;
 
 use futures_lite::StreamExt;
 use lapin::options::*;
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
-
-async fn confirming_channel(conn: &Connection) -> Channel {
-    let ch = conn.create_channel().await.unwrap();
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
-    ch
-}
-
-async fn declare(
-    ch: &Channel,
-    name: &str,
-    options: QueueDeclareOptions,
-    args: FieldTable,
-) -> lapin::Queue {
-    common::within(5, ch.queue_declare(name.into(), options, args))
-        .await
-        .unwrap()
-}
-
-async fn publish_n(ch: &Channel, queue: &str, n: usize) {
-    for i in 0..n {
-        common::publish_confirmed(ch, "", queue, &format!("m{i}"), BasicProperties::default())
-            .await;
-    }
-}
-
-fn passive() -> QueueDeclareOptions {
-    QueueDeclareOptions {
-        passive: true,
-        ..Default::default()
-    }
-}
+use lapin::{BasicProperties, Connection, ExchangeKind};
 
 /// Whether a passive declare finds the queue (404 otherwise), on a fresh channel since a 404 closes it.
 async fn queue_exists(conn: &Connection, name: &str) -> bool {

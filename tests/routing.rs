@@ -3,18 +3,11 @@
 
 mod common;
 
+use common::confirming_channel;
+
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
-
-/// A channel in confirm mode, so `common::publish_confirmed` knows when a message has reached its queues.
-async fn confirming_channel(conn: &Connection) -> Channel {
-    let ch = conn.create_channel().await.unwrap();
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
-    ch
-}
+use lapin::{BasicProperties, Channel, ExchangeKind};
 
 async fn declare_queue(ch: &Channel, name: &str) {
     ch.queue_declare(

@@ -330,3 +330,55 @@ pub async fn drain_bodies(ch: &lapin::Channel, queue: &str) -> Vec<String> {
         }
     }
 }
+
+/// A channel in confirm mode.
+pub async fn confirming_channel(conn: &lapin::Connection) -> lapin::Channel {
+    let ch = conn.create_channel().await.expect("channel");
+    ch.confirm_select(lapin::options::ConfirmSelectOptions::default())
+        .await
+        .expect("confirm.select");
+    ch
+}
+
+/// queue.declare, bounded in time.
+pub async fn declare(
+    ch: &lapin::Channel,
+    name: &str,
+    options: lapin::options::QueueDeclareOptions,
+    args: lapin::types::FieldTable,
+) -> lapin::Queue {
+    within(5, ch.queue_declare(name.into(), options, args))
+        .await
+        .expect("queue.declare")
+}
+
+/// Publishes `m0` .. `m{n-1}` to `queue` through the default exchange, each confirmed.
+pub async fn publish_n(ch: &lapin::Channel, queue: &str, n: usize) {
+    for i in 0..n {
+        publish_confirmed(
+            ch,
+            "",
+            queue,
+            &format!("m{i}"),
+            lapin::BasicProperties::default(),
+        )
+        .await;
+    }
+}
+
+/// Options for a passive queue.declare.
+pub fn passive() -> lapin::options::QueueDeclareOptions {
+    lapin::options::QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    }
+}
+
+/// Messages ready in `queue`, read with a passive declare. Everything the broker sent before the declare-ok has been
+/// processed by lapin when this returns, so it also serves as a barrier.
+pub async fn ready_count(ch: &lapin::Channel, queue: &str) -> u32 {
+    ch.queue_declare(queue.into(), passive(), lapin::types::FieldTable::default())
+        .await
+        .expect("passive queue.declare")
+        .message_count()
+}

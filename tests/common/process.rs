@@ -1,6 +1,6 @@
 //! The broker binary as a child process, for restart and kill -9 tests.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,19 +19,17 @@ pub fn fresh_data_dir(name: &str) -> PathBuf {
     dir
 }
 
-fn free_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local addr")
-}
-
 impl BrokerProcess {
-    /// Starts `warren` on a free port with `data_dir` and extra arguments; returns once it accepts connections.
+    /// Starts `warren` on a port the kernel picks (read back from its start-up log line, so parallel tests cannot
+    /// race for one port) with `data_dir` and extra arguments; returns once it accepts connections.
     pub fn start(data_dir: &Path, extra: &[&str]) -> BrokerProcess {
-        let addr = free_port();
-        Self::start_on(addr, data_dir, extra)
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), data_dir, extra)
     }
 
+    /// Starts `warren` on `addr` (port 0: any free port).
     pub fn start_on(addr: SocketAddr, data_dir: &Path, extra: &[&str]) -> BrokerProcess {
+        let log_path = data_dir.with_extension("log");
+        let log_start = std::fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -52,14 +50,20 @@ impl BrokerProcess {
             addr,
             data_dir: data_dir.to_owned(),
         };
-        broker.wait_ready();
+        broker.wait_ready(&log_path, log_start);
         broker
     }
 
-    fn wait_ready(&mut self) {
+    /// Waits for this process's "accepting AMQP 0-9-1 connections on ADDR" line, then for the port to answer.
+    fn wait_ready(&mut self, log_path: &Path, log_start: u64) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
-            if TcpStream::connect(self.addr).is_ok() {
+            if self.addr.port() == 0 {
+                if let Some(addr) = announced_addr(log_path, log_start) {
+                    self.addr = addr;
+                }
+            }
+            if self.addr.port() != 0 && TcpStream::connect(self.addr).is_ok() {
                 return;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -97,6 +101,20 @@ impl BrokerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The address in the newest "accepting AMQP 0-9-1 connections on ADDR" line written after `from`.
+fn announced_addr(log_path: &Path, from: u64) -> Option<SocketAddr> {
+    let text = std::fs::read(log_path).ok()?;
+    let text = String::from_utf8_lossy(text.get(from as usize..)?);
+    let marker = "accepting AMQP 0-9-1 connections on ";
+    let line = text.lines().rev().find(|l| l.contains(marker))?;
+    let rest = &line[line.find(marker)? + marker.len()..];
+    rest.split_whitespace()
+        .next()?
+        .trim_end_matches(|c: char| !c.is_ascii_digit())
+        .parse()
+        .ok()
 }
 
 impl Drop for BrokerProcess {
