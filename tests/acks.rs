@@ -12,16 +12,6 @@ use lapin::options::*;
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, Consumer};
 
-async fn declare(ch: &Channel, queue: &str) {
-    ch.queue_declare(
-        queue.into(),
-        QueueDeclareOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .expect("queue.declare");
-}
-
 /// Publishes each body to `queue` on a confirm channel of its own and waits until all are confirmed (enqueued).
 async fn publish_all(conn: &Connection, queue: &str, bodies: &[&str]) {
     let ch = conn.create_channel().await.unwrap();
@@ -89,7 +79,7 @@ async fn ack_and_ack_multiple_remove_messages_for_good() {
     let server = common::start_server().await;
     let conn = common::connect(&server).await;
     let ch = conn.create_channel().await.unwrap();
-    declare(&ch, "q").await;
+    common::declare_plain(&ch, "q").await;
     publish_all(&conn, "q", &["a", "b", "c", "d"]).await;
     assert_eq!(get(&ch, "q").await, s("a", 1, false));
     assert_eq!(get(&ch, "q").await, s("b", 2, false));
@@ -111,7 +101,7 @@ async fn nack_with_requeue_redelivers_ahead_of_later_messages_marked_redelivered
     let server = common::start_server().await;
     let conn = common::connect(&server).await;
     let ch = conn.create_channel().await.unwrap();
-    declare(&ch, "q").await;
+    common::declare_plain(&ch, "q").await;
     publish_all(&conn, "q", &["a", "b", "c"]).await;
     ch.basic_qos(1, BasicQosOptions::default()).await.unwrap();
     let mut consumer = consume(&ch, "q", "c").await;
@@ -137,7 +127,7 @@ async fn nack_without_requeue_drops_the_message() {
     let server = common::start_server().await;
     let conn = common::connect(&server).await;
     let ch = conn.create_channel().await.unwrap();
-    declare(&ch, "q").await;
+    common::declare_plain(&ch, "q").await;
     publish_all(&conn, "q", &["a", "b"]).await;
     assert_eq!(get(&ch, "q").await, s("a", 1, false));
     ch.basic_nack(1, BasicNackOptions::default()).await.unwrap();
@@ -153,7 +143,7 @@ async fn nack_multiple_settles_every_tag_up_to_the_given_one() {
     let server = common::start_server().await;
     let conn = common::connect(&server).await;
     let ch = conn.create_channel().await.unwrap();
-    declare(&ch, "q").await;
+    common::declare_plain(&ch, "q").await;
     publish_all(&conn, "q", &["a", "b", "c", "d", "e"]).await;
     for tag in 1..=5 {
         assert!(get(&ch, "q").await.is_some(), "message {tag}");
@@ -180,7 +170,7 @@ async fn reject_requeues_or_drops_a_single_message() {
     let server = common::start_server().await;
     let conn = common::connect(&server).await;
     let ch = conn.create_channel().await.unwrap();
-    declare(&ch, "q").await;
+    common::declare_plain(&ch, "q").await;
     publish_all(&conn, "q", &["a", "b", "c"]).await;
     assert_eq!(get(&ch, "q").await, s("a", 1, false));
     assert_eq!(get(&ch, "q").await, s("b", 2, false));
@@ -201,7 +191,7 @@ async fn acking_an_unknown_delivery_tag_closes_the_channel_with_406_and_requeues
     let conn = common::connect(&server).await;
     let mut closes = common::CloseWatcher::new(&conn);
     let ch = conn.create_channel().await.unwrap();
-    declare(&ch, "q").await;
+    common::declare_plain(&ch, "q").await;
     publish_all(&conn, "q", &["a"]).await;
     assert_eq!(get(&ch, "q").await, s("a", 1, false));
     ch.basic_ack(99, BasicAckOptions::default()).await.unwrap();
@@ -216,7 +206,7 @@ async fn acking_a_delivery_tag_twice_closes_the_channel_with_406() {
     let conn = common::connect(&server).await;
     let mut closes = common::CloseWatcher::new(&conn);
     let ch = conn.create_channel().await.unwrap();
-    declare(&ch, "q").await;
+    common::declare_plain(&ch, "q").await;
     publish_all(&conn, "q", &["a", "b"]).await;
     let mut consumer = consume(&ch, "q", "c").await;
     let first = next(&mut consumer).await;
@@ -243,7 +233,7 @@ async fn closing_a_channel_requeues_its_unacked_messages_in_order_marked_redeliv
     let server = common::start_server().await;
     let conn = common::connect(&server).await;
     let ch = conn.create_channel().await.unwrap();
-    declare(&ch, "q").await;
+    common::declare_plain(&ch, "q").await;
     publish_all(&conn, "q", &["a", "b", "c"]).await;
     let mut consumer = consume(&ch, "q", "first").await;
     for body in ["a", "b", "c"] {
@@ -265,7 +255,7 @@ async fn closing_the_connection_requeues_unacked_messages_marked_redelivered() {
     let server = common::start_server().await;
     let conn = common::connect(&server).await;
     let ch = conn.create_channel().await.unwrap();
-    declare(&ch, "q").await;
+    common::declare_plain(&ch, "q").await;
     publish_all(&conn, "q", &["a", "b"]).await;
     let mut consumer = consume(&ch, "q", "c").await;
     next(&mut consumer).await;
@@ -291,7 +281,7 @@ async fn basic_recover_with_requeue_redelivers_unacked_messages() {
     let server = common::start_server().await;
     let conn = common::connect(&server).await;
     let ch = conn.create_channel().await.unwrap();
-    declare(&ch, "q").await;
+    common::declare_plain(&ch, "q").await;
     publish_all(&conn, "q", &["a", "b"]).await;
     let mut consumer = consume(&ch, "q", "c").await;
     assert_eq!(summary(&next(&mut consumer).await), ("a".into(), 1, false));
@@ -324,7 +314,7 @@ async fn per_consumer_prefetch_holds_back_deliveries_until_acked() {
     let server = common::start_server().await;
     let conn = common::connect(&server).await;
     let ch = conn.create_channel().await.unwrap();
-    declare(&ch, "q").await;
+    common::declare_plain(&ch, "q").await;
     ch.basic_qos(2, BasicQosOptions { global: false })
         .await
         .unwrap();
@@ -355,8 +345,8 @@ async fn global_prefetch_limits_the_whole_channel_across_consumers() {
     let server = common::start_server().await;
     let conn = common::connect(&server).await;
     let ch = conn.create_channel().await.unwrap();
-    declare(&ch, "q1").await;
-    declare(&ch, "q2").await;
+    common::declare_plain(&ch, "q1").await;
+    common::declare_plain(&ch, "q2").await;
     ch.basic_qos(3, BasicQosOptions { global: true })
         .await
         .unwrap();
@@ -395,7 +385,7 @@ async fn prefetch_does_not_limit_a_no_ack_consumer() {
     let server = common::start_server().await;
     let conn = common::connect(&server).await;
     let ch = conn.create_channel().await.unwrap();
-    declare(&ch, "q").await;
+    common::declare_plain(&ch, "q").await;
     ch.basic_qos(1, BasicQosOptions { global: false })
         .await
         .unwrap();

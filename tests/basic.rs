@@ -10,17 +10,7 @@ use lapin::options::*;
 use lapin::types::{
     AMQPValue, ByteArray, DecimalValue, FieldArray, FieldTable, LongString, ShortString,
 };
-use lapin::{BasicProperties, Channel, Confirmation, Connection, Consumer};
-
-async fn declare(ch: &Channel, queue: &str) {
-    ch.queue_declare(
-        queue.into(),
-        QueueDeclareOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .expect("queue.declare");
-}
+use lapin::{BasicProperties, Channel, Confirmation, Consumer};
 
 /// Publishes to the default exchange and waits for the confirm when the channel is in confirm mode.
 async fn publish(ch: &Channel, queue: &str, body: &[u8], properties: BasicProperties) {
@@ -57,14 +47,6 @@ async fn next_body(consumer: &mut Consumer) -> Vec<u8> {
         .expect("consumer still open")
         .expect("delivery")
         .data
-}
-
-async fn confirm_channel(conn: &Connection) -> Channel {
-    let ch = conn.create_channel().await.expect("channel.open");
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .expect("confirm.select");
-    ch
 }
 
 fn every_field_type() -> FieldTable {
@@ -120,7 +102,7 @@ async fn all_fourteen_properties_and_every_field_type_reach_the_consumer_unchang
     let server = common::start_server().await;
     let conn = common::connect(&server).await;
     let ch = conn.create_channel().await.unwrap();
-    declare(&ch, "props").await;
+    common::declare_plain(&ch, "props").await;
     let properties = BasicProperties::default()
         .with_content_type("application/json".into())
         .with_content_encoding("gzip".into())
@@ -154,8 +136,8 @@ async fn bodies_from_empty_to_sixteen_mebibytes_arrive_intact_across_frames() {
         frame_max, 131_072,
         "lapin takes RabbitMQ's default frame_max"
     );
-    let ch = confirm_channel(&conn).await;
-    declare(&ch, "sizes").await;
+    let ch = common::confirming_channel(&conn).await;
+    common::declare_plain(&ch, "sizes").await;
     let sizes = [0, 1, frame_max - 8, frame_max - 7, 1 << 20, 16 << 20];
     let body = |size: usize| -> Vec<u8> { (0..size).map(|i| (i % 251) as u8).collect() };
     for size in sizes {
@@ -190,7 +172,7 @@ async fn mandatory_unroutable_message_comes_back_with_312_no_route() {
         .unwrap();
     }
     // basic.return precedes the declare-ok on the wire, so lapin holds it once the declare returns.
-    declare(&ch, "barrier").await;
+    common::declare_plain(&ch, "barrier").await;
     let returned = ch.wait_for_confirms().await.unwrap();
     assert_eq!(returned.len(), 1, "only the mandatory message is returned");
     let message = &returned[0];
@@ -206,7 +188,7 @@ async fn mandatory_unroutable_message_comes_back_with_312_no_route() {
 async fn on_a_confirm_channel_the_return_arrives_before_the_ack() {
     let server = common::start_server().await;
     let conn = common::connect(&server).await;
-    let ch = confirm_channel(&conn).await;
+    let ch = common::confirming_channel(&conn).await;
     let confirmation = ch
         .basic_publish(
             "".into(),
@@ -270,7 +252,7 @@ async fn publish_to_a_missing_exchange_closes_the_channel_with_404() {
     assert_eq!(closes.next_code().await, 404);
     // A soft error: the connection stays usable.
     let other = conn.create_channel().await.unwrap();
-    declare(&other, "still-fine").await;
+    common::declare_plain(&other, "still-fine").await;
 }
 
 #[tokio::test]
@@ -278,7 +260,7 @@ async fn server_generated_consumer_tag_starts_with_amq_ctag() {
     let server = common::start_server().await;
     let conn = common::connect(&server).await;
     let ch = conn.create_channel().await.unwrap();
-    declare(&ch, "tags").await;
+    common::declare_plain(&ch, "tags").await;
     let first = consume(&ch, "tags", "", false).await;
     let second = consume(&ch, "tags", "", false).await;
     assert!(
@@ -294,7 +276,7 @@ async fn reusing_a_consumer_tag_on_one_channel_closes_the_connection_with_530() 
     let server = common::start_server().await;
     let conn = common::connect(&server).await;
     let ch = conn.create_channel().await.unwrap();
-    declare(&ch, "dup").await;
+    common::declare_plain(&ch, "dup").await;
     let _first = consume(&ch, "dup", "same", false).await;
     let error = ch
         .basic_consume(
@@ -314,8 +296,8 @@ async fn an_exclusive_consumer_keeps_other_consumers_out_with_403() {
     let server = common::start_server().await;
     let conn = common::connect(&server).await;
     let setup = conn.create_channel().await.unwrap();
-    declare(&setup, "excl").await;
-    declare(&setup, "shared").await;
+    common::declare_plain(&setup, "excl").await;
+    common::declare_plain(&setup, "shared").await;
     let exclusive = BasicConsumeOptions {
         exclusive: true,
         ..BasicConsumeOptions::default()
@@ -365,7 +347,7 @@ async fn basic_cancel_stops_deliveries_to_that_consumer() {
     let server = common::start_server().await;
     let conn = common::connect(&server).await;
     let ch = conn.create_channel().await.unwrap();
-    declare(&ch, "cancel").await;
+    common::declare_plain(&ch, "cancel").await;
     let mut consumer = consume(&ch, "cancel", "c", true).await;
     publish(&ch, "cancel", b"before", BasicProperties::default()).await;
     assert_eq!(next_body(&mut consumer).await, b"before");
@@ -390,10 +372,10 @@ async fn two_consumers_of_one_queue_receive_messages_alternately() {
     let server = common::start_server().await;
     let conn = common::connect(&server).await;
     let ch = conn.create_channel().await.unwrap();
-    declare(&ch, "rr").await;
+    common::declare_plain(&ch, "rr").await;
     let mut a = consume(&ch, "rr", "a", true).await;
     let mut b = consume(&ch, "rr", "b", true).await;
-    let publisher = confirm_channel(&conn).await;
+    let publisher = common::confirming_channel(&conn).await;
     for i in 0..6 {
         publish(
             &publisher,
@@ -420,8 +402,8 @@ async fn two_consumers_of_one_queue_receive_messages_alternately() {
 async fn a_no_ack_consumer_gets_every_message_and_nothing_stays_unacked() {
     let server = common::start_server().await;
     let conn = common::connect(&server).await;
-    let ch = confirm_channel(&conn).await;
-    declare(&ch, "noack").await;
+    let ch = common::confirming_channel(&conn).await;
+    common::declare_plain(&ch, "noack").await;
     for i in 0..50u8 {
         publish(&ch, "noack", &[i], BasicProperties::default()).await;
     }
@@ -442,8 +424,8 @@ async fn a_no_ack_consumer_gets_every_message_and_nothing_stays_unacked() {
 async fn basic_get_reports_the_remaining_count_then_get_empty() {
     let server = common::start_server().await;
     let conn = common::connect(&server).await;
-    let ch = confirm_channel(&conn).await;
-    declare(&ch, "get").await;
+    let ch = common::confirming_channel(&conn).await;
+    common::declare_plain(&ch, "get").await;
     for body in ["a", "b", "c"] {
         publish(&ch, "get", body.as_bytes(), BasicProperties::default()).await;
     }

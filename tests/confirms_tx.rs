@@ -11,16 +11,6 @@ use lapin::options::*;
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ExchangeKind};
 
-async fn declare(ch: &Channel, queue: &str) {
-    ch.queue_declare(
-        queue.into(),
-        QueueDeclareOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .expect("queue.declare");
-}
-
 async fn publish(ch: &Channel, exchange: &str, key: &str, body: &str) -> lapin::PublisherConfirm {
     ch.basic_publish(
         exchange.into(),
@@ -73,7 +63,7 @@ async fn every_publish_on_a_confirm_channel_is_acked() {
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .unwrap();
-    declare(&ch, "q").await;
+    common::declare_plain(&ch, "q").await;
     let mut pending = Vec::new();
     for i in 0..200 {
         pending.push(publish(&ch, "", "q", &format!("m{i}")).await);
@@ -116,7 +106,7 @@ async fn a_message_routed_to_several_queues_is_acked_once_all_hold_it() {
     .await
     .unwrap();
     for queue in ["f1", "f2", "f3"] {
-        declare(&ch, queue).await;
+        common::declare_plain(&ch, queue).await;
         ch.queue_bind(
             queue.into(),
             "fan".into(),
@@ -180,8 +170,8 @@ async fn transactional_publishes_stay_invisible_until_commit() {
     let server = common::start_server().await;
     let conn = common::connect(&server).await;
     let observer = conn.create_channel().await.unwrap();
-    declare(&observer, "q").await;
-    declare(&observer, "watched").await;
+    common::declare_plain(&observer, "q").await;
+    common::declare_plain(&observer, "watched").await;
     let mut consumer = observer
         .basic_consume(
             "watched".into(),
@@ -219,7 +209,7 @@ async fn rollback_discards_transactional_publishes() {
     let server = common::start_server().await;
     let conn = common::connect(&server).await;
     let ch = tx_channel(&conn).await;
-    declare(&ch, "q").await;
+    common::declare_plain(&ch, "q").await;
     publish(&ch, "", "q", "dropped-1").await;
     publish(&ch, "", "q", "dropped-2").await;
     ch.tx_rollback().await.unwrap();
@@ -248,7 +238,7 @@ async fn a_mandatory_unroutable_transactional_publish_is_returned_at_commit() {
     )
     .await
     .unwrap();
-    declare(&ch, "barrier").await;
+    common::declare_plain(&ch, "barrier").await;
     assert!(ch.wait_for_confirms().await.unwrap().is_empty());
     ch.tx_commit().await.unwrap();
     let returned = ch.wait_for_confirms().await.unwrap();
@@ -260,7 +250,7 @@ async fn a_mandatory_unroutable_transactional_publish_is_returned_at_commit() {
 /// Fills `queue` with `bodies` and takes them all on `ch` with basic.get (unacked); returns their delivery tags.
 async fn take_unacked(conn: &Connection, ch: &Channel, queue: &str, bodies: &[&str]) -> Vec<u64> {
     let publisher = confirm_channel(conn).await;
-    declare(&publisher, queue).await;
+    common::declare_plain(&publisher, queue).await;
     for body in bodies {
         assert!(publish(&publisher, "", queue, body)
             .await
@@ -392,7 +382,7 @@ async fn a_transactional_ack_frees_prefetch_credit_only_on_commit() {
     let server = common::start_server().await;
     let conn = common::connect(&server).await;
     let ch = tx_channel(&conn).await;
-    declare(&ch, "q").await;
+    common::declare_plain(&ch, "q").await;
     ch.basic_qos(1, BasicQosOptions { global: true })
         .await
         .unwrap();

@@ -382,3 +382,14 @@ pub async fn ready_count(ch: &lapin::Channel, queue: &str) -> u32 {
         .expect("passive queue.declare")
         .message_count()
 }
+
+/// queue.declare of a plain (transient, non-exclusive) queue with no arguments.
+pub async fn declare_plain(ch: &lapin::Channel, queue: &str) {
+    declare(
+        ch,
+        queue,
+        lapin::options::QueueDeclareOptions::default(),
+        lapin::types::FieldTable::default(),
+    )
+    .await;
+}
