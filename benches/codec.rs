@@ -4,7 +4,8 @@
 //!
 //! - **decode**: basic.publish + content header + 16 B body, as a client sends them, fed to the [`FrameSplitter`] in
 //!   64 KiB reads as the connection reader gets them (the copy into the read buffer is included); each method frame
-//!   goes through [`decode_method`] (amq-protocol) and each header through [`parse_content_header`].
+//!   goes through [`parse_publish`], the reader's allocation-free decoder for basic.publish, and each header through
+//!   [`parse_content_header`]. The same with amq-protocol's [`decode_method`] is reported beside it.
 //! - **encode**: basic.deliver + content header + 16 B body appended to an outbound buffer as
 //!   `Outbound::write_message` does for a small body ([`put_deliver`], [`put_content_header`], a body frame), the
 //!   buffer cut off and dropped every 64 KiB as the writer takes it.
@@ -22,7 +23,7 @@ use warren::protocol::content::{
     DeliverArgs,
 };
 use warren::protocol::frame::FRAME_END;
-use warren::protocol::{basic, decode_method, AMQPClass, FrameKind, FrameSplitter};
+use warren::protocol::{basic, decode_method, parse_publish, AMQPClass, FrameKind, FrameSplitter};
 
 const BODY: [u8; 16] = [7; 16];
 /// Property flags with only delivery-mode set, then delivery-mode 1 (what `warren perf` sends for transient).
@@ -39,10 +40,15 @@ const MEASURE_FOR: Duration = Duration::from_secs(3);
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let input = publishes(ROUND);
-    let decode = measure(full, || decode_round(&input));
+    let decode = measure(full, || decode_round(&input, MethodDecoder::Reader));
     report(
-        "decode basic.publish + header + 16 B body (splitter, decode_method, parse_content_header)",
+        "decode basic.publish + header + 16 B body as the reader does (splitter, parse_publish, parse_content_header)",
         &decode,
+    );
+    let generic = measure(full, || decode_round(&input, MethodDecoder::Generic));
+    report(
+        "decode the same with amq-protocol's generic method decoder (splitter, decode_method, parse_content_header)",
+        &generic,
     );
     let encode = measure(full, encode_round);
     report(
@@ -60,8 +66,17 @@ fn publishes(n: usize) -> Vec<u8> {
     one.repeat(n)
 }
 
+/// How method frames are decoded.
+#[derive(Clone, Copy)]
+enum MethodDecoder {
+    /// What the connection reader does: [`parse_publish`], borrowing the strings.
+    Reader,
+    /// amq-protocol's generic decoder, which the reader uses for every other method.
+    Generic,
+}
+
 /// Splits and decodes every frame of `input`; returns the number of messages.
-fn decode_round(input: &[u8]) -> usize {
+fn decode_round(input: &[u8], decoder: MethodDecoder) -> usize {
     let splitter = FrameSplitter::new(FRAME_MAX);
     let mut buf = BytesMut::new();
     let (mut publishes, mut bodies) = (0usize, 0usize);
@@ -70,12 +85,19 @@ fn decode_round(input: &[u8]) -> usize {
         buf.extend_from_slice(read);
         while let Some(frame) = splitter.next_frame(&mut buf).expect("well-formed input") {
             match frame.kind {
-                FrameKind::Method => match decode_method(&frame.payload) {
-                    Ok(AMQPClass::Basic(basic::AMQPMethod::Publish(publish))) => {
+                FrameKind::Method => match decoder {
+                    MethodDecoder::Reader => {
+                        let publish = parse_publish(&frame.payload).expect("a basic.publish");
                         black_box(&publish);
                         publishes += 1;
                     }
-                    other => panic!("expected basic.publish, got {other:?}"),
+                    MethodDecoder::Generic => match decode_method(&frame.payload) {
+                        Ok(AMQPClass::Basic(basic::AMQPMethod::Publish(publish))) => {
+                            black_box(&publish);
+                            publishes += 1;
+                        }
+                        other => panic!("expected basic.publish, got {other:?}"),
+                    },
                 },
                 FrameKind::Header => {
                     let header = parse_content_header(&frame.payload).expect("valid header");

@@ -354,3 +354,46 @@ async fn auto_delete_queue_is_deleted_when_its_last_consumers_channel_closes() {
     consuming.close(200, "done".into()).await.unwrap();
     wait_until_gone(&conn, "ad").await;
 }
+
+/// Publishes a client sent just before a framing error ended its connection are enqueued, however many arrived in
+/// the same read (the reader hands routed messages to queues in runs; the last run must not be lost with the
+/// connection).
+#[tokio::test]
+async fn publishes_sent_just_before_a_framing_error_are_all_enqueued() {
+    use bytes::BytesMut;
+    use warren::protocol::client::put_publish;
+    use warren::protocol::content::{put_body_frames, put_content_header};
+
+    let server = common::start_server().await;
+    let conn = common::connect(&server).await;
+    let ch = conn.create_channel().await.unwrap();
+    common::declare_plain(&ch, "last-words").await;
+
+    const SENT: u32 = 1000;
+    let mut raw = common::RawClient::connect(&server).await;
+    raw.handshake().await;
+    raw.open_channel(1).await;
+    let mut out = BytesMut::new();
+    for i in 0..SENT {
+        let body = i.to_be_bytes();
+        put_publish(&mut out, 1, "", "last-words", false);
+        put_content_header(&mut out, 1, body.len() as u64, &[0, 0]);
+        put_body_frames(&mut out, 1, &body, 131_072);
+    }
+    // A frame of type 9, which AMQP does not have: 501, connection closed.
+    out.extend_from_slice(&[9, 0, 1, 0, 0, 0, 0, 0xCE]);
+    raw.send(&out).await;
+    let close = raw.read_frame().await.expect("connection.close");
+    assert_eq!(close.close_code(), Some(501));
+    drop(raw);
+
+    let mut ready = 0;
+    for _ in 0..100 {
+        ready = common::ready_count(&ch, "last-words").await;
+        if ready == SENT {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(ready, SENT);
+}

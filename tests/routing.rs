@@ -416,3 +416,83 @@ async fn publishing_to_a_missing_exchange_closes_the_channel_with_404() {
     let ch2 = confirming_channel(&conn).await;
     declare_queue(&ch2, "still-open").await;
 }
+
+/// A channel remembers its last route; every topology change must show in its next publish with the same exchange
+/// and routing key, whichever connection made the change.
+#[tokio::test]
+async fn repeated_publishes_follow_topology_changes() {
+    let server = common::start_server().await;
+    let conn = common::connect(&server).await;
+    let admin = common::connect(&server).await;
+    let ch = confirming_channel(&conn).await;
+    let other = admin.create_channel().await.unwrap();
+    declare_exchange(&ch, "events", ExchangeKind::Direct, FieldTable::default()).await;
+    declare_queue(&ch, "first").await;
+    bind(&ch, "first", "events", "k", FieldTable::default()).await;
+    publish(&ch, "events", "k", "1").await;
+
+    declare_queue(&other, "second").await;
+    bind(&other, "second", "events", "k", FieldTable::default()).await;
+    publish(&ch, "events", "k", "2").await;
+
+    other
+        .queue_unbind(
+            "first".into(),
+            "events".into(),
+            "k".into(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    publish(&ch, "events", "k", "3").await;
+    assert_eq!(common::drain_bodies(&ch, "first").await, ["1", "2"]);
+    assert_eq!(common::drain_bodies(&ch, "second").await, ["2", "3"]);
+
+    // A queue deleted and declared again under the same name is a new queue: the next publish must reach it.
+    publish(&ch, "", "first", "4").await;
+    other
+        .queue_delete("first".into(), QueueDeleteOptions::default())
+        .await
+        .unwrap();
+    declare_queue(&other, "first").await;
+    publish(&ch, "", "first", "5").await;
+    assert_eq!(common::drain_bodies(&ch, "first").await, ["5"]);
+
+    // An exchange deleted under a publisher: the next publish to it is refused with 404.
+    other
+        .exchange_delete("events".into(), ExchangeDeleteOptions::default())
+        .await
+        .unwrap();
+    let refused = ch
+        .basic_publish(
+            "events".into(),
+            "k".into(),
+            BasicPublishOptions::default(),
+            b"6",
+            BasicProperties::default(),
+        )
+        .await;
+    let code = match refused {
+        Err(error) => common::reply_code(&error),
+        Ok(confirm) => confirm.await.err().and_then(|e| common::reply_code(&e)),
+    };
+    assert_eq!(code, Some(404));
+}
+
+/// Messages to a headers exchange route by their own headers, even when exchange and routing key repeat.
+#[tokio::test]
+async fn headers_routes_are_not_reused_across_messages() {
+    let server = common::start_server().await;
+    let conn = common::connect(&server).await;
+    let ch = confirming_channel(&conn).await;
+    declare_exchange(&ch, "by-kind", ExchangeKind::Headers, FieldTable::default()).await;
+    declare_queue(&ch, "red").await;
+    declare_queue(&ch, "blue").await;
+    bind(&ch, "red", "by-kind", "", table(&[("colour", "red")])).await;
+    bind(&ch, "blue", "by-kind", "", table(&[("colour", "blue")])).await;
+    for (body, colour) in [("a", "red"), ("b", "blue"), ("c", "red"), ("d", "blue")] {
+        publish_with_headers(&ch, "by-kind", body, &[("colour", colour)]).await;
+    }
+    assert_eq!(common::drain_bodies(&ch, "red").await, ["a", "c"]);
+    assert_eq!(common::drain_bodies(&ch, "blue").await, ["b", "d"]);
+}

@@ -7,7 +7,7 @@ use tokio::sync::oneshot;
 
 use super::{send_settlements, Channel, ChannelContext, HeldAck};
 use crate::error::{AmqpError, ReplyCode};
-use crate::protocol::{basic, AMQPClass};
+use crate::protocol::{basic, AMQPClass, PublishArgs};
 use crate::queue::{Consumer, QueueCommand, SettleAction};
 
 /// A server-generated consumer tag, shaped like RabbitMQ's.
@@ -27,7 +27,9 @@ impl Channel {
         method: basic::AMQPMethod,
     ) -> Result<(), AmqpError> {
         match method {
-            basic::AMQPMethod::Publish(publish) => self.start_publish(ctx, publish),
+            basic::AMQPMethod::Publish(publish) => {
+                self.start_publish(ctx, PublishArgs::of(&publish))
+            }
             basic::AMQPMethod::Qos(qos) => {
                 if qos.global {
                     self.outlet.set_global_prefetch(qos.prefetch_count);

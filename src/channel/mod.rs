@@ -4,8 +4,10 @@
 
 pub mod confirm;
 mod consume;
+pub mod outbox;
 pub mod outlet;
 mod publish;
+mod route_cache;
 mod topology;
 
 use std::collections::BTreeMap;
@@ -20,8 +22,11 @@ use crate::queue::{QueueCommand, QueueHandle, SettleAction};
 use crate::vhost::Vhost;
 
 use self::confirm::ConfirmTracker;
+use self::outbox::Outbox;
 use self::outlet::{ChannelOutlet, Unacked};
+pub use self::publish::Backlog;
 use self::publish::PendingPublish;
+use self::route_cache::RouteCache;
 
 /// What a channel method handler needs of its connection.
 pub struct ChannelContext<'a> {
@@ -30,6 +35,8 @@ pub struct ChannelContext<'a> {
     pub conn: &'a Arc<ConnectionInfo>,
     /// Exclusive queues this connection declared, deleted when it closes.
     pub exclusive_queues: &'a mut Vec<Arc<QueueHandle>>,
+    /// Routed messages not yet handed to their queues.
+    pub outbox: &'a mut Outbox,
 }
 
 /// An ack, nack or reject held by a transaction until commit: the deliveries it named, already taken out of the
@@ -55,6 +62,7 @@ pub struct Channel {
     consumer_prefetch: u16,
     /// The queue name an empty name in queue methods stands for.
     last_queue: Option<Arc<str>>,
+    route_cache: RouteCache,
 }
 
 impl Channel {
@@ -67,6 +75,7 @@ impl Channel {
             tx: None,
             consumer_prefetch: 0,
             last_queue: None,
+            route_cache: RouteCache::default(),
         }
     }
 
@@ -170,8 +179,9 @@ impl Channel {
                     send_settlements(settled, ack.action);
                 }
                 for (message, mandatory) in held.publishes {
-                    self.route(ctx, message, mandatory).await?;
+                    self.route(ctx, message, mandatory)?.wait(ctx.broker).await;
                 }
+                ctx.outbox.flush().wait(ctx.broker).await;
                 self.reply(AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})));
                 Ok(())
             }

@@ -5,19 +5,20 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
+use super::outbox::Enqueue;
 use super::{Channel, ChannelContext};
+use crate::broker::Broker;
 use crate::channel::confirm::ConfirmRef;
 use crate::error::{AmqpError, ReplyCode};
 use crate::message::Message;
 use crate::protocol::content::{
     decode_properties, parse_content_header, put_content_header, put_return, CLASS_BASIC,
 };
-use crate::protocol::{basic, FrameKind, RawFrame};
+use crate::protocol::{FrameKind, PublishArgs, RawFrame};
 use crate::queue::{QueueCommand, QueueHandle};
 use crate::store::StoredMessage;
 
-/// Bodies smaller than this are copied out of the read buffer, so that a small message waiting in a deep queue
-/// does not pin a whole read buffer; larger ones stay zero-copy slices of it.
+/// Bodies smaller than this are copied out of the read buffer (see [`BodyParts::join`]).
 const COPY_BODY_BELOW: usize = 4096;
 
 pub struct PendingPublish {
@@ -25,8 +26,45 @@ pub struct PendingPublish {
     routing_key: Arc<str>,
     mandatory: bool,
     header: Option<(u64, Bytes)>,
-    parts: Vec<Bytes>,
+    body: BodyParts,
     received: u64,
+}
+
+/// The body frames of a message being assembled; most messages have one, which needs no vector.
+enum BodyParts {
+    None,
+    One(Bytes),
+    Many(Vec<Bytes>),
+}
+
+impl BodyParts {
+    fn push(&mut self, part: Bytes) {
+        *self = match std::mem::replace(self, BodyParts::None) {
+            BodyParts::None => BodyParts::One(part),
+            BodyParts::One(first) => BodyParts::Many(vec![first, part]),
+            BodyParts::Many(mut parts) => {
+                parts.push(part);
+                BodyParts::Many(parts)
+            }
+        };
+    }
+
+    /// The whole body. Small bodies are copied out of the read buffer, so that a small message waiting in a deep
+    /// queue does not pin a whole read buffer; larger ones stay zero-copy slices of it.
+    fn join(self, size: usize) -> Bytes {
+        match self {
+            BodyParts::None => Bytes::new(),
+            BodyParts::One(part) if part.len() < COPY_BODY_BELOW => Bytes::copy_from_slice(&part),
+            BodyParts::One(part) => part,
+            BodyParts::Many(parts) => {
+                let mut body = BytesMut::with_capacity(size);
+                for part in parts {
+                    body.extend_from_slice(&part);
+                }
+                body.freeze()
+            }
+        }
+    }
 }
 
 impl PendingPublish {
@@ -42,36 +80,57 @@ impl PendingPublish {
 }
 
 impl Channel {
+    /// basic.publish as the reader's fast path hands it over (see [`crate::protocol::parse_publish`]); the checks
+    /// are those `handle_method` makes for any method.
+    pub fn handle_publish(
+        &mut self,
+        ctx: &ChannelContext<'_>,
+        publish: PublishArgs<'_>,
+    ) -> Result<(), AmqpError> {
+        if let Some(pending) = &self.pending {
+            return Err(pending.unexpected_frame());
+        }
+        self.start_publish(ctx, publish)
+            .map_err(|e| e.on_method(60, 40))
+    }
+
     pub(super) fn start_publish(
         &mut self,
         ctx: &ChannelContext<'_>,
-        publish: basic::Publish,
+        publish: PublishArgs<'_>,
     ) -> Result<(), AmqpError> {
         if publish.immediate {
             return Err(AmqpError::not_implemented("immediate=true"));
         }
-        let exchange = publish.exchange.as_str();
-        // Refuse a missing exchange now: RabbitMQ checks it before the content arrives.
-        if !exchange.is_empty() && ctx.vhost.exchange(exchange).is_none() {
-            return Err(AmqpError::not_found("exchange", exchange, &ctx.vhost.name));
-        }
+        let (exchange, routing_key) = match self.route_cache.names(ctx.vhost, &publish) {
+            Some(names) => names,
+            None => {
+                // Refuse a missing exchange now: RabbitMQ checks it before the content arrives.
+                let exchange = publish.exchange;
+                if !exchange.is_empty() && ctx.vhost.exchange(exchange).is_none() {
+                    return Err(AmqpError::not_found("exchange", exchange, &ctx.vhost.name));
+                }
+                (Arc::from(exchange), Arc::from(publish.routing_key))
+            }
+        };
         self.pending = Some(PendingPublish {
-            exchange: Arc::from(exchange),
-            routing_key: Arc::from(publish.routing_key.as_str()),
+            exchange,
+            routing_key,
             mandatory: publish.mandatory,
             header: None,
-            parts: Vec::new(),
+            body: BodyParts::None,
             received: 0,
         });
         Ok(())
     }
 
-    /// Handles a content header or body frame.
-    pub async fn handle_content(
+    /// Handles a content header or body frame without waiting: a message completed by it is routed with what
+    /// still has to wait (a full queue inbox, a store behind its disk) returned as a [`Backlog`].
+    pub fn handle_content(
         &mut self,
         ctx: &mut ChannelContext<'_>,
         frame: RawFrame,
-    ) -> Result<(), AmqpError> {
+    ) -> Result<Option<Backlog>, AmqpError> {
         let Some(pending) = self.pending.as_mut() else {
             return Err(AmqpError::new(
                 ReplyCode::UnexpectedFrame,
@@ -99,10 +158,8 @@ impl Channel {
                     ))
                     .on_method(60, 40));
                 }
-                pending.header = Some((
-                    header.body_size,
-                    Bytes::copy_from_slice(&header.properties_raw),
-                ));
+                let properties = self.route_cache.properties(&header.properties_raw);
+                pending.header = Some((header.body_size, properties));
             }
             (FrameKind::Body, Some((size, _))) => {
                 pending.received += frame.payload.len() as u64;
@@ -112,20 +169,20 @@ impl Channel {
                         format!("content body is larger than the declared size {size}"),
                     ));
                 }
-                pending.parts.push(frame.payload);
+                pending.body.push(frame.payload);
             }
             _ => return Err(pending.unexpected_frame()),
         }
         match &pending.header {
             Some((size, _)) if pending.received == *size => {}
-            _ => return Ok(()),
+            _ => return Ok(None),
         }
         let Some(done) = self.pending.take() else {
-            return Ok(());
+            return Ok(None);
         };
         let (_, properties) = done.header.unwrap_or_default();
         check_user_id(&properties, &ctx.conn.user)?;
-        let body = join_body(done.parts, done.received as usize);
+        let body = done.body.join(done.received as usize);
         let message = Arc::new(Message::new(
             done.exchange,
             done.routing_key,
@@ -134,48 +191,50 @@ impl Channel {
         ));
         if let Some(tx) = self.tx.as_mut() {
             tx.publishes.push((message, done.mandatory));
-            return Ok(());
+            return Ok(None);
         }
-        self.route(ctx, message, done.mandatory)
-            .await
-            .map_err(|e| e.on_method(60, 40))
+        let backlog = self
+            .route(ctx, message, done.mandatory)
+            .map_err(|e| e.on_method(60, 40))?;
+        Ok((!backlog.is_empty()).then_some(backlog))
     }
 
-    /// Routes a complete message to its queues; unroutable mandatory messages are returned, then confirmed.
-    pub(super) async fn route(
+    /// Routes a complete message to its queues; unroutable mandatory messages are returned, then confirmed. The
+    /// caller waits on the returned backlog before reading on.
+    pub(super) fn route(
         &mut self,
         ctx: &mut ChannelContext<'_>,
         message: Arc<Message>,
         mandatory: bool,
-    ) -> Result<(), AmqpError> {
-        let mut queues = Vec::new();
-        ctx.vhost.route(&message.exchange, &message, &mut queues)?;
+    ) -> Result<Backlog, AmqpError> {
+        let outbox = &mut *ctx.outbox;
+        let mut backlog = Backlog::default();
+        let queues = self.route_cache.route(ctx.vhost, &message)?;
         let confirm = self.confirms.as_ref().map(|t| t.begin());
         if queues.is_empty() {
             if mandatory {
                 self.return_message(&message, ReplyCode::NoRoute, "NO_ROUTE");
             }
-            return Ok(());
+            return Ok(backlog);
         }
         if message.persistent {
-            self.store_persistent(ctx, &message, &queues, confirm.as_ref())?;
-            wait_for_store_room(ctx).await;
+            Self::store_persistent(ctx.broker, &message, queues, confirm.as_ref())?;
+            backlog.store_full = ctx.broker.store().queued_bytes() > STORE_BACKLOG_LIMIT;
         }
         for queue in queues {
-            let command = QueueCommand::Publish {
+            let item = Enqueue {
                 message: message.clone(),
                 confirm: confirm.as_ref().map(|c| c.share()),
             };
-            queue.send(command).await;
+            backlog.extend(outbox.push(queue, item));
         }
-        Ok(())
+        Ok(backlog)
     }
 
     /// Hands a persistent message routed to durable queues to the store, once for all of them. The confirm waits
     /// for the fsync that covers it through the share the store's callback holds; a store failure nacks it.
     fn store_persistent(
-        &self,
-        ctx: &ChannelContext<'_>,
+        broker: &Broker,
         message: &Message,
         queues: &[Arc<QueueHandle>],
         confirm: Option<&ConfirmRef>,
@@ -184,7 +243,7 @@ impl Channel {
         if ids.is_empty() {
             return Ok(());
         }
-        let store = ctx.broker.store();
+        let store = broker.store();
         if store.failed() && confirm.is_none() {
             // Without confirms the publisher cannot be told with a nack; refusing the connection is the only
             // honest answer.
@@ -234,12 +293,41 @@ impl Channel {
 /// Bytes of persistent messages the store may have waiting for its writer before publishers are held back.
 const STORE_BACKLOG_LIMIT: u64 = 64 << 20;
 
-/// Holds this connection's reader (and so, through TCP, its publisher) while the store's writer is behind, so a
-/// publisher faster than the disk cannot grow the write queue without bound.
-async fn wait_for_store_room(ctx: &ChannelContext<'_>) {
-    let store = ctx.broker.store();
-    while store.queued_bytes() > STORE_BACKLOG_LIMIT && !store.failed() {
-        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+/// What a routed message still waits for. The connection's reader waits on it before reading on, which holds the
+/// publisher back through TCP: a publisher faster than a queue or the disk cannot grow memory without bound.
+#[derive(Default)]
+pub struct Backlog {
+    /// Commands whose queue's inbox was full.
+    blocked: Vec<(Arc<QueueHandle>, QueueCommand)>,
+    /// The store's write queue is over its limit.
+    store_full: bool,
+}
+
+impl Backlog {
+    pub fn is_empty(&self) -> bool {
+        self.blocked.is_empty() && !self.store_full
+    }
+
+    /// Sends `command` now if the queue's inbox has room, else keeps it to wait for room.
+    pub(super) fn send_or_hold(&mut self, queue: Arc<QueueHandle>, command: QueueCommand) {
+        if let Err(command) = queue.try_send(command) {
+            self.blocked.push((queue, command));
+        }
+    }
+
+    pub fn extend(&mut self, other: Backlog) {
+        self.blocked.extend(other.blocked);
+        self.store_full |= other.store_full;
+    }
+
+    pub async fn wait(self, broker: &Broker) {
+        for (queue, command) in self.blocked {
+            queue.send(command).await;
+        }
+        let store = broker.store();
+        while self.store_full && store.queued_bytes() > STORE_BACKLOG_LIMIT && !store.failed() {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
     }
 }
 
@@ -263,19 +351,4 @@ fn check_user_id(properties_raw: &[u8], user: &str) -> Result<(), AmqpError> {
         .on_method(60, 40)),
         _ => Ok(()),
     }
-}
-
-fn join_body(parts: Vec<Bytes>, size: usize) -> Bytes {
-    if parts.len() == 1 {
-        let part = parts.into_iter().next().unwrap_or_default();
-        if part.len() < COPY_BODY_BELOW {
-            return Bytes::copy_from_slice(&part);
-        }
-        return part;
-    }
-    let mut body = BytesMut::with_capacity(size);
-    for part in parts {
-        body.extend_from_slice(&part);
-    }
-    body.freeze()
 }

@@ -2,7 +2,6 @@
 //! machine. Soft errors close a channel; hard errors send connection.close, after which only close-ok (or close)
 //! is looked at. A peer silent for two heartbeat intervals is dropped.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,11 +11,13 @@ use tokio::net::tcp::OwnedReadHalf;
 use super::handshake::Negotiated;
 use super::ConnectionInfo;
 use crate::broker::Broker;
-use crate::channel::{Channel, ChannelContext};
+use crate::channel::outbox::Outbox;
+use crate::channel::{Backlog, Channel, ChannelContext};
 use crate::error::{AmqpError, ReplyCode, Scope};
 use crate::protocol::method::qos_prefetch_size;
 use crate::protocol::{
-    channel, connection, decode_method, put_method, AMQPClass, FrameKind, FrameSplitter, RawFrame,
+    channel, connection, decode_method, parse_publish, put_method, AMQPClass, FrameKind,
+    FrameSplitter, RawFrame,
 };
 use crate::queue::QueueHandle;
 use crate::vhost::Vhost;
@@ -27,9 +28,38 @@ const READ_SIZE: usize = 64 * 1024;
 const CLOSE_OK_TIMEOUT: Duration = Duration::from_secs(3);
 
 enum Slot {
-    Open(Channel),
+    Open(Box<Channel>),
     /// The broker sent channel.close and waits for close-ok; other frames on it are dropped.
     Closing,
+}
+
+/// The connection's channels, indexed by channel number: looked up for every frame, so a slot is one index away.
+/// The vector grows to the highest number opened (at most channel_max, 2047 by default).
+#[derive(Default)]
+struct ChannelTable {
+    slots: Vec<Option<Slot>>,
+}
+
+impl ChannelTable {
+    fn get_mut(&mut self, id: u16) -> Option<&mut Slot> {
+        self.slots.get_mut(usize::from(id))?.as_mut()
+    }
+
+    fn insert(&mut self, id: u16, slot: Slot) {
+        let index = usize::from(id);
+        if self.slots.len() <= index {
+            self.slots.resize_with(index + 1, || None);
+        }
+        self.slots[index] = Some(slot);
+    }
+
+    fn remove(&mut self, id: u16) -> Option<Slot> {
+        self.slots.get_mut(usize::from(id))?.take()
+    }
+
+    fn drain(&mut self) -> impl Iterator<Item = Slot> {
+        std::mem::take(&mut self.slots).into_iter().flatten()
+    }
 }
 
 enum Flow {
@@ -37,13 +67,30 @@ enum Flow {
     Stop,
 }
 
+/// What handling a frame without waiting came to.
+enum Step {
+    Done(Flow),
+    Later(Later),
+}
+
+/// The part of a frame's handling that has to wait, left by [`Reader::handle_frame_now`].
+enum Later {
+    /// Any method but a publish on an open channel.
+    Frame(RawFrame),
+    /// Closing a channel waits for its queues to take back its deliveries.
+    ChannelError(u16, AmqpError),
+    /// A published message waits for room in a queue or the store.
+    Backlog(Backlog),
+}
+
 struct Reader {
     broker: Arc<Broker>,
     info: Arc<ConnectionInfo>,
     vhost: Arc<Vhost>,
     channel_max: u16,
-    channels: HashMap<u16, Slot>,
+    channels: ChannelTable,
     exclusive_queues: Vec<Arc<QueueHandle>>,
+    outbox: Outbox,
     /// Set once the broker has sent connection.close.
     closing: bool,
 }
@@ -63,13 +110,16 @@ pub async fn run(
         info,
         vhost: negotiated.vhost,
         channel_max: negotiated.channel_max,
-        channels: HashMap::new(),
+        channels: ChannelTable::default(),
         exclusive_queues: Vec::new(),
+        outbox: Outbox::default(),
         closing: false,
     };
     let reason = reader
         .read_loop(read, buf, splitter, idle_limit, negotiated.heartbeat)
         .await;
+    // What the client published before it went is still enqueued, as RabbitMQ does.
+    reader.flush_outbox().await;
     tracing::info!(peer = %reader.info.peer, "closing AMQP connection {} (user '{}'): {reason}", reader.info.peer, reader.info.user);
     reader.cleanup().await;
 }
@@ -87,11 +137,18 @@ impl Reader {
             loop {
                 match splitter.next_frame(&mut buf) {
                     Ok(Some(frame)) => {
-                        if let Flow::Stop = self.handle_frame(frame).await {
+                        let flow = match self.handle_frame_now(frame) {
+                            Step::Done(flow) => flow,
+                            Step::Later(later) => self.finish(later).await,
+                        };
+                        if let Flow::Stop = flow {
                             return "client closed the connection".into();
                         }
                     }
-                    Ok(None) => break,
+                    Ok(None) => {
+                        self.flush_outbox().await;
+                        break;
+                    }
                     Err(error) => {
                         // The stream cannot be resynchronised after a framing error: report it and stop reading.
                         let text = error.text.clone();
@@ -140,6 +197,66 @@ impl Reader {
         }
     }
 
+    /// Handles what needs no waiting, which is everything a publisher sends while its queues keep up: basic.publish
+    /// and content frames on open channels, and heartbeats.
+    fn handle_frame_now(&mut self, frame: RawFrame) -> Step {
+        if self.closing {
+            return Step::Done(self.while_closing(frame));
+        }
+        let id = frame.channel;
+        if id == 0 || id > self.channel_max {
+            return Step::Later(Later::Frame(frame));
+        }
+        let Some(Slot::Open(ch)) = self.channels.get_mut(id) else {
+            return Step::Later(Later::Frame(frame));
+        };
+        let mut ctx = ChannelContext {
+            broker: &self.broker,
+            vhost: &self.vhost,
+            conn: &self.info,
+            exclusive_queues: &mut self.exclusive_queues,
+            outbox: &mut self.outbox,
+        };
+        let result = match frame.kind {
+            FrameKind::Header | FrameKind::Body => ch.handle_content(&mut ctx, frame),
+            FrameKind::Method => match parse_publish(&frame.payload) {
+                Some(publish) => ch.handle_publish(&ctx, publish).map(|()| None),
+                None => return Step::Later(Later::Frame(frame)),
+            },
+            FrameKind::Heartbeat => return Step::Later(Later::Frame(frame)),
+        };
+        match result {
+            Ok(None) => Step::Done(Flow::Continue),
+            Ok(Some(backlog)) => Step::Later(Later::Backlog(backlog)),
+            Err(error) => Step::Later(Later::ChannelError(id, error)),
+        }
+    }
+
+    /// Hands routed messages to their queues, waiting for room; see `channel::outbox` for when this must happen.
+    async fn flush_outbox(&mut self) {
+        if !self.outbox.is_empty() {
+            self.outbox.flush().wait(&self.broker).await;
+        }
+    }
+
+    async fn finish(&mut self, later: Later) -> Flow {
+        self.flush_outbox().await;
+        match later {
+            Later::Frame(frame) => self.handle_frame(frame).await,
+            Later::ChannelError(id, error) => match self.channel_failed(id, error).await {
+                Ok(flow) => flow,
+                Err(error) => {
+                    self.close_connection(error);
+                    Flow::Continue
+                }
+            },
+            Later::Backlog(backlog) => {
+                backlog.wait(&self.broker).await;
+                Flow::Continue
+            }
+        }
+    }
+
     async fn handle_frame(&mut self, frame: RawFrame) -> Flow {
         if self.closing {
             return self.while_closing(frame);
@@ -164,7 +281,7 @@ impl Reader {
                 ),
             )),
             (FrameKind::Method, _) => self.channel_method(frame).await,
-            (_, _) => self.channel_content(frame).await,
+            (_, _) => self.channel_content(&frame),
         };
         match result {
             Ok(flow) => flow,
@@ -227,11 +344,13 @@ impl Reader {
                 AmqpError::not_implemented(format!("prefetch_size!=0 ({size})")).on_method(60, 10),
             );
         }
-        match self.channels.get_mut(&id) {
+        match self.channels.get_mut(id) {
             None => {
                 if let AMQPClass::Channel(channel::AMQPMethod::Open(_)) = method {
-                    self.channels
-                        .insert(id, Slot::Open(Channel::new(self.info.clone(), id)));
+                    self.channels.insert(
+                        id,
+                        Slot::Open(Box::new(Channel::new(self.info.clone(), id))),
+                    );
                     self.write_channel(id, channel::AMQPMethod::OpenOk(channel::OpenOk {}));
                     return Ok(Flow::Continue);
                 }
@@ -243,11 +362,11 @@ impl Reader {
             Some(Slot::Closing) => {
                 match method {
                     AMQPClass::Channel(channel::AMQPMethod::CloseOk(_)) => {
-                        self.channels.remove(&id);
+                        self.channels.remove(id);
                     }
                     AMQPClass::Channel(channel::AMQPMethod::Close(_)) => {
                         self.write_channel(id, channel::AMQPMethod::CloseOk(channel::CloseOk {}));
-                        self.channels.remove(&id);
+                        self.channels.remove(id);
                     }
                     _ => {}
                 }
@@ -261,7 +380,7 @@ impl Reader {
                 .on_method(class_id, method_id)),
                 AMQPClass::Channel(channel::AMQPMethod::Close(_)) => {
                     ch.shutdown().await;
-                    self.channels.remove(&id);
+                    self.channels.remove(id);
                     self.write_channel(id, channel::AMQPMethod::CloseOk(channel::CloseOk {}));
                     Ok(Flow::Continue)
                 }
@@ -272,6 +391,7 @@ impl Reader {
                         vhost: &self.vhost,
                         conn: &self.info,
                         exclusive_queues: &mut self.exclusive_queues,
+                        outbox: &mut self.outbox,
                     };
                     match ch.handle_method(&mut ctx, method).await {
                         Ok(()) => Ok(Flow::Continue),
@@ -285,26 +405,14 @@ impl Reader {
         }
     }
 
-    async fn channel_content(&mut self, frame: RawFrame) -> Result<Flow, AmqpError> {
-        let id = frame.channel;
-        match self.channels.get_mut(&id) {
-            None => Err(AmqpError::new(
+    /// A content frame on a channel that is not open (open channels take theirs in [`Self::handle_frame_now`]).
+    fn channel_content(&mut self, frame: &RawFrame) -> Result<Flow, AmqpError> {
+        match self.channels.get_mut(frame.channel) {
+            Some(Slot::Closing) => Ok(Flow::Continue),
+            _ => Err(AmqpError::new(
                 ReplyCode::ChannelError,
                 "expected 'channel.open'",
             )),
-            Some(Slot::Closing) => Ok(Flow::Continue),
-            Some(Slot::Open(ch)) => {
-                let mut ctx = ChannelContext {
-                    broker: &self.broker,
-                    vhost: &self.vhost,
-                    conn: &self.info,
-                    exclusive_queues: &mut self.exclusive_queues,
-                };
-                match ch.handle_content(&mut ctx, frame).await {
-                    Ok(()) => Ok(Flow::Continue),
-                    Err(error) => self.channel_failed(id, error).await,
-                }
-            }
         }
     }
 
@@ -314,7 +422,7 @@ impl Reader {
             return Err(error);
         }
         tracing::info!(peer = %self.info.peer, channel = id, "channel error on connection {}: {}", self.info.peer, error.text);
-        if let Some(Slot::Open(mut ch)) = self.channels.remove(&id) {
+        if let Some(Slot::Open(mut ch)) = self.channels.remove(id) {
             ch.shutdown().await;
         }
         self.channels.insert(id, Slot::Closing);
@@ -355,7 +463,7 @@ impl Reader {
 
     /// Closes every channel (requeueing unacked deliveries) and deletes this connection's exclusive queues.
     async fn cleanup(&mut self) {
-        for (_, slot) in self.channels.drain() {
+        for slot in self.channels.drain() {
             if let Slot::Open(mut ch) = slot {
                 ch.shutdown().await;
             }

@@ -3,7 +3,7 @@
 //! RabbitMQ answers: "cannot decode", naming the method).
 
 use amq_protocol::frame::{gen_frame, AMQPFrame, WriteContext};
-use amq_protocol::protocol::{parse_class, AMQPClass};
+use amq_protocol::protocol::{basic, parse_class, AMQPClass};
 use bytes::BytesMut;
 
 use crate::error::{AmqpError, ReplyCode};
@@ -46,6 +46,52 @@ pub fn qos_prefetch_size(payload: &[u8]) -> Option<u32> {
     }
     let b = payload.get(4..8)?;
     Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// The arguments of basic.publish, borrowed from the frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PublishArgs<'a> {
+    pub exchange: &'a str,
+    pub routing_key: &'a str,
+    pub mandatory: bool,
+    pub immediate: bool,
+}
+
+impl<'a> PublishArgs<'a> {
+    pub fn of(publish: &'a basic::Publish) -> PublishArgs<'a> {
+        PublishArgs {
+            exchange: publish.exchange.as_str(),
+            routing_key: publish.routing_key.as_str(),
+            mandatory: publish.mandatory,
+            immediate: publish.immediate,
+        }
+    }
+}
+
+/// Reads a well-formed basic.publish without allocating: the one method that arrives once per message. Anything
+/// else, or a publish that is not exactly well formed, gives None, and the caller decodes it with
+/// [`decode_method`], which reports the error.
+pub fn parse_publish(payload: &[u8]) -> Option<PublishArgs<'_>> {
+    let rest = payload.strip_prefix(&[0, 60, 0, 40])?;
+    // reserved-1 (ticket), then exchange and routing-key as short strings, then the bits.
+    let rest = rest.get(2..)?;
+    let (exchange, rest) = short_str(rest)?;
+    let (routing_key, rest) = short_str(rest)?;
+    let [bits] = rest else {
+        return None;
+    };
+    Some(PublishArgs {
+        exchange,
+        routing_key,
+        mandatory: bits & 1 != 0,
+        immediate: bits & 2 != 0,
+    })
+}
+
+fn short_str(bytes: &[u8]) -> Option<(&str, &[u8])> {
+    let (&len, rest) = bytes.split_first()?;
+    let (text, rest) = rest.split_at_checked(usize::from(len))?;
+    Some((std::str::from_utf8(text).ok()?, rest))
 }
 
 /// Decodes a method frame's payload.
@@ -91,7 +137,7 @@ pub fn put_method(out: &mut BytesMut, channel: u16, method: AMQPClass) {
 mod tests {
     use super::*;
     use crate::protocol::frame::FrameSplitter;
-    use amq_protocol::protocol::{basic, connection, queue};
+    use amq_protocol::protocol::{connection, queue};
 
     fn payload_of(method: AMQPClass) -> Vec<u8> {
         let mut out = BytesMut::new();
@@ -128,6 +174,65 @@ mod tests {
         })));
         bytes.push(0);
         assert_eq!(decode_method(&bytes).unwrap_err().reply_code(), 501);
+    }
+
+    fn publish_payload(
+        exchange: &str,
+        routing_key: &str,
+        mandatory: bool,
+        immediate: bool,
+    ) -> Vec<u8> {
+        payload_of(AMQPClass::Basic(basic::AMQPMethod::Publish(
+            basic::Publish {
+                exchange: exchange.into(),
+                routing_key: routing_key.into(),
+                mandatory,
+                immediate,
+            },
+        )))
+    }
+
+    #[test]
+    fn parse_publish_agrees_with_amq_protocol() {
+        let long = "k".repeat(255);
+        for (exchange, routing_key) in [
+            ("", ""),
+            ("amq.topic", "a.b.c"),
+            ("x", long.as_str()),
+            ("é", "ü"),
+        ] {
+            for bits in 0..4u8 {
+                let (mandatory, immediate) = (bits & 1 != 0, bits & 2 != 0);
+                let payload = publish_payload(exchange, routing_key, mandatory, immediate);
+                let Ok(AMQPClass::Basic(basic::AMQPMethod::Publish(decoded))) =
+                    decode_method(&payload)
+                else {
+                    panic!("amq-protocol did not decode the publish");
+                };
+                assert_eq!(parse_publish(&payload), Some(PublishArgs::of(&decoded)));
+            }
+        }
+    }
+
+    #[test]
+    fn parse_publish_leaves_malformed_publishes_to_decode_method() {
+        let good = publish_payload("ex", "key", false, false);
+        let mut trailing = good.clone();
+        trailing.push(0);
+        let truncated = &good[..good.len() - 1];
+        let mut overlong = good.clone();
+        overlong[6] = 200; // exchange length beyond the payload
+        let mut not_utf8 = good.clone();
+        not_utf8[7] = 0xff;
+        for bad in [&trailing[..], truncated, &overlong[..], &not_utf8[..]] {
+            assert_eq!(parse_publish(bad), None);
+            assert_eq!(decode_method(bad).unwrap_err().reply_code(), 501);
+        }
+        let ack = payload_of(AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack {
+            delivery_tag: 1,
+            multiple: false,
+        })));
+        assert_eq!(parse_publish(&ack), None);
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub use amq_protocol::types;
 pub use amq_protocol::types::{AMQPValue, FieldTable, LongString, ShortString};
 pub use content::ContentHeader;
 pub use frame::{FrameKind, FrameSplitter, RawFrame};
-pub use method::{decode_method, put_method};
+pub use method::{decode_method, parse_publish, put_method, PublishArgs};
 
 /// The protocol header a client sends first, and the one the broker answers with when it cannot serve the one it got.
 pub const PROTOCOL_HEADER: &[u8; 8] = b"AMQP\x00\x00\x09\x01";

@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use super::consumer::Consumer;
 use super::state::{Payload, QueueState};
 use super::{QueueCommand, QueueHandle, QueueSpec, QueueStats};
+use crate::channel::outbox::{Enqueue, MAX_RUN};
 use crate::channel::outlet::{ChannelOutlet, DeliverOutcome};
 use crate::error::AmqpError;
 use crate::message::{Message, QueuedMessage};
@@ -24,8 +25,9 @@ pub struct Durability {
     pub memory_budget: u64,
 }
 
-/// Inbox capacity in commands; a full inbox makes publishers' readers wait.
-const INBOX_CAPACITY: usize = 8192;
+/// Inbox capacity in commands; a full inbox makes publishers' readers wait. A publish command carries up to
+/// `MAX_RUN` messages, so at most 32,768 messages wait in an inbox.
+const INBOX_CAPACITY: usize = 32_768 / MAX_RUN;
 const BATCH: usize = 256;
 
 /// Creates a queue and starts its actor; a durable queue starts with the messages the store recovered for it.
@@ -79,7 +81,6 @@ impl QueueActor {
         let wake = handle.wake.clone();
         // The actor keeps only a weak reference so that a dropped handle ends it.
         drop(handle);
-        let mut batch = Vec::with_capacity(BATCH);
         let mut settle_batch = Vec::with_capacity(BATCH);
         loop {
             // Settlements first: an ack frees consumer credit, and behind a full inbox of publishes it would leave
@@ -95,18 +96,11 @@ impl QueueActor {
                         self.apply(command);
                     }
                 }
-                n = inbox.recv_many(&mut batch, BATCH) => {
-                    if n == 0 {
+                command = inbox.recv() => {
+                    let Some(command) = command else {
                         break;
-                    }
-                    let mut stop = false;
-                    for command in batch.drain(..) {
-                        if let Flow::Stop = self.apply(command) {
-                            stop = true;
-                            break;
-                        }
-                    }
-                    if stop {
+                    };
+                    if let Flow::Stop = self.take_in(command, &mut inbox) {
                         break;
                     }
                 }
@@ -126,20 +120,46 @@ impl QueueActor {
         }
     }
 
+    /// Applies `first` and whatever else the inbox holds, up to about [`BATCH`] messages, before the next dispatch.
+    /// Taking more at once would let a fast publisher grow the queue faster than its consumers drain it while the
+    /// broker is short of CPU; leaving the rest in the inbox makes the publisher's reader wait instead.
+    fn take_in(&mut self, first: QueueCommand, inbox: &mut mpsc::Receiver<QueueCommand>) -> Flow {
+        let mut command = first;
+        let mut messages = 0;
+        loop {
+            messages += match &command {
+                QueueCommand::Publish(run) => run.len(),
+                _ => 1,
+            };
+            if let Flow::Stop = self.apply(command) {
+                return Flow::Stop;
+            }
+            if messages >= BATCH {
+                return Flow::Continue;
+            }
+            match inbox.try_recv() {
+                Ok(next) => command = next,
+                Err(_) => return Flow::Continue,
+            }
+        }
+    }
+
     fn apply(&mut self, command: QueueCommand) -> Flow {
         match command {
-            QueueCommand::Publish { message, confirm } => {
-                let on_disk = match &self.durability {
-                    Some(d) => {
-                        message.persistent
-                            && self.state.loaded_bytes + message.body_size() > d.memory_budget
-                    }
-                    None => false,
-                };
-                self.state.enqueue(message, on_disk);
-                // Enqueued: this queue's share of the confirm is released here (the store holds its own share
-                // until the fsync).
-                drop(confirm);
+            QueueCommand::Publish(run) => {
+                for Enqueue { message, confirm } in run {
+                    let on_disk = match &self.durability {
+                        Some(d) => {
+                            message.persistent
+                                && self.state.loaded_bytes + message.body_size() > d.memory_budget
+                        }
+                        None => false,
+                    };
+                    self.state.enqueue(message, on_disk);
+                    // Enqueued: this queue's share of the confirm is released here (the store holds its own
+                    // share until the fsync).
+                    drop(confirm);
+                }
             }
             QueueCommand::Consume {
                 consumer,

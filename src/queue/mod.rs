@@ -9,10 +9,9 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, Notify};
 
-use crate::channel::confirm::ConfirmRef;
+use crate::channel::outbox::Enqueue;
 use crate::channel::outlet::ChannelOutlet;
 use crate::error::AmqpError;
-use crate::message::Message;
 use crate::protocol::FieldTable;
 
 pub use actor::{spawn_queue, Durability};
@@ -21,11 +20,9 @@ pub use state::QueueState;
 
 /// Commands a queue accepts through its inbox.
 pub enum QueueCommand {
-    Publish {
-        message: Arc<Message>,
-        /// Held until the message is safely enqueued (and, once the store exists, durable).
-        confirm: Option<ConfirmRef>,
-    },
+    /// Messages in publish order, each holding its confirm share until it is enqueued (the store holds its own
+    /// share until the fsync).
+    Publish(Vec<Enqueue>),
     Consume {
         consumer: Consumer,
         /// Send basic.consume-ok before any delivery.

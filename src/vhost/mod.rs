@@ -6,6 +6,7 @@ pub mod exchange;
 mod routing;
 mod topology;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use dashmap::DashMap;
@@ -26,9 +27,23 @@ pub struct Vhost {
     /// Serialises topology changes (declare, bind, delete) so bindings tables are replaced without lost updates.
     /// Publishing never takes it.
     topology: Mutex<()>,
+    /// Moves on after every topology change, so channels know when a route they remember may be stale.
+    generation: AtomicU64,
     /// The definitions and message stores; None for a broker without a data directory (unit tests).
     persistence: Option<Arc<Persistence>>,
     me: Weak<Vhost>,
+}
+
+/// Held while changing the topology; moves the generation on when released, after the change is in place.
+struct TopologyGuard<'a> {
+    _lock: MutexGuard<'a, ()>,
+    generation: &'a AtomicU64,
+}
+
+impl Drop for TopologyGuard<'_> {
+    fn drop(&mut self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
 }
 
 /// The exchanges every vhost has, as RabbitMQ predeclares them.
@@ -49,6 +64,7 @@ impl Vhost {
                 exchanges: DashMap::new(),
                 queues: DashMap::new(),
                 topology: Mutex::new(()),
+                generation: AtomicU64::new(0),
                 persistence,
                 me: me.clone(),
             };
@@ -60,8 +76,16 @@ impl Vhost {
         })
     }
 
-    fn lock_topology(&self) -> MutexGuard<'_, ()> {
-        self.topology.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock_topology(&self) -> TopologyGuard<'_> {
+        TopologyGuard {
+            _lock: self.topology.lock().unwrap_or_else(|e| e.into_inner()),
+            generation: &self.generation,
+        }
+    }
+
+    /// The topology generation; it changes when a topology change ends.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     pub fn exchange(&self, name: &str) -> Option<Arc<Exchange>> {

@@ -26,19 +26,20 @@ impl LazyHeaders<'_> {
 }
 
 impl Vhost {
-    /// Appends the queues `message` routes to from `exchange`. Errors: 404 for a missing exchange, 403 for an
-    /// internal one.
+    /// Appends the queues `message` routes to from `exchange`. Returns whether the route depends only on the
+    /// exchange and routing key (no headers exchange on the way), so that it holds for the next message with the
+    /// same ones until the topology changes. Errors: 404 for a missing exchange, 403 for an internal one.
     pub fn route(
         &self,
         exchange: &str,
         message: &Message,
         out: &mut Vec<Arc<QueueHandle>>,
-    ) -> Result<(), AmqpError> {
+    ) -> Result<bool, AmqpError> {
         if exchange.is_empty() {
             if let Some(q) = self.queue(&message.routing_key) {
                 out.push(q);
             }
-            return Ok(());
+            return Ok(true);
         }
         let x = self
             .exchange(exchange)
@@ -61,7 +62,7 @@ impl Vhost {
                 out.push(q);
             }
         }
-        Ok(())
+        Ok(headers.decoded.is_none())
     }
 
     fn route_exchange(
