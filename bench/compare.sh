@@ -114,7 +114,7 @@ scenario_options() { # id run
     3) echo "--producers 1 --consumers 1 --size 1024 --persistent --durable-queue --confirm 1000 $ack --time $t --queue $n" ;;
     4) echo "--producers 4 --consumers 4 --queues 4 --spread --size 1024 $ack --time $t --queue $n" ;;
     5) echo "--producers 1 --queues 10 --exchange $n --size 16 $ack --time $t --queue $n" ;;
-    6) echo "--producers 1 --consumers 1 --size 16 --rate 1000 $ack --time $t --queue $n" ;;
+    6) echo "--producers 1 --consumers 1 --size 16 --rate 1000 $ack --threads 1 --time $t --queue $n" ;;
   esac
 }
 TITLE=(

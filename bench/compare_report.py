@@ -220,7 +220,10 @@ def main():
     out += [f"| {s} | {title} | " + ", then ".join(f"`{c}`" for c in opts.split(";;")) + " |"
             for s, title, opts in scenarios]
     out += ["", "Scenario 4 uses `--spread`: producer *i* publishes to queue *i* through the default exchange, and "
-            "consumer *i* reads queue *i*, so each producer/consumer pair has its own queue. Scenario 8 holds the "
+            "consumer *i* reads queue *i*, so each producer/consumer pair has its own queue. Scenario 6 runs the load "
+            "generator on one thread (`--threads 1`) for every broker: at 1,000 msg/s it needs no more, and on its "
+            "default thread per core its own hand-offs between threads added about 200 us to the p99 it measured, "
+            "for every broker alike (docs/perf.md). Scenario 8 holds the "
             f"connections for {ENV['IDLE_HOLD']} s after they are all open.", ""]
     with open(ENV["OUT"], "w") as f:
         f.write("\n".join(out))

@@ -77,10 +77,11 @@ async fn serve(config: warren::config::Config) -> ExitCode {
 /// `warren perf`: runs the load generator, prints its summary; exits 1 if a message was lost or duplicated or
 /// an error occurred, 2 if the run could not start.
 fn perf(args: &warren::perf::PerfArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = args.threads {
+        builder.worker_threads(threads.max(1));
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("warren perf: cannot start the runtime: {error}");

@@ -22,8 +22,12 @@ use crate::protocol::{
 use crate::queue::QueueHandle;
 use crate::vhost::Vhost;
 
-/// Bytes reserved per read while data flows; released when the buffer empties so idle connections stay small.
-const READ_SIZE: usize = 64 * 1024;
+/// Bytes reserved per read: from the least, doubled after each read that fills the space up to the most, halved
+/// after one that uses less than a quarter. A trickle of small messages then reads into a small buffer (a fresh
+/// 64 KiB buffer per message cost page faults on every delivery), a flood into a large one. The buffer is released
+/// when it empties, so idle connections stay small.
+const READ_SIZE_MIN: usize = 4 * 1024;
+const READ_SIZE_MAX: usize = 64 * 1024;
 /// How long to wait for connection.close-ok after sending connection.close.
 const CLOSE_OK_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -133,6 +137,7 @@ impl Reader {
         idle_limit: Option<Duration>,
         heartbeat: u16,
     ) -> String {
+        let mut read_size = READ_SIZE_MIN;
         loop {
             loop {
                 match splitter.next_frame(&mut buf) {
@@ -167,10 +172,11 @@ impl Reader {
             };
             let readable = async {
                 read.readable().await?;
-                buf.reserve(READ_SIZE.max(buf.len()));
+                buf.reserve(read_size.max(buf.len()));
+                let spare = buf.capacity() - buf.len();
                 match read.try_read_buf(&mut buf) {
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
-                    other => other.map(Some),
+                    other => other.map(|n| Some((n, spare))),
                 }
             };
             let outcome = match limit {
@@ -187,7 +193,13 @@ impl Reader {
                 None => readable.await,
             };
             match outcome {
-                Ok(Some(0)) => return "client unexpectedly closed TCP connection".into(),
+                Ok(Some((0, _))) => return "client unexpectedly closed TCP connection".into(),
+                Ok(Some((n, spare))) if n == spare => {
+                    read_size = (read_size * 2).min(READ_SIZE_MAX);
+                }
+                Ok(Some((n, _))) if n < read_size / 4 => {
+                    read_size = (read_size / 2).max(READ_SIZE_MIN);
+                }
                 Ok(_) => {}
                 Err(error) => return format!("socket error: {error}"),
             }

@@ -127,6 +127,11 @@ pub struct PerfArgs {
     /// Only open N connections with one channel each and hold them for --time seconds (memory tests)
     #[arg(long, default_value_t = 0)]
     pub idle_connections: usize,
+
+    /// Threads the tool runs its producers and consumers on (default: one per core). For latency at a low rate,
+    /// 1 keeps the tool's own thread hand-offs out of what it measures
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 /// The command line of `warren perf` alone, for tests and for [`PerfArgs::from_args`].
