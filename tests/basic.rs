@@ -495,3 +495,52 @@ async fn publish_with_another_users_user_id_is_refused_with_406() {
         .unwrap();
     assert_eq!(q.message_count(), 0, "the refused message was not enqueued");
 }
+
+/// A body sent in several small frames (a client may cut frames smaller than frame_max) arrives whole and in
+/// order, next to one sent in a single large frame: the reader copies small frames out of its read buffer and
+/// keeps large ones as slices of it.
+#[tokio::test]
+async fn bodies_in_small_and_large_frames_arrive_whole() {
+    use bytes::BytesMut;
+    use warren::protocol::client::put_publish;
+    use warren::protocol::content::put_content_header;
+    use warren::protocol::frame::{put_frame_header, FRAME_BODY, FRAME_END};
+
+    let server = common::start_server().await;
+    let conn = common::connect(&server).await;
+    let ch = conn.create_channel().await.unwrap();
+    common::declare_plain(&ch, "pieces").await;
+
+    let small: Vec<u8> = (0..30u8).collect();
+    let large: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    let mut raw = common::RawClient::connect(&server).await;
+    raw.handshake().await;
+    raw.open_channel(1).await;
+    let mut out = BytesMut::new();
+    for (body, piece) in [(&small, 7), (&large, 60_000)] {
+        put_publish(&mut out, 1, "", "pieces", false);
+        put_content_header(&mut out, 1, body.len() as u64, &[0, 0]);
+        for part in body.chunks(piece) {
+            put_frame_header(&mut out, FRAME_BODY, 1, part.len() as u32);
+            out.extend_from_slice(part);
+            out.extend_from_slice(&[FRAME_END]);
+        }
+    }
+    raw.send(&out).await;
+
+    for expected in [&small, &large] {
+        let mut got = None;
+        for _ in 0..100 {
+            got = ch
+                .basic_get("pieces".into(), BasicGetOptions { no_ack: true })
+                .await
+                .unwrap();
+            if got.is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let message = got.expect("the message arrives");
+        assert_eq!(&message.delivery.data, expected);
+    }
+}

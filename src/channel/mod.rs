@@ -24,8 +24,8 @@ use crate::vhost::Vhost;
 use self::confirm::ConfirmTracker;
 use self::outbox::Outbox;
 use self::outlet::{ChannelOutlet, Unacked};
-pub use self::publish::Backlog;
 use self::publish::PendingPublish;
+pub use self::publish::{Backlog, COPY_BODY_BELOW};
 use self::route_cache::RouteCache;
 
 /// What a channel method handler needs of its connection.

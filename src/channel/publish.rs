@@ -12,14 +12,16 @@ use crate::channel::confirm::ConfirmRef;
 use crate::error::{AmqpError, ReplyCode};
 use crate::message::Message;
 use crate::protocol::content::{
-    decode_properties, parse_content_header, put_content_header, put_return, CLASS_BASIC,
+    decode_properties, parse_content_header_ref, put_content_header, put_return, CLASS_BASIC,
 };
-use crate::protocol::{FrameKind, PublishArgs, RawFrame};
+use crate::protocol::{FrameKind, Payload, PublishArgs};
 use crate::queue::{QueueCommand, QueueHandle};
 use crate::store::StoredMessage;
 
-/// Bodies smaller than this are copied out of the read buffer (see [`BodyParts::join`]).
-const COPY_BODY_BELOW: usize = 4096;
+/// Body frames smaller than this are copied out of the read buffer, so that a small message waiting in a deep queue
+/// does not pin a whole read buffer; larger ones stay zero-copy slices of it. The connection reader hands the
+/// larger ones over as owned slices and the rest borrowed.
+pub const COPY_BODY_BELOW: usize = 4096;
 
 pub struct PendingPublish {
     exchange: Arc<str>,
@@ -38,7 +40,11 @@ enum BodyParts {
 }
 
 impl BodyParts {
-    fn push(&mut self, part: Bytes) {
+    fn push(&mut self, part: Payload<'_>) {
+        let part = match part {
+            Payload::Owned(bytes) if bytes.len() >= COPY_BODY_BELOW => bytes,
+            small => Bytes::copy_from_slice(small.as_slice()),
+        };
         *self = match std::mem::replace(self, BodyParts::None) {
             BodyParts::None => BodyParts::One(part),
             BodyParts::One(first) => BodyParts::Many(vec![first, part]),
@@ -49,12 +55,10 @@ impl BodyParts {
         };
     }
 
-    /// The whole body. Small bodies are copied out of the read buffer, so that a small message waiting in a deep
-    /// queue does not pin a whole read buffer; larger ones stay zero-copy slices of it.
+    /// The whole body.
     fn join(self, size: usize) -> Bytes {
         match self {
             BodyParts::None => Bytes::new(),
-            BodyParts::One(part) if part.len() < COPY_BODY_BELOW => Bytes::copy_from_slice(&part),
             BodyParts::One(part) => part,
             BodyParts::Many(parts) => {
                 let mut body = BytesMut::with_capacity(size);
@@ -129,7 +133,8 @@ impl Channel {
     pub fn handle_content(
         &mut self,
         ctx: &mut ChannelContext<'_>,
-        frame: RawFrame,
+        kind: FrameKind,
+        payload: Payload<'_>,
     ) -> Result<Option<Backlog>, AmqpError> {
         let Some(pending) = self.pending.as_mut() else {
             return Err(AmqpError::new(
@@ -137,39 +142,36 @@ impl Channel {
                 "expected method frame, got non method frame instead",
             ));
         };
-        match (frame.kind, &pending.header) {
+        match (kind, &pending.header) {
             (FrameKind::Header, None) => {
-                let header = parse_content_header(&frame.payload)?;
-                if header.class_id != CLASS_BASIC {
+                let (class_id, body_size, properties_raw) =
+                    parse_content_header_ref(payload.as_slice())?;
+                if class_id != CLASS_BASIC {
                     return Err(AmqpError::new(
                         ReplyCode::FrameError,
-                        format!(
-                            "content header for class {} on basic.publish",
-                            header.class_id
-                        ),
+                        format!("content header for class {class_id} on basic.publish"),
                     ));
                 }
                 let max = u64::from(ctx.broker.config.limits.max_message_size);
-                if header.body_size > max {
+                if body_size > max {
                     self.pending = None;
                     return Err(AmqpError::precondition(format!(
-                        "message size {} is larger than configured max size {max}",
-                        header.body_size
+                        "message size {body_size} is larger than configured max size {max}"
                     ))
                     .on_method(60, 40));
                 }
-                let properties = self.route_cache.properties(&header.properties_raw);
-                pending.header = Some((header.body_size, properties));
+                let properties = self.route_cache.properties(properties_raw);
+                pending.header = Some((body_size, properties));
             }
             (FrameKind::Body, Some((size, _))) => {
-                pending.received += frame.payload.len() as u64;
+                pending.received += payload.as_slice().len() as u64;
                 if pending.received > *size {
                     return Err(AmqpError::new(
                         ReplyCode::FrameError,
                         format!("content body is larger than the declared size {size}"),
                     ));
                 }
-                pending.body.push(frame.payload);
+                pending.body.push(payload);
             }
             _ => return Err(pending.unexpected_frame()),
         }

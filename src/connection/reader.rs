@@ -5,19 +5,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use tokio::net::tcp::OwnedReadHalf;
 
 use super::handshake::Negotiated;
 use super::ConnectionInfo;
 use crate::broker::Broker;
 use crate::channel::outbox::Outbox;
-use crate::channel::{Backlog, Channel, ChannelContext};
+use crate::channel::{Backlog, Channel, ChannelContext, COPY_BODY_BELOW};
 use crate::error::{AmqpError, ReplyCode, Scope};
+use crate::protocol::frame::FrameHead;
 use crate::protocol::method::qos_prefetch_size;
 use crate::protocol::{
     channel, connection, decode_method, parse_publish, put_method, AMQPClass, FrameKind,
-    FrameSplitter, RawFrame,
+    FrameSplitter, Payload, RawFrame,
 };
 use crate::queue::QueueHandle;
 use crate::vhost::Vhost;
@@ -139,18 +140,14 @@ impl Reader {
     ) -> String {
         let mut read_size = READ_SIZE_MIN;
         loop {
+            // Frames are handled where they lie in the buffer; `consumed` bytes of it are done with.
+            let mut consumed = 0;
             loop {
-                match splitter.next_frame(&mut buf) {
-                    Ok(Some(frame)) => {
-                        let flow = match self.handle_frame_now(frame) {
-                            Step::Done(flow) => flow,
-                            Step::Later(later) => self.finish(later).await,
-                        };
-                        if let Flow::Stop = flow {
-                            return "client closed the connection".into();
-                        }
-                    }
+                let head = match splitter.peek(&buf[consumed..]) {
+                    Ok(Some(head)) => head,
                     Ok(None) => {
+                        buf.advance(consumed);
+                        splitter.reserve_partial(&mut buf);
                         self.flush_outbox().await;
                         break;
                     }
@@ -160,6 +157,26 @@ impl Reader {
                         self.close_connection(error);
                         return text;
                     }
+                };
+                let step = if head.kind == FrameKind::Body && head.size >= COPY_BODY_BELOW {
+                    // A large body stays a zero-copy slice of the buffer: take it out.
+                    buf.advance(consumed);
+                    consumed = 0;
+                    let mut frame = buf.split_to(head.total());
+                    frame.advance(7);
+                    frame.truncate(head.size);
+                    self.handle_frame_now(head, Payload::Owned(frame.freeze()))
+                } else {
+                    let payload = head.payload(&buf[consumed..]);
+                    consumed += head.total();
+                    self.handle_frame_now(head, Payload::Borrowed(payload))
+                };
+                let flow = match step {
+                    Step::Done(flow) => flow,
+                    Step::Later(later) => self.finish(later).await,
+                };
+                if let Flow::Stop = flow {
+                    return "client closed the connection".into();
                 }
             }
             if buf.is_empty() && buf.capacity() > 0 {
@@ -211,16 +228,21 @@ impl Reader {
 
     /// Handles what needs no waiting, which is everything a publisher sends while its queues keep up: basic.publish
     /// and content frames on open channels, and heartbeats.
-    fn handle_frame_now(&mut self, frame: RawFrame) -> Step {
+    fn handle_frame_now(&mut self, head: FrameHead, payload: Payload<'_>) -> Step {
+        let id = head.channel;
+        let owned = |payload: Payload<'_>| RawFrame {
+            kind: head.kind,
+            channel: id,
+            payload: payload.into_bytes(),
+        };
         if self.closing {
-            return Step::Done(self.while_closing(frame));
+            return Step::Done(self.while_closing(owned(payload)));
         }
-        let id = frame.channel;
         if id == 0 || id > self.channel_max {
-            return Step::Later(Later::Frame(frame));
+            return Step::Later(Later::Frame(owned(payload)));
         }
         let Some(Slot::Open(ch)) = self.channels.get_mut(id) else {
-            return Step::Later(Later::Frame(frame));
+            return Step::Later(Later::Frame(owned(payload)));
         };
         let mut ctx = ChannelContext {
             broker: &self.broker,
@@ -229,13 +251,13 @@ impl Reader {
             exclusive_queues: &mut self.exclusive_queues,
             outbox: &mut self.outbox,
         };
-        let result = match frame.kind {
-            FrameKind::Header | FrameKind::Body => ch.handle_content(&mut ctx, frame),
-            FrameKind::Method => match parse_publish(&frame.payload) {
+        let result = match head.kind {
+            FrameKind::Header | FrameKind::Body => ch.handle_content(&mut ctx, head.kind, payload),
+            FrameKind::Method => match parse_publish(payload.as_slice()) {
                 Some(publish) => ch.handle_publish(&ctx, publish).map(|()| None),
-                None => return Step::Later(Later::Frame(frame)),
+                None => return Step::Later(Later::Frame(owned(payload))),
             },
-            FrameKind::Heartbeat => return Step::Later(Later::Frame(frame)),
+            FrameKind::Heartbeat => return Step::Later(Later::Frame(owned(payload))),
         };
         match result {
             Ok(None) => Step::Done(Flow::Continue),

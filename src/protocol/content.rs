@@ -21,6 +21,17 @@ pub struct ContentHeader {
 
 /// Parses a content header frame's payload (class, weight, body size, then raw properties).
 pub fn parse_content_header(payload: &Bytes) -> Result<ContentHeader, AmqpError> {
+    let (class_id, body_size, _) = parse_content_header_ref(payload)?;
+    Ok(ContentHeader {
+        class_id,
+        body_size,
+        properties_raw: payload.slice(12..),
+    })
+}
+
+/// [`parse_content_header`] without taking the properties out of the frame: (class id, body size, raw
+/// properties).
+pub fn parse_content_header_ref(payload: &[u8]) -> Result<(u16, u64, &[u8]), AmqpError> {
     if payload.len() < 14 {
         return Err(AmqpError::new(
             ReplyCode::FrameError,
@@ -38,11 +49,7 @@ pub fn parse_content_header(payload: &Bytes) -> Result<ContentHeader, AmqpError>
         payload[10],
         payload[11],
     ]);
-    Ok(ContentHeader {
-        class_id,
-        body_size,
-        properties_raw: payload.slice(12..),
-    })
+    Ok((class_id, body_size, &payload[12..]))
 }
 
 /// Decodes raw basic properties; used lazily, only where a property is needed.

@@ -56,10 +56,52 @@ impl FrameSplitter {
     /// Takes the next complete frame off `buf`, `Ok(None)` if more bytes are needed. Errors are 501 frame errors
     /// (oversized frame, bad frame-end octet, unknown frame type), always connection-level.
     pub fn next_frame(&self, buf: &mut BytesMut) -> Result<Option<RawFrame>, AmqpError> {
-        if buf.len() < 7 {
+        let Some(head) = self.peek(buf)? else {
+            self.reserve_partial(buf);
+            return Ok(None);
+        };
+        let mut frame = buf.split_to(head.total());
+        frame.advance(7);
+        frame.truncate(head.size);
+        Ok(Some(RawFrame {
+            kind: head.kind,
+            channel: head.channel,
+            payload: frame.freeze(),
+        }))
+    }
+
+    /// Finds the complete frame at the front of `buf` without taking it: the connection reader handles most frames
+    /// straight from its read buffer. `Ok(None)` if more bytes are needed; errors as [`Self::next_frame`].
+    pub fn peek(&self, buf: &[u8]) -> Result<Option<FrameHead>, AmqpError> {
+        let Some(head) = self.header(buf)? else {
+            return Ok(None);
+        };
+        let total = head.total();
+        if buf.len() < total {
             return Ok(None);
         }
-        let kind = match buf[0] {
+        if buf[total - 1] != FRAME_END {
+            return Err(AmqpError::new(
+                ReplyCode::FrameError,
+                format!("invalid frame end octet {:#04x}", buf[total - 1]),
+            ));
+        }
+        Ok(Some(head))
+    }
+
+    /// Makes room in `buf` for the rest of a frame whose header has arrived (checked against frame_max already).
+    pub fn reserve_partial(&self, buf: &mut BytesMut) {
+        if let Ok(Some(head)) = self.header(buf) {
+            buf.reserve(head.total().saturating_sub(buf.len()));
+        }
+    }
+
+    /// Reads and checks a frame header.
+    fn header(&self, buf: &[u8]) -> Result<Option<FrameHead>, AmqpError> {
+        let Some(header) = buf.get(..7) else {
+            return Ok(None);
+        };
+        let kind = match header[0] {
             FRAME_METHOD => FrameKind::Method,
             FRAME_HEADER => FrameKind::Header,
             FRAME_BODY => FrameKind::Body,
@@ -71,39 +113,70 @@ impl FrameSplitter {
                 ))
             }
         };
-        let channel = u16::from_be_bytes([buf[1], buf[2]]);
-        let size = u32::from_be_bytes([buf[3], buf[4], buf[5], buf[6]]) as u64;
-        let total = size + FRAME_OVERHEAD as u64;
+        let channel = u16::from_be_bytes([header[1], header[2]]);
+        let size = u32::from_be_bytes([header[3], header[4], header[5], header[6]]);
         // Like RabbitMQ, a payload may reach frame_max itself (8 bytes over the whole-frame limit): many clients
         // forget the frame overhead when they cut bodies, and RabbitMQ accepts them.
-        if self.frame_max != 0 && size > u64::from(self.frame_max) {
+        if self.frame_max != 0 && size > self.frame_max {
             return Err(AmqpError::new(
                 ReplyCode::FrameError,
                 format!(
-                    "frame size {total} larger than negotiated maximum {}",
+                    "frame size {} larger than negotiated maximum {}",
+                    u64::from(size) + FRAME_OVERHEAD as u64,
                     self.frame_max
                 ),
             ));
         }
-        let total = total as usize;
-        if buf.len() < total {
-            buf.reserve(total - buf.len());
-            return Ok(None);
-        }
-        if buf[total - 1] != FRAME_END {
-            return Err(AmqpError::new(
-                ReplyCode::FrameError,
-                format!("invalid frame end octet {:#04x}", buf[total - 1]),
-            ));
-        }
-        let mut frame = buf.split_to(total);
-        frame.advance(7);
-        frame.truncate(total - FRAME_OVERHEAD);
-        Ok(Some(RawFrame {
+        Ok(Some(FrameHead {
             kind,
             channel,
-            payload: frame.freeze(),
+            size: size as usize,
         }))
+    }
+}
+
+/// A frame found in a buffer by [`FrameSplitter::peek`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameHead {
+    pub kind: FrameKind,
+    pub channel: u16,
+    /// Payload bytes.
+    pub size: usize,
+}
+
+impl FrameHead {
+    /// Header, payload and frame-end octet.
+    pub fn total(&self) -> usize {
+        self.size + FRAME_OVERHEAD
+    }
+
+    /// The payload, from a buffer that starts with this frame.
+    pub fn payload<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
+        &buf[7..7 + self.size]
+    }
+}
+
+/// A frame payload either still in the read buffer or taken out of it.
+#[derive(Clone, Debug)]
+pub enum Payload<'a> {
+    Borrowed(&'a [u8]),
+    Owned(Bytes),
+}
+
+impl Payload<'_> {
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            Payload::Borrowed(bytes) => bytes,
+            Payload::Owned(bytes) => bytes,
+        }
+    }
+
+    /// The payload as owned bytes, copied if it is still in the read buffer.
+    pub fn into_bytes(self) -> Bytes {
+        match self {
+            Payload::Borrowed(bytes) => Bytes::copy_from_slice(bytes),
+            Payload::Owned(bytes) => bytes,
+        }
     }
 }
 
@@ -150,11 +223,41 @@ mod tests {
     }
 
     #[test]
+    fn peek_finds_frames_in_place_and_agrees_with_next_frame() {
+        let mut bytes = frame(FRAME_METHOD, 1, b"abc");
+        bytes.extend(frame(FRAME_BODY, 2, b"de"));
+        let splitter = FrameSplitter::new(4096);
+        let head = splitter.peek(&bytes).unwrap().unwrap();
+        assert_eq!(
+            (head.kind, head.channel, head.payload(&bytes)),
+            (FrameKind::Method, 1, &b"abc"[..])
+        );
+        let rest = &bytes[head.total()..];
+        let second = splitter.peek(rest).unwrap().unwrap();
+        assert_eq!(
+            (second.kind, second.channel, second.payload(rest)),
+            (FrameKind::Body, 2, &b"de"[..])
+        );
+        assert_eq!(splitter.peek(&rest[..rest.len() - 1]).unwrap(), None);
+        assert_eq!(splitter.peek(&rest[..5]).unwrap(), None);
+        let mut buf = BytesMut::from(&bytes[..]);
+        let taken = splitter.next_frame(&mut buf).unwrap().unwrap();
+        assert_eq!(&taken.payload[..], head.payload(&bytes));
+    }
+
+    #[test]
     fn oversized_frame_is_refused_before_its_payload_arrives() {
         let mut buf = BytesMut::from(&[FRAME_METHOD, 0, 1, 0xFF, 0xFF, 0xFF, 0xFF][..]);
         let err = FrameSplitter::new(131072).next_frame(&mut buf).unwrap_err();
         assert_eq!(err.reply_code(), 501);
         assert!(buf.capacity() < 1 << 20);
+        assert_eq!(
+            FrameSplitter::new(131072)
+                .peek(&buf)
+                .unwrap_err()
+                .reply_code(),
+            501
+        );
     }
 
     #[test]
