@@ -2,6 +2,7 @@
 //! machines, and a writer task that drains the outbound queue. When the reader ends, every channel is closed:
 //! unacked deliveries are requeued and exclusive queues deleted.
 
+mod channels;
 mod handshake;
 pub mod outbound;
 mod reader;

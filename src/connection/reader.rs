@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use tokio::net::tcp::OwnedReadHalf;
 
+use super::channels::{ChannelTable, Slot};
 use super::handshake::Negotiated;
 use super::ConnectionInfo;
 use crate::broker::Broker;
@@ -31,41 +32,6 @@ const READ_SIZE_MIN: usize = 4 * 1024;
 const READ_SIZE_MAX: usize = 64 * 1024;
 /// How long to wait for connection.close-ok after sending connection.close.
 const CLOSE_OK_TIMEOUT: Duration = Duration::from_secs(3);
-
-enum Slot {
-    Open(Box<Channel>),
-    /// The broker sent channel.close and waits for close-ok; other frames on it are dropped.
-    Closing,
-}
-
-/// The connection's channels, indexed by channel number: looked up for every frame, so a slot is one index away.
-/// The vector grows to the highest number opened (at most channel_max, 2047 by default).
-#[derive(Default)]
-struct ChannelTable {
-    slots: Vec<Option<Slot>>,
-}
-
-impl ChannelTable {
-    fn get_mut(&mut self, id: u16) -> Option<&mut Slot> {
-        self.slots.get_mut(usize::from(id))?.as_mut()
-    }
-
-    fn insert(&mut self, id: u16, slot: Slot) {
-        let index = usize::from(id);
-        if self.slots.len() <= index {
-            self.slots.resize_with(index + 1, || None);
-        }
-        self.slots[index] = Some(slot);
-    }
-
-    fn remove(&mut self, id: u16) -> Option<Slot> {
-        self.slots.get_mut(usize::from(id))?.take()
-    }
-
-    fn drain(&mut self) -> impl Iterator<Item = Slot> {
-        std::mem::take(&mut self.slots).into_iter().flatten()
-    }
-}
 
 enum Flow {
     Continue,
