@@ -55,15 +55,33 @@ enum Later {
 }
 
 struct Reader {
+    conn: ConnectionState,
+    channel_max: u16,
+    channels: ChannelTable,
+    /// Set once the broker has sent connection.close.
+    closing: bool,
+}
+
+/// What the reader holds of its connection apart from the channels, kept apart so that a channel taken from the
+/// table and the context it runs in can be borrowed together.
+struct ConnectionState {
     broker: Arc<Broker>,
     info: Arc<ConnectionInfo>,
     vhost: Arc<Vhost>,
-    channel_max: u16,
-    channels: ChannelTable,
     exclusive_queues: Vec<Arc<QueueHandle>>,
     outbox: Outbox,
-    /// Set once the broker has sent connection.close.
-    closing: bool,
+}
+
+impl ConnectionState {
+    fn channel_context(&mut self) -> ChannelContext<'_> {
+        ChannelContext {
+            broker: &self.broker,
+            vhost: &self.vhost,
+            conn: &self.info,
+            exclusive_queues: &mut self.exclusive_queues,
+            outbox: &mut self.outbox,
+        }
+    }
 }
 
 pub async fn run(
@@ -77,13 +95,15 @@ pub async fn run(
     let idle_limit = (negotiated.heartbeat > 0)
         .then(|| Duration::from_secs(2 * u64::from(negotiated.heartbeat)));
     let mut reader = Reader {
-        broker,
-        info,
-        vhost: negotiated.vhost,
+        conn: ConnectionState {
+            broker,
+            info,
+            vhost: negotiated.vhost,
+            exclusive_queues: Vec::new(),
+            outbox: Outbox::default(),
+        },
         channel_max: negotiated.channel_max,
         channels: ChannelTable::default(),
-        exclusive_queues: Vec::new(),
-        outbox: Outbox::default(),
         closing: false,
     };
     let reason = reader
@@ -91,7 +111,7 @@ pub async fn run(
         .await;
     // What the client published before it went is still enqueued, as RabbitMQ does.
     reader.flush_outbox().await;
-    tracing::info!(peer = %reader.info.peer, "closing AMQP connection {} (user '{}'): {reason}", reader.info.peer, reader.info.user);
+    tracing::info!(peer = %reader.conn.info.peer, "closing AMQP connection {} (user '{}'): {reason}", reader.conn.info.peer, reader.conn.info.user);
     reader.cleanup().await;
 }
 
@@ -169,7 +189,7 @@ impl Reader {
                         return "connection.close-ok not received in time".into()
                     }
                     Err(_) => {
-                        tracing::warn!(peer = %self.info.peer, "missed heartbeats from client, timeout: {heartbeat}s");
+                        tracing::warn!(peer = %self.conn.info.peer, "missed heartbeats from client, timeout: {heartbeat}s");
                         return format!("missed heartbeats from client, timeout: {heartbeat}s");
                     }
                 },
@@ -186,7 +206,7 @@ impl Reader {
                 Ok(_) => {}
                 Err(error) => return format!("socket error: {error}"),
             }
-            if self.info.outbound.is_closed() && !self.closing {
+            if self.conn.info.outbound.is_closed() && !self.closing {
                 return "socket write failed".into();
             }
         }
@@ -210,13 +230,7 @@ impl Reader {
         let Some(Slot::Open(ch)) = self.channels.get_mut(id) else {
             return Step::Later(Later::Frame(owned(payload)));
         };
-        let mut ctx = ChannelContext {
-            broker: &self.broker,
-            vhost: &self.vhost,
-            conn: &self.info,
-            exclusive_queues: &mut self.exclusive_queues,
-            outbox: &mut self.outbox,
-        };
+        let mut ctx = self.conn.channel_context();
         let result = match head.kind {
             FrameKind::Header | FrameKind::Body => ch.handle_content(&mut ctx, head.kind, payload),
             FrameKind::Method => match parse_publish(payload.as_slice()) {
@@ -234,8 +248,8 @@ impl Reader {
 
     /// Hands routed messages to their queues, waiting for room; see `channel::outbox` for when this must happen.
     async fn flush_outbox(&mut self) {
-        if !self.outbox.is_empty() {
-            self.outbox.flush().wait(&self.broker).await;
+        if !self.conn.outbox.is_empty() {
+            self.conn.outbox.flush().wait(&self.conn.broker).await;
         }
     }
 
@@ -251,7 +265,7 @@ impl Reader {
                 }
             },
             Later::Backlog(backlog) => {
-                backlog.wait(&self.broker).await;
+                backlog.wait(&self.conn.broker).await;
                 Flow::Continue
             }
         }
@@ -309,7 +323,7 @@ impl Reader {
     fn connection_method(&mut self, frame: &RawFrame) -> Result<Flow, AmqpError> {
         match decode_method(&frame.payload)? {
             AMQPClass::Connection(connection::AMQPMethod::Close(close)) => {
-                tracing::debug!(peer = %self.info.peer, code = close.reply_code, text = %close.reply_text, "client sent connection.close");
+                tracing::debug!(peer = %self.conn.info.peer, code = close.reply_code, text = %close.reply_text, "client sent connection.close");
                 self.write_connection(connection::AMQPMethod::CloseOk(connection::CloseOk {}));
                 Ok(Flow::Stop)
             }
@@ -349,7 +363,7 @@ impl Reader {
                 if let AMQPClass::Channel(channel::AMQPMethod::Open(_)) = method {
                     self.channels.insert(
                         id,
-                        Slot::Open(Box::new(Channel::new(self.info.clone(), id))),
+                        Slot::Open(Box::new(Channel::new(self.conn.info.clone(), id))),
                     );
                     self.write_channel(id, channel::AMQPMethod::OpenOk(channel::OpenOk {}));
                     return Ok(Flow::Continue);
@@ -386,13 +400,7 @@ impl Reader {
                 }
                 AMQPClass::Channel(channel::AMQPMethod::CloseOk(_)) => Ok(Flow::Continue),
                 method => {
-                    let mut ctx = ChannelContext {
-                        broker: &self.broker,
-                        vhost: &self.vhost,
-                        conn: &self.info,
-                        exclusive_queues: &mut self.exclusive_queues,
-                        outbox: &mut self.outbox,
-                    };
+                    let mut ctx = self.conn.channel_context();
                     match ch.handle_method(&mut ctx, method).await {
                         Ok(()) => Ok(Flow::Continue),
                         Err(error) => {
@@ -421,7 +429,7 @@ impl Reader {
         if error.scope == Scope::Connection {
             return Err(error);
         }
-        tracing::info!(peer = %self.info.peer, channel = id, "channel error on connection {}: {}", self.info.peer, error.text);
+        tracing::info!(peer = %self.conn.info.peer, channel = id, "channel error on connection {}: {}", self.conn.info.peer, error.text);
         if let Some(Slot::Open(mut ch)) = self.channels.remove(id) {
             ch.shutdown().await;
         }
@@ -439,7 +447,7 @@ impl Reader {
     }
 
     fn close_connection(&mut self, error: AmqpError) {
-        tracing::warn!(peer = %self.info.peer, "closing AMQP connection {}: {}", self.info.peer, error.text);
+        tracing::warn!(peer = %self.conn.info.peer, "closing AMQP connection {}: {}", self.conn.info.peer, error.text);
         self.write_connection(connection::AMQPMethod::Close(connection::Close {
             reply_code: error.reply_code(),
             reply_text: error.short_text().into(),
@@ -450,13 +458,15 @@ impl Reader {
     }
 
     fn write_connection(&self, method: connection::AMQPMethod) {
-        self.info
+        self.conn
+            .info
             .outbound
             .write(|out| put_method(out, 0, AMQPClass::Connection(method)));
     }
 
     fn write_channel(&self, id: u16, method: channel::AMQPMethod) {
-        self.info
+        self.conn
+            .info
             .outbound
             .write(|out| put_method(out, id, AMQPClass::Channel(method)));
     }
@@ -468,10 +478,11 @@ impl Reader {
                 ch.shutdown().await;
             }
         }
-        for queue in std::mem::take(&mut self.exclusive_queues) {
+        for queue in std::mem::take(&mut self.conn.exclusive_queues) {
             let _ = self
+                .conn
                 .vhost
-                .delete_queue(queue.name(), false, false, self.info.id)
+                .delete_queue(queue.name(), false, false, self.conn.info.id)
                 .await;
         }
     }
