@@ -6,6 +6,7 @@ use amq_protocol::protocol::basic::{parse_properties, AMQPProperties};
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::frame::{put_frame_header, FRAME_BODY, FRAME_END, FRAME_HEADER, FRAME_METHOD};
+use super::nesting::{self, MAX_FIELD_NESTING};
 use crate::error::{AmqpError, ReplyCode};
 
 pub const CLASS_BASIC: u16 = 60;
@@ -49,11 +50,26 @@ pub fn parse_content_header_ref(payload: &[u8]) -> Result<(u16, u64, &[u8]), Amq
         payload[10],
         payload[11],
     ]);
-    Ok((class_id, body_size, &payload[12..]))
+    let properties = &payload[12..];
+    // Checked on receipt, not only where the headers are decoded, so no message in a queue or the store can
+    // overflow the decoder later (a headers exchange, dead-lettering, the management API).
+    if nesting::check_properties(properties).is_err() {
+        return Err(AmqpError::new(
+            ReplyCode::FrameError,
+            format!("cannot decode content header: field tables nested deeper than {MAX_FIELD_NESTING} levels"),
+        ));
+    }
+    Ok((class_id, body_size, properties))
 }
 
 /// Decodes raw basic properties; used lazily, only where a property is needed.
 pub fn decode_properties(raw: &[u8]) -> Result<AMQPProperties, AmqpError> {
+    if nesting::check_properties(raw).is_err() {
+        return Err(AmqpError::new(
+            ReplyCode::SyntaxError,
+            "cannot decode content header properties",
+        ));
+    }
     match parse_properties(raw) {
         Ok((_, props)) => Ok(props),
         Err(_) => Err(AmqpError::new(

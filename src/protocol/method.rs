@@ -6,6 +6,7 @@ use amq_protocol::frame::{gen_frame, AMQPFrame, WriteContext};
 use amq_protocol::protocol::{basic, parse_class, AMQPClass};
 use bytes::BytesMut;
 
+use super::nesting::{self, MAX_FIELD_NESTING};
 use crate::error::{AmqpError, ReplyCode};
 
 /// The (class, method) pairs of AMQP 0-9-1 as RabbitMQ extends it.
@@ -109,6 +110,15 @@ pub fn decode_method(payload: &[u8]) -> Result<AMQPClass, AmqpError> {
         return Err(AmqpError::new(
             ReplyCode::NotImplemented,
             format!("unknown method {class_id}.{method_id}"),
+        )
+        .on_method(class_id, method_id));
+    }
+    if nesting::check_method(payload).is_err() {
+        return Err(AmqpError::new(
+            ReplyCode::FrameError,
+            format!(
+                "cannot decode arguments of method {class_id}.{method_id}: field tables nested deeper than {MAX_FIELD_NESTING} levels"
+            ),
         )
         .on_method(class_id, method_id));
     }

@@ -7,6 +7,7 @@ pub mod frame;
 #[cfg(test)]
 mod golden_tests;
 pub mod method;
+pub mod nesting;
 
 pub use amq_protocol::protocol::{
     access, basic, channel, confirm, connection, exchange, queue, tx, AMQPClass,
@@ -22,6 +23,7 @@ pub const PROTOCOL_HEADER: &[u8; 8] = b"AMQP\x00\x00\x09\x01";
 
 /// Decodes a length-prefixed field table (used for SASL AMQPLAIN responses).
 pub fn decode_field_table(bytes: &[u8]) -> Option<FieldTable> {
+    nesting::check_table(bytes).ok()?;
     amq_protocol::types::parsing::parse_field_table(bytes)
         .ok()
         .map(|(_, t)| t)
