@@ -1,0 +1,282 @@
+//! A minimal AMQP 0-9-1 client connection for the load generator: the handshake (SASL PLAIN, tune, open) and
+//! request/reply calls for setup (declare, bind, qos, consume, confirm.select). Once set up, the connection is
+//! handed to a [`super::driver`] that runs the hot path without awaiting per message.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+
+use super::uri::AmqpUri;
+use super::PerfError;
+use warren_protocol::frame::{FrameKind, FrameSplitter, RawFrame, FRAME_MIN_SIZE};
+use warren_protocol::{
+    channel, connection, decode_method, put_method, AMQPClass, AMQPValue, FieldTable, LongString,
+    ShortString, PROTOCOL_HEADER,
+};
+
+/// How long a setup call (connect, handshake step, declare, consume) may take.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Used when the server proposes no frame size limit.
+const DEFAULT_FRAME_MAX: u32 = 131_072;
+
+/// An open connection in its setup phase.
+pub struct Connection {
+    pub read: OwnedReadHalf,
+    pub write: OwnedWriteHalf,
+    pub inbuf: BytesMut,
+    pub splitter: FrameSplitter,
+    pub frame_max: u32,
+    /// Negotiated heartbeat interval in seconds, 0 for none.
+    pub heartbeat: u16,
+    /// Frames that arrived for other channels while a call waited for its reply (deliveries to a consumer set up
+    /// earlier on a shared connection); the driver handles them first.
+    pub early: VecDeque<RawFrame>,
+    out: BytesMut,
+}
+
+impl Connection {
+    /// Connects, logs in with PLAIN and opens the URI's vhost.
+    pub async fn open(uri: &AmqpUri, name: &str) -> Result<Connection, PerfError> {
+        let stream = timeout("connect", TcpStream::connect(&uri.address))
+            .await?
+            .map_err(|source| PerfError::Connect {
+                address: uri.address.clone(),
+                source,
+            })?;
+        stream.set_nodelay(true).map_err(PerfError::Io)?;
+        let (read, write) = stream.into_split();
+        let mut conn = Connection {
+            read,
+            write,
+            inbuf: BytesMut::with_capacity(4096),
+            splitter: FrameSplitter::new(FRAME_MIN_SIZE),
+            frame_max: FRAME_MIN_SIZE,
+            heartbeat: 0,
+            early: VecDeque::new(),
+            out: BytesMut::new(),
+        };
+        timeout("the handshake", conn.handshake(uri, name)).await??;
+        Ok(conn)
+    }
+
+    async fn handshake(&mut self, uri: &AmqpUri, name: &str) -> Result<(), PerfError> {
+        self.write
+            .write_all(PROTOCOL_HEADER)
+            .await
+            .map_err(PerfError::Io)?;
+        let start = match self.reply(0).await? {
+            AMQPClass::Connection(connection::AMQPMethod::Start(start)) => start,
+            other => return Err(unexpected("connection.start", &other)),
+        };
+        let mechanisms = start.mechanisms.to_string();
+        if !mechanisms.split(' ').any(|m| m == "PLAIN") {
+            return Err(PerfError::Protocol(format!(
+                "the server offers no PLAIN login (mechanisms: {mechanisms})"
+            )));
+        }
+        let response = format!("\0{}\0{}", uri.user, uri.password);
+        self.send_method(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::StartOk(connection::StartOk {
+                client_properties: client_properties(name),
+                mechanism: "PLAIN".into(),
+                response: LongString::from(response),
+                locale: "en_US".into(),
+            })),
+        )
+        .await?;
+        let tune = match self.reply(0).await {
+            Ok(AMQPClass::Connection(connection::AMQPMethod::Tune(tune))) => tune,
+            Ok(other) => return Err(unexpected("connection.tune", &other)),
+            Err(PerfError::Closed(_)) => {
+                return Err(PerfError::Refused {
+                    code: 403,
+                    text: format!("login refused for user '{}' (connection closed)", uri.user),
+                })
+            }
+            Err(e) => return Err(e),
+        };
+        let frame_max = if tune.frame_max == 0 {
+            DEFAULT_FRAME_MAX
+        } else {
+            tune.frame_max
+        };
+        let channel_max = if tune.channel_max == 0 {
+            2047
+        } else {
+            tune.channel_max
+        };
+        self.send_method(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::TuneOk(connection::TuneOk {
+                channel_max,
+                frame_max,
+                heartbeat: tune.heartbeat,
+            })),
+        )
+        .await?;
+        self.frame_max = frame_max;
+        self.heartbeat = tune.heartbeat;
+        self.splitter.set_frame_max(frame_max);
+        let vhost = ShortString::try_new(uri.vhost.clone())
+            .map_err(|_| PerfError::InvalidOptions("the vhost name is too long".to_owned()))?;
+        match self
+            .call(
+                0,
+                AMQPClass::Connection(connection::AMQPMethod::Open(connection::Open {
+                    virtual_host: vhost,
+                })),
+            )
+            .await?
+        {
+            AMQPClass::Connection(connection::AMQPMethod::OpenOk(_)) => Ok(()),
+            other => Err(unexpected("connection.open-ok", &other)),
+        }
+    }
+
+    /// Opens channel `id`.
+    pub async fn open_channel(&mut self, id: u16) -> Result<(), PerfError> {
+        match self
+            .call(
+                id,
+                AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})),
+            )
+            .await?
+        {
+            AMQPClass::Channel(channel::AMQPMethod::OpenOk(_)) => Ok(()),
+            other => Err(unexpected("channel.open-ok", &other)),
+        }
+    }
+
+    pub async fn send_method(&mut self, channel: u16, method: AMQPClass) -> Result<(), PerfError> {
+        self.out.clear();
+        put_method(&mut self.out, channel, method);
+        self.write.write_all(&self.out).await.map_err(PerfError::Io)
+    }
+
+    /// Sends `method` on `channel` and returns the next method the server sends on it.
+    pub async fn call(&mut self, channel: u16, method: AMQPClass) -> Result<AMQPClass, PerfError> {
+        self.send_method(channel, method).await?;
+        timeout("a reply", self.reply(channel)).await?
+    }
+
+    /// The next method on `channel`. A channel.close or connection.close from the server is answered and
+    /// returned as [`PerfError::Refused`]; frames for other channels are kept in `early`.
+    async fn reply(&mut self, channel: u16) -> Result<AMQPClass, PerfError> {
+        loop {
+            let frame = self.read_frame().await?;
+            if frame.channel != channel && frame.channel != 0 {
+                self.early.push_back(frame);
+                continue;
+            }
+            if frame.kind != FrameKind::Method {
+                return Err(PerfError::Protocol(format!(
+                    "unexpected {:?} frame on channel {}",
+                    frame.kind, frame.channel
+                )));
+            }
+            let method = decode_method(&frame.payload).map_err(|e| {
+                PerfError::Protocol(format!("undecodable method from the server: {}", e.text))
+            })?;
+            match method {
+                AMQPClass::Connection(connection::AMQPMethod::Close(close)) => {
+                    let _ = self
+                        .send_method(
+                            0,
+                            AMQPClass::Connection(connection::AMQPMethod::CloseOk(
+                                connection::CloseOk {},
+                            )),
+                        )
+                        .await;
+                    return Err(PerfError::Refused {
+                        code: close.reply_code,
+                        text: close.reply_text.to_string(),
+                    });
+                }
+                AMQPClass::Channel(channel::AMQPMethod::Close(close))
+                    if frame.channel == channel =>
+                {
+                    let _ = self
+                        .send_method(
+                            channel,
+                            AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})),
+                        )
+                        .await;
+                    return Err(PerfError::Refused {
+                        code: close.reply_code,
+                        text: close.reply_text.to_string(),
+                    });
+                }
+                // connection.blocked and the like on channel 0 while waiting for a channel's reply.
+                _ if frame.channel != channel => continue,
+                method => return Ok(method),
+            }
+        }
+    }
+
+    /// The next frame, skipping heartbeats.
+    async fn read_frame(&mut self) -> Result<RawFrame, PerfError> {
+        loop {
+            match self.splitter.next_frame(&mut self.inbuf) {
+                Ok(Some(frame)) if frame.kind == FrameKind::Heartbeat => continue,
+                Ok(Some(frame)) => return Ok(frame),
+                Ok(None) => {}
+                Err(e) => {
+                    let text = if self.inbuf.starts_with(b"AMQP") {
+                        "the server does not speak AMQP 0-9-1 (it answered with another protocol header)"
+                            .to_owned()
+                    } else {
+                        e.text
+                    };
+                    return Err(PerfError::Protocol(text));
+                }
+            }
+            self.inbuf.reserve(4096);
+            let n = self
+                .read
+                .read_buf(&mut self.inbuf)
+                .await
+                .map_err(PerfError::Io)?;
+            if n == 0 {
+                return Err(PerfError::Closed(
+                    "the server closed the connection".to_owned(),
+                ));
+            }
+        }
+    }
+}
+
+fn client_properties(name: &str) -> FieldTable {
+    let mut capabilities = FieldTable::default();
+    for cap in [
+        "publisher_confirms",
+        "consumer_cancel_notify",
+        "basic.nack",
+        "connection.blocked",
+        "authentication_failure_close",
+    ] {
+        capabilities.insert(cap.into(), AMQPValue::Boolean(true));
+    }
+    let mut props = FieldTable::default();
+    let text = |s: &str| AMQPValue::LongString(s.into());
+    props.insert("product".into(), text("warren perf"));
+    props.insert("version".into(), text(env!("CARGO_PKG_VERSION")));
+    props.insert("platform".into(), text("Rust"));
+    props.insert("capabilities".into(), AMQPValue::FieldTable(capabilities));
+    props.insert("connection_name".into(), text(name));
+    props
+}
+
+pub(super) fn unexpected(wanted: &str, got: &AMQPClass) -> PerfError {
+    PerfError::Protocol(format!("expected {wanted}, got {got:?}"))
+}
+
+async fn timeout<T>(what: &str, fut: impl std::future::Future<Output = T>) -> Result<T, PerfError> {
+    tokio::time::timeout(CALL_TIMEOUT, fut)
+        .await
+        .map_err(|_| PerfError::Timeout(format!("no answer to {what} within {CALL_TIMEOUT:?}")))
+}

@@ -1,0 +1,297 @@
+//! One consuming channel, as a state machine the connection's driver feeds frames to: it reassembles each
+//! delivery (method, header, body frames) just far enough to read the 16-byte stamp, records end-to-end latency
+//! and the loss-check bit, and acks every N deliveries with one basic.ack multiple=true.
+
+use std::time::{Duration, Instant};
+
+use bytes::Buf;
+
+use super::body::{Stamp, STAMP_LEN};
+use super::driver::{Ctx, Phase};
+use super::loss::{Received, Seen};
+use super::stats::{Counts, Meter};
+use warren_protocol::client::{parse_deliver, put_ack};
+use warren_protocol::frame::FrameKind;
+use warren_protocol::{basic, channel, decode_method, put_method, AMQPClass, RawFrame};
+
+/// What a consumer is told at start.
+#[derive(Clone, Debug)]
+pub struct ConsumerSpec {
+    /// Index of the queue (consumer group) it reads.
+    pub group: usize,
+    pub autoack: bool,
+    /// Ack after this many deliveries (see `Plan::ack_every`).
+    pub ack_every: u32,
+    /// Producers of this run; 0 when this run only consumes (then nothing is tracked as this run's).
+    pub producers: usize,
+    /// Messages stamped before this (ns since the epoch) are from an earlier run.
+    pub run_started_ns: u64,
+}
+
+/// Where the consumer is in the delivery it is reassembling.
+#[derive(Debug)]
+enum Incoming {
+    Idle,
+    Header {
+        tag: u64,
+        redelivered: bool,
+    },
+    Body {
+        tag: u64,
+        redelivered: bool,
+        remaining: u64,
+        stamp: [u8; STAMP_LEN],
+        have: usize,
+    },
+}
+
+pub struct Consumer {
+    spec: ConsumerSpec,
+    channel: u16,
+    incoming: Incoming,
+    /// Deliveries received but not yet acked, and the last one's tag.
+    unacked: u32,
+    last_tag: u64,
+    received: Received,
+    meter: Meter,
+    local: Counts,
+    unique: u64,
+    last_received: Option<Instant>,
+    last_flush: Option<Instant>,
+    done: bool,
+}
+
+/// What a consumer leaves for the loss check.
+#[derive(Debug)]
+pub struct ConsumerReport {
+    pub group: usize,
+    pub received: Received,
+}
+
+impl Consumer {
+    pub fn new(spec: ConsumerSpec, channel: u16, meter: Meter) -> Consumer {
+        Consumer {
+            received: Received::new(spec.producers),
+            spec,
+            channel,
+            incoming: Incoming::Idle,
+            unacked: 0,
+            last_tag: 0,
+            meter,
+            local: Counts::default(),
+            unique: 0,
+            last_received: None,
+            last_flush: None,
+            done: false,
+        }
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Acks what is left and finishes once the coordinator says consumers stop.
+    pub fn poll(&mut self, ctx: &mut Ctx<'_>, phase: Phase) -> Option<Instant> {
+        if phase >= Phase::StopConsuming && !self.done {
+            self.ack(ctx);
+            self.done = true;
+            self.flush(ctx.now, true)
+        } else {
+            self.flush(ctx.now, false)
+        }
+    }
+
+    fn ack(&mut self, ctx: &mut Ctx<'_>) {
+        if self.unacked > 0 {
+            put_ack(ctx.out, self.channel, self.last_tag, self.unacked > 1);
+            self.unacked = 0;
+        }
+    }
+
+    /// Handles a frame the broker sent on this consumer's channel. `Err` means the channel or the consumer is
+    /// gone.
+    pub fn on_frame(&mut self, frame: &RawFrame, ctx: &mut Ctx<'_>) -> Result<(), String> {
+        if self.done {
+            return Ok(());
+        }
+        match frame.kind {
+            FrameKind::Method => self.on_method(frame, ctx),
+            FrameKind::Header => {
+                let Incoming::Header { tag, redelivered } = self.incoming else {
+                    return Err(self.unexpected("content header"));
+                };
+                let Some(mut size) = frame.payload.get(4..12) else {
+                    return Err(self.unexpected("short content header"));
+                };
+                let remaining = size.get_u64();
+                if remaining == 0 {
+                    self.incoming = Incoming::Idle;
+                    self.complete(tag, redelivered, None, ctx);
+                } else {
+                    self.incoming = Incoming::Body {
+                        tag,
+                        redelivered,
+                        remaining,
+                        stamp: [0; STAMP_LEN],
+                        have: 0,
+                    };
+                }
+                Ok(())
+            }
+            FrameKind::Body => {
+                let Incoming::Body {
+                    tag,
+                    redelivered,
+                    remaining,
+                    mut stamp,
+                    mut have,
+                } = self.incoming
+                else {
+                    return Err(self.unexpected("body frame"));
+                };
+                let chunk = &frame.payload[..];
+                if have < STAMP_LEN {
+                    let take = chunk.len().min(STAMP_LEN - have);
+                    stamp[have..have + take].copy_from_slice(&chunk[..take]);
+                    have += take;
+                }
+                let Some(remaining) = remaining.checked_sub(chunk.len() as u64) else {
+                    return Err(self.unexpected("body longer than its header said"));
+                };
+                if remaining == 0 {
+                    self.incoming = Incoming::Idle;
+                    let stamp = (have == STAMP_LEN).then_some(stamp);
+                    self.complete(tag, redelivered, stamp, ctx);
+                } else {
+                    self.incoming = Incoming::Body {
+                        tag,
+                        redelivered,
+                        remaining,
+                        stamp,
+                        have,
+                    };
+                }
+                Ok(())
+            }
+            FrameKind::Heartbeat => Ok(()),
+        }
+    }
+
+    fn on_method(&mut self, frame: &RawFrame, ctx: &mut Ctx<'_>) -> Result<(), String> {
+        if let Some(deliver) = parse_deliver(&frame.payload) {
+            if !matches!(self.incoming, Incoming::Idle) {
+                return Err(self.unexpected("basic.deliver before the previous content ended"));
+            }
+            self.incoming = Incoming::Header {
+                tag: deliver.delivery_tag,
+                redelivered: deliver.redelivered,
+            };
+            return Ok(());
+        }
+        match decode_method(&frame.payload) {
+            Ok(AMQPClass::Basic(basic::AMQPMethod::Cancel(_))) => {
+                self.stop(ctx.now);
+                Err(format!(
+                    "consumer {}: cancelled by the broker (queue deleted?)",
+                    self.channel
+                ))
+            }
+            Ok(AMQPClass::Channel(channel::AMQPMethod::Close(close))) => {
+                put_method(
+                    ctx.out,
+                    self.channel,
+                    AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})),
+                );
+                self.stop(ctx.now);
+                Err(format!(
+                    "consumer on channel {}: channel closed by the broker: {} {}",
+                    self.channel, close.reply_code, close.reply_text
+                ))
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err(format!("consumer on channel {}: {}", self.channel, e.text)),
+        }
+    }
+
+    fn complete(
+        &mut self,
+        tag: u64,
+        redelivered: bool,
+        stamp: Option<[u8; STAMP_LEN]>,
+        ctx: &mut Ctx<'_>,
+    ) {
+        self.local.received += 1;
+        self.last_received = Some(ctx.now);
+        if redelivered {
+            self.local.redelivered += 1;
+        }
+        let stamp = stamp.as_ref().and_then(|s| Stamp::read(s));
+        match stamp {
+            Some(s) if self.spec.producers == 0 => {
+                self.local
+                    .latency
+                    .record(ctx.now_ns.saturating_sub(s.sent_at_ns));
+            }
+            Some(s) if s.sent_at_ns >= self.spec.run_started_ns => {
+                match self.received.record(s.producer, s.seq, redelivered) {
+                    Some(Seen::First) => {
+                        self.unique += 1;
+                        self.local
+                            .latency
+                            .record(ctx.now_ns.saturating_sub(s.sent_at_ns));
+                    }
+                    Some(Seen::Redelivery) => {}
+                    Some(Seen::Duplicate) => self.local.duplicates += 1,
+                    None => self.local.stale += 1,
+                }
+            }
+            _ => self.local.stale += 1,
+        }
+        if !self.spec.autoack {
+            self.unacked += 1;
+            self.last_tag = tag;
+            if self.unacked >= self.spec.ack_every {
+                self.ack(ctx);
+            }
+        }
+    }
+
+    fn unexpected(&self, what: &str) -> String {
+        format!("consumer on channel {}: unexpected {what}", self.channel)
+    }
+
+    /// The channel or connection is gone.
+    pub fn stop(&mut self, now: Instant) {
+        self.done = true;
+        self.flush(now, true);
+    }
+
+    /// Hands the locally gathered figures to the meter, at most every few milliseconds unless `force`; returns
+    /// when to come back if figures are left for later.
+    fn flush(&mut self, now: Instant, force: bool) -> Option<Instant> {
+        const EVERY: Duration = Duration::from_millis(5);
+        if let (false, Some(last)) = (force, self.last_flush) {
+            if now.saturating_duration_since(last) < EVERY {
+                return (!self.local.is_empty()).then_some(last + EVERY);
+            }
+        }
+        self.last_flush = Some(now);
+        let mut meter = self.meter.lock();
+        meter.interval.add(&self.local);
+        meter.unique_received = self.unique;
+        if self.last_received.is_some() {
+            meter.last_received = self.last_received;
+        }
+        meter.done |= self.done;
+        drop(meter);
+        self.local.reset();
+        None
+    }
+
+    pub fn report(self) -> ConsumerReport {
+        ConsumerReport {
+            group: self.spec.group,
+            received: self.received,
+        }
+    }
+}

@@ -1,0 +1,357 @@
+//! The embedded message store: a node-wide write-ahead log with group commit, per-queue segment files, and the
+//! recovery that rebuilds both after a crash. docs/storage-format.md is the on-disk format and its guarantees.
+//!
+//! The parts:
+//! - [`Store`] (this file): the API the broker calls, and its threads' lifecycle;
+//! - `wal`: the writer thread: batch, one vectored append, one fdatasync, complete the waiters (group commit);
+//! - `background`: the second thread: retires full WAL files into segments, removes dropped queues' files;
+//! - `compaction`: deletes fully acked segments and rewrites mostly acked ones;
+//! - `recovery`: reads segments and replays the WAL at open, cutting torn tails;
+//! - `index`: where each live message lives (file, offset, length), about 40 bytes a message;
+//! - `record` and `scan`: the framing (length, CRC32C, type) and the sequential reader;
+//! - [`fs`]: the file I/O traits every byte goes through, and [`sim_fs`]: a simulated file system for crash tests.
+
+mod background;
+mod compaction;
+mod error;
+pub mod fs;
+mod index;
+mod record;
+mod recovery;
+mod scan;
+mod segment;
+mod shared;
+#[cfg(any(test, feature = "sim"))]
+pub mod sim_fs;
+mod wal;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+
+pub use error::StoreError;
+pub use fs::{FileHandle, FileSystem, StdFileSystem};
+
+use background::Background;
+use shared::{Job, Op, Shared};
+use wal::WalWriter;
+
+pub type QueueId = u64;
+
+/// When `on_durable` fires relative to the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncMode {
+    /// After the fdatasync that covers the record; every segment and directory change is fsynced too.
+    Always,
+    /// After the write reaches the kernel; nothing is ever fsynced. For throwaway brokers: a power loss loses data.
+    Never,
+}
+
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// The store's directory, e.g. `<data_dir>/msgs`; it holds `wal/` and `queues/`.
+    pub dir: PathBuf,
+    pub sync: SyncMode,
+    /// A WAL file is sealed and a new one started once it reaches this size (default 64 MiB).
+    pub wal_file_size: u64,
+    /// A queue's current segment file is sealed once it reaches this size (default 64 MiB).
+    pub segment_size: u64,
+}
+
+impl StoreConfig {
+    pub const DEFAULT_FILE_SIZE: u64 = 64 << 20;
+
+    /// Defaults: sync Always, 64 MiB WAL files and segments.
+    pub fn new(dir: impl Into<PathBuf>) -> StoreConfig {
+        StoreConfig {
+            dir: dir.into(),
+            sync: SyncMode::Always,
+            wal_file_size: Self::DEFAULT_FILE_SIZE,
+            segment_size: Self::DEFAULT_FILE_SIZE,
+        }
+    }
+}
+
+/// A persistent message as stored and recovered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredMessage {
+    pub msg_id: u64,
+    pub exchange: String,
+    pub routing_key: String,
+    pub properties_raw: Bytes,
+    pub body: Bytes,
+}
+
+/// A recovered message without its body, so recovering millions of messages needs little memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexEntry {
+    pub msg_id: u64,
+    pub body_size: u32,
+}
+
+/// What `Store::open` found.
+#[derive(Debug, Default)]
+pub struct Recovery {
+    /// Live (unacked) messages of each durable queue, in msg_id order; every queue passed to `open` has an entry.
+    pub queues: HashMap<QueueId, Vec<IndexEntry>>,
+    /// The highest msg id in any record read (acked ones included): the broker continues numbering above it.
+    pub max_msg_id: u64,
+    /// Total recovered (sum over queues).
+    pub messages: u64,
+    /// Torn or corrupt tail bytes cut off (and torn or unreadable WAL files removed).
+    pub truncated_bytes: u64,
+    /// Queues whose segments were damaged beyond a tail: they serve the records before the damage (a raw copy of the
+    /// damaged file is kept as `<seq>.corrupt`); other queues are unaffected.
+    pub corrupt_queues: Vec<(QueueId, String)>,
+}
+
+/// Counters for metrics and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// WAL write batches (one vectored append each).
+    pub batches: u64,
+    /// WAL fdatasyncs (one per batch with sync Always).
+    pub wal_syncs: u64,
+    /// Publishes made durable.
+    pub publishes: u64,
+    pub wal_files_retired: u64,
+    pub segments_deleted: u64,
+    pub segments_compacted: u64,
+    /// Body and property bytes queued for the writer and not yet taken (for back-pressure).
+    pub queued_bytes: u64,
+}
+
+/// The message store. Cheap to clone; all clones share one store. Dropping the last clone stops its threads.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Handle>,
+}
+
+struct Handle {
+    shared: Arc<Shared>,
+    threads: Mutex<Option<(JoinHandle<()>, JoinHandle<()>)>>,
+}
+
+impl Handle {
+    fn shutdown(&self) {
+        self.shared.inbox.close();
+        if let Some((writer, background)) = lock(&self.threads).take() {
+            // The last clone may be dropped inside an on_durable callback, on the writer thread itself: then the
+            // threads finish on their own (the inbox is closed) and are not joined.
+            let me = std::thread::current().id();
+            if writer.thread().id() != me && background.thread().id() != me {
+                let _ = writer.join();
+                let _ = background.join();
+            }
+        }
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Locks a mutex, ignoring poisoning: the data it guards stays consistent at every unlock point.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Store {
+    /// Opens or creates the store, recovers it (reading segments, replaying the WAL, truncating torn tails at the
+    /// last good record, repairing damaged segments, fsyncing directories), and starts the WAL writer thread and the
+    /// background thread. `durable_queues`: the queue ids that still exist; messages of others are dropped.
+    pub fn open(
+        config: StoreConfig,
+        fs: Arc<dyn FileSystem>,
+        durable_queues: &[QueueId],
+    ) -> Result<(Store, Recovery), StoreError> {
+        if config.wal_file_size == 0 || config.segment_size == 0 {
+            return Err(StoreError::Config(
+                "wal_file_size and segment_size must be above zero".into(),
+            ));
+        }
+        let recovered = recovery::recover(&config, &fs, durable_queues)?;
+        let shared = Arc::new(Shared::new(config, fs, recovered.index));
+        let writer = WalWriter::create(&shared, recovered.next_wal_seq)?;
+        let (tx, rx) = mpsc::channel();
+        for file in recovered.sealed_wal {
+            let _ = tx.send(Job::Retire(file));
+        }
+        let _ = tx.send(Job::Maintain);
+        shared.set_background(tx);
+        let background = Background::new(shared.clone(), recovered.segments);
+        let spawn_err = |e: std::io::Error| StoreError::Io {
+            op: "spawn",
+            path: PathBuf::new(),
+            source: e,
+        };
+        let background = std::thread::Builder::new()
+            .name("warren-store-bg".into())
+            .spawn(move || background.run(rx))
+            .map_err(spawn_err)?;
+        let writer = match std::thread::Builder::new()
+            .name("warren-wal".into())
+            .spawn(move || writer.run())
+        {
+            Ok(w) => w,
+            Err(e) => {
+                shared.send_job(Job::Stop);
+                let _ = background.join();
+                return Err(spawn_err(e));
+            }
+        };
+        let handle = Handle {
+            shared,
+            threads: Mutex::new(Some((writer, background))),
+        };
+        Ok((
+            Store {
+                inner: Arc::new(handle),
+            },
+            recovered.report,
+        ))
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.inner.shared
+    }
+
+    /// Queues one publish record (the body is stored once however many queues it goes to). `on_durable` is called
+    /// exactly once: from the writer thread with Ok after the fdatasync covering the record (sync Always) or after
+    /// the write (Never), or Err if the write or sync failed, the store had failed before, or the message is too
+    /// large; from the caller's thread with `Err(Closed)` if the store was closed. Never blocks on I/O.
+    pub fn publish(
+        &self,
+        msg: StoredMessage,
+        queues: Vec<QueueId>,
+        on_durable: Box<dyn FnOnce(Result<(), StoreError>) + Send>,
+    ) {
+        if let Some(Op::Publish { done, .. }) = self.shared().inbox.push(Op::Publish {
+            msg,
+            queues,
+            done: on_durable,
+        }) {
+            done(Err(StoreError::Closed));
+        }
+    }
+
+    /// Records that `queue` no longer holds these messages (acked or dropped). Never waits for an fsync: a lost ack
+    /// only means a redelivery after a crash.
+    pub fn ack(&self, queue: QueueId, msg_ids: Vec<u64>) {
+        if !msg_ids.is_empty() {
+            self.shared().inbox.push(Op::Ack {
+                queue,
+                ids: msg_ids,
+            });
+        }
+    }
+
+    /// Reads one live message of `queue` back from disk, wherever it lives now. Blocking; callable from any thread.
+    /// A message is readable once its `on_durable` has fired with Ok.
+    pub fn read(&self, queue: QueueId, msg_id: u64) -> Result<StoredMessage, StoreError> {
+        let (loc, handle, path) = {
+            let idx = lock(&self.shared().index);
+            let loc = idx.queues.get(&queue).and_then(|m| m.get(&msg_id)).copied();
+            let file = loc.and_then(|l| {
+                idx.files
+                    .get(&l.file)
+                    .map(|f| (f.handle.clone(), f.path.clone()))
+            });
+            match (loc, file) {
+                (Some(loc), Some((handle, path))) => (loc, handle, path),
+                _ => return Err(StoreError::NotFound { queue, msg_id }),
+            }
+        };
+        let corrupt = |reason| StoreError::Corrupt {
+            path: path.clone(),
+            offset: loc.offset,
+            reason,
+        };
+        let mut buf = vec![0u8; loc.len as usize];
+        fs::read_exact_at(handle.as_ref(), &mut buf, loc.offset)
+            .map_err(StoreError::io("read", &path))?;
+        let (kind, payload) = record::check_record(&buf).map_err(corrupt)?;
+        let blob_start = match record::Kind::from_byte(kind) {
+            Some(record::Kind::Publish) => {
+                payload.start
+                    + record::parse_publish(&buf[payload.clone()])
+                        .map_err(corrupt)?
+                        .1
+            }
+            Some(record::Kind::Message) => payload.start,
+            _ => return Err(corrupt("not a message record")),
+        };
+        let bytes = Bytes::from(buf);
+        let msg = record::decode_message(&bytes, blob_start..payload.end).map_err(corrupt)?;
+        if msg.msg_id != msg_id {
+            return Err(corrupt("record holds another message"));
+        }
+        Ok(msg)
+    }
+
+    /// The queue was deleted: all its messages are dropped. Its files are removed once the drop record is durable.
+    /// Queue ids must not be reused after this.
+    pub fn drop_queue(&self, queue: QueueId) {
+        self.shared().inbox.push(Op::DropQueue { queue });
+    }
+
+    /// True once a write or fsync has failed: the broker must refuse further persistent publishes.
+    pub fn failed(&self) -> bool {
+        self.shared().is_failed()
+    }
+
+    /// Waits until everything queued so far is written and synced.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        if self.shared().inbox.push(Op::Flush { done: tx }).is_some() {
+            return Err(StoreError::Closed);
+        }
+        rx.recv().unwrap_or(Err(StoreError::Closed))
+    }
+
+    /// Waits until the background work queued so far (WAL retirement, compaction, queue file removal) is done. For
+    /// tests and tools; the broker never needs it.
+    pub fn settle(&self) {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.shared().send_job(Job::Settle(tx));
+        let _ = rx.recv();
+    }
+
+    /// Body and property bytes queued for the writer and not yet taken: the broker stops reading publishers'
+    /// sockets while this is above its budget.
+    pub fn queued_bytes(&self) -> u64 {
+        self.shared().inbox.queued_bytes()
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        let c = &self.shared().counters;
+        let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        StoreStats {
+            batches: get(&c.batches),
+            wal_syncs: get(&c.wal_syncs),
+            publishes: get(&c.publishes),
+            wal_files_retired: get(&c.wal_files_retired),
+            segments_deleted: get(&c.segments_deleted),
+            segments_compacted: get(&c.segments_compacted),
+            queued_bytes: self.shared().inbox.queued_bytes(),
+        }
+    }
+
+    /// Flushes, then stops the writer and background threads. Other clones see `Closed` afterwards.
+    pub fn close(self) -> Result<(), StoreError> {
+        let result = self.flush();
+        self.inner.shutdown();
+        if self.shared().is_failed() {
+            return Err(self.shared().failure());
+        }
+        result
+    }
+}

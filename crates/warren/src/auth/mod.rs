@@ -1,0 +1,124 @@
+//! SASL: the PLAIN and AMQPLAIN mechanisms, and checking credentials against the configured users.
+
+use std::net::IpAddr;
+
+use crate::broker::Broker;
+use warren_protocol::{decode_field_table as parse_table, AMQPValue};
+
+pub const MECHANISMS: &str = "PLAIN AMQPLAIN";
+
+/// Why a login was refused; the text goes to the log, never to the peer (as in RabbitMQ).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    /// The client chose a mechanism the broker does not offer.
+    #[error("unsupported authentication mechanism '{0}'")]
+    Mechanism(String),
+    /// The response does not decode for its mechanism.
+    #[error("malformed {0} response")]
+    Malformed(&'static str),
+    /// Unknown user or wrong password.
+    #[error("user '{0}' - invalid credentials")]
+    Credentials(String),
+    /// A loopback-only user connected from another host.
+    #[error("user '{0}' can only connect via localhost")]
+    NotLoopback(String),
+}
+
+/// Extracts (user, password) from a SASL response.
+pub fn decode_response(mechanism: &str, response: &[u8]) -> Result<(String, String), AuthError> {
+    match mechanism {
+        "PLAIN" => {
+            // authzid NUL authcid NUL password
+            let mut parts = response.split(|b| *b == 0);
+            let (Some(_authzid), Some(user), Some(pass), None) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                return Err(AuthError::Malformed("PLAIN"));
+            };
+            Ok((
+                String::from_utf8_lossy(user).into_owned(),
+                String::from_utf8_lossy(pass).into_owned(),
+            ))
+        }
+        "AMQPLAIN" => {
+            // A field table without its leading length.
+            let mut framed = Vec::with_capacity(response.len() + 4);
+            framed.extend_from_slice(&(response.len() as u32).to_be_bytes());
+            framed.extend_from_slice(response);
+            let table = parse_table(&framed).ok_or(AuthError::Malformed("AMQPLAIN"))?;
+            let text = |key: &str| match table.inner().get(key) {
+                Some(AMQPValue::LongString(s)) => {
+                    Some(String::from_utf8_lossy(s.as_bytes()).into_owned())
+                }
+                Some(AMQPValue::ShortString(s)) => Some(s.as_str().to_owned()),
+                _ => None,
+            };
+            match (text("LOGIN"), text("PASSWORD")) {
+                (Some(u), Some(p)) => Ok((u, p)),
+                _ => Err(AuthError::Malformed("AMQPLAIN")),
+            }
+        }
+        other => Err(AuthError::Mechanism(other.to_owned())),
+    }
+}
+
+/// Checks credentials; returns the user name.
+pub fn authenticate(
+    broker: &Broker,
+    mechanism: &str,
+    response: &[u8],
+    peer: IpAddr,
+) -> Result<String, AuthError> {
+    let (user, password) = decode_response(mechanism, response)?;
+    let Some(known) = broker.user(&user) else {
+        return Err(AuthError::Credentials(user));
+    };
+    if known.password != password {
+        return Err(AuthError::Credentials(user));
+    }
+    if broker.config.auth.loopback_users.contains(&user) && !peer.is_loopback() {
+        return Err(AuthError::NotLoopback(user));
+    }
+    Ok(user)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_response_splits_on_nul() {
+        assert_eq!(
+            decode_response("PLAIN", b"\0guest\0secret").unwrap(),
+            ("guest".to_owned(), "secret".to_owned())
+        );
+        assert!(decode_response("PLAIN", b"guest").is_err());
+    }
+
+    #[test]
+    fn amqplain_response_is_a_table_without_length() {
+        let mut body = Vec::new();
+        body.push(5);
+        body.extend_from_slice(b"LOGIN");
+        body.push(b'S');
+        body.extend_from_slice(&5u32.to_be_bytes());
+        body.extend_from_slice(b"guest");
+        body.push(8);
+        body.extend_from_slice(b"PASSWORD");
+        body.push(b'S');
+        body.extend_from_slice(&2u32.to_be_bytes());
+        body.extend_from_slice(b"pw");
+        assert_eq!(
+            decode_response("AMQPLAIN", &body).unwrap(),
+            ("guest".to_owned(), "pw".to_owned())
+        );
+    }
+
+    #[test]
+    fn unknown_mechanism_is_refused() {
+        assert_eq!(
+            decode_response("EXTERNAL", b""),
+            Err(AuthError::Mechanism("EXTERNAL".into()))
+        );
+    }
+}

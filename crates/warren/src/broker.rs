@@ -1,0 +1,133 @@
+//! The broker: configuration, the vhosts, the durable stores, and the node-wide id counters every connection
+//! shares. Opening it recovers the durable state.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use dashmap::DashMap;
+
+use crate::config::{Config, SyncPolicy, UserConfig};
+use crate::message::continue_ids_above;
+use crate::meta::{DefinitionStore, MetaError};
+use warren_store::{StdFileSystem, Store, StoreConfig, StoreError, SyncMode};
+use crate::vhost::{Persistence, Vhost};
+
+/// Why the broker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory could not be created.
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    /// The definitions database could not be opened or read.
+    #[error(transparent)]
+    Definitions(#[from] MetaError),
+    /// The message store could not be opened or recovered.
+    #[error("cannot open the message store: {0}")]
+    Store(#[from] StoreError),
+}
+
+pub struct Broker {
+    pub config: Config,
+    vhosts: DashMap<String, Arc<Vhost>>,
+    persistence: Arc<Persistence>,
+    next_connection_id: AtomicU64,
+    next_consumer_id: AtomicU64,
+}
+
+impl Broker {
+    /// Opens the data directory, recovers durable definitions and messages, and builds the vhosts.
+    pub fn open(config: Config) -> Result<Arc<Broker>, StartError> {
+        let dir = &config.data_dir;
+        std::fs::create_dir_all(dir).map_err(|source| StartError::DataDir {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let definitions = DefinitionStore::open(&dir.join("definitions.redb"))?;
+        let stored = definitions.load()?;
+        let sync = match config.storage.sync {
+            SyncPolicy::Always => SyncMode::Always,
+            SyncPolicy::Never => {
+                tracing::warn!("storage sync = \"never\": confirmed messages are not fsynced and can be lost on a power failure or OS crash");
+                SyncMode::Never
+            }
+        };
+        let store_config = StoreConfig {
+            dir: dir.join("msgs"),
+            sync,
+            wal_file_size: config.storage.wal_file_size,
+            segment_size: config.storage.segment_size,
+        };
+        let queue_ids: Vec<u64> = stored.queues.iter().map(|q| q.id).collect();
+        let (store, recovery) = Store::open(store_config, Arc::new(StdFileSystem), &queue_ids)?;
+        continue_ids_above(recovery.max_msg_id);
+        tracing::info!(
+            "recovery: {} durable queues, {} messages recovered, {} bytes truncated from torn tails",
+            stored.queues.len(),
+            recovery.messages,
+            recovery.truncated_bytes
+        );
+        for (queue, reason) in &recovery.corrupt_queues {
+            tracing::error!("recovery: queue with store id {queue} was damaged and serves what was readable: {reason}");
+        }
+        let persistence = Arc::new(Persistence {
+            definitions,
+            store,
+            queue_memory_budget: config.storage.queue_memory_budget,
+        });
+        let mut recovered: HashMap<u64, _> = recovery.queues;
+        let vhosts = DashMap::new();
+        for name in config.vhosts() {
+            let vhost = Vhost::new(&name, Some(persistence.clone()));
+            vhost.restore(&stored, &mut recovered);
+            vhosts.insert(name.clone(), vhost);
+        }
+        for def in &stored.queues {
+            if recovered.contains_key(&def.id) {
+                tracing::warn!(
+                    "queue '{}' is stored in vhost '{}', which is no longer configured; not served",
+                    def.name,
+                    def.vhost
+                );
+            }
+        }
+        Ok(Arc::new(Broker {
+            config,
+            vhosts,
+            persistence,
+            next_connection_id: AtomicU64::new(1),
+            next_consumer_id: AtomicU64::new(1),
+        }))
+    }
+
+    pub fn vhost(&self, name: &str) -> Option<Arc<Vhost>> {
+        self.vhosts.get(name).map(|v| v.value().clone())
+    }
+
+    pub fn user(&self, name: &str) -> Option<&UserConfig> {
+        self.config.auth.users.iter().find(|u| u.name == name)
+    }
+
+    /// The message store.
+    pub fn store(&self) -> &Store {
+        &self.persistence.store
+    }
+
+    pub fn next_connection_id(&self) -> u64 {
+        self.next_connection_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn next_consumer_id(&self) -> u64 {
+        self.next_consumer_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Writes out everything queued for the store (clean shutdown).
+    pub fn flush(&self) {
+        if let Err(error) = self.persistence.store.flush() {
+            tracing::error!(%error, "flushing the message store at shutdown failed");
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! Publisher confirms. Each publish on a confirm channel gets a sequence number and a [`ConfirmRef`]; the reader
+//! hands a share of it to every queue the message is routed to (and, for persistent messages, the store holds one
+//! until the fsync that covers it). The publish is settled when the last share is dropped. Acks are emitted in
+//! sequence order by the connection's writer just before it writes, so everything settled since the last write
+//! goes out as one `basic.ack multiple=true`.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::BytesMut;
+
+use crate::connection::ConnectionInfo;
+use warren_protocol::content::put_confirm;
+
+#[derive(Debug)]
+struct Pending {
+    shares: u32,
+    failed: bool,
+}
+
+#[derive(Debug, Default)]
+struct ConfirmState {
+    next_seq: u64,
+    pending: BTreeMap<u64, Pending>,
+    /// Set when a settlement may let the front of `pending` go; cleared by `flush`.
+    dirty: bool,
+    closed: bool,
+}
+
+/// The confirm sequence of one channel.
+pub struct ConfirmTracker {
+    conn: Arc<ConnectionInfo>,
+    channel: u16,
+    state: Mutex<ConfirmState>,
+}
+
+impl ConfirmTracker {
+    pub fn new(conn: Arc<ConnectionInfo>, channel: u16) -> Arc<ConfirmTracker> {
+        Arc::new(ConfirmTracker {
+            conn,
+            channel,
+            state: Mutex::new(ConfirmState {
+                next_seq: 1,
+                ..ConfirmState::default()
+            }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ConfirmState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts the next publish; it is settled once the returned ref and every share of it are dropped.
+    pub fn begin(self: &Arc<Self>) -> ConfirmRef {
+        let mut state = self.lock();
+        let seq = state.next_seq;
+        state.next_seq += 1;
+        state.pending.insert(
+            seq,
+            Pending {
+                shares: 1,
+                failed: false,
+            },
+        );
+        ConfirmRef {
+            tracker: self.clone(),
+            seq,
+        }
+    }
+
+    fn share(&self, seq: u64) {
+        if let Some(p) = self.lock().pending.get_mut(&seq) {
+            p.shares += 1;
+        }
+    }
+
+    fn fail(&self, seq: u64) {
+        if let Some(p) = self.lock().pending.get_mut(&seq) {
+            p.failed = true;
+        }
+    }
+
+    fn release(self: &Arc<Self>, seq: u64) {
+        let mut state = self.lock();
+        let Some(p) = state.pending.get_mut(&seq) else {
+            return;
+        };
+        p.shares -= 1;
+        if p.shares > 0 {
+            return;
+        }
+        let first = state.pending.keys().next().copied();
+        if first == Some(seq) && !state.dirty {
+            state.dirty = true;
+            drop(state);
+            self.conn.schedule_confirm_flush(self.clone());
+        }
+    }
+
+    /// Writes acks and nacks for the settled publishes at the front of the sequence, coalesced into runs.
+    pub fn flush(&self) {
+        let mut out = BytesMut::new();
+        {
+            let mut state = self.lock();
+            state.dirty = false;
+            if state.closed {
+                return;
+            }
+            let mut run: Option<(u64, u64, bool)> = None; // (first, last, failed)
+            while let Some(entry) = state.pending.first_entry() {
+                if entry.get().shares > 0 {
+                    break;
+                }
+                let seq = *entry.key();
+                let failed = entry.get().failed;
+                entry.remove();
+                run = match run {
+                    Some((first, _, f)) if f == failed => Some((first, seq, f)),
+                    Some((first, last, f)) => {
+                        put_confirm(&mut out, self.channel, last, last > first, !f);
+                        Some((seq, seq, failed))
+                    }
+                    None => Some((seq, seq, failed)),
+                };
+            }
+            if let Some((first, last, failed)) = run {
+                put_confirm(&mut out, self.channel, last, last > first, !failed);
+            }
+        }
+        if !out.is_empty() {
+            self.conn.outbound.write(|buf| buf.extend_from_slice(&out));
+        }
+    }
+
+    /// The channel closed: nothing more is emitted (the channel number may be reused by a new channel).
+    pub fn close(&self) {
+        let mut state = self.lock();
+        state.closed = true;
+        state.pending.clear();
+    }
+
+    /// Publishes started but not yet confirmed.
+    pub fn outstanding(&self) -> usize {
+        self.lock().pending.len()
+    }
+}
+
+/// One share in the settlement of a publish; dropping the last share settles it.
+pub struct ConfirmRef {
+    tracker: Arc<ConfirmTracker>,
+    seq: u64,
+}
+
+impl ConfirmRef {
+    /// Another share, held by one more destination.
+    pub fn share(&self) -> ConfirmRef {
+        self.tracker.share(self.seq);
+        ConfirmRef {
+            tracker: self.tracker.clone(),
+            seq: self.seq,
+        }
+    }
+
+    /// Marks the publish as failed: it is nacked instead of acked when settled.
+    pub fn fail(self) {
+        self.tracker.fail(self.seq);
+    }
+
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
+impl Drop for ConfirmRef {
+    fn drop(&mut self) {
+        self.tracker.release(self.seq);
+    }
+}
+
+impl std::fmt::Debug for ConfirmRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ConfirmRef({})", self.seq)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warren_protocol::frame::FrameSplitter;
+    use warren_protocol::{basic, decode_method, AMQPClass};
+
+    fn emitted(conn: &ConnectionInfo) -> Vec<(u64, bool, bool)> {
+        for t in conn.take_confirm_flushes() {
+            t.flush();
+        }
+        let mut buf = BytesMut::new();
+        for chunk in conn.outbound.take().unwrap_or_default() {
+            buf.extend_from_slice(&chunk);
+        }
+        let splitter = FrameSplitter::new(0);
+        let mut out = Vec::new();
+        while let Some(frame) = splitter.next_frame(&mut buf).unwrap() {
+            match decode_method(&frame.payload).unwrap() {
+                AMQPClass::Basic(basic::AMQPMethod::Ack(a)) => {
+                    out.push((a.delivery_tag, a.multiple, true))
+                }
+                AMQPClass::Basic(basic::AMQPMethod::Nack(n)) => {
+                    out.push((n.delivery_tag, n.multiple, false))
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn settled_publishes_coalesce_into_one_multiple_ack() {
+        let conn = ConnectionInfo::for_tests();
+        let tracker = ConfirmTracker::new(conn.clone(), 1);
+        let refs: Vec<_> = (0..5).map(|_| tracker.begin()).collect();
+        drop(refs);
+        assert_eq!(emitted(&conn), vec![(5, true, true)]);
+        assert_eq!(tracker.outstanding(), 0);
+    }
+
+    #[test]
+    fn publish_waits_for_every_share() {
+        let conn = ConnectionInfo::for_tests();
+        let tracker = ConfirmTracker::new(conn.clone(), 1);
+        let first = tracker.begin();
+        let queue_share = first.share();
+        drop(first);
+        assert_eq!(emitted(&conn), vec![]);
+        drop(queue_share);
+        assert_eq!(emitted(&conn), vec![(1, false, true)]);
+    }
+
+    #[test]
+    fn later_publish_waits_for_an_earlier_unsettled_one() {
+        let conn = ConnectionInfo::for_tests();
+        let tracker = ConfirmTracker::new(conn.clone(), 1);
+        let one = tracker.begin();
+        let two = tracker.begin();
+        drop(two);
+        assert_eq!(emitted(&conn), vec![]);
+        drop(one);
+        assert_eq!(emitted(&conn), vec![(2, true, true)]);
+    }
+
+    #[test]
+    fn failures_are_nacked_in_their_own_run() {
+        let conn = ConnectionInfo::for_tests();
+        let tracker = ConfirmTracker::new(conn.clone(), 1);
+        let a = tracker.begin();
+        let b = tracker.begin();
+        let c = tracker.begin();
+        drop(a);
+        b.fail();
+        drop(c);
+        assert_eq!(
+            emitted(&conn),
+            vec![(1, false, true), (2, false, false), (3, false, true)]
+        );
+    }
+}

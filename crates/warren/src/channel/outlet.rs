@@ -1,0 +1,295 @@
+//! The part of a channel that queue actors deliver through. Delivery tags are assigned here, under one short lock
+//! together with the write to the outbound queue, so tags reach the client in increasing order whichever queue
+//! delivers. The channel's unacknowledged deliveries and its consumer tags live here too, because both the
+//! channel (acks, cancels) and queue actors (deliveries, server-side cancels) change them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::Notify;
+
+use crate::connection::ConnectionInfo;
+use warren_protocol::error::AmqpError;
+use crate::message::QueuedMessage;
+use warren_protocol::content::{put_content_header, put_deliver, put_get_ok, DeliverArgs};
+use crate::queue::QueueHandle;
+
+/// A delivery awaiting basic.ack / nack / reject.
+#[derive(Clone)]
+pub struct Unacked {
+    pub queue: Arc<QueueHandle>,
+    pub seq: u64,
+    /// The consumer it went to; None for basic.get.
+    pub consumer: Option<u64>,
+}
+
+/// What happened to an attempted delivery.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DeliverOutcome {
+    Delivered,
+    /// The channel's global prefetch is used up: the queue waits for an ack.
+    NoChannelCredit,
+    /// The channel is closed: the consumer is gone.
+    Closed,
+}
+
+#[derive(Default)]
+struct OutletState {
+    closed: bool,
+    next_tag: u64,
+    unacked: BTreeMap<u64, Unacked>,
+    /// Unacked deliveries to consumers (not basic.get), counted against the global prefetch.
+    consumer_unacked: u32,
+    /// basic.qos global=true; 0 means no limit.
+    global_prefetch: u16,
+    credit_waiters: Vec<Arc<Notify>>,
+    consumers: HashMap<Arc<str>, Arc<QueueHandle>>,
+}
+
+pub struct ChannelOutlet {
+    pub conn: Arc<ConnectionInfo>,
+    pub channel: u16,
+    state: Mutex<OutletState>,
+}
+
+impl ChannelOutlet {
+    pub fn new(conn: Arc<ConnectionInfo>, channel: u16) -> Arc<ChannelOutlet> {
+        Arc::new(ChannelOutlet {
+            conn,
+            channel,
+            state: Mutex::new(OutletState {
+                next_tag: 1,
+                ..OutletState::default()
+            }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, OutletState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Delivers `msg` to a consumer with basic.deliver.
+    pub fn deliver(
+        &self,
+        queue: &Arc<QueueHandle>,
+        consumer_id: u64,
+        consumer_tag: &str,
+        no_ack: bool,
+        msg: &QueuedMessage,
+        credit_waiter: &Arc<Notify>,
+    ) -> DeliverOutcome {
+        let mut state = self.lock();
+        if state.closed {
+            return DeliverOutcome::Closed;
+        }
+        if !no_ack
+            && state.global_prefetch > 0
+            && state.consumer_unacked >= u32::from(state.global_prefetch)
+        {
+            if !state
+                .credit_waiters
+                .iter()
+                .any(|w| Arc::ptr_eq(w, credit_waiter))
+            {
+                state.credit_waiters.push(credit_waiter.clone());
+            }
+            return DeliverOutcome::NoChannelCredit;
+        }
+        let tag = state.next_tag;
+        state.next_tag += 1;
+        if !no_ack {
+            state.unacked.insert(
+                tag,
+                Unacked {
+                    queue: queue.clone(),
+                    seq: msg.seq,
+                    consumer: Some(consumer_id),
+                },
+            );
+            state.consumer_unacked += 1;
+        }
+        let m = &msg.message;
+        self.conn
+            .outbound
+            .write_message(self.channel, self.conn.frame_max, &m.body, |out| {
+                put_deliver(
+                    out,
+                    self.channel,
+                    &DeliverArgs {
+                        consumer_tag,
+                        delivery_tag: tag,
+                        redelivered: msg.redelivered,
+                        exchange: &m.exchange,
+                        routing_key: &m.routing_key,
+                    },
+                );
+                put_content_header(out, self.channel, m.body_size(), &m.properties_raw);
+            });
+        DeliverOutcome::Delivered
+    }
+
+    /// Answers basic.get with get-ok. Returns false if the channel is closed (the message stays in the queue).
+    pub fn deliver_get(
+        &self,
+        queue: &Arc<QueueHandle>,
+        no_ack: bool,
+        msg: &QueuedMessage,
+        message_count: u32,
+    ) -> bool {
+        let mut state = self.lock();
+        if state.closed {
+            return false;
+        }
+        let tag = state.next_tag;
+        state.next_tag += 1;
+        if !no_ack {
+            state.unacked.insert(
+                tag,
+                Unacked {
+                    queue: queue.clone(),
+                    seq: msg.seq,
+                    consumer: None,
+                },
+            );
+        }
+        let m = &msg.message;
+        self.conn
+            .outbound
+            .write_message(self.channel, self.conn.frame_max, &m.body, |out| {
+                put_get_ok(
+                    out,
+                    self.channel,
+                    tag,
+                    msg.redelivered,
+                    &m.exchange,
+                    &m.routing_key,
+                    message_count,
+                );
+                put_content_header(out, self.channel, m.body_size(), &m.properties_raw);
+            });
+        true
+    }
+
+    /// Removes the deliveries an ack, nack or reject names. `multiple` covers every tag up to `tag`; tag 0 with
+    /// multiple covers all. An unknown tag is 406 PRECONDITION_FAILED and removes nothing.
+    pub fn take_unacked(&self, tag: u64, multiple: bool) -> Result<Vec<Unacked>, AmqpError> {
+        let mut state = self.lock();
+        let taken: Vec<Unacked> = remove_tags(&mut state.unacked, tag, multiple)?
+            .into_values()
+            .collect();
+        self.release_credit(&mut state, &taken);
+        Ok(taken)
+    }
+
+    /// Removes the deliveries a transactional ack, nack or reject names, as RabbitMQ does when the method arrives
+    /// (an unknown or already acked tag is refused then, not at commit). Their prefetch credit stays taken until
+    /// the commit settles them ([`Self::release_held`]) or a rollback puts them back ([`Self::restore_unacked`]).
+    pub fn hold_unacked(
+        &self,
+        tag: u64,
+        multiple: bool,
+    ) -> Result<BTreeMap<u64, Unacked>, AmqpError> {
+        remove_tags(&mut self.lock().unacked, tag, multiple)
+    }
+
+    /// tx.rollback: held deliveries are unacked again, under their old tags.
+    pub fn restore_unacked(&self, held: BTreeMap<u64, Unacked>) {
+        self.lock().unacked.extend(held);
+    }
+
+    /// tx.commit: held deliveries are settled, so their prefetch credit returns.
+    pub fn release_held(&self, settled: &[Unacked]) {
+        let mut state = self.lock();
+        self.release_credit(&mut state, settled);
+    }
+
+    /// Takes every unacked delivery (basic.recover, channel close).
+    pub fn take_all_unacked(&self) -> Vec<Unacked> {
+        let mut state = self.lock();
+        let taken: Vec<Unacked> = std::mem::take(&mut state.unacked).into_values().collect();
+        self.release_credit(&mut state, &taken);
+        taken
+    }
+
+    fn release_credit(&self, state: &mut OutletState, taken: &[Unacked]) {
+        let freed = taken.iter().filter(|u| u.consumer.is_some()).count() as u32;
+        state.consumer_unacked = state.consumer_unacked.saturating_sub(freed);
+        if freed > 0 && !state.credit_waiters.is_empty() {
+            for waiter in state.credit_waiters.drain(..) {
+                waiter.notify_one();
+            }
+        }
+    }
+
+    pub fn set_global_prefetch(&self, prefetch: u16) {
+        let mut state = self.lock();
+        state.global_prefetch = prefetch;
+        for waiter in state.credit_waiters.drain(..) {
+            waiter.notify_one();
+        }
+    }
+
+    /// Registers a consumer tag; false if the channel already has it.
+    pub fn add_consumer(&self, tag: Arc<str>, queue: Arc<QueueHandle>) -> bool {
+        let mut state = self.lock();
+        if state.consumers.contains_key(&tag) {
+            return false;
+        }
+        state.consumers.insert(tag, queue);
+        true
+    }
+
+    pub fn has_consumer(&self, tag: &str) -> bool {
+        self.lock().consumers.contains_key(tag)
+    }
+
+    /// Forgets a consumer tag (client cancel, or the queue cancelled it); returns its queue.
+    pub fn remove_consumer(&self, tag: &str) -> Option<Arc<QueueHandle>> {
+        self.lock().consumers.remove(tag)
+    }
+
+    /// Closes the outlet: no more deliveries. Returns the unacked deliveries and the consumers, for the channel to
+    /// requeue and cancel.
+    pub fn close(&self) -> (Vec<Unacked>, Vec<Arc<QueueHandle>>) {
+        let mut state = self.lock();
+        state.closed = true;
+        let unacked = std::mem::take(&mut state.unacked).into_values().collect();
+        let mut queues: Vec<Arc<QueueHandle>> = Vec::new();
+        for (_, queue) in state.consumers.drain() {
+            if !queues.iter().any(|q| Arc::ptr_eq(q, &queue)) {
+                queues.push(queue);
+            }
+        }
+        for waiter in state.credit_waiters.drain(..) {
+            waiter.notify_one();
+        }
+        (unacked, queues)
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+}
+
+/// Removes `tag` (with `multiple`, every tag up to it; tag 0 with `multiple`, all) or nothing if `tag` is unknown.
+fn remove_tags(
+    unacked: &mut BTreeMap<u64, Unacked>,
+    tag: u64,
+    multiple: bool,
+) -> Result<BTreeMap<u64, Unacked>, AmqpError> {
+    if multiple && tag == 0 {
+        return Ok(std::mem::take(unacked));
+    }
+    if !unacked.contains_key(&tag) {
+        return Err(unknown_tag(tag));
+    }
+    if multiple {
+        let rest = unacked.split_off(&(tag + 1));
+        return Ok(std::mem::replace(unacked, rest));
+    }
+    Ok(unacked.remove_entry(&tag).into_iter().collect())
+}
+
+fn unknown_tag(tag: u64) -> AmqpError {
+    AmqpError::precondition(format!("unknown delivery tag {tag}"))
+}

@@ -1,0 +1,356 @@
+//! basic.publish: assembling method, content header and body frames into a message, then routing it to its queues
+//! with a confirm share for each.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+
+use super::outbox::Enqueue;
+use super::{Channel, ChannelContext};
+use crate::broker::Broker;
+use crate::channel::confirm::ConfirmRef;
+use warren_protocol::error::{AmqpError, ReplyCode};
+use crate::message::Message;
+use warren_protocol::content::{
+    decode_properties, parse_content_header_ref, put_content_header, put_return, CLASS_BASIC,
+};
+use warren_protocol::{FrameKind, Payload, PublishArgs};
+use crate::queue::{QueueCommand, QueueHandle};
+use warren_store::StoredMessage;
+
+/// Body frames smaller than this are copied out of the read buffer, so that a small message waiting in a deep queue
+/// does not pin a whole read buffer; larger ones stay zero-copy slices of it. The connection reader hands the
+/// larger ones over as owned slices and the rest borrowed.
+pub const COPY_BODY_BELOW: usize = 4096;
+
+pub struct PendingPublish {
+    exchange: Arc<str>,
+    routing_key: Arc<str>,
+    mandatory: bool,
+    header: Option<(u64, Bytes)>,
+    body: BodyParts,
+    received: u64,
+}
+
+/// The body frames of a message being assembled; most messages have one, which needs no vector.
+enum BodyParts {
+    None,
+    One(Bytes),
+    Many(Vec<Bytes>),
+}
+
+impl BodyParts {
+    fn push(&mut self, part: Payload<'_>) {
+        let part = match part {
+            Payload::Owned(bytes) if bytes.len() >= COPY_BODY_BELOW => bytes,
+            small => Bytes::copy_from_slice(small.as_slice()),
+        };
+        *self = match std::mem::replace(self, BodyParts::None) {
+            BodyParts::None => BodyParts::One(part),
+            BodyParts::One(first) => BodyParts::Many(vec![first, part]),
+            BodyParts::Many(mut parts) => {
+                parts.push(part);
+                BodyParts::Many(parts)
+            }
+        };
+    }
+
+    /// The whole body.
+    fn join(self, size: usize) -> Bytes {
+        match self {
+            BodyParts::None => Bytes::new(),
+            BodyParts::One(part) => part,
+            BodyParts::Many(parts) => {
+                let mut body = BytesMut::with_capacity(size);
+                for part in parts {
+                    body.extend_from_slice(&part);
+                }
+                body.freeze()
+            }
+        }
+    }
+}
+
+impl PendingPublish {
+    /// The 505 RabbitMQ sends when a frame other than the next content frame of a publish arrives; it names
+    /// basic.publish, not the frame that came.
+    pub(super) fn unexpected_frame(&self) -> AmqpError {
+        let text = match self.header {
+            None => "expected content header for class 60, got non content header frame instead",
+            Some(_) => "expected content body, got non content body frame instead",
+        };
+        AmqpError::new(ReplyCode::UnexpectedFrame, text).on_method(60, 40)
+    }
+}
+
+impl Channel {
+    /// basic.publish as the reader's fast path hands it over (see [`warren_protocol::parse_publish`]); the checks
+    /// are those `handle_method` makes for any method.
+    pub fn handle_publish(
+        &mut self,
+        ctx: &ChannelContext<'_>,
+        publish: PublishArgs<'_>,
+    ) -> Result<(), AmqpError> {
+        if let Some(pending) = &self.pending {
+            return Err(pending.unexpected_frame());
+        }
+        self.start_publish(ctx, publish)
+            .map_err(|e| e.on_method(60, 40))
+    }
+
+    pub(super) fn start_publish(
+        &mut self,
+        ctx: &ChannelContext<'_>,
+        publish: PublishArgs<'_>,
+    ) -> Result<(), AmqpError> {
+        if publish.immediate {
+            return Err(AmqpError::not_implemented("immediate=true"));
+        }
+        let (exchange, routing_key) = match self.route_cache.names(ctx.vhost, &publish) {
+            Some(names) => names,
+            None => {
+                // Refuse a missing exchange now: RabbitMQ checks it before the content arrives.
+                let exchange = publish.exchange;
+                if !exchange.is_empty() && ctx.vhost.exchange(exchange).is_none() {
+                    return Err(AmqpError::not_found("exchange", exchange, &ctx.vhost.name));
+                }
+                (Arc::from(exchange), Arc::from(publish.routing_key))
+            }
+        };
+        self.pending = Some(PendingPublish {
+            exchange,
+            routing_key,
+            mandatory: publish.mandatory,
+            header: None,
+            body: BodyParts::None,
+            received: 0,
+        });
+        Ok(())
+    }
+
+    /// Handles a content header or body frame without waiting: a message completed by it is routed with what
+    /// still has to wait (a full queue inbox, a store behind its disk) returned as a [`Backlog`].
+    pub fn handle_content(
+        &mut self,
+        ctx: &mut ChannelContext<'_>,
+        kind: FrameKind,
+        payload: Payload<'_>,
+    ) -> Result<Option<Backlog>, AmqpError> {
+        let Some(pending) = self.pending.as_mut() else {
+            return Err(AmqpError::new(
+                ReplyCode::UnexpectedFrame,
+                "expected method frame, got non method frame instead",
+            ));
+        };
+        match (kind, &pending.header) {
+            (FrameKind::Header, None) => {
+                let (class_id, body_size, properties_raw) =
+                    parse_content_header_ref(payload.as_slice())?;
+                if class_id != CLASS_BASIC {
+                    return Err(AmqpError::new(
+                        ReplyCode::FrameError,
+                        format!("content header for class {class_id} on basic.publish"),
+                    ));
+                }
+                let max = u64::from(ctx.broker.config.limits.max_message_size);
+                if body_size > max {
+                    self.pending = None;
+                    return Err(AmqpError::precondition(format!(
+                        "message size {body_size} is larger than configured max size {max}"
+                    ))
+                    .on_method(60, 40));
+                }
+                let properties = self.route_cache.properties(properties_raw);
+                pending.header = Some((body_size, properties));
+            }
+            (FrameKind::Body, Some((size, _))) => {
+                pending.received += payload.as_slice().len() as u64;
+                if pending.received > *size {
+                    return Err(AmqpError::new(
+                        ReplyCode::FrameError,
+                        format!("content body is larger than the declared size {size}"),
+                    ));
+                }
+                pending.body.push(payload);
+            }
+            _ => return Err(pending.unexpected_frame()),
+        }
+        match &pending.header {
+            Some((size, _)) if pending.received == *size => {}
+            _ => return Ok(None),
+        }
+        let Some(done) = self.pending.take() else {
+            return Ok(None);
+        };
+        let (_, properties) = done.header.unwrap_or_default();
+        check_user_id(&properties, &ctx.conn.user)?;
+        let body = done.body.join(done.received as usize);
+        let message = Arc::new(Message::new(
+            done.exchange,
+            done.routing_key,
+            properties,
+            body,
+        ));
+        if let Some(tx) = self.tx.as_mut() {
+            tx.publishes.push((message, done.mandatory));
+            return Ok(None);
+        }
+        let backlog = self
+            .route(ctx, message, done.mandatory)
+            .map_err(|e| e.on_method(60, 40))?;
+        Ok((!backlog.is_empty()).then_some(backlog))
+    }
+
+    /// Routes a complete message to its queues; unroutable mandatory messages are returned, then confirmed. The
+    /// caller waits on the returned backlog before reading on.
+    pub(super) fn route(
+        &mut self,
+        ctx: &mut ChannelContext<'_>,
+        message: Arc<Message>,
+        mandatory: bool,
+    ) -> Result<Backlog, AmqpError> {
+        let outbox = &mut *ctx.outbox;
+        let mut backlog = Backlog::default();
+        let queues = self.route_cache.route(ctx.vhost, &message)?;
+        let confirm = self.confirms.as_ref().map(|t| t.begin());
+        if queues.is_empty() {
+            if mandatory {
+                self.return_message(&message, ReplyCode::NoRoute, "NO_ROUTE");
+            }
+            return Ok(backlog);
+        }
+        if message.persistent {
+            Self::store_persistent(ctx.broker, &message, queues, confirm.as_ref())?;
+            backlog.store_full = ctx.broker.store().queued_bytes() > STORE_BACKLOG_LIMIT;
+        }
+        for queue in queues {
+            let item = Enqueue {
+                message: message.clone(),
+                confirm: confirm.as_ref().map(|c| c.share()),
+            };
+            backlog.extend(outbox.push(queue, item));
+        }
+        Ok(backlog)
+    }
+
+    /// Hands a persistent message routed to durable queues to the store, once for all of them. The confirm waits
+    /// for the fsync that covers it through the share the store's callback holds; a store failure nacks it.
+    fn store_persistent(
+        broker: &Broker,
+        message: &Message,
+        queues: &[Arc<QueueHandle>],
+        confirm: Option<&ConfirmRef>,
+    ) -> Result<(), AmqpError> {
+        let ids: Vec<u64> = queues.iter().filter_map(|q| q.spec.store_id).collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let store = broker.store();
+        if store.failed() && confirm.is_none() {
+            // Without confirms the publisher cannot be told with a nack; refusing the connection is the only
+            // honest answer.
+            return Err(AmqpError::new(
+                ReplyCode::InternalError,
+                "the message store has failed; persistent messages are refused until the broker restarts",
+            ));
+        }
+        let share = confirm.map(ConfirmRef::share);
+        let stored = StoredMessage {
+            msg_id: message.id,
+            exchange: message.exchange.to_string(),
+            routing_key: message.routing_key.to_string(),
+            properties_raw: message.properties_raw.clone(),
+            body: message.body.clone(),
+        };
+        store.publish(
+            stored,
+            ids,
+            Box::new(move |result| {
+                if let (Some(share), Err(_)) = (share, result) {
+                    share.fail();
+                }
+            }),
+        );
+        Ok(())
+    }
+
+    fn return_message(&self, message: &Message, code: ReplyCode, text: &str) {
+        let channel = self.id;
+        let conn = &self.outlet.conn;
+        conn.outbound
+            .write_message(channel, conn.frame_max, &message.body, |out| {
+                put_return(
+                    out,
+                    channel,
+                    code as u16,
+                    text,
+                    &message.exchange,
+                    &message.routing_key,
+                );
+                put_content_header(out, channel, message.body_size(), &message.properties_raw);
+            });
+    }
+}
+
+/// Bytes of persistent messages the store may have waiting for its writer before publishers are held back.
+const STORE_BACKLOG_LIMIT: u64 = 64 << 20;
+
+/// What a routed message still waits for. The connection's reader waits on it before reading on, which holds the
+/// publisher back through TCP: a publisher faster than a queue or the disk cannot grow memory without bound.
+#[derive(Default)]
+pub struct Backlog {
+    /// Commands whose queue's inbox was full.
+    blocked: Vec<(Arc<QueueHandle>, QueueCommand)>,
+    /// The store's write queue is over its limit.
+    store_full: bool,
+}
+
+impl Backlog {
+    pub fn is_empty(&self) -> bool {
+        self.blocked.is_empty() && !self.store_full
+    }
+
+    /// Sends `command` now if the queue's inbox has room, else keeps it to wait for room.
+    pub(super) fn send_or_hold(&mut self, queue: Arc<QueueHandle>, command: QueueCommand) {
+        if let Err(command) = queue.try_send(command) {
+            self.blocked.push((queue, command));
+        }
+    }
+
+    pub fn extend(&mut self, other: Backlog) {
+        self.blocked.extend(other.blocked);
+        self.store_full |= other.store_full;
+    }
+
+    pub async fn wait(self, broker: &Broker) {
+        for (queue, command) in self.blocked {
+            queue.send(command).await;
+        }
+        let store = broker.store();
+        while self.store_full && store.queued_bytes() > STORE_BACKLOG_LIMIT && !store.failed() {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+}
+
+/// RabbitMQ refuses a publish whose user-id property names another user than the one logged in (validated
+/// user-id). The properties are decoded only when the flag for user-id is set.
+fn check_user_id(properties_raw: &[u8], user: &str) -> Result<(), AmqpError> {
+    const USER_ID_FLAG: u16 = 1 << 4;
+    let flags = match properties_raw {
+        [a, b, ..] => u16::from_be_bytes([*a, *b]),
+        _ => return Ok(()),
+    };
+    if flags & USER_ID_FLAG == 0 {
+        return Ok(());
+    }
+    let properties = decode_properties(properties_raw).map_err(|e| e.on_method(60, 40))?;
+    match properties.user_id() {
+        Some(claimed) if claimed.as_str() != user => Err(AmqpError::precondition(format!(
+            "user_id property set to '{}' but authenticated user was '{user}'",
+            claimed.as_str()
+        ))
+        .on_method(60, 40)),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,70 @@
+//! A channel's memory of its last publish: the exchange and routing-key strings, the queues they routed to and the
+//! properties bytes. Publishers mostly repeat themselves; reusing these saves two string allocations, a properties
+//! copy and the exchange and queue lookups per message. The vhost's topology generation says when a remembered
+//! route may be stale: any declare, bind or delete in the vhost changes it.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use warren_protocol::error::AmqpError;
+use crate::message::Message;
+use warren_protocol::PublishArgs;
+use crate::queue::QueueHandle;
+use crate::vhost::Vhost;
+
+#[derive(Default)]
+pub struct RouteCache {
+    exchange: Arc<str>,
+    routing_key: Arc<str>,
+    /// The vhost generation at which the exchange was known to exist; None before the first route.
+    generation: Option<u64>,
+    /// Whether `queues` is the route (false when a headers exchange made it depend on the message's headers).
+    route_known: bool,
+    queues: Vec<Arc<QueueHandle>>,
+    properties: Bytes,
+}
+
+impl RouteCache {
+    /// The shared names for a publish to the same exchange and routing key as the last one, while the topology
+    /// is unchanged (so the exchange still exists); None otherwise.
+    pub fn names(&self, vhost: &Vhost, publish: &PublishArgs<'_>) -> Option<(Arc<str>, Arc<str>)> {
+        let fresh = self.generation == Some(vhost.generation())
+            && *self.exchange == *publish.exchange
+            && *self.routing_key == *publish.routing_key;
+        fresh.then(|| (self.exchange.clone(), self.routing_key.clone()))
+    }
+
+    /// The properties bytes, shared with the last message's when they are the same.
+    pub fn properties(&mut self, raw: &[u8]) -> Bytes {
+        if self.properties != raw {
+            self.properties = Bytes::copy_from_slice(raw);
+        }
+        self.properties.clone()
+    }
+
+    /// The queues `message` goes to.
+    pub fn route(
+        &mut self,
+        vhost: &Vhost,
+        message: &Message,
+    ) -> Result<&[Arc<QueueHandle>], AmqpError> {
+        // Read before routing: a change made while routing moves the generation past this value.
+        let generation = vhost.generation();
+        let same_names = (Arc::ptr_eq(&self.exchange, &message.exchange)
+            || *self.exchange == *message.exchange)
+            && (Arc::ptr_eq(&self.routing_key, &message.routing_key)
+                || *self.routing_key == *message.routing_key);
+        if self.route_known && self.generation == Some(generation) && same_names {
+            return Ok(&self.queues);
+        }
+        self.queues.clear();
+        self.route_known = false;
+        let by_key_only = vhost.route(&message.exchange, message, &mut self.queues)?;
+        self.exchange = message.exchange.clone();
+        self.routing_key = message.routing_key.clone();
+        self.generation = Some(generation);
+        self.route_known = by_key_only;
+        Ok(&self.queues)
+    }
+}

@@ -1,0 +1,212 @@
+//! The command line. `warren [--listen ADDR:PORT] [--data-dir DIR] [--config FILE]` starts the broker; these flags
+//! are a stable contract (scripts and tests start Warren this way). Flags override the config file, which overrides
+//! the defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, ConfigError, LogConfig};
+
+/// Warren: an AMQP 0-9-1 message broker that RabbitMQ clients use unchanged.
+///
+/// With no arguments it serves AMQP on 127.0.0.1:5672 (user guest/guest, loopback only) with data under ./data.
+#[derive(Parser, Debug)]
+#[command(name = "warren", version, about)]
+pub struct Cli {
+    /// Address to serve AMQP on, overriding `[server] listen` [default: 127.0.0.1:5672]
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<SocketAddr>,
+
+    /// Directory for messages and definitions, overriding `[server] data_dir` [default: ./data]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// TOML config file (see config/warren.toml); without it the defaults apply
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Log filter in RUST_LOG syntax, such as `debug` or `warren=debug,info`, overriding `[log] level`
+    /// [default: info]
+    #[arg(long, value_name = "LEVEL", value_parser = parse_log_level)]
+    pub log_level: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What to run instead of the broker; with no subcommand Warren serves AMQP.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Load generator for any AMQP 0-9-1 broker (like RabbitMQ PerfTest): publish, consume, report throughput,
+    /// latency and losses
+    Perf(warren_perf::PerfArgs),
+}
+
+impl Cli {
+    /// The configuration to run with: defaults, then the `--config` file if given, then the flags on top.
+    pub fn load_config(&self) -> Result<Config, ConfigError> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(listen) = self.listen {
+            config.listen = listen;
+        }
+        if let Some(data_dir) = &self.data_dir {
+            config.data_dir = data_dir.clone();
+        }
+        if let Some(level) = &self.log_level {
+            config.log.level = level.clone();
+        }
+        Ok(config)
+    }
+}
+
+/// Validates `--log-level` as the config file validates `[log] level`.
+fn parse_log_level(level: &str) -> Result<String, String> {
+    if level.is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    LogConfig::check_level(level)?;
+    Ok(level.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, SocketAddr};
+    use std::path::Path;
+
+    /// A config file in the temp directory, removed when dropped.
+    struct TempConfig(PathBuf);
+
+    impl TempConfig {
+        fn new(name: &str, text: &str) -> TempConfig {
+            let path =
+                std::env::temp_dir().join(format!("warren-cli-{}-{name}.toml", std::process::id()));
+            std::fs::write(&path, text).expect("write temp config");
+            TempConfig(path)
+        }
+    }
+
+    impl Drop for TempConfig {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("warren").chain(args.iter().copied()))
+            .expect("valid command line")
+    }
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn no_arguments_yields_the_defaults() {
+        let cli = parse(&[]);
+        assert!(cli.command.is_none());
+        assert_eq!(cli.load_config().expect("defaults load"), Config::default());
+    }
+
+    #[test]
+    fn flags_override_the_defaults() {
+        let cli = parse(&[
+            "--listen",
+            "0.0.0.0:5673",
+            "--data-dir",
+            "/var/lib/warren",
+            "--log-level",
+            "warren=debug,info",
+        ]);
+        let config = cli.load_config().expect("config loads");
+        assert_eq!(
+            config.listen,
+            SocketAddr::from((Ipv4Addr::UNSPECIFIED, 5673))
+        );
+        assert_eq!(config.data_dir, Path::new("/var/lib/warren"));
+        assert_eq!(config.log.level, "warren=debug,info");
+        assert_eq!(config.source, None);
+    }
+
+    #[test]
+    fn flags_override_the_file_and_the_file_overrides_defaults() {
+        let file = TempConfig::new(
+            "precedence",
+            "[server]\nlisten = \"127.0.0.1:6000\"\ndata_dir = \"/srv/file\"\n[limits]\nheartbeat = 30\n",
+        );
+        let path = file.0.to_str().expect("utf-8 temp path");
+        let config = parse(&["--config", path, "--listen", "[::1]:7000"])
+            .load_config()
+            .expect("config loads");
+        assert_eq!(
+            config.listen,
+            "[::1]:7000".parse::<SocketAddr>().expect("address")
+        );
+        assert_eq!(config.data_dir, Path::new("/srv/file"));
+        assert_eq!(config.limits.heartbeat, 30);
+        assert_eq!(config.source.as_deref(), Some(file.0.as_path()));
+    }
+
+    #[test]
+    fn a_bad_config_file_is_reported_with_its_path_and_line() {
+        let file = TempConfig::new("bad", "[server]\nlistn = \"127.0.0.1:6000\"\n");
+        let path = file.0.to_str().expect("utf-8 temp path");
+        let err = parse(&["--config", path])
+            .load_config()
+            .expect_err("unknown key refused");
+        assert_eq!(
+            err.to_string(),
+            format!("{path}:2: unknown key `listn` in [server]")
+        );
+    }
+
+    #[test]
+    fn a_missing_config_file_names_the_path() {
+        let err = parse(&["--config", "/nonexistent/warren.toml"])
+            .load_config()
+            .expect_err("missing file refused");
+        assert!(
+            err.to_string()
+                .starts_with("/nonexistent/warren.toml: cannot read config file: "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_bad_listen_flag_is_refused_by_the_parser() {
+        for bad in ["localhost", "127.0.0.1", "127.0.0.1:99999", "nonsense:5672"] {
+            assert!(
+                Cli::try_parse_from(["warren", "--listen", bad]).is_err(),
+                "{bad} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bad_log_level_flag_is_refused_by_the_parser() {
+        assert!(Cli::try_parse_from(["warren", "--log-level", "warren=loud"]).is_err());
+        assert!(Cli::try_parse_from(["warren", "--log-level", ""]).is_err());
+    }
+
+    #[test]
+    fn perf_subcommand_takes_its_own_options() {
+        let cli = parse(&["perf", "--producers", "4", "--size", "1024", "--time", "10"]);
+        let Some(Command::Perf(args)) = cli.command else {
+            panic!("perf subcommand expected");
+        };
+        assert_eq!((args.producers, args.size, args.time), (4, 1024, Some(10)));
+        assert!(Cli::try_parse_from(["warren", "perf", "--size", "8"]).is_err());
+    }
+
+    #[test]
+    fn unknown_flags_are_refused() {
+        assert!(Cli::try_parse_from(["warren", "--lisen", "127.0.0.1:5672"]).is_err());
+    }
+}

@@ -1,0 +1,489 @@
+//! The reader task: reads the socket, splits frames and dispatches them to the connection or to a channel state
+//! machine. Soft errors close a channel; hard errors send connection.close, after which only close-ok (or close)
+//! is looked at. A peer silent for two heartbeat intervals is dropped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::net::tcp::OwnedReadHalf;
+
+use super::channels::{ChannelTable, Slot};
+use super::handshake::Negotiated;
+use super::ConnectionInfo;
+use crate::broker::Broker;
+use crate::channel::outbox::Outbox;
+use crate::channel::{Backlog, Channel, ChannelContext, COPY_BODY_BELOW};
+use warren_protocol::error::{AmqpError, ReplyCode, Scope};
+use warren_protocol::frame::FrameHead;
+use warren_protocol::method::qos_prefetch_size;
+use warren_protocol::{
+    channel, connection, decode_method, parse_publish, put_method, AMQPClass, FrameKind,
+    FrameSplitter, Payload, RawFrame,
+};
+use crate::queue::QueueHandle;
+use crate::vhost::Vhost;
+
+/// Bytes reserved per read: from the least, doubled after each read that fills the space up to the most, halved
+/// after one that uses less than a quarter. A trickle of small messages then reads into a small buffer (a fresh
+/// 64 KiB buffer per message cost page faults on every delivery), a flood into a large one. The buffer is released
+/// when it empties, so idle connections stay small.
+const READ_SIZE_MIN: usize = 4 * 1024;
+const READ_SIZE_MAX: usize = 64 * 1024;
+/// How long to wait for connection.close-ok after sending connection.close.
+const CLOSE_OK_TIMEOUT: Duration = Duration::from_secs(3);
+
+enum Flow {
+    Continue,
+    Stop,
+}
+
+/// What handling a frame without waiting came to.
+enum Step {
+    Done(Flow),
+    Later(Later),
+}
+
+/// The part of a frame's handling that has to wait, left by [`Reader::handle_frame_now`].
+enum Later {
+    /// Any method but a publish on an open channel.
+    Frame(RawFrame),
+    /// Closing a channel waits for its queues to take back its deliveries.
+    ChannelError(u16, AmqpError),
+    /// A published message waits for room in a queue or the store.
+    Backlog(Backlog),
+}
+
+struct Reader {
+    conn: ConnectionState,
+    channel_max: u16,
+    channels: ChannelTable,
+    /// Set once the broker has sent connection.close.
+    closing: bool,
+}
+
+/// What the reader holds of its connection apart from the channels, kept apart so that a channel taken from the
+/// table and the context it runs in can be borrowed together.
+struct ConnectionState {
+    broker: Arc<Broker>,
+    info: Arc<ConnectionInfo>,
+    vhost: Arc<Vhost>,
+    exclusive_queues: Vec<Arc<QueueHandle>>,
+    outbox: Outbox,
+}
+
+impl ConnectionState {
+    fn channel_context(&mut self) -> ChannelContext<'_> {
+        ChannelContext {
+            broker: &self.broker,
+            vhost: &self.vhost,
+            conn: &self.info,
+            exclusive_queues: &mut self.exclusive_queues,
+            outbox: &mut self.outbox,
+        }
+    }
+}
+
+pub async fn run(
+    broker: Arc<Broker>,
+    info: Arc<ConnectionInfo>,
+    negotiated: Negotiated,
+    read: OwnedReadHalf,
+    buf: BytesMut,
+) {
+    let splitter = FrameSplitter::new(negotiated.frame_max);
+    let idle_limit = (negotiated.heartbeat > 0)
+        .then(|| Duration::from_secs(2 * u64::from(negotiated.heartbeat)));
+    let mut reader = Reader {
+        conn: ConnectionState {
+            broker,
+            info,
+            vhost: negotiated.vhost,
+            exclusive_queues: Vec::new(),
+            outbox: Outbox::default(),
+        },
+        channel_max: negotiated.channel_max,
+        channels: ChannelTable::default(),
+        closing: false,
+    };
+    let reason = reader
+        .read_loop(read, buf, splitter, idle_limit, negotiated.heartbeat)
+        .await;
+    // What the client published before it went is still enqueued, as RabbitMQ does.
+    reader.flush_outbox().await;
+    tracing::info!(peer = %reader.conn.info.peer, "closing AMQP connection {} (user '{}'): {reason}", reader.conn.info.peer, reader.conn.info.user);
+    reader.cleanup().await;
+}
+
+impl Reader {
+    async fn read_loop(
+        &mut self,
+        read: OwnedReadHalf,
+        mut buf: BytesMut,
+        splitter: FrameSplitter,
+        idle_limit: Option<Duration>,
+        heartbeat: u16,
+    ) -> String {
+        let mut read_size = READ_SIZE_MIN;
+        loop {
+            // Frames are handled where they lie in the buffer; `consumed` bytes of it are done with.
+            let mut consumed = 0;
+            loop {
+                let head = match splitter.peek(&buf[consumed..]) {
+                    Ok(Some(head)) => head,
+                    Ok(None) => {
+                        buf.advance(consumed);
+                        splitter.reserve_partial(&mut buf);
+                        self.flush_outbox().await;
+                        break;
+                    }
+                    Err(error) => {
+                        // The stream cannot be resynchronised after a framing error: report it and stop reading.
+                        let text = error.text.clone();
+                        self.close_connection(error);
+                        return text;
+                    }
+                };
+                let step = if head.kind == FrameKind::Body && head.size >= COPY_BODY_BELOW {
+                    // A large body stays a zero-copy slice of the buffer: take it out.
+                    buf.advance(consumed);
+                    consumed = 0;
+                    let mut frame = buf.split_to(head.total());
+                    frame.advance(7);
+                    frame.truncate(head.size);
+                    self.handle_frame_now(head, Payload::Owned(frame.freeze()))
+                } else {
+                    let payload = head.payload(&buf[consumed..]);
+                    consumed += head.total();
+                    self.handle_frame_now(head, Payload::Borrowed(payload))
+                };
+                let flow = match step {
+                    Step::Done(flow) => flow,
+                    Step::Later(later) => self.finish(later).await,
+                };
+                if let Flow::Stop = flow {
+                    return "client closed the connection".into();
+                }
+            }
+            if buf.is_empty() && buf.capacity() > 0 {
+                buf = BytesMut::new();
+            }
+            let limit = if self.closing {
+                Some(CLOSE_OK_TIMEOUT)
+            } else {
+                idle_limit
+            };
+            let readable = async {
+                read.readable().await?;
+                buf.reserve(read_size.max(buf.len()));
+                let spare = buf.capacity() - buf.len();
+                match read.try_read_buf(&mut buf) {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+                    other => other.map(|n| Some((n, spare))),
+                }
+            };
+            let outcome = match limit {
+                Some(limit) => match tokio::time::timeout(limit, readable).await {
+                    Ok(r) => r,
+                    Err(_) if self.closing => {
+                        return "connection.close-ok not received in time".into()
+                    }
+                    Err(_) => {
+                        tracing::warn!(peer = %self.conn.info.peer, "missed heartbeats from client, timeout: {heartbeat}s");
+                        return format!("missed heartbeats from client, timeout: {heartbeat}s");
+                    }
+                },
+                None => readable.await,
+            };
+            match outcome {
+                Ok(Some((0, _))) => return "client unexpectedly closed TCP connection".into(),
+                Ok(Some((n, spare))) if n == spare => {
+                    read_size = (read_size * 2).min(READ_SIZE_MAX);
+                }
+                Ok(Some((n, _))) if n < read_size / 4 => {
+                    read_size = (read_size / 2).max(READ_SIZE_MIN);
+                }
+                Ok(_) => {}
+                Err(error) => return format!("socket error: {error}"),
+            }
+            if self.conn.info.outbound.is_closed() && !self.closing {
+                return "socket write failed".into();
+            }
+        }
+    }
+
+    /// Handles what needs no waiting, which is everything a publisher sends while its queues keep up: basic.publish
+    /// and content frames on open channels, and heartbeats.
+    fn handle_frame_now(&mut self, head: FrameHead, payload: Payload<'_>) -> Step {
+        let id = head.channel;
+        let owned = |payload: Payload<'_>| RawFrame {
+            kind: head.kind,
+            channel: id,
+            payload: payload.into_bytes(),
+        };
+        if self.closing {
+            return Step::Done(self.while_closing(owned(payload)));
+        }
+        if id == 0 || id > self.channel_max {
+            return Step::Later(Later::Frame(owned(payload)));
+        }
+        let Some(Slot::Open(ch)) = self.channels.get_mut(id) else {
+            return Step::Later(Later::Frame(owned(payload)));
+        };
+        let mut ctx = self.conn.channel_context();
+        let result = match head.kind {
+            FrameKind::Header | FrameKind::Body => ch.handle_content(&mut ctx, head.kind, payload),
+            FrameKind::Method => match parse_publish(payload.as_slice()) {
+                Some(publish) => ch.handle_publish(&ctx, publish).map(|()| None),
+                None => return Step::Later(Later::Frame(owned(payload))),
+            },
+            FrameKind::Heartbeat => return Step::Later(Later::Frame(owned(payload))),
+        };
+        match result {
+            Ok(None) => Step::Done(Flow::Continue),
+            Ok(Some(backlog)) => Step::Later(Later::Backlog(backlog)),
+            Err(error) => Step::Later(Later::ChannelError(id, error)),
+        }
+    }
+
+    /// Hands routed messages to their queues, waiting for room; see `channel::outbox` for when this must happen.
+    async fn flush_outbox(&mut self) {
+        if !self.conn.outbox.is_empty() {
+            self.conn.outbox.flush().wait(&self.conn.broker).await;
+        }
+    }
+
+    async fn finish(&mut self, later: Later) -> Flow {
+        self.flush_outbox().await;
+        match later {
+            Later::Frame(frame) => self.handle_frame(frame).await,
+            Later::ChannelError(id, error) => match self.channel_failed(id, error).await {
+                Ok(flow) => flow,
+                Err(error) => {
+                    self.close_connection(error);
+                    Flow::Continue
+                }
+            },
+            Later::Backlog(backlog) => {
+                backlog.wait(&self.conn.broker).await;
+                Flow::Continue
+            }
+        }
+    }
+
+    async fn handle_frame(&mut self, frame: RawFrame) -> Flow {
+        if self.closing {
+            return self.while_closing(frame);
+        }
+        let result = match (frame.kind, frame.channel) {
+            (FrameKind::Heartbeat, 0) => Ok(Flow::Continue),
+            // RabbitMQ answers 505, not the spec's 501.
+            (FrameKind::Heartbeat, _) => Err(AmqpError::new(
+                ReplyCode::UnexpectedFrame,
+                "heartbeat frame on a non-zero channel",
+            )),
+            (FrameKind::Method, 0) => self.connection_method(&frame),
+            (_, 0) => Err(AmqpError::new(
+                ReplyCode::UnexpectedFrame,
+                "content frame on channel 0",
+            )),
+            (_, ch) if ch > self.channel_max => Err(AmqpError::new(
+                ReplyCode::NotAllowed,
+                format!(
+                    "channel number {ch} exceeds negotiated channel_max {}",
+                    self.channel_max
+                ),
+            )),
+            (FrameKind::Method, _) => self.channel_method(frame).await,
+            (_, _) => self.channel_content(&frame),
+        };
+        match result {
+            Ok(flow) => flow,
+            Err(error) => {
+                self.close_connection(error);
+                Flow::Continue
+            }
+        }
+    }
+
+    fn while_closing(&mut self, frame: RawFrame) -> Flow {
+        if frame.kind != FrameKind::Method || frame.channel != 0 {
+            return Flow::Continue;
+        }
+        match decode_method(&frame.payload) {
+            Ok(AMQPClass::Connection(connection::AMQPMethod::CloseOk(_))) => Flow::Stop,
+            Ok(AMQPClass::Connection(connection::AMQPMethod::Close(_))) => {
+                self.write_connection(connection::AMQPMethod::CloseOk(connection::CloseOk {}));
+                Flow::Stop
+            }
+            _ => Flow::Continue,
+        }
+    }
+
+    fn connection_method(&mut self, frame: &RawFrame) -> Result<Flow, AmqpError> {
+        match decode_method(&frame.payload)? {
+            AMQPClass::Connection(connection::AMQPMethod::Close(close)) => {
+                tracing::debug!(peer = %self.conn.info.peer, code = close.reply_code, text = %close.reply_text, "client sent connection.close");
+                self.write_connection(connection::AMQPMethod::CloseOk(connection::CloseOk {}));
+                Ok(Flow::Stop)
+            }
+            AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)) => Ok(Flow::Stop),
+            AMQPClass::Connection(connection::AMQPMethod::UpdateSecret(_)) => {
+                self.write_connection(connection::AMQPMethod::UpdateSecretOk(
+                    connection::UpdateSecretOk {},
+                ));
+                Ok(Flow::Continue)
+            }
+            AMQPClass::Connection(
+                connection::AMQPMethod::Blocked(_) | connection::AMQPMethod::Unblocked(_),
+            ) => Ok(Flow::Continue),
+            other => Err(AmqpError::new(
+                ReplyCode::CommandInvalid,
+                format!(
+                    "method {}.{} is not allowed on channel 0",
+                    other.get_amqp_class_id(),
+                    other.get_amqp_method_id()
+                ),
+            )
+            .on_method(other.get_amqp_class_id(), other.get_amqp_method_id())),
+        }
+    }
+
+    async fn channel_method(&mut self, frame: RawFrame) -> Result<Flow, AmqpError> {
+        let id = frame.channel;
+        let method = decode_method(&frame.payload)?;
+        let (class_id, method_id) = (method.get_amqp_class_id(), method.get_amqp_method_id());
+        if let Some(size @ 1..) = qos_prefetch_size(&frame.payload) {
+            return Err(
+                AmqpError::not_implemented(format!("prefetch_size!=0 ({size})")).on_method(60, 10),
+            );
+        }
+        match self.channels.get_mut(id) {
+            None => {
+                if let AMQPClass::Channel(channel::AMQPMethod::Open(_)) = method {
+                    self.channels.insert(
+                        id,
+                        Slot::Open(Box::new(Channel::new(self.conn.info.clone(), id))),
+                    );
+                    self.write_channel(id, channel::AMQPMethod::OpenOk(channel::OpenOk {}));
+                    return Ok(Flow::Continue);
+                }
+                Err(
+                    AmqpError::new(ReplyCode::ChannelError, "expected 'channel.open'")
+                        .on_method(class_id, method_id),
+                )
+            }
+            Some(Slot::Closing) => {
+                match method {
+                    AMQPClass::Channel(channel::AMQPMethod::CloseOk(_)) => {
+                        self.channels.remove(id);
+                    }
+                    AMQPClass::Channel(channel::AMQPMethod::Close(_)) => {
+                        self.write_channel(id, channel::AMQPMethod::CloseOk(channel::CloseOk {}));
+                        self.channels.remove(id);
+                    }
+                    _ => {}
+                }
+                Ok(Flow::Continue)
+            }
+            Some(Slot::Open(ch)) => match method {
+                AMQPClass::Channel(channel::AMQPMethod::Open(_)) => Err(AmqpError::new(
+                    ReplyCode::ChannelError,
+                    "second 'channel.open' seen",
+                )
+                .on_method(class_id, method_id)),
+                AMQPClass::Channel(channel::AMQPMethod::Close(_)) => {
+                    ch.shutdown().await;
+                    self.channels.remove(id);
+                    self.write_channel(id, channel::AMQPMethod::CloseOk(channel::CloseOk {}));
+                    Ok(Flow::Continue)
+                }
+                AMQPClass::Channel(channel::AMQPMethod::CloseOk(_)) => Ok(Flow::Continue),
+                method => {
+                    let mut ctx = self.conn.channel_context();
+                    match ch.handle_method(&mut ctx, method).await {
+                        Ok(()) => Ok(Flow::Continue),
+                        Err(error) => {
+                            self.channel_failed(id, error.on_method(class_id, method_id))
+                                .await
+                        }
+                    }
+                }
+            },
+        }
+    }
+
+    /// A content frame on a channel that is not open (open channels take theirs in [`Self::handle_frame_now`]).
+    fn channel_content(&mut self, frame: &RawFrame) -> Result<Flow, AmqpError> {
+        match self.channels.get_mut(frame.channel) {
+            Some(Slot::Closing) => Ok(Flow::Continue),
+            _ => Err(AmqpError::new(
+                ReplyCode::ChannelError,
+                "expected 'channel.open'",
+            )),
+        }
+    }
+
+    /// A channel method failed: soft errors close the channel, hard ones the connection.
+    async fn channel_failed(&mut self, id: u16, error: AmqpError) -> Result<Flow, AmqpError> {
+        if error.scope == Scope::Connection {
+            return Err(error);
+        }
+        tracing::info!(peer = %self.conn.info.peer, channel = id, "channel error on connection {}: {}", self.conn.info.peer, error.text);
+        if let Some(Slot::Open(mut ch)) = self.channels.remove(id) {
+            ch.shutdown().await;
+        }
+        self.channels.insert(id, Slot::Closing);
+        self.write_channel(
+            id,
+            channel::AMQPMethod::Close(channel::Close {
+                reply_code: error.reply_code(),
+                reply_text: error.short_text().into(),
+                class_id: error.class_id,
+                method_id: error.method_id,
+            }),
+        );
+        Ok(Flow::Continue)
+    }
+
+    fn close_connection(&mut self, error: AmqpError) {
+        tracing::warn!(peer = %self.conn.info.peer, "closing AMQP connection {}: {}", self.conn.info.peer, error.text);
+        self.write_connection(connection::AMQPMethod::Close(connection::Close {
+            reply_code: error.reply_code(),
+            reply_text: error.short_text().into(),
+            class_id: error.class_id,
+            method_id: error.method_id,
+        }));
+        self.closing = true;
+    }
+
+    fn write_connection(&self, method: connection::AMQPMethod) {
+        self.conn
+            .info
+            .outbound
+            .write(|out| put_method(out, 0, AMQPClass::Connection(method)));
+    }
+
+    fn write_channel(&self, id: u16, method: channel::AMQPMethod) {
+        self.conn
+            .info
+            .outbound
+            .write(|out| put_method(out, id, AMQPClass::Channel(method)));
+    }
+
+    /// Closes every channel (requeueing unacked deliveries) and deletes this connection's exclusive queues.
+    async fn cleanup(&mut self) {
+        for slot in self.channels.drain() {
+            if let Slot::Open(mut ch) = slot {
+                ch.shutdown().await;
+            }
+        }
+        for queue in std::mem::take(&mut self.conn.exclusive_queues) {
+            let _ = self
+                .conn
+                .vhost
+                .delete_queue(queue.name(), false, false, self.conn.info.id)
+                .await;
+        }
+    }
+}

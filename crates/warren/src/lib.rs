@@ -1,0 +1,23 @@
+//! Warren: an AMQP 0-9-1 message broker that RabbitMQ clients use unchanged.
+//!
+//! The flow of a message, and the module that owns each step (see docs/architecture.md):
+//! - [`server`] accepts sockets; [`connection`] runs the handshake, a reader task and a writer task per connection;
+//! - `warren_protocol` (its own crate) splits and encodes frames (the only user of amq-protocol);
+//! - [`channel`] is the per-channel state machine: publish, consume, acks, confirms, transactions;
+//! - [`vhost`] holds exchanges and queues and routes messages, with the binding tables of [`exchange`];
+//! - [`queue`] runs one actor task per queue;
+//! - [`config`], [`cli`], [`auth`] and [`broker`] set it all up;
+//! - `warren_store` (its own crate) is the message store; `warren_perf` (its own crate) is `warren perf`.
+
+pub mod auth;
+pub mod broker;
+pub mod channel;
+pub mod cli;
+pub mod config;
+pub mod connection;
+pub mod exchange;
+pub mod message;
+pub mod meta;
+pub mod queue;
+pub mod server;
+pub mod vhost;

@@ -1,0 +1,259 @@
+//! Durable definitions: exchanges, queues and bindings that survive a restart, kept in an embedded redb database
+//! (`<data_dir>/definitions.redb`). Every change is one committed (fsynced) transaction; transient and exclusive
+//! objects are never written here, so after a restart they are gone, as in RabbitMQ.
+
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use warren_protocol::FieldTable;
+
+const EXCHANGES: TableDefinition<&str, &[u8]> = TableDefinition::new("exchanges");
+const QUEUES: TableDefinition<&str, &[u8]> = TableDefinition::new("queues");
+const BINDINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("bindings");
+const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    /// The database file could not be opened or created.
+    #[error("cannot open the definitions database: {0}")]
+    Open(#[from] redb::DatabaseError),
+    /// A transaction, table or storage operation failed.
+    #[error("definitions database error: {0}")]
+    Storage(String),
+    /// A stored record does not decode.
+    #[error("corrupt definition record '{key}': {error}")]
+    Corrupt { key: String, error: String },
+}
+
+fn storage(e: impl std::fmt::Display) -> MetaError {
+    MetaError::Storage(e.to_string())
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExchangeDef {
+    pub vhost: String,
+    pub name: String,
+    pub kind: String,
+    pub auto_delete: bool,
+    pub internal: bool,
+    pub arguments: FieldTable,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QueueDef {
+    pub vhost: String,
+    pub name: String,
+    /// The id the message store files this queue's messages under.
+    pub id: u64,
+    pub auto_delete: bool,
+    pub arguments: FieldTable,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BindingDef {
+    pub vhost: String,
+    pub source: String,
+    pub destination: String,
+    pub destination_is_queue: bool,
+    pub routing_key: String,
+    pub arguments: FieldTable,
+}
+
+impl BindingDef {
+    fn key(&self) -> Result<String, MetaError> {
+        let args = serde_json::to_string(&self.arguments).map_err(storage)?;
+        let kind = if self.destination_is_queue { "q" } else { "e" };
+        Ok(format!(
+            "{}\0{}\0{kind}\0{}\0{}\0{args}",
+            self.vhost, self.source, self.destination, self.routing_key
+        ))
+    }
+}
+
+/// Everything stored, as loaded at start.
+#[derive(Debug, Default)]
+pub struct Definitions {
+    pub exchanges: Vec<ExchangeDef>,
+    pub queues: Vec<QueueDef>,
+    pub bindings: Vec<BindingDef>,
+}
+
+pub struct DefinitionStore {
+    db: Database,
+}
+
+fn object_key(vhost: &str, name: &str) -> String {
+    format!("{vhost}\0{name}")
+}
+
+impl DefinitionStore {
+    pub fn open(path: &Path) -> Result<DefinitionStore, MetaError> {
+        let db = Database::create(path)?;
+        // Create the tables so that reads of an empty database find them.
+        let txn = db.begin_write().map_err(storage)?;
+        txn.open_table(EXCHANGES).map_err(storage)?;
+        txn.open_table(QUEUES).map_err(storage)?;
+        txn.open_table(BINDINGS).map_err(storage)?;
+        txn.open_table(COUNTERS).map_err(storage)?;
+        txn.commit().map_err(storage)?;
+        Ok(DefinitionStore { db })
+    }
+
+    fn put(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        key: &str,
+        value: &impl Serialize,
+    ) -> Result<(), MetaError> {
+        let bytes = serde_json::to_vec(value).map_err(storage)?;
+        let txn = self.db.begin_write().map_err(storage)?;
+        txn.open_table(table)
+            .map_err(storage)?
+            .insert(key, bytes.as_slice())
+            .map_err(storage)?;
+        txn.commit().map_err(storage)
+    }
+
+    fn remove(&self, table: TableDefinition<&str, &[u8]>, key: &str) -> Result<(), MetaError> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        txn.open_table(table)
+            .map_err(storage)?
+            .remove(key)
+            .map_err(storage)?;
+        txn.commit().map_err(storage)
+    }
+
+    pub fn put_exchange(&self, def: &ExchangeDef) -> Result<(), MetaError> {
+        self.put(EXCHANGES, &object_key(&def.vhost, &def.name), def)
+    }
+
+    pub fn remove_exchange(&self, vhost: &str, name: &str) -> Result<(), MetaError> {
+        self.remove(EXCHANGES, &object_key(vhost, name))
+    }
+
+    pub fn put_queue(&self, def: &QueueDef) -> Result<(), MetaError> {
+        self.put(QUEUES, &object_key(&def.vhost, &def.name), def)
+    }
+
+    pub fn remove_queue(&self, vhost: &str, name: &str) -> Result<(), MetaError> {
+        self.remove(QUEUES, &object_key(vhost, name))
+    }
+
+    pub fn put_binding(&self, def: &BindingDef) -> Result<(), MetaError> {
+        self.put(BINDINGS, &def.key()?, def)
+    }
+
+    pub fn remove_binding(&self, def: &BindingDef) -> Result<(), MetaError> {
+        self.remove(BINDINGS, &def.key()?)
+    }
+
+    /// A new queue id for the message store, never reused.
+    pub fn next_queue_id(&self) -> Result<u64, MetaError> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        let id = {
+            let mut counters = txn.open_table(COUNTERS).map_err(storage)?;
+            let next = counters
+                .get("queue_id")
+                .map_err(storage)?
+                .map(|v| v.value())
+                .unwrap_or(0)
+                + 1;
+            counters.insert("queue_id", next).map_err(storage)?;
+            next
+        };
+        txn.commit().map_err(storage)?;
+        Ok(id)
+    }
+
+    pub fn load(&self) -> Result<Definitions, MetaError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        Ok(Definitions {
+            exchanges: read_all(&txn, EXCHANGES)?,
+            queues: read_all(&txn, QUEUES)?,
+            bindings: read_all(&txn, BINDINGS)?,
+        })
+    }
+}
+
+fn read_all<T: for<'de> Deserialize<'de>>(
+    txn: &redb::ReadTransaction,
+    table: TableDefinition<&str, &[u8]>,
+) -> Result<Vec<T>, MetaError> {
+    let table = txn.open_table(table).map_err(storage)?;
+    let mut out = Vec::new();
+    for entry in table.iter().map_err(storage)? {
+        let (key, value) = entry.map_err(storage)?;
+        let item = serde_json::from_slice(value.value()).map_err(|e| MetaError::Corrupt {
+            key: key.value().replace('\0', "/"),
+            error: e.to_string(),
+        })?;
+        out.push(item);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warren_protocol::AMQPValue;
+
+    #[test]
+    fn definitions_survive_reopen_and_removals_stick() {
+        let dir = std::env::temp_dir().join(format!("warren-meta-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("definitions.redb");
+        let mut args = FieldTable::default();
+        args.insert("x-message-ttl".into(), AMQPValue::LongInt(1000));
+        let queue = QueueDef {
+            vhost: "/".into(),
+            name: "q".into(),
+            id: 0,
+            auto_delete: false,
+            arguments: args.clone(),
+        };
+        let binding = BindingDef {
+            vhost: "/".into(),
+            source: "x".into(),
+            destination: "q".into(),
+            destination_is_queue: true,
+            routing_key: "k".into(),
+            arguments: args,
+        };
+        {
+            let store = DefinitionStore::open(&path).unwrap();
+            let id = store.next_queue_id().unwrap();
+            assert_eq!(store.next_queue_id().unwrap(), id + 1);
+            store
+                .put_queue(&QueueDef {
+                    id,
+                    ..queue.clone()
+                })
+                .unwrap();
+            store.put_binding(&binding).unwrap();
+            store
+                .put_exchange(&ExchangeDef {
+                    vhost: "/".into(),
+                    name: "x".into(),
+                    kind: "topic".into(),
+                    auto_delete: false,
+                    internal: false,
+                    arguments: FieldTable::default(),
+                })
+                .unwrap();
+            store.remove_exchange("/", "x").unwrap();
+        }
+        let store = DefinitionStore::open(&path).unwrap();
+        let loaded = store.load().unwrap();
+        assert!(loaded.exchanges.is_empty());
+        assert_eq!(loaded.queues.len(), 1);
+        assert_eq!(loaded.queues[0].name, "q");
+        assert_eq!(loaded.bindings, vec![binding.clone()]);
+        assert!(store.next_queue_id().unwrap() > loaded.queues[0].id);
+        store.remove_binding(&binding).unwrap();
+        assert!(store.load().unwrap().bindings.is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

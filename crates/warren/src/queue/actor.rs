@@ -1,0 +1,439 @@
+//! The queue actor: drains its inbox in batches, applies each command to the queue state, then delivers what it
+//! can. It never waits on a connection: when a consumer's outbound queue or channel credit is spent it parks that
+//! consumer and is woken through `QueueHandle::wake`.
+
+use std::sync::{Arc, Weak};
+
+use tokio::sync::mpsc;
+
+use super::consumer::Consumer;
+use super::state::{Payload, QueueState};
+use super::{QueueCommand, QueueHandle, QueueSpec, QueueStats};
+use crate::channel::outbox::{Enqueue, MAX_RUN};
+use crate::channel::outlet::{ChannelOutlet, DeliverOutcome};
+use warren_protocol::error::AmqpError;
+use crate::message::{Message, QueuedMessage};
+use warren_protocol::{basic, put_method, AMQPClass};
+use warren_store::{IndexEntry, Store, StoreError};
+use crate::vhost::Vhost;
+
+/// What a durable queue needs of the message store.
+pub struct Durability {
+    pub store: Store,
+    pub queue_id: u64,
+    /// Body bytes of ready messages kept in memory; persistent messages past it stay only on disk.
+    pub memory_budget: u64,
+}
+
+/// Inbox capacity in commands; a full inbox makes publishers' readers wait. A publish command carries up to
+/// `MAX_RUN` messages, so at most 32,768 messages wait in an inbox.
+const INBOX_CAPACITY: usize = 32_768 / MAX_RUN;
+const BATCH: usize = 256;
+
+/// Creates a queue and starts its actor; a durable queue starts with the messages the store recovered for it.
+pub fn spawn_queue(
+    spec: QueueSpec,
+    vhost: Weak<Vhost>,
+    durability: Option<Durability>,
+    recovered: Vec<IndexEntry>,
+) -> Arc<QueueHandle> {
+    let (inbox, receiver) = mpsc::channel(INBOX_CAPACITY);
+    let (settlements, settle_receiver) = mpsc::unbounded_channel();
+    let handle = Arc::new(QueueHandle {
+        spec,
+        inbox,
+        settlements,
+        wake: Arc::new(tokio::sync::Notify::new()),
+    });
+    let mut state = QueueState::default();
+    for entry in recovered {
+        state.enqueue_recovered(entry.msg_id, u64::from(entry.body_size));
+    }
+    let actor = QueueActor {
+        handle: Arc::downgrade(&handle),
+        vhost,
+        state,
+        durability,
+    };
+    tokio::spawn(actor.run(receiver, settle_receiver, handle.clone()));
+    handle
+}
+
+struct QueueActor {
+    handle: Weak<QueueHandle>,
+    vhost: Weak<Vhost>,
+    state: QueueState,
+    durability: Option<Durability>,
+}
+
+enum Flow {
+    Continue,
+    Stop,
+}
+
+impl QueueActor {
+    async fn run(
+        mut self,
+        mut inbox: mpsc::Receiver<QueueCommand>,
+        mut settlements: mpsc::UnboundedReceiver<QueueCommand>,
+        handle: Arc<QueueHandle>,
+    ) {
+        let wake = handle.wake.clone();
+        // The actor keeps only a weak reference so that a dropped handle ends it.
+        drop(handle);
+        let mut settle_batch = Vec::with_capacity(BATCH);
+        loop {
+            // Settlements first: an ack frees consumer credit, and behind a full inbox of publishes it would leave
+            // consumers idle while the backlog grows (measured: 42-90k deliveries/s against 400k publishes/s with
+            // prefetch 1000, before this ordering).
+            tokio::select! {
+                biased;
+                n = settlements.recv_many(&mut settle_batch, BATCH) => {
+                    if n == 0 {
+                        break;
+                    }
+                    for command in settle_batch.drain(..) {
+                        self.apply(command);
+                    }
+                }
+                command = inbox.recv() => {
+                    let Some(command) = command else {
+                        break;
+                    };
+                    if let Flow::Stop = self.take_in(command, &mut inbox) {
+                        break;
+                    }
+                }
+                _ = wake.notified() => {}
+            }
+            let Some(handle) = self.handle.upgrade() else {
+                break;
+            };
+            self.dispatch(&handle);
+            if self.should_auto_delete() {
+                if let Some(vhost) = self.vhost.upgrade() {
+                    vhost.forget_queue(&handle);
+                }
+                self.cancel_all_consumers();
+                break;
+            }
+        }
+    }
+
+    /// Applies `first` and whatever else the inbox holds, up to about [`BATCH`] messages, before the next dispatch.
+    /// Taking more at once would let a fast publisher grow the queue faster than its consumers drain it while the
+    /// broker is short of CPU; leaving the rest in the inbox makes the publisher's reader wait instead.
+    fn take_in(&mut self, first: QueueCommand, inbox: &mut mpsc::Receiver<QueueCommand>) -> Flow {
+        let mut command = first;
+        let mut messages = 0;
+        loop {
+            messages += match &command {
+                QueueCommand::Publish(run) => run.len(),
+                _ => 1,
+            };
+            if let Flow::Stop = self.apply(command) {
+                return Flow::Stop;
+            }
+            if messages >= BATCH {
+                return Flow::Continue;
+            }
+            match inbox.try_recv() {
+                Ok(next) => command = next,
+                Err(_) => return Flow::Continue,
+            }
+        }
+    }
+
+    fn apply(&mut self, command: QueueCommand) -> Flow {
+        match command {
+            QueueCommand::Publish(run) => {
+                for Enqueue { message, confirm } in run {
+                    let on_disk = match &self.durability {
+                        Some(d) => {
+                            message.persistent
+                                && self.state.loaded_bytes + message.body_size() > d.memory_budget
+                        }
+                        None => false,
+                    };
+                    self.state.enqueue(message, on_disk);
+                    // Enqueued: this queue's share of the confirm is released here (the store holds its own
+                    // share until the fsync).
+                    drop(confirm);
+                }
+            }
+            QueueCommand::Consume {
+                consumer,
+                send_ok,
+                reply,
+            } => {
+                let result = self.add_consumer(consumer, send_ok);
+                let _ = reply.send(result);
+            }
+            QueueCommand::Cancel {
+                outlet,
+                consumer_tag,
+                send_ok,
+                reply,
+            } => {
+                self.state.remove_consumer(&outlet, &consumer_tag);
+                if send_ok {
+                    write_method(
+                        &outlet,
+                        basic::AMQPMethod::CancelOk(basic::CancelOk {
+                            consumer_tag: consumer_tag.as_ref().into(),
+                        }),
+                    );
+                }
+                let _ = reply.send(());
+            }
+            QueueCommand::Get { outlet, no_ack } => self.get(&outlet, no_ack),
+            QueueCommand::Settle { deliveries, action } => {
+                let gone = self.state.settle(&deliveries, action);
+                self.forget_stored(gone.iter().filter(|m| m.persistent).map(|m| m.id).collect());
+            }
+            QueueCommand::ChannelClosed { outlet } => {
+                self.state.remove_channel(&outlet);
+            }
+            QueueCommand::Stats { reply } => {
+                let _ = reply.send(QueueStats {
+                    messages: self.state.message_count(),
+                    consumers: self.state.consumers.len() as u32,
+                });
+            }
+            QueueCommand::Purge { reply } => {
+                let purged = self.state.purge();
+                let count = purged.len() as u32;
+                let stored = purged
+                    .iter()
+                    .filter_map(|e| match &e.payload {
+                        Payload::Loaded(m) => m.persistent.then_some(m.id),
+                        Payload::OnDisk { msg_id, .. } => Some(*msg_id),
+                    })
+                    .collect();
+                self.forget_stored(stored);
+                let _ = reply.send(count);
+            }
+            QueueCommand::Delete {
+                if_unused,
+                if_empty,
+                reply,
+            } => {
+                let name = self.name();
+                if if_unused && !self.state.consumers.is_empty() {
+                    let _ = reply.send(Err(AmqpError::precondition(format!(
+                        "queue '{}' in vhost '{}' in use",
+                        name.0, name.1
+                    ))));
+                    return Flow::Continue;
+                }
+                if if_empty && self.state.message_count() > 0 {
+                    let _ = reply.send(Err(AmqpError::precondition(format!(
+                        "queue '{}' in vhost '{}' not empty",
+                        name.0, name.1
+                    ))));
+                    return Flow::Continue;
+                }
+                let count = self.state.message_count();
+                self.cancel_all_consumers();
+                let _ = reply.send(Ok(count));
+                return Flow::Stop;
+            }
+        }
+        Flow::Continue
+    }
+
+    /// Tells the store these persistent messages left the queue (acked, dropped or purged).
+    fn forget_stored(&self, msg_ids: Vec<u64>) {
+        if let Some(d) = &self.durability {
+            if !msg_ids.is_empty() {
+                d.store.ack(d.queue_id, msg_ids);
+            }
+        }
+    }
+
+    /// Takes the next ready message for delivery, reading its body back from the store if it was paged out. A
+    /// message the store cannot read is dropped from the queue and logged: one damaged record must not wedge it.
+    fn take_next(&mut self) -> Option<QueuedMessage> {
+        loop {
+            let entry = self.state.pop_ready()?;
+            match entry.payload {
+                Payload::Loaded(message) => {
+                    return Some(QueuedMessage {
+                        seq: entry.seq,
+                        message,
+                        redelivered: entry.redelivered,
+                    })
+                }
+                Payload::OnDisk { msg_id, .. } => match self.read_stored(msg_id) {
+                    Ok(message) => {
+                        return Some(QueuedMessage {
+                            seq: entry.seq,
+                            message: Arc::new(message),
+                            redelivered: entry.redelivered,
+                        })
+                    }
+                    Err(error) => {
+                        let (queue, vhost) = self.name();
+                        tracing::error!(%error, "queue '{queue}' in vhost '{vhost}': cannot read message {msg_id} from the store; dropping it");
+                        self.forget_stored(vec![msg_id]);
+                    }
+                },
+            }
+        }
+    }
+
+    fn read_stored(&self, msg_id: u64) -> Result<Message, StoreError> {
+        let Some(d) = &self.durability else {
+            return Err(StoreError::Closed);
+        };
+        let stored = match d.store.read(d.queue_id, msg_id) {
+            // A message is readable once written; one paged out right after its publish may still be queued for
+            // the writer, so wait for the writer once and retry.
+            Err(StoreError::NotFound { .. }) => {
+                d.store.flush()?;
+                d.store.read(d.queue_id, msg_id)?
+            }
+            other => other?,
+        };
+        Ok(Message::restored(
+            stored.msg_id,
+            &stored.exchange,
+            &stored.routing_key,
+            stored.properties_raw,
+            stored.body,
+        ))
+    }
+
+    fn name(&self) -> (String, String) {
+        match self.handle.upgrade() {
+            Some(h) => (h.spec.name.to_string(), h.spec.vhost.to_string()),
+            None => (String::new(), String::new()),
+        }
+    }
+
+    fn add_consumer(&mut self, consumer: Consumer, send_ok: bool) -> Result<(), AmqpError> {
+        if self.state.has_exclusive_consumer()
+            || (consumer.exclusive && !self.state.consumers.is_empty())
+        {
+            let (queue, vhost) = self.name();
+            return Err(AmqpError::access_refused(format!(
+                "queue '{queue}' in vhost '{vhost}' in exclusive use"
+            )));
+        }
+        if send_ok {
+            write_method(
+                &consumer.outlet,
+                basic::AMQPMethod::ConsumeOk(basic::ConsumeOk {
+                    consumer_tag: consumer.tag.as_ref().into(),
+                }),
+            );
+        }
+        self.state.add_consumer(consumer);
+        Ok(())
+    }
+
+    fn get(&mut self, outlet: &Arc<ChannelOutlet>, no_ack: bool) {
+        let Some(handle) = self.handle.upgrade() else {
+            return;
+        };
+        match self.take_next() {
+            None => write_method(outlet, basic::AMQPMethod::GetEmpty(basic::GetEmpty {})),
+            Some(msg) => {
+                let remaining = self.state.message_count();
+                if outlet.deliver_get(&handle, no_ack, &msg, remaining) {
+                    if !no_ack {
+                        self.state.record_unacked(msg, None);
+                    }
+                } else {
+                    self.state.unpop(msg);
+                }
+            }
+        }
+    }
+
+    /// Hands ready messages to consumers with credit, round robin.
+    fn dispatch(&mut self, handle: &Arc<QueueHandle>) {
+        let mut closed = false;
+        while !self.state.ready.is_empty() && !self.state.consumers.is_empty() {
+            let n = self.state.consumers.len();
+            let mut delivered = false;
+            for i in 0..n {
+                let idx = (self.state.next_consumer + i) % n;
+                let consumer = &self.state.consumers[idx];
+                if !consumer.has_credit() {
+                    continue;
+                }
+                let outbound = &consumer.outlet.conn.outbound;
+                if outbound.over_budget() {
+                    outbound.wake_when_drained(handle.wake.clone());
+                    continue;
+                }
+                let Some(msg) = self.take_next() else {
+                    break;
+                };
+                let consumer = &mut self.state.consumers[idx];
+                match consumer.outlet.deliver(
+                    handle,
+                    consumer.id,
+                    &consumer.tag,
+                    consumer.no_ack,
+                    &msg,
+                    &handle.wake,
+                ) {
+                    DeliverOutcome::Delivered => {
+                        let (id, no_ack) = (consumer.id, consumer.no_ack);
+                        if !no_ack {
+                            consumer.in_flight += 1;
+                            self.state.record_unacked(msg, Some(id));
+                        }
+                        self.state.next_consumer = (idx + 1) % n;
+                        delivered = true;
+                        break;
+                    }
+                    DeliverOutcome::NoChannelCredit => self.state.unpop(msg),
+                    DeliverOutcome::Closed => {
+                        self.state.unpop(msg);
+                        closed = true;
+                    }
+                }
+            }
+            if !delivered {
+                break;
+            }
+        }
+        if closed {
+            self.state.consumers.retain(|c| !c.outlet.is_closed());
+        }
+    }
+
+    fn should_auto_delete(&self) -> bool {
+        let Some(handle) = self.handle.upgrade() else {
+            return false;
+        };
+        handle.spec.auto_delete && self.state.had_consumers && self.state.consumers.is_empty()
+    }
+
+    /// The queue is going away: consumers that asked for it get basic.cancel.
+    fn cancel_all_consumers(&mut self) {
+        for consumer in self.state.consumers.drain(..) {
+            consumer.outlet.remove_consumer(&consumer.tag);
+            if consumer.cancel_notify() {
+                write_method(
+                    &consumer.outlet,
+                    basic::AMQPMethod::Cancel(basic::Cancel {
+                        consumer_tag: consumer.tag.as_ref().into(),
+                        nowait: true,
+                    }),
+                );
+            }
+        }
+    }
+}
+
+fn write_method(outlet: &ChannelOutlet, method: basic::AMQPMethod) {
+    let channel = outlet.channel;
+    outlet
+        .conn
+        .outbound
+        .write(|out| put_method(out, channel, AMQPClass::Basic(method)));
+}

@@ -1,0 +1,146 @@
+//! Queues: one tokio task (actor) per queue with a bounded inbox. The handle here is what channels and the vhost
+//! hold; the actor owns the messages, consumers and unacked deliveries.
+
+mod actor;
+mod consumer;
+mod state;
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, Notify};
+
+use crate::channel::outbox::Enqueue;
+use crate::channel::outlet::ChannelOutlet;
+use warren_protocol::error::AmqpError;
+use warren_protocol::FieldTable;
+
+pub use actor::{spawn_queue, Durability};
+pub use consumer::Consumer;
+pub use state::QueueState;
+
+/// Commands a queue accepts through its inbox.
+pub enum QueueCommand {
+    /// Messages in publish order, each holding its confirm share until it is enqueued (the store holds its own
+    /// share until the fsync).
+    Publish(Vec<Enqueue>),
+    Consume {
+        consumer: Consumer,
+        /// Send basic.consume-ok before any delivery.
+        send_ok: bool,
+        reply: oneshot::Sender<Result<(), AmqpError>>,
+    },
+    /// Client cancel: cancel-ok (unless nowait) is written by the queue after its last delivery to the consumer.
+    Cancel {
+        outlet: Arc<ChannelOutlet>,
+        consumer_tag: Arc<str>,
+        send_ok: bool,
+        reply: oneshot::Sender<()>,
+    },
+    Get {
+        outlet: Arc<ChannelOutlet>,
+        no_ack: bool,
+    },
+    /// Acknowledge, requeue or drop unacked deliveries.
+    Settle {
+        deliveries: Vec<(u64, Option<u64>)>,
+        action: SettleAction,
+    },
+    /// A channel closed: forget its consumers.
+    ChannelClosed {
+        outlet: Arc<ChannelOutlet>,
+    },
+    Stats {
+        reply: oneshot::Sender<QueueStats>,
+    },
+    Purge {
+        reply: oneshot::Sender<u32>,
+    },
+    /// Delete the queue (after checking the conditions); replies with the number of ready messages dropped.
+    Delete {
+        if_unused: bool,
+        if_empty: bool,
+        reply: oneshot::Sender<Result<u32, AmqpError>>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SettleAction {
+    Ack,
+    Requeue,
+    Discard,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    pub messages: u32,
+    pub consumers: u32,
+}
+
+/// The declared properties of a queue.
+#[derive(Clone, Debug)]
+pub struct QueueSpec {
+    pub name: Arc<str>,
+    pub vhost: Arc<str>,
+    pub durable: bool,
+    /// The connection that owns an exclusive queue.
+    pub exclusive_owner: Option<u64>,
+    pub auto_delete: bool,
+    pub arguments: FieldTable,
+    /// The message store's id for a durable queue; None for transient and exclusive queues.
+    pub store_id: Option<u64>,
+}
+
+/// What channels and the vhost hold of a queue.
+pub struct QueueHandle {
+    pub spec: QueueSpec,
+    inbox: mpsc::Sender<QueueCommand>,
+    /// Settle and ChannelClosed commands, taken before the inbox. Unbounded, but bounded in practice by the
+    /// deliveries outstanding.
+    settlements: mpsc::UnboundedSender<QueueCommand>,
+    /// Wakes the actor when a held-back delivery may proceed (outbound drained, channel credit freed).
+    pub wake: Arc<Notify>,
+}
+
+impl QueueHandle {
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    /// Sends an ack, nack, reject or channel-closed notice on the priority path; never waits.
+    pub fn settle(&self, command: QueueCommand) {
+        // A gone queue has nothing left to settle.
+        let _ = self.settlements.send(command);
+    }
+
+    /// Sends without waiting; gives the command back when the inbox is full.
+    pub fn try_send(&self, command: QueueCommand) -> Result<(), QueueCommand> {
+        match self.inbox.try_send(command) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(c)) => Err(c),
+            // The queue is gone: dropping the command settles any confirm it held.
+            Err(mpsc::error::TrySendError::Closed(_)) => Ok(()),
+        }
+    }
+
+    /// Sends, waiting for room: the caller (a connection reader) stops reading its socket meanwhile, which is how
+    /// TCP pushes back on a fast publisher. Returns false if the queue is gone.
+    pub async fn send(&self, command: QueueCommand) -> bool {
+        match self.try_send(command) {
+            Ok(()) => true,
+            Err(command) => self.inbox.send(command).await.is_ok(),
+        }
+    }
+
+    /// Asks for the message and consumer counts; None if the queue is gone.
+    pub async fn stats(&self) -> Option<QueueStats> {
+        let (reply, answer) = oneshot::channel();
+        if !self.send(QueueCommand::Stats { reply }).await {
+            return None;
+        }
+        answer.await.ok()
+    }
+
+    pub fn is_exclusive_to_other(&self, connection_id: u64) -> bool {
+        matches!(self.spec.exclusive_owner, Some(owner) if owner != connection_id)
+    }
+}

@@ -1,0 +1,226 @@
+//! Writing durable topology to the definitions store and restoring it at start. Only durable objects are written,
+//! and a binding only when both its ends are durable (RabbitMQ's rule), so transient topology is gone after a
+//! restart. Exclusive queues are never written.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::{Exchange, Vhost};
+use warren_protocol::error::{AmqpError, ReplyCode};
+use crate::exchange::{Binding, BindingTable, Destination, ExchangeKind};
+use crate::meta::{BindingDef, DefinitionStore, Definitions, ExchangeDef, MetaError, QueueDef};
+use crate::queue::{spawn_queue, Durability, QueueSpec};
+use warren_store::{IndexEntry, Store};
+
+/// The node's durable state, shared by every vhost.
+pub struct Persistence {
+    pub definitions: DefinitionStore,
+    pub store: Store,
+    pub queue_memory_budget: u64,
+}
+
+fn internal(error: MetaError) -> AmqpError {
+    tracing::error!(%error, "cannot write durable definitions");
+    AmqpError::new(
+        ReplyCode::InternalError,
+        format!("cannot store definitions: {error}"),
+    )
+}
+
+impl Vhost {
+    pub(super) fn persist_exchange(&self, x: &Exchange) -> Result<(), AmqpError> {
+        let Some(p) = &self.persistence else {
+            return Ok(());
+        };
+        if !x.durable {
+            return Ok(());
+        }
+        p.definitions
+            .put_exchange(&ExchangeDef {
+                vhost: self.name.to_string(),
+                name: x.name.to_string(),
+                kind: x.kind.as_str().to_owned(),
+                auto_delete: x.auto_delete,
+                internal: x.internal,
+                arguments: x.arguments.clone(),
+            })
+            .map_err(internal)
+    }
+
+    pub(super) fn unpersist_exchange(&self, x: &Exchange) {
+        if let (Some(p), true) = (&self.persistence, x.durable) {
+            if let Err(error) = p.definitions.remove_exchange(&self.name, &x.name) {
+                tracing::error!(%error, "cannot remove exchange '{}' from the definitions", x.name);
+            }
+        }
+    }
+
+    /// A store id for a new durable, non-exclusive queue, recorded with its definition.
+    pub(super) fn persist_queue(
+        &self,
+        spec: &mut QueueSpec,
+    ) -> Result<Option<Durability>, AmqpError> {
+        let Some(p) = &self.persistence else {
+            return Ok(None);
+        };
+        if !spec.durable || spec.exclusive_owner.is_some() {
+            return Ok(None);
+        }
+        let id = p.definitions.next_queue_id().map_err(internal)?;
+        p.definitions
+            .put_queue(&QueueDef {
+                vhost: self.name.to_string(),
+                name: spec.name.to_string(),
+                id,
+                auto_delete: spec.auto_delete,
+                arguments: spec.arguments.clone(),
+            })
+            .map_err(internal)?;
+        spec.store_id = Some(id);
+        Ok(Some(Durability {
+            store: p.store.clone(),
+            queue_id: id,
+            memory_budget: p.queue_memory_budget,
+        }))
+    }
+
+    /// The queue is gone: its definition and its stored messages go too.
+    pub(super) fn unpersist_queue(&self, spec: &QueueSpec) {
+        let (Some(p), Some(id)) = (&self.persistence, spec.store_id) else {
+            return;
+        };
+        if let Err(error) = p.definitions.remove_queue(&self.name, &spec.name) {
+            tracing::error!(%error, "cannot remove queue '{}' from the definitions", spec.name);
+        }
+        p.store.drop_queue(id);
+    }
+
+    /// Whether a binding's destination is stored (a durable exchange, or a queue with a store id).
+    pub(super) fn destination_durable(&self, destination: &Destination) -> bool {
+        match destination {
+            Destination::Queue(q) => self.queue(q).is_some_and(|q| q.spec.store_id.is_some()),
+            Destination::Exchange(x) => self.exchange(x).is_some_and(|x| x.durable),
+        }
+    }
+
+    fn binding_def(&self, source: &Exchange, binding: &Binding) -> BindingDef {
+        let (destination, destination_is_queue) = match &binding.destination {
+            Destination::Queue(q) => (q.to_string(), true),
+            Destination::Exchange(x) => (x.to_string(), false),
+        };
+        BindingDef {
+            vhost: self.name.to_string(),
+            source: source.name.to_string(),
+            destination,
+            destination_is_queue,
+            routing_key: binding.routing_key.to_string(),
+            arguments: binding.arguments.clone(),
+        }
+    }
+
+    pub(super) fn persist_binding(
+        &self,
+        source: &Exchange,
+        binding: &Binding,
+    ) -> Result<(), AmqpError> {
+        let Some(p) = &self.persistence else {
+            return Ok(());
+        };
+        if !source.durable || !self.destination_durable(&binding.destination) {
+            return Ok(());
+        }
+        p.definitions
+            .put_binding(&self.binding_def(source, binding))
+            .map_err(internal)
+    }
+
+    /// Removes a stored binding; `destination_durable` says whether it could have been stored.
+    pub(super) fn unpersist_binding(
+        &self,
+        source: &Exchange,
+        binding: &Binding,
+        destination_durable: bool,
+    ) {
+        let Some(p) = &self.persistence else {
+            return;
+        };
+        if !source.durable || !destination_durable {
+            return;
+        }
+        if let Err(error) = p
+            .definitions
+            .remove_binding(&self.binding_def(source, binding))
+        {
+            tracing::error!(%error, "cannot remove a binding from the definitions");
+        }
+    }
+
+    /// Rebuilds this vhost's durable exchanges, queues (with their recovered messages) and bindings.
+    pub fn restore(
+        self: &Arc<Self>,
+        definitions: &Definitions,
+        recovered: &mut HashMap<u64, Vec<IndexEntry>>,
+    ) {
+        let Some(p) = &self.persistence else {
+            return;
+        };
+        let mine = |vhost: &str| *vhost == *self.name;
+        for def in definitions.exchanges.iter().filter(|d| mine(&d.vhost)) {
+            let Some(kind) = ExchangeKind::parse(&def.kind) else {
+                tracing::error!(
+                    "stored exchange '{}' has unknown type '{}'; skipped",
+                    def.name,
+                    def.kind
+                );
+                continue;
+            };
+            let x = Exchange::new(
+                &def.name,
+                kind,
+                true,
+                def.auto_delete,
+                def.internal,
+                def.arguments.clone(),
+            );
+            self.exchanges.insert(x.name.clone(), Arc::new(x));
+        }
+        for def in definitions.queues.iter().filter(|d| mine(&d.vhost)) {
+            let spec = QueueSpec {
+                name: Arc::from(def.name.as_str()),
+                vhost: self.name.clone(),
+                durable: true,
+                exclusive_owner: None,
+                auto_delete: def.auto_delete,
+                arguments: def.arguments.clone(),
+                store_id: Some(def.id),
+            };
+            let durability = Durability {
+                store: p.store.clone(),
+                queue_id: def.id,
+                memory_budget: p.queue_memory_budget,
+            };
+            let messages = recovered.remove(&def.id).unwrap_or_default();
+            let handle = spawn_queue(spec, self.me.clone(), Some(durability), messages);
+            self.queues.insert(handle.spec.name.clone(), handle);
+        }
+        let mut tables: HashMap<String, Vec<Binding>> = HashMap::new();
+        for def in definitions.bindings.iter().filter(|d| mine(&d.vhost)) {
+            let destination = if def.destination_is_queue {
+                Destination::Queue(Arc::from(def.destination.as_str()))
+            } else {
+                Destination::Exchange(Arc::from(def.destination.as_str()))
+            };
+            tables.entry(def.source.clone()).or_default().push(Binding {
+                destination,
+                routing_key: Arc::from(def.routing_key.as_str()),
+                arguments: def.arguments.clone(),
+            });
+        }
+        for (source, bindings) in tables {
+            if let Some(x) = self.exchange(&source) {
+                x.bindings
+                    .store(Arc::new(BindingTable::new(x.kind, bindings)));
+            }
+        }
+    }
+}

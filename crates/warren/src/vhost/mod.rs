@@ -1,0 +1,134 @@
+//! A virtual host: its exchanges and queues in concurrent maps, the topology operations on them, and routing.
+
+mod durable;
+mod equivalence;
+pub mod exchange;
+mod routing;
+mod topology;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use dashmap::DashMap;
+
+use warren_protocol::error::AmqpError;
+use crate::exchange::ExchangeKind;
+use warren_protocol::FieldTable;
+use crate::queue::QueueHandle;
+
+pub use durable::Persistence;
+pub use exchange::Exchange;
+pub use topology::{ExchangeDeclare, QueueDeclare};
+
+pub struct Vhost {
+    pub name: Arc<str>,
+    exchanges: DashMap<Arc<str>, Arc<Exchange>>,
+    queues: DashMap<Arc<str>, Arc<QueueHandle>>,
+    /// Serialises topology changes (declare, bind, delete) so bindings tables are replaced without lost updates.
+    /// Publishing never takes it.
+    topology: Mutex<()>,
+    /// Moves on after every topology change, so channels know when a route they remember may be stale.
+    generation: AtomicU64,
+    /// The definitions and message stores; None for a broker without a data directory (unit tests).
+    persistence: Option<Arc<Persistence>>,
+    me: Weak<Vhost>,
+}
+
+/// Held while changing the topology; moves the generation on when released, after the change is in place.
+struct TopologyGuard<'a> {
+    _lock: MutexGuard<'a, ()>,
+    generation: &'a AtomicU64,
+}
+
+impl Drop for TopologyGuard<'_> {
+    fn drop(&mut self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// The exchanges every vhost has, as RabbitMQ predeclares them.
+const PREDECLARED: &[(&str, ExchangeKind, bool)] = &[
+    ("amq.direct", ExchangeKind::Direct, false),
+    ("amq.fanout", ExchangeKind::Fanout, false),
+    ("amq.topic", ExchangeKind::Topic, false),
+    ("amq.headers", ExchangeKind::Headers, false),
+    ("amq.match", ExchangeKind::Headers, false),
+    ("amq.rabbitmq.trace", ExchangeKind::Topic, true),
+];
+
+impl Vhost {
+    pub fn new(name: &str, persistence: Option<Arc<Persistence>>) -> Arc<Vhost> {
+        Arc::new_cyclic(|me| {
+            let vhost = Vhost {
+                name: Arc::from(name),
+                exchanges: DashMap::new(),
+                queues: DashMap::new(),
+                topology: Mutex::new(()),
+                generation: AtomicU64::new(0),
+                persistence,
+                me: me.clone(),
+            };
+            for (xname, kind, internal) in PREDECLARED {
+                let x = Exchange::new(xname, *kind, true, false, *internal, FieldTable::default());
+                vhost.exchanges.insert(x.name.clone(), Arc::new(x));
+            }
+            vhost
+        })
+    }
+
+    fn lock_topology(&self) -> TopologyGuard<'_> {
+        TopologyGuard {
+            _lock: self.topology.lock().unwrap_or_else(|e| e.into_inner()),
+            generation: &self.generation,
+        }
+    }
+
+    /// The topology generation; it changes when a topology change ends.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    pub fn exchange(&self, name: &str) -> Option<Arc<Exchange>> {
+        self.exchanges.get(name).map(|x| x.value().clone())
+    }
+
+    pub fn queue(&self, name: &str) -> Option<Arc<QueueHandle>> {
+        self.queues.get(name).map(|q| q.value().clone())
+    }
+
+    /// Looks a queue up for an operation by `connection_id`: 404 if missing, 405 if another connection's
+    /// exclusive queue.
+    pub fn queue_for(&self, name: &str, connection_id: u64) -> Result<Arc<QueueHandle>, AmqpError> {
+        let queue = self
+            .queue(name)
+            .ok_or_else(|| AmqpError::not_found("queue", name, &self.name))?;
+        if queue.is_exclusive_to_other(connection_id) {
+            return Err(self.locked(name));
+        }
+        Ok(queue)
+    }
+
+    fn locked(&self, queue: &str) -> AmqpError {
+        AmqpError::new(
+            warren_protocol::error::ReplyCode::ResourceLocked,
+            format!(
+                "cannot obtain exclusive access to locked queue '{queue}' in vhost '{}'. It could be originally \
+                 declared on another connection or the exclusive property value does not match that of the \
+                 original declaration.",
+                self.name
+            ),
+        )
+    }
+
+    pub fn queue_names(&self) -> Vec<Arc<str>> {
+        self.queues.iter().map(|q| q.key().clone()).collect()
+    }
+
+    pub fn queue_count(&self) -> usize {
+        self.queues.len()
+    }
+
+    pub fn exchange_count(&self) -> usize {
+        self.exchanges.len()
+    }
+}

@@ -1,0 +1,408 @@
+//! Declaring, binding and deleting exchanges and queues, with RabbitMQ's checks and reply texts.
+
+use std::sync::Arc;
+
+use rand::Rng;
+use tokio::sync::oneshot;
+
+use super::equivalence;
+use super::{Exchange, Vhost};
+use warren_protocol::error::{AmqpError, ReplyCode};
+use crate::exchange::{Binding, Destination, ExchangeKind};
+use warren_protocol::FieldTable;
+use crate::queue::{spawn_queue, QueueCommand, QueueHandle, QueueSpec};
+
+pub struct ExchangeDeclare<'a> {
+    pub name: &'a str,
+    pub kind: &'a str,
+    pub passive: bool,
+    pub durable: bool,
+    pub auto_delete: bool,
+    pub internal: bool,
+    pub arguments: FieldTable,
+}
+
+pub struct QueueDeclare<'a> {
+    /// Empty: the server names the queue.
+    pub name: &'a str,
+    pub passive: bool,
+    pub durable: bool,
+    pub exclusive: bool,
+    pub auto_delete: bool,
+    pub arguments: FieldTable,
+    pub connection_id: u64,
+}
+
+fn default_exchange_refused() -> AmqpError {
+    AmqpError::access_refused("operation not permitted on the default exchange")
+}
+
+fn reserved(kind: &str, name: &str) -> AmqpError {
+    AmqpError::access_refused(format!(
+        "{kind} name '{name}' contains reserved prefix 'amq.*'"
+    ))
+}
+
+/// A server-generated queue name, as RabbitMQ makes them: `amq.gen-` and 22 URL-safe base64 characters.
+fn generated_queue_name() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut rng = rand::rng();
+    let tail: String = (0..22)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect();
+    format!("amq.gen-{tail}")
+}
+
+impl Vhost {
+    pub fn declare_exchange(&self, d: &ExchangeDeclare<'_>) -> Result<(), AmqpError> {
+        if d.name.is_empty() {
+            return Err(default_exchange_refused());
+        }
+        if d.passive {
+            return self
+                .exchange(d.name)
+                .map(|_| ())
+                .ok_or_else(|| AmqpError::not_found("exchange", d.name, &self.name));
+        }
+        let kind = ExchangeKind::parse(d.kind).ok_or_else(|| {
+            AmqpError::new(
+                ReplyCode::CommandInvalid,
+                format!("unknown exchange type '{}'", d.kind),
+            )
+        })?;
+        let _topology = self.lock_topology();
+        let existing = match self.exchange(d.name) {
+            Some(x) => x,
+            None => {
+                if d.name.starts_with("amq.") {
+                    return Err(reserved("exchange", d.name));
+                }
+                let x = Exchange::new(
+                    d.name,
+                    kind,
+                    d.durable,
+                    d.auto_delete,
+                    d.internal,
+                    d.arguments.clone(),
+                );
+                self.persist_exchange(&x)?;
+                self.exchanges.insert(x.name.clone(), Arc::new(x));
+                return Ok(());
+            }
+        };
+        let (name, vhost) = (d.name, &*self.name);
+        if existing.kind != kind {
+            return Err(AmqpError::precondition(format!(
+                "inequivalent arg 'type' for exchange '{name}' in vhost '{vhost}': received '{}' but current is '{}'",
+                kind.as_str(),
+                existing.kind.as_str()
+            )));
+        }
+        equivalence::flag(
+            "exchange",
+            name,
+            vhost,
+            "durable",
+            d.durable,
+            existing.durable,
+        )?;
+        equivalence::flag(
+            "exchange",
+            name,
+            vhost,
+            "auto_delete",
+            d.auto_delete,
+            existing.auto_delete,
+        )?;
+        equivalence::flag(
+            "exchange",
+            name,
+            vhost,
+            "internal",
+            d.internal,
+            existing.internal,
+        )?;
+        equivalence::exchange_arguments(name, vhost, &d.arguments, &existing.arguments)
+    }
+
+    pub fn delete_exchange(&self, name: &str, if_unused: bool) -> Result<(), AmqpError> {
+        if name.is_empty() {
+            return Err(default_exchange_refused());
+        }
+        if name.starts_with("amq.") {
+            return Err(AmqpError::access_refused(format!(
+                "deletion of system exchange '{name}' in vhost '{}' is not allowed",
+                self.name
+            )));
+        }
+        let _topology = self.lock_topology();
+        let Some(x) = self.exchange(name) else {
+            // Deleting a missing exchange succeeds, as in RabbitMQ.
+            return Ok(());
+        };
+        // "In use" means bound as a source only, as in RabbitMQ: bindings to this exchange from others do not
+        // count (they are removed with it).
+        if if_unused && !x.bindings.load().is_empty() {
+            return Err(AmqpError::precondition(format!(
+                "exchange '{name}' in vhost '{}' in use",
+                self.name
+            )));
+        }
+        self.exchanges.remove(name);
+        self.unpersist_exchange(&x);
+        for binding in x.bindings.load().bindings() {
+            let durable = self.destination_durable(&binding.destination);
+            self.unpersist_binding(&x, binding, durable);
+        }
+        self.remove_bindings_to(&Destination::Exchange(x.name.clone()), x.durable);
+        Ok(())
+    }
+
+    pub fn bind_exchange(
+        &self,
+        destination: &str,
+        source: &str,
+        key: &str,
+        args: FieldTable,
+    ) -> Result<(), AmqpError> {
+        if destination.is_empty() || source.is_empty() {
+            return Err(default_exchange_refused());
+        }
+        let _topology = self.lock_topology();
+        let dest = self
+            .exchange(destination)
+            .ok_or_else(|| AmqpError::not_found("exchange", destination, &self.name))?;
+        let src = self
+            .exchange(source)
+            .ok_or_else(|| AmqpError::not_found("exchange", source, &self.name))?;
+        self.add_binding(&src, Destination::Exchange(dest.name.clone()), key, args)
+    }
+
+    pub fn unbind_exchange(
+        &self,
+        destination: &str,
+        source: &str,
+        key: &str,
+        args: FieldTable,
+    ) -> Result<(), AmqpError> {
+        if destination.is_empty() || source.is_empty() {
+            return Err(default_exchange_refused());
+        }
+        let _topology = self.lock_topology();
+        let dest = self
+            .exchange(destination)
+            .ok_or_else(|| AmqpError::not_found("exchange", destination, &self.name))?;
+        let src = self
+            .exchange(source)
+            .ok_or_else(|| AmqpError::not_found("exchange", source, &self.name))?;
+        self.remove_binding(&src, Destination::Exchange(dest.name.clone()), key, args);
+        Ok(())
+    }
+
+    pub fn declare_queue(&self, d: &QueueDeclare<'_>) -> Result<Arc<QueueHandle>, AmqpError> {
+        if d.passive {
+            // A passive declare with no name is answered like RabbitMQ: no such queue.
+            return self.queue_for(d.name, d.connection_id);
+        }
+        let name = if d.name.is_empty() {
+            generated_queue_name()
+        } else {
+            if d.name.starts_with("amq.") {
+                return Err(reserved("queue", d.name));
+            }
+            d.name.to_owned()
+        };
+        let _topology = self.lock_topology();
+        if let Some(existing) = self.queue(&name) {
+            if existing.is_exclusive_to_other(d.connection_id)
+                || existing.spec.exclusive_owner.is_some() != d.exclusive
+            {
+                return Err(self.locked(&name));
+            }
+            let spec = &existing.spec;
+            let vhost = &*self.name;
+            equivalence::flag("queue", &name, vhost, "durable", d.durable, spec.durable)?;
+            equivalence::flag(
+                "queue",
+                &name,
+                vhost,
+                "auto_delete",
+                d.auto_delete,
+                spec.auto_delete,
+            )?;
+            equivalence::queue_arguments(&name, vhost, &d.arguments, &spec.arguments)?;
+            return Ok(existing);
+        }
+        let mut spec = QueueSpec {
+            name: Arc::from(name.as_str()),
+            vhost: self.name.clone(),
+            durable: d.durable,
+            exclusive_owner: d.exclusive.then_some(d.connection_id),
+            auto_delete: d.auto_delete,
+            arguments: d.arguments.clone(),
+            store_id: None,
+        };
+        let durability = self.persist_queue(&mut spec)?;
+        let handle = spawn_queue(spec, self.me.clone(), durability, Vec::new());
+        self.queues.insert(handle.spec.name.clone(), handle.clone());
+        Ok(handle)
+    }
+
+    /// Deletes a queue; returns how many ready messages it held. A missing queue deletes as 0, as in RabbitMQ.
+    pub async fn delete_queue(
+        &self,
+        name: &str,
+        if_unused: bool,
+        if_empty: bool,
+        connection_id: u64,
+    ) -> Result<u32, AmqpError> {
+        let queue = match self.queue_for(name, connection_id) {
+            Ok(q) => q,
+            Err(e) if e.code == ReplyCode::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let (reply, answer) = oneshot::channel();
+        let sent = queue
+            .send(QueueCommand::Delete {
+                if_unused,
+                if_empty,
+                reply,
+            })
+            .await;
+        let count = if sent {
+            answer.await.unwrap_or(Ok(0))?
+        } else {
+            0
+        };
+        self.forget_queue(&queue);
+        Ok(count)
+    }
+
+    /// Removes a queue from the vhost and every binding to it (after deletion, or auto-delete by its actor).
+    pub fn forget_queue(&self, queue: &Arc<QueueHandle>) {
+        let _topology = self.lock_topology();
+        let removed = self
+            .queues
+            .remove_if(queue.name(), |_, q| Arc::ptr_eq(q, queue))
+            .is_some();
+        if removed {
+            let durable = queue.spec.store_id.is_some();
+            self.remove_bindings_to(&Destination::Queue(queue.spec.name.clone()), durable);
+            self.unpersist_queue(&queue.spec);
+        }
+    }
+
+    pub fn bind_queue(
+        &self,
+        queue: &str,
+        exchange: &str,
+        key: &str,
+        args: FieldTable,
+        connection_id: u64,
+    ) -> Result<(), AmqpError> {
+        if exchange.is_empty() {
+            return Err(default_exchange_refused());
+        }
+        let q = self.queue_for(queue, connection_id)?;
+        let _topology = self.lock_topology();
+        let x = self
+            .exchange(exchange)
+            .ok_or_else(|| AmqpError::not_found("exchange", exchange, &self.name))?;
+        self.add_binding(&x, Destination::Queue(q.spec.name.clone()), key, args)
+    }
+
+    pub fn unbind_queue(
+        &self,
+        queue: &str,
+        exchange: &str,
+        key: &str,
+        args: FieldTable,
+        connection_id: u64,
+    ) -> Result<(), AmqpError> {
+        if exchange.is_empty() {
+            return Err(default_exchange_refused());
+        }
+        let q = self.queue_for(queue, connection_id)?;
+        let _topology = self.lock_topology();
+        let x = self
+            .exchange(exchange)
+            .ok_or_else(|| AmqpError::not_found("exchange", exchange, &self.name))?;
+        self.remove_binding(&x, Destination::Queue(q.spec.name.clone()), key, args);
+        Ok(())
+    }
+
+    fn add_binding(
+        &self,
+        x: &Exchange,
+        destination: Destination,
+        key: &str,
+        arguments: FieldTable,
+    ) -> Result<(), AmqpError> {
+        let binding = Binding {
+            destination,
+            routing_key: Arc::from(key),
+            arguments,
+        };
+        if let Some(table) = x.bindings.load().with_binding(binding.clone()) {
+            // Stored first: a binding the client was told about must survive a restart.
+            self.persist_binding(x, &binding)?;
+            x.bindings.store(Arc::new(table));
+        }
+        Ok(())
+    }
+
+    fn remove_binding(
+        &self,
+        x: &Arc<Exchange>,
+        destination: Destination,
+        key: &str,
+        arguments: FieldTable,
+    ) {
+        let binding = Binding {
+            destination,
+            routing_key: Arc::from(key),
+            arguments,
+        };
+        if let Some(table) = x.bindings.load().without_binding(&binding) {
+            let durable = self.destination_durable(&binding.destination);
+            self.unpersist_binding(x, &binding, durable);
+            x.bindings.store(Arc::new(table));
+            self.auto_delete_if_unbound(x);
+        }
+    }
+
+    /// Drops every binding to `destination` (stored ones too when `durable`), and auto-delete exchanges left
+    /// without bindings (cascading).
+    fn remove_bindings_to(&self, destination: &Destination, durable: bool) {
+        let exchanges: Vec<Arc<Exchange>> =
+            self.exchanges.iter().map(|x| x.value().clone()).collect();
+        for x in exchanges {
+            let old = x.bindings.load_full();
+            if let Some(table) = old.without_destination(destination) {
+                for binding in old
+                    .bindings()
+                    .iter()
+                    .filter(|b| b.destination == *destination)
+                {
+                    self.unpersist_binding(&x, binding, durable);
+                }
+                x.bindings.store(Arc::new(table));
+                self.auto_delete_if_unbound(&x);
+            }
+        }
+    }
+
+    fn auto_delete_if_unbound(&self, x: &Arc<Exchange>) {
+        if !x.auto_delete || !x.bindings.load().is_empty() {
+            return;
+        }
+        if self
+            .exchanges
+            .remove_if(&x.name, |_, v| Arc::ptr_eq(v, x))
+            .is_some()
+        {
+            self.unpersist_exchange(x);
+            self.remove_bindings_to(&Destination::Exchange(x.name.clone()), x.durable);
+        }
+    }
+}

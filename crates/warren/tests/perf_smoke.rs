@@ -1,0 +1,222 @@
+//! `warren perf` against an in-process Warren: every confirmed message arrives exactly once, over the shapes the
+//! tool supports (per-channel and shared connections, confirms, manual multi-acks, autoack, fan-out, bodies
+//! larger than a frame, idle connections). No test asserts a time or a rate.
+
+mod common;
+
+use warren_perf as perf;
+use warren_perf::{PerfArgs, PerfError, Summary};
+
+fn args(uri: &str, extra: &[&str]) -> PerfArgs {
+    PerfArgs::from_args(["--uri", uri].iter().chain(extra)).expect("valid perf options")
+}
+
+async fn run(uri: &str, extra: &[&str]) -> Summary {
+    let args = args(uri, extra);
+    common::within(60, perf::run(&args))
+        .await
+        .expect("perf run starts")
+}
+
+fn assert_exactly_once(summary: &Summary, expected_received: u64) {
+    assert!(summary.errors.is_empty(), "errors: {:?}", summary.errors);
+    let loss = summary.loss.expect("loss check ran");
+    assert_eq!(loss.missing, 0, "{}", summary.render());
+    assert_eq!(loss.duplicates, 0, "{}", summary.render());
+    assert_eq!(loss.expected, expected_received);
+    assert_eq!(summary.received, expected_received);
+    assert_eq!(summary.stale, 0);
+    assert!(summary.passed());
+}
+
+#[tokio::test]
+async fn confirmed_messages_with_manual_multi_ack_arrive_exactly_once() {
+    let server = common::start_server().await;
+    let summary = run(
+        &server.uri(),
+        &[
+            "--producers",
+            "2",
+            "--consumers",
+            "2",
+            "--pmessages",
+            "3000",
+            "--confirm",
+            "100",
+            "--multi-ack-every",
+            "10",
+            "--qos",
+            "100",
+        ],
+    )
+    .await;
+    assert_eq!(summary.sent, 6000);
+    assert_eq!(summary.confirmed, 6000);
+    assert_eq!(summary.nacked, 0);
+    assert_exactly_once(&summary, 6000);
+    assert!(summary.confirm_latency.is_some());
+    assert!(summary.latency.is_some());
+}
+
+#[tokio::test]
+async fn fan_out_delivers_every_message_to_every_queue() {
+    let server = common::start_server().await;
+    let summary = run(
+        &server.uri(),
+        &[
+            "--queues",
+            "3",
+            "--queue",
+            "perf-fanout",
+            "--pmessages",
+            "1000",
+            "--confirm",
+            "50",
+        ],
+    )
+    .await;
+    assert_eq!(summary.sent, 1000);
+    assert_eq!(summary.consumers, 3);
+    assert_exactly_once(&summary, 3000);
+}
+
+#[tokio::test]
+async fn shared_connection_with_autoack_and_persistent_messages() {
+    let server = common::start_server().await;
+    let summary = run(
+        &server.uri(),
+        &[
+            "--shared-connection",
+            "--producers",
+            "2",
+            "--consumers",
+            "2",
+            "--pmessages",
+            "2000",
+            "--autoack",
+            "--size",
+            "2000",
+            "--persistent",
+            "--durable-queue",
+            "--queue",
+            "perf-shared",
+        ],
+    )
+    .await;
+    assert_eq!(summary.sent, 4000);
+    assert_exactly_once(&summary, 4000);
+}
+
+#[tokio::test]
+async fn bodies_larger_than_a_frame_are_reassembled() {
+    let server = common::start_server().await;
+    let summary = run(
+        &server.uri(),
+        &["--size", "300000", "--pmessages", "20", "--confirm", "5"],
+    )
+    .await;
+    assert_eq!(summary.confirmed, 20);
+    assert_exactly_once(&summary, 20);
+}
+
+#[tokio::test]
+async fn publish_only_runs_have_no_loss_check() {
+    let server = common::start_server().await;
+    let summary = run(
+        &server.uri(),
+        &["--consumers", "0", "--pmessages", "500", "--confirm", "10"],
+    )
+    .await;
+    assert_eq!(
+        (summary.sent, summary.confirmed, summary.received),
+        (500, 500, 0)
+    );
+    assert_eq!(summary.loss, None);
+    assert!(summary.passed(), "{}", summary.render());
+}
+
+#[tokio::test]
+async fn idle_connections_are_held_and_closed() {
+    let server = common::start_server().await;
+    let summary = run(&server.uri(), &["--idle-connections", "5", "--time", "1"]).await;
+    assert_eq!(summary.idle_connections, 5);
+    assert!(summary.errors.is_empty(), "{:?}", summary.errors);
+    assert_eq!(summary.sent, 0);
+}
+
+#[tokio::test]
+async fn a_refused_setup_is_an_error_with_the_reply_code() {
+    let server = common::start_server().await;
+    let args = args(
+        &server.uri(),
+        &[
+            "--predeclared",
+            "--queue",
+            "no-such-queue",
+            "--pmessages",
+            "10",
+        ],
+    );
+    match common::within(30, perf::run(&args)).await {
+        Err(PerfError::Refused { code, .. }) => assert_eq!(code, 404),
+        other => panic!("expected a 404 refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_refused() {
+    let server = common::start_server().await;
+    let uri = format!("amqp://guest:wrong@{}/%2f", server.addr);
+    let result = common::within(30, perf::run(&args(&uri, &["--pmessages", "1"]))).await;
+    assert!(
+        matches!(result, Err(PerfError::Refused { code: 403, .. })),
+        "{result:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_backlog_is_published_then_drained_by_a_consumer_only_run() {
+    let server = common::start_server().await;
+    let uri = server.uri();
+    let publish = run(
+        &uri,
+        &[
+            "--producers",
+            "1",
+            "--consumers",
+            "0",
+            "--pmessages",
+            "500",
+            "--confirm",
+            "50",
+            "--persistent",
+            "--durable-queue",
+            "--queue",
+            "backlog",
+        ],
+    )
+    .await;
+    assert_eq!(publish.confirmed, 500);
+    let drain = run(
+        &uri,
+        &[
+            "--producers",
+            "0",
+            "--consumers",
+            "1",
+            "--cmessages",
+            "500",
+            "--queue",
+            "backlog",
+            "--durable-queue",
+            "--predeclared",
+            "--qos",
+            "100",
+            "--multi-ack-every",
+            "10",
+        ],
+    )
+    .await;
+    assert!(drain.errors.is_empty(), "errors: {:?}", drain.errors);
+    assert_eq!(drain.received + drain.stale, 500, "{}", drain.render());
+}
