@@ -104,19 +104,7 @@ order() { # run
   if (($1 % 2)); then printf '%s\n' "${BROKERS[@]}"; else printf '%s\n' "${BROKERS[@]}" | tac; fi
 }
 
-# The `warren perf` options of scenario 1-6 for one run (queues and exchanges are named per run, so a run never
-# sees what an earlier one left; garagemq refuses server-named queues).
-scenario_options() { # id run
-  local t=$SECONDS_PER_RUN n="cmp-$1-r$2" ack="--multi-ack-every 100 --qos 1000"
-  case $1 in
-    1) echo "--producers 1 --consumers 1 --size 16 --autoack --time $t --queue $n" ;;
-    2) echo "--producers 1 --consumers 1 --size 16 $ack --time $t --queue $n" ;;
-    3) echo "--producers 1 --consumers 1 --size 1024 --persistent --durable-queue --confirm 1000 $ack --time $t --queue $n" ;;
-    4) echo "--producers 4 --consumers 4 --queues 4 --spread --size 1024 $ack --time $t --queue $n" ;;
-    5) echo "--producers 1 --queues 10 --exchange $n --size 16 $ack --time $t --queue $n" ;;
-    6) echo "--producers 1 --consumers 1 --size 16 --rate 1000 $ack --threads 1 --time $t --queue $n" ;;
-  esac
-}
+source "$HERE/scenarios.sh" # scenario_options: the `warren perf` options of scenarios 1-6
 TITLE=(
   ""
   "1 producer, 1 consumer, 16 B, transient, autoack"

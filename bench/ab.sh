@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Two Warren binaries side by side on scenarios of bench/compare.sh (default 1, 2, 3 and 6): the check that a
+# change does not slow the paths it does not use. Each binary runs as its own broker; runs alternate which goes
+# first, so neither always has the warmer machine. Prints one line per run and the median of each binary.
+#
+# Usage: bench/ab.sh BEFORE_BIN AFTER_BIN [--seconds S] [--runs N] [--scenarios 1,2,3,6]
+# Reports figures; asserts nothing about speed. Brokers are stopped by PID.
+set -euo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+source "$HERE/brokers.sh"
+
+(($# >= 2)) || { sed -n '6p' "$0" | sed 's/^# //' >&2; exit 2; }
+BIN_BEFORE=$1 BIN_AFTER=$2; shift 2
+SECONDS_PER_RUN=10 RUNS=3 SCENARIOS="1,2,3,6"
+while (($#)); do
+  case "$1" in
+    --seconds) SECONDS_PER_RUN=$2; shift 2 ;;
+    --runs) RUNS=$2; shift 2 ;;
+    --scenarios) SCENARIOS=$2; shift 2 ;;
+    *) sed -n '6p' "$0" | sed 's/^# //' >&2; exit 2 ;;
+  esac
+done
+source "$HERE/scenarios.sh"
+for bin in "$BIN_BEFORE" "$BIN_AFTER"; do [[ -x "$bin" ]] || { echo "not an executable: $bin" >&2; exit 2; }; done
+
+WORK=${BENCH_DIR:-/tmp/warren-ab}
+rm -rf "$WORK"; mkdir -p "$WORK/logs"
+RESULTS="$WORK/results.tsv"; : >"$RESULTS"
+declare -A BIN=([before]=$BIN_BEFORE [after]=$BIN_AFTER) PORT=([before]=5821 [after]=5822) PID=()
+cleanup() { for b in "${!PID[@]}"; do stop_pid "${PID[$b]}"; done; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+for b in before after; do
+  WARREN_BIN=${BIN[$b]} start_warren "${PORT[$b]}" "$WORK/$b" \
+    || { echo "$b did not start; see $WORK/$b.log" >&2; exit 1; }
+  PID[$b]=$WARREN_PID
+done
+
+perf() { # side log options...
+  local b=$1 log=$2; shift 2
+  local out
+  out=$("${BIN[after]}" perf --uri "amqp://guest:guest@127.0.0.1:${PORT[$b]}/%2f" --json "$@" 2>"$WORK/logs/$log.err" | tail -1) || true
+  [[ $out == "{"* ]] || out='{}'
+  echo "$out"
+}
+for b in before after; do perf "$b" "warmup-$b" --size 16 --multi-ack-every 100 --qos 1000 --time 2 --queue ab-warmup >/dev/null; done
+
+IFS=, read -ra LIST <<<"$SCENARIOS"
+for s in "${LIST[@]}"; do
+  for ((run = 1; run <= RUNS; run++)); do
+    if ((run % 2)); then order="before after"; else order="after before"; fi
+    for b in $order; do
+      # shellcheck disable=SC2046 # the options are words
+      line=$(perf "$b" "s$s-$b-$run" $(scenario_options "$s" "$run-$b"))
+      printf '%s\t%s\t%s\t%s\n' "$s" "$b" "$run" "$line" >>"$RESULTS"
+      echo "[$(date +%T)] scenario $s run $run $b: $line" | cut -c1-220 >&2
+    done
+  done
+done
+
+python3 - "$RESULTS" <<'PY'
+import json, statistics, sys
+rows = [l.rstrip("\n").split("\t", 3) for l in open(sys.argv[1])]
+by = {}
+for s, b, r, j in rows:
+    by.setdefault((s, b), []).append(json.loads(j))
+def fig(s, d):
+    if not d:
+        return "no result"
+    if s == "6":
+        lat = d.get("latency_us") or {}
+        return f"p50 {lat.get('p50')} us, p99 {lat.get('p99')} us"
+    return f"{d.get('publish_rate', 0):,.0f} pub/s, {d.get('consume_rate', 0):,.0f} cons/s"
+def med(s, runs):
+    if s == "6":
+        p50 = statistics.median((d.get("latency_us") or {}).get("p50", 0) for d in runs)
+        p99 = statistics.median((d.get("latency_us") or {}).get("p99", 0) for d in runs)
+        return f"median p50 {p50} us, p99 {p99} us"
+    return f"median {statistics.median(d.get('consume_rate', 0) for d in runs):,.0f} cons/s"
+print("| scenario | binary | runs | median |")
+print("|---|---|---|---|")
+for (s, b), runs in sorted(by.items(), key=lambda kv: (kv[0][0], kv[0][1] != "before")):
+    print(f"| {s} | {b} | {'; '.join(fig(s, d) for d in runs)} | {med(s, runs)} |")
+PY
