@@ -158,24 +158,24 @@ impl FrameHead {
 
 /// A frame payload either still in the read buffer or taken out of it.
 #[derive(Clone, Debug)]
-pub enum Payload<'a> {
+pub enum FramePayload<'a> {
     Borrowed(&'a [u8]),
     Owned(Bytes),
 }
 
-impl Payload<'_> {
+impl FramePayload<'_> {
     pub fn as_slice(&self) -> &[u8] {
         match self {
-            Payload::Borrowed(bytes) => bytes,
-            Payload::Owned(bytes) => bytes,
+            FramePayload::Borrowed(bytes) => bytes,
+            FramePayload::Owned(bytes) => bytes,
         }
     }
 
     /// The payload as owned bytes, copied if it is still in the read buffer.
     pub fn into_bytes(self) -> Bytes {
         match self {
-            Payload::Borrowed(bytes) => Bytes::copy_from_slice(bytes),
-            Payload::Owned(bytes) => bytes,
+            FramePayload::Borrowed(bytes) => Bytes::copy_from_slice(bytes),
+            FramePayload::Owned(bytes) => bytes,
         }
     }
 }

@@ -17,7 +17,7 @@ pub use amq_protocol::protocol::{
 pub use amq_protocol::types;
 pub use amq_protocol::types::{AMQPValue, FieldTable, LongString, ShortString};
 pub use content::ContentHeader;
-pub use frame::{FrameKind, FrameSplitter, Payload, RawFrame};
+pub use frame::{FrameKind, FramePayload, FrameSplitter, RawFrame};
 pub use method::{decode_method, parse_publish, put_method, PublishArgs};
 
 /// The protocol header a client sends first, and the one the broker answers with when it cannot serve the one it got.
