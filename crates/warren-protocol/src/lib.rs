@@ -1,11 +1,13 @@
 //! The AMQP 0-9-1 wire protocol: frame splitting, method decoding and encoding, content frames, the AMQP exceptions
 //! ([`error`]) and the client-side encoders `warren perf` uses. This is the only crate that
-//! imports `amq-protocol`; the rest of the broker uses the re-exports below.
+//! imports `amq-protocol`; the rest of the broker uses the re-exports below. [`ids`] names every method's
+//! (class, method) pair.
 
 pub mod client;
 pub mod error;
 pub mod content;
 pub mod frame;
+pub mod ids;
 #[cfg(test)]
 mod golden_tests;
 pub mod method;
