@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use bytes::Buf;
 
 use super::body::{Stamp, STAMP_LEN};
-use super::driver::{Ctx, Phase};
 use super::loss::{Received, Seen};
 use super::stats::{Counts, Meter};
+use super::turn::{Ctx, Phase};
 use warren_protocol::client::{parse_deliver, put_ack};
 use warren_protocol::frame::FrameKind;
 use warren_protocol::{basic, channel, decode_method, put_method, AMQPClass, RawFrame};

@@ -6,7 +6,8 @@
 //! - [`topology`](self) declares the exchange, queues and bindings; `setup` opens the producer and consumer
 //!   connections;
 //! - `driver`: one task per connection runs its producers and consumers (`producer`, `consumer`) without
-//!   awaiting per message;
+//!   awaiting per message; `turn`: what the driver hands them each turn (the phase, the output buffer), so the
+//!   handlers never import the driver;
 //! - [`body`]: the stamp in each message (producer, sequence number, send time); `loss`: who received what;
 //! - `stats`, [`histogram`], [`report`]: figures, once-a-second lines and the final [`Summary`];
 //! - `run`: the coordinator that starts, stops, drains and checks.
@@ -24,6 +25,7 @@ mod run;
 mod setup;
 mod stats;
 mod topology;
+mod turn;
 pub mod uri;
 
 use std::future::Future;

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 
 use super::body::{Stamp, MAX_SEQ, STAMP_LEN};
-use super::driver::{Ctx, Phase, WRITE_BATCH};
 use super::stats::{Counts, Meter};
+use super::turn::{Ctx, Phase, WRITE_BATCH};
 use warren_protocol::client::{parse_confirm, put_publish};
 use warren_protocol::content::{put_body_frames, put_content_header};
 use warren_protocol::frame::FrameKind;
