@@ -46,10 +46,15 @@ fn short(s: &str) -> &[u8] {
 /// basic.deliver's arguments, borrowed from the frame payload.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Deliver<'a> {
+    /// The consumer it is for.
     pub consumer_tag: &'a [u8],
+    /// The tag to ack it with.
     pub delivery_tag: u64,
+    /// Whether the broker delivered it before.
     pub redelivered: bool,
+    /// The exchange it was published to.
     pub exchange: &'a [u8],
+    /// The routing key it was published with.
     pub routing_key: &'a [u8],
 }
 
@@ -78,7 +83,9 @@ pub fn parse_deliver(payload: &[u8]) -> Option<Deliver<'_>> {
 pub struct Confirm {
     /// `true` for basic.ack, `false` for basic.nack.
     pub ack: bool,
+    /// The publish sequence number it settles.
     pub delivery_tag: u64,
+    /// Whether it settles every publish up to and including `delivery_tag`.
     pub multiple: bool,
 }
 

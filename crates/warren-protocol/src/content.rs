@@ -16,7 +16,9 @@ pub use crate::ids::CLASS_BASIC;
 /// The fixed part of a content header frame and the raw property bytes, kept undecoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ContentHeader {
+    /// The content class; only basic (60) is valid.
     pub class_id: u16,
+    /// How many body bytes the frames after it carry in all.
     pub body_size: u64,
     /// Property flags and property list exactly as the publisher sent them.
     pub properties_raw: Bytes,
@@ -118,10 +120,15 @@ fn short_str_len(s: &str) -> usize {
 
 /// basic.deliver's arguments.
 pub struct DeliverArgs<'a> {
+    /// The consumer the message goes to.
     pub consumer_tag: &'a str,
+    /// The channel's tag for this delivery, which the client acks.
     pub delivery_tag: u64,
+    /// Whether the message was delivered before (and requeued).
     pub redelivered: bool,
+    /// The exchange it was published to.
     pub exchange: &'a str,
+    /// The routing key it was published with.
     pub routing_key: &'a str,
 }
 

@@ -3,13 +3,16 @@
 //! imports `amq-protocol`; the rest of the broker uses the re-exports below. [`ids`] names every method's
 //! (class, method) pair.
 
+#![deny(missing_docs)]
+#![deny(unreachable_pub)]
+
 pub mod client;
-pub mod error;
 pub mod content;
+pub mod error;
 pub mod frame;
-pub mod ids;
 #[cfg(test)]
 mod golden_tests;
+pub mod ids;
 pub mod method;
 pub mod nesting;
 

@@ -11,7 +11,7 @@ use super::nesting::{self, MAX_FIELD_NESTING};
 use crate::error::{AmqpError, ReplyCode};
 
 /// Reads the class and method ids at the front of a method payload.
-pub fn method_ids(payload: &[u8]) -> Option<MethodId> {
+pub(crate) fn method_ids(payload: &[u8]) -> Option<MethodId> {
     if payload.len() < 4 {
         return None;
     }
@@ -33,13 +33,18 @@ pub fn qos_prefetch_size(payload: &[u8]) -> Option<u32> {
 /// The arguments of basic.publish, borrowed from the frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PublishArgs<'a> {
+    /// The exchange name; empty for the default exchange.
     pub exchange: &'a str,
+    /// The routing key.
     pub routing_key: &'a str,
+    /// Return the message with basic.return if no queue takes it.
     pub mandatory: bool,
+    /// Refused by RabbitMQ 3 and Warren alike; read so that the refusal can be sent.
     pub immediate: bool,
 }
 
 impl<'a> PublishArgs<'a> {
+    /// The arguments of a publish amq-protocol decoded, for the path where [`parse_publish`] gave up.
     pub fn of(publish: &'a basic::Publish) -> PublishArgs<'a> {
         PublishArgs {
             exchange: publish.exchange.as_str(),

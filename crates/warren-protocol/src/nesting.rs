@@ -16,7 +16,7 @@ pub const MAX_FIELD_NESTING: usize = 32;
 
 /// A table or array nested deeper than [`MAX_FIELD_NESTING`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TooDeep;
+pub(crate) struct TooDeep;
 
 /// The smallest number of bytes one nesting level can take: an array element is its type byte and a 4-byte length
 /// (a table entry also needs a key). A table shorter than this times the limit cannot be too deep, so typical
@@ -25,7 +25,7 @@ const MIN_BYTES_PER_LEVEL: usize = 5;
 
 /// Checks the length-prefixed field table at the front of `bytes`. On success, gives how many bytes the table
 /// takes, or None when it is malformed before it gets too deep (the decoder will refuse it).
-pub fn check_table(bytes: &[u8]) -> Result<Option<usize>, TooDeep> {
+pub(crate) fn check_table(bytes: &[u8]) -> Result<Option<usize>, TooDeep> {
     let Some(len) = read_u32(bytes, 0) else {
         return Ok(None);
     };
@@ -140,7 +140,7 @@ fn table_layout(class_id: u16, method_id: u16) -> &'static [Arg] {
 }
 
 /// Checks every field table in a method frame's payload (class and method ids first).
-pub fn check_method(payload: &[u8]) -> Result<(), TooDeep> {
+pub(crate) fn check_method(payload: &[u8]) -> Result<(), TooDeep> {
     let Some(ids) = payload.get(..4) else {
         return Ok(());
     };
@@ -166,7 +166,7 @@ pub fn check_method(payload: &[u8]) -> Result<(), TooDeep> {
 }
 
 /// Checks the headers table of basic properties (property flags first), the one property that nests.
-pub fn check_properties(raw: &[u8]) -> Result<(), TooDeep> {
+pub(crate) fn check_properties(raw: &[u8]) -> Result<(), TooDeep> {
     let Some(flags) = raw.get(..2) else {
         return Ok(());
     };
