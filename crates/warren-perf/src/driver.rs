@@ -27,7 +27,7 @@ const IDLE_READ_CHUNK: usize = 512;
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What runs on one channel.
-pub enum Handler {
+pub(crate) enum Handler {
     Producer(Producer),
     Consumer(Consumer),
     /// An open channel that does nothing until the run ends (`--idle-connections`).
@@ -75,13 +75,13 @@ impl Handler {
 }
 
 /// What a connection leaves when it ends.
-pub struct DriverOutcome {
+pub(crate) struct DriverOutcome {
     /// The handlers, for their reports.
     pub handlers: Vec<Handler>,
     pub errors: Vec<String>,
 }
 
-pub struct Driver {
+pub(crate) struct Driver {
     read: OwnedReadHalf,
     write: OwnedWriteHalf,
     inbuf: BytesMut,
@@ -98,7 +98,11 @@ pub struct Driver {
 
 impl Driver {
     /// Takes over a set-up connection whose channels `1..=handlers.len()` are open.
-    pub fn new(conn: Connection, handlers: Vec<Handler>, phase: watch::Receiver<Phase>) -> Driver {
+    pub(crate) fn new(
+        conn: Connection,
+        handlers: Vec<Handler>,
+        phase: watch::Receiver<Phase>,
+    ) -> Driver {
         let idle = handlers.iter().all(|h| matches!(h, Handler::Idle { .. }));
         Driver {
             read: conn.read,
@@ -115,7 +119,7 @@ impl Driver {
         }
     }
 
-    pub async fn run(mut self) -> DriverOutcome {
+    pub(crate) async fn run(mut self) -> DriverOutcome {
         let clean = self.serve().await;
         if clean {
             self.close().await;

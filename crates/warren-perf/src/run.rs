@@ -44,7 +44,10 @@ enum Stage {
     },
 }
 
-pub async fn run(plan: &Plan, interrupt: impl Future<Output = ()>) -> Result<Summary, PerfError> {
+pub(crate) async fn run(
+    plan: &Plan,
+    interrupt: impl Future<Output = ()>,
+) -> Result<Summary, PerfError> {
     let mut console = Console::new(plan.json);
     let mut errors = Vec::new();
     let (prepared, topology) = if plan.idle_connections > 0 {

@@ -8,11 +8,11 @@ use bytes::BytesMut;
 
 /// Bytes of publishes a producer appends before the buffer is written: at 16-byte bodies about 800 messages per
 /// write system call, few enough that send timestamps are not held back by more than a few microseconds.
-pub const WRITE_BATCH: usize = 64 * 1024;
+pub(crate) const WRITE_BATCH: usize = 64 * 1024;
 
 /// Where the run is, as the coordinator tells every connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Phase {
+pub(crate) enum Phase {
     Running,
     /// Producers stop publishing, wait for their confirms and close their channels.
     StopPublishing,
@@ -21,7 +21,7 @@ pub enum Phase {
 }
 
 /// What a handler sees while it runs: the output buffer and the time of this turn.
-pub struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     pub out: &'a mut BytesMut,
     pub now: Instant,
     pub now_ns: u64,
