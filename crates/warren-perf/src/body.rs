@@ -7,12 +7,12 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub const STAMP_LEN: usize = 16;
+pub(crate) const STAMP_LEN: usize = 16;
 /// The largest sequence number the stamp carries.
-pub const MAX_SEQ: u64 = (1 << 48) - 1;
+pub(crate) const MAX_SEQ: u64 = (1 << 48) - 1;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Stamp {
+pub(crate) struct Stamp {
     pub producer: u16,
     pub seq: u64,
     pub sent_at_ns: u64,
@@ -20,14 +20,14 @@ pub struct Stamp {
 
 impl Stamp {
     /// Writes the stamp over the first 16 bytes of `body` (which must be at least that long).
-    pub fn write(&self, body: &mut [u8]) {
+    pub(crate) fn write(&self, body: &mut [u8]) {
         let seq = (self.seq & MAX_SEQ) | (u64::from(self.producer) << 48);
         body[..8].copy_from_slice(&seq.to_be_bytes());
         body[8..STAMP_LEN].copy_from_slice(&self.sent_at_ns.to_be_bytes());
     }
 
     /// Reads a stamp; `None` if the body is too short to hold one (a message this tool did not send).
-    pub fn read(body: &[u8]) -> Option<Stamp> {
+    pub(crate) fn read(body: &[u8]) -> Option<Stamp> {
         let head: [u8; 8] = body.get(..8)?.try_into().ok()?;
         let time: [u8; 8] = body.get(8..STAMP_LEN)?.try_into().ok()?;
         let head = u64::from_be_bytes(head);
@@ -40,7 +40,7 @@ impl Stamp {
 }
 
 /// Nanoseconds since the Unix epoch (0 if the clock is before it).
-pub fn now_ns() -> u64 {
+pub(crate) fn now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)

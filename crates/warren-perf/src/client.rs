@@ -19,12 +19,12 @@ use warren_protocol::{
 };
 
 /// How long a setup call (connect, handshake step, declare, consume) may take.
-pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Used when the server proposes no frame size limit.
 const DEFAULT_FRAME_MAX: u32 = 131_072;
 
 /// An open connection in its setup phase.
-pub struct Connection {
+pub(crate) struct Connection {
     pub read: OwnedReadHalf,
     pub write: OwnedWriteHalf,
     pub inbuf: BytesMut,
@@ -40,7 +40,7 @@ pub struct Connection {
 
 impl Connection {
     /// Connects, logs in with PLAIN and opens the URI's vhost.
-    pub async fn open(uri: &AmqpUri, name: &str) -> Result<Connection, PerfError> {
+    pub(crate) async fn open(uri: &AmqpUri, name: &str) -> Result<Connection, PerfError> {
         let stream = timeout("connect", TcpStream::connect(&uri.address))
             .await?
             .map_err(|source| PerfError::Connect {
@@ -139,7 +139,7 @@ impl Connection {
     }
 
     /// Opens channel `id`.
-    pub async fn open_channel(&mut self, id: u16) -> Result<(), PerfError> {
+    pub(crate) async fn open_channel(&mut self, id: u16) -> Result<(), PerfError> {
         match self
             .call(
                 id,
@@ -152,14 +152,22 @@ impl Connection {
         }
     }
 
-    pub async fn send_method(&mut self, channel: u16, method: AMQPClass) -> Result<(), PerfError> {
+    pub(crate) async fn send_method(
+        &mut self,
+        channel: u16,
+        method: AMQPClass,
+    ) -> Result<(), PerfError> {
         self.out.clear();
         put_method(&mut self.out, channel, method);
         self.write.write_all(&self.out).await.map_err(PerfError::Io)
     }
 
     /// Sends `method` on `channel` and returns the next method the server sends on it.
-    pub async fn call(&mut self, channel: u16, method: AMQPClass) -> Result<AMQPClass, PerfError> {
+    pub(crate) async fn call(
+        &mut self,
+        channel: u16,
+        method: AMQPClass,
+    ) -> Result<AMQPClass, PerfError> {
         self.send_method(channel, method).await?;
         timeout("a reply", self.reply(channel)).await?
     }

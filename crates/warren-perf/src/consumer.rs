@@ -7,16 +7,16 @@ use std::time::{Duration, Instant};
 use bytes::Buf;
 
 use super::body::{Stamp, STAMP_LEN};
-use super::driver::{Ctx, Phase};
 use super::loss::{Received, Seen};
 use super::stats::{Counts, Meter};
+use super::turn::{Ctx, Phase};
 use warren_protocol::client::{parse_deliver, put_ack};
 use warren_protocol::frame::FrameKind;
 use warren_protocol::{basic, channel, decode_method, put_method, AMQPClass, RawFrame};
 
 /// What a consumer is told at start.
 #[derive(Clone, Debug)]
-pub struct ConsumerSpec {
+pub(crate) struct ConsumerSpec {
     /// Index of the queue (consumer group) it reads.
     pub group: usize,
     pub autoack: bool,
@@ -45,7 +45,7 @@ enum Incoming {
     },
 }
 
-pub struct Consumer {
+pub(crate) struct Consumer {
     spec: ConsumerSpec,
     channel: u16,
     incoming: Incoming,
@@ -63,13 +63,13 @@ pub struct Consumer {
 
 /// What a consumer leaves for the loss check.
 #[derive(Debug)]
-pub struct ConsumerReport {
+pub(crate) struct ConsumerReport {
     pub group: usize,
     pub received: Received,
 }
 
 impl Consumer {
-    pub fn new(spec: ConsumerSpec, channel: u16, meter: Meter) -> Consumer {
+    pub(crate) fn new(spec: ConsumerSpec, channel: u16, meter: Meter) -> Consumer {
         Consumer {
             received: Received::new(spec.producers),
             spec,
@@ -86,12 +86,12 @@ impl Consumer {
         }
     }
 
-    pub fn is_done(&self) -> bool {
+    pub(crate) fn is_done(&self) -> bool {
         self.done
     }
 
     /// Acks what is left and finishes once the coordinator says consumers stop.
-    pub fn poll(&mut self, ctx: &mut Ctx<'_>, phase: Phase) -> Option<Instant> {
+    pub(crate) fn poll(&mut self, ctx: &mut Ctx<'_>, phase: Phase) -> Option<Instant> {
         if phase >= Phase::StopConsuming && !self.done {
             self.ack(ctx);
             self.done = true;
@@ -110,7 +110,7 @@ impl Consumer {
 
     /// Handles a frame the broker sent on this consumer's channel. `Err` means the channel or the consumer is
     /// gone.
-    pub fn on_frame(&mut self, frame: &RawFrame, ctx: &mut Ctx<'_>) -> Result<(), String> {
+    pub(crate) fn on_frame(&mut self, frame: &RawFrame, ctx: &mut Ctx<'_>) -> Result<(), String> {
         if self.done {
             return Ok(());
         }
@@ -261,7 +261,7 @@ impl Consumer {
     }
 
     /// The channel or connection is gone.
-    pub fn stop(&mut self, now: Instant) {
+    pub(crate) fn stop(&mut self, now: Instant) {
         self.done = true;
         self.flush(now, true);
     }
@@ -288,7 +288,7 @@ impl Consumer {
         None
     }
 
-    pub fn report(self) -> ConsumerReport {
+    pub(crate) fn report(self) -> ConsumerReport {
         ConsumerReport {
             group: self.spec.group,
             received: self.received,

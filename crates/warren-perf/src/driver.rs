@@ -16,37 +16,18 @@ use super::body::now_ns;
 use super::client::Connection;
 use super::consumer::Consumer;
 use super::producer::Producer;
+use super::turn::{Ctx, Phase, WRITE_BATCH};
 use warren_protocol::frame::{put_heartbeat, FrameKind, FrameSplitter};
 use warren_protocol::{connection, decode_method, put_method, AMQPClass, RawFrame};
 
-/// Bytes of publishes a producer appends before the buffer is written: at 16-byte bodies about 800 messages per
-/// write system call, few enough that send timestamps are not held back by more than a few microseconds.
-pub const WRITE_BATCH: usize = 64 * 1024;
 /// Read buffer growth for busy connections; idle ones read in small steps to stay small.
 const READ_CHUNK: usize = 64 * 1024;
 const IDLE_READ_CHUNK: usize = 512;
 /// How long the final connection.close waits for close-ok.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Where the run is, as the coordinator tells every connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Phase {
-    Running,
-    /// Producers stop publishing, wait for their confirms and close their channels.
-    StopPublishing,
-    /// Consumers ack what they hold and every connection closes.
-    StopConsuming,
-}
-
-/// What a handler sees while it runs: the output buffer and the time of this turn.
-pub struct Ctx<'a> {
-    pub out: &'a mut BytesMut,
-    pub now: Instant,
-    pub now_ns: u64,
-}
-
 /// What runs on one channel.
-pub enum Handler {
+pub(crate) enum Handler {
     Producer(Producer),
     Consumer(Consumer),
     /// An open channel that does nothing until the run ends (`--idle-connections`).
@@ -94,13 +75,13 @@ impl Handler {
 }
 
 /// What a connection leaves when it ends.
-pub struct DriverOutcome {
+pub(crate) struct DriverOutcome {
     /// The handlers, for their reports.
     pub handlers: Vec<Handler>,
     pub errors: Vec<String>,
 }
 
-pub struct Driver {
+pub(crate) struct Driver {
     read: OwnedReadHalf,
     write: OwnedWriteHalf,
     inbuf: BytesMut,
@@ -117,7 +98,11 @@ pub struct Driver {
 
 impl Driver {
     /// Takes over a set-up connection whose channels `1..=handlers.len()` are open.
-    pub fn new(conn: Connection, handlers: Vec<Handler>, phase: watch::Receiver<Phase>) -> Driver {
+    pub(crate) fn new(
+        conn: Connection,
+        handlers: Vec<Handler>,
+        phase: watch::Receiver<Phase>,
+    ) -> Driver {
         let idle = handlers.iter().all(|h| matches!(h, Handler::Idle { .. }));
         Driver {
             read: conn.read,
@@ -134,7 +119,7 @@ impl Driver {
         }
     }
 
-    pub async fn run(mut self) -> DriverOutcome {
+    pub(crate) async fn run(mut self) -> DriverOutcome {
         let clean = self.serve().await;
         if clean {
             self.close().await;

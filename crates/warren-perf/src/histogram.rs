@@ -7,7 +7,7 @@ const SUB_BUCKETS: usize = 1 << SUB_BITS;
 const BUCKETS: usize = (64 - SUB_BITS as usize + 1) * SUB_BUCKETS;
 
 #[derive(Clone, Debug)]
-pub struct Histogram {
+pub(crate) struct Histogram {
     counts: Vec<u64>,
     total: u64,
     min: u64,
@@ -21,7 +21,7 @@ impl Default for Histogram {
 }
 
 impl Histogram {
-    pub fn new() -> Histogram {
+    pub(crate) fn new() -> Histogram {
         Histogram {
             counts: vec![0; BUCKETS],
             total: 0,
@@ -49,12 +49,12 @@ impl Histogram {
         ((SUB_BUCKETS as u64 + sub) << shift, 1 << shift)
     }
 
-    pub fn record(&mut self, value: u64) {
+    pub(crate) fn record(&mut self, value: u64) {
         self.record_n(value, 1);
     }
 
     /// Records `value` `n` times.
-    pub fn record_n(&mut self, value: u64, n: u64) {
+    pub(crate) fn record_n(&mut self, value: u64, n: u64) {
         if n == 0 {
             return;
         }
@@ -64,7 +64,7 @@ impl Histogram {
         self.max = self.max.max(value);
     }
 
-    pub fn merge(&mut self, other: &Histogram) {
+    pub(crate) fn merge(&mut self, other: &Histogram) {
         if other.total == 0 {
             return;
         }
@@ -76,7 +76,7 @@ impl Histogram {
         self.max = self.max.max(other.max);
     }
 
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         if self.total > 0 {
             self.counts.fill(0);
         }
@@ -85,22 +85,23 @@ impl Histogram {
         self.max = 0;
     }
 
-    pub fn count(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn count(&self) -> u64 {
         self.total
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.total == 0
     }
 
     /// The largest recorded value, exactly; `None` when empty.
-    pub fn max(&self) -> Option<u64> {
+    pub(crate) fn max(&self) -> Option<u64> {
         (self.total > 0).then_some(self.max)
     }
 
     /// The value at quantile `q` (0.0 ..= 1.0), to within the bucket's precision: the midpoint of the bucket
     /// holding that rank, kept within the exact minimum and maximum. `None` when empty.
-    pub fn quantile(&self, q: f64) -> Option<u64> {
+    pub(crate) fn quantile(&self, q: f64) -> Option<u64> {
         if self.total == 0 {
             return None;
         }

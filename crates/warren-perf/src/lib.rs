@@ -2,33 +2,41 @@
 //! client on Warren's own [`warren_protocol`] (hand-encoded publishes and acks, a zero-allocation deliver decoder)
 //! so that it is not the bottleneck when it measures a broker moving hundreds of thousands of messages a second.
 //!
-//! - [`options`]: the command line and its validation into a plan; [`uri`]: `amqp://` URIs;
-//! - [`topology`](self) declares the exchange, queues and bindings; `setup` opens the producer and consumer
+//! - `options`: the command line ([`PerfArgs`]) and its validation into a plan; `uri`: `amqp://` URIs;
+//! - `topology` declares the exchange, queues and bindings; `setup` opens the producer and consumer
 //!   connections;
 //! - `driver`: one task per connection runs its producers and consumers (`producer`, `consumer`) without
-//!   awaiting per message;
-//! - [`body`]: the stamp in each message (producer, sequence number, send time); `loss`: who received what;
-//! - `stats`, [`histogram`], [`report`]: figures, once-a-second lines and the final [`Summary`];
+//!   awaiting per message; `turn`: what the driver hands them each turn (the phase, the output buffer), so the
+//!   handlers never import the driver;
+//! - `body`: the stamp in each message (producer, sequence number, send time); `loss`: who received what;
+//! - `stats`, `histogram`, `report`: figures, once-a-second lines and the final [`Summary`];
 //! - `run`: the coordinator that starts, stops, drains and checks.
+//!
+//! Only [`run`], [`run_until`], their options and their [`Summary`] are public: the broker's `warren perf` command
+//! and its tests need nothing else, so everything behind them can change freely.
 
-pub mod body;
+#![deny(missing_docs)]
+#![deny(unreachable_pub)]
+
+mod body;
 mod client;
 mod consumer;
 mod driver;
-pub mod histogram;
+mod histogram;
 mod loss;
-pub mod options;
+mod options;
 mod producer;
-pub mod report;
+mod report;
 mod run;
 mod setup;
 mod stats;
 mod topology;
-pub mod uri;
+mod turn;
+mod uri;
 
 use std::future::Future;
 
-pub use options::PerfArgs;
+pub use options::{PerfArgs, QueueArgs};
 pub use report::{Latency, LossCheck, Summary};
 
 /// Why a run could not start or had to stop.
@@ -40,7 +48,9 @@ pub enum PerfError {
     /// The TCP connection to the broker failed.
     #[error("cannot connect to {address}: {source}")]
     Connect {
+        /// The host and port from the URI.
         address: String,
+        /// Why it failed.
         source: std::io::Error,
     },
     /// A socket error after connecting.
@@ -51,7 +61,12 @@ pub enum PerfError {
     Closed(String),
     /// The broker refused a setup step with channel.close or connection.close.
     #[error("the broker refused: {code} {text}")]
-    Refused { code: u16, text: String },
+    Refused {
+        /// The reply code.
+        code: u16,
+        /// The reply text.
+        text: String,
+    },
     /// The broker sent something this client cannot follow.
     #[error("protocol error: {0}")]
     Protocol(String),

@@ -5,11 +5,11 @@
 use std::collections::HashSet;
 
 /// Sequence numbers above this are not tracked (a bitset of 1 GiB per producer): they are counted as stale.
-pub const MAX_TRACKED_SEQ: u64 = 1 << 33;
+pub(crate) const MAX_TRACKED_SEQ: u64 = 1 << 33;
 
 /// What recording one delivery found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Seen {
+pub(crate) enum Seen {
     First,
     /// Seen before, and this copy is flagged redelivered.
     Redelivery,
@@ -19,7 +19,7 @@ pub enum Seen {
 
 /// The messages one consumer (or, merged, one consumer group) received.
 #[derive(Clone, Debug, Default)]
-pub struct Received {
+pub(crate) struct Received {
     /// A bitset per producer, indexed by sequence number.
     bits: Vec<Vec<u64>>,
     /// Copies received with the redelivered flag, by (producer, seq).
@@ -28,7 +28,7 @@ pub struct Received {
 }
 
 impl Received {
-    pub fn new(producers: usize) -> Received {
+    pub(crate) fn new(producers: usize) -> Received {
         Received {
             bits: vec![Vec::new(); producers],
             ..Received::default()
@@ -37,7 +37,7 @@ impl Received {
 
     /// Records one delivery; `None` if it is not tracked (a producer of another run, a sequence number of 0 or
     /// above [`MAX_TRACKED_SEQ`]).
-    pub fn record(&mut self, producer: u16, seq: u64, redelivered: bool) -> Option<Seen> {
+    pub(crate) fn record(&mut self, producer: u16, seq: u64, redelivered: bool) -> Option<Seen> {
         if seq == 0 || seq > MAX_TRACKED_SEQ {
             return None;
         }
@@ -64,7 +64,7 @@ impl Received {
 
     /// Folds another consumer's receipts of the same group into this one: a message both received is a duplicate
     /// unless one of the copies was flagged redelivered.
-    pub fn merge(&mut self, other: Received) {
+    pub(crate) fn merge(&mut self, other: Received) {
         self.duplicates += other.duplicates;
         for (producer, theirs) in other.bits.into_iter().enumerate() {
             let Some(mine) = self.bits.get_mut(producer) else {
@@ -91,7 +91,7 @@ impl Received {
 
     /// How many of `producer`'s messages `1..=sent`, less those in `not_expected` (nacked or never confirmed),
     /// were not received.
-    pub fn missing(&self, producer: usize, sent: u64, not_expected: &HashSet<u64>) -> u64 {
+    pub(crate) fn missing(&self, producer: usize, sent: u64, not_expected: &HashSet<u64>) -> u64 {
         let bits = self.bits.get(producer).map_or(&[][..], |b| &b[..]);
         let mut received = 0u64;
         let full_words = ((sent + 1) / 64) as usize;

@@ -9,15 +9,15 @@ use super::uri::AmqpUri;
 use super::PerfError;
 use warren_protocol::{AMQPValue, FieldTable, ShortString};
 
-pub const DEFAULT_URI: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+pub(crate) const DEFAULT_URI: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 /// The body carries a producer id, a sequence number and a send timestamp: 16 bytes (see `body.rs`).
-pub const MIN_SIZE: usize = 16;
+pub(crate) const MIN_SIZE: usize = 16;
 /// RabbitMQ's largest accepted message (`max_message_size`).
-pub const MAX_SIZE: usize = 128 << 20;
+pub(crate) const MAX_SIZE: usize = 128 << 20;
 /// Exchange declared for `--queues N` when `--exchange` is not given.
-pub const FANOUT_EXCHANGE: &str = "warren-perf-fanout";
+pub(crate) const FANOUT_EXCHANGE: &str = "warren-perf-fanout";
 /// Routing key when publishing to a named exchange without `--routing-key`.
-pub const DEFAULT_ROUTING_KEY: &str = "warren-perf";
+pub(crate) const DEFAULT_ROUTING_KEY: &str = "warren-perf";
 
 /// Measure an AMQP 0-9-1 broker: publish and consume as fast as it allows (or at a set rate) and report
 /// throughput, confirm latency, end-to-end latency and whether every message arrived exactly once.
@@ -164,7 +164,10 @@ impl Default for PerfArgs {
 
 /// `--queue-args`, parsed into an AMQP field table.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct QueueArgs(pub FieldTable);
+pub struct QueueArgs(
+    /// The arguments queue.declare carries.
+    pub FieldTable,
+);
 
 fn parse_size(s: &str) -> Result<usize, String> {
     let size: usize = s.parse().map_err(|e| format!("{e}"))?;
@@ -204,14 +207,14 @@ fn parse_queue_args(s: &str) -> Result<QueueArgs, String> {
 
 /// What a consumer group reads: one queue, named now or by the server at declare time.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct QueuePlan {
+pub(crate) struct QueuePlan {
     /// Empty for a server-named queue.
     pub name: String,
 }
 
 /// The validated options.
 #[derive(Clone, Debug)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub uri: AmqpUri,
     pub producers: usize,
     pub consumers: usize,
@@ -242,7 +245,7 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn new(args: &PerfArgs) -> Result<Plan, PerfError> {
+    pub(crate) fn new(args: &PerfArgs) -> Result<Plan, PerfError> {
         let invalid = |text: String| Err(PerfError::InvalidOptions(text));
         let uri = AmqpUri::parse(&args.uri)?;
         let groups = args.queues as usize;
@@ -338,13 +341,13 @@ impl Plan {
 
     /// The one queue (consumer group) producer `id` publishes to with `--spread`; `None` when every producer's
     /// messages reach every queue.
-    pub fn producer_queue(&self, id: usize) -> Option<usize> {
+    pub(crate) fn producer_queue(&self, id: usize) -> Option<usize> {
         self.spread.then(|| id % self.queues.len().max(1))
     }
 
     /// Deliveries a consumer takes before it acks them all with one basic.ack multiple=true: every
     /// `--multi-ack-every`, but never more than the prefetch allows, or the consumer would wait forever.
-    pub fn ack_every(&self) -> u32 {
+    pub(crate) fn ack_every(&self) -> u32 {
         if self.qos == 0 {
             self.multi_ack_every
         } else {

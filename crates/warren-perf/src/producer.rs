@@ -9,19 +9,19 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 
 use super::body::{Stamp, MAX_SEQ, STAMP_LEN};
-use super::driver::{Ctx, Phase, WRITE_BATCH};
 use super::stats::{Counts, Meter};
+use super::turn::{Ctx, Phase, WRITE_BATCH};
 use warren_protocol::client::{parse_confirm, put_publish};
 use warren_protocol::content::{put_body_frames, put_content_header};
 use warren_protocol::frame::FrameKind;
 use warren_protocol::{channel, decode_method, put_method, AMQPClass, RawFrame};
 
 /// How long a stopped producer waits for its outstanding confirms before it gives up on them.
-pub const CONFIRM_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const CONFIRM_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What a producer is told at start.
 #[derive(Clone, Debug)]
-pub struct ProducerSpec {
+pub(crate) struct ProducerSpec {
     pub id: u16,
     pub exchange: String,
     pub routing_key: String,
@@ -46,7 +46,7 @@ enum State {
 
 /// What a producer leaves for the loss check.
 #[derive(Debug, Default)]
-pub struct ProducerReport {
+pub(crate) struct ProducerReport {
     pub id: u16,
     pub sent: u64,
     /// Sequence numbers nacked by the broker.
@@ -55,7 +55,7 @@ pub struct ProducerReport {
     pub unconfirmed: Vec<u64>,
 }
 
-pub struct Producer {
+pub(crate) struct Producer {
     spec: ProducerSpec,
     channel: u16,
     /// The frames of one publish (method, header, body); `stamp_at` is where the body starts.
@@ -73,7 +73,7 @@ pub struct Producer {
 }
 
 impl Producer {
-    pub fn new(spec: ProducerSpec, channel: u16, frame_max: u32, meter: Meter) -> Producer {
+    pub(crate) fn new(spec: ProducerSpec, channel: u16, frame_max: u32, meter: Meter) -> Producer {
         let mut template = BytesMut::new();
         put_publish(
             &mut template,
@@ -104,13 +104,13 @@ impl Producer {
         }
     }
 
-    pub fn is_done(&self) -> bool {
+    pub(crate) fn is_done(&self) -> bool {
         self.state == State::Done
     }
 
     /// Appends what may be published now; returns when it next wants to be polled if nothing else happens
     /// (the rate limiter's next slot, the deadline, the confirm-drain timeout).
-    pub fn poll(&mut self, ctx: &mut Ctx<'_>, phase: Phase) -> Option<Instant> {
+    pub(crate) fn poll(&mut self, ctx: &mut Ctx<'_>, phase: Phase) -> Option<Instant> {
         let wake = match self.state {
             State::Publishing => self.publish(ctx, phase),
             State::Draining(until) => {
@@ -213,7 +213,7 @@ impl Producer {
     }
 
     /// Handles a frame the broker sent on this producer's channel. `Err` means the channel is gone.
-    pub fn on_frame(&mut self, frame: &RawFrame, ctx: &mut Ctx<'_>) -> Result<(), String> {
+    pub(crate) fn on_frame(&mut self, frame: &RawFrame, ctx: &mut Ctx<'_>) -> Result<(), String> {
         if frame.kind != FrameKind::Method {
             // Content of a basic.return (this tool never publishes mandatory, but a broker may still send one).
             return Ok(());
@@ -261,7 +261,7 @@ impl Producer {
     }
 
     /// The channel or the connection is over (cleanly or not): stop where it stands.
-    pub fn end(&mut self, now: Instant) {
+    pub(crate) fn end(&mut self, now: Instant) {
         if self.state == State::Publishing {
             self.meter.lock().stopped_publishing = Some(now);
         }
@@ -290,11 +290,11 @@ impl Producer {
     }
 
     /// A confirm-window error or an unconfirmed remainder, to report.
-    pub fn take_error(&mut self) -> Option<String> {
+    pub(crate) fn take_error(&mut self) -> Option<String> {
         self.error.take()
     }
 
-    pub fn report(self) -> ProducerReport {
+    pub(crate) fn report(self) -> ProducerReport {
         let (nacked, unconfirmed) = match self.window {
             Some(w) => {
                 let unconfirmed = w.unconfirmed();

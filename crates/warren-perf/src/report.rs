@@ -11,14 +11,19 @@ use super::stats::Counts;
 /// Latency quantiles in nanoseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Latency {
+    /// The median.
     pub p50: u64,
+    /// The 95th percentile.
     pub p95: u64,
+    /// The 99th percentile.
     pub p99: u64,
+    /// The slowest one recorded.
     pub max: u64,
 }
 
 impl Latency {
-    pub fn of(h: &Histogram) -> Option<Latency> {
+    /// The quantiles of `h`; `None` when it recorded nothing.
+    pub(crate) fn of(h: &Histogram) -> Option<Latency> {
         Some(Latency {
             p50: h.quantile(0.50)?,
             p95: h.quantile(0.95)?,
@@ -43,8 +48,11 @@ pub struct LossCheck {
 /// The outcome of a run.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Summary {
+    /// Publishing channels.
     pub producers: usize,
+    /// Consuming channels.
     pub consumers: usize,
+    /// Body size in bytes.
     pub size: usize,
     /// From the first publish to the end of the drain.
     pub elapsed: Duration,
@@ -52,16 +60,23 @@ pub struct Summary {
     pub publish_time: Duration,
     /// From the first publish until the last delivery.
     pub consume_time: Duration,
+    /// Messages published.
     pub sent: u64,
+    /// Publishes the broker confirmed with basic.ack.
     pub confirmed: u64,
+    /// Publishes the broker refused with basic.nack.
     pub nacked: u64,
+    /// Deliveries of this run's messages, over all consumers.
     pub received: u64,
+    /// Of those, deliveries with the redelivered flag.
     pub redelivered: u64,
     /// Messages from an earlier run or another tool, ignored.
     pub stale: u64,
     /// Messages per second, over `publish_time` and `consume_time`.
     pub publish_rate: f64,
+    /// Deliveries per second, over `consume_time`.
     pub consume_rate: f64,
+    /// From a publish to its confirm; `None` without confirms.
     pub confirm_latency: Option<Latency>,
     /// From the send timestamp in the body to the delivery.
     pub latency: Option<Latency>,
@@ -82,6 +97,7 @@ impl Summary {
                 .is_none_or(|l| l.missing == 0 && l.duplicates == 0)
     }
 
+    /// The human-readable report printed at the end of a run.
     pub fn render(&self) -> String {
         let mut s = String::new();
         let elapsed = self.elapsed.as_secs_f64();
@@ -222,7 +238,7 @@ fn us(ns: u64) -> String {
 }
 
 /// A latency for people: "850 us", "1.23 ms", "2.5 s".
-pub fn ms(ns: u64) -> String {
+pub(crate) fn ms(ns: u64) -> String {
     if ns < 1_000_000 {
         format!("{} us", ns / 1000)
     } else if ns < 1_000_000_000 {
@@ -251,7 +267,7 @@ fn json_string(text: &str) -> String {
 }
 
 /// The once-a-second line.
-pub fn second_line(
+pub(crate) fn second_line(
     second: u64,
     label: &str,
     interval: &Counts,
@@ -276,14 +292,14 @@ pub fn second_line(
 
 /// Where lines go: stdout, or stderr when stdout is kept for the JSON summary. On a terminal a progress line is
 /// kept at the bottom and redrawn in place.
-pub struct Console {
+pub(crate) struct Console {
     to_stderr: bool,
     tty: bool,
     progress_shown: bool,
 }
 
 impl Console {
-    pub fn new(json: bool) -> Console {
+    pub(crate) fn new(json: bool) -> Console {
         let tty = if json {
             std::io::stderr().is_terminal()
         } else {
@@ -296,7 +312,7 @@ impl Console {
         }
     }
 
-    pub fn is_terminal(&self) -> bool {
+    pub(crate) fn is_terminal(&self) -> bool {
         self.tty
     }
 
@@ -310,21 +326,21 @@ impl Console {
         };
     }
 
-    pub fn line(&mut self, text: &str) {
+    pub(crate) fn line(&mut self, text: &str) {
         let clear = if self.progress_shown { "\r\x1b[2K" } else { "" };
         self.progress_shown = false;
         self.write(&format!("{clear}{text}\n"));
     }
 
     /// Redraws the progress line (terminals only).
-    pub fn progress(&mut self, text: &str) {
+    pub(crate) fn progress(&mut self, text: &str) {
         if self.tty {
             self.progress_shown = true;
             self.write(&format!("\r\x1b[2K{text}"));
         }
     }
 
-    pub fn clear_progress(&mut self) {
+    pub(crate) fn clear_progress(&mut self) {
         if self.progress_shown {
             self.progress_shown = false;
             self.write("\r\x1b[2K");
@@ -333,7 +349,7 @@ impl Console {
 }
 
 /// `[#####-----] 5/10 s` or, without a known end, the elapsed time.
-pub fn progress_bar(done: f64, total: Option<f64>, unit: &str) -> String {
+pub(crate) fn progress_bar(done: f64, total: Option<f64>, unit: &str) -> String {
     match total {
         Some(total) if total > 0.0 => {
             const WIDTH: usize = 30;

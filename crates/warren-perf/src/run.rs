@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 
 use super::body::now_ns;
 use super::consumer::{Consumer, ConsumerReport, ConsumerSpec};
-use super::driver::{Driver, DriverOutcome, Handler, Phase};
+use super::driver::{Driver, DriverOutcome, Handler};
 use super::loss::Received;
 use super::options::Plan;
 use super::producer::{Producer, ProducerReport, ProducerSpec};
@@ -19,6 +19,7 @@ use super::report::{progress_bar, second_line, Console, Latency, LossCheck, Summ
 use super::setup::{self, Prepared, Role};
 use super::stats::{Counts, Meter, Meters};
 use super::topology::{self, Topology};
+use super::turn::Phase;
 use super::PerfError;
 
 /// How often the coordinator looks at the meters.
@@ -43,7 +44,10 @@ enum Stage {
     },
 }
 
-pub async fn run(plan: &Plan, interrupt: impl Future<Output = ()>) -> Result<Summary, PerfError> {
+pub(crate) async fn run(
+    plan: &Plan,
+    interrupt: impl Future<Output = ()>,
+) -> Result<Summary, PerfError> {
     let mut console = Console::new(plan.json);
     let mut errors = Vec::new();
     let (prepared, topology) = if plan.idle_connections > 0 {

@@ -14,7 +14,7 @@ use warren_protocol::{basic, confirm, AMQPClass, FieldTable, ShortString};
 
 /// What runs on one channel once the run starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
+pub(crate) enum Role {
     /// Producer id.
     Producer(u16),
     /// Consumer index.
@@ -23,7 +23,7 @@ pub enum Role {
 }
 
 /// A connection whose channel `i + 1` is set up for `roles[i]`.
-pub struct Prepared {
+pub(crate) struct Prepared {
     pub conn: Connection,
     pub roles: Vec<Role>,
 }
@@ -32,7 +32,7 @@ pub struct Prepared {
 const IDLE_OPEN_CONCURRENCY: usize = 64;
 
 /// Opens every producer and consumer connection of the plan.
-pub async fn connect(plan: &Plan, topology: &Topology) -> Result<Vec<Prepared>, PerfError> {
+pub(crate) async fn connect(plan: &Plan, topology: &Topology) -> Result<Vec<Prepared>, PerfError> {
     let consumers = (0..plan.consumers).map(Role::Consumer);
     let producers = (0..plan.producers).map(|id| Role::Producer(id as u16));
     let roles: Vec<Role> = consumers.chain(producers).collect();
@@ -137,7 +137,7 @@ async fn set_up(
 
 /// Opens `--idle-connections` connections, a few dozen at a time. Returns those that opened and the errors of
 /// those that did not.
-pub async fn connect_idle(plan: &Plan) -> (Vec<Prepared>, Vec<String>) {
+pub(crate) async fn connect_idle(plan: &Plan) -> (Vec<Prepared>, Vec<String>) {
     let permits = Arc::new(Semaphore::new(IDLE_OPEN_CONCURRENCY));
     let mut tasks = JoinSet::new();
     for i in 0..plan.idle_connections {

@@ -9,7 +9,7 @@ use super::histogram::Histogram;
 
 /// One producer's or consumer's figures since the reporter last took them, plus its state.
 #[derive(Debug, Default)]
-pub struct Counts {
+pub(crate) struct Counts {
     pub sent: u64,
     pub confirmed: u64,
     pub nacked: u64,
@@ -25,7 +25,7 @@ pub struct Counts {
 
 impl Counts {
     /// Adds `other` into `self` (histograms included).
-    pub fn add(&mut self, other: &Counts) {
+    pub(crate) fn add(&mut self, other: &Counts) {
         self.sent += other.sent;
         self.confirmed += other.confirmed;
         self.nacked += other.nacked;
@@ -38,7 +38,7 @@ impl Counts {
     }
 
     /// Nothing counted and nothing recorded.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.sent == 0
             && self.confirmed == 0
             && self.nacked == 0
@@ -48,7 +48,7 @@ impl Counts {
             && self.latency.is_empty()
     }
 
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.sent = 0;
         self.confirmed = 0;
         self.nacked = 0;
@@ -62,7 +62,7 @@ impl Counts {
 }
 
 #[derive(Debug, Default)]
-pub struct MeterState {
+pub(crate) struct MeterState {
     /// Since the reporter last drained it.
     pub interval: Counts,
     /// Unique messages of this run received so far (for the drain phase), never reset.
@@ -77,20 +77,20 @@ pub struct MeterState {
 
 /// A handler's shared figures.
 #[derive(Clone, Debug, Default)]
-pub struct Meter(Arc<Mutex<MeterState>>);
+pub(crate) struct Meter(Arc<Mutex<MeterState>>);
 
 impl Meter {
-    pub fn new() -> Meter {
+    pub(crate) fn new() -> Meter {
         Meter::default()
     }
 
     /// A poisoned lock only means another thread panicked mid-update; the counters are still usable.
-    pub fn lock(&self) -> MutexGuard<'_, MeterState> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, MeterState> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Moves the interval's figures into `into` and starts a new interval.
-    pub fn drain_into(&self, into: &mut Counts) {
+    pub(crate) fn drain_into(&self, into: &mut Counts) {
         let mut state = self.lock();
         into.add(&state.interval);
         state.interval.reset();
@@ -99,7 +99,7 @@ impl Meter {
 
 /// Every meter of a run, grouped by role.
 #[derive(Clone, Debug, Default)]
-pub struct Meters {
+pub(crate) struct Meters {
     pub producers: Vec<Meter>,
     /// With the consumer group (queue index) of each consumer.
     pub consumers: Vec<(usize, Meter)>,
@@ -107,7 +107,7 @@ pub struct Meters {
 
 impl Meters {
     /// Takes the interval's figures of every meter.
-    pub fn drain(&self) -> Counts {
+    pub(crate) fn drain(&self) -> Counts {
         let mut counts = Counts::default();
         for meter in self
             .producers
@@ -119,16 +119,16 @@ impl Meters {
         counts
     }
 
-    pub fn producers_done(&self) -> bool {
+    pub(crate) fn producers_done(&self) -> bool {
         self.producers.iter().all(|m| m.lock().done)
     }
 
-    pub fn consumers_done(&self) -> bool {
+    pub(crate) fn consumers_done(&self) -> bool {
         self.consumers.iter().all(|(_, m)| m.lock().done)
     }
 
     /// Unique messages received by each of `groups` consumer groups.
-    pub fn unique_per_group(&self, groups: usize) -> Vec<u64> {
+    pub(crate) fn unique_per_group(&self, groups: usize) -> Vec<u64> {
         let mut per_group = vec![0; groups];
         for (group, meter) in &self.consumers {
             if let Some(slot) = per_group.get_mut(*group) {
@@ -139,7 +139,7 @@ impl Meters {
     }
 
     /// When the last producer stopped publishing, if all have.
-    pub fn publishing_stopped(&self) -> Option<Instant> {
+    pub(crate) fn publishing_stopped(&self) -> Option<Instant> {
         let mut last = None;
         for meter in &self.producers {
             let at = meter.lock().stopped_publishing?;
@@ -148,7 +148,7 @@ impl Meters {
         last
     }
 
-    pub fn last_received(&self) -> Option<Instant> {
+    pub(crate) fn last_received(&self) -> Option<Instant> {
         self.consumers
             .iter()
             .filter_map(|(_, m)| m.lock().last_received)

@@ -9,7 +9,7 @@ use warren_protocol::{exchange, queue, AMQPClass, FieldTable, ShortString};
 
 /// The names producers and consumers use, once the server has named its queues.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Topology {
+pub(crate) struct Topology {
     pub exchange: String,
     pub routing_key: String,
     /// One per consumer group.
@@ -21,7 +21,7 @@ fn short(what: &str, s: &str) -> Result<ShortString, PerfError> {
         .map_err(|_| PerfError::InvalidOptions(format!("{what} `{s}` is longer than 255 bytes")))
 }
 
-pub async fn declare(plan: &Plan) -> Result<Topology, PerfError> {
+pub(crate) async fn declare(plan: &Plan) -> Result<Topology, PerfError> {
     if plan.predeclared {
         return Ok(resolve(
             plan,

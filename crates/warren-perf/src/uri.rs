@@ -4,7 +4,7 @@
 use super::PerfError;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AmqpUri {
+pub(crate) struct AmqpUri {
     pub user: String,
     pub password: String,
     /// `host:port`, as `TcpStream::connect` takes it (IPv6 hosts keep their brackets).
@@ -13,7 +13,7 @@ pub struct AmqpUri {
 }
 
 impl AmqpUri {
-    pub fn parse(uri: &str) -> Result<AmqpUri, PerfError> {
+    pub(crate) fn parse(uri: &str) -> Result<AmqpUri, PerfError> {
         let invalid = |why: &str| PerfError::InvalidOptions(format!("--uri {uri}: {why}"));
         let rest = match uri.split_once("://") {
             Some(("amqp", rest)) => rest,

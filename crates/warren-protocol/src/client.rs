@@ -4,13 +4,8 @@
 
 use bytes::{BufMut, BytesMut};
 
-use super::content::CLASS_BASIC;
 use super::frame::{put_frame_header, FRAME_END, FRAME_METHOD};
-
-const METHOD_PUBLISH: u16 = 40;
-const METHOD_DELIVER: u16 = 60;
-const METHOD_ACK: u16 = 80;
-const METHOD_NACK: u16 = 120;
+use super::ids::{put_method_id, BASIC_ACK, BASIC_DELIVER, BASIC_NACK, BASIC_PUBLISH};
 
 /// Appends basic.publish. Names longer than 255 bytes are cut, as the short-string type requires; callers
 /// validate names before they get here.
@@ -25,8 +20,7 @@ pub fn put_publish(
     let routing_key = short(routing_key);
     let size = 4 + 2 + 1 + exchange.len() + 1 + routing_key.len() + 1;
     put_frame_header(out, FRAME_METHOD, channel, size as u32);
-    out.put_u16(CLASS_BASIC);
-    out.put_u16(METHOD_PUBLISH);
+    put_method_id(out, BASIC_PUBLISH);
     out.put_u16(0); // reserved-1 (ticket)
     out.put_u8(exchange.len() as u8);
     out.extend_from_slice(exchange);
@@ -39,8 +33,7 @@ pub fn put_publish(
 /// Appends a consumer's basic.ack.
 pub fn put_ack(out: &mut BytesMut, channel: u16, delivery_tag: u64, multiple: bool) {
     put_frame_header(out, FRAME_METHOD, channel, 13);
-    out.put_u16(CLASS_BASIC);
-    out.put_u16(METHOD_ACK);
+    put_method_id(out, BASIC_ACK);
     out.put_u64(delivery_tag);
     out.put_u8(u8::from(multiple));
     out.put_u8(FRAME_END);
@@ -53,17 +46,22 @@ fn short(s: &str) -> &[u8] {
 /// basic.deliver's arguments, borrowed from the frame payload.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Deliver<'a> {
+    /// The consumer it is for.
     pub consumer_tag: &'a [u8],
+    /// The tag to ack it with.
     pub delivery_tag: u64,
+    /// Whether the broker delivered it before.
     pub redelivered: bool,
+    /// The exchange it was published to.
     pub exchange: &'a [u8],
+    /// The routing key it was published with.
     pub routing_key: &'a [u8],
 }
 
 /// Decodes a method payload if it is basic.deliver; `None` for any other method or a truncated one.
 pub fn parse_deliver(payload: &[u8]) -> Option<Deliver<'_>> {
     let mut r = Reader(payload);
-    if r.u16()? != CLASS_BASIC || r.u16()? != METHOD_DELIVER {
+    if (r.u16()?, r.u16()?) != BASIC_DELIVER {
         return None;
     }
     let consumer_tag = r.short_str()?;
@@ -85,19 +83,18 @@ pub fn parse_deliver(payload: &[u8]) -> Option<Deliver<'_>> {
 pub struct Confirm {
     /// `true` for basic.ack, `false` for basic.nack.
     pub ack: bool,
+    /// The publish sequence number it settles.
     pub delivery_tag: u64,
+    /// Whether it settles every publish up to and including `delivery_tag`.
     pub multiple: bool,
 }
 
 /// Decodes a method payload if it is basic.ack or basic.nack; `None` for any other method or a truncated one.
 pub fn parse_confirm(payload: &[u8]) -> Option<Confirm> {
     let mut r = Reader(payload);
-    if r.u16()? != CLASS_BASIC {
-        return None;
-    }
-    let ack = match r.u16()? {
-        METHOD_ACK => true,
-        METHOD_NACK => false,
+    let ack = match (r.u16()?, r.u16()?) {
+        BASIC_ACK => true,
+        BASIC_NACK => false,
         _ => return None,
     };
     let delivery_tag = r.u64()?;

@@ -8,13 +8,17 @@ use bytes::{BufMut, Bytes, BytesMut};
 use super::frame::{put_frame_header, FRAME_BODY, FRAME_END, FRAME_HEADER, FRAME_METHOD};
 use super::nesting::{self, MAX_FIELD_NESTING};
 use crate::error::{AmqpError, ReplyCode};
+use crate::ids::{put_method_id, BASIC_ACK, BASIC_DELIVER, BASIC_GET_OK, BASIC_NACK, BASIC_RETURN};
 
-pub const CLASS_BASIC: u16 = 60;
+/// The class of every content header (re-exported here, where the broker checks it).
+pub use crate::ids::CLASS_BASIC;
 
 /// The fixed part of a content header frame and the raw property bytes, kept undecoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ContentHeader {
+    /// The content class; only basic (60) is valid.
     pub class_id: u16,
+    /// How many body bytes the frames after it carry in all.
     pub body_size: u64,
     /// Property flags and property list exactly as the publisher sent them.
     pub properties_raw: Bytes,
@@ -116,10 +120,15 @@ fn short_str_len(s: &str) -> usize {
 
 /// basic.deliver's arguments.
 pub struct DeliverArgs<'a> {
+    /// The consumer the message goes to.
     pub consumer_tag: &'a str,
+    /// The channel's tag for this delivery, which the client acks.
     pub delivery_tag: u64,
+    /// Whether the message was delivered before (and requeued).
     pub redelivered: bool,
+    /// The exchange it was published to.
     pub exchange: &'a str,
+    /// The routing key it was published with.
     pub routing_key: &'a str,
 }
 
@@ -132,8 +141,7 @@ pub fn put_deliver(out: &mut BytesMut, channel: u16, args: &DeliverArgs<'_>) {
         + short_str_len(args.exchange)
         + short_str_len(args.routing_key);
     put_frame_header(out, FRAME_METHOD, channel, size as u32);
-    out.put_u16(CLASS_BASIC);
-    out.put_u16(60);
+    put_method_id(out, BASIC_DELIVER);
     put_short_str(out, args.consumer_tag);
     out.put_u64(args.delivery_tag);
     out.put_u8(u8::from(args.redelivered));
@@ -154,8 +162,7 @@ pub fn put_get_ok(
 ) {
     let size = 4 + 8 + 1 + short_str_len(exchange) + short_str_len(routing_key) + 4;
     put_frame_header(out, FRAME_METHOD, channel, size as u32);
-    out.put_u16(CLASS_BASIC);
-    out.put_u16(71);
+    put_method_id(out, BASIC_GET_OK);
     out.put_u64(delivery_tag);
     out.put_u8(u8::from(redelivered));
     put_short_str(out, exchange);
@@ -176,8 +183,7 @@ pub fn put_return(
     let size =
         4 + 2 + short_str_len(reply_text) + short_str_len(exchange) + short_str_len(routing_key);
     put_frame_header(out, FRAME_METHOD, channel, size as u32);
-    out.put_u16(CLASS_BASIC);
-    out.put_u16(50);
+    put_method_id(out, BASIC_RETURN);
     out.put_u16(reply_code);
     put_short_str(out, reply_text);
     put_short_str(out, exchange);
@@ -189,14 +195,12 @@ pub fn put_return(
 pub fn put_confirm(out: &mut BytesMut, channel: u16, delivery_tag: u64, multiple: bool, ack: bool) {
     if ack {
         put_frame_header(out, FRAME_METHOD, channel, 13);
-        out.put_u16(CLASS_BASIC);
-        out.put_u16(80);
+        put_method_id(out, BASIC_ACK);
         out.put_u64(delivery_tag);
         out.put_u8(u8::from(multiple));
     } else {
         put_frame_header(out, FRAME_METHOD, channel, 13);
-        out.put_u16(CLASS_BASIC);
-        out.put_u16(120);
+        put_method_id(out, BASIC_NACK);
         out.put_u64(delivery_tag);
         out.put_u8(u8::from(multiple));
     }

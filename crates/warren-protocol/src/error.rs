@@ -6,33 +6,52 @@ use std::fmt;
 /// Soft errors close the channel; hard errors close the connection (AMQP 0-9-1 section 1.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scope {
+    /// Answered with channel.close; the connection and its other channels go on.
     Channel,
+    /// Answered with connection.close; every channel on the connection ends.
     Connection,
 }
 
 /// AMQP reply codes Warren sends, with RabbitMQ's names (used as the prefix of the reply text).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReplyCode {
+    /// 311: the message body is larger than the broker accepts.
     ContentTooLarge = 311,
+    /// 312: a mandatory message matched no queue (sent with basic.return, not a close).
     NoRoute = 312,
+    /// 403: the user may not do this (vhost, configure, write or read permission, exclusive queue).
     AccessRefused = 403,
+    /// 404: the named exchange or queue does not exist.
     NotFound = 404,
+    /// 405: the queue is exclusive to another connection.
     ResourceLocked = 405,
+    /// 406: a redeclare disagrees with the existing object, or an argument is refused.
     PreconditionFailed = 406,
+    /// 320: the broker is closing the connection (shutdown or an operator's request).
     ConnectionForced = 320,
+    /// 501: a malformed frame, or method arguments that do not decode.
     FrameError = 501,
+    /// 502: a field value that breaks the spec's rules.
     SyntaxError = 502,
+    /// 503: a method not allowed in this state (for example a second confirm or tx select).
     CommandInvalid = 503,
+    /// 504: a method on a channel that is not open, or reopening one that is.
     ChannelError = 504,
+    /// 505: a frame of the wrong type for where the peer is (content without a publish, a method mid-content).
     UnexpectedFrame = 505,
+    /// 506: the broker is out of a resource (channels over channel_max).
     ResourceError = 506,
+    /// 530: the peer may not do this at all (for example delete a default exchange, open an unknown vhost).
     NotAllowed = 530,
+    /// 540: a method or feature Warren does not implement.
     NotImplemented = 540,
+    /// 541: a broker fault; the peer did nothing wrong.
     InternalError = 541,
 }
 
 impl ReplyCode {
-    pub fn name(self) -> &'static str {
+    /// RabbitMQ's name for the code, the prefix of every reply text so clients' messages read as RabbitMQ's.
+    pub(crate) fn name(self) -> &'static str {
         match self {
             ReplyCode::ContentTooLarge => "CONTENT_TOO_LARGE",
             ReplyCode::NoRoute => "NO_ROUTE",
@@ -54,7 +73,7 @@ impl ReplyCode {
     }
 
     /// The scope RabbitMQ gives this code when it is raised by a channel method.
-    pub fn scope(self) -> Scope {
+    pub(crate) fn scope(self) -> Scope {
         match self {
             ReplyCode::ContentTooLarge
             | ReplyCode::NoRoute
@@ -70,11 +89,15 @@ impl ReplyCode {
 /// An exception to report to the peer with channel.close or connection.close.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AmqpError {
+    /// The reply code sent.
     pub code: ReplyCode,
     /// The full reply text, starting with the code's name as RabbitMQ writes it ("NOT_FOUND - no queue 'x' ...").
     pub text: String,
+    /// The class of the method that caused it; 0 when no method did (a frame error).
     pub class_id: u16,
+    /// The method that caused it; 0 when no method did.
     pub method_id: u16,
+    /// Whether the channel or the whole connection closes.
     pub scope: Scope,
 }
 
@@ -99,11 +122,7 @@ impl AmqpError {
         self
     }
 
-    pub fn connection(mut self) -> AmqpError {
-        self.scope = Scope::Connection;
-        self
-    }
-
+    /// 404 in RabbitMQ's words: "no queue 'x' in vhost '/'".
     pub fn not_found(kind: &str, name: &str, vhost: &str) -> AmqpError {
         AmqpError::new(
             ReplyCode::NotFound,
@@ -111,18 +130,22 @@ impl AmqpError {
         )
     }
 
+    /// 406 PRECONDITION_FAILED with `detail`.
     pub fn precondition(detail: impl fmt::Display) -> AmqpError {
         AmqpError::new(ReplyCode::PreconditionFailed, detail)
     }
 
+    /// 403 ACCESS_REFUSED with `detail`.
     pub fn access_refused(detail: impl fmt::Display) -> AmqpError {
         AmqpError::new(ReplyCode::AccessRefused, detail)
     }
 
+    /// 540 NOT_IMPLEMENTED with `detail`.
     pub fn not_implemented(detail: impl fmt::Display) -> AmqpError {
         AmqpError::new(ReplyCode::NotImplemented, detail)
     }
 
+    /// The numeric code, as channel.close and connection.close carry it.
     pub fn reply_code(&self) -> u16 {
         self.code as u16
     }

@@ -5,30 +5,42 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use crate::error::{AmqpError, ReplyCode};
 
-pub const FRAME_METHOD: u8 = 1;
-pub const FRAME_HEADER: u8 = 2;
+/// The frame type of a method frame.
+pub(crate) const FRAME_METHOD: u8 = 1;
+/// The frame type of a content header frame.
+pub(crate) const FRAME_HEADER: u8 = 2;
+/// The frame type of a content body frame.
 pub const FRAME_BODY: u8 = 3;
-pub const FRAME_HEARTBEAT: u8 = 8;
+/// The frame type of a heartbeat frame.
+pub(crate) const FRAME_HEARTBEAT: u8 = 8;
+/// The octet every frame ends with; anything else there means the peer lost frame sync.
 pub const FRAME_END: u8 = 0xCE;
 /// Frame header (type, channel, size) plus the frame-end octet.
-pub const FRAME_OVERHEAD: usize = 8;
+pub(crate) const FRAME_OVERHEAD: usize = 8;
 /// The largest frame a peer may send before connection.tune-ok (AMQP's frame-min-size).
 pub const FRAME_MIN_SIZE: u32 = 4096;
 
 /// The frame types of AMQP 0-9-1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FrameKind {
+    /// A method and its arguments.
     Method,
+    /// A content header: class, body size and properties.
     Header,
+    /// A slice of a message body.
     Body,
+    /// A heartbeat, always on channel 0.
     Heartbeat,
 }
 
 /// One frame, its payload a zero-copy slice of the read buffer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RawFrame {
+    /// The frame type.
     pub kind: FrameKind,
+    /// The channel it is for; 0 for the connection itself.
     pub channel: u16,
+    /// The bytes between the header and the frame-end octet.
     pub payload: Bytes,
 }
 
@@ -39,6 +51,8 @@ pub struct FrameSplitter {
 }
 
 impl FrameSplitter {
+    /// A splitter that refuses frames over `frame_max` (see [`Self::set_frame_max`]); the broker starts with
+    /// [`FRAME_MIN_SIZE`] until connection.tune-ok.
     pub fn new(frame_max: u32) -> FrameSplitter {
         FrameSplitter { frame_max }
     }
@@ -47,10 +61,6 @@ impl FrameSplitter {
     /// beyond the protocol's 32-bit size.
     pub fn set_frame_max(&mut self, frame_max: u32) {
         self.frame_max = frame_max;
-    }
-
-    pub fn frame_max(&self) -> u32 {
-        self.frame_max
     }
 
     /// Takes the next complete frame off `buf`, `Ok(None)` if more bytes are needed. Errors are 501 frame errors
@@ -138,7 +148,9 @@ impl FrameSplitter {
 /// A frame found in a buffer by [`FrameSplitter::peek`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FrameHead {
+    /// The frame type.
     pub kind: FrameKind,
+    /// The channel it is for.
     pub channel: u16,
     /// Payload bytes.
     pub size: usize,
@@ -158,24 +170,27 @@ impl FrameHead {
 
 /// A frame payload either still in the read buffer or taken out of it.
 #[derive(Clone, Debug)]
-pub enum Payload<'a> {
+pub enum FramePayload<'a> {
+    /// Still in the read buffer: the common case, handled without a copy.
     Borrowed(&'a [u8]),
+    /// Taken out of the buffer (a frame that arrived in pieces).
     Owned(Bytes),
 }
 
-impl Payload<'_> {
+impl FramePayload<'_> {
+    /// The payload's bytes wherever they are.
     pub fn as_slice(&self) -> &[u8] {
         match self {
-            Payload::Borrowed(bytes) => bytes,
-            Payload::Owned(bytes) => bytes,
+            FramePayload::Borrowed(bytes) => bytes,
+            FramePayload::Owned(bytes) => bytes,
         }
     }
 
     /// The payload as owned bytes, copied if it is still in the read buffer.
     pub fn into_bytes(self) -> Bytes {
         match self {
-            Payload::Borrowed(bytes) => Bytes::copy_from_slice(bytes),
-            Payload::Owned(bytes) => bytes,
+            FramePayload::Borrowed(bytes) => Bytes::copy_from_slice(bytes),
+            FramePayload::Owned(bytes) => bytes,
         }
     }
 }

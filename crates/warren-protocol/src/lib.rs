@@ -1,13 +1,18 @@
 //! The AMQP 0-9-1 wire protocol: frame splitting, method decoding and encoding, content frames, the AMQP exceptions
 //! ([`error`]) and the client-side encoders `warren perf` uses. This is the only crate that
-//! imports `amq-protocol`; the rest of the broker uses the re-exports below.
+//! imports `amq-protocol`; the rest of the broker uses the re-exports below. [`ids`] names every method's
+//! (class, method) pair.
+
+#![deny(missing_docs)]
+#![deny(unreachable_pub)]
 
 pub mod client;
-pub mod error;
 pub mod content;
+pub mod error;
 pub mod frame;
 #[cfg(test)]
 mod golden_tests;
+pub mod ids;
 pub mod method;
 pub mod nesting;
 
@@ -17,7 +22,7 @@ pub use amq_protocol::protocol::{
 pub use amq_protocol::types;
 pub use amq_protocol::types::{AMQPValue, FieldTable, LongString, ShortString};
 pub use content::ContentHeader;
-pub use frame::{FrameKind, FrameSplitter, Payload, RawFrame};
+pub use frame::{FrameKind, FramePayload, FrameSplitter, RawFrame};
 pub use method::{decode_method, parse_publish, put_method, PublishArgs};
 
 /// The protocol header a client sends first, and the one the broker answers with when it cannot serve the one it got.

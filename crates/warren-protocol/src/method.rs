@@ -6,31 +6,12 @@ use amq_protocol::frame::{gen_frame, AMQPFrame, WriteContext};
 use amq_protocol::protocol::{basic, parse_class, AMQPClass};
 use bytes::BytesMut;
 
+use super::ids::{self, MethodId, ALL_METHODS, BASIC_PUBLISH, BASIC_QOS};
 use super::nesting::{self, MAX_FIELD_NESTING};
 use crate::error::{AmqpError, ReplyCode};
 
-/// The (class, method) pairs of AMQP 0-9-1 as RabbitMQ extends it.
-const KNOWN_METHODS: &[(u16, &[u16])] = &[
-    (
-        10,
-        &[10, 11, 20, 21, 30, 31, 40, 41, 50, 51, 60, 61, 70, 71],
-    ),
-    (20, &[10, 11, 20, 21, 40, 41]),
-    (30, &[10, 11]),
-    (40, &[10, 11, 20, 21, 30, 31, 40, 51]),
-    (50, &[10, 11, 20, 21, 30, 31, 40, 41, 50, 51]),
-    (
-        60,
-        &[
-            10, 11, 20, 21, 30, 31, 40, 50, 60, 70, 71, 72, 80, 90, 100, 110, 111, 120,
-        ],
-    ),
-    (85, &[10, 11]),
-    (90, &[10, 11, 20, 21, 30, 31]),
-];
-
 /// Reads the class and method ids at the front of a method payload.
-pub fn method_ids(payload: &[u8]) -> Option<(u16, u16)> {
+pub(crate) fn method_ids(payload: &[u8]) -> Option<MethodId> {
     if payload.len() < 4 {
         return None;
     }
@@ -42,7 +23,7 @@ pub fn method_ids(payload: &[u8]) -> Option<(u16, u16)> {
 
 /// basic.qos's prefetch-size, which amq-protocol reads but does not keep (RabbitMQ refuses any value but 0).
 pub fn qos_prefetch_size(payload: &[u8]) -> Option<u32> {
-    if method_ids(payload)? != (60, 10) {
+    if method_ids(payload)? != BASIC_QOS {
         return None;
     }
     let b = payload.get(4..8)?;
@@ -52,13 +33,18 @@ pub fn qos_prefetch_size(payload: &[u8]) -> Option<u32> {
 /// The arguments of basic.publish, borrowed from the frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PublishArgs<'a> {
+    /// The exchange name; empty for the default exchange.
     pub exchange: &'a str,
+    /// The routing key.
     pub routing_key: &'a str,
+    /// Return the message with basic.return if no queue takes it.
     pub mandatory: bool,
+    /// Refused by RabbitMQ 3 and Warren alike; read so that the refusal can be sent.
     pub immediate: bool,
 }
 
 impl<'a> PublishArgs<'a> {
+    /// The arguments of a publish amq-protocol decoded, for the path where [`parse_publish`] gave up.
     pub fn of(publish: &'a basic::Publish) -> PublishArgs<'a> {
         PublishArgs {
             exchange: publish.exchange.as_str(),
@@ -73,7 +59,7 @@ impl<'a> PublishArgs<'a> {
 /// else, or a publish that is not exactly well formed, gives None, and the caller decodes it with
 /// [`decode_method`], which reports the error.
 pub fn parse_publish(payload: &[u8]) -> Option<PublishArgs<'_>> {
-    let rest = payload.strip_prefix(&[0, 60, 0, 40])?;
+    let rest = payload.strip_prefix(&ids::wire_bytes(BASIC_PUBLISH))?;
     // reserved-1 (ticket), then exchange and routing-key as short strings, then the bits.
     let rest = rest.get(2..)?;
     let (exchange, rest) = short_str(rest)?;
@@ -103,10 +89,7 @@ pub fn decode_method(payload: &[u8]) -> Result<AMQPClass, AmqpError> {
             "method frame too short",
         ));
     };
-    let known = KNOWN_METHODS
-        .iter()
-        .any(|(c, ms)| *c == class_id && ms.contains(&method_id));
-    if !known {
+    if !ALL_METHODS.contains(&(class_id, method_id)) {
         return Err(AmqpError::new(
             ReplyCode::NotImplemented,
             format!("unknown method {class_id}.{method_id}"),

@@ -6,12 +6,17 @@
 //! The walk follows the decoder's order exactly, so a structure that is malformed before it gets too deep is left
 //! to the decoder, which then fails at that same shallow point and reports it as it always has.
 
+use crate::ids::{
+    BASIC_CONSUME, CONNECTION_START, CONNECTION_START_OK, EXCHANGE_BIND, EXCHANGE_DECLARE,
+    EXCHANGE_UNBIND, QUEUE_BIND, QUEUE_DECLARE, QUEUE_UNBIND,
+};
+
 /// The deepest nesting of tables and arrays accepted, the outermost table counting as 1.
 pub const MAX_FIELD_NESTING: usize = 32;
 
 /// A table or array nested deeper than [`MAX_FIELD_NESTING`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TooDeep;
+pub(crate) struct TooDeep;
 
 /// The smallest number of bytes one nesting level can take: an array element is its type byte and a 4-byte length
 /// (a table entry also needs a key). A table shorter than this times the limit cannot be too deep, so typical
@@ -20,7 +25,7 @@ const MIN_BYTES_PER_LEVEL: usize = 5;
 
 /// Checks the length-prefixed field table at the front of `bytes`. On success, gives how many bytes the table
 /// takes, or None when it is malformed before it gets too deep (the decoder will refuse it).
-pub fn check_table(bytes: &[u8]) -> Result<Option<usize>, TooDeep> {
+pub(crate) fn check_table(bytes: &[u8]) -> Result<Option<usize>, TooDeep> {
     let Some(len) = read_u32(bytes, 0) else {
         return Ok(None);
     };
@@ -122,20 +127,20 @@ enum Arg {
 fn table_layout(class_id: u16, method_id: u16) -> &'static [Arg] {
     use Arg::*;
     match (class_id, method_id) {
-        (10, 10) => &[Octet, Octet, Table],
-        (10, 11) => &[Table],
-        (40, 10) => &[Short, ShortStr, ShortStr, Bits, Table],
-        (40, 30) | (40, 40) => &[Short, ShortStr, ShortStr, ShortStr, Bits, Table],
-        (50, 10) => &[Short, ShortStr, Bits, Table],
-        (50, 20) => &[Short, ShortStr, ShortStr, ShortStr, Bits, Table],
-        (50, 50) => &[Short, ShortStr, ShortStr, ShortStr, Table],
-        (60, 20) => &[Short, ShortStr, ShortStr, Bits, Table],
+        CONNECTION_START => &[Octet, Octet, Table],
+        CONNECTION_START_OK => &[Table],
+        EXCHANGE_DECLARE => &[Short, ShortStr, ShortStr, Bits, Table],
+        EXCHANGE_BIND | EXCHANGE_UNBIND => &[Short, ShortStr, ShortStr, ShortStr, Bits, Table],
+        QUEUE_DECLARE => &[Short, ShortStr, Bits, Table],
+        QUEUE_BIND => &[Short, ShortStr, ShortStr, ShortStr, Bits, Table],
+        QUEUE_UNBIND => &[Short, ShortStr, ShortStr, ShortStr, Table],
+        BASIC_CONSUME => &[Short, ShortStr, ShortStr, Bits, Table],
         _ => &[],
     }
 }
 
 /// Checks every field table in a method frame's payload (class and method ids first).
-pub fn check_method(payload: &[u8]) -> Result<(), TooDeep> {
+pub(crate) fn check_method(payload: &[u8]) -> Result<(), TooDeep> {
     let Some(ids) = payload.get(..4) else {
         return Ok(());
     };
@@ -161,7 +166,7 @@ pub fn check_method(payload: &[u8]) -> Result<(), TooDeep> {
 }
 
 /// Checks the headers table of basic properties (property flags first), the one property that nests.
-pub fn check_properties(raw: &[u8]) -> Result<(), TooDeep> {
+pub(crate) fn check_properties(raw: &[u8]) -> Result<(), TooDeep> {
     let Some(flags) = raw.get(..2) else {
         return Ok(());
     };
@@ -246,10 +251,7 @@ mod tests {
     fn thousands_of_levels_are_refused_without_recursion() {
         assert_eq!(check_table(&nested_bytes(5_000)), Err(TooDeep));
         // The SASL AMQPLAIN response is a field table too.
-        assert_eq!(
-            crate::decode_field_table(&nested_bytes(5_000)),
-            None
-        );
+        assert_eq!(crate::decode_field_table(&nested_bytes(5_000)), None);
         let ok = nested_bytes(MAX_FIELD_NESTING - 1);
         assert_eq!(check_table(&ok), Ok(Some(ok.len())));
     }

@@ -22,18 +22,18 @@ use super::{lock, QueueId, StoreError};
 /// The acks bound for one segment: its handle, its path, the msg ids.
 type AckBatch = (Arc<dyn FileHandle>, PathBuf, Vec<u64>);
 
-pub struct Background {
+pub(crate) struct Background {
     pub(super) shared: Arc<Shared>,
     pub(super) segments: SegmentSet,
 }
 
 impl Background {
-    pub fn new(shared: Arc<Shared>, segments: SegmentSet) -> Background {
+    pub(crate) fn new(shared: Arc<Shared>, segments: SegmentSet) -> Background {
         Background { shared, segments }
     }
 
     /// The thread body. After a failure it does no more I/O but still answers `Settle`.
-    pub fn run(mut self, jobs: mpsc::Receiver<Job>) {
+    pub(crate) fn run(mut self, jobs: mpsc::Receiver<Job>) {
         for job in jobs {
             let result = match job {
                 Job::Stop => break,
@@ -193,7 +193,10 @@ impl Background {
 }
 
 /// Removes a queue directory and everything in it (no sync; the caller syncs the parent).
-pub fn remove_queue_dir(fs: &dyn FileSystem, dir: &std::path::Path) -> Result<(), StoreError> {
+pub(crate) fn remove_queue_dir(
+    fs: &dyn FileSystem,
+    dir: &std::path::Path,
+) -> Result<(), StoreError> {
     let names = match fs.list(dir) {
         Ok(n) => n,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -207,7 +210,7 @@ pub fn remove_queue_dir(fs: &dyn FileSystem, dir: &std::path::Path) -> Result<()
 }
 
 /// Treats "already gone" as success.
-pub fn remove_if_present(r: io::Result<()>) -> io::Result<()> {
+pub(crate) fn remove_if_present(r: io::Result<()>) -> io::Result<()> {
     match r {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         other => other,

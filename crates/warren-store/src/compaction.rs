@@ -25,7 +25,7 @@ const COMPACT_DEAD_NUM: u64 = 3;
 const COMPACT_DEAD_DEN: u64 = 4;
 
 /// ... and it has at least this many message bytes (a quarter of a full segment): compacting small files buys little.
-pub fn compaction_threshold(segment_size: u64) -> u64 {
+pub(crate) fn compaction_threshold(segment_size: u64) -> u64 {
     (segment_size / 4).max(1)
 }
 
@@ -99,7 +99,7 @@ impl Background {
 /// Rewrites segment `file` keeping only the message records the index still points at, then switches the index to
 /// the new copy. With `allow_damage` false, a damaged record stops the rewrite (returns false, old file untouched);
 /// with it true (repair at recovery), the rewrite keeps what precedes the damage.
-pub fn rewrite_in_place(
+pub(crate) fn rewrite_in_place(
     fs: &dyn FileSystem,
     sync: bool,
     queues_dir: &Path,
@@ -190,7 +190,7 @@ pub fn rewrite_in_place(
 
 /// Keeps a raw copy of a damaged segment as `<seq>.corrupt` for the operator, then rewrites the segment with the
 /// live records that precede the damage, so the queue continues from a clean file.
-pub fn repair(
+pub(crate) fn repair(
     fs: &dyn FileSystem,
     sync: bool,
     queues_dir: &Path,

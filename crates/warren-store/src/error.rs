@@ -5,36 +5,55 @@ use std::path::{Path, PathBuf};
 
 use super::QueueId;
 
+/// Why a store operation failed. `Io`, `Failed` and `Closed` concern the store as a whole; `NotFound`, `Corrupt` and
+/// `Rejected` one message.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// A file operation failed. `op` names the call (`"append"`, `"sync_data"`, ...).
     #[error("{op} {path}: {source}")]
     Io {
+        /// The call that failed.
         op: &'static str,
+        /// The file or directory it was called on (empty for a thread spawn).
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: io::Error,
     },
     /// A write or fsync failed earlier (or just now): the store refuses further persistent writes until the broker is
     /// restarted, and recovery then serves what was durable. `cause` describes the first failure.
     #[error("message store failed: {cause}")]
-    Failed { cause: String },
+    Failed {
+        /// The first failure, as text: every later caller gets the same one.
+        cause: String,
+    },
     /// The store was closed; nothing more is written.
     #[error("message store is closed")]
     Closed,
     /// `read` asked for a message the queue does not hold (acked, dropped, or never stored).
     #[error("queue {queue} holds no stored message {msg_id}")]
-    NotFound { queue: QueueId, msg_id: u64 },
+    NotFound {
+        /// The queue asked.
+        queue: QueueId,
+        /// The message asked for.
+        msg_id: u64,
+    },
     /// Bytes read back from a file do not decode or fail their checksum.
     #[error("corrupt record in {path} at offset {offset}: {reason}")]
     Corrupt {
+        /// The file read.
         path: PathBuf,
+        /// Where the bad record starts.
         offset: u64,
+        /// What was wrong with it.
         reason: &'static str,
     },
     /// The message cannot be stored: too large for a record, or an exchange name or routing key over 65535 bytes.
     #[error("message cannot be stored: {reason}")]
-    Rejected { reason: &'static str },
+    Rejected {
+        /// Which limit it broke.
+        reason: &'static str,
+    },
     /// The configuration cannot work (for example a zero file size).
     #[error("invalid store configuration: {0}")]
     Config(String),

@@ -38,6 +38,7 @@ pub trait FileSystem: Send + Sync + Debug {
     fn create(&self, path: &Path) -> io::Result<Arc<dyn FileHandle>>;
     /// Opens an existing file for reading and appending.
     fn open(&self, path: &Path) -> io::Result<Arc<dyn FileHandle>>;
+    /// Removes the file at `path`; open handles stay usable.
     fn remove_file(&self, path: &Path) -> io::Result<()>;
     /// Removes an empty directory.
     fn remove_dir(&self, path: &Path) -> io::Result<()>;
@@ -50,7 +51,11 @@ pub trait FileSystem: Send + Sync + Debug {
 }
 
 /// Reads exactly `buf.len()` bytes at `offset`, failing with `UnexpectedEof` if the file is shorter.
-pub fn read_exact_at(file: &dyn FileHandle, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
+pub(crate) fn read_exact_at(
+    file: &dyn FileHandle,
+    mut buf: &mut [u8],
+    mut offset: u64,
+) -> io::Result<()> {
     while !buf.is_empty() {
         match file.read_at(buf, offset) {
             Ok(0) => {
@@ -71,7 +76,7 @@ pub fn read_exact_at(file: &dyn FileHandle, mut buf: &mut [u8], mut offset: u64)
 }
 
 /// Appends all of `bufs`, calling `append_vectored` again after a short write.
-pub fn append_all(file: &dyn FileHandle, bufs: &[&[u8]]) -> io::Result<()> {
+pub(crate) fn append_all(file: &dyn FileHandle, bufs: &[&[u8]]) -> io::Result<()> {
     let (mut idx, mut skip) = (0, 0);
     loop {
         while idx < bufs.len() && bufs[idx].len() == skip {

@@ -16,24 +16,24 @@ use super::fs::FileHandle;
 use super::QueueId;
 
 /// Identifies an open file for the life of the process (not stored on disk).
-pub type FileId = u32;
+pub(crate) type FileId = u32;
 
 /// Where one queue's copy of a message lives: the whole record at `offset..offset + len` of `file`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Loc {
+pub(crate) struct Loc {
     pub file: FileId,
     pub len: u32,
     pub offset: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FileKind {
+pub(crate) enum FileKind {
     Wal { seq: u64 },
     Segment { queue: QueueId, seq: u64 },
 }
 
 #[derive(Debug)]
-pub struct FileEntry {
+pub(crate) struct FileEntry {
     pub kind: FileKind,
     pub path: PathBuf,
     pub handle: Arc<dyn FileHandle>,
@@ -45,7 +45,7 @@ pub struct FileEntry {
 }
 
 #[derive(Debug, Default)]
-pub struct Index {
+pub(crate) struct Index {
     pub queues: HashMap<QueueId, BTreeMap<u64, Loc>>,
     pub files: HashMap<FileId, FileEntry>,
     next_file: FileId,
@@ -57,7 +57,7 @@ pub struct Index {
 }
 
 impl Index {
-    pub fn add_file(
+    pub(crate) fn add_file(
         &mut self,
         kind: FileKind,
         path: PathBuf,
@@ -97,7 +97,7 @@ impl Index {
     }
 
     /// Records that `queue` holds `msg_id` at `loc`. A message already present keeps its first location.
-    pub fn insert(&mut self, queue: QueueId, msg_id: u64, loc: Loc) -> bool {
+    pub(crate) fn insert(&mut self, queue: QueueId, msg_id: u64, loc: Loc) -> bool {
         let map = self.queues.entry(queue).or_default();
         if map.contains_key(&msg_id) {
             return false;
@@ -108,7 +108,7 @@ impl Index {
     }
 
     /// Removes `msg_id` from `queue`. If its copy was in a segment, the ack is queued for writing into that segment.
-    pub fn ack(&mut self, queue: QueueId, msg_id: u64) -> Option<Loc> {
+    pub(crate) fn ack(&mut self, queue: QueueId, msg_id: u64) -> Option<Loc> {
         let loc = self.queues.get_mut(&queue)?.remove(&msg_id)?;
         self.count_out(loc);
         if self.is_segment(loc.file) {
@@ -119,7 +119,7 @@ impl Index {
 
     /// Moves a message from `from` to `to` if it is still live at `from`; otherwise the copy at `to` is dead and its
     /// ack is queued for that segment. Used when a WAL file is retired and when a segment is compacted.
-    pub fn relocate(&mut self, queue: QueueId, msg_id: u64, from: Loc, to: Loc) -> bool {
+    pub(crate) fn relocate(&mut self, queue: QueueId, msg_id: u64, from: Loc, to: Loc) -> bool {
         let cur = self.queues.get_mut(&queue).and_then(|m| m.get_mut(&msg_id));
         match cur {
             Some(loc) if *loc == from => {
@@ -138,11 +138,11 @@ impl Index {
     }
 
     /// True if `queue` holds `msg_id` at exactly `loc`.
-    pub fn is_at(&self, queue: QueueId, msg_id: u64, loc: Loc) -> bool {
+    pub(crate) fn is_at(&self, queue: QueueId, msg_id: u64, loc: Loc) -> bool {
         self.queues.get(&queue).and_then(|m| m.get(&msg_id)) == Some(&loc)
     }
 
-    pub fn is_segment(&self, file: FileId) -> bool {
+    pub(crate) fn is_segment(&self, file: FileId) -> bool {
         matches!(
             self.files.get(&file),
             Some(FileEntry {
@@ -153,7 +153,7 @@ impl Index {
     }
 
     /// Forgets a queue's messages; its segment files stay in the table until the background thread removes them.
-    pub fn drop_queue(&mut self, queue: QueueId) {
+    pub(crate) fn drop_queue(&mut self, queue: QueueId) {
         if let Some(map) = self.queues.remove(&queue) {
             for loc in map.into_values() {
                 self.count_out(loc);
@@ -162,7 +162,7 @@ impl Index {
     }
 
     /// The segment files of `queue`, sorted by sequence number.
-    pub fn segments_of(&self, queue: QueueId) -> Vec<(u64, FileId)> {
+    pub(crate) fn segments_of(&self, queue: QueueId) -> Vec<(u64, FileId)> {
         let mut out: Vec<(u64, FileId)> = self
             .files
             .iter()
@@ -176,7 +176,7 @@ impl Index {
     }
 
     /// Removes a file from the table, with the pending acks aimed at it.
-    pub fn remove_file(&mut self, file: FileId) -> Option<FileEntry> {
+    pub(crate) fn remove_file(&mut self, file: FileId) -> Option<FileEntry> {
         self.pending_acks.retain(|(f, _)| *f != file);
         self.files.remove(&file)
     }

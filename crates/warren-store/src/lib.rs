@@ -9,7 +9,11 @@
 //! - `recovery`: reads segments and replays the WAL at open, cutting torn tails;
 //! - `index`: where each live message lives (file, offset, length), about 40 bytes a message;
 //! - `record` and `scan`: the framing (length, CRC32C, type) and the sequential reader;
-//! - [`fs`]: the file I/O traits every byte goes through, and [`sim_fs`]: a simulated file system for crash tests.
+//! - [`fs`]: the file I/O traits every byte goes through, and `sim_fs` (feature `sim`): a simulated file system for
+//!   crash tests.
+
+#![deny(missing_docs)]
+#![deny(unreachable_pub)]
 
 mod background;
 mod compaction;
@@ -42,6 +46,7 @@ use background::Background;
 use shared::{Job, Op, Shared};
 use wal::WalWriter;
 
+/// A durable queue's id as the broker assigns it; never reused once the queue is dropped (see [`Store::drop_queue`]).
 pub type QueueId = u64;
 
 /// When `on_durable` fires relative to the disk.
@@ -53,10 +58,12 @@ pub enum SyncMode {
     Never,
 }
 
+/// How [`Store::open`] lays out and syncs the store.
 #[derive(Clone, Debug)]
 pub struct StoreConfig {
     /// The store's directory, e.g. `<data_dir>/msgs`; it holds `wal/` and `queues/`.
     pub dir: PathBuf,
+    /// When publishes count as durable; see [`SyncMode`].
     pub sync: SyncMode,
     /// A WAL file is sealed and a new one started once it reaches this size (default 64 MiB).
     pub wal_file_size: u64,
@@ -65,6 +72,8 @@ pub struct StoreConfig {
 }
 
 impl StoreConfig {
+    /// The default WAL file and segment size: large enough that sealing and retiring files is rare, small enough
+    /// that compaction can free space in useful steps.
     pub const DEFAULT_FILE_SIZE: u64 = 64 << 20;
 
     /// Defaults: sync Always, 64 MiB WAL files and segments.
@@ -81,17 +90,24 @@ impl StoreConfig {
 /// A persistent message as stored and recovered.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredMessage {
+    /// The broker's node-wide message id; unique across queues and restarts (see [`Recovery::max_msg_id`]).
     pub msg_id: u64,
+    /// The exchange it was published to.
     pub exchange: String,
+    /// The routing key it was published with.
     pub routing_key: String,
+    /// The content header's property flags and list, exactly as the publisher sent them.
     pub properties_raw: Bytes,
+    /// The message body.
     pub body: Bytes,
 }
 
 /// A recovered message without its body, so recovering millions of messages needs little memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IndexEntry {
+    /// The message's id, for [`Store::read`].
     pub msg_id: u64,
+    /// The body's length, so the queue can count its bytes without reading the body.
     pub body_size: u32,
 }
 
@@ -111,7 +127,8 @@ pub struct Recovery {
     pub corrupt_queues: Vec<(QueueId, String)>,
 }
 
-/// Counters for metrics and tests.
+/// Counters for metrics and tests (kept public, like [`Store::settle`] and [`Store::close`], for tools and crash
+/// tests outside this crate, which the `sim` feature exists for).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StoreStats {
     /// WAL write batches (one vectored append each).
@@ -120,8 +137,11 @@ pub struct StoreStats {
     pub wal_syncs: u64,
     /// Publishes made durable.
     pub publishes: u64,
+    /// Full WAL files whose records were moved into segments and which were then removed.
     pub wal_files_retired: u64,
+    /// Segment files removed because every message in them was acked or dropped.
     pub segments_deleted: u64,
+    /// Segment files rewritten without their acked messages.
     pub segments_compacted: u64,
     /// Body and property bytes queued for the writer and not yet taken (for back-pressure).
     pub queued_bytes: u64,
@@ -331,6 +351,7 @@ impl Store {
         self.shared().inbox.queued_bytes()
     }
 
+    /// A snapshot of the counters; each is read on its own, so two of them may be a few operations apart.
     pub fn stats(&self) -> StoreStats {
         let c = &self.shared().counters;
         let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);

@@ -8,24 +8,24 @@ use bytes::Bytes;
 use super::{QueueId, StoredMessage};
 
 /// Every WAL and segment file starts with this many header bytes: magic (8), format version (4), reserved zero (4).
-pub const FILE_HEADER_LEN: u64 = 16;
-pub const WAL_MAGIC: [u8; 8] = *b"WRNWAL\0\0";
-pub const SEGMENT_MAGIC: [u8; 8] = *b"WRNSEG\0\0";
-pub const FORMAT_VERSION: u32 = 1;
+pub(crate) const FILE_HEADER_LEN: u64 = 16;
+pub(crate) const WAL_MAGIC: [u8; 8] = *b"WRNWAL\0\0";
+pub(crate) const SEGMENT_MAGIC: [u8; 8] = *b"WRNSEG\0\0";
+pub(crate) const FORMAT_VERSION: u32 = 1;
 
 /// Record header: payload length (u32 LE), CRC32C (u32 LE) over the length bytes, the type byte and the payload,
 /// then the type byte.
-pub const RECORD_HEADER_LEN: usize = 9;
+pub(crate) const RECORD_HEADER_LEN: usize = 9;
 /// The largest payload accepted. AMQP bodies are capped well below this by every client in practice (RabbitMQ's
 /// default is 128 MiB); a length field above it can only be damage.
-pub const MAX_PAYLOAD: u32 = 1 << 30;
+pub(crate) const MAX_PAYLOAD: u32 = 1 << 30;
 /// Acks are split into records of at most this many ids, so one record stays small.
-pub const MAX_IDS_PER_ACK: usize = 65_536;
+pub(crate) const MAX_IDS_PER_ACK: usize = 65_536;
 
 /// The record types. WAL files hold the first three, segment files the last two.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// queue count (u32), queue ids (u64 each), then a message blob.
     Publish = 1,
     /// queue id (u64), id count (u32), msg ids (u64 each).
@@ -39,7 +39,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub fn from_byte(b: u8) -> Option<Kind> {
+    pub(crate) fn from_byte(b: u8) -> Option<Kind> {
         Some(match b {
             1 => Kind::Publish,
             2 => Kind::Ack,
@@ -52,9 +52,9 @@ impl Kind {
 }
 
 /// Why some bytes do not decode; the caller turns it into a truncation or a corruption report.
-pub type DecodeError = &'static str;
+pub(crate) type DecodeError = &'static str;
 
-pub fn file_header(magic: [u8; 8]) -> [u8; FILE_HEADER_LEN as usize] {
+pub(crate) fn file_header(magic: [u8; 8]) -> [u8; FILE_HEADER_LEN as usize] {
     let mut h = [0u8; FILE_HEADER_LEN as usize];
     h[..8].copy_from_slice(&magic);
     h[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -62,7 +62,7 @@ pub fn file_header(magic: [u8; 8]) -> [u8; FILE_HEADER_LEN as usize] {
 }
 
 /// The CRC of a record whose payload is the concatenation of `parts`.
-pub fn record_crc(kind: u8, parts: &[&[u8]]) -> u32 {
+pub(crate) fn record_crc(kind: u8, parts: &[&[u8]]) -> u32 {
     let len: usize = parts.iter().map(|p| p.len()).sum();
     let mut crc = crc32c::crc32c(&(len as u32).to_le_bytes());
     crc = crc32c::crc32c_append(crc, &[kind]);
@@ -73,7 +73,7 @@ pub fn record_crc(kind: u8, parts: &[&[u8]]) -> u32 {
 }
 
 /// The 9 header bytes of a record whose payload is the concatenation of `parts`.
-pub fn record_header(kind: Kind, parts: &[&[u8]]) -> [u8; RECORD_HEADER_LEN] {
+pub(crate) fn record_header(kind: Kind, parts: &[&[u8]]) -> [u8; RECORD_HEADER_LEN] {
     let len: usize = parts.iter().map(|p| p.len()).sum();
     let mut h = [0u8; RECORD_HEADER_LEN];
     h[..4].copy_from_slice(&(len as u32).to_le_bytes());
@@ -83,7 +83,7 @@ pub fn record_header(kind: Kind, parts: &[&[u8]]) -> [u8; RECORD_HEADER_LEN] {
 }
 
 /// Appends a whole record (header and payload) to `out`.
-pub fn push_record(out: &mut Vec<u8>, kind: Kind, parts: &[&[u8]]) {
+pub(crate) fn push_record(out: &mut Vec<u8>, kind: Kind, parts: &[&[u8]]) {
     out.extend_from_slice(&record_header(kind, parts));
     for p in parts {
         out.extend_from_slice(p);
@@ -91,7 +91,7 @@ pub fn push_record(out: &mut Vec<u8>, kind: Kind, parts: &[&[u8]]) {
 }
 
 /// Checks a whole record read back from `bytes` (header included) and returns its kind and payload range.
-pub fn check_record(bytes: &[u8]) -> Result<(u8, Range<usize>), DecodeError> {
+pub(crate) fn check_record(bytes: &[u8]) -> Result<(u8, Range<usize>), DecodeError> {
     if bytes.len() < RECORD_HEADER_LEN {
         return Err("record shorter than its header");
     }
@@ -109,7 +109,7 @@ pub fn check_record(bytes: &[u8]) -> Result<(u8, Range<usize>), DecodeError> {
 
 /// The bytes of a message blob before its body: msg id (u64), exchange (u16 length + UTF-8), routing key (u16 length
 /// + UTF-8), properties (u32 length + raw bytes). The body is the rest of the payload.
-pub fn message_head(msg: &StoredMessage) -> Result<Vec<u8>, DecodeError> {
+pub(crate) fn message_head(msg: &StoredMessage) -> Result<Vec<u8>, DecodeError> {
     let ex = msg.exchange.as_bytes();
     let rk = msg.routing_key.as_bytes();
     if ex.len() > u16::MAX as usize || rk.len() > u16::MAX as usize {
@@ -132,16 +132,16 @@ pub fn message_head(msg: &StoredMessage) -> Result<Vec<u8>, DecodeError> {
 }
 
 /// A little-endian reader over a payload; every read is bounds-checked.
-pub struct Cursor<'a> {
+pub(crate) struct Cursor<'a> {
     buf: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Cursor<'a> {
-    pub fn new(buf: &'a [u8]) -> Cursor<'a> {
+    pub(crate) fn new(buf: &'a [u8]) -> Cursor<'a> {
         Cursor { buf, pos: 0 }
     }
-    pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+    pub(crate) fn bytes(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         let end = self.pos.checked_add(n).ok_or("length overflow")?;
         let out = self
             .buf
@@ -150,24 +150,24 @@ impl<'a> Cursor<'a> {
         self.pos = end;
         Ok(out)
     }
-    pub fn u16(&mut self) -> Result<u16, DecodeError> {
+    pub(crate) fn u16(&mut self) -> Result<u16, DecodeError> {
         let b = self.bytes(2)?;
         Ok(u16::from_le_bytes([b[0], b[1]]))
     }
-    pub fn u32(&mut self) -> Result<u32, DecodeError> {
+    pub(crate) fn u32(&mut self) -> Result<u32, DecodeError> {
         let b = self.bytes(4)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
-    pub fn u64(&mut self) -> Result<u64, DecodeError> {
+    pub(crate) fn u64(&mut self) -> Result<u64, DecodeError> {
         let b = self.bytes(8)?;
         let mut a = [0u8; 8];
         a.copy_from_slice(b);
         Ok(u64::from_le_bytes(a))
     }
-    pub fn position(&self) -> usize {
+    pub(crate) fn position(&self) -> usize {
         self.pos
     }
-    pub fn finish(&self) -> Result<(), DecodeError> {
+    pub(crate) fn finish(&self) -> Result<(), DecodeError> {
         if self.pos == self.buf.len() {
             Ok(())
         } else {
@@ -178,7 +178,7 @@ impl<'a> Cursor<'a> {
 
 /// What recovery needs of a message blob: its id and body size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MessageMeta {
+pub(crate) struct MessageMeta {
     pub msg_id: u64,
     pub body_size: u32,
 }
@@ -215,7 +215,7 @@ fn parse_head(blob: &[u8]) -> Result<Head, DecodeError> {
     })
 }
 
-pub fn message_meta(blob: &[u8]) -> Result<MessageMeta, DecodeError> {
+pub(crate) fn message_meta(blob: &[u8]) -> Result<MessageMeta, DecodeError> {
     let head = parse_head(blob)?;
     let body_size = u32::try_from(blob.len() - head.body_start).map_err(|_| "body too large")?;
     Ok(MessageMeta {
@@ -225,7 +225,10 @@ pub fn message_meta(blob: &[u8]) -> Result<MessageMeta, DecodeError> {
 }
 
 /// Decodes a blob held in `record` (a buffer the returned `Bytes` share, so the body is not copied).
-pub fn decode_message(record: &Bytes, blob: Range<usize>) -> Result<StoredMessage, DecodeError> {
+pub(crate) fn decode_message(
+    record: &Bytes,
+    blob: Range<usize>,
+) -> Result<StoredMessage, DecodeError> {
     let b = record.get(blob.clone()).ok_or("blob outside the record")?;
     let head = parse_head(b)?;
     let text = |r: Range<usize>| {
@@ -244,7 +247,7 @@ pub fn decode_message(record: &Bytes, blob: Range<usize>) -> Result<StoredMessag
 }
 
 /// The head of a Publish payload (queue count and ids); the message blob follows it.
-pub fn publish_head(queues: &[QueueId]) -> Vec<u8> {
+pub(crate) fn publish_head(queues: &[QueueId]) -> Vec<u8> {
     let mut out = Vec::with_capacity(4 + 8 * queues.len());
     out.extend_from_slice(&(queues.len() as u32).to_le_bytes());
     for q in queues {
@@ -254,7 +257,7 @@ pub fn publish_head(queues: &[QueueId]) -> Vec<u8> {
 }
 
 /// Splits a Publish payload into its queue ids and the offset of its message blob.
-pub fn parse_publish(payload: &[u8]) -> Result<(Vec<QueueId>, usize), DecodeError> {
+pub(crate) fn parse_publish(payload: &[u8]) -> Result<(Vec<QueueId>, usize), DecodeError> {
     let mut c = Cursor::new(payload);
     let n = c.u32()? as usize;
     if n.saturating_mul(8) > payload.len() {
@@ -268,7 +271,7 @@ pub fn parse_publish(payload: &[u8]) -> Result<(Vec<QueueId>, usize), DecodeErro
 }
 
 /// An Ack payload (with the queue id, for the WAL) or a SegmentAck payload (without).
-pub fn ack_payload(queue: Option<QueueId>, ids: &[u64]) -> Vec<u8> {
+pub(crate) fn ack_payload(queue: Option<QueueId>, ids: &[u64]) -> Vec<u8> {
     let mut out = Vec::with_capacity(12 + 8 * ids.len());
     if let Some(q) = queue {
         out.extend_from_slice(&q.to_le_bytes());
@@ -281,7 +284,10 @@ pub fn ack_payload(queue: Option<QueueId>, ids: &[u64]) -> Vec<u8> {
 }
 
 /// Parses an Ack (`with_queue`) or SegmentAck payload.
-pub fn parse_ack(payload: &[u8], with_queue: bool) -> Result<(QueueId, Vec<u64>), DecodeError> {
+pub(crate) fn parse_ack(
+    payload: &[u8],
+    with_queue: bool,
+) -> Result<(QueueId, Vec<u64>), DecodeError> {
     let mut c = Cursor::new(payload);
     let queue = if with_queue { c.u64()? } else { 0 };
     let n = c.u32()? as usize;
@@ -296,7 +302,7 @@ pub fn parse_ack(payload: &[u8], with_queue: bool) -> Result<(QueueId, Vec<u64>)
     Ok((queue, ids))
 }
 
-pub fn parse_drop(payload: &[u8]) -> Result<QueueId, DecodeError> {
+pub(crate) fn parse_drop(payload: &[u8]) -> Result<QueueId, DecodeError> {
     let mut c = Cursor::new(payload);
     let q = c.u64()?;
     c.finish()?;

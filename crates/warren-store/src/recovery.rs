@@ -17,7 +17,7 @@ use super::wal::{parse_wal_name, wal_path};
 use super::{IndexEntry, QueueId, Recovery, StoreConfig, StoreError, SyncMode};
 
 /// What `Store::open` continues from.
-pub struct Recovered {
+pub(crate) struct Recovered {
     pub index: Index,
     pub segments: SegmentSet,
     /// Recovered WAL files, oldest first, for the background thread to retire.
@@ -48,7 +48,7 @@ fn io_err<'p>(op: &'static str, path: &'p Path) -> impl FnOnce(std::io::Error) -
     StoreError::io(op, path)
 }
 
-pub fn recover(
+pub(crate) fn recover(
     config: &StoreConfig,
     fs: &Arc<dyn FileSystem>,
     durable_queues: &[QueueId],

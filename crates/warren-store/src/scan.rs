@@ -10,7 +10,7 @@ use super::record::{record_crc, FILE_HEADER_LEN, MAX_PAYLOAD, RECORD_HEADER_LEN}
 const CHUNK: usize = 1 << 20;
 
 /// One record as scanned; `payload` borrows the scanner's buffer.
-pub struct Scanned<'s> {
+pub(crate) struct Scanned<'s> {
     /// File offset of the record header.
     pub offset: u64,
     /// Header plus payload length.
@@ -21,7 +21,7 @@ pub struct Scanned<'s> {
 
 /// Where a file stops being valid.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BadRecord {
+pub(crate) struct BadRecord {
     pub offset: u64,
     pub reason: &'static str,
     /// True when nothing valid can follow: the record runs past the end of the file, is the last one, or only zeros
@@ -29,13 +29,13 @@ pub struct BadRecord {
     pub at_tail: bool,
 }
 
-pub enum Step<'s> {
+pub(crate) enum Step<'s> {
     Record(Scanned<'s>),
     End,
     Bad(BadRecord),
 }
 
-pub struct Scanner<'f> {
+pub(crate) struct Scanner<'f> {
     file: &'f dyn FileHandle,
     file_len: u64,
     pos: u64,
@@ -45,7 +45,7 @@ pub struct Scanner<'f> {
 
 /// How a file's 16-byte header reads.
 #[derive(Debug, PartialEq, Eq)]
-pub enum HeaderState {
+pub(crate) enum HeaderState {
     Valid,
     /// Shorter than a header and what is there is a prefix of the expected header or zeros: a file created just
     /// before a crash. It holds no records.
@@ -54,7 +54,7 @@ pub enum HeaderState {
     Invalid,
 }
 
-pub fn check_header(
+pub(crate) fn check_header(
     file: &dyn FileHandle,
     expected: &[u8; FILE_HEADER_LEN as usize],
 ) -> io::Result<HeaderState> {
@@ -78,7 +78,7 @@ pub fn check_header(
 
 impl<'f> Scanner<'f> {
     /// Starts scanning records right after the file header.
-    pub fn new(file: &'f dyn FileHandle) -> io::Result<Scanner<'f>> {
+    pub(crate) fn new(file: &'f dyn FileHandle) -> io::Result<Scanner<'f>> {
         let file_len = file.size()?;
         Ok(Scanner {
             file,
@@ -107,7 +107,7 @@ impl<'f> Scanner<'f> {
     }
 
     /// The next record, the clean end of the file, or where it goes bad. After `End` or `Bad` the scan is over.
-    pub fn next_record(&mut self) -> io::Result<Step<'_>> {
+    pub(crate) fn next_record(&mut self) -> io::Result<Step<'_>> {
         let offset = self.pos;
         let remaining = self.file_len.saturating_sub(offset);
         if remaining == 0 {

@@ -14,21 +14,21 @@ use super::{lock, QueueId, StoreError};
 /// Buffered segment bytes are written out past this size.
 const FLUSH_AT: usize = 1 << 20;
 
-pub fn queue_dir(queues_dir: &Path, queue: QueueId) -> PathBuf {
+pub(crate) fn queue_dir(queues_dir: &Path, queue: QueueId) -> PathBuf {
     queues_dir.join(queue.to_string())
 }
 
-pub fn segment_path(queues_dir: &Path, queue: QueueId, seq: u64) -> PathBuf {
+pub(crate) fn segment_path(queues_dir: &Path, queue: QueueId, seq: u64) -> PathBuf {
     queue_dir(queues_dir, queue).join(format!("{seq:020}.seg"))
 }
 
 /// The file a compaction writes before renaming it over the segment.
-pub fn compaction_path(queues_dir: &Path, queue: QueueId, seq: u64) -> PathBuf {
+pub(crate) fn compaction_path(queues_dir: &Path, queue: QueueId, seq: u64) -> PathBuf {
     queue_dir(queues_dir, queue).join(format!("{seq:020}.tmp"))
 }
 
 /// Parses `<seq>.seg`.
-pub fn parse_segment_name(name: &str) -> Option<u64> {
+pub(crate) fn parse_segment_name(name: &str) -> Option<u64> {
     name.strip_suffix(".seg")?.parse().ok()
 }
 
@@ -41,7 +41,7 @@ struct Current {
     buf: Vec<u8>,
 }
 
-pub struct SegmentSet {
+pub(crate) struct SegmentSet {
     fs: Arc<dyn FileSystem>,
     queues_dir: PathBuf,
     segment_size: u64,
@@ -58,7 +58,7 @@ pub struct SegmentSet {
 }
 
 impl SegmentSet {
-    pub fn new(
+    pub(crate) fn new(
         fs: Arc<dyn FileSystem>,
         queues_dir: PathBuf,
         segment_size: u64,
@@ -79,14 +79,14 @@ impl SegmentSet {
     }
 
     /// Recovery found a queue directory whose segments are numbered below `next_seq`.
-    pub fn note_queue(&mut self, queue: QueueId, next_seq: u64) {
+    pub(crate) fn note_queue(&mut self, queue: QueueId, next_seq: u64) {
         self.dirs.insert(queue);
         let n = self.next_seq.entry(queue).or_insert(1);
         *n = (*n).max(next_seq);
     }
 
     /// Recovery found an intact last segment that can take more appends.
-    pub fn set_current(
+    pub(crate) fn set_current(
         &mut self,
         queue: QueueId,
         file: FileId,
@@ -106,19 +106,19 @@ impl SegmentSet {
         );
     }
 
-    pub fn is_current(&self, file: FileId) -> bool {
+    pub(crate) fn is_current(&self, file: FileId) -> bool {
         self.current.values().any(|c| c.file == file)
     }
 
     /// Stops appending to `file` (it is being deleted or was compacted).
-    pub fn forget_file(&mut self, file: FileId) {
+    pub(crate) fn forget_file(&mut self, file: FileId) {
         self.current.retain(|_, c| c.file != file);
         self.touched.remove(&file);
         self.added.remove(&file);
     }
 
     /// The queue was dropped: forget its segments and directory.
-    pub fn forget_queue(&mut self, queue: QueueId) {
+    pub(crate) fn forget_queue(&mut self, queue: QueueId) {
         if let Some(c) = self.current.remove(&queue) {
             self.touched.remove(&c.file);
             self.added.remove(&c.file);
@@ -166,7 +166,7 @@ impl SegmentSet {
     }
 
     /// Appends a Message record holding `blob` to `queue`'s current segment and returns where it will be.
-    pub fn append_message(
+    pub(crate) fn append_message(
         &mut self,
         index: &Mutex<Index>,
         queue: QueueId,
@@ -197,7 +197,7 @@ impl SegmentSet {
     }
 
     /// Appends a SegmentAck record for `ids` to segment `file`.
-    pub fn append_acks(
+    pub(crate) fn append_acks(
         &mut self,
         file: FileId,
         handle: Arc<dyn FileHandle>,
@@ -233,7 +233,7 @@ impl SegmentSet {
 
     /// Writes every buffer, fsyncs every file appended to and every directory changed since the last call, then
     /// credits the appended message bytes in the index. After Ok, everything appended so far is durable.
-    pub fn sync(&mut self, index: &Mutex<Index>) -> Result<(), StoreError> {
+    pub(crate) fn sync(&mut self, index: &Mutex<Index>) -> Result<(), StoreError> {
         let queues: Vec<QueueId> = self.current.keys().copied().collect();
         for q in queues {
             self.flush(q)?;

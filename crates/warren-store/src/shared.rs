@@ -10,10 +10,10 @@ use super::index::{FileId, Index};
 use super::{lock, QueueId, StoreConfig, StoreError, StoredMessage};
 
 /// A completion callback of `Store::publish`.
-pub type OnDurable = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+pub(crate) type OnDurable = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
 /// Work for the WAL writer thread, in the order callers queued it.
-pub enum Op {
+pub(crate) enum Op {
     Publish {
         msg: StoredMessage,
         queues: Vec<QueueId>,
@@ -41,7 +41,7 @@ impl Op {
 }
 
 /// Work for the background thread.
-pub enum Job {
+pub(crate) enum Job {
     /// Copy the live messages of this sealed WAL file into segments, then delete it.
     Retire(FileId),
     /// Remove the files of a dropped queue (its drop record is durable).
@@ -55,7 +55,7 @@ pub enum Job {
 
 /// The writer's inbox: callers push, the writer takes everything at once (that is the group commit).
 #[derive(Default)]
-pub struct Inbox {
+pub(crate) struct Inbox {
     state: Mutex<(Vec<Op>, bool)>,
     ready: Condvar,
     bytes: AtomicU64,
@@ -63,7 +63,7 @@ pub struct Inbox {
 
 impl Inbox {
     /// Queues `op`, or hands it back if the writer has stopped.
-    pub fn push(&self, op: Op) -> Option<Op> {
+    pub(crate) fn push(&self, op: Op) -> Option<Op> {
         let mut s = lock(&self.state);
         if s.1 {
             return Some(op);
@@ -76,7 +76,7 @@ impl Inbox {
     }
 
     /// Blocks until something is queued and takes all of it; `None` once closed and drained.
-    pub fn take(&self) -> Option<Vec<Op>> {
+    pub(crate) fn take(&self) -> Option<Vec<Op>> {
         let mut s = lock(&self.state);
         loop {
             if !s.0.is_empty() {
@@ -92,18 +92,18 @@ impl Inbox {
         }
     }
 
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         lock(&self.state).1 = true;
         self.ready.notify_all();
     }
 
-    pub fn queued_bytes(&self) -> u64 {
+    pub(crate) fn queued_bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
     }
 }
 
 #[derive(Default)]
-pub struct Counters {
+pub(crate) struct Counters {
     pub batches: AtomicU64,
     pub wal_syncs: AtomicU64,
     pub publishes: AtomicU64,
@@ -112,11 +112,11 @@ pub struct Counters {
     pub segments_compacted: AtomicU64,
 }
 
-pub fn bump(counter: &AtomicU64, n: u64) {
+pub(crate) fn bump(counter: &AtomicU64, n: u64) {
     counter.fetch_add(n, Ordering::Relaxed);
 }
 
-pub struct Shared {
+pub(crate) struct Shared {
     pub config: StoreConfig,
     pub fs: Arc<dyn FileSystem>,
     pub index: Mutex<Index>,
@@ -128,7 +128,7 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(config: StoreConfig, fs: Arc<dyn FileSystem>, index: Index) -> Shared {
+    pub(crate) fn new(config: StoreConfig, fs: Arc<dyn FileSystem>, index: Index) -> Shared {
         Shared {
             config,
             fs,
@@ -141,20 +141,20 @@ impl Shared {
         }
     }
 
-    pub fn wal_dir(&self) -> PathBuf {
+    pub(crate) fn wal_dir(&self) -> PathBuf {
         self.config.dir.join("wal")
     }
 
-    pub fn queues_dir(&self) -> PathBuf {
+    pub(crate) fn queues_dir(&self) -> PathBuf {
         self.config.dir.join("queues")
     }
 
-    pub fn sync(&self) -> bool {
+    pub(crate) fn sync(&self) -> bool {
         self.config.sync == super::SyncMode::Always
     }
 
     /// Marks the store failed; the first cause is kept for every later error.
-    pub fn fail(&self, cause: String) {
+    pub(crate) fn fail(&self, cause: String) {
         let mut c = lock(&self.cause);
         if c.is_none() {
             tracing::error!(%cause, "message store failed; persistent publishes are refused until restart");
@@ -163,23 +163,23 @@ impl Shared {
         self.failed.store(true, Ordering::Release);
     }
 
-    pub fn is_failed(&self) -> bool {
+    pub(crate) fn is_failed(&self) -> bool {
         self.failed.load(Ordering::Acquire)
     }
 
-    pub fn failure(&self) -> StoreError {
+    pub(crate) fn failure(&self) -> StoreError {
         let cause = lock(&self.cause)
             .clone()
             .unwrap_or_else(|| "unknown".into());
         StoreError::Failed { cause }
     }
 
-    pub fn set_background(&self, tx: mpsc::Sender<Job>) {
+    pub(crate) fn set_background(&self, tx: mpsc::Sender<Job>) {
         *lock(&self.background) = Some(tx);
     }
 
     /// Queues a job for the background thread (dropped if it has stopped).
-    pub fn send_job(&self, job: Job) {
+    pub(crate) fn send_job(&self, job: Job) {
         if let Some(tx) = lock(&self.background).as_ref() {
             let _ = tx.send(job);
         }

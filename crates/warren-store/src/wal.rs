@@ -18,12 +18,12 @@ use super::{lock, QueueId, StoreError};
 /// iovec each). Copying a few KiB is cheaper than an iovec entry, and it keeps the count under IOV_MAX.
 const INLINE_BODY: usize = 4096;
 
-pub fn wal_path(wal_dir: &Path, seq: u64) -> PathBuf {
+pub(crate) fn wal_path(wal_dir: &Path, seq: u64) -> PathBuf {
     wal_dir.join(format!("{seq:020}.wal"))
 }
 
 /// Parses `<seq>.wal`.
-pub fn parse_wal_name(name: &str) -> Option<u64> {
+pub(crate) fn parse_wal_name(name: &str) -> Option<u64> {
     name.strip_suffix(".wal")?.parse().ok()
 }
 
@@ -91,7 +91,7 @@ enum Applied {
     },
 }
 
-pub struct WalWriter {
+pub(crate) struct WalWriter {
     shared: Arc<Shared>,
     file: Arc<dyn FileHandle>,
     file_id: FileId,
@@ -102,7 +102,7 @@ pub struct WalWriter {
 
 impl WalWriter {
     /// Creates WAL file `seq` with its header, makes its directory entry durable, and registers it in the index.
-    pub fn create(shared: &Arc<Shared>, seq: u64) -> Result<WalWriter, StoreError> {
+    pub(crate) fn create(shared: &Arc<Shared>, seq: u64) -> Result<WalWriter, StoreError> {
         let dir = shared.wal_dir();
         let path = wal_path(&dir, seq);
         let file = shared
@@ -131,7 +131,7 @@ impl WalWriter {
     }
 
     /// The thread body: batches until the inbox is closed and drained, then stops the background thread.
-    pub fn run(mut self) {
+    pub(crate) fn run(mut self) {
         while let Some(ops) = self.shared.inbox.take() {
             self.process(ops);
         }

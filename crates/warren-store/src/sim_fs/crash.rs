@@ -41,6 +41,7 @@ impl SimFs {
         }
     }
 
+    /// True once a crash has happened: every call fails from then on.
     pub fn crashed(&self) -> bool {
         self.state().crashed
     }

@@ -28,10 +28,14 @@ struct Inode {
     dirty_from: usize,
 }
 
+/// What the store asked of the simulated disk, so a test can assert on group commit and sync counts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SimStats {
+    /// `sync_data` calls.
     pub data_syncs: u64,
+    /// `sync_dir` calls.
     pub dir_syncs: u64,
+    /// `append_vectored` calls.
     pub appends: u64,
 }
 
@@ -128,6 +132,7 @@ impl SimFs {
         self.state().paused = true;
     }
 
+    /// Lets paused data syncs (and later ones) proceed.
     pub fn resume_syncs(&self) {
         self.state().paused = false;
         self.inner.1.notify_all();
@@ -138,6 +143,7 @@ impl SimFs {
         self.state().waiting
     }
 
+    /// The counters so far.
     pub fn stats(&self) -> SimStats {
         self.state().stats
     }

@@ -91,8 +91,7 @@ fn measure_publish_rate_on_disk() {
     let dir = std::env::temp_dir().join(format!("warren-store-measure-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let cfg = StoreConfig::new(&dir);
-    let (store, _) =
-        Store::open(cfg, Arc::new(crate::StdFileSystem), &[1, 2, 3, 4]).unwrap();
+    let (store, _) = Store::open(cfg, Arc::new(crate::StdFileSystem), &[1, 2, 3, 4]).unwrap();
     // Overridable: WARREN_MEASURE_WINDOW (unconfirmed publishes per publisher), WARREN_MEASURE_ACK=1 (a consumer
     // acks each message once confirmed, so nothing is copied into segments).
     let env = |k: &str, d: u64| {

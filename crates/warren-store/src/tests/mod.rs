@@ -21,10 +21,10 @@ use super::scan::{Scanner, Step};
 use super::sim_fs::SimFs;
 use super::{QueueId, Recovery, Store, StoreConfig, StoreError, StoredMessage, SyncMode};
 
-pub const DIR: &str = "/data/msgs";
+pub(crate) const DIR: &str = "/data/msgs";
 
 /// A config for the simulated fs with the given WAL and segment sizes.
-pub fn config(wal_file_size: u64, segment_size: u64) -> StoreConfig {
+pub(crate) fn config(wal_file_size: u64, segment_size: u64) -> StoreConfig {
     StoreConfig {
         dir: PathBuf::from(DIR),
         sync: SyncMode::Always,
@@ -33,7 +33,7 @@ pub fn config(wal_file_size: u64, segment_size: u64) -> StoreConfig {
     }
 }
 
-pub fn open(fs: &SimFs, cfg: &StoreConfig, queues: &[QueueId]) -> (Store, Recovery) {
+pub(crate) fn open(fs: &SimFs, cfg: &StoreConfig, queues: &[QueueId]) -> (Store, Recovery) {
     match Store::open(cfg.clone(), Arc::new(fs.clone()), queues) {
         Ok(r) => r,
         Err(e) => panic!("store must open: {e}"),
@@ -41,7 +41,7 @@ pub fn open(fs: &SimFs, cfg: &StoreConfig, queues: &[QueueId]) -> (Store, Recove
 }
 
 /// The message with this id: every field derived from the id, so a test can rebuild it to compare.
-pub fn message(id: u64) -> StoredMessage {
+pub(crate) fn message(id: u64) -> StoredMessage {
     let len = (id.wrapping_mul(37) % 200) as usize;
     let body: Vec<u8> = (0..len)
         .map(|i| (id as u8).wrapping_mul(31).wrapping_add(i as u8))
@@ -61,14 +61,14 @@ pub fn message(id: u64) -> StoredMessage {
 
 /// Records which msg ids were confirmed (Ok) or failed (Err), and how many callbacks ran.
 #[derive(Clone, Default)]
-pub struct Confirms {
+pub(crate) struct Confirms {
     pub ok: Arc<Mutex<BTreeSet<u64>>>,
     pub err: Arc<Mutex<BTreeSet<u64>>>,
     pub calls: Arc<Mutex<u64>>,
 }
 
 impl Confirms {
-    pub fn callback(&self, id: u64) -> Box<dyn FnOnce(Result<(), StoreError>) + Send> {
+    pub(crate) fn callback(&self, id: u64) -> Box<dyn FnOnce(Result<(), StoreError>) + Send> {
         let me = self.clone();
         Box::new(move |r| {
             *me.calls.lock().unwrap() += 1;
@@ -78,24 +78,24 @@ impl Confirms {
             };
         })
     }
-    pub fn ok(&self) -> BTreeSet<u64> {
+    pub(crate) fn ok(&self) -> BTreeSet<u64> {
         self.ok.lock().unwrap().clone()
     }
-    pub fn err(&self) -> BTreeSet<u64> {
+    pub(crate) fn err(&self) -> BTreeSet<u64> {
         self.err.lock().unwrap().clone()
     }
-    pub fn calls(&self) -> u64 {
+    pub(crate) fn calls(&self) -> u64 {
         *self.calls.lock().unwrap()
     }
 }
 
-pub fn publish(store: &Store, confirms: &Confirms, id: u64, queues: &[QueueId]) {
+pub(crate) fn publish(store: &Store, confirms: &Confirms, id: u64, queues: &[QueueId]) {
     store.publish(message(id), queues.to_vec(), confirms.callback(id));
 }
 
 /// Publishes, flushing every fifth id, so that WAL files fill batch by batch and roll over as they would under
 /// steady traffic (one big batch would roll only once).
-pub fn publish_flushing(store: &Store, confirms: &Confirms, id: u64, queues: &[QueueId]) {
+pub(crate) fn publish_flushing(store: &Store, confirms: &Confirms, id: u64, queues: &[QueueId]) {
     publish(store, confirms, id, queues);
     if id.is_multiple_of(5) {
         store.flush().unwrap();
@@ -103,7 +103,7 @@ pub fn publish_flushing(store: &Store, confirms: &Confirms, id: u64, queues: &[Q
 }
 
 /// The recovered ids of a queue, checked to be strictly increasing.
-pub fn ids(rec: &Recovery, queue: QueueId) -> Vec<u64> {
+pub(crate) fn ids(rec: &Recovery, queue: QueueId) -> Vec<u64> {
     let ids: Vec<u64> = rec
         .queues
         .get(&queue)
@@ -116,16 +116,16 @@ pub fn ids(rec: &Recovery, queue: QueueId) -> Vec<u64> {
     ids
 }
 
-pub fn wal_dir() -> PathBuf {
+pub(crate) fn wal_dir() -> PathBuf {
     Path::new(DIR).join("wal")
 }
 
-pub fn queue_dir(queue: QueueId) -> PathBuf {
+pub(crate) fn queue_dir(queue: QueueId) -> PathBuf {
     Path::new(DIR).join("queues").join(queue.to_string())
 }
 
 /// Sorted paths of the files in `dir` whose name ends with `suffix`.
-pub fn files_in(fs: &SimFs, dir: &Path, suffix: &str) -> Vec<PathBuf> {
+pub(crate) fn files_in(fs: &SimFs, dir: &Path, suffix: &str) -> Vec<PathBuf> {
     fs.files()
         .into_iter()
         .filter(|p| p.parent() == Some(dir) && p.to_string_lossy().ends_with(suffix))
@@ -133,7 +133,7 @@ pub fn files_in(fs: &SimFs, dir: &Path, suffix: &str) -> Vec<PathBuf> {
 }
 
 /// The msg ids of the Message records in a queue's segment files (live or not), in file order.
-pub fn segment_message_ids(fs: &SimFs, queue: QueueId) -> Vec<u64> {
+pub(crate) fn segment_message_ids(fs: &SimFs, queue: QueueId) -> Vec<u64> {
     let mut out = Vec::new();
     for path in files_in(fs, &queue_dir(queue), ".seg") {
         let handle = fs.open(&path).unwrap();
@@ -148,19 +148,19 @@ pub fn segment_message_ids(fs: &SimFs, queue: QueueId) -> Vec<u64> {
 }
 
 /// A tiny deterministic PRNG (xorshift64*), so every workload is repeatable from its seed.
-pub struct XorShift(u64);
+pub(crate) struct XorShift(u64);
 
 impl XorShift {
-    pub fn new(seed: u64) -> XorShift {
+    pub(crate) fn new(seed: u64) -> XorShift {
         XorShift(seed.max(1))
     }
-    pub fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
-    pub fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
 }

@@ -14,7 +14,7 @@ use crate::message::Message;
 use warren_protocol::content::{
     decode_properties, parse_content_header_ref, put_content_header, put_return, CLASS_BASIC,
 };
-use warren_protocol::{FrameKind, Payload, PublishArgs};
+use warren_protocol::{FrameKind, FramePayload, PublishArgs};
 use crate::queue::{QueueCommand, QueueHandle};
 use warren_store::StoredMessage;
 
@@ -40,9 +40,9 @@ enum BodyParts {
 }
 
 impl BodyParts {
-    fn push(&mut self, part: Payload<'_>) {
+    fn push(&mut self, part: FramePayload<'_>) {
         let part = match part {
-            Payload::Owned(bytes) if bytes.len() >= COPY_BODY_BELOW => bytes,
+            FramePayload::Owned(bytes) if bytes.len() >= COPY_BODY_BELOW => bytes,
             small => Bytes::copy_from_slice(small.as_slice()),
         };
         *self = match std::mem::replace(self, BodyParts::None) {
@@ -134,7 +134,7 @@ impl Channel {
         &mut self,
         ctx: &mut ChannelContext<'_>,
         kind: FrameKind,
-        payload: Payload<'_>,
+        payload: FramePayload<'_>,
     ) -> Result<Option<Backlog>, AmqpError> {
         let Some(pending) = self.pending.as_mut() else {
             return Err(AmqpError::new(

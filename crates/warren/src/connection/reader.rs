@@ -19,7 +19,7 @@ use warren_protocol::frame::FrameHead;
 use warren_protocol::method::qos_prefetch_size;
 use warren_protocol::{
     channel, connection, decode_method, parse_publish, put_method, AMQPClass, FrameKind,
-    FrameSplitter, Payload, RawFrame,
+    FramePayload, FrameSplitter, RawFrame,
 };
 use crate::queue::QueueHandle;
 use crate::vhost::Vhost;
@@ -151,11 +151,11 @@ impl Reader {
                     let mut frame = buf.split_to(head.total());
                     frame.advance(7);
                     frame.truncate(head.size);
-                    self.handle_frame_now(head, Payload::Owned(frame.freeze()))
+                    self.handle_frame_now(head, FramePayload::Owned(frame.freeze()))
                 } else {
                     let payload = head.payload(&buf[consumed..]);
                     consumed += head.total();
-                    self.handle_frame_now(head, Payload::Borrowed(payload))
+                    self.handle_frame_now(head, FramePayload::Borrowed(payload))
                 };
                 let flow = match step {
                     Step::Done(flow) => flow,
@@ -214,9 +214,9 @@ impl Reader {
 
     /// Handles what needs no waiting, which is everything a publisher sends while its queues keep up: basic.publish
     /// and content frames on open channels, and heartbeats.
-    fn handle_frame_now(&mut self, head: FrameHead, payload: Payload<'_>) -> Step {
+    fn handle_frame_now(&mut self, head: FrameHead, payload: FramePayload<'_>) -> Step {
         let id = head.channel;
-        let owned = |payload: Payload<'_>| RawFrame {
+        let owned = |payload: FramePayload<'_>| RawFrame {
             kind: head.kind,
             channel: id,
             payload: payload.into_bytes(),
