@@ -12,6 +12,8 @@ pub mod outlet;
 mod publish;
 mod route_cache;
 pub mod runtime;
+#[cfg(test)]
+mod tests;
 mod topology;
 mod tx;
 
