@@ -21,20 +21,27 @@ pub enum Effect {
     Write(Bytes),
     /// A command on the queue's priority path (acks, nacks, rejects, channel closed); sending it never waits.
     Settle {
+        /// The queue the deliveries came from.
         queue: Arc<QueueHandle>,
+        /// A `Settle` or `ChannelClosed` command.
         command: QueueCommand,
     },
     /// A command the queue answers the client to itself (basic.get), sent waiting for room in its inbox.
     Send {
+        /// The queue asked.
         queue: Arc<QueueHandle>,
+        /// A `Get` command.
         command: QueueCommand,
     },
     /// A question for a queue: send it (waiting for room), await the answer and hand it to
     /// [`Channel::handle_answer`](super::Channel::handle_answer) with `then`. Always the last effect of an event:
     /// what follows the answer is emitted by the continuation.
     Ask {
+        /// The queue asked.
         queue: Arc<QueueHandle>,
+        /// The question, without its reply channel.
         request: QueueRequest,
+        /// The rest of the method, run with the answer.
         then: Continuation,
     },
     /// Wait until what a publish left waiting is taken: a full queue inbox, a store over its write limit. The
@@ -70,9 +77,13 @@ pub enum QueueRequest {
 /// A queue's answer to a [`QueueRequest`], of the same name. `None` (or `false`) means the queue was gone before it
 /// answered.
 pub enum QueueAnswer {
+    /// The queue's message and consumer counts.
     Stats(Option<QueueStats>),
+    /// Whether the queue took the consumer (403 when another consumer holds it exclusively).
     Consume(Option<Result<(), AmqpError>>),
+    /// The queue forgot the consumer and wrote cancel-ok if asked to.
     Cancel(bool),
+    /// The number of ready messages dropped.
     Purge(Option<u32>),
     /// The number of ready messages dropped, or why the queue refused.
     Delete(Option<Result<u32, AmqpError>>),

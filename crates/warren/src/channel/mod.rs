@@ -69,7 +69,9 @@ struct Transaction {
 /// executes those in order ([`runtime::execute`]) before it hands this channel its next frame. A returned error
 /// closes the channel (or the connection, by its scope) after the effects emitted before it are executed.
 pub struct Channel {
+    /// The channel number.
     pub id: u16,
+    /// What queue actors deliver through: delivery tags, unacked deliveries, consumer tags.
     pub outlet: Arc<ChannelOutlet>,
     pending: Option<PendingPublish>,
     confirms: Option<Arc<ConfirmTracker>>,
