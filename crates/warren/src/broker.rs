@@ -10,8 +10,8 @@ use dashmap::DashMap;
 use crate::config::{Config, SyncPolicy, UserConfig};
 use crate::message::continue_ids_above;
 use crate::meta::{DefinitionStore, MetaError};
-use warren_store::{StdFileSystem, Store, StoreConfig, StoreError, SyncMode};
 use crate::vhost::{Persistence, Vhost};
+use warren_store::{StdFileSystem, Store, StoreConfig, StoreError, SyncMode};
 
 /// Why the broker could not start.
 #[derive(Debug, thiserror::Error)]

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use warren_protocol::error::AmqpError;
 use warren_protocol::content::{decode_properties, delivery_mode};
+use warren_protocol::error::AmqpError;
 use warren_protocol::{basic::AMQPProperties, FieldTable};
 
 /// Node-unique message ids; the message store keys bodies by them.

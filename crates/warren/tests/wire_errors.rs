@@ -8,10 +8,10 @@ use std::time::Duration;
 use bytes::BytesMut;
 use common::{Frame, RawClient};
 use tokio::io::AsyncWriteExt;
+use warren::server::RunningServer;
 use warren_protocol::{
     basic, channel, connection, decode_method, put_method, queue, AMQPClass, FieldTable,
 };
-use warren::server::RunningServer;
 
 /// Bounds every wait that is expected to end on its own.
 const BOUND: Duration = Duration::from_secs(8);

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use common::{start_ok_payload, Frame, RawClient};
-use warren_protocol::{connection, decode_method, put_method, AMQPClass, AMQPValue};
 use warren::server::RunningServer;
+use warren_protocol::{connection, decode_method, put_method, AMQPClass, AMQPValue};
 
 /// Bounds every wait that is expected to end on its own (a close, a heartbeat).
 const BOUND: Duration = Duration::from_secs(8);

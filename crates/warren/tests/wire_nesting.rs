@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use common::{Frame, RawClient};
 use tokio::io::AsyncWriteExt;
+use warren::server::RunningServer;
 use warren_protocol::nesting::MAX_FIELD_NESTING;
 use warren_protocol::{connection, decode_method, AMQPClass};
-use warren::server::RunningServer;
 
 const BOUND: Duration = Duration::from_secs(10);
 const METHOD: u8 = 1;

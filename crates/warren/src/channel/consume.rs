@@ -3,12 +3,12 @@
 use std::sync::Arc;
 
 use rand::Rng;
-use tokio::sync::oneshot;
 
+use super::effect::{ChannelEffects, Continuation, Effect, QueueRequest};
 use super::{send_settlements, Channel, ChannelContext, HeldAck};
+use crate::queue::{Consumer, QueueCommand, SettleAction};
 use warren_protocol::error::{AmqpError, ReplyCode};
 use warren_protocol::{basic, AMQPClass, PublishArgs};
-use crate::queue::{Consumer, QueueCommand, SettleAction};
 
 /// A server-generated consumer tag, shaped like RabbitMQ's.
 fn generated_consumer_tag() -> String {
@@ -21,11 +21,13 @@ fn generated_consumer_tag() -> String {
 }
 
 impl Channel {
-    pub(super) async fn handle_basic(
+    pub(super) fn handle_basic(
         &mut self,
         ctx: &mut ChannelContext<'_>,
         method: basic::AMQPMethod,
+        effects: &mut ChannelEffects,
     ) -> Result<(), AmqpError> {
+        let id = self.id;
         match method {
             basic::AMQPMethod::Publish(publish) => {
                 self.start_publish(ctx, PublishArgs::of(&publish))
@@ -36,50 +38,55 @@ impl Channel {
                 } else {
                     self.consumer_prefetch = qos.prefetch_count;
                 }
-                self.reply(AMQPClass::Basic(basic::AMQPMethod::QosOk(basic::QosOk {})));
+                effects.reply(
+                    id,
+                    AMQPClass::Basic(basic::AMQPMethod::QosOk(basic::QosOk {})),
+                );
                 Ok(())
             }
-            basic::AMQPMethod::Consume(consume) => self.consume(ctx, consume).await,
+            basic::AMQPMethod::Consume(consume) => self.consume(ctx, consume, effects),
             basic::AMQPMethod::Cancel(cancel) => {
                 let tag = cancel.consumer_tag.as_str();
                 if let Some(queue) = self.outlet.remove_consumer(tag) {
-                    let (reply, answer) = oneshot::channel();
-                    let sent = queue
-                        .send(QueueCommand::Cancel {
-                            outlet: self.outlet.clone(),
-                            consumer_tag: Arc::from(tag),
-                            send_ok: !cancel.nowait,
-                            reply,
-                        })
-                        .await;
-                    if sent && answer.await.is_ok() {
-                        return Ok(());
-                    }
+                    let request = QueueRequest::Cancel {
+                        outlet: self.outlet.clone(),
+                        consumer_tag: Arc::from(tag),
+                        send_ok: !cancel.nowait,
+                    };
+                    let then = Continuation::CancelOk {
+                        consumer_tag: cancel.consumer_tag,
+                        nowait: cancel.nowait,
+                    };
+                    effects.push(Effect::Ask {
+                        queue,
+                        request,
+                        then,
+                    });
+                    return Ok(());
                 }
-                // Unknown tag, or the queue is gone: RabbitMQ answers cancel-ok all the same.
+                // Unknown tag: RabbitMQ answers cancel-ok all the same.
                 if !cancel.nowait {
-                    self.reply(AMQPClass::Basic(basic::AMQPMethod::CancelOk(
-                        basic::CancelOk {
+                    effects.reply(
+                        id,
+                        AMQPClass::Basic(basic::AMQPMethod::CancelOk(basic::CancelOk {
                             consumer_tag: cancel.consumer_tag,
-                        },
-                    )));
+                        })),
+                    );
                 }
                 Ok(())
             }
             basic::AMQPMethod::Get(get) => {
                 let name = self.queue_name(get.queue.as_str())?;
                 let queue = ctx.vhost.queue_for(&name, ctx.conn.id)?;
-                queue
-                    .send(QueueCommand::Get {
-                        outlet: self.outlet.clone(),
-                        no_ack: get.no_ack,
-                    })
-                    .await;
+                let command = QueueCommand::Get {
+                    outlet: self.outlet.clone(),
+                    no_ack: get.no_ack,
+                };
+                effects.push(Effect::Send { queue, command });
                 Ok(())
             }
             basic::AMQPMethod::Ack(ack) => {
-                self.acknowledge(ack.delivery_tag, ack.multiple, SettleAction::Ack)
-                    .await
+                self.acknowledge(ack.delivery_tag, ack.multiple, SettleAction::Ack, effects)
             }
             basic::AMQPMethod::Nack(nack) => {
                 let action = if nack.requeue {
@@ -87,8 +94,7 @@ impl Channel {
                 } else {
                     SettleAction::Discard
                 };
-                self.acknowledge(nack.delivery_tag, nack.multiple, action)
-                    .await
+                self.acknowledge(nack.delivery_tag, nack.multiple, action, effects)
             }
             basic::AMQPMethod::Reject(reject) => {
                 let action = if reject.requeue {
@@ -96,16 +102,17 @@ impl Channel {
                 } else {
                     SettleAction::Discard
                 };
-                self.acknowledge(reject.delivery_tag, false, action).await
+                self.acknowledge(reject.delivery_tag, false, action, effects)
             }
             basic::AMQPMethod::Recover(recover) => {
-                self.recover(recover.requeue).await?;
-                self.reply(AMQPClass::Basic(basic::AMQPMethod::RecoverOk(
-                    basic::RecoverOk {},
-                )));
+                self.recover(recover.requeue, effects)?;
+                effects.reply(
+                    id,
+                    AMQPClass::Basic(basic::AMQPMethod::RecoverOk(basic::RecoverOk {})),
+                );
                 Ok(())
             }
-            basic::AMQPMethod::RecoverAsync(recover) => self.recover(recover.requeue).await,
+            basic::AMQPMethod::RecoverAsync(recover) => self.recover(recover.requeue, effects),
             other => {
                 let id = AMQPClass::Basic(other).get_amqp_method_id();
                 Err(AmqpError::new(
@@ -116,10 +123,13 @@ impl Channel {
         }
     }
 
-    async fn consume(
+    /// basic.consume: the consumer tag is taken here; the queue's answer decides whether it stays
+    /// ([`Continuation::Consume`]).
+    fn consume(
         &mut self,
         ctx: &mut ChannelContext<'_>,
         consume: basic::Consume,
+        effects: &mut ChannelEffects,
     ) -> Result<(), AmqpError> {
         let name = self.queue_name(consume.queue.as_str())?;
         let queue = ctx.vhost.queue_for(&name, ctx.conn.id)?;
@@ -143,47 +153,40 @@ impl Channel {
             prefetch: self.consumer_prefetch,
             in_flight: 0,
         };
-        let (reply, answer) = oneshot::channel();
-        let sent = queue
-            .send(QueueCommand::Consume {
-                consumer,
-                send_ok: !consume.nowait,
-                reply,
-            })
-            .await;
-        let result = if sent {
-            answer
-                .await
-                .unwrap_or_else(|_| Err(AmqpError::not_found("queue", &name, &ctx.vhost.name)))
-        } else {
-            Err(AmqpError::not_found("queue", &name, &ctx.vhost.name))
+        let request = QueueRequest::Consume {
+            consumer,
+            send_ok: !consume.nowait,
         };
-        if result.is_err() {
-            self.outlet.remove_consumer(&tag);
-        }
-        result
+        let then = Continuation::Consume { tag, queue: name };
+        effects.push(Effect::Ask {
+            queue,
+            request,
+            then,
+        });
+        Ok(())
     }
 
-    async fn acknowledge(
+    fn acknowledge(
         &mut self,
         tag: u64,
         multiple: bool,
         action: SettleAction,
+        effects: &mut ChannelEffects,
     ) -> Result<(), AmqpError> {
         if let Some(tx) = self.tx.as_mut() {
             let deliveries = self.outlet.hold_unacked(tag, multiple)?;
             tx.acks.push(HeldAck { deliveries, action });
             return Ok(());
         }
-        self.settle(tag, multiple, action).await
+        self.settle(tag, multiple, action, effects)
     }
 
-    async fn recover(&mut self, requeue: bool) -> Result<(), AmqpError> {
+    fn recover(&mut self, requeue: bool, effects: &mut ChannelEffects) -> Result<(), AmqpError> {
         if !requeue {
             return Err(AmqpError::not_implemented("requeue=false"));
         }
         let unacked = self.outlet.take_all_unacked();
-        send_settlements(unacked, SettleAction::Requeue);
+        send_settlements(effects, unacked, SettleAction::Requeue);
         Ok(())
     }
 

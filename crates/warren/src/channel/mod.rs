@@ -1,27 +1,36 @@
-//! A channel's state machine, run inside its connection's reader task: methods and content frames in, replies
-//! and queue commands out. Publishing is split out into `publish`, consuming and acknowledging into `consume`,
-//! topology methods into `topology`.
+//! A channel's state machine, run inside its connection's reader task: methods, content frames and queue answers
+//! in, [`ChannelEffects`] out (reply frames, queue commands, waits), which `runtime::execute` carries out. The
+//! channel does no I/O and awaits nothing. Publishing is split out into `publish`, consuming and acknowledging
+//! into `consume`, topology methods into `topology`, transactions into `tx`, continuations into `answer`.
 
+mod answer;
 pub mod confirm;
 mod consume;
+pub mod effect;
 pub mod outbox;
 pub mod outlet;
 mod publish;
 mod route_cache;
+pub mod runtime;
+#[cfg(test)]
+mod tests;
 mod topology;
+mod tx;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::broker::Broker;
 use crate::connection::ConnectionInfo;
-use warren_protocol::error::{AmqpError, ReplyCode};
 use crate::message::Message;
-use warren_protocol::{access, channel, confirm as confirm_class, put_method, tx, AMQPClass};
 use crate::queue::{QueueCommand, QueueHandle, SettleAction};
 use crate::vhost::Vhost;
+use warren_protocol::error::{AmqpError, ReplyCode};
+use warren_protocol::{access, channel, confirm as confirm_class, AMQPClass};
 
 use self::confirm::ConfirmTracker;
+use self::effect::Effect;
+pub use self::effect::{ChannelEffects, Continuation, QueueAnswer, QueueRequest};
 use self::outbox::Outbox;
 use self::outlet::{ChannelOutlet, Unacked};
 use self::publish::PendingPublish;
@@ -52,8 +61,17 @@ struct Transaction {
     acks: Vec<HeldAck>,
 }
 
+/// One AMQP channel's state: the publish being assembled, the confirm and transaction modes, the consumer
+/// prefetch and the last declared queue. Deliveries, unacked tags and consumer tags live in its [`ChannelOutlet`],
+/// which queue actors share.
+///
+/// Every `handle_*` method takes one event and pushes what must happen into a [`ChannelEffects`]; the caller then
+/// executes those in order ([`runtime::execute`]) before it hands this channel its next frame. A returned error
+/// closes the channel (or the connection, by its scope) after the effects emitted before it are executed.
 pub struct Channel {
+    /// The channel number.
     pub id: u16,
+    /// What queue actors deliver through: delivery tags, unacked deliveries, consumer tags.
     pub outlet: Arc<ChannelOutlet>,
     pending: Option<PendingPublish>,
     confirms: Option<Arc<ConfirmTracker>>,
@@ -66,6 +84,7 @@ pub struct Channel {
 }
 
 impl Channel {
+    /// A channel just opened (the reader has answered channel.open).
     pub fn new(conn: Arc<ConnectionInfo>, id: u16) -> Channel {
         Channel {
             id,
@@ -79,43 +98,42 @@ impl Channel {
         }
     }
 
-    fn reply(&self, method: AMQPClass) {
-        let id = self.id;
-        self.outlet
-            .conn
-            .outbound
-            .write(|out| put_method(out, id, method));
-    }
-
     /// Whether a content header or body frame is expected next.
     pub fn expects_content(&self) -> bool {
         self.pending.is_some()
     }
 
-    /// Handles one method other than channel.open / channel.close (the reader handles those).
-    pub async fn handle_method(
+    /// Handles one method other than channel.open / channel.close (the reader handles those). Call it once every
+    /// effect of this channel's previous event has been executed, and after the connection's outbox is flushed
+    /// (a method may reach a queue that publishes waiting in the outbox must reach first).
+    pub fn handle_method(
         &mut self,
         ctx: &mut ChannelContext<'_>,
         method: AMQPClass,
+        effects: &mut ChannelEffects,
     ) -> Result<(), AmqpError> {
         let (class_id, method_id) = (method.get_amqp_class_id(), method.get_amqp_method_id());
         if let Some(pending) = &self.pending {
             return Err(pending.unexpected_frame());
         }
+        let id = self.id;
         let result = match method {
             AMQPClass::Channel(channel::AMQPMethod::Flow(flow)) => {
                 if !flow.active {
                     return Err(AmqpError::not_implemented("active=false"));
                 }
-                self.reply(AMQPClass::Channel(channel::AMQPMethod::FlowOk(
-                    channel::FlowOk { active: true },
-                )));
+                effects.reply(
+                    id,
+                    AMQPClass::Channel(channel::AMQPMethod::FlowOk(channel::FlowOk {
+                        active: true,
+                    })),
+                );
                 Ok(())
             }
             AMQPClass::Channel(channel::AMQPMethod::FlowOk(_)) => Ok(()),
-            AMQPClass::Exchange(m) => self.handle_exchange(ctx, m),
-            AMQPClass::Queue(m) => self.handle_queue(ctx, m).await,
-            AMQPClass::Basic(m) => self.handle_basic(ctx, m).await,
+            AMQPClass::Exchange(m) => self.handle_exchange(ctx, m, effects),
+            AMQPClass::Queue(m) => self.handle_queue(ctx, m, effects),
+            AMQPClass::Basic(m) => self.handle_basic(ctx, m, effects),
             AMQPClass::Confirm(confirm_class::AMQPMethod::Select(select)) => {
                 if self.tx.is_some() {
                     return Err(AmqpError::precondition(
@@ -123,20 +141,24 @@ impl Channel {
                     ));
                 }
                 if self.confirms.is_none() {
-                    self.confirms = Some(ConfirmTracker::new(ctx.conn.clone(), self.id));
+                    self.confirms = Some(ConfirmTracker::new(ctx.conn.clone(), id));
                 }
                 if !select.nowait {
-                    self.reply(AMQPClass::Confirm(confirm_class::AMQPMethod::SelectOk(
-                        confirm_class::SelectOk {},
-                    )));
+                    effects.reply(
+                        id,
+                        AMQPClass::Confirm(confirm_class::AMQPMethod::SelectOk(
+                            confirm_class::SelectOk {},
+                        )),
+                    );
                 }
                 Ok(())
             }
-            AMQPClass::Tx(m) => self.handle_tx(ctx, m).await,
+            AMQPClass::Tx(m) => self.handle_tx(ctx, m, effects),
             AMQPClass::Access(access::AMQPMethod::Request(_)) => {
-                self.reply(AMQPClass::Access(access::AMQPMethod::RequestOk(
-                    access::RequestOk {},
-                )));
+                effects.reply(
+                    id,
+                    AMQPClass::Access(access::AMQPMethod::RequestOk(access::RequestOk {})),
+                );
                 Ok(())
             }
             other => Err(AmqpError::new(
@@ -151,75 +173,23 @@ impl Channel {
         result.map_err(|e| e.on_method(class_id, method_id))
     }
 
-    async fn handle_tx(
-        &mut self,
-        ctx: &mut ChannelContext<'_>,
-        method: tx::AMQPMethod,
-    ) -> Result<(), AmqpError> {
-        match method {
-            tx::AMQPMethod::Select(_) => {
-                if self.confirms.is_some() {
-                    return Err(AmqpError::precondition(
-                        "cannot switch from confirm to tx mode",
-                    ));
-                }
-                if self.tx.is_none() {
-                    self.tx = Some(Transaction::default());
-                }
-                self.reply(AMQPClass::Tx(tx::AMQPMethod::SelectOk(tx::SelectOk {})));
-                Ok(())
-            }
-            tx::AMQPMethod::Commit(_) => {
-                let Some(held) = self.tx.as_mut().map(std::mem::take) else {
-                    return Err(AmqpError::precondition("channel is not transactional"));
-                };
-                for ack in held.acks {
-                    let settled: Vec<Unacked> = ack.deliveries.into_values().collect();
-                    self.outlet.release_held(&settled);
-                    send_settlements(settled, ack.action);
-                }
-                for (message, mandatory) in held.publishes {
-                    self.route(ctx, message, mandatory)?.wait(ctx.broker).await;
-                }
-                ctx.outbox.flush().wait(ctx.broker).await;
-                self.reply(AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})));
-                Ok(())
-            }
-            tx::AMQPMethod::Rollback(_) => {
-                let Some(held) = self.tx.as_mut() else {
-                    return Err(AmqpError::precondition("channel is not transactional"));
-                };
-                for ack in std::mem::take(held).acks {
-                    self.outlet.restore_unacked(ack.deliveries);
-                }
-                self.reply(AMQPClass::Tx(tx::AMQPMethod::RollbackOk(tx::RollbackOk {})));
-                Ok(())
-            }
-            other => Err(AmqpError::new(
-                ReplyCode::CommandInvalid,
-                format!(
-                    "unexpected method {}.{}",
-                    90,
-                    AMQPClass::Tx(other).get_amqp_method_id()
-                ),
-            )),
-        }
-    }
-
     /// Applies an ack, nack or reject now.
-    async fn settle(
+    fn settle(
         &mut self,
         tag: u64,
         multiple: bool,
         action: SettleAction,
+        effects: &mut ChannelEffects,
     ) -> Result<(), AmqpError> {
         let taken = self.outlet.take_unacked(tag, multiple)?;
-        send_settlements(taken, action);
+        send_settlements(effects, taken, action);
         Ok(())
     }
 
-    /// Closes the channel: no more deliveries, consumers cancelled, unacked deliveries requeued.
-    pub async fn shutdown(&mut self) {
+    /// Closes the channel: no more deliveries, consumers cancelled, unacked deliveries requeued. Call it when the
+    /// channel ends for any reason (channel.close, a channel error, the connection closing) and execute the
+    /// effects before the channel number is used again.
+    pub fn shutdown(&mut self, effects: &mut ChannelEffects) {
         self.pending = None;
         if let Some(tracker) = self.confirms.take() {
             tracker.close();
@@ -234,19 +204,20 @@ impl Channel {
             );
         }
         for queue in queues {
-            queue.settle(QueueCommand::ChannelClosed {
+            let command = QueueCommand::ChannelClosed {
                 outlet: self.outlet.clone(),
-            });
+            };
+            effects.push(Effect::Settle { queue, command });
         }
-        send_settlements(unacked, SettleAction::Requeue);
+        send_settlements(effects, unacked, SettleAction::Requeue);
     }
 }
 
 /// A queue and the (queue position, consumer) pairs of its deliveries being settled.
 type QueueSettlements = (Arc<QueueHandle>, Vec<(u64, Option<u64>)>);
 
-/// Groups deliveries by queue and sends each queue one settle command.
-fn send_settlements(unacked: Vec<Unacked>, action: SettleAction) {
+/// Groups deliveries by queue and emits one settle command per queue.
+fn send_settlements(effects: &mut ChannelEffects, unacked: Vec<Unacked>, action: SettleAction) {
     let mut by_queue: Vec<QueueSettlements> = Vec::new();
     for u in unacked {
         match by_queue.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
@@ -255,6 +226,7 @@ fn send_settlements(unacked: Vec<Unacked>, action: SettleAction) {
         }
     }
     for (queue, deliveries) in by_queue {
-        queue.settle(QueueCommand::Settle { deliveries, action });
+        let command = QueueCommand::Settle { deliveries, action };
+        effects.push(Effect::Settle { queue, command });
     }
 }

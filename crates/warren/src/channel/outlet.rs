@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
 
 use crate::connection::ConnectionInfo;
-use warren_protocol::error::AmqpError;
 use crate::message::QueuedMessage;
-use warren_protocol::content::{put_content_header, put_deliver, put_get_ok, DeliverArgs};
 use crate::queue::QueueHandle;
+use warren_protocol::content::{put_content_header, put_deliver, put_get_ok, DeliverArgs};
+use warren_protocol::error::AmqpError;
 
 /// A delivery awaiting basic.ack / nack / reject.
 #[derive(Clone)]

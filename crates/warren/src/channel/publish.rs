@@ -5,17 +5,19 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
+use super::effect::{ChannelEffects, Effect};
 use super::outbox::Enqueue;
 use super::{Channel, ChannelContext};
 use crate::broker::Broker;
 use crate::channel::confirm::ConfirmRef;
-use warren_protocol::error::{AmqpError, ReplyCode};
 use crate::message::Message;
-use warren_protocol::content::{
-    decode_properties, parse_content_header_ref, put_content_header, put_return, CLASS_BASIC,
-};
-use warren_protocol::{FrameKind, FramePayload, PublishArgs};
 use crate::queue::{QueueCommand, QueueHandle};
+use warren_protocol::content::{
+    decode_properties, parse_content_header_ref, put_body_frames, put_content_header, put_return,
+    CLASS_BASIC,
+};
+use warren_protocol::error::{AmqpError, ReplyCode};
+use warren_protocol::{FrameKind, FramePayload, PublishArgs};
 use warren_store::StoredMessage;
 
 /// Body frames smaller than this are copied out of the read buffer, so that a small message waiting in a deep queue
@@ -128,14 +130,17 @@ impl Channel {
         Ok(())
     }
 
-    /// Handles a content header or body frame without waiting: a message completed by it is routed with what
-    /// still has to wait (a full queue inbox, a store behind its disk) returned as a [`Backlog`].
+    /// Handles a content header or body frame without waiting: a message completed by it is routed, and what
+    /// still has to wait (a full queue inbox, a store behind its disk) is emitted as an [`Effect::Drain`]. Call it
+    /// for every content frame on this channel, in order; when it emits nothing, which is the rule while queues
+    /// keep up, the next frame may follow at once (the outbox is flushed later, see `channel::outbox`).
     pub fn handle_content(
         &mut self,
         ctx: &mut ChannelContext<'_>,
         kind: FrameKind,
         payload: FramePayload<'_>,
-    ) -> Result<Option<Backlog>, AmqpError> {
+        effects: &mut ChannelEffects,
+    ) -> Result<(), AmqpError> {
         let Some(pending) = self.pending.as_mut() else {
             return Err(AmqpError::new(
                 ReplyCode::UnexpectedFrame,
@@ -177,10 +182,10 @@ impl Channel {
         }
         match &pending.header {
             Some((size, _)) if pending.received == *size => {}
-            _ => return Ok(None),
+            _ => return Ok(()),
         }
         let Some(done) = self.pending.take() else {
-            return Ok(None);
+            return Ok(());
         };
         let (_, properties) = done.header.unwrap_or_default();
         check_user_id(&properties, &ctx.conn.user)?;
@@ -193,21 +198,25 @@ impl Channel {
         ));
         if let Some(tx) = self.tx.as_mut() {
             tx.publishes.push((message, done.mandatory));
-            return Ok(None);
+            return Ok(());
         }
         let backlog = self
-            .route(ctx, message, done.mandatory)
+            .route(ctx, message, done.mandatory, effects)
             .map_err(|e| e.on_method(60, 40))?;
-        Ok((!backlog.is_empty()).then_some(backlog))
+        if !backlog.is_empty() {
+            effects.push(Effect::Drain(backlog));
+        }
+        Ok(())
     }
 
     /// Routes a complete message to its queues; unroutable mandatory messages are returned, then confirmed. The
-    /// caller waits on the returned backlog before reading on.
+    /// caller has the returned backlog drained before it routes anything more.
     pub(super) fn route(
         &mut self,
         ctx: &mut ChannelContext<'_>,
         message: Arc<Message>,
         mandatory: bool,
+        effects: &mut ChannelEffects,
     ) -> Result<Backlog, AmqpError> {
         let outbox = &mut *ctx.outbox;
         let mut backlog = Backlog::default();
@@ -215,7 +224,10 @@ impl Channel {
         let confirm = self.confirms.as_ref().map(|t| t.begin());
         if queues.is_empty() {
             if mandatory {
-                self.return_message(&message, ReplyCode::NoRoute, "NO_ROUTE");
+                self.return_message(&message, ReplyCode::NoRoute, "NO_ROUTE", effects);
+                if let Some(confirm) = confirm {
+                    effects.push(Effect::ReleaseConfirm(confirm));
+                }
             }
             return Ok(backlog);
         }
@@ -274,21 +286,26 @@ impl Channel {
         Ok(())
     }
 
-    fn return_message(&self, message: &Message, code: ReplyCode, text: &str) {
+    /// Emits basic.return with the message's content, its body split as the outbound queue splits bodies.
+    fn return_message(
+        &self,
+        message: &Message,
+        code: ReplyCode,
+        text: &str,
+        effects: &mut ChannelEffects,
+    ) {
         let channel = self.id;
-        let conn = &self.outlet.conn;
-        conn.outbound
-            .write_message(channel, conn.frame_max, &message.body, |out| {
-                put_return(
-                    out,
-                    channel,
-                    code as u16,
-                    text,
-                    &message.exchange,
-                    &message.routing_key,
-                );
-                put_content_header(out, channel, message.body_size(), &message.properties_raw);
-            });
+        let out = effects.frames();
+        put_return(
+            out,
+            channel,
+            code as u16,
+            text,
+            &message.exchange,
+            &message.routing_key,
+        );
+        put_content_header(out, channel, message.body_size(), &message.properties_raw);
+        put_body_frames(out, channel, &message.body, self.outlet.conn.frame_max);
     }
 }
 

@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use warren_protocol::error::AmqpError;
 use crate::message::Message;
-use warren_protocol::PublishArgs;
 use crate::queue::QueueHandle;
 use crate::vhost::Vhost;
+use warren_protocol::error::AmqpError;
+use warren_protocol::PublishArgs;
 
 #[derive(Default)]
 pub struct RouteCache {

@@ -1,13 +1,11 @@
 //! The exchange and queue classes: declare, bind, unbind, purge, delete.
 
-use tokio::sync::oneshot;
-
+use super::effect::{ChannelEffects, Continuation, Effect, QueueRequest};
 use super::{Channel, ChannelContext};
-use warren_protocol::error::AmqpError;
 use crate::exchange::{validate_headers_arguments, ExchangeKind};
-use warren_protocol::{exchange, queue, AMQPClass, FieldTable};
-use crate::queue::QueueCommand;
 use crate::vhost::{ExchangeDeclare, QueueDeclare, Vhost};
+use warren_protocol::error::AmqpError;
+use warren_protocol::{exchange, queue, AMQPClass, FieldTable};
 
 /// Headers bindings must carry a valid x-match (406 otherwise, as in RabbitMQ).
 fn check_binding_arguments(
@@ -28,8 +26,10 @@ impl Channel {
         &mut self,
         ctx: &mut ChannelContext<'_>,
         method: exchange::AMQPMethod,
+        effects: &mut ChannelEffects,
     ) -> Result<(), AmqpError> {
         let vhost = ctx.vhost;
+        let id = self.id;
         match method {
             exchange::AMQPMethod::Declare(d) => {
                 vhost.declare_exchange(&ExchangeDeclare {
@@ -42,17 +42,21 @@ impl Channel {
                     arguments: d.arguments,
                 })?;
                 if !d.nowait {
-                    self.reply(AMQPClass::Exchange(exchange::AMQPMethod::DeclareOk(
-                        exchange::DeclareOk {},
-                    )));
+                    effects.reply(
+                        id,
+                        AMQPClass::Exchange(exchange::AMQPMethod::DeclareOk(
+                            exchange::DeclareOk {},
+                        )),
+                    );
                 }
             }
             exchange::AMQPMethod::Delete(d) => {
                 vhost.delete_exchange(d.exchange.as_str(), d.if_unused)?;
                 if !d.nowait {
-                    self.reply(AMQPClass::Exchange(exchange::AMQPMethod::DeleteOk(
-                        exchange::DeleteOk {},
-                    )));
+                    effects.reply(
+                        id,
+                        AMQPClass::Exchange(exchange::AMQPMethod::DeleteOk(exchange::DeleteOk {})),
+                    );
                 }
             }
             exchange::AMQPMethod::Bind(b) => {
@@ -64,9 +68,10 @@ impl Channel {
                     b.arguments,
                 )?;
                 if !b.nowait {
-                    self.reply(AMQPClass::Exchange(exchange::AMQPMethod::BindOk(
-                        exchange::BindOk {},
-                    )));
+                    effects.reply(
+                        id,
+                        AMQPClass::Exchange(exchange::AMQPMethod::BindOk(exchange::BindOk {})),
+                    );
                 }
             }
             exchange::AMQPMethod::Unbind(b) => {
@@ -77,9 +82,10 @@ impl Channel {
                     b.arguments,
                 )?;
                 if !b.nowait {
-                    self.reply(AMQPClass::Exchange(exchange::AMQPMethod::UnbindOk(
-                        exchange::UnbindOk {},
-                    )));
+                    effects.reply(
+                        id,
+                        AMQPClass::Exchange(exchange::AMQPMethod::UnbindOk(exchange::UnbindOk {})),
+                    );
                 }
             }
             other => {
@@ -93,12 +99,14 @@ impl Channel {
         Ok(())
     }
 
-    pub(super) async fn handle_queue(
+    pub(super) fn handle_queue(
         &mut self,
         ctx: &mut ChannelContext<'_>,
         method: queue::AMQPMethod,
+        effects: &mut ChannelEffects,
     ) -> Result<(), AmqpError> {
         let vhost = ctx.vhost;
+        let id = self.id;
         let conn_id = ctx.conn.id;
         match method {
             queue::AMQPMethod::Declare(d) => {
@@ -126,14 +134,15 @@ impl Channel {
                 }
                 self.last_queue = Some(handle.spec.name.clone());
                 if !d.nowait {
-                    let stats = handle.stats().await.unwrap_or_default();
-                    self.reply(AMQPClass::Queue(queue::AMQPMethod::DeclareOk(
-                        queue::DeclareOk {
-                            queue: handle.name().into(),
-                            message_count: stats.messages,
-                            consumer_count: stats.consumers,
-                        },
-                    )));
+                    // declare-ok carries the counts, which only the queue knows.
+                    let then = Continuation::DeclareOk {
+                        queue: handle.spec.name.clone(),
+                    };
+                    effects.push(Effect::Ask {
+                        queue: handle,
+                        request: QueueRequest::Stats,
+                        then,
+                    });
                 }
             }
             queue::AMQPMethod::Bind(b) => {
@@ -147,9 +156,10 @@ impl Channel {
                     conn_id,
                 )?;
                 if !b.nowait {
-                    self.reply(AMQPClass::Queue(queue::AMQPMethod::BindOk(
-                        queue::BindOk {},
-                    )));
+                    effects.reply(
+                        id,
+                        AMQPClass::Queue(queue::AMQPMethod::BindOk(queue::BindOk {})),
+                    );
                 }
             }
             queue::AMQPMethod::Unbind(b) => {
@@ -161,39 +171,36 @@ impl Channel {
                     b.arguments,
                     conn_id,
                 )?;
-                self.reply(AMQPClass::Queue(queue::AMQPMethod::UnbindOk(
-                    queue::UnbindOk {},
-                )));
+                effects.reply(
+                    id,
+                    AMQPClass::Queue(queue::AMQPMethod::UnbindOk(queue::UnbindOk {})),
+                );
             }
             queue::AMQPMethod::Purge(p) => {
                 let name = self.queue_name(p.queue.as_str())?;
-                let q = vhost.queue_for(&name, conn_id)?;
-                let (reply, answer) = oneshot::channel();
-                let count = if q.send(QueueCommand::Purge { reply }).await {
-                    answer.await.unwrap_or(0)
-                } else {
-                    0
-                };
-                if !p.nowait {
-                    self.reply(AMQPClass::Queue(queue::AMQPMethod::PurgeOk(
-                        queue::PurgeOk {
-                            message_count: count,
-                        },
-                    )));
-                }
+                let queue = vhost.queue_for(&name, conn_id)?;
+                // Asked even with nowait: a later method must find the queue purged.
+                effects.push(Effect::Ask {
+                    queue,
+                    request: QueueRequest::Purge,
+                    then: Continuation::PurgeOk { nowait: p.nowait },
+                });
             }
             queue::AMQPMethod::Delete(d) => {
                 let name = self.queue_name(d.queue.as_str())?;
-                let count = vhost
-                    .delete_queue(&name, d.if_unused, d.if_empty, conn_id)
-                    .await?;
-                ctx.exclusive_queues.retain(|q| *q.spec.name != *name);
-                if !d.nowait {
-                    self.reply(AMQPClass::Queue(queue::AMQPMethod::DeleteOk(
-                        queue::DeleteOk {
-                            message_count: count,
+                match vhost.queue_to_delete(&name, conn_id)? {
+                    Some(queue) => effects.push(Effect::Ask {
+                        queue: queue.clone(),
+                        request: QueueRequest::Delete {
+                            if_unused: d.if_unused,
+                            if_empty: d.if_empty,
                         },
-                    )));
+                        then: Continuation::DeleteOk {
+                            queue,
+                            nowait: d.nowait,
+                        },
+                    }),
+                    None => self.deleted_queue(ctx, &name, 0, d.nowait, effects),
                 }
             }
             other => {

@@ -59,7 +59,8 @@ fn empty_file_yields_the_defaults() {
 
 #[test]
 fn shipped_example_file_yields_the_defaults() {
-    let shipped = load(include_str!("../../../../config/warren.toml")).expect("config/warren.toml loads");
+    let shipped =
+        load(include_str!("../../../../config/warren.toml")).expect("config/warren.toml loads");
     let defaults = Config::default();
     assert_eq!(shipped.listen, defaults.listen);
     assert_eq!(shipped.data_dir, defaults.data_dir);

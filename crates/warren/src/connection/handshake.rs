@@ -11,13 +11,13 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::auth::{self, AuthError};
 use crate::broker::Broker;
+use crate::vhost::Vhost;
 use warren_protocol::error::{AmqpError, ReplyCode};
 use warren_protocol::frame::{FrameKind, FrameSplitter, FRAME_MIN_SIZE};
 use warren_protocol::{
     connection, decode_method, put_method, AMQPClass, AMQPValue, FieldTable, LongString,
     PROTOCOL_HEADER,
 };
-use crate::vhost::Vhost;
 
 /// The nine capabilities RabbitMQ advertises, and whether Warren really provides each.
 pub const CAPABILITIES: &[(&str, bool)] = &[

@@ -13,7 +13,9 @@ use super::handshake::Negotiated;
 use super::ConnectionInfo;
 use crate::broker::Broker;
 use crate::channel::outbox::Outbox;
-use crate::channel::{Backlog, Channel, ChannelContext, COPY_BODY_BELOW};
+use crate::channel::{runtime, Channel, ChannelContext, ChannelEffects, COPY_BODY_BELOW};
+use crate::queue::QueueHandle;
+use crate::vhost::Vhost;
 use warren_protocol::error::{AmqpError, ReplyCode, Scope};
 use warren_protocol::frame::FrameHead;
 use warren_protocol::method::qos_prefetch_size;
@@ -21,8 +23,6 @@ use warren_protocol::{
     channel, connection, decode_method, parse_publish, put_method, AMQPClass, FrameKind,
     FramePayload, FrameSplitter, RawFrame,
 };
-use crate::queue::QueueHandle;
-use crate::vhost::Vhost;
 
 /// Bytes reserved per read: from the least, doubled after each read that fills the space up to the most, halved
 /// after one that uses less than a quarter. A trickle of small messages then reads into a small buffer (a fresh
@@ -48,10 +48,9 @@ enum Step {
 enum Later {
     /// Any method but a publish on an open channel.
     Frame(RawFrame),
-    /// Closing a channel waits for its queues to take back its deliveries.
-    ChannelError(u16, AmqpError),
-    /// A published message waits for room in a queue or the store.
-    Backlog(Backlog),
+    /// A content frame or publish left effects to execute (a published message waiting for room in a queue or the
+    /// store, a basic.return), or failed the channel, which closes it after those effects.
+    Channel(u16, ChannelEffects, Result<(), AmqpError>),
 }
 
 struct Reader {
@@ -81,6 +80,13 @@ impl ConnectionState {
             exclusive_queues: &mut self.exclusive_queues,
             outbox: &mut self.outbox,
         }
+    }
+
+    /// Shuts a channel down and executes what that takes: settlements, which no queue refuses.
+    async fn shut_down(&mut self, ch: &mut Channel) {
+        let mut effects = ChannelEffects::default();
+        ch.shutdown(&mut effects);
+        let _ = runtime::execute(ch, &mut self.channel_context(), &mut effects).await;
     }
 }
 
@@ -231,19 +237,22 @@ impl Reader {
             return Step::Later(Later::Frame(owned(payload)));
         };
         let mut ctx = self.conn.channel_context();
+        // Empty until something has to wait: building it allocates nothing.
+        let mut effects = ChannelEffects::default();
         let result = match head.kind {
-            FrameKind::Header | FrameKind::Body => ch.handle_content(&mut ctx, head.kind, payload),
+            FrameKind::Header | FrameKind::Body => {
+                ch.handle_content(&mut ctx, head.kind, payload, &mut effects)
+            }
             FrameKind::Method => match parse_publish(payload.as_slice()) {
-                Some(publish) => ch.handle_publish(&ctx, publish).map(|()| None),
+                Some(publish) => ch.handle_publish(&ctx, publish),
                 None => return Step::Later(Later::Frame(owned(payload))),
             },
             FrameKind::Heartbeat => return Step::Later(Later::Frame(owned(payload))),
         };
-        match result {
-            Ok(None) => Step::Done(Flow::Continue),
-            Ok(Some(backlog)) => Step::Later(Later::Backlog(backlog)),
-            Err(error) => Step::Later(Later::ChannelError(id, error)),
+        if result.is_ok() && effects.is_empty() {
+            return Step::Done(Flow::Continue);
         }
+        Step::Later(Later::Channel(id, effects, result))
     }
 
     /// Hands routed messages to their queues, waiting for room; see `channel::outbox` for when this must happen.
@@ -257,16 +266,14 @@ impl Reader {
         self.flush_outbox().await;
         match later {
             Later::Frame(frame) => self.handle_frame(frame).await,
-            Later::ChannelError(id, error) => match self.channel_failed(id, error).await {
-                Ok(flow) => flow,
-                Err(error) => {
-                    self.close_connection(error);
-                    Flow::Continue
+            Later::Channel(id, effects, result) => {
+                match self.channel_effects(id, effects, result).await {
+                    Ok(flow) => flow,
+                    Err(error) => {
+                        self.close_connection(error);
+                        Flow::Continue
+                    }
                 }
-            },
-            Later::Backlog(backlog) => {
-                backlog.wait(&self.conn.broker).await;
-                Flow::Continue
             }
         }
     }
@@ -393,7 +400,7 @@ impl Reader {
                 )
                 .on_method(class_id, method_id)),
                 AMQPClass::Channel(channel::AMQPMethod::Close(_)) => {
-                    ch.shutdown().await;
+                    self.conn.shut_down(ch).await;
                     self.channels.remove(id);
                     self.write_channel(id, channel::AMQPMethod::CloseOk(channel::CloseOk {}));
                     Ok(Flow::Continue)
@@ -401,15 +408,33 @@ impl Reader {
                 AMQPClass::Channel(channel::AMQPMethod::CloseOk(_)) => Ok(Flow::Continue),
                 method => {
                     let mut ctx = self.conn.channel_context();
-                    match ch.handle_method(&mut ctx, method).await {
-                        Ok(()) => Ok(Flow::Continue),
-                        Err(error) => {
-                            self.channel_failed(id, error.on_method(class_id, method_id))
-                                .await
-                        }
-                    }
+                    let mut effects = ChannelEffects::default();
+                    let result = ch.handle_method(&mut ctx, method, &mut effects);
+                    let result = result.map_err(|e| e.on_method(class_id, method_id));
+                    self.channel_effects(id, effects, result).await
                 }
             },
+        }
+    }
+
+    /// Executes what a channel emitted for one event, feeding it queue answers; then, if the event or an answer
+    /// failed the channel, closes it.
+    async fn channel_effects(
+        &mut self,
+        id: u16,
+        mut effects: ChannelEffects,
+        result: Result<(), AmqpError>,
+    ) -> Result<Flow, AmqpError> {
+        let executed = match self.channels.get_mut(id) {
+            Some(Slot::Open(ch)) if !effects.is_empty() => {
+                let mut ctx = self.conn.channel_context();
+                runtime::execute(ch, &mut ctx, &mut effects).await
+            }
+            _ => Ok(()),
+        };
+        match result.and(executed) {
+            Ok(()) => Ok(Flow::Continue),
+            Err(error) => self.channel_failed(id, error).await,
         }
     }
 
@@ -431,7 +456,7 @@ impl Reader {
         }
         tracing::info!(peer = %self.conn.info.peer, channel = id, "channel error on connection {}: {}", self.conn.info.peer, error.text);
         if let Some(Slot::Open(mut ch)) = self.channels.remove(id) {
-            ch.shutdown().await;
+            self.conn.shut_down(&mut ch).await;
         }
         self.channels.insert(id, Slot::Closing);
         self.write_channel(
@@ -475,7 +500,7 @@ impl Reader {
     async fn cleanup(&mut self) {
         for slot in self.channels.drain() {
             if let Slot::Open(mut ch) = slot {
-                ch.shutdown().await;
+                self.conn.shut_down(&mut ch).await;
             }
         }
         for queue in std::mem::take(&mut self.conn.exclusive_queues) {

@@ -10,8 +10,8 @@
 //!   property is treated as one with an empty table.
 
 use super::header_value::{erlang_text, rabbit_type_name, string_bytes, values_equal};
-use warren_protocol::types::{AMQPValue, FieldTable, ShortString};
 use thiserror::Error;
+use warren_protocol::types::{AMQPValue, FieldTable, ShortString};
 
 /// The binding argument that selects the match mode.
 const X_MATCH: &str = "x-match";

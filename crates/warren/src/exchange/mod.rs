@@ -17,11 +17,11 @@ mod topic;
 
 pub use headers::{validate_headers_arguments, HeadersBindingError};
 
-use warren_protocol::types::FieldTable;
 use headers::HeadersMatcher;
 use std::collections::HashMap;
 use std::sync::Arc;
 use topic::TopicTrie;
+use warren_protocol::types::FieldTable;
 
 /// The four exchange types of AMQP 0-9-1 as RabbitMQ implements them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -11,11 +11,11 @@ use super::state::{Payload, QueueState};
 use super::{QueueCommand, QueueHandle, QueueSpec, QueueStats};
 use crate::channel::outbox::{Enqueue, MAX_RUN};
 use crate::channel::outlet::{ChannelOutlet, DeliverOutcome};
-use warren_protocol::error::AmqpError;
 use crate::message::{Message, QueuedMessage};
+use crate::vhost::Vhost;
+use warren_protocol::error::AmqpError;
 use warren_protocol::{basic, put_method, AMQPClass};
 use warren_store::{IndexEntry, Store, StoreError};
-use crate::vhost::Vhost;
 
 /// What a durable queue needs of the message store.
 pub struct Durability {

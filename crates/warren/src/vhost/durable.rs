@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{Exchange, Vhost};
-use warren_protocol::error::{AmqpError, ReplyCode};
 use crate::exchange::{Binding, BindingTable, Destination, ExchangeKind};
 use crate::meta::{BindingDef, DefinitionStore, Definitions, ExchangeDef, MetaError, QueueDef};
 use crate::queue::{spawn_queue, Durability, QueueSpec};
+use warren_protocol::error::{AmqpError, ReplyCode};
 use warren_store::{IndexEntry, Store};
 
 /// The node's durable state, shared by every vhost.

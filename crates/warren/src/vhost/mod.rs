@@ -11,10 +11,10 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use dashmap::DashMap;
 
-use warren_protocol::error::AmqpError;
 use crate::exchange::ExchangeKind;
-use warren_protocol::FieldTable;
 use crate::queue::QueueHandle;
+use warren_protocol::error::AmqpError;
+use warren_protocol::FieldTable;
 
 pub use durable::Persistence;
 pub use exchange::Exchange;

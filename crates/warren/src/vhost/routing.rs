@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use super::{Exchange, Vhost};
-use warren_protocol::error::AmqpError;
 use crate::exchange::{Destination, ExchangeKind};
 use crate::message::Message;
-use warren_protocol::FieldTable;
 use crate::queue::QueueHandle;
+use warren_protocol::error::AmqpError;
+use warren_protocol::FieldTable;
 
 /// The message's headers, decoded at most once and only if a headers exchange is on the route.
 struct LazyHeaders<'a> {

@@ -7,10 +7,10 @@ use tokio::sync::oneshot;
 
 use super::equivalence;
 use super::{Exchange, Vhost};
-use warren_protocol::error::{AmqpError, ReplyCode};
 use crate::exchange::{Binding, Destination, ExchangeKind};
-use warren_protocol::FieldTable;
 use crate::queue::{spawn_queue, QueueCommand, QueueHandle, QueueSpec};
+use warren_protocol::error::{AmqpError, ReplyCode};
+use warren_protocol::FieldTable;
 
 pub struct ExchangeDeclare<'a> {
     pub name: &'a str,
@@ -248,6 +248,20 @@ impl Vhost {
         Ok(handle)
     }
 
+    /// The queue queue.delete names, or None if there is none (a missing queue deletes as 0, as in RabbitMQ);
+    /// another connection's exclusive queue is refused with 405.
+    pub fn queue_to_delete(
+        &self,
+        name: &str,
+        connection_id: u64,
+    ) -> Result<Option<Arc<QueueHandle>>, AmqpError> {
+        match self.queue_for(name, connection_id) {
+            Ok(q) => Ok(Some(q)),
+            Err(e) if e.code == ReplyCode::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Deletes a queue; returns how many ready messages it held. A missing queue deletes as 0, as in RabbitMQ.
     pub async fn delete_queue(
         &self,
@@ -256,10 +270,8 @@ impl Vhost {
         if_empty: bool,
         connection_id: u64,
     ) -> Result<u32, AmqpError> {
-        let queue = match self.queue_for(name, connection_id) {
-            Ok(q) => q,
-            Err(e) if e.code == ReplyCode::NotFound => return Ok(0),
-            Err(e) => return Err(e),
+        let Some(queue) = self.queue_to_delete(name, connection_id)? else {
+            return Ok(0);
         };
         let (reply, answer) = oneshot::channel();
         let sent = queue

@@ -1,0 +1,161 @@
+//! What a channel asks of the task that drives it: the effects of one event, in the order they must happen, and
+//! the continuations that carry a method across a queue's answer. The channel itself does no I/O; its driver
+//! (`channel::runtime` in the broker, the test harness in unit tests) executes these.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use warren_protocol::error::AmqpError;
+use warren_protocol::{put_method, AMQPClass, ShortString};
+
+use super::confirm::ConfirmRef;
+use super::outlet::ChannelOutlet;
+use super::publish::Backlog;
+use crate::message::Message;
+use crate::queue::{Consumer, QueueCommand, QueueHandle, QueueStats};
+
+/// One thing the channel needs done. Effects are executed in the order the channel emitted them.
+pub enum Effect {
+    /// Encoded frames for the connection's outbound queue.
+    Write(Bytes),
+    /// A command on the queue's priority path (acks, nacks, rejects, channel closed); sending it never waits.
+    Settle {
+        /// The queue the deliveries came from.
+        queue: Arc<QueueHandle>,
+        /// A `Settle` or `ChannelClosed` command.
+        command: QueueCommand,
+    },
+    /// A command the queue answers the client to itself (basic.get), sent waiting for room in its inbox.
+    Send {
+        /// The queue asked.
+        queue: Arc<QueueHandle>,
+        /// A `Get` command.
+        command: QueueCommand,
+    },
+    /// A question for a queue: send it (waiting for room), await the answer and hand it to
+    /// [`Channel::handle_answer`](super::Channel::handle_answer) with `then`. Always the last effect of an event:
+    /// what follows the answer is emitted by the continuation.
+    Ask {
+        /// The queue asked.
+        queue: Arc<QueueHandle>,
+        /// The question, without its reply channel.
+        request: QueueRequest,
+        /// The rest of the method, run with the answer.
+        then: Continuation,
+    },
+    /// Wait until what a publish left waiting is taken: a full queue inbox, a store over its write limit. The
+    /// reader reads nothing from its socket meanwhile, which is how TCP holds a fast publisher back.
+    Drain(Backlog),
+    /// A publisher confirm share released only here, after the frames before it are written: a mandatory
+    /// message's basic.return must reach the client before its confirm (which the connection's writer may emit at
+    /// any moment once the last share is gone).
+    ReleaseConfirm(ConfirmRef),
+    /// Call [`Channel::resume`](super::Channel::resume) with this continuation once every effect before it is
+    /// done. Always the last effect of an event.
+    Resume(Continuation),
+}
+
+/// A question a channel asks a queue, without the reply channel the driver adds.
+pub enum QueueRequest {
+    /// Message and consumer counts (queue.declare-ok).
+    Stats,
+    /// Register a consumer; the queue writes consume-ok itself, before any delivery.
+    Consume { consumer: Consumer, send_ok: bool },
+    /// Cancel a consumer; the queue writes cancel-ok itself, after its last delivery to it.
+    Cancel {
+        outlet: Arc<ChannelOutlet>,
+        consumer_tag: Arc<str>,
+        send_ok: bool,
+    },
+    /// Drop every ready message.
+    Purge,
+    /// Delete the queue if the conditions hold.
+    Delete { if_unused: bool, if_empty: bool },
+}
+
+/// A queue's answer to a [`QueueRequest`], of the same name. `None` (or `false`) means the queue was gone before it
+/// answered.
+pub enum QueueAnswer {
+    /// The queue's message and consumer counts.
+    Stats(Option<QueueStats>),
+    /// Whether the queue took the consumer (403 when another consumer holds it exclusively).
+    Consume(Option<Result<(), AmqpError>>),
+    /// The queue forgot the consumer and wrote cancel-ok if asked to.
+    Cancel(bool),
+    /// The number of ready messages dropped.
+    Purge(Option<u32>),
+    /// The number of ready messages dropped, or why the queue refused.
+    Delete(Option<Result<u32, AmqpError>>),
+}
+
+/// What the channel does once its question is answered or its wait is over: the rest of a method, with the
+/// context it needs.
+pub enum Continuation {
+    /// queue.declare: reply declare-ok with the queue's counts.
+    DeclareOk { queue: Arc<str> },
+    /// basic.consume: on refusal, forget the consumer tag and fail the channel.
+    Consume { tag: Arc<str>, queue: Arc<str> },
+    /// basic.cancel: if the queue could not answer, reply cancel-ok here, as RabbitMQ does for an unknown tag.
+    CancelOk {
+        consumer_tag: ShortString,
+        nowait: bool,
+    },
+    /// queue.purge: reply purge-ok with the count.
+    PurgeOk { nowait: bool },
+    /// queue.delete: forget the queue in the vhost, reply delete-ok with the count.
+    DeleteOk {
+        queue: Arc<QueueHandle>,
+        nowait: bool,
+    },
+    /// tx.commit after a wait: route the publishes still held, then reply commit-ok.
+    Commit(HeldPublishes),
+}
+
+/// A transaction's publishes not yet routed, in publish order, each with its mandatory flag.
+pub type HeldPublishes = std::vec::IntoIter<(Arc<Message>, bool)>;
+
+/// The effects of one event, in order. Frames are gathered into one buffer until a command follows them, so a run
+/// of replies costs one write; an event that emits nothing (a publish whose queues keep up) allocates nothing.
+#[derive(Default)]
+pub struct ChannelEffects {
+    /// Effects before the frames in `frames`.
+    queued: VecDeque<Effect>,
+    /// Frames encoded after every effect in `queued`.
+    frames: BytesMut,
+}
+
+impl ChannelEffects {
+    /// True when there is nothing to execute.
+    pub fn is_empty(&self) -> bool {
+        self.queued.is_empty() && self.frames.is_empty()
+    }
+
+    /// The next effect to execute; the driver calls this until it returns `None`, handing answers back to the
+    /// channel in between (their effects join the end, which is where they belong: an `Ask` or `Resume` is last).
+    pub fn next_effect(&mut self) -> Option<Effect> {
+        if let Some(effect) = self.queued.pop_front() {
+            return Some(effect);
+        }
+        (!self.frames.is_empty()).then(|| Effect::Write(self.frames.split().freeze()))
+    }
+
+    /// Emits a method frame on `channel`.
+    pub(super) fn reply(&mut self, channel: u16, method: AMQPClass) {
+        put_method(&mut self.frames, channel, method);
+    }
+
+    /// The frame buffer, for frames other than a lone method (basic.return with its content).
+    pub(super) fn frames(&mut self) -> &mut BytesMut {
+        &mut self.frames
+    }
+
+    /// Emits a command, after every frame emitted so far.
+    pub(super) fn push(&mut self, effect: Effect) {
+        if !self.frames.is_empty() {
+            let frames = self.frames.split().freeze();
+            self.queued.push_back(Effect::Write(frames));
+        }
+        self.queued.push_back(effect);
+    }
+}
