@@ -4,6 +4,7 @@
 
 mod channels;
 mod handshake;
+mod handshake_io;
 pub mod outbound;
 mod reader;
 mod writer;
@@ -87,7 +88,7 @@ pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let (mut read, mut write) = stream.into_split();
     let mut buf = bytes::BytesMut::new();
-    let Some(negotiated) = handshake::run(&broker, &mut read, &mut write, &mut buf, peer).await
+    let Some(negotiated) = handshake_io::run(&broker, &mut read, &mut write, &mut buf, peer).await
     else {
         return;
     };
