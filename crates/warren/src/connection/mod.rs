@@ -7,16 +7,16 @@ mod handshake;
 mod handshake_io;
 pub mod outbound;
 mod reader;
+pub mod transport;
 mod writer;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use tokio::net::TcpStream;
-
 use crate::broker::Broker;
 use crate::channel::confirm::ConfirmTracker;
 pub use outbound::Outbound;
+pub use transport::{SharedStream, Transport, TransportRead};
 
 /// Bytes a connection may have queued for writing before queue actors hold deliveries back.
 const OUTBOUND_BUDGET: usize = 1 << 20;
@@ -83,10 +83,9 @@ impl ConnectionInfo {
     }
 }
 
-/// Serves one accepted socket until it closes.
-pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
-    let _ = stream.set_nodelay(true);
-    let (mut read, mut write) = stream.into_split();
+/// Serves one accepted stream (TCP, or any [`Transport`]) from `peer` until it closes.
+pub async fn serve<T: Transport>(broker: Arc<Broker>, stream: T, peer: SocketAddr) {
+    let (mut read, mut write) = stream.split();
     let mut buf = bytes::BytesMut::new();
     let Some(negotiated) = handshake_io::run(&broker, &mut read, &mut write, &mut buf, peer).await
     else {

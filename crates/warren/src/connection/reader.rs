@@ -6,14 +6,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::io::AsyncReadExt;
 
 use super::channels::{ChannelTable, Slot};
 use super::handshake::Negotiated;
+use super::transport::TransportRead;
 use super::ConnectionInfo;
 use crate::broker::Broker;
 use crate::channel::outbox::Outbox;
 use crate::channel::{Backlog, Channel, ChannelContext, COPY_BODY_BELOW};
+use crate::queue::QueueHandle;
+use crate::vhost::Vhost;
 use warren_protocol::error::{AmqpError, ReplyCode, Scope};
 use warren_protocol::frame::FrameHead;
 use warren_protocol::method::qos_prefetch_size;
@@ -21,8 +24,6 @@ use warren_protocol::{
     channel, connection, decode_method, parse_publish, put_method, AMQPClass, FrameKind,
     FrameSplitter, Payload, RawFrame,
 };
-use crate::queue::QueueHandle;
-use crate::vhost::Vhost;
 
 /// Bytes reserved per read: from the least, doubled after each read that fills the space up to the most, halved
 /// after one that uses less than a quarter. A trickle of small messages then reads into a small buffer (a fresh
@@ -84,11 +85,12 @@ impl ConnectionState {
     }
 }
 
-pub async fn run(
+/// Reads and handles frames until the connection ends, then closes its channels.
+pub async fn run<R: TransportRead>(
     broker: Arc<Broker>,
     info: Arc<ConnectionInfo>,
     negotiated: Negotiated,
-    read: OwnedReadHalf,
+    read: R,
     buf: BytesMut,
 ) {
     let splitter = FrameSplitter::new(negotiated.frame_max);
@@ -116,9 +118,9 @@ pub async fn run(
 }
 
 impl Reader {
-    async fn read_loop(
+    async fn read_loop<R: TransportRead>(
         &mut self,
-        read: OwnedReadHalf,
+        mut read: R,
         mut buf: BytesMut,
         splitter: FrameSplitter,
         idle_limit: Option<Duration>,
@@ -174,13 +176,11 @@ impl Reader {
                 idle_limit
             };
             let readable = async {
-                read.readable().await?;
+                // Reserved only once bytes are waiting: an idle connection holds no read buffer.
+                std::future::poll_fn(|cx| read.poll_read_ready(cx)).await?;
                 buf.reserve(read_size.max(buf.len()));
                 let spare = buf.capacity() - buf.len();
-                match read.try_read_buf(&mut buf) {
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
-                    other => other.map(|n| Some((n, spare))),
-                }
+                read.read_buf(&mut buf).await.map(|n| (n, spare))
             };
             let outcome = match limit {
                 Some(limit) => match tokio::time::timeout(limit, readable).await {
@@ -196,11 +196,11 @@ impl Reader {
                 None => readable.await,
             };
             match outcome {
-                Ok(Some((0, _))) => return "client unexpectedly closed TCP connection".into(),
-                Ok(Some((n, spare))) if n == spare => {
+                Ok((0, _)) => return "client unexpectedly closed TCP connection".into(),
+                Ok((n, spare)) if n == spare => {
                     read_size = (read_size * 2).min(READ_SIZE_MAX);
                 }
-                Ok(Some((n, _))) if n < read_size / 4 => {
+                Ok((n, _)) if n < read_size / 4 => {
                     read_size = (read_size / 2).max(READ_SIZE_MIN);
                 }
                 Ok(_) => {}
