@@ -16,6 +16,7 @@ use crate::broker::Broker;
 use crate::channel::outbox::Outbox;
 use crate::channel::{Backlog, Channel, ChannelContext, COPY_BODY_BELOW};
 use crate::queue::QueueHandle;
+use crate::registry::{ChannelCount, CloseSignal};
 use crate::vhost::Vhost;
 use warren_protocol::error::{AmqpError, ReplyCode, Scope};
 use warren_protocol::frame::FrameHead;
@@ -85,11 +86,20 @@ impl ConnectionState {
     }
 }
 
+/// What ties the reader to the broker's registry of live connections.
+pub struct Live {
+    /// Kept equal to the number of open channels.
+    pub channels: ChannelCount,
+    /// Requests to close the connection (management API, shutdown); None when nobody can ask.
+    pub close: Option<CloseSignal>,
+}
+
 /// Reads and handles frames until the connection ends, then closes its channels.
 pub async fn run<R: TransportRead>(
     broker: Arc<Broker>,
     info: Arc<ConnectionInfo>,
     negotiated: Negotiated,
+    live: Live,
     read: R,
     buf: BytesMut,
 ) {
@@ -105,11 +115,18 @@ pub async fn run<R: TransportRead>(
             outbox: Outbox::default(),
         },
         channel_max: negotiated.channel_max,
-        channels: ChannelTable::default(),
+        channels: ChannelTable::new(live.channels),
         closing: false,
     };
     let reason = reader
-        .read_loop(read, buf, splitter, idle_limit, negotiated.heartbeat)
+        .read_loop(
+            read,
+            buf,
+            splitter,
+            idle_limit,
+            negotiated.heartbeat,
+            live.close,
+        )
         .await;
     // What the client published before it went is still enqueued, as RabbitMQ does.
     reader.flush_outbox().await;
@@ -125,6 +142,7 @@ impl Reader {
         splitter: FrameSplitter,
         idle_limit: Option<Duration>,
         heartbeat: u16,
+        mut close_signal: Option<CloseSignal>,
     ) -> String {
         let mut read_size = READ_SIZE_MIN;
         loop {
@@ -182,18 +200,36 @@ impl Reader {
                 let spare = buf.capacity() - buf.len();
                 read.read_buf(&mut buf).await.map(|n| (n, spare))
             };
-            let outcome = match limit {
-                Some(limit) => match tokio::time::timeout(limit, readable).await {
-                    Ok(r) => r,
-                    Err(_) if self.closing => {
-                        return "connection.close-ok not received in time".into()
-                    }
-                    Err(_) => {
+            let timed_read = async {
+                match limit {
+                    Some(limit) => tokio::time::timeout(limit, readable).await.ok(),
+                    None => Some(readable.await),
+                }
+            };
+            let close = close_signal.as_mut().filter(|_| !self.closing);
+            let close_requested = async {
+                match close {
+                    Some(signal) => signal.requested().await,
+                    None => std::future::pending().await,
+                }
+            };
+            // Biased towards the read: while bytes keep arriving the close request is never even polled, so
+            // watching for it costs nothing on a busy connection.
+            let outcome = tokio::select! {
+                biased;
+                read = timed_read => match read {
+                    Some(outcome) => outcome,
+                    None if self.closing => return "connection.close-ok not received in time".into(),
+                    None => {
                         tracing::warn!(peer = %self.conn.info.peer, "missed heartbeats from client, timeout: {heartbeat}s");
                         return format!("missed heartbeats from client, timeout: {heartbeat}s");
                     }
                 },
-                None => readable.await,
+                request = close_requested => {
+                    // Then, as for any broker-initiated close, only close-ok (or close) is looked at.
+                    self.close_connection(AmqpError::new(request.code, request.detail));
+                    continue;
+                }
             };
             match outcome {
                 Ok((0, _)) => return "client unexpectedly closed TCP connection".into(),

@@ -3,6 +3,7 @@
 //! through [`SharedStream`] without touching the reader, the writer or the channels.
 
 use std::io;
+use std::net::SocketAddr;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -18,6 +19,11 @@ pub trait Transport: Send + 'static {
 
     /// Splits the stream so that reading and writing run on separate tasks.
     fn split(self) -> (Self::Reader, Self::Writer);
+
+    /// The broker's end of the connection, which names it in listings; None if the stream has no address.
+    fn local_addr(&self) -> Option<SocketAddr> {
+        None
+    }
 }
 
 /// The read half of a [`Transport`].
@@ -37,6 +43,10 @@ impl Transport for TcpStream {
 
     fn split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
         self.into_split()
+    }
+
+    fn local_addr(&self) -> Option<SocketAddr> {
+        TcpStream::local_addr(self).ok()
     }
 }
 

@@ -6,6 +6,7 @@
 mod properties;
 #[cfg(test)]
 mod tests;
+mod tune;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,7 +17,8 @@ use bytes::{Buf, Bytes, BytesMut};
 use crate::auth::{self, AuthError};
 use crate::broker::Broker;
 use crate::vhost::Vhost;
-use properties::{client_capabilities, server_properties};
+use properties::{client_capabilities, client_text, server_properties};
+use tune::{check_tune_ok, Tuned};
 use warren_protocol::error::{AmqpError, ReplyCode};
 use warren_protocol::frame::{FrameKind, FrameSplitter, FRAME_MIN_SIZE};
 use warren_protocol::{
@@ -46,6 +48,10 @@ pub struct Negotiated {
     pub heartbeat: u16,
     /// The client handles server-sent basic.cancel.
     pub consumer_cancel_notify: bool,
+    /// The client's `product` property, for listings.
+    pub client_product: Option<String>,
+    /// The client's `version` property, for listings.
+    pub client_version: Option<String>,
 }
 
 /// What the driver must do next, returned by [`Handshake::handle_input`].
@@ -111,13 +117,8 @@ enum State {
 struct Login {
     user: String,
     consumer_cancel_notify: bool,
-}
-
-/// What tune-ok established.
-struct Tuned {
-    frame_max: u32,
-    channel_max: u16,
-    heartbeat: u16,
+    client_product: Option<String>,
+    client_version: Option<String>,
 }
 
 impl<'a> Handshake<'a> {
@@ -220,14 +221,17 @@ impl<'a> Handshake<'a> {
                     frame_max: limits.frame_max,
                     heartbeat: limits.heartbeat,
                 };
+                let props = &start_ok.client_properties;
                 self.state = State::TuneOk(Login {
                     user,
                     consumer_cancel_notify: has("consumer_cancel_notify"),
+                    client_product: client_text(props, "product"),
+                    client_version: client_text(props, "version"),
                 });
                 Some(send(connection::AMQPMethod::Tune(tune)))
             }
             (State::TuneOk(login), connection::AMQPMethod::TuneOk(tune_ok)) => {
-                match self.tune(&tune_ok) {
+                match check_tune_ok(&self.broker.config.limits, &tune_ok) {
                     Ok(tuned) => {
                         self.splitter.set_frame_max(tuned.frame_max);
                         self.state = State::Open(login, tuned);
@@ -248,35 +252,13 @@ impl<'a> Handshake<'a> {
                     channel_max: tuned.channel_max,
                     heartbeat: tuned.heartbeat,
                     consumer_cancel_notify: login.consumer_cancel_notify,
+                    client_product: login.client_product,
+                    client_version: login.client_version,
                 }));
                 Some(send(connection::AMQPMethod::OpenOk(connection::OpenOk {})))
             }
             (_, other) => Some(self.refuse(unexpected(&other))),
         }
-    }
-
-    /// Checks the client's tune-ok against what the broker proposed.
-    fn tune(&self, tune_ok: &connection::TuneOk) -> Result<Tuned, AmqpError> {
-        let limits = &self.broker.config.limits;
-        let frame_max = negotiated_value(
-            "frame_max",
-            tune_ok.frame_max,
-            FRAME_MIN_SIZE,
-            limits.frame_max,
-        )?;
-        let channel_max = negotiated_value(
-            "channel_max",
-            u32::from(tune_ok.channel_max),
-            1,
-            u32::from(limits.channel_max),
-        )?;
-        Ok(Tuned {
-            frame_max,
-            // At most the server's u16 channel_max, or 0 when that is 0: it fits.
-            channel_max: u16::try_from(channel_max).unwrap_or(u16::MAX),
-            // The client's tune-ok heartbeat is the one both sides use; 0 turns heartbeats off.
-            heartbeat: tune_ok.heartbeat,
-        })
     }
 
     /// The vhost a connection.open names, if it exists and `user` may use it (530 on connection.open otherwise).
@@ -399,30 +381,6 @@ fn login(
     peer: SocketAddr,
 ) -> Result<String, AuthError> {
     auth::authenticate(broker, mechanism, response, peer.ip())
-}
-
-/// Checks a tune-ok value as RabbitMQ does: at least `min` unless 0, and, when the server proposed a limit, neither
-/// 0 ("no limit") nor above it. A refusal is 530 on connection.tune, with RabbitMQ's text.
-fn negotiated_value(field: &str, client: u32, min: u32, server: u32) -> Result<u32, AmqpError> {
-    let refuse = |bound: &str, which: &str, value: u32| {
-        let detail = if field == "channel_max" && client == 0 {
-            " (no limit)"
-        } else {
-            ""
-        };
-        AmqpError::new(
-            ReplyCode::NotAllowed,
-            format!("negotiated {field} = {client}{detail} is {bound} than the {which} allowed value ({value})"),
-        )
-        .on_method(10, 30)
-    };
-    if client != 0 && client < min {
-        return Err(refuse("lower", "minimum", min));
-    }
-    if server != 0 && (client == 0 || client > server) {
-        return Err(refuse("higher", "maximum", server));
-    }
-    Ok(client)
 }
 
 fn unexpected(method: &connection::AMQPMethod) -> AmqpError {

@@ -30,6 +30,15 @@ pub fn client_capabilities(props: &FieldTable) -> Vec<String> {
         .collect()
 }
 
+/// A text client property (`product`, `version`), as the management API shows it; None when absent or not text.
+pub fn client_text(props: &FieldTable, key: &str) -> Option<String> {
+    match props.inner().get(key)? {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
+        _ => None,
+    }
+}
+
 /// The server properties of connection.start, shaped as RabbitMQ's (some clients read `product` and the
 /// capabilities table).
 pub fn server_properties(broker: &Broker) -> FieldTable {

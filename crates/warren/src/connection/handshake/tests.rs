@@ -170,6 +170,8 @@ fn plain_login_tunes_and_opens_the_vhost() {
         (100, 8192, 30)
     );
     assert!(negotiated.consumer_cancel_notify);
+    assert_eq!(negotiated.client_product.as_deref(), Some("test-client"));
+    assert_eq!(negotiated.client_version.as_deref(), Some("1.2.3"));
     assert_eq!(&buf[..], &channel_open[..]);
 }
 
