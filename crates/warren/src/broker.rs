@@ -10,6 +10,7 @@ use dashmap::DashMap;
 use crate::config::{Config, SyncPolicy, UserConfig};
 use crate::message::continue_ids_above;
 use crate::meta::{DefinitionStore, MetaError};
+use crate::registry::ConnectionRegistry;
 use crate::vhost::{Persistence, Vhost};
 use warren_store::{StdFileSystem, Store, StoreConfig, StoreError, SyncMode};
 
@@ -36,6 +37,8 @@ pub struct Broker {
     persistence: Arc<Persistence>,
     next_connection_id: AtomicU64,
     next_consumer_id: AtomicU64,
+    /// The live connections, for listing and closing them (management API, shutdown).
+    connections: ConnectionRegistry,
 }
 
 impl Broker {
@@ -100,6 +103,7 @@ impl Broker {
             persistence,
             next_connection_id: AtomicU64::new(1),
             next_consumer_id: AtomicU64::new(1),
+            connections: ConnectionRegistry::default(),
         }))
     }
 
@@ -118,6 +122,11 @@ impl Broker {
 
     pub fn next_connection_id(&self) -> u64 {
         self.next_connection_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The live connections: listed and closed by id.
+    pub fn connections(&self) -> &ConnectionRegistry {
+        &self.connections
     }
 
     pub fn next_consumer_id(&self) -> u64 {

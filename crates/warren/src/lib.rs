@@ -6,7 +6,7 @@
 //! - [`channel`] is the per-channel state machine: publish, consume, acks, confirms, transactions;
 //! - [`vhost`] holds exchanges and queues and routes messages, with the binding tables of [`exchange`];
 //! - [`queue`] runs one actor task per queue;
-//! - [`config`], [`cli`], [`auth`] and [`broker`] set it all up;
+//! - [`config`], [`cli`], [`auth`] and [`broker`] set it all up; [`registry`] lists and closes live connections;
 //! - `warren_store` (its own crate) is the message store; `warren_perf` (its own crate) is `warren perf`.
 
 pub mod auth;
@@ -19,5 +19,6 @@ pub mod exchange;
 pub mod message;
 pub mod meta;
 pub mod queue;
+pub mod registry;
 pub mod server;
 pub mod vhost;

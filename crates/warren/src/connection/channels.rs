@@ -1,6 +1,7 @@
 //! A connection's channels as its reader holds them, indexed by channel number.
 
 use crate::channel::Channel;
+use crate::registry::ChannelCount;
 
 pub enum Slot {
     Open(Box<Channel>),
@@ -9,13 +10,23 @@ pub enum Slot {
 }
 
 /// The connection's channels, indexed by channel number: looked up for every frame, so a slot is one index away.
-/// The vector grows to the highest number opened (at most channel_max, 2047 by default).
+/// The vector grows to the highest number opened (at most channel_max, 2047 by default). The count of open slots
+/// is kept in the connection's registry entry, touched only when a slot changes, never per frame.
 #[derive(Default)]
 pub struct ChannelTable {
     slots: Vec<Option<Slot>>,
+    open: ChannelCount,
 }
 
 impl ChannelTable {
+    /// An empty table that keeps `open` equal to its number of open channels.
+    pub fn new(open: ChannelCount) -> ChannelTable {
+        ChannelTable {
+            slots: Vec::new(),
+            open,
+        }
+    }
+
     pub fn get_mut(&mut self, id: u16) -> Option<&mut Slot> {
         self.slots.get_mut(usize::from(id))?.as_mut()
     }
@@ -25,21 +36,39 @@ impl ChannelTable {
         if self.slots.len() <= index {
             self.slots.resize_with(index + 1, || None);
         }
-        self.slots[index] = Some(slot);
+        if let Slot::Open(_) = slot {
+            self.open.opened();
+        }
+        if let Some(Slot::Open(_)) = self.slots[index].replace(slot) {
+            self.open.closed();
+        }
     }
 
     pub fn remove(&mut self, id: u16) -> Option<Slot> {
-        self.slots.get_mut(usize::from(id))?.take()
+        let slot = self.slots.get_mut(usize::from(id))?.take();
+        if let Some(Slot::Open(_)) = slot {
+            self.open.closed();
+        }
+        slot
     }
 
-    pub fn drain(&mut self) -> impl Iterator<Item = Slot> {
-        std::mem::take(&mut self.slots).into_iter().flatten()
+    pub fn drain(&mut self) -> impl Iterator<Item = Slot> + '_ {
+        let open = &self.open;
+        std::mem::take(&mut self.slots)
+            .into_iter()
+            .flatten()
+            .inspect(move |slot| {
+                if let Slot::Open(_) = slot {
+                    open.closed();
+                }
+            })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::connection::ConnectionInfo;
 
     #[test]
     fn slots_are_found_by_number_and_removed_once() {
@@ -54,5 +83,23 @@ mod tests {
         assert!(table.get_mut(2048).is_none());
         assert_eq!(table.drain().count(), 1);
         assert!(table.get_mut(2047).is_none());
+    }
+
+    #[test]
+    fn the_open_count_follows_open_slots_only() {
+        let open = ChannelCount::default();
+        let mut table = ChannelTable::new(open.clone());
+        let channel = |id| Slot::Open(Box::new(Channel::new(ConnectionInfo::for_tests(), id)));
+        table.insert(1, channel(1));
+        table.insert(2, channel(2));
+        table.insert(3, Slot::Closing);
+        assert_eq!(open.get(), 2);
+        // A channel error turns an open slot into a closing one.
+        table.insert(2, Slot::Closing);
+        assert_eq!(open.get(), 1);
+        table.remove(3);
+        assert_eq!(open.get(), 1);
+        assert_eq!(table.drain().count(), 2);
+        assert_eq!(open.get(), 0);
     }
 }

@@ -4,18 +4,20 @@
 
 mod channels;
 mod handshake;
+mod handshake_io;
 pub mod outbound;
 mod reader;
+pub mod transport;
 mod writer;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use tokio::net::TcpStream;
-
 use crate::broker::Broker;
 use crate::channel::confirm::ConfirmTracker;
+use crate::registry::ConnectionDetails;
 pub use outbound::Outbound;
+pub use transport::{SharedStream, Transport, TransportRead};
 
 /// Bytes a connection may have queued for writing before queue actors hold deliveries back.
 const OUTBOUND_BUDGET: usize = 1 << 20;
@@ -82,12 +84,13 @@ impl ConnectionInfo {
     }
 }
 
-/// Serves one accepted socket until it closes.
-pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
-    let _ = stream.set_nodelay(true);
-    let (mut read, mut write) = stream.into_split();
+/// Serves one accepted stream (TCP, or any [`Transport`]) from `peer` until it closes.
+pub async fn serve<T: Transport>(broker: Arc<Broker>, stream: T, peer: SocketAddr) {
+    let local = stream.local_addr();
+    let (mut read, mut write) = stream.split();
     let mut buf = bytes::BytesMut::new();
-    let Some(negotiated) = handshake::run(&broker, &mut read, &mut write, &mut buf, peer).await
+    let Some(mut negotiated) =
+        handshake_io::run(&broker, &mut read, &mut write, &mut buf, peer).await
     else {
         return;
     };
@@ -106,8 +109,23 @@ pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
         negotiated.user,
         negotiated.vhost.name
     );
+    // Listed from here until the writer has finished: a listed connection can always be told to close.
+    let mut registration = broker.connections().register(ConnectionDetails {
+        id: info.id,
+        user: negotiated.user.clone(),
+        vhost: negotiated.vhost.name.to_string(),
+        peer,
+        local,
+        client_product: negotiated.client_product.take(),
+        client_version: negotiated.client_version.take(),
+    });
+    let live = reader::Live {
+        channels: registration.channel_count(),
+        close: registration.take_close_signal(),
+    };
     let writer = tokio::spawn(writer::run(info.clone(), write, negotiated.heartbeat));
-    reader::run(broker, info.clone(), negotiated, read, buf).await;
+    reader::run(broker, info.clone(), negotiated, live, read, buf).await;
     info.outbound.close();
     let _ = writer.await;
+    drop(registration);
 }

@@ -6,15 +6,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::io::AsyncReadExt;
 
 use super::channels::{ChannelTable, Slot};
 use super::handshake::Negotiated;
+use super::transport::TransportRead;
 use super::ConnectionInfo;
 use crate::broker::Broker;
 use crate::channel::outbox::Outbox;
 use crate::channel::{runtime, Channel, ChannelContext, ChannelEffects, COPY_BODY_BELOW};
 use crate::queue::QueueHandle;
+use crate::registry::{ChannelCount, CloseSignal};
 use crate::vhost::Vhost;
 use warren_protocol::error::{AmqpError, ReplyCode, Scope};
 use warren_protocol::frame::FrameHead;
@@ -90,11 +92,21 @@ impl ConnectionState {
     }
 }
 
-pub async fn run(
+/// What ties the reader to the broker's registry of live connections.
+pub struct Live {
+    /// Kept equal to the number of open channels.
+    pub channels: ChannelCount,
+    /// Requests to close the connection (management API, shutdown); None when nobody can ask.
+    pub close: Option<CloseSignal>,
+}
+
+/// Reads and handles frames until the connection ends, then closes its channels.
+pub async fn run<R: TransportRead>(
     broker: Arc<Broker>,
     info: Arc<ConnectionInfo>,
     negotiated: Negotiated,
-    read: OwnedReadHalf,
+    live: Live,
+    read: R,
     buf: BytesMut,
 ) {
     let splitter = FrameSplitter::new(negotiated.frame_max);
@@ -109,11 +121,18 @@ pub async fn run(
             outbox: Outbox::default(),
         },
         channel_max: negotiated.channel_max,
-        channels: ChannelTable::default(),
+        channels: ChannelTable::new(live.channels),
         closing: false,
     };
     let reason = reader
-        .read_loop(read, buf, splitter, idle_limit, negotiated.heartbeat)
+        .read_loop(
+            read,
+            buf,
+            splitter,
+            idle_limit,
+            negotiated.heartbeat,
+            live.close,
+        )
         .await;
     // What the client published before it went is still enqueued, as RabbitMQ does.
     reader.flush_outbox().await;
@@ -122,13 +141,14 @@ pub async fn run(
 }
 
 impl Reader {
-    async fn read_loop(
+    async fn read_loop<R: TransportRead>(
         &mut self,
-        read: OwnedReadHalf,
+        mut read: R,
         mut buf: BytesMut,
         splitter: FrameSplitter,
         idle_limit: Option<Duration>,
         heartbeat: u16,
+        mut close_signal: Option<CloseSignal>,
     ) -> String {
         let mut read_size = READ_SIZE_MIN;
         loop {
@@ -180,33 +200,49 @@ impl Reader {
                 idle_limit
             };
             let readable = async {
-                read.readable().await?;
+                // Reserved only once bytes are waiting: an idle connection holds no read buffer.
+                std::future::poll_fn(|cx| read.poll_read_ready(cx)).await?;
                 buf.reserve(read_size.max(buf.len()));
                 let spare = buf.capacity() - buf.len();
-                match read.try_read_buf(&mut buf) {
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
-                    other => other.map(|n| Some((n, spare))),
+                read.read_buf(&mut buf).await.map(|n| (n, spare))
+            };
+            let timed_read = async {
+                match limit {
+                    Some(limit) => tokio::time::timeout(limit, readable).await.ok(),
+                    None => Some(readable.await),
                 }
             };
-            let outcome = match limit {
-                Some(limit) => match tokio::time::timeout(limit, readable).await {
-                    Ok(r) => r,
-                    Err(_) if self.closing => {
-                        return "connection.close-ok not received in time".into()
-                    }
-                    Err(_) => {
+            let close = close_signal.as_mut().filter(|_| !self.closing);
+            let close_requested = async {
+                match close {
+                    Some(signal) => signal.requested().await,
+                    None => std::future::pending().await,
+                }
+            };
+            // Biased towards the read: while bytes keep arriving the close request is never even polled, so
+            // watching for it costs nothing on a busy connection.
+            let outcome = tokio::select! {
+                biased;
+                read = timed_read => match read {
+                    Some(outcome) => outcome,
+                    None if self.closing => return "connection.close-ok not received in time".into(),
+                    None => {
                         tracing::warn!(peer = %self.conn.info.peer, "missed heartbeats from client, timeout: {heartbeat}s");
                         return format!("missed heartbeats from client, timeout: {heartbeat}s");
                     }
                 },
-                None => readable.await,
+                request = close_requested => {
+                    // Then, as for any broker-initiated close, only close-ok (or close) is looked at.
+                    self.close_connection(AmqpError::new(request.code, request.detail));
+                    continue;
+                }
             };
             match outcome {
-                Ok(Some((0, _))) => return "client unexpectedly closed TCP connection".into(),
-                Ok(Some((n, spare))) if n == spare => {
+                Ok((0, _)) => return "client unexpectedly closed TCP connection".into(),
+                Ok((n, spare)) if n == spare => {
                     read_size = (read_size * 2).min(READ_SIZE_MAX);
                 }
-                Ok(Some((n, _))) if n < read_size / 4 => {
+                Ok((n, _)) if n < read_size / 4 => {
                     read_size = (read_size / 2).max(READ_SIZE_MIN);
                 }
                 Ok(_) => {}

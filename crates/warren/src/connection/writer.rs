@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::ConnectionInfo;
 use warren_protocol::frame::put_heartbeat;
@@ -15,7 +14,12 @@ use warren_protocol::frame::put_heartbeat;
 /// Most slices passed to one writev (Linux's IOV_MAX is 1024).
 const MAX_IOV: usize = 512;
 
-pub async fn run(info: Arc<ConnectionInfo>, mut socket: OwnedWriteHalf, heartbeat_secs: u16) {
+/// Writes the connection's outbound queue to `socket` until the queue is closed or a write fails.
+pub async fn run<W: AsyncWrite + Unpin>(
+    info: Arc<ConnectionInfo>,
+    mut socket: W,
+    heartbeat_secs: u16,
+) {
     // Heartbeats go out at half the negotiated interval when idle, as RabbitMQ sends them, so a client that
     // checks once per interval always sees traffic.
     let heartbeat =
@@ -57,7 +61,7 @@ pub async fn run(info: Arc<ConnectionInfo>, mut socket: OwnedWriteHalf, heartbea
     let _ = socket.shutdown().await;
 }
 
-async fn write_all(socket: &mut OwnedWriteHalf, chunks: &[Bytes]) -> std::io::Result<()> {
+async fn write_all<W: AsyncWrite + Unpin>(socket: &mut W, chunks: &[Bytes]) -> std::io::Result<()> {
     let mut index = 0;
     let mut offset = 0;
     while index < chunks.len() {

@@ -73,6 +73,8 @@ impl Server {
                     continue;
                 }
             };
+            // Small frames (acks, confirms, deliveries of small messages) must not wait for Nagle.
+            let _ = stream.set_nodelay(true);
             let broker = self.broker.clone();
             tokio::spawn(async move {
                 connection::serve(broker, stream, peer).await;

@@ -1,0 +1,296 @@
+//! The broker's registry of live connections: who is connected, to which vhost, with how many channels, and a way
+//! to close any of them with a reply code and text. The management API lists and closes connections through it, and
+//! shutdown closes them all with 320. It imports nothing of the broker above it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use tokio::sync::watch;
+use warren_protocol::error::ReplyCode;
+
+/// Why the broker closes a live connection: the client gets connection.close with `code` and the text
+/// "<CODE_NAME> - <detail>" (class and method ids 0), and the connection ends after its close-ok.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CloseRequest {
+    /// The reply code of the connection.close.
+    pub code: ReplyCode,
+    /// What follows the code's name in the reply text.
+    pub detail: String,
+}
+
+impl CloseRequest {
+    /// 320 CONNECTION_FORCED, as `rabbitmqctl close_connection`, the management API's DELETE and shutdown send it.
+    pub fn forced(detail: impl Into<String>) -> CloseRequest {
+        CloseRequest {
+            code: ReplyCode::ConnectionForced,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// What is known of a connection when it registers, once its handshake is done.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectionDetails {
+    /// The broker-wide connection id (`ConnectionInfo::id`).
+    pub id: u64,
+    /// The authenticated user.
+    pub user: String,
+    /// The virtual host the connection opened.
+    pub vhost: String,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The broker's end of the connection, when the transport knows it.
+    pub local: Option<SocketAddr>,
+    /// The client's `product` property.
+    pub client_product: Option<String>,
+    /// The client's `version` property.
+    pub client_version: Option<String>,
+}
+
+/// One live connection as listed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectionSummary {
+    /// What the connection registered with.
+    pub details: ConnectionDetails,
+    /// RabbitMQ's name for it, "<peer> -> <local>", the key of `/api/connections/{name}`.
+    pub name: String,
+    /// When it registered (its handshake finished).
+    pub created_at: SystemTime,
+    /// Channels open on it now.
+    pub channels: u32,
+}
+
+/// The live channel count of one connection, raised and lowered by its reader as channels open and close; read
+/// only by listings, so it costs nothing per frame.
+#[derive(Clone, Debug, Default)]
+pub struct ChannelCount(Arc<AtomicU32>);
+
+impl ChannelCount {
+    /// A channel opened.
+    pub fn opened(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A channel closed.
+    pub fn closed(&self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Channels open now.
+    pub fn get(&self) -> u32 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// The reader's end of its connection's close requests.
+pub struct CloseSignal(watch::Receiver<Option<CloseRequest>>);
+
+impl CloseSignal {
+    /// Resolves with the next close request; never, once the connection has left the registry. Cancel-safe, so the
+    /// reader can wait on it beside its socket read and drop it when the read wins.
+    pub async fn requested(&mut self) -> CloseRequest {
+        loop {
+            if self.0.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+            if let Some(request) = self.0.borrow_and_update().clone() {
+                return request;
+            }
+        }
+    }
+}
+
+/// One registered connection.
+struct Entry {
+    details: ConnectionDetails,
+    created_at: SystemTime,
+    channels: ChannelCount,
+    close: watch::Sender<Option<CloseRequest>>,
+}
+
+impl Entry {
+    fn summary(&self) -> ConnectionSummary {
+        let peer = self.details.peer;
+        let name = match self.details.local {
+            Some(local) => format!("{peer} -> {local}"),
+            None => peer.to_string(),
+        };
+        ConnectionSummary {
+            details: self.details.clone(),
+            name,
+            created_at: self.created_at,
+            channels: self.channels.get(),
+        }
+    }
+}
+
+/// The live connections of a broker, by id. Cloning gives another handle on the same registry.
+#[derive(Clone, Default)]
+pub struct ConnectionRegistry {
+    // A std mutex: it is held for a map operation, never across an await, and taken once per connection (register,
+    // remove) or per management call, never per frame.
+    entries: Arc<Mutex<BTreeMap<u64, Arc<Entry>>>>,
+}
+
+impl ConnectionRegistry {
+    /// Registers a connection whose handshake is done. It stays listed until the returned [`Registration`] drops.
+    pub fn register(&self, details: ConnectionDetails) -> Registration {
+        let (close, receiver) = watch::channel(None);
+        let id = details.id;
+        let entry = Arc::new(Entry {
+            details,
+            created_at: SystemTime::now(),
+            channels: ChannelCount::default(),
+            close,
+        });
+        self.lock().insert(id, entry.clone());
+        Registration {
+            registry: self.clone(),
+            entry,
+            receiver: Some(receiver),
+        }
+    }
+
+    /// Every live connection, oldest first.
+    pub fn list(&self) -> Vec<ConnectionSummary> {
+        self.lock().values().map(|entry| entry.summary()).collect()
+    }
+
+    /// One live connection by id.
+    pub fn get(&self, id: u64) -> Option<ConnectionSummary> {
+        self.lock().get(&id).map(|entry| entry.summary())
+    }
+
+    /// The id of the live connection with RabbitMQ's `name` ("<peer> -> <local>").
+    pub fn id_by_name(&self, name: &str) -> Option<u64> {
+        self.lock()
+            .values()
+            .find(|entry| entry.summary().name == name)
+            .map(|entry| entry.details.id)
+    }
+
+    /// Asks connection `id` to close with `request`; false if no such connection is live. It leaves the list once
+    /// the client answered with close-ok (or failed to within the close-ok timeout).
+    pub fn close(&self, id: u64, request: CloseRequest) -> bool {
+        let Some(entry) = self.lock().get(&id).cloned() else {
+            return false;
+        };
+        entry.close.send_replace(Some(request));
+        true
+    }
+
+    /// Asks every live connection to close with `request` (shutdown); returns how many were asked.
+    pub fn close_all(&self, request: &CloseRequest) -> usize {
+        let entries: Vec<Arc<Entry>> = self.lock().values().cloned().collect();
+        for entry in &entries {
+            entry.close.send_replace(Some(request.clone()));
+        }
+        entries.len()
+    }
+
+    /// How many connections are live.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// No connection is live.
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<u64, Arc<Entry>>> {
+        // The map stays consistent even if a holder panicked: every operation on it is a single call.
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A connection's place in the registry, held by the task serving it; dropping it removes the connection.
+pub struct Registration {
+    registry: ConnectionRegistry,
+    entry: Arc<Entry>,
+    receiver: Option<watch::Receiver<Option<CloseRequest>>>,
+}
+
+impl Registration {
+    /// The counter the connection's channel table keeps current.
+    pub fn channel_count(&self) -> ChannelCount {
+        self.entry.channels.clone()
+    }
+
+    /// The close requests for this connection, for its reader; there is one, so a second call gets None.
+    pub fn take_close_signal(&mut self) -> Option<CloseSignal> {
+        self.receiver.take().map(CloseSignal)
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.registry.lock().remove(&self.entry.details.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn details(id: u64) -> ConnectionDetails {
+        ConnectionDetails {
+            id,
+            user: "guest".into(),
+            vhost: "/".into(),
+            peer: SocketAddr::from(([127, 0, 0, 1], 40000 + id as u16)),
+            local: Some(SocketAddr::from(([127, 0, 0, 1], 5672))),
+            client_product: None,
+            client_version: None,
+        }
+    }
+
+    #[test]
+    fn connections_are_listed_until_their_registration_drops() {
+        let registry = ConnectionRegistry::default();
+        let first = registry.register(details(1));
+        let second = registry.register(details(2));
+        second.channel_count().opened();
+        second.channel_count().opened();
+        second.channel_count().closed();
+        let listed = registry.list();
+        assert_eq!(listed.len(), 2);
+        assert_eq!(listed[0].name, "127.0.0.1:40001 -> 127.0.0.1:5672");
+        assert_eq!((listed[0].channels, listed[1].channels), (0, 1));
+        assert_eq!(
+            registry.id_by_name("127.0.0.1:40002 -> 127.0.0.1:5672"),
+            Some(2)
+        );
+        drop(first);
+        assert!(registry.get(1).is_none());
+        assert_eq!(registry.len(), 1);
+        drop(second);
+        assert!(registry.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_close_request_reaches_only_its_connection() {
+        let registry = ConnectionRegistry::default();
+        let mut first = registry.register(details(1));
+        let mut second = registry.register(details(2));
+        let mut first_signal = first.take_close_signal().expect("one signal");
+        let mut second_signal = second.take_close_signal().expect("one signal");
+        assert!(first.take_close_signal().is_none());
+        assert!(registry.close(1, CloseRequest::forced("bye")));
+        assert!(!registry.close(3, CloseRequest::forced("nobody")));
+        assert_eq!(first_signal.requested().await, CloseRequest::forced("bye"));
+        let quiet = tokio::time::timeout(
+            std::time::Duration::from_millis(20),
+            second_signal.requested(),
+        );
+        assert!(quiet.await.is_err());
+        assert_eq!(registry.close_all(&CloseRequest::forced("shutdown")), 2);
+        assert_eq!(
+            second_signal.requested().await,
+            CloseRequest::forced("shutdown")
+        );
+    }
+}
