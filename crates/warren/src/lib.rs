@@ -20,4 +20,5 @@ pub mod message;
 pub mod meta;
 pub mod queue;
 pub mod server;
+pub mod session;
 pub mod vhost;

@@ -2,7 +2,6 @@
 //! and queue commands out. Publishing is split out into `publish`, consuming and acknowledging into `consume`,
 //! topology methods into `topology`.
 
-pub mod confirm;
 mod consume;
 pub mod outbox;
 pub mod outlet;
@@ -14,14 +13,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::broker::Broker;
-use crate::connection::ConnectionInfo;
-use warren_protocol::error::{AmqpError, ReplyCode};
 use crate::message::Message;
-use warren_protocol::{access, channel, confirm as confirm_class, put_method, tx, AMQPClass};
 use crate::queue::{QueueCommand, QueueHandle, SettleAction};
+use crate::session::{ConfirmTracker, ConnectionShared};
 use crate::vhost::Vhost;
+use warren_protocol::error::{AmqpError, ReplyCode};
+use warren_protocol::{access, channel, confirm as confirm_class, put_method, tx, AMQPClass};
 
-use self::confirm::ConfirmTracker;
 use self::outbox::Outbox;
 use self::outlet::{ChannelOutlet, Unacked};
 use self::publish::PendingPublish;
@@ -32,7 +30,7 @@ use self::route_cache::RouteCache;
 pub struct ChannelContext<'a> {
     pub broker: &'a Arc<Broker>,
     pub vhost: &'a Arc<Vhost>,
-    pub conn: &'a Arc<ConnectionInfo>,
+    pub conn: &'a Arc<ConnectionShared>,
     /// Exclusive queues this connection declared, deleted when it closes.
     pub exclusive_queues: &'a mut Vec<Arc<QueueHandle>>,
     /// Routed messages not yet handed to their queues.
@@ -66,7 +64,7 @@ pub struct Channel {
 }
 
 impl Channel {
-    pub fn new(conn: Arc<ConnectionInfo>, id: u16) -> Channel {
+    pub fn new(conn: Arc<ConnectionShared>, id: u16) -> Channel {
         Channel {
             id,
             outlet: ChannelOutlet::new(conn, id),

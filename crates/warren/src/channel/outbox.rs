@@ -9,10 +9,10 @@
 
 use std::sync::Arc;
 
-use super::confirm::ConfirmRef;
 use super::publish::Backlog;
 use crate::message::Message;
 use crate::queue::{QueueCommand, QueueHandle};
+use crate::session::ConfirmRef;
 
 /// Messages per command at most: with the inbox's capacity in commands (`queue::actor`), this bounds the messages
 /// waiting in one queue's inbox.

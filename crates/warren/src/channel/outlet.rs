@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
-use crate::connection::ConnectionInfo;
-use warren_protocol::error::AmqpError;
 use crate::message::QueuedMessage;
-use warren_protocol::content::{put_content_header, put_deliver, put_get_ok, DeliverArgs};
 use crate::queue::QueueHandle;
+use crate::session::ConnectionShared;
+use warren_protocol::content::{put_content_header, put_deliver, put_get_ok, DeliverArgs};
+use warren_protocol::error::AmqpError;
 
 /// A delivery awaiting basic.ack / nack / reject.
 #[derive(Clone)]
@@ -47,13 +47,13 @@ struct OutletState {
 }
 
 pub struct ChannelOutlet {
-    pub conn: Arc<ConnectionInfo>,
+    pub conn: Arc<ConnectionShared>,
     pub channel: u16,
     state: Mutex<OutletState>,
 }
 
 impl ChannelOutlet {
-    pub fn new(conn: Arc<ConnectionInfo>, channel: u16) -> Arc<ChannelOutlet> {
+    pub fn new(conn: Arc<ConnectionShared>, channel: u16) -> Arc<ChannelOutlet> {
         Arc::new(ChannelOutlet {
             conn,
             channel,

@@ -8,14 +8,14 @@ use bytes::{Bytes, BytesMut};
 use super::outbox::Enqueue;
 use super::{Channel, ChannelContext};
 use crate::broker::Broker;
-use crate::channel::confirm::ConfirmRef;
-use warren_protocol::error::{AmqpError, ReplyCode};
 use crate::message::Message;
+use crate::queue::{QueueCommand, QueueHandle};
+use crate::session::ConfirmRef;
 use warren_protocol::content::{
     decode_properties, parse_content_header_ref, put_content_header, put_return, CLASS_BASIC,
 };
+use warren_protocol::error::{AmqpError, ReplyCode};
 use warren_protocol::{FrameKind, Payload, PublishArgs};
-use crate::queue::{QueueCommand, QueueHandle};
 use warren_store::StoredMessage;
 
 /// Body frames smaller than this are copied out of the read buffer, so that a small message waiting in a deep queue

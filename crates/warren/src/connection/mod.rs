@@ -4,83 +4,18 @@
 
 mod channels;
 mod handshake;
-pub mod outbound;
 mod reader;
 mod writer;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::net::TcpStream;
 
 use crate::broker::Broker;
-use crate::channel::confirm::ConfirmTracker;
-pub use outbound::Outbound;
-
-/// Bytes a connection may have queued for writing before queue actors hold deliveries back.
-const OUTBOUND_BUDGET: usize = 1 << 20;
-
-/// What queue actors and confirm trackers need of a connection; fixed once the handshake is done.
-pub struct ConnectionInfo {
-    pub id: u64,
-    pub outbound: Outbound,
-    /// Negotiated frame_max: bodies are split into frames no larger.
-    pub frame_max: u32,
-    /// The client handles server-sent basic.cancel.
-    pub consumer_cancel_notify: bool,
-    pub peer: SocketAddr,
-    pub user: String,
-    confirm_flushes: Mutex<Vec<Arc<ConfirmTracker>>>,
-}
-
-impl ConnectionInfo {
-    pub fn new(
-        id: u64,
-        frame_max: u32,
-        consumer_cancel_notify: bool,
-        peer: SocketAddr,
-        user: String,
-    ) -> Arc<Self> {
-        Arc::new(ConnectionInfo {
-            id,
-            outbound: Outbound::new(OUTBOUND_BUDGET),
-            frame_max,
-            consumer_cancel_notify,
-            peer,
-            user,
-            confirm_flushes: Mutex::new(Vec::new()),
-        })
-    }
-
-    /// A connection with no socket, for unit tests of the parts that write to one.
-    pub fn for_tests() -> Arc<Self> {
-        Self::new(
-            0,
-            131072,
-            true,
-            SocketAddr::from(([127, 0, 0, 1], 0)),
-            "guest".into(),
-        )
-    }
-
-    /// Asks the writer to emit the settled confirms of `tracker` before its next write.
-    pub fn schedule_confirm_flush(&self, tracker: Arc<ConfirmTracker>) {
-        self.confirm_flushes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(tracker);
-        self.outbound.ready.notify_one();
-    }
-
-    pub fn take_confirm_flushes(&self) -> Vec<Arc<ConfirmTracker>> {
-        std::mem::take(
-            &mut *self
-                .confirm_flushes
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        )
-    }
-}
+// The shared state moved to `session` as `ConnectionShared`; `serve` and the writer task still name it by its old
+// name (the writer is another change's file), hence the alias.
+use crate::session::ConnectionShared as ConnectionInfo;
 
 /// Serves one accepted socket until it closes.
 pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {

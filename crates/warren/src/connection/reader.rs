@@ -10,10 +10,12 @@ use tokio::net::tcp::OwnedReadHalf;
 
 use super::channels::{ChannelTable, Slot};
 use super::handshake::Negotiated;
-use super::ConnectionInfo;
 use crate::broker::Broker;
 use crate::channel::outbox::Outbox;
 use crate::channel::{Backlog, Channel, ChannelContext, COPY_BODY_BELOW};
+use crate::queue::QueueHandle;
+use crate::session::ConnectionShared;
+use crate::vhost::Vhost;
 use warren_protocol::error::{AmqpError, ReplyCode, Scope};
 use warren_protocol::frame::FrameHead;
 use warren_protocol::method::qos_prefetch_size;
@@ -21,8 +23,6 @@ use warren_protocol::{
     channel, connection, decode_method, parse_publish, put_method, AMQPClass, FrameKind,
     FrameSplitter, Payload, RawFrame,
 };
-use crate::queue::QueueHandle;
-use crate::vhost::Vhost;
 
 /// Bytes reserved per read: from the least, doubled after each read that fills the space up to the most, halved
 /// after one that uses less than a quarter. A trickle of small messages then reads into a small buffer (a fresh
@@ -66,7 +66,7 @@ struct Reader {
 /// table and the context it runs in can be borrowed together.
 struct ConnectionState {
     broker: Arc<Broker>,
-    info: Arc<ConnectionInfo>,
+    info: Arc<ConnectionShared>,
     vhost: Arc<Vhost>,
     exclusive_queues: Vec<Arc<QueueHandle>>,
     outbox: Outbox,
@@ -86,7 +86,7 @@ impl ConnectionState {
 
 pub async fn run(
     broker: Arc<Broker>,
-    info: Arc<ConnectionInfo>,
+    info: Arc<ConnectionShared>,
     negotiated: Negotiated,
     read: OwnedReadHalf,
     buf: BytesMut,
