@@ -6,9 +6,9 @@ use rand::Rng;
 use tokio::sync::oneshot;
 
 use super::{send_settlements, Channel, ChannelContext, HeldAck};
+use crate::queue::{Consumer, QueueCommand, SettleAction};
 use warren_protocol::error::{AmqpError, ReplyCode};
 use warren_protocol::{basic, AMQPClass, PublishArgs};
-use crate::queue::{Consumer, QueueCommand, SettleAction};
 
 /// A server-generated consumer tag, shaped like RabbitMQ's.
 fn generated_consumer_tag() -> String {
@@ -46,7 +46,7 @@ impl Channel {
                     let (reply, answer) = oneshot::channel();
                     let sent = queue
                         .send(QueueCommand::Cancel {
-                            outlet: self.outlet.clone(),
+                            sink: self.outlet.clone(),
                             consumer_tag: Arc::from(tag),
                             send_ok: !cancel.nowait,
                             reply,
@@ -71,7 +71,7 @@ impl Channel {
                 let queue = ctx.vhost.queue_for(&name, ctx.conn.id)?;
                 queue
                     .send(QueueCommand::Get {
-                        outlet: self.outlet.clone(),
+                        sink: self.outlet.clone(),
                         no_ack: get.no_ack,
                     })
                     .await;
@@ -137,7 +137,7 @@ impl Channel {
         let consumer = Consumer {
             id: ctx.broker.next_consumer_id(),
             tag: tag.clone(),
-            outlet: self.outlet.clone(),
+            sink: self.outlet.clone(),
             no_ack: consume.no_ack,
             exclusive: consume.exclusive,
             prefetch: self.consumer_prefetch,

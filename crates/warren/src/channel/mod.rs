@@ -233,7 +233,7 @@ impl Channel {
         }
         for queue in queues {
             queue.settle(QueueCommand::ChannelClosed {
-                outlet: self.outlet.clone(),
+                sink: self.outlet.clone(),
             });
         }
         send_settlements(unacked, SettleAction::Requeue);

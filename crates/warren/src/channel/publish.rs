@@ -5,11 +5,10 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
-use super::outbox::Enqueue;
 use super::{Channel, ChannelContext};
 use crate::broker::Broker;
 use crate::message::Message;
-use crate::queue::{QueueCommand, QueueHandle};
+use crate::queue::{Enqueue, QueueCommand, QueueHandle};
 use crate::session::ConfirmRef;
 use warren_protocol::content::{
     decode_properties, parse_content_header_ref, put_content_header, put_return, CLASS_BASIC,

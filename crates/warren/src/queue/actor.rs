@@ -7,15 +7,13 @@ use std::sync::{Arc, Weak};
 use tokio::sync::mpsc;
 
 use super::consumer::Consumer;
+use super::sink::{DeliverOutcome, DeliverySink, QueueReply};
 use super::state::{Payload, QueueState};
-use super::{QueueCommand, QueueHandle, QueueSpec, QueueStats};
-use crate::channel::outbox::{Enqueue, MAX_RUN};
-use crate::channel::outlet::{ChannelOutlet, DeliverOutcome};
-use warren_protocol::error::AmqpError;
+use super::{Enqueue, QueueCommand, QueueHandle, QueueSpec, QueueStats, MAX_RUN};
 use crate::message::{Message, QueuedMessage};
-use warren_protocol::{basic, put_method, AMQPClass};
-use warren_store::{IndexEntry, Store, StoreError};
 use crate::vhost::Vhost;
+use warren_protocol::error::AmqpError;
+use warren_store::{IndexEntry, Store, StoreError};
 
 /// What a durable queue needs of the message store.
 pub struct Durability {
@@ -170,29 +168,25 @@ impl QueueActor {
                 let _ = reply.send(result);
             }
             QueueCommand::Cancel {
-                outlet,
+                sink,
                 consumer_tag,
                 send_ok,
                 reply,
             } => {
-                self.state.remove_consumer(&outlet, &consumer_tag);
+                self.state.remove_consumer(&sink, &consumer_tag);
                 if send_ok {
-                    write_method(
-                        &outlet,
-                        basic::AMQPMethod::CancelOk(basic::CancelOk {
-                            consumer_tag: consumer_tag.as_ref().into(),
-                        }),
-                    );
+                    // After the last delivery to this consumer: nothing is delivered to it from here on.
+                    sink.reply(QueueReply::CancelOk { tag: consumer_tag });
                 }
                 let _ = reply.send(());
             }
-            QueueCommand::Get { outlet, no_ack } => self.get(&outlet, no_ack),
+            QueueCommand::Get { sink, no_ack } => self.get(&sink, no_ack),
             QueueCommand::Settle { deliveries, action } => {
                 let gone = self.state.settle(&deliveries, action);
                 self.forget_stored(gone.iter().filter(|m| m.persistent).map(|m| m.id).collect());
             }
-            QueueCommand::ChannelClosed { outlet } => {
-                self.state.remove_channel(&outlet);
+            QueueCommand::ChannelClosed { sink } => {
+                self.state.remove_channel(&sink);
             }
             QueueCommand::Stats { reply } => {
                 let _ = reply.send(QueueStats {
@@ -321,26 +315,24 @@ impl QueueActor {
             )));
         }
         if send_ok {
-            write_method(
-                &consumer.outlet,
-                basic::AMQPMethod::ConsumeOk(basic::ConsumeOk {
-                    consumer_tag: consumer.tag.as_ref().into(),
-                }),
-            );
+            // Before the consumer joins the dispatch loop, so consume-ok precedes its first delivery.
+            consumer.sink.reply(QueueReply::ConsumeOk {
+                tag: consumer.tag.clone(),
+            });
         }
         self.state.add_consumer(consumer);
         Ok(())
     }
 
-    fn get(&mut self, outlet: &Arc<ChannelOutlet>, no_ack: bool) {
+    fn get(&mut self, sink: &Arc<dyn DeliverySink>, no_ack: bool) {
         let Some(handle) = self.handle.upgrade() else {
             return;
         };
         match self.take_next() {
-            None => write_method(outlet, basic::AMQPMethod::GetEmpty(basic::GetEmpty {})),
+            None => sink.reply(QueueReply::GetEmpty),
             Some(msg) => {
                 let remaining = self.state.message_count();
-                if outlet.deliver_get(&handle, no_ack, &msg, remaining) {
+                if sink.deliver_get(&handle, no_ack, &msg, remaining) {
                     if !no_ack {
                         self.state.record_unacked(msg, None);
                     }
@@ -363,16 +355,15 @@ impl QueueActor {
                 if !consumer.has_credit() {
                     continue;
                 }
-                let outbound = &consumer.outlet.conn.outbound;
-                if outbound.over_budget() {
-                    outbound.wake_when_drained(handle.wake.clone());
+                if consumer.sink.over_budget() {
+                    consumer.sink.wake_when_drained(handle.wake.clone());
                     continue;
                 }
                 let Some(msg) = self.take_next() else {
                     break;
                 };
                 let consumer = &mut self.state.consumers[idx];
-                match consumer.outlet.deliver(
+                match consumer.sink.deliver(
                     handle,
                     consumer.id,
                     &consumer.tag,
@@ -402,7 +393,7 @@ impl QueueActor {
             }
         }
         if closed {
-            self.state.consumers.retain(|c| !c.outlet.is_closed());
+            self.state.consumers.retain(|c| !c.sink.is_closed());
         }
     }
 
@@ -416,24 +407,12 @@ impl QueueActor {
     /// The queue is going away: consumers that asked for it get basic.cancel.
     fn cancel_all_consumers(&mut self) {
         for consumer in self.state.consumers.drain(..) {
-            consumer.outlet.remove_consumer(&consumer.tag);
+            consumer.sink.forget_consumer(&consumer.tag);
             if consumer.cancel_notify() {
-                write_method(
-                    &consumer.outlet,
-                    basic::AMQPMethod::Cancel(basic::Cancel {
-                        consumer_tag: consumer.tag.as_ref().into(),
-                        nowait: true,
-                    }),
-                );
+                consumer.sink.reply(QueueReply::Cancel {
+                    tag: consumer.tag.clone(),
+                });
             }
         }
     }
-}
-
-fn write_method(outlet: &ChannelOutlet, method: basic::AMQPMethod) {
-    let channel = outlet.channel;
-    outlet
-        .conn
-        .outbound
-        .write(|out| put_method(out, channel, AMQPClass::Basic(method)));
 }

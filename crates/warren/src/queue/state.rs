@@ -7,8 +7,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use super::consumer::Consumer;
+use super::sink::{same_sink, DeliverySink};
 use super::SettleAction;
-use crate::channel::outlet::ChannelOutlet;
 use crate::message::{Message, QueuedMessage};
 
 /// A ready message's body: in memory, or only in the message store.
@@ -160,18 +160,18 @@ impl QueueState {
         self.consumers.push(consumer);
     }
 
-    pub fn remove_consumer(&mut self, outlet: &Arc<ChannelOutlet>, tag: &str) -> Option<Consumer> {
+    pub fn remove_consumer(&mut self, sink: &Arc<dyn DeliverySink>, tag: &str) -> Option<Consumer> {
         let at = self
             .consumers
             .iter()
-            .position(|c| Arc::ptr_eq(&c.outlet, outlet) && &*c.tag == tag)?;
+            .position(|c| same_sink(&c.sink, sink) && &*c.tag == tag)?;
         Some(self.consumers.remove(at))
     }
 
     /// Removes every consumer of a channel; returns how many went.
-    pub fn remove_channel(&mut self, outlet: &Arc<ChannelOutlet>) -> usize {
+    pub fn remove_channel(&mut self, sink: &Arc<dyn DeliverySink>) -> usize {
         let before = self.consumers.len();
-        self.consumers.retain(|c| !Arc::ptr_eq(&c.outlet, outlet));
+        self.consumers.retain(|c| !same_sink(&c.sink, sink));
         before - self.consumers.len()
     }
 
