@@ -7,13 +7,14 @@ use std::sync::{Arc, Weak};
 use tokio::sync::mpsc;
 
 use super::consumer::Consumer;
+use super::owner::QueueOwner;
+use super::paging::{read_paged_out, READ_AHEAD_BYTES, READ_AHEAD_MESSAGES};
 use super::sink::{DeliverOutcome, DeliverySink, QueueReply};
-use super::state::{Payload, QueueState};
+use super::state::{Payload, QueueState, ReadyEntry};
 use super::{Enqueue, QueueCommand, QueueHandle, QueueSpec, QueueStats, MAX_RUN};
-use crate::message::{Message, QueuedMessage};
-use crate::vhost::Vhost;
+use crate::message::QueuedMessage;
 use warren_protocol::error::AmqpError;
-use warren_store::{IndexEntry, Store, StoreError};
+use warren_store::{IndexEntry, Store};
 
 /// What a durable queue needs of the message store.
 pub struct Durability {
@@ -31,7 +32,7 @@ const BATCH: usize = 256;
 /// Creates a queue and starts its actor; a durable queue starts with the messages the store recovered for it.
 pub fn spawn_queue(
     spec: QueueSpec,
-    vhost: Weak<Vhost>,
+    owner: Weak<dyn QueueOwner>,
     durability: Option<Durability>,
     recovered: Vec<IndexEntry>,
 ) -> Arc<QueueHandle> {
@@ -49,7 +50,7 @@ pub fn spawn_queue(
     }
     let actor = QueueActor {
         handle: Arc::downgrade(&handle),
-        vhost,
+        owner,
         state,
         durability,
     };
@@ -59,7 +60,8 @@ pub fn spawn_queue(
 
 struct QueueActor {
     handle: Weak<QueueHandle>,
-    vhost: Weak<Vhost>,
+    /// Told when an auto-delete queue goes; see [`QueueOwner::forget_queue`].
+    owner: Weak<dyn QueueOwner>,
     state: QueueState,
     durability: Option<Durability>,
 }
@@ -91,14 +93,14 @@ impl QueueActor {
                         break;
                     }
                     for command in settle_batch.drain(..) {
-                        self.apply(command);
+                        self.apply(command).await;
                     }
                 }
                 command = inbox.recv() => {
                     let Some(command) = command else {
                         break;
                     };
-                    if let Flow::Stop = self.take_in(command, &mut inbox) {
+                    if let Flow::Stop = self.take_in(command, &mut inbox).await {
                         break;
                     }
                 }
@@ -107,10 +109,17 @@ impl QueueActor {
             let Some(handle) = self.handle.upgrade() else {
                 break;
             };
-            self.dispatch(&handle);
+            self.dispatch(&handle).await;
             if self.should_auto_delete() {
-                if let Some(vhost) = self.vhost.upgrade() {
-                    vhost.forget_queue(&handle);
+                if let Some(owner) = self.owner.upgrade() {
+                    let queue = handle.clone();
+                    // The owner may commit to disk (see the trait): off the async workers, and waited for, so
+                    // the queue is gone before its consumers hear of it.
+                    let forgotten =
+                        tokio::task::spawn_blocking(move || owner.forget_queue(&queue)).await;
+                    if let Err(error) = forgotten {
+                        tracing::error!(%error, "forgetting auto-delete queue '{}' failed", handle.name());
+                    }
                 }
                 self.cancel_all_consumers();
                 break;
@@ -121,7 +130,11 @@ impl QueueActor {
     /// Applies `first` and whatever else the inbox holds, up to about [`BATCH`] messages, before the next dispatch.
     /// Taking more at once would let a fast publisher grow the queue faster than its consumers drain it while the
     /// broker is short of CPU; leaving the rest in the inbox makes the publisher's reader wait instead.
-    fn take_in(&mut self, first: QueueCommand, inbox: &mut mpsc::Receiver<QueueCommand>) -> Flow {
+    async fn take_in(
+        &mut self,
+        first: QueueCommand,
+        inbox: &mut mpsc::Receiver<QueueCommand>,
+    ) -> Flow {
         let mut command = first;
         let mut messages = 0;
         loop {
@@ -129,7 +142,7 @@ impl QueueActor {
                 QueueCommand::Publish(run) => run.len(),
                 _ => 1,
             };
-            if let Flow::Stop = self.apply(command) {
+            if let Flow::Stop = self.apply(command).await {
                 return Flow::Stop;
             }
             if messages >= BATCH {
@@ -142,7 +155,7 @@ impl QueueActor {
         }
     }
 
-    fn apply(&mut self, command: QueueCommand) -> Flow {
+    async fn apply(&mut self, command: QueueCommand) -> Flow {
         match command {
             QueueCommand::Publish(run) => {
                 for Enqueue { message, confirm } in run {
@@ -180,7 +193,7 @@ impl QueueActor {
                 }
                 let _ = reply.send(());
             }
-            QueueCommand::Get { sink, no_ack } => self.get(&sink, no_ack),
+            QueueCommand::Get { sink, no_ack } => self.get(&sink, no_ack).await,
             QueueCommand::Settle { deliveries, action } => {
                 let gone = self.state.settle(&deliveries, action);
                 self.forget_stored(gone.iter().filter(|m| m.persistent).map(|m| m.id).collect());
@@ -245,9 +258,9 @@ impl QueueActor {
         }
     }
 
-    /// Takes the next ready message for delivery, reading its body back from the store if it was paged out. A
-    /// message the store cannot read is dropped from the queue and logged: one damaged record must not wedge it.
-    fn take_next(&mut self) -> Option<QueuedMessage> {
+    /// Takes the next ready message for delivery, reading it back from the store first if it was paged out. None
+    /// if nothing is ready, or if the read could not run (the message stays queued for the next dispatch).
+    async fn take_next(&mut self) -> Option<QueuedMessage> {
         loop {
             let entry = self.state.pop_ready()?;
             match entry.payload {
@@ -258,44 +271,66 @@ impl QueueActor {
                         redelivered: entry.redelivered,
                     })
                 }
-                Payload::OnDisk { msg_id, .. } => match self.read_stored(msg_id) {
-                    Ok(message) => {
-                        return Some(QueuedMessage {
-                            seq: entry.seq,
-                            message: Arc::new(message),
-                            redelivered: entry.redelivered,
-                        })
+                Payload::OnDisk { .. } => {
+                    self.state.unpop_entry(entry);
+                    if !self.load_front().await {
+                        return None;
                     }
-                    Err(error) => {
-                        let (queue, vhost) = self.name();
-                        tracing::error!(%error, "queue '{queue}' in vhost '{vhost}': cannot read message {msg_id} from the store; dropping it");
-                        self.forget_stored(vec![msg_id]);
-                    }
-                },
+                }
             }
         }
     }
 
-    fn read_stored(&self, msg_id: u64) -> Result<Message, StoreError> {
+    /// Reads the paged-out messages at the front of the ready list back into memory, in place, on the blocking
+    /// pool (see `paging`). Meanwhile this actor waits, so nothing else touches the ready list and queue order is
+    /// kept; other queues run on. A message the store cannot read is dropped from the queue and logged: one
+    /// damaged record must not wedge it. False if the read could not run at all.
+    async fn load_front(&mut self) -> bool {
+        let ids = self
+            .state
+            .paged_out_front(READ_AHEAD_BYTES, READ_AHEAD_MESSAGES);
         let Some(d) = &self.durability else {
-            return Err(StoreError::Closed);
-        };
-        let stored = match d.store.read(d.queue_id, msg_id) {
-            // A message is readable once written; one paged out right after its publish may still be queued for
-            // the writer, so wait for the writer once and retry.
-            Err(StoreError::NotFound { .. }) => {
-                d.store.flush()?;
-                d.store.read(d.queue_id, msg_id)?
+            // Only durable queues page out: an entry on disk without a store cannot be read.
+            for _ in &ids {
+                self.state.pop_ready();
             }
-            other => other?,
+            self.drop_unreadable(&ids, "the queue has no message store");
+            return true;
         };
-        Ok(Message::restored(
-            stored.msg_id,
-            &stored.exchange,
-            &stored.routing_key,
-            stored.properties_raw,
-            stored.body,
-        ))
+        let results = match read_paged_out(d.store.clone(), d.queue_id, ids.clone()).await {
+            Ok(results) => results,
+            Err(error) => {
+                let (queue, vhost) = self.name();
+                tracing::error!(%error, "queue '{queue}' in vhost '{vhost}': reading paged-out messages failed");
+                return false;
+            }
+        };
+        let mut loaded = Vec::with_capacity(results.len());
+        for (msg_id, result) in ids.iter().zip(results) {
+            let Some(entry) = self.state.pop_ready() else {
+                break;
+            };
+            match result {
+                Ok(message) => loaded.push(ReadyEntry {
+                    payload: Payload::Loaded(Arc::new(message)),
+                    ..entry
+                }),
+                Err(error) => self.drop_unreadable(&[*msg_id], &error.to_string()),
+            }
+        }
+        for entry in loaded.into_iter().rev() {
+            self.state.unpop_entry(entry);
+        }
+        true
+    }
+
+    /// Logs and forgets paged-out messages that cannot be read back; the caller took them off the ready list.
+    fn drop_unreadable(&self, msg_ids: &[u64], error: &str) {
+        let (queue, vhost) = self.name();
+        for msg_id in msg_ids {
+            tracing::error!(%error, "queue '{queue}' in vhost '{vhost}': cannot read message {msg_id} from the store; dropping it");
+        }
+        self.forget_stored(msg_ids.to_vec());
     }
 
     fn name(&self) -> (String, String) {
@@ -324,11 +359,11 @@ impl QueueActor {
         Ok(())
     }
 
-    fn get(&mut self, sink: &Arc<dyn DeliverySink>, no_ack: bool) {
+    async fn get(&mut self, sink: &Arc<dyn DeliverySink>, no_ack: bool) {
         let Some(handle) = self.handle.upgrade() else {
             return;
         };
-        match self.take_next() {
+        match self.take_next().await {
             None => sink.reply(QueueReply::GetEmpty),
             Some(msg) => {
                 let remaining = self.state.message_count();
@@ -344,7 +379,7 @@ impl QueueActor {
     }
 
     /// Hands ready messages to consumers with credit, round robin.
-    fn dispatch(&mut self, handle: &Arc<QueueHandle>) {
+    async fn dispatch(&mut self, handle: &Arc<QueueHandle>) {
         let mut closed = false;
         while !self.state.ready.is_empty() && !self.state.consumers.is_empty() {
             let n = self.state.consumers.len();
@@ -359,7 +394,7 @@ impl QueueActor {
                     consumer.sink.wake_when_drained(handle.wake.clone());
                     continue;
                 }
-                let Some(msg) = self.take_next() else {
+                let Some(msg) = self.take_next().await else {
                     break;
                 };
                 let consumer = &mut self.state.consumers[idx];

@@ -3,6 +3,8 @@
 
 mod actor;
 mod consumer;
+mod owner;
+mod paging;
 pub mod sink;
 mod state;
 
@@ -18,6 +20,7 @@ use warren_protocol::FieldTable;
 
 pub use actor::{spawn_queue, Durability};
 pub use consumer::Consumer;
+pub use owner::QueueOwner;
 pub use sink::{DeliverOutcome, QueueReply};
 pub use state::QueueState;
 

@@ -121,6 +121,24 @@ impl QueueState {
         self.ready.push_front(entry);
     }
 
+    /// The store ids of the paged-out messages at the front of the ready list, in queue order: as many as fit in
+    /// `max_bytes` of body (at least one, if the first is paged out) and `max_count`.
+    pub fn paged_out_front(&self, max_bytes: u64, max_count: usize) -> Vec<u64> {
+        let mut ids = Vec::new();
+        let mut bytes = 0;
+        for entry in self.ready.iter().take(max_count) {
+            let Payload::OnDisk { msg_id, body_size } = entry.payload else {
+                break;
+            };
+            if !ids.is_empty() && bytes + body_size > max_bytes {
+                break;
+            }
+            bytes += body_size;
+            ids.push(msg_id);
+        }
+        ids
+    }
+
     /// Puts back an entry taken but not delivered.
     pub fn unpop_entry(&mut self, entry: ReadyEntry) {
         self.loaded_bytes += entry.loaded_bytes();

@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{Exchange, Vhost};
-use warren_protocol::error::{AmqpError, ReplyCode};
 use crate::exchange::{Binding, BindingTable, Destination, ExchangeKind};
 use crate::meta::{BindingDef, DefinitionStore, Definitions, ExchangeDef, MetaError, QueueDef};
 use crate::queue::{spawn_queue, Durability, QueueSpec};
+use warren_protocol::error::{AmqpError, ReplyCode};
 use warren_store::{IndexEntry, Store};
 
 /// The node's durable state, shared by every vhost.
@@ -200,7 +200,7 @@ impl Vhost {
                 memory_budget: p.queue_memory_budget,
             };
             let messages = recovered.remove(&def.id).unwrap_or_default();
-            let handle = spawn_queue(spec, self.me.clone(), Some(durability), messages);
+            let handle = spawn_queue(spec, self.as_owner(), Some(durability), messages);
             self.queues.insert(handle.spec.name.clone(), handle);
         }
         let mut tables: HashMap<String, Vec<Binding>> = HashMap::new();

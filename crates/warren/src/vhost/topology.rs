@@ -7,10 +7,10 @@ use tokio::sync::oneshot;
 
 use super::equivalence;
 use super::{Exchange, Vhost};
-use warren_protocol::error::{AmqpError, ReplyCode};
 use crate::exchange::{Binding, Destination, ExchangeKind};
-use warren_protocol::FieldTable;
 use crate::queue::{spawn_queue, QueueCommand, QueueHandle, QueueSpec};
+use warren_protocol::error::{AmqpError, ReplyCode};
+use warren_protocol::FieldTable;
 
 pub struct ExchangeDeclare<'a> {
     pub name: &'a str,
@@ -243,7 +243,7 @@ impl Vhost {
             store_id: None,
         };
         let durability = self.persist_queue(&mut spec)?;
-        let handle = spawn_queue(spec, self.me.clone(), durability, Vec::new());
+        let handle = spawn_queue(spec, self.as_owner(), durability, Vec::new());
         self.queues.insert(handle.spec.name.clone(), handle.clone());
         Ok(handle)
     }
