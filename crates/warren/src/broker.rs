@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 
-use crate::config::{Config, SyncPolicy, UserConfig};
+use crate::config::{AuthConfig, Config, SyncPolicy, UserConfig};
 use crate::message::continue_ids_above;
 use crate::meta::{DefinitionStore, MetaError};
-use warren_store::{StdFileSystem, Store, StoreConfig, StoreError, SyncMode};
 use crate::vhost::{Persistence, Vhost};
+use warren_store::{StdFileSystem, Store, StoreConfig, StoreError, SyncMode};
 
 /// Why the broker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +36,13 @@ pub struct Broker {
     persistence: Arc<Persistence>,
     next_connection_id: AtomicU64,
     next_consumer_id: AtomicU64,
+}
+
+/// The broker lends its users to `auth::authenticate`, which imports nothing of the broker.
+impl AsRef<AuthConfig> for Broker {
+    fn as_ref(&self) -> &AuthConfig {
+        &self.config.auth
+    }
 }
 
 impl Broker {
