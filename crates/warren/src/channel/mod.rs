@@ -111,7 +111,7 @@ impl Channel {
                 Ok(())
             }
             AMQPClass::Channel(channel::AMQPMethod::FlowOk(_)) => Ok(()),
-            AMQPClass::Exchange(m) => self.handle_exchange(ctx, m),
+            AMQPClass::Exchange(m) => self.handle_exchange(ctx, m).await,
             AMQPClass::Queue(m) => self.handle_queue(ctx, m).await,
             AMQPClass::Basic(m) => self.handle_basic(ctx, m).await,
             AMQPClass::Confirm(confirm_class::AMQPMethod::Select(select)) => {

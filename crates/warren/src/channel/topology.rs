@@ -1,13 +1,15 @@
 //! The exchange and queue classes: declare, bind, unbind, purge, delete.
 
+use std::sync::Arc;
+
 use tokio::sync::oneshot;
 
 use super::{Channel, ChannelContext};
-use warren_protocol::error::AmqpError;
-use crate::exchange::{validate_headers_arguments, ExchangeKind};
-use warren_protocol::{exchange, queue, AMQPClass, FieldTable};
+use crate::exchange::{validate_headers_arguments, Destination, ExchangeKind};
 use crate::queue::QueueCommand;
 use crate::vhost::{ExchangeDeclare, QueueDeclare, Vhost};
+use warren_protocol::error::AmqpError;
+use warren_protocol::{exchange, queue, AMQPClass, FieldTable};
 
 /// Headers bindings must carry a valid x-match (406 otherwise, as in RabbitMQ).
 fn check_binding_arguments(
@@ -24,7 +26,7 @@ fn check_binding_arguments(
 }
 
 impl Channel {
-    pub(super) fn handle_exchange(
+    pub(super) async fn handle_exchange(
         &mut self,
         ctx: &mut ChannelContext<'_>,
         method: exchange::AMQPMethod,
@@ -32,24 +34,39 @@ impl Channel {
         let vhost = ctx.vhost;
         match method {
             exchange::AMQPMethod::Declare(d) => {
-                vhost.declare_exchange(&ExchangeDeclare {
-                    name: d.exchange.as_str(),
-                    kind: d.kind.as_str(),
-                    passive: d.passive,
-                    durable: d.durable,
-                    auto_delete: d.auto_delete,
-                    internal: d.internal,
-                    arguments: d.arguments,
-                })?;
-                if !d.nowait {
+                let nowait = d.nowait;
+                let may_persist = !d.passive && vhost.may_persist_declare(d.durable, false);
+                vhost
+                    .change_topology(may_persist, move |vhost| {
+                        vhost.declare_exchange(&ExchangeDeclare {
+                            name: d.exchange.as_str(),
+                            kind: d.kind.as_str(),
+                            passive: d.passive,
+                            durable: d.durable,
+                            auto_delete: d.auto_delete,
+                            internal: d.internal,
+                            arguments: d.arguments,
+                        })
+                    })
+                    .await?;
+                if !nowait {
                     self.reply(AMQPClass::Exchange(exchange::AMQPMethod::DeclareOk(
                         exchange::DeclareOk {},
                     )));
                 }
             }
             exchange::AMQPMethod::Delete(d) => {
-                vhost.delete_exchange(d.exchange.as_str(), d.if_unused)?;
-                if !d.nowait {
+                let nowait = d.nowait;
+                let stored = vhost
+                    .exchange(d.exchange.as_str())
+                    .is_some_and(|x| x.durable);
+                let may_persist = vhost.may_persist_removal(stored);
+                vhost
+                    .change_topology(may_persist, move |vhost| {
+                        vhost.delete_exchange(d.exchange.as_str(), d.if_unused)
+                    })
+                    .await?;
+                if !nowait {
                     self.reply(AMQPClass::Exchange(exchange::AMQPMethod::DeleteOk(
                         exchange::DeleteOk {},
                     )));
@@ -57,26 +74,41 @@ impl Channel {
             }
             exchange::AMQPMethod::Bind(b) => {
                 check_binding_arguments(vhost, b.source.as_str(), &b.arguments)?;
-                vhost.bind_exchange(
-                    b.destination.as_str(),
-                    b.source.as_str(),
-                    b.routing_key.as_str(),
-                    b.arguments,
-                )?;
-                if !b.nowait {
+                let nowait = b.nowait;
+                let destination = Destination::Exchange(Arc::from(b.destination.as_str()));
+                let may_persist = vhost.may_persist_binding(b.source.as_str(), &destination);
+                vhost
+                    .change_topology(may_persist, move |vhost| {
+                        vhost.bind_exchange(
+                            b.destination.as_str(),
+                            b.source.as_str(),
+                            b.routing_key.as_str(),
+                            b.arguments,
+                        )
+                    })
+                    .await?;
+                if !nowait {
                     self.reply(AMQPClass::Exchange(exchange::AMQPMethod::BindOk(
                         exchange::BindOk {},
                     )));
                 }
             }
             exchange::AMQPMethod::Unbind(b) => {
-                vhost.unbind_exchange(
-                    b.destination.as_str(),
-                    b.source.as_str(),
-                    b.routing_key.as_str(),
-                    b.arguments,
-                )?;
-                if !b.nowait {
+                let nowait = b.nowait;
+                let destination = Destination::Exchange(Arc::from(b.destination.as_str()));
+                let stored = vhost.may_persist_binding(b.source.as_str(), &destination);
+                let may_persist = vhost.may_persist_removal(stored);
+                vhost
+                    .change_topology(may_persist, move |vhost| {
+                        vhost.unbind_exchange(
+                            b.destination.as_str(),
+                            b.source.as_str(),
+                            b.routing_key.as_str(),
+                            b.arguments,
+                        )
+                    })
+                    .await?;
+                if !nowait {
                     self.reply(AMQPClass::Exchange(exchange::AMQPMethod::UnbindOk(
                         exchange::UnbindOk {},
                     )));
@@ -107,21 +139,24 @@ impl Channel {
                 } else {
                     d.queue.to_string()
                 };
-                let handle = vhost.declare_queue(&QueueDeclare {
-                    name: &name,
-                    passive: d.passive,
-                    durable: d.durable,
-                    exclusive: d.exclusive,
-                    auto_delete: d.auto_delete,
-                    arguments: d.arguments,
-                    connection_id: conn_id,
-                })?;
-                if d.exclusive
-                    && !ctx
-                        .exclusive_queues
-                        .iter()
-                        .any(|q| std::sync::Arc::ptr_eq(q, &handle))
-                {
+                let may_persist = !d.passive && vhost.may_persist_declare(d.durable, d.exclusive);
+                let (passive, durable, exclusive, auto_delete) =
+                    (d.passive, d.durable, d.exclusive, d.auto_delete);
+                let arguments = d.arguments;
+                let handle = vhost
+                    .change_topology(may_persist, move |vhost| {
+                        vhost.declare_queue(&QueueDeclare {
+                            name: &name,
+                            passive,
+                            durable,
+                            exclusive,
+                            auto_delete,
+                            arguments,
+                            connection_id: conn_id,
+                        })
+                    })
+                    .await?;
+                if d.exclusive && !ctx.exclusive_queues.iter().any(|q| Arc::ptr_eq(q, &handle)) {
                     ctx.exclusive_queues.push(handle.clone());
                 }
                 self.last_queue = Some(handle.spec.name.clone());
@@ -139,14 +174,21 @@ impl Channel {
             queue::AMQPMethod::Bind(b) => {
                 let name = self.queue_name(b.queue.as_str())?;
                 check_binding_arguments(vhost, b.exchange.as_str(), &b.arguments)?;
-                vhost.bind_queue(
-                    &name,
-                    b.exchange.as_str(),
-                    b.routing_key.as_str(),
-                    b.arguments,
-                    conn_id,
-                )?;
-                if !b.nowait {
+                let nowait = b.nowait;
+                let destination = Destination::Queue(name.clone());
+                let may_persist = vhost.may_persist_binding(b.exchange.as_str(), &destination);
+                vhost
+                    .change_topology(may_persist, move |vhost| {
+                        vhost.bind_queue(
+                            &name,
+                            b.exchange.as_str(),
+                            b.routing_key.as_str(),
+                            b.arguments,
+                            conn_id,
+                        )
+                    })
+                    .await?;
+                if !nowait {
                     self.reply(AMQPClass::Queue(queue::AMQPMethod::BindOk(
                         queue::BindOk {},
                     )));
@@ -154,13 +196,20 @@ impl Channel {
             }
             queue::AMQPMethod::Unbind(b) => {
                 let name = self.queue_name(b.queue.as_str())?;
-                vhost.unbind_queue(
-                    &name,
-                    b.exchange.as_str(),
-                    b.routing_key.as_str(),
-                    b.arguments,
-                    conn_id,
-                )?;
+                let destination = Destination::Queue(name.clone());
+                let stored = vhost.may_persist_binding(b.exchange.as_str(), &destination);
+                let may_persist = vhost.may_persist_removal(stored);
+                vhost
+                    .change_topology(may_persist, move |vhost| {
+                        vhost.unbind_queue(
+                            &name,
+                            b.exchange.as_str(),
+                            b.routing_key.as_str(),
+                            b.arguments,
+                            conn_id,
+                        )
+                    })
+                    .await?;
                 self.reply(AMQPClass::Queue(queue::AMQPMethod::UnbindOk(
                     queue::UnbindOk {},
                 )));

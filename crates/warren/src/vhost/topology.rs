@@ -274,7 +274,17 @@ impl Vhost {
         } else {
             0
         };
-        self.forget_queue(&queue);
+        match self.me.upgrade() {
+            Some(me) if self.may_persist_removal(queue.spec.store_id.is_some()) => {
+                // Removing a stored queue commits the definitions store: off the async workers.
+                me.change_topology(true, move |vhost| {
+                    vhost.forget_queue(&queue);
+                    Ok(())
+                })
+                .await?;
+            }
+            _ => self.forget_queue(&queue),
+        }
         Ok(count)
     }
 
