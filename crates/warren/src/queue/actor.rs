@@ -8,11 +8,9 @@ use tokio::sync::mpsc;
 
 use super::consumer::Consumer;
 use super::owner::QueueOwner;
-use super::paging::{read_paged_out, READ_AHEAD_BYTES, READ_AHEAD_MESSAGES};
 use super::sink::{DeliverOutcome, DeliverySink, QueueReply};
-use super::state::{Payload, QueueState, ReadyEntry};
+use super::state::{Payload, QueueState};
 use super::{Enqueue, QueueCommand, QueueHandle, QueueSpec, QueueStats, MAX_RUN};
-use crate::message::QueuedMessage;
 use warren_protocol::error::AmqpError;
 use warren_store::{IndexEntry, Store};
 
@@ -58,12 +56,13 @@ pub fn spawn_queue(
     handle
 }
 
-struct QueueActor {
-    handle: Weak<QueueHandle>,
+/// The task that owns one queue's state; its methods are here and, for reading paged-out messages, in `paging`.
+pub(super) struct QueueActor {
+    pub(super) handle: Weak<QueueHandle>,
     /// Told when an auto-delete queue goes; see [`QueueOwner::forget_queue`].
     owner: Weak<dyn QueueOwner>,
-    state: QueueState,
-    durability: Option<Durability>,
+    pub(super) state: QueueState,
+    pub(super) durability: Option<Durability>,
 }
 
 enum Flow {
@@ -250,7 +249,7 @@ impl QueueActor {
     }
 
     /// Tells the store these persistent messages left the queue (acked, dropped or purged).
-    fn forget_stored(&self, msg_ids: Vec<u64>) {
+    pub(super) fn forget_stored(&self, msg_ids: Vec<u64>) {
         if let Some(d) = &self.durability {
             if !msg_ids.is_empty() {
                 d.store.ack(d.queue_id, msg_ids);
@@ -258,82 +257,7 @@ impl QueueActor {
         }
     }
 
-    /// Takes the next ready message for delivery, reading it back from the store first if it was paged out. None
-    /// if nothing is ready, or if the read could not run (the message stays queued for the next dispatch).
-    async fn take_next(&mut self) -> Option<QueuedMessage> {
-        loop {
-            let entry = self.state.pop_ready()?;
-            match entry.payload {
-                Payload::Loaded(message) => {
-                    return Some(QueuedMessage {
-                        seq: entry.seq,
-                        message,
-                        redelivered: entry.redelivered,
-                    })
-                }
-                Payload::OnDisk { .. } => {
-                    self.state.unpop_entry(entry);
-                    if !self.load_front().await {
-                        return None;
-                    }
-                }
-            }
-        }
-    }
-
-    /// Reads the paged-out messages at the front of the ready list back into memory, in place, on the blocking
-    /// pool (see `paging`). Meanwhile this actor waits, so nothing else touches the ready list and queue order is
-    /// kept; other queues run on. A message the store cannot read is dropped from the queue and logged: one
-    /// damaged record must not wedge it. False if the read could not run at all.
-    async fn load_front(&mut self) -> bool {
-        let ids = self
-            .state
-            .paged_out_front(READ_AHEAD_BYTES, READ_AHEAD_MESSAGES);
-        let Some(d) = &self.durability else {
-            // Only durable queues page out: an entry on disk without a store cannot be read.
-            for _ in &ids {
-                self.state.pop_ready();
-            }
-            self.drop_unreadable(&ids, "the queue has no message store");
-            return true;
-        };
-        let results = match read_paged_out(d.store.clone(), d.queue_id, ids.clone()).await {
-            Ok(results) => results,
-            Err(error) => {
-                let (queue, vhost) = self.name();
-                tracing::error!(%error, "queue '{queue}' in vhost '{vhost}': reading paged-out messages failed");
-                return false;
-            }
-        };
-        let mut loaded = Vec::with_capacity(results.len());
-        for (msg_id, result) in ids.iter().zip(results) {
-            let Some(entry) = self.state.pop_ready() else {
-                break;
-            };
-            match result {
-                Ok(message) => loaded.push(ReadyEntry {
-                    payload: Payload::Loaded(Arc::new(message)),
-                    ..entry
-                }),
-                Err(error) => self.drop_unreadable(&[*msg_id], &error.to_string()),
-            }
-        }
-        for entry in loaded.into_iter().rev() {
-            self.state.unpop_entry(entry);
-        }
-        true
-    }
-
-    /// Logs and forgets paged-out messages that cannot be read back; the caller took them off the ready list.
-    fn drop_unreadable(&self, msg_ids: &[u64], error: &str) {
-        let (queue, vhost) = self.name();
-        for msg_id in msg_ids {
-            tracing::error!(%error, "queue '{queue}' in vhost '{vhost}': cannot read message {msg_id} from the store; dropping it");
-        }
-        self.forget_stored(msg_ids.to_vec());
-    }
-
-    fn name(&self) -> (String, String) {
+    pub(super) fn name(&self) -> (String, String) {
         match self.handle.upgrade() {
             Some(h) => (h.spec.name.to_string(), h.spec.vhost.to_string()),
             None => (String::new(), String::new()),
