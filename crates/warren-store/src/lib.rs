@@ -351,6 +351,14 @@ impl Store {
         self.shared().inbox.queued_bytes()
     }
 
+    /// Sets `hook`, called by the writer thread each time it takes the queued work for a batch, that is whenever
+    /// [`Store::queued_bytes`] has just fallen: a caller waiting for room wakes on it instead of polling. The hook
+    /// runs on the writer thread, so it must be quick and must not block. One per store: returns false (and drops
+    /// `hook`) if one is set already.
+    pub fn on_queue_taken(&self, hook: Box<dyn Fn() + Send + Sync>) -> bool {
+        self.shared().inbox.set_on_taken(hook)
+    }
+
     /// A snapshot of the counters; each is read on its own, so two of them may be a few operations apart.
     pub fn stats(&self) -> StoreStats {
         let c = &self.shared().counters;

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::sync::{mpsc, Arc, Condvar, Mutex, OnceLock};
 
 use super::fs::FileSystem;
 use super::index::{FileId, Index};
@@ -59,6 +59,8 @@ pub(crate) struct Inbox {
     state: Mutex<(Vec<Op>, bool)>,
     ready: Condvar,
     bytes: AtomicU64,
+    /// Called after each take, outside the lock (see `Store::on_queue_taken`).
+    on_taken: OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl Inbox {
@@ -83,6 +85,10 @@ impl Inbox {
                 let ops = std::mem::take(&mut s.0);
                 let n: u64 = ops.iter().map(Op::bytes).sum();
                 self.bytes.fetch_sub(n, Ordering::Relaxed);
+                drop(s);
+                if let Some(hook) = self.on_taken.get() {
+                    hook();
+                }
                 return Some(ops);
             }
             if s.1 {
@@ -99,6 +105,11 @@ impl Inbox {
 
     pub(crate) fn queued_bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Sets the hook called after each take; false if one is set already.
+    pub(crate) fn set_on_taken(&self, hook: Box<dyn Fn() + Send + Sync>) -> bool {
+        self.on_taken.set(hook).is_ok()
     }
 }
 

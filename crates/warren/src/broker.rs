@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
+use tokio::sync::Notify;
 
-use crate::config::{Config, SyncPolicy, UserConfig};
+use crate::config::{AuthConfig, Config, SyncPolicy, UserConfig};
 use crate::message::continue_ids_above;
 use crate::meta::{DefinitionStore, MetaError};
 use crate::registry::ConnectionRegistry;
@@ -35,10 +36,20 @@ pub struct Broker {
     pub config: Config,
     vhosts: DashMap<String, Arc<Vhost>>,
     persistence: Arc<Persistence>,
+    /// Notified by the store's writer thread whenever it takes queued publishes, so publishers held back by a full
+    /// store queue wake without polling (see `channel::Backlog::wait`).
+    store_room: Arc<Notify>,
     next_connection_id: AtomicU64,
     next_consumer_id: AtomicU64,
     /// The live connections, for listing and closing them (management API, shutdown).
     connections: ConnectionRegistry,
+}
+
+/// The broker lends its users to `auth::authenticate`, which imports nothing of the broker.
+impl AsRef<AuthConfig> for Broker {
+    fn as_ref(&self) -> &AuthConfig {
+        &self.config.auth
+    }
 }
 
 impl Broker {
@@ -76,6 +87,9 @@ impl Broker {
         for (queue, reason) in &recovery.corrupt_queues {
             tracing::error!("recovery: queue with store id {queue} was damaged and serves what was readable: {reason}");
         }
+        let store_room = Arc::new(Notify::new());
+        let wake = store_room.clone();
+        store.on_queue_taken(Box::new(move || wake.notify_waiters()));
         let persistence = Arc::new(Persistence {
             definitions,
             store,
@@ -101,6 +115,7 @@ impl Broker {
             config,
             vhosts,
             persistence,
+            store_room,
             next_connection_id: AtomicU64::new(1),
             next_consumer_id: AtomicU64::new(1),
             connections: ConnectionRegistry::default(),
@@ -118,6 +133,11 @@ impl Broker {
     /// The message store.
     pub fn store(&self) -> &Store {
         &self.persistence.store
+    }
+
+    /// Notified each time the store's writer takes queued publishes (its queued bytes fell).
+    pub fn store_room(&self) -> &Notify {
+        &self.store_room
     }
 
     pub fn next_connection_id(&self) -> u64 {

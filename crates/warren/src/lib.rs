@@ -5,9 +5,14 @@
 //! - `warren_protocol` (its own crate) splits and encodes frames (the only user of amq-protocol);
 //! - [`channel`] is the per-channel state machine: publish, consume, acks, confirms, transactions;
 //! - [`vhost`] holds exchanges and queues and routes messages, with the binding tables of [`exchange`];
-//! - [`queue`] runs one actor task per queue;
+//! - [`queue`] runs one actor task per queue, delivering through the `DeliverySink` trait it owns;
+//! - [`session`] holds what a connection's channels and the queues delivering to them share (outbound bytes,
+//!   confirms);
 //! - [`config`], [`cli`], [`auth`] and [`broker`] set it all up; [`registry`] lists and closes live connections;
 //! - `warren_store` (its own crate) is the message store; `warren_perf` (its own crate) is `warren perf`.
+//!
+//! Imports run one way: connection -> channel -> (vhost, exchange) -> queue -> store, with `session`, `message` and
+//! `config` below them all; a queue names no channel or connection, and `auth` names no broker.
 
 pub mod auth;
 pub mod broker;
@@ -21,4 +26,5 @@ pub mod meta;
 pub mod queue;
 pub mod registry;
 pub mod server;
+pub mod session;
 pub mod vhost;

@@ -34,7 +34,7 @@ impl CloseRequest {
 /// What is known of a connection when it registers, once its handshake is done.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConnectionDetails {
-    /// The broker-wide connection id (`ConnectionInfo::id`).
+    /// The broker-wide connection id (`ConnectionShared::id`).
     pub id: u64,
     /// The authenticated user.
     pub user: String,

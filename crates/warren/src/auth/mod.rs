@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use crate::broker::Broker;
+use crate::config::AuthConfig;
 use warren_protocol::{decode_field_table as parse_table, AMQPValue};
 
 pub const MECHANISMS: &str = "PLAIN AMQPLAIN";
@@ -62,21 +62,24 @@ pub fn decode_response(mechanism: &str, response: &[u8]) -> Result<(String, Stri
     }
 }
 
-/// Checks credentials; returns the user name.
+/// Checks credentials against the configured users and `loopback_users`; returns the user name. Takes anything
+/// that lends an [`AuthConfig`] (the config section itself, or the broker holding it), so this module needs
+/// nothing of the broker.
 pub fn authenticate(
-    broker: &Broker,
+    users: impl AsRef<AuthConfig>,
     mechanism: &str,
     response: &[u8],
     peer: IpAddr,
 ) -> Result<String, AuthError> {
+    let users = users.as_ref();
     let (user, password) = decode_response(mechanism, response)?;
-    let Some(known) = broker.user(&user) else {
+    let Some(known) = users.users.iter().find(|u| u.name == user) else {
         return Err(AuthError::Credentials(user));
     };
     if known.password != password {
         return Err(AuthError::Credentials(user));
     }
-    if broker.config.auth.loopback_users.contains(&user) && !peer.is_loopback() {
+    if users.loopback_users.contains(&user) && !peer.is_loopback() {
         return Err(AuthError::NotLoopback(user));
     }
     Ok(user)
@@ -111,6 +114,24 @@ mod tests {
         assert_eq!(
             decode_response("AMQPLAIN", &body).unwrap(),
             ("guest".to_owned(), "pw".to_owned())
+        );
+    }
+
+    #[test]
+    fn loopback_users_are_refused_from_other_hosts() {
+        let users = AuthConfig::default();
+        let remote: IpAddr = [10, 0, 0, 1].into();
+        assert_eq!(
+            authenticate(&users, "PLAIN", b"\0guest\0guest", remote),
+            Err(AuthError::NotLoopback("guest".into()))
+        );
+        assert_eq!(
+            authenticate(&users, "PLAIN", b"\0guest\0guest", [127, 0, 0, 1].into()),
+            Ok("guest".to_owned())
+        );
+        assert_eq!(
+            authenticate(&users, "PLAIN", b"\0guest\0wrong", [127, 0, 0, 1].into()),
+            Err(AuthError::Credentials("guest".into()))
         );
     }
 

@@ -4,8 +4,15 @@
 use warren_protocol::error::{AmqpError, ReplyCode};
 use warren_protocol::{basic, queue, AMQPClass};
 
-use super::effect::{ChannelEffects, Continuation, QueueAnswer};
+use std::sync::Arc;
+
+use super::effect::{
+    ChannelEffects, Continuation, Effect, QueueAnswer, QueueRequest, TopologyChange,
+};
 use super::{Channel, ChannelContext};
+use crate::queue::QueueHandle;
+use crate::vhost::Vhost;
+use warren_protocol::ids;
 
 impl Channel {
     /// Takes a queue's answer to the [`Effect::Ask`](super::effect::Effect::Ask) that carried `then`. Call it as
@@ -68,8 +75,26 @@ impl Channel {
             (Continuation::DeleteOk { queue, nowait }, QueueAnswer::Delete(result)) => {
                 // A queue gone before it answered was deleted with nothing in it.
                 let count = result.unwrap_or(Ok(0)).map_err(|e| e.on_method(50, 40))?;
-                ctx.vhost.forget_queue(&queue);
-                self.deleted_queue(ctx, &queue.spec.name, count, nowait, effects);
+                let then = Continuation::QueueDeleted {
+                    queue: queue.spec.name.clone(),
+                    count,
+                    nowait,
+                };
+                if ctx.vhost.may_persist_removal(queue.spec.store_id.is_some()) {
+                    // Forgetting a stored queue commits the definitions store: off the reader's worker.
+                    let change: TopologyChange = Box::new(move |vhost: &Vhost| {
+                        vhost.forget_queue(&queue);
+                        Ok(None)
+                    });
+                    effects.push(Effect::Topology {
+                        change,
+                        method: ids::QUEUE_DELETE,
+                        then,
+                    });
+                } else {
+                    ctx.vhost.forget_queue(&queue);
+                    self.resume(ctx, then, effects)?;
+                }
             }
             _ => return Err(mismatched()),
         }
@@ -88,8 +113,68 @@ impl Channel {
             Continuation::Commit(rest) => self
                 .commit_publishes(ctx, rest, effects)
                 .map_err(|e| e.on_method(90, 20)),
+            Continuation::QueueDeleted {
+                queue,
+                count,
+                nowait,
+            } => {
+                self.deleted_queue(ctx, &queue, count, nowait, effects);
+                Ok(())
+            }
+            Continuation::Reply(reply) => {
+                if let Some(reply) = reply {
+                    effects.reply(self.id, reply);
+                }
+                Ok(())
+            }
             _ => Err(mismatched()),
         }
+    }
+
+    /// Called by the driver when the change of an [`Effect::Topology`](super::effect::Effect::Topology) is made,
+    /// with the queue it declared (queue.declare) or None.
+    pub fn topology_changed(
+        &mut self,
+        ctx: &mut ChannelContext<'_>,
+        then: Continuation,
+        declared: Option<Arc<QueueHandle>>,
+        effects: &mut ChannelEffects,
+    ) -> Result<(), AmqpError> {
+        match (then, declared) {
+            (then @ Continuation::QueueDeclared { .. }, Some(queue)) => {
+                self.queue_declared(ctx, then, queue, effects)
+            }
+            (then, _) => self.resume(ctx, then, effects),
+        }
+    }
+
+    /// queue.declare's queue exists: the connection deletes it when it closes if exclusive, an empty queue name
+    /// on this channel now means it, and declare-ok carries its counts, which only the queue knows.
+    pub(super) fn queue_declared(
+        &mut self,
+        ctx: &mut ChannelContext<'_>,
+        then: Continuation,
+        queue: Arc<QueueHandle>,
+        effects: &mut ChannelEffects,
+    ) -> Result<(), AmqpError> {
+        let Continuation::QueueDeclared { exclusive, nowait } = then else {
+            return Err(mismatched());
+        };
+        if exclusive && !ctx.exclusive_queues.iter().any(|q| Arc::ptr_eq(q, &queue)) {
+            ctx.exclusive_queues.push(queue.clone());
+        }
+        self.last_queue = Some(queue.spec.name.clone());
+        if !nowait {
+            let then = Continuation::DeclareOk {
+                queue: queue.spec.name.clone(),
+            };
+            effects.push(Effect::Ask {
+                queue,
+                request: QueueRequest::Stats,
+                then,
+            });
+        }
+        Ok(())
     }
 
     /// queue.delete is done: the queue is no longer this connection's to delete when it closes.

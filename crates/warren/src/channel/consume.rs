@@ -49,7 +49,7 @@ impl Channel {
                 let tag = cancel.consumer_tag.as_str();
                 if let Some(queue) = self.outlet.remove_consumer(tag) {
                     let request = QueueRequest::Cancel {
-                        outlet: self.outlet.clone(),
+                        sink: self.outlet.clone(),
                         consumer_tag: Arc::from(tag),
                         send_ok: !cancel.nowait,
                     };
@@ -79,7 +79,7 @@ impl Channel {
                 let name = self.queue_name(get.queue.as_str())?;
                 let queue = ctx.vhost.queue_for(&name, ctx.conn.id)?;
                 let command = QueueCommand::Get {
-                    outlet: self.outlet.clone(),
+                    sink: self.outlet.clone(),
                     no_ack: get.no_ack,
                 };
                 effects.push(Effect::Send { queue, command });
@@ -147,7 +147,7 @@ impl Channel {
         let consumer = Consumer {
             id: ctx.broker.next_consumer_id(),
             tag: tag.clone(),
-            outlet: self.outlet.clone(),
+            sink: self.outlet.clone(),
             no_ack: consume.no_ack,
             exclusive: consume.exclusive,
             prefetch: self.consumer_prefetch,

@@ -7,13 +7,15 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use warren_protocol::error::AmqpError;
+use warren_protocol::ids::MethodId;
 use warren_protocol::{put_method, AMQPClass, ShortString};
 
-use super::confirm::ConfirmRef;
 use super::outlet::ChannelOutlet;
 use super::publish::Backlog;
 use crate::message::Message;
 use crate::queue::{Consumer, QueueCommand, QueueHandle, QueueStats};
+use crate::session::ConfirmRef;
+use crate::vhost::Vhost;
 
 /// One thing the channel needs done. Effects are executed in the order the channel emitted them.
 pub enum Effect {
@@ -54,7 +56,22 @@ pub enum Effect {
     /// Call [`Channel::resume`](super::Channel::resume) with this continuation once every effect before it is
     /// done. Always the last effect of an event.
     Resume(Continuation),
+    /// A topology change that may commit to the definitions store (an fsync): run it off the async workers, then
+    /// hand its outcome to [`Channel::topology_changed`](super::Channel::topology_changed) with `then`. Always the
+    /// last effect of an event.
+    Topology {
+        /// The change; it returns the declared queue, for queue.declare.
+        change: TopologyChange,
+        /// The method it carries out, named in the channel.close a failure causes.
+        method: MethodId,
+        /// The rest of the method, run once the change is made.
+        then: Continuation,
+    },
 }
+
+/// A change to a vhost's exchanges, queues or bindings, run by the driver on the blocking pool.
+pub type TopologyChange =
+    Box<dyn FnOnce(&Vhost) -> Result<Option<Arc<QueueHandle>>, AmqpError> + Send>;
 
 /// A question a channel asks a queue, without the reply channel the driver adds.
 pub enum QueueRequest {
@@ -64,7 +81,7 @@ pub enum QueueRequest {
     Consume { consumer: Consumer, send_ok: bool },
     /// Cancel a consumer; the queue writes cancel-ok itself, after its last delivery to it.
     Cancel {
-        outlet: Arc<ChannelOutlet>,
+        sink: Arc<ChannelOutlet>,
         consumer_tag: Arc<str>,
         send_ok: bool,
     },
@@ -110,6 +127,17 @@ pub enum Continuation {
     },
     /// tx.commit after a wait: route the publishes still held, then reply commit-ok.
     Commit(HeldPublishes),
+    /// queue.delete is done, the queue forgotten: reply delete-ok with the count unless `nowait`.
+    QueueDeleted {
+        queue: Arc<str>,
+        count: u32,
+        nowait: bool,
+    },
+    /// A topology change is made: send this reply, if any.
+    Reply(Option<AMQPClass>),
+    /// queue.declare's queue exists: remember it (as the connection's exclusive queue, as the channel's last
+    /// declared queue), then ask it for declare-ok's counts unless `nowait`.
+    QueueDeclared { exclusive: bool, nowait: bool },
 }
 
 /// A transaction's publishes not yet routed, in publish order, each with its mandatory flag.

@@ -4,7 +4,6 @@
 //! into `consume`, topology methods into `topology`, transactions into `tx`, continuations into `answer`.
 
 mod answer;
-pub mod confirm;
 mod consume;
 pub mod effect;
 pub mod outbox;
@@ -21,14 +20,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::broker::Broker;
-use crate::connection::ConnectionInfo;
 use crate::message::Message;
 use crate::queue::{QueueCommand, QueueHandle, SettleAction};
+use crate::session::{ConfirmTracker, ConnectionShared};
 use crate::vhost::Vhost;
 use warren_protocol::error::{AmqpError, ReplyCode};
 use warren_protocol::{access, channel, confirm as confirm_class, AMQPClass};
 
-use self::confirm::ConfirmTracker;
 use self::effect::Effect;
 pub use self::effect::{ChannelEffects, Continuation, QueueAnswer, QueueRequest};
 use self::outbox::Outbox;
@@ -41,7 +39,7 @@ use self::route_cache::RouteCache;
 pub struct ChannelContext<'a> {
     pub broker: &'a Arc<Broker>,
     pub vhost: &'a Arc<Vhost>,
-    pub conn: &'a Arc<ConnectionInfo>,
+    pub conn: &'a Arc<ConnectionShared>,
     /// Exclusive queues this connection declared, deleted when it closes.
     pub exclusive_queues: &'a mut Vec<Arc<QueueHandle>>,
     /// Routed messages not yet handed to their queues.
@@ -85,7 +83,7 @@ pub struct Channel {
 
 impl Channel {
     /// A channel just opened (the reader has answered channel.open).
-    pub fn new(conn: Arc<ConnectionInfo>, id: u16) -> Channel {
+    pub fn new(conn: Arc<ConnectionShared>, id: u16) -> Channel {
         Channel {
             id,
             outlet: ChannelOutlet::new(conn, id),
@@ -205,7 +203,7 @@ impl Channel {
         }
         for queue in queues {
             let command = QueueCommand::ChannelClosed {
-                outlet: self.outlet.clone(),
+                sink: self.outlet.clone(),
             };
             effects.push(Effect::Settle { queue, command });
         }

@@ -9,20 +9,8 @@
 
 use std::sync::Arc;
 
-use super::confirm::ConfirmRef;
 use super::publish::Backlog;
-use crate::message::Message;
-use crate::queue::{QueueCommand, QueueHandle};
-
-/// Messages per command at most: with the inbox's capacity in commands (`queue::actor`), this bounds the messages
-/// waiting in one queue's inbox.
-pub const MAX_RUN: usize = 128;
-
-/// One message for a queue, with that queue's share of the publisher's confirm.
-pub struct Enqueue {
-    pub message: Arc<Message>,
-    pub confirm: Option<ConfirmRef>,
-}
+use crate::queue::{Enqueue, QueueCommand, QueueHandle, MAX_RUN};
 
 #[derive(Default)]
 pub struct Outbox {

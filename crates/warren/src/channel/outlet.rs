@@ -8,11 +8,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
-use crate::connection::ConnectionInfo;
 use crate::message::QueuedMessage;
+use crate::queue::sink::{DeliverOutcome, DeliverySink, QueueReply};
 use crate::queue::QueueHandle;
+use crate::session::ConnectionShared;
 use warren_protocol::content::{put_content_header, put_deliver, put_get_ok, DeliverArgs};
 use warren_protocol::error::AmqpError;
+use warren_protocol::{basic, put_method, AMQPClass};
 
 /// A delivery awaiting basic.ack / nack / reject.
 #[derive(Clone)]
@@ -21,16 +23,6 @@ pub struct Unacked {
     pub seq: u64,
     /// The consumer it went to; None for basic.get.
     pub consumer: Option<u64>,
-}
-
-/// What happened to an attempted delivery.
-#[derive(Debug, PartialEq, Eq)]
-pub enum DeliverOutcome {
-    Delivered,
-    /// The channel's global prefetch is used up: the queue waits for an ack.
-    NoChannelCredit,
-    /// The channel is closed: the consumer is gone.
-    Closed,
 }
 
 #[derive(Default)]
@@ -47,13 +39,13 @@ struct OutletState {
 }
 
 pub struct ChannelOutlet {
-    pub conn: Arc<ConnectionInfo>,
+    pub conn: Arc<ConnectionShared>,
     pub channel: u16,
     state: Mutex<OutletState>,
 }
 
 impl ChannelOutlet {
-    pub fn new(conn: Arc<ConnectionInfo>, channel: u16) -> Arc<ChannelOutlet> {
+    pub fn new(conn: Arc<ConnectionShared>, channel: u16) -> Arc<ChannelOutlet> {
         Arc::new(ChannelOutlet {
             conn,
             channel,
@@ -268,6 +260,80 @@ impl ChannelOutlet {
 
     pub fn is_closed(&self) -> bool {
         self.lock().closed
+    }
+}
+
+/// Queues deliver through the outlet; everything is written to the connection's one outbound queue in call order,
+/// which keeps the ordering the trait asks for.
+impl DeliverySink for ChannelOutlet {
+    fn deliver(
+        &self,
+        queue: &Arc<QueueHandle>,
+        consumer_id: u64,
+        consumer_tag: &str,
+        no_ack: bool,
+        msg: &QueuedMessage,
+        credit_waiter: &Arc<Notify>,
+    ) -> DeliverOutcome {
+        ChannelOutlet::deliver(
+            self,
+            queue,
+            consumer_id,
+            consumer_tag,
+            no_ack,
+            msg,
+            credit_waiter,
+        )
+    }
+
+    fn deliver_get(
+        &self,
+        queue: &Arc<QueueHandle>,
+        no_ack: bool,
+        msg: &QueuedMessage,
+        message_count: u32,
+    ) -> bool {
+        ChannelOutlet::deliver_get(self, queue, no_ack, msg, message_count)
+    }
+
+    fn reply(&self, reply: QueueReply) {
+        let method = match reply {
+            QueueReply::ConsumeOk { tag } => basic::AMQPMethod::ConsumeOk(basic::ConsumeOk {
+                consumer_tag: tag.as_ref().into(),
+            }),
+            QueueReply::CancelOk { tag } => basic::AMQPMethod::CancelOk(basic::CancelOk {
+                consumer_tag: tag.as_ref().into(),
+            }),
+            QueueReply::GetEmpty => basic::AMQPMethod::GetEmpty(basic::GetEmpty {}),
+            QueueReply::Cancel { tag } => basic::AMQPMethod::Cancel(basic::Cancel {
+                consumer_tag: tag.as_ref().into(),
+                nowait: true,
+            }),
+        };
+        let channel = self.channel;
+        self.conn
+            .outbound
+            .write(|out| put_method(out, channel, AMQPClass::Basic(method)));
+    }
+
+    fn is_closed(&self) -> bool {
+        ChannelOutlet::is_closed(self)
+    }
+
+    fn over_budget(&self) -> bool {
+        self.conn.outbound.over_budget()
+    }
+
+    fn wake_when_drained(&self, waiter: Arc<Notify>) {
+        self.conn.outbound.wake_when_drained(waiter);
+    }
+
+    fn forget_consumer(&self, tag: &str) {
+        self.remove_consumer(tag);
+    }
+
+    fn wants_cancel_notify(&self) -> bool {
+        self.conn.consumer_cancel_notify
     }
 }
 

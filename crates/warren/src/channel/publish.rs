@@ -6,12 +6,11 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 
 use super::effect::{ChannelEffects, Effect};
-use super::outbox::Enqueue;
 use super::{Channel, ChannelContext};
 use crate::broker::Broker;
-use crate::channel::confirm::ConfirmRef;
 use crate::message::Message;
-use crate::queue::{QueueCommand, QueueHandle};
+use crate::queue::{Enqueue, QueueCommand, QueueHandle};
+use crate::session::ConfirmRef;
 use warren_protocol::content::{
     decode_properties, parse_content_header_ref, put_body_frames, put_content_header, put_return,
     CLASS_BASIC,
@@ -339,13 +338,25 @@ impl Backlog {
         self.store_full |= other.store_full;
     }
 
+    /// Waits until every held command is in its queue's inbox and, if the store was over its limit, until the
+    /// store's writer has taken it back under (or the store failed).
     pub async fn wait(self, broker: &Broker) {
         for (queue, command) in self.blocked {
             queue.send(command).await;
         }
+        if !self.store_full {
+            return;
+        }
         let store = broker.store();
-        while self.store_full && store.queued_bytes() > STORE_BACKLOG_LIMIT && !store.failed() {
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        loop {
+            // Registered before the check, so a take between the check and the wait is not missed.
+            let room = broker.store_room().notified();
+            let mut room = std::pin::pin!(room);
+            room.as_mut().enable();
+            if store.queued_bytes() <= STORE_BACKLOG_LIMIT || store.failed() {
+                return;
+            }
+            room.await;
         }
     }
 }

@@ -42,6 +42,18 @@ pub async fn execute(
             Effect::Drain(backlog) => backlog.wait(ctx.broker).await,
             Effect::ReleaseConfirm(confirm) => drop(confirm),
             Effect::Resume(then) => channel.resume(ctx, then, effects)?,
+            Effect::Topology {
+                change,
+                method: (class_id, method_id),
+                then,
+            } => {
+                let declared = ctx
+                    .vhost
+                    .change_topology(true, change)
+                    .await
+                    .map_err(|e| e.on_method(class_id, method_id))?;
+                channel.topology_changed(ctx, then, declared, effects)?;
+            }
         }
     }
     Ok(())
@@ -61,13 +73,13 @@ async fn ask(queue: &Arc<QueueHandle>, request: QueueRequest) -> QueueAnswer {
             QueueAnswer::Consume(send_then_receive(queue, command, answer).await)
         }
         QueueRequest::Cancel {
-            outlet,
+            sink,
             consumer_tag,
             send_ok,
         } => {
             let (reply, answer) = oneshot::channel();
             let command = QueueCommand::Cancel {
-                outlet,
+                sink,
                 consumer_tag,
                 send_ok,
                 reply,

@@ -1,10 +1,14 @@
 //! The exchange and queue classes: declare, bind, unbind, purge, delete.
 
+use std::sync::Arc;
+
 use super::effect::{ChannelEffects, Continuation, Effect, QueueRequest};
 use super::{Channel, ChannelContext};
-use crate::exchange::{validate_headers_arguments, ExchangeKind};
+use crate::exchange::{validate_headers_arguments, Destination, ExchangeKind};
+use crate::queue::QueueHandle;
 use crate::vhost::{ExchangeDeclare, QueueDeclare, Vhost};
 use warren_protocol::error::AmqpError;
+use warren_protocol::ids::{self, MethodId};
 use warren_protocol::{exchange, queue, AMQPClass, FieldTable};
 
 /// Headers bindings must carry a valid x-match (406 otherwise, as in RabbitMQ).
@@ -22,6 +26,32 @@ fn check_binding_arguments(
 }
 
 impl Channel {
+    /// Applies a topology change: at once when it cannot write to the definitions store, else as an
+    /// [`Effect::Topology`] for the driver to run on the blocking pool (a redb commit is an fsync, which must not
+    /// stall the reader's worker thread). `reply` is sent once the change is made.
+    #[allow(clippy::too_many_arguments)]
+    fn change_topology(
+        &mut self,
+        ctx: &mut ChannelContext<'_>,
+        method: MethodId,
+        may_persist: bool,
+        change: impl FnOnce(&Vhost) -> Result<Option<Arc<QueueHandle>>, AmqpError> + Send + 'static,
+        reply: Option<AMQPClass>,
+        effects: &mut ChannelEffects,
+    ) -> Result<(), AmqpError> {
+        let then = Continuation::Reply(reply);
+        if may_persist {
+            effects.push(Effect::Topology {
+                change: Box::new(change),
+                method,
+                then,
+            });
+            return Ok(());
+        }
+        change(ctx.vhost)?;
+        self.resume(ctx, then, effects)
+    }
+
     pub(super) fn handle_exchange(
         &mut self,
         ctx: &mut ChannelContext<'_>,
@@ -29,64 +59,107 @@ impl Channel {
         effects: &mut ChannelEffects,
     ) -> Result<(), AmqpError> {
         let vhost = ctx.vhost;
-        let id = self.id;
         match method {
             exchange::AMQPMethod::Declare(d) => {
-                vhost.declare_exchange(&ExchangeDeclare {
-                    name: d.exchange.as_str(),
-                    kind: d.kind.as_str(),
-                    passive: d.passive,
-                    durable: d.durable,
-                    auto_delete: d.auto_delete,
-                    internal: d.internal,
-                    arguments: d.arguments,
-                })?;
-                if !d.nowait {
-                    effects.reply(
-                        id,
-                        AMQPClass::Exchange(exchange::AMQPMethod::DeclareOk(
-                            exchange::DeclareOk {},
-                        )),
-                    );
-                }
+                let nowait = d.nowait;
+                let may_persist = !d.passive && vhost.may_persist_declare(d.durable, false);
+                let reply = (!nowait).then_some(AMQPClass::Exchange(
+                    exchange::AMQPMethod::DeclareOk(exchange::DeclareOk {}),
+                ));
+                self.change_topology(
+                    ctx,
+                    ids::EXCHANGE_DECLARE,
+                    may_persist,
+                    move |vhost| {
+                        vhost
+                            .declare_exchange(&ExchangeDeclare {
+                                name: d.exchange.as_str(),
+                                kind: d.kind.as_str(),
+                                passive: d.passive,
+                                durable: d.durable,
+                                auto_delete: d.auto_delete,
+                                internal: d.internal,
+                                arguments: d.arguments,
+                            })
+                            .map(|_| None)
+                    },
+                    reply,
+                    effects,
+                )?;
             }
             exchange::AMQPMethod::Delete(d) => {
-                vhost.delete_exchange(d.exchange.as_str(), d.if_unused)?;
-                if !d.nowait {
-                    effects.reply(
-                        id,
-                        AMQPClass::Exchange(exchange::AMQPMethod::DeleteOk(exchange::DeleteOk {})),
-                    );
-                }
+                let nowait = d.nowait;
+                let stored = vhost
+                    .exchange(d.exchange.as_str())
+                    .is_some_and(|x| x.durable);
+                let may_persist = vhost.may_persist_removal(stored);
+                let reply = (!nowait).then_some(AMQPClass::Exchange(
+                    exchange::AMQPMethod::DeleteOk(exchange::DeleteOk {}),
+                ));
+                self.change_topology(
+                    ctx,
+                    ids::EXCHANGE_DELETE,
+                    may_persist,
+                    move |vhost| {
+                        vhost
+                            .delete_exchange(d.exchange.as_str(), d.if_unused)
+                            .map(|_| None)
+                    },
+                    reply,
+                    effects,
+                )?;
             }
             exchange::AMQPMethod::Bind(b) => {
                 check_binding_arguments(vhost, b.source.as_str(), &b.arguments)?;
-                vhost.bind_exchange(
-                    b.destination.as_str(),
-                    b.source.as_str(),
-                    b.routing_key.as_str(),
-                    b.arguments,
+                let nowait = b.nowait;
+                let destination = Destination::Exchange(Arc::from(b.destination.as_str()));
+                let may_persist = vhost.may_persist_binding(b.source.as_str(), &destination);
+                let reply = (!nowait).then_some(AMQPClass::Exchange(exchange::AMQPMethod::BindOk(
+                    exchange::BindOk {},
+                )));
+                self.change_topology(
+                    ctx,
+                    ids::EXCHANGE_BIND,
+                    may_persist,
+                    move |vhost| {
+                        vhost
+                            .bind_exchange(
+                                b.destination.as_str(),
+                                b.source.as_str(),
+                                b.routing_key.as_str(),
+                                b.arguments,
+                            )
+                            .map(|_| None)
+                    },
+                    reply,
+                    effects,
                 )?;
-                if !b.nowait {
-                    effects.reply(
-                        id,
-                        AMQPClass::Exchange(exchange::AMQPMethod::BindOk(exchange::BindOk {})),
-                    );
-                }
             }
             exchange::AMQPMethod::Unbind(b) => {
-                vhost.unbind_exchange(
-                    b.destination.as_str(),
-                    b.source.as_str(),
-                    b.routing_key.as_str(),
-                    b.arguments,
+                let nowait = b.nowait;
+                let destination = Destination::Exchange(Arc::from(b.destination.as_str()));
+                let stored = vhost.may_persist_binding(b.source.as_str(), &destination);
+                let may_persist = vhost.may_persist_removal(stored);
+                let reply = (!nowait).then_some(AMQPClass::Exchange(
+                    exchange::AMQPMethod::UnbindOk(exchange::UnbindOk {}),
+                ));
+                self.change_topology(
+                    ctx,
+                    ids::EXCHANGE_UNBIND,
+                    may_persist,
+                    move |vhost| {
+                        vhost
+                            .unbind_exchange(
+                                b.destination.as_str(),
+                                b.source.as_str(),
+                                b.routing_key.as_str(),
+                                b.arguments,
+                            )
+                            .map(|_| None)
+                    },
+                    reply,
+                    effects,
                 )?;
-                if !b.nowait {
-                    effects.reply(
-                        id,
-                        AMQPClass::Exchange(exchange::AMQPMethod::UnbindOk(exchange::UnbindOk {})),
-                    );
-                }
             }
             other => {
                 let id = AMQPClass::Exchange(other).get_amqp_method_id();
@@ -106,7 +179,6 @@ impl Channel {
         effects: &mut ChannelEffects,
     ) -> Result<(), AmqpError> {
         let vhost = ctx.vhost;
-        let id = self.id;
         let conn_id = ctx.conn.id;
         match method {
             queue::AMQPMethod::Declare(d) => {
@@ -115,66 +187,89 @@ impl Channel {
                 } else {
                     d.queue.to_string()
                 };
-                let handle = vhost.declare_queue(&QueueDeclare {
-                    name: &name,
-                    passive: d.passive,
-                    durable: d.durable,
-                    exclusive: d.exclusive,
-                    auto_delete: d.auto_delete,
-                    arguments: d.arguments,
-                    connection_id: conn_id,
-                })?;
-                if d.exclusive
-                    && !ctx
-                        .exclusive_queues
-                        .iter()
-                        .any(|q| std::sync::Arc::ptr_eq(q, &handle))
-                {
-                    ctx.exclusive_queues.push(handle.clone());
-                }
-                self.last_queue = Some(handle.spec.name.clone());
-                if !d.nowait {
-                    // declare-ok carries the counts, which only the queue knows.
-                    let then = Continuation::DeclareOk {
-                        queue: handle.spec.name.clone(),
-                    };
-                    effects.push(Effect::Ask {
-                        queue: handle,
-                        request: QueueRequest::Stats,
+                let may_persist = !d.passive && vhost.may_persist_declare(d.durable, d.exclusive);
+                let (passive, durable, exclusive, auto_delete) =
+                    (d.passive, d.durable, d.exclusive, d.auto_delete);
+                let arguments = d.arguments;
+                let declare = move |vhost: &Vhost| {
+                    vhost
+                        .declare_queue(&QueueDeclare {
+                            name: &name,
+                            passive,
+                            durable,
+                            exclusive,
+                            auto_delete,
+                            arguments,
+                            connection_id: conn_id,
+                        })
+                        .map(Some)
+                };
+                let then = Continuation::QueueDeclared {
+                    exclusive,
+                    nowait: d.nowait,
+                };
+                if may_persist {
+                    effects.push(Effect::Topology {
+                        change: Box::new(declare),
+                        method: ids::QUEUE_DECLARE,
                         then,
                     });
+                } else if let Some(handle) = declare(vhost)? {
+                    self.queue_declared(ctx, then, handle, effects)?;
                 }
             }
             queue::AMQPMethod::Bind(b) => {
                 let name = self.queue_name(b.queue.as_str())?;
                 check_binding_arguments(vhost, b.exchange.as_str(), &b.arguments)?;
-                vhost.bind_queue(
-                    &name,
-                    b.exchange.as_str(),
-                    b.routing_key.as_str(),
-                    b.arguments,
-                    conn_id,
+                let nowait = b.nowait;
+                let destination = Destination::Queue(name.clone());
+                let may_persist = vhost.may_persist_binding(b.exchange.as_str(), &destination);
+                let reply = (!nowait).then_some(AMQPClass::Queue(queue::AMQPMethod::BindOk(
+                    queue::BindOk {},
+                )));
+                self.change_topology(
+                    ctx,
+                    ids::QUEUE_BIND,
+                    may_persist,
+                    move |vhost| {
+                        vhost
+                            .bind_queue(
+                                &name,
+                                b.exchange.as_str(),
+                                b.routing_key.as_str(),
+                                b.arguments,
+                                conn_id,
+                            )
+                            .map(|_| None)
+                    },
+                    reply,
+                    effects,
                 )?;
-                if !b.nowait {
-                    effects.reply(
-                        id,
-                        AMQPClass::Queue(queue::AMQPMethod::BindOk(queue::BindOk {})),
-                    );
-                }
             }
             queue::AMQPMethod::Unbind(b) => {
                 let name = self.queue_name(b.queue.as_str())?;
-                vhost.unbind_queue(
-                    &name,
-                    b.exchange.as_str(),
-                    b.routing_key.as_str(),
-                    b.arguments,
-                    conn_id,
+                let destination = Destination::Queue(name.clone());
+                let stored = vhost.may_persist_binding(b.exchange.as_str(), &destination);
+                let may_persist = vhost.may_persist_removal(stored);
+                let reply = AMQPClass::Queue(queue::AMQPMethod::UnbindOk(queue::UnbindOk {}));
+                self.change_topology(
+                    ctx,
+                    ids::QUEUE_UNBIND,
+                    may_persist,
+                    move |vhost| {
+                        vhost
+                            .unbind_queue(
+                                &name,
+                                b.exchange.as_str(),
+                                b.routing_key.as_str(),
+                                b.arguments,
+                                conn_id,
+                            )
+                            .map(|_| None)
+                    },
+                    Some(reply),
+                    effects,
                 )?;
-                effects.reply(
-                    id,
-                    AMQPClass::Queue(queue::AMQPMethod::UnbindOk(queue::UnbindOk {})),
-                );
             }
             queue::AMQPMethod::Purge(p) => {
                 let name = self.queue_name(p.queue.as_str())?;

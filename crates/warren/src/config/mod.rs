@@ -164,6 +164,13 @@ impl Default for Limits {
     }
 }
 
+/// Lets `auth::authenticate` take the section itself as well as something holding it.
+impl AsRef<AuthConfig> for AuthConfig {
+    fn as_ref(&self) -> &AuthConfig {
+        self
+    }
+}
+
 impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {

@@ -68,7 +68,7 @@ impl ChannelTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connection::ConnectionInfo;
+    use crate::session::ConnectionShared;
 
     #[test]
     fn slots_are_found_by_number_and_removed_once() {
@@ -89,7 +89,7 @@ mod tests {
     fn the_open_count_follows_open_slots_only() {
         let open = ChannelCount::default();
         let mut table = ChannelTable::new(open.clone());
-        let channel = |id| Slot::Open(Box::new(Channel::new(ConnectionInfo::for_tests(), id)));
+        let channel = |id| Slot::Open(Box::new(Channel::new(ConnectionShared::for_tests(), id)));
         table.insert(1, channel(1));
         table.insert(2, channel(2));
         table.insert(3, Slot::Closing);

@@ -11,12 +11,12 @@ use tokio::io::AsyncReadExt;
 use super::channels::{ChannelTable, Slot};
 use super::handshake::Negotiated;
 use super::transport::TransportRead;
-use super::ConnectionInfo;
 use crate::broker::Broker;
 use crate::channel::outbox::Outbox;
 use crate::channel::{runtime, Channel, ChannelContext, ChannelEffects, COPY_BODY_BELOW};
 use crate::queue::QueueHandle;
 use crate::registry::{ChannelCount, CloseSignal};
+use crate::session::ConnectionShared;
 use crate::vhost::Vhost;
 use warren_protocol::error::{AmqpError, ReplyCode, Scope};
 use warren_protocol::frame::FrameHead;
@@ -67,7 +67,7 @@ struct Reader {
 /// table and the context it runs in can be borrowed together.
 struct ConnectionState {
     broker: Arc<Broker>,
-    info: Arc<ConnectionInfo>,
+    info: Arc<ConnectionShared>,
     vhost: Arc<Vhost>,
     exclusive_queues: Vec<Arc<QueueHandle>>,
     outbox: Outbox,
@@ -103,7 +103,7 @@ pub struct Live {
 /// Reads and handles frames until the connection ends, then closes its channels.
 pub async fn run<R: TransportRead>(
     broker: Arc<Broker>,
-    info: Arc<ConnectionInfo>,
+    info: Arc<ConnectionShared>,
     negotiated: Negotiated,
     live: Live,
     read: R,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use super::ConnectionInfo;
+use crate::session::ConnectionShared;
 use warren_protocol::frame::put_heartbeat;
 
 /// Most slices passed to one writev (Linux's IOV_MAX is 1024).
@@ -16,7 +16,7 @@ const MAX_IOV: usize = 512;
 
 /// Writes the connection's outbound queue to `socket` until the queue is closed or a write fails.
 pub async fn run<W: AsyncWrite + Unpin>(
-    info: Arc<ConnectionInfo>,
+    info: Arc<ConnectionShared>,
     mut socket: W,
     heartbeat_secs: u16,
 ) {

@@ -7,15 +7,12 @@ use std::sync::{Arc, Weak};
 use tokio::sync::mpsc;
 
 use super::consumer::Consumer;
+use super::owner::QueueOwner;
+use super::sink::{DeliverOutcome, DeliverySink, QueueReply};
 use super::state::{Payload, QueueState};
-use super::{QueueCommand, QueueHandle, QueueSpec, QueueStats};
-use crate::channel::outbox::{Enqueue, MAX_RUN};
-use crate::channel::outlet::{ChannelOutlet, DeliverOutcome};
-use crate::message::{Message, QueuedMessage};
-use crate::vhost::Vhost;
+use super::{Enqueue, QueueCommand, QueueHandle, QueueSpec, QueueStats, MAX_RUN};
 use warren_protocol::error::AmqpError;
-use warren_protocol::{basic, put_method, AMQPClass};
-use warren_store::{IndexEntry, Store, StoreError};
+use warren_store::{IndexEntry, Store};
 
 /// What a durable queue needs of the message store.
 pub struct Durability {
@@ -33,7 +30,7 @@ const BATCH: usize = 256;
 /// Creates a queue and starts its actor; a durable queue starts with the messages the store recovered for it.
 pub fn spawn_queue(
     spec: QueueSpec,
-    vhost: Weak<Vhost>,
+    owner: Weak<dyn QueueOwner>,
     durability: Option<Durability>,
     recovered: Vec<IndexEntry>,
 ) -> Arc<QueueHandle> {
@@ -51,7 +48,7 @@ pub fn spawn_queue(
     }
     let actor = QueueActor {
         handle: Arc::downgrade(&handle),
-        vhost,
+        owner,
         state,
         durability,
     };
@@ -59,11 +56,13 @@ pub fn spawn_queue(
     handle
 }
 
-struct QueueActor {
-    handle: Weak<QueueHandle>,
-    vhost: Weak<Vhost>,
-    state: QueueState,
-    durability: Option<Durability>,
+/// The task that owns one queue's state; its methods are here and, for reading paged-out messages, in `paging`.
+pub(super) struct QueueActor {
+    pub(super) handle: Weak<QueueHandle>,
+    /// Told when an auto-delete queue goes; see [`QueueOwner::forget_queue`].
+    owner: Weak<dyn QueueOwner>,
+    pub(super) state: QueueState,
+    pub(super) durability: Option<Durability>,
 }
 
 enum Flow {
@@ -93,14 +92,14 @@ impl QueueActor {
                         break;
                     }
                     for command in settle_batch.drain(..) {
-                        self.apply(command);
+                        self.apply(command).await;
                     }
                 }
                 command = inbox.recv() => {
                     let Some(command) = command else {
                         break;
                     };
-                    if let Flow::Stop = self.take_in(command, &mut inbox) {
+                    if let Flow::Stop = self.take_in(command, &mut inbox).await {
                         break;
                     }
                 }
@@ -109,10 +108,17 @@ impl QueueActor {
             let Some(handle) = self.handle.upgrade() else {
                 break;
             };
-            self.dispatch(&handle);
+            self.dispatch(&handle).await;
             if self.should_auto_delete() {
-                if let Some(vhost) = self.vhost.upgrade() {
-                    vhost.forget_queue(&handle);
+                if let Some(owner) = self.owner.upgrade() {
+                    let queue = handle.clone();
+                    // The owner may commit to disk (see the trait): off the async workers, and waited for, so
+                    // the queue is gone before its consumers hear of it.
+                    let forgotten =
+                        tokio::task::spawn_blocking(move || owner.forget_queue(&queue)).await;
+                    if let Err(error) = forgotten {
+                        tracing::error!(%error, "forgetting auto-delete queue '{}' failed", handle.name());
+                    }
                 }
                 self.cancel_all_consumers();
                 break;
@@ -123,7 +129,11 @@ impl QueueActor {
     /// Applies `first` and whatever else the inbox holds, up to about [`BATCH`] messages, before the next dispatch.
     /// Taking more at once would let a fast publisher grow the queue faster than its consumers drain it while the
     /// broker is short of CPU; leaving the rest in the inbox makes the publisher's reader wait instead.
-    fn take_in(&mut self, first: QueueCommand, inbox: &mut mpsc::Receiver<QueueCommand>) -> Flow {
+    async fn take_in(
+        &mut self,
+        first: QueueCommand,
+        inbox: &mut mpsc::Receiver<QueueCommand>,
+    ) -> Flow {
         let mut command = first;
         let mut messages = 0;
         loop {
@@ -131,7 +141,7 @@ impl QueueActor {
                 QueueCommand::Publish(run) => run.len(),
                 _ => 1,
             };
-            if let Flow::Stop = self.apply(command) {
+            if let Flow::Stop = self.apply(command).await {
                 return Flow::Stop;
             }
             if messages >= BATCH {
@@ -144,7 +154,7 @@ impl QueueActor {
         }
     }
 
-    fn apply(&mut self, command: QueueCommand) -> Flow {
+    async fn apply(&mut self, command: QueueCommand) -> Flow {
         match command {
             QueueCommand::Publish(run) => {
                 for Enqueue { message, confirm } in run {
@@ -170,29 +180,25 @@ impl QueueActor {
                 let _ = reply.send(result);
             }
             QueueCommand::Cancel {
-                outlet,
+                sink,
                 consumer_tag,
                 send_ok,
                 reply,
             } => {
-                self.state.remove_consumer(&outlet, &consumer_tag);
+                self.state.remove_consumer(&sink, &consumer_tag);
                 if send_ok {
-                    write_method(
-                        &outlet,
-                        basic::AMQPMethod::CancelOk(basic::CancelOk {
-                            consumer_tag: consumer_tag.as_ref().into(),
-                        }),
-                    );
+                    // After the last delivery to this consumer: nothing is delivered to it from here on.
+                    sink.reply(QueueReply::CancelOk { tag: consumer_tag });
                 }
                 let _ = reply.send(());
             }
-            QueueCommand::Get { outlet, no_ack } => self.get(&outlet, no_ack),
+            QueueCommand::Get { sink, no_ack } => self.get(&sink, no_ack).await,
             QueueCommand::Settle { deliveries, action } => {
                 let gone = self.state.settle(&deliveries, action);
                 self.forget_stored(gone.iter().filter(|m| m.persistent).map(|m| m.id).collect());
             }
-            QueueCommand::ChannelClosed { outlet } => {
-                self.state.remove_channel(&outlet);
+            QueueCommand::ChannelClosed { sink } => {
+                self.state.remove_channel(&sink);
             }
             QueueCommand::Stats { reply } => {
                 let _ = reply.send(QueueStats {
@@ -243,7 +249,7 @@ impl QueueActor {
     }
 
     /// Tells the store these persistent messages left the queue (acked, dropped or purged).
-    fn forget_stored(&self, msg_ids: Vec<u64>) {
+    pub(super) fn forget_stored(&self, msg_ids: Vec<u64>) {
         if let Some(d) = &self.durability {
             if !msg_ids.is_empty() {
                 d.store.ack(d.queue_id, msg_ids);
@@ -251,60 +257,7 @@ impl QueueActor {
         }
     }
 
-    /// Takes the next ready message for delivery, reading its body back from the store if it was paged out. A
-    /// message the store cannot read is dropped from the queue and logged: one damaged record must not wedge it.
-    fn take_next(&mut self) -> Option<QueuedMessage> {
-        loop {
-            let entry = self.state.pop_ready()?;
-            match entry.payload {
-                Payload::Loaded(message) => {
-                    return Some(QueuedMessage {
-                        seq: entry.seq,
-                        message,
-                        redelivered: entry.redelivered,
-                    })
-                }
-                Payload::OnDisk { msg_id, .. } => match self.read_stored(msg_id) {
-                    Ok(message) => {
-                        return Some(QueuedMessage {
-                            seq: entry.seq,
-                            message: Arc::new(message),
-                            redelivered: entry.redelivered,
-                        })
-                    }
-                    Err(error) => {
-                        let (queue, vhost) = self.name();
-                        tracing::error!(%error, "queue '{queue}' in vhost '{vhost}': cannot read message {msg_id} from the store; dropping it");
-                        self.forget_stored(vec![msg_id]);
-                    }
-                },
-            }
-        }
-    }
-
-    fn read_stored(&self, msg_id: u64) -> Result<Message, StoreError> {
-        let Some(d) = &self.durability else {
-            return Err(StoreError::Closed);
-        };
-        let stored = match d.store.read(d.queue_id, msg_id) {
-            // A message is readable once written; one paged out right after its publish may still be queued for
-            // the writer, so wait for the writer once and retry.
-            Err(StoreError::NotFound { .. }) => {
-                d.store.flush()?;
-                d.store.read(d.queue_id, msg_id)?
-            }
-            other => other?,
-        };
-        Ok(Message::restored(
-            stored.msg_id,
-            &stored.exchange,
-            &stored.routing_key,
-            stored.properties_raw,
-            stored.body,
-        ))
-    }
-
-    fn name(&self) -> (String, String) {
+    pub(super) fn name(&self) -> (String, String) {
         match self.handle.upgrade() {
             Some(h) => (h.spec.name.to_string(), h.spec.vhost.to_string()),
             None => (String::new(), String::new()),
@@ -321,26 +274,24 @@ impl QueueActor {
             )));
         }
         if send_ok {
-            write_method(
-                &consumer.outlet,
-                basic::AMQPMethod::ConsumeOk(basic::ConsumeOk {
-                    consumer_tag: consumer.tag.as_ref().into(),
-                }),
-            );
+            // Before the consumer joins the dispatch loop, so consume-ok precedes its first delivery.
+            consumer.sink.reply(QueueReply::ConsumeOk {
+                tag: consumer.tag.clone(),
+            });
         }
         self.state.add_consumer(consumer);
         Ok(())
     }
 
-    fn get(&mut self, outlet: &Arc<ChannelOutlet>, no_ack: bool) {
+    async fn get(&mut self, sink: &Arc<dyn DeliverySink>, no_ack: bool) {
         let Some(handle) = self.handle.upgrade() else {
             return;
         };
-        match self.take_next() {
-            None => write_method(outlet, basic::AMQPMethod::GetEmpty(basic::GetEmpty {})),
+        match self.take_next().await {
+            None => sink.reply(QueueReply::GetEmpty),
             Some(msg) => {
                 let remaining = self.state.message_count();
-                if outlet.deliver_get(&handle, no_ack, &msg, remaining) {
+                if sink.deliver_get(&handle, no_ack, &msg, remaining) {
                     if !no_ack {
                         self.state.record_unacked(msg, None);
                     }
@@ -352,7 +303,7 @@ impl QueueActor {
     }
 
     /// Hands ready messages to consumers with credit, round robin.
-    fn dispatch(&mut self, handle: &Arc<QueueHandle>) {
+    async fn dispatch(&mut self, handle: &Arc<QueueHandle>) {
         let mut closed = false;
         while !self.state.ready.is_empty() && !self.state.consumers.is_empty() {
             let n = self.state.consumers.len();
@@ -363,16 +314,15 @@ impl QueueActor {
                 if !consumer.has_credit() {
                     continue;
                 }
-                let outbound = &consumer.outlet.conn.outbound;
-                if outbound.over_budget() {
-                    outbound.wake_when_drained(handle.wake.clone());
+                if consumer.sink.over_budget() {
+                    consumer.sink.wake_when_drained(handle.wake.clone());
                     continue;
                 }
-                let Some(msg) = self.take_next() else {
+                let Some(msg) = self.take_next().await else {
                     break;
                 };
                 let consumer = &mut self.state.consumers[idx];
-                match consumer.outlet.deliver(
+                match consumer.sink.deliver(
                     handle,
                     consumer.id,
                     &consumer.tag,
@@ -402,7 +352,7 @@ impl QueueActor {
             }
         }
         if closed {
-            self.state.consumers.retain(|c| !c.outlet.is_closed());
+            self.state.consumers.retain(|c| !c.sink.is_closed());
         }
     }
 
@@ -416,24 +366,12 @@ impl QueueActor {
     /// The queue is going away: consumers that asked for it get basic.cancel.
     fn cancel_all_consumers(&mut self) {
         for consumer in self.state.consumers.drain(..) {
-            consumer.outlet.remove_consumer(&consumer.tag);
+            consumer.sink.forget_consumer(&consumer.tag);
             if consumer.cancel_notify() {
-                write_method(
-                    &consumer.outlet,
-                    basic::AMQPMethod::Cancel(basic::Cancel {
-                        consumer_tag: consumer.tag.as_ref().into(),
-                        nowait: true,
-                    }),
-                );
+                consumer.sink.reply(QueueReply::Cancel {
+                    tag: consumer.tag.clone(),
+                });
             }
         }
     }
-}
-
-fn write_method(outlet: &ChannelOutlet, method: basic::AMQPMethod) {
-    let channel = outlet.channel;
-    outlet
-        .conn
-        .outbound
-        .write(|out| put_method(out, channel, AMQPClass::Basic(method)));
 }

@@ -2,13 +2,14 @@
 
 use std::sync::Arc;
 
-use crate::channel::outlet::ChannelOutlet;
+use super::sink::DeliverySink;
 
 pub struct Consumer {
     /// Node-unique, so unacked deliveries name their consumer without comparing tags.
     pub id: u64,
     pub tag: Arc<str>,
-    pub outlet: Arc<ChannelOutlet>,
+    /// The channel the consumer subscribed on.
+    pub sink: Arc<dyn DeliverySink>,
     pub no_ack: bool,
     pub exclusive: bool,
     /// basic.qos global=false: the most unacked deliveries this consumer may hold; 0 = no limit.
@@ -22,6 +23,6 @@ impl Consumer {
     }
 
     pub fn cancel_notify(&self) -> bool {
-        self.outlet.conn.consumer_cancel_notify
+        self.sink.wants_cancel_notify()
     }
 }

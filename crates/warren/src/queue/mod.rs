@@ -3,26 +3,45 @@
 
 mod actor;
 mod consumer;
+mod owner;
+mod paging;
+pub mod sink;
 mod state;
 
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, Notify};
 
-use crate::channel::outbox::Enqueue;
-use crate::channel::outlet::ChannelOutlet;
+use crate::message::Message;
+use crate::session::ConfirmRef;
+use sink::DeliverySink;
 use warren_protocol::error::AmqpError;
 use warren_protocol::FieldTable;
 
 pub use actor::{spawn_queue, Durability};
 pub use consumer::Consumer;
+pub use owner::QueueOwner;
+pub use sink::{DeliverOutcome, QueueReply};
 pub use state::QueueState;
+
+/// Messages per publish command at most: with the inbox's capacity in commands (`queue::actor`), this bounds the
+/// messages waiting in one queue's inbox.
+pub const MAX_RUN: usize = 128;
+
+/// One message for a queue, with that queue's share of the publisher's confirm.
+pub struct Enqueue {
+    /// The message; shared by every queue it was routed to.
+    pub message: Arc<Message>,
+    /// This queue's share of the publisher confirm, released once the message is enqueued.
+    pub confirm: Option<ConfirmRef>,
+}
 
 /// Commands a queue accepts through its inbox.
 pub enum QueueCommand {
     /// Messages in publish order, each holding its confirm share until it is enqueued (the store holds its own
     /// share until the fsync).
     Publish(Vec<Enqueue>),
+    /// Adds a consumer.
     Consume {
         consumer: Consumer,
         /// Send basic.consume-ok before any delivery.
@@ -31,13 +50,14 @@ pub enum QueueCommand {
     },
     /// Client cancel: cancel-ok (unless nowait) is written by the queue after its last delivery to the consumer.
     Cancel {
-        outlet: Arc<ChannelOutlet>,
+        sink: Arc<dyn DeliverySink>,
         consumer_tag: Arc<str>,
         send_ok: bool,
         reply: oneshot::Sender<()>,
     },
+    /// basic.get: answered through the sink with get-ok or get-empty.
     Get {
-        outlet: Arc<ChannelOutlet>,
+        sink: Arc<dyn DeliverySink>,
         no_ack: bool,
     },
     /// Acknowledge, requeue or drop unacked deliveries.
@@ -47,7 +67,7 @@ pub enum QueueCommand {
     },
     /// A channel closed: forget its consumers.
     ChannelClosed {
-        outlet: Arc<ChannelOutlet>,
+        sink: Arc<dyn DeliverySink>,
     },
     Stats {
         reply: oneshot::Sender<QueueStats>,

@@ -7,8 +7,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use super::consumer::Consumer;
+use super::sink::{same_sink, DeliverySink};
 use super::SettleAction;
-use crate::channel::outlet::ChannelOutlet;
 use crate::message::{Message, QueuedMessage};
 
 /// A ready message's body: in memory, or only in the message store.
@@ -121,6 +121,24 @@ impl QueueState {
         self.ready.push_front(entry);
     }
 
+    /// The store ids of the paged-out messages at the front of the ready list, in queue order: as many as fit in
+    /// `max_bytes` of body (at least one, if the first is paged out) and `max_count`.
+    pub fn paged_out_front(&self, max_bytes: u64, max_count: usize) -> Vec<u64> {
+        let mut ids = Vec::new();
+        let mut bytes = 0;
+        for entry in self.ready.iter().take(max_count) {
+            let Payload::OnDisk { msg_id, body_size } = entry.payload else {
+                break;
+            };
+            if !ids.is_empty() && bytes + body_size > max_bytes {
+                break;
+            }
+            bytes += body_size;
+            ids.push(msg_id);
+        }
+        ids
+    }
+
     /// Puts back an entry taken but not delivered.
     pub fn unpop_entry(&mut self, entry: ReadyEntry) {
         self.loaded_bytes += entry.loaded_bytes();
@@ -160,18 +178,18 @@ impl QueueState {
         self.consumers.push(consumer);
     }
 
-    pub fn remove_consumer(&mut self, outlet: &Arc<ChannelOutlet>, tag: &str) -> Option<Consumer> {
+    pub fn remove_consumer(&mut self, sink: &Arc<dyn DeliverySink>, tag: &str) -> Option<Consumer> {
         let at = self
             .consumers
             .iter()
-            .position(|c| Arc::ptr_eq(&c.outlet, outlet) && &*c.tag == tag)?;
+            .position(|c| same_sink(&c.sink, sink) && &*c.tag == tag)?;
         Some(self.consumers.remove(at))
     }
 
     /// Removes every consumer of a channel; returns how many went.
-    pub fn remove_channel(&mut self, outlet: &Arc<ChannelOutlet>) -> usize {
+    pub fn remove_channel(&mut self, sink: &Arc<dyn DeliverySink>) -> usize {
         let before = self.consumers.len();
-        self.consumers.retain(|c| !Arc::ptr_eq(&c.outlet, outlet));
+        self.consumers.retain(|c| !same_sink(&c.sink, sink));
         before - self.consumers.len()
     }
 

@@ -1,6 +1,10 @@
 //! Writing durable topology to the definitions store and restoring it at start. Only durable objects are written,
 //! and a binding only when both its ends are durable (RabbitMQ's rule), so transient topology is gone after a
 //! restart. Exclusive queues are never written.
+//!
+//! A write commits a redb transaction (an fsync), under the vhost's std topology lock. Channels therefore run a
+//! topology change that may write on tokio's blocking pool ([`Vhost::change_topology`]), judged beforehand by the
+//! `may_persist_*` checks, which err on the side of the blocking pool.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,6 +32,51 @@ fn internal(error: MetaError) -> AmqpError {
 }
 
 impl Vhost {
+    /// Runs `change` on this vhost and returns its result: on the blocking pool when `may_persist` (the change may
+    /// commit to the definitions store, which waits for an fsync), inline otherwise, so transient topology pays
+    /// no thread hand-off. The caller awaits it before replying, which keeps the channel's reply order.
+    pub async fn change_topology<T, F>(
+        self: &Arc<Self>,
+        may_persist: bool,
+        change: F,
+    ) -> Result<T, AmqpError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Vhost) -> Result<T, AmqpError> + Send + 'static,
+    {
+        if !may_persist || self.persistence.is_none() {
+            return change(self);
+        }
+        let vhost = self.clone();
+        tokio::task::spawn_blocking(move || change(&vhost))
+            .await
+            .map_err(|error| {
+                AmqpError::new(
+                    ReplyCode::InternalError,
+                    format!("topology change failed: {error}"),
+                )
+            })?
+    }
+
+    /// Whether a (non-passive) declare may write: only a new durable, non-exclusive object is stored.
+    pub fn may_persist_declare(&self, durable: bool, exclusive: bool) -> bool {
+        self.persistence.is_some() && durable && !exclusive
+    }
+
+    /// Whether binding `destination` to exchange `source` may write: only when both ends are durable.
+    pub fn may_persist_binding(&self, source: &str, destination: &Destination) -> bool {
+        self.persistence.is_some()
+            && self.exchange(source).is_some_and(|x| x.durable)
+            && self.destination_durable(destination)
+    }
+
+    /// Whether a removal (delete, unbind) may write. `target_durable`: the removed object itself is stored. Any
+    /// removal may also auto-delete a durable auto-delete exchange further along, which is stored too.
+    pub fn may_persist_removal(&self, target_durable: bool) -> bool {
+        self.persistence.is_some()
+            && (target_durable || self.exchanges.iter().any(|x| x.durable && x.auto_delete))
+    }
+
     pub(super) fn persist_exchange(&self, x: &Exchange) -> Result<(), AmqpError> {
         let Some(p) = &self.persistence else {
             return Ok(());
@@ -200,7 +249,7 @@ impl Vhost {
                 memory_budget: p.queue_memory_budget,
             };
             let messages = recovered.remove(&def.id).unwrap_or_default();
-            let handle = spawn_queue(spec, self.me.clone(), Some(durability), messages);
+            let handle = spawn_queue(spec, self.as_owner(), Some(durability), messages);
             self.queues.insert(handle.spec.name.clone(), handle);
         }
         let mut tables: HashMap<String, Vec<Binding>> = HashMap::new();

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use dashmap::DashMap;
 
 use crate::exchange::ExchangeKind;
-use crate::queue::QueueHandle;
+use crate::queue::{QueueHandle, QueueOwner};
 use warren_protocol::error::AmqpError;
 use warren_protocol::FieldTable;
 
@@ -76,6 +76,11 @@ impl Vhost {
         })
     }
 
+    /// This vhost as the owner its queues are spawned with.
+    fn as_owner(&self) -> Weak<dyn QueueOwner> {
+        self.me.clone()
+    }
+
     fn lock_topology(&self) -> TopologyGuard<'_> {
         TopologyGuard {
             _lock: self.topology.lock().unwrap_or_else(|e| e.into_inner()),
@@ -130,5 +135,12 @@ impl Vhost {
 
     pub fn exchange_count(&self) -> usize {
         self.exchanges.len()
+    }
+}
+
+/// Queues reach their vhost through this when they auto-delete.
+impl QueueOwner for Vhost {
+    fn forget_queue(&self, queue: &Arc<QueueHandle>) {
+        Vhost::forget_queue(self, queue);
     }
 }

@@ -243,7 +243,7 @@ impl Vhost {
             store_id: None,
         };
         let durability = self.persist_queue(&mut spec)?;
-        let handle = spawn_queue(spec, self.me.clone(), durability, Vec::new());
+        let handle = spawn_queue(spec, self.as_owner(), durability, Vec::new());
         self.queues.insert(handle.spec.name.clone(), handle.clone());
         Ok(handle)
     }
@@ -286,7 +286,17 @@ impl Vhost {
         } else {
             0
         };
-        self.forget_queue(&queue);
+        match self.me.upgrade() {
+            Some(me) if self.may_persist_removal(queue.spec.store_id.is_some()) => {
+                // Removing a stored queue commits the definitions store: off the async workers.
+                me.change_topology(true, move |vhost| {
+                    vhost.forget_queue(&queue);
+                    Ok(())
+                })
+                .await?;
+            }
+            _ => self.forget_queue(&queue),
+        }
         Ok(count)
     }
 

@@ -26,8 +26,8 @@ use super::outbox::Outbox;
 use super::{runtime, Channel, ChannelContext, ChannelEffects};
 use crate::broker::Broker;
 use crate::config::Config;
-use crate::connection::ConnectionInfo;
 use crate::queue::QueueHandle;
+use crate::session::ConnectionShared;
 use crate::vhost::Vhost;
 
 /// The channel number the harness's channel has.
@@ -51,7 +51,7 @@ impl Drop for DataDir {
 pub(super) struct Harness {
     pub broker: Arc<Broker>,
     pub vhost: Arc<Vhost>,
-    pub conn: Arc<ConnectionInfo>,
+    pub conn: Arc<ConnectionShared>,
     pub channel: Channel,
     exclusive_queues: Vec<Arc<QueueHandle>>,
     outbox: Outbox,
@@ -73,12 +73,16 @@ impl Harness {
             ..Config::default()
         };
         let broker = Broker::open(config).expect("broker opens on a fresh data directory");
-        Harness::on(broker, ConnectionInfo::for_tests(), Arc::new(DataDir(path)))
+        Harness::on(
+            broker,
+            ConnectionShared::for_tests(),
+            Arc::new(DataDir(path)),
+        )
     }
 
     /// Another connection to the same broker, with channel 1 open on it.
     pub fn another_connection(&self) -> Harness {
-        let conn = ConnectionInfo::new(
+        let conn = ConnectionShared::new(
             self.broker.next_connection_id(),
             131072,
             true,
@@ -88,7 +92,7 @@ impl Harness {
         Harness::on(self.broker.clone(), conn, self._dir.clone())
     }
 
-    fn on(broker: Arc<Broker>, conn: Arc<ConnectionInfo>, dir: Arc<DataDir>) -> Harness {
+    fn on(broker: Arc<Broker>, conn: Arc<ConnectionShared>, dir: Arc<DataDir>) -> Harness {
         let vhost = broker.vhost("/").expect("the default vhost exists");
         Harness {
             broker,

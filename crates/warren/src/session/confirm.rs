@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::BytesMut;
 
-use crate::connection::ConnectionInfo;
+use super::ConnectionShared;
 use warren_protocol::content::put_confirm;
 
 #[derive(Debug)]
@@ -29,13 +29,14 @@ struct ConfirmState {
 
 /// The confirm sequence of one channel.
 pub struct ConfirmTracker {
-    conn: Arc<ConnectionInfo>,
+    conn: Arc<ConnectionShared>,
     channel: u16,
     state: Mutex<ConfirmState>,
 }
 
 impl ConfirmTracker {
-    pub fn new(conn: Arc<ConnectionInfo>, channel: u16) -> Arc<ConfirmTracker> {
+    /// The tracker of a channel that entered confirm mode; its acks go out on `channel` of `conn`.
+    pub fn new(conn: Arc<ConnectionShared>, channel: u16) -> Arc<ConfirmTracker> {
         Arc::new(ConfirmTracker {
             conn,
             channel,
@@ -166,6 +167,7 @@ impl ConfirmRef {
         self.tracker.fail(self.seq);
     }
 
+    /// The publish sequence number this share settles.
     pub fn seq(&self) -> u64 {
         self.seq
     }
@@ -189,7 +191,7 @@ mod tests {
     use warren_protocol::frame::FrameSplitter;
     use warren_protocol::{basic, decode_method, AMQPClass};
 
-    fn emitted(conn: &ConnectionInfo) -> Vec<(u64, bool, bool)> {
+    fn emitted(conn: &ConnectionShared) -> Vec<(u64, bool, bool)> {
         for t in conn.take_confirm_flushes() {
             t.flush();
         }
@@ -215,7 +217,7 @@ mod tests {
 
     #[test]
     fn settled_publishes_coalesce_into_one_multiple_ack() {
-        let conn = ConnectionInfo::for_tests();
+        let conn = ConnectionShared::for_tests();
         let tracker = ConfirmTracker::new(conn.clone(), 1);
         let refs: Vec<_> = (0..5).map(|_| tracker.begin()).collect();
         drop(refs);
@@ -225,7 +227,7 @@ mod tests {
 
     #[test]
     fn publish_waits_for_every_share() {
-        let conn = ConnectionInfo::for_tests();
+        let conn = ConnectionShared::for_tests();
         let tracker = ConfirmTracker::new(conn.clone(), 1);
         let first = tracker.begin();
         let queue_share = first.share();
@@ -237,7 +239,7 @@ mod tests {
 
     #[test]
     fn later_publish_waits_for_an_earlier_unsettled_one() {
-        let conn = ConnectionInfo::for_tests();
+        let conn = ConnectionShared::for_tests();
         let tracker = ConfirmTracker::new(conn.clone(), 1);
         let one = tracker.begin();
         let two = tracker.begin();
@@ -249,7 +251,7 @@ mod tests {
 
     #[test]
     fn failures_are_nacked_in_their_own_run() {
-        let conn = ConnectionInfo::for_tests();
+        let conn = ConnectionShared::for_tests();
         let tracker = ConfirmTracker::new(conn.clone(), 1);
         let a = tracker.begin();
         let b = tracker.begin();

@@ -24,8 +24,10 @@ struct Pending {
     waiters: Vec<Arc<Notify>>,
 }
 
-pub struct Outbound {
+/// The frames queued for one connection's socket, with a byte budget that holds queue deliveries back.
+pub struct OutboundQueue {
     pending: Mutex<Pending>,
+    /// Bytes appended and not yet written; read without the lock by queue actors checking the budget.
     queued_bytes: AtomicUsize,
     closed: AtomicBool,
     /// Wakes the writer.
@@ -33,9 +35,10 @@ pub struct Outbound {
     budget: usize,
 }
 
-impl Outbound {
-    pub fn new(budget: usize) -> Outbound {
-        Outbound {
+impl OutboundQueue {
+    /// An empty queue that counts as over budget past `budget` bytes.
+    pub fn new(budget: usize) -> OutboundQueue {
+        OutboundQueue {
             pending: Mutex::new(Pending::default()),
             queued_bytes: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
@@ -166,6 +169,7 @@ impl Outbound {
         }
     }
 
+    /// True once the connection is closing: frames appended now are dropped.
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }
@@ -181,7 +185,7 @@ mod tests {
 
     #[test]
     fn keeps_order_across_copied_and_zero_copy_bodies() {
-        let out = Outbound::new(1 << 20);
+        let out = OutboundQueue::new(1 << 20);
         out.write(|b| b.extend_from_slice(b"A"));
         let big = Bytes::from(vec![9u8; ZERO_COPY_MIN]);
         out.write_message(1, 131072, &big, |b| b.extend_from_slice(b"H"));
@@ -197,7 +201,7 @@ mod tests {
 
     #[test]
     fn budget_holds_back_and_wakes_waiters() {
-        let out = Outbound::new(10);
+        let out = OutboundQueue::new(10);
         out.write(|b| b.extend_from_slice(&[0u8; 20]));
         assert!(out.over_budget());
         let waiter = Arc::new(Notify::new());
@@ -210,7 +214,7 @@ mod tests {
 
     #[test]
     fn closed_outbound_drops_writes() {
-        let out = Outbound::new(10);
+        let out = OutboundQueue::new(10);
         out.close();
         assert!(!out.write(|b| b.extend_from_slice(b"x")));
         assert!(out.take().is_none());

@@ -1,0 +1,89 @@
+//! The state of one connection that its channels, its writer task and the queues delivering to it share: the
+//! outbound byte queue, the negotiated limits the encoders need, and the publisher confirms waiting to be emitted.
+//!
+//! This module sits low in the broker: it imports neither `connection`, `channel` nor `queue`, so that a queue can
+//! deliver to a channel (through `queue::sink::DeliverySink`) without reaching the connection layer.
+
+pub mod confirm;
+pub mod outbound;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+pub use confirm::{ConfirmRef, ConfirmTracker};
+pub use outbound::OutboundQueue;
+
+/// Bytes a connection may have queued for writing before queue actors hold deliveries back.
+const OUTBOUND_BUDGET: usize = 1 << 20;
+
+/// What channels, queue deliveries and confirm trackers share of one connection; fixed once the handshake is done.
+pub struct ConnectionShared {
+    /// Node-unique connection id: the owner recorded on exclusive queues.
+    pub id: u64,
+    /// Encoded frames waiting for the writer task; every producer of frames for this connection appends here, so
+    /// the bytes reach the socket in the order they were appended.
+    pub outbound: OutboundQueue,
+    /// Negotiated frame_max: message bodies are split into body frames no larger.
+    pub frame_max: u32,
+    /// The client announced the `consumer_cancel_notify` capability, so it handles a server-sent basic.cancel
+    /// (sent when a queue it consumes from is deleted).
+    pub consumer_cancel_notify: bool,
+    /// The client's address, for logs.
+    pub peer: SocketAddr,
+    /// The authenticated user: publishes with another user-id property are refused.
+    pub user: String,
+    /// Confirm trackers with settled publishes, emitted by the writer just before its next write so that
+    /// everything settled meanwhile goes out coalesced. A std Mutex: it is held only to push or take the list.
+    confirm_flushes: Mutex<Vec<Arc<ConfirmTracker>>>,
+}
+
+impl ConnectionShared {
+    /// The shared state of a connection that has finished its handshake.
+    pub fn new(
+        id: u64,
+        frame_max: u32,
+        consumer_cancel_notify: bool,
+        peer: SocketAddr,
+        user: String,
+    ) -> Arc<Self> {
+        Arc::new(ConnectionShared {
+            id,
+            outbound: OutboundQueue::new(OUTBOUND_BUDGET),
+            frame_max,
+            consumer_cancel_notify,
+            peer,
+            user,
+            confirm_flushes: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// A connection with no socket, for unit tests of the parts that write to one.
+    pub fn for_tests() -> Arc<Self> {
+        Self::new(
+            0,
+            131072,
+            true,
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            "guest".into(),
+        )
+    }
+
+    /// Asks the writer to emit the settled confirms of `tracker` before its next write.
+    pub fn schedule_confirm_flush(&self, tracker: Arc<ConfirmTracker>) {
+        self.confirm_flushes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(tracker);
+        self.outbound.ready.notify_one();
+    }
+
+    /// Takes the trackers scheduled since the last call; the writer flushes each before it writes.
+    pub fn take_confirm_flushes(&self) -> Vec<Arc<ConfirmTracker>> {
+        std::mem::take(
+            &mut *self
+                .confirm_flushes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        )
+    }
+}
