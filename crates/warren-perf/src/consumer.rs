@@ -8,7 +8,7 @@ use bytes::Buf;
 
 use super::body::{Stamp, STAMP_LEN};
 use super::loss::{Received, Seen};
-use super::stats::{Counts, Meter};
+use super::stats::{Counts, Meter, PublishersRunning};
 use super::turn::{Ctx, Phase};
 use warren_protocol::client::{parse_deliver, put_ack};
 use warren_protocol::frame::FrameKind;
@@ -26,6 +26,8 @@ pub(crate) struct ConsumerSpec {
     pub producers: usize,
     /// Messages stamped before this (ns since the epoch) are from an earlier run.
     pub run_started_ns: u64,
+    /// Once none is left, deliveries count as drained.
+    pub publishers: PublishersRunning,
 }
 
 /// Where the consumer is in the delivery it is reassembling.
@@ -58,6 +60,9 @@ pub(crate) struct Consumer {
     unique: u64,
     last_received: Option<Instant>,
     last_flush: Option<Instant>,
+    /// Every producer has stopped publishing: what arrives now is the drain (it never reopens, so once this
+    /// is set the shared count is not read again).
+    draining: bool,
     done: bool,
 }
 
@@ -82,6 +87,7 @@ impl Consumer {
             unique: 0,
             last_received: None,
             last_flush: None,
+            draining: false,
             done: false,
         }
     }
@@ -221,6 +227,10 @@ impl Consumer {
         ctx: &mut Ctx<'_>,
     ) {
         self.local.received += 1;
+        self.draining = self.draining || !self.spec.publishers.any();
+        if self.draining {
+            self.local.drained += 1;
+        }
         self.last_received = Some(ctx.now);
         if redelivered {
             self.local.redelivered += 1;
@@ -293,5 +303,89 @@ impl Consumer {
             group: self.spec.group,
             received: self.received,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::body::now_ns;
+    use bytes::BytesMut;
+    use warren_protocol::content::{put_body_frames, put_content_header, put_deliver, DeliverArgs};
+    use warren_protocol::frame::FrameSplitter;
+
+    /// The frames of one delivery of producer 0's message `seq`, as a broker sends them.
+    fn delivery(channel: u16, seq: u64) -> Vec<RawFrame> {
+        let mut body = [0u8; STAMP_LEN];
+        Stamp {
+            producer: 0,
+            seq,
+            sent_at_ns: now_ns(),
+        }
+        .write(&mut body);
+        let mut wire = BytesMut::new();
+        let args = DeliverArgs {
+            consumer_tag: "perf",
+            delivery_tag: seq,
+            redelivered: false,
+            exchange: "",
+            routing_key: "q",
+        };
+        put_deliver(&mut wire, channel, &args);
+        put_content_header(&mut wire, channel, STAMP_LEN as u64, &[0, 0]);
+        put_body_frames(&mut wire, channel, &body, 4096);
+        let splitter = FrameSplitter::new(0);
+        std::iter::from_fn(|| splitter.next_frame(&mut wire).ok().flatten()).collect()
+    }
+
+    #[test]
+    fn deliveries_after_the_last_producer_stopped_count_as_drained() {
+        let publishers = PublishersRunning::new(2);
+        let meter = Meter::new();
+        let spec = ConsumerSpec {
+            group: 0,
+            autoack: true,
+            ack_every: 1,
+            producers: 1,
+            run_started_ns: 0,
+            publishers: publishers.clone(),
+        };
+        let mut consumer = Consumer::new(spec, 1, meter.clone());
+        let mut out = BytesMut::new();
+        let mut receive = |consumer: &mut Consumer, seqs: std::ops::RangeInclusive<u64>| {
+            for seq in seqs {
+                for frame in delivery(1, seq) {
+                    let mut ctx = Ctx {
+                        out: &mut out,
+                        now: Instant::now(),
+                        now_ns: now_ns(),
+                    };
+                    consumer
+                        .on_frame(&frame, &mut ctx)
+                        .expect("a well-formed delivery");
+                }
+            }
+        };
+        receive(&mut consumer, 1..=3);
+        publishers.one_stopped();
+        receive(&mut consumer, 4..=5);
+        publishers.one_stopped();
+        receive(&mut consumer, 6..=9);
+        consumer.stop(Instant::now());
+        let state = meter.lock();
+        assert_eq!(state.interval.received, 9);
+        assert_eq!(
+            state.interval.drained, 4,
+            "only what came after the last producer stopped"
+        );
+        assert_eq!(state.unique_received, 9);
+    }
+
+    #[test]
+    fn a_run_without_producers_drains_from_the_start() {
+        let publishers = PublishersRunning::new(0);
+        assert!(!publishers.any());
+        publishers.one_stopped();
+        assert!(!publishers.any(), "a stray stop does not wrap around");
     }
 }

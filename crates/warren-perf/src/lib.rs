@@ -37,7 +37,7 @@ mod uri;
 use std::future::Future;
 
 pub use options::{PerfArgs, QueueArgs};
-pub use report::{Latency, LossCheck, Summary};
+pub use report::{ConsumeWindow, Latency, LossCheck, Summary};
 
 /// Why a run could not start or had to stop.
 #[derive(Debug, thiserror::Error)]

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 
 use super::body::{Stamp, MAX_SEQ, STAMP_LEN};
-use super::stats::{Counts, Meter};
+use super::stats::{Counts, Meter, PublishersRunning};
 use super::turn::{Ctx, Phase, WRITE_BATCH};
 use warren_protocol::client::{parse_confirm, put_publish};
 use warren_protocol::content::{put_body_frames, put_content_header};
@@ -32,6 +32,8 @@ pub(crate) struct ProducerSpec {
     pub rate: Option<f64>,
     /// Outstanding-confirm window; `None` publishes without confirms.
     pub confirm: Option<usize>,
+    /// Counted out of when this producer stops publishing.
+    pub publishers: PublishersRunning,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -195,6 +197,7 @@ impl Producer {
 
     fn stop_publishing(&mut self, now: Instant) {
         self.meter.lock().stopped_publishing = Some(now);
+        self.spec.publishers.one_stopped();
         self.state = State::Draining(now + CONFIRM_DRAIN_TIMEOUT);
     }
 
@@ -264,6 +267,7 @@ impl Producer {
     pub(crate) fn end(&mut self, now: Instant) {
         if self.state == State::Publishing {
             self.meter.lock().stopped_publishing = Some(now);
+            self.spec.publishers.one_stopped();
         }
         self.state = State::Done;
         self.flush(now, true);

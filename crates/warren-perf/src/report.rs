@@ -45,6 +45,54 @@ pub struct LossCheck {
     pub duplicates: u64,
 }
 
+/// The consumers' side of the publishing window: what they received while producers were publishing, and what
+/// they drained after. A broker that starves its consumers shows a window rate far below the publish rate and a
+/// long drain; the overall consume rate ([`Summary::consume_rate`]) averages the two and hides it.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ConsumeWindow {
+    /// Deliveries received while some producer was still publishing.
+    pub received: u64,
+    /// `received` over the publishing window ([`Summary::publish_time`]): the sustained consume rate.
+    pub rate: f64,
+    /// Deliveries received after the last producer stopped publishing.
+    pub drained: u64,
+    /// From the end of publishing to the last drained delivery; zero when nothing was drained.
+    pub drain_time: Duration,
+}
+
+impl ConsumeWindow {
+    /// Splits `received` deliveries, `drained` of them after publishing stopped, over a publishing window of
+    /// `publish_time`; `drain_time` is how long the drain took.
+    pub(crate) fn split(
+        received: u64,
+        drained: u64,
+        publish_time: Duration,
+        drain_time: Duration,
+    ) -> ConsumeWindow {
+        let drained = drained.min(received);
+        let during = received - drained;
+        ConsumeWindow {
+            received: during,
+            rate: per_second(during, publish_time),
+            drained,
+            drain_time: if drained == 0 {
+                Duration::ZERO
+            } else {
+                drain_time
+            },
+        }
+    }
+}
+
+/// `n` per second over `t`; 0 over no time.
+pub(crate) fn per_second(n: u64, t: Duration) -> f64 {
+    if t.is_zero() {
+        0.0
+    } else {
+        n as f64 / t.as_secs_f64()
+    }
+}
+
 /// The outcome of a run.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Summary {
@@ -74,8 +122,11 @@ pub struct Summary {
     pub stale: u64,
     /// Messages per second, over `publish_time` and `consume_time`.
     pub publish_rate: f64,
-    /// Deliveries per second, over `consume_time`.
+    /// Deliveries per second, over `consume_time`: the drain is included, so this is not the sustained rate (see
+    /// `window`).
     pub consume_rate: f64,
+    /// Deliveries during the publishing window and in the drain after it; `None` without producers or consumers.
+    pub window: Option<ConsumeWindow>,
     /// From a publish to its confirm; `None` without confirms.
     pub confirm_latency: Option<Latency>,
     /// From the send timestamp in the body to the delivery.
@@ -125,10 +176,30 @@ impl Summary {
                 self.publish_time.as_secs_f64()
             );
         }
-        if self.consumers > 0 {
+        if let Some(w) = self.window {
             let _ = writeln!(
                 s,
-                "  consumed          {:.0} msg/s ({} received, {} redelivered, {} stale in {:.1} s)",
+                "  consumed          {:.0} msg/s while publishing ({} received in {:.1} s)",
+                w.rate,
+                w.received,
+                self.publish_time.as_secs_f64()
+            );
+            let _ = writeln!(
+                s,
+                "  drained           {} msg in {:.1} s after publishing stopped",
+                w.drained,
+                w.drain_time.as_secs_f64()
+            );
+        }
+        if self.consumers > 0 {
+            let label = if self.window.is_some() {
+                "consumed overall "
+            } else {
+                "consumed         "
+            };
+            let _ = writeln!(
+                s,
+                "  {label} {:.0} msg/s ({} received, {} redelivered, {} stale in {:.1} s)",
                 self.consume_rate,
                 self.received,
                 self.redelivered,
@@ -203,6 +274,16 @@ impl Summary {
         ] {
             field(name, value.to_string());
         }
+        let window = |value: fn(&ConsumeWindow) -> String| {
+            self.window.as_ref().map_or("null".to_owned(), value)
+        };
+        field("window_received", window(|w| w.received.to_string()));
+        field("consume_rate_window", window(|w| format!("{:.1}", w.rate)));
+        field("drained", window(|w| w.drained.to_string()));
+        field(
+            "drain_time_s",
+            window(|w| format!("{:.3}", w.drain_time.as_secs_f64())),
+        );
         for (name, latency) in [
             ("confirm_latency_us", self.confirm_latency),
             ("latency_us", self.latency),
@@ -434,6 +515,64 @@ mod tests {
         assert!(summary.render().contains("FAILED"));
         summary.loss = None;
         assert!(summary.passed());
+    }
+
+    #[test]
+    fn drained_deliveries_are_not_in_the_window_rate() {
+        let window = ConsumeWindow::split(
+            1000,
+            600,
+            Duration::from_secs(2),
+            Duration::from_millis(1500),
+        );
+        assert_eq!((window.received, window.drained), (400, 600));
+        assert_eq!(window.rate, 200.0);
+        assert_eq!(window.drain_time, Duration::from_millis(1500));
+        let none_drained = ConsumeWindow::split(10, 0, Duration::ZERO, Duration::from_secs(1));
+        assert_eq!(
+            (
+                none_drained.received,
+                none_drained.rate,
+                none_drained.drain_time
+            ),
+            (10, 0.0, Duration::ZERO)
+        );
+    }
+
+    #[test]
+    fn the_window_and_the_drain_are_reported_beside_the_overall_rate() {
+        let mut summary = sample();
+        summary.window = Some(ConsumeWindow::split(
+            100,
+            60,
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+        ));
+        let text = summary.render();
+        assert!(
+            text.contains("consumed          40 msg/s while publishing (40 received in 1.0 s)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("drained           60 msg in 1.0 s after publishing stopped"),
+            "{text}"
+        );
+        assert!(
+            text.contains("consumed overall  50 msg/s (100 received"),
+            "{text}"
+        );
+        let json = summary.to_json();
+        assert!(json.contains("\"consume_rate\":50.0,"), "{json}");
+        assert!(
+            json.contains("\"window_received\":40,\"consume_rate_window\":40.0,\"drained\":60,\"drain_time_s\":1.000"),
+            "{json}"
+        );
+        assert!(
+            !json.contains("broker"),
+            "no --broker-pid, no broker fields: {json}"
+        );
+        summary.window = None;
+        assert!(summary.to_json().contains("\"consume_rate_window\":null"));
     }
 
     #[test]

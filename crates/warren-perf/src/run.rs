@@ -15,9 +15,11 @@ use super::driver::{Driver, DriverOutcome, Handler};
 use super::loss::Received;
 use super::options::Plan;
 use super::producer::{Producer, ProducerReport, ProducerSpec};
-use super::report::{progress_bar, second_line, Console, Latency, LossCheck, Summary};
+use super::report::{
+    per_second, progress_bar, second_line, Console, ConsumeWindow, Latency, LossCheck, Summary,
+};
 use super::setup::{self, Prepared, Role};
-use super::stats::{Counts, Meter, Meters};
+use super::stats::{Counts, Meter, Meters, PublishersRunning};
 use super::topology::{self, Topology};
 use super::turn::Phase;
 use super::PerfError;
@@ -72,6 +74,13 @@ pub(crate) async fn run(
     let deadline = plan.time.map(|t| start + t);
     let (phase_tx, phase_rx) = watch::channel(Phase::Running);
     let mut meters = Meters::default();
+    let publishers = PublishersRunning::new(
+        prepared
+            .iter()
+            .flat_map(|p| &p.roles)
+            .filter(|role| matches!(role, Role::Producer(_)))
+            .count(),
+    );
     let mut tasks: Vec<JoinHandle<DriverOutcome>> = Vec::new();
     for Prepared { conn, roles } in prepared {
         let frame_max = conn.frame_max;
@@ -97,6 +106,7 @@ pub(crate) async fn run(
                         deadline,
                         rate: plan.rate,
                         confirm: plan.confirm,
+                        publishers: publishers.clone(),
                     };
                     Handler::Producer(Producer::new(spec, channel, frame_max, meter))
                 }
@@ -109,6 +119,7 @@ pub(crate) async fn run(
                         ack_every: plan.ack_every(),
                         producers: plan.producers,
                         run_started_ns,
+                        publishers: publishers.clone(),
                     };
                     Handler::Consumer(Consumer::new(spec, channel, meter))
                 }
@@ -160,31 +171,29 @@ pub(crate) async fn run(
     totals.add(&meters.drain());
 
     let end = Instant::now();
-    let publish_time = meters
-        .publishing_stopped()
-        .unwrap_or(end)
-        .saturating_duration_since(start);
-    let consume_time = meters
-        .last_received()
+    let publishing_stopped = meters.publishing_stopped().unwrap_or(end);
+    let publish_time = publishing_stopped.saturating_duration_since(start);
+    let last_received = meters.last_received();
+    let consume_time = last_received
         .unwrap_or(start)
         .saturating_duration_since(start);
-    let rate = |n: u64, t: Duration| {
-        if t.is_zero() {
-            0.0
-        } else {
-            n as f64 / t.as_secs_f64()
-        }
-    };
-    let loss =
-        (plan.producers > 0 && plan.consumers > 0 && plan.idle_connections == 0).then(|| {
-            loss_check(
-                topology.queues.len(),
-                plan.producers,
-                |id| plan.producer_queue(id),
-                &producer_reports,
-                consumer_reports,
-            )
+    // Both sides ran: there is a publishing window to consume in, and a loss check.
+    let both_sides = plan.producers > 0 && plan.consumers > 0 && plan.idle_connections == 0;
+    let window = both_sides.then(|| {
+        let drain_time = last_received.map_or(Duration::ZERO, |last| {
+            last.saturating_duration_since(publishing_stopped)
         });
+        ConsumeWindow::split(totals.received, totals.drained, publish_time, drain_time)
+    });
+    let loss = both_sides.then(|| {
+        loss_check(
+            topology.queues.len(),
+            plan.producers,
+            |id| plan.producer_queue(id),
+            &producer_reports,
+            consumer_reports,
+        )
+    });
     Ok(Summary {
         producers: if plan.idle_connections > 0 {
             0
@@ -206,8 +215,9 @@ pub(crate) async fn run(
         received: totals.received,
         redelivered: totals.redelivered,
         stale: totals.stale,
-        publish_rate: rate(totals.sent, publish_time),
-        consume_rate: rate(totals.received, consume_time),
+        publish_rate: per_second(totals.sent, publish_time),
+        consume_rate: per_second(totals.received, consume_time),
+        window,
         confirm_latency: Latency::of(&totals.confirm_latency),
         latency: Latency::of(&totals.latency),
         loss,

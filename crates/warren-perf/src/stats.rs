@@ -2,6 +2,7 @@
 //! batch (one lock per socket read or write, not per message); the reporter takes the interval's figures every
 //! second and folds them into the run's totals.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -14,6 +15,8 @@ pub(crate) struct Counts {
     pub confirmed: u64,
     pub nacked: u64,
     pub received: u64,
+    /// Of `received`, those that arrived after every producer had stopped publishing (the drain).
+    pub drained: u64,
     pub redelivered: u64,
     /// Received again without the redelivered flag.
     pub duplicates: u64,
@@ -30,6 +33,7 @@ impl Counts {
         self.confirmed += other.confirmed;
         self.nacked += other.nacked;
         self.received += other.received;
+        self.drained += other.drained;
         self.redelivered += other.redelivered;
         self.duplicates += other.duplicates;
         self.stale += other.stale;
@@ -53,6 +57,7 @@ impl Counts {
         self.confirmed = 0;
         self.nacked = 0;
         self.received = 0;
+        self.drained = 0;
         self.redelivered = 0;
         self.duplicates = 0;
         self.stale = 0;
@@ -73,6 +78,34 @@ pub(crate) struct MeterState {
     pub last_received: Option<Instant>,
     /// The handler has finished (or its connection is gone).
     pub done: bool,
+}
+
+/// How many producers are still publishing, shared by every producer (which counts itself out once, when it
+/// stops publishing) and every consumer (which counts a delivery as drained once none is left). Consumers look at
+/// it for each delivery rather than waiting for the coordinator's 50 ms tick, so that the line between the
+/// publishing window and the drain is where the last producer stopped, not where the coordinator noticed.
+#[derive(Clone, Debug)]
+pub(crate) struct PublishersRunning(Arc<AtomicUsize>);
+
+impl PublishersRunning {
+    /// `producers` publishing; with none, the window is closed from the start (every delivery is drained).
+    pub(crate) fn new(producers: usize) -> PublishersRunning {
+        PublishersRunning(Arc::new(AtomicUsize::new(producers)))
+    }
+
+    /// One producer has stopped publishing; each producer calls this exactly once.
+    pub(crate) fn one_stopped(&self) {
+        // Saturating, so a stray second call cannot wrap the count and reopen the window.
+        let _ = self
+            .0
+            .fetch_update(Ordering::Release, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+
+    /// Some producer is still publishing. A load of a cache line written once per producer, so it stays shared
+    /// and costs about a nanosecond per delivery; consumers stop asking once it is `false`.
+    pub(crate) fn any(&self) -> bool {
+        self.0.load(Ordering::Acquire) > 0
+    }
 }
 
 /// A handler's shared figures.
