@@ -9,7 +9,8 @@
 //!   awaiting per message; `turn`: what the driver hands them each turn (the phase, the output buffer), so the
 //!   handlers never import the driver;
 //! - `body`: the stamp in each message (producer, sequence number, send time); `loss`: who received what;
-//! - `stats`, `histogram`, `report`: figures, once-a-second lines and the final [`Summary`];
+//! - `stats`, `histogram`, `report`: figures, once-a-second lines and the final [`Summary`]; `broker_memory`: the
+//!   broker's RSS sampled from `/proc` (`--broker-pid`);
 //! - `run`: the coordinator that starts, stops, drains and checks.
 //!
 //! Only [`run`], [`run_until`], their options and their [`Summary`] are public: the broker's `warren perf` command
@@ -19,6 +20,7 @@
 #![deny(unreachable_pub)]
 
 mod body;
+mod broker_memory;
 mod client;
 mod consumer;
 mod driver;
@@ -36,6 +38,7 @@ mod uri;
 
 use std::future::Future;
 
+pub use broker_memory::BrokerMemory;
 pub use options::{PerfArgs, QueueArgs};
 pub use report::{ConsumeWindow, Latency, LossCheck, Summary};
 

@@ -128,6 +128,10 @@ pub struct PerfArgs {
     #[arg(long, default_value_t = 0)]
     pub idle_connections: usize,
 
+    /// Linux: sample the broker's resident memory (VmRSS in /proc/PID/status) every 100 ms and report its peak
+    #[arg(long, value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
+    pub broker_pid: Option<u32>,
+
     /// Threads the tool runs its producers and consumers on (default: one per core). For latency at a low rate,
     /// 1 keeps the tool's own thread hand-offs out of what it measures
     #[arg(long)]
@@ -242,6 +246,7 @@ pub(crate) struct Plan {
     pub predeclared: bool,
     pub json: bool,
     pub idle_connections: usize,
+    pub broker_pid: Option<u32>,
 }
 
 impl Plan {
@@ -336,6 +341,7 @@ impl Plan {
             predeclared: args.predeclared,
             json: args.json,
             idle_connections: args.idle_connections,
+            broker_pid: args.broker_pid,
         })
     }
 

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
+use super::broker_memory::BrokerMemory;
 use super::histogram::Histogram;
 use super::stats::Counts;
 
@@ -127,6 +128,8 @@ pub struct Summary {
     pub consume_rate: f64,
     /// Deliveries during the publishing window and in the drain after it; `None` without producers or consumers.
     pub window: Option<ConsumeWindow>,
+    /// The broker's memory, with `--broker-pid`.
+    pub broker_memory: Option<BrokerMemory>,
     /// From a publish to its confirm; `None` without confirms.
     pub confirm_latency: Option<Latency>,
     /// From the send timestamp in the body to the delivery.
@@ -222,6 +225,19 @@ impl Summary {
                 );
             }
         }
+        if let Some(memory) = &self.broker_memory {
+            let mib = |m: Option<f64>| m.map_or("-".to_owned(), |m| format!("{m:.1} MiB"));
+            let _ = writeln!(
+                s,
+                "  broker memory     peak RSS {} (pid {}, sampled every 100 ms), VmHWM {}",
+                mib(memory.peak_rss_mib),
+                memory.pid,
+                mib(memory.hwm_mib)
+            );
+            if let Some(error) = &memory.error {
+                let _ = writeln!(s, "  broker memory     {error}");
+            }
+        }
         if let Some(loss) = self.loss {
             let verdict = if loss.missing == 0 && loss.duplicates == 0 {
                 "OK"
@@ -307,6 +323,19 @@ impl Summary {
         field("missing", missing);
         field("duplicates", duplicates);
         field("idle_connections", self.idle_connections.to_string());
+        if let Some(memory) = &self.broker_memory {
+            let mib = |m: Option<f64>| m.map_or("null".to_owned(), |m| format!("{m:.1}"));
+            field("broker_pid", memory.pid.to_string());
+            field("broker_peak_rss_mib", mib(memory.peak_rss_mib));
+            field("broker_hwm_mib", mib(memory.hwm_mib));
+            field(
+                "broker_memory_error",
+                memory
+                    .error
+                    .as_deref()
+                    .map_or("null".to_owned(), json_string),
+            );
+        }
         let errors: Vec<String> = self.errors.iter().map(|e| json_string(e)).collect();
         field("errors", format!("[{}]", errors.join(",")));
         s.push('}');
@@ -573,6 +602,26 @@ mod tests {
         );
         summary.window = None;
         assert!(summary.to_json().contains("\"consume_rate_window\":null"));
+    }
+
+    #[test]
+    fn broker_memory_is_reported_and_its_error_does_not_fail_the_run() {
+        let mut summary = sample();
+        summary.broker_memory = Some(BrokerMemory {
+            pid: 42,
+            peak_rss_mib: Some(12.5),
+            hwm_mib: None,
+            error: Some("broker pid 42: cannot read /proc/42/status".to_owned()),
+        });
+        assert!(summary.passed());
+        let text = summary.render();
+        assert!(text.contains("peak RSS 12.5 MiB (pid 42"), "{text}");
+        assert!(text.contains("cannot read /proc/42/status"), "{text}");
+        let json = summary.to_json();
+        assert!(
+            json.contains("\"broker_pid\":42,\"broker_peak_rss_mib\":12.5,\"broker_hwm_mib\":null,\"broker_memory_error\":\"broker pid 42"),
+            "{json}"
+        );
     }
 
     #[test]

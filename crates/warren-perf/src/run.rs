@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::body::now_ns;
+use super::broker_memory::BrokerMemorySampler;
 use super::consumer::{Consumer, ConsumerReport, ConsumerSpec};
 use super::driver::{Driver, DriverOutcome, Handler};
 use super::loss::Received;
@@ -71,6 +72,7 @@ pub(crate) async fn run(
 
     let run_started_ns = now_ns();
     let start = Instant::now();
+    let broker_memory = plan.broker_pid.map(BrokerMemorySampler::start);
     let deadline = plan.time.map(|t| start + t);
     let (phase_tx, phase_rx) = watch::channel(Phase::Running);
     let mut meters = Meters::default();
@@ -171,6 +173,10 @@ pub(crate) async fn run(
     totals.add(&meters.drain());
 
     let end = Instant::now();
+    let broker_memory = match broker_memory {
+        Some(sampler) => Some(sampler.finish().await),
+        None => None,
+    };
     let publishing_stopped = meters.publishing_stopped().unwrap_or(end);
     let publish_time = publishing_stopped.saturating_duration_since(start);
     let last_received = meters.last_received();
@@ -218,6 +224,7 @@ pub(crate) async fn run(
         publish_rate: per_second(totals.sent, publish_time),
         consume_rate: per_second(totals.received, consume_time),
         window,
+        broker_memory,
         confirm_latency: Latency::of(&totals.confirm_latency),
         latency: Latency::of(&totals.latency),
         loss,
