@@ -1,6 +1,7 @@
 //! `warren perf` against an in-process Warren: every confirmed message arrives exactly once, over the shapes the
 //! tool supports (per-channel and shared connections, confirms, manual multi-acks, autoack, fan-out, bodies
-//! larger than a frame, idle connections). No test asserts a time or a rate.
+//! larger than a frame, idle connections); the summary splits consumption into the publishing window and the
+//! drain, and `--broker-pid` reports memory. No test asserts a time or a rate.
 
 mod common;
 
@@ -219,4 +220,85 @@ async fn a_backlog_is_published_then_drained_by_a_consumer_only_run() {
     .await;
     assert!(drain.errors.is_empty(), "errors: {:?}", drain.errors);
     assert_eq!(drain.received + drain.stale, 500, "{}", drain.render());
+}
+
+#[tokio::test]
+async fn json_splits_the_consumed_messages_into_the_publishing_window_and_the_drain() {
+    let server = common::start_server().await;
+    // The broker runs in this process, so its memory is this process's.
+    let pid = std::process::id().to_string();
+    let summary = run(
+        &server.uri(),
+        &[
+            "--pmessages",
+            "3000",
+            "--confirm",
+            "100",
+            "--multi-ack-every",
+            "10",
+            "--qos",
+            "100",
+            "--broker-pid",
+            &pid,
+            "--json",
+        ],
+    )
+    .await;
+    assert_exactly_once(&summary, 3000);
+    let window = summary
+        .window
+        .expect("a run with producers and consumers has a window");
+    assert_eq!(window.received + window.drained, summary.received);
+
+    let json: serde_json::Value =
+        serde_json::from_str(&summary.to_json()).expect("the summary is valid JSON");
+    let count = |name: &str| {
+        json[name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{name} is a count: {json}"))
+    };
+    assert_eq!(
+        count("window_received") + count("drained"),
+        count("received")
+    );
+    assert_eq!(count("received"), 3000);
+    for name in [
+        "consume_rate_window",
+        "drain_time_s",
+        "consume_rate",
+        "publish_rate",
+    ] {
+        assert!(json[name].is_f64(), "{name} is a number: {json}");
+    }
+    assert_eq!(
+        json["broker_pid"].as_u64(),
+        Some(u64::from(std::process::id()))
+    );
+    assert!(json["broker_peak_rss_mib"].is_f64(), "{json}");
+    assert!(json["broker_memory_error"].is_null(), "{json}");
+}
+
+#[tokio::test]
+async fn a_broker_pid_that_is_gone_is_reported_without_failing_the_run() {
+    let server = common::start_server().await;
+    let summary = run(
+        &server.uri(),
+        &[
+            "--pmessages",
+            "100",
+            "--confirm",
+            "10",
+            "--broker-pid",
+            "4294967295",
+        ],
+    )
+    .await;
+    assert_exactly_once(&summary, 100);
+    let memory = summary
+        .broker_memory
+        .clone()
+        .expect("--broker-pid reports memory");
+    assert_eq!(memory.peak_rss_mib, None);
+    assert!(memory.error.is_some(), "{}", summary.render());
+    assert!(summary.to_json().contains("\"broker_peak_rss_mib\":null"));
 }
