@@ -227,13 +227,16 @@ impl Summary {
         }
         if let Some(memory) = &self.broker_memory {
             let mib = |m: Option<f64>| m.map_or("-".to_owned(), |m| format!("{m:.1} MiB"));
-            let _ = writeln!(
-                s,
-                "  broker memory     peak RSS {} (pid {}, sampled every 100 ms), VmHWM {}",
-                mib(memory.peak_rss_mib),
-                memory.pid,
-                mib(memory.hwm_mib)
-            );
+            // Without a single sample, the error line below says it all.
+            if memory.peak_rss_mib.is_some() || memory.error.is_none() {
+                let _ = writeln!(
+                    s,
+                    "  broker memory     peak RSS {} (pid {}, sampled every 100 ms), VmHWM {}",
+                    mib(memory.peak_rss_mib),
+                    memory.pid,
+                    mib(memory.hwm_mib)
+                );
+            }
             if let Some(error) = &memory.error {
                 let _ = writeln!(s, "  broker memory     {error}");
             }
