@@ -12,7 +12,7 @@ use crate::config::{AuthConfig, Config, SyncPolicy, UserConfig};
 use crate::message::continue_ids_above;
 use crate::meta::{DefinitionStore, MetaError};
 use crate::registry::ConnectionRegistry;
-use crate::vhost::{Persistence, Vhost};
+use crate::vhost::{DurableStores, Vhost};
 use warren_store::{StdFileSystem, Store, StoreConfig, StoreError, SyncMode};
 
 /// Why the broker could not start.
@@ -35,7 +35,7 @@ pub enum StartError {
 pub struct Broker {
     pub config: Config,
     vhosts: DashMap<String, Arc<Vhost>>,
-    persistence: Arc<Persistence>,
+    stores: Arc<DurableStores>,
     /// Notified by the store's writer thread whenever it takes queued publishes, so publishers held back by a full
     /// store queue wake without polling (see `channel::Backlog::wait`).
     store_room: Arc<Notify>,
@@ -90,7 +90,7 @@ impl Broker {
         let store_room = Arc::new(Notify::new());
         let wake = store_room.clone();
         store.on_queue_taken(Box::new(move || wake.notify_waiters()));
-        let persistence = Arc::new(Persistence {
+        let stores = Arc::new(DurableStores {
             definitions,
             store,
             queue_memory_budget: config.storage.queue_memory_budget,
@@ -98,7 +98,7 @@ impl Broker {
         let mut recovered: HashMap<u64, _> = recovery.queues;
         let vhosts = DashMap::new();
         for name in config.vhosts() {
-            let vhost = Vhost::new(&name, Some(persistence.clone()));
+            let vhost = Vhost::new(&name, Some(stores.clone()));
             vhost.restore(&stored, &mut recovered);
             vhosts.insert(name.clone(), vhost);
         }
@@ -114,7 +114,7 @@ impl Broker {
         Ok(Arc::new(Broker {
             config,
             vhosts,
-            persistence,
+            stores,
             store_room,
             next_connection_id: AtomicU64::new(1),
             next_consumer_id: AtomicU64::new(1),
@@ -132,7 +132,7 @@ impl Broker {
 
     /// The message store.
     pub fn store(&self) -> &Store {
-        &self.persistence.store
+        &self.stores.store
     }
 
     /// Notified each time the store's writer takes queued publishes (its queued bytes fell).
@@ -155,7 +155,7 @@ impl Broker {
 
     /// Writes out everything queued for the store (clean shutdown).
     pub fn flush(&self) {
-        if let Err(error) = self.persistence.store.flush() {
+        if let Err(error) = self.stores.store.flush() {
             tracing::error!(%error, "flushing the message store at shutdown failed");
         }
     }

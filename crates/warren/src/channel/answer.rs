@@ -41,7 +41,7 @@ impl Channel {
                 let result = result
                     .unwrap_or_else(|| Err(AmqpError::not_found("queue", &queue, &ctx.vhost.name)));
                 if let Err(error) = result {
-                    self.outlet.remove_consumer(&tag);
+                    self.deliveries.remove_consumer(&tag);
                     return Err(error.on_method(60, 20));
                 }
             }

@@ -10,7 +10,7 @@ use warren_protocol::error::AmqpError;
 use warren_protocol::ids::MethodId;
 use warren_protocol::{put_method, AMQPClass, ShortString};
 
-use super::outlet::ChannelOutlet;
+use super::delivery_state::DeliveryState;
 use super::publish::Backlog;
 use crate::message::Message;
 use crate::queue::{Consumer, QueueCommand, QueueHandle, QueueStats};
@@ -81,7 +81,7 @@ pub enum QueueRequest {
     Consume { consumer: Consumer, send_ok: bool },
     /// Cancel a consumer; the queue writes cancel-ok itself, after its last delivery to it.
     Cancel {
-        sink: Arc<ChannelOutlet>,
+        sink: Arc<DeliveryState>,
         consumer_tag: Arc<str>,
         send_ok: bool,
     },

@@ -5,10 +5,10 @@
 
 mod answer;
 mod consume;
+pub mod delivery_state;
 pub mod effect;
-pub mod outbox;
-pub mod outlet;
 mod publish;
+pub mod publish_runs;
 mod route_cache;
 pub mod runtime;
 #[cfg(test)]
@@ -27,12 +27,12 @@ use crate::vhost::Vhost;
 use warren_protocol::error::{AmqpError, ReplyCode};
 use warren_protocol::{access, channel, confirm as confirm_class, AMQPClass};
 
+use self::delivery_state::{DeliveryState, Unacked};
 use self::effect::Effect;
 pub use self::effect::{ChannelEffects, Continuation, QueueAnswer, QueueRequest};
-use self::outbox::Outbox;
-use self::outlet::{ChannelOutlet, Unacked};
 use self::publish::PendingPublish;
 pub use self::publish::{Backlog, COPY_BODY_BELOW};
+use self::publish_runs::PublishRuns;
 use self::route_cache::RouteCache;
 
 /// What a channel method handler needs of its connection.
@@ -43,7 +43,7 @@ pub struct ChannelContext<'a> {
     /// Exclusive queues this connection declared, deleted when it closes.
     pub exclusive_queues: &'a mut Vec<Arc<QueueHandle>>,
     /// Routed messages not yet handed to their queues.
-    pub outbox: &'a mut Outbox,
+    pub publish_runs: &'a mut PublishRuns,
 }
 
 /// An ack, nack or reject held by a transaction until commit: the deliveries it named, already taken out of the
@@ -60,7 +60,7 @@ struct Transaction {
 }
 
 /// One AMQP channel's state: the publish being assembled, the confirm and transaction modes, the consumer
-/// prefetch and the last declared queue. Deliveries, unacked tags and consumer tags live in its [`ChannelOutlet`],
+/// prefetch and the last declared queue. Deliveries, unacked tags and consumer tags live in its [`DeliveryState`],
 /// which queue actors share.
 ///
 /// Every `handle_*` method takes one event and pushes what must happen into a [`ChannelEffects`]; the caller then
@@ -70,7 +70,7 @@ pub struct Channel {
     /// The channel number.
     pub id: u16,
     /// What queue actors deliver through: delivery tags, unacked deliveries, consumer tags.
-    pub outlet: Arc<ChannelOutlet>,
+    pub deliveries: Arc<DeliveryState>,
     pending: Option<PendingPublish>,
     confirms: Option<Arc<ConfirmTracker>>,
     tx: Option<Transaction>,
@@ -86,7 +86,7 @@ impl Channel {
     pub fn new(conn: Arc<ConnectionShared>, id: u16) -> Channel {
         Channel {
             id,
-            outlet: ChannelOutlet::new(conn, id),
+            deliveries: DeliveryState::new(conn, id),
             pending: None,
             confirms: None,
             tx: None,
@@ -102,8 +102,8 @@ impl Channel {
     }
 
     /// Handles one method other than channel.open / channel.close (the reader handles those). Call it once every
-    /// effect of this channel's previous event has been executed, and after the connection's outbox is flushed
-    /// (a method may reach a queue that publishes waiting in the outbox must reach first).
+    /// effect of this channel's previous event has been executed, and after the connection's publish runs are flushed
+    /// (a method may reach a queue that publishes waiting in the publish runs must reach first).
     pub fn handle_method(
         &mut self,
         ctx: &mut ChannelContext<'_>,
@@ -179,7 +179,7 @@ impl Channel {
         action: SettleAction,
         effects: &mut ChannelEffects,
     ) -> Result<(), AmqpError> {
-        let taken = self.outlet.take_unacked(tag, multiple)?;
+        let taken = self.deliveries.take_unacked(tag, multiple)?;
         send_settlements(effects, taken, action);
         Ok(())
     }
@@ -192,7 +192,7 @@ impl Channel {
         if let Some(tracker) = self.confirms.take() {
             tracker.close();
         }
-        let (mut unacked, queues) = self.outlet.close();
+        let (mut unacked, queues) = self.deliveries.close();
         // Acks of an uncommitted transaction never happened: those deliveries are requeued too.
         if let Some(held) = self.tx.take() {
             unacked.extend(
@@ -203,7 +203,7 @@ impl Channel {
         }
         for queue in queues {
             let command = QueueCommand::ChannelClosed {
-                sink: self.outlet.clone(),
+                sink: self.deliveries.clone(),
             };
             effects.push(Effect::Settle { queue, command });
         }

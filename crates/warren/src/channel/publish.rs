@@ -132,7 +132,7 @@ impl Channel {
     /// Handles a content header or body frame without waiting: a message completed by it is routed, and what
     /// still has to wait (a full queue inbox, a store behind its disk) is emitted as an [`Effect::Drain`]. Call it
     /// for every content frame on this channel, in order; when it emits nothing, which is the rule while queues
-    /// keep up, the next frame may follow at once (the outbox is flushed later, see `channel::outbox`).
+    /// keep up, the next frame may follow at once (the publish runs are flushed later, see `channel::publish_runs`).
     pub fn handle_content(
         &mut self,
         ctx: &mut ChannelContext<'_>,
@@ -217,7 +217,7 @@ impl Channel {
         mandatory: bool,
         effects: &mut ChannelEffects,
     ) -> Result<Backlog, AmqpError> {
-        let outbox = &mut *ctx.outbox;
+        let publish_runs = &mut *ctx.publish_runs;
         let mut backlog = Backlog::default();
         let queues = self.route_cache.route(ctx.vhost, &message)?;
         let confirm = self.confirms.as_ref().map(|t| t.begin());
@@ -239,7 +239,7 @@ impl Channel {
                 message: message.clone(),
                 confirm: confirm.as_ref().map(|c| c.share()),
             };
-            backlog.extend(outbox.push(queue, item));
+            backlog.extend(publish_runs.push(queue, item));
         }
         Ok(backlog)
     }
@@ -304,7 +304,7 @@ impl Channel {
             &message.routing_key,
         );
         put_content_header(out, channel, message.body_size(), &message.properties_raw);
-        put_body_frames(out, channel, &message.body, self.outlet.conn.frame_max);
+        put_body_frames(out, channel, &message.body, self.deliveries.conn.frame_max);
     }
 }
 

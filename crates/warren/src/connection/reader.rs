@@ -12,7 +12,7 @@ use super::channels::{ChannelTable, Slot};
 use super::handshake::Negotiated;
 use super::transport::TransportRead;
 use crate::broker::Broker;
-use crate::channel::outbox::Outbox;
+use crate::channel::publish_runs::PublishRuns;
 use crate::channel::{runtime, Channel, ChannelContext, ChannelEffects, COPY_BODY_BELOW};
 use crate::queue::QueueHandle;
 use crate::registry::{ChannelCount, CloseSignal};
@@ -35,14 +35,19 @@ const READ_SIZE_MAX: usize = 64 * 1024;
 /// How long to wait for connection.close-ok after sending connection.close.
 const CLOSE_OK_TIMEOUT: Duration = Duration::from_secs(3);
 
-enum Flow {
+/// Whether the reader goes on after a frame, or the connection is over (close-ok sent or received).
+enum ReaderNext {
+    /// Read and handle the next frame.
     Continue,
+    /// The connection is closed: stop reading and clean up.
     Stop,
 }
 
 /// What handling a frame without waiting came to.
-enum Step {
-    Done(Flow),
+enum FrameOutcome {
+    /// Handled at once.
+    Done(ReaderNext),
+    /// The rest needs awaiting (after the publish runs are flushed).
     Later(Later),
 }
 
@@ -70,7 +75,7 @@ struct ConnectionState {
     info: Arc<ConnectionShared>,
     vhost: Arc<Vhost>,
     exclusive_queues: Vec<Arc<QueueHandle>>,
-    outbox: Outbox,
+    publish_runs: PublishRuns,
 }
 
 impl ConnectionState {
@@ -80,7 +85,7 @@ impl ConnectionState {
             vhost: &self.vhost,
             conn: &self.info,
             exclusive_queues: &mut self.exclusive_queues,
-            outbox: &mut self.outbox,
+            publish_runs: &mut self.publish_runs,
         }
     }
 
@@ -118,7 +123,7 @@ pub async fn run<R: TransportRead>(
             info,
             vhost: negotiated.vhost,
             exclusive_queues: Vec::new(),
-            outbox: Outbox::default(),
+            publish_runs: PublishRuns::default(),
         },
         channel_max: negotiated.channel_max,
         channels: ChannelTable::new(live.channels),
@@ -135,7 +140,7 @@ pub async fn run<R: TransportRead>(
         )
         .await;
     // What the client published before it went is still enqueued, as RabbitMQ does.
-    reader.flush_outbox().await;
+    reader.flush_publish_runs().await;
     tracing::info!(peer = %reader.conn.info.peer, "closing AMQP connection {} (user '{}'): {reason}", reader.conn.info.peer, reader.conn.info.user);
     reader.cleanup().await;
 }
@@ -160,7 +165,7 @@ impl Reader {
                     Ok(None) => {
                         buf.advance(consumed);
                         splitter.reserve_partial(&mut buf);
-                        self.flush_outbox().await;
+                        self.flush_publish_runs().await;
                         break;
                     }
                     Err(error) => {
@@ -170,7 +175,8 @@ impl Reader {
                         return text;
                     }
                 };
-                let step = if head.kind == FrameKind::Body && head.size >= COPY_BODY_BELOW {
+                let frame_outcome = if head.kind == FrameKind::Body && head.size >= COPY_BODY_BELOW
+                {
                     // A large body stays a zero-copy slice of the buffer: take it out.
                     buf.advance(consumed);
                     consumed = 0;
@@ -183,11 +189,11 @@ impl Reader {
                     consumed += head.total();
                     self.handle_frame_now(head, FramePayload::Borrowed(payload))
                 };
-                let flow = match step {
-                    Step::Done(flow) => flow,
-                    Step::Later(later) => self.finish(later).await,
+                let next = match frame_outcome {
+                    FrameOutcome::Done(next) => next,
+                    FrameOutcome::Later(later) => self.finish(later).await,
                 };
-                if let Flow::Stop = flow {
+                if let ReaderNext::Stop = next {
                     return "client closed the connection".into();
                 }
             }
@@ -256,7 +262,7 @@ impl Reader {
 
     /// Handles what needs no waiting, which is everything a publisher sends while its queues keep up: basic.publish
     /// and content frames on open channels, and heartbeats.
-    fn handle_frame_now(&mut self, head: FrameHead, payload: FramePayload<'_>) -> Step {
+    fn handle_frame_now(&mut self, head: FrameHead, payload: FramePayload<'_>) -> FrameOutcome {
         let id = head.channel;
         let owned = |payload: FramePayload<'_>| RawFrame {
             kind: head.kind,
@@ -264,13 +270,13 @@ impl Reader {
             payload: payload.into_bytes(),
         };
         if self.closing {
-            return Step::Done(self.while_closing(owned(payload)));
+            return FrameOutcome::Done(self.while_closing(owned(payload)));
         }
         if id == 0 || id > self.channel_max {
-            return Step::Later(Later::Frame(owned(payload)));
+            return FrameOutcome::Later(Later::Frame(owned(payload)));
         }
         let Some(Slot::Open(ch)) = self.channels.get_mut(id) else {
-            return Step::Later(Later::Frame(owned(payload)));
+            return FrameOutcome::Later(Later::Frame(owned(payload)));
         };
         let mut ctx = self.conn.channel_context();
         // Empty until something has to wait: building it allocates nothing.
@@ -281,45 +287,45 @@ impl Reader {
             }
             FrameKind::Method => match parse_publish(payload.as_slice()) {
                 Some(publish) => ch.handle_publish(&ctx, publish),
-                None => return Step::Later(Later::Frame(owned(payload))),
+                None => return FrameOutcome::Later(Later::Frame(owned(payload))),
             },
-            FrameKind::Heartbeat => return Step::Later(Later::Frame(owned(payload))),
+            FrameKind::Heartbeat => return FrameOutcome::Later(Later::Frame(owned(payload))),
         };
         if result.is_ok() && effects.is_empty() {
-            return Step::Done(Flow::Continue);
+            return FrameOutcome::Done(ReaderNext::Continue);
         }
-        Step::Later(Later::Channel(id, effects, result))
+        FrameOutcome::Later(Later::Channel(id, effects, result))
     }
 
-    /// Hands routed messages to their queues, waiting for room; see `channel::outbox` for when this must happen.
-    async fn flush_outbox(&mut self) {
-        if !self.conn.outbox.is_empty() {
-            self.conn.outbox.flush().wait(&self.conn.broker).await;
+    /// Hands routed messages to their queues, waiting for room; see `channel::publish_runs` for when this must happen.
+    async fn flush_publish_runs(&mut self) {
+        if !self.conn.publish_runs.is_empty() {
+            self.conn.publish_runs.flush().wait(&self.conn.broker).await;
         }
     }
 
-    async fn finish(&mut self, later: Later) -> Flow {
-        self.flush_outbox().await;
+    async fn finish(&mut self, later: Later) -> ReaderNext {
+        self.flush_publish_runs().await;
         match later {
             Later::Frame(frame) => self.handle_frame(frame).await,
             Later::Channel(id, effects, result) => {
                 match self.channel_effects(id, effects, result).await {
-                    Ok(flow) => flow,
+                    Ok(next) => next,
                     Err(error) => {
                         self.close_connection(error);
-                        Flow::Continue
+                        ReaderNext::Continue
                     }
                 }
             }
         }
     }
 
-    async fn handle_frame(&mut self, frame: RawFrame) -> Flow {
+    async fn handle_frame(&mut self, frame: RawFrame) -> ReaderNext {
         if self.closing {
             return self.while_closing(frame);
         }
         let result = match (frame.kind, frame.channel) {
-            (FrameKind::Heartbeat, 0) => Ok(Flow::Continue),
+            (FrameKind::Heartbeat, 0) => Ok(ReaderNext::Continue),
             // RabbitMQ answers 505, not the spec's 501.
             (FrameKind::Heartbeat, _) => Err(AmqpError::new(
                 ReplyCode::UnexpectedFrame,
@@ -341,45 +347,45 @@ impl Reader {
             (_, _) => self.channel_content(&frame),
         };
         match result {
-            Ok(flow) => flow,
+            Ok(next) => next,
             Err(error) => {
                 self.close_connection(error);
-                Flow::Continue
+                ReaderNext::Continue
             }
         }
     }
 
-    fn while_closing(&mut self, frame: RawFrame) -> Flow {
+    fn while_closing(&mut self, frame: RawFrame) -> ReaderNext {
         if frame.kind != FrameKind::Method || frame.channel != 0 {
-            return Flow::Continue;
+            return ReaderNext::Continue;
         }
         match decode_method(&frame.payload) {
-            Ok(AMQPClass::Connection(connection::AMQPMethod::CloseOk(_))) => Flow::Stop,
+            Ok(AMQPClass::Connection(connection::AMQPMethod::CloseOk(_))) => ReaderNext::Stop,
             Ok(AMQPClass::Connection(connection::AMQPMethod::Close(_))) => {
                 self.write_connection(connection::AMQPMethod::CloseOk(connection::CloseOk {}));
-                Flow::Stop
+                ReaderNext::Stop
             }
-            _ => Flow::Continue,
+            _ => ReaderNext::Continue,
         }
     }
 
-    fn connection_method(&mut self, frame: &RawFrame) -> Result<Flow, AmqpError> {
+    fn connection_method(&mut self, frame: &RawFrame) -> Result<ReaderNext, AmqpError> {
         match decode_method(&frame.payload)? {
             AMQPClass::Connection(connection::AMQPMethod::Close(close)) => {
                 tracing::debug!(peer = %self.conn.info.peer, code = close.reply_code, text = %close.reply_text, "client sent connection.close");
                 self.write_connection(connection::AMQPMethod::CloseOk(connection::CloseOk {}));
-                Ok(Flow::Stop)
+                Ok(ReaderNext::Stop)
             }
-            AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)) => Ok(Flow::Stop),
+            AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)) => Ok(ReaderNext::Stop),
             AMQPClass::Connection(connection::AMQPMethod::UpdateSecret(_)) => {
                 self.write_connection(connection::AMQPMethod::UpdateSecretOk(
                     connection::UpdateSecretOk {},
                 ));
-                Ok(Flow::Continue)
+                Ok(ReaderNext::Continue)
             }
             AMQPClass::Connection(
                 connection::AMQPMethod::Blocked(_) | connection::AMQPMethod::Unblocked(_),
-            ) => Ok(Flow::Continue),
+            ) => Ok(ReaderNext::Continue),
             other => Err(AmqpError::new(
                 ReplyCode::CommandInvalid,
                 format!(
@@ -392,7 +398,7 @@ impl Reader {
         }
     }
 
-    async fn channel_method(&mut self, frame: RawFrame) -> Result<Flow, AmqpError> {
+    async fn channel_method(&mut self, frame: RawFrame) -> Result<ReaderNext, AmqpError> {
         let id = frame.channel;
         let method = decode_method(&frame.payload)?;
         let (class_id, method_id) = (method.get_amqp_class_id(), method.get_amqp_method_id());
@@ -409,7 +415,7 @@ impl Reader {
                         Slot::Open(Box::new(Channel::new(self.conn.info.clone(), id))),
                     );
                     self.write_channel(id, channel::AMQPMethod::OpenOk(channel::OpenOk {}));
-                    return Ok(Flow::Continue);
+                    return Ok(ReaderNext::Continue);
                 }
                 Err(
                     AmqpError::new(ReplyCode::ChannelError, "expected 'channel.open'")
@@ -427,7 +433,7 @@ impl Reader {
                     }
                     _ => {}
                 }
-                Ok(Flow::Continue)
+                Ok(ReaderNext::Continue)
             }
             Some(Slot::Open(ch)) => match method {
                 AMQPClass::Channel(channel::AMQPMethod::Open(_)) => Err(AmqpError::new(
@@ -439,9 +445,9 @@ impl Reader {
                     self.conn.shut_down(ch).await;
                     self.channels.remove(id);
                     self.write_channel(id, channel::AMQPMethod::CloseOk(channel::CloseOk {}));
-                    Ok(Flow::Continue)
+                    Ok(ReaderNext::Continue)
                 }
-                AMQPClass::Channel(channel::AMQPMethod::CloseOk(_)) => Ok(Flow::Continue),
+                AMQPClass::Channel(channel::AMQPMethod::CloseOk(_)) => Ok(ReaderNext::Continue),
                 method => {
                     let mut ctx = self.conn.channel_context();
                     let mut effects = ChannelEffects::default();
@@ -460,7 +466,7 @@ impl Reader {
         id: u16,
         mut effects: ChannelEffects,
         result: Result<(), AmqpError>,
-    ) -> Result<Flow, AmqpError> {
+    ) -> Result<ReaderNext, AmqpError> {
         let executed = match self.channels.get_mut(id) {
             Some(Slot::Open(ch)) if !effects.is_empty() => {
                 let mut ctx = self.conn.channel_context();
@@ -469,15 +475,15 @@ impl Reader {
             _ => Ok(()),
         };
         match result.and(executed) {
-            Ok(()) => Ok(Flow::Continue),
+            Ok(()) => Ok(ReaderNext::Continue),
             Err(error) => self.channel_failed(id, error).await,
         }
     }
 
     /// A content frame on a channel that is not open (open channels take theirs in [`Self::handle_frame_now`]).
-    fn channel_content(&mut self, frame: &RawFrame) -> Result<Flow, AmqpError> {
+    fn channel_content(&mut self, frame: &RawFrame) -> Result<ReaderNext, AmqpError> {
         match self.channels.get_mut(frame.channel) {
-            Some(Slot::Closing) => Ok(Flow::Continue),
+            Some(Slot::Closing) => Ok(ReaderNext::Continue),
             _ => Err(AmqpError::new(
                 ReplyCode::ChannelError,
                 "expected 'channel.open'",
@@ -486,7 +492,7 @@ impl Reader {
     }
 
     /// A channel method failed: soft errors close the channel, hard ones the connection.
-    async fn channel_failed(&mut self, id: u16, error: AmqpError) -> Result<Flow, AmqpError> {
+    async fn channel_failed(&mut self, id: u16, error: AmqpError) -> Result<ReaderNext, AmqpError> {
         if error.scope == Scope::Connection {
             return Err(error);
         }
@@ -504,7 +510,7 @@ impl Reader {
                 method_id: error.method_id,
             }),
         );
-        Ok(Flow::Continue)
+        Ok(ReaderNext::Continue)
     }
 
     fn close_connection(&mut self, error: AmqpError) {

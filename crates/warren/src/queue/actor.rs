@@ -15,7 +15,7 @@ use warren_protocol::error::AmqpError;
 use warren_store::{IndexEntry, Store};
 
 /// What a durable queue needs of the message store.
-pub struct Durability {
+pub struct QueueStorage {
     pub store: Store,
     pub queue_id: u64,
     /// Body bytes of ready messages kept in memory; persistent messages past it stay only on disk.
@@ -31,7 +31,7 @@ const BATCH: usize = 256;
 pub fn spawn_queue(
     spec: QueueSpec,
     owner: Weak<dyn QueueOwner>,
-    durability: Option<Durability>,
+    storage: Option<QueueStorage>,
     recovered: Vec<IndexEntry>,
 ) -> Arc<QueueHandle> {
     let (inbox, receiver) = mpsc::channel(INBOX_CAPACITY);
@@ -50,7 +50,7 @@ pub fn spawn_queue(
         handle: Arc::downgrade(&handle),
         owner,
         state,
-        durability,
+        storage,
     };
     tokio::spawn(actor.run(receiver, settle_receiver, handle.clone()));
     handle
@@ -62,11 +62,14 @@ pub(super) struct QueueActor {
     /// Told when an auto-delete queue goes; see [`QueueOwner::forget_queue`].
     owner: Weak<dyn QueueOwner>,
     pub(super) state: QueueState,
-    pub(super) durability: Option<Durability>,
+    pub(super) storage: Option<QueueStorage>,
 }
 
-enum Flow {
+/// Whether the actor goes on after a command, or the queue is deleted and the actor ends.
+enum ActorNext {
+    /// Take the next command.
     Continue,
+    /// The queue was deleted: end the task.
     Stop,
 }
 
@@ -99,7 +102,7 @@ impl QueueActor {
                     let Some(command) = command else {
                         break;
                     };
-                    if let Flow::Stop = self.take_in(command, &mut inbox).await {
+                    if let ActorNext::Stop = self.take_in(command, &mut inbox).await {
                         break;
                     }
                 }
@@ -133,7 +136,7 @@ impl QueueActor {
         &mut self,
         first: QueueCommand,
         inbox: &mut mpsc::Receiver<QueueCommand>,
-    ) -> Flow {
+    ) -> ActorNext {
         let mut command = first;
         let mut messages = 0;
         loop {
@@ -141,24 +144,24 @@ impl QueueActor {
                 QueueCommand::Publish(run) => run.len(),
                 _ => 1,
             };
-            if let Flow::Stop = self.apply(command).await {
-                return Flow::Stop;
+            if let ActorNext::Stop = self.apply(command).await {
+                return ActorNext::Stop;
             }
             if messages >= BATCH {
-                return Flow::Continue;
+                return ActorNext::Continue;
             }
             match inbox.try_recv() {
                 Ok(next) => command = next,
-                Err(_) => return Flow::Continue,
+                Err(_) => return ActorNext::Continue,
             }
         }
     }
 
-    async fn apply(&mut self, command: QueueCommand) -> Flow {
+    async fn apply(&mut self, command: QueueCommand) -> ActorNext {
         match command {
             QueueCommand::Publish(run) => {
                 for Enqueue { message, confirm } in run {
-                    let on_disk = match &self.durability {
+                    let on_disk = match &self.storage {
                         Some(d) => {
                             message.persistent
                                 && self.state.loaded_bytes + message.body_size() > d.memory_budget
@@ -230,27 +233,27 @@ impl QueueActor {
                         "queue '{}' in vhost '{}' in use",
                         name.0, name.1
                     ))));
-                    return Flow::Continue;
+                    return ActorNext::Continue;
                 }
                 if if_empty && self.state.message_count() > 0 {
                     let _ = reply.send(Err(AmqpError::precondition(format!(
                         "queue '{}' in vhost '{}' not empty",
                         name.0, name.1
                     ))));
-                    return Flow::Continue;
+                    return ActorNext::Continue;
                 }
                 let count = self.state.message_count();
                 self.cancel_all_consumers();
                 let _ = reply.send(Ok(count));
-                return Flow::Stop;
+                return ActorNext::Stop;
             }
         }
-        Flow::Continue
+        ActorNext::Continue
     }
 
     /// Tells the store these persistent messages left the queue (acked, dropped or purged).
     pub(super) fn forget_stored(&self, msg_ids: Vec<u64>) {
-        if let Some(d) = &self.durability {
+        if let Some(d) = &self.storage {
             if !msg_ids.is_empty() {
                 d.store.ack(d.queue_id, msg_ids);
             }

@@ -18,7 +18,7 @@ use sink::DeliverySink;
 use warren_protocol::error::AmqpError;
 use warren_protocol::FieldTable;
 
-pub use actor::{spawn_queue, Durability};
+pub use actor::{spawn_queue, QueueStorage};
 pub use consumer::Consumer;
 pub use owner::QueueOwner;
 pub use sink::{DeliverOutcome, QueueReply};

@@ -1,6 +1,6 @@
 //! What a queue needs of the channel its consumers and basic.get callers sit on: the [`DeliverySink`] trait, owned
 //! here so that the queue layer never names a channel or a connection. The channel side implements it
-//! (`channel::outlet::ChannelOutlet`) and encodes everything into AMQP frames; the queue hands over values.
+//! (`channel::delivery_state::DeliveryState`) and encodes everything into AMQP frames; the queue hands over values.
 
 use std::sync::Arc;
 

@@ -16,7 +16,7 @@ use crate::queue::{QueueHandle, QueueOwner};
 use warren_protocol::error::AmqpError;
 use warren_protocol::FieldTable;
 
-pub use durable::Persistence;
+pub use durable::DurableStores;
 pub use exchange::Exchange;
 pub use topology::{ExchangeDeclare, QueueDeclare};
 
@@ -30,7 +30,7 @@ pub struct Vhost {
     /// Moves on after every topology change, so channels know when a route they remember may be stale.
     generation: AtomicU64,
     /// The definitions and message stores; None for a broker without a data directory (unit tests).
-    persistence: Option<Arc<Persistence>>,
+    stores: Option<Arc<DurableStores>>,
     me: Weak<Vhost>,
 }
 
@@ -57,7 +57,7 @@ const PREDECLARED: &[(&str, ExchangeKind, bool)] = &[
 ];
 
 impl Vhost {
-    pub fn new(name: &str, persistence: Option<Arc<Persistence>>) -> Arc<Vhost> {
+    pub fn new(name: &str, stores: Option<Arc<DurableStores>>) -> Arc<Vhost> {
         Arc::new_cyclic(|me| {
             let vhost = Vhost {
                 name: Arc::from(name),
@@ -65,7 +65,7 @@ impl Vhost {
                 queues: DashMap::new(),
                 topology: Mutex::new(()),
                 generation: AtomicU64::new(0),
-                persistence,
+                stores,
                 me: me.clone(),
             };
             for (xname, kind, internal) in PREDECLARED {

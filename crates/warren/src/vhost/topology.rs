@@ -242,8 +242,8 @@ impl Vhost {
             arguments: d.arguments.clone(),
             store_id: None,
         };
-        let durability = self.persist_queue(&mut spec)?;
-        let handle = spawn_queue(spec, self.as_owner(), durability, Vec::new());
+        let storage = self.persist_queue(&mut spec)?;
+        let handle = spawn_queue(spec, self.as_owner(), storage, Vec::new());
         self.queues.insert(handle.spec.name.clone(), handle.clone());
         Ok(handle)
     }

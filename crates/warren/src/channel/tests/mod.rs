@@ -22,7 +22,7 @@ use warren_protocol::{
     PublishArgs,
 };
 
-use super::outbox::Outbox;
+use super::publish_runs::PublishRuns;
 use super::{runtime, Channel, ChannelContext, ChannelEffects};
 use crate::broker::Broker;
 use crate::config::Config;
@@ -54,7 +54,7 @@ pub(super) struct Harness {
     pub conn: Arc<ConnectionShared>,
     pub channel: Channel,
     exclusive_queues: Vec<Arc<QueueHandle>>,
-    outbox: Outbox,
+    publish_runs: PublishRuns,
     /// Bytes taken from the outbound queue and not yet split into frames.
     unread: BytesMut,
     _dir: Arc<DataDir>,
@@ -100,7 +100,7 @@ impl Harness {
             channel: Channel::new(conn.clone(), CHANNEL),
             conn,
             exclusive_queues: Vec::new(),
-            outbox: Outbox::default(),
+            publish_runs: PublishRuns::default(),
             unread: BytesMut::new(),
             _dir: dir,
         }
@@ -113,23 +113,23 @@ impl Harness {
             vhost: &self.vhost,
             conn: &self.conn,
             exclusive_queues: &mut self.exclusive_queues,
-            outbox: &mut self.outbox,
+            publish_runs: &mut self.publish_runs,
         };
         (&mut self.channel, ctx)
     }
 
     /// Hands routed messages to their queues, as the reader does before any method and before reading on.
-    async fn flush_outbox(&mut self) {
-        if !self.outbox.is_empty() {
-            self.outbox.flush().wait(&self.broker).await;
+    async fn flush_publish_runs(&mut self) {
+        if !self.publish_runs.is_empty() {
+            self.publish_runs.flush().wait(&self.broker).await;
         }
     }
 
-    /// Feeds a method as the reader does: outbox flushed first, then the channel's effects executed. The error is
+    /// Feeds a method as the reader does: publish runs flushed first, then the channel's effects executed. The error is
     /// what the reader would close the channel or connection with.
     pub async fn method(&mut self, method: AMQPClass) -> Result<(), AmqpError> {
         let (class_id, method_id) = (method.get_amqp_class_id(), method.get_amqp_method_id());
-        self.flush_outbox().await;
+        self.flush_publish_runs().await;
         let (channel, mut ctx) = self.parts();
         let mut effects = ChannelEffects::default();
         let result = channel.handle_method(&mut ctx, method, &mut effects);
@@ -169,13 +169,13 @@ impl Harness {
         if effects.is_empty() {
             return result;
         }
-        self.flush_outbox().await;
+        self.flush_publish_runs().await;
         let (channel, mut ctx) = self.parts();
         let executed = runtime::execute(channel, &mut ctx, &mut effects).await;
         result.and(executed)
     }
 
-    /// A whole message: publish, content header, one body frame; the outbox is flushed after it, as the reader
+    /// A whole message: publish, content header, one body frame; the publish runs are flushed after it, as the reader
     /// does once it has handled what one read brought.
     pub async fn publish(
         &mut self,
@@ -184,11 +184,11 @@ impl Harness {
         body: &[u8],
     ) -> Result<(), AmqpError> {
         self.publish_unflushed(exchange, key, false, body).await?;
-        self.flush_outbox().await;
+        self.flush_publish_runs().await;
         Ok(())
     }
 
-    /// A whole message, left in the outbox (several of them then reach their queue as one command).
+    /// A whole message, left in the publish runs (several of them then reach their queue as one command).
     pub async fn publish_unflushed(
         &mut self,
         exchange: &str,

@@ -13,11 +13,11 @@ use super::publish::Backlog;
 use crate::queue::{Enqueue, QueueCommand, QueueHandle, MAX_RUN};
 
 #[derive(Default)]
-pub struct Outbox {
+pub struct PublishRuns {
     runs: Vec<(Arc<QueueHandle>, Vec<Enqueue>)>,
 }
 
-impl Outbox {
+impl PublishRuns {
     /// Adds a message to its queue's run. A run that reaches [`MAX_RUN`] is sent at once; if that queue's inbox
     /// is full the run is returned, for the caller to wait on.
     pub fn push(&mut self, queue: &Arc<QueueHandle>, item: Enqueue) -> Backlog {

@@ -26,7 +26,7 @@ pub struct Unacked {
 }
 
 #[derive(Default)]
-struct OutletState {
+struct DeliveryTables {
     closed: bool,
     next_tag: u64,
     unacked: BTreeMap<u64, Unacked>,
@@ -38,25 +38,25 @@ struct OutletState {
     consumers: HashMap<Arc<str>, Arc<QueueHandle>>,
 }
 
-pub struct ChannelOutlet {
+pub struct DeliveryState {
     pub conn: Arc<ConnectionShared>,
     pub channel: u16,
-    state: Mutex<OutletState>,
+    state: Mutex<DeliveryTables>,
 }
 
-impl ChannelOutlet {
-    pub fn new(conn: Arc<ConnectionShared>, channel: u16) -> Arc<ChannelOutlet> {
-        Arc::new(ChannelOutlet {
+impl DeliveryState {
+    pub fn new(conn: Arc<ConnectionShared>, channel: u16) -> Arc<DeliveryState> {
+        Arc::new(DeliveryState {
             conn,
             channel,
-            state: Mutex::new(OutletState {
+            state: Mutex::new(DeliveryTables {
                 next_tag: 1,
-                ..OutletState::default()
+                ..DeliveryTables::default()
             }),
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, OutletState> {
+    fn lock(&self) -> MutexGuard<'_, DeliveryTables> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -203,7 +203,7 @@ impl ChannelOutlet {
         taken
     }
 
-    fn release_credit(&self, state: &mut OutletState, taken: &[Unacked]) {
+    fn release_credit(&self, state: &mut DeliveryTables, taken: &[Unacked]) {
         let freed = taken.iter().filter(|u| u.consumer.is_some()).count() as u32;
         state.consumer_unacked = state.consumer_unacked.saturating_sub(freed);
         if freed > 0 && !state.credit_waiters.is_empty() {
@@ -240,7 +240,7 @@ impl ChannelOutlet {
         self.lock().consumers.remove(tag)
     }
 
-    /// Closes the outlet: no more deliveries. Returns the unacked deliveries and the consumers, for the channel to
+    /// Closes the deliveries: no more deliveries. Returns the unacked deliveries and the consumers, for the channel to
     /// requeue and cancel.
     pub fn close(&self) -> (Vec<Unacked>, Vec<Arc<QueueHandle>>) {
         let mut state = self.lock();
@@ -263,9 +263,9 @@ impl ChannelOutlet {
     }
 }
 
-/// Queues deliver through the outlet; everything is written to the connection's one outbound queue in call order,
+/// Queues deliver through the delivery state; everything is written to the connection's one outbound queue in call order,
 /// which keeps the ordering the trait asks for.
-impl DeliverySink for ChannelOutlet {
+impl DeliverySink for DeliveryState {
     fn deliver(
         &self,
         queue: &Arc<QueueHandle>,
@@ -275,7 +275,7 @@ impl DeliverySink for ChannelOutlet {
         msg: &QueuedMessage,
         credit_waiter: &Arc<Notify>,
     ) -> DeliverOutcome {
-        ChannelOutlet::deliver(
+        DeliveryState::deliver(
             self,
             queue,
             consumer_id,
@@ -293,7 +293,7 @@ impl DeliverySink for ChannelOutlet {
         msg: &QueuedMessage,
         message_count: u32,
     ) -> bool {
-        ChannelOutlet::deliver_get(self, queue, no_ack, msg, message_count)
+        DeliveryState::deliver_get(self, queue, no_ack, msg, message_count)
     }
 
     fn reply(&self, reply: QueueReply) {
@@ -317,7 +317,7 @@ impl DeliverySink for ChannelOutlet {
     }
 
     fn is_closed(&self) -> bool {
-        ChannelOutlet::is_closed(self)
+        DeliveryState::is_closed(self)
     }
 
     fn over_budget(&self) -> bool {
