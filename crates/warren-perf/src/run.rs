@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 
 use super::body::now_ns;
 use super::consumer::{Consumer, ConsumerReport, ConsumerSpec};
+use super::declarations::{self, Declared};
 use super::driver::{Driver, DriverOutcome, Handler};
 use super::loss::Received;
 use super::options::Plan;
@@ -18,7 +19,6 @@ use super::producer::{Producer, ProducerReport, ProducerSpec};
 use super::report::{progress_bar, second_line, Console, Latency, LossCheck, Summary};
 use super::setup::{self, Prepared, Role};
 use super::stats::{Counts, Meter, Meters};
-use super::topology::{self, Topology};
 use super::turn::Phase;
 use super::PerfError;
 
@@ -50,21 +50,21 @@ pub(crate) async fn run(
 ) -> Result<Summary, PerfError> {
     let mut console = Console::new(plan.json);
     let mut errors = Vec::new();
-    let (prepared, topology) = if plan.idle_connections > 0 {
+    let (prepared, declared) = if plan.idle_connections > 0 {
         let (prepared, failed) = setup::connect_idle(plan).await;
         errors.extend(failed);
         console.line(&format!("{} idle connections open", prepared.len()));
         (
             prepared,
-            Topology {
+            Declared {
                 exchange: String::new(),
                 routing_key: String::new(),
                 queues: Vec::new(),
             },
         )
     } else {
-        let topology = topology::declare(plan).await?;
-        (setup::connect(plan, &topology).await?, topology)
+        let declared = declarations::declare(plan).await?;
+        (setup::connect(plan, &declared).await?, declared)
     };
 
     let run_started_ns = now_ns();
@@ -84,12 +84,12 @@ pub(crate) async fn run(
                     meters.producers.push(meter.clone());
                     // With --spread a producer publishes to its own queue through the default exchange.
                     let routing_key = match plan.producer_queue(usize::from(id)) {
-                        Some(group) => topology.queues.get(group).cloned().unwrap_or_default(),
-                        None => topology.routing_key.clone(),
+                        Some(group) => declared.queues.get(group).cloned().unwrap_or_default(),
+                        None => declared.routing_key.clone(),
                     };
                     let spec = ProducerSpec {
                         id,
-                        exchange: topology.exchange.clone(),
+                        exchange: declared.exchange.clone(),
                         routing_key,
                         size: plan.size,
                         persistent: plan.persistent,
@@ -101,7 +101,7 @@ pub(crate) async fn run(
                     Handler::Producer(Producer::new(spec, channel, frame_max, meter))
                 }
                 Role::Consumer(index) => {
-                    let group = index % topology.queues.len().max(1);
+                    let group = index % declared.queues.len().max(1);
                     meters.consumers.push((group, meter.clone()));
                     let spec = ConsumerSpec {
                         group,
@@ -178,7 +178,7 @@ pub(crate) async fn run(
     let loss =
         (plan.producers > 0 && plan.consumers > 0 && plan.idle_connections == 0).then(|| {
             loss_check(
-                topology.queues.len(),
+                declared.queues.len(),
                 plan.producers,
                 |id| plan.producer_queue(id),
                 &producer_reports,

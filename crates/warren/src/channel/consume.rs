@@ -6,7 +6,7 @@ use rand::Rng;
 
 use super::effect::{ChannelEffects, Continuation, Effect, QueueRequest};
 use super::{send_settlements, Channel, ChannelContext, HeldAck};
-use crate::queue::{Consumer, QueueCommand, SettleAction};
+use crate::queue::{QueueCommand, QueueConsumer, SettleAction};
 use warren_protocol::error::{AmqpError, ReplyCode};
 use warren_protocol::{basic, AMQPClass, PublishArgs};
 
@@ -144,7 +144,7 @@ impl Channel {
                 format!("attempt to reuse consumer tag '{tag}'"),
             ));
         }
-        let consumer = Consumer {
+        let consumer = QueueConsumer {
             id: ctx.broker.next_consumer_id(),
             tag: tag.clone(),
             sink: self.deliveries.clone(),

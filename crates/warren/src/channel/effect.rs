@@ -13,7 +13,7 @@ use warren_protocol::{put_method, AMQPClass, ShortString};
 use super::delivery_state::DeliveryState;
 use super::publish::Backlog;
 use crate::message::Message;
-use crate::queue::{Consumer, QueueCommand, QueueHandle, QueueStats};
+use crate::queue::{QueueCommand, QueueConsumer, QueueHandle, QueueStats};
 use crate::session::ConfirmRef;
 use crate::vhost::Vhost;
 
@@ -78,7 +78,10 @@ pub enum QueueRequest {
     /// Message and consumer counts (queue.declare-ok).
     Stats,
     /// Register a consumer; the queue writes consume-ok itself, before any delivery.
-    Consume { consumer: Consumer, send_ok: bool },
+    Consume {
+        consumer: QueueConsumer,
+        send_ok: bool,
+    },
     /// Cancel a consumer; the queue writes cancel-ok itself, after its last delivery to it.
     Cancel {
         sink: Arc<DeliveryState>,

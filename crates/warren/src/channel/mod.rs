@@ -1,19 +1,19 @@
 //! A channel's state machine, run inside its connection's reader task: methods, content frames and queue answers
 //! in, [`ChannelEffects`] out (reply frames, queue commands, waits), which `runtime::execute` carries out. The
 //! channel does no I/O and awaits nothing. Publishing is split out into `publish`, consuming and acknowledging
-//! into `consume`, topology methods into `topology`, transactions into `tx`, continuations into `answer`.
+//! into `consume`, exchange and queue class methods into `exchange_queue_methods`, transactions into `tx`, continuations into `answer`.
 
 mod answer;
 mod consume;
 pub mod delivery_state;
 pub mod effect;
+mod exchange_queue_methods;
 mod publish;
 pub mod publish_runs;
 mod route_cache;
 pub mod runtime;
 #[cfg(test)]
 mod tests;
-mod topology;
 mod tx;
 
 use std::collections::BTreeMap;

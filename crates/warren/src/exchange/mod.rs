@@ -1,5 +1,6 @@
-//! Exchange routing without I/O: the exchange kinds, what a binding points at, and `BindingTable`, the immutable
-//! snapshot of one exchange's bindings that a publish routes through without taking a lock.
+//! Exchanges: the [`Exchange`] a vhost holds (its declared properties and its bindings, in `definition`), and
+//! routing without I/O: the exchange kinds, what a binding points at, and `BindingTable`, the immutable snapshot of
+//! one exchange's bindings that a publish routes through without taking a lock.
 //!
 //! The vhost keeps each exchange's table behind an `Arc` it swaps whole: a bind or unbind builds a new table from
 //! the old one (`with_binding`, `without_binding`, `without_destination`) and publishes it; a publisher that loaded
@@ -11,10 +12,12 @@
 //! bindings and alternate exchanges (with cycle protection) is the vhost's job: it calls `route` again on the
 //! destination exchange's table.
 
+mod definition;
 mod header_value;
 mod headers;
 mod topic;
 
+pub use definition::Exchange;
 pub use headers::{validate_headers_arguments, HeadersBindingError};
 
 use headers::HeadersMatcher;

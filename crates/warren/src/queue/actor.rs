@@ -6,7 +6,7 @@ use std::sync::{Arc, Weak};
 
 use tokio::sync::mpsc;
 
-use super::consumer::Consumer;
+use super::consumer::QueueConsumer;
 use super::owner::QueueOwner;
 use super::sink::{DeliverOutcome, DeliverySink, QueueReply};
 use super::state::{Payload, QueueState};
@@ -267,7 +267,7 @@ impl QueueActor {
         }
     }
 
-    fn add_consumer(&mut self, consumer: Consumer, send_ok: bool) -> Result<(), AmqpError> {
+    fn add_consumer(&mut self, consumer: QueueConsumer, send_ok: bool) -> Result<(), AmqpError> {
         if self.state.has_exclusive_consumer()
             || (consumer.exclusive && !self.state.consumers.is_empty())
         {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::sink::DeliverySink;
 
-pub struct Consumer {
+pub struct QueueConsumer {
     /// Node-unique, so unacked deliveries name their consumer without comparing tags.
     pub id: u64,
     pub tag: Arc<str>,
@@ -17,7 +17,7 @@ pub struct Consumer {
     pub in_flight: u32,
 }
 
-impl Consumer {
+impl QueueConsumer {
     pub fn has_credit(&self) -> bool {
         self.no_ack || self.prefetch == 0 || self.in_flight < u32::from(self.prefetch)
     }

@@ -19,7 +19,7 @@ use warren_protocol::error::AmqpError;
 use warren_protocol::FieldTable;
 
 pub use actor::{spawn_queue, QueueStorage};
-pub use consumer::Consumer;
+pub use consumer::QueueConsumer;
 pub use owner::QueueOwner;
 pub use sink::{DeliverOutcome, QueueReply};
 pub use state::QueueState;
@@ -43,7 +43,7 @@ pub enum QueueCommand {
     Publish(Vec<Enqueue>),
     /// Adds a consumer.
     Consume {
-        consumer: Consumer,
+        consumer: QueueConsumer,
         /// Send basic.consume-ok before any delivery.
         send_ok: bool,
         reply: oneshot::Sender<Result<(), AmqpError>>,

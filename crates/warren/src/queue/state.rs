@@ -6,7 +6,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use super::consumer::Consumer;
+use super::consumer::QueueConsumer;
 use super::sink::{same_sink, DeliverySink};
 use super::SettleAction;
 use crate::message::{Message, QueuedMessage};
@@ -41,7 +41,7 @@ pub struct QueueState {
     /// Body bytes of the ready messages held in memory.
     pub loaded_bytes: u64,
     pub unacked: HashMap<u64, (QueuedMessage, Option<u64>)>,
-    pub consumers: Vec<Consumer>,
+    pub consumers: Vec<QueueConsumer>,
     /// Index of the consumer to try first on the next delivery (round robin).
     pub next_consumer: usize,
     next_seq: u64,
@@ -173,12 +173,16 @@ impl QueueState {
         gone
     }
 
-    pub fn add_consumer(&mut self, consumer: Consumer) {
+    pub fn add_consumer(&mut self, consumer: QueueConsumer) {
         self.had_consumers = true;
         self.consumers.push(consumer);
     }
 
-    pub fn remove_consumer(&mut self, sink: &Arc<dyn DeliverySink>, tag: &str) -> Option<Consumer> {
+    pub fn remove_consumer(
+        &mut self,
+        sink: &Arc<dyn DeliverySink>,
+        tag: &str,
+    ) -> Option<QueueConsumer> {
         let at = self
             .consumers
             .iter()

@@ -9,7 +9,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{Exchange, Vhost};
+use super::Vhost;
+use crate::exchange::Exchange;
 use crate::exchange::{Binding, BindingTable, Destination, ExchangeKind};
 use crate::meta::{BindingDef, DefinitionStore, Definitions, ExchangeDef, MetaError, QueueDef};
 use crate::queue::{spawn_queue, QueueSpec, QueueStorage};

@@ -1,24 +1,23 @@
-//! A virtual host: its exchanges and queues in concurrent maps, the topology operations on them, and routing.
+//! A virtual host: its exchanges and queues in concurrent maps, the operations on them (`objects`), routing
+//! (`routing`), and writing durable ones through to the definitions store (`durable`).
 
 mod durable;
 mod equivalence;
-pub mod exchange;
+mod objects;
 mod routing;
-mod topology;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use dashmap::DashMap;
 
-use crate::exchange::ExchangeKind;
+use crate::exchange::{Exchange, ExchangeKind};
 use crate::queue::{QueueHandle, QueueOwner};
 use warren_protocol::error::AmqpError;
 use warren_protocol::FieldTable;
 
 pub use durable::DurableStores;
-pub use exchange::Exchange;
-pub use topology::{ExchangeDeclare, QueueDeclare};
+pub use objects::{ExchangeDeclare, QueueDeclare};
 
 pub struct Vhost {
     pub name: Arc<str>,

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use super::{Exchange, Vhost};
+use super::Vhost;
+use crate::exchange::Exchange;
 use crate::exchange::{Destination, ExchangeKind};
 use crate::message::Message;
 use crate::queue::QueueHandle;

@@ -6,7 +6,8 @@ use rand::Rng;
 use tokio::sync::oneshot;
 
 use super::equivalence;
-use super::{Exchange, Vhost};
+use super::Vhost;
+use crate::exchange::Exchange;
 use crate::exchange::{Binding, Destination, ExchangeKind};
 use crate::queue::{spawn_queue, QueueCommand, QueueHandle, QueueSpec};
 use warren_protocol::error::{AmqpError, ReplyCode};

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::exchange::{BindingTable, ExchangeKind};
+use super::{BindingTable, ExchangeKind};
 use warren_protocol::{AMQPValue, FieldTable};
 
 pub struct Exchange {
