@@ -42,7 +42,7 @@ impl Channel {
                     .unwrap_or_else(|| Err(AmqpError::not_found("queue", &queue, &ctx.vhost.name)));
                 if let Err(error) = result {
                     self.deliveries.remove_consumer(&tag);
-                    return Err(error.on_method(60, 20));
+                    return Err(error.on(ids::BASIC_CONSUME));
                 }
             }
             (
@@ -74,7 +74,9 @@ impl Channel {
             }
             (Continuation::DeleteOk { queue, nowait }, QueueAnswer::Delete(result)) => {
                 // A queue gone before it answered was deleted with nothing in it.
-                let count = result.unwrap_or(Ok(0)).map_err(|e| e.on_method(50, 40))?;
+                let count = result
+                    .unwrap_or(Ok(0))
+                    .map_err(|e| e.on(ids::QUEUE_DELETE))?;
                 let then = Continuation::QueueDeleted {
                     queue: queue.spec.name.clone(),
                     count,
@@ -112,7 +114,7 @@ impl Channel {
         match then {
             Continuation::Commit(rest) => self
                 .commit_publishes(ctx, rest, effects)
-                .map_err(|e| e.on_method(90, 20)),
+                .map_err(|e| e.on(ids::TX_COMMIT)),
             Continuation::QueueDeleted {
                 queue,
                 count,

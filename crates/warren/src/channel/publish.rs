@@ -16,6 +16,7 @@ use warren_protocol::content::{
     CLASS_BASIC,
 };
 use warren_protocol::error::{AmqpError, ReplyCode};
+use warren_protocol::ids;
 use warren_protocol::{FrameKind, FramePayload, PublishArgs};
 use warren_store::StoredMessage;
 
@@ -80,7 +81,7 @@ impl PendingPublish {
             None => "expected content header for class 60, got non content header frame instead",
             Some(_) => "expected content body, got non content body frame instead",
         };
-        AmqpError::new(ReplyCode::UnexpectedFrame, text).on_method(60, 40)
+        AmqpError::new(ReplyCode::UnexpectedFrame, text).on(ids::BASIC_PUBLISH)
     }
 }
 
@@ -96,7 +97,7 @@ impl Channel {
             return Err(pending.unexpected_frame());
         }
         self.start_publish(ctx, publish)
-            .map_err(|e| e.on_method(60, 40))
+            .map_err(|e| e.on(ids::BASIC_PUBLISH))
     }
 
     pub(super) fn start_publish(
@@ -162,7 +163,7 @@ impl Channel {
                     return Err(AmqpError::precondition(format!(
                         "message size {body_size} is larger than configured max size {max}"
                     ))
-                    .on_method(60, 40));
+                    .on(ids::BASIC_PUBLISH));
                 }
                 let properties = self.route_cache.properties(properties_raw);
                 pending.header = Some((body_size, properties));
@@ -201,7 +202,7 @@ impl Channel {
         }
         let backlog = self
             .route(ctx, message, done.mandatory, effects)
-            .map_err(|e| e.on_method(60, 40))?;
+            .map_err(|e| e.on(ids::BASIC_PUBLISH))?;
         if !backlog.is_empty() {
             effects.push(Effect::Drain(backlog));
         }
@@ -372,13 +373,13 @@ fn check_user_id(properties_raw: &[u8], user: &str) -> Result<(), AmqpError> {
     if flags & USER_ID_FLAG == 0 {
         return Ok(());
     }
-    let properties = decode_properties(properties_raw).map_err(|e| e.on_method(60, 40))?;
+    let properties = decode_properties(properties_raw).map_err(|e| e.on(ids::BASIC_PUBLISH))?;
     match properties.user_id() {
         Some(claimed) if claimed.as_str() != user => Err(AmqpError::precondition(format!(
             "user_id property set to '{}' but authenticated user was '{user}'",
             claimed.as_str()
         ))
-        .on_method(60, 40)),
+        .on(ids::BASIC_PUBLISH)),
         _ => Ok(()),
     }
 }

@@ -44,14 +44,14 @@ pub async fn execute(
             Effect::Resume(then) => channel.resume(ctx, then, effects)?,
             Effect::Topology {
                 change,
-                method: (class_id, method_id),
+                method,
                 then,
             } => {
                 let declared = ctx
                     .vhost
                     .change_topology(true, change)
                     .await
-                    .map_err(|e| e.on_method(class_id, method_id))?;
+                    .map_err(|e| e.on(method))?;
                 channel.topology_changed(ctx, then, declared, effects)?;
             }
         }

@@ -20,6 +20,7 @@ use crate::session::ConnectionShared;
 use crate::vhost::Vhost;
 use warren_protocol::error::{AmqpError, ReplyCode, Scope};
 use warren_protocol::frame::FrameHead;
+use warren_protocol::ids;
 use warren_protocol::method::qos_prefetch_size;
 use warren_protocol::{
     channel, connection, decode_method, parse_publish, put_method, AMQPClass, FrameKind,
@@ -404,7 +405,7 @@ impl Reader {
         let (class_id, method_id) = (method.get_amqp_class_id(), method.get_amqp_method_id());
         if let Some(size @ 1..) = qos_prefetch_size(&frame.payload) {
             return Err(
-                AmqpError::not_implemented(format!("prefetch_size!=0 ({size})")).on_method(60, 10),
+                AmqpError::not_implemented(format!("prefetch_size!=0 ({size})")).on(ids::BASIC_QOS),
             );
         }
         match self.channels.get_mut(id) {

@@ -21,6 +21,7 @@ use properties::{client_capabilities, client_text, server_properties};
 use tune::{check_tune_ok, Tuned};
 use warren_protocol::error::{AmqpError, ReplyCode};
 use warren_protocol::frame::{FrameKind, FrameSplitter, FRAME_MIN_SIZE};
+use warren_protocol::ids;
 use warren_protocol::{
     connection, decode_method, put_method, AMQPClass, LongString, PROTOCOL_HEADER,
 };
@@ -266,7 +267,7 @@ impl<'a> Handshake<'a> {
         let Some(vhost) = self.broker.vhost(name) else {
             return Err(
                 AmqpError::new(ReplyCode::NotAllowed, format!("vhost {name} not found"))
-                    .on_method(10, 40),
+                    .on(ids::CONNECTION_OPEN),
             );
         };
         let allowed = self
@@ -275,7 +276,7 @@ impl<'a> Handshake<'a> {
             .is_some_and(|u| u.vhosts.iter().any(|v| v == name));
         if !allowed {
             let text = format!("access to vhost '{name}' refused for user '{user}'");
-            return Err(AmqpError::new(ReplyCode::NotAllowed, text).on_method(10, 40));
+            return Err(AmqpError::new(ReplyCode::NotAllowed, text).on(ids::CONNECTION_OPEN));
         }
         Ok(vhost)
     }

@@ -5,6 +5,7 @@ use crate::config::Limits;
 use warren_protocol::connection;
 use warren_protocol::error::{AmqpError, ReplyCode};
 use warren_protocol::frame::FRAME_MIN_SIZE;
+use warren_protocol::ids;
 
 /// What tune-ok established.
 pub struct Tuned {
@@ -52,7 +53,7 @@ fn negotiated_value(field: &str, client: u32, min: u32, server: u32) -> Result<u
             ReplyCode::NotAllowed,
             format!("negotiated {field} = {client}{detail} is {bound} than the {which} allowed value ({value})"),
         )
-        .on_method(10, 30)
+        .on(ids::CONNECTION_TUNE)
     };
     if client != 0 && client < min {
         return Err(refuse("lower", "minimum", min));
