@@ -17,7 +17,7 @@ use warren_protocol::ids;
 impl Channel {
     /// Takes a queue's answer to the [`Effect::Ask`](super::effect::Effect::Ask) that carried `then`. Call it as
     /// soon as the answer arrives, before any other event for this channel, and execute what it emits.
-    pub fn handle_answer(
+    pub(crate) fn handle_answer(
         &mut self,
         ctx: &mut ChannelContext<'_>,
         then: Continuation,
@@ -105,7 +105,7 @@ impl Channel {
 
     /// Continues after an [`Effect::Resume`](super::effect::Effect::Resume): call it once every effect before
     /// that one has been executed, and execute what it emits.
-    pub fn resume(
+    pub(crate) fn resume(
         &mut self,
         ctx: &mut ChannelContext<'_>,
         then: Continuation,
@@ -135,7 +135,7 @@ impl Channel {
 
     /// Called by the driver when the change of an [`Effect::Topology`](super::effect::Effect::Topology) is made,
     /// with the queue it declared (queue.declare) or None.
-    pub fn topology_changed(
+    pub(crate) fn topology_changed(
         &mut self,
         ctx: &mut ChannelContext<'_>,
         then: Continuation,

@@ -18,11 +18,11 @@ use warren_protocol::{basic, put_method, AMQPClass};
 
 /// A delivery awaiting basic.ack / nack / reject.
 #[derive(Clone)]
-pub struct Unacked {
-    pub queue: Arc<QueueHandle>,
-    pub seq: u64,
+pub(crate) struct Unacked {
+    pub(crate) queue: Arc<QueueHandle>,
+    pub(crate) seq: u64,
     /// The consumer it went to; None for basic.get.
-    pub consumer: Option<u64>,
+    pub(crate) consumer: Option<u64>,
 }
 
 #[derive(Default)]
@@ -38,14 +38,14 @@ struct DeliveryTables {
     consumers: HashMap<Arc<str>, Arc<QueueHandle>>,
 }
 
-pub struct DeliveryState {
-    pub conn: Arc<ConnectionShared>,
-    pub channel: u16,
+pub(crate) struct DeliveryState {
+    pub(crate) conn: Arc<ConnectionShared>,
+    pub(crate) channel: u16,
     state: Mutex<DeliveryTables>,
 }
 
 impl DeliveryState {
-    pub fn new(conn: Arc<ConnectionShared>, channel: u16) -> Arc<DeliveryState> {
+    pub(crate) fn new(conn: Arc<ConnectionShared>, channel: u16) -> Arc<DeliveryState> {
         Arc::new(DeliveryState {
             conn,
             channel,
@@ -61,7 +61,7 @@ impl DeliveryState {
     }
 
     /// Delivers `msg` to a consumer with basic.deliver.
-    pub fn deliver(
+    pub(crate) fn deliver(
         &self,
         queue: &Arc<QueueHandle>,
         consumer_id: u64,
@@ -121,7 +121,7 @@ impl DeliveryState {
     }
 
     /// Answers basic.get with get-ok. Returns false if the channel is closed (the message stays in the queue).
-    pub fn deliver_get(
+    pub(crate) fn deliver_get(
         &self,
         queue: &Arc<QueueHandle>,
         no_ack: bool,
@@ -164,7 +164,7 @@ impl DeliveryState {
 
     /// Removes the deliveries an ack, nack or reject names. `multiple` covers every tag up to `tag`; tag 0 with
     /// multiple covers all. An unknown tag is 406 PRECONDITION_FAILED and removes nothing.
-    pub fn take_unacked(&self, tag: u64, multiple: bool) -> Result<Vec<Unacked>, AmqpError> {
+    pub(crate) fn take_unacked(&self, tag: u64, multiple: bool) -> Result<Vec<Unacked>, AmqpError> {
         let mut state = self.lock();
         let taken: Vec<Unacked> = remove_tags(&mut state.unacked, tag, multiple)?
             .into_values()
@@ -176,7 +176,7 @@ impl DeliveryState {
     /// Removes the deliveries a transactional ack, nack or reject names, as RabbitMQ does when the method arrives
     /// (an unknown or already acked tag is refused then, not at commit). Their prefetch credit stays taken until
     /// the commit settles them ([`Self::release_held`]) or a rollback puts them back ([`Self::restore_unacked`]).
-    pub fn hold_unacked(
+    pub(crate) fn hold_unacked(
         &self,
         tag: u64,
         multiple: bool,
@@ -185,18 +185,18 @@ impl DeliveryState {
     }
 
     /// tx.rollback: held deliveries are unacked again, under their old tags.
-    pub fn restore_unacked(&self, held: BTreeMap<u64, Unacked>) {
+    pub(crate) fn restore_unacked(&self, held: BTreeMap<u64, Unacked>) {
         self.lock().unacked.extend(held);
     }
 
     /// tx.commit: held deliveries are settled, so their prefetch credit returns.
-    pub fn release_held(&self, settled: &[Unacked]) {
+    pub(crate) fn release_held(&self, settled: &[Unacked]) {
         let mut state = self.lock();
         self.release_credit(&mut state, settled);
     }
 
     /// Takes every unacked delivery (basic.recover, channel close).
-    pub fn take_all_unacked(&self) -> Vec<Unacked> {
+    pub(crate) fn take_all_unacked(&self) -> Vec<Unacked> {
         let mut state = self.lock();
         let taken: Vec<Unacked> = std::mem::take(&mut state.unacked).into_values().collect();
         self.release_credit(&mut state, &taken);
@@ -213,7 +213,7 @@ impl DeliveryState {
         }
     }
 
-    pub fn set_global_prefetch(&self, prefetch: u16) {
+    pub(crate) fn set_global_prefetch(&self, prefetch: u16) {
         let mut state = self.lock();
         state.global_prefetch = prefetch;
         for waiter in state.credit_waiters.drain(..) {
@@ -222,7 +222,7 @@ impl DeliveryState {
     }
 
     /// Registers a consumer tag; false if the channel already has it.
-    pub fn add_consumer(&self, tag: Arc<str>, queue: Arc<QueueHandle>) -> bool {
+    pub(crate) fn add_consumer(&self, tag: Arc<str>, queue: Arc<QueueHandle>) -> bool {
         let mut state = self.lock();
         if state.consumers.contains_key(&tag) {
             return false;
@@ -231,18 +231,14 @@ impl DeliveryState {
         true
     }
 
-    pub fn has_consumer(&self, tag: &str) -> bool {
-        self.lock().consumers.contains_key(tag)
-    }
-
     /// Forgets a consumer tag (client cancel, or the queue cancelled it); returns its queue.
-    pub fn remove_consumer(&self, tag: &str) -> Option<Arc<QueueHandle>> {
+    pub(crate) fn remove_consumer(&self, tag: &str) -> Option<Arc<QueueHandle>> {
         self.lock().consumers.remove(tag)
     }
 
     /// Closes the deliveries: no more deliveries. Returns the unacked deliveries and the consumers, for the channel to
     /// requeue and cancel.
-    pub fn close(&self) -> (Vec<Unacked>, Vec<Arc<QueueHandle>>) {
+    pub(crate) fn close(&self) -> (Vec<Unacked>, Vec<Arc<QueueHandle>>) {
         let mut state = self.lock();
         state.closed = true;
         let unacked = std::mem::take(&mut state.unacked).into_values().collect();
@@ -258,7 +254,7 @@ impl DeliveryState {
         (unacked, queues)
     }
 
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.lock().closed
     }
 }

@@ -5,13 +5,13 @@
 
 mod answer;
 mod consume;
-pub mod delivery_state;
-pub mod effect;
+pub(crate) mod delivery_state;
+pub(crate) mod effect;
 mod exchange_queue_methods;
 mod publish;
-pub mod publish_runs;
+pub(crate) mod publish_runs;
 mod route_cache;
-pub mod runtime;
+pub(crate) mod runtime;
 #[cfg(test)]
 mod tests;
 mod tx;
@@ -29,21 +29,21 @@ use warren_protocol::{access, channel, confirm as confirm_class, AMQPClass};
 
 use self::delivery_state::{DeliveryState, Unacked};
 use self::effect::Effect;
-pub use self::effect::{ChannelEffects, Continuation, QueueAnswer, QueueRequest};
+pub(crate) use self::effect::ChannelEffects;
 use self::publish::PendingPublish;
-pub use self::publish::{Backlog, COPY_BODY_BELOW};
+pub(crate) use self::publish::COPY_BODY_BELOW;
 use self::publish_runs::PublishRuns;
 use self::route_cache::RouteCache;
 
 /// What a channel method handler needs of its connection.
-pub struct ChannelContext<'a> {
-    pub broker: &'a Arc<Broker>,
-    pub vhost: &'a Arc<Vhost>,
-    pub conn: &'a Arc<ConnectionShared>,
+pub(crate) struct ChannelContext<'a> {
+    pub(crate) broker: &'a Arc<Broker>,
+    pub(crate) vhost: &'a Arc<Vhost>,
+    pub(crate) conn: &'a Arc<ConnectionShared>,
     /// Exclusive queues this connection declared, deleted when it closes.
-    pub exclusive_queues: &'a mut Vec<Arc<QueueHandle>>,
+    pub(crate) exclusive_queues: &'a mut Vec<Arc<QueueHandle>>,
     /// Routed messages not yet handed to their queues.
-    pub publish_runs: &'a mut PublishRuns,
+    pub(crate) publish_runs: &'a mut PublishRuns,
 }
 
 /// An ack, nack or reject held by a transaction until commit: the deliveries it named, already taken out of the
@@ -66,11 +66,11 @@ struct Transaction {
 /// Every `handle_*` method takes one event and pushes what must happen into a [`ChannelEffects`]; the caller then
 /// executes those in order ([`runtime::execute`]) before it hands this channel its next frame. A returned error
 /// closes the channel (or the connection, by its scope) after the effects emitted before it are executed.
-pub struct Channel {
+pub(crate) struct Channel {
     /// The channel number.
-    pub id: u16,
+    pub(crate) id: u16,
     /// What queue actors deliver through: delivery tags, unacked deliveries, consumer tags.
-    pub deliveries: Arc<DeliveryState>,
+    pub(crate) deliveries: Arc<DeliveryState>,
     pending: Option<PendingPublish>,
     confirms: Option<Arc<ConfirmTracker>>,
     tx: Option<Transaction>,
@@ -83,7 +83,7 @@ pub struct Channel {
 
 impl Channel {
     /// A channel just opened (the reader has answered channel.open).
-    pub fn new(conn: Arc<ConnectionShared>, id: u16) -> Channel {
+    pub(crate) fn new(conn: Arc<ConnectionShared>, id: u16) -> Channel {
         Channel {
             id,
             deliveries: DeliveryState::new(conn, id),
@@ -97,14 +97,15 @@ impl Channel {
     }
 
     /// Whether a content header or body frame is expected next.
-    pub fn expects_content(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn expects_content(&self) -> bool {
         self.pending.is_some()
     }
 
     /// Handles one method other than channel.open / channel.close (the reader handles those). Call it once every
     /// effect of this channel's previous event has been executed, and after the connection's publish runs are flushed
     /// (a method may reach a queue that publishes waiting in the publish runs must reach first).
-    pub fn handle_method(
+    pub(crate) fn handle_method(
         &mut self,
         ctx: &mut ChannelContext<'_>,
         method: AMQPClass,
@@ -187,7 +188,7 @@ impl Channel {
     /// Closes the channel: no more deliveries, consumers cancelled, unacked deliveries requeued. Call it when the
     /// channel ends for any reason (channel.close, a channel error, the connection closing) and execute the
     /// effects before the channel number is used again.
-    pub fn shutdown(&mut self, effects: &mut ChannelEffects) {
+    pub(crate) fn shutdown(&mut self, effects: &mut ChannelEffects) {
         self.pending = None;
         if let Some(tracker) = self.confirms.take() {
             tracker.close();

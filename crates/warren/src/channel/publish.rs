@@ -23,9 +23,9 @@ use warren_store::StoredMessage;
 /// Body frames smaller than this are copied out of the read buffer, so that a small message waiting in a deep queue
 /// does not pin a whole read buffer; larger ones stay zero-copy slices of it. The connection reader hands the
 /// larger ones over as owned slices and the rest borrowed.
-pub const COPY_BODY_BELOW: usize = 4096;
+pub(crate) const COPY_BODY_BELOW: usize = 4096;
 
-pub struct PendingPublish {
+pub(crate) struct PendingPublish {
     exchange: Arc<str>,
     routing_key: Arc<str>,
     mandatory: bool,
@@ -88,7 +88,7 @@ impl PendingPublish {
 impl Channel {
     /// basic.publish as the reader's fast path hands it over (see [`warren_protocol::parse_publish`]); the checks
     /// are those `handle_method` makes for any method.
-    pub fn handle_publish(
+    pub(crate) fn handle_publish(
         &mut self,
         ctx: &ChannelContext<'_>,
         publish: PublishArgs<'_>,
@@ -134,7 +134,7 @@ impl Channel {
     /// still has to wait (a full queue inbox, a store behind its disk) is emitted as an [`Effect::Drain`]. Call it
     /// for every content frame on this channel, in order; when it emits nothing, which is the rule while queues
     /// keep up, the next frame may follow at once (the publish runs are flushed later, see `channel::publish_runs`).
-    pub fn handle_content(
+    pub(crate) fn handle_content(
         &mut self,
         ctx: &mut ChannelContext<'_>,
         kind: FrameKind,
@@ -315,7 +315,7 @@ const STORE_BACKLOG_LIMIT: u64 = 64 << 20;
 /// What a routed message still waits for. The connection's reader waits on it before reading on, which holds the
 /// publisher back through TCP: a publisher faster than a queue or the disk cannot grow memory without bound.
 #[derive(Default)]
-pub struct Backlog {
+pub(crate) struct Backlog {
     /// Commands whose queue's inbox was full.
     blocked: Vec<(Arc<QueueHandle>, QueueCommand)>,
     /// The store's write queue is over its limit.
@@ -323,7 +323,7 @@ pub struct Backlog {
 }
 
 impl Backlog {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.blocked.is_empty() && !self.store_full
     }
 
@@ -334,14 +334,14 @@ impl Backlog {
         }
     }
 
-    pub fn extend(&mut self, other: Backlog) {
+    pub(crate) fn extend(&mut self, other: Backlog) {
         self.blocked.extend(other.blocked);
         self.store_full |= other.store_full;
     }
 
     /// Waits until every held command is in its queue's inbox and, if the store was over its limit, until the
     /// store's writer has taken it back under (or the store failed).
-    pub async fn wait(self, broker: &Broker) {
+    pub(crate) async fn wait(self, broker: &Broker) {
         for (queue, command) in self.blocked {
             queue.send(command).await;
         }

@@ -8,20 +8,20 @@ use arc_swap::ArcSwap;
 use super::{BindingTable, ExchangeKind};
 use warren_protocol::{AMQPValue, FieldTable};
 
-pub struct Exchange {
-    pub name: Arc<str>,
-    pub kind: ExchangeKind,
-    pub durable: bool,
-    pub auto_delete: bool,
-    pub internal: bool,
-    pub arguments: FieldTable,
+pub(crate) struct Exchange {
+    pub(crate) name: Arc<str>,
+    pub(crate) kind: ExchangeKind,
+    pub(crate) durable: bool,
+    pub(crate) auto_delete: bool,
+    pub(crate) internal: bool,
+    pub(crate) arguments: FieldTable,
     /// The `alternate-exchange` argument: where messages this exchange cannot route go.
-    pub alternate: Option<Arc<str>>,
-    pub bindings: ArcSwap<BindingTable>,
+    pub(crate) alternate: Option<Arc<str>>,
+    pub(crate) bindings: ArcSwap<BindingTable>,
 }
 
 impl Exchange {
-    pub fn new(
+    pub(crate) fn new(
         name: &str,
         kind: ExchangeKind,
         durable: bool,

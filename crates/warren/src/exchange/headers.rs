@@ -48,7 +48,7 @@ impl MatchMode {
 /// Why a headers-exchange binding was refused; the broker answers `queue.bind`/`exchange.bind` with 406
 /// PRECONDITION_FAILED and this text, as RabbitMQ does.
 #[derive(Debug, Clone, PartialEq, Error)]
-pub enum HeadersBindingError {
+pub(crate) enum HeadersBindingError {
     /// `x-match` is a string but not one of the four modes.
     #[error(
         "Invalid x-match field value <<\"{0}\">>; expected all, any, all-with-x, or any-with-x"
@@ -67,7 +67,7 @@ pub enum HeadersBindingError {
 
 /// Checks a headers-exchange binding's `x-match` argument, as RabbitMQ does when the binding is created. A missing
 /// `x-match` is accepted (it means `all`).
-pub fn validate_headers_arguments(arguments: &FieldTable) -> Result<(), HeadersBindingError> {
+pub(crate) fn validate_headers_arguments(arguments: &FieldTable) -> Result<(), HeadersBindingError> {
     match arguments.inner().get(X_MATCH) {
         None => Ok(()),
         Some(value) => match string_bytes(value) {

@@ -14,6 +14,7 @@ const QUEUES: TableDefinition<&str, &[u8]> = TableDefinition::new("queues");
 const BINDINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("bindings");
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 
+/// Why the definitions store (redb) failed; at start this stops the broker, later it fails the topology change.
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
     /// The database file could not be opened or created.
@@ -24,7 +25,12 @@ pub enum MetaError {
     Storage(String),
     /// A stored record does not decode.
     #[error("corrupt definition record '{key}': {error}")]
-    Corrupt { key: String, error: String },
+    Corrupt {
+        /// The record's key in its table.
+        key: String,
+        /// Why it does not decode.
+        error: String,
+    },
 }
 
 fn storage(e: impl std::fmt::Display) -> MetaError {
@@ -32,33 +38,33 @@ fn storage(e: impl std::fmt::Display) -> MetaError {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ExchangeDef {
-    pub vhost: String,
-    pub name: String,
-    pub kind: String,
-    pub auto_delete: bool,
-    pub internal: bool,
-    pub arguments: FieldTable,
+pub(crate) struct ExchangeDef {
+    pub(crate) vhost: String,
+    pub(crate) name: String,
+    pub(crate) kind: String,
+    pub(crate) auto_delete: bool,
+    pub(crate) internal: bool,
+    pub(crate) arguments: FieldTable,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct QueueDef {
-    pub vhost: String,
-    pub name: String,
+pub(crate) struct QueueDef {
+    pub(crate) vhost: String,
+    pub(crate) name: String,
     /// The id the message store files this queue's messages under.
-    pub id: u64,
-    pub auto_delete: bool,
-    pub arguments: FieldTable,
+    pub(crate) id: u64,
+    pub(crate) auto_delete: bool,
+    pub(crate) arguments: FieldTable,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct BindingDef {
-    pub vhost: String,
-    pub source: String,
-    pub destination: String,
-    pub destination_is_queue: bool,
-    pub routing_key: String,
-    pub arguments: FieldTable,
+pub(crate) struct BindingDef {
+    pub(crate) vhost: String,
+    pub(crate) source: String,
+    pub(crate) destination: String,
+    pub(crate) destination_is_queue: bool,
+    pub(crate) routing_key: String,
+    pub(crate) arguments: FieldTable,
 }
 
 impl BindingDef {
@@ -74,13 +80,13 @@ impl BindingDef {
 
 /// Everything stored, as loaded at start.
 #[derive(Debug, Default)]
-pub struct Definitions {
-    pub exchanges: Vec<ExchangeDef>,
-    pub queues: Vec<QueueDef>,
-    pub bindings: Vec<BindingDef>,
+pub(crate) struct Definitions {
+    pub(crate) exchanges: Vec<ExchangeDef>,
+    pub(crate) queues: Vec<QueueDef>,
+    pub(crate) bindings: Vec<BindingDef>,
 }
 
-pub struct DefinitionStore {
+pub(crate) struct DefinitionStore {
     db: Database,
 }
 
@@ -89,7 +95,7 @@ fn object_key(vhost: &str, name: &str) -> String {
 }
 
 impl DefinitionStore {
-    pub fn open(path: &Path) -> Result<DefinitionStore, MetaError> {
+    pub(crate) fn open(path: &Path) -> Result<DefinitionStore, MetaError> {
         let db = Database::create(path)?;
         // Create the tables so that reads of an empty database find them.
         let txn = db.begin_write().map_err(storage)?;
@@ -125,32 +131,32 @@ impl DefinitionStore {
         txn.commit().map_err(storage)
     }
 
-    pub fn put_exchange(&self, def: &ExchangeDef) -> Result<(), MetaError> {
+    pub(crate) fn put_exchange(&self, def: &ExchangeDef) -> Result<(), MetaError> {
         self.put(EXCHANGES, &object_key(&def.vhost, &def.name), def)
     }
 
-    pub fn remove_exchange(&self, vhost: &str, name: &str) -> Result<(), MetaError> {
+    pub(crate) fn remove_exchange(&self, vhost: &str, name: &str) -> Result<(), MetaError> {
         self.remove(EXCHANGES, &object_key(vhost, name))
     }
 
-    pub fn put_queue(&self, def: &QueueDef) -> Result<(), MetaError> {
+    pub(crate) fn put_queue(&self, def: &QueueDef) -> Result<(), MetaError> {
         self.put(QUEUES, &object_key(&def.vhost, &def.name), def)
     }
 
-    pub fn remove_queue(&self, vhost: &str, name: &str) -> Result<(), MetaError> {
+    pub(crate) fn remove_queue(&self, vhost: &str, name: &str) -> Result<(), MetaError> {
         self.remove(QUEUES, &object_key(vhost, name))
     }
 
-    pub fn put_binding(&self, def: &BindingDef) -> Result<(), MetaError> {
+    pub(crate) fn put_binding(&self, def: &BindingDef) -> Result<(), MetaError> {
         self.put(BINDINGS, &def.key()?, def)
     }
 
-    pub fn remove_binding(&self, def: &BindingDef) -> Result<(), MetaError> {
+    pub(crate) fn remove_binding(&self, def: &BindingDef) -> Result<(), MetaError> {
         self.remove(BINDINGS, &def.key()?)
     }
 
     /// A new queue id for the message store, never reused.
-    pub fn next_queue_id(&self) -> Result<u64, MetaError> {
+    pub(crate) fn next_queue_id(&self) -> Result<u64, MetaError> {
         let txn = self.db.begin_write().map_err(storage)?;
         let id = {
             let mut counters = txn.open_table(COUNTERS).map_err(storage)?;
@@ -167,7 +173,7 @@ impl DefinitionStore {
         Ok(id)
     }
 
-    pub fn load(&self) -> Result<Definitions, MetaError> {
+    pub(crate) fn load(&self) -> Result<Definitions, MetaError> {
         let txn = self.db.begin_read().map_err(storage)?;
         Ok(Definitions {
             exchanges: read_all(&txn, EXCHANGES)?,

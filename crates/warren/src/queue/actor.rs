@@ -15,11 +15,11 @@ use warren_protocol::error::AmqpError;
 use warren_store::{IndexEntry, Store};
 
 /// What a durable queue needs of the message store.
-pub struct QueueStorage {
-    pub store: Store,
-    pub queue_id: u64,
+pub(crate) struct QueueStorage {
+    pub(crate) store: Store,
+    pub(crate) queue_id: u64,
     /// Body bytes of ready messages kept in memory; persistent messages past it stay only on disk.
-    pub memory_budget: u64,
+    pub(crate) memory_budget: u64,
 }
 
 /// Inbox capacity in commands; a full inbox makes publishers' readers wait. A publish command carries up to
@@ -28,7 +28,7 @@ const INBOX_CAPACITY: usize = 32_768 / MAX_RUN;
 const BATCH: usize = 256;
 
 /// Creates a queue and starts its actor; a durable queue starts with the messages the store recovered for it.
-pub fn spawn_queue(
+pub(crate) fn spawn_queue(
     spec: QueueSpec,
     owner: Weak<dyn QueueOwner>,
     storage: Option<QueueStorage>,

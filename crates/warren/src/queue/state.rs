@@ -13,16 +13,16 @@ use crate::message::{Message, QueuedMessage};
 
 /// A ready message's body: in memory, or only in the message store.
 #[derive(Clone, Debug)]
-pub enum Payload {
+pub(crate) enum Payload {
     Loaded(Arc<Message>),
     OnDisk { msg_id: u64, body_size: u64 },
 }
 
 #[derive(Clone, Debug)]
-pub struct ReadyEntry {
-    pub seq: u64,
-    pub payload: Payload,
-    pub redelivered: bool,
+pub(crate) struct ReadyEntry {
+    pub(crate) seq: u64,
+    pub(crate) payload: Payload,
+    pub(crate) redelivered: bool,
 }
 
 impl ReadyEntry {
@@ -35,24 +35,24 @@ impl ReadyEntry {
 }
 
 #[derive(Default)]
-pub struct QueueState {
+pub(crate) struct QueueState {
     /// Ordered by `seq`; requeued messages are put back at their original place.
-    pub ready: VecDeque<ReadyEntry>,
+    pub(crate) ready: VecDeque<ReadyEntry>,
     /// Body bytes of the ready messages held in memory.
-    pub loaded_bytes: u64,
-    pub unacked: HashMap<u64, (QueuedMessage, Option<u64>)>,
-    pub consumers: Vec<QueueConsumer>,
+    pub(crate) loaded_bytes: u64,
+    pub(crate) unacked: HashMap<u64, (QueuedMessage, Option<u64>)>,
+    pub(crate) consumers: Vec<QueueConsumer>,
     /// Index of the consumer to try first on the next delivery (round robin).
-    pub next_consumer: usize,
+    pub(crate) next_consumer: usize,
     next_seq: u64,
     /// Set once a consumer has subscribed: an auto-delete queue is deleted when its last consumer goes, not before
     /// the first arrives.
-    pub had_consumers: bool,
+    pub(crate) had_consumers: bool,
 }
 
 impl QueueState {
     /// Appends a message; with `on_disk`, only its id is kept (the store holds the body).
-    pub fn enqueue(&mut self, message: Arc<Message>, on_disk: bool) {
+    pub(crate) fn enqueue(&mut self, message: Arc<Message>, on_disk: bool) {
         self.next_seq += 1;
         let payload = if on_disk {
             Payload::OnDisk {
@@ -71,7 +71,7 @@ impl QueueState {
 
     /// Appends a message recovered from the store at start: on disk, marked redelivered (RabbitMQ's behaviour
     /// for messages that were in a queue when the broker stopped).
-    pub fn enqueue_recovered(&mut self, msg_id: u64, body_size: u64) {
+    pub(crate) fn enqueue_recovered(&mut self, msg_id: u64, body_size: u64) {
         self.next_seq += 1;
         self.push_back(ReadyEntry {
             seq: self.next_seq,
@@ -86,14 +86,14 @@ impl QueueState {
     }
 
     /// Takes the first ready message.
-    pub fn pop_ready(&mut self) -> Option<ReadyEntry> {
+    pub(crate) fn pop_ready(&mut self) -> Option<ReadyEntry> {
         let entry = self.ready.pop_front()?;
         self.loaded_bytes -= entry.loaded_bytes();
         Some(entry)
     }
 
     /// Puts a message back at the place its `seq` gives it, marked redelivered.
-    pub fn requeue(&mut self, msg: QueuedMessage) {
+    pub(crate) fn requeue(&mut self, msg: QueuedMessage) {
         let entry = ReadyEntry {
             seq: msg.seq,
             payload: Payload::Loaded(msg.message),
@@ -111,7 +111,7 @@ impl QueueState {
     }
 
     /// Puts back a message taken for a delivery that did not happen, keeping its redelivered flag.
-    pub fn unpop(&mut self, msg: QueuedMessage) {
+    pub(crate) fn unpop(&mut self, msg: QueuedMessage) {
         let entry = ReadyEntry {
             seq: msg.seq,
             payload: Payload::Loaded(msg.message),
@@ -123,7 +123,7 @@ impl QueueState {
 
     /// The store ids of the paged-out messages at the front of the ready list, in queue order: as many as fit in
     /// `max_bytes` of body (at least one, if the first is paged out) and `max_count`.
-    pub fn paged_out_front(&self, max_bytes: u64, max_count: usize) -> Vec<u64> {
+    pub(crate) fn paged_out_front(&self, max_bytes: u64, max_count: usize) -> Vec<u64> {
         let mut ids = Vec::new();
         let mut bytes = 0;
         for entry in self.ready.iter().take(max_count) {
@@ -140,17 +140,17 @@ impl QueueState {
     }
 
     /// Puts back an entry taken but not delivered.
-    pub fn unpop_entry(&mut self, entry: ReadyEntry) {
+    pub(crate) fn unpop_entry(&mut self, entry: ReadyEntry) {
         self.loaded_bytes += entry.loaded_bytes();
         self.ready.push_front(entry);
     }
 
-    pub fn record_unacked(&mut self, msg: QueuedMessage, consumer: Option<u64>) {
+    pub(crate) fn record_unacked(&mut self, msg: QueuedMessage, consumer: Option<u64>) {
         self.unacked.insert(msg.seq, (msg, consumer));
     }
 
     /// Applies an ack, nack or reject to deliveries of this queue; returns the messages that left the queue.
-    pub fn settle(
+    pub(crate) fn settle(
         &mut self,
         deliveries: &[(u64, Option<u64>)],
         action: SettleAction,
@@ -173,12 +173,12 @@ impl QueueState {
         gone
     }
 
-    pub fn add_consumer(&mut self, consumer: QueueConsumer) {
+    pub(crate) fn add_consumer(&mut self, consumer: QueueConsumer) {
         self.had_consumers = true;
         self.consumers.push(consumer);
     }
 
-    pub fn remove_consumer(
+    pub(crate) fn remove_consumer(
         &mut self,
         sink: &Arc<dyn DeliverySink>,
         tag: &str,
@@ -191,23 +191,23 @@ impl QueueState {
     }
 
     /// Removes every consumer of a channel; returns how many went.
-    pub fn remove_channel(&mut self, sink: &Arc<dyn DeliverySink>) -> usize {
+    pub(crate) fn remove_channel(&mut self, sink: &Arc<dyn DeliverySink>) -> usize {
         let before = self.consumers.len();
         self.consumers.retain(|c| !same_sink(&c.sink, sink));
         before - self.consumers.len()
     }
 
-    pub fn has_exclusive_consumer(&self) -> bool {
+    pub(crate) fn has_exclusive_consumer(&self) -> bool {
         self.consumers.iter().any(|c| c.exclusive)
     }
 
     /// Drops every ready message (unacked ones stay, as in RabbitMQ's purge); returns them.
-    pub fn purge(&mut self) -> Vec<ReadyEntry> {
+    pub(crate) fn purge(&mut self) -> Vec<ReadyEntry> {
         self.loaded_bytes = 0;
         self.ready.drain(..).collect()
     }
 
-    pub fn message_count(&self) -> u32 {
+    pub(crate) fn message_count(&self) -> u32 {
         self.ready.len() as u32
     }
 }

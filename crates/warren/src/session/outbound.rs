@@ -25,7 +25,7 @@ struct Pending {
 }
 
 /// The frames queued for one connection's socket, with a byte budget that holds queue deliveries back.
-pub struct OutboundQueue {
+pub(crate) struct OutboundQueue {
     pending: Mutex<Pending>,
     /// Bytes appended and not yet written; read without the lock by queue actors checking the budget.
     queued_bytes: AtomicUsize,
@@ -37,7 +37,7 @@ pub struct OutboundQueue {
 
 impl OutboundQueue {
     /// An empty queue that counts as over budget past `budget` bytes.
-    pub fn new(budget: usize) -> OutboundQueue {
+    pub(crate) fn new(budget: usize) -> OutboundQueue {
         OutboundQueue {
             pending: Mutex::new(Pending::default()),
             queued_bytes: AtomicUsize::new(0),
@@ -53,7 +53,7 @@ impl OutboundQueue {
     }
 
     /// Appends frames encoded by `encode`. Returns false (and drops them) once the connection is closing.
-    pub fn write(&self, encode: impl FnOnce(&mut BytesMut)) -> bool {
+    pub(crate) fn write(&self, encode: impl FnOnce(&mut BytesMut)) -> bool {
         if self.is_closed() {
             return false;
         }
@@ -69,7 +69,7 @@ impl OutboundQueue {
 
     /// Appends a message: `head` encodes the method and content header frames, then the body follows in body
     /// frames no larger than `frame_max`.
-    pub fn write_message(
+    pub(crate) fn write_message(
         &self,
         channel: u16,
         frame_max: u32,
@@ -114,12 +114,12 @@ impl OutboundQueue {
     }
 
     /// True while more than the budget is waiting to be written: queue actors hold further deliveries back.
-    pub fn over_budget(&self) -> bool {
+    pub(crate) fn over_budget(&self) -> bool {
         self.queued_bytes.load(Ordering::Relaxed) > self.budget
     }
 
     /// Registers a queue actor to be woken when the queued bytes fall back under the budget.
-    pub fn wake_when_drained(&self, waiter: Arc<Notify>) {
+    pub(crate) fn wake_when_drained(&self, waiter: Arc<Notify>) {
         let mut pending = self.lock();
         if !self.over_budget() {
             drop(pending);
@@ -160,7 +160,7 @@ impl OutboundQueue {
     }
 
     /// Stops accepting frames; the writer writes what is queued, then shuts the socket down.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.ready.notify_one();
         let waiters = std::mem::take(&mut self.lock().waiters);
@@ -170,7 +170,7 @@ impl OutboundQueue {
     }
 
     /// True once the connection is closing: frames appended now are dropped.
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }
 }

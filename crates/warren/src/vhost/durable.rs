@@ -18,10 +18,10 @@ use warren_protocol::error::{AmqpError, ReplyCode};
 use warren_store::{IndexEntry, Store};
 
 /// The node's durable state, shared by every vhost.
-pub struct DurableStores {
-    pub definitions: DefinitionStore,
-    pub store: Store,
-    pub queue_memory_budget: u64,
+pub(crate) struct DurableStores {
+    pub(crate) definitions: DefinitionStore,
+    pub(crate) store: Store,
+    pub(crate) queue_memory_budget: u64,
 }
 
 fn internal(error: MetaError) -> AmqpError {
@@ -36,7 +36,7 @@ impl Vhost {
     /// Runs `change` on this vhost and returns its result: on the blocking pool when `may_persist` (the change may
     /// commit to the definitions store, which waits for an fsync), inline otherwise, so transient topology pays
     /// no thread hand-off. The caller awaits it before replying, which keeps the channel's reply order.
-    pub async fn change_topology<T, F>(
+    pub(crate) async fn change_topology<T, F>(
         self: &Arc<Self>,
         may_persist: bool,
         change: F,
@@ -60,12 +60,12 @@ impl Vhost {
     }
 
     /// Whether a (non-passive) declare may write: only a new durable, non-exclusive object is stored.
-    pub fn may_persist_declare(&self, durable: bool, exclusive: bool) -> bool {
+    pub(crate) fn may_persist_declare(&self, durable: bool, exclusive: bool) -> bool {
         self.stores.is_some() && durable && !exclusive
     }
 
     /// Whether binding `destination` to exchange `source` may write: only when both ends are durable.
-    pub fn may_persist_binding(&self, source: &str, destination: &Destination) -> bool {
+    pub(crate) fn may_persist_binding(&self, source: &str, destination: &Destination) -> bool {
         self.stores.is_some()
             && self.exchange(source).is_some_and(|x| x.durable)
             && self.destination_durable(destination)
@@ -73,7 +73,7 @@ impl Vhost {
 
     /// Whether a removal (delete, unbind) may write. `target_durable`: the removed object itself is stored. Any
     /// removal may also auto-delete a durable auto-delete exchange further along, which is stored too.
-    pub fn may_persist_removal(&self, target_durable: bool) -> bool {
+    pub(crate) fn may_persist_removal(&self, target_durable: bool) -> bool {
         self.stores.is_some()
             && (target_durable || self.exchanges.iter().any(|x| x.durable && x.auto_delete))
     }
@@ -206,7 +206,7 @@ impl Vhost {
     }
 
     /// Rebuilds this vhost's durable exchanges, queues (with their recovered messages) and bindings.
-    pub fn restore(
+    pub(crate) fn restore(
         self: &Arc<Self>,
         definitions: &Definitions,
         recovered: &mut HashMap<u64, Vec<IndexEntry>>,

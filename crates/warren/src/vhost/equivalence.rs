@@ -26,7 +26,7 @@ const QUEUE_ARGS: &[&str] = &[
 /// Exchange arguments compared on redeclare.
 const EXCHANGE_ARGS: &[&str] = &["alternate-exchange"];
 
-pub fn flag(
+pub(crate) fn flag(
     kind: &str,
     name: &str,
     vhost: &str,
@@ -42,7 +42,7 @@ pub fn flag(
     )))
 }
 
-pub fn queue_arguments(
+pub(crate) fn queue_arguments(
     name: &str,
     vhost: &str,
     received: &FieldTable,
@@ -51,7 +51,7 @@ pub fn queue_arguments(
     arguments("queue", QUEUE_ARGS, name, vhost, received, current)
 }
 
-pub fn exchange_arguments(
+pub(crate) fn exchange_arguments(
     name: &str,
     vhost: &str,
     received: &FieldTable,
@@ -97,7 +97,7 @@ fn same_value(a: Option<&AMQPValue>, b: Option<&AMQPValue>) -> bool {
     }
 }
 
-pub fn as_int(v: &AMQPValue) -> Option<i128> {
+pub(crate) fn as_int(v: &AMQPValue) -> Option<i128> {
     Some(match v {
         AMQPValue::ShortShortInt(x) => i128::from(*x),
         AMQPValue::ShortShortUInt(x) => i128::from(*x),

@@ -16,11 +16,11 @@ use crate::queue::{QueueHandle, QueueOwner};
 use warren_protocol::error::AmqpError;
 use warren_protocol::FieldTable;
 
-pub use durable::DurableStores;
-pub use objects::{ExchangeDeclare, QueueDeclare};
+pub(crate) use durable::DurableStores;
+pub(crate) use objects::{ExchangeDeclare, QueueDeclare};
 
-pub struct Vhost {
-    pub name: Arc<str>,
+pub(crate) struct Vhost {
+    pub(crate) name: Arc<str>,
     exchanges: DashMap<Arc<str>, Arc<Exchange>>,
     queues: DashMap<Arc<str>, Arc<QueueHandle>>,
     /// Serialises topology changes (declare, bind, delete) so bindings tables are replaced without lost updates.
@@ -56,7 +56,7 @@ const PREDECLARED: &[(&str, ExchangeKind, bool)] = &[
 ];
 
 impl Vhost {
-    pub fn new(name: &str, stores: Option<Arc<DurableStores>>) -> Arc<Vhost> {
+    pub(crate) fn new(name: &str, stores: Option<Arc<DurableStores>>) -> Arc<Vhost> {
         Arc::new_cyclic(|me| {
             let vhost = Vhost {
                 name: Arc::from(name),
@@ -88,21 +88,21 @@ impl Vhost {
     }
 
     /// The topology generation; it changes when a topology change ends.
-    pub fn generation(&self) -> u64 {
+    pub(crate) fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }
 
-    pub fn exchange(&self, name: &str) -> Option<Arc<Exchange>> {
+    pub(crate) fn exchange(&self, name: &str) -> Option<Arc<Exchange>> {
         self.exchanges.get(name).map(|x| x.value().clone())
     }
 
-    pub fn queue(&self, name: &str) -> Option<Arc<QueueHandle>> {
+    pub(crate) fn queue(&self, name: &str) -> Option<Arc<QueueHandle>> {
         self.queues.get(name).map(|q| q.value().clone())
     }
 
     /// Looks a queue up for an operation by `connection_id`: 404 if missing, 405 if another connection's
     /// exclusive queue.
-    pub fn queue_for(&self, name: &str, connection_id: u64) -> Result<Arc<QueueHandle>, AmqpError> {
+    pub(crate) fn queue_for(&self, name: &str, connection_id: u64) -> Result<Arc<QueueHandle>, AmqpError> {
         let queue = self
             .queue(name)
             .ok_or_else(|| AmqpError::not_found("queue", name, &self.name))?;
@@ -122,18 +122,6 @@ impl Vhost {
                 self.name
             ),
         )
-    }
-
-    pub fn queue_names(&self) -> Vec<Arc<str>> {
-        self.queues.iter().map(|q| q.key().clone()).collect()
-    }
-
-    pub fn queue_count(&self) -> usize {
-        self.queues.len()
-    }
-
-    pub fn exchange_count(&self) -> usize {
-        self.exchanges.len()
     }
 }
 

@@ -13,25 +13,25 @@ use crate::queue::{spawn_queue, QueueCommand, QueueHandle, QueueSpec};
 use warren_protocol::error::{AmqpError, ReplyCode};
 use warren_protocol::FieldTable;
 
-pub struct ExchangeDeclare<'a> {
-    pub name: &'a str,
-    pub kind: &'a str,
-    pub passive: bool,
-    pub durable: bool,
-    pub auto_delete: bool,
-    pub internal: bool,
-    pub arguments: FieldTable,
+pub(crate) struct ExchangeDeclare<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) kind: &'a str,
+    pub(crate) passive: bool,
+    pub(crate) durable: bool,
+    pub(crate) auto_delete: bool,
+    pub(crate) internal: bool,
+    pub(crate) arguments: FieldTable,
 }
 
-pub struct QueueDeclare<'a> {
+pub(crate) struct QueueDeclare<'a> {
     /// Empty: the server names the queue.
-    pub name: &'a str,
-    pub passive: bool,
-    pub durable: bool,
-    pub exclusive: bool,
-    pub auto_delete: bool,
-    pub arguments: FieldTable,
-    pub connection_id: u64,
+    pub(crate) name: &'a str,
+    pub(crate) passive: bool,
+    pub(crate) durable: bool,
+    pub(crate) exclusive: bool,
+    pub(crate) auto_delete: bool,
+    pub(crate) arguments: FieldTable,
+    pub(crate) connection_id: u64,
 }
 
 fn default_exchange_refused() -> AmqpError {
@@ -55,7 +55,7 @@ fn generated_queue_name() -> String {
 }
 
 impl Vhost {
-    pub fn declare_exchange(&self, d: &ExchangeDeclare<'_>) -> Result<(), AmqpError> {
+    pub(crate) fn declare_exchange(&self, d: &ExchangeDeclare<'_>) -> Result<(), AmqpError> {
         if d.name.is_empty() {
             return Err(default_exchange_refused());
         }
@@ -126,7 +126,7 @@ impl Vhost {
         equivalence::exchange_arguments(name, vhost, &d.arguments, &existing.arguments)
     }
 
-    pub fn delete_exchange(&self, name: &str, if_unused: bool) -> Result<(), AmqpError> {
+    pub(crate) fn delete_exchange(&self, name: &str, if_unused: bool) -> Result<(), AmqpError> {
         if name.is_empty() {
             return Err(default_exchange_refused());
         }
@@ -159,7 +159,7 @@ impl Vhost {
         Ok(())
     }
 
-    pub fn bind_exchange(
+    pub(crate) fn bind_exchange(
         &self,
         destination: &str,
         source: &str,
@@ -179,7 +179,7 @@ impl Vhost {
         self.add_binding(&src, Destination::Exchange(dest.name.clone()), key, args)
     }
 
-    pub fn unbind_exchange(
+    pub(crate) fn unbind_exchange(
         &self,
         destination: &str,
         source: &str,
@@ -200,7 +200,7 @@ impl Vhost {
         Ok(())
     }
 
-    pub fn declare_queue(&self, d: &QueueDeclare<'_>) -> Result<Arc<QueueHandle>, AmqpError> {
+    pub(crate) fn declare_queue(&self, d: &QueueDeclare<'_>) -> Result<Arc<QueueHandle>, AmqpError> {
         if d.passive {
             // A passive declare with no name is answered like RabbitMQ: no such queue.
             return self.queue_for(d.name, d.connection_id);
@@ -251,7 +251,7 @@ impl Vhost {
 
     /// The queue queue.delete names, or None if there is none (a missing queue deletes as 0, as in RabbitMQ);
     /// another connection's exclusive queue is refused with 405.
-    pub fn queue_to_delete(
+    pub(crate) fn queue_to_delete(
         &self,
         name: &str,
         connection_id: u64,
@@ -264,7 +264,7 @@ impl Vhost {
     }
 
     /// Deletes a queue; returns how many ready messages it held. A missing queue deletes as 0, as in RabbitMQ.
-    pub async fn delete_queue(
+    pub(crate) async fn delete_queue(
         &self,
         name: &str,
         if_unused: bool,
@@ -302,7 +302,7 @@ impl Vhost {
     }
 
     /// Removes a queue from the vhost and every binding to it (after deletion, or auto-delete by its actor).
-    pub fn forget_queue(&self, queue: &Arc<QueueHandle>) {
+    pub(crate) fn forget_queue(&self, queue: &Arc<QueueHandle>) {
         let _topology = self.lock_topology();
         let removed = self
             .queues
@@ -315,7 +315,7 @@ impl Vhost {
         }
     }
 
-    pub fn bind_queue(
+    pub(crate) fn bind_queue(
         &self,
         queue: &str,
         exchange: &str,
@@ -334,7 +334,7 @@ impl Vhost {
         self.add_binding(&x, Destination::Queue(q.spec.name.clone()), key, args)
     }
 
-    pub fn unbind_queue(
+    pub(crate) fn unbind_queue(
         &self,
         queue: &str,
         exchange: &str,

@@ -8,17 +8,17 @@ use warren_protocol::frame::FRAME_MIN_SIZE;
 use warren_protocol::ids;
 
 /// What tune-ok established.
-pub struct Tuned {
+pub(crate) struct Tuned {
     /// The largest frame either side may send.
-    pub frame_max: u32,
+    pub(crate) frame_max: u32,
     /// The highest channel number the client may open.
-    pub channel_max: u16,
+    pub(crate) channel_max: u16,
     /// Heartbeat interval in seconds; 0 is off.
-    pub heartbeat: u16,
+    pub(crate) heartbeat: u16,
 }
 
 /// Checks the client's tune-ok against what the broker proposed (`limits`).
-pub fn check_tune_ok(limits: &Limits, tune_ok: &connection::TuneOk) -> Result<Tuned, AmqpError> {
+pub(crate) fn check_tune_ok(limits: &Limits, tune_ok: &connection::TuneOk) -> Result<Tuned, AmqpError> {
     let frame_max = negotiated_value(
         "frame_max",
         tune_ok.frame_max,

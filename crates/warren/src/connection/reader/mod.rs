@@ -97,15 +97,15 @@ impl ConnectionState {
 }
 
 /// What ties the reader to the broker's registry of live connections.
-pub struct Live {
+pub(crate) struct Live {
     /// Kept equal to the number of open channels.
-    pub channels: ChannelCount,
+    pub(crate) channels: ChannelCount,
     /// Requests to close the connection (management API, shutdown); None when nobody can ask.
-    pub close: Option<CloseSignal>,
+    pub(crate) close: Option<CloseSignal>,
 }
 
 /// Reads and handles frames until the connection ends, then closes its channels.
-pub async fn run<R: TransportRead>(
+pub(crate) async fn run<R: TransportRead>(
     broker: Arc<Broker>,
     info: Arc<ConnectionShared>,
     negotiated: Negotiated,
