@@ -15,7 +15,6 @@
 //! Only [`run`], [`run_until`], their options and their [`Summary`] are public: the broker's `warren perf` command
 //! and its tests need nothing else, so everything behind them can change freely.
 
-
 mod body;
 mod client;
 mod consumer;

@@ -12,7 +12,6 @@
 //! - [`fs`]: the file I/O traits every byte goes through, and `sim_fs` (feature `sim`): a simulated file system for
 //!   crash tests.
 
-
 mod background;
 mod compaction;
 mod error;

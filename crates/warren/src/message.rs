@@ -13,19 +13,25 @@ use warren_protocol::{basic::AMQPProperties, FieldTable};
 /// Node-unique message ids; the message store keys bodies by them.
 static NEXT_MESSAGE_ID: AtomicU64 = AtomicU64::new(1);
 
+/// A published message, immutable once assembled and shared by every queue it was routed to.
 #[derive(Debug)]
 pub(crate) struct Message {
+    /// Node-unique id: the message store's key for it.
     pub(crate) id: u64,
+    /// The exchange it was published to (basic.deliver carries it).
     pub(crate) exchange: Arc<str>,
+    /// The routing key it was published with.
     pub(crate) routing_key: Arc<str>,
     /// Property flags and list exactly as published: consumers receive them byte for byte.
     pub(crate) properties_raw: Bytes,
+    /// The body, often a zero-copy slice of the publisher's read buffer.
     pub(crate) body: Bytes,
     /// delivery_mode = 2.
     pub(crate) persistent: bool,
 }
 
 impl Message {
+    /// A freshly published message with a new id.
     pub(crate) fn new(
         exchange: Arc<str>,
         routing_key: Arc<str>,
@@ -71,6 +77,7 @@ impl Message {
         self.properties().ok()?.headers().clone()
     }
 
+    /// The body's length in bytes.
     pub(crate) fn body_size(&self) -> u64 {
         self.body.len() as u64
     }
@@ -86,6 +93,8 @@ pub(crate) fn continue_ids_above(max_recovered: u64) {
 pub(crate) struct QueuedMessage {
     /// Position in the queue; requeued messages go back to the place this number gives them.
     pub(crate) seq: u64,
+    /// The message.
     pub(crate) message: Arc<Message>,
+    /// Delivered before (requeued, or recovered after a restart).
     pub(crate) redelivered: bool,
 }

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use crate::config::AuthConfig;
 use warren_protocol::{decode_field_table as parse_table, AMQPValue};
 
+/// The SASL mechanisms offered in connection.start, space-separated as the spec wants them.
 pub(crate) const MECHANISMS: &str = "PLAIN AMQPLAIN";
 
 /// Why a login was refused; the text goes to the log, never to the peer (as in RabbitMQ).
@@ -25,7 +26,10 @@ pub(crate) enum AuthError {
 }
 
 /// Extracts (user, password) from a SASL response.
-pub(crate) fn decode_response(mechanism: &str, response: &[u8]) -> Result<(String, String), AuthError> {
+pub(crate) fn decode_response(
+    mechanism: &str,
+    response: &[u8],
+) -> Result<(String, String), AuthError> {
     match mechanism {
         "PLAIN" => {
             // authzid NUL authcid NUL password

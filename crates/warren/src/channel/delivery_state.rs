@@ -19,32 +19,48 @@ use warren_protocol::{basic, put_method, AMQPClass};
 /// A delivery awaiting basic.ack / nack / reject.
 #[derive(Clone)]
 pub(crate) struct Unacked {
+    /// The queue the message came from, which the settlement goes back to.
     pub(crate) queue: Arc<QueueHandle>,
+    /// The message's sequence number in that queue.
     pub(crate) seq: u64,
     /// The consumer it went to; None for basic.get.
     pub(crate) consumer: Option<u64>,
 }
 
+/// What [`DeliveryState`] guards with its one lock.
 #[derive(Default)]
 struct DeliveryTables {
+    /// The channel closed: deliveries are refused, so queues keep their messages.
     closed: bool,
+    /// The delivery tag the next delivery gets; tags start at 1 and only grow.
     next_tag: u64,
+    /// Deliveries awaiting ack, nack or reject, by delivery tag (ordered, for `multiple`).
     unacked: BTreeMap<u64, Unacked>,
     /// Unacked deliveries to consumers (not basic.get), counted against the global prefetch.
     consumer_unacked: u32,
     /// basic.qos global=true; 0 means no limit.
     global_prefetch: u16,
+    /// Queue actors held back by the global prefetch, woken when credit frees.
     credit_waiters: Vec<Arc<Notify>>,
+    /// This channel's consumer tags and their queues: duplicate tags are refused, and a close cancels each.
     consumers: HashMap<Arc<str>, Arc<QueueHandle>>,
 }
 
+/// A channel's delivery side, shared by the channel and the queue actors that deliver to it (the
+/// [`DeliverySink`] they deliver through). One std Mutex: held for a tag assignment and a buffer copy, never
+/// across an await.
 pub(crate) struct DeliveryState {
+    /// The connection whose outbound queue deliveries are written to.
     pub(crate) conn: Arc<ConnectionShared>,
+    /// The channel number the frames carry.
     pub(crate) channel: u16,
+    /// Tags, unacked deliveries, prefetch, consumers: one lock, so a tag's assignment and its frame's place
+    /// in the outbound queue agree.
     state: Mutex<DeliveryTables>,
 }
 
 impl DeliveryState {
+    /// The delivery state of a channel just opened.
     pub(crate) fn new(conn: Arc<ConnectionShared>, channel: u16) -> Arc<DeliveryState> {
         Arc::new(DeliveryState {
             conn,
@@ -56,6 +72,7 @@ impl DeliveryState {
         })
     }
 
+    /// Locks the tables; a poisoned lock is taken over, as everywhere in the broker.
     fn lock(&self) -> MutexGuard<'_, DeliveryTables> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -203,6 +220,7 @@ impl DeliveryState {
         taken
     }
 
+    /// Returns the global prefetch credit of `taken` deliveries to consumers and wakes the queues waiting on it.
     fn release_credit(&self, state: &mut DeliveryTables, taken: &[Unacked]) {
         let freed = taken.iter().filter(|u| u.consumer.is_some()).count() as u32;
         state.consumer_unacked = state.consumer_unacked.saturating_sub(freed);
@@ -213,6 +231,7 @@ impl DeliveryState {
         }
     }
 
+    /// basic.qos global=true: sets the channel-wide prefetch (0: none) and wakes waiting queues to re-check.
     pub(crate) fn set_global_prefetch(&self, prefetch: u16) {
         let mut state = self.lock();
         state.global_prefetch = prefetch;
@@ -254,6 +273,7 @@ impl DeliveryState {
         (unacked, queues)
     }
 
+    /// True once [`DeliveryState::close`] ran.
     pub(crate) fn is_closed(&self) -> bool {
         self.lock().closed
     }
@@ -352,6 +372,7 @@ fn remove_tags(
     Ok(unacked.remove_entry(&tag).into_iter().collect())
 }
 
+/// 406 for an ack, nack or reject naming a tag not awaiting one.
 fn unknown_tag(tag: u64) -> AmqpError {
     AmqpError::precondition(format!("unknown delivery tag {tag}"))
 }

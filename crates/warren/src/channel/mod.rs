@@ -28,8 +28,8 @@ use warren_protocol::error::{AmqpError, ReplyCode};
 use warren_protocol::{access, channel, confirm as confirm_class, AMQPClass};
 
 use self::delivery_state::{DeliveryState, Unacked};
-use self::effect::Effect;
 pub(crate) use self::effect::ChannelEffects;
+use self::effect::Effect;
 use self::publish::PendingPublish;
 pub(crate) use self::publish::COPY_BODY_BELOW;
 use self::publish_runs::PublishRuns;
@@ -37,8 +37,11 @@ use self::route_cache::RouteCache;
 
 /// What a channel method handler needs of its connection.
 pub(crate) struct ChannelContext<'a> {
+    /// The broker: the store's back-pressure and node-wide ids.
     pub(crate) broker: &'a Arc<Broker>,
+    /// The vhost the connection opened: where methods route and declare.
     pub(crate) vhost: &'a Arc<Vhost>,
+    /// The connection's shared state: its outbound queue, frame_max, user.
     pub(crate) conn: &'a Arc<ConnectionShared>,
     /// Exclusive queues this connection declared, deleted when it closes.
     pub(crate) exclusive_queues: &'a mut Vec<Arc<QueueHandle>>,
@@ -53,6 +56,7 @@ struct HeldAck {
     action: SettleAction,
 }
 
+/// What tx.commit applies and tx.rollback drops: publishes and settlements held in order.
 #[derive(Default)]
 struct Transaction {
     publishes: Vec<(Arc<Message>, bool)>,

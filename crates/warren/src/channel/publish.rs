@@ -25,6 +25,7 @@ use warren_store::StoredMessage;
 /// larger ones over as owned slices and the rest borrowed.
 pub(crate) const COPY_BODY_BELOW: usize = 4096;
 
+/// A basic.publish whose content header and body frames are still arriving.
 pub(crate) struct PendingPublish {
     exchange: Arc<str>,
     routing_key: Arc<str>,
@@ -323,6 +324,7 @@ pub(crate) struct Backlog {
 }
 
 impl Backlog {
+    /// True when nothing waits: the reader may go on at once.
     pub(crate) fn is_empty(&self) -> bool {
         self.blocked.is_empty() && !self.store_full
     }
@@ -334,6 +336,7 @@ impl Backlog {
         }
     }
 
+    /// Adds what `other` left waiting, so one wait covers both.
     pub(crate) fn extend(&mut self, other: Backlog) {
         self.blocked.extend(other.blocked);
         self.store_full |= other.store_full;

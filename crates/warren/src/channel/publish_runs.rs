@@ -12,6 +12,7 @@ use std::sync::Arc;
 use super::publish::Backlog;
 use crate::queue::{Enqueue, QueueCommand, QueueHandle, MAX_RUN};
 
+/// A connection's routed messages not yet sent, as one run per queue in routing order.
 #[derive(Default)]
 pub(crate) struct PublishRuns {
     runs: Vec<(Arc<QueueHandle>, Vec<Enqueue>)>,
@@ -38,6 +39,7 @@ impl PublishRuns {
         backlog
     }
 
+    /// True when no run waits to be sent.
     pub(crate) fn is_empty(&self) -> bool {
         self.runs.is_empty()
     }

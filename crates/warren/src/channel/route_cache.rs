@@ -13,6 +13,8 @@ use crate::vhost::Vhost;
 use warren_protocol::error::AmqpError;
 use warren_protocol::PublishArgs;
 
+/// The last route a channel computed (exchange, routing key, queues), reused while the vhost's generation
+/// is unchanged: a publisher sending to one exchange and key routes once, not per message.
 #[derive(Default)]
 pub(crate) struct RouteCache {
     exchange: Arc<str>,
@@ -28,7 +30,11 @@ pub(crate) struct RouteCache {
 impl RouteCache {
     /// The shared names for a publish to the same exchange and routing key as the last one, while the topology
     /// is unchanged (so the exchange still exists); None otherwise.
-    pub(crate) fn names(&self, vhost: &Vhost, publish: &PublishArgs<'_>) -> Option<(Arc<str>, Arc<str>)> {
+    pub(crate) fn names(
+        &self,
+        vhost: &Vhost,
+        publish: &PublishArgs<'_>,
+    ) -> Option<(Arc<str>, Arc<str>)> {
         let fresh = self.generation == Some(vhost.generation())
             && *self.exchange == *publish.exchange
             && *self.routing_key == *publish.routing_key;

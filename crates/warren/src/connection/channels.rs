@@ -3,7 +3,9 @@
 use crate::channel::Channel;
 use crate::registry::ChannelCount;
 
+/// A channel number in use.
 pub(crate) enum Slot {
+    /// An open channel and its state machine.
     Open(Box<Channel>),
     /// The broker sent channel.close and waits for close-ok; other frames on it are dropped.
     Closing,
@@ -27,10 +29,12 @@ impl ChannelTable {
         }
     }
 
+    /// The slot of channel `id`, if in use.
     pub(crate) fn get_mut(&mut self, id: u16) -> Option<&mut Slot> {
         self.slots.get_mut(usize::from(id))?.as_mut()
     }
 
+    /// Puts `slot` at `id`, counting an open channel in the registry.
     pub(crate) fn insert(&mut self, id: u16, slot: Slot) {
         let index = usize::from(id);
         if self.slots.len() <= index {
@@ -44,6 +48,7 @@ impl ChannelTable {
         }
     }
 
+    /// Frees `id` and returns its slot, keeping the registry's count.
     pub(crate) fn remove(&mut self, id: u16) -> Option<Slot> {
         let slot = self.slots.get_mut(usize::from(id))?.take();
         if let Some(Slot::Open(_)) = slot {
@@ -52,6 +57,7 @@ impl ChannelTable {
         slot
     }
 
+    /// Takes every slot (connection cleanup), leaving the count at zero.
     pub(crate) fn drain(&mut self) -> impl Iterator<Item = Slot> + '_ {
         let open = &self.open;
         std::mem::take(&mut self.slots)

@@ -8,19 +8,28 @@ use arc_swap::ArcSwap;
 use super::{BindingTable, ExchangeKind};
 use warren_protocol::{AMQPValue, FieldTable};
 
+/// A declared exchange.
 pub(crate) struct Exchange {
+    /// Its name in the vhost.
     pub(crate) name: Arc<str>,
+    /// Direct, fanout, topic or headers: how its bindings route.
     pub(crate) kind: ExchangeKind,
+    /// Survives a restart (stored in the definitions).
     pub(crate) durable: bool,
+    /// Deleted when its last binding goes.
     pub(crate) auto_delete: bool,
+    /// Clients cannot publish to it; only exchange-to-exchange bindings reach it.
     pub(crate) internal: bool,
+    /// The declared arguments, compared on redeclare and stored.
     pub(crate) arguments: FieldTable,
     /// The `alternate-exchange` argument: where messages this exchange cannot route go.
     pub(crate) alternate: Option<Arc<str>>,
+    /// The routing table, swapped whole on change so a publish reads it without a lock.
     pub(crate) bindings: ArcSwap<BindingTable>,
 }
 
 impl Exchange {
+    /// An exchange with no bindings; `alternate-exchange` is read from `arguments` once here.
     pub(crate) fn new(
         name: &str,
         kind: ExchangeKind,

@@ -108,6 +108,7 @@ enum RouteIndex {
     Headers(Vec<HeadersTarget>),
 }
 
+/// A headers binding: its destination and compiled matcher.
 #[derive(Debug)]
 struct HeadersTarget {
     destination: usize,

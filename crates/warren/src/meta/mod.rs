@@ -37,33 +37,52 @@ fn storage(e: impl std::fmt::Display) -> MetaError {
     MetaError::Storage(e.to_string())
 }
 
+/// A stored durable exchange.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) struct ExchangeDef {
+    /// Its vhost.
     pub(crate) vhost: String,
+    /// Its name.
     pub(crate) name: String,
+    /// Its type name (`direct`, `topic`, ...).
     pub(crate) kind: String,
+    /// Its auto-delete flag.
     pub(crate) auto_delete: bool,
+    /// Its internal flag.
     pub(crate) internal: bool,
+    /// Its arguments.
     pub(crate) arguments: FieldTable,
 }
 
+/// A stored durable queue.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) struct QueueDef {
+    /// Its vhost.
     pub(crate) vhost: String,
+    /// Its name.
     pub(crate) name: String,
     /// The id the message store files this queue's messages under.
     pub(crate) id: u64,
+    /// Its auto-delete flag.
     pub(crate) auto_delete: bool,
+    /// Its arguments.
     pub(crate) arguments: FieldTable,
 }
 
+/// A stored binding (both its ends durable).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) struct BindingDef {
+    /// Its vhost.
     pub(crate) vhost: String,
+    /// The source exchange.
     pub(crate) source: String,
+    /// The destination queue or exchange.
     pub(crate) destination: String,
+    /// Whether the destination is a queue.
     pub(crate) destination_is_queue: bool,
+    /// The binding key.
     pub(crate) routing_key: String,
+    /// The binding arguments (headers exchanges match on them).
     pub(crate) arguments: FieldTable,
 }
 
@@ -81,11 +100,16 @@ impl BindingDef {
 /// Everything stored, as loaded at start.
 #[derive(Debug, Default)]
 pub(crate) struct Definitions {
+    /// Every stored exchange.
     pub(crate) exchanges: Vec<ExchangeDef>,
+    /// Every stored queue.
     pub(crate) queues: Vec<QueueDef>,
+    /// Every stored binding.
     pub(crate) bindings: Vec<BindingDef>,
 }
 
+/// The definitions database (redb): durable exchanges, queues and bindings. Each write commits (an
+/// fsync), so callers run it off the async workers.
 pub(crate) struct DefinitionStore {
     db: Database,
 }
@@ -95,6 +119,7 @@ fn object_key(vhost: &str, name: &str) -> String {
 }
 
 impl DefinitionStore {
+    /// Opens or creates the database at `path`.
     pub(crate) fn open(path: &Path) -> Result<DefinitionStore, MetaError> {
         let db = Database::create(path)?;
         // Create the tables so that reads of an empty database find them.
@@ -131,26 +156,32 @@ impl DefinitionStore {
         txn.commit().map_err(storage)
     }
 
+    /// Stores or replaces an exchange; returns once committed.
     pub(crate) fn put_exchange(&self, def: &ExchangeDef) -> Result<(), MetaError> {
         self.put(EXCHANGES, &object_key(&def.vhost, &def.name), def)
     }
 
+    /// Removes an exchange; returns once committed.
     pub(crate) fn remove_exchange(&self, vhost: &str, name: &str) -> Result<(), MetaError> {
         self.remove(EXCHANGES, &object_key(vhost, name))
     }
 
+    /// Stores or replaces a queue; returns once committed.
     pub(crate) fn put_queue(&self, def: &QueueDef) -> Result<(), MetaError> {
         self.put(QUEUES, &object_key(&def.vhost, &def.name), def)
     }
 
+    /// Removes a queue; returns once committed.
     pub(crate) fn remove_queue(&self, vhost: &str, name: &str) -> Result<(), MetaError> {
         self.remove(QUEUES, &object_key(vhost, name))
     }
 
+    /// Stores a binding; returns once committed.
     pub(crate) fn put_binding(&self, def: &BindingDef) -> Result<(), MetaError> {
         self.put(BINDINGS, &def.key()?, def)
     }
 
+    /// Removes a binding; returns once committed.
     pub(crate) fn remove_binding(&self, def: &BindingDef) -> Result<(), MetaError> {
         self.remove(BINDINGS, &def.key()?)
     }
@@ -173,6 +204,7 @@ impl DefinitionStore {
         Ok(id)
     }
 
+    /// Reads everything stored (at start).
     pub(crate) fn load(&self) -> Result<Definitions, MetaError> {
         let txn = self.db.begin_read().map_err(storage)?;
         Ok(Definitions {

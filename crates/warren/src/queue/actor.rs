@@ -16,7 +16,9 @@ use warren_store::{IndexEntry, Store};
 
 /// What a durable queue needs of the message store.
 pub(crate) struct QueueStorage {
+    /// The node's message store.
     pub(crate) store: Store,
+    /// This queue's id in the store.
     pub(crate) queue_id: u64,
     /// Body bytes of ready messages kept in memory; persistent messages past it stay only on disk.
     pub(crate) memory_budget: u64,

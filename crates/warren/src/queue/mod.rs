@@ -41,68 +41,98 @@ pub(crate) enum QueueCommand {
     Publish(Vec<Enqueue>),
     /// Adds a consumer.
     Consume {
+        /// The consumer, with its sink and prefetch.
         consumer: QueueConsumer,
         /// Send basic.consume-ok before any delivery.
         send_ok: bool,
+        /// Ok once registered; 403 when the queue is in exclusive use.
         reply: oneshot::Sender<Result<(), AmqpError>>,
     },
     /// Client cancel: cancel-ok (unless nowait) is written by the queue after its last delivery to the consumer.
     Cancel {
+        /// The channel the consumer is on (tags are unique per channel only).
         sink: Arc<dyn DeliverySink>,
+        /// The tag to cancel.
         consumer_tag: Arc<str>,
+        /// Write basic.cancel-ok after the last delivery to it.
         send_ok: bool,
+        /// Answered once the consumer is gone.
         reply: oneshot::Sender<()>,
     },
     /// basic.get: answered through the sink with get-ok or get-empty.
     Get {
+        /// The channel that asked, which gets get-ok or get-empty.
         sink: Arc<dyn DeliverySink>,
+        /// The message counts as acknowledged on delivery.
         no_ack: bool,
     },
     /// Acknowledge, requeue or drop unacked deliveries.
     Settle {
+        /// (queue sequence number, consumer id) of each delivery; consumer None for basic.get.
         deliveries: Vec<(u64, Option<u64>)>,
+        /// Ack, requeue or discard them.
         action: SettleAction,
     },
     /// A channel closed: forget its consumers.
     ChannelClosed {
+        /// The channel that closed.
         sink: Arc<dyn DeliverySink>,
     },
+    /// Asks for the message and consumer counts (queue.declare-ok).
     Stats {
+        /// The answer.
         reply: oneshot::Sender<QueueStats>,
     },
+    /// Drops every ready message (queue.purge); replies with how many.
     Purge {
+        /// The number dropped.
         reply: oneshot::Sender<u32>,
     },
     /// Delete the queue (after checking the conditions); replies with the number of ready messages dropped.
     Delete {
+        /// Refuse (406) while the queue has consumers.
         if_unused: bool,
+        /// Refuse (406) while the queue has ready messages.
         if_empty: bool,
+        /// The number of ready messages dropped, or the refusal.
         reply: oneshot::Sender<Result<u32, AmqpError>>,
     },
 }
 
+/// What a settlement does with the deliveries it names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum SettleAction {
+    /// basic.ack: the messages are done with.
     Ack,
+    /// nack/reject with requeue, or the channel closed: back to their place in the queue, marked redelivered.
     Requeue,
+    /// nack/reject without requeue: dropped.
     Discard,
 }
 
+/// A queue's counts, as queue.declare-ok reports them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct QueueStats {
+    /// Ready messages.
     pub(crate) messages: u32,
+    /// Consumers.
     pub(crate) consumers: u32,
 }
 
 /// The declared properties of a queue.
 #[derive(Clone, Debug)]
 pub(crate) struct QueueSpec {
+    /// The queue's name in its vhost.
     pub(crate) name: Arc<str>,
+    /// The vhost's name, for reply texts.
     pub(crate) vhost: Arc<str>,
+    /// Survives a restart (its definition and persistent messages are stored).
     pub(crate) durable: bool,
     /// The connection that owns an exclusive queue.
     pub(crate) exclusive_owner: Option<u64>,
+    /// Deleted when its last consumer goes, once it has had one.
     pub(crate) auto_delete: bool,
+    /// The declared `x-` arguments, compared on redeclare and stored.
     pub(crate) arguments: FieldTable,
     /// The message store's id for a durable queue; None for transient and exclusive queues.
     pub(crate) store_id: Option<u64>,
@@ -110,7 +140,10 @@ pub(crate) struct QueueSpec {
 
 /// What channels and the vhost hold of a queue.
 pub(crate) struct QueueHandle {
+    /// The declared properties; fixed for the queue's life.
     pub(crate) spec: QueueSpec,
+    /// The actor's bounded inbox: publishes, consumes, gets and questions. Bounded, so a publisher whose
+    /// queue is behind waits (and stops reading its socket).
     inbox: mpsc::Sender<QueueCommand>,
     /// Settle and ChannelClosed commands, taken before the inbox. Unbounded, but bounded in practice by the
     /// deliveries outstanding.
@@ -120,6 +153,7 @@ pub(crate) struct QueueHandle {
 }
 
 impl QueueHandle {
+    /// The queue's name.
     pub(crate) fn name(&self) -> &str {
         &self.spec.name
     }
@@ -158,6 +192,7 @@ impl QueueHandle {
         answer.await.ok()
     }
 
+    /// Whether the queue is exclusive to a connection other than `connection_id` (405 for it).
     pub(crate) fn is_exclusive_to_other(&self, connection_id: u64) -> bool {
         matches!(self.spec.exclusive_owner, Some(owner) if owner != connection_id)
     }

@@ -14,18 +14,25 @@ use crate::message::{Message, QueuedMessage};
 /// A ready message's body: in memory, or only in the message store.
 #[derive(Clone, Debug)]
 pub(crate) enum Payload {
+    /// The message, shared with the other queues it was routed to.
     Loaded(Arc<Message>),
+    /// Only the id and size are kept; the actor reads the body back from the store when it delivers it.
     OnDisk { msg_id: u64, body_size: u64 },
 }
 
+/// One ready message in queue order.
 #[derive(Clone, Debug)]
 pub(crate) struct ReadyEntry {
+    /// The queue's sequence number: orders the ready list and names the delivery in settlements.
     pub(crate) seq: u64,
+    /// The body, in memory or on disk.
     pub(crate) payload: Payload,
+    /// Delivered before and requeued: the next delivery carries redelivered=true.
     pub(crate) redelivered: bool,
 }
 
 impl ReadyEntry {
+    /// Body bytes this entry holds in memory.
     fn loaded_bytes(&self) -> u64 {
         match &self.payload {
             Payload::Loaded(m) => m.body_size(),
@@ -34,16 +41,21 @@ impl ReadyEntry {
     }
 }
 
+/// One queue's messages and consumers as plain data, without I/O; owned by its actor, tested directly.
 #[derive(Default)]
 pub(crate) struct QueueState {
     /// Ordered by `seq`; requeued messages are put back at their original place.
     pub(crate) ready: VecDeque<ReadyEntry>,
     /// Body bytes of the ready messages held in memory.
     pub(crate) loaded_bytes: u64,
+    /// Delivered and not yet settled, by queue sequence number, with the consumer id (None for basic.get): a
+    /// requeue puts the message back at its place, an ack releases that consumer's credit.
     pub(crate) unacked: HashMap<u64, (QueuedMessage, Option<u64>)>,
+    /// Consumers in subscription order, served round robin.
     pub(crate) consumers: Vec<QueueConsumer>,
     /// Index of the consumer to try first on the next delivery (round robin).
     pub(crate) next_consumer: usize,
+    /// The sequence number the next enqueued message gets.
     next_seq: u64,
     /// Set once a consumer has subscribed: an auto-delete queue is deleted when its last consumer goes, not before
     /// the first arrives.
@@ -80,6 +92,7 @@ impl QueueState {
         });
     }
 
+    /// Appends an entry at the end of the ready list, counting its loaded bytes.
     fn push_back(&mut self, entry: ReadyEntry) {
         self.loaded_bytes += entry.loaded_bytes();
         self.ready.push_back(entry);
@@ -145,6 +158,7 @@ impl QueueState {
         self.ready.push_front(entry);
     }
 
+    /// Records a delivery that awaits its ack; `consumer` is None for basic.get.
     pub(crate) fn record_unacked(&mut self, msg: QueuedMessage, consumer: Option<u64>) {
         self.unacked.insert(msg.seq, (msg, consumer));
     }
@@ -173,11 +187,13 @@ impl QueueState {
         gone
     }
 
+    /// Adds a consumer at the end of the round robin; the queue counts as having had consumers from here on.
     pub(crate) fn add_consumer(&mut self, consumer: QueueConsumer) {
         self.had_consumers = true;
         self.consumers.push(consumer);
     }
 
+    /// Removes the consumer `tag` of `sink`; returns it, or None if it is not here.
     pub(crate) fn remove_consumer(
         &mut self,
         sink: &Arc<dyn DeliverySink>,
@@ -197,6 +213,7 @@ impl QueueState {
         before - self.consumers.len()
     }
 
+    /// Whether an exclusive consumer holds the queue (another consume is refused with 403).
     pub(crate) fn has_exclusive_consumer(&self) -> bool {
         self.consumers.iter().any(|c| c.exclusive)
     }
@@ -207,6 +224,7 @@ impl QueueState {
         self.ready.drain(..).collect()
     }
 
+    /// Ready messages (unacked ones are not counted, as in queue.declare-ok).
     pub(crate) fn message_count(&self) -> u32 {
         self.ready.len() as u32
     }

@@ -12,12 +12,14 @@ use bytes::BytesMut;
 use super::ConnectionShared;
 use warren_protocol::content::put_confirm;
 
+/// One publish awaiting settlement.
 #[derive(Debug)]
 struct Pending {
     shares: u32,
     failed: bool,
 }
 
+/// The tracker's sequence, behind its lock.
 #[derive(Debug, Default)]
 struct ConfirmState {
     next_seq: u64,

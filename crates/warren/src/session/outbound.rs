@@ -15,10 +15,12 @@ use warren_protocol::frame::FRAME_END;
 /// Bodies at least this large are queued as slices rather than copied (copying is cheaper below it).
 const ZERO_COPY_MIN: usize = 16 * 1024;
 
+/// What the writer has not taken yet, behind one short lock.
 #[derive(Default)]
 struct Pending {
     /// Frames ready to write, in order; `tail` holds the newest small frames not yet cut into a chunk.
     chunks: VecDeque<Bytes>,
+    /// Small frames appended since the last chunk was cut; taken as one chunk.
     tail: BytesMut,
     /// Queue actors that stopped delivering because the budget was spent, woken when the writer drains.
     waiters: Vec<Arc<Notify>>,
@@ -26,12 +28,16 @@ struct Pending {
 
 /// The frames queued for one connection's socket, with a byte budget that holds queue deliveries back.
 pub(crate) struct OutboundQueue {
+    /// The queued frames: appended by channels and queue actors, taken by the writer. A std Mutex, held only to
+    /// copy bytes in or swap them out, never across an await.
     pending: Mutex<Pending>,
     /// Bytes appended and not yet written; read without the lock by queue actors checking the budget.
     queued_bytes: AtomicUsize,
+    /// Set when the connection closes: appends are dropped from then on and the writer finishes.
     closed: AtomicBool,
     /// Wakes the writer.
     pub(crate) ready: Notify,
+    /// Queued bytes past which queue actors stop delivering to this connection (back-pressure on consumers).
     budget: usize,
 }
 
@@ -47,6 +53,7 @@ impl OutboundQueue {
         }
     }
 
+    /// Locks the pending frames.
     fn lock(&self) -> MutexGuard<'_, Pending> {
         // A panic while holding this lock leaves plain byte buffers behind, still usable.
         self.pending.lock().unwrap_or_else(|e| e.into_inner())

@@ -19,8 +19,11 @@ use warren_store::{IndexEntry, Store};
 
 /// The node's durable state, shared by every vhost.
 pub(crate) struct DurableStores {
+    /// Durable exchanges, queues and bindings (redb).
     pub(crate) definitions: DefinitionStore,
+    /// The message store: the WAL and segments persistent messages go to.
     pub(crate) store: Store,
+    /// Body bytes each durable queue keeps in memory; see [`QueueStorage`].
     pub(crate) queue_memory_budget: u64,
 }
 

@@ -26,6 +26,7 @@ const QUEUE_ARGS: &[&str] = &[
 /// Exchange arguments compared on redeclare.
 const EXCHANGE_ARGS: &[&str] = &["alternate-exchange"];
 
+/// 406 unless a redeclared flag (`arg`) matches the existing object's.
 pub(crate) fn flag(
     kind: &str,
     name: &str,
@@ -42,6 +43,7 @@ pub(crate) fn flag(
     )))
 }
 
+/// 406 unless a queue's redeclared arguments match, for the arguments RabbitMQ compares.
 pub(crate) fn queue_arguments(
     name: &str,
     vhost: &str,
@@ -51,6 +53,7 @@ pub(crate) fn queue_arguments(
     arguments("queue", QUEUE_ARGS, name, vhost, received, current)
 }
 
+/// 406 unless an exchange's redeclared arguments match (`alternate-exchange`).
 pub(crate) fn exchange_arguments(
     name: &str,
     vhost: &str,
@@ -97,6 +100,7 @@ fn same_value(a: Option<&AMQPValue>, b: Option<&AMQPValue>) -> bool {
     }
 }
 
+/// An AMQP integer of any width as one type, so `5` as a byte and as a long compare equal.
 pub(crate) fn as_int(v: &AMQPValue) -> Option<i128> {
     Some(match v {
         AMQPValue::ShortShortInt(x) => i128::from(*x),

@@ -13,24 +13,39 @@ use crate::queue::{spawn_queue, QueueCommand, QueueHandle, QueueSpec};
 use warren_protocol::error::{AmqpError, ReplyCode};
 use warren_protocol::FieldTable;
 
+/// exchange.declare's fields.
 pub(crate) struct ExchangeDeclare<'a> {
+    /// The exchange's name.
     pub(crate) name: &'a str,
+    /// Its type, as the client wrote it.
     pub(crate) kind: &'a str,
+    /// Only check that it exists.
     pub(crate) passive: bool,
+    /// Store it.
     pub(crate) durable: bool,
+    /// Delete it when its last binding goes.
     pub(crate) auto_delete: bool,
+    /// Refuse client publishes to it.
     pub(crate) internal: bool,
+    /// Its arguments.
     pub(crate) arguments: FieldTable,
 }
 
+/// queue.declare's fields, with the declaring connection.
 pub(crate) struct QueueDeclare<'a> {
     /// Empty: the server names the queue.
     pub(crate) name: &'a str,
+    /// Only check that it exists.
     pub(crate) passive: bool,
+    /// Store it.
     pub(crate) durable: bool,
+    /// Owned by the declaring connection and deleted with it.
     pub(crate) exclusive: bool,
+    /// Delete it when its last consumer goes.
     pub(crate) auto_delete: bool,
+    /// Its `x-` arguments.
     pub(crate) arguments: FieldTable,
+    /// The declaring connection (owner of an exclusive queue; 405 for others).
     pub(crate) connection_id: u64,
 }
 
@@ -55,6 +70,8 @@ fn generated_queue_name() -> String {
 }
 
 impl Vhost {
+    /// exchange.declare: creates (and stores, if durable) or checks an exchange; 406 on an inequivalent
+    /// redeclare. Holds the topology lock; may commit, see [`Vhost::may_persist_declare`].
     pub(crate) fn declare_exchange(&self, d: &ExchangeDeclare<'_>) -> Result<(), AmqpError> {
         if d.name.is_empty() {
             return Err(default_exchange_refused());
@@ -126,6 +143,7 @@ impl Vhost {
         equivalence::exchange_arguments(name, vhost, &d.arguments, &existing.arguments)
     }
 
+    /// exchange.delete: removes the exchange and its bindings; `amq.` exchanges are refused.
     pub(crate) fn delete_exchange(&self, name: &str, if_unused: bool) -> Result<(), AmqpError> {
         if name.is_empty() {
             return Err(default_exchange_refused());
@@ -159,6 +177,7 @@ impl Vhost {
         Ok(())
     }
 
+    /// exchange.bind: binds exchange `destination` to `source` with `key`.
     pub(crate) fn bind_exchange(
         &self,
         destination: &str,
@@ -179,6 +198,7 @@ impl Vhost {
         self.add_binding(&src, Destination::Exchange(dest.name.clone()), key, args)
     }
 
+    /// exchange.unbind: removes that binding, if present.
     pub(crate) fn unbind_exchange(
         &self,
         destination: &str,
@@ -200,7 +220,11 @@ impl Vhost {
         Ok(())
     }
 
-    pub(crate) fn declare_queue(&self, d: &QueueDeclare<'_>) -> Result<Arc<QueueHandle>, AmqpError> {
+    /// queue.declare: creates (and spawns, and stores if durable) or checks a queue; returns it.
+    pub(crate) fn declare_queue(
+        &self,
+        d: &QueueDeclare<'_>,
+    ) -> Result<Arc<QueueHandle>, AmqpError> {
         if d.passive {
             // A passive declare with no name is answered like RabbitMQ: no such queue.
             return self.queue_for(d.name, d.connection_id);
@@ -315,6 +339,7 @@ impl Vhost {
         }
     }
 
+    /// queue.bind: binds queue `queue` to exchange `exchange` with `key`.
     pub(crate) fn bind_queue(
         &self,
         queue: &str,
@@ -334,6 +359,7 @@ impl Vhost {
         self.add_binding(&x, Destination::Queue(q.spec.name.clone()), key, args)
     }
 
+    /// queue.unbind: removes that binding, if present.
     pub(crate) fn unbind_queue(
         &self,
         queue: &str,

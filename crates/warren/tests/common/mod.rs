@@ -197,7 +197,11 @@ impl RawClient {
 }
 
 /// A connection.start-ok payload; `auth_failure_close` sets the client capability of that name.
-pub(crate) fn start_ok_payload(mechanism: &str, response: &[u8], auth_failure_close: bool) -> Vec<u8> {
+pub(crate) fn start_ok_payload(
+    mechanism: &str,
+    response: &[u8],
+    auth_failure_close: bool,
+) -> Vec<u8> {
     let mut caps = Vec::new();
     let cap = |name: &str, on: bool, out: &mut Vec<u8>| {
         out.push(name.len() as u8);
@@ -241,7 +245,9 @@ pub(crate) fn reply_code(error: &lapin::Error) -> Option<u16> {
 /// The closes the broker sends on one connection, as lapin reports them. Create it before the operation that
 /// should fail: lapin only reports errors to listeners that already exist. Needed for methods without a reply
 /// (basic.ack, basic.publish), whose failure reaches no future.
-pub(crate) struct CloseWatcher(std::pin::Pin<Box<dyn futures_lite::Stream<Item = lapin::Event> + Send>>);
+pub(crate) struct CloseWatcher(
+    std::pin::Pin<Box<dyn futures_lite::Stream<Item = lapin::Event> + Send>>,
+);
 
 impl CloseWatcher {
     pub(crate) fn new(conn: &lapin::Connection) -> CloseWatcher {

@@ -157,7 +157,11 @@ impl Harness {
     }
 
     /// A content frame as the reader's fast path hands it over; effects are executed as the reader executes them.
-    pub(crate) async fn content(&mut self, kind: FrameKind, payload: &[u8]) -> Result<(), AmqpError> {
+    pub(crate) async fn content(
+        &mut self,
+        kind: FrameKind,
+        payload: &[u8],
+    ) -> Result<(), AmqpError> {
         let (channel, mut ctx) = self.parts();
         let mut effects = ChannelEffects::default();
         let result = channel.handle_content(

@@ -18,7 +18,10 @@ pub(crate) struct Tuned {
 }
 
 /// Checks the client's tune-ok against what the broker proposed (`limits`).
-pub(crate) fn check_tune_ok(limits: &Limits, tune_ok: &connection::TuneOk) -> Result<Tuned, AmqpError> {
+pub(crate) fn check_tune_ok(
+    limits: &Limits,
+    tune_ok: &connection::TuneOk,
+) -> Result<Tuned, AmqpError> {
     let frame_max = negotiated_value(
         "frame_max",
         tune_ok.frame_max,

@@ -59,6 +59,7 @@ enum Later {
     Channel(u16, ChannelEffects, Result<(), AmqpError>),
 }
 
+/// The reader task's state: the connection, its channels, and whether connection.close was sent.
 struct Reader {
     conn: ConnectionState,
     channel_max: u16,
