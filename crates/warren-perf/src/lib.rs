@@ -3,7 +3,7 @@
 //! so that it is not the bottleneck when it measures a broker moving hundreds of thousands of messages a second.
 //!
 //! - `options`: the command line ([`PerfArgs`]) and its validation into a plan; `uri`: `amqp://` URIs;
-//! - `topology` declares the exchange, queues and bindings; `setup` opens the producer and consumer
+//! - `declarations` declares the exchange, queues and bindings; `setup` opens the producer and consumer
 //!   connections;
 //! - `driver`: one task per connection runs its producers and consumers (`producer`, `consumer`) without
 //!   awaiting per message; `turn`: what the driver hands them each turn (the phase, the output buffer), so the
@@ -16,13 +16,11 @@
 //! Only [`run`], [`run_until`], their options and their [`Summary`] are public: the broker's `warren perf` command
 //! and its tests need nothing else, so everything behind them can change freely.
 
-#![deny(missing_docs)]
-#![deny(unreachable_pub)]
-
 mod body;
 mod broker_memory;
 mod client;
 mod consumer;
+mod declarations;
 mod driver;
 mod histogram;
 mod loss;
@@ -32,7 +30,6 @@ mod report;
 mod run;
 mod setup;
 mod stats;
-mod topology;
 mod turn;
 mod uri;
 

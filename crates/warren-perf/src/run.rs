@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use super::body::now_ns;
 use super::broker_memory::BrokerMemorySampler;
 use super::consumer::{Consumer, ConsumerReport, ConsumerSpec};
+use super::declarations::{self, Declared};
 use super::driver::{Driver, DriverOutcome, Handler};
 use super::loss::Received;
 use super::options::Plan;
@@ -21,7 +22,6 @@ use super::report::{
 };
 use super::setup::{self, Prepared, Role};
 use super::stats::{Counts, Meter, Meters, PublishersRunning};
-use super::topology::{self, Topology};
 use super::turn::Phase;
 use super::PerfError;
 
@@ -53,21 +53,21 @@ pub(crate) async fn run(
 ) -> Result<Summary, PerfError> {
     let mut console = Console::new(plan.json);
     let mut errors = Vec::new();
-    let (prepared, topology) = if plan.idle_connections > 0 {
+    let (prepared, declared) = if plan.idle_connections > 0 {
         let (prepared, failed) = setup::connect_idle(plan).await;
         errors.extend(failed);
         console.line(&format!("{} idle connections open", prepared.len()));
         (
             prepared,
-            Topology {
+            Declared {
                 exchange: String::new(),
                 routing_key: String::new(),
                 queues: Vec::new(),
             },
         )
     } else {
-        let topology = topology::declare(plan).await?;
-        (setup::connect(plan, &topology).await?, topology)
+        let declared = declarations::declare(plan).await?;
+        (setup::connect(plan, &declared).await?, declared)
     };
 
     let run_started_ns = now_ns();
@@ -95,12 +95,12 @@ pub(crate) async fn run(
                     meters.producers.push(meter.clone());
                     // With --spread a producer publishes to its own queue through the default exchange.
                     let routing_key = match plan.producer_queue(usize::from(id)) {
-                        Some(group) => topology.queues.get(group).cloned().unwrap_or_default(),
-                        None => topology.routing_key.clone(),
+                        Some(group) => declared.queues.get(group).cloned().unwrap_or_default(),
+                        None => declared.routing_key.clone(),
                     };
                     let spec = ProducerSpec {
                         id,
-                        exchange: topology.exchange.clone(),
+                        exchange: declared.exchange.clone(),
                         routing_key,
                         size: plan.size,
                         persistent: plan.persistent,
@@ -113,7 +113,7 @@ pub(crate) async fn run(
                     Handler::Producer(Producer::new(spec, channel, frame_max, meter))
                 }
                 Role::Consumer(index) => {
-                    let group = index % topology.queues.len().max(1);
+                    let group = index % declared.queues.len().max(1);
                     meters.consumers.push((group, meter.clone()));
                     let spec = ConsumerSpec {
                         group,
@@ -193,7 +193,7 @@ pub(crate) async fn run(
     });
     let loss = both_sides.then(|| {
         loss_check(
-            topology.queues.len(),
+            declared.queues.len(),
             plan.producers,
             |id| plan.producer_queue(id),
             &producer_reports,

@@ -7,8 +7,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::client::{unexpected, Connection};
+use super::declarations::Declared;
 use super::options::Plan;
-use super::topology::Topology;
 use super::PerfError;
 use warren_protocol::{basic, confirm, AMQPClass, FieldTable, ShortString};
 
@@ -32,7 +32,7 @@ pub(crate) struct Prepared {
 const IDLE_OPEN_CONCURRENCY: usize = 64;
 
 /// Opens every producer and consumer connection of the plan.
-pub(crate) async fn connect(plan: &Plan, topology: &Topology) -> Result<Vec<Prepared>, PerfError> {
+pub(crate) async fn connect(plan: &Plan, declared: &Declared) -> Result<Vec<Prepared>, PerfError> {
     let consumers = (0..plan.consumers).map(Role::Consumer);
     let producers = (0..plan.producers).map(|id| Role::Producer(id as u16));
     let roles: Vec<Role> = consumers.chain(producers).collect();
@@ -43,7 +43,7 @@ pub(crate) async fn connect(plan: &Plan, topology: &Topology) -> Result<Vec<Prep
         }
         let mut conn = Connection::open(&plan.uri, "warren perf").await?;
         for (i, role) in roles.iter().enumerate() {
-            set_up(&mut conn, (i + 1) as u16, *role, plan, topology).await?;
+            set_up(&mut conn, (i + 1) as u16, *role, plan, declared).await?;
         }
         prepared.push(Prepared { conn, roles });
     } else {
@@ -54,7 +54,7 @@ pub(crate) async fn connect(plan: &Plan, topology: &Topology) -> Result<Vec<Prep
                 Role::Idle => "warren perf idle".to_owned(),
             };
             let mut conn = Connection::open(&plan.uri, &name).await?;
-            set_up(&mut conn, 1, role, plan, topology).await?;
+            set_up(&mut conn, 1, role, plan, declared).await?;
             prepared.push(Prepared {
                 conn,
                 roles: vec![role],
@@ -69,7 +69,7 @@ async fn set_up(
     channel: u16,
     role: Role,
     plan: &Plan,
-    topology: &Topology,
+    declared: &Declared,
 ) -> Result<(), PerfError> {
     conn.open_channel(channel).await?;
     match role {
@@ -103,8 +103,8 @@ async fn set_up(
                     return Err(unexpected("basic.qos-ok", &reply));
                 }
             }
-            let group = index % topology.queues.len().max(1);
-            let Some(queue) = topology.queues.get(group) else {
+            let group = index % declared.queues.len().max(1);
+            let Some(queue) = declared.queues.get(group) else {
                 return Err(PerfError::InvalidOptions(
                     "consumers need a queue".to_owned(),
                 ));

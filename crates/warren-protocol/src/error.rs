@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::ids::MethodId;
+
 /// Soft errors close the channel; hard errors close the connection (AMQP 0-9-1 section 1.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scope {
@@ -120,6 +122,12 @@ impl AmqpError {
             self.method_id = method_id;
         }
         self
+    }
+
+    /// [`Self::on_method`] for a method named by its [`ids`](crate::ids) constant: `error.on(ids::BASIC_PUBLISH)`.
+    #[inline]
+    pub fn on(self, (class_id, method_id): MethodId) -> AmqpError {
+        self.on_method(class_id, method_id)
     }
 
     /// 404 in RabbitMQ's words: "no queue 'x' in vhost '/'".

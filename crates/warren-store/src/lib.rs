@@ -12,9 +12,6 @@
 //! - [`fs`]: the file I/O traits every byte goes through, and `sim_fs` (feature `sim`): a simulated file system for
 //!   crash tests.
 
-#![deny(missing_docs)]
-#![deny(unreachable_pub)]
-
 mod background;
 mod compaction;
 mod error;

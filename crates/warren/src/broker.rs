@@ -10,9 +10,10 @@ use tokio::sync::Notify;
 
 use crate::config::{AuthConfig, Config, SyncPolicy, UserConfig};
 use crate::message::continue_ids_above;
-use crate::meta::{DefinitionStore, MetaError};
+use crate::meta::DefinitionStore;
+pub use crate::meta::MetaError;
 use crate::registry::ConnectionRegistry;
-use crate::vhost::{Persistence, Vhost};
+use crate::vhost::{DurableStores, Vhost};
 use warren_store::{StdFileSystem, Store, StoreConfig, StoreError, SyncMode};
 
 /// Why the broker could not start.
@@ -21,7 +22,9 @@ pub enum StartError {
     /// The data directory could not be created.
     #[error("cannot create data directory {path}: {source}")]
     DataDir {
+        /// The configured `data_dir`.
         path: String,
+        /// Why creating it failed.
         source: std::io::Error,
     },
     /// The definitions database could not be opened or read.
@@ -32,14 +35,22 @@ pub enum StartError {
     Store(#[from] StoreError),
 }
 
+/// One running broker node: what every connection shares. Built once by [`Broker::open`] and shared as an `Arc` by
+/// the listener, every connection task and the registry's users (management API, shutdown).
 pub struct Broker {
-    pub config: Config,
+    /// The configuration it was opened with; fixed for the broker's life (limits, users, server identity).
+    pub(crate) config: Config,
+    /// The configured vhosts by name; a connection's connection.open looks its vhost up here. A `DashMap` so that
+    /// lookups from many connection tasks never contend.
     vhosts: DashMap<String, Arc<Vhost>>,
-    persistence: Arc<Persistence>,
+    /// The definitions store and the message store, opened and recovered once; every vhost writes through them.
+    stores: Arc<DurableStores>,
     /// Notified by the store's writer thread whenever it takes queued publishes, so publishers held back by a full
     /// store queue wake without polling (see `channel::Backlog::wait`).
     store_room: Arc<Notify>,
+    /// The next connection id: node-unique ids name the owner of exclusive queues and key the registry.
     next_connection_id: AtomicU64,
+    /// The next consumer id: node-unique ids let a queue match an ack to its consumer without comparing tags.
     next_consumer_id: AtomicU64,
     /// The live connections, for listing and closing them (management API, shutdown).
     connections: ConnectionRegistry,
@@ -54,7 +65,7 @@ impl AsRef<AuthConfig> for Broker {
 
 impl Broker {
     /// Opens the data directory, recovers durable definitions and messages, and builds the vhosts.
-    pub fn open(config: Config) -> Result<Arc<Broker>, StartError> {
+    pub(crate) fn open(config: Config) -> Result<Arc<Broker>, StartError> {
         let dir = &config.data_dir;
         std::fs::create_dir_all(dir).map_err(|source| StartError::DataDir {
             path: dir.display().to_string(),
@@ -90,7 +101,7 @@ impl Broker {
         let store_room = Arc::new(Notify::new());
         let wake = store_room.clone();
         store.on_queue_taken(Box::new(move || wake.notify_waiters()));
-        let persistence = Arc::new(Persistence {
+        let stores = Arc::new(DurableStores {
             definitions,
             store,
             queue_memory_budget: config.storage.queue_memory_budget,
@@ -98,7 +109,7 @@ impl Broker {
         let mut recovered: HashMap<u64, _> = recovery.queues;
         let vhosts = DashMap::new();
         for name in config.vhosts() {
-            let vhost = Vhost::new(&name, Some(persistence.clone()));
+            let vhost = Vhost::new(&name, Some(stores.clone()));
             vhost.restore(&stored, &mut recovered);
             vhosts.insert(name.clone(), vhost);
         }
@@ -114,7 +125,7 @@ impl Broker {
         Ok(Arc::new(Broker {
             config,
             vhosts,
-            persistence,
+            stores,
             store_room,
             next_connection_id: AtomicU64::new(1),
             next_consumer_id: AtomicU64::new(1),
@@ -122,25 +133,28 @@ impl Broker {
         }))
     }
 
-    pub fn vhost(&self, name: &str) -> Option<Arc<Vhost>> {
+    /// The vhost `name`, if configured.
+    pub(crate) fn vhost(&self, name: &str) -> Option<Arc<Vhost>> {
         self.vhosts.get(name).map(|v| v.value().clone())
     }
 
-    pub fn user(&self, name: &str) -> Option<&UserConfig> {
+    /// The configured user `name`, if any.
+    pub(crate) fn user(&self, name: &str) -> Option<&UserConfig> {
         self.config.auth.users.iter().find(|u| u.name == name)
     }
 
     /// The message store.
-    pub fn store(&self) -> &Store {
-        &self.persistence.store
+    pub(crate) fn store(&self) -> &Store {
+        &self.stores.store
     }
 
     /// Notified each time the store's writer takes queued publishes (its queued bytes fell).
-    pub fn store_room(&self) -> &Notify {
+    pub(crate) fn store_room(&self) -> &Notify {
         &self.store_room
     }
 
-    pub fn next_connection_id(&self) -> u64 {
+    /// A fresh connection id, never handed out before by this broker.
+    pub(crate) fn next_connection_id(&self) -> u64 {
         self.next_connection_id.fetch_add(1, Ordering::Relaxed)
     }
 
@@ -149,13 +163,15 @@ impl Broker {
         &self.connections
     }
 
-    pub fn next_consumer_id(&self) -> u64 {
+    /// A fresh consumer id, never handed out before by this broker.
+    pub(crate) fn next_consumer_id(&self) -> u64 {
         self.next_consumer_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Writes out everything queued for the store (clean shutdown).
+    /// Writes out everything queued for the store. Call it once at a clean shutdown, after connections stop
+    /// publishing; it returns when the store's queued writes are on disk (failures are logged).
     pub fn flush(&self) {
-        if let Err(error) = self.persistence.store.flush() {
+        if let Err(error) = self.stores.store.flush() {
             tracing::error!(%error, "flushing the message store at shutdown failed");
         }
     }

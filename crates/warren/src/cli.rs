@@ -33,6 +33,7 @@ pub struct Cli {
     pub log_level: Option<String>,
 
     #[command(subcommand)]
+    /// What to run instead of the broker; `None` serves AMQP.
     pub command: Option<Command>,
 }
 

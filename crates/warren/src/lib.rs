@@ -14,17 +14,17 @@
 //! Imports run one way: connection -> channel -> (vhost, exchange) -> queue -> store, with `session`, `message` and
 //! `config` below them all; a queue names no channel or connection, and `auth` names no broker.
 
-pub mod auth;
+pub(crate) mod auth;
 pub mod broker;
-pub mod channel;
+pub(crate) mod channel;
 pub mod cli;
 pub mod config;
-pub mod connection;
-pub mod exchange;
-pub mod message;
-pub mod meta;
-pub mod queue;
+pub(crate) mod connection;
+pub(crate) mod exchange;
+pub(crate) mod message;
+pub(crate) mod meta;
+pub(crate) mod queue;
 pub mod registry;
 pub mod server;
-pub mod session;
-pub mod vhost;
+pub(crate) mod session;
+pub(crate) mod vhost;

@@ -13,20 +13,26 @@ use warren_protocol::{basic::AMQPProperties, FieldTable};
 /// Node-unique message ids; the message store keys bodies by them.
 static NEXT_MESSAGE_ID: AtomicU64 = AtomicU64::new(1);
 
+/// A published message, immutable once assembled and shared by every queue it was routed to.
 #[derive(Debug)]
-pub struct Message {
-    pub id: u64,
-    pub exchange: Arc<str>,
-    pub routing_key: Arc<str>,
+pub(crate) struct Message {
+    /// Node-unique id: the message store's key for it.
+    pub(crate) id: u64,
+    /// The exchange it was published to (basic.deliver carries it).
+    pub(crate) exchange: Arc<str>,
+    /// The routing key it was published with.
+    pub(crate) routing_key: Arc<str>,
     /// Property flags and list exactly as published: consumers receive them byte for byte.
-    pub properties_raw: Bytes,
-    pub body: Bytes,
+    pub(crate) properties_raw: Bytes,
+    /// The body, often a zero-copy slice of the publisher's read buffer.
+    pub(crate) body: Bytes,
     /// delivery_mode = 2.
-    pub persistent: bool,
+    pub(crate) persistent: bool,
 }
 
 impl Message {
-    pub fn new(
+    /// A freshly published message with a new id.
+    pub(crate) fn new(
         exchange: Arc<str>,
         routing_key: Arc<str>,
         properties_raw: Bytes,
@@ -44,7 +50,7 @@ impl Message {
     }
 
     /// A message read back from the store: it keeps the id it was stored under.
-    pub fn restored(
+    pub(crate) fn restored(
         id: u64,
         exchange: &str,
         routing_key: &str,
@@ -62,30 +68,33 @@ impl Message {
     }
 
     /// Decodes the properties; called only where routing or policy needs one.
-    pub fn properties(&self) -> Result<AMQPProperties, AmqpError> {
+    pub(crate) fn properties(&self) -> Result<AMQPProperties, AmqpError> {
         decode_properties(&self.properties_raw)
     }
 
     /// The headers table, if the message has one and it decodes.
-    pub fn headers(&self) -> Option<FieldTable> {
+    pub(crate) fn headers(&self) -> Option<FieldTable> {
         self.properties().ok()?.headers().clone()
     }
 
-    pub fn body_size(&self) -> u64 {
+    /// The body's length in bytes.
+    pub(crate) fn body_size(&self) -> u64 {
         self.body.len() as u64
     }
 }
 
 /// Makes new message ids start above every id the store recovered, so ids stay unique across restarts.
-pub fn continue_ids_above(max_recovered: u64) {
+pub(crate) fn continue_ids_above(max_recovered: u64) {
     NEXT_MESSAGE_ID.fetch_max(max_recovered + 1, Ordering::Relaxed);
 }
 
 /// A message in a queue: the shared message plus the queue's own position and delivery state.
 #[derive(Clone, Debug)]
-pub struct QueuedMessage {
+pub(crate) struct QueuedMessage {
     /// Position in the queue; requeued messages go back to the place this number gives them.
-    pub seq: u64,
-    pub message: Arc<Message>,
-    pub redelivered: bool,
+    pub(crate) seq: u64,
+    /// The message.
+    pub(crate) message: Arc<Message>,
+    /// Delivered before (requeued, or recovered after a restart).
+    pub(crate) redelivered: bool,
 }

@@ -5,11 +5,12 @@ use std::net::IpAddr;
 use crate::config::AuthConfig;
 use warren_protocol::{decode_field_table as parse_table, AMQPValue};
 
-pub const MECHANISMS: &str = "PLAIN AMQPLAIN";
+/// The SASL mechanisms offered in connection.start, space-separated as the spec wants them.
+pub(crate) const MECHANISMS: &str = "PLAIN AMQPLAIN";
 
 /// Why a login was refused; the text goes to the log, never to the peer (as in RabbitMQ).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum AuthError {
+pub(crate) enum AuthError {
     /// The client chose a mechanism the broker does not offer.
     #[error("unsupported authentication mechanism '{0}'")]
     Mechanism(String),
@@ -25,7 +26,10 @@ pub enum AuthError {
 }
 
 /// Extracts (user, password) from a SASL response.
-pub fn decode_response(mechanism: &str, response: &[u8]) -> Result<(String, String), AuthError> {
+pub(crate) fn decode_response(
+    mechanism: &str,
+    response: &[u8],
+) -> Result<(String, String), AuthError> {
     match mechanism {
         "PLAIN" => {
             // authzid NUL authcid NUL password
@@ -65,7 +69,7 @@ pub fn decode_response(mechanism: &str, response: &[u8]) -> Result<(String, Stri
 /// Checks credentials against the configured users and `loopback_users`; returns the user name. Takes anything
 /// that lends an [`AuthConfig`] (the config section itself, or the broker holding it), so this module needs
 /// nothing of the broker.
-pub fn authenticate(
+pub(crate) fn authenticate(
     users: impl AsRef<AuthConfig>,
     mechanism: &str,
     response: &[u8],

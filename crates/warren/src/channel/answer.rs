@@ -17,7 +17,7 @@ use warren_protocol::ids;
 impl Channel {
     /// Takes a queue's answer to the [`Effect::Ask`](super::effect::Effect::Ask) that carried `then`. Call it as
     /// soon as the answer arrives, before any other event for this channel, and execute what it emits.
-    pub fn handle_answer(
+    pub(crate) fn handle_answer(
         &mut self,
         ctx: &mut ChannelContext<'_>,
         then: Continuation,
@@ -41,8 +41,8 @@ impl Channel {
                 let result = result
                     .unwrap_or_else(|| Err(AmqpError::not_found("queue", &queue, &ctx.vhost.name)));
                 if let Err(error) = result {
-                    self.outlet.remove_consumer(&tag);
-                    return Err(error.on_method(60, 20));
+                    self.deliveries.remove_consumer(&tag);
+                    return Err(error.on(ids::BASIC_CONSUME));
                 }
             }
             (
@@ -74,7 +74,9 @@ impl Channel {
             }
             (Continuation::DeleteOk { queue, nowait }, QueueAnswer::Delete(result)) => {
                 // A queue gone before it answered was deleted with nothing in it.
-                let count = result.unwrap_or(Ok(0)).map_err(|e| e.on_method(50, 40))?;
+                let count = result
+                    .unwrap_or(Ok(0))
+                    .map_err(|e| e.on(ids::QUEUE_DELETE))?;
                 let then = Continuation::QueueDeleted {
                     queue: queue.spec.name.clone(),
                     count,
@@ -103,7 +105,7 @@ impl Channel {
 
     /// Continues after an [`Effect::Resume`](super::effect::Effect::Resume): call it once every effect before
     /// that one has been executed, and execute what it emits.
-    pub fn resume(
+    pub(crate) fn resume(
         &mut self,
         ctx: &mut ChannelContext<'_>,
         then: Continuation,
@@ -112,7 +114,7 @@ impl Channel {
         match then {
             Continuation::Commit(rest) => self
                 .commit_publishes(ctx, rest, effects)
-                .map_err(|e| e.on_method(90, 20)),
+                .map_err(|e| e.on(ids::TX_COMMIT)),
             Continuation::QueueDeleted {
                 queue,
                 count,
@@ -133,7 +135,7 @@ impl Channel {
 
     /// Called by the driver when the change of an [`Effect::Topology`](super::effect::Effect::Topology) is made,
     /// with the queue it declared (queue.declare) or None.
-    pub fn topology_changed(
+    pub(crate) fn topology_changed(
         &mut self,
         ctx: &mut ChannelContext<'_>,
         then: Continuation,

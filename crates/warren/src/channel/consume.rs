@@ -6,7 +6,7 @@ use rand::Rng;
 
 use super::effect::{ChannelEffects, Continuation, Effect, QueueRequest};
 use super::{send_settlements, Channel, ChannelContext, HeldAck};
-use crate::queue::{Consumer, QueueCommand, SettleAction};
+use crate::queue::{QueueCommand, QueueConsumer, SettleAction};
 use warren_protocol::error::{AmqpError, ReplyCode};
 use warren_protocol::{basic, AMQPClass, PublishArgs};
 
@@ -34,7 +34,7 @@ impl Channel {
             }
             basic::AMQPMethod::Qos(qos) => {
                 if qos.global {
-                    self.outlet.set_global_prefetch(qos.prefetch_count);
+                    self.deliveries.set_global_prefetch(qos.prefetch_count);
                 } else {
                     self.consumer_prefetch = qos.prefetch_count;
                 }
@@ -47,9 +47,9 @@ impl Channel {
             basic::AMQPMethod::Consume(consume) => self.consume(ctx, consume, effects),
             basic::AMQPMethod::Cancel(cancel) => {
                 let tag = cancel.consumer_tag.as_str();
-                if let Some(queue) = self.outlet.remove_consumer(tag) {
+                if let Some(queue) = self.deliveries.remove_consumer(tag) {
                     let request = QueueRequest::Cancel {
-                        sink: self.outlet.clone(),
+                        sink: self.deliveries.clone(),
                         consumer_tag: Arc::from(tag),
                         send_ok: !cancel.nowait,
                     };
@@ -79,7 +79,7 @@ impl Channel {
                 let name = self.queue_name(get.queue.as_str())?;
                 let queue = ctx.vhost.queue_for(&name, ctx.conn.id)?;
                 let command = QueueCommand::Get {
-                    sink: self.outlet.clone(),
+                    sink: self.deliveries.clone(),
                     no_ack: get.no_ack,
                 };
                 effects.push(Effect::Send { queue, command });
@@ -138,16 +138,16 @@ impl Channel {
         } else {
             Arc::from(consume.consumer_tag.as_str())
         };
-        if !self.outlet.add_consumer(tag.clone(), queue.clone()) {
+        if !self.deliveries.add_consumer(tag.clone(), queue.clone()) {
             return Err(AmqpError::new(
                 ReplyCode::NotAllowed,
                 format!("attempt to reuse consumer tag '{tag}'"),
             ));
         }
-        let consumer = Consumer {
+        let consumer = QueueConsumer {
             id: ctx.broker.next_consumer_id(),
             tag: tag.clone(),
-            sink: self.outlet.clone(),
+            sink: self.deliveries.clone(),
             no_ack: consume.no_ack,
             exclusive: consume.exclusive,
             prefetch: self.consumer_prefetch,
@@ -174,7 +174,7 @@ impl Channel {
         effects: &mut ChannelEffects,
     ) -> Result<(), AmqpError> {
         if let Some(tx) = self.tx.as_mut() {
-            let deliveries = self.outlet.hold_unacked(tag, multiple)?;
+            let deliveries = self.deliveries.hold_unacked(tag, multiple)?;
             tx.acks.push(HeldAck { deliveries, action });
             return Ok(());
         }
@@ -185,7 +185,7 @@ impl Channel {
         if !requeue {
             return Err(AmqpError::not_implemented("requeue=false"));
         }
-        let unacked = self.outlet.take_all_unacked();
+        let unacked = self.deliveries.take_all_unacked();
         send_settlements(effects, unacked, SettleAction::Requeue);
         Ok(())
     }

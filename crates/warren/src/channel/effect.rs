@@ -10,15 +10,15 @@ use warren_protocol::error::AmqpError;
 use warren_protocol::ids::MethodId;
 use warren_protocol::{put_method, AMQPClass, ShortString};
 
-use super::outlet::ChannelOutlet;
+use super::delivery_state::DeliveryState;
 use super::publish::Backlog;
 use crate::message::Message;
-use crate::queue::{Consumer, QueueCommand, QueueHandle, QueueStats};
+use crate::queue::{QueueCommand, QueueConsumer, QueueHandle, QueueStats};
 use crate::session::ConfirmRef;
 use crate::vhost::Vhost;
 
 /// One thing the channel needs done. Effects are executed in the order the channel emitted them.
-pub enum Effect {
+pub(crate) enum Effect {
     /// Encoded frames for the connection's outbound queue.
     Write(Bytes),
     /// A command on the queue's priority path (acks, nacks, rejects, channel closed); sending it never waits.
@@ -70,18 +70,21 @@ pub enum Effect {
 }
 
 /// A change to a vhost's exchanges, queues or bindings, run by the driver on the blocking pool.
-pub type TopologyChange =
+pub(crate) type TopologyChange =
     Box<dyn FnOnce(&Vhost) -> Result<Option<Arc<QueueHandle>>, AmqpError> + Send>;
 
 /// A question a channel asks a queue, without the reply channel the driver adds.
-pub enum QueueRequest {
+pub(crate) enum QueueRequest {
     /// Message and consumer counts (queue.declare-ok).
     Stats,
     /// Register a consumer; the queue writes consume-ok itself, before any delivery.
-    Consume { consumer: Consumer, send_ok: bool },
+    Consume {
+        consumer: QueueConsumer,
+        send_ok: bool,
+    },
     /// Cancel a consumer; the queue writes cancel-ok itself, after its last delivery to it.
     Cancel {
-        sink: Arc<ChannelOutlet>,
+        sink: Arc<DeliveryState>,
         consumer_tag: Arc<str>,
         send_ok: bool,
     },
@@ -93,7 +96,7 @@ pub enum QueueRequest {
 
 /// A queue's answer to a [`QueueRequest`], of the same name. `None` (or `false`) means the queue was gone before it
 /// answered.
-pub enum QueueAnswer {
+pub(crate) enum QueueAnswer {
     /// The queue's message and consumer counts.
     Stats(Option<QueueStats>),
     /// Whether the queue took the consumer (403 when another consumer holds it exclusively).
@@ -108,7 +111,7 @@ pub enum QueueAnswer {
 
 /// What the channel does once its question is answered or its wait is over: the rest of a method, with the
 /// context it needs.
-pub enum Continuation {
+pub(crate) enum Continuation {
     /// queue.declare: reply declare-ok with the queue's counts.
     DeclareOk { queue: Arc<str> },
     /// basic.consume: on refusal, forget the consumer tag and fail the channel.
@@ -141,12 +144,12 @@ pub enum Continuation {
 }
 
 /// A transaction's publishes not yet routed, in publish order, each with its mandatory flag.
-pub type HeldPublishes = std::vec::IntoIter<(Arc<Message>, bool)>;
+pub(crate) type HeldPublishes = std::vec::IntoIter<(Arc<Message>, bool)>;
 
 /// The effects of one event, in order. Frames are gathered into one buffer until a command follows them, so a run
 /// of replies costs one write; an event that emits nothing (a publish whose queues keep up) allocates nothing.
 #[derive(Default)]
-pub struct ChannelEffects {
+pub(crate) struct ChannelEffects {
     /// Effects before the frames in `frames`.
     queued: VecDeque<Effect>,
     /// Frames encoded after every effect in `queued`.
@@ -155,13 +158,13 @@ pub struct ChannelEffects {
 
 impl ChannelEffects {
     /// True when there is nothing to execute.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.queued.is_empty() && self.frames.is_empty()
     }
 
     /// The next effect to execute; the driver calls this until it returns `None`, handing answers back to the
     /// channel in between (their effects join the end, which is where they belong: an `Ask` or `Resume` is last).
-    pub fn next_effect(&mut self) -> Option<Effect> {
+    pub(crate) fn next_effect(&mut self) -> Option<Effect> {
         if let Some(effect) = self.queued.pop_front() {
             return Some(effect);
         }

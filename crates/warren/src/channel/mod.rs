@@ -1,19 +1,19 @@
 //! A channel's state machine, run inside its connection's reader task: methods, content frames and queue answers
 //! in, [`ChannelEffects`] out (reply frames, queue commands, waits), which `runtime::execute` carries out. The
 //! channel does no I/O and awaits nothing. Publishing is split out into `publish`, consuming and acknowledging
-//! into `consume`, topology methods into `topology`, transactions into `tx`, continuations into `answer`.
+//! into `consume`, exchange and queue class methods into `exchange_queue_methods`, transactions into `tx`, continuations into `answer`.
 
 mod answer;
 mod consume;
-pub mod effect;
-pub mod outbox;
-pub mod outlet;
+pub(crate) mod delivery_state;
+pub(crate) mod effect;
+mod exchange_queue_methods;
 mod publish;
+pub(crate) mod publish_runs;
 mod route_cache;
-pub mod runtime;
+pub(crate) mod runtime;
 #[cfg(test)]
 mod tests;
-mod topology;
 mod tx;
 
 use std::collections::BTreeMap;
@@ -27,23 +27,26 @@ use crate::vhost::Vhost;
 use warren_protocol::error::{AmqpError, ReplyCode};
 use warren_protocol::{access, channel, confirm as confirm_class, AMQPClass};
 
+use self::delivery_state::{DeliveryState, Unacked};
+pub(crate) use self::effect::ChannelEffects;
 use self::effect::Effect;
-pub use self::effect::{ChannelEffects, Continuation, QueueAnswer, QueueRequest};
-use self::outbox::Outbox;
-use self::outlet::{ChannelOutlet, Unacked};
 use self::publish::PendingPublish;
-pub use self::publish::{Backlog, COPY_BODY_BELOW};
+pub(crate) use self::publish::COPY_BODY_BELOW;
+use self::publish_runs::PublishRuns;
 use self::route_cache::RouteCache;
 
 /// What a channel method handler needs of its connection.
-pub struct ChannelContext<'a> {
-    pub broker: &'a Arc<Broker>,
-    pub vhost: &'a Arc<Vhost>,
-    pub conn: &'a Arc<ConnectionShared>,
+pub(crate) struct ChannelContext<'a> {
+    /// The broker: the store's back-pressure and node-wide ids.
+    pub(crate) broker: &'a Arc<Broker>,
+    /// The vhost the connection opened: where methods route and declare.
+    pub(crate) vhost: &'a Arc<Vhost>,
+    /// The connection's shared state: its outbound queue, frame_max, user.
+    pub(crate) conn: &'a Arc<ConnectionShared>,
     /// Exclusive queues this connection declared, deleted when it closes.
-    pub exclusive_queues: &'a mut Vec<Arc<QueueHandle>>,
+    pub(crate) exclusive_queues: &'a mut Vec<Arc<QueueHandle>>,
     /// Routed messages not yet handed to their queues.
-    pub outbox: &'a mut Outbox,
+    pub(crate) publish_runs: &'a mut PublishRuns,
 }
 
 /// An ack, nack or reject held by a transaction until commit: the deliveries it named, already taken out of the
@@ -53,6 +56,7 @@ struct HeldAck {
     action: SettleAction,
 }
 
+/// What tx.commit applies and tx.rollback drops: publishes and settlements held in order.
 #[derive(Default)]
 struct Transaction {
     publishes: Vec<(Arc<Message>, bool)>,
@@ -60,17 +64,17 @@ struct Transaction {
 }
 
 /// One AMQP channel's state: the publish being assembled, the confirm and transaction modes, the consumer
-/// prefetch and the last declared queue. Deliveries, unacked tags and consumer tags live in its [`ChannelOutlet`],
+/// prefetch and the last declared queue. Deliveries, unacked tags and consumer tags live in its [`DeliveryState`],
 /// which queue actors share.
 ///
 /// Every `handle_*` method takes one event and pushes what must happen into a [`ChannelEffects`]; the caller then
 /// executes those in order ([`runtime::execute`]) before it hands this channel its next frame. A returned error
 /// closes the channel (or the connection, by its scope) after the effects emitted before it are executed.
-pub struct Channel {
+pub(crate) struct Channel {
     /// The channel number.
-    pub id: u16,
+    pub(crate) id: u16,
     /// What queue actors deliver through: delivery tags, unacked deliveries, consumer tags.
-    pub outlet: Arc<ChannelOutlet>,
+    pub(crate) deliveries: Arc<DeliveryState>,
     pending: Option<PendingPublish>,
     confirms: Option<Arc<ConfirmTracker>>,
     tx: Option<Transaction>,
@@ -83,10 +87,10 @@ pub struct Channel {
 
 impl Channel {
     /// A channel just opened (the reader has answered channel.open).
-    pub fn new(conn: Arc<ConnectionShared>, id: u16) -> Channel {
+    pub(crate) fn new(conn: Arc<ConnectionShared>, id: u16) -> Channel {
         Channel {
             id,
-            outlet: ChannelOutlet::new(conn, id),
+            deliveries: DeliveryState::new(conn, id),
             pending: None,
             confirms: None,
             tx: None,
@@ -97,14 +101,15 @@ impl Channel {
     }
 
     /// Whether a content header or body frame is expected next.
-    pub fn expects_content(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn expects_content(&self) -> bool {
         self.pending.is_some()
     }
 
     /// Handles one method other than channel.open / channel.close (the reader handles those). Call it once every
-    /// effect of this channel's previous event has been executed, and after the connection's outbox is flushed
-    /// (a method may reach a queue that publishes waiting in the outbox must reach first).
-    pub fn handle_method(
+    /// effect of this channel's previous event has been executed, and after the connection's publish runs are flushed
+    /// (a method may reach a queue that publishes waiting in the publish runs must reach first).
+    pub(crate) fn handle_method(
         &mut self,
         ctx: &mut ChannelContext<'_>,
         method: AMQPClass,
@@ -179,7 +184,7 @@ impl Channel {
         action: SettleAction,
         effects: &mut ChannelEffects,
     ) -> Result<(), AmqpError> {
-        let taken = self.outlet.take_unacked(tag, multiple)?;
+        let taken = self.deliveries.take_unacked(tag, multiple)?;
         send_settlements(effects, taken, action);
         Ok(())
     }
@@ -187,12 +192,12 @@ impl Channel {
     /// Closes the channel: no more deliveries, consumers cancelled, unacked deliveries requeued. Call it when the
     /// channel ends for any reason (channel.close, a channel error, the connection closing) and execute the
     /// effects before the channel number is used again.
-    pub fn shutdown(&mut self, effects: &mut ChannelEffects) {
+    pub(crate) fn shutdown(&mut self, effects: &mut ChannelEffects) {
         self.pending = None;
         if let Some(tracker) = self.confirms.take() {
             tracker.close();
         }
-        let (mut unacked, queues) = self.outlet.close();
+        let (mut unacked, queues) = self.deliveries.close();
         // Acks of an uncommitted transaction never happened: those deliveries are requeued too.
         if let Some(held) = self.tx.take() {
             unacked.extend(
@@ -203,7 +208,7 @@ impl Channel {
         }
         for queue in queues {
             let command = QueueCommand::ChannelClosed {
-                sink: self.outlet.clone(),
+                sink: self.deliveries.clone(),
             };
             effects.push(Effect::Settle { queue, command });
         }

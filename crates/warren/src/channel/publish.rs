@@ -16,15 +16,17 @@ use warren_protocol::content::{
     CLASS_BASIC,
 };
 use warren_protocol::error::{AmqpError, ReplyCode};
+use warren_protocol::ids;
 use warren_protocol::{FrameKind, FramePayload, PublishArgs};
 use warren_store::StoredMessage;
 
 /// Body frames smaller than this are copied out of the read buffer, so that a small message waiting in a deep queue
 /// does not pin a whole read buffer; larger ones stay zero-copy slices of it. The connection reader hands the
 /// larger ones over as owned slices and the rest borrowed.
-pub const COPY_BODY_BELOW: usize = 4096;
+pub(crate) const COPY_BODY_BELOW: usize = 4096;
 
-pub struct PendingPublish {
+/// A basic.publish whose content header and body frames are still arriving.
+pub(crate) struct PendingPublish {
     exchange: Arc<str>,
     routing_key: Arc<str>,
     mandatory: bool,
@@ -80,14 +82,14 @@ impl PendingPublish {
             None => "expected content header for class 60, got non content header frame instead",
             Some(_) => "expected content body, got non content body frame instead",
         };
-        AmqpError::new(ReplyCode::UnexpectedFrame, text).on_method(60, 40)
+        AmqpError::new(ReplyCode::UnexpectedFrame, text).on(ids::BASIC_PUBLISH)
     }
 }
 
 impl Channel {
     /// basic.publish as the reader's fast path hands it over (see [`warren_protocol::parse_publish`]); the checks
     /// are those `handle_method` makes for any method.
-    pub fn handle_publish(
+    pub(crate) fn handle_publish(
         &mut self,
         ctx: &ChannelContext<'_>,
         publish: PublishArgs<'_>,
@@ -96,7 +98,7 @@ impl Channel {
             return Err(pending.unexpected_frame());
         }
         self.start_publish(ctx, publish)
-            .map_err(|e| e.on_method(60, 40))
+            .map_err(|e| e.on(ids::BASIC_PUBLISH))
     }
 
     pub(super) fn start_publish(
@@ -132,8 +134,8 @@ impl Channel {
     /// Handles a content header or body frame without waiting: a message completed by it is routed, and what
     /// still has to wait (a full queue inbox, a store behind its disk) is emitted as an [`Effect::Drain`]. Call it
     /// for every content frame on this channel, in order; when it emits nothing, which is the rule while queues
-    /// keep up, the next frame may follow at once (the outbox is flushed later, see `channel::outbox`).
-    pub fn handle_content(
+    /// keep up, the next frame may follow at once (the publish runs are flushed later, see `channel::publish_runs`).
+    pub(crate) fn handle_content(
         &mut self,
         ctx: &mut ChannelContext<'_>,
         kind: FrameKind,
@@ -162,7 +164,7 @@ impl Channel {
                     return Err(AmqpError::precondition(format!(
                         "message size {body_size} is larger than configured max size {max}"
                     ))
-                    .on_method(60, 40));
+                    .on(ids::BASIC_PUBLISH));
                 }
                 let properties = self.route_cache.properties(properties_raw);
                 pending.header = Some((body_size, properties));
@@ -201,7 +203,7 @@ impl Channel {
         }
         let backlog = self
             .route(ctx, message, done.mandatory, effects)
-            .map_err(|e| e.on_method(60, 40))?;
+            .map_err(|e| e.on(ids::BASIC_PUBLISH))?;
         if !backlog.is_empty() {
             effects.push(Effect::Drain(backlog));
         }
@@ -217,7 +219,7 @@ impl Channel {
         mandatory: bool,
         effects: &mut ChannelEffects,
     ) -> Result<Backlog, AmqpError> {
-        let outbox = &mut *ctx.outbox;
+        let publish_runs = &mut *ctx.publish_runs;
         let mut backlog = Backlog::default();
         let queues = self.route_cache.route(ctx.vhost, &message)?;
         let confirm = self.confirms.as_ref().map(|t| t.begin());
@@ -239,7 +241,7 @@ impl Channel {
                 message: message.clone(),
                 confirm: confirm.as_ref().map(|c| c.share()),
             };
-            backlog.extend(outbox.push(queue, item));
+            backlog.extend(publish_runs.push(queue, item));
         }
         Ok(backlog)
     }
@@ -304,7 +306,7 @@ impl Channel {
             &message.routing_key,
         );
         put_content_header(out, channel, message.body_size(), &message.properties_raw);
-        put_body_frames(out, channel, &message.body, self.outlet.conn.frame_max);
+        put_body_frames(out, channel, &message.body, self.deliveries.conn.frame_max);
     }
 }
 
@@ -314,7 +316,7 @@ const STORE_BACKLOG_LIMIT: u64 = 64 << 20;
 /// What a routed message still waits for. The connection's reader waits on it before reading on, which holds the
 /// publisher back through TCP: a publisher faster than a queue or the disk cannot grow memory without bound.
 #[derive(Default)]
-pub struct Backlog {
+pub(crate) struct Backlog {
     /// Commands whose queue's inbox was full.
     blocked: Vec<(Arc<QueueHandle>, QueueCommand)>,
     /// The store's write queue is over its limit.
@@ -322,7 +324,8 @@ pub struct Backlog {
 }
 
 impl Backlog {
-    pub fn is_empty(&self) -> bool {
+    /// True when nothing waits: the reader may go on at once.
+    pub(crate) fn is_empty(&self) -> bool {
         self.blocked.is_empty() && !self.store_full
     }
 
@@ -333,14 +336,15 @@ impl Backlog {
         }
     }
 
-    pub fn extend(&mut self, other: Backlog) {
+    /// Adds what `other` left waiting, so one wait covers both.
+    pub(crate) fn extend(&mut self, other: Backlog) {
         self.blocked.extend(other.blocked);
         self.store_full |= other.store_full;
     }
 
     /// Waits until every held command is in its queue's inbox and, if the store was over its limit, until the
     /// store's writer has taken it back under (or the store failed).
-    pub async fn wait(self, broker: &Broker) {
+    pub(crate) async fn wait(self, broker: &Broker) {
         for (queue, command) in self.blocked {
             queue.send(command).await;
         }
@@ -372,13 +376,13 @@ fn check_user_id(properties_raw: &[u8], user: &str) -> Result<(), AmqpError> {
     if flags & USER_ID_FLAG == 0 {
         return Ok(());
     }
-    let properties = decode_properties(properties_raw).map_err(|e| e.on_method(60, 40))?;
+    let properties = decode_properties(properties_raw).map_err(|e| e.on(ids::BASIC_PUBLISH))?;
     match properties.user_id() {
         Some(claimed) if claimed.as_str() != user => Err(AmqpError::precondition(format!(
             "user_id property set to '{}' but authenticated user was '{user}'",
             claimed.as_str()
         ))
-        .on_method(60, 40)),
+        .on(ids::BASIC_PUBLISH)),
         _ => Ok(()),
     }
 }

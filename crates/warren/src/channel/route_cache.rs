@@ -13,8 +13,10 @@ use crate::vhost::Vhost;
 use warren_protocol::error::AmqpError;
 use warren_protocol::PublishArgs;
 
+/// The last route a channel computed (exchange, routing key, queues), reused while the vhost's generation
+/// is unchanged: a publisher sending to one exchange and key routes once, not per message.
 #[derive(Default)]
-pub struct RouteCache {
+pub(crate) struct RouteCache {
     exchange: Arc<str>,
     routing_key: Arc<str>,
     /// The vhost generation at which the exchange was known to exist; None before the first route.
@@ -28,7 +30,11 @@ pub struct RouteCache {
 impl RouteCache {
     /// The shared names for a publish to the same exchange and routing key as the last one, while the topology
     /// is unchanged (so the exchange still exists); None otherwise.
-    pub fn names(&self, vhost: &Vhost, publish: &PublishArgs<'_>) -> Option<(Arc<str>, Arc<str>)> {
+    pub(crate) fn names(
+        &self,
+        vhost: &Vhost,
+        publish: &PublishArgs<'_>,
+    ) -> Option<(Arc<str>, Arc<str>)> {
         let fresh = self.generation == Some(vhost.generation())
             && *self.exchange == *publish.exchange
             && *self.routing_key == *publish.routing_key;
@@ -36,7 +42,7 @@ impl RouteCache {
     }
 
     /// The properties bytes, shared with the last message's when they are the same.
-    pub fn properties(&mut self, raw: &[u8]) -> Bytes {
+    pub(crate) fn properties(&mut self, raw: &[u8]) -> Bytes {
         if self.properties != raw {
             self.properties = Bytes::copy_from_slice(raw);
         }
@@ -44,7 +50,7 @@ impl RouteCache {
     }
 
     /// The queues `message` goes to.
-    pub fn route(
+    pub(crate) fn route(
         &mut self,
         vhost: &Vhost,
         message: &Message,

@@ -14,7 +14,7 @@ use crate::queue::{QueueCommand, QueueHandle};
 /// Executes `effects` and whatever the channel emits in answer to them, until none are left. An error is the
 /// channel's answer to a queue's refusal (a consume on a queue in exclusive use) or a failed continuation: the
 /// caller closes the channel with it, as for an error from the event itself.
-pub async fn execute(
+pub(crate) async fn execute(
     channel: &mut Channel,
     ctx: &mut ChannelContext<'_>,
     effects: &mut ChannelEffects,
@@ -44,14 +44,14 @@ pub async fn execute(
             Effect::Resume(then) => channel.resume(ctx, then, effects)?,
             Effect::Topology {
                 change,
-                method: (class_id, method_id),
+                method,
                 then,
             } => {
                 let declared = ctx
                     .vhost
                     .change_topology(true, change)
                     .await
-                    .map_err(|e| e.on_method(class_id, method_id))?;
+                    .map_err(|e| e.on(method))?;
                 channel.topology_changed(ctx, then, declared, effects)?;
             }
         }

@@ -3,8 +3,8 @@
 use warren_protocol::error::{AmqpError, ReplyCode};
 use warren_protocol::{tx, AMQPClass};
 
+use super::delivery_state::Unacked;
 use super::effect::{ChannelEffects, Continuation, Effect, HeldPublishes};
-use super::outlet::Unacked;
 use super::{send_settlements, Channel, ChannelContext, Transaction};
 
 impl Channel {
@@ -36,7 +36,7 @@ impl Channel {
                 };
                 for ack in held.acks {
                     let settled: Vec<Unacked> = ack.deliveries.into_values().collect();
-                    self.outlet.release_held(&settled);
+                    self.deliveries.release_held(&settled);
                     send_settlements(effects, settled, ack.action);
                 }
                 self.commit_publishes(ctx, held.publishes.into_iter(), effects)
@@ -46,7 +46,7 @@ impl Channel {
                     return Err(AmqpError::precondition("channel is not transactional"));
                 };
                 for ack in std::mem::take(held).acks {
-                    self.outlet.restore_unacked(ack.deliveries);
+                    self.deliveries.restore_unacked(ack.deliveries);
                 }
                 effects.reply(
                     self.id,
@@ -82,7 +82,7 @@ impl Channel {
                 return Ok(());
             }
         }
-        let backlog = ctx.outbox.flush();
+        let backlog = ctx.publish_runs.flush();
         if !backlog.is_empty() {
             effects.push(Effect::Drain(backlog));
         }

@@ -10,39 +10,56 @@ pub enum ConfigError {
     /// The config file could not be read (missing, unreadable, not UTF-8).
     #[error("{path}: cannot read config file: {source}")]
     Io {
+        /// The config file.
         path: PathBuf,
+        /// Why reading failed.
         #[source]
         source: std::io::Error,
     },
     /// The text is not valid TOML (unclosed bracket, duplicate key, ...).
     #[error("{path}:{line}: invalid TOML: {message}")]
     Syntax {
+        /// The config file.
         path: PathBuf,
+        /// The line of the fault in that file.
         line: usize,
+        /// The TOML parser's description.
         message: String,
     },
     /// A key Warren does not know, most often a typo; refused rather than ignored so the typo is noticed.
     #[error("{path}:{line}: unknown key `{key}` {section}")]
     UnknownKey {
+        /// The config file.
         path: PathBuf,
+        /// The line of the fault in that file.
         line: usize,
+        /// The key, dotted below its section.
         key: String,
+        /// The table the key is in.
         section: Section,
     },
     /// A key that must be present is not (for example a user's `name`).
     #[error("{path}:{line}: missing key `{key}` {section}")]
     MissingKey {
+        /// The config file.
         path: PathBuf,
+        /// The line of the fault in that file.
         line: usize,
+        /// The key, dotted below its section.
         key: String,
+        /// The table the key is in.
         section: Section,
     },
     /// A key holds a value of the wrong type or outside its allowed range.
     #[error("{path}:{line}: key `{key}`: {reason}")]
     InvalidValue {
+        /// The config file.
         path: PathBuf,
+        /// The line of the fault in that file.
         line: usize,
+        /// The key, dotted below its section.
         key: String,
+        /// What is wrong with the value, and what is allowed.
         reason: String,
     },
 }

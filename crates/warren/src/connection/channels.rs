@@ -3,7 +3,9 @@
 use crate::channel::Channel;
 use crate::registry::ChannelCount;
 
-pub enum Slot {
+/// A channel number in use.
+pub(crate) enum Slot {
+    /// An open channel and its state machine.
     Open(Box<Channel>),
     /// The broker sent channel.close and waits for close-ok; other frames on it are dropped.
     Closing,
@@ -13,25 +15,27 @@ pub enum Slot {
 /// The vector grows to the highest number opened (at most channel_max, 2047 by default). The count of open slots
 /// is kept in the connection's registry entry, touched only when a slot changes, never per frame.
 #[derive(Default)]
-pub struct ChannelTable {
+pub(crate) struct ChannelTable {
     slots: Vec<Option<Slot>>,
     open: ChannelCount,
 }
 
 impl ChannelTable {
     /// An empty table that keeps `open` equal to its number of open channels.
-    pub fn new(open: ChannelCount) -> ChannelTable {
+    pub(crate) fn new(open: ChannelCount) -> ChannelTable {
         ChannelTable {
             slots: Vec::new(),
             open,
         }
     }
 
-    pub fn get_mut(&mut self, id: u16) -> Option<&mut Slot> {
+    /// The slot of channel `id`, if in use.
+    pub(crate) fn get_mut(&mut self, id: u16) -> Option<&mut Slot> {
         self.slots.get_mut(usize::from(id))?.as_mut()
     }
 
-    pub fn insert(&mut self, id: u16, slot: Slot) {
+    /// Puts `slot` at `id`, counting an open channel in the registry.
+    pub(crate) fn insert(&mut self, id: u16, slot: Slot) {
         let index = usize::from(id);
         if self.slots.len() <= index {
             self.slots.resize_with(index + 1, || None);
@@ -44,7 +48,8 @@ impl ChannelTable {
         }
     }
 
-    pub fn remove(&mut self, id: u16) -> Option<Slot> {
+    /// Frees `id` and returns its slot, keeping the registry's count.
+    pub(crate) fn remove(&mut self, id: u16) -> Option<Slot> {
         let slot = self.slots.get_mut(usize::from(id))?.take();
         if let Some(Slot::Open(_)) = slot {
             self.open.closed();
@@ -52,7 +57,8 @@ impl ChannelTable {
         slot
     }
 
-    pub fn drain(&mut self) -> impl Iterator<Item = Slot> + '_ {
+    /// Takes every slot (connection cleanup), leaving the count at zero.
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = Slot> + '_ {
         let open = &self.open;
         std::mem::take(&mut self.slots)
             .into_iter()

@@ -11,7 +11,7 @@ use crate::broker::Broker;
 
 /// Runs the handshake within `limits.handshake_timeout`; None if the connection is not to be served (the reason
 /// was logged and, where RabbitMQ does, sent). Bytes the client sent after connection.open stay in `buf`.
-pub async fn run<R, W>(
+pub(crate) async fn run<R, W>(
     broker: &Broker,
     read: &mut R,
     write: &mut W,

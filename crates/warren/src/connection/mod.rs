@@ -6,7 +6,7 @@ mod channels;
 mod handshake;
 mod handshake_io;
 mod reader;
-pub mod transport;
+pub(crate) mod transport;
 mod writer;
 
 use std::net::SocketAddr;
@@ -15,10 +15,10 @@ use std::sync::Arc;
 use crate::broker::Broker;
 use crate::registry::ConnectionDetails;
 use crate::session::ConnectionShared;
-pub use transport::{SharedStream, Transport, TransportRead};
+pub(crate) use transport::Transport;
 
 /// Serves one accepted stream (TCP, or any [`Transport`]) from `peer` until it closes.
-pub async fn serve<T: Transport>(broker: Arc<Broker>, stream: T, peer: SocketAddr) {
+pub(crate) async fn serve<T: Transport>(broker: Arc<Broker>, stream: T, peer: SocketAddr) {
     let local = stream.local_addr();
     let (mut read, mut write) = stream.split();
     let mut buf = bytes::BytesMut::new();

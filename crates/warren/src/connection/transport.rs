@@ -11,7 +11,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
 /// A connection's byte stream, as `serve` takes it.
-pub trait Transport: Send + 'static {
+pub(crate) trait Transport: Send + 'static {
     /// The half the reader task owns.
     type Reader: TransportRead;
     /// The half the writer task owns.
@@ -27,7 +27,7 @@ pub trait Transport: Send + 'static {
 }
 
 /// The read half of a [`Transport`].
-pub trait TransportRead: AsyncRead + Unpin + Send + 'static {
+pub(crate) trait TransportRead: AsyncRead + Unpin + Send + 'static {
     /// Ready when a read would find bytes (or the end of the stream, or an error). The reader reserves its read
     /// buffer only after this, so an idle connection holds no read buffer. The default is always ready: the reader
     /// then waits in the read itself, holding the space it reserved.
@@ -59,7 +59,9 @@ impl TransportRead for OwnedReadHalf {
 /// Any other stream, split with `tokio::io::split`. Its halves share a lock, so a read and a write never overlap,
 /// and it has no readiness probe, so an idle connection keeps its read buffer: fine for TLS, whose records are
 /// decrypted in one place anyway.
-pub struct SharedStream<S>(pub S);
+// Unused outside the tests until a TLS listener serves through it.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) struct SharedStream<S>(pub(crate) S);
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for SharedStream<S> {
     type Reader = tokio::io::ReadHalf<S>;

@@ -15,7 +15,7 @@ use warren_protocol::frame::put_heartbeat;
 const MAX_IOV: usize = 512;
 
 /// Writes the connection's outbound queue to `socket` until the queue is closed or a write fails.
-pub async fn run<W: AsyncWrite + Unpin>(
+pub(crate) async fn run<W: AsyncWrite + Unpin>(
     info: Arc<ConnectionShared>,
     mut socket: W,
     heartbeat_secs: u16,

@@ -48,7 +48,7 @@ impl MatchMode {
 /// Why a headers-exchange binding was refused; the broker answers `queue.bind`/`exchange.bind` with 406
 /// PRECONDITION_FAILED and this text, as RabbitMQ does.
 #[derive(Debug, Clone, PartialEq, Error)]
-pub enum HeadersBindingError {
+pub(crate) enum HeadersBindingError {
     /// `x-match` is a string but not one of the four modes.
     #[error(
         "Invalid x-match field value <<\"{0}\">>; expected all, any, all-with-x, or any-with-x"
@@ -67,7 +67,9 @@ pub enum HeadersBindingError {
 
 /// Checks a headers-exchange binding's `x-match` argument, as RabbitMQ does when the binding is created. A missing
 /// `x-match` is accepted (it means `all`).
-pub fn validate_headers_arguments(arguments: &FieldTable) -> Result<(), HeadersBindingError> {
+pub(crate) fn validate_headers_arguments(
+    arguments: &FieldTable,
+) -> Result<(), HeadersBindingError> {
     match arguments.inner().get(X_MATCH) {
         None => Ok(()),
         Some(value) => match string_bytes(value) {
@@ -92,6 +94,7 @@ pub(crate) struct HeadersMatcher {
 }
 
 impl HeadersMatcher {
+    /// Compiles a binding's `x-match` and header arguments (already validated at bind).
     pub(crate) fn new(arguments: &FieldTable) -> HeadersMatcher {
         // An invalid x-match cannot get past `validate_headers_arguments`; should one arrive anyway (say from an
         // old definitions file) it means `all`, which is what RabbitMQ does too.

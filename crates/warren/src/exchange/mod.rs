@@ -1,5 +1,6 @@
-//! Exchange routing without I/O: the exchange kinds, what a binding points at, and `BindingTable`, the immutable
-//! snapshot of one exchange's bindings that a publish routes through without taking a lock.
+//! Exchanges: the [`Exchange`] a vhost holds (its declared properties and its bindings, in `definition`), and
+//! routing without I/O: the exchange kinds, what a binding points at, and `BindingTable`, the immutable snapshot of
+//! one exchange's bindings that a publish routes through without taking a lock.
 //!
 //! The vhost keeps each exchange's table behind an `Arc` it swaps whole: a bind or unbind builds a new table from
 //! the old one (`with_binding`, `without_binding`, `without_destination`) and publishes it; a publisher that loaded
@@ -11,11 +12,13 @@
 //! bindings and alternate exchanges (with cycle protection) is the vhost's job: it calls `route` again on the
 //! destination exchange's table.
 
+mod definition;
 mod header_value;
 mod headers;
 mod topic;
 
-pub use headers::{validate_headers_arguments, HeadersBindingError};
+pub(crate) use definition::Exchange;
+pub(crate) use headers::validate_headers_arguments;
 
 use headers::HeadersMatcher;
 use std::collections::HashMap;
@@ -25,7 +28,7 @@ use warren_protocol::types::FieldTable;
 
 /// The four exchange types of AMQP 0-9-1 as RabbitMQ implements them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ExchangeKind {
+pub(crate) enum ExchangeKind {
     /// Routes to bindings whose key equals the routing key.
     Direct,
     /// Routes to every binding, ignoring the routing key.
@@ -38,7 +41,7 @@ pub enum ExchangeKind {
 
 impl ExchangeKind {
     /// "direct" | "fanout" | "topic" | "headers" -> Some(kind); anything else None.
-    pub fn parse(s: &str) -> Option<ExchangeKind> {
+    pub(crate) fn parse(s: &str) -> Option<ExchangeKind> {
         match s {
             "direct" => Some(ExchangeKind::Direct),
             "fanout" => Some(ExchangeKind::Fanout),
@@ -49,7 +52,7 @@ impl ExchangeKind {
     }
 
     /// The name used on the wire and in definitions.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ExchangeKind::Direct => "direct",
             ExchangeKind::Fanout => "fanout",
@@ -61,7 +64,7 @@ impl ExchangeKind {
 
 /// What a binding delivers to: a queue, or another exchange (RabbitMQ's exchange-to-exchange bindings), by name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Destination {
+pub(crate) enum Destination {
     /// A queue in the same vhost.
     Queue(Arc<str>),
     /// An exchange in the same vhost.
@@ -71,18 +74,18 @@ pub enum Destination {
 /// One binding of an exchange. Two bindings are the same binding when destination, routing key and arguments are
 /// all equal (as in RabbitMQ, the same queue may be bound twice with the same key and different arguments).
 #[derive(Clone, Debug, PartialEq)]
-pub struct Binding {
+pub(crate) struct Binding {
     /// Where matching messages go.
-    pub destination: Destination,
+    pub(crate) destination: Destination,
     /// The binding key (ignored by fanout and headers exchanges, but still part of the binding's identity).
-    pub routing_key: Arc<str>,
+    pub(crate) routing_key: Arc<str>,
     /// The binding arguments (read for matching only by headers exchanges).
-    pub arguments: FieldTable,
+    pub(crate) arguments: FieldTable,
 }
 
 /// An immutable snapshot of one exchange's bindings, built whole on every change and read without locks.
 #[derive(Debug)]
-pub struct BindingTable {
+pub(crate) struct BindingTable {
     kind: ExchangeKind,
     /// Distinct bindings, in the order they were made.
     bindings: Vec<Binding>,
@@ -105,6 +108,7 @@ enum RouteIndex {
     Headers(Vec<HeadersTarget>),
 }
 
+/// A headers binding: its destination and compiled matcher.
 #[derive(Debug)]
 struct HeadersTarget {
     destination: usize,
@@ -113,33 +117,34 @@ struct HeadersTarget {
 
 impl BindingTable {
     /// A table holding `bindings`; repeated equal bindings are kept once.
-    pub fn new(kind: ExchangeKind, bindings: Vec<Binding>) -> BindingTable {
+    pub(crate) fn new(kind: ExchangeKind, bindings: Vec<Binding>) -> BindingTable {
         BindingTable::build(kind, distinct(bindings))
     }
 
     /// A table without bindings.
-    pub fn empty(kind: ExchangeKind) -> BindingTable {
+    pub(crate) fn empty(kind: ExchangeKind) -> BindingTable {
         BindingTable::build(kind, Vec::new())
     }
 
     /// The exchange kind this table routes for.
-    pub fn kind(&self) -> ExchangeKind {
+    #[cfg(test)]
+    pub(crate) fn kind(&self) -> ExchangeKind {
         self.kind
     }
 
     /// Every binding, in the order they were made.
-    pub fn bindings(&self) -> &[Binding] {
+    pub(crate) fn bindings(&self) -> &[Binding] {
         &self.bindings
     }
 
     /// Whether the exchange has no bindings (auto-delete exchanges check this after an unbind).
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.bindings.is_empty()
     }
 
     /// A new table with `binding` added; returns None if an equal binding (same destination, routing key and
     /// arguments) already exists (binding is idempotent in AMQP).
-    pub fn with_binding(&self, binding: Binding) -> Option<BindingTable> {
+    pub(crate) fn with_binding(&self, binding: Binding) -> Option<BindingTable> {
         if self.bindings.contains(&binding) {
             return None;
         }
@@ -150,7 +155,7 @@ impl BindingTable {
     }
 
     /// A new table without the binding equal to `binding`; None if there was none.
-    pub fn without_binding(&self, binding: &Binding) -> Option<BindingTable> {
+    pub(crate) fn without_binding(&self, binding: &Binding) -> Option<BindingTable> {
         let position = self.bindings.iter().position(|b| b == binding)?;
         let mut bindings = self.bindings.clone();
         bindings.remove(position);
@@ -159,7 +164,7 @@ impl BindingTable {
 
     /// A new table without any binding to `destination` (used when a queue or exchange is deleted); None if there
     /// was none.
-    pub fn without_destination(&self, destination: &Destination) -> Option<BindingTable> {
+    pub(crate) fn without_destination(&self, destination: &Destination) -> Option<BindingTable> {
         if !self.destinations.contains(destination) {
             return None;
         }
@@ -177,7 +182,7 @@ impl BindingTable {
     /// kind reads it.
     ///
     /// Destinations come in the order of their first binding; what `out` already held is left alone.
-    pub fn route(
+    pub(crate) fn route(
         &self,
         routing_key: &str,
         headers: Option<&FieldTable>,

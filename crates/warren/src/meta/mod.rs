@@ -14,6 +14,7 @@ const QUEUES: TableDefinition<&str, &[u8]> = TableDefinition::new("queues");
 const BINDINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("bindings");
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 
+/// Why the definitions store (redb) failed; at start this stops the broker, later it fails the topology change.
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
     /// The database file could not be opened or created.
@@ -24,41 +25,65 @@ pub enum MetaError {
     Storage(String),
     /// A stored record does not decode.
     #[error("corrupt definition record '{key}': {error}")]
-    Corrupt { key: String, error: String },
+    Corrupt {
+        /// The record's key in its table.
+        key: String,
+        /// Why it does not decode.
+        error: String,
+    },
 }
 
 fn storage(e: impl std::fmt::Display) -> MetaError {
     MetaError::Storage(e.to_string())
 }
 
+/// A stored durable exchange.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ExchangeDef {
-    pub vhost: String,
-    pub name: String,
-    pub kind: String,
-    pub auto_delete: bool,
-    pub internal: bool,
-    pub arguments: FieldTable,
+pub(crate) struct ExchangeDef {
+    /// Its vhost.
+    pub(crate) vhost: String,
+    /// Its name.
+    pub(crate) name: String,
+    /// Its type name (`direct`, `topic`, ...).
+    pub(crate) kind: String,
+    /// Its auto-delete flag.
+    pub(crate) auto_delete: bool,
+    /// Its internal flag.
+    pub(crate) internal: bool,
+    /// Its arguments.
+    pub(crate) arguments: FieldTable,
 }
 
+/// A stored durable queue.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct QueueDef {
-    pub vhost: String,
-    pub name: String,
+pub(crate) struct QueueDef {
+    /// Its vhost.
+    pub(crate) vhost: String,
+    /// Its name.
+    pub(crate) name: String,
     /// The id the message store files this queue's messages under.
-    pub id: u64,
-    pub auto_delete: bool,
-    pub arguments: FieldTable,
+    pub(crate) id: u64,
+    /// Its auto-delete flag.
+    pub(crate) auto_delete: bool,
+    /// Its arguments.
+    pub(crate) arguments: FieldTable,
 }
 
+/// A stored binding (both its ends durable).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct BindingDef {
-    pub vhost: String,
-    pub source: String,
-    pub destination: String,
-    pub destination_is_queue: bool,
-    pub routing_key: String,
-    pub arguments: FieldTable,
+pub(crate) struct BindingDef {
+    /// Its vhost.
+    pub(crate) vhost: String,
+    /// The source exchange.
+    pub(crate) source: String,
+    /// The destination queue or exchange.
+    pub(crate) destination: String,
+    /// Whether the destination is a queue.
+    pub(crate) destination_is_queue: bool,
+    /// The binding key.
+    pub(crate) routing_key: String,
+    /// The binding arguments (headers exchanges match on them).
+    pub(crate) arguments: FieldTable,
 }
 
 impl BindingDef {
@@ -74,13 +99,18 @@ impl BindingDef {
 
 /// Everything stored, as loaded at start.
 #[derive(Debug, Default)]
-pub struct Definitions {
-    pub exchanges: Vec<ExchangeDef>,
-    pub queues: Vec<QueueDef>,
-    pub bindings: Vec<BindingDef>,
+pub(crate) struct Definitions {
+    /// Every stored exchange.
+    pub(crate) exchanges: Vec<ExchangeDef>,
+    /// Every stored queue.
+    pub(crate) queues: Vec<QueueDef>,
+    /// Every stored binding.
+    pub(crate) bindings: Vec<BindingDef>,
 }
 
-pub struct DefinitionStore {
+/// The definitions database (redb): durable exchanges, queues and bindings. Each write commits (an
+/// fsync), so callers run it off the async workers.
+pub(crate) struct DefinitionStore {
     db: Database,
 }
 
@@ -89,7 +119,8 @@ fn object_key(vhost: &str, name: &str) -> String {
 }
 
 impl DefinitionStore {
-    pub fn open(path: &Path) -> Result<DefinitionStore, MetaError> {
+    /// Opens or creates the database at `path`.
+    pub(crate) fn open(path: &Path) -> Result<DefinitionStore, MetaError> {
         let db = Database::create(path)?;
         // Create the tables so that reads of an empty database find them.
         let txn = db.begin_write().map_err(storage)?;
@@ -125,32 +156,38 @@ impl DefinitionStore {
         txn.commit().map_err(storage)
     }
 
-    pub fn put_exchange(&self, def: &ExchangeDef) -> Result<(), MetaError> {
+    /// Stores or replaces an exchange; returns once committed.
+    pub(crate) fn put_exchange(&self, def: &ExchangeDef) -> Result<(), MetaError> {
         self.put(EXCHANGES, &object_key(&def.vhost, &def.name), def)
     }
 
-    pub fn remove_exchange(&self, vhost: &str, name: &str) -> Result<(), MetaError> {
+    /// Removes an exchange; returns once committed.
+    pub(crate) fn remove_exchange(&self, vhost: &str, name: &str) -> Result<(), MetaError> {
         self.remove(EXCHANGES, &object_key(vhost, name))
     }
 
-    pub fn put_queue(&self, def: &QueueDef) -> Result<(), MetaError> {
+    /// Stores or replaces a queue; returns once committed.
+    pub(crate) fn put_queue(&self, def: &QueueDef) -> Result<(), MetaError> {
         self.put(QUEUES, &object_key(&def.vhost, &def.name), def)
     }
 
-    pub fn remove_queue(&self, vhost: &str, name: &str) -> Result<(), MetaError> {
+    /// Removes a queue; returns once committed.
+    pub(crate) fn remove_queue(&self, vhost: &str, name: &str) -> Result<(), MetaError> {
         self.remove(QUEUES, &object_key(vhost, name))
     }
 
-    pub fn put_binding(&self, def: &BindingDef) -> Result<(), MetaError> {
+    /// Stores a binding; returns once committed.
+    pub(crate) fn put_binding(&self, def: &BindingDef) -> Result<(), MetaError> {
         self.put(BINDINGS, &def.key()?, def)
     }
 
-    pub fn remove_binding(&self, def: &BindingDef) -> Result<(), MetaError> {
+    /// Removes a binding; returns once committed.
+    pub(crate) fn remove_binding(&self, def: &BindingDef) -> Result<(), MetaError> {
         self.remove(BINDINGS, &def.key()?)
     }
 
     /// A new queue id for the message store, never reused.
-    pub fn next_queue_id(&self) -> Result<u64, MetaError> {
+    pub(crate) fn next_queue_id(&self) -> Result<u64, MetaError> {
         let txn = self.db.begin_write().map_err(storage)?;
         let id = {
             let mut counters = txn.open_table(COUNTERS).map_err(storage)?;
@@ -167,7 +204,8 @@ impl DefinitionStore {
         Ok(id)
     }
 
-    pub fn load(&self) -> Result<Definitions, MetaError> {
+    /// Reads everything stored (at start).
+    pub(crate) fn load(&self) -> Result<Definitions, MetaError> {
         let txn = self.db.begin_read().map_err(storage)?;
         Ok(Definitions {
             exchanges: read_all(&txn, EXCHANGES)?,

@@ -6,7 +6,7 @@ use std::sync::{Arc, Weak};
 
 use tokio::sync::mpsc;
 
-use super::consumer::Consumer;
+use super::consumer::QueueConsumer;
 use super::owner::QueueOwner;
 use super::sink::{DeliverOutcome, DeliverySink, QueueReply};
 use super::state::{Payload, QueueState};
@@ -15,11 +15,13 @@ use warren_protocol::error::AmqpError;
 use warren_store::{IndexEntry, Store};
 
 /// What a durable queue needs of the message store.
-pub struct Durability {
-    pub store: Store,
-    pub queue_id: u64,
+pub(crate) struct QueueStorage {
+    /// The node's message store.
+    pub(crate) store: Store,
+    /// This queue's id in the store.
+    pub(crate) queue_id: u64,
     /// Body bytes of ready messages kept in memory; persistent messages past it stay only on disk.
-    pub memory_budget: u64,
+    pub(crate) memory_budget: u64,
 }
 
 /// Inbox capacity in commands; a full inbox makes publishers' readers wait. A publish command carries up to
@@ -28,10 +30,10 @@ const INBOX_CAPACITY: usize = 32_768 / MAX_RUN;
 const BATCH: usize = 256;
 
 /// Creates a queue and starts its actor; a durable queue starts with the messages the store recovered for it.
-pub fn spawn_queue(
+pub(crate) fn spawn_queue(
     spec: QueueSpec,
     owner: Weak<dyn QueueOwner>,
-    durability: Option<Durability>,
+    storage: Option<QueueStorage>,
     recovered: Vec<IndexEntry>,
 ) -> Arc<QueueHandle> {
     let (inbox, receiver) = mpsc::channel(INBOX_CAPACITY);
@@ -50,7 +52,7 @@ pub fn spawn_queue(
         handle: Arc::downgrade(&handle),
         owner,
         state,
-        durability,
+        storage,
     };
     tokio::spawn(actor.run(receiver, settle_receiver, handle.clone()));
     handle
@@ -62,11 +64,14 @@ pub(super) struct QueueActor {
     /// Told when an auto-delete queue goes; see [`QueueOwner::forget_queue`].
     owner: Weak<dyn QueueOwner>,
     pub(super) state: QueueState,
-    pub(super) durability: Option<Durability>,
+    pub(super) storage: Option<QueueStorage>,
 }
 
-enum Flow {
+/// Whether the actor goes on after a command, or the queue is deleted and the actor ends.
+enum ActorNext {
+    /// Take the next command.
     Continue,
+    /// The queue was deleted: end the task.
     Stop,
 }
 
@@ -99,7 +104,7 @@ impl QueueActor {
                     let Some(command) = command else {
                         break;
                     };
-                    if let Flow::Stop = self.take_in(command, &mut inbox).await {
+                    if let ActorNext::Stop = self.take_in(command, &mut inbox).await {
                         break;
                     }
                 }
@@ -133,7 +138,7 @@ impl QueueActor {
         &mut self,
         first: QueueCommand,
         inbox: &mut mpsc::Receiver<QueueCommand>,
-    ) -> Flow {
+    ) -> ActorNext {
         let mut command = first;
         let mut messages = 0;
         loop {
@@ -141,24 +146,24 @@ impl QueueActor {
                 QueueCommand::Publish(run) => run.len(),
                 _ => 1,
             };
-            if let Flow::Stop = self.apply(command).await {
-                return Flow::Stop;
+            if let ActorNext::Stop = self.apply(command).await {
+                return ActorNext::Stop;
             }
             if messages >= BATCH {
-                return Flow::Continue;
+                return ActorNext::Continue;
             }
             match inbox.try_recv() {
                 Ok(next) => command = next,
-                Err(_) => return Flow::Continue,
+                Err(_) => return ActorNext::Continue,
             }
         }
     }
 
-    async fn apply(&mut self, command: QueueCommand) -> Flow {
+    async fn apply(&mut self, command: QueueCommand) -> ActorNext {
         match command {
             QueueCommand::Publish(run) => {
                 for Enqueue { message, confirm } in run {
-                    let on_disk = match &self.durability {
+                    let on_disk = match &self.storage {
                         Some(d) => {
                             message.persistent
                                 && self.state.loaded_bytes + message.body_size() > d.memory_budget
@@ -230,27 +235,27 @@ impl QueueActor {
                         "queue '{}' in vhost '{}' in use",
                         name.0, name.1
                     ))));
-                    return Flow::Continue;
+                    return ActorNext::Continue;
                 }
                 if if_empty && self.state.message_count() > 0 {
                     let _ = reply.send(Err(AmqpError::precondition(format!(
                         "queue '{}' in vhost '{}' not empty",
                         name.0, name.1
                     ))));
-                    return Flow::Continue;
+                    return ActorNext::Continue;
                 }
                 let count = self.state.message_count();
                 self.cancel_all_consumers();
                 let _ = reply.send(Ok(count));
-                return Flow::Stop;
+                return ActorNext::Stop;
             }
         }
-        Flow::Continue
+        ActorNext::Continue
     }
 
     /// Tells the store these persistent messages left the queue (acked, dropped or purged).
     pub(super) fn forget_stored(&self, msg_ids: Vec<u64>) {
-        if let Some(d) = &self.durability {
+        if let Some(d) = &self.storage {
             if !msg_ids.is_empty() {
                 d.store.ack(d.queue_id, msg_ids);
             }
@@ -264,7 +269,7 @@ impl QueueActor {
         }
     }
 
-    fn add_consumer(&mut self, consumer: Consumer, send_ok: bool) -> Result<(), AmqpError> {
+    fn add_consumer(&mut self, consumer: QueueConsumer, send_ok: bool) -> Result<(), AmqpError> {
         if self.state.has_exclusive_consumer()
             || (consumer.exclusive && !self.state.consumers.is_empty())
         {

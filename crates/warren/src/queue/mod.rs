@@ -5,7 +5,7 @@ mod actor;
 mod consumer;
 mod owner;
 mod paging;
-pub mod sink;
+pub(crate) mod sink;
 mod state;
 
 use std::sync::Arc;
@@ -18,122 +18,154 @@ use sink::DeliverySink;
 use warren_protocol::error::AmqpError;
 use warren_protocol::FieldTable;
 
-pub use actor::{spawn_queue, Durability};
-pub use consumer::Consumer;
-pub use owner::QueueOwner;
-pub use sink::{DeliverOutcome, QueueReply};
-pub use state::QueueState;
+pub(crate) use actor::{spawn_queue, QueueStorage};
+pub(crate) use consumer::QueueConsumer;
+pub(crate) use owner::QueueOwner;
 
 /// Messages per publish command at most: with the inbox's capacity in commands (`queue::actor`), this bounds the
 /// messages waiting in one queue's inbox.
-pub const MAX_RUN: usize = 128;
+pub(crate) const MAX_RUN: usize = 128;
 
 /// One message for a queue, with that queue's share of the publisher's confirm.
-pub struct Enqueue {
+pub(crate) struct Enqueue {
     /// The message; shared by every queue it was routed to.
-    pub message: Arc<Message>,
+    pub(crate) message: Arc<Message>,
     /// This queue's share of the publisher confirm, released once the message is enqueued.
-    pub confirm: Option<ConfirmRef>,
+    pub(crate) confirm: Option<ConfirmRef>,
 }
 
 /// Commands a queue accepts through its inbox.
-pub enum QueueCommand {
+pub(crate) enum QueueCommand {
     /// Messages in publish order, each holding its confirm share until it is enqueued (the store holds its own
     /// share until the fsync).
     Publish(Vec<Enqueue>),
     /// Adds a consumer.
     Consume {
-        consumer: Consumer,
+        /// The consumer, with its sink and prefetch.
+        consumer: QueueConsumer,
         /// Send basic.consume-ok before any delivery.
         send_ok: bool,
+        /// Ok once registered; 403 when the queue is in exclusive use.
         reply: oneshot::Sender<Result<(), AmqpError>>,
     },
     /// Client cancel: cancel-ok (unless nowait) is written by the queue after its last delivery to the consumer.
     Cancel {
+        /// The channel the consumer is on (tags are unique per channel only).
         sink: Arc<dyn DeliverySink>,
+        /// The tag to cancel.
         consumer_tag: Arc<str>,
+        /// Write basic.cancel-ok after the last delivery to it.
         send_ok: bool,
+        /// Answered once the consumer is gone.
         reply: oneshot::Sender<()>,
     },
     /// basic.get: answered through the sink with get-ok or get-empty.
     Get {
+        /// The channel that asked, which gets get-ok or get-empty.
         sink: Arc<dyn DeliverySink>,
+        /// The message counts as acknowledged on delivery.
         no_ack: bool,
     },
     /// Acknowledge, requeue or drop unacked deliveries.
     Settle {
+        /// (queue sequence number, consumer id) of each delivery; consumer None for basic.get.
         deliveries: Vec<(u64, Option<u64>)>,
+        /// Ack, requeue or discard them.
         action: SettleAction,
     },
     /// A channel closed: forget its consumers.
     ChannelClosed {
+        /// The channel that closed.
         sink: Arc<dyn DeliverySink>,
     },
+    /// Asks for the message and consumer counts (queue.declare-ok).
     Stats {
+        /// The answer.
         reply: oneshot::Sender<QueueStats>,
     },
+    /// Drops every ready message (queue.purge); replies with how many.
     Purge {
+        /// The number dropped.
         reply: oneshot::Sender<u32>,
     },
     /// Delete the queue (after checking the conditions); replies with the number of ready messages dropped.
     Delete {
+        /// Refuse (406) while the queue has consumers.
         if_unused: bool,
+        /// Refuse (406) while the queue has ready messages.
         if_empty: bool,
+        /// The number of ready messages dropped, or the refusal.
         reply: oneshot::Sender<Result<u32, AmqpError>>,
     },
 }
 
+/// What a settlement does with the deliveries it names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SettleAction {
+pub(crate) enum SettleAction {
+    /// basic.ack: the messages are done with.
     Ack,
+    /// nack/reject with requeue, or the channel closed: back to their place in the queue, marked redelivered.
     Requeue,
+    /// nack/reject without requeue: dropped.
     Discard,
 }
 
+/// A queue's counts, as queue.declare-ok reports them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct QueueStats {
-    pub messages: u32,
-    pub consumers: u32,
+pub(crate) struct QueueStats {
+    /// Ready messages.
+    pub(crate) messages: u32,
+    /// Consumers.
+    pub(crate) consumers: u32,
 }
 
 /// The declared properties of a queue.
 #[derive(Clone, Debug)]
-pub struct QueueSpec {
-    pub name: Arc<str>,
-    pub vhost: Arc<str>,
-    pub durable: bool,
+pub(crate) struct QueueSpec {
+    /// The queue's name in its vhost.
+    pub(crate) name: Arc<str>,
+    /// The vhost's name, for reply texts.
+    pub(crate) vhost: Arc<str>,
+    /// Survives a restart (its definition and persistent messages are stored).
+    pub(crate) durable: bool,
     /// The connection that owns an exclusive queue.
-    pub exclusive_owner: Option<u64>,
-    pub auto_delete: bool,
-    pub arguments: FieldTable,
+    pub(crate) exclusive_owner: Option<u64>,
+    /// Deleted when its last consumer goes, once it has had one.
+    pub(crate) auto_delete: bool,
+    /// The declared `x-` arguments, compared on redeclare and stored.
+    pub(crate) arguments: FieldTable,
     /// The message store's id for a durable queue; None for transient and exclusive queues.
-    pub store_id: Option<u64>,
+    pub(crate) store_id: Option<u64>,
 }
 
 /// What channels and the vhost hold of a queue.
-pub struct QueueHandle {
-    pub spec: QueueSpec,
+pub(crate) struct QueueHandle {
+    /// The declared properties; fixed for the queue's life.
+    pub(crate) spec: QueueSpec,
+    /// The actor's bounded inbox: publishes, consumes, gets and questions. Bounded, so a publisher whose
+    /// queue is behind waits (and stops reading its socket).
     inbox: mpsc::Sender<QueueCommand>,
     /// Settle and ChannelClosed commands, taken before the inbox. Unbounded, but bounded in practice by the
     /// deliveries outstanding.
     settlements: mpsc::UnboundedSender<QueueCommand>,
     /// Wakes the actor when a held-back delivery may proceed (outbound drained, channel credit freed).
-    pub wake: Arc<Notify>,
+    pub(crate) wake: Arc<Notify>,
 }
 
 impl QueueHandle {
-    pub fn name(&self) -> &str {
+    /// The queue's name.
+    pub(crate) fn name(&self) -> &str {
         &self.spec.name
     }
 
     /// Sends an ack, nack, reject or channel-closed notice on the priority path; never waits.
-    pub fn settle(&self, command: QueueCommand) {
+    pub(crate) fn settle(&self, command: QueueCommand) {
         // A gone queue has nothing left to settle.
         let _ = self.settlements.send(command);
     }
 
     /// Sends without waiting; gives the command back when the inbox is full.
-    pub fn try_send(&self, command: QueueCommand) -> Result<(), QueueCommand> {
+    pub(crate) fn try_send(&self, command: QueueCommand) -> Result<(), QueueCommand> {
         match self.inbox.try_send(command) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(c)) => Err(c),
@@ -144,7 +176,7 @@ impl QueueHandle {
 
     /// Sends, waiting for room: the caller (a connection reader) stops reading its socket meanwhile, which is how
     /// TCP pushes back on a fast publisher. Returns false if the queue is gone.
-    pub async fn send(&self, command: QueueCommand) -> bool {
+    pub(crate) async fn send(&self, command: QueueCommand) -> bool {
         match self.try_send(command) {
             Ok(()) => true,
             Err(command) => self.inbox.send(command).await.is_ok(),
@@ -152,7 +184,7 @@ impl QueueHandle {
     }
 
     /// Asks for the message and consumer counts; None if the queue is gone.
-    pub async fn stats(&self) -> Option<QueueStats> {
+    pub(crate) async fn stats(&self) -> Option<QueueStats> {
         let (reply, answer) = oneshot::channel();
         if !self.send(QueueCommand::Stats { reply }).await {
             return None;
@@ -160,7 +192,8 @@ impl QueueHandle {
         answer.await.ok()
     }
 
-    pub fn is_exclusive_to_other(&self, connection_id: u64) -> bool {
+    /// Whether the queue is exclusive to a connection other than `connection_id` (405 for it).
+    pub(crate) fn is_exclusive_to_other(&self, connection_id: u64) -> bool {
         matches!(self.spec.exclusive_owner, Some(owner) if owner != connection_id)
     }
 }

@@ -6,7 +6,7 @@ use super::QueueHandle;
 
 /// What a queue asks of its owner. Kept small; a queue holds it weakly (`Weak<dyn QueueOwner>`), so a queue
 /// outliving its owner simply finds nobody to ask.
-pub trait QueueOwner: Send + Sync {
+pub(crate) trait QueueOwner: Send + Sync {
     /// Removes `queue` from the owner's tables, with every binding to it and its stored definition.
     ///
     /// Called once, by the queue's actor, when an auto-delete queue has lost its last consumer, and before the

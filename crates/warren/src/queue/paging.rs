@@ -49,7 +49,7 @@ impl QueueActor {
         let ids = self
             .state
             .paged_out_front(READ_AHEAD_BYTES, READ_AHEAD_MESSAGES);
-        let Some(d) = &self.durability else {
+        let Some(d) = &self.storage else {
             // Only durable queues page out: an entry on disk without a store cannot be read.
             for _ in &ids {
                 self.state.pop_ready();

@@ -1,6 +1,6 @@
 //! What a queue needs of the channel its consumers and basic.get callers sit on: the [`DeliverySink`] trait, owned
 //! here so that the queue layer never names a channel or a connection. The channel side implements it
-//! (`channel::outlet::ChannelOutlet`) and encodes everything into AMQP frames; the queue hands over values.
+//! (`channel::delivery_state::DeliveryState`) and encodes everything into AMQP frames; the queue hands over values.
 
 use std::sync::Arc;
 
@@ -11,7 +11,7 @@ use crate::message::QueuedMessage;
 
 /// What happened to an attempted delivery.
 #[derive(Debug, PartialEq, Eq)]
-pub enum DeliverOutcome {
+pub(crate) enum DeliverOutcome {
     /// The message is on its way to the client; unless no_ack, the sink records it as unacknowledged.
     Delivered,
     /// The channel's global prefetch is used up: the queue keeps the message and waits for an ack.
@@ -23,7 +23,7 @@ pub enum DeliverOutcome {
 /// A reply the queue owes a client for a consume, cancel or get it handled, or a cancel it starts itself. The sink
 /// encodes it (basic.consume-ok, basic.cancel-ok, basic.get-empty, basic.cancel with nowait) on its channel.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum QueueReply {
+pub(crate) enum QueueReply {
     /// The consumer `tag` is registered; no delivery to it precedes this reply.
     ConsumeOk {
         /// The consumer tag, as the client gave it or the channel generated it.
@@ -55,7 +55,7 @@ pub enum QueueReply {
 /// - it calls `reply(ConsumeOk)` before the first `deliver` to that consumer, so consume-ok precedes every
 ///   delivery;
 /// - it calls `reply(CancelOk)` after the last `deliver` to that consumer, so cancel-ok follows every delivery.
-pub trait DeliverySink: Send + Sync {
+pub(crate) trait DeliverySink: Send + Sync {
     /// Delivers `msg` to consumer `consumer_tag` (node-unique id `consumer_id`) with basic.deliver, assigning the
     /// delivery tag. Called by the dispatch loop for a consumer with credit whose sink is not over budget. Unless
     /// `no_ack`, the sink records the delivery (naming `queue` and `msg.seq`) to route the client's ack back.
@@ -104,6 +104,6 @@ pub trait DeliverySink: Send + Sync {
 
 /// Whether two sinks are the same channel. Compares the data pointers only: the vtable pointer of one type may
 /// differ between codegen units, so comparing fat pointers could call one sink two.
-pub fn same_sink(a: &Arc<dyn DeliverySink>, b: &Arc<dyn DeliverySink>) -> bool {
+pub(crate) fn same_sink(a: &Arc<dyn DeliverySink>, b: &Arc<dyn DeliverySink>) -> bool {
     std::ptr::eq(Arc::as_ptr(a) as *const (), Arc::as_ptr(b) as *const ())
 }

@@ -6,26 +6,33 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use super::consumer::Consumer;
+use super::consumer::QueueConsumer;
 use super::sink::{same_sink, DeliverySink};
 use super::SettleAction;
 use crate::message::{Message, QueuedMessage};
 
 /// A ready message's body: in memory, or only in the message store.
 #[derive(Clone, Debug)]
-pub enum Payload {
+pub(crate) enum Payload {
+    /// The message, shared with the other queues it was routed to.
     Loaded(Arc<Message>),
+    /// Only the id and size are kept; the actor reads the body back from the store when it delivers it.
     OnDisk { msg_id: u64, body_size: u64 },
 }
 
+/// One ready message in queue order.
 #[derive(Clone, Debug)]
-pub struct ReadyEntry {
-    pub seq: u64,
-    pub payload: Payload,
-    pub redelivered: bool,
+pub(crate) struct ReadyEntry {
+    /// The queue's sequence number: orders the ready list and names the delivery in settlements.
+    pub(crate) seq: u64,
+    /// The body, in memory or on disk.
+    pub(crate) payload: Payload,
+    /// Delivered before and requeued: the next delivery carries redelivered=true.
+    pub(crate) redelivered: bool,
 }
 
 impl ReadyEntry {
+    /// Body bytes this entry holds in memory.
     fn loaded_bytes(&self) -> u64 {
         match &self.payload {
             Payload::Loaded(m) => m.body_size(),
@@ -34,25 +41,30 @@ impl ReadyEntry {
     }
 }
 
+/// One queue's messages and consumers as plain data, without I/O; owned by its actor, tested directly.
 #[derive(Default)]
-pub struct QueueState {
+pub(crate) struct QueueState {
     /// Ordered by `seq`; requeued messages are put back at their original place.
-    pub ready: VecDeque<ReadyEntry>,
+    pub(crate) ready: VecDeque<ReadyEntry>,
     /// Body bytes of the ready messages held in memory.
-    pub loaded_bytes: u64,
-    pub unacked: HashMap<u64, (QueuedMessage, Option<u64>)>,
-    pub consumers: Vec<Consumer>,
+    pub(crate) loaded_bytes: u64,
+    /// Delivered and not yet settled, by queue sequence number, with the consumer id (None for basic.get): a
+    /// requeue puts the message back at its place, an ack releases that consumer's credit.
+    pub(crate) unacked: HashMap<u64, (QueuedMessage, Option<u64>)>,
+    /// Consumers in subscription order, served round robin.
+    pub(crate) consumers: Vec<QueueConsumer>,
     /// Index of the consumer to try first on the next delivery (round robin).
-    pub next_consumer: usize,
+    pub(crate) next_consumer: usize,
+    /// The sequence number the next enqueued message gets.
     next_seq: u64,
     /// Set once a consumer has subscribed: an auto-delete queue is deleted when its last consumer goes, not before
     /// the first arrives.
-    pub had_consumers: bool,
+    pub(crate) had_consumers: bool,
 }
 
 impl QueueState {
     /// Appends a message; with `on_disk`, only its id is kept (the store holds the body).
-    pub fn enqueue(&mut self, message: Arc<Message>, on_disk: bool) {
+    pub(crate) fn enqueue(&mut self, message: Arc<Message>, on_disk: bool) {
         self.next_seq += 1;
         let payload = if on_disk {
             Payload::OnDisk {
@@ -71,7 +83,7 @@ impl QueueState {
 
     /// Appends a message recovered from the store at start: on disk, marked redelivered (RabbitMQ's behaviour
     /// for messages that were in a queue when the broker stopped).
-    pub fn enqueue_recovered(&mut self, msg_id: u64, body_size: u64) {
+    pub(crate) fn enqueue_recovered(&mut self, msg_id: u64, body_size: u64) {
         self.next_seq += 1;
         self.push_back(ReadyEntry {
             seq: self.next_seq,
@@ -80,20 +92,21 @@ impl QueueState {
         });
     }
 
+    /// Appends an entry at the end of the ready list, counting its loaded bytes.
     fn push_back(&mut self, entry: ReadyEntry) {
         self.loaded_bytes += entry.loaded_bytes();
         self.ready.push_back(entry);
     }
 
     /// Takes the first ready message.
-    pub fn pop_ready(&mut self) -> Option<ReadyEntry> {
+    pub(crate) fn pop_ready(&mut self) -> Option<ReadyEntry> {
         let entry = self.ready.pop_front()?;
         self.loaded_bytes -= entry.loaded_bytes();
         Some(entry)
     }
 
     /// Puts a message back at the place its `seq` gives it, marked redelivered.
-    pub fn requeue(&mut self, msg: QueuedMessage) {
+    pub(crate) fn requeue(&mut self, msg: QueuedMessage) {
         let entry = ReadyEntry {
             seq: msg.seq,
             payload: Payload::Loaded(msg.message),
@@ -111,7 +124,7 @@ impl QueueState {
     }
 
     /// Puts back a message taken for a delivery that did not happen, keeping its redelivered flag.
-    pub fn unpop(&mut self, msg: QueuedMessage) {
+    pub(crate) fn unpop(&mut self, msg: QueuedMessage) {
         let entry = ReadyEntry {
             seq: msg.seq,
             payload: Payload::Loaded(msg.message),
@@ -123,7 +136,7 @@ impl QueueState {
 
     /// The store ids of the paged-out messages at the front of the ready list, in queue order: as many as fit in
     /// `max_bytes` of body (at least one, if the first is paged out) and `max_count`.
-    pub fn paged_out_front(&self, max_bytes: u64, max_count: usize) -> Vec<u64> {
+    pub(crate) fn paged_out_front(&self, max_bytes: u64, max_count: usize) -> Vec<u64> {
         let mut ids = Vec::new();
         let mut bytes = 0;
         for entry in self.ready.iter().take(max_count) {
@@ -140,17 +153,18 @@ impl QueueState {
     }
 
     /// Puts back an entry taken but not delivered.
-    pub fn unpop_entry(&mut self, entry: ReadyEntry) {
+    pub(crate) fn unpop_entry(&mut self, entry: ReadyEntry) {
         self.loaded_bytes += entry.loaded_bytes();
         self.ready.push_front(entry);
     }
 
-    pub fn record_unacked(&mut self, msg: QueuedMessage, consumer: Option<u64>) {
+    /// Records a delivery that awaits its ack; `consumer` is None for basic.get.
+    pub(crate) fn record_unacked(&mut self, msg: QueuedMessage, consumer: Option<u64>) {
         self.unacked.insert(msg.seq, (msg, consumer));
     }
 
     /// Applies an ack, nack or reject to deliveries of this queue; returns the messages that left the queue.
-    pub fn settle(
+    pub(crate) fn settle(
         &mut self,
         deliveries: &[(u64, Option<u64>)],
         action: SettleAction,
@@ -173,12 +187,18 @@ impl QueueState {
         gone
     }
 
-    pub fn add_consumer(&mut self, consumer: Consumer) {
+    /// Adds a consumer at the end of the round robin; the queue counts as having had consumers from here on.
+    pub(crate) fn add_consumer(&mut self, consumer: QueueConsumer) {
         self.had_consumers = true;
         self.consumers.push(consumer);
     }
 
-    pub fn remove_consumer(&mut self, sink: &Arc<dyn DeliverySink>, tag: &str) -> Option<Consumer> {
+    /// Removes the consumer `tag` of `sink`; returns it, or None if it is not here.
+    pub(crate) fn remove_consumer(
+        &mut self,
+        sink: &Arc<dyn DeliverySink>,
+        tag: &str,
+    ) -> Option<QueueConsumer> {
         let at = self
             .consumers
             .iter()
@@ -187,23 +207,25 @@ impl QueueState {
     }
 
     /// Removes every consumer of a channel; returns how many went.
-    pub fn remove_channel(&mut self, sink: &Arc<dyn DeliverySink>) -> usize {
+    pub(crate) fn remove_channel(&mut self, sink: &Arc<dyn DeliverySink>) -> usize {
         let before = self.consumers.len();
         self.consumers.retain(|c| !same_sink(&c.sink, sink));
         before - self.consumers.len()
     }
 
-    pub fn has_exclusive_consumer(&self) -> bool {
+    /// Whether an exclusive consumer holds the queue (another consume is refused with 403).
+    pub(crate) fn has_exclusive_consumer(&self) -> bool {
         self.consumers.iter().any(|c| c.exclusive)
     }
 
     /// Drops every ready message (unacked ones stay, as in RabbitMQ's purge); returns them.
-    pub fn purge(&mut self) -> Vec<ReadyEntry> {
+    pub(crate) fn purge(&mut self) -> Vec<ReadyEntry> {
         self.loaded_bytes = 0;
         self.ready.drain(..).collect()
     }
 
-    pub fn message_count(&self) -> u32 {
+    /// Ready messages (unacked ones are not counted, as in queue.declare-ok).
+    pub(crate) fn message_count(&self) -> u32 {
         self.ready.len() as u32
     }
 }

@@ -7,6 +7,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::broker::{Broker, StartError};
+use crate::config::Config;
+use crate::connection;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -17,15 +19,18 @@ pub enum ServerError {
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
+        /// The configured listen address.
         addr: SocketAddr,
+        /// Why binding (or reading the bound address) failed.
         source: std::io::Error,
     },
 }
-use crate::config::Config;
-use crate::connection;
 
+/// The AMQP listener (mini-redis's `Listener`): a bound socket and the broker every accepted connection serves.
 pub struct Server {
+    /// Bound before [`Server::run`] so that a bad address fails at start, and so that port 0 is resolved (tests).
     listener: TcpListener,
+    /// Handed to each connection task.
     broker: Arc<Broker>,
 }
 
@@ -43,10 +48,12 @@ impl Server {
         Ok(Server { listener, broker })
     }
 
+    /// The address actually bound (the real port when the configuration asked for port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }
 
+    /// The broker this server serves; keep it to flush the store at shutdown or to list and close connections.
     pub fn broker(&self) -> Arc<Broker> {
         self.broker.clone()
     }
@@ -86,12 +93,17 @@ impl Server {
 
 /// A server running on a background task, for tests and embedding.
 pub struct RunningServer {
+    /// The bound address, for clients to connect to.
     pub addr: SocketAddr,
+    /// The broker behind it, for tests that inspect or close live connections.
     pub broker: Arc<Broker>,
+    /// The accept loop; aborted when this value drops, which stops accepting (open connections run on).
     task: tokio::task::JoinHandle<()>,
 }
 
 impl RunningServer {
+    /// Binds as [`Server::bind`] does and runs the accept loop on a spawned task; returns once the socket is
+    /// bound, so clients may connect at once. Call it inside a tokio runtime.
     pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         let server = Server::bind(config).await?;
         let addr = server.local_addr().map_err(|source| ServerError::Listen {

@@ -12,12 +12,14 @@ use bytes::BytesMut;
 use super::ConnectionShared;
 use warren_protocol::content::put_confirm;
 
+/// One publish awaiting settlement.
 #[derive(Debug)]
 struct Pending {
     shares: u32,
     failed: bool,
 }
 
+/// The tracker's sequence, behind its lock.
 #[derive(Debug, Default)]
 struct ConfirmState {
     next_seq: u64,
@@ -28,7 +30,7 @@ struct ConfirmState {
 }
 
 /// The confirm sequence of one channel.
-pub struct ConfirmTracker {
+pub(crate) struct ConfirmTracker {
     conn: Arc<ConnectionShared>,
     channel: u16,
     state: Mutex<ConfirmState>,
@@ -36,7 +38,7 @@ pub struct ConfirmTracker {
 
 impl ConfirmTracker {
     /// The tracker of a channel that entered confirm mode; its acks go out on `channel` of `conn`.
-    pub fn new(conn: Arc<ConnectionShared>, channel: u16) -> Arc<ConfirmTracker> {
+    pub(crate) fn new(conn: Arc<ConnectionShared>, channel: u16) -> Arc<ConfirmTracker> {
         Arc::new(ConfirmTracker {
             conn,
             channel,
@@ -52,7 +54,7 @@ impl ConfirmTracker {
     }
 
     /// Starts the next publish; it is settled once the returned ref and every share of it are dropped.
-    pub fn begin(self: &Arc<Self>) -> ConfirmRef {
+    pub(crate) fn begin(self: &Arc<Self>) -> ConfirmRef {
         let mut state = self.lock();
         let seq = state.next_seq;
         state.next_seq += 1;
@@ -99,7 +101,7 @@ impl ConfirmTracker {
     }
 
     /// Writes acks and nacks for the settled publishes at the front of the sequence, coalesced into runs.
-    pub fn flush(&self) {
+    pub(crate) fn flush(&self) {
         let mut out = BytesMut::new();
         {
             let mut state = self.lock();
@@ -134,27 +136,28 @@ impl ConfirmTracker {
     }
 
     /// The channel closed: nothing more is emitted (the channel number may be reused by a new channel).
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         let mut state = self.lock();
         state.closed = true;
         state.pending.clear();
     }
 
     /// Publishes started but not yet confirmed.
-    pub fn outstanding(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn outstanding(&self) -> usize {
         self.lock().pending.len()
     }
 }
 
 /// One share in the settlement of a publish; dropping the last share settles it.
-pub struct ConfirmRef {
+pub(crate) struct ConfirmRef {
     tracker: Arc<ConfirmTracker>,
     seq: u64,
 }
 
 impl ConfirmRef {
     /// Another share, held by one more destination.
-    pub fn share(&self) -> ConfirmRef {
+    pub(crate) fn share(&self) -> ConfirmRef {
         self.tracker.share(self.seq);
         ConfirmRef {
             tracker: self.tracker.clone(),
@@ -163,13 +166,8 @@ impl ConfirmRef {
     }
 
     /// Marks the publish as failed: it is nacked instead of acked when settled.
-    pub fn fail(self) {
+    pub(crate) fn fail(self) {
         self.tracker.fail(self.seq);
-    }
-
-    /// The publish sequence number this share settles.
-    pub fn seq(&self) -> u64 {
-        self.seq
     }
 }
 

@@ -4,34 +4,34 @@
 //! This module sits low in the broker: it imports neither `connection`, `channel` nor `queue`, so that a queue can
 //! deliver to a channel (through `queue::sink::DeliverySink`) without reaching the connection layer.
 
-pub mod confirm;
-pub mod outbound;
+pub(crate) mod confirm;
+pub(crate) mod outbound;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-pub use confirm::{ConfirmRef, ConfirmTracker};
-pub use outbound::OutboundQueue;
+pub(crate) use confirm::{ConfirmRef, ConfirmTracker};
+pub(crate) use outbound::OutboundQueue;
 
 /// Bytes a connection may have queued for writing before queue actors hold deliveries back.
 const OUTBOUND_BUDGET: usize = 1 << 20;
 
 /// What channels, queue deliveries and confirm trackers share of one connection; fixed once the handshake is done.
-pub struct ConnectionShared {
+pub(crate) struct ConnectionShared {
     /// Node-unique connection id: the owner recorded on exclusive queues.
-    pub id: u64,
+    pub(crate) id: u64,
     /// Encoded frames waiting for the writer task; every producer of frames for this connection appends here, so
     /// the bytes reach the socket in the order they were appended.
-    pub outbound: OutboundQueue,
+    pub(crate) outbound: OutboundQueue,
     /// Negotiated frame_max: message bodies are split into body frames no larger.
-    pub frame_max: u32,
+    pub(crate) frame_max: u32,
     /// The client announced the `consumer_cancel_notify` capability, so it handles a server-sent basic.cancel
     /// (sent when a queue it consumes from is deleted).
-    pub consumer_cancel_notify: bool,
+    pub(crate) consumer_cancel_notify: bool,
     /// The client's address, for logs.
-    pub peer: SocketAddr,
+    pub(crate) peer: SocketAddr,
     /// The authenticated user: publishes with another user-id property are refused.
-    pub user: String,
+    pub(crate) user: String,
     /// Confirm trackers with settled publishes, emitted by the writer just before its next write so that
     /// everything settled meanwhile goes out coalesced. A std Mutex: it is held only to push or take the list.
     confirm_flushes: Mutex<Vec<Arc<ConfirmTracker>>>,
@@ -39,7 +39,7 @@ pub struct ConnectionShared {
 
 impl ConnectionShared {
     /// The shared state of a connection that has finished its handshake.
-    pub fn new(
+    pub(crate) fn new(
         id: u64,
         frame_max: u32,
         consumer_cancel_notify: bool,
@@ -58,7 +58,8 @@ impl ConnectionShared {
     }
 
     /// A connection with no socket, for unit tests of the parts that write to one.
-    pub fn for_tests() -> Arc<Self> {
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> Arc<Self> {
         Self::new(
             0,
             131072,
@@ -69,7 +70,7 @@ impl ConnectionShared {
     }
 
     /// Asks the writer to emit the settled confirms of `tracker` before its next write.
-    pub fn schedule_confirm_flush(&self, tracker: Arc<ConfirmTracker>) {
+    pub(crate) fn schedule_confirm_flush(&self, tracker: Arc<ConfirmTracker>) {
         self.confirm_flushes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -78,7 +79,7 @@ impl ConnectionShared {
     }
 
     /// Takes the trackers scheduled since the last call; the writer flushes each before it writes.
-    pub fn take_confirm_flushes(&self) -> Vec<Arc<ConfirmTracker>> {
+    pub(crate) fn take_confirm_flushes(&self) -> Vec<Arc<ConfirmTracker>> {
         std::mem::take(
             &mut *self
                 .confirm_flushes

@@ -15,29 +15,35 @@ use warren_protocol::frame::FRAME_END;
 /// Bodies at least this large are queued as slices rather than copied (copying is cheaper below it).
 const ZERO_COPY_MIN: usize = 16 * 1024;
 
+/// What the writer has not taken yet, behind one short lock.
 #[derive(Default)]
 struct Pending {
     /// Frames ready to write, in order; `tail` holds the newest small frames not yet cut into a chunk.
     chunks: VecDeque<Bytes>,
+    /// Small frames appended since the last chunk was cut; taken as one chunk.
     tail: BytesMut,
     /// Queue actors that stopped delivering because the budget was spent, woken when the writer drains.
     waiters: Vec<Arc<Notify>>,
 }
 
 /// The frames queued for one connection's socket, with a byte budget that holds queue deliveries back.
-pub struct OutboundQueue {
+pub(crate) struct OutboundQueue {
+    /// The queued frames: appended by channels and queue actors, taken by the writer. A std Mutex, held only to
+    /// copy bytes in or swap them out, never across an await.
     pending: Mutex<Pending>,
     /// Bytes appended and not yet written; read without the lock by queue actors checking the budget.
     queued_bytes: AtomicUsize,
+    /// Set when the connection closes: appends are dropped from then on and the writer finishes.
     closed: AtomicBool,
     /// Wakes the writer.
     pub(crate) ready: Notify,
+    /// Queued bytes past which queue actors stop delivering to this connection (back-pressure on consumers).
     budget: usize,
 }
 
 impl OutboundQueue {
     /// An empty queue that counts as over budget past `budget` bytes.
-    pub fn new(budget: usize) -> OutboundQueue {
+    pub(crate) fn new(budget: usize) -> OutboundQueue {
         OutboundQueue {
             pending: Mutex::new(Pending::default()),
             queued_bytes: AtomicUsize::new(0),
@@ -47,13 +53,14 @@ impl OutboundQueue {
         }
     }
 
+    /// Locks the pending frames.
     fn lock(&self) -> MutexGuard<'_, Pending> {
         // A panic while holding this lock leaves plain byte buffers behind, still usable.
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Appends frames encoded by `encode`. Returns false (and drops them) once the connection is closing.
-    pub fn write(&self, encode: impl FnOnce(&mut BytesMut)) -> bool {
+    pub(crate) fn write(&self, encode: impl FnOnce(&mut BytesMut)) -> bool {
         if self.is_closed() {
             return false;
         }
@@ -69,7 +76,7 @@ impl OutboundQueue {
 
     /// Appends a message: `head` encodes the method and content header frames, then the body follows in body
     /// frames no larger than `frame_max`.
-    pub fn write_message(
+    pub(crate) fn write_message(
         &self,
         channel: u16,
         frame_max: u32,
@@ -114,12 +121,12 @@ impl OutboundQueue {
     }
 
     /// True while more than the budget is waiting to be written: queue actors hold further deliveries back.
-    pub fn over_budget(&self) -> bool {
+    pub(crate) fn over_budget(&self) -> bool {
         self.queued_bytes.load(Ordering::Relaxed) > self.budget
     }
 
     /// Registers a queue actor to be woken when the queued bytes fall back under the budget.
-    pub fn wake_when_drained(&self, waiter: Arc<Notify>) {
+    pub(crate) fn wake_when_drained(&self, waiter: Arc<Notify>) {
         let mut pending = self.lock();
         if !self.over_budget() {
             drop(pending);
@@ -160,7 +167,7 @@ impl OutboundQueue {
     }
 
     /// Stops accepting frames; the writer writes what is queued, then shuts the socket down.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.ready.notify_one();
         let waiters = std::mem::take(&mut self.lock().waiters);
@@ -170,7 +177,7 @@ impl OutboundQueue {
     }
 
     /// True once the connection is closing: frames appended now are dropped.
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }
 }

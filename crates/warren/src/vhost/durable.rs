@@ -9,18 +9,22 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{Exchange, Vhost};
+use super::Vhost;
+use crate::exchange::Exchange;
 use crate::exchange::{Binding, BindingTable, Destination, ExchangeKind};
 use crate::meta::{BindingDef, DefinitionStore, Definitions, ExchangeDef, MetaError, QueueDef};
-use crate::queue::{spawn_queue, Durability, QueueSpec};
+use crate::queue::{spawn_queue, QueueSpec, QueueStorage};
 use warren_protocol::error::{AmqpError, ReplyCode};
 use warren_store::{IndexEntry, Store};
 
 /// The node's durable state, shared by every vhost.
-pub struct Persistence {
-    pub definitions: DefinitionStore,
-    pub store: Store,
-    pub queue_memory_budget: u64,
+pub(crate) struct DurableStores {
+    /// Durable exchanges, queues and bindings (redb).
+    pub(crate) definitions: DefinitionStore,
+    /// The message store: the WAL and segments persistent messages go to.
+    pub(crate) store: Store,
+    /// Body bytes each durable queue keeps in memory; see [`QueueStorage`].
+    pub(crate) queue_memory_budget: u64,
 }
 
 fn internal(error: MetaError) -> AmqpError {
@@ -35,7 +39,7 @@ impl Vhost {
     /// Runs `change` on this vhost and returns its result: on the blocking pool when `may_persist` (the change may
     /// commit to the definitions store, which waits for an fsync), inline otherwise, so transient topology pays
     /// no thread hand-off. The caller awaits it before replying, which keeps the channel's reply order.
-    pub async fn change_topology<T, F>(
+    pub(crate) async fn change_topology<T, F>(
         self: &Arc<Self>,
         may_persist: bool,
         change: F,
@@ -44,7 +48,7 @@ impl Vhost {
         T: Send + 'static,
         F: FnOnce(&Vhost) -> Result<T, AmqpError> + Send + 'static,
     {
-        if !may_persist || self.persistence.is_none() {
+        if !may_persist || self.stores.is_none() {
             return change(self);
         }
         let vhost = self.clone();
@@ -59,26 +63,26 @@ impl Vhost {
     }
 
     /// Whether a (non-passive) declare may write: only a new durable, non-exclusive object is stored.
-    pub fn may_persist_declare(&self, durable: bool, exclusive: bool) -> bool {
-        self.persistence.is_some() && durable && !exclusive
+    pub(crate) fn may_persist_declare(&self, durable: bool, exclusive: bool) -> bool {
+        self.stores.is_some() && durable && !exclusive
     }
 
     /// Whether binding `destination` to exchange `source` may write: only when both ends are durable.
-    pub fn may_persist_binding(&self, source: &str, destination: &Destination) -> bool {
-        self.persistence.is_some()
+    pub(crate) fn may_persist_binding(&self, source: &str, destination: &Destination) -> bool {
+        self.stores.is_some()
             && self.exchange(source).is_some_and(|x| x.durable)
             && self.destination_durable(destination)
     }
 
     /// Whether a removal (delete, unbind) may write. `target_durable`: the removed object itself is stored. Any
     /// removal may also auto-delete a durable auto-delete exchange further along, which is stored too.
-    pub fn may_persist_removal(&self, target_durable: bool) -> bool {
-        self.persistence.is_some()
+    pub(crate) fn may_persist_removal(&self, target_durable: bool) -> bool {
+        self.stores.is_some()
             && (target_durable || self.exchanges.iter().any(|x| x.durable && x.auto_delete))
     }
 
     pub(super) fn persist_exchange(&self, x: &Exchange) -> Result<(), AmqpError> {
-        let Some(p) = &self.persistence else {
+        let Some(p) = &self.stores else {
             return Ok(());
         };
         if !x.durable {
@@ -97,7 +101,7 @@ impl Vhost {
     }
 
     pub(super) fn unpersist_exchange(&self, x: &Exchange) {
-        if let (Some(p), true) = (&self.persistence, x.durable) {
+        if let (Some(p), true) = (&self.stores, x.durable) {
             if let Err(error) = p.definitions.remove_exchange(&self.name, &x.name) {
                 tracing::error!(%error, "cannot remove exchange '{}' from the definitions", x.name);
             }
@@ -108,8 +112,8 @@ impl Vhost {
     pub(super) fn persist_queue(
         &self,
         spec: &mut QueueSpec,
-    ) -> Result<Option<Durability>, AmqpError> {
-        let Some(p) = &self.persistence else {
+    ) -> Result<Option<QueueStorage>, AmqpError> {
+        let Some(p) = &self.stores else {
             return Ok(None);
         };
         if !spec.durable || spec.exclusive_owner.is_some() {
@@ -126,7 +130,7 @@ impl Vhost {
             })
             .map_err(internal)?;
         spec.store_id = Some(id);
-        Ok(Some(Durability {
+        Ok(Some(QueueStorage {
             store: p.store.clone(),
             queue_id: id,
             memory_budget: p.queue_memory_budget,
@@ -135,7 +139,7 @@ impl Vhost {
 
     /// The queue is gone: its definition and its stored messages go too.
     pub(super) fn unpersist_queue(&self, spec: &QueueSpec) {
-        let (Some(p), Some(id)) = (&self.persistence, spec.store_id) else {
+        let (Some(p), Some(id)) = (&self.stores, spec.store_id) else {
             return;
         };
         if let Err(error) = p.definitions.remove_queue(&self.name, &spec.name) {
@@ -172,7 +176,7 @@ impl Vhost {
         source: &Exchange,
         binding: &Binding,
     ) -> Result<(), AmqpError> {
-        let Some(p) = &self.persistence else {
+        let Some(p) = &self.stores else {
             return Ok(());
         };
         if !source.durable || !self.destination_durable(&binding.destination) {
@@ -190,7 +194,7 @@ impl Vhost {
         binding: &Binding,
         destination_durable: bool,
     ) {
-        let Some(p) = &self.persistence else {
+        let Some(p) = &self.stores else {
             return;
         };
         if !source.durable || !destination_durable {
@@ -205,12 +209,12 @@ impl Vhost {
     }
 
     /// Rebuilds this vhost's durable exchanges, queues (with their recovered messages) and bindings.
-    pub fn restore(
+    pub(crate) fn restore(
         self: &Arc<Self>,
         definitions: &Definitions,
         recovered: &mut HashMap<u64, Vec<IndexEntry>>,
     ) {
-        let Some(p) = &self.persistence else {
+        let Some(p) = &self.stores else {
             return;
         };
         let mine = |vhost: &str| *vhost == *self.name;
@@ -243,13 +247,13 @@ impl Vhost {
                 arguments: def.arguments.clone(),
                 store_id: Some(def.id),
             };
-            let durability = Durability {
+            let storage = QueueStorage {
                 store: p.store.clone(),
                 queue_id: def.id,
                 memory_budget: p.queue_memory_budget,
             };
             let messages = recovered.remove(&def.id).unwrap_or_default();
-            let handle = spawn_queue(spec, self.as_owner(), Some(durability), messages);
+            let handle = spawn_queue(spec, self.as_owner(), Some(storage), messages);
             self.queues.insert(handle.spec.name.clone(), handle);
         }
         let mut tables: HashMap<String, Vec<Binding>> = HashMap::new();

@@ -26,7 +26,8 @@ const QUEUE_ARGS: &[&str] = &[
 /// Exchange arguments compared on redeclare.
 const EXCHANGE_ARGS: &[&str] = &["alternate-exchange"];
 
-pub fn flag(
+/// 406 unless a redeclared flag (`arg`) matches the existing object's.
+pub(crate) fn flag(
     kind: &str,
     name: &str,
     vhost: &str,
@@ -42,7 +43,8 @@ pub fn flag(
     )))
 }
 
-pub fn queue_arguments(
+/// 406 unless a queue's redeclared arguments match, for the arguments RabbitMQ compares.
+pub(crate) fn queue_arguments(
     name: &str,
     vhost: &str,
     received: &FieldTable,
@@ -51,7 +53,8 @@ pub fn queue_arguments(
     arguments("queue", QUEUE_ARGS, name, vhost, received, current)
 }
 
-pub fn exchange_arguments(
+/// 406 unless an exchange's redeclared arguments match (`alternate-exchange`).
+pub(crate) fn exchange_arguments(
     name: &str,
     vhost: &str,
     received: &FieldTable,
@@ -97,7 +100,8 @@ fn same_value(a: Option<&AMQPValue>, b: Option<&AMQPValue>) -> bool {
     }
 }
 
-pub fn as_int(v: &AMQPValue) -> Option<i128> {
+/// An AMQP integer of any width as one type, so `5` as a byte and as a long compare equal.
+pub(crate) fn as_int(v: &AMQPValue) -> Option<i128> {
     Some(match v {
         AMQPValue::ShortShortInt(x) => i128::from(*x),
         AMQPValue::ShortShortUInt(x) => i128::from(*x),

@@ -1,28 +1,32 @@
-//! A virtual host: its exchanges and queues in concurrent maps, the topology operations on them, and routing.
+//! A virtual host: its exchanges and queues in concurrent maps, the operations on them (`objects`), routing
+//! (`routing`), and writing durable ones through to the definitions store (`durable`).
 
 mod durable;
 mod equivalence;
-pub mod exchange;
+mod objects;
 mod routing;
-mod topology;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use dashmap::DashMap;
 
-use crate::exchange::ExchangeKind;
+use crate::exchange::{Exchange, ExchangeKind};
 use crate::queue::{QueueHandle, QueueOwner};
 use warren_protocol::error::AmqpError;
 use warren_protocol::FieldTable;
 
-pub use durable::Persistence;
-pub use exchange::Exchange;
-pub use topology::{ExchangeDeclare, QueueDeclare};
+pub(crate) use durable::DurableStores;
+pub(crate) use objects::{ExchangeDeclare, QueueDeclare};
 
-pub struct Vhost {
-    pub name: Arc<str>,
+/// A virtual host: an isolated namespace of exchanges and queues, shared by every connection that opened it.
+/// Publishing reads its maps without locks; topology changes serialise on one mutex (see [`Vhost::change_topology`]).
+pub(crate) struct Vhost {
+    /// The vhost's name, as clients give it in connection.open; named in reply texts and stored definitions.
+    pub(crate) name: Arc<str>,
+    /// Exchanges by name, predeclared ones included; concurrent so publishers look exchanges up without a lock.
     exchanges: DashMap<Arc<str>, Arc<Exchange>>,
+    /// Queues by name; concurrent for the same reason. Removing a queue here is what makes it unreachable.
     queues: DashMap<Arc<str>, Arc<QueueHandle>>,
     /// Serialises topology changes (declare, bind, delete) so bindings tables are replaced without lost updates.
     /// Publishing never takes it.
@@ -30,13 +34,16 @@ pub struct Vhost {
     /// Moves on after every topology change, so channels know when a route they remember may be stale.
     generation: AtomicU64,
     /// The definitions and message stores; None for a broker without a data directory (unit tests).
-    persistence: Option<Arc<Persistence>>,
+    stores: Option<Arc<DurableStores>>,
+    /// Itself, weakly: the owner its queues are spawned with ([`QueueOwner`]), without a reference cycle.
     me: Weak<Vhost>,
 }
 
 /// Held while changing the topology; moves the generation on when released, after the change is in place.
 struct TopologyGuard<'a> {
+    /// The topology mutex, held for the change.
     _lock: MutexGuard<'a, ()>,
+    /// The vhost's generation, moved on at drop.
     generation: &'a AtomicU64,
 }
 
@@ -57,7 +64,9 @@ const PREDECLARED: &[(&str, ExchangeKind, bool)] = &[
 ];
 
 impl Vhost {
-    pub fn new(name: &str, persistence: Option<Arc<Persistence>>) -> Arc<Vhost> {
+    /// An empty vhost with RabbitMQ's predeclared exchanges; `stores` is `None` only without a data directory
+    /// (unit tests). Durable objects are added by [`Vhost::restore`].
+    pub(crate) fn new(name: &str, stores: Option<Arc<DurableStores>>) -> Arc<Vhost> {
         Arc::new_cyclic(|me| {
             let vhost = Vhost {
                 name: Arc::from(name),
@@ -65,7 +74,7 @@ impl Vhost {
                 queues: DashMap::new(),
                 topology: Mutex::new(()),
                 generation: AtomicU64::new(0),
-                persistence,
+                stores,
                 me: me.clone(),
             };
             for (xname, kind, internal) in PREDECLARED {
@@ -81,6 +90,7 @@ impl Vhost {
         self.me.clone()
     }
 
+    /// Takes the topology lock; the generation moves on when the guard drops.
     fn lock_topology(&self) -> TopologyGuard<'_> {
         TopologyGuard {
             _lock: self.topology.lock().unwrap_or_else(|e| e.into_inner()),
@@ -89,21 +99,27 @@ impl Vhost {
     }
 
     /// The topology generation; it changes when a topology change ends.
-    pub fn generation(&self) -> u64 {
+    pub(crate) fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }
 
-    pub fn exchange(&self, name: &str) -> Option<Arc<Exchange>> {
+    /// The exchange `name`, if declared. Lock-free: publishers call it.
+    pub(crate) fn exchange(&self, name: &str) -> Option<Arc<Exchange>> {
         self.exchanges.get(name).map(|x| x.value().clone())
     }
 
-    pub fn queue(&self, name: &str) -> Option<Arc<QueueHandle>> {
+    /// The queue `name`, if declared, whoever owns it (see [`Vhost::queue_for`] for the exclusive check).
+    pub(crate) fn queue(&self, name: &str) -> Option<Arc<QueueHandle>> {
         self.queues.get(name).map(|q| q.value().clone())
     }
 
     /// Looks a queue up for an operation by `connection_id`: 404 if missing, 405 if another connection's
     /// exclusive queue.
-    pub fn queue_for(&self, name: &str, connection_id: u64) -> Result<Arc<QueueHandle>, AmqpError> {
+    pub(crate) fn queue_for(
+        &self,
+        name: &str,
+        connection_id: u64,
+    ) -> Result<Arc<QueueHandle>, AmqpError> {
         let queue = self
             .queue(name)
             .ok_or_else(|| AmqpError::not_found("queue", name, &self.name))?;
@@ -113,6 +129,7 @@ impl Vhost {
         Ok(queue)
     }
 
+    /// 405 RESOURCE_LOCKED in RabbitMQ's words, for another connection's exclusive queue.
     fn locked(&self, queue: &str) -> AmqpError {
         AmqpError::new(
             warren_protocol::error::ReplyCode::ResourceLocked,
@@ -123,18 +140,6 @@ impl Vhost {
                 self.name
             ),
         )
-    }
-
-    pub fn queue_names(&self) -> Vec<Arc<str>> {
-        self.queues.iter().map(|q| q.key().clone()).collect()
-    }
-
-    pub fn queue_count(&self) -> usize {
-        self.queues.len()
-    }
-
-    pub fn exchange_count(&self) -> usize {
-        self.exchanges.len()
     }
 }
 

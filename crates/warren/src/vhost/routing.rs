@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use super::{Exchange, Vhost};
+use super::Vhost;
+use crate::exchange::Exchange;
 use crate::exchange::{Destination, ExchangeKind};
 use crate::message::Message;
 use crate::queue::QueueHandle;
@@ -29,7 +30,7 @@ impl Vhost {
     /// Appends the queues `message` routes to from `exchange`. Returns whether the route depends only on the
     /// exchange and routing key (no headers exchange on the way), so that it holds for the next message with the
     /// same ones until the topology changes. Errors: 404 for a missing exchange, 403 for an internal one.
-    pub fn route(
+    pub(crate) fn route(
         &self,
         exchange: &str,
         message: &Message,

@@ -2,7 +2,7 @@
 //! raw-socket client for wire-level tests.
 #![allow(dead_code)]
 
-pub mod process;
+pub(crate) mod process;
 
 use std::time::Duration;
 
@@ -12,12 +12,12 @@ use warren::config::Config;
 use warren::server::RunningServer;
 
 /// Starts a broker on a free loopback port with the embedded defaults.
-pub async fn start_server() -> RunningServer {
+pub(crate) async fn start_server() -> RunningServer {
     start_server_with(|_| {}).await
 }
 
 /// Starts a broker after `adjust` has changed the default configuration.
-pub async fn start_server_with(adjust: impl FnOnce(&mut Config)) -> RunningServer {
+pub(crate) async fn start_server_with(adjust: impl FnOnce(&mut Config)) -> RunningServer {
     // Each server gets its own data directory: tests in one binary run in parallel.
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -32,36 +32,36 @@ pub async fn start_server_with(adjust: impl FnOnce(&mut Config)) -> RunningServe
     RunningServer::start(config).await.expect("server starts")
 }
 
-pub async fn connect(server: &RunningServer) -> lapin::Connection {
+pub(crate) async fn connect(server: &RunningServer) -> lapin::Connection {
     lapin::Connection::connect(&server.uri(), lapin::ConnectionProperties::default())
         .await
         .expect("lapin connects")
 }
 
 /// Waits at most `secs` seconds for `fut`, failing the test instead of hanging.
-pub async fn within<T>(secs: u64, fut: impl std::future::Future<Output = T>) -> T {
+pub(crate) async fn within<T>(secs: u64, fut: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(secs), fut)
         .await
         .expect("operation finished in time")
 }
 
 /// A raw AMQP socket: write bytes, read frames.
-pub struct RawClient {
-    pub stream: TcpStream,
+pub(crate) struct RawClient {
+    pub(crate) stream: TcpStream,
     buf: Vec<u8>,
 }
 
 /// One frame as read from the socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Frame {
-    pub kind: u8,
-    pub channel: u16,
-    pub payload: Vec<u8>,
+pub(crate) struct Frame {
+    pub(crate) kind: u8,
+    pub(crate) channel: u16,
+    pub(crate) payload: Vec<u8>,
 }
 
 impl Frame {
     /// (class id, method id) of a method frame.
-    pub fn method_ids(&self) -> Option<(u16, u16)> {
+    pub(crate) fn method_ids(&self) -> Option<(u16, u16)> {
         if self.kind != 1 || self.payload.len() < 4 {
             return None;
         }
@@ -72,7 +72,7 @@ impl Frame {
     }
 
     /// The reply code of a connection.close or channel.close frame.
-    pub fn close_code(&self) -> Option<u16> {
+    pub(crate) fn close_code(&self) -> Option<u16> {
         match self.method_ids()? {
             (10, 50) | (20, 40) => Some(u16::from_be_bytes([self.payload[4], self.payload[5]])),
             _ => None,
@@ -80,7 +80,7 @@ impl Frame {
     }
 
     /// The reply text of a connection.close or channel.close frame.
-    pub fn close_text(&self) -> Option<String> {
+    pub(crate) fn close_text(&self) -> Option<String> {
         self.close_code()?;
         let len = self.payload[6] as usize;
         Some(String::from_utf8_lossy(&self.payload[7..7 + len]).into_owned())
@@ -88,7 +88,7 @@ impl Frame {
 }
 
 impl RawClient {
-    pub async fn connect(server: &RunningServer) -> RawClient {
+    pub(crate) async fn connect(server: &RunningServer) -> RawClient {
         let stream = TcpStream::connect(server.addr).await.expect("tcp connects");
         RawClient {
             stream,
@@ -96,12 +96,12 @@ impl RawClient {
         }
     }
 
-    pub async fn send(&mut self, bytes: &[u8]) {
+    pub(crate) async fn send(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).await.expect("write");
     }
 
     /// Sends a frame of the given type with an arbitrary payload.
-    pub async fn send_frame(&mut self, kind: u8, channel: u16, payload: &[u8]) {
+    pub(crate) async fn send_frame(&mut self, kind: u8, channel: u16, payload: &[u8]) {
         let mut out = vec![kind];
         out.extend_from_slice(&channel.to_be_bytes());
         out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
@@ -111,7 +111,7 @@ impl RawClient {
     }
 
     /// Reads exactly `n` raw bytes (e.g. a protocol header reply); None if the socket closed first.
-    pub async fn read_exact_raw(&mut self, n: usize) -> Option<Vec<u8>> {
+    pub(crate) async fn read_exact_raw(&mut self, n: usize) -> Option<Vec<u8>> {
         while self.buf.len() < n {
             if !self.fill().await {
                 return None;
@@ -134,7 +134,7 @@ impl RawClient {
     }
 
     /// The next frame, skipping heartbeats; None if the socket closed.
-    pub async fn read_frame(&mut self) -> Option<Frame> {
+    pub(crate) async fn read_frame(&mut self) -> Option<Frame> {
         loop {
             while self.buf.len() < 7 {
                 if !self.fill().await {
@@ -162,7 +162,7 @@ impl RawClient {
     }
 
     /// True if the server closes the socket (after any frames still in flight).
-    pub async fn closed(&mut self) -> bool {
+    pub(crate) async fn closed(&mut self) -> bool {
         loop {
             if !self.fill().await {
                 return true;
@@ -171,7 +171,7 @@ impl RawClient {
     }
 
     /// Runs the handshake as guest/guest on vhost "/" with the given capabilities; returns after open-ok.
-    pub async fn handshake(&mut self) {
+    pub(crate) async fn handshake(&mut self) {
         self.send(b"AMQP\x00\x00\x09\x01").await;
         let start = self.read_frame().await.expect("connection.start");
         assert_eq!(start.method_ids(), Some((10, 10)));
@@ -189,7 +189,7 @@ impl RawClient {
     }
 
     /// Opens channel `ch` and waits for open-ok.
-    pub async fn open_channel(&mut self, ch: u16) {
+    pub(crate) async fn open_channel(&mut self, ch: u16) {
         self.send_frame(1, ch, &[0, 20, 0, 10, 0]).await;
         let ok = self.read_frame().await.expect("channel.open-ok");
         assert_eq!(ok.method_ids(), Some((20, 11)));
@@ -197,7 +197,11 @@ impl RawClient {
 }
 
 /// A connection.start-ok payload; `auth_failure_close` sets the client capability of that name.
-pub fn start_ok_payload(mechanism: &str, response: &[u8], auth_failure_close: bool) -> Vec<u8> {
+pub(crate) fn start_ok_payload(
+    mechanism: &str,
+    response: &[u8],
+    auth_failure_close: bool,
+) -> Vec<u8> {
     let mut caps = Vec::new();
     let cap = |name: &str, on: bool, out: &mut Vec<u8>| {
         out.push(name.len() as u8);
@@ -231,7 +235,7 @@ pub fn start_ok_payload(mechanism: &str, response: &[u8], auth_failure_close: bo
 
 /// The reply code of the channel.close or connection.close behind a failed lapin operation; None if the failure
 /// was not a close sent by the broker (an I/O error, a closed channel used again, ...).
-pub fn reply_code(error: &lapin::Error) -> Option<u16> {
+pub(crate) fn reply_code(error: &lapin::Error) -> Option<u16> {
     match error.kind() {
         lapin::ErrorKind::ProtocolError(amqp) => Some(amqp.get_id()),
         _ => None,
@@ -241,15 +245,17 @@ pub fn reply_code(error: &lapin::Error) -> Option<u16> {
 /// The closes the broker sends on one connection, as lapin reports them. Create it before the operation that
 /// should fail: lapin only reports errors to listeners that already exist. Needed for methods without a reply
 /// (basic.ack, basic.publish), whose failure reaches no future.
-pub struct CloseWatcher(std::pin::Pin<Box<dyn futures_lite::Stream<Item = lapin::Event> + Send>>);
+pub(crate) struct CloseWatcher(
+    std::pin::Pin<Box<dyn futures_lite::Stream<Item = lapin::Event> + Send>>,
+);
 
 impl CloseWatcher {
-    pub fn new(conn: &lapin::Connection) -> CloseWatcher {
+    pub(crate) fn new(conn: &lapin::Connection) -> CloseWatcher {
         CloseWatcher(Box::pin(conn.events_listener()))
     }
 
     /// The reply code of the next channel.close or connection.close the broker sends (waits 10 s at most).
-    pub async fn next_code(&mut self) -> u16 {
+    pub(crate) async fn next_code(&mut self) -> u16 {
         use futures_lite::StreamExt;
         loop {
             match within(10, self.0.next()).await {
@@ -266,7 +272,7 @@ impl CloseWatcher {
 }
 
 /// The reply text of the channel.close or connection.close behind a failed lapin operation.
-pub fn reply_text(error: &lapin::Error) -> Option<String> {
+pub(crate) fn reply_text(error: &lapin::Error) -> Option<String> {
     match error.kind() {
         lapin::ErrorKind::ProtocolError(e) => Some(e.get_message().to_string()),
         _ => None,
@@ -274,7 +280,7 @@ pub fn reply_text(error: &lapin::Error) -> Option<String> {
 }
 
 /// Waits (at most 5 s) for an operation the broker must refuse, and returns the reply code it closed with.
-pub async fn refused_code<T: std::fmt::Debug>(
+pub(crate) async fn refused_code<T: std::fmt::Debug>(
     op: impl std::future::Future<Output = lapin::Result<T>>,
 ) -> u16 {
     let error = within(5, op)
@@ -285,7 +291,7 @@ pub async fn refused_code<T: std::fmt::Debug>(
 
 /// Publishes on a channel in confirm mode and waits for the broker's ack: once it arrives the message is in
 /// every queue it was routed to.
-pub async fn publish_confirmed(
+pub(crate) async fn publish_confirmed(
     ch: &lapin::Channel,
     exchange: &str,
     routing_key: &str,
@@ -310,7 +316,7 @@ pub async fn publish_confirmed(
 }
 
 /// Takes every ready message from `queue` with basic.get (no-ack) and returns the bodies in order.
-pub async fn drain_bodies(ch: &lapin::Channel, queue: &str) -> Vec<String> {
+pub(crate) async fn drain_bodies(ch: &lapin::Channel, queue: &str) -> Vec<String> {
     let mut bodies = Vec::new();
     loop {
         let got = within(
@@ -332,7 +338,7 @@ pub async fn drain_bodies(ch: &lapin::Channel, queue: &str) -> Vec<String> {
 }
 
 /// A channel in confirm mode.
-pub async fn confirming_channel(conn: &lapin::Connection) -> lapin::Channel {
+pub(crate) async fn confirming_channel(conn: &lapin::Connection) -> lapin::Channel {
     let ch = conn.create_channel().await.expect("channel");
     ch.confirm_select(lapin::options::ConfirmSelectOptions::default())
         .await
@@ -341,7 +347,7 @@ pub async fn confirming_channel(conn: &lapin::Connection) -> lapin::Channel {
 }
 
 /// queue.declare, bounded in time.
-pub async fn declare(
+pub(crate) async fn declare(
     ch: &lapin::Channel,
     name: &str,
     options: lapin::options::QueueDeclareOptions,
@@ -353,7 +359,7 @@ pub async fn declare(
 }
 
 /// Publishes `m0` .. `m{n-1}` to `queue` through the default exchange, each confirmed.
-pub async fn publish_n(ch: &lapin::Channel, queue: &str, n: usize) {
+pub(crate) async fn publish_n(ch: &lapin::Channel, queue: &str, n: usize) {
     for i in 0..n {
         publish_confirmed(
             ch,
@@ -367,7 +373,7 @@ pub async fn publish_n(ch: &lapin::Channel, queue: &str, n: usize) {
 }
 
 /// Options for a passive queue.declare.
-pub fn passive() -> lapin::options::QueueDeclareOptions {
+pub(crate) fn passive() -> lapin::options::QueueDeclareOptions {
     lapin::options::QueueDeclareOptions {
         passive: true,
         ..Default::default()
@@ -376,7 +382,7 @@ pub fn passive() -> lapin::options::QueueDeclareOptions {
 
 /// Messages ready in `queue`, read with a passive declare. Everything the broker sent before the declare-ok has been
 /// processed by lapin when this returns, so it also serves as a barrier.
-pub async fn ready_count(ch: &lapin::Channel, queue: &str) -> u32 {
+pub(crate) async fn ready_count(ch: &lapin::Channel, queue: &str) -> u32 {
     ch.queue_declare(queue.into(), passive(), lapin::types::FieldTable::default())
         .await
         .expect("passive queue.declare")
@@ -384,7 +390,7 @@ pub async fn ready_count(ch: &lapin::Channel, queue: &str) -> u32 {
 }
 
 /// queue.declare of a plain (transient, non-exclusive) queue with no arguments.
-pub async fn declare_plain(ch: &lapin::Channel, queue: &str) {
+pub(crate) async fn declare_plain(ch: &lapin::Channel, queue: &str) {
     declare(
         ch,
         queue,

@@ -5,14 +5,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub struct BrokerProcess {
+pub(crate) struct BrokerProcess {
     child: Child,
-    pub addr: SocketAddr,
-    pub data_dir: PathBuf,
+    pub(crate) addr: SocketAddr,
+    pub(crate) data_dir: PathBuf,
 }
 
 /// A fresh, empty data directory under the system temp dir.
-pub fn fresh_data_dir(name: &str) -> PathBuf {
+pub(crate) fn fresh_data_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("warren-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create data dir");
@@ -22,12 +22,12 @@ pub fn fresh_data_dir(name: &str) -> PathBuf {
 impl BrokerProcess {
     /// Starts `warren` on a port the kernel picks (read back from its start-up log line, so parallel tests cannot
     /// race for one port) with `data_dir` and extra arguments; returns once it accepts connections.
-    pub fn start(data_dir: &Path, extra: &[&str]) -> BrokerProcess {
+    pub(crate) fn start(data_dir: &Path, extra: &[&str]) -> BrokerProcess {
         Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), data_dir, extra)
     }
 
     /// Starts `warren` on `addr` (port 0: any free port).
-    pub fn start_on(addr: SocketAddr, data_dir: &Path, extra: &[&str]) -> BrokerProcess {
+    pub(crate) fn start_on(addr: SocketAddr, data_dir: &Path, extra: &[&str]) -> BrokerProcess {
         let log_path = data_dir.with_extension("log");
         let log_start = std::fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0);
         let log = std::fs::OpenOptions::new()
@@ -77,18 +77,18 @@ impl BrokerProcess {
         panic!("warren did not accept connections within 60 s");
     }
 
-    pub fn uri(&self) -> String {
+    pub(crate) fn uri(&self) -> String {
         format!("amqp://guest:guest@{}/%2f", self.addr)
     }
 
     /// SIGKILL: no shutdown code runs.
-    pub fn kill9(mut self) {
+    pub(crate) fn kill9(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
     /// SIGTERM and wait: a clean stop.
-    pub fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").arg("-TERM").arg(&pid).status();
         let deadline = Instant::now() + Duration::from_secs(30);

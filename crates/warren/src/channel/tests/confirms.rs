@@ -54,7 +54,7 @@ async fn confirms_settled_together_coalesce_into_one_multiple_ack() {
     for _ in 0..3 {
         h.publish_unflushed("", "q", false, b"m").await.unwrap();
     }
-    h.flush_outbox().await;
+    h.flush_publish_runs().await;
     assert_eq!(h.expect_frames(1).await, vec![acked(3, true)]);
 }
 

@@ -22,7 +22,7 @@ use warren_protocol::{
     PublishArgs,
 };
 
-use super::outbox::Outbox;
+use super::publish_runs::PublishRuns;
 use super::{runtime, Channel, ChannelContext, ChannelEffects};
 use crate::broker::Broker;
 use crate::config::Config;
@@ -49,12 +49,12 @@ impl Drop for DataDir {
 /// One connection's worth of state around one channel, as the connection reader holds it, with no socket: the
 /// test plays the reader (feeding events and executing effects) and the client (reading the outbound queue).
 pub(super) struct Harness {
-    pub broker: Arc<Broker>,
-    pub vhost: Arc<Vhost>,
-    pub conn: Arc<ConnectionShared>,
-    pub channel: Channel,
+    pub(crate) broker: Arc<Broker>,
+    pub(crate) vhost: Arc<Vhost>,
+    pub(crate) conn: Arc<ConnectionShared>,
+    pub(crate) channel: Channel,
     exclusive_queues: Vec<Arc<QueueHandle>>,
-    outbox: Outbox,
+    publish_runs: PublishRuns,
     /// Bytes taken from the outbound queue and not yet split into frames.
     unread: BytesMut,
     _dir: Arc<DataDir>,
@@ -62,7 +62,7 @@ pub(super) struct Harness {
 
 impl Harness {
     /// A fresh broker with vhost "/", and a connection (id 0) with channel 1 open on it.
-    pub fn open() -> Harness {
+    pub(crate) fn open() -> Harness {
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let path =
@@ -81,7 +81,7 @@ impl Harness {
     }
 
     /// Another connection to the same broker, with channel 1 open on it.
-    pub fn another_connection(&self) -> Harness {
+    pub(crate) fn another_connection(&self) -> Harness {
         let conn = ConnectionShared::new(
             self.broker.next_connection_id(),
             131072,
@@ -100,7 +100,7 @@ impl Harness {
             channel: Channel::new(conn.clone(), CHANNEL),
             conn,
             exclusive_queues: Vec::new(),
-            outbox: Outbox::default(),
+            publish_runs: PublishRuns::default(),
             unread: BytesMut::new(),
             _dir: dir,
         }
@@ -113,23 +113,23 @@ impl Harness {
             vhost: &self.vhost,
             conn: &self.conn,
             exclusive_queues: &mut self.exclusive_queues,
-            outbox: &mut self.outbox,
+            publish_runs: &mut self.publish_runs,
         };
         (&mut self.channel, ctx)
     }
 
     /// Hands routed messages to their queues, as the reader does before any method and before reading on.
-    async fn flush_outbox(&mut self) {
-        if !self.outbox.is_empty() {
-            self.outbox.flush().wait(&self.broker).await;
+    async fn flush_publish_runs(&mut self) {
+        if !self.publish_runs.is_empty() {
+            self.publish_runs.flush().wait(&self.broker).await;
         }
     }
 
-    /// Feeds a method as the reader does: outbox flushed first, then the channel's effects executed. The error is
+    /// Feeds a method as the reader does: publish runs flushed first, then the channel's effects executed. The error is
     /// what the reader would close the channel or connection with.
-    pub async fn method(&mut self, method: AMQPClass) -> Result<(), AmqpError> {
+    pub(crate) async fn method(&mut self, method: AMQPClass) -> Result<(), AmqpError> {
         let (class_id, method_id) = (method.get_amqp_class_id(), method.get_amqp_method_id());
-        self.flush_outbox().await;
+        self.flush_publish_runs().await;
         let (channel, mut ctx) = self.parts();
         let mut effects = ChannelEffects::default();
         let result = channel.handle_method(&mut ctx, method, &mut effects);
@@ -140,7 +140,7 @@ impl Harness {
     }
 
     /// basic.publish as the reader's fast path hands it over.
-    pub fn start_publish(
+    pub(crate) fn start_publish(
         &mut self,
         exchange: &str,
         key: &str,
@@ -157,7 +157,11 @@ impl Harness {
     }
 
     /// A content frame as the reader's fast path hands it over; effects are executed as the reader executes them.
-    pub async fn content(&mut self, kind: FrameKind, payload: &[u8]) -> Result<(), AmqpError> {
+    pub(crate) async fn content(
+        &mut self,
+        kind: FrameKind,
+        payload: &[u8],
+    ) -> Result<(), AmqpError> {
         let (channel, mut ctx) = self.parts();
         let mut effects = ChannelEffects::default();
         let result = channel.handle_content(
@@ -169,27 +173,27 @@ impl Harness {
         if effects.is_empty() {
             return result;
         }
-        self.flush_outbox().await;
+        self.flush_publish_runs().await;
         let (channel, mut ctx) = self.parts();
         let executed = runtime::execute(channel, &mut ctx, &mut effects).await;
         result.and(executed)
     }
 
-    /// A whole message: publish, content header, one body frame; the outbox is flushed after it, as the reader
+    /// A whole message: publish, content header, one body frame; the publish runs are flushed after it, as the reader
     /// does once it has handled what one read brought.
-    pub async fn publish(
+    pub(crate) async fn publish(
         &mut self,
         exchange: &str,
         key: &str,
         body: &[u8],
     ) -> Result<(), AmqpError> {
         self.publish_unflushed(exchange, key, false, body).await?;
-        self.flush_outbox().await;
+        self.flush_publish_runs().await;
         Ok(())
     }
 
-    /// A whole message, left in the outbox (several of them then reach their queue as one command).
-    pub async fn publish_unflushed(
+    /// A whole message, left in the publish runs (several of them then reach their queue as one command).
+    pub(crate) async fn publish_unflushed(
         &mut self,
         exchange: &str,
         key: &str,
@@ -207,7 +211,7 @@ impl Harness {
 
     /// The method frames written so far, as the client would read them: settled confirms are emitted first, as
     /// the connection's writer emits them before each write. Content frames are skipped.
-    pub fn received(&mut self) -> Vec<AMQPClass> {
+    pub(crate) fn received(&mut self) -> Vec<AMQPClass> {
         for tracker in self.conn.take_confirm_flushes() {
             tracker.flush();
         }
@@ -230,7 +234,7 @@ impl Harness {
     }
 
     /// Waits until `count` method frames have arrived (queue actors write theirs in their own time).
-    pub async fn expect_frames(&mut self, count: usize) -> Vec<AMQPClass> {
+    pub(crate) async fn expect_frames(&mut self, count: usize) -> Vec<AMQPClass> {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         let mut frames = Vec::new();
         while frames.len() < count {
@@ -246,13 +250,13 @@ impl Harness {
     }
 
     /// What arrives while the queues are given time to act: for asserting that nothing more does.
-    pub async fn quiet(&mut self) -> Vec<AMQPClass> {
+    pub(crate) async fn quiet(&mut self) -> Vec<AMQPClass> {
         tokio::time::sleep(Duration::from_millis(50)).await;
         self.received()
     }
 
     /// Declares a plain queue and takes its declare-ok.
-    pub async fn declare_queue(&mut self, name: &str) {
+    pub(crate) async fn declare_queue(&mut self, name: &str) {
         self.method(declare(name)).await.expect("queue.declare");
         let frames = self.received();
         assert!(
@@ -265,7 +269,7 @@ impl Harness {
     }
 
     /// The ready message count of a queue, from a passive declare.
-    pub async fn ready(&mut self, name: &str) -> u32 {
+    pub(crate) async fn ready(&mut self, name: &str) -> u32 {
         self.method(passive_declare(name))
             .await
             .expect("passive declare");
@@ -276,7 +280,7 @@ impl Harness {
     }
 
     /// basic.get of one message; returns its delivery tag and redelivered flag.
-    pub async fn get(&mut self, queue: &str) -> (u64, bool) {
+    pub(crate) async fn get(&mut self, queue: &str) -> (u64, bool) {
         self.method(get(queue)).await.expect("basic.get");
         match &self.expect_frames(1).await[..] {
             [AMQPClass::Basic(basic::AMQPMethod::GetOk(ok))] => (ok.delivery_tag, ok.redelivered),

@@ -21,6 +21,7 @@ use properties::{client_capabilities, client_text, server_properties};
 use tune::{check_tune_ok, Tuned};
 use warren_protocol::error::{AmqpError, ReplyCode};
 use warren_protocol::frame::{FrameKind, FrameSplitter, FRAME_MIN_SIZE};
+use warren_protocol::ids;
 use warren_protocol::{
     connection, decode_method, put_method, AMQPClass, LongString, PROTOCOL_HEADER,
 };
@@ -35,27 +36,27 @@ const CLOSE_OK_WAIT: Duration = Duration::from_secs(3);
 const PROTOCOL_HEADER_0_9: &[u8; 8] = b"AMQP\x01\x01\x00\x09";
 
 /// What a finished handshake agreed on; the reader and writer run with it.
-pub struct Negotiated {
+pub(crate) struct Negotiated {
     /// The authenticated user.
-    pub user: String,
+    pub(crate) user: String,
     /// The virtual host opened with connection.open.
-    pub vhost: Arc<Vhost>,
+    pub(crate) vhost: Arc<Vhost>,
     /// The client's tune-ok frame_max: the largest frame either side may send.
-    pub frame_max: u32,
+    pub(crate) frame_max: u32,
     /// The client's tune-ok channel_max: the highest channel number it may open.
-    pub channel_max: u16,
+    pub(crate) channel_max: u16,
     /// The client's tune-ok heartbeat in seconds; 0 turns heartbeats off.
-    pub heartbeat: u16,
+    pub(crate) heartbeat: u16,
     /// The client handles server-sent basic.cancel.
-    pub consumer_cancel_notify: bool,
+    pub(crate) consumer_cancel_notify: bool,
     /// The client's `product` property, for listings.
-    pub client_product: Option<String>,
+    pub(crate) client_product: Option<String>,
     /// The client's `version` property, for listings.
-    pub client_version: Option<String>,
+    pub(crate) client_version: Option<String>,
 }
 
 /// What the driver must do next, returned by [`Handshake::handle_input`].
-pub enum HandshakeStep {
+pub(crate) enum HandshakeStep {
     /// Write these bytes to the peer, then call `handle_input` again (more input may already be buffered).
     Send(Bytes),
     /// Read more bytes into the buffer, then call `handle_input` again; at the end of the stream call
@@ -71,16 +72,16 @@ pub enum HandshakeStep {
 }
 
 /// How a failed handshake ends on the wire.
-pub struct Refusal {
+pub(crate) struct Refusal {
     /// Bytes to write first (connection.close, or AMQP 0-9-1's protocol header); a write error is ignored.
-    pub reply: Option<Bytes>,
+    pub(crate) reply: Option<Bytes>,
     /// What to wait for after writing, before shutting the socket down.
-    pub then: AfterRefusal,
+    pub(crate) then: AfterRefusal,
 }
 
 /// What a refused connection waits for before its socket is shut down.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AfterRefusal {
+pub(crate) enum AfterRefusal {
     /// Nothing: shut down at once.
     Shutdown,
     /// Keep feeding input to `handle_input` until it returns [`HandshakeStep::Closed`], the stream ends or this
@@ -93,7 +94,7 @@ pub enum AfterRefusal {
 
 /// The handshake of one connection. Call [`Handshake::handle_input`] whenever the buffer may hold more input and
 /// act on the step it returns; the caller owns the buffer, the socket and the deadline.
-pub struct Handshake<'a> {
+pub(crate) struct Handshake<'a> {
     broker: &'a Broker,
     peer: SocketAddr,
     splitter: FrameSplitter,
@@ -123,7 +124,7 @@ struct Login {
 
 impl<'a> Handshake<'a> {
     /// A handshake with `peer`, waiting for its protocol header.
-    pub fn new(broker: &'a Broker, peer: SocketAddr) -> Handshake<'a> {
+    pub(crate) fn new(broker: &'a Broker, peer: SocketAddr) -> Handshake<'a> {
         Handshake {
             broker,
             peer,
@@ -134,7 +135,7 @@ impl<'a> Handshake<'a> {
 
     /// Advances on what `buf` holds, taking the bytes it uses off its front. Call it first with whatever has been
     /// read (possibly nothing), then again after acting on each step but `Done` and `Closed`.
-    pub fn handle_input(&mut self, buf: &mut BytesMut) -> HandshakeStep {
+    pub(crate) fn handle_input(&mut self, buf: &mut BytesMut) -> HandshakeStep {
         loop {
             let state = std::mem::replace(&mut self.state, State::Finished);
             let step = match state {
@@ -159,7 +160,7 @@ impl<'a> Handshake<'a> {
     }
 
     /// The peer closed its side (or the read failed) while `handle_input` wanted more.
-    pub fn handle_eof(&mut self) {
+    pub(crate) fn handle_eof(&mut self) {
         if let State::StartOk | State::TuneOk(_) | State::Open(..) = self.state {
             let peer = self.peer;
             tracing::info!(%peer, "closing AMQP connection {peer}: client closed the socket during the handshake");
@@ -266,7 +267,7 @@ impl<'a> Handshake<'a> {
         let Some(vhost) = self.broker.vhost(name) else {
             return Err(
                 AmqpError::new(ReplyCode::NotAllowed, format!("vhost {name} not found"))
-                    .on_method(10, 40),
+                    .on(ids::CONNECTION_OPEN),
             );
         };
         let allowed = self
@@ -275,7 +276,7 @@ impl<'a> Handshake<'a> {
             .is_some_and(|u| u.vhosts.iter().any(|v| v == name));
         if !allowed {
             let text = format!("access to vhost '{name}' refused for user '{user}'");
-            return Err(AmqpError::new(ReplyCode::NotAllowed, text).on_method(10, 40));
+            return Err(AmqpError::new(ReplyCode::NotAllowed, text).on(ids::CONNECTION_OPEN));
         }
         Ok(vhost)
     }

@@ -5,7 +5,7 @@ use crate::broker::Broker;
 use warren_protocol::{AMQPValue, FieldTable, LongString};
 
 /// The nine capabilities RabbitMQ advertises, and whether Warren really provides each.
-pub const CAPABILITIES: &[(&str, bool)] = &[
+pub(crate) const CAPABILITIES: &[(&str, bool)] = &[
     ("publisher_confirms", true),
     ("exchange_exchange_bindings", true),
     ("basic.nack", true),
@@ -19,7 +19,7 @@ pub const CAPABILITIES: &[(&str, bool)] = &[
 ];
 
 /// The capabilities a client turned on in its start-ok client properties.
-pub fn client_capabilities(props: &FieldTable) -> Vec<String> {
+pub(crate) fn client_capabilities(props: &FieldTable) -> Vec<String> {
     let Some(AMQPValue::FieldTable(caps)) = props.inner().get("capabilities") else {
         return Vec::new();
     };
@@ -31,7 +31,7 @@ pub fn client_capabilities(props: &FieldTable) -> Vec<String> {
 }
 
 /// A text client property (`product`, `version`), as the management API shows it; None when absent or not text.
-pub fn client_text(props: &FieldTable, key: &str) -> Option<String> {
+pub(crate) fn client_text(props: &FieldTable, key: &str) -> Option<String> {
     match props.inner().get(key)? {
         AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
         AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
@@ -41,7 +41,7 @@ pub fn client_text(props: &FieldTable, key: &str) -> Option<String> {
 
 /// The server properties of connection.start, shaped as RabbitMQ's (some clients read `product` and the
 /// capabilities table).
-pub fn server_properties(broker: &Broker) -> FieldTable {
+pub(crate) fn server_properties(broker: &Broker) -> FieldTable {
     let server = &broker.config.server;
     let mut caps = FieldTable::default();
     for (name, on) in CAPABILITIES {

@@ -5,19 +5,23 @@ use crate::config::Limits;
 use warren_protocol::connection;
 use warren_protocol::error::{AmqpError, ReplyCode};
 use warren_protocol::frame::FRAME_MIN_SIZE;
+use warren_protocol::ids;
 
 /// What tune-ok established.
-pub struct Tuned {
+pub(crate) struct Tuned {
     /// The largest frame either side may send.
-    pub frame_max: u32,
+    pub(crate) frame_max: u32,
     /// The highest channel number the client may open.
-    pub channel_max: u16,
+    pub(crate) channel_max: u16,
     /// Heartbeat interval in seconds; 0 is off.
-    pub heartbeat: u16,
+    pub(crate) heartbeat: u16,
 }
 
 /// Checks the client's tune-ok against what the broker proposed (`limits`).
-pub fn check_tune_ok(limits: &Limits, tune_ok: &connection::TuneOk) -> Result<Tuned, AmqpError> {
+pub(crate) fn check_tune_ok(
+    limits: &Limits,
+    tune_ok: &connection::TuneOk,
+) -> Result<Tuned, AmqpError> {
     let frame_max = negotiated_value(
         "frame_max",
         tune_ok.frame_max,
@@ -52,7 +56,7 @@ fn negotiated_value(field: &str, client: u32, min: u32, server: u32) -> Result<u
             ReplyCode::NotAllowed,
             format!("negotiated {field} = {client}{detail} is {bound} than the {which} allowed value ({value})"),
         )
-        .on_method(10, 30)
+        .on(ids::CONNECTION_TUNE)
     };
     if client != 0 && client < min {
         return Err(refuse("lower", "minimum", min));

@@ -18,50 +18,67 @@ use warren_protocol::{basic, put_method, AMQPClass};
 
 /// A delivery awaiting basic.ack / nack / reject.
 #[derive(Clone)]
-pub struct Unacked {
-    pub queue: Arc<QueueHandle>,
-    pub seq: u64,
+pub(crate) struct Unacked {
+    /// The queue the message came from, which the settlement goes back to.
+    pub(crate) queue: Arc<QueueHandle>,
+    /// The message's sequence number in that queue.
+    pub(crate) seq: u64,
     /// The consumer it went to; None for basic.get.
-    pub consumer: Option<u64>,
+    pub(crate) consumer: Option<u64>,
 }
 
+/// What [`DeliveryState`] guards with its one lock.
 #[derive(Default)]
-struct OutletState {
+struct DeliveryTables {
+    /// The channel closed: deliveries are refused, so queues keep their messages.
     closed: bool,
+    /// The delivery tag the next delivery gets; tags start at 1 and only grow.
     next_tag: u64,
+    /// Deliveries awaiting ack, nack or reject, by delivery tag (ordered, for `multiple`).
     unacked: BTreeMap<u64, Unacked>,
     /// Unacked deliveries to consumers (not basic.get), counted against the global prefetch.
     consumer_unacked: u32,
     /// basic.qos global=true; 0 means no limit.
     global_prefetch: u16,
+    /// Queue actors held back by the global prefetch, woken when credit frees.
     credit_waiters: Vec<Arc<Notify>>,
+    /// This channel's consumer tags and their queues: duplicate tags are refused, and a close cancels each.
     consumers: HashMap<Arc<str>, Arc<QueueHandle>>,
 }
 
-pub struct ChannelOutlet {
-    pub conn: Arc<ConnectionShared>,
-    pub channel: u16,
-    state: Mutex<OutletState>,
+/// A channel's delivery side, shared by the channel and the queue actors that deliver to it (the
+/// [`DeliverySink`] they deliver through). One std Mutex: held for a tag assignment and a buffer copy, never
+/// across an await.
+pub(crate) struct DeliveryState {
+    /// The connection whose outbound queue deliveries are written to.
+    pub(crate) conn: Arc<ConnectionShared>,
+    /// The channel number the frames carry.
+    pub(crate) channel: u16,
+    /// Tags, unacked deliveries, prefetch, consumers: one lock, so a tag's assignment and its frame's place
+    /// in the outbound queue agree.
+    state: Mutex<DeliveryTables>,
 }
 
-impl ChannelOutlet {
-    pub fn new(conn: Arc<ConnectionShared>, channel: u16) -> Arc<ChannelOutlet> {
-        Arc::new(ChannelOutlet {
+impl DeliveryState {
+    /// The delivery state of a channel just opened.
+    pub(crate) fn new(conn: Arc<ConnectionShared>, channel: u16) -> Arc<DeliveryState> {
+        Arc::new(DeliveryState {
             conn,
             channel,
-            state: Mutex::new(OutletState {
+            state: Mutex::new(DeliveryTables {
                 next_tag: 1,
-                ..OutletState::default()
+                ..DeliveryTables::default()
             }),
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, OutletState> {
+    /// Locks the tables; a poisoned lock is taken over, as everywhere in the broker.
+    fn lock(&self) -> MutexGuard<'_, DeliveryTables> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Delivers `msg` to a consumer with basic.deliver.
-    pub fn deliver(
+    pub(crate) fn deliver(
         &self,
         queue: &Arc<QueueHandle>,
         consumer_id: u64,
@@ -121,7 +138,7 @@ impl ChannelOutlet {
     }
 
     /// Answers basic.get with get-ok. Returns false if the channel is closed (the message stays in the queue).
-    pub fn deliver_get(
+    pub(crate) fn deliver_get(
         &self,
         queue: &Arc<QueueHandle>,
         no_ack: bool,
@@ -164,7 +181,7 @@ impl ChannelOutlet {
 
     /// Removes the deliveries an ack, nack or reject names. `multiple` covers every tag up to `tag`; tag 0 with
     /// multiple covers all. An unknown tag is 406 PRECONDITION_FAILED and removes nothing.
-    pub fn take_unacked(&self, tag: u64, multiple: bool) -> Result<Vec<Unacked>, AmqpError> {
+    pub(crate) fn take_unacked(&self, tag: u64, multiple: bool) -> Result<Vec<Unacked>, AmqpError> {
         let mut state = self.lock();
         let taken: Vec<Unacked> = remove_tags(&mut state.unacked, tag, multiple)?
             .into_values()
@@ -176,7 +193,7 @@ impl ChannelOutlet {
     /// Removes the deliveries a transactional ack, nack or reject names, as RabbitMQ does when the method arrives
     /// (an unknown or already acked tag is refused then, not at commit). Their prefetch credit stays taken until
     /// the commit settles them ([`Self::release_held`]) or a rollback puts them back ([`Self::restore_unacked`]).
-    pub fn hold_unacked(
+    pub(crate) fn hold_unacked(
         &self,
         tag: u64,
         multiple: bool,
@@ -185,25 +202,26 @@ impl ChannelOutlet {
     }
 
     /// tx.rollback: held deliveries are unacked again, under their old tags.
-    pub fn restore_unacked(&self, held: BTreeMap<u64, Unacked>) {
+    pub(crate) fn restore_unacked(&self, held: BTreeMap<u64, Unacked>) {
         self.lock().unacked.extend(held);
     }
 
     /// tx.commit: held deliveries are settled, so their prefetch credit returns.
-    pub fn release_held(&self, settled: &[Unacked]) {
+    pub(crate) fn release_held(&self, settled: &[Unacked]) {
         let mut state = self.lock();
         self.release_credit(&mut state, settled);
     }
 
     /// Takes every unacked delivery (basic.recover, channel close).
-    pub fn take_all_unacked(&self) -> Vec<Unacked> {
+    pub(crate) fn take_all_unacked(&self) -> Vec<Unacked> {
         let mut state = self.lock();
         let taken: Vec<Unacked> = std::mem::take(&mut state.unacked).into_values().collect();
         self.release_credit(&mut state, &taken);
         taken
     }
 
-    fn release_credit(&self, state: &mut OutletState, taken: &[Unacked]) {
+    /// Returns the global prefetch credit of `taken` deliveries to consumers and wakes the queues waiting on it.
+    fn release_credit(&self, state: &mut DeliveryTables, taken: &[Unacked]) {
         let freed = taken.iter().filter(|u| u.consumer.is_some()).count() as u32;
         state.consumer_unacked = state.consumer_unacked.saturating_sub(freed);
         if freed > 0 && !state.credit_waiters.is_empty() {
@@ -213,7 +231,8 @@ impl ChannelOutlet {
         }
     }
 
-    pub fn set_global_prefetch(&self, prefetch: u16) {
+    /// basic.qos global=true: sets the channel-wide prefetch (0: none) and wakes waiting queues to re-check.
+    pub(crate) fn set_global_prefetch(&self, prefetch: u16) {
         let mut state = self.lock();
         state.global_prefetch = prefetch;
         for waiter in state.credit_waiters.drain(..) {
@@ -222,7 +241,7 @@ impl ChannelOutlet {
     }
 
     /// Registers a consumer tag; false if the channel already has it.
-    pub fn add_consumer(&self, tag: Arc<str>, queue: Arc<QueueHandle>) -> bool {
+    pub(crate) fn add_consumer(&self, tag: Arc<str>, queue: Arc<QueueHandle>) -> bool {
         let mut state = self.lock();
         if state.consumers.contains_key(&tag) {
             return false;
@@ -231,18 +250,14 @@ impl ChannelOutlet {
         true
     }
 
-    pub fn has_consumer(&self, tag: &str) -> bool {
-        self.lock().consumers.contains_key(tag)
-    }
-
     /// Forgets a consumer tag (client cancel, or the queue cancelled it); returns its queue.
-    pub fn remove_consumer(&self, tag: &str) -> Option<Arc<QueueHandle>> {
+    pub(crate) fn remove_consumer(&self, tag: &str) -> Option<Arc<QueueHandle>> {
         self.lock().consumers.remove(tag)
     }
 
-    /// Closes the outlet: no more deliveries. Returns the unacked deliveries and the consumers, for the channel to
+    /// Closes the deliveries: no more deliveries. Returns the unacked deliveries and the consumers, for the channel to
     /// requeue and cancel.
-    pub fn close(&self) -> (Vec<Unacked>, Vec<Arc<QueueHandle>>) {
+    pub(crate) fn close(&self) -> (Vec<Unacked>, Vec<Arc<QueueHandle>>) {
         let mut state = self.lock();
         state.closed = true;
         let unacked = std::mem::take(&mut state.unacked).into_values().collect();
@@ -258,14 +273,15 @@ impl ChannelOutlet {
         (unacked, queues)
     }
 
-    pub fn is_closed(&self) -> bool {
+    /// True once [`DeliveryState::close`] ran.
+    pub(crate) fn is_closed(&self) -> bool {
         self.lock().closed
     }
 }
 
-/// Queues deliver through the outlet; everything is written to the connection's one outbound queue in call order,
+/// Queues deliver through the delivery state; everything is written to the connection's one outbound queue in call order,
 /// which keeps the ordering the trait asks for.
-impl DeliverySink for ChannelOutlet {
+impl DeliverySink for DeliveryState {
     fn deliver(
         &self,
         queue: &Arc<QueueHandle>,
@@ -275,7 +291,7 @@ impl DeliverySink for ChannelOutlet {
         msg: &QueuedMessage,
         credit_waiter: &Arc<Notify>,
     ) -> DeliverOutcome {
-        ChannelOutlet::deliver(
+        DeliveryState::deliver(
             self,
             queue,
             consumer_id,
@@ -293,7 +309,7 @@ impl DeliverySink for ChannelOutlet {
         msg: &QueuedMessage,
         message_count: u32,
     ) -> bool {
-        ChannelOutlet::deliver_get(self, queue, no_ack, msg, message_count)
+        DeliveryState::deliver_get(self, queue, no_ack, msg, message_count)
     }
 
     fn reply(&self, reply: QueueReply) {
@@ -317,7 +333,7 @@ impl DeliverySink for ChannelOutlet {
     }
 
     fn is_closed(&self) -> bool {
-        ChannelOutlet::is_closed(self)
+        DeliveryState::is_closed(self)
     }
 
     fn over_budget(&self) -> bool {
@@ -356,6 +372,7 @@ fn remove_tags(
     Ok(unacked.remove_entry(&tag).into_iter().collect())
 }
 
+/// 406 for an ack, nack or reject naming a tag not awaiting one.
 fn unknown_tag(tag: u64) -> AmqpError {
     AmqpError::precondition(format!("unknown delivery tag {tag}"))
 }

@@ -9,7 +9,7 @@ use warren_protocol::{exchange, queue, AMQPClass, FieldTable, ShortString};
 
 /// The names producers and consumers use, once the server has named its queues.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Topology {
+pub(crate) struct Declared {
     pub exchange: String,
     pub routing_key: String,
     /// One per consumer group.
@@ -21,7 +21,7 @@ fn short(what: &str, s: &str) -> Result<ShortString, PerfError> {
         .map_err(|_| PerfError::InvalidOptions(format!("{what} `{s}` is longer than 255 bytes")))
 }
 
-pub(crate) async fn declare(plan: &Plan) -> Result<Topology, PerfError> {
+pub(crate) async fn declare(plan: &Plan) -> Result<Declared, PerfError> {
     if plan.predeclared {
         return Ok(resolve(
             plan,
@@ -80,16 +80,16 @@ pub(crate) async fn declare(plan: &Plan) -> Result<Topology, PerfError> {
         };
         names.push(ok.queue.to_string());
     }
-    let topology = resolve(plan, names);
-    if !topology.exchange.is_empty() {
-        for name in &topology.queues {
+    let declared = resolve(plan, names);
+    if !declared.exchange.is_empty() {
+        for name in &declared.queues {
             let reply = conn
                 .call(
                     1,
                     AMQPClass::Queue(queue::AMQPMethod::Bind(queue::Bind {
                         queue: short("queue", name)?,
-                        exchange: short("--exchange", &topology.exchange)?,
-                        routing_key: short("--routing-key", &topology.routing_key)?,
+                        exchange: short("--exchange", &declared.exchange)?,
+                        routing_key: short("--routing-key", &declared.routing_key)?,
                         nowait: false,
                         arguments: FieldTable::default(),
                     })),
@@ -101,15 +101,15 @@ pub(crate) async fn declare(plan: &Plan) -> Result<Topology, PerfError> {
         }
     }
     let _ = tokio::time::timeout(super::client::CALL_TIMEOUT, close(conn)).await;
-    Ok(topology)
+    Ok(declared)
 }
 
-fn resolve(plan: &Plan, queues: Vec<String>) -> Topology {
+fn resolve(plan: &Plan, queues: Vec<String>) -> Declared {
     let routing_key = match &plan.routing_key {
         Some(key) => key.clone(),
         None => queues.first().cloned().unwrap_or_default(),
     };
-    Topology {
+    Declared {
         exchange: plan.exchange.clone(),
         routing_key,
         queues,

@@ -5,23 +5,32 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::exchange::{BindingTable, ExchangeKind};
+use super::{BindingTable, ExchangeKind};
 use warren_protocol::{AMQPValue, FieldTable};
 
-pub struct Exchange {
-    pub name: Arc<str>,
-    pub kind: ExchangeKind,
-    pub durable: bool,
-    pub auto_delete: bool,
-    pub internal: bool,
-    pub arguments: FieldTable,
+/// A declared exchange.
+pub(crate) struct Exchange {
+    /// Its name in the vhost.
+    pub(crate) name: Arc<str>,
+    /// Direct, fanout, topic or headers: how its bindings route.
+    pub(crate) kind: ExchangeKind,
+    /// Survives a restart (stored in the definitions).
+    pub(crate) durable: bool,
+    /// Deleted when its last binding goes.
+    pub(crate) auto_delete: bool,
+    /// Clients cannot publish to it; only exchange-to-exchange bindings reach it.
+    pub(crate) internal: bool,
+    /// The declared arguments, compared on redeclare and stored.
+    pub(crate) arguments: FieldTable,
     /// The `alternate-exchange` argument: where messages this exchange cannot route go.
-    pub alternate: Option<Arc<str>>,
-    pub bindings: ArcSwap<BindingTable>,
+    pub(crate) alternate: Option<Arc<str>>,
+    /// The routing table, swapped whole on change so a publish reads it without a lock.
+    pub(crate) bindings: ArcSwap<BindingTable>,
 }
 
 impl Exchange {
-    pub fn new(
+    /// An exchange with no bindings; `alternate-exchange` is read from `arguments` once here.
+    pub(crate) fn new(
         name: &str,
         kind: ExchangeKind,
         durable: bool,

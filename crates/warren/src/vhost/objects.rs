@@ -6,31 +6,47 @@ use rand::Rng;
 use tokio::sync::oneshot;
 
 use super::equivalence;
-use super::{Exchange, Vhost};
+use super::Vhost;
+use crate::exchange::Exchange;
 use crate::exchange::{Binding, Destination, ExchangeKind};
 use crate::queue::{spawn_queue, QueueCommand, QueueHandle, QueueSpec};
 use warren_protocol::error::{AmqpError, ReplyCode};
 use warren_protocol::FieldTable;
 
-pub struct ExchangeDeclare<'a> {
-    pub name: &'a str,
-    pub kind: &'a str,
-    pub passive: bool,
-    pub durable: bool,
-    pub auto_delete: bool,
-    pub internal: bool,
-    pub arguments: FieldTable,
+/// exchange.declare's fields.
+pub(crate) struct ExchangeDeclare<'a> {
+    /// The exchange's name.
+    pub(crate) name: &'a str,
+    /// Its type, as the client wrote it.
+    pub(crate) kind: &'a str,
+    /// Only check that it exists.
+    pub(crate) passive: bool,
+    /// Store it.
+    pub(crate) durable: bool,
+    /// Delete it when its last binding goes.
+    pub(crate) auto_delete: bool,
+    /// Refuse client publishes to it.
+    pub(crate) internal: bool,
+    /// Its arguments.
+    pub(crate) arguments: FieldTable,
 }
 
-pub struct QueueDeclare<'a> {
+/// queue.declare's fields, with the declaring connection.
+pub(crate) struct QueueDeclare<'a> {
     /// Empty: the server names the queue.
-    pub name: &'a str,
-    pub passive: bool,
-    pub durable: bool,
-    pub exclusive: bool,
-    pub auto_delete: bool,
-    pub arguments: FieldTable,
-    pub connection_id: u64,
+    pub(crate) name: &'a str,
+    /// Only check that it exists.
+    pub(crate) passive: bool,
+    /// Store it.
+    pub(crate) durable: bool,
+    /// Owned by the declaring connection and deleted with it.
+    pub(crate) exclusive: bool,
+    /// Delete it when its last consumer goes.
+    pub(crate) auto_delete: bool,
+    /// Its `x-` arguments.
+    pub(crate) arguments: FieldTable,
+    /// The declaring connection (owner of an exclusive queue; 405 for others).
+    pub(crate) connection_id: u64,
 }
 
 fn default_exchange_refused() -> AmqpError {
@@ -54,7 +70,9 @@ fn generated_queue_name() -> String {
 }
 
 impl Vhost {
-    pub fn declare_exchange(&self, d: &ExchangeDeclare<'_>) -> Result<(), AmqpError> {
+    /// exchange.declare: creates (and stores, if durable) or checks an exchange; 406 on an inequivalent
+    /// redeclare. Holds the topology lock; may commit, see [`Vhost::may_persist_declare`].
+    pub(crate) fn declare_exchange(&self, d: &ExchangeDeclare<'_>) -> Result<(), AmqpError> {
         if d.name.is_empty() {
             return Err(default_exchange_refused());
         }
@@ -125,7 +143,8 @@ impl Vhost {
         equivalence::exchange_arguments(name, vhost, &d.arguments, &existing.arguments)
     }
 
-    pub fn delete_exchange(&self, name: &str, if_unused: bool) -> Result<(), AmqpError> {
+    /// exchange.delete: removes the exchange and its bindings; `amq.` exchanges are refused.
+    pub(crate) fn delete_exchange(&self, name: &str, if_unused: bool) -> Result<(), AmqpError> {
         if name.is_empty() {
             return Err(default_exchange_refused());
         }
@@ -158,7 +177,8 @@ impl Vhost {
         Ok(())
     }
 
-    pub fn bind_exchange(
+    /// exchange.bind: binds exchange `destination` to `source` with `key`.
+    pub(crate) fn bind_exchange(
         &self,
         destination: &str,
         source: &str,
@@ -178,7 +198,8 @@ impl Vhost {
         self.add_binding(&src, Destination::Exchange(dest.name.clone()), key, args)
     }
 
-    pub fn unbind_exchange(
+    /// exchange.unbind: removes that binding, if present.
+    pub(crate) fn unbind_exchange(
         &self,
         destination: &str,
         source: &str,
@@ -199,7 +220,11 @@ impl Vhost {
         Ok(())
     }
 
-    pub fn declare_queue(&self, d: &QueueDeclare<'_>) -> Result<Arc<QueueHandle>, AmqpError> {
+    /// queue.declare: creates (and spawns, and stores if durable) or checks a queue; returns it.
+    pub(crate) fn declare_queue(
+        &self,
+        d: &QueueDeclare<'_>,
+    ) -> Result<Arc<QueueHandle>, AmqpError> {
         if d.passive {
             // A passive declare with no name is answered like RabbitMQ: no such queue.
             return self.queue_for(d.name, d.connection_id);
@@ -242,15 +267,15 @@ impl Vhost {
             arguments: d.arguments.clone(),
             store_id: None,
         };
-        let durability = self.persist_queue(&mut spec)?;
-        let handle = spawn_queue(spec, self.as_owner(), durability, Vec::new());
+        let storage = self.persist_queue(&mut spec)?;
+        let handle = spawn_queue(spec, self.as_owner(), storage, Vec::new());
         self.queues.insert(handle.spec.name.clone(), handle.clone());
         Ok(handle)
     }
 
     /// The queue queue.delete names, or None if there is none (a missing queue deletes as 0, as in RabbitMQ);
     /// another connection's exclusive queue is refused with 405.
-    pub fn queue_to_delete(
+    pub(crate) fn queue_to_delete(
         &self,
         name: &str,
         connection_id: u64,
@@ -263,7 +288,7 @@ impl Vhost {
     }
 
     /// Deletes a queue; returns how many ready messages it held. A missing queue deletes as 0, as in RabbitMQ.
-    pub async fn delete_queue(
+    pub(crate) async fn delete_queue(
         &self,
         name: &str,
         if_unused: bool,
@@ -301,7 +326,7 @@ impl Vhost {
     }
 
     /// Removes a queue from the vhost and every binding to it (after deletion, or auto-delete by its actor).
-    pub fn forget_queue(&self, queue: &Arc<QueueHandle>) {
+    pub(crate) fn forget_queue(&self, queue: &Arc<QueueHandle>) {
         let _topology = self.lock_topology();
         let removed = self
             .queues
@@ -314,7 +339,8 @@ impl Vhost {
         }
     }
 
-    pub fn bind_queue(
+    /// queue.bind: binds queue `queue` to exchange `exchange` with `key`.
+    pub(crate) fn bind_queue(
         &self,
         queue: &str,
         exchange: &str,
@@ -333,7 +359,8 @@ impl Vhost {
         self.add_binding(&x, Destination::Queue(q.spec.name.clone()), key, args)
     }
 
-    pub fn unbind_queue(
+    /// queue.unbind: removes that binding, if present.
+    pub(crate) fn unbind_queue(
         &self,
         queue: &str,
         exchange: &str,

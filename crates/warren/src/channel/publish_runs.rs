@@ -12,15 +12,16 @@ use std::sync::Arc;
 use super::publish::Backlog;
 use crate::queue::{Enqueue, QueueCommand, QueueHandle, MAX_RUN};
 
+/// A connection's routed messages not yet sent, as one run per queue in routing order.
 #[derive(Default)]
-pub struct Outbox {
+pub(crate) struct PublishRuns {
     runs: Vec<(Arc<QueueHandle>, Vec<Enqueue>)>,
 }
 
-impl Outbox {
+impl PublishRuns {
     /// Adds a message to its queue's run. A run that reaches [`MAX_RUN`] is sent at once; if that queue's inbox
     /// is full the run is returned, for the caller to wait on.
-    pub fn push(&mut self, queue: &Arc<QueueHandle>, item: Enqueue) -> Backlog {
+    pub(crate) fn push(&mut self, queue: &Arc<QueueHandle>, item: Enqueue) -> Backlog {
         let index = match self.runs.iter().position(|(q, _)| Arc::ptr_eq(q, queue)) {
             Some(index) => index,
             None => {
@@ -38,12 +39,13 @@ impl Outbox {
         backlog
     }
 
-    pub fn is_empty(&self) -> bool {
+    /// True when no run waits to be sent.
+    pub(crate) fn is_empty(&self) -> bool {
         self.runs.is_empty()
     }
 
     /// Sends every run; those whose queue's inbox is full come back in the backlog.
-    pub fn flush(&mut self) -> Backlog {
+    pub(crate) fn flush(&mut self) -> Backlog {
         let mut backlog = Backlog::default();
         for (queue, run) in self.runs.drain(..) {
             backlog.send_or_hold(queue, QueueCommand::Publish(run));

@@ -1,0 +1,322 @@
+//! The reader task: reads the socket, splits frames and dispatches them to the connection or to a channel state
+//! machine. Soft errors close a channel; hard errors send connection.close, after which only close-ok (or close)
+//! is looked at. A peer silent for two heartbeat intervals is dropped. Here: the read loop with its adaptive buffer
+//! and the fast path for publishes and content; frames that may wait are handled in `dispatch`.
+
+mod dispatch;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::AsyncReadExt;
+
+use super::channels::{ChannelTable, Slot};
+use super::handshake::Negotiated;
+use super::transport::TransportRead;
+use crate::broker::Broker;
+use crate::channel::publish_runs::PublishRuns;
+use crate::channel::{runtime, Channel, ChannelContext, ChannelEffects, COPY_BODY_BELOW};
+use crate::queue::QueueHandle;
+use crate::registry::{ChannelCount, CloseSignal};
+use crate::session::ConnectionShared;
+use crate::vhost::Vhost;
+use warren_protocol::error::AmqpError;
+use warren_protocol::frame::FrameHead;
+use warren_protocol::{parse_publish, FrameKind, FramePayload, FrameSplitter, RawFrame};
+
+/// Bytes reserved per read: from the least, doubled after each read that fills the space up to the most, halved
+/// after one that uses less than a quarter. A trickle of small messages then reads into a small buffer (a fresh
+/// 64 KiB buffer per message cost page faults on every delivery), a flood into a large one. The buffer is released
+/// when it empties, so idle connections stay small.
+const READ_SIZE_MIN: usize = 4 * 1024;
+const READ_SIZE_MAX: usize = 64 * 1024;
+/// How long to wait for connection.close-ok after sending connection.close.
+const CLOSE_OK_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Whether the reader goes on after a frame, or the connection is over (close-ok sent or received).
+enum ReaderNext {
+    /// Read and handle the next frame.
+    Continue,
+    /// The connection is closed: stop reading and clean up.
+    Stop,
+}
+
+/// What handling a frame without waiting came to.
+enum FrameOutcome {
+    /// Handled at once.
+    Done(ReaderNext),
+    /// The rest needs awaiting (after the publish runs are flushed).
+    Later(Later),
+}
+
+/// The part of a frame's handling that has to wait, left by [`Reader::handle_frame_now`].
+enum Later {
+    /// Any method but a publish on an open channel.
+    Frame(RawFrame),
+    /// A content frame or publish left effects to execute (a published message waiting for room in a queue or the
+    /// store, a basic.return), or failed the channel, which closes it after those effects.
+    Channel(u16, ChannelEffects, Result<(), AmqpError>),
+}
+
+/// The reader task's state: the connection, its channels, and whether connection.close was sent.
+struct Reader {
+    conn: ConnectionState,
+    channel_max: u16,
+    channels: ChannelTable,
+    /// Set once the broker has sent connection.close.
+    closing: bool,
+}
+
+/// What the reader holds of its connection apart from the channels, kept apart so that a channel taken from the
+/// table and the context it runs in can be borrowed together.
+struct ConnectionState {
+    broker: Arc<Broker>,
+    info: Arc<ConnectionShared>,
+    vhost: Arc<Vhost>,
+    exclusive_queues: Vec<Arc<QueueHandle>>,
+    publish_runs: PublishRuns,
+}
+
+impl ConnectionState {
+    fn channel_context(&mut self) -> ChannelContext<'_> {
+        ChannelContext {
+            broker: &self.broker,
+            vhost: &self.vhost,
+            conn: &self.info,
+            exclusive_queues: &mut self.exclusive_queues,
+            publish_runs: &mut self.publish_runs,
+        }
+    }
+
+    /// Shuts a channel down and executes what that takes: settlements, which no queue refuses.
+    async fn shut_down(&mut self, ch: &mut Channel) {
+        let mut effects = ChannelEffects::default();
+        ch.shutdown(&mut effects);
+        let _ = runtime::execute(ch, &mut self.channel_context(), &mut effects).await;
+    }
+}
+
+/// What ties the reader to the broker's registry of live connections.
+pub(crate) struct Live {
+    /// Kept equal to the number of open channels.
+    pub(crate) channels: ChannelCount,
+    /// Requests to close the connection (management API, shutdown); None when nobody can ask.
+    pub(crate) close: Option<CloseSignal>,
+}
+
+/// Reads and handles frames until the connection ends, then closes its channels.
+pub(crate) async fn run<R: TransportRead>(
+    broker: Arc<Broker>,
+    info: Arc<ConnectionShared>,
+    negotiated: Negotiated,
+    live: Live,
+    read: R,
+    buf: BytesMut,
+) {
+    let splitter = FrameSplitter::new(negotiated.frame_max);
+    let idle_limit = (negotiated.heartbeat > 0)
+        .then(|| Duration::from_secs(2 * u64::from(negotiated.heartbeat)));
+    let mut reader = Reader {
+        conn: ConnectionState {
+            broker,
+            info,
+            vhost: negotiated.vhost,
+            exclusive_queues: Vec::new(),
+            publish_runs: PublishRuns::default(),
+        },
+        channel_max: negotiated.channel_max,
+        channels: ChannelTable::new(live.channels),
+        closing: false,
+    };
+    let reason = reader
+        .read_loop(
+            read,
+            buf,
+            splitter,
+            idle_limit,
+            negotiated.heartbeat,
+            live.close,
+        )
+        .await;
+    // What the client published before it went is still enqueued, as RabbitMQ does.
+    reader.flush_publish_runs().await;
+    tracing::info!(peer = %reader.conn.info.peer, "closing AMQP connection {} (user '{}'): {reason}", reader.conn.info.peer, reader.conn.info.user);
+    reader.cleanup().await;
+}
+
+impl Reader {
+    async fn read_loop<R: TransportRead>(
+        &mut self,
+        mut read: R,
+        mut buf: BytesMut,
+        splitter: FrameSplitter,
+        idle_limit: Option<Duration>,
+        heartbeat: u16,
+        mut close_signal: Option<CloseSignal>,
+    ) -> String {
+        let mut read_size = READ_SIZE_MIN;
+        loop {
+            // Frames are handled where they lie in the buffer; `consumed` bytes of it are done with.
+            let mut consumed = 0;
+            loop {
+                let head = match splitter.peek(&buf[consumed..]) {
+                    Ok(Some(head)) => head,
+                    Ok(None) => {
+                        buf.advance(consumed);
+                        splitter.reserve_partial(&mut buf);
+                        self.flush_publish_runs().await;
+                        break;
+                    }
+                    Err(error) => {
+                        // The stream cannot be resynchronised after a framing error: report it and stop reading.
+                        let text = error.text.clone();
+                        self.close_connection(error);
+                        return text;
+                    }
+                };
+                let frame_outcome = if head.kind == FrameKind::Body && head.size >= COPY_BODY_BELOW
+                {
+                    // A large body stays a zero-copy slice of the buffer: take it out.
+                    buf.advance(consumed);
+                    consumed = 0;
+                    let mut frame = buf.split_to(head.total());
+                    frame.advance(7);
+                    frame.truncate(head.size);
+                    self.handle_frame_now(head, FramePayload::Owned(frame.freeze()))
+                } else {
+                    let payload = head.payload(&buf[consumed..]);
+                    consumed += head.total();
+                    self.handle_frame_now(head, FramePayload::Borrowed(payload))
+                };
+                let next = match frame_outcome {
+                    FrameOutcome::Done(next) => next,
+                    FrameOutcome::Later(later) => self.finish(later).await,
+                };
+                if let ReaderNext::Stop = next {
+                    return "client closed the connection".into();
+                }
+            }
+            if buf.is_empty() && buf.capacity() > 0 {
+                buf = BytesMut::new();
+            }
+            let limit = if self.closing {
+                Some(CLOSE_OK_TIMEOUT)
+            } else {
+                idle_limit
+            };
+            let readable = async {
+                // Reserved only once bytes are waiting: an idle connection holds no read buffer.
+                std::future::poll_fn(|cx| read.poll_read_ready(cx)).await?;
+                buf.reserve(read_size.max(buf.len()));
+                let spare = buf.capacity() - buf.len();
+                read.read_buf(&mut buf).await.map(|n| (n, spare))
+            };
+            let timed_read = async {
+                match limit {
+                    Some(limit) => tokio::time::timeout(limit, readable).await.ok(),
+                    None => Some(readable.await),
+                }
+            };
+            let close = close_signal.as_mut().filter(|_| !self.closing);
+            let close_requested = async {
+                match close {
+                    Some(signal) => signal.requested().await,
+                    None => std::future::pending().await,
+                }
+            };
+            // Biased towards the read: while bytes keep arriving the close request is never even polled, so
+            // watching for it costs nothing on a busy connection.
+            let outcome = tokio::select! {
+                biased;
+                read = timed_read => match read {
+                    Some(outcome) => outcome,
+                    None if self.closing => return "connection.close-ok not received in time".into(),
+                    None => {
+                        tracing::warn!(peer = %self.conn.info.peer, "missed heartbeats from client, timeout: {heartbeat}s");
+                        return format!("missed heartbeats from client, timeout: {heartbeat}s");
+                    }
+                },
+                request = close_requested => {
+                    // Then, as for any broker-initiated close, only close-ok (or close) is looked at.
+                    self.close_connection(AmqpError::new(request.code, request.detail));
+                    continue;
+                }
+            };
+            match outcome {
+                Ok((0, _)) => return "client unexpectedly closed TCP connection".into(),
+                Ok((n, spare)) if n == spare => {
+                    read_size = (read_size * 2).min(READ_SIZE_MAX);
+                }
+                Ok((n, _)) if n < read_size / 4 => {
+                    read_size = (read_size / 2).max(READ_SIZE_MIN);
+                }
+                Ok(_) => {}
+                Err(error) => return format!("socket error: {error}"),
+            }
+            if self.conn.info.outbound.is_closed() && !self.closing {
+                return "socket write failed".into();
+            }
+        }
+    }
+
+    /// Handles what needs no waiting, which is everything a publisher sends while its queues keep up: basic.publish
+    /// and content frames on open channels, and heartbeats.
+    fn handle_frame_now(&mut self, head: FrameHead, payload: FramePayload<'_>) -> FrameOutcome {
+        let id = head.channel;
+        let owned = |payload: FramePayload<'_>| RawFrame {
+            kind: head.kind,
+            channel: id,
+            payload: payload.into_bytes(),
+        };
+        if self.closing {
+            return FrameOutcome::Done(self.while_closing(owned(payload)));
+        }
+        if id == 0 || id > self.channel_max {
+            return FrameOutcome::Later(Later::Frame(owned(payload)));
+        }
+        let Some(Slot::Open(ch)) = self.channels.get_mut(id) else {
+            return FrameOutcome::Later(Later::Frame(owned(payload)));
+        };
+        let mut ctx = self.conn.channel_context();
+        // Empty until something has to wait: building it allocates nothing.
+        let mut effects = ChannelEffects::default();
+        let result = match head.kind {
+            FrameKind::Header | FrameKind::Body => {
+                ch.handle_content(&mut ctx, head.kind, payload, &mut effects)
+            }
+            FrameKind::Method => match parse_publish(payload.as_slice()) {
+                Some(publish) => ch.handle_publish(&ctx, publish),
+                None => return FrameOutcome::Later(Later::Frame(owned(payload))),
+            },
+            FrameKind::Heartbeat => return FrameOutcome::Later(Later::Frame(owned(payload))),
+        };
+        if result.is_ok() && effects.is_empty() {
+            return FrameOutcome::Done(ReaderNext::Continue);
+        }
+        FrameOutcome::Later(Later::Channel(id, effects, result))
+    }
+
+    /// Hands routed messages to their queues, waiting for room; see `channel::publish_runs` for when this must happen.
+    async fn flush_publish_runs(&mut self) {
+        if !self.conn.publish_runs.is_empty() {
+            self.conn.publish_runs.flush().wait(&self.conn.broker).await;
+        }
+    }
+
+    async fn finish(&mut self, later: Later) -> ReaderNext {
+        self.flush_publish_runs().await;
+        match later {
+            Later::Frame(frame) => self.handle_frame(frame).await,
+            Later::Channel(id, effects, result) => {
+                match self.channel_effects(id, effects, result).await {
+                    Ok(next) => next,
+                    Err(error) => {
+                        self.close_connection(error);
+                        ReaderNext::Continue
+                    }
+                }
+            }
+        }
+    }
+}
