@@ -1,13 +1,18 @@
 //! One consuming channel, as a state machine the connection's driver feeds frames to: it reassembles each
 //! delivery (method, header, body frames) just far enough to read the 16-byte stamp, records end-to-end latency
-//! and the loss-check bit, and acks every N deliveries with one basic.ack multiple=true.
+//! and the loss-check bit, and acks every N deliveries with one basic.ack multiple=true. With `--consumer-rate` it
+//! is a slow application: a delivery it has taken off the socket waits in a short [`Backlog`] until its
+//! [`ProcessingPace`] allows processing it (counting, latency, ack), and a consumer behind its budget tells the
+//! driver to stop reading ([`Consumer::accepts_input`]).
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::Buf;
 
 use super::body::{Stamp, STAMP_LEN};
 use super::loss::{Received, Seen};
+use super::pace::ProcessingPace;
 use super::stats::{Counts, Meter, PublishersRunning};
 use super::turn::{Ctx, Phase};
 use warren_protocol::client::{parse_deliver, put_ack};
@@ -28,6 +33,31 @@ pub(crate) struct ConsumerSpec {
     pub run_started_ns: u64,
     /// Once none is left, deliveries count as drained.
     pub publishers: PublishersRunning,
+    /// `--consumer-rate`: deliveries processed per second at most; `None` processes each as it arrives.
+    pub rate: Option<u32>,
+    /// The prefetch count (`--qos`), 0 for none: with manual acks it bounds what a slow consumer holds.
+    pub qos: u16,
+}
+
+/// A delivery taken off the socket, waiting for its turn to be processed (`--consumer-rate`).
+#[derive(Debug)]
+struct Delivery {
+    tag: u64,
+    redelivered: bool,
+    stamp: Option<[u8; STAMP_LEN]>,
+}
+
+/// What a slow consumer (`--consumer-rate`) holds: its budget and the deliveries it has read but not processed.
+#[derive(Debug)]
+struct Backlog {
+    pace: ProcessingPace,
+    held: VecDeque<Delivery>,
+    /// The consumer takes no more input while it holds this many. With manual acks and a prefetch, the broker
+    /// sends at most `qos` unacked deliveries, so a well-behaved broker never reaches `qos + 1` and every
+    /// delivery is read as it comes (the broker sees its credit used up). Otherwise (autoack, or no prefetch)
+    /// nothing bounds what the broker sends: the consumer holds one and then the connection stops reading, so
+    /// TCP pushes back on the broker instead of the tool buffering without bound.
+    limit: usize,
 }
 
 /// Where the consumer is in the delivery it is reassembling.
@@ -63,6 +93,8 @@ pub(crate) struct Consumer {
     /// Every producer has stopped publishing: what arrives now is the drain (it never reopens, so once this
     /// is set the shared count is not read again).
     draining: bool,
+    /// `--consumer-rate` only; `None` keeps the unlimited path as it was (one branch per delivery).
+    backlog: Option<Box<Backlog>>,
     done: bool,
 }
 
@@ -75,7 +107,19 @@ pub(crate) struct ConsumerReport {
 
 impl Consumer {
     pub(crate) fn new(spec: ConsumerSpec, channel: u16, meter: Meter) -> Consumer {
+        let backlog = spec.rate.map(|rate| {
+            Box::new(Backlog {
+                pace: ProcessingPace::new(rate),
+                held: VecDeque::new(),
+                limit: if spec.autoack || spec.qos == 0 {
+                    1
+                } else {
+                    usize::from(spec.qos) + 1
+                },
+            })
+        });
         Consumer {
+            backlog,
             received: Received::new(spec.producers),
             spec,
             channel,
@@ -96,14 +140,41 @@ impl Consumer {
         self.done
     }
 
-    /// Acks what is left and finishes once the coordinator says consumers stop.
+    /// It has a `--consumer-rate`.
+    pub(crate) fn is_paced(&self) -> bool {
+        self.backlog.is_some()
+    }
+
+    /// `false` while a slow consumer holds as many deliveries as it may (see [`Backlog::limit`]): the driver
+    /// must not hand it another frame, nor read the socket, until a later [`Consumer::poll`] has processed one.
+    pub(crate) fn accepts_input(&self) -> bool {
+        self.done || self.backlog.as_ref().is_none_or(|b| b.held.len() < b.limit)
+    }
+
+    /// Processes the held deliveries whose turn has come; acks what is left and finishes once the coordinator
+    /// says consumers stop (held deliveries are dropped unprocessed, as by an application that quits: with
+    /// manual acks the broker requeues them). Returns when to come back.
     pub(crate) fn poll(&mut self, ctx: &mut Ctx<'_>, phase: Phase) -> Option<Instant> {
         if phase >= Phase::StopConsuming && !self.done {
             self.ack(ctx);
             self.done = true;
-            self.flush(ctx.now, true)
-        } else {
-            self.flush(ctx.now, false)
+            return self.flush(ctx.now, true);
+        }
+        let mut wake = None;
+        if let Some(mut backlog) = self.backlog.take() {
+            while !backlog.held.is_empty() && backlog.pace.try_take(ctx.now) {
+                if let Some(d) = backlog.held.pop_front() {
+                    self.process(d.tag, d.redelivered, d.stamp, ctx);
+                }
+            }
+            if !backlog.held.is_empty() {
+                wake = backlog.pace.next_slot();
+            }
+            self.backlog = Some(backlog);
+        }
+        match (wake, self.flush(ctx.now, false)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
@@ -219,7 +290,30 @@ impl Consumer {
         }
     }
 
+    /// A delivery has been read in full: processed now, or, for a slow consumer behind its budget, held (in
+    /// order) for [`Consumer::poll`].
     fn complete(
+        &mut self,
+        tag: u64,
+        redelivered: bool,
+        stamp: Option<[u8; STAMP_LEN]>,
+        ctx: &mut Ctx<'_>,
+    ) {
+        if let Some(backlog) = &mut self.backlog {
+            if !backlog.held.is_empty() || !backlog.pace.try_take(ctx.now) {
+                backlog.held.push_back(Delivery {
+                    tag,
+                    redelivered,
+                    stamp,
+                });
+                return;
+            }
+        }
+        self.process(tag, redelivered, stamp, ctx);
+    }
+
+    /// What an application does with a delivery: counts it (latency at this moment), checks it off and acks it.
+    fn process(
         &mut self,
         tag: u64,
         redelivered: bool,
@@ -349,6 +443,8 @@ mod tests {
             producers: 1,
             run_started_ns: 0,
             publishers: publishers.clone(),
+            rate: None,
+            qos: 0,
         };
         let mut consumer = Consumer::new(spec, 1, meter.clone());
         let mut out = BytesMut::new();
@@ -379,6 +475,165 @@ mod tests {
             "only what came after the last producer stopped"
         );
         assert_eq!(state.unique_received, 9);
+    }
+
+    /// A consumer of producer 0's messages on channel 1, without producers stopping.
+    fn consumer(autoack: bool, rate: Option<u32>, qos: u16, meter: Meter) -> Consumer {
+        let spec = ConsumerSpec {
+            group: 0,
+            autoack,
+            ack_every: 1,
+            producers: 1,
+            run_started_ns: 0,
+            publishers: PublishersRunning::new(1),
+            rate,
+            qos,
+        };
+        Consumer::new(spec, 1, meter)
+    }
+
+    /// Hands the consumer message `seq` at `now`, as one read of the socket.
+    fn feed(consumer: &mut Consumer, seq: u64, now: Instant, out: &mut BytesMut) {
+        for frame in delivery(1, seq) {
+            let mut ctx = Ctx {
+                out,
+                now,
+                now_ns: now_ns(),
+            };
+            consumer
+                .on_frame(&frame, &mut ctx)
+                .expect("a well-formed delivery");
+        }
+    }
+
+    fn poll(consumer: &mut Consumer, now: Instant, out: &mut BytesMut) -> Option<Instant> {
+        let mut ctx = Ctx {
+            out,
+            now,
+            now_ns: now_ns(),
+        };
+        consumer.poll(&mut ctx, Phase::Running)
+    }
+
+    /// The delivery tags of the basic.acks the consumer wrote, taking them out of `out`.
+    fn acked(out: &mut BytesMut) -> Vec<u64> {
+        let splitter = FrameSplitter::new(0);
+        std::iter::from_fn(|| splitter.next_frame(out).ok().flatten())
+            .filter_map(|frame| match decode_method(&frame.payload) {
+                Ok(AMQPClass::Basic(basic::AMQPMethod::Ack(ack))) => Some(ack.delivery_tag),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_slow_consumer_with_a_prefetch_reads_every_delivery_but_acks_at_its_pace() {
+        let meter = Meter::new();
+        let mut consumer = consumer(false, Some(10), 3, meter.clone());
+        let mut out = BytesMut::new();
+        let start = Instant::now();
+        for seq in 1..=3 {
+            feed(&mut consumer, seq, start, &mut out);
+            assert!(
+                consumer.accepts_input(),
+                "the prefetch bounds what it holds"
+            );
+        }
+        assert_eq!(acked(&mut out), [1], "only the first is processed at once");
+        let slot = start + Duration::from_millis(100);
+        assert_eq!(
+            poll(&mut consumer, start + Duration::from_millis(99), &mut out),
+            Some(slot)
+        );
+        assert!(acked(&mut out).is_empty());
+        poll(&mut consumer, slot, &mut out);
+        assert_eq!(acked(&mut out), [2]);
+        poll(&mut consumer, start + Duration::from_millis(250), &mut out);
+        assert_eq!(acked(&mut out), [3]);
+        consumer.stop(start + Duration::from_millis(250));
+        let state = meter.lock();
+        assert_eq!((state.interval.received, state.unique_received), (3, 3));
+    }
+
+    #[test]
+    fn a_slow_autoack_consumer_takes_no_input_while_it_is_behind() {
+        let meter = Meter::new();
+        let mut consumer = consumer(true, Some(10), 0, meter.clone());
+        let mut out = BytesMut::new();
+        let start = Instant::now();
+        feed(&mut consumer, 1, start, &mut out);
+        assert!(consumer.accepts_input());
+        feed(&mut consumer, 2, start, &mut out);
+        assert!(!consumer.accepts_input(), "one held: stop reading");
+        let slot = start + Duration::from_millis(100);
+        assert_eq!(poll(&mut consumer, start, &mut out), Some(slot));
+        assert!(!consumer.accepts_input());
+        assert_eq!(poll(&mut consumer, slot, &mut out), None);
+        assert!(consumer.accepts_input());
+        assert!(out.is_empty(), "autoack sends no ack");
+        consumer.stop(slot);
+        assert_eq!(meter.lock().interval.received, 2);
+    }
+
+    #[test]
+    fn a_manual_ack_consumer_without_prefetch_stops_reading_like_autoack() {
+        let mut consumer = consumer(false, Some(10), 0, Meter::new());
+        let mut out = BytesMut::new();
+        let start = Instant::now();
+        feed(&mut consumer, 1, start, &mut out);
+        feed(&mut consumer, 2, start, &mut out);
+        assert!(!consumer.accepts_input());
+        assert_eq!(acked(&mut out), [1]);
+    }
+
+    #[test]
+    fn held_deliveries_processed_after_the_producers_stopped_count_as_drained() {
+        let publishers = PublishersRunning::new(1);
+        let meter = Meter::new();
+        let spec = ConsumerSpec {
+            group: 0,
+            autoack: false,
+            ack_every: 1,
+            producers: 1,
+            run_started_ns: 0,
+            publishers: publishers.clone(),
+            rate: Some(1),
+            qos: 10,
+        };
+        let mut consumer = Consumer::new(spec, 1, meter.clone());
+        let mut out = BytesMut::new();
+        let start = Instant::now();
+        for seq in 1..=3 {
+            feed(&mut consumer, seq, start, &mut out);
+        }
+        publishers.one_stopped();
+        for s in 1..=2 {
+            poll(&mut consumer, start + Duration::from_secs(s), &mut out);
+        }
+        assert_eq!(acked(&mut out), [1, 2, 3]);
+        consumer.stop(start + Duration::from_secs(2));
+        let state = meter.lock();
+        assert_eq!((state.interval.received, state.interval.drained), (3, 2));
+    }
+
+    #[test]
+    fn stopping_drops_held_deliveries_unprocessed() {
+        let meter = Meter::new();
+        let mut consumer = consumer(false, Some(1), 10, meter.clone());
+        let mut out = BytesMut::new();
+        let start = Instant::now();
+        for seq in 1..=3 {
+            feed(&mut consumer, seq, start, &mut out);
+        }
+        let mut ctx = Ctx {
+            out: &mut out,
+            now: start,
+            now_ns: now_ns(),
+        };
+        consumer.poll(&mut ctx, Phase::StopConsuming);
+        assert!(consumer.is_done() && consumer.accepts_input());
+        assert_eq!(acked(&mut out), [1], "the broker requeues the unacked two");
+        assert_eq!(meter.lock().interval.received, 1);
     }
 
     #[test]

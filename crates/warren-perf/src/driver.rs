@@ -3,6 +3,9 @@
 //! first: bytes to read (split into frames and dispatched by channel), room to write the buffer (one write for
 //! many messages), a handler's timer, or a phase change. Reading never stops while writing is blocked, so a broker
 //! that pushes back on a publisher while delivering to a consumer on the same connection cannot deadlock it.
+//! The one exception is a slow consumer (`--consumer-rate`) that is behind its budget: the loop then stops handing
+//! out frames and reading until the consumer catches up, so TCP pushes back on the broker, as it would on an
+//! application that reads its socket no faster than it processes.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -56,6 +59,14 @@ impl Handler {
         }
     }
 
+    /// `false` while the handler must not be given another frame (a slow consumer behind its budget).
+    fn accepts_input(&self) -> bool {
+        match self {
+            Handler::Consumer(c) => c.accepts_input(),
+            Handler::Producer(_) | Handler::Idle { .. } => true,
+        }
+    }
+
     fn on_frame(&mut self, frame: &RawFrame, ctx: &mut Ctx<'_>) -> Result<(), String> {
         match self {
             Handler::Producer(p) => p.on_frame(frame, ctx),
@@ -94,6 +105,12 @@ pub(crate) struct Driver {
     out: BytesMut,
     errors: Vec<String>,
     read_chunk: usize,
+    /// Some consumer here has `--consumer-rate`: frames are dispatched by [`Driver::dispatch_frames`] with the
+    /// check for a full consumer after each one. Without it the loop is exactly the unlimited one.
+    paced: bool,
+    /// A paced consumer stopped taking frames: complete frames may be left in `inbuf`, and the socket is not
+    /// read until they are dispatched.
+    stalled: bool,
 }
 
 impl Driver {
@@ -104,6 +121,9 @@ impl Driver {
         phase: watch::Receiver<Phase>,
     ) -> Driver {
         let idle = handlers.iter().all(|h| matches!(h, Handler::Idle { .. }));
+        let paced = handlers
+            .iter()
+            .any(|h| matches!(h, Handler::Consumer(c) if c.is_paced()));
         Driver {
             read: conn.read,
             write: conn.write,
@@ -116,6 +136,8 @@ impl Driver {
             out: BytesMut::with_capacity(if idle { 64 } else { 2 * WRITE_BATCH }),
             errors: Vec::new(),
             read_chunk: if idle { IDLE_READ_CHUNK } else { READ_CHUNK },
+            paced,
+            stalled: false,
         }
     }
 
@@ -158,6 +180,13 @@ impl Driver {
             } else {
                 *self.phase.borrow_and_update()
             };
+            // A slow consumer that caught up takes the frames it left in the read buffer before more are read.
+            if self.stalled
+                && self.handlers.iter().all(Handler::accepts_input)
+                && !self.dispatch_frames::<true>()
+            {
+                return false;
+            }
             let now = Instant::now();
             let mut ctx = Ctx {
                 out: &mut self.out,
@@ -187,12 +216,16 @@ impl Driver {
                     wake = Some(wake.map_or(due, |w| w.min(due)));
                 }
             }
+            // Polling may have let the consumer that stalled the input catch up: dispatch its frames at once.
+            if self.stalled && self.handlers.iter().all(Handler::accepts_input) {
+                wake = Some(now);
+            }
             if self.inbuf.capacity() - self.inbuf.len() < self.read_chunk / 4 {
                 self.inbuf.reserve(self.read_chunk);
             }
             let sleep = tokio::time::sleep_until(wake.unwrap_or(now).into());
             tokio::select! {
-                read = self.read.read_buf(&mut self.inbuf) => match read {
+                read = self.read.read_buf(&mut self.inbuf), if !self.stalled => match read {
                     Ok(0) => {
                         self.errors.push("the broker closed the connection".to_owned());
                         return false;
@@ -229,6 +262,17 @@ impl Driver {
 
     /// Splits and dispatches every complete frame read so far; `false` if the connection is over.
     fn dispatch_input(&mut self) -> bool {
+        if self.paced {
+            self.dispatch_frames::<true>()
+        } else {
+            self.dispatch_frames::<false>()
+        }
+    }
+
+    /// [`Driver::dispatch_input`], compiled twice so that the unlimited path carries no check per frame. `PACED`:
+    /// stop (setting `stalled`) as soon as the handler that took a frame accepts no more, leaving the rest in
+    /// `inbuf`; `false` if the connection is over.
+    fn dispatch_frames<const PACED: bool>(&mut self) -> bool {
         let mut ctx = Ctx {
             out: &mut self.out,
             now: Instant::now(),
@@ -240,8 +284,18 @@ impl Driver {
                     if !dispatch(&mut self.handlers, &mut self.errors, &frame, &mut ctx) {
                         return false;
                     }
+                    if PACED {
+                        let index = usize::from(frame.channel).wrapping_sub(1);
+                        if self.handlers.get(index).is_some_and(|h| !h.accepts_input()) {
+                            self.stalled = true;
+                            return true;
+                        }
+                    }
                 }
-                Ok(None) => return true,
+                Ok(None) => {
+                    self.stalled = false;
+                    return true;
+                }
                 Err(e) => {
                     self.errors
                         .push(format!("bad frame from the broker: {}", e.text));

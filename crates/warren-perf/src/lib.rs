@@ -6,7 +6,7 @@
 //! - `declarations` declares the exchange, queues and bindings; `setup` opens the producer and consumer
 //!   connections;
 //! - `driver`: one task per connection runs its producers and consumers (`producer`, `consumer`) without
-//!   awaiting per message; `turn`: what the driver hands them each turn (the phase, the output buffer), so the
+//!   awaiting per message; `pace`: when a slow consumer (`--consumer-rate`) may process; `turn`: what the driver hands them each turn (the phase, the output buffer), so the
 //!   handlers never import the driver;
 //! - `body`: the stamp in each message (producer, sequence number, send time); `loss`: who received what;
 //! - `stats`, `histogram`, `report`: figures, once-a-second lines and the final [`Summary`]; `broker_memory`: the
@@ -25,6 +25,7 @@ mod driver;
 mod histogram;
 mod loss;
 mod options;
+mod pace;
 mod producer;
 mod report;
 mod run;

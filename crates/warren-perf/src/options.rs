@@ -55,6 +55,11 @@ pub struct PerfArgs {
     #[arg(long, short = 'r', default_value_t = 0.0, value_parser = parse_rate)]
     pub rate: f64,
 
+    /// Deliveries each consumer processes per second at most (a slow application): it reads what the broker
+    /// sends, but counts, measures and acks each only when its budget allows; behind it, it stops reading
+    #[arg(long, short = 'R', value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub consumer_rate: Option<u32>,
+
     /// Publisher confirms with at most N unconfirmed messages per producer; 0 disables confirms
     #[arg(long, short = 'c', default_value_t = 0)]
     pub confirm: usize,
@@ -227,6 +232,8 @@ pub(crate) struct Plan {
     pub pmessages: Option<u64>,
     pub cmessages: Option<u64>,
     pub rate: Option<f64>,
+    /// `--consumer-rate`: deliveries each consumer processes per second at most.
+    pub consumer_rate: Option<u32>,
     pub confirm: Option<usize>,
     pub persistent: bool,
     pub autoack: bool,
@@ -262,6 +269,17 @@ impl Plan {
             return invalid(format!(
                 "{groups} queues need at least {groups} consumers, one each (or --consumers 0)"
             ));
+        }
+        if args.consumer_rate.is_some() && args.idle_connections > 0 {
+            return invalid(
+                "--consumer-rate cannot be combined with --idle-connections: idle connections consume nothing"
+                    .to_owned(),
+            );
+        }
+        if args.consumer_rate.is_some() && consumers == 0 {
+            return invalid(
+                "--consumer-rate paces consumers, but --consumers 0 runs none".to_owned(),
+            );
         }
         if args.shared_connection && args.producers + consumers > 2047 {
             return invalid("a shared connection holds at most 2047 channels".to_owned());
@@ -325,6 +343,7 @@ impl Plan {
             pmessages: args.pmessages,
             cmessages: args.cmessages,
             rate: (args.rate > 0.0).then_some(args.rate),
+            consumer_rate: args.consumer_rate,
             confirm: (args.confirm > 0).then_some(args.confirm),
             persistent: args.persistent,
             autoack: args.autoack,
@@ -493,6 +512,37 @@ mod tests {
         let plan = plan(&["--consumers", "0"]).expect("valid");
         assert!(plan.queues.is_empty());
         assert_eq!(plan.routing_key.as_deref(), Some(DEFAULT_ROUTING_KEY));
+    }
+
+    #[test]
+    fn consumer_rate_needs_consumers_and_at_least_one_per_second() {
+        let paced = plan(&["--consumer-rate", "200", "--qos", "50"]).expect("valid");
+        assert_eq!(paced.consumer_rate, Some(200));
+        assert_eq!(
+            plan(&["-R", "5", "--autoack"])
+                .expect("valid")
+                .consumer_rate,
+            Some(5)
+        );
+        assert_eq!(
+            Plan::new(&PerfArgs::default())
+                .expect("valid")
+                .consumer_rate,
+            None
+        );
+        assert!(PerfArgs::from_args(["--consumer-rate", "0"]).is_err());
+        assert!(PerfArgs::from_args(["--consumer-rate", "1.5"]).is_err());
+        for refused in [
+            &["--consumer-rate", "10", "--consumers", "0"][..],
+            &["--consumer-rate", "10", "--idle-connections", "3"],
+        ] {
+            match plan(refused) {
+                Err(PerfError::InvalidOptions(text)) => {
+                    assert!(text.contains("--consumer-rate"), "{text}")
+                }
+                other => panic!("{refused:?}: {other:?}"),
+            }
+        }
     }
 
     #[test]

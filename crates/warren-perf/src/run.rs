@@ -122,6 +122,8 @@ pub(crate) async fn run(
                         producers: plan.producers,
                         run_started_ns,
                         publishers: publishers.clone(),
+                        rate: plan.consumer_rate,
+                        qos: plan.qos,
                     };
                     Handler::Consumer(Consumer::new(spec, channel, meter))
                 }

@@ -1,7 +1,7 @@
 //! `warren perf` against an in-process Warren: every confirmed message arrives exactly once, over the shapes the
 //! tool supports (per-channel and shared connections, confirms, manual multi-acks, autoack, fan-out, bodies
-//! larger than a frame, idle connections); the summary splits consumption into the publishing window and the
-//! drain, and `--broker-pid` reports memory. No test asserts a time or a rate.
+//! larger than a frame, idle connections, slow consumers with `--consumer-rate`); the summary splits consumption
+//! into the publishing window and the drain, and `--broker-pid` reports memory. No test asserts a time or a rate.
 
 mod common;
 
@@ -301,4 +301,105 @@ async fn a_broker_pid_that_is_gone_is_reported_without_failing_the_run() {
     assert_eq!(memory.peak_rss_mib, None);
     assert!(memory.error.is_some(), "{}", summary.render());
     assert!(summary.to_json().contains("\"broker_peak_rss_mib\":null"));
+}
+
+/// The JSON summary's counts agree with each other and with `summary`: every message received once, split between
+/// the publishing window and the drain.
+fn assert_json_counts_agree(summary: &Summary) {
+    let json: serde_json::Value =
+        serde_json::from_str(&summary.to_json()).expect("the summary is valid JSON");
+    let count = |name: &str| {
+        json[name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{name} is a count: {json}"))
+    };
+    assert_eq!(count("received"), summary.received, "{json}");
+    assert_eq!(count("sent"), summary.sent, "{json}");
+    assert_eq!(count("received"), count("sent"), "{json}");
+    assert_eq!(
+        count("window_received") + count("drained"),
+        count("received"),
+        "{json}"
+    );
+    assert_eq!((count("missing"), count("duplicates")), (0, 0), "{json}");
+    assert_eq!(json["passed"].as_bool(), Some(true), "{json}");
+}
+
+#[tokio::test]
+async fn a_slow_consumer_with_a_prefetch_still_receives_every_message_once() {
+    let server = common::start_server().await;
+    let summary = run(
+        &server.uri(),
+        &[
+            "--consumer-rate",
+            "200",
+            "--rate",
+            "500",
+            "--time",
+            "1",
+            "--confirm",
+            "50",
+            "--qos",
+            "20",
+            "--multi-ack-every",
+            "5",
+            "--json",
+        ],
+    )
+    .await;
+    assert_exactly_once(&summary, summary.sent);
+    assert_eq!(summary.confirmed, summary.sent);
+    let window = summary.window.expect("producers and consumers: a window");
+    // Not a timing: a consumer allowed 200 a second cannot keep up with 500 a second, so some are drained.
+    assert!(window.drained > 0, "{}", summary.render());
+    assert_json_counts_agree(&summary);
+}
+
+#[tokio::test]
+async fn a_slow_autoack_consumer_pushes_back_and_still_receives_every_message_once() {
+    let server = common::start_server().await;
+    let summary = run(
+        &server.uri(),
+        &[
+            "--consumer-rate",
+            "200",
+            "--rate",
+            "500",
+            "--time",
+            "1",
+            "--autoack",
+            "--json",
+        ],
+    )
+    .await;
+    assert_exactly_once(&summary, summary.sent);
+    assert!(
+        summary.window.is_some_and(|w| w.drained > 0),
+        "{}",
+        summary.render()
+    );
+    assert_json_counts_agree(&summary);
+}
+
+#[tokio::test]
+async fn a_slow_consumer_on_a_shared_connection_does_not_lose_confirms_or_messages() {
+    let server = common::start_server().await;
+    let summary = run(
+        &server.uri(),
+        &[
+            "--shared-connection",
+            "--consumer-rate",
+            "300",
+            "--consumers",
+            "2",
+            "--pmessages",
+            "400",
+            "--confirm",
+            "20",
+            "--autoack",
+        ],
+    )
+    .await;
+    assert_eq!(summary.confirmed, 400);
+    assert_exactly_once(&summary, 400);
 }
