@@ -6,14 +6,18 @@
 #   1. 1 producer, 1 consumer, 16 B, transient, autoack
 #   2. the same with manual acks (multi-ack 100, prefetch 1000)
 #   3. 1 KiB persistent to a durable queue, confirm window 1000, manual acks (Warren with sync = "always")
-#   4. 4 producers, 4 consumers, 4 queues, 1 KiB: each producer/consumer pair on its own queue (perf --spread)
+#   4. 4 producers, 4 consumers, 4 queues, 1 KiB, autoack: each producer/consumer pair on its own queue (--spread)
 #   5. fan-out: 1 producer to a fanout exchange bound to 10 queues, one consumer each
 #   6. latency at a fixed 1,000 msg/s: end-to-end p50 and p99
 #   7. backlog: N 16 B messages published with no consumer, then drained (a fresh broker each run: peak RSS)
 #   8. idle connections with one channel each: broker RSS increase per connection (a fresh broker each run)
+#   9. fan-in: 16 producers, 1 queue, 2 consumers, 16 B, manual ack
+#  10. slow consumer: 1 producer, 1 consumer that processes at most 5,000 msg/s (perf --consumer-rate)
+# Sustained scenarios report the consumed rate while the producers publish (the drain after they stop is not in
+# it), end-to-end latency and the broker's peak RSS during the run (perf --broker-pid).
 #
 # Usage: bench/compare.sh [--seconds S] [--runs N] [--backlog N] [--idle N] [--quick] [--no-garagemq] [--out FILE]
-#   --seconds S   publishing time per run of scenarios 1-6 (default 15)
+#   --seconds S   publishing time per run of scenarios 1-6, 9 and 10 (default 15)
 #   --runs N      runs of each scenario per broker (default 2, at least 2)
 #   --quick       a smoke check: 3 s runs, a 100,000-message backlog, 200 idle connections; the page says so
 # Needs the release build (cargo build --release), rabbitmq-server and optionally garagemq (apt-get install
@@ -25,7 +29,7 @@ source "$HERE/brokers.sh"
 
 COMMAND_LINE="bench/compare.sh${*:+ $*}"
 SECONDS_PER_RUN="" BACKLOG="" IDLE="" RUNS=2 QUICK=0 GARAGE=1 OUT="$ROOT/docs/benchmarks.md"
-usage() { sed -n '15,18p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '19,22p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 while (($#)); do
   case "$1" in
     --seconds) SECONDS_PER_RUN=$2; shift 2 ;;
@@ -82,7 +86,9 @@ uri() { echo "amqp://guest:guest@127.0.0.1:${PORT[$1]}/%2f"; }
 perf() {
   local b=$1 log=$2; shift 2
   local out
-  out=$("$WARREN_BIN" perf --uri "$(uri "$b")" --json "$@" 2>"$WORK/logs/$log.err" | tail -1) || true
+  local pid=()
+  [[ -n "${PID[$b]:-}" ]] && pid=(--broker-pid "${PID[$b]}")
+  out=$("$WARREN_BIN" perf --uri "$(uri "$b")" --json "${pid[@]}" "$@" 2>"$WORK/logs/$log.err" | tail -1) || true
   [[ $out == "{"* ]] || out='{}'
   echo "$out"
 }
@@ -115,12 +121,14 @@ TITLE=(
   "latency at a fixed 1,000 msg/s: 1 producer, 1 consumer, 16 B transient, manual ack"
   "backlog: $(commas "$BACKLOG") x 16 B transient published with no consumer, then drained (fresh broker)"
   "$(commas "$IDLE") idle connections with one channel each (fresh broker)"
+  "fan-in: 16 producers, 1 queue, 2 consumers, 16 B transient, manual ack"
+  "slow consumer: 1 producer, 1 consumer processing at most 5,000 msg/s, 16 B transient, manual ack"
 )
 BACKLOG_PUBLISH="--producers 1 --consumers 0 --size 16 --pmessages $BACKLOG --queue cmp-backlog"
 BACKLOG_DRAIN="--producers 0 --consumers 1 --predeclared --queue cmp-backlog --multi-ack-every 100 --qos 1000 --cmessages $BACKLOG"
 IDLE_HOLD=8
 IDLE_OPTIONS="--idle-connections $IDLE --time $IDLE_HOLD"
-for s in 1 2 3 4 5 6; do printf '%s\t%s\t%s\n' "$s" "${TITLE[$s]}" "$(scenario_options "$s" 1)" >>"$SCENARIO_FILE"; done
+for s in 1 2 3 4 5 6 9 10; do printf '%s\t%s\t%s\n' "$s" "${TITLE[$s]}" "$(scenario_options "$s" 1)" >>"$SCENARIO_FILE"; done
 printf '7\t%s\t%s\n' "${TITLE[7]}" "$BACKLOG_PUBLISH;;$BACKLOG_DRAIN" >>"$SCENARIO_FILE" # ;; separates commands
 printf '8\t%s\t%s\n' "${TITLE[8]}" "$IDLE_OPTIONS" >>"$SCENARIO_FILE"
 
@@ -149,8 +157,8 @@ for b in "${BROKERS[@]}"; do # one unrecorded warm-up run each (RabbitMQ's JIT, 
   perf "$b" "warmup-$b" --size 16 --multi-ack-every 100 --qos 1000 --time 2 --queue cmp-warmup >/dev/null
 done
 
-# --- scenarios 1-6: every broker running, alternating -------------------------------------------------------------
-for s in 1 2 3 4 5 6; do
+# --- scenarios 1-6, 9, 10: every broker running, alternating -----------------------------------------------------
+for s in 1 2 3 4 5 6 9 10; do
   for ((run = 1; run <= RUNS; run++)); do
     for b in $(order "$run"); do
       log "scenario $s, run $run, $b"

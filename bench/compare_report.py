@@ -44,19 +44,38 @@ def consumed(run):
     return perf(run).get("consume_rate")
 
 
+def consumed_window(run):
+    """Deliveries while the producers were publishing, per second of that window (the drain after is not in it)."""
+    return perf(run).get("consume_rate_window")
+
+
+def peak_rss(run):
+    return perf(run).get("broker_peak_rss_mib")
+
+
+def sustained(published_label, consumed_label):
+    """The figures of a sustained scenario: is the consumer keeping up, at what latency and memory."""
+    return [
+        (published_label, "higher", RATE, published),
+        (consumed_label, "higher", RATE, consumed_window),
+        ("end-to-end latency p50, ms", "lower", MS, lambda r: latency_ms(r, "latency_us", "p50")),
+        ("end-to-end latency p99, ms", "lower", MS, lambda r: latency_ms(r, "latency_us", "p99")),
+        ("broker peak RSS, MiB", "lower", MIB, peak_rss),
+    ]
+
+
 # (figure, better, format, value of one run) per scenario.
 RATE, MS, SEC, MIB, KIB = "{:,.0f}", "{:.2f}", "{:.2f}", "{:,.0f}", "{:.1f}"
 FIGURES = {
-    "1": [("published msg/s", "higher", RATE, published), ("consumed msg/s", "higher", RATE, consumed)],
-    "2": [("published msg/s", "higher", RATE, published), ("consumed msg/s", "higher", RATE, consumed)],
+    "1": sustained("published msg/s", "consumed msg/s while publishing"),
+    "2": sustained("published msg/s", "consumed msg/s while publishing"),
     "3": [
         ("published (confirmed) msg/s", "higher", RATE, published),
         ("consumed msg/s", "higher", RATE, consumed),
         ("confirm latency p50, ms", "lower", MS, lambda r: latency_ms(r, "confirm_latency_us", "p50")),
         ("confirm latency p99, ms", "lower", MS, lambda r: latency_ms(r, "confirm_latency_us", "p99")),
     ],
-    "4": [("published msg/s, 4 producers", "higher", RATE, published),
-          ("consumed msg/s, 4 consumers", "higher", RATE, consumed)],
+    "4": sustained("published msg/s, 4 producers", "consumed msg/s while publishing, 4 consumers"),
     "5": [("published msg/s", "higher", RATE, published),
           ("delivered msg/s, 10 queues together", "higher", RATE, consumed)],
     "6": [("end-to-end latency p50, ms", "lower", MS, lambda r: latency_ms(r, "latency_us", "p50")),
@@ -68,6 +87,8 @@ FIGURES = {
          lambda r: r["peak_rss_kib"] / 1024 if r.get("peak_rss_kib") else None),
     ],
     "8": [("broker RSS increase per connection, KiB", "lower", KIB, idle_kib)],
+    "9": sustained("published msg/s, 16 producers", "consumed msg/s while publishing, 2 consumers"),
+    "10": sustained("published msg/s", "consumed msg/s while publishing (at most 5,000)"),
 }
 
 
@@ -190,8 +211,13 @@ def main():
     out += ["## What each figure is", "",
             "- **published msg/s**: messages sent over the time until the producers stopped publishing "
             "(`publish_rate` of `warren perf --json`); with confirms, publishing is held to the confirm window.",
-            "- **consumed / delivered msg/s**: messages received over the time until the last delivery, drain included "
-            "(`consume_rate`).",
+            "- **consumed msg/s while publishing** (sustained scenarios 1, 2, 4, 9, 10): deliveries received while the "
+            "producers were still publishing, over the publishing time (`consume_rate_window`). A consumer that falls "
+            "behind shows here; the backlog it drains after the producers stop does not count.",
+            "- **consumed / delivered msg/s** (scenarios 3 and 5): messages received over the time until the last "
+            "delivery, drain included (`consume_rate`).",
+            "- **broker peak RSS** (sustained scenarios): the largest VmRSS of the broker process sampled every 100 ms "
+            "during the run (`warren perf --broker-pid`; for RabbitMQ the beam.smp process).",
             "- **latencies**: from `warren perf`'s histograms (about 3% accurate): confirm latency from encoding a "
             "publish to its confirm; end-to-end from the send timestamp in the body to the delivery.",
             "- **backlog**: publish phase = the whole publishing run (`elapsed_s`: until the broker answered "
@@ -210,7 +236,7 @@ def main():
             f"RABBITMQ_NODENAME=bench{ENV['RABBIT_PORT']}@localhost, RABBITMQ_MNESIA_BASE={ENV['WORK']}/rabbitmq/mnesia"
             + (f"; garagemq `garagemq --config {ENV['WORK']}/garagemq.yaml` (port {ENV['GARAGE_PORT']})"
                if "garagemq" in brokers else "") + ".",
-            "- Scenarios 1-6: all brokers running; each broker first gets one unrecorded 2 s warm-up run; then each "
+            "- Scenarios 1-6, 9 and 10: all brokers running; each broker first gets one unrecorded 2 s warm-up run; then each "
             f"scenario runs {nruns} times per broker, brokers in order on odd runs and reversed on even runs. "
             "Scenarios 7 and 8: each run on a fresh start of one broker, the only broker running, so its peak RSS "
             "is its own.",
@@ -219,7 +245,8 @@ def main():
             "", "| # | scenario | `warren perf --uri URI --json` options (run 1) |", "|---|---|---|"]
     out += [f"| {s} | {title} | " + ", then ".join(f"`{c}`" for c in opts.split(";;")) + " |"
             for s, title, opts in scenarios]
-    out += ["", "Scenario 4 uses `--spread`: producer *i* publishes to queue *i* through the default exchange, and "
+    out += ["", "Scenario 10's consumer processes (counts, acks) at most 5,000 deliveries a second "
+            "(`--consumer-rate`), a consumer slow by its own work. Scenario 4 uses `--spread`: producer *i* publishes to queue *i* through the default exchange, and "
             "consumer *i* reads queue *i*, so each producer/consumer pair has its own queue. Scenario 6 runs the load "
             "generator on one thread (`--threads 1`) for every broker: at 1,000 msg/s it needs no more, and on its "
             "default thread per core its own hand-offs between threads added about 200 us to the p99 it measured, "
