@@ -12,7 +12,8 @@
 #   7. backlog: N 16 B messages published with no consumer, then drained (a fresh broker each run: peak RSS)
 #   8. idle connections with one channel each: broker RSS increase per connection (a fresh broker each run)
 #   9. fan-in: 16 producers, 1 queue, 2 consumers, 16 B, manual ack
-#  10. slow consumer: 1 producer, 1 consumer that processes at most 5,000 msg/s (perf --consumer-rate)
+#  10. slow consumer: 1 producer offering 10,000 msg/s, 1 consumer that processes at most 5,000 msg/s
+#      (perf --consumer-rate); the offered rate is capped so that the drain after the run stays bounded
 # Sustained scenarios report the consumed rate while the producers publish (the drain after they stop is not in
 # it), end-to-end latency and the broker's peak RSS during the run (perf --broker-pid).
 #
@@ -29,7 +30,7 @@ source "$HERE/brokers.sh"
 
 COMMAND_LINE="bench/compare.sh${*:+ $*}"
 SECONDS_PER_RUN="" BACKLOG="" IDLE="" RUNS=2 QUICK=0 GARAGE=1 OUT="$ROOT/docs/benchmarks.md"
-usage() { sed -n '19,22p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '20,23p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 while (($#)); do
   case "$1" in
     --seconds) SECONDS_PER_RUN=$2; shift 2 ;;
@@ -116,13 +117,13 @@ TITLE=(
   "1 producer, 1 consumer, 16 B, transient, autoack"
   "1 producer, 1 consumer, 16 B, transient, manual ack (multi-ack 100, prefetch 1000)"
   "1 KiB persistent to a durable queue, confirm window 1000, manual ack (multi-ack 100, prefetch 1000)"
-  "4 producers, 4 consumers, 4 queues (a producer/consumer pair per queue), 1 KiB transient, manual ack"
+  "4 producers, 4 consumers, 4 queues (a producer/consumer pair per queue), 1 KiB transient, autoack"
   "fan-out: 1 producer, fanout exchange bound to 10 queues, one consumer each, 16 B transient, manual ack"
   "latency at a fixed 1,000 msg/s: 1 producer, 1 consumer, 16 B transient, manual ack"
   "backlog: $(commas "$BACKLOG") x 16 B transient published with no consumer, then drained (fresh broker)"
   "$(commas "$IDLE") idle connections with one channel each (fresh broker)"
   "fan-in: 16 producers, 1 queue, 2 consumers, 16 B transient, manual ack"
-  "slow consumer: 1 producer, 1 consumer processing at most 5,000 msg/s, 16 B transient, manual ack"
+  "slow consumer: 1 producer offering 10,000 msg/s, 1 consumer processing at most 5,000 msg/s, 16 B, manual ack"
 )
 BACKLOG_PUBLISH="--producers 1 --consumers 0 --size 16 --pmessages $BACKLOG --queue cmp-backlog"
 BACKLOG_DRAIN="--producers 0 --consumers 1 --predeclared --queue cmp-backlog --multi-ack-every 100 --qos 1000 --cmessages $BACKLOG"

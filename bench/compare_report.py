@@ -217,7 +217,9 @@ def main():
             "- **consumed / delivered msg/s** (scenarios 3 and 5): messages received over the time until the last "
             "delivery, drain included (`consume_rate`).",
             "- **broker peak RSS** (sustained scenarios): the largest VmRSS of the broker process sampled every 100 ms "
-            "during the run (`warren perf --broker-pid`; for RabbitMQ the beam.smp process).",
+            "during the run (`warren perf --broker-pid`; for RabbitMQ the beam.smp process). The brokers run every "
+            "sustained scenario in turn, so this includes memory a broker kept from earlier scenarios (Warren does not "
+            "yet give freed memory back to the system: the robustness issue).",
             "- **latencies**: from `warren perf`'s histograms (about 3% accurate): confirm latency from encoding a "
             "publish to its confirm; end-to-end from the send timestamp in the body to the delivery.",
             "- **backlog**: publish phase = the whole publishing run (`elapsed_s`: until the broker answered "

@@ -12,6 +12,6 @@ scenario_options() { # id run
     5) echo "--producers 1 --queues 10 --exchange $n --size 16 $ack --time $t --queue $n" ;;
     6) echo "--producers 1 --consumers 1 --size 16 --rate 1000 $ack --threads 1 --time $t --queue $n" ;;
     9) echo "--producers 16 --consumers 2 --size 16 $ack --time $t --queue $n" ;;
-    10) echo "--producers 1 --consumers 1 --size 16 --consumer-rate 5000 $ack --time $t --queue $n" ;;
+    10) echo "--producers 1 --consumers 1 --size 16 --rate 10000 --consumer-rate 5000 $ack --time $t --queue $n" ;;
   esac
 }
