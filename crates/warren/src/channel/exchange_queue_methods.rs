@@ -5,7 +5,6 @@ use std::sync::Arc;
 use super::effect::{ChannelEffects, Continuation, Effect, QueueRequest};
 use super::{Channel, ChannelContext};
 use crate::exchange::{validate_headers_arguments, Destination, ExchangeKind};
-use crate::queue::QueueHandle;
 use crate::vhost::{ExchangeDeclare, QueueDeclare, Vhost};
 use warren_protocol::error::AmqpError;
 use warren_protocol::ids::{self, MethodId};
@@ -35,14 +34,14 @@ impl Channel {
         ctx: &mut ChannelContext<'_>,
         method: MethodId,
         may_persist: bool,
-        change: impl FnOnce(&Vhost) -> Result<Option<Arc<QueueHandle>>, AmqpError> + Send + 'static,
+        change: impl FnOnce(&Vhost) -> Result<(), AmqpError> + Send + 'static,
         reply: Option<AMQPClass>,
         effects: &mut ChannelEffects,
     ) -> Result<(), AmqpError> {
         let then = Continuation::Reply(reply);
         if may_persist {
             effects.push(Effect::Topology {
-                change: Box::new(change),
+                change: Box::new(move |vhost: &Vhost| change(vhost).map(|()| None)),
                 method,
                 then,
             });
@@ -71,17 +70,15 @@ impl Channel {
                     ids::EXCHANGE_DECLARE,
                     may_persist,
                     move |vhost| {
-                        vhost
-                            .declare_exchange(&ExchangeDeclare {
-                                name: d.exchange.as_str(),
-                                kind: d.kind.as_str(),
-                                passive: d.passive,
-                                durable: d.durable,
-                                auto_delete: d.auto_delete,
-                                internal: d.internal,
-                                arguments: d.arguments,
-                            })
-                            .map(|_| None)
+                        vhost.declare_exchange(&ExchangeDeclare {
+                            name: d.exchange.as_str(),
+                            kind: d.kind.as_str(),
+                            passive: d.passive,
+                            durable: d.durable,
+                            auto_delete: d.auto_delete,
+                            internal: d.internal,
+                            arguments: d.arguments,
+                        })
                     },
                     reply,
                     effects,
@@ -100,11 +97,7 @@ impl Channel {
                     ctx,
                     ids::EXCHANGE_DELETE,
                     may_persist,
-                    move |vhost| {
-                        vhost
-                            .delete_exchange(d.exchange.as_str(), d.if_unused)
-                            .map(|_| None)
-                    },
+                    move |vhost| vhost.delete_exchange(d.exchange.as_str(), d.if_unused),
                     reply,
                     effects,
                 )?;
@@ -122,14 +115,12 @@ impl Channel {
                     ids::EXCHANGE_BIND,
                     may_persist,
                     move |vhost| {
-                        vhost
-                            .bind_exchange(
-                                b.destination.as_str(),
-                                b.source.as_str(),
-                                b.routing_key.as_str(),
-                                b.arguments,
-                            )
-                            .map(|_| None)
+                        vhost.bind_exchange(
+                            b.destination.as_str(),
+                            b.source.as_str(),
+                            b.routing_key.as_str(),
+                            b.arguments,
+                        )
                     },
                     reply,
                     effects,
@@ -148,14 +139,12 @@ impl Channel {
                     ids::EXCHANGE_UNBIND,
                     may_persist,
                     move |vhost| {
-                        vhost
-                            .unbind_exchange(
-                                b.destination.as_str(),
-                                b.source.as_str(),
-                                b.routing_key.as_str(),
-                                b.arguments,
-                            )
-                            .map(|_| None)
+                        vhost.unbind_exchange(
+                            b.destination.as_str(),
+                            b.source.as_str(),
+                            b.routing_key.as_str(),
+                            b.arguments,
+                        )
                     },
                     reply,
                     effects,
@@ -232,15 +221,13 @@ impl Channel {
                     ids::QUEUE_BIND,
                     may_persist,
                     move |vhost| {
-                        vhost
-                            .bind_queue(
-                                &name,
-                                b.exchange.as_str(),
-                                b.routing_key.as_str(),
-                                b.arguments,
-                                conn_id,
-                            )
-                            .map(|_| None)
+                        vhost.bind_queue(
+                            &name,
+                            b.exchange.as_str(),
+                            b.routing_key.as_str(),
+                            b.arguments,
+                            conn_id,
+                        )
                     },
                     reply,
                     effects,
@@ -257,15 +244,13 @@ impl Channel {
                     ids::QUEUE_UNBIND,
                     may_persist,
                     move |vhost| {
-                        vhost
-                            .unbind_queue(
-                                &name,
-                                b.exchange.as_str(),
-                                b.routing_key.as_str(),
-                                b.arguments,
-                                conn_id,
-                            )
-                            .map(|_| None)
+                        vhost.unbind_queue(
+                            &name,
+                            b.exchange.as_str(),
+                            b.routing_key.as_str(),
+                            b.arguments,
+                            conn_id,
+                        )
                     },
                     Some(reply),
                     effects,

@@ -49,7 +49,7 @@ pub(crate) async fn execute(
             } => {
                 let declared = ctx
                     .vhost
-                    .change_topology(true, change)
+                    .change_topology(change)
                     .await
                     .map_err(|e| e.on(method))?;
                 channel.topology_changed(ctx, then, declared, effects)?;

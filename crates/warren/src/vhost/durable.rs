@@ -36,19 +36,15 @@ fn internal(error: MetaError) -> AmqpError {
 }
 
 impl Vhost {
-    /// Runs `change` on this vhost and returns its result: on the blocking pool when `may_persist` (the change may
-    /// commit to the definitions store, which waits for an fsync), inline otherwise, so transient topology pays
-    /// no thread hand-off. The caller awaits it before replying, which keeps the channel's reply order.
-    pub(crate) async fn change_topology<T, F>(
-        self: &Arc<Self>,
-        may_persist: bool,
-        change: F,
-    ) -> Result<T, AmqpError>
+    /// Runs `change`, which may commit to the definitions store (an fsync), on the blocking pool and returns its
+    /// result; inline when this vhost stores nothing. Callers decide beforehand whether a change can write at all
+    /// (`may_persist_*`) and run the ones that cannot inline themselves, so transient topology pays no hand-off.
+    pub(crate) async fn change_topology<T, F>(self: &Arc<Self>, change: F) -> Result<T, AmqpError>
     where
         T: Send + 'static,
         F: FnOnce(&Vhost) -> Result<T, AmqpError> + Send + 'static,
     {
-        if !may_persist || self.stores.is_none() {
+        if self.stores.is_none() {
             return change(self);
         }
         let vhost = self.clone();

@@ -314,7 +314,7 @@ impl Vhost {
         match self.me.upgrade() {
             Some(me) if self.may_persist_removal(queue.spec.store_id.is_some()) => {
                 // Removing a stored queue commits the definitions store: off the async workers.
-                me.change_topology(true, move |vhost| {
+                me.change_topology(move |vhost| {
                     vhost.forget_queue(&queue);
                     Ok(())
                 })
