@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Two Warren binaries side by side on scenarios of bench/compare.sh (default 1, 2, 3 and 6): the check that a
-# change does not slow the paths it does not use. Each binary runs as its own broker; runs alternate which goes
+# change does not slow the paths it does not use. Each run also reports the rate consumed while publishing and the
+# broker's peak RSS during the run (perf --broker-pid; the broker serves every scenario in turn). Each binary runs as its own broker; runs alternate which goes
 # first, so neither always has the warmer machine. Prints one line per run and the median of each binary.
 #
 # Usage: bench/ab.sh BEFORE_BIN AFTER_BIN [--seconds S] [--runs N] [--scenarios 1,2,3,6]
@@ -40,7 +41,7 @@ done
 perf() { # side log options...
   local b=$1 log=$2; shift 2
   local out
-  out=$("${BIN[after]}" perf --uri "amqp://guest:guest@127.0.0.1:${PORT[$b]}/%2f" --json "$@" 2>"$WORK/logs/$log.err" | tail -1) || true
+  out=$("${BIN[after]}" perf --uri "amqp://guest:guest@127.0.0.1:${PORT[$b]}/%2f" --json --broker-pid "${PID[$b]}" "$@" 2>"$WORK/logs/$log.err" | tail -1) || true
   [[ $out == "{"* ]] || out='{}'
   echo "$out"
 }
@@ -71,13 +72,18 @@ def fig(s, d):
     if s == "6":
         lat = d.get("latency_us") or {}
         return f"p50 {lat.get('p50')} us, p99 {lat.get('p99')} us"
-    return f"{d.get('publish_rate', 0):,.0f} pub/s, {d.get('consume_rate', 0):,.0f} cons/s"
+    lat = d.get("latency_us") or {}
+    rss = d.get("broker_peak_rss_mib")
+    return (f"{d.get('publish_rate', 0):,.0f} pub/s, {d.get('consume_rate', 0):,.0f} cons/s, "
+            f"{d.get('consume_rate_window') or 0:,.0f} cons/s while publishing, p99 {lat.get('p99')} us, "
+            f"RSS {rss} MiB")
 def med(s, runs):
     if s == "6":
         p50 = statistics.median((d.get("latency_us") or {}).get("p50", 0) for d in runs)
         p99 = statistics.median((d.get("latency_us") or {}).get("p99", 0) for d in runs)
         return f"median p50 {p50} us, p99 {p99} us"
-    return f"median {statistics.median(d.get('consume_rate', 0) for d in runs):,.0f} cons/s"
+    return (f"median {statistics.median(d.get('consume_rate', 0) for d in runs):,.0f} cons/s, "
+            f"{statistics.median(d.get('consume_rate_window') or 0 for d in runs):,.0f} while publishing")
 print("| scenario | binary | runs | median |")
 print("|---|---|---|---|")
 for (s, b), runs in sorted(by.items(), key=lambda kv: (kv[0][0], kv[0][1] != "before")):
