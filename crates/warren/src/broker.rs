@@ -12,6 +12,7 @@ use crate::config::{AuthConfig, Config, SyncPolicy, UserConfig};
 use crate::message::continue_ids_above;
 use crate::meta::DefinitionStore;
 pub use crate::meta::MetaError;
+use crate::queue::flow::FlowLimits;
 use crate::registry::ConnectionRegistry;
 use crate::vhost::{DurableStores, Vhost};
 use warren_store::{StdFileSystem, Store, StoreConfig, StoreError, SyncMode};
@@ -108,8 +109,12 @@ impl Broker {
         });
         let mut recovered: HashMap<u64, _> = recovery.queues;
         let vhosts = DashMap::new();
+        let flow_limits = FlowLimits {
+            high_messages: config.flow.queue_high_watermark_messages,
+            high_bytes: config.flow.queue_high_watermark_bytes,
+        };
         for name in config.vhosts() {
-            let vhost = Vhost::new(&name, Some(stores.clone()));
+            let vhost = Vhost::new(&name, Some(stores.clone()), flow_limits);
             vhost.restore(&stored, &mut recovered);
             vhosts.insert(name.clone(), vhost);
         }

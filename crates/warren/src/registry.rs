@@ -86,6 +86,7 @@ impl ChannelCount {
 }
 
 /// The reader's end of its connection's close requests.
+#[derive(Clone)]
 pub struct CloseSignal(watch::Receiver<Option<CloseRequest>>);
 
 impl CloseSignal {

@@ -351,6 +351,10 @@ impl DeliverySink for DeliveryState {
     fn wants_cancel_notify(&self) -> bool {
         self.conn.consumer_cancel_notify
     }
+
+    fn connection_id(&self) -> u64 {
+        self.conn.id
+    }
 }
 
 /// Removes `tag` (with `multiple`, every tag up to it; tag 0 with `multiple`, all) or nothing if `tag` is unknown.

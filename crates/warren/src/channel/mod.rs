@@ -22,6 +22,7 @@ use std::sync::Arc;
 use crate::broker::Broker;
 use crate::message::Message;
 use crate::queue::{QueueCommand, QueueHandle, SettleAction};
+use crate::registry::CloseSignal;
 use crate::session::{ConfirmTracker, ConnectionShared};
 use crate::vhost::Vhost;
 use warren_protocol::error::{AmqpError, ReplyCode};
@@ -31,7 +32,7 @@ use self::delivery_state::{DeliveryState, Unacked};
 pub(crate) use self::effect::ChannelEffects;
 use self::effect::Effect;
 use self::publish::PendingPublish;
-pub(crate) use self::publish::COPY_BODY_BELOW;
+pub(crate) use self::publish::{Publisher, COPY_BODY_BELOW};
 use self::publish_runs::PublishRuns;
 use self::route_cache::RouteCache;
 
@@ -47,6 +48,18 @@ pub(crate) struct ChannelContext<'a> {
     pub(crate) exclusive_queues: &'a mut Vec<Arc<QueueHandle>>,
     /// Routed messages not yet handed to their queues.
     pub(crate) publish_runs: &'a mut PublishRuns,
+    /// The connection's close requests, which end a wait for a queue that holds its publishers.
+    pub(crate) close: Option<&'a CloseSignal>,
+}
+
+impl ChannelContext<'_> {
+    /// This connection as the publisher a [`publish::Backlog`] waits for.
+    pub(crate) fn publisher(&self) -> publish::Publisher<'_> {
+        publish::Publisher {
+            connection: self.conn.id,
+            close: self.close,
+        }
+    }
 }
 
 /// An ack, nack or reject held by a transaction until commit: the deliveries it named, already taken out of the

@@ -10,6 +10,7 @@ use super::{Channel, ChannelContext};
 use crate::broker::Broker;
 use crate::message::Message;
 use crate::queue::{Enqueue, QueueCommand, QueueHandle};
+use crate::registry::CloseSignal;
 use crate::session::ConfirmRef;
 use warren_protocol::content::{
     decode_properties, parse_content_header_ref, put_body_frames, put_content_header, put_return,
@@ -314,39 +315,79 @@ impl Channel {
 const STORE_BACKLOG_LIMIT: u64 = 64 << 20;
 
 /// What a routed message still waits for. The connection's reader waits on it before reading on, which holds the
-/// publisher back through TCP: a publisher faster than a queue or the disk cannot grow memory without bound.
+/// publisher back through TCP: a publisher faster than a queue, its consumers or the disk cannot grow memory
+/// without bound.
 #[derive(Default)]
 pub(crate) struct Backlog {
     /// Commands whose queue's inbox was full.
     blocked: Vec<(Arc<QueueHandle>, QueueCommand)>,
+    /// Queues that took a publish while holding their publishers (see `queue::flow`).
+    held: Vec<Arc<QueueHandle>>,
     /// The store's write queue is over its limit.
     store_full: bool,
+}
+
+/// The publishing connection a backlog waits for: which one (a queue does not hold its own consumers'
+/// connections), and its close requests, which end any wait.
+#[derive(Clone, Copy)]
+pub(crate) struct Publisher<'a> {
+    /// The connection's id.
+    pub(crate) connection: u64,
+    /// Its close requests (management API, shutdown); None when nobody can ask.
+    pub(crate) close: Option<&'a CloseSignal>,
 }
 
 impl Backlog {
     /// True when nothing waits: the reader may go on at once.
     pub(crate) fn is_empty(&self) -> bool {
-        self.blocked.is_empty() && !self.store_full
+        self.blocked.is_empty() && self.held.is_empty() && !self.store_full
     }
 
-    /// Sends `command` now if the queue's inbox has room, else keeps it to wait for room.
+    /// Sends `command` now if the queue's inbox has room, else keeps it to wait for room; either way, remembers
+    /// the queue if it holds its publishers.
     pub(super) fn send_or_hold(&mut self, queue: Arc<QueueHandle>, command: QueueCommand) {
-        if let Err(command) = queue.try_send(command) {
-            self.blocked.push((queue, command));
+        match queue.try_send(command) {
+            Ok(()) if queue.flow.is_held() => self.held.push(queue),
+            Ok(()) => {}
+            Err(command) => self.blocked.push((queue, command)),
         }
     }
 
     /// Adds what `other` left waiting, so one wait covers both.
     pub(crate) fn extend(&mut self, other: Backlog) {
         self.blocked.extend(other.blocked);
+        self.held.extend(other.held);
         self.store_full |= other.store_full;
     }
 
-    /// Waits until every held command is in its queue's inbox and, if the store was over its limit, until the
-    /// store's writer has taken it back under (or the store failed).
-    pub(crate) async fn wait(self, broker: &Broker) {
+    /// Waits until every held command is in its queue's inbox, every queue that holds `publisher` has released
+    /// it, and, if the store was over its limit, until the store's writer has taken it back under (or the store
+    /// failed). A close request for the publisher's connection ends the wait.
+    pub(crate) async fn wait(self, broker: &Broker, publisher: Publisher<'_>) {
+        let mut close = publisher.close.cloned();
+        let closing = async {
+            match close.as_mut() {
+                Some(signal) => {
+                    signal.requested().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = self.wait_uninterrupted(broker, publisher.connection) => {}
+            _ = closing => {}
+        }
+    }
+
+    async fn wait_uninterrupted(self, broker: &Broker, connection: u64) {
         for (queue, command) in self.blocked {
             queue.send(command).await;
+            if queue.flow.is_held() {
+                queue.flow.wait_released(connection).await;
+            }
+        }
+        for queue in self.held {
+            queue.flow.wait_released(connection).await;
         }
         if !self.store_full {
             return;

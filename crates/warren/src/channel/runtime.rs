@@ -39,7 +39,7 @@ pub(crate) async fn execute(
                 let answer = ask(&queue, request).await;
                 channel.handle_answer(ctx, then, answer, effects)?;
             }
-            Effect::Drain(backlog) => backlog.wait(ctx.broker).await,
+            Effect::Drain(backlog) => backlog.wait(ctx.broker, ctx.publisher()).await,
             Effect::ReleaseConfirm(confirm) => drop(confirm),
             Effect::Resume(then) => channel.resume(ctx, then, effects)?,
             Effect::Topology {

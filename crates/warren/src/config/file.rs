@@ -25,6 +25,7 @@ pub(super) struct FileConfig {
     auth: AuthSection,
     log: LogSection,
     storage: StorageSection,
+    flow: FlowSection,
 }
 
 impl FileConfig {
@@ -39,6 +40,7 @@ impl FileConfig {
         self.auth.apply_to(config, source)?;
         self.log.apply_to(config, source)?;
         self.storage.apply_to(config, source)?;
+        self.flow.apply_to(config);
         Ok(())
     }
 }
@@ -230,6 +232,26 @@ impl StorageSection {
             storage.queue_memory_budget = budget.into_inner();
         }
         Ok(())
+    }
+}
+
+/// `[flow]`: when a queue holds its publishers.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [flow] table")]
+struct FlowSection {
+    queue_high_watermark_messages: Option<Spanned<u64>>,
+    queue_high_watermark_bytes: Option<Spanned<u64>>,
+}
+
+impl FlowSection {
+    fn apply_to(self, config: &mut Config) {
+        let flow = &mut config.flow;
+        if let Some(messages) = self.queue_high_watermark_messages {
+            flow.queue_high_watermark_messages = messages.into_inner();
+        }
+        if let Some(bytes) = self.queue_high_watermark_bytes {
+            flow.queue_high_watermark_bytes = bytes.into_inner();
+        }
     }
 }
 

@@ -43,6 +43,8 @@ pub struct Config {
     pub log: LogConfig,
     /// The message store: durability and memory.
     pub storage: StorageConfig,
+    /// Flow control: when a queue holds its publishers.
+    pub flow: FlowConfig,
     /// The config file these settings were read from; `None` when built from defaults or from a string.
     pub source: Option<PathBuf>,
 }
@@ -129,6 +131,28 @@ impl Default for StorageConfig {
     }
 }
 
+/// Flow control: when a queue whose consumers are not keeping up holds its publishers (their connections stop
+/// being read until it drains). A limit of 0 disables that test; both 0 never holds, as RabbitMQ never holds for a
+/// queue whose consumers limit themselves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowConfig {
+    /// Ready messages at which a queue with consumers holds its publishers; they are released at half. Default
+    /// 10000.
+    pub queue_high_watermark_messages: u64,
+    /// Ready body bytes in memory at which a queue with consumers holds its publishers; released at half. Default
+    /// 16 MiB.
+    pub queue_high_watermark_bytes: u64,
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        FlowConfig {
+            queue_high_watermark_messages: 10_000,
+            queue_high_watermark_bytes: 16 << 20,
+        }
+    }
+}
+
 /// Logging settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogConfig {
@@ -146,6 +170,7 @@ impl Default for Config {
             server: ServerIdentity::default(),
             log: LogConfig::default(),
             storage: StorageConfig::default(),
+            flow: FlowConfig::default(),
             source: None,
         }
     }

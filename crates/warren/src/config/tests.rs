@@ -437,3 +437,21 @@ fn storage_section_sets_sync_and_sizes() {
         "config/warren.toml:2: key `sync`: `sometimes` is not one of \"always\", \"never\""
     );
 }
+
+#[test]
+fn flow_section_sets_the_queue_watermarks_and_zero_turns_a_test_off() {
+    let defaults = Config::default();
+    assert_eq!(defaults.flow.queue_high_watermark_messages, 10_000);
+    assert_eq!(defaults.flow.queue_high_watermark_bytes, 16 << 20);
+    let config = Config::from_toml_str(
+        "[flow]\nqueue_high_watermark_messages = 0\nqueue_high_watermark_bytes = 1048576\n",
+        Path::new("config/warren.toml"),
+    )
+    .unwrap();
+    assert_eq!(config.flow.queue_high_watermark_messages, 0);
+    assert_eq!(config.flow.queue_high_watermark_bytes, 1 << 20);
+    assert_eq!(
+        refusal("[flow]\nqueue_watermark = 3\n"),
+        "config/warren.toml:2: unknown key `queue_watermark` in [flow]"
+    );
+}

@@ -7,6 +7,7 @@ use std::sync::{Arc, Weak};
 use tokio::sync::mpsc;
 
 use super::consumer::QueueConsumer;
+use super::flow::FlowLimits;
 use super::owner::QueueOwner;
 use super::sink::{DeliverOutcome, DeliverySink, QueueReply};
 use super::state::{Payload, QueueState};
@@ -34,6 +35,7 @@ pub(crate) fn spawn_queue(
     spec: QueueSpec,
     owner: Weak<dyn QueueOwner>,
     storage: Option<QueueStorage>,
+    flow_limits: FlowLimits,
     recovered: Vec<IndexEntry>,
 ) -> Arc<QueueHandle> {
     let (inbox, receiver) = mpsc::channel(INBOX_CAPACITY);
@@ -43,6 +45,7 @@ pub(crate) fn spawn_queue(
         inbox,
         settlements,
         wake: Arc::new(tokio::sync::Notify::new()),
+        flow: Default::default(),
     });
     let mut state = QueueState::default();
     for entry in recovered {
@@ -53,6 +56,8 @@ pub(crate) fn spawn_queue(
         owner,
         state,
         storage,
+        flow_limits,
+        held: None,
     };
     tokio::spawn(actor.run(receiver, settle_receiver, handle.clone()));
     handle
@@ -65,6 +70,10 @@ pub(super) struct QueueActor {
     owner: Weak<dyn QueueOwner>,
     pub(super) state: QueueState,
     pub(super) storage: Option<QueueStorage>,
+    /// When the queue holds its publishers.
+    flow_limits: FlowLimits,
+    /// While the queue holds its publishers: the consumer generation its exempt connections were taken at.
+    held: Option<u64>,
 }
 
 /// Whether the actor goes on after a command, or the queue is deleted and the actor ends.
@@ -114,6 +123,7 @@ impl QueueActor {
                 break;
             };
             self.dispatch(&handle).await;
+            self.update_flow(&handle);
             if self.should_auto_delete() {
                 if let Some(owner) = self.owner.upgrade() {
                     let queue = handle.clone();
@@ -128,6 +138,10 @@ impl QueueActor {
                 self.cancel_all_consumers();
                 break;
             }
+        }
+        // Deleted or dropped: publishers still waiting on it go on (their messages to it are dropped).
+        if let Some(handle) = self.handle.upgrade() {
+            handle.flow.release();
         }
     }
 
@@ -358,6 +372,37 @@ impl QueueActor {
         }
         if closed {
             self.state.consumers.retain(|c| !c.sink.is_closed());
+            self.state.consumer_generation += 1;
+        }
+    }
+
+    /// Holds or releases the queue's publishers after a round, as its backlog and consumers now stand.
+    fn update_flow(&mut self, handle: &QueueHandle) {
+        let holds = self.flow_limits.holds(
+            self.held.is_some(),
+            !self.state.consumers.is_empty(),
+            self.state.ready.len() as u64,
+            self.state.loaded_bytes,
+        );
+        match (holds, self.held) {
+            (false, None) => {}
+            (false, Some(_)) => {
+                self.held = None;
+                handle.flow.release();
+            }
+            (true, Some(generation)) if generation == self.state.consumer_generation => {}
+            (true, _) => {
+                self.held = Some(self.state.consumer_generation);
+                let mut exempt: Vec<u64> = self
+                    .state
+                    .consumers
+                    .iter()
+                    .map(|c| c.sink.connection_id())
+                    .collect();
+                exempt.sort_unstable();
+                exempt.dedup();
+                handle.flow.hold(exempt);
+            }
         }
     }
 

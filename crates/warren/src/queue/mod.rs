@@ -3,6 +3,7 @@
 
 mod actor;
 mod consumer;
+pub(crate) mod flow;
 mod owner;
 mod paging;
 pub(crate) mod sink;
@@ -150,6 +151,8 @@ pub(crate) struct QueueHandle {
     settlements: mpsc::UnboundedSender<QueueCommand>,
     /// Wakes the actor when a held-back delivery may proceed (outbound drained, channel credit freed).
     pub(crate) wake: Arc<Notify>,
+    /// Whether the queue holds its publishers (its consumers are not keeping up); see [`flow`].
+    pub(crate) flow: flow::QueueFlow,
 }
 
 impl QueueHandle {

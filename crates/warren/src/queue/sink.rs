@@ -100,6 +100,10 @@ pub(crate) trait DeliverySink: Send + Sync {
 
     /// Whether the client handles a server-sent basic.cancel (the `consumer_cancel_notify` capability).
     fn wants_cancel_notify(&self) -> bool;
+
+    /// The id of the connection the channel is on: a queue never holds its own consumers' connections (see
+    /// `queue::flow`).
+    fn connection_id(&self) -> u64;
 }
 
 /// Whether two sinks are the same channel. Compares the data pointers only: the vtable pointer of one type may

@@ -57,6 +57,9 @@ pub(crate) struct QueueState {
     pub(crate) next_consumer: usize,
     /// The sequence number the next enqueued message gets.
     next_seq: u64,
+    /// Moves on whenever a consumer joins or leaves, so the flow control knows when to recompute the connections
+    /// it exempts.
+    pub(crate) consumer_generation: u64,
     /// Set once a consumer has subscribed: an auto-delete queue is deleted when its last consumer goes, not before
     /// the first arrives.
     pub(crate) had_consumers: bool,
@@ -190,6 +193,7 @@ impl QueueState {
     /// Adds a consumer at the end of the round robin; the queue counts as having had consumers from here on.
     pub(crate) fn add_consumer(&mut self, consumer: QueueConsumer) {
         self.had_consumers = true;
+        self.consumer_generation += 1;
         self.consumers.push(consumer);
     }
 
@@ -203,6 +207,7 @@ impl QueueState {
             .consumers
             .iter()
             .position(|c| same_sink(&c.sink, sink) && &*c.tag == tag)?;
+        self.consumer_generation += 1;
         Some(self.consumers.remove(at))
     }
 
@@ -210,7 +215,11 @@ impl QueueState {
     pub(crate) fn remove_channel(&mut self, sink: &Arc<dyn DeliverySink>) -> usize {
         let before = self.consumers.len();
         self.consumers.retain(|c| !same_sink(&c.sink, sink));
-        before - self.consumers.len()
+        let removed = before - self.consumers.len();
+        if removed > 0 {
+            self.consumer_generation += 1;
+        }
+        removed
     }
 
     /// Whether an exclusive consumer holds the queue (another consume is refused with 403).

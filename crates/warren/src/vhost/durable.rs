@@ -249,7 +249,13 @@ impl Vhost {
                 memory_budget: p.queue_memory_budget,
             };
             let messages = recovered.remove(&def.id).unwrap_or_default();
-            let handle = spawn_queue(spec, self.as_owner(), Some(storage), messages);
+            let handle = spawn_queue(
+                spec,
+                self.as_owner(),
+                Some(storage),
+                self.flow_limits,
+                messages,
+            );
             self.queues.insert(handle.spec.name.clone(), handle);
         }
         let mut tables: HashMap<String, Vec<Binding>> = HashMap::new();

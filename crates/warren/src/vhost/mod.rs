@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use dashmap::DashMap;
 
 use crate::exchange::{Exchange, ExchangeKind};
+use crate::queue::flow::FlowLimits;
 use crate::queue::{QueueHandle, QueueOwner};
 use warren_protocol::error::AmqpError;
 use warren_protocol::FieldTable;
@@ -35,6 +36,8 @@ pub(crate) struct Vhost {
     generation: AtomicU64,
     /// The definitions and message stores; None for a broker without a data directory (unit tests).
     stores: Option<Arc<DurableStores>>,
+    /// When its queues hold their publishers.
+    flow_limits: FlowLimits,
     /// Itself, weakly: the owner its queues are spawned with ([`QueueOwner`]), without a reference cycle.
     me: Weak<Vhost>,
 }
@@ -66,7 +69,11 @@ const PREDECLARED: &[(&str, ExchangeKind, bool)] = &[
 impl Vhost {
     /// An empty vhost with RabbitMQ's predeclared exchanges; `stores` is `None` only without a data directory
     /// (unit tests). Durable objects are added by [`Vhost::restore`].
-    pub(crate) fn new(name: &str, stores: Option<Arc<DurableStores>>) -> Arc<Vhost> {
+    pub(crate) fn new(
+        name: &str,
+        stores: Option<Arc<DurableStores>>,
+        flow_limits: FlowLimits,
+    ) -> Arc<Vhost> {
         Arc::new_cyclic(|me| {
             let vhost = Vhost {
                 name: Arc::from(name),
@@ -75,6 +82,7 @@ impl Vhost {
                 topology: Mutex::new(()),
                 generation: AtomicU64::new(0),
                 stores,
+                flow_limits,
                 me: me.clone(),
             };
             for (xname, kind, internal) in PREDECLARED {

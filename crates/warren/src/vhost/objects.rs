@@ -268,7 +268,7 @@ impl Vhost {
             store_id: None,
         };
         let storage = self.persist_queue(&mut spec)?;
-        let handle = spawn_queue(spec, self.as_owner(), storage, Vec::new());
+        let handle = spawn_queue(spec, self.as_owner(), storage, self.flow_limits, Vec::new());
         self.queues.insert(handle.spec.name.clone(), handle.clone());
         Ok(handle)
     }

@@ -89,7 +89,11 @@ impl Frame {
 
 impl RawClient {
     pub(crate) async fn connect(server: &RunningServer) -> RawClient {
-        let stream = TcpStream::connect(server.addr).await.expect("tcp connects");
+        RawClient::connect_to(server.addr).await
+    }
+
+    pub(crate) async fn connect_to(addr: std::net::SocketAddr) -> RawClient {
+        let stream = TcpStream::connect(addr).await.expect("tcp connects");
         RawClient {
             stream,
             buf: Vec::new(),

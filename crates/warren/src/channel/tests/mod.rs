@@ -114,6 +114,7 @@ impl Harness {
             conn: &self.conn,
             exclusive_queues: &mut self.exclusive_queues,
             publish_runs: &mut self.publish_runs,
+            close: None,
         };
         (&mut self.channel, ctx)
     }
@@ -121,7 +122,14 @@ impl Harness {
     /// Hands routed messages to their queues, as the reader does before any method and before reading on.
     async fn flush_publish_runs(&mut self) {
         if !self.publish_runs.is_empty() {
-            self.publish_runs.flush().wait(&self.broker).await;
+            let publisher = crate::channel::Publisher {
+                connection: self.conn.id,
+                close: None,
+            };
+            self.publish_runs
+                .flush()
+                .wait(&self.broker, publisher)
+                .await;
         }
     }
 

@@ -16,6 +16,7 @@ use super::handshake::Negotiated;
 use super::transport::TransportRead;
 use crate::broker::Broker;
 use crate::channel::publish_runs::PublishRuns;
+use crate::channel::Publisher;
 use crate::channel::{runtime, Channel, ChannelContext, ChannelEffects, COPY_BODY_BELOW};
 use crate::queue::QueueHandle;
 use crate::registry::{ChannelCount, CloseSignal};
@@ -81,6 +82,8 @@ struct ConnectionState {
     vhost: Arc<Vhost>,
     exclusive_queues: Vec<Arc<QueueHandle>>,
     publish_runs: PublishRuns,
+    /// A copy of the close requests the read loop watches, for waits on held queues to end on.
+    close: Option<CloseSignal>,
 }
 
 impl ConnectionState {
@@ -91,6 +94,7 @@ impl ConnectionState {
             conn: &self.info,
             exclusive_queues: &mut self.exclusive_queues,
             publish_runs: &mut self.publish_runs,
+            close: self.close.as_ref(),
         }
     }
 
@@ -129,6 +133,7 @@ pub(crate) async fn run<R: TransportRead>(
             vhost: negotiated.vhost,
             exclusive_queues: Vec::new(),
             publish_runs: PublishRuns::default(),
+            close: live.close.clone(),
         },
         channel_max: negotiated.channel_max,
         channels: ChannelTable::new(live.channels),
@@ -305,7 +310,12 @@ impl Reader {
     /// Hands routed messages to their queues, waiting for room; see `channel::publish_runs` for when this must happen.
     async fn flush_publish_runs(&mut self) {
         if !self.conn.publish_runs.is_empty() {
-            self.conn.publish_runs.flush().wait(&self.conn.broker).await;
+            let backlog = self.conn.publish_runs.flush();
+            let publisher = Publisher {
+                connection: self.conn.info.id,
+                close: self.conn.close.as_ref(),
+            };
+            backlog.wait(&self.conn.broker, publisher).await;
         }
     }
 
