@@ -1,5 +1,5 @@
 //! `--broker-pid`: the broker's resident memory during a run, sampled from `/proc/PID/status` (Linux) by a small
-//! task beside the coordinator. Reading `/proc` never fails the run: a process that is gone or a `/proc` that
+//! task beside the coordinator, and the CPU time it used over the run, from `/proc/PID/stat`. Reading `/proc` never fails the run: a process that is gone or a `/proc` that
 //! cannot be read ends the sampling and is reported in [`BrokerMemory::error`].
 
 use std::time::Duration;
@@ -20,6 +20,8 @@ pub struct BrokerMemory {
     /// VmHWM at the end of the run, in MiB: the process's peak RSS over its whole life, so it also catches
     /// spikes between samples but includes whatever happened before this run.
     pub hwm_mib: Option<f64>,
+    /// CPU time (user + system, all threads) the broker used from the start of the run to its end, in seconds.
+    pub cpu_seconds: Option<f64>,
     /// Why `/proc` could not be read (the process is gone, no `/proc`): reported, but it does not fail the run.
     pub error: Option<String>,
 }
@@ -40,6 +42,7 @@ impl BrokerMemorySampler {
                 pid,
                 ..BrokerMemory::default()
             };
+            let cpu_at_start = read_cpu_seconds(pid);
             let mut tick = tokio::time::interval(SAMPLE_EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             loop {
@@ -57,6 +60,9 @@ impl BrokerMemorySampler {
                     .ok()
                     .and_then(|status| status_kib(&status, "VmHWM"))
                     .map(mib);
+                if let (Some(start), Some(end)) = (cpu_at_start, read_cpu_seconds(pid)) {
+                    memory.cpu_seconds = Some(end - start);
+                }
             }
             memory
         });
@@ -115,6 +121,28 @@ fn status_kib(status: &str, key: &str) -> Option<u64> {
     })
 }
 
+/// The process's user + system CPU time so far, in seconds, from `/proc/PID/stat`.
+fn read_cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_cpu_ticks(&stat).map(|ticks| ticks as f64 / clock_ticks_per_second())
+}
+
+/// utime + stime (fields 14 and 15) of a `/proc/PID/stat` line. The command name (field 2) is in parentheses and
+/// may hold spaces, so fields are counted from the last `)`.
+fn stat_cpu_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// The kernel's USER_HZ, in which `/proc` counts CPU time: 100 on every Linux platform Rust supports, since
+/// the ABI fixed it; `getconf CLK_TCK` says the same.
+fn clock_ticks_per_second() -> f64 {
+    100.0
+}
+
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
@@ -126,6 +154,14 @@ mod tests {
     const STATUS: &str =
         "Name:\twarren\nVmPeak:\t  912340 kB\nVmHWM:\t   204800 kB\nVmRSS:\t   102400 kB\n\
                           RssAnon:\t   90000 kB\nThreads:\t3\n";
+
+    #[test]
+    fn cpu_ticks_are_read_past_a_command_name_with_spaces() {
+        let stat =
+            "4242 (tokio (main) x) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 50 0 0 20 0 9 0 100 0";
+        assert_eq!(stat_cpu_ticks(stat), Some(300));
+        assert_eq!(stat_cpu_ticks("garbage"), None);
+    }
 
     #[test]
     fn status_lines_are_read_in_kib() {

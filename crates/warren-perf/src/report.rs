@@ -237,6 +237,13 @@ impl Summary {
                     mib(memory.hwm_mib)
                 );
             }
+            if let Some(cpu) = memory.cpu_seconds {
+                let per_message = match self.received {
+                    0 => String::new(),
+                    n => format!(", {:.0} ns per message received", cpu * 1e9 / n as f64),
+                };
+                let _ = writeln!(s, "  broker cpu        {cpu:.2} s{per_message}");
+            }
             if let Some(error) = &memory.error {
                 let _ = writeln!(s, "  broker memory     {error}");
             }
@@ -331,6 +338,12 @@ impl Summary {
             field("broker_pid", memory.pid.to_string());
             field("broker_peak_rss_mib", mib(memory.peak_rss_mib));
             field("broker_hwm_mib", mib(memory.hwm_mib));
+            field(
+                "broker_cpu_s",
+                memory
+                    .cpu_seconds
+                    .map_or("null".to_owned(), |c| format!("{c:.3}")),
+            );
             field(
                 "broker_memory_error",
                 memory
@@ -614,15 +627,17 @@ mod tests {
             pid: 42,
             peak_rss_mib: Some(12.5),
             hwm_mib: None,
+            cpu_seconds: Some(1.5),
             error: Some("broker pid 42: cannot read /proc/42/status".to_owned()),
         });
         assert!(summary.passed());
         let text = summary.render();
         assert!(text.contains("peak RSS 12.5 MiB (pid 42"), "{text}");
         assert!(text.contains("cannot read /proc/42/status"), "{text}");
+        assert!(text.contains("broker cpu        1.50 s, "), "{text}");
         let json = summary.to_json();
         assert!(
-            json.contains("\"broker_pid\":42,\"broker_peak_rss_mib\":12.5,\"broker_hwm_mib\":null,\"broker_memory_error\":\"broker pid 42"),
+            json.contains("\"broker_pid\":42,\"broker_peak_rss_mib\":12.5,\"broker_hwm_mib\":null,\"broker_cpu_s\":1.500,\"broker_memory_error\":\"broker pid 42"),
             "{json}"
         );
     }
