@@ -76,14 +76,20 @@ def fig(s, d):
     rss = d.get("broker_peak_rss_mib")
     return (f"{d.get('publish_rate', 0):,.0f} pub/s, {d.get('consume_rate', 0):,.0f} cons/s, "
             f"{d.get('consume_rate_window') or 0:,.0f} cons/s while publishing, p99 {lat.get('p99')} us, "
-            f"RSS {rss} MiB")
+            f"RSS {rss} MiB, CPU {cpu_ns(d)} ns/msg")
+def cpu_ns(d):
+    cpu, n = d.get("broker_cpu_s"), d.get("received") or 0
+    return f"{cpu * 1e9 / n:.0f}" if cpu is not None and n else "-"
+
 def med(s, runs):
     if s == "6":
         p50 = statistics.median((d.get("latency_us") or {}).get("p50", 0) for d in runs)
         p99 = statistics.median((d.get("latency_us") or {}).get("p99", 0) for d in runs)
         return f"median p50 {p50} us, p99 {p99} us"
+    cpus = [d["broker_cpu_s"] * 1e9 / d["received"] for d in runs if d.get("broker_cpu_s") is not None and d.get("received")]
+    cpu = f", CPU {statistics.median(cpus):.0f} ns/msg" if cpus else ""
     return (f"median {statistics.median(d.get('consume_rate', 0) for d in runs):,.0f} cons/s, "
-            f"{statistics.median(d.get('consume_rate_window') or 0 for d in runs):,.0f} while publishing")
+            f"{statistics.median(d.get('consume_rate_window') or 0 for d in runs):,.0f} while publishing{cpu}")
 print("| scenario | binary | runs | median |")
 print("|---|---|---|---|")
 for (s, b), runs in sorted(by.items(), key=lambda kv: (kv[0][0], kv[0][1] != "before")):

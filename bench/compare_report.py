@@ -53,6 +53,13 @@ def peak_rss(run):
     return perf(run).get("broker_peak_rss_mib")
 
 
+def cpu_ns(run):
+    """The broker's CPU time (user + system, /proc/PID/stat) over the run, per message the consumers received."""
+    p = perf(run)
+    cpu, received = p.get("broker_cpu_s"), p.get("received")
+    return cpu * 1e9 / received if cpu is not None and received else None
+
+
 def sustained(published_label, consumed_label):
     """The figures of a sustained scenario: is the consumer keeping up, at what latency and memory."""
     return [
@@ -61,6 +68,7 @@ def sustained(published_label, consumed_label):
         ("end-to-end latency p50, ms", "lower", MS, lambda r: latency_ms(r, "latency_us", "p50")),
         ("end-to-end latency p99, ms", "lower", MS, lambda r: latency_ms(r, "latency_us", "p99")),
         ("broker peak RSS, MiB", "lower", MIB, peak_rss),
+        ("broker CPU per message received, ns", "lower", RATE, cpu_ns),
     ]
 
 
@@ -216,6 +224,8 @@ def main():
             "behind shows here; the backlog it drains after the producers stop does not count.",
             "- **consumed / delivered msg/s** (scenarios 3 and 5): messages received over the time until the last "
             "delivery, drain included (`consume_rate`).",
+            "- **broker CPU per message received** (sustained scenarios): the broker process's user + system CPU time "
+            "over the run (`/proc/PID/stat`, `warren perf --broker-pid`) divided by the messages its consumers received.",
             "- **broker peak RSS** (sustained scenarios): the largest VmRSS of the broker process sampled every 100 ms "
             "during the run (`warren perf --broker-pid`; for RabbitMQ the beam.smp process). The brokers run every "
             "sustained scenario in turn, so this includes memory a broker kept from earlier scenarios (Warren does not "

@@ -364,6 +364,9 @@ impl Backlog {
     /// it, and, if the store was over its limit, until the store's writer has taken it back under (or the store
     /// failed). A close request for the publisher's connection ends the wait.
     pub(crate) async fn wait(self, broker: &Broker, publisher: Publisher<'_>) {
+        if self.is_empty() {
+            return;
+        }
         let mut close = publisher.close.cloned();
         let closing = async {
             match close.as_mut() {
