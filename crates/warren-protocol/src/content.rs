@@ -108,6 +108,39 @@ pub fn delivery_mode(raw: &[u8]) -> Option<u8> {
     raw.get(at).copied()
 }
 
+/// Reads only the expiration property (a short string) without decoding the others: None when the flags say it
+/// is absent (the common case, one test), or when the property list is too short to hold it.
+pub fn expiration(raw: &[u8]) -> Option<&[u8]> {
+    let flags = u16::from_be_bytes([*raw.first()?, *raw.get(1)?]);
+    if flags & (1 << 8) == 0 {
+        return None;
+    }
+    let mut at = 2usize;
+    for bit in (9..=15u16).rev() {
+        if flags & (1 << bit) == 0 {
+            continue;
+        }
+        at += match bit {
+            // headers: a long-string-sized table
+            13 => {
+                let len = u32::from_be_bytes([
+                    *raw.get(at)?,
+                    *raw.get(at + 1)?,
+                    *raw.get(at + 2)?,
+                    *raw.get(at + 3)?,
+                ]);
+                4 + len as usize
+            }
+            // delivery-mode, priority: one octet
+            11 | 12 => 1,
+            // content-type, content-encoding, correlation-id, reply-to: short strings
+            _ => 1 + *raw.get(at)? as usize,
+        };
+    }
+    let len = *raw.get(at)? as usize;
+    raw.get(at + 1..at + 1 + len)
+}
+
 fn put_short_str(out: &mut BytesMut, s: &str) {
     let bytes = &s.as_bytes()[..s.len().min(255)];
     out.put_u8(bytes.len() as u8);
@@ -250,6 +283,21 @@ pub fn body_frame_prefix(channel: u16, len: usize) -> [u8; 7] {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn expiration_is_read_past_the_properties_before_it() {
+        let flags: u16 = (1 << 15) | (1 << 13) | (1 << 12) | (1 << 9) | (1 << 8) | (1 << 4);
+        let mut raw = flags.to_be_bytes().to_vec();
+        raw.extend([1, b'a']); // content-type
+        raw.extend([0, 0, 0, 3, 1, b'k', b'V']); // headers: 3 bytes of table
+        raw.push(2); // delivery-mode
+        raw.extend([2, b'r', b'q']); // reply-to
+        raw.extend([3, b'5', b'0', b'0']); // expiration
+        raw.extend([1, b'u']); // user-id
+        assert_eq!(super::expiration(&raw), Some(&b"500"[..]));
+        assert_eq!(super::expiration(&[0, 0]), None);
+        assert_eq!(super::expiration(&(1u16 << 8).to_be_bytes()), None);
+    }
+
     use super::*;
     use crate::method::put_method;
     use amq_protocol::frame::{gen_frame, AMQPContentHeader, AMQPFrame, WriteContext};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use warren_protocol::content::{decode_properties, delivery_mode};
+use warren_protocol::content::{decode_properties, delivery_mode, expiration};
 use warren_protocol::error::AmqpError;
 use warren_protocol::{basic::AMQPProperties, FieldTable};
 
@@ -28,6 +28,8 @@ pub(crate) struct Message {
     pub(crate) body: Bytes,
     /// delivery_mode = 2.
     pub(crate) persistent: bool,
+    /// The expiration property in milliseconds (per-message TTL), checked when it was published.
+    pub(crate) expiration: Option<u64>,
 }
 
 impl Message {
@@ -46,6 +48,7 @@ impl Message {
             properties_raw,
             body,
             persistent,
+            expiration: None,
         }
     }
 
@@ -62,6 +65,8 @@ impl Message {
             exchange: Arc::from(exchange),
             routing_key: Arc::from(routing_key),
             persistent: delivery_mode(&properties_raw) == Some(2),
+            // Checked when it was published.
+            expiration: expiration(&properties_raw).and_then(|raw| parse_expiration(raw).ok()),
             properties_raw,
             body,
         }
@@ -83,6 +88,46 @@ impl Message {
     }
 }
 
+/// The longest expiration RabbitMQ accepts, in milliseconds (ten years); also its limit for `x-message-ttl`.
+pub(crate) const MAX_EXPIRY_MS: u64 = 315_360_000_000;
+
+/// The expiration property as RabbitMQ reads it (Erlang's `string:to_integer`: an optional sign, then digits, and
+/// nothing else), in milliseconds; the error is RabbitMQ's 406 for a publish that carries it.
+pub(crate) fn parse_expiration(raw: &[u8]) -> Result<u64, AmqpError> {
+    let text = String::from_utf8_lossy(raw);
+    let invalid = |reason: String| {
+        Err(AmqpError::precondition(format!(
+            "invalid expiration '{text}': {reason}"
+        )))
+    };
+    let (negative, unsigned) = match text.as_bytes().first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, &text[..]),
+    };
+    let digits_end = unsigned
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(unsigned.len());
+    if digits_end == 0 {
+        return invalid("no_integer".to_owned());
+    }
+    let (digits, leftover) = unsigned.split_at(digits_end);
+    if !leftover.is_empty() {
+        return invalid(format!("{{leftover_string,{leftover:?}}}"));
+    }
+    let digits = match digits.trim_start_matches('0') {
+        "" => "0",
+        significant => significant,
+    };
+    if negative && digits != "0" {
+        return invalid(format!("{{value_negative,-{digits}}}"));
+    }
+    match digits.parse::<u64>() {
+        Ok(ms) if ms <= MAX_EXPIRY_MS => Ok(ms),
+        _ => invalid(format!("{{value_too_large,{digits}}}")),
+    }
+}
+
 /// Makes new message ids start above every id the store recovered, so ids stay unique across restarts.
 pub(crate) fn continue_ids_above(max_recovered: u64) {
     NEXT_MESSAGE_ID.fetch_max(max_recovered + 1, Ordering::Relaxed);
@@ -97,4 +142,46 @@ pub(crate) struct QueuedMessage {
     pub(crate) message: Arc<Message>,
     /// Delivered before (requeued, or recovered after a restart).
     pub(crate) redelivered: bool,
+    /// When it expires in this queue (milliseconds since the epoch); kept when it is requeued.
+    pub(crate) expires_at: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(raw: &str) -> String {
+        let text = parse_expiration(raw.as_bytes()).unwrap_err().text;
+        text.strip_prefix("PRECONDITION_FAILED - ")
+            .expect("a 406")
+            .to_owned()
+    }
+
+    #[test]
+    fn expirations_are_read_as_rabbitmq_reads_them_and_refused_with_its_texts() {
+        assert_eq!(parse_expiration(b"500").unwrap(), 500);
+        assert_eq!(parse_expiration(b"+5").unwrap(), 5);
+        assert_eq!(parse_expiration(b"007").unwrap(), 7);
+        assert_eq!(parse_expiration(b"-0").unwrap(), 0);
+        assert_eq!(parse_expiration(b"315360000000").unwrap(), MAX_EXPIRY_MS);
+        assert_eq!(refusal("abc"), "invalid expiration 'abc': no_integer");
+        assert_eq!(refusal(""), "invalid expiration '': no_integer");
+        assert_eq!(refusal(" 5"), "invalid expiration ' 5': no_integer");
+        assert_eq!(
+            refusal("-1"),
+            "invalid expiration '-1': {value_negative,-1}"
+        );
+        assert_eq!(
+            refusal("1.5"),
+            "invalid expiration '1.5': {leftover_string,\".5\"}"
+        );
+        assert_eq!(
+            refusal("315360000001"),
+            "invalid expiration '315360000001': {value_too_large,315360000001}"
+        );
+        assert_eq!(
+            refusal("99999999999999999999"),
+            "invalid expiration '99999999999999999999': {value_too_large,99999999999999999999}"
+        );
+    }
 }

@@ -8,13 +8,13 @@ use bytes::{Bytes, BytesMut};
 use super::effect::{ChannelEffects, Effect};
 use super::{Channel, ChannelContext};
 use crate::broker::Broker;
-use crate::message::Message;
+use crate::message::{parse_expiration, Message};
 use crate::queue::{Enqueue, QueueCommand, QueueHandle};
 use crate::registry::CloseSignal;
 use crate::session::ConfirmRef;
 use warren_protocol::content::{
-    decode_properties, parse_content_header_ref, put_body_frames, put_content_header, put_return,
-    CLASS_BASIC,
+    decode_properties, expiration as content_expiration, parse_content_header_ref, put_body_frames,
+    put_content_header, put_return, CLASS_BASIC,
 };
 use warren_protocol::error::{AmqpError, ReplyCode};
 use warren_protocol::ids;
@@ -191,13 +191,14 @@ impl Channel {
         };
         let (_, properties) = done.header.unwrap_or_default();
         check_user_id(&properties, &ctx.conn.user)?;
+        let expiration = match content_expiration(&properties) {
+            Some(raw) => Some(parse_expiration(raw).map_err(|e| e.on(ids::BASIC_PUBLISH))?),
+            None => None,
+        };
         let body = done.body.join(done.received as usize);
-        let message = Arc::new(Message::new(
-            done.exchange,
-            done.routing_key,
-            properties,
-            body,
-        ));
+        let mut message = Message::new(done.exchange, done.routing_key, properties, body);
+        message.expiration = expiration;
+        let message = Arc::new(message);
         if let Some(tx) = self.tx.as_mut() {
             tx.publishes.push((message, done.mandatory));
             return Ok(());

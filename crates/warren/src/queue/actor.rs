@@ -10,7 +10,7 @@ use super::consumer::QueueConsumer;
 use super::flow::FlowLimits;
 use super::owner::QueueOwner;
 use super::sink::{DeliverOutcome, DeliverySink, QueueReply};
-use super::state::{Payload, QueueState};
+use super::state::{Admission, DropReason, Payload, QueueState, ReadyEntry, ReadyRules};
 use super::{Enqueue, QueueCommand, QueueHandle, QueueSpec, QueueStats, MAX_RUN};
 use warren_protocol::error::AmqpError;
 use warren_store::{IndexEntry, Store};
@@ -48,8 +48,10 @@ pub(crate) fn spawn_queue(
         flow: Default::default(),
     });
     let mut state = QueueState::default();
+    state.rules = ready_rules(&handle.spec.arguments);
+    let now = now_ms();
     for entry in recovered {
-        state.enqueue_recovered(entry.msg_id, u64::from(entry.body_size));
+        state.enqueue_recovered(entry.msg_id, u64::from(entry.body_size), now);
     }
     let actor = QueueActor {
         handle: Arc::downgrade(&handle),
@@ -61,6 +63,50 @@ pub(crate) fn spawn_queue(
     };
     tokio::spawn(actor.run(receiver, settle_receiver, handle.clone()));
     handle
+}
+
+/// The rules of a queue's length and TTL arguments (validated on declare).
+fn ready_rules(arguments: &warren_protocol::FieldTable) -> ReadyRules {
+    use warren_protocol::AMQPValue;
+    let number = |key: &str| match arguments.inner().get(key)? {
+        AMQPValue::ShortShortInt(x) => u64::try_from(*x).ok(),
+        AMQPValue::ShortShortUInt(x) => Some(u64::from(*x)),
+        AMQPValue::ShortInt(x) => u64::try_from(*x).ok(),
+        AMQPValue::ShortUInt(x) => Some(u64::from(*x)),
+        AMQPValue::LongInt(x) => u64::try_from(*x).ok(),
+        AMQPValue::LongUInt(x) => Some(u64::from(*x)),
+        AMQPValue::LongLongInt(x) => u64::try_from(*x).ok(),
+        _ => None,
+    };
+    let overflow = match arguments.inner().get("x-overflow") {
+        Some(AMQPValue::LongString(s)) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+        Some(AMQPValue::ShortString(s)) => s.as_str().to_owned(),
+        _ => String::new(),
+    };
+    ReadyRules {
+        message_ttl: number("x-message-ttl"),
+        max_length: number("x-max-length"),
+        max_length_bytes: number("x-max-length-bytes"),
+        reject_when_full: overflow.starts_with("reject-publish"),
+    }
+}
+
+/// Milliseconds since the epoch: message expiry is wall-clock time, as in RabbitMQ.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Resolves just after `deadline` (milliseconds since the epoch), when a message expires; never without one.
+async fn expiry_timer(deadline: Option<u64>) {
+    match deadline {
+        Some(deadline) => {
+            let wait = deadline.saturating_add(1).saturating_sub(now_ms());
+            tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// The task that owns one queue's state; its methods are here and, for reading paged-out messages, in `paging`.
@@ -118,11 +164,13 @@ impl QueueActor {
                     }
                 }
                 _ = wake.notified() => {}
+                _ = expiry_timer(self.state.next_expiry()) => {}
             }
             let Some(handle) = self.handle.upgrade() else {
                 break;
             };
             self.dispatch(&handle).await;
+            self.drop_dead(now_ms());
             self.update_flow(&handle);
             if self.should_auto_delete() {
                 if let Some(owner) = self.owner.upgrade() {
@@ -176,6 +224,12 @@ impl QueueActor {
     async fn apply(&mut self, command: QueueCommand) -> ActorNext {
         match command {
             QueueCommand::Publish(run) => {
+                // The clock is read only for messages that can expire.
+                let now = match self.state.rules.message_ttl {
+                    Some(_) => now_ms(),
+                    None if run.iter().any(|e| e.message.expiration.is_some()) => now_ms(),
+                    None => 0,
+                };
                 for Enqueue { message, confirm } in run {
                     let on_disk = match &self.storage {
                         Some(d) => {
@@ -184,10 +238,22 @@ impl QueueActor {
                         }
                         None => false,
                     };
-                    self.state.enqueue(message, on_disk);
-                    // Enqueued: this queue's share of the confirm is released here (the store holds its own
-                    // share until the fsync).
-                    drop(confirm);
+                    let persistent = message.persistent;
+                    let id = message.id;
+                    match self.state.enqueue(message, on_disk, now) {
+                        // Enqueued: this queue's share of the confirm is released here (the store holds its own
+                        // share until the fsync).
+                        Admission::Enqueued => drop(confirm),
+                        // x-overflow reject-publish: the publisher gets basic.nack (other queues still have it).
+                        Admission::Refused => {
+                            if let Some(confirm) = confirm {
+                                confirm.fail();
+                            }
+                            if persistent {
+                                self.forget_stored(vec![id]);
+                            }
+                        }
+                    }
                 }
             }
             QueueCommand::Consume {
@@ -211,7 +277,10 @@ impl QueueActor {
                 }
                 let _ = reply.send(());
             }
-            QueueCommand::Get { sink, no_ack } => self.get(&sink, no_ack).await,
+            QueueCommand::Get { sink, no_ack } => {
+                self.drop_dead(now_ms());
+                self.get(&sink, no_ack).await
+            }
             QueueCommand::Settle { deliveries, action } => {
                 let gone = self.state.settle(&deliveries, action);
                 self.forget_stored(gone.iter().filter(|m| m.persistent).map(|m| m.id).collect());
@@ -220,6 +289,7 @@ impl QueueActor {
                 self.state.remove_channel(&sink);
             }
             QueueCommand::Stats { reply } => {
+                self.drop_dead(now_ms());
                 let _ = reply.send(QueueStats {
                     messages: self.state.message_count(),
                     consumers: self.state.consumers.len() as u32,
@@ -265,6 +335,32 @@ impl QueueActor {
             }
         }
         ActorNext::Continue
+    }
+
+    /// Drops the ready messages that expired before `now` and, under drop-head, those past the length limits.
+    fn drop_dead(&mut self, now: u64) {
+        let expired = match self.state.next_expiry() {
+            Some(deadline) if deadline < now => self.state.expire(now),
+            _ => Vec::new(),
+        };
+        self.dead(expired, DropReason::Expired);
+        let dropped = self.state.enforce_limits();
+        self.dead(dropped, DropReason::Maxlen);
+    }
+
+    /// Ready messages that left the queue undelivered: their stored copies are forgotten.
+    fn dead(&self, entries: Vec<ReadyEntry>, _reason: DropReason) {
+        if entries.is_empty() {
+            return;
+        }
+        let stored = entries
+            .iter()
+            .filter_map(|e| match &e.payload {
+                Payload::Loaded(m) => m.persistent.then_some(m.id),
+                Payload::OnDisk { msg_id, .. } => Some(*msg_id),
+            })
+            .collect();
+        self.forget_stored(stored);
     }
 
     /// Tells the store these persistent messages left the queue (acked, dropped or purged).

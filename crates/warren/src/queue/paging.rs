@@ -29,6 +29,7 @@ impl QueueActor {
                         seq: entry.seq,
                         message,
                         redelivered: entry.redelivered,
+                        expires_at: entry.expires_at,
                     })
                 }
                 Payload::OnDisk { .. } => {

@@ -3,7 +3,8 @@
 //! past its memory budget, only on disk (the actor reads them back when it delivers them). The actor drives it;
 //! the tests here drive it directly.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use super::consumer::QueueConsumer;
@@ -29,6 +30,11 @@ pub(crate) struct ReadyEntry {
     pub(crate) payload: Payload,
     /// Delivered before and requeued: the next delivery carries redelivered=true.
     pub(crate) redelivered: bool,
+    /// When it expires (milliseconds since the epoch), from the queue's message TTL or its expiration property.
+    pub(crate) expires_at: Option<u64>,
+    /// Its expiry is its own (the expiration property), so it may come before that of messages ahead of it: it is
+    /// in the expiry index. Expiries from the queue's TTL grow with the queue order and are found at the head.
+    pub(crate) expiry_indexed: bool,
 }
 
 impl ReadyEntry {
@@ -39,6 +45,46 @@ impl ReadyEntry {
             Payload::OnDisk { .. } => 0,
         }
     }
+
+    /// Body bytes of the message, in memory or on disk (what `x-max-length-bytes` counts).
+    pub(crate) fn body_bytes(&self) -> u64 {
+        match &self.payload {
+            Payload::Loaded(m) => m.body_size(),
+            Payload::OnDisk { body_size, .. } => *body_size,
+        }
+    }
+}
+
+/// What a queue's arguments ask of its ready messages; the default asks nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ReadyRules {
+    /// `x-message-ttl`, in milliseconds.
+    pub(crate) message_ttl: Option<u64>,
+    /// `x-max-length`: ready messages at most.
+    pub(crate) max_length: Option<u64>,
+    /// `x-max-length-bytes`: body bytes of ready messages at most.
+    pub(crate) max_length_bytes: Option<u64>,
+    /// `x-overflow` `reject-publish` or `reject-publish-dlx`: a full queue refuses new messages instead of dropping
+    /// its oldest.
+    pub(crate) reject_when_full: bool,
+}
+
+/// What became of a message offered to the queue.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// It is in the ready list.
+    Enqueued,
+    /// The queue is full and refuses new messages (`x-overflow` reject-publish): it was not enqueued.
+    Refused,
+}
+
+/// Why ready messages left the queue without being delivered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DropReason {
+    /// Their TTL passed.
+    Expired,
+    /// The queue was over its length limit and dropped its oldest (`x-overflow` drop-head).
+    Maxlen,
 }
 
 /// One queue's messages and consumers as plain data, without I/O; owned by its actor, tested directly.
@@ -60,14 +106,32 @@ pub(crate) struct QueueState {
     /// Moves on whenever a consumer joins or leaves, so the flow control knows when to recompute the connections
     /// it exempts.
     pub(crate) consumer_generation: u64,
+    /// Body bytes of every ready message, in memory or on disk.
+    pub(crate) ready_bytes: u64,
+    /// The rules the queue's arguments set.
+    pub(crate) rules: ReadyRules,
+    /// (expiry, seq) of ready messages with an expiration property of their own, soonest first. A record whose
+    /// message was delivered or dropped is stale and skipped when it comes up, and the index is rebuilt once
+    /// mostly stale: expiry never scans the ready list per message.
+    expiries: BinaryHeap<Reverse<(u64, u64)>>,
     /// Set once a consumer has subscribed: an auto-delete queue is deleted when its last consumer goes, not before
     /// the first arrives.
     pub(crate) had_consumers: bool,
 }
 
 impl QueueState {
-    /// Appends a message; with `on_disk`, only its id is kept (the store holds the body).
-    pub(crate) fn enqueue(&mut self, message: Arc<Message>, on_disk: bool) {
+    /// Offers a message published at `now` (milliseconds since the epoch); with `on_disk`, only its id is kept
+    /// (the store holds the body). A queue full under `reject_when_full` refuses it; otherwise it is appended
+    /// (see [`QueueState::enforce_limits`] for the drop-head side of the limits).
+    pub(crate) fn enqueue(&mut self, message: Arc<Message>, on_disk: bool, now: u64) -> Admission {
+        if self.rules.reject_when_full && self.would_overflow(message.body_size()) {
+            return Admission::Refused;
+        }
+        let ttl = match (self.rules.message_ttl, message.expiration) {
+            (Some(queue), Some(own)) => Some(queue.min(own)),
+            (queue, own) => queue.or(own),
+        };
+        let expiry_indexed = message.expiration.is_some();
         self.next_seq += 1;
         let payload = if on_disk {
             Payload::OnDisk {
@@ -81,41 +145,162 @@ impl QueueState {
             seq: self.next_seq,
             payload,
             redelivered: false,
+            expires_at: ttl.map(|ttl| now.saturating_add(ttl)),
+            expiry_indexed,
         });
+        Admission::Enqueued
+    }
+
+    /// Whether one more message of `body_size` bytes would take the queue past a length limit (RabbitMQ's
+    /// `will_overflow`).
+    fn would_overflow(&self, body_size: u64) -> bool {
+        let rules = &self.rules;
+        rules
+            .max_length
+            .is_some_and(|max| self.ready.len() as u64 + 1 > max)
+            || rules
+                .max_length_bytes
+                .is_some_and(|max| self.ready_bytes + body_size > max)
+    }
+
+    /// Drops the oldest ready messages while the queue is over a length limit (`x-overflow` drop-head, the
+    /// default); returns them, oldest first, for dead-lettering.
+    pub(crate) fn enforce_limits(&mut self) -> Vec<ReadyEntry> {
+        let rules = self.rules;
+        if rules.reject_when_full
+            || (rules.max_length.is_none() && rules.max_length_bytes.is_none())
+        {
+            return Vec::new();
+        }
+        let mut dropped = Vec::new();
+        while rules
+            .max_length
+            .is_some_and(|max| self.ready.len() as u64 > max)
+            || rules
+                .max_length_bytes
+                .is_some_and(|max| self.ready_bytes > max)
+        {
+            match self.pop_ready() {
+                Some(entry) => dropped.push(entry),
+                None => break,
+            }
+        }
+        dropped
+    }
+
+    /// Removes every ready message whose expiry is before `now`, wherever it is in the queue; returns them in
+    /// expiry order. Costs a heap pop and a binary search per message expired, never a scan.
+    pub(crate) fn expire(&mut self, now: u64) -> Vec<ReadyEntry> {
+        let mut expired = Vec::new();
+        while self
+            .ready
+            .front()
+            .is_some_and(|e| e.expires_at.is_some_and(|deadline| deadline < now))
+        {
+            expired.extend(self.pop_ready());
+        }
+        while let Some(&Reverse((deadline, seq))) = self.expiries.peek() {
+            if deadline >= now {
+                break;
+            }
+            self.expiries.pop();
+            let at = self.ready.partition_point(|e| e.seq < seq);
+            let here = self
+                .ready
+                .get(at)
+                .is_some_and(|e| e.seq == seq && e.expires_at == Some(deadline));
+            if !here {
+                // Delivered, dropped, or requeued with a record of its own: stale.
+                continue;
+            }
+            if let Some(entry) = self.ready.remove(at) {
+                self.loaded_bytes -= entry.loaded_bytes();
+                self.ready_bytes -= entry.body_bytes();
+                expired.push(entry);
+            }
+        }
+        expired
+    }
+
+    /// When the next message expires (its expiry has to be passed for it to go), if any does.
+    pub(crate) fn next_expiry(&self) -> Option<u64> {
+        let head = self.ready.front().and_then(|e| e.expires_at);
+        let indexed = self.expiries.peek().map(|Reverse((deadline, _))| *deadline);
+        match (head, indexed) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Records an indexed entry's expiry, rebuilding the index from the ready list once it is mostly stale
+    /// records of messages that left (amortised: the index has grown by at least the ready list's length since).
+    fn index_expiry(&mut self, deadline: u64, seq: u64) {
+        self.expiries.push(Reverse((deadline, seq)));
+        if self.expiries.len() > 2 * self.ready.len() + 1024 {
+            self.expiries = self
+                .ready
+                .iter()
+                .filter(|e| e.expiry_indexed)
+                .filter_map(|e| Some(Reverse((e.expires_at?, e.seq))))
+                .collect();
+        }
     }
 
     /// Appends a message recovered from the store at start: on disk, marked redelivered (RabbitMQ's behaviour
     /// for messages that were in a queue when the broker stopped).
-    pub(crate) fn enqueue_recovered(&mut self, msg_id: u64, body_size: u64) {
+    /// A queue with a message TTL counts it from `now` (the store does not keep publish times yet).
+    pub(crate) fn enqueue_recovered(&mut self, msg_id: u64, body_size: u64, now: u64) {
         self.next_seq += 1;
         self.push_back(ReadyEntry {
             seq: self.next_seq,
             payload: Payload::OnDisk { msg_id, body_size },
             redelivered: true,
+            expires_at: self.rules.message_ttl.map(|ttl| now.saturating_add(ttl)),
+            expiry_indexed: false,
         });
     }
 
-    /// Appends an entry at the end of the ready list, counting its loaded bytes.
+    /// Appends an entry at the end of the ready list, counting its bytes and recording its expiry.
     fn push_back(&mut self, entry: ReadyEntry) {
-        self.loaded_bytes += entry.loaded_bytes();
+        self.count_in(&entry);
         self.ready.push_back(entry);
+    }
+
+    /// Counts an entry entering the ready list; records its expiry unless `unpopped` (its record is still
+    /// there: it left the list only for a moment).
+    fn count_in(&mut self, entry: &ReadyEntry) {
+        self.loaded_bytes += entry.loaded_bytes();
+        self.ready_bytes += entry.body_bytes();
+        if let (true, Some(deadline)) = (entry.expiry_indexed, entry.expires_at) {
+            self.index_expiry(deadline, entry.seq);
+        }
+    }
+
+    /// Counts an entry put back at the front right after it was taken; its expiry record was never removed.
+    fn count_back(&mut self, entry: &ReadyEntry) {
+        self.loaded_bytes += entry.loaded_bytes();
+        self.ready_bytes += entry.body_bytes();
     }
 
     /// Takes the first ready message.
     pub(crate) fn pop_ready(&mut self) -> Option<ReadyEntry> {
         let entry = self.ready.pop_front()?;
         self.loaded_bytes -= entry.loaded_bytes();
+        self.ready_bytes -= entry.body_bytes();
         Some(entry)
     }
 
-    /// Puts a message back at the place its `seq` gives it, marked redelivered.
+    /// Puts a message back at the place its `seq` gives it, marked redelivered. One whose expiry has passed is
+    /// expired by the next [`QueueState::expire`].
     pub(crate) fn requeue(&mut self, msg: QueuedMessage) {
         let entry = ReadyEntry {
             seq: msg.seq,
+            expiry_indexed: msg.message.expiration.is_some(),
             payload: Payload::Loaded(msg.message),
             redelivered: true,
+            expires_at: msg.expires_at,
         };
-        self.loaded_bytes += entry.loaded_bytes();
+        self.count_in(&entry);
         match self.ready.front() {
             None => self.ready.push_back(entry),
             Some(front) if entry.seq < front.seq => self.ready.push_front(entry),
@@ -130,10 +315,12 @@ impl QueueState {
     pub(crate) fn unpop(&mut self, msg: QueuedMessage) {
         let entry = ReadyEntry {
             seq: msg.seq,
+            expiry_indexed: msg.message.expiration.is_some(),
             payload: Payload::Loaded(msg.message),
             redelivered: msg.redelivered,
+            expires_at: msg.expires_at,
         };
-        self.loaded_bytes += entry.loaded_bytes();
+        self.count_back(&entry);
         self.ready.push_front(entry);
     }
 
@@ -157,7 +344,7 @@ impl QueueState {
 
     /// Puts back an entry taken but not delivered.
     pub(crate) fn unpop_entry(&mut self, entry: ReadyEntry) {
-        self.loaded_bytes += entry.loaded_bytes();
+        self.count_back(&entry);
         self.ready.push_front(entry);
     }
 
@@ -230,6 +417,8 @@ impl QueueState {
     /// Drops every ready message (unacked ones stay, as in RabbitMQ's purge); returns them.
     pub(crate) fn purge(&mut self) -> Vec<ReadyEntry> {
         self.loaded_bytes = 0;
+        self.ready_bytes = 0;
+        self.expiries.clear();
         self.ready.drain(..).collect()
     }
 
@@ -273,6 +462,7 @@ mod tests {
             seq: entry.seq,
             message,
             redelivered: entry.redelivered,
+            expires_at: entry.expires_at,
         }
     }
 
@@ -280,7 +470,7 @@ mod tests {
     fn requeued_messages_return_to_their_original_position_marked_redelivered() {
         let mut state = QueueState::default();
         for b in ["a", "b", "c", "d"] {
-            state.enqueue(msg(b), false);
+            state.enqueue(msg(b), false, 0);
         }
         let a = take(&mut state);
         let b = take(&mut state);
@@ -299,7 +489,7 @@ mod tests {
     #[test]
     fn ack_and_discard_drop_and_unknown_seqs_are_ignored() {
         let mut state = QueueState::default();
-        state.enqueue(msg("a"), false);
+        state.enqueue(msg("a"), false, 0);
         let a = take(&mut state);
         state.record_unacked(a.clone(), None);
         let gone = state.settle(&[(a.seq, None), (999, None)], SettleAction::Ack);
@@ -311,8 +501,8 @@ mod tests {
     #[test]
     fn purge_counts_ready_messages_only() {
         let mut state = QueueState::default();
-        state.enqueue(msg("a"), false);
-        state.enqueue(msg("b"), false);
+        state.enqueue(msg("a"), false, 0);
+        state.enqueue(msg("b"), false, 0);
         let a = take(&mut state);
         state.record_unacked(a, None);
         assert_eq!(state.purge().len(), 1);
@@ -323,8 +513,8 @@ mod tests {
     #[test]
     fn paged_out_messages_keep_their_place_and_cost_no_body_memory() {
         let mut state = QueueState::default();
-        state.enqueue(msg("aa"), false);
-        state.enqueue(msg("bbb"), true);
+        state.enqueue(msg("aa"), false, 0);
+        state.enqueue(msg("bbb"), true, 0);
         assert_eq!(state.loaded_bytes, 2);
         assert_eq!(bodies(&state), vec![&b"aa"[..], &b"<disk>"[..]]);
         let a = take(&mut state);
@@ -332,7 +522,173 @@ mod tests {
         state.record_unacked(a.clone(), None);
         state.settle(&[(a.seq, None)], SettleAction::Requeue);
         assert_eq!(state.loaded_bytes, 2);
-        state.enqueue_recovered(77, 10);
+        state.enqueue_recovered(77, 10, 0);
         assert!(state.ready.back().unwrap().redelivered);
+    }
+
+    fn expiring(body: &'static str, ms: u64) -> Arc<Message> {
+        let mut m = Message::new(
+            "".into(),
+            "q".into(),
+            Bytes::from_static(&[0, 0]),
+            Bytes::from_static(body.as_bytes()),
+        );
+        m.expiration = Some(ms);
+        Arc::new(m)
+    }
+
+    fn with_rules(rules: ReadyRules) -> QueueState {
+        QueueState {
+            rules,
+            ..QueueState::default()
+        }
+    }
+
+    fn expired_bodies(entries: &[ReadyEntry]) -> Vec<&[u8]> {
+        entries
+            .iter()
+            .map(|e| match &e.payload {
+                Payload::Loaded(m) => &m.body[..],
+                Payload::OnDisk { .. } => &b"<disk>"[..],
+            })
+            .collect()
+    }
+
+    #[test]
+    fn queue_ttl_expires_from_the_head_once_passed_and_never_earlier() {
+        let mut state = with_rules(ReadyRules {
+            message_ttl: Some(100),
+            ..ReadyRules::default()
+        });
+        state.enqueue(msg("a"), false, 1_000);
+        state.enqueue(msg("b"), false, 1_050);
+        assert_eq!(state.next_expiry(), Some(1_100));
+        assert!(
+            state.expire(1_100).is_empty(),
+            "alive at its expiry instant"
+        );
+        assert_eq!(expired_bodies(&state.expire(1_101)), vec![b"a"]);
+        assert_eq!(bodies(&state), vec![b"b"]);
+        assert_eq!(expired_bodies(&state.expire(5_000)), vec![b"b"]);
+        assert_eq!(state.ready_bytes, 0);
+        assert_eq!(state.next_expiry(), None);
+    }
+
+    #[test]
+    fn a_message_expires_on_time_behind_messages_that_do_not() {
+        let mut state = QueueState::default();
+        state.enqueue(msg("stays"), false, 0);
+        state.enqueue(expiring("short", 10), false, 0);
+        state.enqueue(msg("stays too"), false, 0);
+        state.enqueue(expiring("longer", 50), false, 0);
+        assert_eq!(state.next_expiry(), Some(10));
+        assert_eq!(expired_bodies(&state.expire(11)), vec![b"short"]);
+        assert_eq!(bodies(&state), vec![&b"stays"[..], b"stays too", b"longer"]);
+        assert_eq!(expired_bodies(&state.expire(51)), vec![b"longer"]);
+        assert_eq!(state.message_count(), 2);
+    }
+
+    #[test]
+    fn the_shorter_of_queue_ttl_and_expiration_applies() {
+        let mut state = with_rules(ReadyRules {
+            message_ttl: Some(100),
+            ..ReadyRules::default()
+        });
+        state.enqueue(expiring("own shorter", 10), false, 0);
+        state.enqueue(expiring("queue shorter", 500), false, 0);
+        assert_eq!(state.ready[0].expires_at, Some(10));
+        assert_eq!(state.ready[1].expires_at, Some(100));
+    }
+
+    #[test]
+    fn ttl_zero_survives_only_the_instant_it_arrived() {
+        let mut state = with_rules(ReadyRules {
+            message_ttl: Some(0),
+            ..ReadyRules::default()
+        });
+        state.enqueue(msg("now or never"), false, 7);
+        assert!(
+            state.expire(7).is_empty(),
+            "a waiting consumer may take it now"
+        );
+        assert_eq!(state.expire(8).len(), 1);
+    }
+
+    #[test]
+    fn a_requeued_message_keeps_its_expiry_and_a_delivered_one_is_not_expired() {
+        let mut state = QueueState::default();
+        state.enqueue(expiring("a", 10), false, 0);
+        let a = take(&mut state);
+        state.record_unacked(a.clone(), None);
+        assert!(
+            state.expire(20).is_empty(),
+            "unacked messages do not expire"
+        );
+        state.settle(&[(a.seq, None)], SettleAction::Requeue);
+        assert_eq!(expired_bodies(&state.expire(20)), vec![b"a"]);
+    }
+
+    #[test]
+    fn the_expiry_index_is_rebuilt_once_mostly_stale() {
+        let mut state = QueueState::default();
+        for _ in 0..5_000 {
+            state.enqueue(expiring("x", 1_000), false, 0);
+            let m = take(&mut state);
+            state.record_unacked(m.clone(), None);
+            state.settle(&[(m.seq, None)], SettleAction::Ack);
+        }
+        assert!(
+            state.expiries.len() <= 1024 + 1,
+            "{} records",
+            state.expiries.len()
+        );
+    }
+
+    #[test]
+    fn drop_head_keeps_the_newest_within_both_limits() {
+        let mut state = with_rules(ReadyRules {
+            max_length: Some(2),
+            ..ReadyRules::default()
+        });
+        for b in ["1", "2", "3", "4"] {
+            assert_eq!(state.enqueue(msg(b), false, 0), Admission::Enqueued);
+        }
+        assert_eq!(expired_bodies(&state.enforce_limits()), vec![b"1", b"2"]);
+        assert_eq!(bodies(&state), vec![b"3", b"4"]);
+
+        let mut state = with_rules(ReadyRules {
+            max_length_bytes: Some(5),
+            ..ReadyRules::default()
+        });
+        for b in ["aa", "bb", "cc"] {
+            state.enqueue(msg(b), false, 0);
+        }
+        assert_eq!(expired_bodies(&state.enforce_limits()), vec![b"aa"]);
+        assert_eq!(state.ready_bytes, 4);
+    }
+
+    #[test]
+    fn reject_publish_refuses_what_would_overflow_and_counts_only_ready_messages() {
+        let mut state = with_rules(ReadyRules {
+            max_length: Some(2),
+            reject_when_full: true,
+            ..ReadyRules::default()
+        });
+        assert_eq!(state.enqueue(msg("1"), false, 0), Admission::Enqueued);
+        assert_eq!(state.enqueue(msg("2"), false, 0), Admission::Enqueued);
+        assert_eq!(state.enqueue(msg("3"), false, 0), Admission::Refused);
+        assert!(state.enforce_limits().is_empty());
+        let first = take(&mut state);
+        state.record_unacked(first, None);
+        assert_eq!(state.enqueue(msg("4"), false, 0), Admission::Enqueued);
+
+        let mut state = with_rules(ReadyRules {
+            max_length_bytes: Some(3),
+            reject_when_full: true,
+            ..ReadyRules::default()
+        });
+        assert_eq!(state.enqueue(msg("aa"), false, 0), Admission::Enqueued);
+        assert_eq!(state.enqueue(msg("bb"), false, 0), Admission::Refused);
+        assert_eq!(state.enqueue(msg("c"), false, 0), Admission::Enqueued);
     }
 }
