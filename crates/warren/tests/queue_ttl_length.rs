@@ -225,3 +225,53 @@ async fn reject_publish_nacks_what_does_not_fit_and_the_other_queues_still_get_i
     assert_eq!(drain_bodies(&ch, "full").await, vec!["1", "2"]);
     assert_eq!(drain_bodies(&ch, "open").await, vec!["1", "2", "3"]);
 }
+
+/// Whether a passive declare finds `name` (it also counts as a use of the queue, as in RabbitMQ).
+async fn exists(conn: &lapin::Connection, name: &str) -> bool {
+    let ch = conn.create_channel().await.expect("channel");
+    match within(
+        5,
+        ch.queue_declare(name.into(), common::passive(), FieldTable::default()),
+    )
+    .await
+    {
+        Ok(_) => true,
+        Err(e) if common::reply_code(&e) == Some(404) => false,
+        Err(e) => panic!("passive declare failed: {e:?}"),
+    }
+}
+
+#[tokio::test]
+async fn x_expires_deletes_a_queue_unused_that_long_but_not_while_it_has_a_consumer() {
+    let server = start_server().await;
+    let conn = connect(&server).await;
+    let ch = conn.create_channel().await.expect("channel");
+    declare_with(&ch, "unused", &[("x-expires", AMQPValue::LongInt(200))]).await;
+    declare_with(&ch, "consumed", &[("x-expires", AMQPValue::LongInt(200))]).await;
+    let consumer_ch = conn.create_channel().await.expect("channel");
+    let _consumer = consumer_ch
+        .basic_consume(
+            "consumed".into(),
+            "keeper".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    // Well past the 200 ms: only the unused one is gone.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !exists(&conn, "unused").await,
+        "an unused queue outlived its x-expires"
+    );
+    assert!(exists(&conn, "consumed").await, "a consumed queue expired");
+    consumer_ch
+        .basic_cancel("keeper".into(), Default::default())
+        .await
+        .expect("cancel");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !exists(&conn, "consumed").await,
+        "the queue outlived its x-expires after its consumer left"
+    );
+}

@@ -49,6 +49,7 @@ pub(crate) fn spawn_queue(
     });
     let mut state = QueueState::default();
     state.rules = ready_rules(&handle.spec.arguments);
+    // x-expires counts from a restart too, as in RabbitMQ.
     let now = now_ms();
     for entry in recovered {
         state.enqueue_recovered(entry.msg_id, u64::from(entry.body_size), now);
@@ -60,15 +61,17 @@ pub(crate) fn spawn_queue(
         storage,
         flow_limits,
         held: None,
+        expires: argument_number(&handle.spec.arguments, "x-expires"),
+        last_used: now,
     };
     tokio::spawn(actor.run(receiver, settle_receiver, handle.clone()));
     handle
 }
 
-/// The rules of a queue's length and TTL arguments (validated on declare).
-fn ready_rules(arguments: &warren_protocol::FieldTable) -> ReadyRules {
+/// A non-negative integer argument (validated on declare).
+fn argument_number(arguments: &warren_protocol::FieldTable, key: &str) -> Option<u64> {
     use warren_protocol::AMQPValue;
-    let number = |key: &str| match arguments.inner().get(key)? {
+    match arguments.inner().get(key)? {
         AMQPValue::ShortShortInt(x) => u64::try_from(*x).ok(),
         AMQPValue::ShortShortUInt(x) => Some(u64::from(*x)),
         AMQPValue::ShortInt(x) => u64::try_from(*x).ok(),
@@ -77,7 +80,13 @@ fn ready_rules(arguments: &warren_protocol::FieldTable) -> ReadyRules {
         AMQPValue::LongUInt(x) => Some(u64::from(*x)),
         AMQPValue::LongLongInt(x) => u64::try_from(*x).ok(),
         _ => None,
-    };
+    }
+}
+
+/// The rules of a queue's length and TTL arguments (validated on declare).
+fn ready_rules(arguments: &warren_protocol::FieldTable) -> ReadyRules {
+    use warren_protocol::AMQPValue;
+    let number = |key: &str| argument_number(arguments, key);
     let overflow = match arguments.inner().get("x-overflow") {
         Some(AMQPValue::LongString(s)) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
         Some(AMQPValue::ShortString(s)) => s.as_str().to_owned(),
@@ -120,6 +129,10 @@ pub(super) struct QueueActor {
     flow_limits: FlowLimits,
     /// While the queue holds its publishers: the consumer generation its exempt connections were taken at.
     held: Option<u64>,
+    /// `x-expires`: the queue is deleted once unused (no consumers, no basic.get, no declare) this long, in ms.
+    expires: Option<u64>,
+    /// When it was last used, in milliseconds since the epoch.
+    last_used: u64,
 }
 
 /// Whether the actor goes on after a command, or the queue is deleted and the actor ends.
@@ -164,15 +177,15 @@ impl QueueActor {
                     }
                 }
                 _ = wake.notified() => {}
-                _ = expiry_timer(self.state.next_expiry()) => {}
+                _ = expiry_timer(self.next_deadline()) => {}
             }
             let Some(handle) = self.handle.upgrade() else {
                 break;
             };
             self.dispatch(&handle).await;
-            self.drop_dead(now_ms());
+            self.drop_dead();
             self.update_flow(&handle);
-            if self.should_auto_delete() {
+            if self.should_auto_delete() || self.unused_too_long() {
                 if let Some(owner) = self.owner.upgrade() {
                     let queue = handle.clone();
                     // The owner may commit to disk (see the trait): off the async workers, and waited for, so
@@ -261,6 +274,7 @@ impl QueueActor {
                 send_ok,
                 reply,
             } => {
+                self.used();
                 let result = self.add_consumer(consumer, send_ok);
                 let _ = reply.send(result);
             }
@@ -270,6 +284,7 @@ impl QueueActor {
                 send_ok,
                 reply,
             } => {
+                self.used();
                 self.state.remove_consumer(&sink, &consumer_tag);
                 if send_ok {
                     // After the last delivery to this consumer: nothing is delivered to it from here on.
@@ -278,7 +293,8 @@ impl QueueActor {
                 let _ = reply.send(());
             }
             QueueCommand::Get { sink, no_ack } => {
-                self.drop_dead(now_ms());
+                self.used();
+                self.drop_dead();
                 self.get(&sink, no_ack).await
             }
             QueueCommand::Settle { deliveries, action } => {
@@ -286,10 +302,13 @@ impl QueueActor {
                 self.forget_stored(gone.iter().filter(|m| m.persistent).map(|m| m.id).collect());
             }
             QueueCommand::ChannelClosed { sink } => {
+                self.used();
                 self.state.remove_channel(&sink);
             }
             QueueCommand::Stats { reply } => {
-                self.drop_dead(now_ms());
+                // queue.declare, passive or not: a use, as in RabbitMQ.
+                self.used();
+                self.drop_dead();
                 let _ = reply.send(QueueStats {
                     messages: self.state.message_count(),
                     consumers: self.state.consumers.len() as u32,
@@ -337,11 +356,19 @@ impl QueueActor {
         ActorNext::Continue
     }
 
-    /// Drops the ready messages that expired before `now` and, under drop-head, those past the length limits.
-    fn drop_dead(&mut self, now: u64) {
+    /// Drops the ready messages that expired and, under drop-head, those past the length limits. The clock is read
+    /// only when a message can expire.
+    fn drop_dead(&mut self) {
         let expired = match self.state.next_expiry() {
-            Some(deadline) if deadline < now => self.state.expire(now),
-            _ => Vec::new(),
+            Some(deadline) => {
+                let now = now_ms();
+                if deadline < now {
+                    self.state.expire(now)
+                } else {
+                    Vec::new()
+                }
+            }
+            None => Vec::new(),
         };
         self.dead(expired, DropReason::Expired);
         let dropped = self.state.enforce_limits();
@@ -500,6 +527,36 @@ impl QueueActor {
                 handle.flow.hold(exempt);
             }
         }
+    }
+
+    /// Records a use of the queue for `x-expires`.
+    fn used(&mut self) {
+        if self.expires.is_some() {
+            self.last_used = now_ms();
+        }
+    }
+
+    /// When the queue, unused, would expire (`x-expires`): never while it has consumers.
+    fn unused_deadline(&self) -> Option<u64> {
+        let expires = self.expires?;
+        self.state
+            .consumers
+            .is_empty()
+            .then(|| self.last_used.saturating_add(expires))
+    }
+
+    /// The next moment the actor has something to do on its own: a message or the queue itself expiring.
+    fn next_deadline(&self) -> Option<u64> {
+        match (self.state.next_expiry(), self.unused_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Whether the queue has been unused for its `x-expires`.
+    fn unused_too_long(&self) -> bool {
+        self.unused_deadline()
+            .is_some_and(|deadline| deadline < now_ms())
     }
 
     fn should_auto_delete(&self) -> bool {
