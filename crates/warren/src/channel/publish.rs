@@ -243,7 +243,9 @@ impl Channel {
                 message: message.clone(),
                 confirm: confirm.as_ref().map(|c| c.share()),
             };
-            backlog.extend(publish_runs.push(queue, item));
+            if let Some(waiting) = publish_runs.push(queue, item) {
+                backlog.extend(waiting);
+            }
         }
         Ok(backlog)
     }

@@ -19,9 +19,9 @@ pub(crate) struct PublishRuns {
 }
 
 impl PublishRuns {
-    /// Adds a message to its queue's run. A run that reaches [`MAX_RUN`] is sent at once; if that queue's inbox
-    /// is full the run is returned, for the caller to wait on.
-    pub(crate) fn push(&mut self, queue: &Arc<QueueHandle>, item: Enqueue) -> Backlog {
+    /// Adds a message to its queue's run. A run that reaches [`MAX_RUN`] is sent at once; what that send left
+    /// to wait for (a full inbox, a held queue) comes back for the caller to wait on. None, the rule, costs nothing.
+    pub(crate) fn push(&mut self, queue: &Arc<QueueHandle>, item: Enqueue) -> Option<Backlog> {
         let index = match self.runs.iter().position(|(q, _)| Arc::ptr_eq(q, queue)) {
             Some(index) => index,
             None => {
@@ -31,12 +31,13 @@ impl PublishRuns {
         };
         let run = &mut self.runs[index].1;
         run.push(item);
-        let mut backlog = Backlog::default();
-        if run.len() >= MAX_RUN {
-            let (queue, run) = self.runs.swap_remove(index);
-            backlog.send_or_hold(queue, QueueCommand::Publish(run));
+        if run.len() < MAX_RUN {
+            return None;
         }
-        backlog
+        let (queue, run) = self.runs.swap_remove(index);
+        let mut backlog = Backlog::default();
+        backlog.send_or_hold(queue, QueueCommand::Publish(run));
+        (!backlog.is_empty()).then_some(backlog)
     }
 
     /// True when no run waits to be sent.
