@@ -2,7 +2,8 @@
 //! basic.get-ok, basic.return and publisher-confirm acks. These are encoded by hand into the outbound buffer
 //! (no intermediate allocation); the tests check them byte for byte against amq-protocol's encoder.
 
-use amq_protocol::protocol::basic::{parse_properties, AMQPProperties};
+use amq_protocol::frame::WriteContext;
+use amq_protocol::protocol::basic::{gen_properties, parse_properties, AMQPProperties};
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::frame::{put_frame_header, FRAME_BODY, FRAME_END, FRAME_HEADER, FRAME_METHOD};
@@ -79,6 +80,21 @@ pub fn decode_properties(raw: &[u8]) -> Result<AMQPProperties, AmqpError> {
         Err(_) => Err(AmqpError::new(
             ReplyCode::SyntaxError,
             "cannot decode content header properties",
+        )),
+    }
+}
+
+/// Encodes basic properties as a content header carries them: property flags, then the properties present. The
+/// broker publishes a message it rewrote (a dead-lettered copy) with these bytes. Field tables come out in key order
+/// (amq-protocol keeps them in a `BTreeMap`), the order RabbitMQ gives a header table it rewrote.
+///
+/// Encoding into memory fails only for a short string over 255 bytes, which decoded properties cannot hold.
+pub fn encode_properties(properties: &AMQPProperties) -> Result<Bytes, AmqpError> {
+    match gen_properties(properties)(WriteContext::from(Vec::with_capacity(64))) {
+        Ok(ctx) => Ok(Bytes::from(ctx.write)),
+        Err(_) => Err(AmqpError::new(
+            ReplyCode::InternalError,
+            "cannot encode content header properties",
         )),
     }
 }
@@ -430,6 +446,36 @@ mod tests {
         let mut out = BytesMut::new();
         put_content_header(&mut out, 3, 42, &header.properties_raw);
         assert_eq!(&out[..], &encoded[..]);
+    }
+
+    #[test]
+    fn encoded_properties_decode_to_the_same_properties() {
+        let properties = rich_properties();
+        let raw = encode_properties(&properties).unwrap();
+        assert_eq!(decode_properties(&raw).unwrap(), properties);
+        assert_eq!(delivery_mode(&raw), Some(2));
+        let none = encode_properties(&AMQPProperties::default()).unwrap();
+        assert_eq!(&none[..], &[0, 0]);
+    }
+
+    #[test]
+    fn encoded_properties_match_what_a_client_sends() {
+        let properties = rich_properties();
+        let frame = AMQPFrame::Header(
+            1,
+            AMQPContentHeader {
+                class_id: 60,
+                body_size: 0,
+                properties: properties.clone(),
+            },
+        );
+        let encoded = gen_frame(&frame)(WriteContext::from(Vec::new()))
+            .unwrap()
+            .write;
+        assert_eq!(
+            &encode_properties(&properties).unwrap()[..],
+            &encoded[7 + 12..encoded.len() - 1]
+        );
     }
 
     #[test]
