@@ -1,9 +1,6 @@
 //! A published message as the broker holds it: the raw content header and the body, shared by every queue it was
 //! routed to (one copy for a fan-out to ten queues); and the copy dead-lettering makes of one ([`dead_letter`]).
 
-// The queue actor's dead-lettering, being written beside this, is the caller; until it lands only the unit tests
-// use this module.
-#[allow(dead_code)]
 pub(crate) mod dead_letter;
 
 use std::sync::atomic::{AtomicU64, Ordering};

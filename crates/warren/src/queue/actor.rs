@@ -11,7 +11,10 @@ use super::flow::FlowLimits;
 use super::owner::QueueOwner;
 use super::sink::{DeliverOutcome, DeliverySink, QueueReply};
 use super::state::{Admission, DropReason, Payload, QueueState, ReadyEntry, ReadyRules};
-use super::{Enqueue, QueueCommand, QueueHandle, QueueSpec, QueueStats, MAX_RUN};
+use super::owner::DeadLetters;
+use super::{Enqueue, QueueCommand, QueueHandle, QueueSpec, QueueStats, SettleAction, MAX_RUN};
+use crate::message::dead_letter::DeathReason;
+use crate::message::Message;
 use warren_protocol::error::AmqpError;
 use warren_store::{IndexEntry, Store};
 
@@ -63,6 +66,10 @@ pub(crate) fn spawn_queue(
         held: None,
         expires: argument_number(&handle.spec.arguments, "x-expires"),
         last_used: now,
+        dead_letter_exchange: argument_text(&handle.spec.arguments, "x-dead-letter-exchange"),
+        dead_letter_routing_key: argument_text(&handle.spec.arguments, "x-dead-letter-routing-key"),
+        dead_letter_refused: argument_text(&handle.spec.arguments, "x-overflow").as_deref()
+            == Some("reject-publish-dlx"),
     };
     tokio::spawn(actor.run(receiver, settle_receiver, handle.clone()));
     handle
@@ -79,6 +86,16 @@ fn argument_number(arguments: &warren_protocol::FieldTable, key: &str) -> Option
         AMQPValue::LongInt(x) => u64::try_from(*x).ok(),
         AMQPValue::LongUInt(x) => Some(u64::from(*x)),
         AMQPValue::LongLongInt(x) => u64::try_from(*x).ok(),
+        _ => None,
+    }
+}
+
+/// A string argument (validated on declare).
+fn argument_text(arguments: &warren_protocol::FieldTable, key: &str) -> Option<String> {
+    use warren_protocol::AMQPValue;
+    match arguments.inner().get(key)? {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
         _ => None,
     }
 }
@@ -133,6 +150,12 @@ pub(super) struct QueueActor {
     expires: Option<u64>,
     /// When it was last used, in milliseconds since the epoch.
     last_used: u64,
+    /// `x-dead-letter-exchange`: where messages that die here are published.
+    dead_letter_exchange: Option<String>,
+    /// `x-dead-letter-routing-key`: the key they are published with instead of their own.
+    dead_letter_routing_key: Option<String>,
+    /// `x-overflow` `reject-publish-dlx`: messages refused for the length limit are dead-lettered too.
+    dead_letter_refused: bool,
 }
 
 /// Whether the actor goes on after a command, or the queue is deleted and the actor ends.
@@ -183,7 +206,7 @@ impl QueueActor {
                 break;
             };
             self.dispatch(&handle).await;
-            self.drop_dead();
+            self.drop_dead().await;
             self.update_flow(&handle);
             if self.should_auto_delete() || self.unused_too_long() {
                 if let Some(owner) = self.owner.upgrade() {
@@ -253,7 +276,7 @@ impl QueueActor {
                     };
                     let persistent = message.persistent;
                     let id = message.id;
-                    match self.state.enqueue(message, on_disk, now) {
+                    match self.state.enqueue(message.clone(), on_disk, now) {
                         // Enqueued: this queue's share of the confirm is released here (the store holds its own
                         // share until the fsync).
                         Admission::Enqueued => drop(confirm),
@@ -261,6 +284,9 @@ impl QueueActor {
                         Admission::Refused => {
                             if let Some(confirm) = confirm {
                                 confirm.fail();
+                            }
+                            if self.dead_letter_refused {
+                                self.dead_letter(vec![message], DeathReason::Maxlen);
                             }
                             if persistent {
                                 self.forget_stored(vec![id]);
@@ -294,12 +320,17 @@ impl QueueActor {
             }
             QueueCommand::Get { sink, no_ack } => {
                 self.used();
-                self.drop_dead();
+                self.drop_dead().await;
                 self.get(&sink, no_ack).await
             }
             QueueCommand::Settle { deliveries, action } => {
                 let gone = self.state.settle(&deliveries, action);
-                self.forget_stored(gone.iter().filter(|m| m.persistent).map(|m| m.id).collect());
+                let stored = gone.iter().filter(|m| m.persistent).map(|m| m.id).collect();
+                if action == SettleAction::Discard {
+                    // basic.reject / basic.nack with requeue=false.
+                    self.dead_letter(gone, DeathReason::Rejected);
+                }
+                self.forget_stored(stored);
             }
             QueueCommand::ChannelClosed { sink } => {
                 self.used();
@@ -308,7 +339,7 @@ impl QueueActor {
             QueueCommand::Stats { reply } => {
                 // queue.declare, passive or not: a use, as in RabbitMQ.
                 self.used();
-                self.drop_dead();
+                self.drop_dead().await;
                 let _ = reply.send(QueueStats {
                     messages: self.state.message_count(),
                     consumers: self.state.consumers.len() as u32,
@@ -358,7 +389,7 @@ impl QueueActor {
 
     /// Drops the ready messages that expired and, under drop-head, those past the length limits. The clock is read
     /// only when a message can expire.
-    fn drop_dead(&mut self) {
+    async fn drop_dead(&mut self) {
         let expired = match self.state.next_expiry() {
             Some(deadline) => {
                 let now = now_ms();
@@ -370,24 +401,90 @@ impl QueueActor {
             }
             None => Vec::new(),
         };
-        self.dead(expired, DropReason::Expired);
+        self.dead(expired, DropReason::Expired).await;
         let dropped = self.state.enforce_limits();
-        self.dead(dropped, DropReason::Maxlen);
+        self.dead(dropped, DropReason::Maxlen).await;
     }
 
-    /// Ready messages that left the queue undelivered: their stored copies are forgotten.
-    fn dead(&self, entries: Vec<ReadyEntry>, _reason: DropReason) {
+    /// Ready messages that left the queue undelivered: dead-lettered if the queue has a dead-letter exchange,
+    /// and their stored copies forgotten.
+    async fn dead(&self, entries: Vec<ReadyEntry>, reason: DropReason) {
         if entries.is_empty() {
             return;
         }
-        let stored = entries
+        let stored: Vec<u64> = entries
             .iter()
             .filter_map(|e| match &e.payload {
                 Payload::Loaded(m) => m.persistent.then_some(m.id),
                 Payload::OnDisk { msg_id, .. } => Some(*msg_id),
             })
             .collect();
+        if self.dead_letter_exchange.is_some() {
+            let reason = match reason {
+                DropReason::Expired => DeathReason::Expired,
+                DropReason::Maxlen => DeathReason::Maxlen,
+            };
+            let messages = self.load_all(entries).await;
+            self.dead_letter(messages, reason);
+        }
         self.forget_stored(stored);
+    }
+
+    /// The messages of `entries`, reading the paged-out ones back from the store (one that cannot be read is
+    /// logged and left out).
+    async fn load_all(&self, entries: Vec<ReadyEntry>) -> Vec<Arc<Message>> {
+        let on_disk: Vec<u64> = entries
+            .iter()
+            .filter_map(|e| match e.payload {
+                Payload::OnDisk { msg_id, .. } => Some(msg_id),
+                Payload::Loaded(_) => None,
+            })
+            .collect();
+        let mut read = match (&self.storage, on_disk.is_empty()) {
+            (Some(d), false) => {
+                match super::paging::read_paged_out(d.store.clone(), d.queue_id, on_disk).await {
+                    Ok(results) => results.into_iter(),
+                    Err(_) => Vec::new().into_iter(),
+                }
+            }
+            _ => Vec::new().into_iter(),
+        };
+        let mut messages = Vec::with_capacity(entries.len());
+        for entry in entries {
+            match entry.payload {
+                Payload::Loaded(message) => messages.push(message),
+                Payload::OnDisk { msg_id, .. } => match read.next() {
+                    Some(Ok(message)) => messages.push(Arc::new(message)),
+                    _ => {
+                        let (queue, vhost) = self.name();
+                        tracing::error!("queue '{queue}' in vhost '{vhost}': cannot read message {msg_id} back to dead-letter it; dropped");
+                    }
+                },
+            }
+        }
+        messages
+    }
+
+    /// Hands messages that died here to the owner, to publish to the dead-letter exchange.
+    fn dead_letter(&self, messages: Vec<Arc<Message>>, reason: DeathReason) {
+        let (Some(exchange), Some(handle), Some(owner)) = (
+            &self.dead_letter_exchange,
+            self.handle.upgrade(),
+            self.owner.upgrade(),
+        ) else {
+            return;
+        };
+        if messages.is_empty() {
+            return;
+        }
+        owner.dead_letter(
+            &handle,
+            DeadLetters {
+                exchange: exchange.clone(),
+                routing_key: self.dead_letter_routing_key.clone(),
+                letters: messages.into_iter().map(|m| (m, reason)).collect(),
+            },
+        );
     }
 
     /// Tells the store these persistent messages left the queue (acked, dropped or purged).

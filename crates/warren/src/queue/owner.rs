@@ -3,6 +3,18 @@
 use std::sync::Arc;
 
 use super::QueueHandle;
+use crate::message::dead_letter::DeathReason;
+use crate::message::Message;
+
+/// Messages that died in a queue, for its owner to publish to the queue's dead-letter exchange.
+pub(crate) struct DeadLetters {
+    /// `x-dead-letter-exchange`.
+    pub(crate) exchange: String,
+    /// `x-dead-letter-routing-key`, which replaces the messages' own keys.
+    pub(crate) routing_key: Option<String>,
+    /// The messages, in the order they died, and why.
+    pub(crate) letters: Vec<(Arc<Message>, DeathReason)>,
+}
 
 /// What a queue asks of its owner. Kept small; a queue holds it weakly (`Weak<dyn QueueOwner>`), so a queue
 /// outliving its owner simply finds nobody to ask.
@@ -14,4 +26,8 @@ pub(crate) trait QueueOwner: Send + Sync {
     /// It may block on disk (removing a durable queue commits the definitions store): the actor calls it on the
     /// blocking pool and waits for it to return.
     fn forget_queue(&self, queue: &Arc<QueueHandle>);
+
+    /// Publishes `dead`'s messages, which died in `from`, to its dead-letter exchange. Called by the queue's actor:
+    /// it must not block or wait on other queues.
+    fn dead_letter(&self, from: &Arc<QueueHandle>, dead: DeadLetters);
 }

@@ -98,7 +98,7 @@ impl QueueActor {
 /// Reads the messages `msg_ids` of store queue `queue_id`, in order, on the blocking pool. Each result stands
 /// alone: one unreadable record does not fail the others. Err only if the blocking task itself failed (a panic,
 /// or the runtime shutting down): then nothing was read.
-async fn read_paged_out(
+pub(super) async fn read_paged_out(
     store: Store,
     queue_id: u64,
     msg_ids: Vec<u64>,

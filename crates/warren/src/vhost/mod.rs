@@ -1,6 +1,7 @@
 //! A virtual host: its exchanges and queues in concurrent maps, the operations on them (`objects`), routing
 //! (`routing`), and writing durable ones through to the definitions store (`durable`).
 
+mod dead_letter;
 mod durable;
 mod equivalence;
 mod objects;
@@ -13,7 +14,7 @@ use dashmap::DashMap;
 
 use crate::exchange::{Exchange, ExchangeKind};
 use crate::queue::flow::FlowLimits;
-use crate::queue::{QueueHandle, QueueOwner};
+use crate::queue::{DeadLetters, QueueHandle, QueueOwner};
 use warren_protocol::error::AmqpError;
 use warren_protocol::FieldTable;
 
@@ -155,5 +156,9 @@ impl Vhost {
 impl QueueOwner for Vhost {
     fn forget_queue(&self, queue: &Arc<QueueHandle>) {
         Vhost::forget_queue(self, queue);
+    }
+
+    fn dead_letter(&self, from: &Arc<QueueHandle>, dead: DeadLetters) {
+        self.publish_dead_letters(from, dead);
     }
 }

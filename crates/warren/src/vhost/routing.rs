@@ -51,19 +51,30 @@ impl Vhost {
                 self.name
             )));
         }
+        Ok(self.route_from(&x, message, out))
+    }
+
+    /// Appends the queues `message` routes to from exchange `x`, internal or not (a dead-letter exchange may be
+    /// internal). Returns whether the route depends only on the exchange and routing key.
+    pub(crate) fn route_from(
+        &self,
+        x: &Exchange,
+        message: &Message,
+        out: &mut Vec<Arc<QueueHandle>>,
+    ) -> bool {
         let mut visited: Vec<Arc<str>> = Vec::new();
         let mut queues: Vec<Arc<str>> = Vec::new();
         let mut headers = LazyHeaders {
             message,
             decoded: None,
         };
-        self.route_exchange(&x, message, &mut headers, &mut visited, &mut queues);
+        self.route_exchange(x, message, &mut headers, &mut visited, &mut queues);
         for name in queues {
             if let Some(q) = self.queue(&name) {
                 out.push(q);
             }
         }
-        Ok(headers.decoded.is_none())
+        headers.decoded.is_none()
     }
 
     fn route_exchange(
