@@ -90,6 +90,29 @@ class ChannelErrors(BrokerTestCase):
         self.ch.queue_declare(queue, arguments={"x-message-ttl": 60000})
         self.assert_connection_still_usable(self.conn)
 
+    def test_invalid_queue_arguments_are_406_with_rabbitmqs_text(self):
+        cases = [
+            ({"x-max-length": "ten"}, '"expected integer, got longstr"'),
+            ({"x-message-ttl": -1}, "{value_negative,-1}"),
+            ({"x-expires": 0}, "{value_zero,0}"),
+            ({"x-max-priority": 300}, "{max_value_exceeded,300}"),
+            ({"x-overflow": "drop-tail"}, "invalid_overflow"),
+            ({"x-single-active-consumer": "yes"}, "{unacceptable_type,longstr}"),
+        ]
+        for arguments, term in cases:
+            name = unique("bad-args")
+            key = next(iter(arguments))
+            self.ch = self.conn.channel()
+            self.assert_channel_closed(
+                406,
+                "PRECONDITION_FAILED - invalid arg '%s' for queue '%s' in vhost '/': %s" % (key, name, term),
+                lambda: self.ch.queue_declare(name, arguments=arguments),
+            )
+            self.ch = self.conn.channel()
+            self.assert_channel_closed(404, "NOT_FOUND", lambda: self.ch.queue_declare(name, passive=True))
+        self.ch = self.conn.channel()
+        self.assert_connection_still_usable(self.conn)
+
 
 class ConnectionErrors(BrokerTestCase):
     def test_wrong_password_is_refused(self):

@@ -158,13 +158,18 @@ impl AmqpError {
         self.code as u16
     }
 
-    /// The reply text cut to fit a short string (255 bytes) on a char boundary.
-    pub fn short_text(&self) -> &str {
-        let mut end = self.text.len().min(255);
+    /// The reply text as it fits a short string (255 bytes), cut as RabbitMQ cuts it
+    /// (`rabbit_binary_generator:amqp_exception_explanation/2`): a longer text keeps its first 252 bytes and ends
+    /// in "...". Warren cuts on a char boundary, so the text stays UTF-8 (RabbitMQ cuts bytes).
+    pub fn short_text(&self) -> String {
+        if self.text.len() <= 255 {
+            return self.text.clone();
+        }
+        let mut end = 252;
         while !self.text.is_char_boundary(end) {
             end -= 1;
         }
-        &self.text[..end]
+        format!("{}...", &self.text[..end])
     }
 }
 
@@ -201,5 +206,15 @@ mod tests {
     fn short_text_is_cut_on_a_char_boundary() {
         let e = AmqpError::precondition("é".repeat(200));
         assert!(e.short_text().len() <= 255);
+        assert!(e.short_text().ends_with("é..."));
+    }
+
+    #[test]
+    fn a_long_text_keeps_252_bytes_and_ends_in_dots_as_rabbitmq_cuts_it() {
+        let fits = AmqpError::precondition("a".repeat(255 - "PRECONDITION_FAILED - ".len()));
+        assert_eq!(fits.short_text(), fits.text);
+        let long = AmqpError::precondition("a".repeat(300));
+        assert_eq!(long.short_text().len(), 255);
+        assert_eq!(long.short_text(), format!("{}...", &long.text[..252]));
     }
 }

@@ -6,6 +6,7 @@ use std::sync::{Arc, Weak};
 
 use tokio::sync::mpsc;
 
+use super::arguments::{Overflow, QueueArguments};
 use super::consumer::QueueConsumer;
 use super::flow::FlowLimits;
 use super::owner::QueueOwner;
@@ -51,7 +52,7 @@ pub(crate) fn spawn_queue(
         flow: Default::default(),
     });
     let mut state = QueueState::default();
-    state.rules = ready_rules(&handle.spec.arguments);
+    state.rules = ready_rules(&handle.spec.args);
     // x-expires counts from a restart too, as in RabbitMQ.
     let now = now_ms();
     for entry in recovered {
@@ -64,56 +65,23 @@ pub(crate) fn spawn_queue(
         storage,
         flow_limits,
         held: None,
-        expires: argument_number(&handle.spec.arguments, "x-expires"),
+        expires: handle.spec.args.expires,
         last_used: now,
-        dead_letter_exchange: argument_text(&handle.spec.arguments, "x-dead-letter-exchange"),
-        dead_letter_routing_key: argument_text(&handle.spec.arguments, "x-dead-letter-routing-key"),
-        dead_letter_refused: argument_text(&handle.spec.arguments, "x-overflow").as_deref()
-            == Some("reject-publish-dlx"),
+        dead_letter_exchange: handle.spec.args.dead_letter_exchange.clone(),
+        dead_letter_routing_key: handle.spec.args.dead_letter_routing_key.clone(),
+        dead_letter_refused: handle.spec.args.overflow == Overflow::RejectPublishDlx,
     };
     tokio::spawn(actor.run(receiver, settle_receiver, handle.clone()));
     handle
 }
 
-/// A non-negative integer argument (validated on declare).
-fn argument_number(arguments: &warren_protocol::FieldTable, key: &str) -> Option<u64> {
-    use warren_protocol::AMQPValue;
-    match arguments.inner().get(key)? {
-        AMQPValue::ShortShortInt(x) => u64::try_from(*x).ok(),
-        AMQPValue::ShortShortUInt(x) => Some(u64::from(*x)),
-        AMQPValue::ShortInt(x) => u64::try_from(*x).ok(),
-        AMQPValue::ShortUInt(x) => Some(u64::from(*x)),
-        AMQPValue::LongInt(x) => u64::try_from(*x).ok(),
-        AMQPValue::LongUInt(x) => Some(u64::from(*x)),
-        AMQPValue::LongLongInt(x) => u64::try_from(*x).ok(),
-        _ => None,
-    }
-}
-
-/// A string argument (validated on declare).
-fn argument_text(arguments: &warren_protocol::FieldTable, key: &str) -> Option<String> {
-    use warren_protocol::AMQPValue;
-    match arguments.inner().get(key)? {
-        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
-        AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
-        _ => None,
-    }
-}
-
-/// The rules of a queue's length and TTL arguments (validated on declare).
-fn ready_rules(arguments: &warren_protocol::FieldTable) -> ReadyRules {
-    use warren_protocol::AMQPValue;
-    let number = |key: &str| argument_number(arguments, key);
-    let overflow = match arguments.inner().get("x-overflow") {
-        Some(AMQPValue::LongString(s)) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
-        Some(AMQPValue::ShortString(s)) => s.as_str().to_owned(),
-        _ => String::new(),
-    };
+/// The rules a queue's checked arguments set on its ready messages.
+fn ready_rules(args: &QueueArguments) -> ReadyRules {
     ReadyRules {
-        message_ttl: number("x-message-ttl"),
-        max_length: number("x-max-length"),
-        max_length_bytes: number("x-max-length-bytes"),
-        reject_when_full: overflow.starts_with("reject-publish"),
+        message_ttl: args.message_ttl,
+        max_length: args.max_length,
+        max_length_bytes: args.max_length_bytes,
+        reject_when_full: args.overflow != Overflow::DropHead,
     }
 }
 

@@ -2,6 +2,7 @@
 //! hold; the actor owns the messages, consumers and unacked deliveries.
 
 mod actor;
+pub(crate) mod arguments;
 mod consumer;
 pub(crate) mod flow;
 mod owner;
@@ -135,6 +136,8 @@ pub(crate) struct QueueSpec {
     pub(crate) auto_delete: bool,
     /// The declared `x-` arguments, compared on redeclare and stored.
     pub(crate) arguments: FieldTable,
+    /// The same arguments checked and typed: what the queue's actor reads.
+    pub(crate) args: arguments::QueueArguments,
     /// The message store's id for a durable queue; None for transient and exclusive queues.
     pub(crate) store_id: Option<u64>,
 }

@@ -13,6 +13,7 @@ use super::Vhost;
 use crate::exchange::Exchange;
 use crate::exchange::{Binding, BindingTable, Destination, ExchangeKind};
 use crate::meta::{BindingDef, DefinitionStore, Definitions, ExchangeDef, MetaError, QueueDef};
+use crate::queue::arguments::QueueArguments;
 use crate::queue::{spawn_queue, QueueSpec, QueueStorage};
 use warren_protocol::error::{AmqpError, ReplyCode};
 use warren_store::{IndexEntry, Store};
@@ -234,6 +235,25 @@ impl Vhost {
             self.exchanges.insert(x.name.clone(), Arc::new(x));
         }
         for def in definitions.queues.iter().filter(|d| mine(&d.vhost)) {
+            let args = QueueArguments::parse(
+                &def.arguments,
+                &def.name,
+                &self.name,
+                true,
+                false,
+                def.auto_delete,
+            )
+            .unwrap_or_else(|error| {
+                // Stored by an older Warren that did not check them: the queue and its messages matter more.
+                tracing::warn!(
+                    "stored queue '{}' in vhost '{}' has arguments Warren now refuses ({}); serving it with \
+                     default arguments",
+                    def.name,
+                    self.name,
+                    error.text
+                );
+                QueueArguments::default()
+            });
             let spec = QueueSpec {
                 name: Arc::from(def.name.as_str()),
                 vhost: self.name.clone(),
@@ -241,6 +261,7 @@ impl Vhost {
                 exclusive_owner: None,
                 auto_delete: def.auto_delete,
                 arguments: def.arguments.clone(),
+                args,
                 store_id: Some(def.id),
             };
             let storage = QueueStorage {
@@ -277,5 +298,54 @@ impl Vhost {
                     .store(Arc::new(BindingTable::new(x.kind, bindings)));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::broker::Broker;
+    use crate::config::Config;
+    use crate::meta::{DefinitionStore, QueueDef};
+    use crate::queue::arguments::QueueArguments;
+    use warren_protocol::{AMQPValue, FieldTable};
+
+    #[tokio::test]
+    async fn a_stored_queue_whose_arguments_are_now_refused_is_served_with_defaults() {
+        let dir = std::env::temp_dir().join(format!("warren-durable-args-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut refused = FieldTable::default();
+        refused.insert("x-expires".into(), AMQPValue::LongInt(0));
+        let mut accepted = FieldTable::default();
+        accepted.insert("x-max-length".into(), AMQPValue::LongInt(10));
+        {
+            let store = DefinitionStore::open(&dir.join("definitions.redb")).unwrap();
+            for (name, arguments) in [("old", &refused), ("fine", &accepted)] {
+                let id = store.next_queue_id().unwrap();
+                store
+                    .put_queue(&QueueDef {
+                        vhost: "/".into(),
+                        name: name.into(),
+                        id,
+                        auto_delete: false,
+                        arguments: arguments.clone(),
+                    })
+                    .unwrap();
+            }
+        }
+        let broker = Broker::open(Config {
+            data_dir: dir.clone(),
+            ..Config::default()
+        })
+        .unwrap();
+        let vhost = broker.vhost("/").unwrap();
+        let old = vhost.queue("old").expect("still served");
+        assert_eq!(old.spec.args, QueueArguments::default());
+        // The stored table stays as it was: redeclares are compared with it, as before.
+        assert_eq!(old.spec.arguments, refused);
+        let fine = vhost.queue("fine").expect("served");
+        assert_eq!(fine.spec.args.max_length, Some(10));
+        drop((old, fine, vhost, broker));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -9,6 +9,7 @@ use super::equivalence;
 use super::Vhost;
 use crate::exchange::Exchange;
 use crate::exchange::{Binding, Destination, ExchangeKind};
+use crate::queue::arguments::QueueArguments;
 use crate::queue::{spawn_queue, QueueCommand, QueueHandle, QueueSpec};
 use warren_protocol::error::{AmqpError, ReplyCode};
 use warren_protocol::FieldTable;
@@ -230,6 +231,7 @@ impl Vhost {
             return self.queue_for(d.name, d.connection_id);
         }
         let name = if d.name.is_empty() {
+            QueueArguments::check_server_named(&d.arguments)?;
             generated_queue_name()
         } else {
             if d.name.starts_with("amq.") {
@@ -258,6 +260,15 @@ impl Vhost {
             equivalence::queue_arguments(&name, vhost, &d.arguments, &spec.arguments)?;
             return Ok(existing);
         }
+        // Checked only for a new queue, as RabbitMQ does: a redeclare is compared with the queue's arguments.
+        let args = QueueArguments::parse(
+            &d.arguments,
+            &name,
+            &self.name,
+            d.durable,
+            d.exclusive,
+            d.auto_delete,
+        )?;
         let mut spec = QueueSpec {
             name: Arc::from(name.as_str()),
             vhost: self.name.clone(),
@@ -265,6 +276,7 @@ impl Vhost {
             exclusive_owner: d.exclusive.then_some(d.connection_id),
             auto_delete: d.auto_delete,
             arguments: d.arguments.clone(),
+            args,
             store_id: None,
         };
         let storage = self.persist_queue(&mut spec)?;
