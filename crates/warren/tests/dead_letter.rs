@@ -120,8 +120,14 @@ async fn a_rejected_message_is_dead_lettered_with_its_history() {
         deaths(&dead),
         vec![("work".to_owned(), "rejected".to_owned(), 1)]
     );
-    assert_eq!(as_text(header(&dead, "x-first-death-reason")).as_deref(), Some("rejected"));
-    assert_eq!(as_text(header(&dead, "x-first-death-queue")).as_deref(), Some("work"));
+    assert_eq!(
+        as_text(header(&dead, "x-first-death-reason")).as_deref(),
+        Some("rejected")
+    );
+    assert_eq!(
+        as_text(header(&dead, "x-first-death-queue")).as_deref(),
+        Some("work")
+    );
 }
 
 #[tokio::test]
@@ -212,7 +218,14 @@ async fn expired_and_length_limited_messages_are_dead_lettered_with_their_reason
         "the copy has no expiration"
     );
 
-    publish_confirmed(&ch, "", "one-slot", "pushed out", BasicProperties::default()).await;
+    publish_confirmed(
+        &ch,
+        "",
+        "one-slot",
+        "pushed out",
+        BasicProperties::default(),
+    )
+    .await;
     publish_confirmed(&ch, "", "one-slot", "stays", BasicProperties::default()).await;
     let pushed = get(&ch, "dlq").await;
     assert_eq!(&pushed.delivery.data[..], b"pushed out");

@@ -245,7 +245,7 @@ async fn a_redeclare_is_compared_not_checked_as_rabbitmq_does() {
 }
 
 #[tokio::test]
-async fn a_declare_with_every_argument_is_accepted_and_redeclared() {
+async fn a_declare_with_every_supported_argument_is_accepted_and_redeclared() {
     let server = common::start_server().await;
     let conn = common::connect(&server).await;
     let ch = conn.create_channel().await.unwrap();
@@ -257,13 +257,10 @@ async fn a_declare_with_every_argument_is_accepted_and_redeclared() {
         ("x-overflow", s("reject-publish-dlx")),
         ("x-dead-letter-exchange", s("dlx")),
         ("x-dead-letter-routing-key", s("dead")),
-        ("x-max-priority", AMQPValue::ShortShortUInt(10)),
-        ("x-single-active-consumer", AMQPValue::Boolean(true)),
         ("x-queue-type", s("classic")),
         ("x-queue-mode", s("lazy")),
         ("x-queue-version", AMQPValue::ShortShortInt(2)),
         ("x-queue-master-locator", s("client-local")),
-        ("x-consumer-timeout", AMQPValue::LongInt(5000)),
         ("x-custom", s("ignored")),
     ]);
     declare(&ch, "all-classic", durable(), classic.clone()).await;
@@ -277,9 +274,7 @@ async fn a_declare_with_every_argument_is_accepted_and_redeclared() {
         ("x-overflow", s("reject-publish")),
         ("x-dead-letter-exchange", s("dlx")),
         ("x-dead-letter-routing-key", s("dead")),
-        ("x-dead-letter-strategy", s("at-least-once")),
         ("x-single-active-consumer", AMQPValue::Boolean(false)),
-        ("x-delivery-limit", AMQPValue::LongInt(5)),
         ("x-max-in-memory-length", AMQPValue::LongInt(10)),
         ("x-max-in-memory-bytes", AMQPValue::LongInt(1000)),
         ("x-quorum-initial-group-size", AMQPValue::LongInt(3)),
@@ -288,4 +283,34 @@ async fn a_declare_with_every_argument_is_accepted_and_redeclared() {
     declare(&ch, "all-quorum", durable(), quorum).await;
     assert!(queue_exists(&conn, "all-classic").await);
     assert!(queue_exists(&conn, "all-quorum").await);
+}
+
+#[tokio::test]
+async fn arguments_warren_does_not_enforce_yet_are_refused_not_ignored() {
+    let server = common::start_server().await;
+    let conn = common::connect(&server).await;
+    for (key, value, quorum) in [
+        ("x-max-priority", AMQPValue::ShortShortUInt(10), false),
+        ("x-single-active-consumer", AMQPValue::Boolean(true), false),
+        ("x-consumer-timeout", AMQPValue::LongInt(5000), false),
+        ("x-delivery-limit", AMQPValue::LongInt(5), true),
+        ("x-dead-letter-strategy", s("at-least-once"), true),
+    ] {
+        let ch = conn.create_channel().await.unwrap();
+        let mut pairs = vec![(key, value)];
+        if quorum {
+            pairs.push(("x-queue-type", s("quorum")));
+        }
+        let error = common::within(
+            5,
+            ch.queue_declare("unsupported".into(), durable(), args(&pairs)),
+        )
+        .await
+        .expect_err("refused");
+        assert_eq!(common::reply_code(&error), Some(406), "{key}");
+        assert_eq!(
+            common::reply_text(&error).as_deref(),
+            Some(format!("PRECONDITION_FAILED - invalid arg '{key}' for queue 'unsupported' in vhost '/': Warren does not support this argument yet").as_str())
+        );
+    }
 }

@@ -217,24 +217,28 @@ impl QueueArguments {
                 "invalid arg 'x-queue-type' for {resource}: Warren does not support stream queues yet"
             )));
         }
-        let parsed = QueueArguments::read(arguments, queue_type);
-        // Checked, but not enforced yet: refused rather than silently ignored.
+        Ok(QueueArguments::read(arguments, queue_type))
+    }
+
+    /// Refuses, with 406, an argument Warren checks but does not enforce yet: a queue must not silently behave
+    /// otherwise than its declaration says. Called on a declare that creates a queue, after [`QueueArguments::parse`].
+    pub(crate) fn check_supported(&self, queue: &str, vhost: &str) -> Result<(), AmqpError> {
         let unsupported = [
-            ("x-max-priority", parsed.max_priority.is_some()),
-            ("x-single-active-consumer", parsed.single_active_consumer),
-            ("x-delivery-limit", table.contains_key("x-delivery-limit")),
-            ("x-consumer-timeout", table.contains_key("x-consumer-timeout")),
+            ("x-max-priority", self.max_priority.is_some()),
+            ("x-single-active-consumer", self.single_active_consumer),
+            ("x-delivery-limit", self.delivery_limit.is_some()),
+            ("x-consumer-timeout", self.consumer_timeout.is_some()),
             (
                 "x-dead-letter-strategy",
-                parsed.dead_letter_strategy == DeadLetterStrategy::AtLeastOnce,
+                self.dead_letter_strategy == DeadLetterStrategy::AtLeastOnce,
             ),
         ];
-        if let Some((key, _)) = unsupported.iter().find(|(_, used)| *used) {
-            return Err(AmqpError::precondition(format!(
-                "invalid arg '{key}' for {resource}: Warren does not support this argument yet"
-            )));
+        match unsupported.iter().find(|(_, used)| *used) {
+            Some((key, _)) => Err(AmqpError::precondition(format!(
+                "invalid arg '{key}' for queue '{queue}' in vhost '{vhost}': Warren does not support this argument yet"
+            ))),
+            None => Ok(()),
         }
-        Ok(parsed)
     }
 
     /// rabbit_channel's refusal of a server-named queue (an empty name) whose type needs a name: quorum and

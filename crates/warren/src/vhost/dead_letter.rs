@@ -16,7 +16,12 @@ impl Vhost {
     /// exchange drops them (logged), as RabbitMQ does; a copy that would close a dead-letter cycle is not delivered
     /// to that queue.
     pub(crate) fn publish_dead_letters(&self, from: &QueueHandle, dead: DeadLetters) {
-        let Some(exchange) = self.exchange(&dead.exchange) else {
+        // The default exchange ("") routes by queue name and is in no table.
+        let exchange = match dead.exchange.as_str() {
+            "" => None,
+            name => self.exchange(name),
+        };
+        if exchange.is_none() && !dead.exchange.is_empty() {
             tracing::warn!(
                 "dead-letter exchange '{}' of queue '{}' in vhost '{}' does not exist: {} message(s) dropped",
                 dead.exchange,
@@ -25,7 +30,7 @@ impl Vhost {
                 dead.letters.len()
             );
             return;
-        };
+        }
         let now = SystemTime::now();
         let dlx_name: Arc<str> = Arc::from(dead.exchange.as_str());
         let mut queues: Vec<Arc<QueueHandle>> = Vec::new();
@@ -70,7 +75,12 @@ impl Vhost {
                     &probe
                 };
                 let mut found = Vec::new();
-                self.route_from(&exchange, keyed, &mut found);
+                match &exchange {
+                    Some(exchange) => {
+                        self.route_from(exchange, keyed, &mut found);
+                    }
+                    None => found.extend(self.queue(&keyed.routing_key)),
+                }
                 for queue in found {
                     if !queues.iter().any(|q| Arc::ptr_eq(q, &queue)) {
                         queues.push(queue);
