@@ -70,6 +70,7 @@ pub(crate) fn spawn_queue(
         dead_letter_exchange: handle.spec.args.dead_letter_exchange.clone(),
         dead_letter_routing_key: handle.spec.args.dead_letter_routing_key.clone(),
         dead_letter_refused: handle.spec.args.overflow == Overflow::RejectPublishDlx,
+        single_active_consumer: handle.spec.args.single_active_consumer,
     };
     tokio::spawn(actor.run(receiver, settle_receiver, handle.clone()));
     handle
@@ -124,6 +125,8 @@ pub(super) struct QueueActor {
     dead_letter_routing_key: Option<String>,
     /// `x-overflow` `reject-publish-dlx`: messages refused for the length limit are dead-lettered too.
     dead_letter_refused: bool,
+    /// `x-single-active-consumer`.
+    single_active_consumer: bool,
 }
 
 /// Whether the actor goes on after a command, or the queue is deleted and the actor ends.
@@ -513,7 +516,12 @@ impl QueueActor {
     async fn dispatch(&mut self, handle: &Arc<QueueHandle>) {
         let mut closed = false;
         while !self.state.ready.is_empty() && !self.state.consumers.is_empty() {
-            let n = self.state.consumers.len();
+            // x-single-active-consumer: only the earliest registered consumer receives; the next takes over when
+            // it goes.
+            let n = match self.single_active_consumer {
+                true => 1,
+                false => self.state.consumers.len(),
+            };
             let mut delivered = false;
             for i in 0..n {
                 let idx = (self.state.next_consumer + i) % n;
