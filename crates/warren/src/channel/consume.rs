@@ -6,6 +6,7 @@ use rand::Rng;
 
 use super::effect::{ChannelEffects, Continuation, Effect, QueueRequest};
 use super::{send_settlements, Channel, ChannelContext, HeldAck};
+use crate::queue::arguments::QueueArguments;
 use crate::queue::{QueueCommand, QueueConsumer, SettleAction};
 use warren_protocol::error::{AmqpError, ReplyCode};
 use warren_protocol::{basic, AMQPClass, PublishArgs};
@@ -133,6 +134,8 @@ impl Channel {
     ) -> Result<(), AmqpError> {
         let name = self.queue_name(consume.queue.as_str())?;
         let queue = ctx.vhost.queue_for(&name, ctx.conn.id)?;
+        let priority =
+            QueueArguments::consumer_priority(&consume.arguments, &name, &ctx.vhost.name)?;
         let tag: Arc<str> = if consume.consumer_tag.as_str().is_empty() {
             Arc::from(generated_consumer_tag())
         } else {
@@ -152,6 +155,7 @@ impl Channel {
             exclusive: consume.exclusive,
             prefetch: self.consumer_prefetch,
             in_flight: 0,
+            priority,
         };
         let request = QueueRequest::Consume {
             consumer,

@@ -489,7 +489,8 @@ impl QueueActor {
                 tag: consumer.tag.clone(),
             });
         }
-        self.state.add_consumer(consumer);
+        self.state
+            .add_consumer(consumer, !self.single_active_consumer);
         Ok(())
     }
 
@@ -512,59 +513,66 @@ impl QueueActor {
         }
     }
 
-    /// Hands ready messages to consumers with credit, round robin.
+    /// Hands ready messages to consumers with credit: those of the highest `x-priority` that can take one, round
+    /// robin among them (the consumers are kept in priority order).
     async fn dispatch(&mut self, handle: &Arc<QueueHandle>) {
         let mut closed = false;
-        while !self.state.ready.is_empty() && !self.state.consumers.is_empty() {
+        'deliveries: while !self.state.ready.is_empty() && !self.state.consumers.is_empty() {
             // x-single-active-consumer: only the earliest registered consumer receives; the next takes over when
             // it goes.
             let n = match self.single_active_consumer {
                 true => 1,
                 false => self.state.consumers.len(),
             };
-            let mut delivered = false;
-            for i in 0..n {
-                let idx = (self.state.next_consumer + i) % n;
-                let consumer = &self.state.consumers[idx];
-                if !consumer.has_credit() {
-                    continue;
-                }
-                if consumer.sink.over_budget() {
-                    consumer.sink.wake_when_drained(handle.wake.clone());
-                    continue;
-                }
-                let Some(msg) = self.take_next().await else {
-                    break;
-                };
-                let consumer = &mut self.state.consumers[idx];
-                match consumer.sink.deliver(
-                    handle,
-                    consumer.id,
-                    &consumer.tag,
-                    consumer.no_ack,
-                    &msg,
-                    &handle.wake,
-                ) {
-                    DeliverOutcome::Delivered => {
-                        let (id, no_ack) = (consumer.id, consumer.no_ack);
-                        if !no_ack {
-                            consumer.in_flight += 1;
-                            self.state.record_unacked(msg, Some(id));
+            let mut start = 0;
+            while start < n {
+                let priority = self.state.consumers[start].priority;
+                let len = self.state.consumers[start..n]
+                    .iter()
+                    .take_while(|c| c.priority == priority)
+                    .count();
+                for k in 0..len {
+                    let idx = start + (self.state.next_consumer + k) % len;
+                    let consumer = &self.state.consumers[idx];
+                    if !consumer.has_credit() {
+                        continue;
+                    }
+                    if consumer.sink.over_budget() {
+                        consumer.sink.wake_when_drained(handle.wake.clone());
+                        continue;
+                    }
+                    let Some(msg) = self.take_next().await else {
+                        break 'deliveries;
+                    };
+                    let consumer = &mut self.state.consumers[idx];
+                    match consumer.sink.deliver(
+                        handle,
+                        consumer.id,
+                        &consumer.tag,
+                        consumer.no_ack,
+                        &msg,
+                        &handle.wake,
+                    ) {
+                        DeliverOutcome::Delivered => {
+                            let (id, no_ack) = (consumer.id, consumer.no_ack);
+                            if !no_ack {
+                                consumer.in_flight += 1;
+                                self.state.record_unacked(msg, Some(id));
+                            }
+                            self.state.next_consumer = idx - start + 1;
+                            continue 'deliveries;
                         }
-                        self.state.next_consumer = (idx + 1) % n;
-                        delivered = true;
-                        break;
-                    }
-                    DeliverOutcome::NoChannelCredit => self.state.unpop(msg),
-                    DeliverOutcome::Closed => {
-                        self.state.unpop(msg);
-                        closed = true;
+                        DeliverOutcome::NoChannelCredit => self.state.unpop(msg),
+                        DeliverOutcome::Closed => {
+                            self.state.unpop(msg);
+                            closed = true;
+                        }
                     }
                 }
+                start += len;
             }
-            if !delivered {
-                break;
-            }
+            // Nobody could take a message.
+            break;
         }
         if closed {
             self.state.consumers.retain(|c| !c.sink.is_closed());

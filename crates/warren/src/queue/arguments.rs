@@ -240,6 +240,23 @@ impl QueueArguments {
         }
     }
 
+    /// The `x-priority` argument of basic.consume (RabbitMQ's `consume_args`: any AMQP integer, negative
+    /// included; 0 without it). A non-integer is refused with RabbitMQ's 406.
+    pub(crate) fn consumer_priority(
+        arguments: &FieldTable,
+        queue: &str,
+        vhost: &str,
+    ) -> Result<i64, AmqpError> {
+        match arguments.inner().get("x-priority") {
+            None => Ok(0),
+            Some(value) => checks::integer(value).map_err(|refusal| {
+                AmqpError::precondition(format!(
+                    "invalid arg 'x-priority' for queue '{queue}' in vhost '{vhost}': {refusal}"
+                ))
+            }),
+        }
+    }
+
     /// rabbit_channel's refusal of a server-named queue (an empty name) whose type needs a name: quorum and
     /// stream queues. Checked before anything else on the declare, as RabbitMQ does. An `x-queue-type` that is
     /// not a known type name is left to [`QueueArguments::parse`] (RabbitMQ fails with an internal error there).

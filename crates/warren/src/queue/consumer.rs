@@ -20,6 +20,8 @@ pub(crate) struct QueueConsumer {
     pub(crate) prefetch: u16,
     /// Unacked deliveries it holds, against `prefetch`.
     pub(crate) in_flight: u32,
+    /// The `x-priority` consume argument: consumers of a higher priority receive while any of them can.
+    pub(crate) priority: i64,
 }
 
 impl QueueConsumer {

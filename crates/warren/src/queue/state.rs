@@ -377,11 +377,19 @@ impl QueueState {
         gone
     }
 
-    /// Adds a consumer at the end of the round robin; the queue counts as having had consumers from here on.
-    pub(crate) fn add_consumer(&mut self, consumer: QueueConsumer) {
+    /// Adds a consumer: `by_priority`, after the consumers of its priority or higher (the list stays in priority
+    /// order, registration order within one); otherwise at the end. The queue counts as having had consumers from
+    /// here on.
+    pub(crate) fn add_consumer(&mut self, consumer: QueueConsumer, by_priority: bool) {
         self.had_consumers = true;
         self.consumer_generation += 1;
-        self.consumers.push(consumer);
+        let at = match by_priority {
+            true => self
+                .consumers
+                .partition_point(|c| c.priority >= consumer.priority),
+            false => self.consumers.len(),
+        };
+        self.consumers.insert(at, consumer);
     }
 
     /// Removes the consumer `tag` of `sink`; returns it, or None if it is not here.

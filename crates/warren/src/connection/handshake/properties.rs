@@ -12,7 +12,7 @@ pub(crate) const CAPABILITIES: &[(&str, bool)] = &[
     ("consumer_cancel_notify", true),
     // Sent only with memory/disk watermarks, which Warren does not have yet.
     ("connection.blocked", false),
-    ("consumer_priorities", false),
+    ("consumer_priorities", true),
     ("authentication_failure_close", true),
     ("per_consumer_qos", true),
     ("direct_reply_to", false),

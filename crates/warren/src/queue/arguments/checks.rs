@@ -317,7 +317,7 @@ impl Check {
 }
 
 /// `check_int_arg`.
-fn integer(value: &AMQPValue) -> Result<i64, Refusal> {
+pub(super) fn integer(value: &AMQPValue) -> Result<i64, Refusal> {
     int(value).ok_or(Refusal::ExpectedInteger(type_name(value)))
 }
 
