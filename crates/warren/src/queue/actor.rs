@@ -526,11 +526,14 @@ impl QueueActor {
             };
             let mut start = 0;
             while start < n {
-                let priority = self.state.consumers[start].priority;
-                let len = self.state.consumers[start..n]
-                    .iter()
-                    .take_while(|c| c.priority == priority)
-                    .count();
+                let group = &self.state.consumers[start..n];
+                let priority = group[0].priority;
+                // In priority order: when the last shares the first's priority, so does everyone between (the
+                // usual case, no priorities at all, costs no scan).
+                let len = match group.last() {
+                    Some(last) if last.priority == priority => group.len(),
+                    _ => group.iter().take_while(|c| c.priority == priority).count(),
+                };
                 for k in 0..len {
                     let idx = start + (self.state.next_consumer + k) % len;
                     let consumer = &self.state.consumers[idx];
