@@ -234,3 +234,60 @@ async fn expired_and_length_limited_messages_are_dead_lettered_with_their_reason
         vec![("one-slot".to_owned(), "maxlen".to_owned(), 1)]
     );
 }
+
+#[tokio::test]
+async fn a_poison_message_past_its_quorum_queue_delivery_limit_is_dead_lettered() {
+    let server = start_server().await;
+    let conn = connect(&server).await;
+    let ch = confirming_channel(&conn).await;
+    declare_with(&ch, "poison-dlq", &[]).await;
+    declare(
+        &ch,
+        "poisoned",
+        QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        arguments(&[
+            ("x-queue-type", text("quorum")),
+            ("x-delivery-limit", AMQPValue::LongInt(1)),
+            ("x-dead-letter-exchange", text("")),
+            ("x-dead-letter-routing-key", text("poison-dlq")),
+        ]),
+    )
+    .await;
+    publish_confirmed(
+        &ch,
+        "",
+        "poisoned",
+        "crashes the worker",
+        BasicProperties::default(),
+    )
+    .await;
+    let first = get(&ch, "poisoned").await;
+    assert!(
+        header(&first, "x-delivery-count").is_none(),
+        "first delivery"
+    );
+    first
+        .delivery
+        .reject(BasicRejectOptions { requeue: true })
+        .await
+        .expect("reject");
+    let second = get(&ch, "poisoned").await;
+    assert!(second.delivery.redelivered);
+    assert_eq!(as_int(header(&second, "x-delivery-count")), Some(1));
+    second
+        .delivery
+        .reject(BasicRejectOptions { requeue: true })
+        .await
+        .expect("reject");
+    // Returned a second time, past the limit of 1: dead-lettered, not redelivered.
+    let dead = get(&ch, "poison-dlq").await;
+    assert_eq!(&dead.delivery.data[..], b"crashes the worker");
+    assert_eq!(
+        deaths(&dead),
+        vec![("poisoned".to_owned(), "delivery_limit".to_owned(), 1)]
+    );
+    assert_eq!(common::ready_count(&ch, "poisoned").await, 0);
+}

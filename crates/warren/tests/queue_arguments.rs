@@ -276,6 +276,7 @@ async fn a_declare_with_every_supported_argument_is_accepted_and_redeclared() {
         ("x-dead-letter-exchange", s("dlx")),
         ("x-dead-letter-routing-key", s("dead")),
         ("x-single-active-consumer", AMQPValue::Boolean(false)),
+        ("x-delivery-limit", AMQPValue::LongInt(5)),
         ("x-max-in-memory-length", AMQPValue::LongInt(10)),
         ("x-max-in-memory-bytes", AMQPValue::LongInt(1000)),
         ("x-quorum-initial-group-size", AMQPValue::LongInt(3)),
@@ -293,7 +294,6 @@ async fn arguments_warren_does_not_enforce_yet_are_refused_not_ignored() {
     for (key, value, quorum) in [
         ("x-max-priority", AMQPValue::ShortShortUInt(10), false),
         ("x-consumer-timeout", AMQPValue::LongInt(5000), false),
-        ("x-delivery-limit", AMQPValue::LongInt(5), true),
         ("x-dead-letter-strategy", s("at-least-once"), true),
     ] {
         let ch = conn.create_channel().await.unwrap();

@@ -28,7 +28,6 @@ pub(crate) enum DeathReason {
     /// The queue's max-length or max-length-bytes pushed it out (overflow drop-head).
     Maxlen,
     /// It was returned to a quorum queue more often than the delivery limit allows.
-    #[allow(dead_code, reason = "x-delivery-limit is refused until it is enforced")]
     DeliveryLimit,
 }
 

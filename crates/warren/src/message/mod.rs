@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use warren_protocol::content::{decode_properties, delivery_mode, expiration};
+use warren_protocol::content::{decode_properties, delivery_mode, encode_properties, expiration};
 use warren_protocol::error::AmqpError;
-use warren_protocol::{basic::AMQPProperties, FieldTable};
+use warren_protocol::{basic::AMQPProperties, AMQPValue, FieldTable};
 
 /// Node-unique message ids; the message store keys bodies by them.
 static NEXT_MESSAGE_ID: AtomicU64 = AtomicU64::new(1);
@@ -82,6 +82,36 @@ impl Message {
     /// The headers table, if the message has one and it decodes.
     pub(crate) fn headers(&self) -> Option<FieldTable> {
         self.properties().ok()?.headers().clone()
+    }
+
+    /// The copy a quorum queue redelivers after the message came back to it: its `x-delivery-count` header one
+    /// more than before (absent counts as 0), as a signed 64-bit integer as RabbitMQ sends it; same id, so its
+    /// stored copy is still the one acks forget. Returns the copy and its count.
+    pub(crate) fn returned_once_more(&self) -> Result<(Message, u64), AmqpError> {
+        let properties = self.properties()?;
+        let mut headers = properties.headers().clone().unwrap_or_default();
+        let before = match headers.inner().get("x-delivery-count") {
+            Some(AMQPValue::LongLongInt(n)) => u64::try_from(*n).unwrap_or(0),
+            Some(AMQPValue::LongInt(n)) => u64::try_from(*n).unwrap_or(0),
+            Some(AMQPValue::LongUInt(n)) => u64::from(*n),
+            _ => 0,
+        };
+        let count = before + 1;
+        headers.insert(
+            "x-delivery-count".into(),
+            AMQPValue::LongLongInt(i64::try_from(count).unwrap_or(i64::MAX)),
+        );
+        let properties_raw = encode_properties(&properties.with_headers(headers))?;
+        let copy = Message {
+            id: self.id,
+            exchange: self.exchange.clone(),
+            routing_key: self.routing_key.clone(),
+            properties_raw,
+            body: self.body.clone(),
+            persistent: self.persistent,
+            expiration: self.expiration,
+        };
+        Ok((copy, count))
     }
 
     /// The body's length in bytes.

@@ -6,7 +6,7 @@ use std::sync::{Arc, Weak};
 
 use tokio::sync::mpsc;
 
-use super::arguments::{Overflow, QueueArguments};
+use super::arguments::{Overflow, QueueArguments, QueueType};
 use super::consumer::QueueConsumer;
 use super::flow::FlowLimits;
 use super::owner::DeadLetters;
@@ -83,6 +83,8 @@ fn ready_rules(args: &QueueArguments) -> ReadyRules {
         max_length: args.max_length,
         max_length_bytes: args.max_length_bytes,
         reject_when_full: args.overflow != Overflow::DropHead,
+        count_returns: args.queue_type == QueueType::Quorum,
+        delivery_limit: args.delivery_limit,
     }
 }
 
@@ -295,12 +297,16 @@ impl QueueActor {
                 self.get(&sink, no_ack).await
             }
             QueueCommand::Settle { deliveries, action } => {
-                let gone = self.state.settle(&deliveries, action);
-                let stored = gone.iter().filter(|m| m.persistent).map(|m| m.id).collect();
+                let settled = self.state.settle(&deliveries, action);
+                let stored = (settled.gone.iter().chain(&settled.over_limit))
+                    .filter(|m| m.persistent)
+                    .map(|m| m.id)
+                    .collect();
                 if action == SettleAction::Discard {
                     // basic.reject / basic.nack with requeue=false.
-                    self.dead_letter(gone, DeathReason::Rejected);
+                    self.dead_letter(settled.gone, DeathReason::Rejected);
                 }
+                self.dead_letter(settled.over_limit, DeathReason::DeliveryLimit);
                 self.forget_stored(stored);
             }
             QueueCommand::ChannelClosed { sink } => {

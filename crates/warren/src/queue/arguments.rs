@@ -225,7 +225,6 @@ impl QueueArguments {
     pub(crate) fn check_supported(&self, queue: &str, vhost: &str) -> Result<(), AmqpError> {
         let unsupported = [
             ("x-max-priority", self.max_priority.is_some()),
-            ("x-delivery-limit", self.delivery_limit.is_some()),
             ("x-consumer-timeout", self.consumer_timeout.is_some()),
             (
                 "x-dead-letter-strategy",

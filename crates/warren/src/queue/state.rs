@@ -67,6 +67,20 @@ pub(crate) struct ReadyRules {
     /// `x-overflow` `reject-publish` or `reject-publish-dlx`: a full queue refuses new messages instead of dropping
     /// its oldest.
     pub(crate) reject_when_full: bool,
+    /// A quorum queue: a message that comes back is redelivered with its `x-delivery-count` header counted up.
+    pub(crate) count_returns: bool,
+    /// `x-delivery-limit`: a message that came back more often than this is not redelivered but dropped or
+    /// dead-lettered.
+    pub(crate) delivery_limit: Option<u64>,
+}
+
+/// What a settlement left for the actor to do.
+#[derive(Debug, Default)]
+pub(crate) struct Settled {
+    /// Acked or discarded: they left the queue.
+    pub(crate) gone: Vec<Arc<Message>>,
+    /// Came back once more than `x-delivery-limit` allows: they left the queue, to be dead-lettered.
+    pub(crate) over_limit: Vec<Arc<Message>>,
 }
 
 /// What became of a message offered to the queue.
@@ -358,8 +372,8 @@ impl QueueState {
         &mut self,
         deliveries: &[(u64, Option<u64>)],
         action: SettleAction,
-    ) -> Vec<Arc<Message>> {
-        let mut gone = Vec::new();
+    ) -> Settled {
+        let mut settled = Settled::default();
         for &(seq, _) in deliveries {
             let Some((msg, consumer)) = self.unacked.remove(&seq) else {
                 continue;
@@ -370,11 +384,26 @@ impl QueueState {
                 }
             }
             match action {
-                SettleAction::Ack | SettleAction::Discard => gone.push(msg.message),
+                SettleAction::Ack | SettleAction::Discard => settled.gone.push(msg.message),
+                SettleAction::Requeue if self.rules.count_returns => {
+                    match msg.message.returned_once_more() {
+                        Ok((copy, count))
+                            if self.rules.delivery_limit.is_some_and(|l| count > l) =>
+                        {
+                            settled.over_limit.push(Arc::new(copy));
+                        }
+                        Ok((copy, _)) => self.requeue(QueuedMessage {
+                            message: Arc::new(copy),
+                            ..msg
+                        }),
+                        // Properties that do not decode cannot carry a count: redelivered as they are.
+                        Err(_) => self.requeue(msg),
+                    }
+                }
                 SettleAction::Requeue => self.requeue(msg),
             }
         }
-        gone
+        settled
     }
 
     /// Adds a consumer: `by_priority`, after the consumers of its priority or higher (the list stays in priority
@@ -500,8 +529,8 @@ mod tests {
         state.enqueue(msg("a"), false, 0);
         let a = take(&mut state);
         state.record_unacked(a.clone(), None);
-        let gone = state.settle(&[(a.seq, None), (999, None)], SettleAction::Ack);
-        assert_eq!(gone.len(), 1);
+        let settled = state.settle(&[(a.seq, None), (999, None)], SettleAction::Ack);
+        assert_eq!(settled.gone.len(), 1);
         assert!(state.unacked.is_empty());
         assert!(state.ready.is_empty());
     }
@@ -698,5 +727,34 @@ mod tests {
         assert_eq!(state.enqueue(msg("aa"), false, 0), Admission::Enqueued);
         assert_eq!(state.enqueue(msg("bb"), false, 0), Admission::Refused);
         assert_eq!(state.enqueue(msg("c"), false, 0), Admission::Enqueued);
+    }
+
+    #[test]
+    fn a_quorum_queue_counts_returns_and_stops_redelivering_past_the_limit() {
+        let mut state = with_rules(ReadyRules {
+            count_returns: true,
+            delivery_limit: Some(1),
+            ..ReadyRules::default()
+        });
+        state.enqueue(msg("poison"), false, 0);
+        let first = take(&mut state);
+        state.record_unacked(first.clone(), None);
+        let settled = state.settle(&[(first.seq, None)], SettleAction::Requeue);
+        assert!(settled.over_limit.is_empty());
+        let second = take(&mut state);
+        assert!(second.redelivered);
+        assert_eq!(
+            second.message.id, first.message.id,
+            "the stored copy is still the one acks forget"
+        );
+        let count = second
+            .message
+            .headers()
+            .and_then(|h| h.inner().get("x-delivery-count").cloned());
+        assert_eq!(count, Some(warren_protocol::AMQPValue::LongLongInt(1)));
+        state.record_unacked(second.clone(), None);
+        let settled = state.settle(&[(second.seq, None)], SettleAction::Requeue);
+        assert_eq!(settled.over_limit.len(), 1);
+        assert!(state.ready.is_empty());
     }
 }
