@@ -124,6 +124,33 @@ pub fn delivery_mode(raw: &[u8]) -> Option<u8> {
     raw.get(at).copied()
 }
 
+/// Reads only the priority property (an octet) without decoding the others: None when the flags say it is absent.
+pub fn priority(raw: &[u8]) -> Option<u8> {
+    let flags = u16::from_be_bytes([*raw.first()?, *raw.get(1)?]);
+    if flags & (1 << 11) == 0 {
+        return None;
+    }
+    let mut at = 2usize;
+    for bit in [15u16, 14] {
+        if flags & (1 << bit) != 0 {
+            at += 1 + *raw.get(at)? as usize;
+        }
+    }
+    if flags & (1 << 13) != 0 {
+        let len = u32::from_be_bytes([
+            *raw.get(at)?,
+            *raw.get(at + 1)?,
+            *raw.get(at + 2)?,
+            *raw.get(at + 3)?,
+        ]);
+        at += 4 + len as usize;
+    }
+    if flags & (1 << 12) != 0 {
+        at += 1;
+    }
+    raw.get(at).copied()
+}
+
 /// Reads only the expiration property (a short string) without decoding the others: None when the flags say it
 /// is absent (the common case, one test), or when the property list is too short to hold it.
 pub fn expiration(raw: &[u8]) -> Option<&[u8]> {
@@ -310,6 +337,11 @@ mod tests {
         raw.extend([3, b'5', b'0', b'0']); // expiration
         raw.extend([1, b'u']); // user-id
         assert_eq!(super::expiration(&raw), Some(&b"500"[..]));
+        assert_eq!(super::priority(&raw), None);
+        let flags: u16 = (1 << 13) | (1 << 12) | (1 << 11);
+        let mut with_priority = flags.to_be_bytes().to_vec();
+        with_priority.extend([0, 0, 0, 0, 2, 7]);
+        assert_eq!(super::priority(&with_priority), Some(7));
         assert_eq!(super::expiration(&[0, 0]), None);
         assert_eq!(super::expiration(&(1u16 << 8).to_be_bytes()), None);
     }

@@ -258,6 +258,7 @@ async fn a_declare_with_every_supported_argument_is_accepted_and_redeclared() {
         ("x-dead-letter-exchange", s("dlx")),
         ("x-dead-letter-routing-key", s("dead")),
         ("x-single-active-consumer", AMQPValue::Boolean(true)),
+        ("x-max-priority", AMQPValue::ShortShortUInt(10)),
         ("x-queue-type", s("classic")),
         ("x-queue-mode", s("lazy")),
         ("x-queue-version", AMQPValue::ShortShortInt(2)),
@@ -292,7 +293,6 @@ async fn arguments_warren_does_not_enforce_yet_are_refused_not_ignored() {
     let server = common::start_server().await;
     let conn = common::connect(&server).await;
     for (key, value, quorum) in [
-        ("x-max-priority", AMQPValue::ShortShortUInt(10), false),
         ("x-consumer-timeout", AMQPValue::LongInt(5000), false),
         ("x-dead-letter-strategy", s("at-least-once"), true),
     ] {

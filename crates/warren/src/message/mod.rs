@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use warren_protocol::content::{decode_properties, delivery_mode, encode_properties, expiration};
+use warren_protocol::content::{
+    decode_properties, delivery_mode, encode_properties, expiration, priority,
+};
 use warren_protocol::error::AmqpError;
 use warren_protocol::{basic::AMQPProperties, AMQPValue, FieldTable};
 
@@ -32,6 +34,8 @@ pub(crate) struct Message {
     pub(crate) persistent: bool,
     /// The expiration property in milliseconds (per-message TTL), checked when it was published.
     pub(crate) expiration: Option<u64>,
+    /// The priority property (RabbitMQ's priority queues).
+    pub(crate) priority: Option<u8>,
 }
 
 impl Message {
@@ -43,6 +47,7 @@ impl Message {
         body: Bytes,
     ) -> Message {
         let persistent = delivery_mode(&properties_raw) == Some(2);
+        let priority = priority(&properties_raw);
         Message {
             id: NEXT_MESSAGE_ID.fetch_add(1, Ordering::Relaxed),
             exchange,
@@ -51,6 +56,7 @@ impl Message {
             body,
             persistent,
             expiration: None,
+            priority,
         }
     }
 
@@ -69,6 +75,7 @@ impl Message {
             persistent: delivery_mode(&properties_raw) == Some(2),
             // Checked when it was published.
             expiration: expiration(&properties_raw).and_then(|raw| parse_expiration(raw).ok()),
+            priority: priority(&properties_raw),
             properties_raw,
             body,
         }
@@ -110,6 +117,7 @@ impl Message {
             body: self.body.clone(),
             persistent: self.persistent,
             expiration: self.expiration,
+            priority: self.priority,
         };
         Ok((copy, count))
     }

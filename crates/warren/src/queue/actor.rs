@@ -11,6 +11,7 @@ use super::consumer::QueueConsumer;
 use super::flow::FlowLimits;
 use super::owner::DeadLetters;
 use super::owner::QueueOwner;
+use super::ready::ReadyList;
 use super::sink::{DeliverOutcome, DeliverySink, QueueReply};
 use super::state::{Admission, DropReason, Payload, QueueState, ReadyEntry, ReadyRules};
 use super::{Enqueue, QueueCommand, QueueHandle, QueueSpec, QueueStats, SettleAction, MAX_RUN};
@@ -53,6 +54,7 @@ pub(crate) fn spawn_queue(
     });
     let mut state = QueueState::default();
     state.rules = ready_rules(&handle.spec.args);
+    state.ready = ReadyList::with_max_priority(handle.spec.args.max_priority.unwrap_or(0));
     // x-expires counts from a restart too, as in RabbitMQ.
     let now = now_ms();
     for entry in recovered {

@@ -224,7 +224,6 @@ impl QueueArguments {
     /// otherwise than its declaration says. Called on a declare that creates a queue, after [`QueueArguments::parse`].
     pub(crate) fn check_supported(&self, queue: &str, vhost: &str) -> Result<(), AmqpError> {
         let unsupported = [
-            ("x-max-priority", self.max_priority.is_some()),
             ("x-consumer-timeout", self.consumer_timeout.is_some()),
             (
                 "x-dead-letter-strategy",

@@ -7,6 +7,7 @@ mod consumer;
 pub(crate) mod flow;
 mod owner;
 mod paging;
+mod ready;
 pub(crate) mod sink;
 mod state;
 

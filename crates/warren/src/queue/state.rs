@@ -4,10 +4,11 @@
 //! the tests here drive it directly.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 
 use super::consumer::QueueConsumer;
+use super::ready::ReadyList;
 use super::sink::{same_sink, DeliverySink};
 use super::SettleAction;
 use crate::message::{Message, QueuedMessage};
@@ -35,6 +36,8 @@ pub(crate) struct ReadyEntry {
     /// Its expiry is its own (the expiration property), so it may come before that of messages ahead of it: it is
     /// in the expiry index. Expiries from the queue's TTL grow with the queue order and are found at the head.
     pub(crate) expiry_indexed: bool,
+    /// Its priority level (`x-max-priority`; 0 in a queue without priorities).
+    pub(crate) level: u8,
 }
 
 impl ReadyEntry {
@@ -104,8 +107,8 @@ pub(crate) enum DropReason {
 /// One queue's messages and consumers as plain data, without I/O; owned by its actor, tested directly.
 #[derive(Default)]
 pub(crate) struct QueueState {
-    /// Ordered by `seq`; requeued messages are put back at their original place.
-    pub(crate) ready: VecDeque<ReadyEntry>,
+    /// By priority level, each ordered by `seq`; requeued messages are put back at their original place.
+    pub(crate) ready: ReadyList,
     /// Body bytes of the ready messages held in memory.
     pub(crate) loaded_bytes: u64,
     /// Delivered and not yet settled, by queue sequence number, with the consumer id (None for basic.get): a
@@ -127,7 +130,7 @@ pub(crate) struct QueueState {
     /// (expiry, seq) of ready messages with an expiration property of their own, soonest first. A record whose
     /// message was delivered or dropped is stale and skipped when it comes up, and the index is rebuilt once
     /// mostly stale: expiry never scans the ready list per message.
-    expiries: BinaryHeap<Reverse<(u64, u64)>>,
+    expiries: BinaryHeap<Reverse<(u64, u64, u8)>>,
     /// Set once a consumer has subscribed: an auto-delete queue is deleted when its last consumer goes, not before
     /// the first arrives.
     pub(crate) had_consumers: bool,
@@ -146,6 +149,7 @@ impl QueueState {
             (queue, own) => queue.or(own),
         };
         let expiry_indexed = message.expiration.is_some();
+        let level = self.ready.level_for(message.priority);
         self.next_seq += 1;
         let payload = if on_disk {
             Payload::OnDisk {
@@ -161,6 +165,7 @@ impl QueueState {
             redelivered: false,
             expires_at: ttl.map(|ttl| now.saturating_add(ttl)),
             expiry_indexed,
+            level,
         });
         Admission::Enqueued
     }
@@ -205,31 +210,23 @@ impl QueueState {
     /// Removes every ready message whose expiry is before `now`, wherever it is in the queue; returns them in
     /// expiry order. Costs a heap pop and a binary search per message expired, never a scan.
     pub(crate) fn expire(&mut self, now: u64) -> Vec<ReadyEntry> {
-        let mut expired = Vec::new();
-        while self
+        let mut expired = self
             .ready
-            .front()
-            .is_some_and(|e| e.expires_at.is_some_and(|deadline| deadline < now))
-        {
-            expired.extend(self.pop_ready());
+            .pop_dead_heads(|e| e.expires_at.is_some_and(|deadline| deadline < now));
+        for entry in &expired {
+            self.count_out(entry);
         }
-        while let Some(&Reverse((deadline, seq))) = self.expiries.peek() {
+        while let Some(&Reverse((deadline, seq, level))) = self.expiries.peek() {
             if deadline >= now {
                 break;
             }
             self.expiries.pop();
-            let at = self.ready.partition_point(|e| e.seq < seq);
-            let here = self
+            // Delivered, dropped, or requeued with a record of its own: stale, and skipped.
+            if let Some(entry) = self
                 .ready
-                .get(at)
-                .is_some_and(|e| e.seq == seq && e.expires_at == Some(deadline));
-            if !here {
-                // Delivered, dropped, or requeued with a record of its own: stale.
-                continue;
-            }
-            if let Some(entry) = self.ready.remove(at) {
-                self.loaded_bytes -= entry.loaded_bytes();
-                self.ready_bytes -= entry.body_bytes();
+                .remove_if(level, seq, |e| e.expires_at == Some(deadline))
+            {
+                self.count_out(&entry);
                 expired.push(entry);
             }
         }
@@ -238,8 +235,11 @@ impl QueueState {
 
     /// When the next message expires (its expiry has to be passed for it to go), if any does.
     pub(crate) fn next_expiry(&self) -> Option<u64> {
-        let head = self.ready.front().and_then(|e| e.expires_at);
-        let indexed = self.expiries.peek().map(|Reverse((deadline, _))| *deadline);
+        let head = self.ready.heads().filter_map(|e| e.expires_at).min();
+        let indexed = self
+            .expiries
+            .peek()
+            .map(|Reverse((deadline, _, _))| *deadline);
         match (head, indexed) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -248,14 +248,14 @@ impl QueueState {
 
     /// Records an indexed entry's expiry, rebuilding the index from the ready list once it is mostly stale
     /// records of messages that left (amortised: the index has grown by at least the ready list's length since).
-    fn index_expiry(&mut self, deadline: u64, seq: u64) {
-        self.expiries.push(Reverse((deadline, seq)));
+    fn index_expiry(&mut self, deadline: u64, seq: u64, level: u8) {
+        self.expiries.push(Reverse((deadline, seq, level)));
         if self.expiries.len() > 2 * self.ready.len() + 1024 {
             self.expiries = self
                 .ready
                 .iter()
                 .filter(|e| e.expiry_indexed)
-                .filter_map(|e| Some(Reverse((e.expires_at?, e.seq))))
+                .filter_map(|e| Some(Reverse((e.expires_at?, e.seq, e.level))))
                 .collect();
         }
     }
@@ -271,6 +271,8 @@ impl QueueState {
             redelivered: true,
             expires_at: self.rules.message_ttl.map(|ttl| now.saturating_add(ttl)),
             expiry_indexed: false,
+            // Recovered messages wait at the lowest level: the store does not keep the priority apart.
+            level: 0,
         });
     }
 
@@ -286,8 +288,14 @@ impl QueueState {
         self.loaded_bytes += entry.loaded_bytes();
         self.ready_bytes += entry.body_bytes();
         if let (true, Some(deadline)) = (entry.expiry_indexed, entry.expires_at) {
-            self.index_expiry(deadline, entry.seq);
+            self.index_expiry(deadline, entry.seq, entry.level);
         }
+    }
+
+    /// Counts an entry leaving the ready list.
+    fn count_out(&mut self, entry: &ReadyEntry) {
+        self.loaded_bytes -= entry.loaded_bytes();
+        self.ready_bytes -= entry.body_bytes();
     }
 
     /// Counts an entry put back at the front right after it was taken; its expiry record was never removed.
@@ -299,8 +307,7 @@ impl QueueState {
     /// Takes the first ready message.
     pub(crate) fn pop_ready(&mut self) -> Option<ReadyEntry> {
         let entry = self.ready.pop_front()?;
-        self.loaded_bytes -= entry.loaded_bytes();
-        self.ready_bytes -= entry.body_bytes();
+        self.count_out(&entry);
         Some(entry)
     }
 
@@ -310,19 +317,13 @@ impl QueueState {
         let entry = ReadyEntry {
             seq: msg.seq,
             expiry_indexed: msg.message.expiration.is_some(),
+            level: self.ready.level_for(msg.message.priority),
             payload: Payload::Loaded(msg.message),
             redelivered: true,
             expires_at: msg.expires_at,
         };
         self.count_in(&entry);
-        match self.ready.front() {
-            None => self.ready.push_back(entry),
-            Some(front) if entry.seq < front.seq => self.ready.push_front(entry),
-            Some(_) => {
-                let at = self.ready.partition_point(|m| m.seq < entry.seq);
-                self.ready.insert(at, entry);
-            }
-        }
+        self.ready.insert_by_seq(entry);
     }
 
     /// Puts back a message taken for a delivery that did not happen, keeping its redelivered flag.
@@ -330,6 +331,7 @@ impl QueueState {
         let entry = ReadyEntry {
             seq: msg.seq,
             expiry_indexed: msg.message.expiration.is_some(),
+            level: self.ready.level_for(msg.message.priority),
             payload: Payload::Loaded(msg.message),
             redelivered: msg.redelivered,
             expires_at: msg.expires_at,
@@ -456,7 +458,7 @@ impl QueueState {
         self.loaded_bytes = 0;
         self.ready_bytes = 0;
         self.expiries.clear();
-        self.ready.drain(..).collect()
+        self.ready.drain()
     }
 
     /// Ready messages (unacked ones are not counted, as in queue.declare-ok).
@@ -520,7 +522,7 @@ mod tests {
         state.settle(&[(c.seq, None), (a.seq, None)], SettleAction::Requeue);
         assert_eq!(bodies(&state), vec![b"a", b"b", b"c", b"d"]);
         assert!(state.ready.iter().take(3).all(|m| m.redelivered));
-        assert!(!state.ready[3].redelivered);
+        assert!(!state.ready.iter().nth(3).unwrap().redelivered);
     }
 
     #[test]
@@ -560,7 +562,7 @@ mod tests {
         state.settle(&[(a.seq, None)], SettleAction::Requeue);
         assert_eq!(state.loaded_bytes, 2);
         state.enqueue_recovered(77, 10, 0);
-        assert!(state.ready.back().unwrap().redelivered);
+        assert!(state.ready.iter().last().unwrap().redelivered);
     }
 
     fn expiring(body: &'static str, ms: u64) -> Arc<Message> {
@@ -633,8 +635,8 @@ mod tests {
         });
         state.enqueue(expiring("own shorter", 10), false, 0);
         state.enqueue(expiring("queue shorter", 500), false, 0);
-        assert_eq!(state.ready[0].expires_at, Some(10));
-        assert_eq!(state.ready[1].expires_at, Some(100));
+        let expiries: Vec<_> = state.ready.iter().map(|e| e.expires_at).collect();
+        assert_eq!(expiries, vec![Some(10), Some(100)]);
     }
 
     #[test]
@@ -756,5 +758,43 @@ mod tests {
         let settled = state.settle(&[(second.seq, None)], SettleAction::Requeue);
         assert_eq!(settled.over_limit.len(), 1);
         assert!(state.ready.is_empty());
+    }
+
+    fn prioritised(body: &'static str, priority: u8) -> Arc<Message> {
+        // Property flags with only priority (bit 11), then the octet.
+        let flags = (1u16 << 11).to_be_bytes();
+        let properties = Bytes::from(vec![flags[0], flags[1], priority]);
+        Arc::new(Message::new(
+            "".into(),
+            "q".into(),
+            properties,
+            Bytes::from_static(body.as_bytes()),
+        ))
+    }
+
+    #[test]
+    fn priorities_deliver_highest_first_fifo_within_and_cap_at_the_maximum() {
+        let mut state = QueueState {
+            ready: ReadyList::with_max_priority(5),
+            ..QueueState::default()
+        };
+        state.enqueue(prioritised("low", 1), false, 0);
+        state.enqueue(msg("none"), false, 0);
+        state.enqueue(prioritised("high-1", 5), false, 0);
+        state.enqueue(prioritised("over-max", 200), false, 0);
+        state.enqueue(prioritised("high-2", 5), false, 0);
+        assert_eq!(
+            bodies(&state),
+            vec![&b"high-1"[..], b"over-max", b"high-2", b"low", b"none"]
+        );
+        let first = take(&mut state);
+        state.record_unacked(first.clone(), None);
+        state.settle(&[(first.seq, None)], SettleAction::Requeue);
+        assert_eq!(
+            bodies(&state)[0],
+            b"high-1",
+            "a requeued message keeps its priority and place"
+        );
+        assert_eq!(state.message_count(), 5);
     }
 }
