@@ -48,9 +48,15 @@ impl ReadyList {
 
     /// Takes the next message to deliver.
     pub(crate) fn pop_front(&mut self) -> Option<ReadyEntry> {
-        let level = self.levels.iter_mut().rev().find(|l| !l.is_empty())?;
+        if self.len == 0 {
+            return None;
+        }
         self.len -= 1;
-        level.pop_front()
+        match self.levels.as_mut_slice() {
+            // A queue without priorities: no search.
+            [only] => only.pop_front(),
+            levels => levels.iter_mut().rev().find_map(|l| l.pop_front()),
+        }
     }
 
     /// Appends an entry at the end of its level.
