@@ -3,8 +3,9 @@
 //! delivers. The channel's unacknowledged deliveries and its consumer tags live here too, because both the
 //! channel (acks, cancels) and queue actors (deliveries, server-side cancels) change them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
@@ -44,6 +45,9 @@ struct DeliveryTables {
     credit_waiters: Vec<Arc<Notify>>,
     /// This channel's consumer tags and their queues: duplicate tags are refused, and a close cancels each.
     consumers: HashMap<Arc<str>, Arc<QueueHandle>>,
+    /// (when, next delivery tag then), taken by the consumer-timeout check while deliveries are unacked: a tag below
+    /// a mark's was delivered before that mark's time. Deliveries carry no timestamp, so the hot path reads no clock.
+    marks: VecDeque<(Instant, u64)>,
 }
 
 /// A channel's delivery side, shared by the channel and the queue actors that deliver to it (the
@@ -70,6 +74,42 @@ impl DeliveryState {
                 ..DeliveryTables::default()
             }),
         })
+    }
+
+    /// The consumer timeout of the oldest unacknowledged delivery, if it has been unacknowledged longer than that
+    /// at `now`: its queue's `x-consumer-timeout`, else `default`. Called about once a second by the connection's
+    /// reader; precise to about 1/32 of the timeout.
+    pub(crate) fn overdue(&self, now: Instant, default: Option<Duration>) -> Option<Duration> {
+        let mut state = self.lock();
+        let Some((&oldest, unacked)) = state.unacked.first_key_value() else {
+            state.marks.clear();
+            return None;
+        };
+        let timeout = match unacked.queue.spec.args.consumer_timeout {
+            Some(ms) => Duration::from_millis(ms),
+            None => default?,
+        };
+        let next_tag = state.next_tag;
+        let spacing = timeout / 32;
+        let due = match state.marks.back() {
+            None => true,
+            Some(&(at, tag)) => tag != next_tag && now.duration_since(at) >= spacing,
+        };
+        if due {
+            state.marks.push_back((now, next_tag));
+        }
+        let horizon = now.checked_sub(timeout)?;
+        // Only the newest mark at or before the horizon matters; older ones go.
+        while state.marks.len() >= 2 && state.marks[1].0 <= horizon {
+            state.marks.pop_front();
+        }
+        let delivered_before = state
+            .marks
+            .iter()
+            .rev()
+            .find(|(at, _)| *at <= horizon)
+            .map(|&(_, tag)| tag)?;
+        (oldest < delivered_before).then_some(timeout)
     }
 
     /// Locks the tables; a poisoned lock is taken over, as everywhere in the broker.

@@ -89,6 +89,7 @@ struct LimitsSection {
     max_message_size: Option<Spanned<u32>>,
     handshake_timeout_ms: Option<Spanned<u64>>,
     max_connections: Option<usize>,
+    consumer_timeout: Option<Spanned<u64>>,
 }
 
 impl LimitsSection {
@@ -111,6 +112,12 @@ impl LimitsSection {
             // 0 would time out every client before it could say a word.
             let millis = at_least(timeout, 1, "handshake_timeout_ms", source)?;
             limits.handshake_timeout = Duration::from_millis(millis);
+        }
+        if let Some(timeout) = self.consumer_timeout {
+            limits.consumer_timeout = match timeout.into_inner() {
+                0 => None,
+                millis => Some(Duration::from_millis(millis)),
+            };
         }
         if let Some(max_connections) = self.max_connections {
             limits.max_connections = max_connections;

@@ -64,6 +64,9 @@ pub struct Limits {
     pub handshake_timeout: Duration,
     /// The most concurrent client connections; 0 means unlimited. Default 0.
     pub max_connections: usize,
+    /// How long a delivery may stay unacknowledged before its channel is closed with 406 (RabbitMQ's
+    /// `consumer_timeout`); `None` never. Default 30 minutes, as RabbitMQ.
+    pub consumer_timeout: Option<Duration>,
 }
 
 /// Users and virtual hosts.
@@ -185,6 +188,7 @@ impl Default for Limits {
             max_message_size: 134_217_728,
             handshake_timeout: Duration::from_secs(10),
             max_connections: 0,
+            consumer_timeout: Some(Duration::from_millis(1_800_000)),
         }
     }
 }

@@ -102,6 +102,7 @@ heartbeat = 0
 max_message_size = 536870912
 handshake_timeout_ms = 2500
 max_connections = 1000
+consumer_timeout = 0
 
 [auth]
 default_vhost = "main"
@@ -137,6 +138,7 @@ level = "warren=debug,info"
             max_message_size: MAX_MESSAGE_SIZE_CAP,
             handshake_timeout: Duration::from_millis(2500),
             max_connections: 1000,
+            consumer_timeout: None,
         }
     );
     assert_eq!(config.auth.default_vhost, "main");

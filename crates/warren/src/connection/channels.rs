@@ -48,6 +48,16 @@ impl ChannelTable {
         }
     }
 
+    /// The numbers of the open channels.
+    pub(crate) fn open_ids(&self) -> Vec<u16> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, slot)| matches!(slot, Some(Slot::Open(_))))
+            .map(|(id, _)| id as u16)
+            .collect()
+    }
+
     /// Frees `id` and returns its slot, keeping the registry's count.
     pub(crate) fn remove(&mut self, id: u16) -> Option<Slot> {
         let slot = self.slots.get_mut(usize::from(id))?.take();

@@ -223,13 +223,10 @@ impl QueueArguments {
     /// Refuses, with 406, an argument Warren checks but does not enforce yet: a queue must not silently behave
     /// otherwise than its declaration says. Called on a declare that creates a queue, after [`QueueArguments::parse`].
     pub(crate) fn check_supported(&self, queue: &str, vhost: &str) -> Result<(), AmqpError> {
-        let unsupported = [
-            ("x-consumer-timeout", self.consumer_timeout.is_some()),
-            (
-                "x-dead-letter-strategy",
-                self.dead_letter_strategy == DeadLetterStrategy::AtLeastOnce,
-            ),
-        ];
+        let unsupported = [(
+            "x-dead-letter-strategy",
+            self.dead_letter_strategy == DeadLetterStrategy::AtLeastOnce,
+        )];
         match unsupported.iter().find(|(_, used)| *used) {
             Some((key, _)) => Err(AmqpError::precondition(format!(
                 "invalid arg '{key}' for queue '{queue}' in vhost '{vhost}': Warren does not support this argument yet"

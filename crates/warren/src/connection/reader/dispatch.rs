@@ -186,7 +186,11 @@ impl Reader {
     }
 
     /// A channel method failed: soft errors close the channel, hard ones the connection.
-    async fn channel_failed(&mut self, id: u16, error: AmqpError) -> Result<ReaderNext, AmqpError> {
+    pub(super) async fn channel_failed(
+        &mut self,
+        id: u16,
+        error: AmqpError,
+    ) -> Result<ReaderNext, AmqpError> {
         if error.scope == Scope::Connection {
             return Err(error);
         }

@@ -8,6 +8,8 @@ mod dispatch;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use bytes::{Buf, BytesMut};
 use tokio::io::AsyncReadExt;
 
@@ -68,6 +70,8 @@ struct Reader {
     channels: ChannelTable,
     /// Set once the broker has sent connection.close.
     closing: bool,
+    /// When the consumer timeouts are checked next (see [`Reader::check_consumer_timeouts`]).
+    next_timeout_check: Instant,
     /// What the last frame handled without waiting left to execute; empty between frames. Kept here rather than
     /// built per frame: constructing, returning and dropping one per frame cost about 1% of the broker's CPU at
     /// full publish rate (profile of scenario 1).
@@ -138,6 +142,7 @@ pub(crate) async fn run<R: TransportRead>(
         channel_max: negotiated.channel_max,
         channels: ChannelTable::new(live.channels),
         closing: false,
+        next_timeout_check: Instant::now(),
         pending_effects: ChannelEffects::default(),
     };
     let reason = reader
@@ -167,6 +172,8 @@ impl Reader {
         mut close_signal: Option<CloseSignal>,
     ) -> String {
         let mut read_size = READ_SIZE_MIN;
+        let mut quiet_since = Instant::now();
+        let mut woken_by_timer = false;
         loop {
             // Frames are handled where they lie in the buffer; `consumed` bytes of it are done with.
             let mut consumed = 0;
@@ -211,10 +218,16 @@ impl Reader {
             if buf.is_empty() && buf.capacity() > 0 {
                 buf = BytesMut::new();
             }
-            let limit = if self.closing {
-                Some(CLOSE_OK_TIMEOUT)
+            // The peer's silence counts from the last read (or the end of a wait on a held queue), not from a
+            // wake-up of the consumer-timeout timer.
+            if !woken_by_timer {
+                quiet_since = Instant::now();
+            }
+            woken_by_timer = false;
+            let deadline = if self.closing {
+                Some(Instant::now() + CLOSE_OK_TIMEOUT)
             } else {
-                idle_limit
+                idle_limit.map(|limit| quiet_since + limit)
             };
             let readable = async {
                 // Reserved only once bytes are waiting: an idle connection holds no read buffer.
@@ -224,11 +237,16 @@ impl Reader {
                 read.read_buf(&mut buf).await.map(|n| (n, spare))
             };
             let timed_read = async {
-                match limit {
-                    Some(limit) => tokio::time::timeout(limit, readable).await.ok(),
+                match deadline {
+                    Some(deadline) => tokio::time::timeout_at(deadline, readable).await.ok(),
                     None => Some(readable.await),
                 }
             };
+            if Instant::now() >= self.next_timeout_check {
+                // Also here: a connection whose socket always has bytes never reaches the timer branch below.
+                self.check_consumer_timeouts().await;
+            }
+            let timeout_check = self.next_timeout_check;
             let close = close_signal.as_mut().filter(|_| !self.closing);
             let close_requested = async {
                 match close {
@@ -251,6 +269,11 @@ impl Reader {
                 request = close_requested => {
                     // Then, as for any broker-initiated close, only close-ok (or close) is looked at.
                     self.close_connection(AmqpError::new(request.code, request.detail));
+                    continue;
+                }
+                _ = tokio::time::sleep_until(timeout_check), if !self.closing => {
+                    self.check_consumer_timeouts().await;
+                    woken_by_timer = true;
                     continue;
                 }
             };
@@ -305,6 +328,35 @@ impl Reader {
             return FrameOutcome::Done(ReaderNext::Continue);
         }
         FrameOutcome::Later(Later::Channel(id, result))
+    }
+
+    /// Closes, with RabbitMQ's 406, each channel whose oldest unacknowledged delivery is older than its consumer
+    /// timeout (its messages are requeued by the close). Runs about once a second, or four times per node-wide
+    /// timeout when that is shorter.
+    async fn check_consumer_timeouts(&mut self) {
+        let default = self.conn.broker.config.limits.consumer_timeout;
+        let now = Instant::now();
+        let every = default.map_or(Duration::from_secs(1), |t| {
+            (t / 4).min(Duration::from_secs(1))
+        });
+        self.next_timeout_check = now + every.max(Duration::from_millis(10));
+        let mut overdue = Vec::new();
+        for id in self.channels.open_ids() {
+            if let Some(Slot::Open(ch)) = self.channels.get_mut(id) {
+                if let Some(timeout) = ch.deliveries.overdue(now.into_std(), default) {
+                    overdue.push((id, timeout));
+                }
+            }
+        }
+        for (id, timeout) in overdue {
+            let error = AmqpError::precondition(format!(
+                "delivery acknowledgement on channel {id} timed out. Timeout value used: {} ms. This timeout value can be configured, see consumers doc guide to learn more",
+                timeout.as_millis()
+            ));
+            if let Err(error) = self.channel_failed(id, error).await {
+                self.close_connection(error);
+            }
+        }
     }
 
     /// Hands routed messages to their queues, waiting for room; see `channel::publish_runs` for when this must happen.
