@@ -1,5 +1,5 @@
 """kombu (Celery's messaging layer, on py-amqp): SimpleQueue, a producer and consumer through a topic exchange with
-ack, requeue and reject, and publishing with confirms."""
+ack, requeue and reject, publishing with confirms, and a queue with a message TTL dead-lettering what expires."""
 
 import socket
 import time
@@ -94,3 +94,29 @@ class KombuMessaging(KombuTestCase):
             first.ack()
         finally:
             simple.close()
+
+    def test_a_queue_with_message_ttl_dead_letters_expired_messages(self):
+        # The retry-queue pattern: messages wait out a TTL, then the dead-letter exchange routes them on.
+        dead = Queue(self.delete_later(queue=unique("kombu.dead")), durable=False)
+        waiting = Queue(
+            self.delete_later(queue=unique("kombu.waiting")),
+            durable=False,
+            queue_arguments={
+                "x-message-ttl": 100,
+                "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": dead.name,
+            },
+        )
+        with self.conn.Producer() as producer:
+            producer.publish({"job": 7}, routing_key=waiting.name, declare=[dead, waiting], serializer="json")
+        simple = self.conn.SimpleQueue(dead)
+        try:
+            message = simple.get(block=True, timeout=5)
+            self.assertEqual(message.payload, {"job": 7})
+            death = message.headers["x-death"][0]
+            self.assertEqual((death["queue"], death["reason"], death["count"]), (waiting.name, "expired", 1))
+            self.assertEqual(message.headers["x-first-death-reason"], "expired")
+            message.ack()
+        finally:
+            simple.close()
+        self.assertEqual(waiting(self.conn.default_channel).queue_declare(passive=True).message_count, 0)
