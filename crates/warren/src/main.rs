@@ -1,11 +1,13 @@
 //! The `warren` binary: parses the command line, loads the configuration and serves AMQP until interrupted.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use warren::cli::{Cli, Command};
+use warren::registry::CloseRequest;
 use warren::server::Server;
 
 /// glibc's malloc spent a quarter of the broker's CPU at full publish rate (every message allocates a few small
@@ -67,10 +69,32 @@ async fn serve(config: warren::config::Config) -> ExitCode {
     tokio::select! {
         _ = server.run() => ExitCode::SUCCESS,
         _ = shutdown_signal() => {
+            // The listener went with `server.run()`: no new connections from here on.
             tracing::info!("stopping Warren");
+            close_connections(&broker).await;
             broker.flush();
             ExitCode::SUCCESS
         }
+    }
+}
+
+/// How long a shutdown waits for clients to answer connection.close; past it their sockets are dropped.
+const SHUTDOWN_CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+/// Sends every connection RabbitMQ's shutdown close (320 CONNECTION_FORCED), and waits, at most
+/// [`SHUTDOWN_CLOSE_WAIT`], for them to be gone: their readers enqueue what they read before and their writers send
+/// the confirms still due before the close.
+async fn close_connections(broker: &warren::broker::Broker) {
+    let registry = broker.connections();
+    let request = CloseRequest::forced("broker forced connection closure with reason 'shutdown'");
+    let asked = registry.close_all(&request);
+    if asked == 0 {
+        return;
+    }
+    tracing::info!("closing {asked} client connection(s)");
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_CLOSE_WAIT;
+    while !registry.is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

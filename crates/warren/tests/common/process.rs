@@ -81,6 +81,24 @@ impl BrokerProcess {
         format!("amqp://guest:guest@{}/%2f", self.addr)
     }
 
+    /// Sends SIGTERM without waiting.
+    pub(crate) fn terminate(&self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").arg("-TERM").arg(&pid).status();
+    }
+
+    /// Waits at most `limit` for the process to exit; its status, or None if it is still running.
+    pub(crate) fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// SIGKILL: no shutdown code runs.
     pub(crate) fn kill9(mut self) {
         let _ = self.child.kill();
