@@ -99,72 +99,21 @@ pub fn encode_properties(properties: &AMQPProperties) -> Result<Bytes, AmqpError
     }
 }
 
-/// Reads only the delivery-mode property without decoding the others it does not need: the flags say which
-/// properties precede it (content-type, content-encoding, headers).
-pub fn delivery_mode(raw: &[u8]) -> Option<u8> {
+/// Where the property of flag `bit` starts in raw basic properties, found without decoding the others: None when
+/// the flags say it is absent or the list is too short to hold what precedes it. Properties are laid out in flag
+/// order, from bit 15 down: short strings but for headers (a table with a 4-byte length) and delivery-mode and
+/// priority (one octet each).
+fn property_at(raw: &[u8], bit: u16) -> Option<usize> {
     let flags = u16::from_be_bytes([*raw.first()?, *raw.get(1)?]);
-    if flags & (1 << 12) == 0 {
+    if flags & (1 << bit) == 0 {
         return None;
     }
     let mut at = 2usize;
-    for bit in [15u16, 14] {
-        if flags & (1 << bit) != 0 {
-            at += 1 + *raw.get(at)? as usize;
-        }
-    }
-    if flags & (1 << 13) != 0 {
-        let len = u32::from_be_bytes([
-            *raw.get(at)?,
-            *raw.get(at + 1)?,
-            *raw.get(at + 2)?,
-            *raw.get(at + 3)?,
-        ]);
-        at += 4 + len as usize;
-    }
-    raw.get(at).copied()
-}
-
-/// Reads only the priority property (an octet) without decoding the others: None when the flags say it is absent.
-pub fn priority(raw: &[u8]) -> Option<u8> {
-    let flags = u16::from_be_bytes([*raw.first()?, *raw.get(1)?]);
-    if flags & (1 << 11) == 0 {
-        return None;
-    }
-    let mut at = 2usize;
-    for bit in [15u16, 14] {
-        if flags & (1 << bit) != 0 {
-            at += 1 + *raw.get(at)? as usize;
-        }
-    }
-    if flags & (1 << 13) != 0 {
-        let len = u32::from_be_bytes([
-            *raw.get(at)?,
-            *raw.get(at + 1)?,
-            *raw.get(at + 2)?,
-            *raw.get(at + 3)?,
-        ]);
-        at += 4 + len as usize;
-    }
-    if flags & (1 << 12) != 0 {
-        at += 1;
-    }
-    raw.get(at).copied()
-}
-
-/// Reads only the expiration property (a short string) without decoding the others: None when the flags say it
-/// is absent (the common case, one test), or when the property list is too short to hold it.
-pub fn expiration(raw: &[u8]) -> Option<&[u8]> {
-    let flags = u16::from_be_bytes([*raw.first()?, *raw.get(1)?]);
-    if flags & (1 << 8) == 0 {
-        return None;
-    }
-    let mut at = 2usize;
-    for bit in (9..=15u16).rev() {
-        if flags & (1 << bit) == 0 {
+    for earlier in (bit + 1..=15).rev() {
+        if flags & (1 << earlier) == 0 {
             continue;
         }
-        at += match bit {
-            // headers: a long-string-sized table
+        at += match earlier {
             13 => {
                 let len = u32::from_be_bytes([
                     *raw.get(at)?,
@@ -174,12 +123,27 @@ pub fn expiration(raw: &[u8]) -> Option<&[u8]> {
                 ]);
                 4 + len as usize
             }
-            // delivery-mode, priority: one octet
             11 | 12 => 1,
-            // content-type, content-encoding, correlation-id, reply-to: short strings
             _ => 1 + *raw.get(at)? as usize,
         };
     }
+    Some(at)
+}
+
+/// Reads only the delivery-mode property without decoding the others.
+pub fn delivery_mode(raw: &[u8]) -> Option<u8> {
+    raw.get(property_at(raw, 12)?).copied()
+}
+
+/// Reads only the priority property (an octet) without decoding the others.
+pub fn priority(raw: &[u8]) -> Option<u8> {
+    raw.get(property_at(raw, 11)?).copied()
+}
+
+/// Reads only the expiration property (a short string) without decoding the others: None when the flags say it
+/// is absent (the common case, one test), or when the property list is too short to hold it.
+pub fn expiration(raw: &[u8]) -> Option<&[u8]> {
+    let at = property_at(raw, 8)?;
     let len = *raw.get(at)? as usize;
     raw.get(at + 1..at + 1 + len)
 }

@@ -6,6 +6,7 @@
 pub mod client;
 pub mod content;
 pub mod error;
+pub mod field_type;
 pub mod frame;
 #[cfg(test)]
 mod golden_tests;

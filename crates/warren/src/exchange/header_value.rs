@@ -83,29 +83,6 @@ fn integer_equals_float(integer: i128, float: f64) -> bool {
     float.is_finite() && float.fract() == 0.0 && float.abs() <= LIMIT && float as i128 == integer
 }
 
-/// The type name RabbitMQ's parser gives a field value, for error texts.
-pub(crate) fn rabbit_type_name(value: &AMQPValue) -> &'static str {
-    match value {
-        AMQPValue::Boolean(_) => "bool",
-        AMQPValue::ShortShortInt(_) => "byte",
-        AMQPValue::ShortShortUInt(_) => "unsignedbyte",
-        AMQPValue::ShortInt(_) => "short",
-        AMQPValue::ShortUInt(_) => "unsignedshort",
-        AMQPValue::LongInt(_) => "signedint",
-        AMQPValue::LongUInt(_) => "unsignedint",
-        AMQPValue::LongLongInt(_) => "long",
-        AMQPValue::Float(_) => "float",
-        AMQPValue::Double(_) => "double",
-        AMQPValue::DecimalValue(_) => "decimal",
-        AMQPValue::ShortString(_) | AMQPValue::LongString(_) => "longstr",
-        AMQPValue::FieldArray(_) => "array",
-        AMQPValue::Timestamp(_) => "timestamp",
-        AMQPValue::FieldTable(_) => "table",
-        AMQPValue::ByteArray(_) => "binary",
-        AMQPValue::Void => "void",
-    }
-}
-
 /// A field value printed roughly as Erlang's `~tp` prints the parsed term, for error texts.
 pub(crate) fn erlang_text(value: &AMQPValue) -> String {
     if let Some(number) = as_number(value) {
@@ -127,6 +104,7 @@ pub(crate) fn erlang_text(value: &AMQPValue) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use warren_protocol::field_type::rabbit_type_name;
     use warren_protocol::types::{DecimalValue, FieldTable, LongString};
 
     fn text(s: &str) -> AMQPValue {

@@ -9,8 +9,9 @@
 //! - `all` with no pairs matches every message; `any` with no pairs matches none. A message without a headers
 //!   property is treated as one with an empty table.
 
-use super::header_value::{erlang_text, rabbit_type_name, string_bytes, values_equal};
+use super::header_value::{erlang_text, string_bytes, values_equal};
 use thiserror::Error;
+use warren_protocol::field_type::rabbit_type_name;
 use warren_protocol::types::{AMQPValue, FieldTable, ShortString};
 
 /// The binding argument that selects the match mode.

@@ -235,13 +235,13 @@ impl QueueActor {
     async fn apply(&mut self, command: QueueCommand) -> ActorNext {
         match command {
             QueueCommand::Publish(run) => {
-                // The clock is read only for messages that can expire.
-                let now = match self.state.rules.message_ttl {
-                    Some(_) => now_ms(),
-                    None if run.iter().any(|e| e.message.expiration.is_some()) => now_ms(),
-                    None => 0,
-                };
+                // The clock is read once per run, and only when a message can expire.
+                let mut clock = None;
                 for Enqueue { message, confirm } in run {
+                    let now = match (self.state.rules.message_ttl, message.expiration) {
+                        (None, None) => 0,
+                        _ => *clock.get_or_insert_with(now_ms),
+                    };
                     let on_disk = match &self.storage {
                         Some(d) => {
                             message.persistent

@@ -80,30 +80,8 @@ fn erlang_string(s: &str) -> String {
     out
 }
 
-/// RabbitMQ's name for a field value's type (`rabbit_binary_parser`), as its refusals print it.
-pub(super) fn type_name(v: &AMQPValue) -> &'static str {
-    match v {
-        AMQPValue::Boolean(_) => "bool",
-        AMQPValue::ShortShortInt(_) => "byte",
-        AMQPValue::ShortShortUInt(_) => "unsignedbyte",
-        AMQPValue::ShortInt(_) => "short",
-        AMQPValue::ShortUInt(_) => "unsignedshort",
-        AMQPValue::LongInt(_) => "signedint",
-        AMQPValue::LongUInt(_) => "unsignedint",
-        AMQPValue::LongLongInt(_) => "long",
-        AMQPValue::Float(_) => "float",
-        AMQPValue::Double(_) => "double",
-        AMQPValue::DecimalValue(_) => "decimal",
-        // A short string never comes off the wire in a table (amq-protocol reads 's' as a short int); one built
-        // in-process reads as the string it is.
-        AMQPValue::ShortString(_) | AMQPValue::LongString(_) => "longstr",
-        AMQPValue::FieldArray(_) => "array",
-        AMQPValue::Timestamp(_) => "timestamp",
-        AMQPValue::FieldTable(_) => "table",
-        AMQPValue::ByteArray(_) => "binary",
-        AMQPValue::Void => "void",
-    }
-}
+/// RabbitMQ's name for a field value's type, as its refusals print it.
+pub(super) use warren_protocol::field_type::rabbit_type_name as type_name;
 
 /// The value of an AMQP integer RabbitMQ counts as one (`?INTEGER_ARG_TYPES`: signed and unsigned 8, 16 and 32
 /// bits, signed 64). A timestamp is not one.
