@@ -12,6 +12,8 @@ use crate::config::{AuthConfig, Config, SyncPolicy, UserConfig};
 use crate::message::continue_ids_above;
 use crate::meta::DefinitionStore;
 pub use crate::meta::MetaError;
+use crate::policy::Policy;
+pub use crate::policy::{PolicyError, PolicyInfo, PolicyInput, PolicyKind};
 use crate::queue::flow::FlowLimits;
 use crate::registry::ConnectionRegistry;
 use crate::vhost::{DurableStores, Vhost};
@@ -34,6 +36,18 @@ pub enum StartError {
     /// The message store could not be opened or recovered.
     #[error("cannot open the message store: {0}")]
     Store(#[from] StoreError),
+    /// A policy of the config file could not be set.
+    #[error("cannot set {kind} '{name}' in vhost '{vhost}' from the config file: {error}")]
+    Policy {
+        /// `policy` or `operator policy`.
+        kind: &'static str,
+        /// Its vhost.
+        vhost: String,
+        /// Its name.
+        name: String,
+        /// Why.
+        error: PolicyError,
+    },
 }
 
 /// One running broker node: what every connection shares. Built once by [`Broker::open`] and shared as an `Arc` by
@@ -127,7 +141,7 @@ impl Broker {
                 );
             }
         }
-        Ok(Arc::new(Broker {
+        let broker = Arc::new(Broker {
             config,
             vhosts,
             stores,
@@ -135,7 +149,80 @@ impl Broker {
             next_connection_id: AtomicU64::new(1),
             next_consumer_id: AtomicU64::new(1),
             connections: ConnectionRegistry::default(),
-        }))
+        });
+        for p in &broker.config.policies {
+            let kind = match p.operator {
+                true => PolicyKind::Operator,
+                false => PolicyKind::Policy,
+            };
+            let input = PolicyInput {
+                pattern: p.pattern.clone(),
+                apply_to: p.apply_to.clone(),
+                priority: p.priority.map(Into::into),
+                definition: p.definition.clone(),
+            };
+            broker
+                .set_policy(kind, &p.vhost, &p.name, &input)
+                .map_err(|error| StartError::Policy {
+                    kind: match kind {
+                        PolicyKind::Policy => "policy",
+                        PolicyKind::Operator => "operator policy",
+                    },
+                    vhost: p.vhost.clone(),
+                    name: p.name.clone(),
+                    error,
+                })?;
+        }
+        Ok(broker)
+    }
+
+    /// Sets (adds or replaces) the policy or operator policy `name` of `vhost`, checked as RabbitMQ checks it,
+    /// stores it, and applies it at once to the queues and exchanges it matches. Blocks on a disk commit: call it
+    /// off the async workers (`tokio::task::spawn_blocking`).
+    pub fn set_policy(
+        &self,
+        kind: PolicyKind,
+        vhost: &str,
+        name: &str,
+        input: &PolicyInput,
+    ) -> Result<(), PolicyError> {
+        let host = self
+            .vhost(vhost)
+            .ok_or_else(|| PolicyError::NoSuchVhost(vhost.to_owned()))?;
+        host.set_policy(Policy::parse(kind, vhost, name, input)?)
+    }
+
+    /// Clears the policy or operator policy `name` of `vhost`; Ok(false) if there is none. Its queues and
+    /// exchanges fall back at once to the next matching policy, or to their arguments. Blocks on a disk commit.
+    pub fn clear_policy(
+        &self,
+        kind: PolicyKind,
+        vhost: &str,
+        name: &str,
+    ) -> Result<bool, PolicyError> {
+        let host = self
+            .vhost(vhost)
+            .ok_or_else(|| PolicyError::NoSuchVhost(vhost.to_owned()))?;
+        host.clear_policy(kind, name)
+    }
+
+    /// The policies (or operator policies) of `vhost`, or of every vhost, highest priority first within a vhost.
+    pub fn policies(&self, kind: PolicyKind, vhost: Option<&str>) -> Vec<PolicyInfo> {
+        let mut names: Vec<String> = match vhost {
+            Some(v) => vec![v.to_owned()],
+            None => self.vhosts.iter().map(|v| v.key().clone()).collect(),
+        };
+        names.sort();
+        names
+            .iter()
+            .filter_map(|name| self.vhost(name))
+            .flat_map(|v| v.policies(kind))
+            .collect()
+    }
+
+    /// The policy (or operator policy) `name` of `vhost`, if set.
+    pub fn policy(&self, kind: PolicyKind, vhost: &str, name: &str) -> Option<PolicyInfo> {
+        self.vhost(vhost)?.policy(kind, name)
     }
 
     /// The vhost `name`, if configured.

@@ -23,6 +23,7 @@ pub(crate) mod connection;
 pub(crate) mod exchange;
 pub(crate) mod message;
 pub(crate) mod meta;
+pub(crate) mod policy;
 pub(crate) mod queue;
 pub mod registry;
 pub mod server;

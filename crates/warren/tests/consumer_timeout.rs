@@ -107,3 +107,71 @@ async fn a_queues_x_consumer_timeout_overrides_the_node_default() {
         .unwrap_or_default()
         .contains("Timeout value used: 300 ms"));
 }
+
+#[tokio::test]
+async fn the_cancel_consumer_action_requeues_the_late_delivery_and_cancels_only_its_consumer() {
+    use futures_lite::StreamExt;
+    use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicGetOptions};
+
+    let server = common::start_server().await;
+    let broker = server.broker.clone();
+    tokio::task::spawn_blocking(move || {
+        let input = warren::broker::PolicyInput {
+            pattern: "^lazy$".into(),
+            apply_to: Some("queues".into()),
+            priority: None,
+            definition: serde_json::json!({
+                "consumer-timeout": 300,
+                "warren-consumer-timeout-action": "cancel-consumer"
+            }),
+        };
+        broker.set_policy(warren::broker::PolicyKind::Policy, "/", "lazy", &input)
+    })
+    .await
+    .expect("ran")
+    .expect("policy set");
+    let conn = connect(&server).await;
+    let ch = confirming_channel(&conn).await;
+    declare(
+        &ch,
+        "lazy",
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await;
+    publish_confirmed(&ch, "", "lazy", "late", BasicProperties::default()).await;
+    let consumer_channel = conn.create_channel().await.expect("channel");
+    let mut consumer = consumer_channel
+        .basic_consume(
+            "lazy".into(),
+            "sleepy".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("basic.consume");
+    let first = within(5, consumer.next())
+        .await
+        .expect("a delivery")
+        .expect("delivery ok");
+    assert_eq!(first.data, b"late");
+    // Never acked: after the timeout the broker cancels the consumer (lapin ends its stream on basic.cancel).
+    let after = within(10, consumer.next()).await;
+    assert!(after.is_none(), "the consumer is cancelled, got {after:?}");
+    // The channel lives on, and the message is back, marked redelivered.
+    let again = within(
+        5,
+        consumer_channel.basic_get("lazy".into(), BasicGetOptions { no_ack: false }),
+    )
+    .await
+    .expect("the channel is still open")
+    .expect("the late message was requeued");
+    assert_eq!(again.delivery.data, b"late");
+    assert!(again.delivery.redelivered);
+    consumer_channel
+        .basic_ack(again.delivery.delivery_tag, BasicAckOptions::default())
+        .await
+        .expect("ack on the same channel");
+    assert_eq!(ready_count(&ch, "lazy").await, 0);
+    assert!(consumer_channel.status().connected());
+}

@@ -141,14 +141,15 @@ impl Channel {
         } else {
             Arc::from(consume.consumer_tag.as_str())
         };
-        if !self.deliveries.add_consumer(tag.clone(), queue.clone()) {
+        let id = ctx.broker.next_consumer_id();
+        if !self.deliveries.add_consumer(tag.clone(), queue.clone(), id) {
             return Err(AmqpError::new(
                 ReplyCode::NotAllowed,
                 format!("attempt to reuse consumer tag '{tag}'"),
             ));
         }
         let consumer = QueueConsumer {
-            id: ctx.broker.next_consumer_id(),
+            id,
             tag: tag.clone(),
             sink: self.deliveries.clone(),
             no_ack: consume.no_ack,

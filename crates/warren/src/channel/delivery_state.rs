@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use crate::message::QueuedMessage;
+use crate::queue::settings::ConsumerTimeoutAction;
 use crate::queue::sink::{DeliverOutcome, DeliverySink, QueueReply};
 use crate::queue::QueueHandle;
 use crate::session::ConnectionShared;
@@ -28,6 +29,23 @@ pub(crate) struct Unacked {
     pub(crate) consumer: Option<u64>,
 }
 
+/// A delivery unacknowledged past its consumer timeout, found by [`DeliveryState::overdue`].
+pub(crate) struct Overdue {
+    /// The timeout it is past.
+    pub(crate) timeout: Duration,
+    /// Under the `cancel-consumer` action, the late delivery taken out of the unacked ones and its consumer: it is
+    /// requeued and that consumer cancelled. None: the channel is closed (RabbitMQ's behaviour).
+    pub(crate) cancel: Option<LateDelivery>,
+}
+
+/// The delivery and consumer a `cancel-consumer` consumer timeout acts on.
+pub(crate) struct LateDelivery {
+    /// The delivery, no longer unacked on the channel.
+    pub(crate) unacked: Unacked,
+    /// Its consumer's tag, no longer on the channel.
+    pub(crate) consumer_tag: Arc<str>,
+}
+
 /// What [`DeliveryState`] guards with its one lock.
 #[derive(Default)]
 struct DeliveryTables {
@@ -43,8 +61,9 @@ struct DeliveryTables {
     global_prefetch: u16,
     /// Queue actors held back by the global prefetch, woken when credit frees.
     credit_waiters: Vec<Arc<Notify>>,
-    /// This channel's consumer tags and their queues: duplicate tags are refused, and a close cancels each.
-    consumers: HashMap<Arc<str>, Arc<QueueHandle>>,
+    /// This channel's consumer tags with their queues and consumer ids: duplicate tags are refused, and a close
+    /// cancels each.
+    consumers: HashMap<Arc<str>, (Arc<QueueHandle>, u64)>,
     /// (when, next delivery tag then), taken by the consumer-timeout check while deliveries are unacked: a tag below
     /// a mark's was delivered before that mark's time. Deliveries carry no timestamp, so the hot path reads no clock.
     marks: VecDeque<(Instant, u64)>,
@@ -76,16 +95,19 @@ impl DeliveryState {
         })
     }
 
-    /// The consumer timeout of the oldest unacknowledged delivery, if it has been unacknowledged longer than that
-    /// at `now`: its queue's `x-consumer-timeout`, else `default`. Called about once a second by the connection's
-    /// reader; precise to about 1/32 of the timeout.
-    pub(crate) fn overdue(&self, now: Instant, default: Option<Duration>) -> Option<Duration> {
+    /// The oldest unacknowledged delivery, if it has been unacknowledged longer than its consumer timeout at
+    /// `now`: its queue's (`x-consumer-timeout` or a policy's `consumer-timeout`), else `default`. Under the queue's
+    /// `cancel-consumer` action the delivery and its consumer are taken off the channel here. Called about once a
+    /// second by the connection's reader; precise to about 1/32 of the timeout.
+    pub(crate) fn overdue(&self, now: Instant, default: Option<Duration>) -> Option<Overdue> {
         let mut state = self.lock();
         let Some((&oldest, unacked)) = state.unacked.first_key_value() else {
             state.marks.clear();
             return None;
         };
-        let timeout = match unacked.queue.spec.args.consumer_timeout {
+        let settings = unacked.queue.settings();
+        let oldest_consumer = unacked.consumer;
+        let timeout = match settings.consumer_timeout {
             Some(ms) => Duration::from_millis(ms),
             None => default?,
         };
@@ -109,7 +131,34 @@ impl DeliveryState {
             .rev()
             .find(|(at, _)| *at <= horizon)
             .map(|&(_, tag)| tag)?;
-        (oldest < delivered_before).then_some(timeout)
+        if oldest >= delivered_before {
+            return None;
+        }
+        let cancel = match (settings.consumer_timeout_action, oldest_consumer) {
+            (ConsumerTimeoutAction::CancelConsumer, Some(id)) => {
+                let tag = state
+                    .consumers
+                    .iter()
+                    .find(|(_, (_, consumer))| *consumer == id)
+                    .map(|(tag, _)| tag.clone());
+                match tag {
+                    Some(tag) => {
+                        state.consumers.remove(&tag);
+                        let taken: Vec<Unacked> =
+                            state.unacked.remove(&oldest).into_iter().collect();
+                        self.release_credit(&mut state, &taken);
+                        taken.into_iter().next().map(|unacked| LateDelivery {
+                            unacked,
+                            consumer_tag: tag,
+                        })
+                    }
+                    // Cancelled already: its deliveries stay unacked on the channel, which times out as RabbitMQ's.
+                    None => None,
+                }
+            }
+            _ => None,
+        };
+        Some(Overdue { timeout, cancel })
     }
 
     /// Locks the tables; a poisoned lock is taken over, as everywhere in the broker.
@@ -280,19 +329,19 @@ impl DeliveryState {
         }
     }
 
-    /// Registers a consumer tag; false if the channel already has it.
-    pub(crate) fn add_consumer(&self, tag: Arc<str>, queue: Arc<QueueHandle>) -> bool {
+    /// Registers a consumer tag with its queue and consumer id; false if the channel already has the tag.
+    pub(crate) fn add_consumer(&self, tag: Arc<str>, queue: Arc<QueueHandle>, id: u64) -> bool {
         let mut state = self.lock();
         if state.consumers.contains_key(&tag) {
             return false;
         }
-        state.consumers.insert(tag, queue);
+        state.consumers.insert(tag, (queue, id));
         true
     }
 
     /// Forgets a consumer tag (client cancel, or the queue cancelled it); returns its queue.
     pub(crate) fn remove_consumer(&self, tag: &str) -> Option<Arc<QueueHandle>> {
-        self.lock().consumers.remove(tag)
+        self.lock().consumers.remove(tag).map(|(queue, _)| queue)
     }
 
     /// Closes the deliveries: no more deliveries. Returns the unacked deliveries and the consumers, for the channel to
@@ -302,7 +351,7 @@ impl DeliveryState {
         state.closed = true;
         let unacked = std::mem::take(&mut state.unacked).into_values().collect();
         let mut queues: Vec<Arc<QueueHandle>> = Vec::new();
-        for (_, queue) in state.consumers.drain() {
+        for (_, (queue, _)) in state.consumers.drain() {
             if !queues.iter().any(|q| Arc::ptr_eq(q, &queue)) {
                 queues.push(queue);
             }

@@ -5,6 +5,7 @@
 
 mod answer;
 mod consume;
+pub(crate) mod consumer_timeout;
 pub(crate) mod delivery_state;
 pub(crate) mod effect;
 mod exchange_queue_methods;

@@ -26,6 +26,8 @@ pub(super) struct FileConfig {
     log: LogSection,
     storage: StorageSection,
     flow: FlowSection,
+    policies: Vec<PolicySection>,
+    operator_policies: Vec<PolicySection>,
 }
 
 impl FileConfig {
@@ -41,7 +43,50 @@ impl FileConfig {
         self.log.apply_to(config, source)?;
         self.storage.apply_to(config, source)?;
         self.flow.apply_to(config);
+        for (operator, list) in [(false, self.policies), (true, self.operator_policies)] {
+            for policy in list {
+                config.policies.push(policy.into_config(operator, source)?);
+            }
+        }
         Ok(())
+    }
+}
+
+/// A `[[policies]]` or `[[operator_policies]]` table: RabbitMQ's policy fields, the definition an inline table of
+/// its keys (`definition = { message-ttl = 60000, dead-letter-exchange = "dlx" }`). Checked when the broker
+/// starts, with RabbitMQ's refusals.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [[policies]] table")]
+struct PolicySection {
+    vhost: Option<String>,
+    name: Spanned<String>,
+    pattern: String,
+    #[serde(rename = "apply-to")]
+    apply_to: Option<String>,
+    priority: Option<i64>,
+    definition: toml::Table,
+}
+
+impl PolicySection {
+    fn into_config(
+        self,
+        operator: bool,
+        source: &TomlSource<'_>,
+    ) -> Result<super::PolicyConfig, ConfigError> {
+        let span = self.name.span();
+        let name = non_empty(self.name, "name", source)?;
+        let definition = serde_json::to_value(&self.definition).map_err(|e| {
+            source.invalid(span, "definition", format!("cannot be read as JSON: {e}"))
+        })?;
+        Ok(super::PolicyConfig {
+            operator,
+            vhost: self.vhost.unwrap_or_else(|| "/".to_owned()),
+            name,
+            pattern: self.pattern,
+            apply_to: self.apply_to,
+            priority: self.priority,
+            definition,
+        })
     }
 }
 

@@ -45,8 +45,30 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Flow control: when a queue holds its publishers.
     pub flow: FlowConfig,
+    /// Policies and operator policies set at start (`[[policies]]`, `[[operator_policies]]`), over any stored
+    /// ones of the same name.
+    pub policies: Vec<PolicyConfig>,
     /// The config file these settings were read from; `None` when built from defaults or from a string.
     pub source: Option<PathBuf>,
+}
+
+/// A policy of the config file: RabbitMQ's policy fields (`rabbitmqctl set_policy`, the management API's JSON).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyConfig {
+    /// An operator policy (`[[operator_policies]]`) rather than a policy.
+    pub operator: bool,
+    /// Its vhost. Default `/`.
+    pub vhost: String,
+    /// Its name.
+    pub name: String,
+    /// The regular expression searched in queue and exchange names.
+    pub pattern: String,
+    /// `all` (the default), `queues`, `classic_queues`, `quorum_queues`, `streams` or `exchanges`.
+    pub apply_to: Option<String>,
+    /// The higher applies when several match. Default 0.
+    pub priority: Option<i64>,
+    /// The settings by RabbitMQ's keys (`message-ttl`, `dead-letter-exchange`, ...), checked when the broker starts.
+    pub definition: serde_json::Value,
 }
 
 /// Per-connection and per-node limits. Defaults are RabbitMQ 3.13's.
@@ -174,6 +196,7 @@ impl Default for Config {
             log: LogConfig::default(),
             storage: StorageConfig::default(),
             flow: FlowConfig::default(),
+            policies: Vec::new(),
             source: None,
         }
     }

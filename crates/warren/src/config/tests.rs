@@ -457,3 +457,51 @@ fn flow_section_sets_the_queue_watermarks_and_zero_turns_a_test_off() {
         "config/warren.toml:2: unknown key `queue_watermark` in [flow]"
     );
 }
+
+#[test]
+fn policies_and_operator_policies_are_read_with_rabbitmqs_field_names() {
+    let config = load(
+        r#"
+[[policies]]
+name = "retry"
+pattern = "^retry\\."
+apply-to = "queues"
+priority = 5
+definition = { message-ttl = 5000, dead-letter-exchange = "" }
+
+[[operator_policies]]
+vhost = "/"
+name = "ceiling"
+pattern = ".*"
+definition = { max-length = 100000 }
+"#,
+    )
+    .expect("loads");
+    assert_eq!(
+        config.policies,
+        vec![
+            crate::config::PolicyConfig {
+                operator: false,
+                vhost: "/".into(),
+                name: "retry".into(),
+                pattern: "^retry\\.".into(),
+                apply_to: Some("queues".into()),
+                priority: Some(5),
+                definition: serde_json::json!({"message-ttl": 5000, "dead-letter-exchange": ""}),
+            },
+            crate::config::PolicyConfig {
+                operator: true,
+                vhost: "/".into(),
+                name: "ceiling".into(),
+                pattern: ".*".into(),
+                apply_to: None,
+                priority: None,
+                definition: serde_json::json!({"max-length": 100000}),
+            },
+        ]
+    );
+    assert!(
+        refusal("[[policies]]\nname = \"p\"\npattern = \".\"\ndefinition = {}\ncolour = 1\n")
+            .contains("colour")
+    );
+}

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 
 use super::{BindingTable, ExchangeKind};
 use warren_protocol::{AMQPValue, FieldTable};
@@ -23,12 +23,26 @@ pub(crate) struct Exchange {
     /// The declared arguments, compared on redeclare and stored.
     pub(crate) arguments: FieldTable,
     /// The `alternate-exchange` argument: where messages this exchange cannot route go.
-    pub(crate) alternate: Option<Arc<str>>,
+    alternate: Option<Arc<str>>,
+    /// The `alternate-exchange` of the policy that applies to it, if any; the argument wins over it.
+    pub(crate) policy_alternate: ArcSwapOption<Arc<str>>,
     /// The routing table, swapped whole on change so a publish reads it without a lock.
     pub(crate) bindings: ArcSwap<BindingTable>,
 }
 
 impl Exchange {
+    /// Where messages this exchange cannot route go: its `alternate-exchange` argument, else its policy's
+    /// (`rabbit_policy:get_arg/3`: the argument wins).
+    pub(crate) fn alternate(&self) -> Option<Arc<str>> {
+        match &self.alternate {
+            Some(name) => Some(name.clone()),
+            None => self
+                .policy_alternate
+                .load_full()
+                .map(|name| (*name).clone()),
+        }
+    }
+
     /// An exchange with no bindings; `alternate-exchange` is read from `arguments` once here.
     pub(crate) fn new(
         name: &str,
@@ -53,6 +67,7 @@ impl Exchange {
             internal,
             arguments,
             alternate,
+            policy_alternate: ArcSwapOption::empty(),
             bindings: ArcSwap::from_pointee(BindingTable::empty(kind)),
         }
     }

@@ -1,4 +1,4 @@
-//! Durable definitions: exchanges, queues and bindings that survive a restart, kept in an embedded redb database
+//! Durable definitions: exchanges, queues, bindings and policies that survive a restart, kept in an embedded redb database
 //! (`<data_dir>/definitions.redb`). Every change is one committed (fsynced) transaction; transient and exclusive
 //! objects are never written here, so after a restart they are gone, as in RabbitMQ.
 
@@ -13,6 +13,7 @@ const EXCHANGES: TableDefinition<&str, &[u8]> = TableDefinition::new("exchanges"
 const QUEUES: TableDefinition<&str, &[u8]> = TableDefinition::new("queues");
 const BINDINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("bindings");
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+const POLICIES: TableDefinition<&str, &[u8]> = TableDefinition::new("policies");
 
 /// Why the definitions store (redb) failed; at start this stops the broker, later it fails the topology change.
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +98,30 @@ impl BindingDef {
     }
 }
 
+/// A stored policy or operator policy, as it was set.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct PolicyDef {
+    /// An operator policy rather than a policy.
+    pub(crate) operator: bool,
+    /// Its vhost.
+    pub(crate) vhost: String,
+    /// Its name.
+    pub(crate) name: String,
+    /// The name pattern.
+    pub(crate) pattern: String,
+    /// What it applies to (`all`, `queues`, ...).
+    pub(crate) apply_to: String,
+    /// Its priority.
+    pub(crate) priority: i64,
+    /// Its definition, as set.
+    pub(crate) definition: serde_json::Value,
+}
+
+fn policy_key(operator: bool, vhost: &str, name: &str) -> String {
+    let kind = if operator { "o" } else { "p" };
+    format!("{kind}\0{vhost}\0{name}")
+}
+
 /// Everything stored, as loaded at start.
 #[derive(Debug, Default)]
 pub(crate) struct Definitions {
@@ -106,6 +131,8 @@ pub(crate) struct Definitions {
     pub(crate) queues: Vec<QueueDef>,
     /// Every stored binding.
     pub(crate) bindings: Vec<BindingDef>,
+    /// Every stored policy and operator policy.
+    pub(crate) policies: Vec<PolicyDef>,
 }
 
 /// The definitions database (redb): durable exchanges, queues and bindings. Each write commits (an
@@ -128,6 +155,7 @@ impl DefinitionStore {
         txn.open_table(QUEUES).map_err(storage)?;
         txn.open_table(BINDINGS).map_err(storage)?;
         txn.open_table(COUNTERS).map_err(storage)?;
+        txn.open_table(POLICIES).map_err(storage)?;
         txn.commit().map_err(storage)?;
         Ok(DefinitionStore { db })
     }
@@ -186,6 +214,25 @@ impl DefinitionStore {
         self.remove(BINDINGS, &def.key()?)
     }
 
+    /// Stores or replaces a policy; returns once committed.
+    pub(crate) fn put_policy(&self, def: &PolicyDef) -> Result<(), MetaError> {
+        self.put(
+            POLICIES,
+            &policy_key(def.operator, &def.vhost, &def.name),
+            def,
+        )
+    }
+
+    /// Removes a policy; returns once committed.
+    pub(crate) fn remove_policy(
+        &self,
+        operator: bool,
+        vhost: &str,
+        name: &str,
+    ) -> Result<(), MetaError> {
+        self.remove(POLICIES, &policy_key(operator, vhost, name))
+    }
+
     /// A new queue id for the message store, never reused.
     pub(crate) fn next_queue_id(&self) -> Result<u64, MetaError> {
         let txn = self.db.begin_write().map_err(storage)?;
@@ -211,6 +258,7 @@ impl DefinitionStore {
             exchanges: read_all(&txn, EXCHANGES)?,
             queues: read_all(&txn, QUEUES)?,
             bindings: read_all(&txn, BINDINGS)?,
+            policies: read_all(&txn, POLICIES)?,
         })
     }
 }
@@ -292,6 +340,21 @@ mod tests {
         assert!(store.next_queue_id().unwrap() > loaded.queues[0].id);
         store.remove_binding(&binding).unwrap();
         assert!(store.load().unwrap().bindings.is_empty());
+        let policy = PolicyDef {
+            operator: true,
+            vhost: "/".into(),
+            name: "limit".into(),
+            pattern: ".*".into(),
+            apply_to: "queues".into(),
+            priority: 1,
+            definition: serde_json::json!({"max-length": 10}),
+        };
+        store.put_policy(&policy).unwrap();
+        drop(store);
+        let store = DefinitionStore::open(&path).unwrap();
+        assert_eq!(store.load().unwrap().policies, vec![policy]);
+        store.remove_policy(true, "/", "limit").unwrap();
+        assert!(store.load().unwrap().policies.is_empty());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

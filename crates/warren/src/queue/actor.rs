@@ -6,12 +6,13 @@ use std::sync::{Arc, Weak};
 
 use tokio::sync::mpsc;
 
-use super::arguments::{Overflow, QueueArguments, QueueType};
+use super::arguments::{Overflow, QueueType};
 use super::consumer::QueueConsumer;
 use super::flow::FlowLimits;
 use super::owner::DeadLetters;
 use super::owner::QueueOwner;
 use super::ready::ReadyList;
+use super::settings::QueueSettings;
 use super::sink::{DeliverOutcome, DeliverySink, QueueReply};
 use super::state::{Admission, DropReason, Payload, QueueState, ReadyEntry, ReadyRules};
 use super::{Enqueue, QueueCommand, QueueHandle, QueueSpec, QueueStats, SettleAction, MAX_RUN};
@@ -35,9 +36,11 @@ pub(crate) struct QueueStorage {
 const INBOX_CAPACITY: usize = 32_768 / MAX_RUN;
 const BATCH: usize = 256;
 
-/// Creates a queue and starts its actor; a durable queue starts with the messages the store recovered for it.
+/// Creates a queue applying `settings` and starts its actor; a durable queue starts with the messages the store
+/// recovered for it.
 pub(crate) fn spawn_queue(
     spec: QueueSpec,
+    settings: QueueSettings,
     owner: Weak<dyn QueueOwner>,
     storage: Option<QueueStorage>,
     flow_limits: FlowLimits,
@@ -51,9 +54,11 @@ pub(crate) fn spawn_queue(
         settlements,
         wake: Arc::new(tokio::sync::Notify::new()),
         flow: Default::default(),
+        settings: arc_swap::ArcSwap::from_pointee(settings),
     });
+    let settings = handle.settings();
     let mut state = QueueState::default();
-    state.rules = ready_rules(&handle.spec.args);
+    state.rules = ready_rules(&settings, handle.spec.args.queue_type);
     state.ready = ReadyList::with_max_priority(handle.spec.args.max_priority.unwrap_or(0));
     // x-expires counts from a restart too, as in RabbitMQ.
     let now = now_ms();
@@ -67,26 +72,23 @@ pub(crate) fn spawn_queue(
         storage,
         flow_limits,
         held: None,
-        expires: handle.spec.args.expires,
+        settings,
         last_used: now,
-        dead_letter_exchange: handle.spec.args.dead_letter_exchange.clone(),
-        dead_letter_routing_key: handle.spec.args.dead_letter_routing_key.clone(),
-        dead_letter_refused: handle.spec.args.overflow == Overflow::RejectPublishDlx,
         single_active_consumer: handle.spec.args.single_active_consumer,
     };
     tokio::spawn(actor.run(receiver, settle_receiver, handle.clone()));
     handle
 }
 
-/// The rules a queue's checked arguments set on its ready messages.
-fn ready_rules(args: &QueueArguments) -> ReadyRules {
+/// The rules a queue's settings set on its ready messages.
+fn ready_rules(settings: &QueueSettings, queue_type: QueueType) -> ReadyRules {
     ReadyRules {
-        message_ttl: args.message_ttl,
-        max_length: args.max_length,
-        max_length_bytes: args.max_length_bytes,
-        reject_when_full: args.overflow != Overflow::DropHead,
-        count_returns: args.queue_type == QueueType::Quorum,
-        delivery_limit: args.delivery_limit,
+        message_ttl: settings.message_ttl,
+        max_length: settings.max_length,
+        max_length_bytes: settings.max_length_bytes,
+        reject_when_full: settings.overflow != Overflow::DropHead,
+        count_returns: queue_type == QueueType::Quorum,
+        delivery_limit: settings.delivery_limit,
     }
 }
 
@@ -119,16 +121,11 @@ pub(super) struct QueueActor {
     flow_limits: FlowLimits,
     /// While the queue holds its publishers: the consumer generation its exempt connections were taken at.
     held: Option<u64>,
-    /// `x-expires`: the queue is deleted once unused (no consumers, no basic.get, no declare) this long, in ms.
-    expires: Option<u64>,
-    /// When it was last used, in milliseconds since the epoch.
+    /// The settings applied (a copy of the handle's, taken again on [`QueueCommand::Reconfigure`]): the queue's
+    /// expiry, dead-letter exchange and limits.
+    settings: Arc<QueueSettings>,
+    /// When it was last used, in milliseconds since the epoch (for `x-expires`).
     last_used: u64,
-    /// `x-dead-letter-exchange`: where messages that die here are published.
-    dead_letter_exchange: Option<String>,
-    /// `x-dead-letter-routing-key`: the key they are published with instead of their own.
-    dead_letter_routing_key: Option<String>,
-    /// `x-overflow` `reject-publish-dlx`: messages refused for the length limit are dead-lettered too.
-    dead_letter_refused: bool,
     /// `x-single-active-consumer`.
     single_active_consumer: bool,
 }
@@ -260,7 +257,7 @@ impl QueueActor {
                             if let Some(confirm) = confirm {
                                 confirm.fail();
                             }
-                            if self.dead_letter_refused {
+                            if self.settings.overflow == Overflow::RejectPublishDlx {
                                 self.dead_letter(vec![message], DeathReason::Maxlen);
                             }
                             if persistent {
@@ -311,6 +308,7 @@ impl QueueActor {
                 self.dead_letter(settled.over_limit, DeathReason::DeliveryLimit);
                 self.forget_stored(stored);
             }
+            QueueCommand::Reconfigure => self.reconfigure(),
             QueueCommand::ChannelClosed { sink } => {
                 self.used();
                 self.state.remove_channel(&sink);
@@ -398,7 +396,7 @@ impl QueueActor {
                 Payload::OnDisk { msg_id, .. } => Some(*msg_id),
             })
             .collect();
-        if self.dead_letter_exchange.is_some() {
+        if self.settings.dead_letter_exchange.is_some() {
             let reason = match reason {
                 DropReason::Expired => DeathReason::Expired,
                 DropReason::Maxlen => DeathReason::Maxlen,
@@ -447,7 +445,7 @@ impl QueueActor {
     /// Hands messages that died here to the owner, to publish to the dead-letter exchange.
     fn dead_letter(&self, messages: Vec<Arc<Message>>, reason: DeathReason) {
         let (Some(exchange), Some(handle), Some(owner)) = (
-            &self.dead_letter_exchange,
+            &self.settings.dead_letter_exchange,
             self.handle.upgrade(),
             self.owner.upgrade(),
         ) else {
@@ -460,7 +458,7 @@ impl QueueActor {
             &handle,
             DeadLetters {
                 exchange: exchange.clone(),
-                routing_key: self.dead_letter_routing_key.clone(),
+                routing_key: self.settings.dead_letter_routing_key.clone(),
                 letters: messages.into_iter().map(|m| (m, reason)).collect(),
             },
         );
@@ -621,16 +619,32 @@ impl QueueActor {
         }
     }
 
+    /// Takes the handle's settings anew (a policy changed): the new limits and TTL apply to the messages already
+    /// queued, from the next round on (which drops what is now over a limit or expired).
+    fn reconfigure(&mut self) {
+        let Some(handle) = self.handle.upgrade() else {
+            return;
+        };
+        let settings = handle.settings();
+        if settings.expires.is_some() && self.settings.expires.is_none() {
+            // A queue expiry set now counts from now.
+            self.last_used = now_ms();
+        }
+        let rules = ready_rules(&settings, handle.spec.args.queue_type);
+        self.state.change_rules(rules, now_ms());
+        self.settings = settings;
+    }
+
     /// Records a use of the queue for `x-expires`.
     fn used(&mut self) {
-        if self.expires.is_some() {
+        if self.settings.expires.is_some() {
             self.last_used = now_ms();
         }
     }
 
     /// When the queue, unused, would expire (`x-expires`): never while it has consumers.
     fn unused_deadline(&self) -> Option<u64> {
-        let expires = self.expires?;
+        let expires = self.settings.expires?;
         self.state
             .consumers
             .is_empty()

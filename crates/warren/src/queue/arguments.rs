@@ -106,15 +106,15 @@ pub(crate) struct QueueArguments {
     pub(crate) max_length: Option<u64>,
     /// `x-max-length-bytes`: most bytes of ready message bodies.
     pub(crate) max_length_bytes: Option<u64>,
-    /// `x-overflow`, as the queue applies it: a quorum queue treats `reject-publish-dlx` as `drop-head` (RabbitMQ
-    /// logs a warning and does the same).
-    pub(crate) overflow: Overflow,
+    /// `x-overflow`, if declared, as the queue applies it: a quorum queue treats `reject-publish-dlx` as
+    /// `drop-head` (RabbitMQ logs a warning and does the same).
+    pub(crate) overflow: Option<Overflow>,
     /// `x-dead-letter-exchange`: where dropped, expired and rejected messages go ("" is the default exchange).
     pub(crate) dead_letter_exchange: Option<String>,
     /// `x-dead-letter-routing-key`: the key they are republished with (only allowed with an exchange).
     pub(crate) dead_letter_routing_key: Option<String>,
-    /// `x-dead-letter-strategy` (quorum queues).
-    pub(crate) dead_letter_strategy: DeadLetterStrategy,
+    /// `x-dead-letter-strategy` (quorum queues), if declared.
+    pub(crate) dead_letter_strategy: Option<DeadLetterStrategy>,
     /// `x-max-priority`, as the queue applies it: RabbitMQ gives a queue declared with 0 priorities 0 and 1
     /// (`rabbit_priority_queue`: at least 1), so 0 reads as 1 here. Classic queues only.
     pub(crate) max_priority: Option<u8>,
@@ -225,7 +225,7 @@ impl QueueArguments {
     pub(crate) fn check_supported(&self, queue: &str, vhost: &str) -> Result<(), AmqpError> {
         let unsupported = [(
             "x-dead-letter-strategy",
-            self.dead_letter_strategy == DeadLetterStrategy::AtLeastOnce,
+            self.dead_letter_strategy == Some(DeadLetterStrategy::AtLeastOnce),
         )];
         match unsupported.iter().find(|(_, used)| *used) {
             Some((key, _)) => Err(AmqpError::precondition(format!(
@@ -272,11 +272,12 @@ impl QueueArguments {
         let count = |key: &str| get(key).and_then(int).and_then(|n| u64::try_from(n).ok());
         let string = |key: &str| get(key).and_then(text);
         let overflow = match string("x-overflow").as_deref() {
-            Some("reject-publish") => Overflow::RejectPublish,
+            None => None,
+            Some("reject-publish") => Some(Overflow::RejectPublish),
             Some("reject-publish-dlx") if queue_type == QueueType::Classic => {
-                Overflow::RejectPublishDlx
+                Some(Overflow::RejectPublishDlx)
             }
-            _ => Overflow::DropHead,
+            Some(_) => Some(Overflow::DropHead),
         };
         QueueArguments {
             message_ttl: count("x-message-ttl"),
@@ -287,8 +288,9 @@ impl QueueArguments {
             dead_letter_exchange: string("x-dead-letter-exchange"),
             dead_letter_routing_key: string("x-dead-letter-routing-key"),
             dead_letter_strategy: match string("x-dead-letter-strategy").as_deref() {
-                Some("at-least-once") => DeadLetterStrategy::AtLeastOnce,
-                _ => DeadLetterStrategy::AtMostOnce,
+                None => None,
+                Some("at-least-once") => Some(DeadLetterStrategy::AtLeastOnce),
+                Some(_) => Some(DeadLetterStrategy::AtMostOnce),
             },
             max_priority: count("x-max-priority").and_then(|n| u8::try_from(n.max(1)).ok()),
             single_active_consumer: matches!(

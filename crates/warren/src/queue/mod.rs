@@ -8,15 +8,18 @@ pub(crate) mod flow;
 mod owner;
 mod paging;
 mod ready;
+pub(crate) mod settings;
 pub(crate) mod sink;
 mod state;
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::message::Message;
 use crate::session::ConfirmRef;
+use settings::QueueSettings;
 use sink::DeliverySink;
 use warren_protocol::error::AmqpError;
 use warren_protocol::FieldTable;
@@ -76,6 +79,9 @@ pub(crate) enum QueueCommand {
         /// Ack, requeue or discard them.
         action: SettleAction,
     },
+    /// The queue's settings changed (a policy was set, changed or cleared): apply
+    /// [`QueueHandle::settings`] now, to the messages already in the queue too.
+    Reconfigure,
     /// A channel closed: forget its consumers.
     ChannelClosed {
         /// The channel that closed.
@@ -157,6 +163,9 @@ pub(crate) struct QueueHandle {
     pub(crate) wake: Arc<Notify>,
     /// Whether the queue holds its publishers (its consumers are not keeping up); see [`flow`].
     pub(crate) flow: flow::QueueFlow,
+    /// What the queue applies: its arguments combined with the policies that match it. Replaced whole by
+    /// [`QueueHandle::reconfigure`].
+    settings: ArcSwap<QueueSettings>,
 }
 
 impl QueueHandle {
@@ -169,6 +178,21 @@ impl QueueHandle {
     pub(crate) fn settle(&self, command: QueueCommand) {
         // A gone queue has nothing left to settle.
         let _ = self.settlements.send(command);
+    }
+
+    /// The settings the queue applies now.
+    pub(crate) fn settings(&self) -> Arc<QueueSettings> {
+        self.settings.load_full()
+    }
+
+    /// Replaces the queue's settings and has its actor apply them at once (ahead of queued publishes, on the
+    /// priority path). Unchanged settings cost nothing.
+    pub(crate) fn reconfigure(&self, settings: QueueSettings) {
+        if *self.settings.load_full() == settings {
+            return;
+        }
+        self.settings.store(Arc::new(settings));
+        self.settle(QueueCommand::Reconfigure);
     }
 
     /// Sends without waiting; gives the command back when the inbox is full.

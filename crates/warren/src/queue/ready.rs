@@ -123,6 +123,11 @@ impl ReadyList {
         self.levels.iter().rev().flat_map(|level| level.iter())
     }
 
+    /// Every entry, mutably, in no particular order (the caller keeps each level's sequence order).
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut ReadyEntry> {
+        self.levels.iter_mut().flat_map(|level| level.iter_mut())
+    }
+
     /// Takes every entry, in delivery order.
     pub(crate) fn drain(&mut self) -> Vec<ReadyEntry> {
         self.len = 0;

@@ -104,6 +104,34 @@ pub(crate) enum DropReason {
     Maxlen,
 }
 
+/// The expiry of a ready entry under the queue TTL `new`, which was `old` (see [`QueueState::change_rules`]).
+fn retimed(entry: &ReadyEntry, old: Option<u64>, new: Option<u64>, now: u64) -> Option<u64> {
+    let deadline = entry.expires_at;
+    if !entry.expiry_indexed {
+        // Its expiry is the old TTL's, counted from its enqueue time.
+        let enqueued = match (deadline, old) {
+            (Some(deadline), Some(old)) => deadline.saturating_sub(old),
+            _ => now,
+        };
+        return new.map(|ttl| enqueued.saturating_add(ttl));
+    }
+    let own = match &entry.payload {
+        Payload::Loaded(message) => message.expiration,
+        // Not known without reading the message: never later than before, and no later than the new TTL from now.
+        Payload::OnDisk { .. } => {
+            return match (deadline, new) {
+                (Some(d), Some(ttl)) => Some(d.min(now.saturating_add(ttl))),
+                (d, _) => d,
+            }
+        }
+    };
+    let (Some(deadline), Some(own)) = (deadline, own) else {
+        return deadline;
+    };
+    let enqueued = deadline.saturating_sub(old.map_or(own, |old| old.min(own)));
+    Some(enqueued.saturating_add(new.map_or(own, |new| new.min(own))))
+}
+
 /// One queue's messages and consumers as plain data, without I/O; owned by its actor, tested directly.
 #[derive(Default)]
 pub(crate) struct QueueState {
@@ -233,6 +261,33 @@ impl QueueState {
         expired
     }
 
+    /// Applies new rules (a policy changed). The new limits apply from the next [`QueueState::enforce_limits`]. A
+    /// changed message TTL re-times the ready messages: a message whose expiry came from the old TTL keeps its
+    /// enqueue time and takes the new TTL from it; one that had none (the queue had no TTL) counts the new TTL from
+    /// `now`; one with an expiration property of its own keeps the shorter of that and the new TTL. Costs one pass
+    /// over the ready list, once per change.
+    pub(crate) fn change_rules(&mut self, rules: ReadyRules, now: u64) {
+        let old = std::mem::replace(&mut self.rules, rules).message_ttl;
+        let new = rules.message_ttl;
+        if old == new {
+            return;
+        }
+        for entry in self.ready.iter_mut() {
+            entry.expires_at = retimed(entry, old, new, now);
+        }
+        self.rebuild_expiry_index();
+    }
+
+    /// Rebuilds the expiry index from the ready list: the indexed entries' expiries only.
+    fn rebuild_expiry_index(&mut self) {
+        self.expiries = self
+            .ready
+            .iter()
+            .filter(|e| e.expiry_indexed)
+            .filter_map(|e| Some(Reverse((e.expires_at?, e.seq, e.level))))
+            .collect();
+    }
+
     /// When the next message expires (its expiry has to be passed for it to go), if any does.
     pub(crate) fn next_expiry(&self) -> Option<u64> {
         let head = self.ready.heads().filter_map(|e| e.expires_at).min();
@@ -251,12 +306,7 @@ impl QueueState {
     fn index_expiry(&mut self, deadline: u64, seq: u64, level: u8) {
         self.expiries.push(Reverse((deadline, seq, level)));
         if self.expiries.len() > 2 * self.ready.len() + 1024 {
-            self.expiries = self
-                .ready
-                .iter()
-                .filter(|e| e.expiry_indexed)
-                .filter_map(|e| Some(Reverse((e.expires_at?, e.seq, e.level))))
-                .collect();
+            self.rebuild_expiry_index();
         }
     }
 
@@ -681,6 +731,52 @@ mod tests {
             "{} records",
             state.expiries.len()
         );
+    }
+
+    #[test]
+    fn a_changed_ttl_retimes_queued_messages_from_their_enqueue_time() {
+        let ttl = |ms| ReadyRules {
+            message_ttl: Some(ms),
+            ..ReadyRules::default()
+        };
+        let mut state = with_rules(ttl(10_000));
+        state.enqueue(msg("a"), false, 1_000);
+        state.enqueue(expiring("own", 500), false, 2_000);
+        state.enqueue(msg("b"), false, 3_000);
+        // Shortened to 1 s at 3.5 s: "a" (enqueued at 1 s) is past it, "own" keeps its own 0.5 s, "b" has until 4 s.
+        state.change_rules(ttl(1_000), 3_500);
+        assert_eq!(
+            expired_bodies(&state.expire(3_500)),
+            vec![b"a".as_slice(), b"own"]
+        );
+        assert_eq!(state.next_expiry(), Some(4_000));
+        // Cleared: nothing expires any more.
+        state.change_rules(ReadyRules::default(), 3_600);
+        assert_eq!(state.next_expiry(), None);
+        // Set again on a queue whose messages had none: counted from the change.
+        state.change_rules(ttl(100), 5_000);
+        assert!(state.expire(5_100).is_empty());
+        assert_eq!(expired_bodies(&state.expire(5_101)), vec![b"b".as_slice()]);
+    }
+
+    #[test]
+    fn a_lowered_length_limit_drops_the_oldest_at_once() {
+        let mut state = QueueState::default();
+        for body in ["1", "2", "3", "4"] {
+            state.enqueue(msg(body), false, 0);
+        }
+        state.change_rules(
+            ReadyRules {
+                max_length: Some(1),
+                ..ReadyRules::default()
+            },
+            0,
+        );
+        assert_eq!(
+            expired_bodies(&state.enforce_limits()),
+            vec![b"1".as_slice(), b"2", b"3"]
+        );
+        assert_eq!(bodies(&state), vec![b"4".as_slice()]);
     }
 
     #[test]

@@ -215,6 +215,7 @@ impl Vhost {
             return;
         };
         let mine = |vhost: &str| *vhost == *self.name;
+        self.restore_policies(&definitions.policies);
         for def in definitions.exchanges.iter().filter(|d| mine(&d.vhost)) {
             let Some(kind) = ExchangeKind::parse(&def.kind) else {
                 tracing::error!(
@@ -232,6 +233,7 @@ impl Vhost {
                 def.internal,
                 def.arguments.clone(),
             );
+            self.apply_exchange_policy(&x);
             self.exchanges.insert(x.name.clone(), Arc::new(x));
         }
         for def in definitions.queues.iter().filter(|d| mine(&d.vhost)) {
@@ -270,8 +272,10 @@ impl Vhost {
                 memory_budget: p.queue_memory_budget,
             };
             let messages = recovered.remove(&def.id).unwrap_or_default();
+            let settings = self.queue_settings(&spec.name, &spec.args);
             let handle = spawn_queue(
                 spec,
+                settings,
                 self.as_owner(),
                 Some(storage),
                 self.flow_limits,

@@ -5,14 +5,17 @@ mod dead_letter;
 mod durable;
 mod equivalence;
 mod objects;
+mod policies;
 mod routing;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
+use arc_swap::ArcSwap;
 use dashmap::DashMap;
 
 use crate::exchange::{Exchange, ExchangeKind};
+use crate::policy::PolicySet;
 use crate::queue::flow::FlowLimits;
 use crate::queue::{DeadLetters, QueueHandle, QueueOwner};
 use warren_protocol::error::AmqpError;
@@ -39,6 +42,8 @@ pub(crate) struct Vhost {
     stores: Option<Arc<DurableStores>>,
     /// When its queues hold their publishers.
     flow_limits: FlowLimits,
+    /// Its policies and operator policies; replaced whole under the topology lock (see `policies`).
+    policies: ArcSwap<PolicySet>,
     /// Itself, weakly: the owner its queues are spawned with ([`QueueOwner`]), without a reference cycle.
     me: Weak<Vhost>,
 }
@@ -84,6 +89,7 @@ impl Vhost {
                 generation: AtomicU64::new(0),
                 stores,
                 flow_limits,
+                policies: ArcSwap::from_pointee(PolicySet::default()),
                 me: me.clone(),
             };
             for (xname, kind, internal) in PREDECLARED {

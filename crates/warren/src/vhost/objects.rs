@@ -105,6 +105,7 @@ impl Vhost {
                     d.arguments.clone(),
                 );
                 self.persist_exchange(&x)?;
+                self.apply_exchange_policy(&x);
                 self.exchanges.insert(x.name.clone(), Arc::new(x));
                 return Ok(());
             }
@@ -281,7 +282,15 @@ impl Vhost {
             store_id: None,
         };
         let storage = self.persist_queue(&mut spec)?;
-        let handle = spawn_queue(spec, self.as_owner(), storage, self.flow_limits, Vec::new());
+        let settings = self.queue_settings(&spec.name, &spec.args);
+        let handle = spawn_queue(
+            spec,
+            settings,
+            self.as_owner(),
+            storage,
+            self.flow_limits,
+            Vec::new(),
+        );
         self.queues.insert(handle.spec.name.clone(), handle.clone());
         Ok(handle)
     }

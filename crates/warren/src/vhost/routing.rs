@@ -116,9 +116,9 @@ impl Vhost {
             }
         }
         if queues.len() == before {
-            if let Some(alternate) = &x.alternate {
-                if !visited.contains(alternate) {
-                    if let Some(ae) = self.exchange(alternate) {
+            if let Some(alternate) = x.alternate() {
+                if !visited.contains(&alternate) {
+                    if let Some(ae) = self.exchange(&alternate) {
                         self.route_exchange(&ae, message, headers, visited, queues);
                     }
                 }

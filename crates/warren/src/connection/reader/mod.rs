@@ -331,8 +331,9 @@ impl Reader {
     }
 
     /// Closes, with RabbitMQ's 406, each channel whose oldest unacknowledged delivery is older than its consumer
-    /// timeout (its messages are requeued by the close). Runs about once a second, or four times per node-wide
-    /// timeout when that is shorter.
+    /// timeout (its messages are requeued by the close); under a queue's `cancel-consumer` action, requeues that
+    /// delivery and cancels its consumer instead. Runs about once a second, or four times per node-wide timeout
+    /// when that is shorter.
     async fn check_consumer_timeouts(&mut self) {
         let default = self.conn.broker.config.limits.consumer_timeout;
         let now = Instant::now();
@@ -343,12 +344,17 @@ impl Reader {
         let mut overdue = Vec::new();
         for id in self.channels.open_ids() {
             if let Some(Slot::Open(ch)) = self.channels.get_mut(id) {
-                if let Some(timeout) = ch.deliveries.overdue(now.into_std(), default) {
-                    overdue.push((id, timeout));
+                if let Some(late) = ch.deliveries.overdue(now.into_std(), default) {
+                    overdue.push((id, late, ch.deliveries.clone()));
                 }
             }
         }
-        for (id, timeout) in overdue {
+        for (id, late, deliveries) in overdue {
+            if let Some(cancel) = late.cancel {
+                crate::channel::consumer_timeout::cancel_late_consumer(&deliveries, cancel).await;
+                continue;
+            }
+            let timeout = late.timeout;
             let error = AmqpError::precondition(format!(
                 "delivery acknowledgement on channel {id} timed out. Timeout value used: {} ms. This timeout value can be configured, see consumers doc guide to learn more",
                 timeout.as_millis()

@@ -183,7 +183,7 @@ fn x_overflow_must_be_a_known_mode_string() {
         ("reject-publish", Overflow::RejectPublish),
         ("reject-publish-dlx", Overflow::RejectPublishDlx),
     ] {
-        assert_eq!(parse(&[("x-overflow", s(mode))]).overflow, overflow);
+        assert_eq!(parse(&[("x-overflow", s(mode))]).overflow, Some(overflow));
     }
 }
 
@@ -428,8 +428,11 @@ fn quorum_arguments_are_checked_and_read() {
         ("x-single-active-consumer", AMQPValue::Boolean(true)),
     ]);
     assert_eq!(args.delivery_limit, Some(5));
-    assert_eq!(args.dead_letter_strategy, DeadLetterStrategy::AtLeastOnce);
-    assert_eq!(args.overflow, Overflow::RejectPublish);
+    assert_eq!(
+        args.dead_letter_strategy,
+        Some(DeadLetterStrategy::AtLeastOnce)
+    );
+    assert_eq!(args.overflow, Some(Overflow::RejectPublish));
     assert_eq!(args.max_in_memory_length, Some(10));
     assert_eq!(args.max_in_memory_bytes, Some(1000));
     assert_eq!(args.quorum_initial_group_size, Some(3));
@@ -443,7 +446,7 @@ fn a_quorum_queue_applies_reject_publish_dlx_as_drop_head() {
         ("x-queue-type", s("quorum")),
         ("x-overflow", s("reject-publish-dlx")),
     ]);
-    assert_eq!(args.overflow, Overflow::DropHead);
+    assert_eq!(args.overflow, Some(Overflow::DropHead));
 }
 
 #[test]
@@ -545,10 +548,10 @@ fn a_fully_argued_classic_queue_reads_every_value() {
             expires: Some(1_800_000),
             max_length: Some(1000),
             max_length_bytes: Some(1 << 20),
-            overflow: Overflow::RejectPublishDlx,
+            overflow: Some(Overflow::RejectPublishDlx),
             dead_letter_exchange: Some("dlx".into()),
             dead_letter_routing_key: Some("dead".into()),
-            dead_letter_strategy: DeadLetterStrategy::AtMostOnce,
+            dead_letter_strategy: None,
             max_priority: Some(10),
             single_active_consumer: true,
             queue_type: QueueType::Classic,

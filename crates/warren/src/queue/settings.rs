@@ -1,0 +1,262 @@
+//! What a queue actually applies: its declared `x-` arguments combined with the policy and operator policy that
+//! match it, by RabbitMQ 3.13's rules for each setting and queue type. Pure; the vhost resolves it when a queue
+//! is declared and again whenever a policy changes, and the queue's actor and its consumers' channels read it.
+
+use std::sync::Arc;
+
+use super::arguments::{DeadLetterStrategy, Overflow, QueueArguments, QueueType};
+
+/// What a consumer timeout does (Warren's policy key `warren-consumer-timeout-action`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum ConsumerTimeoutAction {
+    /// RabbitMQ's behaviour: the channel is closed with 406 and all its unacknowledged messages are requeued.
+    #[default]
+    CloseChannel,
+    /// The late delivery is requeued and only its consumer is cancelled (basic.cancel); the channel lives on.
+    CancelConsumer,
+}
+
+/// The queue settings a policy (already merged with the operator policy) sets; None where it sets nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct QueueOverrides {
+    /// `message-ttl`.
+    pub(crate) message_ttl: Option<u64>,
+    /// `expires`.
+    pub(crate) expires: Option<u64>,
+    /// `max-length`.
+    pub(crate) max_length: Option<u64>,
+    /// `max-length-bytes`.
+    pub(crate) max_length_bytes: Option<u64>,
+    /// `overflow`.
+    pub(crate) overflow: Option<Overflow>,
+    /// `dead-letter-exchange`.
+    pub(crate) dead_letter_exchange: Option<String>,
+    /// `dead-letter-routing-key`.
+    pub(crate) dead_letter_routing_key: Option<String>,
+    /// `dead-letter-strategy`.
+    pub(crate) dead_letter_strategy: Option<DeadLetterStrategy>,
+    /// `delivery-limit`.
+    pub(crate) delivery_limit: Option<u64>,
+    /// `consumer-timeout`, in milliseconds.
+    pub(crate) consumer_timeout: Option<u64>,
+    /// `warren-consumer-timeout-action`.
+    pub(crate) consumer_timeout_action: Option<ConsumerTimeoutAction>,
+}
+
+/// The settings a queue applies now. Replaced whole when a policy changes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct QueueSettings {
+    /// Message TTL in milliseconds.
+    pub(crate) message_ttl: Option<u64>,
+    /// Unused time after which the queue is deleted, in milliseconds.
+    pub(crate) expires: Option<u64>,
+    /// Most ready messages.
+    pub(crate) max_length: Option<u64>,
+    /// Most body bytes of ready messages.
+    pub(crate) max_length_bytes: Option<u64>,
+    /// What a full queue does.
+    pub(crate) overflow: Overflow,
+    /// Where messages that die here go.
+    pub(crate) dead_letter_exchange: Option<String>,
+    /// The routing key they go with instead of their own.
+    pub(crate) dead_letter_routing_key: Option<String>,
+    /// How they are dead-lettered.
+    pub(crate) dead_letter_strategy: DeadLetterStrategy,
+    /// Returns before a message is dead-lettered instead of redelivered.
+    pub(crate) delivery_limit: Option<u64>,
+    /// How long a delivery may stay unacknowledged, in milliseconds; None: the node's `consumer_timeout`.
+    pub(crate) consumer_timeout: Option<u64>,
+    /// What happens when it does.
+    pub(crate) consumer_timeout_action: ConsumerTimeoutAction,
+    /// The policy applied, by name (listed by the management API).
+    pub(crate) policy: Option<Arc<str>>,
+    /// The operator policy applied, by name.
+    pub(crate) operator_policy: Option<Arc<str>>,
+}
+
+/// Which of an argument and a policy value wins when both are set.
+#[derive(Clone, Copy)]
+enum Rule {
+    /// The smaller (limits and TTLs).
+    Min,
+    /// The queue's argument (`res_arg` in `rabbit_amqqueue_process`, `queueArgHasPrecedence` in quorum queues).
+    Argument,
+    /// The policy's value (`policyHasPrecedence` in quorum queues).
+    Policy,
+}
+
+fn pick<T: Ord>(rule: Rule, argument: Option<T>, policy: Option<T>) -> Option<T> {
+    match (argument, policy) {
+        (Some(a), Some(p)) => Some(match rule {
+            Rule::Min => a.min(p),
+            Rule::Argument => a,
+            Rule::Policy => p,
+        }),
+        (a, p) => a.or(p),
+    }
+}
+
+impl QueueSettings {
+    /// Combines the declared `args` with what the matching policies set (`policy`, already merged with the
+    /// operator policy), as RabbitMQ 3.13 does for the queue's type: a classic queue takes the smaller of two
+    /// limits or TTLs and its own dead-letter and overflow arguments (`rabbit_amqqueue_process:process_args_policy`);
+    /// a quorum queue takes the policy's `overflow` and `expires` over its arguments (`rabbit_quorum_queue`).
+    pub(crate) fn resolve(
+        args: &QueueArguments,
+        policy: &QueueOverrides,
+        policy_name: Option<Arc<str>>,
+        operator_policy_name: Option<Arc<str>>,
+    ) -> QueueSettings {
+        let quorum = args.queue_type == QueueType::Quorum;
+        let (expires_rule, overflow_rule) = match quorum {
+            true => (Rule::Policy, Rule::Policy),
+            false => (Rule::Min, Rule::Argument),
+        };
+        let mut overflow =
+            pick_overflow(overflow_rule, args.overflow, policy.overflow).unwrap_or_default();
+        if quorum && overflow == Overflow::RejectPublishDlx {
+            // RabbitMQ's quorum queues log a warning and drop the head instead.
+            overflow = Overflow::DropHead;
+        }
+        let dead_letter_exchange = match &args.dead_letter_exchange {
+            Some(x) => Some(x.clone()),
+            None => policy.dead_letter_exchange.clone(),
+        };
+        let dead_letter_routing_key = match &args.dead_letter_routing_key {
+            Some(k) => Some(k.clone()),
+            None => policy.dead_letter_routing_key.clone(),
+        };
+        QueueSettings {
+            message_ttl: pick(Rule::Min, args.message_ttl, policy.message_ttl),
+            expires: pick(expires_rule, args.expires, policy.expires),
+            max_length: pick(Rule::Min, args.max_length, policy.max_length),
+            max_length_bytes: pick(Rule::Min, args.max_length_bytes, policy.max_length_bytes),
+            overflow,
+            dead_letter_exchange,
+            dead_letter_routing_key,
+            dead_letter_strategy: args
+                .dead_letter_strategy
+                .or(policy.dead_letter_strategy)
+                .unwrap_or_default(),
+            delivery_limit: pick(Rule::Min, args.delivery_limit, policy.delivery_limit),
+            consumer_timeout: pick(Rule::Min, args.consumer_timeout, policy.consumer_timeout),
+            consumer_timeout_action: policy.consumer_timeout_action.unwrap_or_default(),
+            policy: policy_name,
+            operator_policy: operator_policy_name,
+        }
+    }
+}
+
+fn pick_overflow(
+    rule: Rule,
+    argument: Option<Overflow>,
+    policy: Option<Overflow>,
+) -> Option<Overflow> {
+    match (argument, policy) {
+        (Some(a), Some(p)) => Some(match rule {
+            Rule::Policy => p,
+            Rule::Argument | Rule::Min => a,
+        }),
+        (a, p) => a.or(p),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn classic() -> QueueArguments {
+        QueueArguments::default()
+    }
+
+    fn quorum() -> QueueArguments {
+        QueueArguments {
+            queue_type: QueueType::Quorum,
+            ..QueueArguments::default()
+        }
+    }
+
+    #[test]
+    fn limits_and_ttls_take_the_smaller_of_argument_and_policy() {
+        let args = QueueArguments {
+            message_ttl: Some(5000),
+            max_length: Some(10),
+            expires: Some(60_000),
+            ..classic()
+        };
+        let policy = QueueOverrides {
+            message_ttl: Some(1000),
+            max_length: Some(100),
+            max_length_bytes: Some(4096),
+            expires: Some(120_000),
+            ..QueueOverrides::default()
+        };
+        let s = QueueSettings::resolve(&args, &policy, Some("p".into()), None);
+        assert_eq!(s.message_ttl, Some(1000));
+        assert_eq!(s.max_length, Some(10));
+        assert_eq!(s.max_length_bytes, Some(4096));
+        assert_eq!(s.expires, Some(60_000));
+        assert_eq!(s.policy.as_deref(), Some("p"));
+    }
+
+    #[test]
+    fn a_classic_queue_keeps_its_own_dead_letter_and_overflow_arguments() {
+        let args = QueueArguments {
+            dead_letter_exchange: Some("mine".into()),
+            overflow: Some(Overflow::RejectPublish),
+            ..classic()
+        };
+        let policy = QueueOverrides {
+            dead_letter_exchange: Some("policy".into()),
+            dead_letter_routing_key: Some("rk".into()),
+            overflow: Some(Overflow::DropHead),
+            ..QueueOverrides::default()
+        };
+        let s = QueueSettings::resolve(&args, &policy, None, None);
+        assert_eq!(s.dead_letter_exchange.as_deref(), Some("mine"));
+        assert_eq!(s.dead_letter_routing_key.as_deref(), Some("rk"));
+        assert_eq!(s.overflow, Overflow::RejectPublish);
+        // Without the argument, the policy's overflow applies.
+        let s = QueueSettings::resolve(&classic(), &policy, None, None);
+        assert_eq!(s.overflow, Overflow::DropHead);
+        assert_eq!(s.dead_letter_exchange.as_deref(), Some("policy"));
+    }
+
+    #[test]
+    fn a_quorum_queue_takes_the_policys_overflow_and_expires() {
+        let args = QueueArguments {
+            expires: Some(1000),
+            overflow: Some(Overflow::RejectPublish),
+            delivery_limit: Some(5),
+            ..quorum()
+        };
+        let policy = QueueOverrides {
+            expires: Some(9000),
+            overflow: Some(Overflow::RejectPublishDlx),
+            delivery_limit: Some(3),
+            ..QueueOverrides::default()
+        };
+        let s = QueueSettings::resolve(&args, &policy, None, None);
+        assert_eq!(s.expires, Some(9000));
+        // reject-publish-dlx is drop-head on a quorum queue.
+        assert_eq!(s.overflow, Overflow::DropHead);
+        assert_eq!(s.delivery_limit, Some(3));
+    }
+
+    #[test]
+    fn without_a_policy_the_arguments_apply_as_declared() {
+        let args = QueueArguments {
+            message_ttl: Some(7),
+            consumer_timeout: Some(100),
+            ..classic()
+        };
+        let s = QueueSettings::resolve(&args, &QueueOverrides::default(), None, None);
+        assert_eq!(s.message_ttl, Some(7));
+        assert_eq!(s.consumer_timeout, Some(100));
+        assert_eq!(
+            s.consumer_timeout_action,
+            ConsumerTimeoutAction::CloseChannel
+        );
+        assert!(s.policy.is_none());
+    }
+}
