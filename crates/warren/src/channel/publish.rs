@@ -278,6 +278,7 @@ impl Channel {
             routing_key: message.routing_key.to_string(),
             properties_raw: message.properties_raw.clone(),
             body: message.body.clone(),
+            meta: None,
         };
         store.publish(
             stored,

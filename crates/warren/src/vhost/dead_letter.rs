@@ -138,6 +138,7 @@ impl Vhost {
             routing_key: message.routing_key.to_string(),
             properties_raw: message.properties_raw.clone(),
             body: message.body.clone(),
+            meta: None,
         };
         stores.store.publish(stored, ids, Box::new(|_| {}));
     }
