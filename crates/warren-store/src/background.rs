@@ -116,13 +116,13 @@ impl Background {
                 Step::Bad(b) => return Err(corrupt(b.offset, b.reason)),
                 Step::Record(r) => r,
             };
-            if r.kind != Kind::Publish as u8 {
+            let Some(layout) = Kind::from_byte(r.kind).and_then(Kind::publish_layout) else {
                 continue;
-            }
+            };
             let (queues, blob_at) =
                 record::parse_publish(r.payload).map_err(|e| corrupt(r.offset, e))?;
             let blob = &r.payload[blob_at..];
-            let msg_id = record::message_meta(blob)
+            let msg_id = record::blob_summary(blob, layout)
                 .map_err(|e| corrupt(r.offset, e))?
                 .msg_id;
             let from = Loc {
@@ -140,7 +140,7 @@ impl Background {
             for queue in live {
                 let to = self
                     .segments
-                    .append_message(&self.shared.index, queue, blob)?;
+                    .append_message(&self.shared.index, queue, blob, layout)?;
                 moved.push((queue, msg_id, from, to));
             }
         }

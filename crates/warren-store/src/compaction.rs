@@ -138,10 +138,10 @@ pub(crate) fn rewrite_in_place(
             }
             Step::Record(r) => r,
         };
-        if r.kind != Kind::Message as u8 {
+        let Some(layout) = Kind::from_byte(r.kind).and_then(Kind::message_layout) else {
             continue;
-        }
-        let Ok(meta) = record::message_meta(r.payload) else {
+        };
+        let Ok(meta) = record::blob_summary(r.payload, layout) else {
             continue;
         };
         let from = Loc {
@@ -157,7 +157,7 @@ pub(crate) fn rewrite_in_place(
             len: r.len,
             offset: written + buf.len() as u64,
         };
-        record::push_record(&mut buf, Kind::Message, &[r.payload]);
+        record::push_record(&mut buf, layout.message_kind(), &[r.payload]);
         copied.push((meta.msg_id, from, to));
         total += r.len as u64;
         if buf.len() >= FLUSH_AT {

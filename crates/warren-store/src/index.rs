@@ -6,7 +6,7 @@
 //! Size: a live message costs one `BTreeMap<u64, Loc>` entry: 24 bytes of key and value plus the B-tree's node
 //! overhead. Measured with a counting allocator on 5 million entries: 49 bytes each when inserted in id order (as
 //! publishes arrive), 42 per live entry after half were removed at random (acks). The recovered `IndexEntry` list
-//! handed to the broker (16 bytes each) is the broker's to keep or drop.
+//! handed to the broker (48 bytes each, with the message's metadata) is the broker's to keep or drop.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;

@@ -5,13 +5,17 @@ use std::ops::Range;
 
 use bytes::Bytes;
 
-use super::{QueueId, StoredMessage};
+use super::{MessageMeta, QueueId, StoredMessage};
 
 /// Every WAL and segment file starts with this many header bytes: magic (8), format version (4), reserved zero (4).
 pub(crate) const FILE_HEADER_LEN: u64 = 16;
 pub(crate) const WAL_MAGIC: [u8; 8] = *b"WRNWAL\0\0";
 pub(crate) const SEGMENT_MAGIC: [u8; 8] = *b"WRNSEG\0\0";
-pub(crate) const FORMAT_VERSION: u32 = 1;
+/// The version new files are written with. Version 2 added the record types that carry a message's metadata
+/// (`PublishWithMeta`, `MessageWithMeta`); its other records are version 1's, byte for byte.
+pub(crate) const FORMAT_VERSION: u32 = 2;
+/// The oldest version still read: a version-1 file holds only the record types it had.
+pub(crate) const OLDEST_READABLE_VERSION: u32 = 1;
 
 /// Record header: payload length (u32 LE), CRC32C (u32 LE) over the length bytes, the type byte and the payload,
 /// then the type byte.
@@ -22,20 +26,24 @@ pub(crate) const MAX_PAYLOAD: u32 = 1 << 30;
 /// Acks are split into records of at most this many ids, so one record stays small.
 pub(crate) const MAX_IDS_PER_ACK: usize = 65_536;
 
-/// The record types. WAL files hold the first three, segment files the last two.
+/// The record types. WAL files hold types below 16, segment files the others.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub(crate) enum Kind {
-    /// queue count (u32), queue ids (u64 each), then a message blob.
+    /// queue count (u32), queue ids (u64 each), then a plain message blob.
     Publish = 1,
     /// queue id (u64), id count (u32), msg ids (u64 each).
     Ack = 2,
     /// queue id (u64).
     DropQueue = 3,
-    /// a message blob (the queue is the segment's).
+    /// As `Publish`, with a message blob that carries metadata (format version 2).
+    PublishWithMeta = 4,
+    /// a plain message blob (the queue is the segment's).
     Message = 16,
     /// id count (u32), msg ids (u64 each) of messages in this same segment.
     SegmentAck = 17,
+    /// As `Message`, with a message blob that carries metadata (format version 2).
+    MessageWithMeta = 18,
 }
 
 impl Kind {
@@ -44,20 +52,82 @@ impl Kind {
             1 => Kind::Publish,
             2 => Kind::Ack,
             3 => Kind::DropQueue,
+            4 => Kind::PublishWithMeta,
             16 => Kind::Message,
             17 => Kind::SegmentAck,
+            18 => Kind::MessageWithMeta,
             _ => return None,
         })
+    }
+
+    /// For a WAL record holding a message: the layout of its blob, behind the queue list.
+    pub(crate) fn publish_layout(self) -> Option<BlobLayout> {
+        match self {
+            Kind::Publish => Some(BlobLayout::Plain),
+            Kind::PublishWithMeta => Some(BlobLayout::WithMeta),
+            _ => None,
+        }
+    }
+
+    /// For a segment record holding a message: the layout of its blob, the whole payload.
+    pub(crate) fn message_layout(self) -> Option<BlobLayout> {
+        match self {
+            Kind::Message => Some(BlobLayout::Plain),
+            Kind::MessageWithMeta => Some(BlobLayout::WithMeta),
+            _ => None,
+        }
+    }
+}
+
+/// How a message blob is laid out; the record type says which. A blob is copied between records verbatim (WAL to
+/// segment, segment to compacted segment), so its layout travels with it as the record type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BlobLayout {
+    /// msg id, exchange, routing key, properties, body (format version 1's only layout).
+    Plain,
+    /// msg id, metadata (u8 length + fields), exchange, routing key, properties, body.
+    WithMeta,
+}
+
+impl BlobLayout {
+    /// The layout a message is written with: with metadata when it has some.
+    pub(crate) fn of(msg: &StoredMessage) -> BlobLayout {
+        match msg.meta {
+            Some(_) => BlobLayout::WithMeta,
+            None => BlobLayout::Plain,
+        }
+    }
+
+    /// The WAL record type of a blob of this layout.
+    pub(crate) fn publish_kind(self) -> Kind {
+        match self {
+            BlobLayout::Plain => Kind::Publish,
+            BlobLayout::WithMeta => Kind::PublishWithMeta,
+        }
+    }
+
+    /// The segment record type of a blob of this layout.
+    pub(crate) fn message_kind(self) -> Kind {
+        match self {
+            BlobLayout::Plain => Kind::Message,
+            BlobLayout::WithMeta => Kind::MessageWithMeta,
+        }
     }
 }
 
 /// Why some bytes do not decode; the caller turns it into a truncation or a corruption report.
 pub(crate) type DecodeError = &'static str;
 
+/// The header new files get: `magic` and the current [`FORMAT_VERSION`].
 pub(crate) fn file_header(magic: [u8; 8]) -> [u8; FILE_HEADER_LEN as usize] {
+    file_header_of(magic, FORMAT_VERSION)
+}
+
+/// The header of a file of format `version`.
+pub(crate) fn file_header_of(magic: [u8; 8], version: u32) -> [u8; FILE_HEADER_LEN as usize] {
     let mut h = [0u8; FILE_HEADER_LEN as usize];
     h[..8].copy_from_slice(&magic);
-    h[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    h[8..12].copy_from_slice(&version.to_le_bytes());
     h
 }
 
@@ -107,8 +177,53 @@ pub(crate) fn check_record(bytes: &[u8]) -> Result<(u8, Range<usize>), DecodeErr
     Ok((kind, RECORD_HEADER_LEN..bytes.len()))
 }
 
-/// The bytes of a message blob before its body: msg id (u64), exchange (u16 length + UTF-8), routing key (u16 length
-/// + UTF-8), properties (u32 length + raw bytes). The body is the rest of the payload.
+/// Bytes of the metadata fields without the expiry: published at (u64), priority (u8).
+const META_BASE_LEN: usize = 9;
+/// Bytes of the metadata fields with the expiry (u64) after them.
+const META_WITH_EXPIRY_LEN: usize = META_BASE_LEN + 8;
+
+/// Appends a message's metadata as a `WithMeta` blob holds it: its length (u8), then published at (u64), priority
+/// (u8) and, only when the message has one, its expiry (u64). A message without its own expiry (most) costs 10
+/// bytes, one with it 18.
+fn push_meta(out: &mut Vec<u8>, meta: &MessageMeta) {
+    let len = if meta.expires_at_ms.is_some() {
+        META_WITH_EXPIRY_LEN
+    } else {
+        META_BASE_LEN
+    };
+    out.push(len as u8);
+    out.extend_from_slice(&meta.published_at_ms.to_le_bytes());
+    out.push(meta.priority);
+    if let Some(deadline) = meta.expires_at_ms {
+        out.extend_from_slice(&deadline.to_le_bytes());
+    }
+}
+
+/// Reads the metadata `push_meta` wrote. Each field is present when the length covers it; bytes past the fields
+/// known here are skipped, so a later version can append fields without a new record type.
+fn parse_meta(c: &mut Cursor<'_>) -> Result<MessageMeta, DecodeError> {
+    let len = usize::from(c.bytes(1)?[0]);
+    if len < META_BASE_LEN {
+        return Err("message metadata too short");
+    }
+    let mut m = Cursor::new(c.bytes(len)?);
+    let published_at_ms = m.u64()?;
+    let priority = m.bytes(1)?[0];
+    let expires_at_ms = if len >= META_WITH_EXPIRY_LEN {
+        Some(m.u64()?)
+    } else {
+        None
+    };
+    Ok(MessageMeta {
+        published_at_ms,
+        expires_at_ms,
+        priority,
+    })
+}
+
+/// The bytes of a message blob before its body: msg id (u64), for the `WithMeta` layout the metadata (see
+/// `push_meta`), exchange (u16 length + UTF-8), routing key (u16 length + UTF-8), properties (u32 length + raw
+/// bytes). The body is the rest of the payload. The layout is [`BlobLayout::of`] the message.
 pub(crate) fn message_head(msg: &StoredMessage) -> Result<Vec<u8>, DecodeError> {
     let ex = msg.exchange.as_bytes();
     let rk = msg.routing_key.as_bytes();
@@ -116,12 +231,24 @@ pub(crate) fn message_head(msg: &StoredMessage) -> Result<Vec<u8>, DecodeError> 
         return Err("exchange or routing key longer than 65535 bytes");
     }
     let props = &msg.properties_raw;
-    let total = 8 + 2 + ex.len() + 2 + rk.len() + 4 + props.len() + msg.body.len();
+    let total = 8
+        + 1
+        + META_WITH_EXPIRY_LEN
+        + 2
+        + ex.len()
+        + 2
+        + rk.len()
+        + 4
+        + props.len()
+        + msg.body.len();
     if total > (MAX_PAYLOAD as usize) / 2 {
         return Err("message larger than the store's record limit");
     }
-    let mut out = Vec::with_capacity(16 + ex.len() + rk.len() + props.len());
+    let mut out = Vec::with_capacity(34 + ex.len() + rk.len() + props.len());
     out.extend_from_slice(&msg.msg_id.to_le_bytes());
+    if let Some(meta) = &msg.meta {
+        push_meta(&mut out, meta);
+    }
     out.extend_from_slice(&(ex.len() as u16).to_le_bytes());
     out.extend_from_slice(ex);
     out.extend_from_slice(&(rk.len() as u16).to_le_bytes());
@@ -176,25 +303,31 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// What recovery needs of a message blob: its id and body size.
+/// What recovery needs of a message blob: its id, body size and metadata (None in a `Plain` blob).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct MessageMeta {
+pub(crate) struct BlobSummary {
     pub msg_id: u64,
     pub body_size: u32,
+    pub meta: Option<MessageMeta>,
 }
 
 /// The layout of a message blob's head; ranges index the blob.
 struct Head {
     msg_id: u64,
+    meta: Option<MessageMeta>,
     exchange: Range<usize>,
     routing_key: Range<usize>,
     properties: Range<usize>,
     body_start: usize,
 }
 
-fn parse_head(blob: &[u8]) -> Result<Head, DecodeError> {
+fn parse_head(blob: &[u8], layout: BlobLayout) -> Result<Head, DecodeError> {
     let mut c = Cursor::new(blob);
     let msg_id = c.u64()?;
+    let meta = match layout {
+        BlobLayout::Plain => None,
+        BlobLayout::WithMeta => Some(parse_meta(&mut c)?),
+    };
     let field = |c: &mut Cursor<'_>, len: usize| -> Result<Range<usize>, DecodeError> {
         let start = c.position();
         c.bytes(len)?;
@@ -208,6 +341,7 @@ fn parse_head(blob: &[u8]) -> Result<Head, DecodeError> {
     let properties = field(&mut c, props_len)?;
     Ok(Head {
         msg_id,
+        meta,
         exchange,
         routing_key,
         properties,
@@ -215,12 +349,14 @@ fn parse_head(blob: &[u8]) -> Result<Head, DecodeError> {
     })
 }
 
-pub(crate) fn message_meta(blob: &[u8]) -> Result<MessageMeta, DecodeError> {
-    let head = parse_head(blob)?;
+/// Reads a blob's head (never its body): what recovery keeps of each message.
+pub(crate) fn blob_summary(blob: &[u8], layout: BlobLayout) -> Result<BlobSummary, DecodeError> {
+    let head = parse_head(blob, layout)?;
     let body_size = u32::try_from(blob.len() - head.body_start).map_err(|_| "body too large")?;
-    Ok(MessageMeta {
+    Ok(BlobSummary {
         msg_id: head.msg_id,
         body_size,
+        meta: head.meta,
     })
 }
 
@@ -228,9 +364,10 @@ pub(crate) fn message_meta(blob: &[u8]) -> Result<MessageMeta, DecodeError> {
 pub(crate) fn decode_message(
     record: &Bytes,
     blob: Range<usize>,
+    layout: BlobLayout,
 ) -> Result<StoredMessage, DecodeError> {
     let b = record.get(blob.clone()).ok_or("blob outside the record")?;
-    let head = parse_head(b)?;
+    let head = parse_head(b, layout)?;
     let text = |r: Range<usize>| {
         std::str::from_utf8(&b[r])
             .map(str::to_owned)
@@ -243,6 +380,7 @@ pub(crate) fn decode_message(
         routing_key: text(head.routing_key)?,
         properties_raw: record.slice(blob.start + props.start..blob.start + props.end),
         body: record.slice(blob.start + head.body_start..blob.end),
+        meta: head.meta,
     })
 }
 
@@ -313,47 +451,124 @@ pub(crate) fn parse_drop(payload: &[u8]) -> Result<QueueId, DecodeError> {
 mod tests {
     use super::*;
 
-    fn msg() -> StoredMessage {
+    fn msg(meta: Option<MessageMeta>) -> StoredMessage {
         StoredMessage {
             msg_id: 42,
             exchange: "amq.topic".into(),
             routing_key: "a.b".into(),
             properties_raw: Bytes::from_static(&[0x90, 0, 2, 5]),
             body: Bytes::from_static(b"hello"),
+            meta,
         }
     }
 
+    const META: MessageMeta = MessageMeta {
+        published_at_ms: 1_700_000_000_123,
+        expires_at_ms: Some(1_700_000_003_123),
+        priority: 7,
+    };
+
     #[test]
-    fn publish_record_round_trips_and_its_crc_catches_a_flip() {
-        let m = msg();
-        let mut front = publish_head(&[7, 9]);
-        front.extend_from_slice(&message_head(&m).unwrap());
-        let mut rec = Vec::new();
-        push_record(&mut rec, Kind::Publish, &[&front, &m.body]);
-        let (kind, payload) = check_record(&rec).unwrap();
-        assert_eq!(kind, Kind::Publish as u8);
-        let (queues, blob_at) = parse_publish(&rec[payload.clone()]).unwrap();
-        assert_eq!(queues, vec![7, 9]);
-        let bytes = Bytes::from(rec.clone());
-        assert_eq!(
-            decode_message(&bytes, payload.start + blob_at..payload.end).unwrap(),
-            m
-        );
-        assert_eq!(
-            message_meta(&rec[payload.start + blob_at..]).unwrap(),
-            MessageMeta {
-                msg_id: 42,
-                body_size: 5
-            }
-        );
-        for i in 0..rec.len() {
-            let mut bad = rec.clone();
-            bad[i] ^= 0x04;
-            assert!(
-                check_record(&bad).is_err(),
-                "flip at byte {i} went unnoticed"
+    fn publish_records_of_both_layouts_round_trip_and_their_crc_catches_a_flip() {
+        for meta in [
+            None,
+            Some(META),
+            Some(MessageMeta {
+                expires_at_ms: None,
+                ..META
+            }),
+        ] {
+            let m = msg(meta);
+            let layout = BlobLayout::of(&m);
+            let mut front = publish_head(&[7, 9]);
+            front.extend_from_slice(&message_head(&m).unwrap());
+            let mut rec = Vec::new();
+            push_record(&mut rec, layout.publish_kind(), &[&front, &m.body]);
+            let (kind, payload) = check_record(&rec).unwrap();
+            assert_eq!(
+                Kind::from_byte(kind).and_then(Kind::publish_layout),
+                Some(layout)
             );
+            let (queues, blob_at) = parse_publish(&rec[payload.clone()]).unwrap();
+            assert_eq!(queues, vec![7, 9]);
+            let bytes = Bytes::from(rec.clone());
+            assert_eq!(
+                decode_message(&bytes, payload.start + blob_at..payload.end, layout).unwrap(),
+                m
+            );
+            assert_eq!(
+                blob_summary(&rec[payload.start + blob_at..], layout).unwrap(),
+                BlobSummary {
+                    msg_id: 42,
+                    body_size: 5,
+                    meta,
+                }
+            );
+            for i in 0..rec.len() {
+                let mut bad = rec.clone();
+                bad[i] ^= 0x04;
+                assert!(
+                    check_record(&bad).is_err(),
+                    "flip at byte {i} went unnoticed"
+                );
+            }
         }
+    }
+
+    /// The exact bytes of both blob layouts: a plain blob is what version 1 wrote (old files must still read), and
+    /// the metadata sits between the msg id and the exchange.
+    #[test]
+    fn blob_heads_are_laid_out_as_documented() {
+        let plain = message_head(&msg(None)).unwrap();
+        let mut want = 42u64.to_le_bytes().to_vec();
+        want.extend_from_slice(b"\x09\x00amq.topic\x03\x00a.b\x04\x00\x00\x00\x90\x00\x02\x05");
+        assert_eq!(plain, want);
+        let with_meta = message_head(&msg(Some(META))).unwrap();
+        let mut want = 42u64.to_le_bytes().to_vec();
+        want.push(17);
+        want.extend_from_slice(&1_700_000_000_123u64.to_le_bytes());
+        want.push(7);
+        want.extend_from_slice(&1_700_000_003_123u64.to_le_bytes());
+        want.extend_from_slice(&plain[8..]);
+        assert_eq!(with_meta, want);
+        let without_expiry = message_head(&msg(Some(MessageMeta {
+            expires_at_ms: None,
+            ..META
+        })))
+        .unwrap();
+        assert_eq!(
+            without_expiry.len(),
+            plain.len() + 10,
+            "10 bytes of metadata without an expiry"
+        );
+    }
+
+    #[test]
+    fn metadata_fields_a_later_version_appends_are_skipped() {
+        let mut blob = 42u64.to_le_bytes().to_vec();
+        blob.push(20);
+        blob.extend_from_slice(&5u64.to_le_bytes());
+        blob.push(3);
+        blob.extend_from_slice(&9u64.to_le_bytes());
+        blob.extend_from_slice(&[0xAA, 0xBB, 0xCC]);
+        blob.extend_from_slice(&message_head(&msg(None)).unwrap()[8..]);
+        blob.extend_from_slice(b"hello");
+        let s = blob_summary(&blob, BlobLayout::WithMeta).unwrap();
+        assert_eq!(
+            s.meta,
+            Some(MessageMeta {
+                published_at_ms: 5,
+                expires_at_ms: Some(9),
+                priority: 3
+            })
+        );
+        assert_eq!(s.body_size, 5);
+        // Shorter than the fields every version has: damage.
+        let mut short = 42u64.to_le_bytes().to_vec();
+        short.push(8);
+        short.extend_from_slice(&[0; 8]);
+        short.extend_from_slice(&message_head(&msg(None)).unwrap()[8..]);
+        assert!(blob_summary(&short, BlobLayout::WithMeta).is_err());
     }
 
     #[test]
@@ -367,10 +582,12 @@ mod tests {
 
     #[test]
     fn truncated_payloads_are_errors_not_panics() {
-        let m = msg();
-        let head = message_head(&m).unwrap();
-        for n in 0..head.len() {
-            assert!(message_meta(&head[..n]).is_err());
+        for m in [msg(None), msg(Some(META))] {
+            let layout = BlobLayout::of(&m);
+            let head = message_head(&m).unwrap();
+            for n in 0..head.len() {
+                assert!(blob_summary(&head[..n], layout).is_err());
+            }
         }
         assert!(parse_publish(&[255, 255, 255, 255]).is_err());
         assert!(parse_ack(&[1, 0, 0, 0], false).is_err());

@@ -10,11 +10,11 @@ use super::background::{remove_if_present, remove_queue_dir};
 use super::compaction::repair;
 use super::fs::{FileHandle, FileSystem};
 use super::index::{FileId, FileKind, Index, Loc};
-use super::record::{self, file_header, Kind, SEGMENT_MAGIC, WAL_MAGIC};
+use super::record::{self, Kind, FORMAT_VERSION, SEGMENT_MAGIC, WAL_MAGIC};
 use super::scan::{check_header, HeaderState, Scanner, Step};
 use super::segment::{parse_segment_name, queue_dir, segment_path, SegmentSet};
 use super::wal::{parse_wal_name, wal_path};
-use super::{IndexEntry, QueueId, Recovery, StoreConfig, StoreError, SyncMode};
+use super::{IndexEntry, MessageMeta, QueueId, Recovery, StoreConfig, StoreError, SyncMode};
 
 /// What `Store::open` continues from.
 pub(crate) struct Recovered {
@@ -30,6 +30,7 @@ pub(crate) struct Recovered {
 struct Found {
     loc: Loc,
     body_size: u32,
+    meta: Option<MessageMeta>,
 }
 
 struct Recoverer<'a> {
@@ -151,7 +152,8 @@ impl Recoverer<'_> {
         Ok(())
     }
 
-    /// Reads one segment into `found`; returns it if it is intact and can take more appends.
+    /// Reads one segment into `found`; returns it if it is intact and can take more appends (a segment of an older
+    /// format version takes none: its header would not cover the record types appended after it).
     #[allow(clippy::type_complexity)]
     fn read_segment(
         &mut self,
@@ -161,15 +163,14 @@ impl Recoverer<'_> {
         let path = segment_path(&self.segments_dir(), queue, seq);
         let handle = self.fs.open(&path).map_err(io_err("open", &path))?;
         let len = handle.size().map_err(io_err("read", &path))?;
-        let header = check_header(handle.as_ref(), &file_header(SEGMENT_MAGIC))
-            .map_err(io_err("read", &path))?;
+        let header = check_header(handle.as_ref(), SEGMENT_MAGIC).map_err(io_err("read", &path))?;
         let file = self.index.add_file(
             FileKind::Segment { queue, seq },
             path.clone(),
             handle.clone(),
         );
-        match header {
-            HeaderState::Valid => {}
+        let version = match header {
+            HeaderState::Valid { version } => version,
             HeaderState::Torn => {
                 self.index.remove_file(file);
                 remove_if_present(self.fs.remove_file(&path))
@@ -183,7 +184,7 @@ impl Recoverer<'_> {
                 self.damage(queue, file, &path, 0, "bad file header");
                 return Ok(None);
             }
-        }
+        };
         let mut scanner = Scanner::new(handle.as_ref()).map_err(io_err("read", &path))?;
         let mut total = 0u64;
         let end = loop {
@@ -202,9 +203,10 @@ impl Recoverer<'_> {
                 Step::Record(r) => r,
             };
             let (offset, rec_len) = (r.offset, r.len);
-            let outcome = match Kind::from_byte(r.kind) {
-                Some(Kind::Message) => record::message_meta(r.payload).map(|meta| {
-                    self.report.max_msg_id = self.report.max_msg_id.max(meta.msg_id);
+            let kind = Kind::from_byte(r.kind);
+            let outcome = match (kind, kind.and_then(Kind::message_layout)) {
+                (_, Some(layout)) => record::blob_summary(r.payload, layout).map(|summary| {
+                    self.report.max_msg_id = self.report.max_msg_id.max(summary.msg_id);
                     total += rec_len as u64;
                     let loc = Loc {
                         file,
@@ -212,21 +214,24 @@ impl Recoverer<'_> {
                         offset,
                     };
                     let msgs = self.found.entry(queue).or_default();
-                    msgs.entry(meta.msg_id).or_insert(Found {
+                    msgs.entry(summary.msg_id).or_insert(Found {
                         loc,
-                        body_size: meta.body_size,
+                        body_size: summary.body_size,
+                        meta: summary.meta,
                     });
                 }),
-                Some(Kind::SegmentAck) => record::parse_ack(r.payload, false).map(|(_, ids)| {
-                    let msgs = self.found.entry(queue).or_default();
-                    for id in ids {
-                        self.report.max_msg_id = self.report.max_msg_id.max(id);
-                        // An ack in a segment applies only to that segment's own copy.
-                        if msgs.get(&id).is_some_and(|f| f.loc.file == file) {
-                            msgs.remove(&id);
+                (Some(Kind::SegmentAck), _) => {
+                    record::parse_ack(r.payload, false).map(|(_, ids)| {
+                        let msgs = self.found.entry(queue).or_default();
+                        for id in ids {
+                            self.report.max_msg_id = self.report.max_msg_id.max(id);
+                            // An ack in a segment applies only to that segment's own copy.
+                            if msgs.get(&id).is_some_and(|f| f.loc.file == file) {
+                                msgs.remove(&id);
+                            }
                         }
-                    }
-                }),
+                    })
+                }
                 _ => Err("unexpected record type in a segment"),
             };
             if let Err(reason) = outcome {
@@ -237,7 +242,7 @@ impl Recoverer<'_> {
         if let Some(f) = self.index.files.get_mut(&file) {
             f.total_bytes = total;
         }
-        Ok(Some((file, handle, path, end)))
+        Ok((version == FORMAT_VERSION).then_some((file, handle, path, end)))
     }
 
     fn segments_dir(&self) -> PathBuf {
@@ -274,9 +279,8 @@ impl Recoverer<'_> {
             let path = wal_path(wal_dir, seq);
             let handle = self.fs.open(&path).map_err(io_err("open", &path))?;
             let len = handle.size().map_err(io_err("read", &path))?;
-            let header = check_header(handle.as_ref(), &file_header(WAL_MAGIC))
-                .map_err(io_err("read", &path))?;
-            if header != HeaderState::Valid {
+            let header = check_header(handle.as_ref(), WAL_MAGIC).map_err(io_err("read", &path))?;
+            if !matches!(header, HeaderState::Valid { .. }) {
                 if header == HeaderState::Invalid {
                     tracing::error!(path = %path.display(), "WAL file has a bad header; dropping it");
                 }
@@ -335,21 +339,23 @@ impl Recoverer<'_> {
         payload: &[u8],
         loc: Loc,
     ) -> Result<(), record::DecodeError> {
-        match Kind::from_byte(kind) {
-            Some(Kind::Publish) => {
+        let kind = Kind::from_byte(kind);
+        match (kind, kind.and_then(Kind::publish_layout)) {
+            (_, Some(layout)) => {
                 let (queues, blob_at) = record::parse_publish(payload)?;
-                let meta = record::message_meta(&payload[blob_at..])?;
-                self.report.max_msg_id = self.report.max_msg_id.max(meta.msg_id);
+                let summary = record::blob_summary(&payload[blob_at..], layout)?;
+                self.report.max_msg_id = self.report.max_msg_id.max(summary.msg_id);
                 for q in queues.into_iter().filter(|q| self.durable.contains(q)) {
                     let msgs = self.found.entry(q).or_default();
                     // A copy already found in a segment wins: the WAL file was not deleted before a crash.
-                    msgs.entry(meta.msg_id).or_insert(Found {
+                    msgs.entry(summary.msg_id).or_insert(Found {
                         loc,
-                        body_size: meta.body_size,
+                        body_size: summary.body_size,
+                        meta: summary.meta,
                     });
                 }
             }
-            Some(Kind::Ack) => {
+            (Some(Kind::Ack), _) => {
                 let (queue, ids) = record::parse_ack(payload, true)?;
                 for id in ids {
                     self.report.max_msg_id = self.report.max_msg_id.max(id);
@@ -361,7 +367,7 @@ impl Recoverer<'_> {
                     }
                 }
             }
-            Some(Kind::DropQueue) => {
+            (Some(Kind::DropQueue), _) => {
                 let queue = record::parse_drop(payload)?;
                 self.found.remove(&queue);
                 self.drop_segments(queue);
@@ -403,6 +409,7 @@ impl Recoverer<'_> {
                 entries.push(IndexEntry {
                     msg_id,
                     body_size: f.body_size,
+                    meta: f.meta,
                 });
             }
             self.report.messages += entries.len() as u64;

@@ -4,7 +4,10 @@
 use std::io;
 
 use super::fs::{read_exact_at, FileHandle};
-use super::record::{record_crc, FILE_HEADER_LEN, MAX_PAYLOAD, RECORD_HEADER_LEN};
+use super::record::{
+    file_header_of, record_crc, FILE_HEADER_LEN, FORMAT_VERSION, MAX_PAYLOAD,
+    OLDEST_READABLE_VERSION, RECORD_HEADER_LEN,
+};
 
 /// Read-ahead size: big enough that scanning a 64 MiB file costs a few dozen reads.
 const CHUNK: usize = 1 << 20;
@@ -46,30 +49,32 @@ pub(crate) struct Scanner<'f> {
 /// How a file's 16-byte header reads.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum HeaderState {
-    Valid,
-    /// Shorter than a header and what is there is a prefix of the expected header or zeros: a file created just
-    /// before a crash. It holds no records.
+    /// The expected magic and a format version this store reads.
+    Valid { version: u32 },
+    /// Shorter than a header and what is there is a prefix of a header this store reads, or zeros: a file created
+    /// just before a crash. It holds no records.
     Torn,
-    /// Wrong magic or version.
+    /// Wrong magic, or a version this store does not read (newer than it, or older than the oldest it reads).
     Invalid,
 }
 
-pub(crate) fn check_header(
-    file: &dyn FileHandle,
-    expected: &[u8; FILE_HEADER_LEN as usize],
-) -> io::Result<HeaderState> {
+/// Reads a file's header: `magic` with any version from [`OLDEST_READABLE_VERSION`] to [`FORMAT_VERSION`].
+pub(crate) fn check_header(file: &dyn FileHandle, magic: [u8; 8]) -> io::Result<HeaderState> {
     let len = file.size()?;
     let n = len.min(FILE_HEADER_LEN) as usize;
     let mut got = vec![0u8; n];
     read_exact_at(file, &mut got, 0)?;
-    if n == FILE_HEADER_LEN as usize {
-        return Ok(if got[..] == expected[..] {
-            HeaderState::Valid
-        } else {
-            HeaderState::Invalid
-        });
+    let readable =
+        (OLDEST_READABLE_VERSION..=FORMAT_VERSION).map(|v| (v, file_header_of(magic, v)));
+    for (version, expected) in readable {
+        if n == FILE_HEADER_LEN as usize && got[..] == expected[..] {
+            return Ok(HeaderState::Valid { version });
+        }
+        if n < FILE_HEADER_LEN as usize && got[..] == expected[..n] {
+            return Ok(HeaderState::Torn);
+        }
     }
-    if got[..] == expected[..n] || got.iter().all(|b| *b == 0) {
+    if n < FILE_HEADER_LEN as usize && got.iter().all(|b| *b == 0) {
         Ok(HeaderState::Torn)
     } else {
         Ok(HeaderState::Invalid)
@@ -180,7 +185,7 @@ impl<'f> Scanner<'f> {
 mod tests {
     use super::*;
     use crate::fs::{append_all, FileSystem};
-    use crate::record::{file_header, push_record, Kind, WAL_MAGIC};
+    use crate::record::{file_header, file_header_of, push_record, Kind, WAL_MAGIC};
     use crate::sim_fs::SimFs;
     use std::path::Path;
 
@@ -263,21 +268,31 @@ mod tests {
     #[test]
     fn headers_are_classified() {
         let fs = SimFs::new();
-        let expected = file_header(WAL_MAGIC);
+        let current = file_header(WAL_MAGIC);
+        let version_1 = file_header_of(WAL_MAGIC, 1);
         for (bytes, state) in [
-            (expected.to_vec(), HeaderState::Valid),
-            (expected[..5].to_vec(), HeaderState::Torn),
+            (current.to_vec(), HeaderState::Valid { version: 2 }),
+            (version_1.to_vec(), HeaderState::Valid { version: 1 }),
+            (current[..5].to_vec(), HeaderState::Torn),
+            (current[..9].to_vec(), HeaderState::Torn),
+            (version_1[..9].to_vec(), HeaderState::Torn),
             (vec![0u8; 9], HeaderState::Torn),
             (Vec::new(), HeaderState::Torn),
             (
                 b"WRNSEG\0\0\x01\0\0\0\0\0\0\0".to_vec(),
                 HeaderState::Invalid,
             ),
+            (file_header_of(WAL_MAGIC, 3).to_vec(), HeaderState::Invalid),
+            (file_header_of(WAL_MAGIC, 0).to_vec(), HeaderState::Invalid),
+            (
+                file_header_of(WAL_MAGIC, 3)[..9].to_vec(),
+                HeaderState::Invalid,
+            ),
         ] {
             let f = fs.create(Path::new("/h")).unwrap();
             append_all(f.as_ref(), &[&bytes]).unwrap();
             assert_eq!(
-                check_header(f.as_ref(), &expected).unwrap(),
+                check_header(f.as_ref(), WAL_MAGIC).unwrap(),
                 state,
                 "{bytes:?}"
             );

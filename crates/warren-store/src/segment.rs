@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use super::fs::{append_all, FileHandle, FileSystem};
 use super::index::{FileId, FileKind, Index, Loc};
-use super::record::{self, file_header, Kind, FILE_HEADER_LEN, SEGMENT_MAGIC};
+use super::record::{self, file_header, BlobLayout, Kind, FILE_HEADER_LEN, SEGMENT_MAGIC};
 use super::{lock, QueueId, StoreError};
 
 /// Buffered segment bytes are written out past this size.
@@ -165,12 +165,14 @@ impl SegmentSet {
         Ok(())
     }
 
-    /// Appends a Message record holding `blob` to `queue`'s current segment and returns where it will be.
+    /// Appends a message record holding `blob` (laid out as `layout` says) to `queue`'s current segment and returns
+    /// where it will be.
     pub(crate) fn append_message(
         &mut self,
         index: &Mutex<Index>,
         queue: QueueId,
         blob: &[u8],
+        layout: BlobLayout,
     ) -> Result<Loc, StoreError> {
         let full = self.current.get(&queue).map(|c| c.len >= self.segment_size);
         if full != Some(false) {
@@ -183,7 +185,7 @@ impl SegmentSet {
         };
         let offset = cur.len;
         let before = cur.buf.len();
-        record::push_record(&mut cur.buf, Kind::Message, &[blob]);
+        record::push_record(&mut cur.buf, layout.message_kind(), &[blob]);
         let len = (cur.buf.len() - before) as u32;
         cur.len += len as u64;
         let file = cur.file;

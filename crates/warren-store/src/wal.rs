@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use super::fs::{append_all, FileHandle};
 use super::index::{FileId, FileKind, Loc};
-use super::record::{self, file_header, Kind, FILE_HEADER_LEN, WAL_MAGIC};
+use super::record::{self, file_header, BlobLayout, Kind, FILE_HEADER_LEN, WAL_MAGIC};
 use super::shared::{bump, Job, OnDurable, Op, Shared};
 use super::{lock, QueueId, StoreError};
 
@@ -163,7 +163,8 @@ impl WalWriter {
                     let mut front = record::publish_head(&queues);
                     front.extend_from_slice(&head);
                     let offset = self.len + batch.len;
-                    batch.push(&record::record_header(Kind::Publish, &[&front, &msg.body]));
+                    let kind = BlobLayout::of(&msg).publish_kind();
+                    batch.push(&record::record_header(kind, &[&front, &msg.body]));
                     batch.push(&front);
                     batch.push_body(&msg.body);
                     let len = (self.len + batch.len - offset) as u32;

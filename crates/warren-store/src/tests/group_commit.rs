@@ -118,6 +118,7 @@ fn measure_publish_rate_on_disk() {
                         routing_key: "perf".into(),
                         properties_raw: Bytes::from_static(&[0x10, 0x00, 0x02]),
                         body: body.clone(),
+                        meta: meta(id),
                     };
                     let tx = tx.clone();
                     let done = Box::new(move |r: Result<(), StoreError>| {

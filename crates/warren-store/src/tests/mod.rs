@@ -5,6 +5,7 @@ mod corrupt;
 mod crash;
 mod faults;
 mod group_commit;
+mod metadata;
 mod rollover;
 mod roundtrip;
 mod sim_fs;
@@ -19,7 +20,9 @@ use super::fs::FileSystem;
 use super::record::{self, Kind};
 use super::scan::{Scanner, Step};
 use super::sim_fs::SimFs;
-use super::{QueueId, Recovery, Store, StoreConfig, StoreError, StoredMessage, SyncMode};
+use super::{
+    MessageMeta, QueueId, Recovery, Store, StoreConfig, StoreError, StoredMessage, SyncMode,
+};
 
 pub(crate) const DIR: &str = "/data/msgs";
 
@@ -40,6 +43,16 @@ pub(crate) fn open(fs: &SimFs, cfg: &StoreConfig, queues: &[QueueId]) -> (Store,
     }
 }
 
+/// The metadata of the message with this id: none for every fourth (written as format version 1 wrote messages),
+/// so every workload mixes both record layouts; a deadline for every third.
+pub(crate) fn meta(id: u64) -> Option<MessageMeta> {
+    (!id.is_multiple_of(4)).then(|| MessageMeta {
+        published_at_ms: 1_700_000_000_000 + id,
+        expires_at_ms: id.is_multiple_of(3).then_some(1_700_000_000_000 + 2 * id),
+        priority: (id % 11) as u8,
+    })
+}
+
 /// The message with this id: every field derived from the id, so a test can rebuild it to compare.
 pub(crate) fn message(id: u64) -> StoredMessage {
     let len = (id.wrapping_mul(37) % 200) as usize;
@@ -56,6 +69,7 @@ pub(crate) fn message(id: u64) -> StoredMessage {
         routing_key: format!("key.{id}"),
         properties_raw: Bytes::from(vec![0x10, 0x00, 0x02, (id % 7) as u8]),
         body: Bytes::from(body),
+        meta: meta(id),
     }
 }
 
@@ -102,8 +116,18 @@ pub(crate) fn publish_flushing(store: &Store, confirms: &Confirms, id: u64, queu
     }
 }
 
-/// The recovered ids of a queue, checked to be strictly increasing.
+/// The recovered ids of a queue, checked to be strictly increasing and to carry the size and metadata each message
+/// was published with.
 pub(crate) fn ids(rec: &Recovery, queue: QueueId) -> Vec<u64> {
+    for e in rec.queues.get(&queue).into_iter().flatten() {
+        let want = message(e.msg_id);
+        assert_eq!(
+            (e.body_size as usize, e.meta),
+            (want.body.len(), want.meta),
+            "queue {queue} message {}: recovered size or metadata differ",
+            e.msg_id
+        );
+    }
     let ids: Vec<u64> = rec
         .queues
         .get(&queue)
@@ -139,8 +163,8 @@ pub(crate) fn segment_message_ids(fs: &SimFs, queue: QueueId) -> Vec<u64> {
         let handle = fs.open(&path).unwrap();
         let mut scanner = Scanner::new(handle.as_ref()).unwrap();
         while let Step::Record(r) = scanner.next_record().unwrap() {
-            if r.kind == Kind::Message as u8 {
-                out.push(record::message_meta(r.payload).unwrap().msg_id);
+            if let Some(layout) = Kind::from_byte(r.kind).and_then(Kind::message_layout) {
+                out.push(record::blob_summary(r.payload, layout).unwrap().msg_id);
             }
         }
     }

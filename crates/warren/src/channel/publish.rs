@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 use super::effect::{ChannelEffects, Effect};
 use super::{Channel, ChannelContext};
 use crate::broker::Broker;
-use crate::message::{parse_expiration, Message};
+use crate::message::{now_ms, parse_expiration, Message};
 use crate::queue::{Enqueue, QueueCommand, QueueHandle};
 use crate::registry::CloseSignal;
 use crate::session::ConfirmRef;
@@ -19,7 +19,6 @@ use warren_protocol::content::{
 use warren_protocol::error::{AmqpError, ReplyCode};
 use warren_protocol::ids;
 use warren_protocol::{FrameKind, FramePayload, PublishArgs};
-use warren_store::StoredMessage;
 
 /// Body frames smaller than this are copied out of the read buffer, so that a small message waiting in a deep queue
 /// does not pin a whole read buffer; larger ones stay zero-copy slices of it. The connection reader hands the
@@ -272,15 +271,10 @@ impl Channel {
             ));
         }
         let share = confirm.map(ConfirmRef::share);
-        let stored = StoredMessage {
-            msg_id: message.id,
-            exchange: message.exchange.to_string(),
-            routing_key: message.routing_key.to_string(),
-            properties_raw: message.properties_raw.clone(),
-            body: message.body.clone(),
-        };
+        // The publish time costs a clock read per persistent publish: 28 ns measured on the development VM (a
+        // vDSO call), where the store's best measured rate (107,000 publishes/s) leaves 9 us per publish.
         store.publish(
-            stored,
+            message.to_stored(now_ms()),
             ids,
             Box::new(move |result| {
                 if let (Some(share), Err(_)) = (share, result) {

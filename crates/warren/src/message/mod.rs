@@ -13,6 +13,7 @@ use warren_protocol::content::{
 };
 use warren_protocol::error::AmqpError;
 use warren_protocol::{basic::AMQPProperties, AMQPValue, FieldTable};
+use warren_store::{MessageMeta, StoredMessage};
 
 /// Node-unique message ids; the message store keys bodies by them.
 static NEXT_MESSAGE_ID: AtomicU64 = AtomicU64::new(1);
@@ -126,6 +127,43 @@ impl Message {
     pub(crate) fn body_size(&self) -> u64 {
         self.body.len() as u64
     }
+
+    /// The message as the store keeps it, entering the store at `published_at_ms` (milliseconds since the epoch,
+    /// [`now_ms`]), with the metadata a restarted queue needs to put it back as it was (see
+    /// `QueueState::enqueue_recovered`): the publish time its queue's `x-message-ttl` counts from, its priority,
+    /// and its own deadline (`expiration` counted from the same time).
+    ///
+    /// The deadline is stored, not only the `expiration` property that implies it, because recovery hands back no
+    /// properties: learning which recovered messages expire would otherwise mean reading every stored body at
+    /// start. It costs 8 bytes, and only for the messages that carry an `expiration`.
+    ///
+    /// The time is taken when the message is handed to the store, just before its queues take it in; a queue whose
+    /// inbox was backed up counted its live TTL from a little later, so after a restart such a message may expire
+    /// that much earlier than it would have.
+    pub(crate) fn to_stored(&self, published_at_ms: u64) -> StoredMessage {
+        StoredMessage {
+            msg_id: self.id,
+            exchange: self.exchange.to_string(),
+            routing_key: self.routing_key.to_string(),
+            properties_raw: self.properties_raw.clone(),
+            body: self.body.clone(),
+            meta: Some(MessageMeta {
+                published_at_ms,
+                expires_at_ms: self
+                    .expiration
+                    .map(|ttl| published_at_ms.saturating_add(ttl)),
+                priority: self.priority.unwrap_or(0),
+            }),
+        }
+    }
+}
+
+/// Milliseconds since the epoch. Message TTLs count in wall-clock time, as in RabbitMQ, so that a publish time or
+/// a deadline stored before a restart means the same after it.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The longest expiration RabbitMQ accepts, in milliseconds (ten years); also its limit for `x-message-ttl`.

@@ -17,7 +17,7 @@ use super::sink::{DeliverOutcome, DeliverySink, QueueReply};
 use super::state::{Admission, DropReason, Payload, QueueState, ReadyEntry, ReadyRules};
 use super::{Enqueue, QueueCommand, QueueHandle, QueueSpec, QueueStats, SettleAction, MAX_RUN};
 use crate::message::dead_letter::DeathReason;
-use crate::message::Message;
+use crate::message::{now_ms, Message};
 use warren_protocol::error::AmqpError;
 use warren_store::{IndexEntry, Store};
 
@@ -60,10 +60,10 @@ pub(crate) fn spawn_queue(
     let mut state = QueueState::default();
     state.rules = ready_rules(&settings, handle.spec.args.queue_type);
     state.ready = ReadyList::with_max_priority(handle.spec.args.max_priority.unwrap_or(0));
-    // x-expires counts from a restart too, as in RabbitMQ.
+    // x-expires counts from a restart too, as in RabbitMQ; message TTLs count from each message's publish.
     let now = now_ms();
-    for entry in recovered {
-        state.enqueue_recovered(entry.msg_id, u64::from(entry.body_size), now);
+    for entry in &recovered {
+        state.enqueue_recovered(entry, now);
     }
     let actor = QueueActor {
         handle: Arc::downgrade(&handle),
@@ -90,13 +90,6 @@ fn ready_rules(settings: &QueueSettings, queue_type: QueueType) -> ReadyRules {
         count_returns: queue_type == QueueType::Quorum,
         delivery_limit: settings.delivery_limit,
     }
-}
-
-/// Milliseconds since the epoch: message expiry is wall-clock time, as in RabbitMQ.
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Resolves just after `deadline` (milliseconds since the epoch), when a message expires; never without one.

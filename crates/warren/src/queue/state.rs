@@ -310,22 +310,6 @@ impl QueueState {
         }
     }
 
-    /// Appends a message recovered from the store at start: on disk, marked redelivered (RabbitMQ's behaviour
-    /// for messages that were in a queue when the broker stopped).
-    /// A queue with a message TTL counts it from `now` (the store does not keep publish times yet).
-    pub(crate) fn enqueue_recovered(&mut self, msg_id: u64, body_size: u64, now: u64) {
-        self.next_seq += 1;
-        self.push_back(ReadyEntry {
-            seq: self.next_seq,
-            payload: Payload::OnDisk { msg_id, body_size },
-            redelivered: true,
-            expires_at: self.rules.message_ttl.map(|ttl| now.saturating_add(ttl)),
-            expiry_indexed: false,
-            // Recovered messages wait at the lowest level: the store does not keep the priority apart.
-            level: 0,
-        });
-    }
-
     /// Appends an entry at the end of the ready list, counting its bytes and recording its expiry.
     fn push_back(&mut self, entry: ReadyEntry) {
         self.count_in(&entry);
@@ -517,6 +501,8 @@ impl QueueState {
     }
 }
 
+mod recovery;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -611,7 +597,12 @@ mod tests {
         state.record_unacked(a.clone(), None);
         state.settle(&[(a.seq, None)], SettleAction::Requeue);
         assert_eq!(state.loaded_bytes, 2);
-        state.enqueue_recovered(77, 10, 0);
+        let recovered = warren_store::IndexEntry {
+            msg_id: 77,
+            body_size: 10,
+            meta: None,
+        };
+        state.enqueue_recovered(&recovered, 0);
         assert!(state.ready.iter().last().unwrap().redelivered);
     }
 

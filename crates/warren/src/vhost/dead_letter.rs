@@ -7,9 +7,8 @@ use std::time::SystemTime;
 
 use super::Vhost;
 use crate::message::dead_letter::{dead_letter, Death};
-use crate::message::Message;
+use crate::message::{now_ms, Message};
 use crate::queue::{DeadLetters, Enqueue, QueueCommand, QueueHandle};
-use warren_store::StoredMessage;
 
 impl Vhost {
     /// Publishes the copies of `dead`'s messages, which died in `from`, through its dead-letter exchange. A missing
@@ -132,13 +131,9 @@ impl Vhost {
         if ids.is_empty() {
             return;
         }
-        let stored = StoredMessage {
-            msg_id: message.id,
-            exchange: message.exchange.to_string(),
-            routing_key: message.routing_key.to_string(),
-            properties_raw: message.properties_raw.clone(),
-            body: message.body.clone(),
-        };
-        stores.store.publish(stored, ids, Box::new(|_| {}));
+        // The copy enters its new queues now: their TTLs count from here, as RabbitMQ counts them.
+        stores
+            .store
+            .publish(message.to_stored(now_ms()), ids, Box::new(|_| {}));
     }
 }
