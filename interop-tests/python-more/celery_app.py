@@ -6,7 +6,9 @@ The broker comes from AMQP_URL and the task queue from INTEROP_CELERY_QUEUE (uni
 shared RabbitMQ do not take each other's tasks).
 """
 
+import collections
 import os
+import threading
 
 from celery import Celery
 
@@ -39,6 +41,29 @@ def flaky(self, token, failures):
     if self.request.retries < failures:
         raise self.retry(countdown=0.2)
     return {"token": token, "retries": self.request.retries}
+
+
+class TransientError(Exception):
+    """What `autoretried` raises while it is meant to fail; Celery retries on it (autoretry_for)."""
+
+
+# How often this worker ran `autoretried` for each token: the worker is one process (threads pool), so a counter here
+# sees every run, however many times the task went round through the broker.
+_runs = collections.Counter()
+_runs_lock = threading.Lock()
+
+
+@app.task(bind=True, autoretry_for=(TransientError,), retry_backoff=False,
+          retry_kwargs={"max_retries": 5, "countdown": 0.2})
+def autoretried(self, token, failures):
+    """Raises TransientError on its first `failures` runs (Celery republishes it each time, no self.retry in
+    sight), then succeeds and reports how often it ran."""
+    with _runs_lock:
+        _runs[token] += 1
+        runs = _runs[token]
+    if runs <= failures:
+        raise TransientError("run %d of %s fails on purpose" % (runs, token))
+    return {"token": token, "runs": runs, "retries": self.request.retries}
 
 
 @app.task

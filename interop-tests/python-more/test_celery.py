@@ -1,6 +1,7 @@
 """A real Celery worker (a subprocess, threads pool) executing tasks through the broker under test: 100+ tasks with
-their results over the RPC backend, tasks that self.retry() and then succeed, a failing task's exception, a group,
-and the worker's control channel (broadcast ping). The worker is started once for the class and stopped at the end.
+their results over the RPC backend, tasks that self.retry() and then succeed, tasks that autoretry_for retries until
+they succeed, a failing task's exception, a group, and the worker's control channel (broadcast ping). The worker is
+started once for the class and stopped at the end.
 """
 
 import os
@@ -113,6 +114,15 @@ class CeleryWorker(TimeLimit, Topology, unittest.TestCase):
         values = [result.get(timeout=60) for result in results]
         self.assertEqual(values, [{"token": "t%d" % i, "retries": i % 3 + 1} for i in range(12)])
         self.assertEqual(sum(v["retries"] for v in values), 24)
+
+    def test_autoretry_for_runs_a_task_until_it_succeeds(self):
+        tokens = [unique("autoretry") for _ in range(6)]
+        results = [self.tasks.autoretried.delay(token, i % 3 + 1) for i, token in enumerate(tokens)]  # 1-3 failures
+        values = [result.get(timeout=60) for result in results]
+        # Failing N times and then succeeding is N+1 runs, N of them retries.
+        self.assertEqual(values, [{"token": token, "runs": i % 3 + 2, "retries": i % 3 + 1}
+                                  for i, token in enumerate(tokens)])
+        self.assertTrue(all(result.state == "SUCCESS" for result in results))
 
     def test_failing_task_reports_its_exception(self):
         result = self.tasks.always_fails.delay("boom")

@@ -27,6 +27,7 @@ public final class Main {
             ConnectionTest.class,
             ConsumerCancelTest.class,
             ErrorsTest.class,
+            QueueSemanticsTest.class,
             RecoveryTest.class,
             TutorialsTest.class,
             TxTest.class);
