@@ -138,6 +138,7 @@ struct LimitsSection {
     handshake_timeout_ms: Option<Spanned<u64>>,
     max_connections: Option<usize>,
     consumer_timeout: Option<Spanned<u64>>,
+    send_timeout: Option<u64>,
 }
 
 impl LimitsSection {
@@ -160,6 +161,9 @@ impl LimitsSection {
             // 0 would time out every client before it could say a word.
             let millis = at_least(timeout, 1, "handshake_timeout_ms", source)?;
             limits.handshake_timeout = Duration::from_millis(millis);
+        }
+        if let Some(millis) = self.send_timeout {
+            limits.send_timeout = (millis > 0).then(|| Duration::from_millis(millis));
         }
         if let Some(timeout) = self.consumer_timeout {
             limits.consumer_timeout = match timeout.into_inner() {

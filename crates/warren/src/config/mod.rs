@@ -154,6 +154,10 @@ pub struct Limits {
     /// How long a delivery may stay unacknowledged before its channel is closed with 406 (RabbitMQ's
     /// `consumer_timeout`); `None` never. Default 30 minutes, as RabbitMQ.
     pub consumer_timeout: Option<Duration>,
+    /// How long a write to a client socket may make no progress before the connection is closed (RabbitMQ's
+    /// `tcp_listen_options.send_timeout`): a consumer that stops reading its socket is let go. `None` never.
+    /// Default 30 s.
+    pub send_timeout: Option<Duration>,
 }
 
 /// Users and virtual hosts.
@@ -278,6 +282,7 @@ impl Default for Limits {
             handshake_timeout: Duration::from_secs(10),
             max_connections: 0,
             consumer_timeout: Some(Duration::from_millis(1_800_000)),
+            send_timeout: Some(Duration::from_secs(30)),
         }
     }
 }

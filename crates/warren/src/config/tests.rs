@@ -104,6 +104,7 @@ max_message_size = 536870912
 handshake_timeout_ms = 2500
 max_connections = 1000
 consumer_timeout = 0
+send_timeout = 15000
 
 [auth]
 default_vhost = "main"
@@ -140,6 +141,7 @@ level = "warren=debug,info"
             handshake_timeout: Duration::from_millis(2500),
             max_connections: 1000,
             consumer_timeout: None,
+            send_timeout: Some(Duration::from_millis(15000)),
         }
     );
     assert_eq!(config.auth.default_vhost, "main");

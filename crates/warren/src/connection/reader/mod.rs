@@ -285,6 +285,9 @@ impl Reader {
                     self.close_connection(AmqpError::new(request.code, request.detail));
                     continue;
                 }
+                _ = self.conn.info.outbound.closed() => {
+                    return "socket write failed or timed out".into();
+                }
                 _ = tokio::time::sleep_until(timeout_check), if !self.closing => {
                     self.check_consumer_timeouts().await;
                     woken_by_timer = true;
