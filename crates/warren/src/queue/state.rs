@@ -162,6 +162,9 @@ pub(crate) struct QueueState {
     /// Set once a consumer has subscribed: an auto-delete queue is deleted when its last consumer goes, not before
     /// the first arrives.
     pub(crate) had_consumers: bool,
+    /// Messages that died here, kept until their dead-letter targets hold them (at-least-once dead-lettering).
+    /// Not ready, but counted against the length limits, as RabbitMQ's quorum queues count their `dlx` messages.
+    pub(crate) dead_letters: PendingDeadLetters,
 }
 
 impl QueueState {
@@ -199,15 +202,16 @@ impl QueueState {
     }
 
     /// Whether one more message of `body_size` bytes would take the queue past a length limit (RabbitMQ's
-    /// `will_overflow`).
+    /// `is_over_limit`: ready messages and those kept for at-least-once dead-lettering).
     fn would_overflow(&self, body_size: u64) -> bool {
         let rules = &self.rules;
+        let kept = &self.dead_letters;
         rules
             .max_length
-            .is_some_and(|max| self.ready.len() as u64 + 1 > max)
+            .is_some_and(|max| (self.ready.len() + kept.len()) as u64 + 1 > max)
             || rules
                 .max_length_bytes
-                .is_some_and(|max| self.ready_bytes + body_size > max)
+                .is_some_and(|max| self.ready_bytes + kept.bytes() + body_size > max)
     }
 
     /// Drops the oldest ready messages while the queue is over a length limit (`x-overflow` drop-head, the
@@ -501,7 +505,10 @@ impl QueueState {
     }
 }
 
+mod pending_dead_letters;
 mod recovery;
+
+pub(crate) use pending_dead_letters::{PendingDeadLetters, PendingLetter, RETRY_MAX_MS};
 
 #[cfg(test)]
 mod tests {
@@ -816,6 +823,61 @@ mod tests {
         assert_eq!(state.enqueue(msg("aa"), false, 0), Admission::Enqueued);
         assert_eq!(state.enqueue(msg("bb"), false, 0), Admission::Refused);
         assert_eq!(state.enqueue(msg("c"), false, 0), Admission::Enqueued);
+    }
+
+    #[test]
+    fn letters_kept_for_at_least_once_dead_lettering_count_against_the_limits_but_not_as_ready() {
+        let mut state = with_rules(ReadyRules {
+            max_length: Some(2),
+            max_length_bytes: Some(10),
+            reject_when_full: true,
+            ..ReadyRules::default()
+        });
+        state.enqueue(msg("1"), false, 0);
+        let first = take(&mut state);
+        state.record_unacked(first.clone(), None);
+        let settled = state.settle(&[(first.seq, None)], SettleAction::Discard);
+        for message in settled.gone {
+            state.dead_letters.push(
+                Payload::Loaded(message),
+                crate::message::dead_letter::DeathReason::Rejected,
+                std::time::SystemTime::UNIX_EPOCH,
+            );
+        }
+        assert_eq!(state.message_count(), 0, "not ready");
+        assert_eq!(state.enqueue(msg("2"), false, 0), Admission::Enqueued);
+        assert_eq!(
+            state.enqueue(msg("3"), false, 0),
+            Admission::Refused,
+            "the kept letter fills the queue"
+        );
+        let (number, batch) = state.dead_letters.take_batch(0, 10, 1 << 20).unwrap();
+        let outcomes: Vec<_> = batch
+            .iter()
+            .map(|l| crate::queue::dead_letter_batch::LetterOutcome {
+                id: l.id,
+                delivered: true,
+                held_by: Vec::new(),
+            })
+            .collect();
+        assert_eq!(state.dead_letters.settle(number, &outcomes, 0).len(), 1);
+        assert_eq!(state.enqueue(msg("3"), false, 0), Admission::Enqueued);
+
+        let mut state = with_rules(ReadyRules {
+            max_length_bytes: Some(4),
+            reject_when_full: true,
+            ..ReadyRules::default()
+        });
+        state.dead_letters.push(
+            Payload::OnDisk {
+                msg_id: 9,
+                body_size: 3,
+            },
+            crate::message::dead_letter::DeathReason::Expired,
+            std::time::SystemTime::UNIX_EPOCH,
+        );
+        assert_eq!(state.enqueue(msg("aa"), false, 0), Admission::Refused);
+        assert_eq!(state.enqueue(msg("a"), false, 0), Admission::Enqueued);
     }
 
     #[test]
