@@ -134,7 +134,7 @@ pub(super) struct QueueActor {
     /// expiry, dead-letter exchange and limits.
     pub(super) settings: Arc<QueueSettings>,
     /// Messages that die here are dead-lettered at least once ([`QueueSettings::at_least_once`]): kept in
-    /// `state.dead_letters` until their targets hold them (`at_least_once`).
+    /// `state.dead_letters` until their targets hold them (the actor's side is in `queue/at_least_once.rs`).
     pub(super) at_least_once: bool,
     /// When it was last used, in milliseconds since the epoch (for `x-expires`).
     last_used: u64,

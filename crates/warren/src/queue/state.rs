@@ -826,61 +826,6 @@ mod tests {
     }
 
     #[test]
-    fn letters_kept_for_at_least_once_dead_lettering_count_against_the_limits_but_not_as_ready() {
-        let mut state = with_rules(ReadyRules {
-            max_length: Some(2),
-            max_length_bytes: Some(10),
-            reject_when_full: true,
-            ..ReadyRules::default()
-        });
-        state.enqueue(msg("1"), false, 0);
-        let first = take(&mut state);
-        state.record_unacked(first.clone(), None);
-        let settled = state.settle(&[(first.seq, None)], SettleAction::Discard);
-        for message in settled.gone {
-            state.dead_letters.push(
-                Payload::Loaded(message),
-                crate::message::dead_letter::DeathReason::Rejected,
-                std::time::SystemTime::UNIX_EPOCH,
-            );
-        }
-        assert_eq!(state.message_count(), 0, "not ready");
-        assert_eq!(state.enqueue(msg("2"), false, 0), Admission::Enqueued);
-        assert_eq!(
-            state.enqueue(msg("3"), false, 0),
-            Admission::Refused,
-            "the kept letter fills the queue"
-        );
-        let (number, batch) = state.dead_letters.take_batch(0, 10, 1 << 20).unwrap();
-        let outcomes: Vec<_> = batch
-            .iter()
-            .map(|l| crate::queue::dead_letter_batch::LetterOutcome {
-                id: l.id,
-                delivered: true,
-                held_by: Vec::new(),
-            })
-            .collect();
-        assert_eq!(state.dead_letters.settle(number, &outcomes, 0).len(), 1);
-        assert_eq!(state.enqueue(msg("3"), false, 0), Admission::Enqueued);
-
-        let mut state = with_rules(ReadyRules {
-            max_length_bytes: Some(4),
-            reject_when_full: true,
-            ..ReadyRules::default()
-        });
-        state.dead_letters.push(
-            Payload::OnDisk {
-                msg_id: 9,
-                body_size: 3,
-            },
-            crate::message::dead_letter::DeathReason::Expired,
-            std::time::SystemTime::UNIX_EPOCH,
-        );
-        assert_eq!(state.enqueue(msg("aa"), false, 0), Admission::Refused);
-        assert_eq!(state.enqueue(msg("a"), false, 0), Admission::Enqueued);
-    }
-
-    #[test]
     fn a_quorum_queue_counts_returns_and_stops_redelivering_past_the_limit() {
         let mut state = with_rules(ReadyRules {
             count_returns: true,

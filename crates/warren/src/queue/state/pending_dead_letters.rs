@@ -248,16 +248,22 @@ impl PendingDeadLetters {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::Message;
+    use crate::message::{Message, QueuedMessage};
+    use crate::queue::state::{Admission, QueueState, ReadyRules};
+    use crate::queue::SettleAction;
     use bytes::Bytes;
 
-    fn loaded(body: &'static str) -> Payload {
-        Payload::Loaded(Arc::new(Message::new(
+    fn message(body: &'static str) -> Arc<Message> {
+        Arc::new(Message::new(
             "".into(),
             "q".into(),
             Bytes::from_static(&[0, 0]),
             Bytes::from_static(body.as_bytes()),
-        )))
+        ))
+    }
+
+    fn loaded(body: &'static str) -> Payload {
+        Payload::Loaded(message(body))
     }
 
     fn with(bodies: &[&'static str]) -> PendingDeadLetters {
@@ -387,5 +393,82 @@ mod tests {
         let delivered = pending.settle(number, &outcomes, 0);
         assert_eq!(bodies(&delivered), vec![b"b".as_slice()]);
         assert_eq!(pending.len(), 1, "c was never in the batch");
+    }
+
+    /// A queue state holding `rules`.
+    fn queue_with(rules: ReadyRules) -> QueueState {
+        QueueState {
+            rules,
+            ..QueueState::default()
+        }
+    }
+
+    /// Takes the first ready message as a delivery.
+    fn take(state: &mut QueueState) -> QueuedMessage {
+        let entry = state.pop_ready().unwrap();
+        let Payload::Loaded(message) = entry.payload else {
+            panic!("expected a loaded message");
+        };
+        QueuedMessage {
+            seq: entry.seq,
+            message,
+            redelivered: entry.redelivered,
+            expires_at: entry.expires_at,
+        }
+    }
+
+    #[test]
+    fn letters_kept_for_at_least_once_dead_lettering_count_against_the_limits_but_not_as_ready() {
+        let mut state = queue_with(ReadyRules {
+            max_length: Some(2),
+            max_length_bytes: Some(10),
+            reject_when_full: true,
+            ..ReadyRules::default()
+        });
+        state.enqueue(message("1"), false, 0);
+        let first = take(&mut state);
+        state.record_unacked(first.clone(), None);
+        let settled = state.settle(&[(first.seq, None)], SettleAction::Discard);
+        for message in settled.gone {
+            state.dead_letters.push(
+                Payload::Loaded(message),
+                DeathReason::Rejected,
+                SystemTime::UNIX_EPOCH,
+            );
+        }
+        assert_eq!(state.message_count(), 0, "not ready");
+        assert_eq!(state.enqueue(message("2"), false, 0), Admission::Enqueued);
+        assert_eq!(
+            state.enqueue(message("3"), false, 0),
+            Admission::Refused,
+            "the kept letter fills the queue"
+        );
+        let (number, batch) = state.dead_letters.take_batch(0, 10, 1 << 20).unwrap();
+        let outcomes: Vec<_> = batch
+            .iter()
+            .map(|l| LetterOutcome {
+                id: l.id,
+                delivered: true,
+                held_by: Vec::new(),
+            })
+            .collect();
+        assert_eq!(state.dead_letters.settle(number, &outcomes, 0).len(), 1);
+        assert_eq!(state.enqueue(message("3"), false, 0), Admission::Enqueued);
+
+        let mut state = queue_with(ReadyRules {
+            max_length_bytes: Some(4),
+            reject_when_full: true,
+            ..ReadyRules::default()
+        });
+        state.dead_letters.push(
+            Payload::OnDisk {
+                msg_id: 9,
+                body_size: 3,
+            },
+            DeathReason::Expired,
+            SystemTime::UNIX_EPOCH,
+        );
+        assert_eq!(state.enqueue(message("aa"), false, 0), Admission::Refused);
+        assert_eq!(state.enqueue(message("a"), false, 0), Admission::Enqueued);
     }
 }
