@@ -162,6 +162,9 @@ pub(crate) struct QueueState {
     /// Set once a consumer has subscribed: an auto-delete queue is deleted when its last consumer goes, not before
     /// the first arrives.
     pub(crate) had_consumers: bool,
+    /// Messages that died here, kept until their dead-letter targets hold them (at-least-once dead-lettering).
+    /// Not ready, but counted against the length limits, as RabbitMQ's quorum queues count their `dlx` messages.
+    pub(crate) dead_letters: PendingDeadLetters,
 }
 
 impl QueueState {
@@ -199,15 +202,16 @@ impl QueueState {
     }
 
     /// Whether one more message of `body_size` bytes would take the queue past a length limit (RabbitMQ's
-    /// `will_overflow`).
+    /// `is_over_limit`: ready messages and those kept for at-least-once dead-lettering).
     fn would_overflow(&self, body_size: u64) -> bool {
         let rules = &self.rules;
+        let kept = &self.dead_letters;
         rules
             .max_length
-            .is_some_and(|max| self.ready.len() as u64 + 1 > max)
+            .is_some_and(|max| (self.ready.len() + kept.len()) as u64 + 1 > max)
             || rules
                 .max_length_bytes
-                .is_some_and(|max| self.ready_bytes + body_size > max)
+                .is_some_and(|max| self.ready_bytes + kept.bytes() + body_size > max)
     }
 
     /// Drops the oldest ready messages while the queue is over a length limit (`x-overflow` drop-head, the
@@ -501,7 +505,10 @@ impl QueueState {
     }
 }
 
+mod pending_dead_letters;
 mod recovery;
+
+pub(crate) use pending_dead_letters::{PendingDeadLetters, PendingLetter, RETRY_MAX_MS};
 
 #[cfg(test)]
 mod tests {
