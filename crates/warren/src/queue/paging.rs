@@ -30,6 +30,7 @@ impl QueueActor {
                         message,
                         redelivered: entry.redelivered,
                         expires_at: entry.expires_at,
+                        returns: entry.returns,
                     })
                 }
                 Payload::OnDisk { .. } => {

@@ -38,6 +38,8 @@ pub(crate) struct ReadyEntry {
     pub(crate) expiry_indexed: bool,
     /// Its priority level (`x-max-priority`; 0 in a queue without priorities).
     pub(crate) level: u8,
+    /// How often it came back (quorum queues count; see [`QueuedMessage::returns`]).
+    pub(crate) returns: u32,
 }
 
 impl ReadyEntry {
@@ -197,6 +199,7 @@ impl QueueState {
             expires_at: ttl.map(|ttl| now.saturating_add(ttl)),
             expiry_indexed,
             level,
+            returns: 0,
         });
         Admission::Enqueued
     }
@@ -359,6 +362,7 @@ impl QueueState {
             payload: Payload::Loaded(msg.message),
             redelivered: true,
             expires_at: msg.expires_at,
+            returns: msg.returns,
         };
         self.count_in(&entry);
         self.ready.insert_by_seq(entry);
@@ -373,6 +377,7 @@ impl QueueState {
             payload: Payload::Loaded(msg.message),
             redelivered: msg.redelivered,
             expires_at: msg.expires_at,
+            returns: msg.returns,
         };
         self.count_back(&entry);
         self.ready.push_front(entry);
@@ -426,18 +431,16 @@ impl QueueState {
             match action {
                 SettleAction::Ack | SettleAction::Discard => settled.gone.push(msg.message),
                 SettleAction::Requeue if self.rules.count_returns => {
-                    match msg.message.returned_once_more() {
-                        Ok((copy, count))
-                            if self.rules.delivery_limit.is_some_and(|l| count > l) =>
-                        {
-                            settled.over_limit.push(Arc::new(copy));
-                        }
-                        Ok((copy, _)) => self.requeue(QueuedMessage {
-                            message: Arc::new(copy),
-                            ..msg
-                        }),
-                        // Properties that do not decode cannot carry a count: redelivered as they are.
-                        Err(_) => self.requeue(msg),
+                    let returns = msg.returns.saturating_add(1);
+                    if self
+                        .rules
+                        .delivery_limit
+                        .is_some_and(|limit| u64::from(returns) > limit)
+                    {
+                        // Dead-lettered as it was published: the count is the queue's, not the message's.
+                        settled.over_limit.push(msg.message);
+                    } else {
+                        self.requeue(QueuedMessage { returns, ..msg });
                     }
                 }
                 SettleAction::Requeue => self.requeue(msg),
@@ -545,6 +548,7 @@ mod tests {
             message,
             redelivered: entry.redelivered,
             expires_at: entry.expires_at,
+            returns: entry.returns,
         }
     }
 
@@ -843,15 +847,67 @@ mod tests {
             second.message.id, first.message.id,
             "the stored copy is still the one acks forget"
         );
-        let count = second
-            .message
-            .headers()
+        assert_eq!(second.returns, 1);
+        let delivered = second.counted_properties().expect("a counted copy");
+        let count = warren_protocol::content::decode_properties(&delivered)
+            .ok()
+            .and_then(|p| p.headers().clone())
             .and_then(|h| h.inner().get("x-delivery-count").cloned());
         assert_eq!(count, Some(warren_protocol::AMQPValue::LongLongInt(1)));
         state.record_unacked(second.clone(), None);
         let settled = state.settle(&[(second.seq, None)], SettleAction::Requeue);
         assert_eq!(settled.over_limit.len(), 1);
+        assert!(
+            settled.over_limit[0].headers().is_none(),
+            "dead-lettered as published, without the queue's count"
+        );
         assert!(state.ready.is_empty());
+    }
+
+    #[test]
+    fn a_quorum_queue_counts_its_own_returns_whatever_header_the_publisher_set() {
+        let mut state = with_rules(ReadyRules {
+            count_returns: true,
+            delivery_limit: Some(2),
+            ..ReadyRules::default()
+        });
+        let mut headers = warren_protocol::FieldTable::default();
+        headers.insert(
+            "x-delivery-count".into(),
+            warren_protocol::AMQPValue::LongLongInt(5),
+        );
+        let properties = warren_protocol::content::encode_properties(
+            &warren_protocol::basic::AMQPProperties::default().with_headers(headers),
+        )
+        .expect("encodes");
+        state.enqueue(
+            Arc::new(Message::new(
+                "".into(),
+                "q".into(),
+                properties,
+                Bytes::from_static(b"m"),
+            )),
+            false,
+            0,
+        );
+        for expected in 1..=2 {
+            let m = take(&mut state);
+            state.record_unacked(m.clone(), None);
+            assert!(state
+                .settle(&[(m.seq, None)], SettleAction::Requeue)
+                .over_limit
+                .is_empty());
+            assert_eq!(state.ready.iter().next().map(|e| e.returns), Some(expected));
+        }
+        let m = take(&mut state);
+        state.record_unacked(m.clone(), None);
+        assert_eq!(
+            state
+                .settle(&[(m.seq, None)], SettleAction::Requeue)
+                .over_limit
+                .len(),
+            1
+        );
     }
 
     fn prioritised(body: &'static str, priority: u8) -> Arc<Message> {

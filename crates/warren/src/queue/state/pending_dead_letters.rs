@@ -414,6 +414,7 @@ mod tests {
             message,
             redelivered: entry.redelivered,
             expires_at: entry.expires_at,
+            returns: entry.returns,
         }
     }
 
