@@ -117,13 +117,15 @@ impl Reader {
                 )
             }
             Some(Slot::Closing) => {
+                // As RabbitMQ's closing channel: only close-ok frees the number. A close that crossed ours is
+                // answered with close-ok and the channel keeps waiting for the close-ok the client still owes;
+                // everything else is dropped.
                 match method {
                     AMQPClass::Channel(channel::AMQPMethod::CloseOk(_)) => {
                         self.channels.remove(id);
                     }
                     AMQPClass::Channel(channel::AMQPMethod::Close(_)) => {
                         self.write_channel(id, channel::AMQPMethod::CloseOk(channel::CloseOk {}));
-                        self.channels.remove(id);
                     }
                     _ => {}
                 }
