@@ -74,7 +74,8 @@ pub struct PolicyConfig {
 /// Per-connection and per-node limits. Defaults are RabbitMQ 3.13's.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// The highest channel number a client may open. Default 2047.
+    /// How many channels a connection may have open at once, offered in connection.tune (as RabbitMQ, any channel
+    /// number may be used; a channel the server is closing counts until its close-ok). Default 2047.
     pub channel_max: u16,
     /// The largest frame, in bytes, header and end octet included. Default 131072; at least `FRAME_MIN_SIZE`.
     pub frame_max: u32,

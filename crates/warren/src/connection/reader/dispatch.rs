@@ -30,13 +30,21 @@ impl Reader {
                 ReplyCode::UnexpectedFrame,
                 "content frame on channel 0",
             )),
-            (_, ch) if ch > self.channel_max => Err(AmqpError::new(
-                ReplyCode::NotAllowed,
-                format!(
-                    "channel number {ch} exceeds negotiated channel_max {}",
-                    self.channel_max
-                ),
-            )),
+            // As RabbitMQ: any number may be used, but a frame that would take one more number once
+            // channel_max numbers are in use (open or closing) is refused, whatever the frame.
+            (_, ch)
+                if !self.channels.contains(ch)
+                    && self.channels.in_use() >= usize::from(self.channel_max) =>
+            {
+                Err(AmqpError::new(
+                    ReplyCode::NotAllowed,
+                    format!(
+                        "number of channels opened ({}) has reached the negotiated channel_max ({})",
+                        self.channels.in_use(),
+                        self.channel_max
+                    ),
+                ))
+            }
             (FrameKind::Method, _) => self.channel_method(frame).await,
             (_, _) => self.channel_content(&frame),
         };
@@ -127,6 +135,14 @@ impl Reader {
                     AMQPClass::Channel(channel::AMQPMethod::Close(_)) => {
                         self.write_channel(id, channel::AMQPMethod::CloseOk(channel::CloseOk {}));
                     }
+                    // RabbitMQ checks for a second open before it looks at the channel's state.
+                    AMQPClass::Channel(channel::AMQPMethod::Open(_)) => {
+                        return Err(AmqpError::new(
+                            ReplyCode::ChannelError,
+                            "second 'channel.open' seen",
+                        )
+                        .on_method(class_id, method_id));
+                    }
                     _ => {}
                 }
                 Ok(ReaderNext::Continue)
@@ -176,13 +192,15 @@ impl Reader {
         }
     }
 
-    /// A content frame on a channel that is not open (open channels take theirs in [`Self::handle_frame_now`]).
+    /// A content frame on a channel that is not open (open channels take theirs in [`Self::handle_frame_now`]):
+    /// dropped on a closing channel; on an unused number it is RabbitMQ's 505, since its frame assembler, which
+    /// expects a method first, sees the frame before the channel does.
     fn channel_content(&mut self, frame: &RawFrame) -> Result<ReaderNext, AmqpError> {
         match self.channels.get_mut(frame.channel) {
             Some(Slot::Closing) => Ok(ReaderNext::Continue),
             _ => Err(AmqpError::new(
-                ReplyCode::ChannelError,
-                "expected 'channel.open'",
+                ReplyCode::UnexpectedFrame,
+                "expected method frame, got non method frame instead",
             )),
         }
     }

@@ -66,6 +66,7 @@ enum Later {
 /// The reader task's state: the connection, its channels, and whether connection.close was sent.
 struct Reader {
     conn: ConnectionState,
+    /// How many channels may be in use at once (negotiated; it does not bound the channel numbers).
     channel_max: u16,
     channels: ChannelTable,
     /// Set once the broker has sent connection.close.
@@ -306,7 +307,7 @@ impl Reader {
         if self.closing {
             return FrameOutcome::Done(self.while_closing(owned(payload)));
         }
-        if id == 0 || id > self.channel_max {
+        if id == 0 {
             return FrameOutcome::Later(Later::Frame(owned(payload)));
         }
         let Some(Slot::Open(ch)) = self.channels.get_mut(id) else {
