@@ -229,6 +229,41 @@ async fn content_header_with_no_publish_is_an_unexpected_frame() {
 }
 
 #[tokio::test]
+async fn content_header_of_another_class_is_an_unexpected_frame() {
+    // RabbitMQ's frame assembler: 505 naming basic.publish, not a frame error.
+    let mut header = content_header(0);
+    header[..2].copy_from_slice(&10u16.to_be_bytes());
+    let close = close_after(&[(METHOD, 1, publish(false)), (HEADER, 1, header)]).await;
+    assert_eq!(
+        close,
+        (
+            505,
+            "UNEXPECTED_FRAME - expected content header for class 60, got one for class 10 instead"
+                .into(),
+            60,
+            40
+        )
+    );
+}
+
+#[tokio::test]
+async fn content_header_with_a_non_zero_weight_is_an_unexpected_frame() {
+    let mut header = content_header(0);
+    header[2..4].copy_from_slice(&1u16.to_be_bytes());
+    let close = close_after(&[(METHOD, 1, publish(false)), (HEADER, 1, header)]).await;
+    assert_eq!(
+        close,
+        (
+            505,
+            "UNEXPECTED_FRAME - expected content header for class 60, got non content header frame instead"
+                .into(),
+            60,
+            40
+        )
+    );
+}
+
+#[tokio::test]
 async fn method_where_a_content_header_is_expected_is_an_unexpected_frame() {
     let close = close_after(&[
         (METHOD, 1, publish(false)),
