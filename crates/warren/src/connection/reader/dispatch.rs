@@ -231,7 +231,13 @@ impl Reader {
         Ok(ReaderNext::Continue)
     }
 
+    /// Sends connection.close for `error` (once: a connection already closing keeps its first close and its
+    /// close-ok deadline); from then on only close-ok or close is looked at.
     pub(super) fn close_connection(&mut self, error: AmqpError) {
+        if self.closing {
+            tracing::debug!(peer = %self.conn.info.peer, "while closing: {}", error.text);
+            return;
+        }
         tracing::warn!(peer = %self.conn.info.peer, "closing AMQP connection {}: {}", self.conn.info.peer, error.text);
         self.write_connection(connection::AMQPMethod::Close(connection::Close {
             reply_code: error.reply_code(),
@@ -240,6 +246,7 @@ impl Reader {
             method_id: error.method_id,
         }));
         self.closing = true;
+        self.close_deadline = tokio::time::Instant::now() + super::CLOSE_OK_TIMEOUT;
     }
 
     fn write_connection(&self, method: connection::AMQPMethod) {
