@@ -8,7 +8,7 @@ use crate::exchange::{validate_headers_arguments, Destination, ExchangeKind};
 use crate::vhost::{ExchangeDeclare, QueueDeclare, Vhost};
 use warren_protocol::error::AmqpError;
 use warren_protocol::ids::{self, MethodId};
-use warren_protocol::{exchange, queue, AMQPClass, FieldTable};
+use warren_protocol::{exchange, queue, AMQPClass, FieldTable, ShortString};
 
 /// Headers bindings must carry a valid x-match (406 otherwise, as in RabbitMQ).
 fn check_binding_arguments(
@@ -21,6 +21,16 @@ fn check_binding_arguments(
             validate_headers_arguments(args).map_err(|e| AmqpError::precondition(e.to_string()))
         }
         _ => Ok(()),
+    }
+}
+
+/// The routing key of queue.bind and queue.unbind as RabbitMQ reads it (`expand_routing_key_shortcut`): with both
+/// the queue name and the key empty, the key is the name of the queue the empty name stands for.
+fn default_routing_key(queue: &ShortString, key: ShortString, queue_name: &str) -> ShortString {
+    if queue.as_str().is_empty() && key.as_str().is_empty() {
+        ShortString::from(queue_name)
+    } else {
+        key
     }
 }
 
@@ -171,11 +181,9 @@ impl Channel {
         let conn_id = ctx.conn.id;
         match method {
             queue::AMQPMethod::Declare(d) => {
-                let name = if d.passive {
-                    self.queue_name(d.queue.as_str())?.to_string()
-                } else {
-                    d.queue.to_string()
-                };
+                // Not expanded to the last declared queue, even passive: RabbitMQ answers a passive declare of
+                // "" with 404 "no queue ''" (`expand_shortcuts` leaves queue.declare alone).
+                let name = d.queue.to_string();
                 let may_persist = !d.passive && vhost.may_persist_declare(d.durable, d.exclusive);
                 let (passive, durable, exclusive, auto_delete) =
                     (d.passive, d.durable, d.exclusive, d.auto_delete);
@@ -209,6 +217,7 @@ impl Channel {
             }
             queue::AMQPMethod::Bind(b) => {
                 let name = self.queue_name(b.queue.as_str())?;
+                let key = default_routing_key(&b.queue, b.routing_key, &name);
                 check_binding_arguments(vhost, b.exchange.as_str(), &b.arguments)?;
                 let nowait = b.nowait;
                 let destination = Destination::Queue(name.clone());
@@ -224,7 +233,7 @@ impl Channel {
                         vhost.bind_queue(
                             &name,
                             b.exchange.as_str(),
-                            b.routing_key.as_str(),
+                            key.as_str(),
                             b.arguments,
                             conn_id,
                         )
@@ -235,6 +244,7 @@ impl Channel {
             }
             queue::AMQPMethod::Unbind(b) => {
                 let name = self.queue_name(b.queue.as_str())?;
+                let key = default_routing_key(&b.queue, b.routing_key, &name);
                 let destination = Destination::Queue(name.clone());
                 let stored = vhost.may_persist_binding(b.exchange.as_str(), &destination);
                 let may_persist = vhost.may_persist_removal(stored);
@@ -247,7 +257,7 @@ impl Channel {
                         vhost.unbind_queue(
                             &name,
                             b.exchange.as_str(),
-                            b.routing_key.as_str(),
+                            key.as_str(),
                             b.arguments,
                             conn_id,
                         )
