@@ -1,17 +1,19 @@
-//! How queue names are read, through lapin, as RabbitMQ 3.13's `rabbit_channel` reads them: an empty name in
-//! queue.bind, unbind, purge, delete, basic.consume and basic.get is the channel's last declared queue (404 "no
-//! previously declared queue" without one), never in queue.declare; queue.bind with an empty name and key binds
-//! with the queue's name as key.
+//! How queue and exchange names are read, through lapin, as RabbitMQ 3.13's `rabbit_channel` reads them: an empty
+//! name in queue.bind, unbind, purge, delete, basic.consume and basic.get is the channel's last declared queue (404
+//! "no previously declared queue" without one), never in queue.declare; queue.bind with an empty name and key binds
+//! with the queue's name as key; CR and LF are stripped from names in declares, deletes and binds.
 
 mod common;
 
 use common::{declare_plain, passive, publish_confirmed, reply_text, within};
 use futures_lite::StreamExt;
 use lapin::options::{
-    BasicConsumeOptions, BasicGetOptions, QueueBindOptions, QueueDeleteOptions, QueuePurgeOptions,
+    BasicConsumeOptions, BasicGetOptions, ExchangeBindOptions, ExchangeDeclareOptions,
+    ExchangeDeleteOptions, ExchangeUnbindOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions, QueuePurgeOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection};
+use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
 
 const NO_QUEUE: &str = "NOT_FOUND - no previously declared queue";
 
@@ -161,4 +163,126 @@ async fn a_passive_declare_of_an_empty_name_is_not_found_even_after_a_declare() 
         refusal(declare).await,
         (404, "NOT_FOUND - no queue '' in vhost '/'".into())
     );
+}
+
+/// Whether a passive exchange.declare finds `name`, on a fresh channel.
+async fn exchange_exists(conn: &Connection, name: &str) -> bool {
+    let ch = conn.create_channel().await.expect("channel");
+    let options = ExchangeDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    within(
+        5,
+        ch.exchange_declare(
+            name.into(),
+            ExchangeKind::Fanout,
+            options,
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .is_ok()
+}
+
+#[tokio::test]
+async fn cr_and_lf_are_stripped_from_names_in_declares_deletes_and_binds() {
+    let server = common::start_server().await;
+    let conn = common::connect(&server).await;
+    let ch = common::confirming_channel(&conn).await;
+    let declared = common::declare(
+        &ch,
+        "cr\r\nq",
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await;
+    assert_eq!(declared.name().as_str(), "crq");
+    within(
+        5,
+        ch.queue_declare("c\nr\rq".into(), passive(), FieldTable::default()),
+    )
+    .await
+    .expect("passive declare finds 'crq'");
+    ch.exchange_declare(
+        "x\n1".into(),
+        ExchangeKind::Fanout,
+        ExchangeDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("exchange.declare");
+    assert!(exchange_exists(&conn, "x1").await);
+    // Routing keys keep theirs.
+    ch.queue_bind(
+        "cr\nq".into(),
+        "x1\r".into(),
+        "a\nb".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("queue.bind");
+    publish_confirmed(&ch, "x1", "", "bound", BasicProperties::default()).await;
+    assert_eq!(common::ready_count(&ch, "crq").await, 1);
+    ch.exchange_bind(
+        "x1\n".into(),
+        "amq.fanout\r".into(),
+        "".into(),
+        ExchangeBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("exchange.bind");
+    publish_confirmed(&ch, "amq.fanout", "", "via e2e", BasicProperties::default()).await;
+    assert_eq!(common::ready_count(&ch, "crq").await, 2);
+    ch.exchange_unbind(
+        "x1\r\n".into(),
+        "amq.fanout".into(),
+        "".into(),
+        ExchangeUnbindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("exchange.unbind");
+    ch.queue_unbind(
+        "crq\n".into(),
+        "\nx1".into(),
+        "a\nb".into(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("queue.unbind");
+    publish_confirmed(
+        &ch,
+        "amq.fanout",
+        "",
+        "unrouted",
+        BasicProperties::default(),
+    )
+    .await;
+    publish_confirmed(&ch, "x1", "", "unrouted", BasicProperties::default()).await;
+    assert_eq!(common::ready_count(&ch, "crq").await, 2);
+    // Not stripped in basic.get and queue.purge, as in RabbitMQ.
+    let other = conn.create_channel().await.expect("channel");
+    let get = other.basic_get("crq\n".into(), BasicGetOptions::default());
+    assert_eq!(
+        refusal(get).await,
+        (404, "NOT_FOUND - no queue 'crq\n' in vhost '/'".into())
+    );
+    within(
+        5,
+        ch.exchange_delete("x1\r\n".into(), ExchangeDeleteOptions::default()),
+    )
+    .await
+    .expect("exchange.delete");
+    assert!(!exchange_exists(&conn, "x1").await);
+    let deleted = within(
+        5,
+        ch.queue_delete("\ncrq".into(), QueueDeleteOptions::default()),
+    )
+    .await
+    .expect("queue.delete");
+    assert_eq!(deleted, 2);
+    assert!(!exists(&conn, "crq").await);
 }

@@ -24,6 +24,26 @@ fn check_binding_arguments(
     }
 }
 
+/// `name` without its CR and LF characters, as RabbitMQ's `rabbit_channel:strip_cr_lf/1` reads the exchange and
+/// queue names of exchange.declare, exchange.delete, queue.declare, queue.delete and of the four bind and unbind
+/// methods (not those of queue.purge, basic.consume, basic.get or basic.publish, nor routing keys).
+fn strip_cr_lf(name: ShortString) -> ShortString {
+    if name.as_str().contains(['\r', '\n']) {
+        ShortString::from(name.as_str().replace(['\r', '\n'], ""))
+    } else {
+        name
+    }
+}
+
+/// [`strip_cr_lf`] for a queue name after the empty name was expanded (RabbitMQ expands, then strips).
+fn strip_cr_lf_queue(name: Arc<str>) -> Arc<str> {
+    if name.contains(['\r', '\n']) {
+        Arc::from(name.replace(['\r', '\n'], ""))
+    } else {
+        name
+    }
+}
+
 /// The routing key of queue.bind and queue.unbind as RabbitMQ reads it (`expand_routing_key_shortcut`): with both
 /// the queue name and the key empty, the key is the name of the queue the empty name stands for.
 fn default_routing_key(queue: &ShortString, key: ShortString, queue_name: &str) -> ShortString {
@@ -69,7 +89,8 @@ impl Channel {
     ) -> Result<(), AmqpError> {
         let vhost = ctx.vhost;
         match method {
-            exchange::AMQPMethod::Declare(d) => {
+            exchange::AMQPMethod::Declare(mut d) => {
+                d.exchange = strip_cr_lf(d.exchange);
                 let nowait = d.nowait;
                 let may_persist = !d.passive && vhost.may_persist_declare(d.durable, false);
                 let reply = (!nowait).then_some(AMQPClass::Exchange(
@@ -94,7 +115,8 @@ impl Channel {
                     effects,
                 )?;
             }
-            exchange::AMQPMethod::Delete(d) => {
+            exchange::AMQPMethod::Delete(mut d) => {
+                d.exchange = strip_cr_lf(d.exchange);
                 let nowait = d.nowait;
                 let stored = vhost
                     .exchange(d.exchange.as_str())
@@ -112,7 +134,9 @@ impl Channel {
                     effects,
                 )?;
             }
-            exchange::AMQPMethod::Bind(b) => {
+            exchange::AMQPMethod::Bind(mut b) => {
+                b.source = strip_cr_lf(b.source);
+                b.destination = strip_cr_lf(b.destination);
                 check_binding_arguments(vhost, b.source.as_str(), &b.arguments)?;
                 let nowait = b.nowait;
                 let destination = Destination::Exchange(Arc::from(b.destination.as_str()));
@@ -136,7 +160,9 @@ impl Channel {
                     effects,
                 )?;
             }
-            exchange::AMQPMethod::Unbind(b) => {
+            exchange::AMQPMethod::Unbind(mut b) => {
+                b.source = strip_cr_lf(b.source);
+                b.destination = strip_cr_lf(b.destination);
                 let nowait = b.nowait;
                 let destination = Destination::Exchange(Arc::from(b.destination.as_str()));
                 let stored = vhost.may_persist_binding(b.source.as_str(), &destination);
@@ -183,7 +209,7 @@ impl Channel {
             queue::AMQPMethod::Declare(d) => {
                 // Not expanded to the last declared queue, even passive: RabbitMQ answers a passive declare of
                 // "" with 404 "no queue ''" (`expand_shortcuts` leaves queue.declare alone).
-                let name = d.queue.to_string();
+                let name = strip_cr_lf(d.queue).to_string();
                 let may_persist = !d.passive && vhost.may_persist_declare(d.durable, d.exclusive);
                 let (passive, durable, exclusive, auto_delete) =
                     (d.passive, d.durable, d.exclusive, d.auto_delete);
@@ -215,9 +241,11 @@ impl Channel {
                     self.queue_declared(ctx, then, handle, effects)?;
                 }
             }
-            queue::AMQPMethod::Bind(b) => {
+            queue::AMQPMethod::Bind(mut b) => {
                 let name = self.queue_name(b.queue.as_str())?;
                 let key = default_routing_key(&b.queue, b.routing_key, &name);
+                let name = strip_cr_lf_queue(name);
+                b.exchange = strip_cr_lf(b.exchange);
                 check_binding_arguments(vhost, b.exchange.as_str(), &b.arguments)?;
                 let nowait = b.nowait;
                 let destination = Destination::Queue(name.clone());
@@ -242,9 +270,11 @@ impl Channel {
                     effects,
                 )?;
             }
-            queue::AMQPMethod::Unbind(b) => {
+            queue::AMQPMethod::Unbind(mut b) => {
                 let name = self.queue_name(b.queue.as_str())?;
                 let key = default_routing_key(&b.queue, b.routing_key, &name);
+                let name = strip_cr_lf_queue(name);
+                b.exchange = strip_cr_lf(b.exchange);
                 let destination = Destination::Queue(name.clone());
                 let stored = vhost.may_persist_binding(b.exchange.as_str(), &destination);
                 let may_persist = vhost.may_persist_removal(stored);
@@ -277,7 +307,7 @@ impl Channel {
                 });
             }
             queue::AMQPMethod::Delete(d) => {
-                let name = self.queue_name(d.queue.as_str())?;
+                let name = strip_cr_lf_queue(self.queue_name(d.queue.as_str())?);
                 match vhost.queue_to_delete(&name, conn_id)? {
                     Some(queue) => effects.push(Effect::Ask {
                         queue: queue.clone(),
