@@ -314,13 +314,14 @@ impl Channel {
                         request: QueueRequest::Delete {
                             if_unused: d.if_unused,
                             if_empty: d.if_empty,
+                            sink: self.deliveries.clone(),
                         },
                         then: Continuation::DeleteOk {
                             queue,
                             nowait: d.nowait,
                         },
                     }),
-                    None => self.deleted_queue(ctx, &name, 0, d.nowait, effects),
+                    None => self.deleted_queue(ctx, &name, 0, d.nowait, Vec::new(), effects),
                 }
             }
             other => {

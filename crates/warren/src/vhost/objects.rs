@@ -329,11 +329,14 @@ impl Vhost {
             .send(QueueCommand::Delete {
                 if_unused,
                 if_empty,
+                requester: None,
                 reply,
             })
             .await;
         let count = if sent {
-            answer.await.unwrap_or(Ok(0))?
+            answer
+                .await
+                .map_or(Ok(0), |deleted| deleted.map(|d| d.messages))?
         } else {
             0
         };
