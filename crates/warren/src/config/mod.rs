@@ -119,6 +119,11 @@ pub struct UserConfig {
 pub struct ServerIdentity {
     /// The `product` server property. Default `Warren`. Some clients branch on it; an operator may set `RabbitMQ`.
     pub product: String,
+    /// The `version` server property. Default Warren's own version. Clients that branch on `product` often compare
+    /// this too (an operator who sets `RabbitMQ` may set `3.13.7`).
+    pub version: String,
+    /// The `platform` server property. Default `Rust (tokio) on <OS>` (RabbitMQ sends `Erlang/OTP <release>`).
+    pub platform: String,
     /// The `cluster_name` server property. Default `warren@<hostname>` (`warren@localhost` if unknown).
     pub cluster_name: String,
 }
@@ -243,6 +248,8 @@ impl Default for ServerIdentity {
         let host = local_hostname().unwrap_or_else(|| "localhost".to_owned());
         ServerIdentity {
             product: "Warren".to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            platform: format!("Rust (tokio) on {}", std::env::consts::OS),
             cluster_name: format!("warren@{host}"),
         }
     }
