@@ -352,6 +352,15 @@ class PyAmqpAcks(PyAmqpTestCase):
         self.assertTrue(self.ch.is_open, "a server-side cancel must leave the channel open")
         self.assertIsNone(self.ch.basic_get(self.server_named_queue(self.ch)), "the channel still works")
 
+    def test_queue_deleted_on_its_consumers_channel_answers_before_the_cancel(self):
+        # RabbitMQ sends delete-ok before the basic.cancel for the channel's own consumer. py-amqp raises
+        # ConsumerCancelled for a cancel without on_cancel, from inside queue_delete if the cancel came first.
+        queue = self.queue("self-delete")
+        self.ch.basic_consume(queue, callback=lambda m: None, no_ack=True)
+        self.ch.queue_delete(queue)
+        with self.assertRaises(amqp.exceptions.ConsumerCancelled):
+            self.conn.drain_events(timeout=5)
+
 
 class PyAmqpErrors(PyAmqpTestCase):
     def test_exclusive_queue_from_another_connection_is_405(self):

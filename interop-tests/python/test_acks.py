@@ -114,3 +114,21 @@ class Acks(BrokerTestCase):
         consumer.close()
         pump(self.conn, 0.2)
         self.assertEqual(self.depth(queue), 0, "a message rejected without requeue must not come back")
+
+    def test_global_qos_holds_a_no_ack_consumer_while_the_channel_is_at_its_limit(self):
+        # RabbitMQ's limiter is asked before every delivery on a channel with a global prefetch, no-ack ones too;
+        # only deliveries that must be acked count against it.
+        acked, auto = self.queue("acked"), self.queue("auto")
+        self.publish(acked, b"a")
+        self.publish(auto, b"1", b"2", b"3")
+        consumer = self.conn.channel()
+        consumer.basic_qos(prefetch_count=1, global_qos=True)
+        got = []
+        consumer.basic_consume(acked, lambda ch, m, p, b: got.append(("acker", m.delivery_tag)))
+        self.wait_for(lambda: got, what="the first delivery")
+        consumer.basic_consume(auto, lambda ch, m, p, b: got.append(("noack", m.delivery_tag)), auto_ack=True)
+        pump(self.conn, 0.5)
+        self.assertEqual(got, [("acker", 1)], "the no-ack consumer waits while one delivery is unacked")
+        consumer.basic_ack(1)
+        self.wait_for(lambda: len(got) == 4, what="the no-ack consumer's three deliveries")
+        self.assertEqual([who for who, _ in got[1:]], ["noack"] * 3)

@@ -99,6 +99,19 @@ impl FrameSplitter {
         Ok(Some(head))
     }
 
+    /// After [`Self::peek`] refused the frame at the front of `buf`: the bytes that frame takes (header, declared
+    /// payload, end octet) when its header was what was refused (a payload over frame_max, an unknown frame type),
+    /// so a reader can drop exactly that frame and find the next one. None when the header was fine, which means
+    /// the frame-end octet was wrong: the peer lost frame sync and no later frame boundary can be trusted.
+    pub fn refused_frame_len(&self, buf: &[u8]) -> Option<u64> {
+        let header = buf.get(..7)?;
+        if self.header(buf).is_ok() {
+            return None;
+        }
+        let size = u32::from_be_bytes([header[3], header[4], header[5], header[6]]);
+        Some(u64::from(size) + FRAME_OVERHEAD as u64)
+    }
+
     /// Makes room in `buf` for the rest of a frame whose header has arrived (checked against frame_max already).
     pub fn reserve_partial(&self, buf: &mut BytesMut) {
         if let Ok(Some(head)) = self.header(buf) {
@@ -128,12 +141,14 @@ impl FrameSplitter {
         // Like RabbitMQ, a payload may reach frame_max itself (8 bytes over the whole-frame limit): many clients
         // forget the frame overhead when they cut bodies, and RabbitMQ accepts them.
         if self.frame_max != 0 && size > self.frame_max {
+            // RabbitMQ's text: the frame type, no payload octets (none were read) and its `frame_too_large`
+            // term with the payload size and the largest payload frame_max leaves.
             return Err(AmqpError::new(
                 ReplyCode::FrameError,
                 format!(
-                    "frame size {} larger than negotiated maximum {}",
-                    u64::from(size) + FRAME_OVERHEAD as u64,
-                    self.frame_max
+                    "type {}, all octets = <<>>: {{frame_too_large,{size},{}}}",
+                    header[0],
+                    u64::from(self.frame_max).saturating_sub(FRAME_OVERHEAD as u64)
                 ),
             ));
         }
@@ -273,6 +288,23 @@ mod tests {
                 .reply_code(),
             501
         );
+    }
+
+    #[test]
+    fn a_refused_header_tells_how_long_its_frame_is() {
+        let splitter = FrameSplitter::new(131072);
+        let oversized = [FRAME_METHOD, 0, 1, 0xFF, 0xFF, 0xFF, 0xFF];
+        assert_eq!(
+            splitter.refused_frame_len(&oversized),
+            Some(0xFFFF_FFFF + 8)
+        );
+        let unknown_type = [9, 0, 1, 0, 0, 0, 3, 1, 2, 3, FRAME_END];
+        assert_eq!(splitter.refused_frame_len(&unknown_type), Some(11));
+        let mut bad_end = frame(FRAME_METHOD, 1, b"abc");
+        *bad_end.last_mut().unwrap() = 0;
+        assert!(splitter.peek(&bad_end).is_err());
+        assert_eq!(splitter.refused_frame_len(&bad_end), None);
+        assert_eq!(splitter.refused_frame_len(&oversized[..6]), None);
     }
 
     #[test]

@@ -4,7 +4,8 @@
 
 mod common;
 
-use common::{confirming_channel, declare, passive, publish_n};
+use common::{confirming_channel, declare, passive, publish_n, RawClient};
+use warren_protocol::{basic, queue, AMQPClass};
 
 use std::time::Duration;
 
@@ -287,6 +288,104 @@ async fn consumer_of_a_deleted_queue_is_cancelled_by_the_broker() {
         FieldTable::default(),
     )
     .await;
+}
+
+/// The method frames the next `n` frames carry, as (channel, method).
+async fn methods(client: &mut RawClient, n: usize) -> Vec<(u16, AMQPClass)> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(
+            common::within(5, client.read_method())
+                .await
+                .expect("a method frame"),
+        );
+    }
+    out
+}
+
+fn raw_declare(name: &str) -> AMQPClass {
+    AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
+        queue: name.into(),
+        passive: false,
+        durable: false,
+        exclusive: false,
+        auto_delete: false,
+        nowait: false,
+        arguments: Default::default(),
+    }))
+}
+
+fn raw_consume(name: &str, tag: &str) -> AMQPClass {
+    AMQPClass::Basic(basic::AMQPMethod::Consume(basic::Consume {
+        queue: name.into(),
+        consumer_tag: tag.into(),
+        no_local: false,
+        no_ack: false,
+        exclusive: false,
+        nowait: false,
+        arguments: Default::default(),
+    }))
+}
+
+fn raw_delete(name: &str, nowait: bool) -> AMQPClass {
+    AMQPClass::Queue(queue::AMQPMethod::Delete(queue::Delete {
+        queue: name.into(),
+        if_unused: false,
+        if_empty: false,
+        nowait,
+    }))
+}
+
+fn is_cancel(method: &AMQPClass, tag: &str) -> bool {
+    matches!(method, AMQPClass::Basic(basic::AMQPMethod::Cancel(c)) if c.consumer_tag.as_str() == tag)
+}
+
+#[tokio::test]
+async fn a_queue_deleted_on_its_consumers_channel_answers_delete_ok_before_the_cancel() {
+    // RabbitMQ's order, which py-amqp (and so kombu) relies on: its delete call would otherwise raise
+    // ConsumerCancelled. Consumers on other channels get their cancel whenever the queue goes.
+    let server = common::start_server().await;
+    let mut client = RawClient::connect(&server).await;
+    client.handshake().await;
+    client.open_channel(1).await;
+    client.open_channel(2).await;
+    client.send_method(1, raw_declare("q")).await;
+    client.send_method(1, raw_consume("q", "mine")).await;
+    client.send_method(2, raw_consume("q", "theirs")).await;
+    methods(&mut client, 3).await;
+    client.send_method(1, raw_delete("q", false)).await;
+    let frames = methods(&mut client, 3).await;
+    let on_1: Vec<&AMQPClass> = frames
+        .iter()
+        .filter(|(ch, _)| *ch == 1)
+        .map(|(_, m)| m)
+        .collect();
+    assert!(
+        matches!(on_1[..], [AMQPClass::Queue(queue::AMQPMethod::DeleteOk(_)), cancel] if is_cancel(cancel, "mine")),
+        "{frames:?}"
+    );
+    assert!(
+        frames
+            .iter()
+            .any(|(ch, m)| *ch == 2 && is_cancel(m, "theirs")),
+        "{frames:?}"
+    );
+    // Without delete-ok (nowait) the cancel still comes.
+    client.send_method(1, raw_declare("q2")).await;
+    client.send_method(1, raw_consume("q2", "again")).await;
+    methods(&mut client, 2).await;
+    client.send_method(1, raw_delete("q2", true)).await;
+    let frames = methods(&mut client, 1).await;
+    assert!(
+        matches!(&frames[..], [(1, cancel)] if is_cancel(cancel, "again")),
+        "{frames:?}"
+    );
+    // The channel is still open.
+    client.send_method(1, raw_declare("q3")).await;
+    assert!(matches!(
+        &methods(&mut client, 1).await[..],
+        [(1, AMQPClass::Queue(queue::AMQPMethod::DeclareOk(_)))]
+    ));
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use common::{Frame, RawClient};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use warren::server::RunningServer;
 use warren_protocol::{
     basic, channel, connection, decode_method, put_method, queue, AMQPClass, FieldTable,
@@ -169,6 +169,110 @@ async fn frame_of_exactly_frame_max_payload_is_accepted() {
 }
 
 #[tokio::test]
+async fn a_client_writing_an_oversized_frame_finishes_its_write_and_reads_the_close() {
+    // A client that cuts a 12 MiB body into one frame (over frame_max) is still writing it when the 501 goes out.
+    // The broker reads and drops the frame, so the write completes and the client reads the close instead of
+    // a broken pipe; after the dropped frame, its close-ok is recognised.
+    let server = common::start_server().await;
+    let mut client = client_with_channel(&server).await;
+    const BODY_SIZE: usize = 12 * 1024 * 1024;
+    let mut bytes = Vec::with_capacity(BODY_SIZE + 100);
+    let mut frame = |kind: u8, payload: &[u8]| {
+        bytes.push(kind);
+        bytes.extend_from_slice(&1u16.to_be_bytes());
+        bytes.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        bytes.extend_from_slice(payload);
+        bytes.push(0xCE);
+    };
+    frame(METHOD, &publish(false));
+    frame(HEADER, &content_header(BODY_SIZE as u64));
+    frame(BODY, &vec![7u8; BODY_SIZE]);
+    let (mut read, mut write) = client.stream.split();
+    tokio::time::timeout(BOUND, write.write_all(&bytes))
+        .await
+        .expect("the write finished in time")
+        .expect("the broker read the whole frame: no broken pipe");
+    let mut head = [0u8; 7];
+    tokio::time::timeout(BOUND, read.read_exact(&mut head))
+        .await
+        .expect("close in time")
+        .expect("the close frame arrives");
+    let size = u32::from_be_bytes([head[3], head[4], head[5], head[6]]) as usize;
+    let mut rest = vec![0u8; size + 1];
+    read.read_exact(&mut rest).await.expect("close payload");
+    let mut close = head.to_vec();
+    close.extend_from_slice(&rest);
+    let frame = Frame {
+        kind: close[0],
+        channel: 0,
+        payload: close[7..7 + size].to_vec(),
+    };
+    assert_eq!(
+        decode_close(Some(frame), 0),
+        (
+            501,
+            format!(
+                "FRAME_ERROR - type 3, all octets = <<>>: {{frame_too_large,{BODY_SIZE},131064}}"
+            ),
+            0,
+            0
+        )
+    );
+    let mut close_ok_frame = vec![METHOD, 0, 0, 0, 0, 0, 4];
+    close_ok_frame.extend_from_slice(&close_ok(10));
+    close_ok_frame.push(0xCE);
+    write
+        .write_all(&close_ok_frame)
+        .await
+        .expect("close-ok sent");
+    // Well before the 3 s close-ok timeout: the close-ok after the dropped frame was read.
+    let mut tail = Vec::new();
+    let started = std::time::Instant::now();
+    tokio::time::timeout(BOUND, read.read_to_end(&mut tail))
+        .await
+        .expect("socket closed in time")
+        .expect("clean close");
+    assert!(tail.is_empty(), "nothing after connection.close");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "closed after close-ok, not at the timeout: {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn dropping_after_a_frame_error_is_bounded_in_bytes() {
+    // A declared 4 GiB frame: the broker drops what follows, but not without end: past 32 MiB it hangs up, well
+    // before the close-ok timeout.
+    let server = common::start_server().await;
+    let mut client = client_with_channel(&server).await;
+    client.send(&[BODY, 0, 1, 0xFF, 0xFF, 0xFF, 0xFF]).await;
+    let chunk = vec![0u8; 1024 * 1024];
+    let started = std::time::Instant::now();
+    let (_read, mut write) = client.stream.split();
+    let mut sent = 0usize;
+    let outcome = tokio::time::timeout(BOUND, async {
+        loop {
+            if let Err(error) = write.write_all(&chunk).await {
+                return error;
+            }
+            sent += chunk.len();
+        }
+    })
+    .await
+    .expect("the broker hung up in time");
+    assert!(
+        sent >= 32 * 1024 * 1024,
+        "the broker read at least 32 MiB before hanging up ({sent} sent, {outcome})"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "cut off by bytes, not at the close-ok timeout: {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
 async fn bad_frame_end_octet_is_a_frame_error() {
     let server = common::start_server().await;
     let mut client = client_with_channel(&server).await;
@@ -224,6 +328,41 @@ async fn content_header_with_no_publish_is_an_unexpected_frame() {
             "UNEXPECTED_FRAME - expected method frame, got non method frame instead".into(),
             0,
             0
+        )
+    );
+}
+
+#[tokio::test]
+async fn content_header_of_another_class_is_an_unexpected_frame() {
+    // RabbitMQ's frame assembler: 505 naming basic.publish, not a frame error.
+    let mut header = content_header(0);
+    header[..2].copy_from_slice(&10u16.to_be_bytes());
+    let close = close_after(&[(METHOD, 1, publish(false)), (HEADER, 1, header)]).await;
+    assert_eq!(
+        close,
+        (
+            505,
+            "UNEXPECTED_FRAME - expected content header for class 60, got one for class 10 instead"
+                .into(),
+            60,
+            40
+        )
+    );
+}
+
+#[tokio::test]
+async fn content_header_with_a_non_zero_weight_is_an_unexpected_frame() {
+    let mut header = content_header(0);
+    header[2..4].copy_from_slice(&1u16.to_be_bytes());
+    let close = close_after(&[(METHOD, 1, publish(false)), (HEADER, 1, header)]).await;
+    assert_eq!(
+        close,
+        (
+            505,
+            "UNEXPECTED_FRAME - expected content header for class 60, got non content header frame instead"
+                .into(),
+            60,
+            40
         )
     );
 }

@@ -106,6 +106,32 @@ async fn read_raw_frame(client: &mut RawClient) -> Option<(u8, u16, Vec<u8>)> {
 }
 
 #[tokio::test]
+async fn start_advertises_the_configured_product_version_and_platform() {
+    // What an operator sets for clients that only talk to "RabbitMQ" (`[server]` product, version, platform).
+    let server = common::start_server_with(|c| {
+        c.server.product = "RabbitMQ".into();
+        c.server.version = "3.13.7".into();
+        c.server.platform = "Erlang/OTP 26.2.5".into();
+    })
+    .await;
+    let mut client = RawClient::connect(&server).await;
+    client.send(b"AMQP\x00\x00\x09\x01").await;
+    let frame = client.read_frame().await.expect("connection.start");
+    let start = match decode_method(&frame.payload) {
+        Ok(AMQPClass::Connection(connection::AMQPMethod::Start(start))) => start,
+        other => panic!("expected connection.start, got {other:?}"),
+    };
+    let props = start.server_properties.inner();
+    let text = |key: &str| match props.get(key) {
+        Some(AMQPValue::LongString(s)) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+        other => panic!("server property {key}: {other:?}"),
+    };
+    assert_eq!(text("product"), "RabbitMQ");
+    assert_eq!(text("version"), "3.13.7");
+    assert_eq!(text("platform"), "Erlang/OTP 26.2.5");
+}
+
+#[tokio::test]
 async fn start_advertises_rabbitmq_server_properties_and_capabilities() {
     let server = common::start_server().await;
     let mut client = RawClient::connect(&server).await;

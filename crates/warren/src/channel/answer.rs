@@ -10,7 +10,7 @@ use super::effect::{
     ChannelEffects, Continuation, Effect, QueueAnswer, QueueRequest, TopologyChange,
 };
 use super::{Channel, ChannelContext};
-use crate::queue::QueueHandle;
+use crate::queue::{QueueDeleted, QueueHandle};
 use crate::vhost::Vhost;
 use warren_protocol::ids;
 
@@ -74,13 +74,14 @@ impl Channel {
             }
             (Continuation::DeleteOk { queue, nowait }, QueueAnswer::Delete(result)) => {
                 // A queue gone before it answered was deleted with nothing in it.
-                let count = result
-                    .unwrap_or(Ok(0))
+                let deleted = result
+                    .unwrap_or_else(|| Ok(QueueDeleted::default()))
                     .map_err(|e| e.on(ids::QUEUE_DELETE))?;
                 let then = Continuation::QueueDeleted {
                     queue: queue.spec.name.clone(),
-                    count,
+                    count: deleted.messages,
                     nowait,
+                    cancel: deleted.cancel_after_reply,
                 };
                 if ctx.vhost.may_persist_removal(queue.spec.store_id.is_some()) {
                     // Forgetting a stored queue commits the definitions store: off the reader's worker.
@@ -119,8 +120,9 @@ impl Channel {
                 queue,
                 count,
                 nowait,
+                cancel,
             } => {
-                self.deleted_queue(ctx, &queue, count, nowait, effects);
+                self.deleted_queue(ctx, &queue, count, nowait, cancel, effects);
                 Ok(())
             }
             Continuation::Reply(reply) => {
@@ -179,13 +181,16 @@ impl Channel {
         Ok(())
     }
 
-    /// queue.delete is done: the queue is no longer this connection's to delete when it closes.
+    /// queue.delete is done: the queue is no longer this connection's to delete when it closes. Replies
+    /// delete-ok, then basic.cancel for each of this channel's consumers of the queue (`cancel`, already forgotten
+    /// on the channel), in RabbitMQ's order.
     pub(super) fn deleted_queue(
         &mut self,
         ctx: &mut ChannelContext<'_>,
         name: &str,
         count: u32,
         nowait: bool,
+        cancel: Vec<Arc<str>>,
         effects: &mut ChannelEffects,
     ) {
         ctx.exclusive_queues.retain(|q| *q.spec.name != *name);
@@ -194,6 +199,15 @@ impl Channel {
                 self.id,
                 AMQPClass::Queue(queue::AMQPMethod::DeleteOk(queue::DeleteOk {
                     message_count: count,
+                })),
+            );
+        }
+        for tag in cancel {
+            effects.reply(
+                self.id,
+                AMQPClass::Basic(basic::AMQPMethod::Cancel(basic::Cancel {
+                    consumer_tag: tag.as_ref().into(),
+                    nowait: true,
                 })),
             );
         }

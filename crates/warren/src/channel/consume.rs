@@ -37,6 +37,8 @@ impl Channel {
                 if qos.global {
                     self.deliveries.set_global_prefetch(qos.prefetch_count);
                 } else {
+                    // RabbitMQ 3.13 drops the channel-wide limit on a per-consumer qos.
+                    self.deliveries.set_global_prefetch(0);
                     self.consumer_prefetch = qos.prefetch_count;
                 }
                 effects.reply(

@@ -55,8 +55,11 @@ struct DeliveryTables {
     next_tag: u64,
     /// Deliveries awaiting ack, nack or reject, by delivery tag (ordered, for `multiple`).
     unacked: BTreeMap<u64, Unacked>,
-    /// Unacked deliveries to consumers (not basic.get), counted against the global prefetch.
-    consumer_unacked: u32,
+    /// What the global prefetch is compared with, counted as RabbitMQ's limiter counts its "volume": set to the
+    /// number of unacked deliveries (basic.get ones too) when a limit is set where there was none, raised by each
+    /// delivery to a consumer that must ack, lowered by every delivery settled (get ones too; never below 0), kept
+    /// at 0 while there is no limit.
+    volume: u32,
     /// basic.qos global=true; 0 means no limit.
     global_prefetch: u16,
     /// Queue actors held back by the global prefetch, woken when credit frees.
@@ -182,10 +185,9 @@ impl DeliveryState {
         if state.closed {
             return DeliverOutcome::Closed;
         }
-        if !no_ack
-            && state.global_prefetch > 0
-            && state.consumer_unacked >= u32::from(state.global_prefetch)
-        {
+        // No-ack consumers are held back too, as RabbitMQ's limiter holds them (`can_send` is asked for every
+        // delivery to a consumer on a limited channel); only their deliveries do not count.
+        if state.global_prefetch > 0 && state.volume >= u32::from(state.global_prefetch) {
             if !state
                 .credit_waiters
                 .iter()
@@ -206,7 +208,9 @@ impl DeliveryState {
                     consumer: Some(consumer_id),
                 },
             );
-            state.consumer_unacked += 1;
+            if state.global_prefetch > 0 {
+                state.volume += 1;
+            }
         }
         let m = &msg.message;
         let properties = counted.as_ref().unwrap_or(&m.properties_raw);
@@ -315,10 +319,14 @@ impl DeliveryState {
         taken
     }
 
-    /// Returns the global prefetch credit of `taken` deliveries to consumers and wakes the queues waiting on it.
+    /// Returns the global prefetch credit of `taken` deliveries (any, as RabbitMQ's channel tells its limiter of
+    /// every settled delivery) and wakes the queues waiting on it.
     fn release_credit(&self, state: &mut DeliveryTables, taken: &[Unacked]) {
-        let freed = taken.iter().filter(|u| u.consumer.is_some()).count() as u32;
-        state.consumer_unacked = state.consumer_unacked.saturating_sub(freed);
+        if state.global_prefetch == 0 {
+            return;
+        }
+        let freed = u32::try_from(taken.len()).unwrap_or(u32::MAX);
+        state.volume = state.volume.saturating_sub(freed);
         if freed > 0 && !state.credit_waiters.is_empty() {
             for waiter in state.credit_waiters.drain(..) {
                 waiter.notify_one();
@@ -326,9 +334,17 @@ impl DeliveryState {
         }
     }
 
-    /// basic.qos global=true: sets the channel-wide prefetch (0: none) and wakes waiting queues to re-check.
+    /// basic.qos global=true sets the channel-wide prefetch (0: none); any basic.qos global=false removes it, as
+    /// in RabbitMQ 3.13 (its channel unlimits the limiter for a per-consumer qos). Wakes waiting queues to
+    /// re-check. A limit set where there was none starts counting from the deliveries unacked now, as
+    /// RabbitMQ's `limit_prefetch` does.
     pub(crate) fn set_global_prefetch(&self, prefetch: u16) {
         let mut state = self.lock();
+        state.volume = match (state.global_prefetch, prefetch) {
+            (_, 0) => 0,
+            (0, _) => u32::try_from(state.unacked.len()).unwrap_or(u32::MAX),
+            (_, _) => state.volume,
+        };
         state.global_prefetch = prefetch;
         for waiter in state.credit_waiters.drain(..) {
             waiter.notify_one();

@@ -13,7 +13,7 @@ use warren_protocol::{put_method, AMQPClass, ShortString};
 use super::delivery_state::DeliveryState;
 use super::publish::Backlog;
 use crate::message::Message;
-use crate::queue::{QueueCommand, QueueConsumer, QueueHandle, QueueStats};
+use crate::queue::{QueueCommand, QueueConsumer, QueueDeleted, QueueHandle, QueueStats};
 use crate::session::ConfirmRef;
 use crate::vhost::Vhost;
 
@@ -90,8 +90,13 @@ pub(crate) enum QueueRequest {
     },
     /// Drop every ready message.
     Purge,
-    /// Delete the queue if the conditions hold.
-    Delete { if_unused: bool, if_empty: bool },
+    /// Delete the queue if the conditions hold; `sink`'s own consumers are cancelled by the channel, after its
+    /// reply.
+    Delete {
+        if_unused: bool,
+        if_empty: bool,
+        sink: Arc<DeliveryState>,
+    },
 }
 
 /// A queue's answer to a [`QueueRequest`], of the same name. `None` (or `false`) means the queue was gone before it
@@ -105,8 +110,8 @@ pub(crate) enum QueueAnswer {
     Cancel(bool),
     /// The number of ready messages dropped.
     Purge(Option<u32>),
-    /// The number of ready messages dropped, or why the queue refused.
-    Delete(Option<Result<u32, AmqpError>>),
+    /// What the queue deleted, or why it refused.
+    Delete(Option<Result<QueueDeleted, AmqpError>>),
 }
 
 /// What the channel does once its question is answered or its wait is over: the rest of a method, with the
@@ -130,11 +135,13 @@ pub(crate) enum Continuation {
     },
     /// tx.commit after a wait: route the publishes still held, then reply commit-ok.
     Commit(HeldPublishes),
-    /// queue.delete is done, the queue forgotten: reply delete-ok with the count unless `nowait`.
+    /// queue.delete is done, the queue forgotten: reply delete-ok with the count unless `nowait`, then send
+    /// basic.cancel for this channel's consumers of the queue (`cancel`).
     QueueDeleted {
         queue: Arc<str>,
         count: u32,
         nowait: bool,
+        cancel: Vec<Arc<str>>,
     },
     /// A topology change is made: send this reply, if any.
     Reply(Option<AMQPClass>),

@@ -8,7 +8,7 @@ use crate::exchange::{validate_headers_arguments, Destination, ExchangeKind};
 use crate::vhost::{ExchangeDeclare, QueueDeclare, Vhost};
 use warren_protocol::error::AmqpError;
 use warren_protocol::ids::{self, MethodId};
-use warren_protocol::{exchange, queue, AMQPClass, FieldTable};
+use warren_protocol::{exchange, queue, AMQPClass, FieldTable, ShortString};
 
 /// Headers bindings must carry a valid x-match (406 otherwise, as in RabbitMQ).
 fn check_binding_arguments(
@@ -21,6 +21,36 @@ fn check_binding_arguments(
             validate_headers_arguments(args).map_err(|e| AmqpError::precondition(e.to_string()))
         }
         _ => Ok(()),
+    }
+}
+
+/// `name` without its CR and LF characters, as RabbitMQ's `rabbit_channel:strip_cr_lf/1` reads the exchange and
+/// queue names of exchange.declare, exchange.delete, queue.declare, queue.delete and of the four bind and unbind
+/// methods (not those of queue.purge, basic.consume, basic.get or basic.publish, nor routing keys).
+fn strip_cr_lf(name: ShortString) -> ShortString {
+    if name.as_str().contains(['\r', '\n']) {
+        ShortString::from(name.as_str().replace(['\r', '\n'], ""))
+    } else {
+        name
+    }
+}
+
+/// [`strip_cr_lf`] for a queue name after the empty name was expanded (RabbitMQ expands, then strips).
+fn strip_cr_lf_queue(name: Arc<str>) -> Arc<str> {
+    if name.contains(['\r', '\n']) {
+        Arc::from(name.replace(['\r', '\n'], ""))
+    } else {
+        name
+    }
+}
+
+/// The routing key of queue.bind and queue.unbind as RabbitMQ reads it (`expand_routing_key_shortcut`): with both
+/// the queue name and the key empty, the key is the name of the queue the empty name stands for.
+fn default_routing_key(queue: &ShortString, key: ShortString, queue_name: &str) -> ShortString {
+    if queue.as_str().is_empty() && key.as_str().is_empty() {
+        ShortString::from(queue_name)
+    } else {
+        key
     }
 }
 
@@ -59,7 +89,8 @@ impl Channel {
     ) -> Result<(), AmqpError> {
         let vhost = ctx.vhost;
         match method {
-            exchange::AMQPMethod::Declare(d) => {
+            exchange::AMQPMethod::Declare(mut d) => {
+                d.exchange = strip_cr_lf(d.exchange);
                 let nowait = d.nowait;
                 let may_persist = !d.passive && vhost.may_persist_declare(d.durable, false);
                 let reply = (!nowait).then_some(AMQPClass::Exchange(
@@ -84,7 +115,8 @@ impl Channel {
                     effects,
                 )?;
             }
-            exchange::AMQPMethod::Delete(d) => {
+            exchange::AMQPMethod::Delete(mut d) => {
+                d.exchange = strip_cr_lf(d.exchange);
                 let nowait = d.nowait;
                 let stored = vhost
                     .exchange(d.exchange.as_str())
@@ -102,7 +134,9 @@ impl Channel {
                     effects,
                 )?;
             }
-            exchange::AMQPMethod::Bind(b) => {
+            exchange::AMQPMethod::Bind(mut b) => {
+                b.source = strip_cr_lf(b.source);
+                b.destination = strip_cr_lf(b.destination);
                 check_binding_arguments(vhost, b.source.as_str(), &b.arguments)?;
                 let nowait = b.nowait;
                 let destination = Destination::Exchange(Arc::from(b.destination.as_str()));
@@ -126,7 +160,9 @@ impl Channel {
                     effects,
                 )?;
             }
-            exchange::AMQPMethod::Unbind(b) => {
+            exchange::AMQPMethod::Unbind(mut b) => {
+                b.source = strip_cr_lf(b.source);
+                b.destination = strip_cr_lf(b.destination);
                 let nowait = b.nowait;
                 let destination = Destination::Exchange(Arc::from(b.destination.as_str()));
                 let stored = vhost.may_persist_binding(b.source.as_str(), &destination);
@@ -171,11 +207,9 @@ impl Channel {
         let conn_id = ctx.conn.id;
         match method {
             queue::AMQPMethod::Declare(d) => {
-                let name = if d.passive {
-                    self.queue_name(d.queue.as_str())?.to_string()
-                } else {
-                    d.queue.to_string()
-                };
+                // Not expanded to the last declared queue, even passive: RabbitMQ answers a passive declare of
+                // "" with 404 "no queue ''" (`expand_shortcuts` leaves queue.declare alone).
+                let name = strip_cr_lf(d.queue).to_string();
                 let may_persist = !d.passive && vhost.may_persist_declare(d.durable, d.exclusive);
                 let (passive, durable, exclusive, auto_delete) =
                     (d.passive, d.durable, d.exclusive, d.auto_delete);
@@ -207,8 +241,11 @@ impl Channel {
                     self.queue_declared(ctx, then, handle, effects)?;
                 }
             }
-            queue::AMQPMethod::Bind(b) => {
+            queue::AMQPMethod::Bind(mut b) => {
                 let name = self.queue_name(b.queue.as_str())?;
+                let key = default_routing_key(&b.queue, b.routing_key, &name);
+                let name = strip_cr_lf_queue(name);
+                b.exchange = strip_cr_lf(b.exchange);
                 check_binding_arguments(vhost, b.exchange.as_str(), &b.arguments)?;
                 let nowait = b.nowait;
                 let destination = Destination::Queue(name.clone());
@@ -224,7 +261,7 @@ impl Channel {
                         vhost.bind_queue(
                             &name,
                             b.exchange.as_str(),
-                            b.routing_key.as_str(),
+                            key.as_str(),
                             b.arguments,
                             conn_id,
                         )
@@ -233,8 +270,11 @@ impl Channel {
                     effects,
                 )?;
             }
-            queue::AMQPMethod::Unbind(b) => {
+            queue::AMQPMethod::Unbind(mut b) => {
                 let name = self.queue_name(b.queue.as_str())?;
+                let key = default_routing_key(&b.queue, b.routing_key, &name);
+                let name = strip_cr_lf_queue(name);
+                b.exchange = strip_cr_lf(b.exchange);
                 let destination = Destination::Queue(name.clone());
                 let stored = vhost.may_persist_binding(b.exchange.as_str(), &destination);
                 let may_persist = vhost.may_persist_removal(stored);
@@ -247,7 +287,7 @@ impl Channel {
                         vhost.unbind_queue(
                             &name,
                             b.exchange.as_str(),
-                            b.routing_key.as_str(),
+                            key.as_str(),
                             b.arguments,
                             conn_id,
                         )
@@ -267,20 +307,21 @@ impl Channel {
                 });
             }
             queue::AMQPMethod::Delete(d) => {
-                let name = self.queue_name(d.queue.as_str())?;
+                let name = strip_cr_lf_queue(self.queue_name(d.queue.as_str())?);
                 match vhost.queue_to_delete(&name, conn_id)? {
                     Some(queue) => effects.push(Effect::Ask {
                         queue: queue.clone(),
                         request: QueueRequest::Delete {
                             if_unused: d.if_unused,
                             if_empty: d.if_empty,
+                            sink: self.deliveries.clone(),
                         },
                         then: Continuation::DeleteOk {
                             queue,
                             nowait: d.nowait,
                         },
                     }),
-                    None => self.deleted_queue(ctx, &name, 0, d.nowait, effects),
+                    None => self.deleted_queue(ctx, &name, 0, d.nowait, Vec::new(), effects),
                 }
             }
             other => {

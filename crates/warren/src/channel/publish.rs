@@ -150,14 +150,24 @@ impl Channel {
         };
         match (kind, &pending.header) {
             (FrameKind::Header, None) => {
-                let (class_id, body_size, properties_raw) =
-                    parse_content_header_ref(payload.as_slice())?;
-                if class_id != CLASS_BASIC {
-                    return Err(AmqpError::new(
-                        ReplyCode::FrameError,
-                        format!("content header for class {class_id} on basic.publish"),
-                    ));
+                // Class and weight first, as RabbitMQ's frame assembler checks them before anything else in
+                // the header: a mismatch is its 505 on basic.publish.
+                if let Some(&[c0, c1, w0, w1]) = payload.as_slice().get(..4) {
+                    let class_id = u16::from_be_bytes([c0, c1]);
+                    if class_id != CLASS_BASIC {
+                        return Err(AmqpError::new(
+                            ReplyCode::UnexpectedFrame,
+                            format!(
+                                "expected content header for class {CLASS_BASIC}, got one for class {class_id} instead"
+                            ),
+                        )
+                        .on(ids::BASIC_PUBLISH));
+                    }
+                    if [w0, w1] != [0, 0] {
+                        return Err(pending.unexpected_frame());
+                    }
                 }
+                let (_, body_size, properties_raw) = parse_content_header_ref(payload.as_slice())?;
                 let max = u64::from(ctx.broker.config.limits.max_message_size);
                 if body_size > max {
                     self.pending = None;

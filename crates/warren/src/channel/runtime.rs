@@ -94,11 +94,13 @@ async fn ask(queue: &Arc<QueueHandle>, request: QueueRequest) -> QueueAnswer {
         QueueRequest::Delete {
             if_unused,
             if_empty,
+            sink,
         } => {
             let (reply, answer) = oneshot::channel();
             let command = QueueCommand::Delete {
                 if_unused,
                 if_empty,
+                requester: Some(sink),
                 reply,
             };
             QueueAnswer::Delete(send_then_receive(queue, command, answer).await)

@@ -100,6 +100,8 @@ struct ServerSection {
     listen: Option<Spanned<String>>,
     data_dir: Option<Spanned<String>>,
     product: Option<Spanned<String>>,
+    version: Option<Spanned<String>>,
+    platform: Option<Spanned<String>>,
     cluster_name: Option<Spanned<String>>,
 }
 
@@ -119,6 +121,12 @@ impl ServerSection {
         }
         if let Some(product) = self.product {
             config.server.product = non_empty(product, "product", source)?;
+        }
+        if let Some(version) = self.version {
+            config.server.version = non_empty(version, "version", source)?;
+        }
+        if let Some(platform) = self.platform {
+            config.server.platform = non_empty(platform, "platform", source)?;
         }
         if let Some(cluster_name) = self.cluster_name {
             config.server.cluster_name = non_empty(cluster_name, "cluster_name", source)?;

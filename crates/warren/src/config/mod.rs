@@ -139,7 +139,8 @@ pub struct PolicyConfig {
 /// Per-connection and per-node limits. Defaults are RabbitMQ 3.13's.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// The highest channel number a client may open. Default 2047.
+    /// How many channels a connection may have open at once, offered in connection.tune (as RabbitMQ, any channel
+    /// number may be used; a channel the server is closing counts until its close-ok). Default 2047.
     pub channel_max: u16,
     /// The largest frame, in bytes, header and end octet included. Default 131072; at least `FRAME_MIN_SIZE`.
     pub frame_max: u32,
@@ -187,6 +188,11 @@ pub struct UserConfig {
 pub struct ServerIdentity {
     /// The `product` server property. Default `Warren`. Some clients branch on it; an operator may set `RabbitMQ`.
     pub product: String,
+    /// The `version` server property. Default Warren's own version. Clients that branch on `product` often compare
+    /// this too (an operator who sets `RabbitMQ` may set `3.13.7`).
+    pub version: String,
+    /// The `platform` server property. Default `Rust (tokio) on <OS>` (RabbitMQ sends `Erlang/OTP <release>`).
+    pub platform: String,
     /// The `cluster_name` server property. Default `warren@<hostname>` (`warren@localhost` if unknown).
     pub cluster_name: String,
 }
@@ -313,6 +319,8 @@ impl Default for ServerIdentity {
         let host = local_hostname().unwrap_or_else(|| "localhost".to_owned());
         ServerIdentity {
             product: "Warren".to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            platform: format!("Rust (tokio) on {}", std::env::consts::OS),
             cluster_name: format!("warren@{host}"),
         }
     }

@@ -42,6 +42,12 @@ fn defaults_are_rabbitmq_defaults() {
     );
     assert_eq!(config.auth.loopback_users, vec!["guest".to_owned()]);
     assert_eq!(config.server.product, "Warren");
+    assert_eq!(config.server.version, env!("CARGO_PKG_VERSION"));
+    assert!(
+        config.server.platform.starts_with("Rust (tokio) on "),
+        "{}",
+        config.server.platform
+    );
     assert!(config.server.cluster_name.starts_with("warren@"));
     assert!(config.server.cluster_name.len() > "warren@".len());
     assert_eq!(config.log.level, "info");
@@ -94,6 +100,8 @@ fn full_file_sets_every_key() {
 listen = "[::]:5673"
 data_dir = "/var/lib/warren"
 product = "RabbitMQ"
+version = "3.13.7"
+platform = "Erlang/OTP 26.2.5"
 cluster_name = "prod"
 
 [limits]
@@ -130,6 +138,8 @@ level = "warren=debug,info"
     );
     assert_eq!(config.data_dir, Path::new("/var/lib/warren"));
     assert_eq!(config.server.product, "RabbitMQ");
+    assert_eq!(config.server.version, "3.13.7");
+    assert_eq!(config.server.platform, "Erlang/OTP 26.2.5");
     assert_eq!(config.server.cluster_name, "prod");
     assert_eq!(
         config.limits,
@@ -349,7 +359,7 @@ fn bad_listen_address_is_refused() {
 
 #[test]
 fn empty_strings_are_refused() {
-    for key in ["data_dir", "product", "cluster_name"] {
+    for key in ["data_dir", "product", "version", "platform", "cluster_name"] {
         assert_eq!(
             refusal(&format!("[server]\n{key} = \"\"\n")),
             format!("config/warren.toml:2: key `{key}`: must not be empty")

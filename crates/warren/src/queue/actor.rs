@@ -13,11 +13,11 @@ use super::flow::FlowLimits;
 use super::owner::{DeadLetter, DeadLetters, QueueOwner};
 use super::ready::ReadyList;
 use super::settings::QueueSettings;
-use super::sink::{DeliverOutcome, DeliverySink, QueueReply};
+use super::sink::{same_sink, DeliverOutcome, DeliverySink, QueueReply};
 use super::state::{Admission, DropReason, Payload, QueueState, ReadyEntry, ReadyRules};
 use super::{
-    DeadLetterEnqueue, Enqueue, QueueCommand, QueueHandle, QueueSpec, QueueStats, SettleAction,
-    MAX_RUN,
+    DeadLetterEnqueue, Enqueue, QueueCommand, QueueDeleted, QueueHandle, QueueSpec, QueueStats,
+    SettleAction, MAX_RUN,
 };
 use crate::message::dead_letter::DeathReason;
 use crate::message::{now_ms, Message};
@@ -204,7 +204,7 @@ impl QueueActor {
                         tracing::error!(%error, "forgetting auto-delete queue '{}' failed", handle.name());
                     }
                 }
-                self.cancel_all_consumers();
+                self.cancel_all_consumers(None);
                 break;
             }
         }
@@ -342,6 +342,7 @@ impl QueueActor {
             QueueCommand::Delete {
                 if_unused,
                 if_empty,
+                requester,
                 reply,
             } => {
                 let name = self.name();
@@ -359,9 +360,12 @@ impl QueueActor {
                     ))));
                     return ActorNext::Continue;
                 }
-                let count = self.state.message_count();
-                self.cancel_all_consumers();
-                let _ = reply.send(Ok(count));
+                let messages = self.state.message_count();
+                let cancel_after_reply = self.cancel_all_consumers(requester.as_ref());
+                let _ = reply.send(Ok(QueueDeleted {
+                    messages,
+                    cancel_after_reply,
+                }));
                 return ActorNext::Stop;
             }
         }
@@ -753,15 +757,24 @@ impl QueueActor {
         handle.spec.auto_delete && self.state.had_consumers && self.state.consumers.is_empty()
     }
 
-    /// The queue is going away: consumers that asked for it get basic.cancel.
-    fn cancel_all_consumers(&mut self) {
+    /// The queue is going away: consumers that asked for it get basic.cancel, except those on the channel that
+    /// asked for the deletion (`requester`), whose tags are returned for that channel to cancel after its
+    /// delete-ok.
+    fn cancel_all_consumers(&mut self, requester: Option<&Arc<dyn DeliverySink>>) -> Vec<Arc<str>> {
+        let mut after_reply = Vec::new();
         for consumer in self.state.consumers.drain(..) {
             consumer.sink.forget_consumer(&consumer.tag);
-            if consumer.cancel_notify() {
+            if !consumer.cancel_notify() {
+                continue;
+            }
+            if requester.is_some_and(|r| same_sink(r, &consumer.sink)) {
+                after_reply.push(consumer.tag.clone());
+            } else {
                 consumer.sink.reply(QueueReply::Cancel {
                     tag: consumer.tag.clone(),
                 });
             }
         }
+        after_reply
     }
 }

@@ -125,8 +125,11 @@ pub(crate) enum QueueCommand {
         if_unused: bool,
         /// Refuse (406) while the queue has ready messages.
         if_empty: bool,
-        /// The number of ready messages dropped, or the refusal.
-        reply: oneshot::Sender<Result<u32, AmqpError>>,
+        /// The channel that asked, if a channel did: its own consumers are not sent basic.cancel by the queue but
+        /// named in the reply, for the channel to cancel after its delete-ok (see [`QueueDeleted`]).
+        requester: Option<Arc<dyn DeliverySink>>,
+        /// What was deleted, or the refusal.
+        reply: oneshot::Sender<Result<QueueDeleted, AmqpError>>,
     },
 }
 
@@ -139,6 +142,17 @@ pub(crate) enum SettleAction {
     Requeue,
     /// nack/reject without requeue: dropped.
     Discard,
+}
+
+/// A queue's answer to a delete it carried out.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct QueueDeleted {
+    /// The ready messages dropped, as queue.delete-ok reports them.
+    pub(crate) messages: u32,
+    /// The tags of the requesting channel's consumers that want basic.cancel: RabbitMQ's channel sends it after
+    /// queue.delete-ok (the queue's notice waits in the channel process's mailbox while it answers the delete),
+    /// and clients such as py-amqp rely on that order, so the channel writes these after its reply.
+    pub(crate) cancel_after_reply: Vec<Arc<str>>,
 }
 
 /// A queue's counts, as queue.declare-ok reports them.

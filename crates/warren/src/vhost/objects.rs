@@ -200,7 +200,9 @@ impl Vhost {
         self.add_binding(&src, Destination::Exchange(dest.name.clone()), key, args)
     }
 
-    /// exchange.unbind: removes that binding, if present.
+    /// exchange.unbind: removes that binding, if present. As in RabbitMQ (`rabbit_db_binding:delete/2`), a
+    /// missing source or destination exchange, or a binding that does not exist, is not an error: cleanup code
+    /// unbinds without knowing what is left.
     pub(crate) fn unbind_exchange(
         &self,
         destination: &str,
@@ -212,14 +214,16 @@ impl Vhost {
             return Err(default_exchange_refused());
         }
         let _topology = self.lock_topology();
-        let dest = self
-            .exchange(destination)
-            .ok_or_else(|| AmqpError::not_found("exchange", destination, &self.name))?;
-        let src = self
-            .exchange(source)
-            .ok_or_else(|| AmqpError::not_found("exchange", source, &self.name))?;
-        self.remove_binding(&src, Destination::Exchange(dest.name.clone()), key, args);
-        Ok(())
+        let (Some(dest), Some(src)) = (self.exchange(destination), self.exchange(source)) else {
+            return Ok(());
+        };
+        self.remove_binding(
+            &src,
+            Destination::Exchange(dest.name.clone()),
+            key,
+            args,
+            || Ok(()),
+        )
     }
 
     /// queue.declare: creates (and spawns, and stores if durable) or checks a queue; returns it.
@@ -324,11 +328,14 @@ impl Vhost {
             .send(QueueCommand::Delete {
                 if_unused,
                 if_empty,
+                requester: None,
                 reply,
             })
             .await;
         let count = if sent {
-            answer.await.unwrap_or(Ok(0))?
+            answer
+                .await
+                .map_or(Ok(0), |deleted| deleted.map(|d| d.messages))?
         } else {
             0
         };
@@ -380,7 +387,9 @@ impl Vhost {
         self.add_binding(&x, Destination::Queue(q.spec.name.clone()), key, args)
     }
 
-    /// queue.unbind: removes that binding, if present.
+    /// queue.unbind: removes that binding, if present. As in RabbitMQ (`rabbit_db_binding:delete/2`), a missing
+    /// queue or exchange, or a binding that does not exist, is not an error; only the removal of a binding that
+    /// exists checks that the queue is not another connection's exclusive queue (405).
     pub(crate) fn unbind_queue(
         &self,
         queue: &str,
@@ -392,13 +401,20 @@ impl Vhost {
         if exchange.is_empty() {
             return Err(default_exchange_refused());
         }
-        let q = self.queue_for(queue, connection_id)?;
         let _topology = self.lock_topology();
-        let x = self
-            .exchange(exchange)
-            .ok_or_else(|| AmqpError::not_found("exchange", exchange, &self.name))?;
-        self.remove_binding(&x, Destination::Queue(q.spec.name.clone()), key, args);
-        Ok(())
+        let (Some(q), Some(x)) = (self.queue(queue), self.exchange(exchange)) else {
+            return Ok(());
+        };
+        self.remove_binding(
+            &x,
+            Destination::Queue(q.spec.name.clone()),
+            key,
+            args,
+            || match q.is_exclusive_to_other(connection_id) {
+                true => Err(self.locked(queue)),
+                false => Ok(()),
+            },
+        )
     }
 
     fn add_binding(
@@ -421,24 +437,28 @@ impl Vhost {
         Ok(())
     }
 
+    /// Removes a binding if it exists, once `may_remove` (asked only then) agrees.
     fn remove_binding(
         &self,
         x: &Arc<Exchange>,
         destination: Destination,
         key: &str,
         arguments: FieldTable,
-    ) {
+        may_remove: impl FnOnce() -> Result<(), AmqpError>,
+    ) -> Result<(), AmqpError> {
         let binding = Binding {
             destination,
             routing_key: Arc::from(key),
             arguments,
         };
         if let Some(table) = x.bindings.load().without_binding(&binding) {
+            may_remove()?;
             let durable = self.destination_durable(&binding.destination);
             self.unpersist_binding(x, &binding, durable);
             x.bindings.store(Arc::new(table));
             self.auto_delete_if_unbound(x);
         }
+        Ok(())
     }
 
     /// Drops every binding to `destination` (stored ones too when `durable`), and auto-delete exchanges left

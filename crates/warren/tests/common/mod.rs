@@ -201,12 +201,32 @@ impl RawClient {
         assert_eq!(open_ok.method_ids(), Some((10, 41)));
     }
 
+    /// Sends `method` on channel `ch`.
+    pub(crate) async fn send_method(&mut self, ch: u16, method: warren_protocol::AMQPClass) {
+        self.send_frame(1, ch, &method_payload(method)).await;
+    }
+
+    /// The next frame, which must be a method: (channel, method); None if the socket closed.
+    pub(crate) async fn read_method(&mut self) -> Option<(u16, warren_protocol::AMQPClass)> {
+        let frame = self.read_frame().await?;
+        let method = warren_protocol::decode_method(&frame.payload)
+            .unwrap_or_else(|e| panic!("expected a method frame, got {frame:?}: {e}"));
+        Some((frame.channel, method))
+    }
+
     /// Opens channel `ch` and waits for open-ok.
     pub(crate) async fn open_channel(&mut self, ch: u16) {
         self.send_frame(1, ch, &[0, 20, 0, 10, 0]).await;
         let ok = self.read_frame().await.expect("channel.open-ok");
         assert_eq!(ok.method_ids(), Some((20, 11)));
     }
+}
+
+/// The payload of a method frame carrying `method`.
+pub(crate) fn method_payload(method: warren_protocol::AMQPClass) -> Vec<u8> {
+    let mut out = bytes::BytesMut::new();
+    warren_protocol::put_method(&mut out, 0, method);
+    out[7..out.len() - 1].to_vec()
 }
 
 /// A connection.start-ok payload; `auth_failure_close` sets the client capability of that name.

@@ -105,7 +105,7 @@ async fn body_larger_than_the_declared_size_is_a_frame_error() {
 }
 
 #[tokio::test]
-async fn content_header_of_another_class_is_a_frame_error() {
+async fn content_header_of_another_class_is_an_unexpected_frame() {
     let mut h = Harness::open();
     h.start_publish("", "q", false).unwrap();
     let mut header = content_header(0);
@@ -113,9 +113,24 @@ async fn content_header_of_another_class_is_a_frame_error() {
     let result = h.content(FrameKind::Header, &header).await;
     assert_error(
         result,
-        ReplyCode::FrameError,
-        "FRAME_ERROR - content header for class 50 on basic.publish",
-        (0, 0),
+        ReplyCode::UnexpectedFrame,
+        "UNEXPECTED_FRAME - expected content header for class 60, got one for class 50 instead",
+        (60, 40),
+    );
+}
+
+#[tokio::test]
+async fn content_header_with_a_weight_is_an_unexpected_frame() {
+    let mut h = Harness::open();
+    h.start_publish("", "q", false).unwrap();
+    let mut header = content_header(0);
+    header[3] = 1;
+    let result = h.content(FrameKind::Header, &header).await;
+    assert_error(
+        result,
+        ReplyCode::UnexpectedFrame,
+        HEADER_EXPECTED,
+        (60, 40),
     );
 }
 

@@ -194,6 +194,52 @@ async fn an_empty_queue_name_stands_for_the_last_declared_queue() {
     );
 }
 
+fn unbind(name: &str, exchange: &str, key: &str) -> AMQPClass {
+    AMQPClass::Queue(queue::AMQPMethod::Unbind(queue::Unbind {
+        queue: name.into(),
+        exchange: exchange.into(),
+        routing_key: key.into(),
+        arguments: FieldTable::default(),
+    }))
+}
+
+#[tokio::test]
+async fn bind_with_an_empty_queue_name_and_key_uses_the_queue_name_as_key() {
+    // RabbitMQ's expand_routing_key_shortcut; unbind reads the key the same way.
+    let mut h = Harness::open();
+    h.declare_queue("q").await;
+    h.method(bind("", "amq.direct", "")).await.unwrap();
+    h.publish("amq.direct", "q", b"by name").await.unwrap();
+    h.received();
+    assert_eq!(h.ready("q").await, 1);
+    h.publish("amq.direct", "", b"by empty key").await.unwrap();
+    h.received();
+    assert_eq!(h.ready("q").await, 1, "not bound with the empty key");
+    h.method(unbind("", "amq.direct", "")).await.unwrap();
+    h.publish("amq.direct", "q", b"after unbind").await.unwrap();
+    h.received();
+    assert_eq!(h.ready("q").await, 1);
+    // A named queue with an empty key binds with the empty key.
+    h.method(bind("q", "amq.direct", "")).await.unwrap();
+    h.publish("amq.direct", "", b"by empty key").await.unwrap();
+    h.received();
+    assert_eq!(h.ready("q").await, 2);
+}
+
+#[tokio::test]
+async fn a_passive_declare_of_an_empty_name_is_not_found_even_after_a_declare() {
+    // RabbitMQ expands the empty name in other queue methods, not in queue.declare.
+    let mut h = Harness::open();
+    h.declare_queue("q").await;
+    let result = h.method(passive_declare("")).await;
+    assert_error(
+        result,
+        ReplyCode::NotFound,
+        "NOT_FOUND - no queue '' in vhost '/'",
+        (50, 10),
+    );
+}
+
 #[tokio::test]
 async fn an_empty_queue_name_with_no_queue_declared_is_not_found() {
     let mut h = Harness::open();

@@ -66,6 +66,88 @@ async fn global_prefetch_limits_the_whole_channel_across_consumers() {
     );
 }
 
+fn consume_no_ack(queue: &str, tag: &str) -> AMQPClass {
+    AMQPClass::Basic(basic::AMQPMethod::Consume(basic::Consume {
+        queue: queue.into(),
+        consumer_tag: tag.into(),
+        no_local: false,
+        no_ack: true,
+        exclusive: false,
+        nowait: false,
+        arguments: Default::default(),
+    }))
+}
+
+/// The consumer tags of the basic.deliver frames among `frames`.
+fn delivered_to(frames: &[AMQPClass]) -> Vec<String> {
+    frames
+        .iter()
+        .filter_map(|f| match f {
+            AMQPClass::Basic(basic::AMQPMethod::Deliver(d)) => Some(d.consumer_tag.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+async fn queue_with(h: &mut Harness, queue: &str, messages: usize) {
+    h.declare_queue(queue).await;
+    for _ in 0..messages {
+        h.publish("", queue, b"m").await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_no_ack_consumer_is_held_back_while_the_channel_is_at_its_global_limit() {
+    // RabbitMQ's limiter is asked before every delivery to a consumer on a limited channel, no-ack ones too; only
+    // deliveries that must be acked count against the limit.
+    let mut h = Harness::open();
+    queue_with(&mut h, "acked", 1).await;
+    queue_with(&mut h, "auto", 3).await;
+    h.method(qos(1, true)).await.unwrap();
+    h.method(consume("acked", "acker", false)).await.unwrap();
+    assert_eq!(delivered_to(&h.expect_frames(3).await), ["acker"]);
+    h.method(consume_no_ack("auto", "noack")).await.unwrap();
+    assert_eq!(h.expect_frames(1).await, vec![consume_ok("noack")]);
+    assert!(
+        h.quiet().await.is_empty(),
+        "held while 1 delivery is unacked"
+    );
+    h.method(ack(1, false)).await.unwrap();
+    assert_eq!(
+        delivered_to(&h.expect_frames(3).await),
+        ["noack", "noack", "noack"],
+        "no-ack deliveries do not count against the limit"
+    );
+}
+
+#[tokio::test]
+async fn a_per_consumer_qos_removes_the_global_limit() {
+    // RabbitMQ 3.13's channel unlimits its limiter on basic.qos global=false.
+    let mut h = Harness::open();
+    queue_with(&mut h, "q", 3).await;
+    h.method(qos(1, true)).await.unwrap();
+    h.method(qos(0, false)).await.unwrap();
+    h.method(consume("q", "c", false)).await.unwrap();
+    assert_eq!(delivery_tags(&h.expect_frames(6).await), [1, 2, 3]);
+}
+
+#[tokio::test]
+async fn a_global_limit_counts_the_deliveries_unacked_when_it_is_set() {
+    let mut h = Harness::open();
+    queue_with(&mut h, "got", 1).await;
+    queue_with(&mut h, "auto", 2).await;
+    let (tag, _) = h.get("got").await;
+    h.method(qos(1, true)).await.unwrap();
+    h.method(consume_no_ack("auto", "noack")).await.unwrap();
+    assert_eq!(h.expect_frames(2).await.len(), 2, "qos-ok, consume-ok");
+    assert!(
+        h.quiet().await.is_empty(),
+        "the basic.get delivery fills the limit"
+    );
+    h.method(ack(tag, false)).await.unwrap();
+    assert_eq!(delivered_to(&h.expect_frames(2).await), ["noack", "noack"]);
+}
+
 #[tokio::test]
 async fn reusing_a_consumer_tag_on_the_channel_is_not_allowed() {
     let mut h = Harness::open();

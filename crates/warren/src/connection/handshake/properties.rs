@@ -49,11 +49,8 @@ pub(crate) fn server_properties(broker: &Broker) -> FieldTable {
     let mut props = FieldTable::default();
     let text = |s: &str| AMQPValue::LongString(LongString::from(s));
     props.insert("product".into(), text(&server.product));
-    props.insert("version".into(), text(env!("CARGO_PKG_VERSION")));
-    props.insert(
-        "platform".into(),
-        text(&format!("Rust (tokio) on {}", std::env::consts::OS)),
-    );
+    props.insert("version".into(), text(&server.version));
+    props.insert("platform".into(), text(&server.platform));
     props.insert(
         "copyright".into(),
         text("Copyright (c) 2026 the Warren authors"),

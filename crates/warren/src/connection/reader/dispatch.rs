@@ -30,13 +30,21 @@ impl Reader {
                 ReplyCode::UnexpectedFrame,
                 "content frame on channel 0",
             )),
-            (_, ch) if ch > self.channel_max => Err(AmqpError::new(
-                ReplyCode::NotAllowed,
-                format!(
-                    "channel number {ch} exceeds negotiated channel_max {}",
-                    self.channel_max
-                ),
-            )),
+            // As RabbitMQ: any number may be used, but a frame that would take one more number once
+            // channel_max numbers are in use (open or closing) is refused, whatever the frame.
+            (_, ch)
+                if !self.channels.contains(ch)
+                    && self.channels.in_use() >= usize::from(self.channel_max) =>
+            {
+                Err(AmqpError::new(
+                    ReplyCode::NotAllowed,
+                    format!(
+                        "number of channels opened ({}) has reached the negotiated channel_max ({})",
+                        self.channels.in_use(),
+                        self.channel_max
+                    ),
+                ))
+            }
             (FrameKind::Method, _) => self.channel_method(frame).await,
             (_, _) => self.channel_content(&frame),
         };
@@ -117,13 +125,23 @@ impl Reader {
                 )
             }
             Some(Slot::Closing) => {
+                // As RabbitMQ's closing channel: only close-ok frees the number. A close that crossed ours is
+                // answered with close-ok and the channel keeps waiting for the close-ok the client still owes;
+                // everything else is dropped.
                 match method {
                     AMQPClass::Channel(channel::AMQPMethod::CloseOk(_)) => {
                         self.channels.remove(id);
                     }
                     AMQPClass::Channel(channel::AMQPMethod::Close(_)) => {
                         self.write_channel(id, channel::AMQPMethod::CloseOk(channel::CloseOk {}));
-                        self.channels.remove(id);
+                    }
+                    // RabbitMQ checks for a second open before it looks at the channel's state.
+                    AMQPClass::Channel(channel::AMQPMethod::Open(_)) => {
+                        return Err(AmqpError::new(
+                            ReplyCode::ChannelError,
+                            "second 'channel.open' seen",
+                        )
+                        .on_method(class_id, method_id));
                     }
                     _ => {}
                 }
@@ -174,13 +192,15 @@ impl Reader {
         }
     }
 
-    /// A content frame on a channel that is not open (open channels take theirs in [`Self::handle_frame_now`]).
+    /// A content frame on a channel that is not open (open channels take theirs in [`Self::handle_frame_now`]):
+    /// dropped on a closing channel; on an unused number it is RabbitMQ's 505, since its frame assembler, which
+    /// expects a method first, sees the frame before the channel does.
     fn channel_content(&mut self, frame: &RawFrame) -> Result<ReaderNext, AmqpError> {
         match self.channels.get_mut(frame.channel) {
             Some(Slot::Closing) => Ok(ReaderNext::Continue),
             _ => Err(AmqpError::new(
-                ReplyCode::ChannelError,
-                "expected 'channel.open'",
+                ReplyCode::UnexpectedFrame,
+                "expected method frame, got non method frame instead",
             )),
         }
     }
@@ -211,7 +231,13 @@ impl Reader {
         Ok(ReaderNext::Continue)
     }
 
+    /// Sends connection.close for `error` (once: a connection already closing keeps its first close and its
+    /// close-ok deadline); from then on only close-ok or close is looked at.
     pub(super) fn close_connection(&mut self, error: AmqpError) {
+        if self.closing {
+            tracing::debug!(peer = %self.conn.info.peer, "while closing: {}", error.text);
+            return;
+        }
         tracing::warn!(peer = %self.conn.info.peer, "closing AMQP connection {}: {}", self.conn.info.peer, error.text);
         self.write_connection(connection::AMQPMethod::Close(connection::Close {
             reply_code: error.reply_code(),
@@ -220,6 +246,7 @@ impl Reader {
             method_id: error.method_id,
         }));
         self.closing = true;
+        self.close_deadline = tokio::time::Instant::now() + super::CLOSE_OK_TIMEOUT;
     }
 
     pub(super) fn write_connection(&self, method: connection::AMQPMethod) {

@@ -37,6 +37,12 @@ const READ_SIZE_MIN: usize = 4 * 1024;
 const READ_SIZE_MAX: usize = 64 * 1024;
 /// How long to wait for connection.close-ok after sending connection.close.
 const CLOSE_OK_TIMEOUT: Duration = Duration::from_secs(3);
+/// The most bytes dropped after a framing error while waiting for close-ok. A client that was writing a large
+/// frame when the 501 went out is blocked in that write until the broker reads it (the socket buffers hold a few
+/// MiB); reading its bytes lets the write finish, so the client reads the close instead of a broken pipe. This
+/// covers any frame a client writes at once under the default 128 MiB message size cut into frames, and dropping
+/// it takes milliseconds; a peer that sends more is cut off.
+const DISCARD_LIMIT: u64 = 32 * 1024 * 1024;
 
 /// Whether the reader goes on after a frame, or the connection is over (close-ok sent or received).
 enum ReaderNext {
@@ -64,13 +70,28 @@ enum Later {
     Channel(u16, Result<(), AmqpError>),
 }
 
+/// Bytes the reader drops after a framing error, while it waits for connection.close-ok (see [`DISCARD_LIMIT`]).
+struct Discard {
+    /// Bytes of the refused frame still to drop before the next frame starts; `u64::MAX` when the peer lost frame
+    /// sync (a bad frame-end octet) and every byte is dropped until the close-ok timeout.
+    skip: u64,
+    /// Bytes dropped so far.
+    dropped: u64,
+}
+
 /// The reader task's state: the connection, its channels, and whether connection.close was sent.
 struct Reader {
     conn: ConnectionState,
+    /// How many channels may be in use at once (negotiated; it does not bound the channel numbers).
     channel_max: u16,
     channels: ChannelTable,
     /// Set once the broker has sent connection.close.
     closing: bool,
+    /// When the close-ok for the broker's connection.close is due: the close is sent, so a peer that keeps
+    /// sending other frames does not keep the connection open past it.
+    close_deadline: Instant,
+    /// Set after a framing error: what is still to be dropped before frames can be read again.
+    discard: Option<Discard>,
     /// When the consumer timeouts are checked next (see [`Reader::check_consumer_timeouts`]).
     next_timeout_check: Instant,
     /// The client takes `connection.blocked` (its `connection.blocked` capability).
@@ -147,6 +168,8 @@ pub(crate) async fn run<R: TransportRead>(
         channel_max: negotiated.channel_max,
         channels: ChannelTable::new(live.channels),
         closing: false,
+        close_deadline: Instant::now(),
+        discard: None,
         next_timeout_check: Instant::now(),
         blocked_notify: negotiated.connection_blocked,
         publish_under_alarm: false,
@@ -185,6 +208,23 @@ impl Reader {
             // Frames are handled where they lie in the buffer; `consumed` bytes of it are done with.
             let mut consumed = 0;
             loop {
+                if let Some(discard) = &mut self.discard {
+                    let dropped = discard.skip.min((buf.len() - consumed) as u64);
+                    discard.skip -= dropped;
+                    discard.dropped += dropped;
+                    consumed += dropped as usize;
+                    if discard.dropped > DISCARD_LIMIT {
+                        return format!(
+                            "dropped {DISCARD_LIMIT} bytes after a frame error without seeing connection.close-ok"
+                        );
+                    }
+                    if discard.skip > 0 {
+                        buf.advance(consumed);
+                        break;
+                    }
+                    // The refused frame is behind us: frames can be read again, and close-ok looked for.
+                    self.discard = None;
+                }
                 let head = match splitter.peek(&buf[consumed..]) {
                     Ok(Some(head)) => head,
                     Ok(None) => {
@@ -194,10 +234,17 @@ impl Reader {
                         break;
                     }
                     Err(error) => {
-                        // The stream cannot be resynchronised after a framing error: report it and stop reading.
-                        let text = error.text.clone();
+                        // RabbitMQ sends the close and then stops reading for a while before it drops the socket;
+                        // a client blocked writing the refused frame then sees a broken pipe rather than the
+                        // close. Warren reads on, dropping the refused frame (or everything, when frame sync is
+                        // lost), and still looks for close-ok until the close-ok timeout.
+                        let skip = splitter
+                            .refused_frame_len(&buf[consumed..])
+                            .unwrap_or(u64::MAX);
                         self.close_connection(error);
-                        return text;
+                        let dropped = self.discard.take().map_or(0, |d| d.dropped);
+                        self.discard = Some(Discard { skip, dropped });
+                        continue;
                     }
                 };
                 let frame_outcome = if head.kind == FrameKind::Body && head.size >= COPY_BODY_BELOW
@@ -239,7 +286,7 @@ impl Reader {
             }
             woken_by_timer = false;
             let deadline = if self.closing {
-                Some(Instant::now() + CLOSE_OK_TIMEOUT)
+                Some(self.close_deadline)
             } else {
                 idle_limit.map(|limit| quiet_since + limit)
             };
@@ -323,7 +370,7 @@ impl Reader {
         if self.closing {
             return FrameOutcome::Done(self.while_closing(owned(payload)));
         }
-        if id == 0 || id > self.channel_max {
+        if id == 0 {
             return FrameOutcome::Later(Later::Frame(owned(payload)));
         }
         let Some(Slot::Open(ch)) = self.channels.get_mut(id) else {
