@@ -15,6 +15,7 @@ pub use crate::meta::MetaError;
 use crate::policy::Policy;
 pub use crate::policy::{PolicyError, PolicyInfo, PolicyInput, PolicyKind};
 use crate::queue::flow::FlowLimits;
+use crate::queue::NodeMemory;
 use crate::registry::ConnectionRegistry;
 use crate::vhost::{DurableStores, Vhost};
 pub use warren_store::SpillStats;
@@ -130,6 +131,7 @@ impl Broker {
             store,
             spill,
             queue_memory_budget: config.storage.queue_memory_budget,
+            node_memory: Arc::new(NodeMemory::new(config.storage.total_queue_memory_budget)),
         });
         let mut recovered: HashMap<u64, _> = recovery.queues;
         let vhosts = DashMap::new();

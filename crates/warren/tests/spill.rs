@@ -246,3 +246,32 @@ async fn expired_spilled_messages_are_dead_lettered_with_their_bodies() {
     assert_eq!(common::drain_bodies(&ch, "dead").await, expected);
     spill_empty(&server, &dir).await;
 }
+
+#[tokio::test]
+async fn queues_together_past_the_node_budget_spill_though_each_is_under_its_own() {
+    let mut spill_dir = PathBuf::new();
+    let server = common::start_server_with(|c| {
+        c.storage.total_queue_memory_budget = 100_000;
+        spill_dir = c.data_dir.join("spill");
+    })
+    .await;
+    let conn = common::connect(&server).await;
+    let ch = common::confirming_channel(&conn).await;
+    for q in ["one", "two"] {
+        common::declare_plain(&ch, q).await;
+    }
+    for i in 0..100 {
+        for q in ["one", "two"] {
+            common::publish_confirmed(&ch, "", q, &body(i, 10_000), BasicProperties::default())
+                .await;
+        }
+    }
+    // 2 MB in two queues of 64 MiB budgets each: the node's 100 kB sends all but the first few to disk.
+    let spilled = server.broker.spill_stats().messages;
+    assert!(spilled >= 150, "{spilled} of 200 spilled");
+    let expected: Vec<String> = (0..100).map(|i| body(i, 10_000)).collect();
+    for q in ["one", "two"] {
+        assert_eq!(common::drain_bodies(&ch, q).await, expected);
+    }
+    spill_empty(&server, &spill_dir).await;
+}

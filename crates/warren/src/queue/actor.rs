@@ -178,6 +178,7 @@ impl QueueActor {
             self.dispatch(&handle).await;
             self.drop_dead().await;
             self.update_flow(&handle);
+            self.memory.account(self.state.loaded_bytes);
             if self.should_auto_delete() || self.unused_too_long() {
                 if let Some(owner) = self.owner.upgrade() {
                     let queue = handle.clone();

@@ -5,6 +5,7 @@
 //! fsync), so they run on tokio's blocking pool, never on an async worker; the queue's actor awaits the result,
 //! which holds back only that queue.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use warren_store::{SpillStore, Store, StoreError};
@@ -31,22 +32,90 @@ const SPILL_BACKLOG_LIMIT: u64 = 8 << 20;
 /// Spill shares released under one lock of the spill store: a purge of millions of messages must not hold it long.
 const RELEASE_CHUNK: usize = 4096;
 
+/// The memory budget every queue of the node shares (`[storage] total_queue_memory_budget`): the ready bodies all
+/// queues keep in memory, as each last reported it.
+pub(crate) struct NodeMemory {
+    /// The budget, in bytes.
+    limit: u64,
+    /// The sum of what every queue reported.
+    used: AtomicU64,
+}
+
+impl NodeMemory {
+    /// A node budget of `limit` bytes, nothing used yet.
+    pub(crate) fn new(limit: u64) -> NodeMemory {
+        NodeMemory {
+            limit,
+            used: AtomicU64::new(0),
+        }
+    }
+}
+
 /// A queue's memory budget and where the messages past it go.
 pub(crate) struct QueueMemory {
-    /// Body bytes of ready messages kept in memory (`[storage] queue_memory_budget`); messages past it are kept
-    /// only on disk.
+    /// Body bytes of ready messages the queue may keep in memory now; messages past it are kept only on disk. The
+    /// queue's own budget, or while the node is over its budget what the queue holds already.
     pub(crate) budget: u64,
+    /// The queue's own budget (`[storage] queue_memory_budget`).
+    queue_budget: u64,
+    /// The node's budget, shared with every queue; None: the queue's own budget alone applies.
+    node: Option<Arc<NodeMemory>>,
+    /// What this queue last added to the node's count.
+    reported: u64,
     /// The node's spill store, for messages past the budget that the message store does not hold. None (a broker
     /// without a data directory): they stay in memory.
     pub(crate) spill: Option<SpillStore>,
 }
 
 impl QueueMemory {
+    /// A queue's budget of `queue_budget` bytes within the node's, paging to `spill`.
+    pub(crate) fn new(
+        queue_budget: u64,
+        node: Option<Arc<NodeMemory>>,
+        spill: Option<SpillStore>,
+    ) -> QueueMemory {
+        QueueMemory {
+            budget: queue_budget,
+            queue_budget,
+            node,
+            reported: 0,
+            spill,
+        }
+    }
+
     /// No budget: every message stays in memory.
     pub(crate) fn unbounded() -> QueueMemory {
-        QueueMemory {
-            budget: u64::MAX,
-            spill: None,
+        QueueMemory::new(u64::MAX, None, None)
+    }
+
+    /// After each round: reports the ready bytes the queue now holds in memory (`loaded`) to the node's count and
+    /// sets the budget for the next round: while the node is over its budget, the queue keeps no more than it
+    /// holds, so new messages go to disk. One atomic add when the figure changed and one load per round, never
+    /// per message: the publish path still compares against a plain field.
+    pub(super) fn account(&mut self, loaded: u64) {
+        let Some(node) = &self.node else {
+            return;
+        };
+        if loaded > self.reported {
+            node.used
+                .fetch_add(loaded - self.reported, Ordering::Relaxed);
+        } else if loaded < self.reported {
+            node.used
+                .fetch_sub(self.reported - loaded, Ordering::Relaxed);
+        }
+        self.reported = loaded;
+        self.budget = match node.used.load(Ordering::Relaxed) > node.limit {
+            true => self.queue_budget.min(loaded),
+            false => self.queue_budget,
+        };
+    }
+}
+
+/// A queue that goes takes what it held off the node's count.
+impl Drop for QueueMemory {
+    fn drop(&mut self) {
+        if let Some(node) = &self.node {
+            node.used.fetch_sub(self.reported, Ordering::Relaxed);
         }
     }
 }
@@ -265,4 +334,35 @@ fn read_stored(store: &Store, queue_id: u64, msg_id: u64) -> Result<Message, Sto
         stored.properties_raw,
         stored.body,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_over_its_budget_sends_every_queue_s_new_messages_to_disk_until_it_is_back_under() {
+        let node = Arc::new(NodeMemory::new(100));
+        let mut a = QueueMemory::new(80, Some(node.clone()), None);
+        let mut b = QueueMemory::new(80, Some(node.clone()), None);
+        a.account(60);
+        b.account(30);
+        assert_eq!((a.budget, b.budget), (80, 80), "90 of 100 used");
+        b.account(50);
+        a.account(60);
+        assert_eq!(a.budget, 60, "110 of 100: no more than it holds");
+        b.account(50);
+        assert_eq!(b.budget, 50);
+        a.account(20);
+        assert_eq!(a.budget, 80, "70 of 100: its own budget again");
+        drop(b);
+        assert_eq!(
+            node.used.load(Ordering::Relaxed),
+            20,
+            "a queue that goes is taken off the count"
+        );
+        let mut alone = QueueMemory::new(80, None, None);
+        alone.account(1_000);
+        assert_eq!(alone.budget, 80);
+    }
 }

@@ -14,7 +14,7 @@ use crate::exchange::Exchange;
 use crate::exchange::{Binding, BindingTable, Destination, ExchangeKind};
 use crate::meta::{BindingDef, DefinitionStore, Definitions, ExchangeDef, MetaError, QueueDef};
 use crate::queue::arguments::QueueArguments;
-use crate::queue::{spawn_queue, QueueMemory, QueueSpec, QueueStorage};
+use crate::queue::{spawn_queue, NodeMemory, QueueMemory, QueueSpec, QueueStorage};
 use warren_protocol::error::{AmqpError, ReplyCode};
 use warren_store::{IndexEntry, SpillStore, Store};
 
@@ -29,6 +29,8 @@ pub(crate) struct DurableStores {
     pub(crate) spill: SpillStore,
     /// Body bytes each queue keeps in memory; see [`QueueMemory`].
     pub(crate) queue_memory_budget: u64,
+    /// Body bytes all queues together keep in memory.
+    pub(crate) node_memory: Arc<NodeMemory>,
 }
 
 fn internal(error: MetaError) -> AmqpError {
@@ -139,10 +141,11 @@ impl Vhost {
     /// The memory budget of a new queue, durable or not, and the spill store past it; unbounded without stores.
     pub(super) fn queue_memory(&self) -> QueueMemory {
         match &self.stores {
-            Some(p) => QueueMemory {
-                budget: p.queue_memory_budget,
-                spill: Some(p.spill.clone()),
-            },
+            Some(p) => QueueMemory::new(
+                p.queue_memory_budget,
+                Some(p.node_memory.clone()),
+                Some(p.spill.clone()),
+            ),
             None => QueueMemory::unbounded(),
         }
     }
