@@ -4,7 +4,7 @@
 # broker's peak RSS during the run (perf --broker-pid; the broker serves every scenario in turn). Each binary runs as its own broker; runs alternate which goes
 # first, so neither always has the warmer machine. Prints one line per run and the median of each binary.
 #
-# Usage: bench/ab.sh BEFORE_BIN AFTER_BIN [--seconds S] [--runs N] [--scenarios 1,2,3,6]
+# Usage: bench/ab.sh BEFORE_BIN AFTER_BIN [--seconds S] [--runs N] [--scenarios 1,2,3,6]  (11: scenario 1 on a TTL queue, 12: on a priority queue)
 # Reports figures; asserts nothing about speed. Brokers are stopped by PID.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"

@@ -22,17 +22,20 @@ start_warren() {
   wait_port "$port" 60
 }
 
-# start_rabbitmq PORT DATA_DIR; sets RABBIT_PID (the beam.smp process, whose memory is the broker's)
+# start_rabbitmq PORT DATA_DIR; sets RABBIT_PID (the beam.smp process, whose memory is the broker's).
+# RABBITMQ_EXTRA_CONF, if set, is written as its rabbitmq.conf (e.g. a memory watermark).
 start_rabbitmq() {
   local port=$1 dir=$2
   local node="bench$port@localhost"
   rm -rf "$dir"; mkdir -p "$dir/mnesia" "$dir/log"
   : >"$dir/enabled_plugins"
+  printf '%s\n' "${RABBITMQ_EXTRA_CONF:-}" >"$dir/rabbitmq.conf"
   # Debian's rabbitmq-server drops root privileges to the rabbitmq user, which must own its directories.
   if id rabbitmq >/dev/null 2>&1 && [[ $(id -u) == 0 ]]; then chown -R rabbitmq:rabbitmq "$dir"; fi
   RABBITMQ_NODE_PORT=$port RABBITMQ_DIST_PORT=$((port + 20000)) RABBITMQ_NODENAME=$node \
     RABBITMQ_MNESIA_BASE="$dir/mnesia" RABBITMQ_LOG_BASE="$dir/log" \
     RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins" RABBITMQ_PID_FILE="$dir/pid" \
+    RABBITMQ_CONFIG_FILE="$dir/rabbitmq.conf" \
     setsid rabbitmq-server >"$dir.log" 2>&1 &
   wait_port "$port" 120
   # RabbitMQ writes the OS pid of its beam.smp process to RABBITMQ_PID_FILE once it has booted.

@@ -13,5 +13,8 @@ scenario_options() { # id run
     6) echo "--producers 1 --consumers 1 --size 16 --rate 1000 $ack --threads 1 --time $t --queue $n" ;;
     9) echo "--producers 16 --consumers 2 --size 16 $ack --time $t --queue $n" ;;
     10) echo "--producers 1 --consumers 1 --size 16 --rate 10000 --consumer-rate 5000 $ack --time $t --queue $n" ;;
+    # Scenario 1 on a queue that uses a feature: what the feature costs (ab.sh only).
+    11) echo "--producers 1 --consumers 1 --size 16 --autoack --time $t --queue $n --queue-args x-message-ttl=60000" ;;
+    12) echo "--producers 1 --consumers 1 --size 16 --autoack --time $t --queue $n --queue-args x-max-priority=10" ;;
   esac
 }

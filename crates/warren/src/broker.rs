@@ -8,7 +8,10 @@ use std::sync::Arc;
 use dashmap::DashMap;
 use tokio::sync::Notify;
 
-use crate::config::{AuthConfig, Config, SyncPolicy, UserConfig};
+use crate::alarm::monitor::ResourceMonitor;
+use crate::alarm::Alarms;
+pub use crate::alarm::Resource;
+use crate::config::{AuthConfig, Config, DiskFreeLimit, MemoryWatermark, SyncPolicy, UserConfig};
 use crate::message::continue_ids_above;
 use crate::meta::DefinitionStore;
 pub use crate::meta::MetaError;
@@ -76,6 +79,24 @@ pub struct Broker {
     next_consumer_id: AtomicU64,
     /// The live connections, for listing and closing them (management API, shutdown).
     connections: ConnectionRegistry,
+    /// The memory and disk alarms; publishing connections are blocked while one is raised.
+    pub(crate) alarms: Arc<Alarms>,
+    /// The limits the alarms apply and the last memory and disk samples.
+    resources: Arc<ResourceMonitor>,
+}
+
+/// Memory and disk as the resource monitor last sampled them (RabbitMQ's `mem_used`, `mem_limit`, `disk_free`,
+/// `disk_free_limit` of a node).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ResourceUsage {
+    /// Resident memory of the broker, bytes.
+    pub mem_used: u64,
+    /// The memory high watermark, bytes.
+    pub mem_limit: u64,
+    /// Free space of the data directory's file system, bytes.
+    pub disk_free: u64,
+    /// The free disk limit, bytes.
+    pub disk_free_limit: u64,
 }
 
 /// The broker lends its users to `auth::authenticate`, which imports nothing of the broker.
@@ -153,6 +174,9 @@ impl Broker {
                 );
             }
         }
+        let alarms_config = config.alarms;
+        let data_dir = config.data_dir.clone();
+        let node = config.server.cluster_name.clone();
         let broker = Arc::new(Broker {
             config,
             vhosts,
@@ -161,6 +185,8 @@ impl Broker {
             next_connection_id: AtomicU64::new(1),
             next_consumer_id: AtomicU64::new(1),
             connections: ConnectionRegistry::default(),
+            alarms: Arc::new(Alarms::new(node)),
+            resources: Arc::new(ResourceMonitor::new(alarms_config, data_dir)),
         });
         for p in &broker.config.policies {
             let kind = match p.operator {
@@ -186,6 +212,42 @@ impl Broker {
                 })?;
         }
         Ok(broker)
+    }
+
+    /// Starts sampling memory and disk for the alarms (from a tokio runtime; `Server::bind` calls it).
+    pub(crate) fn start_resource_monitor(&self) {
+        crate::alarm::spawn_monitor(
+            Arc::downgrade(&self.alarms),
+            Arc::downgrade(&self.resources),
+        );
+    }
+
+    /// The resource alarms raised now (RabbitMQ's local alarms).
+    pub fn alarms(&self) -> Vec<Resource> {
+        self.alarms.list()
+    }
+
+    /// Memory and disk as last sampled, with the limits.
+    pub fn resource_usage(&self) -> ResourceUsage {
+        let r = &self.resources;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        ResourceUsage {
+            mem_used: get(&r.mem_used),
+            mem_limit: get(&r.mem_limit),
+            disk_free: get(&r.disk_free),
+            disk_free_limit: get(&r.disk_free_limit),
+        }
+    }
+
+    /// Changes the memory high watermark at run time (`rabbitmqctl set_vm_memory_high_watermark`); the alarm is
+    /// re-checked at once.
+    pub fn set_vm_memory_high_watermark(&self, watermark: MemoryWatermark) {
+        self.resources.set_limits(Some(watermark), None);
+    }
+
+    /// Changes the free disk limit at run time (`rabbitmqctl set_disk_free_limit`); re-checked at once.
+    pub fn set_disk_free_limit(&self, limit: DiskFreeLimit) {
+        self.resources.set_limits(None, Some(limit));
     }
 
     /// Sets (adds or replaces) the policy or operator policy `name` of `vhost`, checked as RabbitMQ checks it,

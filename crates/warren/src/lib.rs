@@ -14,6 +14,7 @@
 //! Imports run one way: connection -> channel -> (vhost, exchange) -> queue -> store, with `session`, `message` and
 //! `config` below them all; a queue names no channel or connection, and `auth` names no broker.
 
+pub(crate) mod alarm;
 pub(crate) mod auth;
 pub mod broker;
 pub(crate) mod channel;

@@ -291,3 +291,57 @@ async fn a_poison_message_past_its_quorum_queue_delivery_limit_is_dead_lettered(
     );
     assert_eq!(common::ready_count(&ch, "poisoned").await, 0);
 }
+
+#[tokio::test]
+async fn a_quorum_queue_counts_deliveries_itself_whatever_x_delivery_count_the_publisher_set() {
+    let server = start_server().await;
+    let conn = connect(&server).await;
+    let ch = confirming_channel(&conn).await;
+    declare_with(&ch, "counted-dlq", &[]).await;
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    let quorum = arguments(&[
+        ("x-queue-type", text("quorum")),
+        ("x-delivery-limit", AMQPValue::LongInt(2)),
+        ("x-dead-letter-exchange", text("")),
+        ("x-dead-letter-routing-key", text("counted-dlq")),
+    ]);
+    declare(&ch, "counted", durable, quorum).await;
+    let mut headers = FieldTable::default();
+    headers.insert("x-delivery-count".into(), AMQPValue::LongLongInt(5));
+    publish_confirmed(
+        &ch,
+        "",
+        "counted",
+        "claims five",
+        BasicProperties::default().with_headers(headers),
+    )
+    .await;
+    // The publisher's header passes through on the first delivery (RabbitMQ adds its own only on a return)...
+    let first = get(&ch, "counted").await;
+    assert_eq!(as_int(header(&first, "x-delivery-count")), Some(5));
+    first
+        .delivery
+        .reject(BasicRejectOptions { requeue: true })
+        .await
+        .expect("reject");
+    // ...and the queue counts from there on itself: 1, 2, then past the limit of 2.
+    for expected in [1, 2] {
+        let again = get(&ch, "counted").await;
+        assert_eq!(as_int(header(&again, "x-delivery-count")), Some(expected));
+        again
+            .delivery
+            .reject(BasicRejectOptions { requeue: true })
+            .await
+            .expect("reject");
+    }
+    let dead = get(&ch, "counted-dlq").await;
+    assert_eq!(&dead.delivery.data[..], b"claims five");
+    assert_eq!(
+        as_int(header(&dead, "x-delivery-count")),
+        Some(5),
+        "dead-lettered as published, without the queue's count"
+    );
+}

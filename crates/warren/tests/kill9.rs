@@ -283,3 +283,109 @@ async fn no_confirmed_message_is_lost_while_being_dead_lettered_across_sigkill()
         );
     }
 }
+
+/// At-least-once dead-lettering in flight between durable quorum queues: the source's messages expire after
+/// 20 ms and are dead-lettered at least once to a durable quorum target while publishers fill the source, and the
+/// broker is killed at a random moment. A dead letter leaves its source only once the target holds it on disk, so
+/// every confirmed message must come back in one of the two queues (duplicates allowed: a kill after the target's
+/// copy is durable but before the source forgot its own brings it back in both).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_confirmed_message_is_lost_while_dead_lettered_at_least_once_across_sigkill() {
+    use lapin::types::AMQPValue;
+    let cycles: u64 = std::env::var("WARREN_KILL9_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let mut rng = Rng(0xa1_0dead | 1);
+    let dir = fresh_data_dir("kill9-dlx-alo");
+    let mut broker = BrokerProcess::start(&dir, &[]);
+    let quorum = || {
+        let mut arguments = FieldTable::default();
+        arguments.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
+        arguments
+    };
+    for cycle in 0..cycles {
+        let source = format!("k9alo-src-{cycle}");
+        let target = format!("k9alo-dst-{cycle}");
+        declare_durable(&broker.uri(), &target, quorum()).await;
+        let mut arguments = quorum();
+        for (key, value) in [
+            ("x-dead-letter-exchange", ""),
+            ("x-dead-letter-routing-key", target.as_str()),
+            ("x-dead-letter-strategy", "at-least-once"),
+            ("x-overflow", "reject-publish"),
+        ] {
+            arguments.insert(key.into(), AMQPValue::LongString(value.into()));
+        }
+        arguments.insert("x-message-ttl".into(), AMQPValue::LongInt(20));
+        declare_durable(&broker.uri(), &source, arguments).await;
+        let delay = 200 + rng.next() % 800;
+        let confirmed;
+        (broker, confirmed) = publish_then_kill(broker, &dir, &source, delay).await;
+        let (got, seen) =
+            collect_until_all_seen(&broker.uri(), &[&source, &target], &confirmed).await;
+        assert_none_lost(cycle, &confirmed, &seen);
+        println!(
+            "cycle {cycle}: killed after {delay} ms, {} confirmed, {got} received from source and target, {} duplicates, 0 lost",
+            confirmed.len(),
+            got - seen.len()
+        );
+    }
+}
+
+/// Consumes (no-ack) from every one of `queues` until each of `expected` has been seen, or nothing has come for
+/// 10 s; returns how many deliveries came and the distinct bodies.
+async fn collect_until_all_seen(
+    uri: &str,
+    queues: &[&str],
+    expected: &HashSet<String>,
+) -> (usize, HashSet<String>) {
+    let conn = common::within(
+        60,
+        Connection::connect(uri, ConnectionProperties::default()),
+    )
+    .await
+    .expect("connect after restart");
+    let ch = conn.create_channel().await.expect("channel");
+    let (sender, mut deliveries) = tokio::sync::mpsc::unbounded_channel();
+    for queue in queues {
+        let mut consumer = ch
+            .basic_consume(
+                (*queue).into(),
+                format!("collect-{queue}").as_str().into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("consume");
+        let sender = sender.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(delivery)) = consumer.next().await {
+                let body = String::from_utf8_lossy(&delivery.data).into_owned();
+                if sender.send(body).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    drop(sender);
+    let mut got = 0;
+    let mut seen = HashSet::new();
+    while !expected.iter().all(|id| seen.contains(id)) {
+        match tokio::time::timeout(Duration::from_secs(10), deliveries.recv()).await {
+            Ok(Some(body)) => {
+                got += 1;
+                seen.insert(body);
+            }
+            _ => break,
+        }
+    }
+    let _ = conn.close(200, "done".into()).await;
+    (got, seen)
+}

@@ -277,6 +277,7 @@ async fn a_declare_with_every_supported_argument_is_accepted_and_redeclared() {
         ("x-overflow", s("reject-publish")),
         ("x-dead-letter-exchange", s("dlx")),
         ("x-dead-letter-routing-key", s("dead")),
+        ("x-dead-letter-strategy", s("at-least-once")),
         ("x-single-active-consumer", AMQPValue::Boolean(false)),
         ("x-delivery-limit", AMQPValue::LongInt(5)),
         ("x-max-in-memory-length", AMQPValue::LongInt(10)),
@@ -287,28 +288,4 @@ async fn a_declare_with_every_supported_argument_is_accepted_and_redeclared() {
     declare(&ch, "all-quorum", durable(), quorum).await;
     assert!(queue_exists(&conn, "all-classic").await);
     assert!(queue_exists(&conn, "all-quorum").await);
-}
-
-#[tokio::test]
-async fn arguments_warren_does_not_enforce_yet_are_refused_not_ignored() {
-    let server = common::start_server().await;
-    let conn = common::connect(&server).await;
-    for (key, value, quorum) in [("x-dead-letter-strategy", s("at-least-once"), true)] {
-        let ch = conn.create_channel().await.unwrap();
-        let mut pairs = vec![(key, value)];
-        if quorum {
-            pairs.push(("x-queue-type", s("quorum")));
-        }
-        let error = common::within(
-            5,
-            ch.queue_declare("unsupported".into(), durable(), args(&pairs)),
-        )
-        .await
-        .expect_err("refused");
-        assert_eq!(common::reply_code(&error), Some(406), "{key}");
-        assert_eq!(
-            common::reply_text(&error).as_deref(),
-            Some(format!("PRECONDITION_FAILED - invalid arg '{key}' for queue 'unsupported' in vhost '/': Warren does not support this argument yet").as_str())
-        );
-    }
 }

@@ -176,6 +176,8 @@ impl DeliveryState {
         msg: &QueuedMessage,
         credit_waiter: &Arc<Notify>,
     ) -> DeliverOutcome {
+        // Outside the lock: a quorum queue's redelivery re-encodes the properties.
+        let counted = msg.counted_properties();
         let mut state = self.lock();
         if state.closed {
             return DeliverOutcome::Closed;
@@ -207,6 +209,7 @@ impl DeliveryState {
             state.consumer_unacked += 1;
         }
         let m = &msg.message;
+        let properties = counted.as_ref().unwrap_or(&m.properties_raw);
         self.conn
             .outbound
             .write_message(self.channel, self.conn.frame_max, &m.body, |out| {
@@ -221,7 +224,7 @@ impl DeliveryState {
                         routing_key: &m.routing_key,
                     },
                 );
-                put_content_header(out, self.channel, m.body_size(), &m.properties_raw);
+                put_content_header(out, self.channel, m.body_size(), properties);
             });
         DeliverOutcome::Delivered
     }
@@ -234,6 +237,8 @@ impl DeliveryState {
         msg: &QueuedMessage,
         message_count: u32,
     ) -> bool {
+        // Outside the lock: a quorum queue's redelivery re-encodes the properties.
+        let counted = msg.counted_properties();
         let mut state = self.lock();
         if state.closed {
             return false;
@@ -251,6 +256,7 @@ impl DeliveryState {
             );
         }
         let m = &msg.message;
+        let properties = counted.as_ref().unwrap_or(&m.properties_raw);
         self.conn
             .outbound
             .write_message(self.channel, self.conn.frame_max, &m.body, |out| {
@@ -263,7 +269,7 @@ impl DeliveryState {
                     &m.routing_key,
                     message_count,
                 );
-                put_content_header(out, self.channel, m.body_size(), &m.properties_raw);
+                put_content_header(out, self.channel, m.body_size(), properties);
             });
         true
     }

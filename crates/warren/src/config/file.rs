@@ -13,7 +13,8 @@ use toml::Spanned;
 
 use super::source::TomlSource;
 use super::{
-    Config, ConfigError, LogConfig, SyncPolicy, UserConfig, FRAME_MIN_SIZE, MAX_MESSAGE_SIZE_CAP,
+    Config, ConfigError, DiskFreeLimit, LogConfig, MemoryWatermark, SyncPolicy, UserConfig,
+    FRAME_MIN_SIZE, MAX_MESSAGE_SIZE_CAP,
 };
 
 /// The whole file: one field per section.
@@ -26,6 +27,7 @@ pub(super) struct FileConfig {
     log: LogSection,
     storage: StorageSection,
     flow: FlowSection,
+    alarms: AlarmsSection,
     policies: Vec<PolicySection>,
     operator_policies: Vec<PolicySection>,
 }
@@ -43,6 +45,7 @@ impl FileConfig {
         self.log.apply_to(config, source)?;
         self.storage.apply_to(config, source)?;
         self.flow.apply_to(config);
+        self.alarms.apply_to(config, source)?;
         for (operator, list) in [(false, self.policies), (true, self.operator_policies)] {
             for policy in list {
                 config.policies.push(policy.into_config(operator, source)?);
@@ -135,6 +138,7 @@ struct LimitsSection {
     handshake_timeout_ms: Option<Spanned<u64>>,
     max_connections: Option<usize>,
     consumer_timeout: Option<Spanned<u64>>,
+    send_timeout: Option<u64>,
 }
 
 impl LimitsSection {
@@ -157,6 +161,9 @@ impl LimitsSection {
             // 0 would time out every client before it could say a word.
             let millis = at_least(timeout, 1, "handshake_timeout_ms", source)?;
             limits.handshake_timeout = Duration::from_millis(millis);
+        }
+        if let Some(millis) = self.send_timeout {
+            limits.send_timeout = (millis > 0).then(|| Duration::from_millis(millis));
         }
         if let Some(timeout) = self.consumer_timeout {
             limits.consumer_timeout = match timeout.into_inner() {
@@ -308,6 +315,108 @@ impl FlowSection {
         if let Some(bytes) = self.queue_high_watermark_bytes {
             flow.queue_high_watermark_bytes = bytes.into_inner();
         }
+    }
+}
+
+/// `[alarms]`: RabbitMQ's resource alarm keys, dotted as in rabbitmq.conf (`vm_memory_high_watermark.relative =
+/// 0.6`, `disk_free_limit.absolute = "2GB"`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an [alarms] table")]
+struct AlarmsSection {
+    vm_memory_high_watermark: Option<Spanned<LimitKeys>>,
+    disk_free_limit: Option<Spanned<LimitKeys>>,
+}
+
+/// `relative` or `absolute`, one of them.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table with `relative` or `absolute`"
+)]
+struct LimitKeys {
+    relative: Option<Spanned<f64>>,
+    absolute: Option<Spanned<Amount>>,
+}
+
+/// An amount of information: bytes, or a string with RabbitMQ's units ("50MB", "2GiB").
+#[derive(Debug, Deserialize)]
+#[serde(untagged, expecting = "a number of bytes or a string such as \"2GB\"")]
+enum Amount {
+    Bytes(u64),
+    Text(String),
+}
+
+/// The limit `keys` set for `key`: Ok(None) when the table sets neither.
+enum Limit {
+    Relative(f64),
+    Absolute(u64),
+}
+
+impl LimitKeys {
+    fn read(
+        keys: Spanned<LimitKeys>,
+        key: &str,
+        source: &TomlSource<'_>,
+    ) -> Result<Option<Limit>, ConfigError> {
+        let span = keys.span();
+        let keys = keys.into_inner();
+        match (keys.relative, keys.absolute) {
+            (Some(_), Some(_)) => {
+                Err(source.invalid(span, key, "set either `relative` or `absolute`, not both"))
+            }
+            (Some(relative), None) => {
+                let value = *relative.get_ref();
+                if !value.is_finite() || value < 0.0 {
+                    return Err(source.invalid(
+                        relative.span(),
+                        &format!("{key}.relative"),
+                        "must be a fraction of 0 or more",
+                    ));
+                }
+                Ok(Some(Limit::Relative(value)))
+            }
+            (None, Some(absolute)) => {
+                let span = absolute.span();
+                let bytes = match absolute.into_inner() {
+                    Amount::Bytes(n) => Some(n),
+                    Amount::Text(text) => super::parse_bytes(&text),
+                };
+                let bytes = bytes.ok_or_else(|| {
+                    source.invalid(
+                        span,
+                        &format!("{key}.absolute"),
+                        "must be bytes or a number with a unit: kB, MB, GB (powers of 1000) or k, KiB, M, MiB, G, GiB (powers of 1024)",
+                    )
+                })?;
+                Ok(Some(Limit::Absolute(bytes)))
+            }
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+impl AlarmsSection {
+    fn apply_to(self, config: &mut Config, source: &TomlSource<'_>) -> Result<(), ConfigError> {
+        let alarms = &mut config.alarms;
+        if let Some(keys) = self.vm_memory_high_watermark {
+            match LimitKeys::read(keys, "vm_memory_high_watermark", source)? {
+                Some(Limit::Relative(f)) => {
+                    alarms.memory_high_watermark = MemoryWatermark::Relative(f)
+                }
+                Some(Limit::Absolute(n)) => {
+                    alarms.memory_high_watermark = MemoryWatermark::Absolute(n)
+                }
+                None => {}
+            }
+        }
+        if let Some(keys) = self.disk_free_limit {
+            match LimitKeys::read(keys, "disk_free_limit", source)? {
+                Some(Limit::Relative(f)) => alarms.disk_free_limit = DiskFreeLimit::Relative(f),
+                Some(Limit::Absolute(n)) => alarms.disk_free_limit = DiskFreeLimit::Absolute(n),
+                None => {}
+            }
+        }
+        Ok(())
     }
 }
 

@@ -45,11 +45,76 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Flow control: when a queue holds its publishers.
     pub flow: FlowConfig,
+    /// Resource alarms: the memory high watermark and the free disk limit.
+    pub alarms: AlarmsConfig,
     /// Policies and operator policies set at start (`[[policies]]`, `[[operator_policies]]`), over any stored
     /// ones of the same name.
     pub policies: Vec<PolicyConfig>,
     /// The config file these settings were read from; `None` when built from defaults or from a string.
     pub source: Option<PathBuf>,
+}
+
+/// When the resource alarms go off (RabbitMQ's `vm_memory_high_watermark` and `disk_free_limit`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AlarmsConfig {
+    /// Memory use at which publishers are blocked. Default 0.6 of the machine's (or cgroup's) memory.
+    pub memory_high_watermark: MemoryWatermark,
+    /// Free disk space under the data directory below which publishers are blocked. Default 50 MB.
+    pub disk_free_limit: DiskFreeLimit,
+}
+
+impl Eq for AlarmsConfig {}
+
+impl Default for AlarmsConfig {
+    fn default() -> Self {
+        AlarmsConfig {
+            memory_high_watermark: MemoryWatermark::Relative(0.6),
+            disk_free_limit: DiskFreeLimit::Absolute(50_000_000),
+        }
+    }
+}
+
+/// The memory high watermark.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum MemoryWatermark {
+    /// A fraction of the memory available (`vm_memory_high_watermark.relative`).
+    Relative(f64),
+    /// Bytes (`vm_memory_high_watermark.absolute`).
+    Absolute(u64),
+}
+
+/// The free disk limit.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum DiskFreeLimit {
+    /// Bytes (`disk_free_limit.absolute`).
+    Absolute(u64),
+    /// A multiple of the memory available (`disk_free_limit.relative`).
+    Relative(f64),
+}
+
+/// Reads an amount of information as RabbitMQ's config does: a number of bytes, or a number with a unit: `kB`,
+/// `MB`, `GB`, `TB` are powers of 1000; `k`, `kiB`, `M`, `MiB`, `G`, `GiB`, `T`, `TiB` (any case of k) are powers
+/// of 1024. None if it is neither.
+pub fn parse_bytes(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let factor: u64 = match unit.trim() {
+        "" => 1,
+        "kB" | "KB" => 1000,
+        "MB" => 1000_u64.pow(2),
+        "GB" => 1000_u64.pow(3),
+        "TB" => 1000_u64.pow(4),
+        "k" | "K" | "kiB" | "KiB" => 1024,
+        "M" | "MiB" => 1024_u64.pow(2),
+        "G" | "GiB" => 1024_u64.pow(3),
+        "T" | "TiB" => 1024_u64.pow(4),
+        _ => return None,
+    };
+    number.checked_mul(factor)
 }
 
 /// A policy of the config file: RabbitMQ's policy fields (`rabbitmqctl set_policy`, the management API's JSON).
@@ -89,6 +154,10 @@ pub struct Limits {
     /// How long a delivery may stay unacknowledged before its channel is closed with 406 (RabbitMQ's
     /// `consumer_timeout`); `None` never. Default 30 minutes, as RabbitMQ.
     pub consumer_timeout: Option<Duration>,
+    /// How long a write to a client socket may make no progress before the connection is closed (RabbitMQ's
+    /// `tcp_listen_options.send_timeout`): a consumer that stops reading its socket is let go. `None` never.
+    /// Default 30 s.
+    pub send_timeout: Option<Duration>,
 }
 
 /// Users and virtual hosts.
@@ -202,6 +271,7 @@ impl Default for Config {
             log: LogConfig::default(),
             storage: StorageConfig::default(),
             flow: FlowConfig::default(),
+            alarms: AlarmsConfig::default(),
             policies: Vec::new(),
             source: None,
         }
@@ -218,6 +288,7 @@ impl Default for Limits {
             handshake_timeout: Duration::from_secs(10),
             max_connections: 0,
             consumer_timeout: Some(Duration::from_millis(1_800_000)),
+            send_timeout: Some(Duration::from_secs(30)),
         }
     }
 }

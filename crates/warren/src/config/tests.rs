@@ -68,6 +68,7 @@ fn shipped_example_file_yields_the_defaults() {
     assert_eq!(shipped.auth, defaults.auth);
     assert_eq!(shipped.server, defaults.server);
     assert_eq!(shipped.log, defaults.log);
+    assert_eq!(shipped.alarms, defaults.alarms);
     assert_eq!(shipped.source, None);
 }
 
@@ -103,6 +104,7 @@ max_message_size = 536870912
 handshake_timeout_ms = 2500
 max_connections = 1000
 consumer_timeout = 0
+send_timeout = 15000
 
 [auth]
 default_vhost = "main"
@@ -139,6 +141,7 @@ level = "warren=debug,info"
             handshake_timeout: Duration::from_millis(2500),
             max_connections: 1000,
             consumer_timeout: None,
+            send_timeout: Some(Duration::from_millis(15000)),
         }
     );
     assert_eq!(config.auth.default_vhost, "main");
@@ -505,5 +508,41 @@ definition = { max-length = 100000 }
     assert!(
         refusal("[[policies]]\nname = \"p\"\npattern = \".\"\ndefinition = {}\ncolour = 1\n")
             .contains("colour")
+    );
+}
+
+#[test]
+fn alarm_limits_take_rabbitmqs_keys_and_units() {
+    use crate::config::{DiskFreeLimit, MemoryWatermark};
+    let config = load(
+        "[alarms]\nvm_memory_high_watermark.absolute = \"2GB\"\ndisk_free_limit.relative = 1.5\n",
+    )
+    .expect("loads");
+    assert_eq!(
+        config.alarms.memory_high_watermark,
+        MemoryWatermark::Absolute(2_000_000_000)
+    );
+    assert_eq!(config.alarms.disk_free_limit, DiskFreeLimit::Relative(1.5));
+    let config = load("[alarms]\nvm_memory_high_watermark.relative = 0.4\ndisk_free_limit.absolute = 1073741824\n")
+        .expect("loads");
+    assert_eq!(
+        config.alarms.memory_high_watermark,
+        MemoryWatermark::Relative(0.4)
+    );
+    assert_eq!(
+        config.alarms.disk_free_limit,
+        DiskFreeLimit::Absolute(1 << 30)
+    );
+    assert_eq!(crate::config::parse_bytes("512MiB"), Some(512 << 20));
+    assert_eq!(crate::config::parse_bytes("50MB"), Some(50_000_000));
+    assert!(refusal("[alarms]\ndisk_free_limit.absolute = \"lots\"\n")
+        .contains("disk_free_limit.absolute"));
+    assert!(
+        refusal("[alarms]\nvm_memory_high_watermark = { relative = 0.5, absolute = 1 }\n")
+            .contains("not both")
+    );
+    assert!(
+        refusal("[alarms]\nvm_memory_high_watermark.relative = -1.0\n")
+            .contains("vm_memory_high_watermark.relative")
     );
 }

@@ -17,6 +17,9 @@ use crate::registry::ConnectionDetails;
 use crate::session::ConnectionShared;
 pub(crate) use transport::Transport;
 
+/// How long a connection's writer may go on sending what was queued once its reader has ended.
+const WRITER_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Serves one accepted stream (TCP, or any [`Transport`]) from `peer` until it closes.
 pub(crate) async fn serve<T: Transport>(broker: Arc<Broker>, stream: T, peer: SocketAddr) {
     let local = stream.local_addr();
@@ -56,9 +59,23 @@ pub(crate) async fn serve<T: Transport>(broker: Arc<Broker>, stream: T, peer: So
         channels: registration.channel_count(),
         close: registration.take_close_signal(),
     };
-    let writer = tokio::spawn(writer::run(info.clone(), write, negotiated.heartbeat));
+    let send_timeout = broker.config.limits.send_timeout;
+    let mut writer = tokio::spawn(writer::run(
+        info.clone(),
+        write,
+        negotiated.heartbeat,
+        send_timeout,
+    ));
     reader::run(broker, info.clone(), negotiated, live, read, buf).await;
     info.outbound.close();
-    let _ = writer.await;
+    // The writer sends what is queued (a close-ok, say). A peer that stopped reading (missed heartbeats) would hold
+    // it, and with it the socket, for the whole send timeout: it gets a short grace, then the socket is dropped.
+    if tokio::time::timeout(WRITER_GRACE, &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+        let _ = writer.await;
+    }
     drop(registration);
 }

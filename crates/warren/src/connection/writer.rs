@@ -14,11 +14,13 @@ use warren_protocol::frame::put_heartbeat;
 /// Most slices passed to one writev (Linux's IOV_MAX is 1024).
 const MAX_IOV: usize = 512;
 
-/// Writes the connection's outbound queue to `socket` until the queue is closed or a write fails.
+/// Writes the connection's outbound queue to `socket` until the queue is closed or a write fails or makes no
+/// progress for `send_timeout` (the peer stopped reading): then the queue is closed, which ends the reader too.
 pub(crate) async fn run<W: AsyncWrite + Unpin>(
     info: Arc<ConnectionShared>,
     mut socket: W,
     heartbeat_secs: u16,
+    send_timeout: Option<Duration>,
 ) {
     // Heartbeats go out at half the negotiated interval when idle, as RabbitMQ sends them, so a client that
     // checks once per interval always sees traffic.
@@ -30,8 +32,12 @@ pub(crate) async fn run<W: AsyncWrite + Unpin>(
         }
         if let Some(chunks) = info.outbound.take() {
             let total: usize = chunks.iter().map(Bytes::len).sum();
-            if let Err(error) = write_all(&mut socket, &chunks).await {
-                tracing::debug!(%error, peer = %info.peer, "write failed");
+            if let Err(error) = write_all(&mut socket, &chunks, send_timeout).await {
+                if error.kind() == std::io::ErrorKind::TimedOut {
+                    tracing::warn!(peer = %info.peer, "closing connection {}: the client has not read for {} ms (send_timeout)", info.peer, send_timeout.map_or(0, |t| t.as_millis()));
+                } else {
+                    tracing::debug!(%error, peer = %info.peer, "write failed");
+                }
                 info.outbound.close();
                 break;
             }
@@ -50,7 +56,10 @@ pub(crate) async fn run<W: AsyncWrite + Unpin>(
                 {
                     let mut frame = BytesMut::with_capacity(8);
                     put_heartbeat(&mut frame);
-                    if socket.write_all(&frame).await.is_err() {
+                    if write_all(&mut socket, &[frame.freeze()], send_timeout)
+                        .await
+                        .is_err()
+                    {
                         info.outbound.close();
                         break;
                     }
@@ -61,7 +70,12 @@ pub(crate) async fn run<W: AsyncWrite + Unpin>(
     let _ = socket.shutdown().await;
 }
 
-async fn write_all<W: AsyncWrite + Unpin>(socket: &mut W, chunks: &[Bytes]) -> std::io::Result<()> {
+/// Writes `chunks` in order; each write that makes no progress within `send_timeout` fails with `TimedOut`.
+async fn write_all<W: AsyncWrite + Unpin>(
+    socket: &mut W,
+    chunks: &[Bytes],
+    send_timeout: Option<Duration>,
+) -> std::io::Result<()> {
     let mut index = 0;
     let mut offset = 0;
     while index < chunks.len() {
@@ -70,7 +84,13 @@ async fn write_all<W: AsyncWrite + Unpin>(socket: &mut W, chunks: &[Bytes]) -> s
         for chunk in chunks[index + 1..].iter().take(MAX_IOV - 1) {
             slices.push(IoSlice::new(chunk));
         }
-        let mut written = socket.write_vectored(&slices).await?;
+        let write = socket.write_vectored(&slices);
+        let mut written = match send_timeout {
+            Some(limit) => tokio::time::timeout(limit, write)
+                .await
+                .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??,
+            None => write.await?,
+        };
         if written == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }

@@ -92,35 +92,16 @@ impl Message {
         self.properties().ok()?.headers().clone()
     }
 
-    /// The copy a quorum queue redelivers after the message came back to it: its `x-delivery-count` header one
-    /// more than before (absent counts as 0), as a signed 64-bit integer as RabbitMQ sends it; same id, so its
-    /// stored copy is still the one acks forget. Returns the copy and its count.
-    pub(crate) fn returned_once_more(&self) -> Result<(Message, u64), AmqpError> {
+    /// Its properties with the `x-delivery-count` header set to `count` (a signed 64-bit integer, as RabbitMQ
+    /// sends it): how a quorum queue redelivers a message that came back to it.
+    pub(crate) fn with_delivery_count(&self, count: u64) -> Result<Bytes, AmqpError> {
         let properties = self.properties()?;
         let mut headers = properties.headers().clone().unwrap_or_default();
-        let before = match headers.inner().get("x-delivery-count") {
-            Some(AMQPValue::LongLongInt(n)) => u64::try_from(*n).unwrap_or(0),
-            Some(AMQPValue::LongInt(n)) => u64::try_from(*n).unwrap_or(0),
-            Some(AMQPValue::LongUInt(n)) => u64::from(*n),
-            _ => 0,
-        };
-        let count = before + 1;
         headers.insert(
             "x-delivery-count".into(),
             AMQPValue::LongLongInt(i64::try_from(count).unwrap_or(i64::MAX)),
         );
-        let properties_raw = encode_properties(&properties.with_headers(headers))?;
-        let copy = Message {
-            id: self.id,
-            exchange: self.exchange.clone(),
-            routing_key: self.routing_key.clone(),
-            properties_raw,
-            body: self.body.clone(),
-            persistent: self.persistent,
-            expiration: self.expiration,
-            priority: self.priority,
-        };
-        Ok((copy, count))
+        encode_properties(&properties.with_headers(headers))
     }
 
     /// The body's length in bytes.
@@ -235,6 +216,24 @@ pub(crate) struct QueuedMessage {
     pub(crate) redelivered: bool,
     /// When it expires in this queue (milliseconds since the epoch); kept when it is requeued.
     pub(crate) expires_at: Option<u64>,
+    /// How often it came back to this queue, counted by a quorum queue (0 elsewhere): delivered with an
+    /// `x-delivery-count` header of this value when above 0. The queue's own count, as RabbitMQ's quorum queues
+    /// keep it: a header the publisher set is neither read nor kept past the first return.
+    pub(crate) returns: u32,
+}
+
+impl QueuedMessage {
+    /// The properties to deliver it with when they are not the published ones: with the queue's
+    /// `x-delivery-count` once it came back. None: deliver `message.properties_raw` (no copy on the usual path;
+    /// properties that do not decode go out as they are too).
+    pub(crate) fn counted_properties(&self) -> Option<Bytes> {
+        if self.returns == 0 {
+            return None;
+        }
+        self.message
+            .with_delivery_count(u64::from(self.returns))
+            .ok()
+    }
 }
 
 #[cfg(test)]

@@ -179,14 +179,7 @@ fn dead_letter_routing_key(v: &Value, p: &mut PolicyValues) -> Result<(), String
 fn dead_letter_strategy(v: &Value, p: &mut PolicyValues) -> Result<(), String> {
     p.queue.dead_letter_strategy = Some(match v.as_str() {
         Some("at-most-once") => DeadLetterStrategy::AtMostOnce,
-        Some("at-least-once") => {
-            // As the queue argument: refused until Warren dead-letters at least once.
-            return Err(
-                "policy key 'dead-letter-strategy' is not supported: Warren does not support at-least-once \
-                 dead-lettering yet"
-                    .into(),
-            );
-        }
+        Some("at-least-once") => DeadLetterStrategy::AtLeastOnce,
         _ => return Err(refuse(v, "dead letter strategy")),
     });
     Ok(())
@@ -325,6 +318,26 @@ mod tests {
             Some(ConsumerTimeoutAction::CancelConsumer)
         );
         assert_eq!(values.alternate_exchange.as_deref(), Some("ae"));
+    }
+
+    #[test]
+    fn both_dead_letter_strategies_are_taken() {
+        for (value, strategy) in [
+            ("at-most-once", DeadLetterStrategy::AtMostOnce),
+            ("at-least-once", DeadLetterStrategy::AtLeastOnce),
+        ] {
+            let values = PolicyValues::parse(
+                PolicyKind::Policy,
+                &json!({"dead-letter-exchange": "dlx", "dead-letter-strategy": value}),
+            )
+            .unwrap();
+            assert_eq!(values.queue.dead_letter_strategy, Some(strategy));
+        }
+        assert!(PolicyValues::parse(
+            PolicyKind::Policy,
+            &json!({"dead-letter-strategy": "exactly-once"})
+        )
+        .is_err());
     }
 
     #[test]

@@ -3,14 +3,14 @@
 //! consumer and is woken through `QueueHandle::wake`.
 
 use std::sync::{Arc, Weak};
+use std::time::SystemTime;
 
 use tokio::sync::mpsc;
 
 use super::arguments::{Overflow, QueueType};
 use super::consumer::QueueConsumer;
 use super::flow::FlowLimits;
-use super::owner::DeadLetters;
-use super::owner::QueueOwner;
+use super::owner::{DeadLetter, DeadLetters, QueueOwner};
 use super::paging::QueueMemory;
 use super::ready::ReadyList;
 use super::settings::QueueSettings;
@@ -18,7 +18,10 @@ use super::sink::{DeliverOutcome, DeliverySink, QueueReply};
 use super::state::{
     Admission, DropReason, PagedOut, Payload, Place, QueueState, ReadyEntry, ReadyRules,
 };
-use super::{Enqueue, QueueCommand, QueueHandle, QueueSpec, QueueStats, SettleAction, MAX_RUN};
+use super::{
+    DeadLetterEnqueue, Enqueue, QueueCommand, QueueHandle, QueueSpec, QueueStats, SettleAction,
+    MAX_RUN,
+};
 use crate::message::dead_letter::DeathReason;
 use crate::message::{now_ms, Message};
 use warren_protocol::error::AmqpError;
@@ -67,6 +70,7 @@ pub(crate) fn spawn_queue(
     for entry in &recovered {
         state.enqueue_recovered(entry, now);
     }
+    let queue_type = handle.spec.args.queue_type;
     let actor = QueueActor {
         handle: Arc::downgrade(&handle),
         owner,
@@ -75,10 +79,12 @@ pub(crate) fn spawn_queue(
         memory,
         flow_limits,
         held: None,
+        at_least_once: settings.at_least_once(queue_type),
         settings,
         last_used: now,
         single_active_consumer: handle.spec.args.single_active_consumer,
     };
+    actor.warn_at_least_once_fallback(None);
     tokio::spawn(actor.run(receiver, settle_receiver, handle.clone()));
     handle
 }
@@ -95,6 +101,15 @@ fn ready_rules(settings: &QueueSettings, queue_type: QueueType) -> ReadyRules {
     }
 }
 
+/// The store ids of the persistent ones among `messages`.
+fn persistent_ids(messages: &[Arc<Message>]) -> Vec<u64> {
+    messages
+        .iter()
+        .filter(|m| m.persistent)
+        .map(|m| m.id)
+        .collect()
+}
+
 /// Resolves just after `deadline` (milliseconds since the epoch), when a message expires; never without one.
 async fn expiry_timer(deadline: Option<u64>) {
     match deadline {
@@ -109,8 +124,9 @@ async fn expiry_timer(deadline: Option<u64>) {
 /// The task that owns one queue's state; its methods are here and, for reading paged-out messages, in `paging`.
 pub(super) struct QueueActor {
     pub(super) handle: Weak<QueueHandle>,
-    /// Told when an auto-delete queue goes; see [`QueueOwner::forget_queue`].
-    owner: Weak<dyn QueueOwner>,
+    /// Told when an auto-delete queue goes ([`QueueOwner::forget_queue`]) and given what dies here
+    /// ([`QueueOwner::dead_letter`]).
+    pub(super) owner: Weak<dyn QueueOwner>,
     pub(super) state: QueueState,
     pub(super) storage: Option<QueueStorage>,
     /// Its memory budget, and the spill store for transient messages past it.
@@ -121,7 +137,10 @@ pub(super) struct QueueActor {
     held: Option<u64>,
     /// The settings applied (a copy of the handle's, taken again on [`QueueCommand::Reconfigure`]): the queue's
     /// expiry, dead-letter exchange and limits.
-    settings: Arc<QueueSettings>,
+    pub(super) settings: Arc<QueueSettings>,
+    /// Messages that die here are dead-lettered at least once ([`QueueSettings::at_least_once`]): kept in
+    /// `state.dead_letters` until their targets hold them (the actor's side is in `queue/at_least_once.rs`).
+    pub(super) at_least_once: bool,
     /// When it was last used, in milliseconds since the epoch (for `x-expires`).
     last_used: u64,
     /// `x-single-active-consumer`.
@@ -177,6 +196,7 @@ impl QueueActor {
             };
             self.dispatch(&handle).await;
             self.drop_dead().await;
+            self.send_dead_letters().await;
             self.update_flow(&handle);
             self.memory.account(self.state.loaded_bytes);
             if self.should_auto_delete() || self.unused_too_long() {
@@ -235,21 +255,7 @@ impl QueueActor {
                 let mut clock = None;
                 let mut spilled = false;
                 for Enqueue { message, confirm } in run {
-                    let now = match (self.state.rules.message_ttl, message.expiration) {
-                        (None, None) => 0,
-                        _ => *clock.get_or_insert_with(now_ms),
-                    };
-                    // A queue under its budget, the usual case, pays this one comparison.
-                    let place =
-                        if self.state.loaded_bytes + message.body_size() > self.memory.budget {
-                            self.place_past_budget(&message)
-                        } else {
-                            Place::Memory
-                        };
-                    spilled |= place == Place::Spill;
-                    let persistent = message.persistent;
-                    let id = message.id;
-                    match self.state.enqueue(message.clone(), place, now) {
+                    match self.offer(message, &mut clock, &mut spilled) {
                         // Enqueued: this queue's share of the confirm is released here (the store holds its own
                         // share until the fsync).
                         Admission::Enqueued => drop(confirm),
@@ -258,21 +264,29 @@ impl QueueActor {
                             if let Some(confirm) = confirm {
                                 confirm.fail();
                             }
-                            if self.settings.overflow == Overflow::RejectPublishDlx {
-                                self.dead_letter(vec![message], DeathReason::Maxlen);
-                            }
-                            if place == Place::Spill {
-                                self.release_spilled(vec![id]);
-                            }
-                            if persistent {
-                                self.forget_stored(vec![id]);
-                            }
                         }
                     }
                 }
                 if spilled {
                     self.wait_for_spill_room().await;
                 }
+            }
+            QueueCommand::PublishDeadLetters(run) => {
+                let mut clock = None;
+                let mut spilled = false;
+                for DeadLetterEnqueue { message, share } in run {
+                    match self.offer(message, &mut clock, &mut spilled) {
+                        Admission::Enqueued => drop(share),
+                        // Full under reject-publish: the source keeps the letter and tries again later.
+                        Admission::Refused => share.refuse(),
+                    }
+                }
+                if spilled {
+                    self.wait_for_spill_room().await;
+                }
+            }
+            QueueCommand::DeadLettersSettled { batch, outcomes } => {
+                self.dead_letters_settled(batch, &outcomes)
             }
             QueueCommand::Consume {
                 consumer,
@@ -304,16 +318,13 @@ impl QueueActor {
             }
             QueueCommand::Settle { deliveries, action } => {
                 let settled = self.state.settle(&deliveries, action);
-                let stored = (settled.gone.iter().chain(&settled.over_limit))
-                    .filter(|m| m.persistent)
-                    .map(|m| m.id)
-                    .collect();
                 if action == SettleAction::Discard {
                     // basic.reject / basic.nack with requeue=false.
-                    self.dead_letter(settled.gone, DeathReason::Rejected);
+                    self.died(settled.gone, DeathReason::Rejected);
+                } else {
+                    self.forget_stored(persistent_ids(&settled.gone));
                 }
-                self.dead_letter(settled.over_limit, DeathReason::DeliveryLimit);
-                self.forget_stored(stored);
+                self.died(settled.over_limit, DeathReason::DeliveryLimit);
             }
             QueueCommand::Reconfigure => self.reconfigure(),
             QueueCommand::ChannelClosed { sink } => {
@@ -383,17 +394,77 @@ impl QueueActor {
         self.dead(dropped, DropReason::Maxlen).await;
     }
 
-    /// Ready messages that left the queue undelivered: dead-lettered if the queue has a dead-letter exchange,
-    /// and their stored copies forgotten.
-    async fn dead(&self, entries: Vec<ReadyEntry>, reason: DropReason) {
+    /// Offers one message to the ready list, the clock read into `clock` once per run and only when a message
+    /// can expire; `spilled` is set if it went to the spill store. A message past the queue's memory budget is
+    /// kept only on disk (`paging`). A message refused under `reject-publish` has its stored copy forgotten and
+    /// its spill share released and, under `reject-publish-dlx`, is dead-lettered.
+    fn offer(
+        &mut self,
+        message: Arc<Message>,
+        clock: &mut Option<u64>,
+        spilled: &mut bool,
+    ) -> Admission {
+        let now = match (self.state.rules.message_ttl, message.expiration) {
+            (None, None) => 0,
+            _ => *clock.get_or_insert_with(now_ms),
+        };
+        // A queue under its budget, the usual case, pays this one comparison.
+        let place = if self.state.loaded_bytes + message.body_size() > self.memory.budget {
+            self.place_past_budget(&message)
+        } else {
+            Place::Memory
+        };
+        *spilled |= place == Place::Spill;
+        let persistent = message.persistent;
+        let id = message.id;
+        let admission = self.state.enqueue(message.clone(), place, now);
+        if admission == Admission::Refused {
+            if self.settings.overflow == Overflow::RejectPublishDlx {
+                self.dead_letter(vec![message], DeathReason::Maxlen);
+            }
+            if place == Place::Spill {
+                self.release_spilled(vec![id]);
+            }
+            if persistent {
+                self.forget_stored(vec![id]);
+            }
+        }
+        admission
+    }
+
+    /// Messages that died here (rejected, returned past the delivery limit): kept for at-least-once
+    /// dead-lettering, or dead-lettered at most once (if the queue has a dead-letter exchange) and their stored
+    /// copies forgotten.
+    fn died(&mut self, messages: Vec<Arc<Message>>, reason: DeathReason) {
+        if messages.is_empty() {
+            return;
+        }
+        if self.at_least_once {
+            self.keep_dead_letters(messages.into_iter().map(Payload::Loaded), reason);
+            return;
+        }
+        let stored = persistent_ids(&messages);
+        // The copies are handed to the store before the originals are forgotten (the store applies its writes
+        // in order), so a crash in between leaves the message in both queues, never in neither.
+        self.dead_letter(messages, reason);
+        self.forget_stored(stored);
+    }
+
+    /// Ready messages that left the queue undelivered: kept for at-least-once dead-lettering, or dead-lettered
+    /// at most once if the queue has a dead-letter exchange and their stored copies forgotten.
+    async fn dead(&mut self, entries: Vec<ReadyEntry>, reason: DropReason) {
         if entries.is_empty() {
             return;
         }
+        let reason = match reason {
+            DropReason::Expired => DeathReason::Expired,
+            DropReason::Maxlen => DeathReason::Maxlen,
+        };
+        if self.at_least_once {
+            self.keep_dead_letters(entries.into_iter().map(|e| e.payload), reason);
+            return;
+        }
         if self.settings.dead_letter_exchange.is_some() {
-            let reason = match reason {
-                DropReason::Expired => DeathReason::Expired,
-                DropReason::Maxlen => DeathReason::Maxlen,
-            };
             let messages = self.load_all(&entries).await;
             self.dead_letter(messages, reason);
         }
@@ -449,7 +520,7 @@ impl QueueActor {
         self.release_spilled(spilled);
     }
 
-    /// Hands messages that died here to the owner, to publish to the dead-letter exchange.
+    /// Hands messages that died here to the owner, to publish to the dead-letter exchange at most once.
     fn dead_letter(&self, messages: Vec<Arc<Message>>, reason: DeathReason) {
         let (Some(exchange), Some(handle), Some(owner)) = (
             &self.settings.dead_letter_exchange,
@@ -461,12 +532,21 @@ impl QueueActor {
         if messages.is_empty() {
             return;
         }
+        let died_at = SystemTime::now();
         owner.dead_letter(
             &handle,
             DeadLetters {
                 exchange: exchange.clone(),
                 routing_key: self.settings.dead_letter_routing_key.clone(),
-                letters: messages.into_iter().map(|m| (m, reason)).collect(),
+                letters: messages
+                    .into_iter()
+                    .map(|message| DeadLetter {
+                        message,
+                        reason,
+                        died_at,
+                    })
+                    .collect(),
+                batch: None,
             },
         );
     }
@@ -637,9 +717,21 @@ impl QueueActor {
             // A queue expiry set now counts from now.
             self.last_used = now_ms();
         }
-        let rules = ready_rules(&settings, handle.spec.args.queue_type);
+        let queue_type = handle.spec.args.queue_type;
+        let rules = ready_rules(&settings, queue_type);
         self.state.change_rules(rules, now_ms());
-        self.settings = settings;
+        let at_least_once = settings.at_least_once(queue_type);
+        let before = std::mem::replace(&mut self.settings, settings);
+        self.warn_at_least_once_fallback(Some(&before));
+        match (self.at_least_once, at_least_once) {
+            // As RabbitMQ's switch away from at-least-once: the messages kept are deleted.
+            (true, false) => self.drop_dead_letters(),
+            // The exchange or routing key may have changed: try at once, as RabbitMQ's worker looks its
+            // topology up again.
+            (_, true) => self.state.dead_letters.retry_now(),
+            (false, false) => {}
+        }
+        self.at_least_once = at_least_once;
     }
 
     /// Records a use of the queue for `x-expires`.
@@ -658,12 +750,17 @@ impl QueueActor {
             .then(|| self.last_used.saturating_add(expires))
     }
 
-    /// The next moment the actor has something to do on its own: a message or the queue itself expiring.
+    /// The next moment the actor has something to do on its own: a message or the queue itself expiring, kept
+    /// dead letters to retry.
     fn next_deadline(&self) -> Option<u64> {
-        match (self.state.next_expiry(), self.unused_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.state.next_expiry(),
+            self.unused_deadline(),
+            self.state.dead_letters.next_retry(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Whether the queue has been unused for its `x-expires`.

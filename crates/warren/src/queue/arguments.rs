@@ -220,21 +220,6 @@ impl QueueArguments {
         Ok(QueueArguments::read(arguments, queue_type))
     }
 
-    /// Refuses, with 406, an argument Warren checks but does not enforce yet: a queue must not silently behave
-    /// otherwise than its declaration says. Called on a declare that creates a queue, after [`QueueArguments::parse`].
-    pub(crate) fn check_supported(&self, queue: &str, vhost: &str) -> Result<(), AmqpError> {
-        let unsupported = [(
-            "x-dead-letter-strategy",
-            self.dead_letter_strategy == Some(DeadLetterStrategy::AtLeastOnce),
-        )];
-        match unsupported.iter().find(|(_, used)| *used) {
-            Some((key, _)) => Err(AmqpError::precondition(format!(
-                "invalid arg '{key}' for queue '{queue}' in vhost '{vhost}': Warren does not support this argument yet"
-            ))),
-            None => Ok(()),
-        }
-    }
-
     /// The `x-priority` argument of basic.consume (RabbitMQ's `consume_args`: any AMQP integer, negative
     /// included; 0 without it). A non-integer is refused with RabbitMQ's 406.
     pub(crate) fn consumer_priority(

@@ -3,7 +3,9 @@
 
 mod actor;
 pub(crate) mod arguments;
+mod at_least_once;
 mod consumer;
+pub(crate) mod dead_letter_batch;
 pub(crate) mod flow;
 mod owner;
 mod paging;
@@ -41,11 +43,31 @@ pub(crate) struct Enqueue {
     pub(crate) confirm: Option<ConfirmRef>,
 }
 
+/// One dead-lettered copy for a target queue of at-least-once dead-lettering, with that queue's share of its
+/// receipt.
+pub(crate) struct DeadLetterEnqueue {
+    /// The dead-lettered copy; shared by every target queue.
+    pub(crate) message: Arc<Message>,
+    /// Released once the copy is enqueued; refused when the queue is full under `reject-publish`.
+    pub(crate) share: dead_letter_batch::LetterShare,
+}
+
 /// Commands a queue accepts through its inbox.
 pub(crate) enum QueueCommand {
     /// Messages in publish order, each holding its confirm share until it is enqueued (the store holds its own
     /// share until the fsync).
     Publish(Vec<Enqueue>),
+    /// Copies dead-lettered at least once by another queue: enqueued as published messages are, each share
+    /// released once its copy is enqueued (or refused, which makes the source retry it).
+    PublishDeadLetters(Vec<DeadLetterEnqueue>),
+    /// The receipt of a batch this queue dead-lettered at least once (see [`dead_letter_batch`]): which letters
+    /// every target holds. Sent on the settlement path.
+    DeadLettersSettled {
+        /// The batch's number.
+        batch: u64,
+        /// What became of each of its letters.
+        outcomes: Vec<dead_letter_batch::LetterOutcome>,
+    },
     /// Adds a consumer.
     Consume {
         /// The consumer, with its sink and prefetch.

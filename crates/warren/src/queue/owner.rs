@@ -1,10 +1,22 @@
 //! The queue's way back to whoever holds it (the vhost), passed in at spawn so that the queue layer names no vhost.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
+use super::dead_letter_batch::DeadLetterBatch;
 use super::QueueHandle;
 use crate::message::dead_letter::DeathReason;
 use crate::message::Message;
+
+/// One message that died in a queue.
+pub(crate) struct DeadLetter {
+    /// The message as the queue held it.
+    pub(crate) message: Arc<Message>,
+    /// Why it died.
+    pub(crate) reason: DeathReason,
+    /// When: the time of its `x-death` entry.
+    pub(crate) died_at: SystemTime,
+}
 
 /// Messages that died in a queue, for its owner to publish to the queue's dead-letter exchange.
 pub(crate) struct DeadLetters {
@@ -12,8 +24,13 @@ pub(crate) struct DeadLetters {
     pub(crate) exchange: String,
     /// `x-dead-letter-routing-key`, which replaces the messages' own keys.
     pub(crate) routing_key: Option<String>,
-    /// The messages, in the order they died, and why.
-    pub(crate) letters: Vec<(Arc<Message>, DeathReason)>,
+    /// The messages, in the order they died.
+    pub(crate) letters: Vec<DeadLetter>,
+    /// At-least-once dead-lettering: the batch's receipt, letter `i` of it being `letters[i]`. The owner gives each
+    /// target queue's copy, and the store's copy for durable targets, a share of it ([`DeadLetterBatch::share`]),
+    /// records which letters route somewhere ([`DeadLetterBatch::routed`]) and skips the queues that already hold
+    /// a letter ([`DeadLetterBatch::held_by`]). None: at most once, without receipts.
+    pub(crate) batch: Option<Arc<DeadLetterBatch>>,
 }
 
 /// What a queue asks of its owner. Kept small; a queue holds it weakly (`Weak<dyn QueueOwner>`), so a queue
@@ -29,5 +46,11 @@ pub(crate) trait QueueOwner: Send + Sync {
 
     /// Publishes `dead`'s messages, which died in `from`, to its dead-letter exchange. Called by the queue's actor:
     /// it must not block or wait on other queues.
+    ///
+    /// With a batch (at least once), a letter counts as delivered only once every queue the exchange routes it to
+    /// has enqueued its copy and the store has made the copy durable where it is persistent and the queue durable:
+    /// the owner hands each of them a share and releases its own hold on the batch when it returns, and the
+    /// batch reports to `from` when the last share goes. A letter that routes nowhere, or that a target refuses,
+    /// is reported undelivered and `from` keeps it.
     fn dead_letter(&self, from: &Arc<QueueHandle>, dead: DeadLetters);
 }

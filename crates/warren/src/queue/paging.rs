@@ -192,6 +192,7 @@ impl QueueActor {
                         message,
                         redelivered: entry.redelivered,
                         expires_at: entry.expires_at,
+                        returns: entry.returns,
                     })
                 }
                 Payload::OnDisk { .. } | Payload::Spilled { .. } => {
@@ -260,10 +261,11 @@ impl QueueActor {
     }
 }
 
-/// A queue that goes (deleted, expired, dropped) releases its shares of the spilled messages still ready in it.
+/// A queue that goes (deleted, expired, dropped) releases its shares of the spilled messages still in it: ready,
+/// or kept for at-least-once dead-lettering.
 impl Drop for QueueActor {
     fn drop(&mut self) {
-        let spilled = self
+        let mut spilled: Vec<u64> = self
             .state
             .ready
             .iter()
@@ -272,6 +274,13 @@ impl Drop for QueueActor {
                 _ => None,
             })
             .collect();
+        spilled.extend(
+            self.state
+                .dead_letters
+                .drain()
+                .iter()
+                .filter_map(|l| l.spilled_id()),
+        );
         self.release_spilled(spilled);
     }
 }

@@ -147,6 +147,29 @@ impl QueueSettings {
     }
 }
 
+impl QueueSettings {
+    /// Whether messages that die in a queue of `queue_type` are dead-lettered at least once: kept until every
+    /// target holds them. RabbitMQ 3.13 does so only for a quorum queue with a dead-letter exchange, the
+    /// `at-least-once` strategy and `reject-publish` overflow (`rabbit_quorum_queue:dlh/5`); classic queues always
+    /// dead-letter at most once.
+    pub(crate) fn at_least_once(&self, queue_type: QueueType) -> bool {
+        self.asks_at_least_once(queue_type) && self.overflow == Overflow::RejectPublish
+    }
+
+    /// Whether the queue asks for at-least-once dead-lettering but, its overflow being `drop-head`, falls back to
+    /// at most once: RabbitMQ logs a warning and does the same (a queue that drops its head cannot keep what it
+    /// drops).
+    pub(crate) fn at_least_once_falls_back(&self, queue_type: QueueType) -> bool {
+        self.asks_at_least_once(queue_type) && self.overflow != Overflow::RejectPublish
+    }
+
+    fn asks_at_least_once(&self, queue_type: QueueType) -> bool {
+        queue_type == QueueType::Quorum
+            && self.dead_letter_exchange.is_some()
+            && self.dead_letter_strategy == DeadLetterStrategy::AtLeastOnce
+    }
+}
+
 fn pick_overflow(
     rule: Rule,
     argument: Option<Overflow>,
@@ -241,6 +264,55 @@ mod tests {
         // reject-publish-dlx is drop-head on a quorum queue.
         assert_eq!(s.overflow, Overflow::DropHead);
         assert_eq!(s.delivery_limit, Some(3));
+    }
+
+    #[test]
+    fn at_least_once_needs_a_quorum_queue_a_dead_letter_exchange_and_reject_publish() {
+        let args = QueueArguments {
+            dead_letter_exchange: Some("dlx".into()),
+            dead_letter_strategy: Some(DeadLetterStrategy::AtLeastOnce),
+            overflow: Some(Overflow::RejectPublish),
+            ..quorum()
+        };
+        let none = QueueOverrides::default();
+        let s = QueueSettings::resolve(&args, &none, None, None);
+        assert!(s.at_least_once(QueueType::Quorum));
+        assert!(!s.at_least_once_falls_back(QueueType::Quorum));
+        assert!(
+            !s.at_least_once(QueueType::Classic),
+            "classic queues: at most once"
+        );
+        // drop-head (the default): at most once, with a warning.
+        let drop_head = QueueArguments {
+            overflow: None,
+            ..args.clone()
+        };
+        let s = QueueSettings::resolve(&drop_head, &none, None, None);
+        assert!(!s.at_least_once(QueueType::Quorum));
+        assert!(s.at_least_once_falls_back(QueueType::Quorum));
+        // Without a dead-letter exchange there is nothing to dead-letter.
+        let no_dlx = QueueArguments {
+            dead_letter_exchange: None,
+            ..args.clone()
+        };
+        let s = QueueSettings::resolve(&no_dlx, &none, None, None);
+        assert!(!s.at_least_once(QueueType::Quorum));
+        assert!(!s.at_least_once_falls_back(QueueType::Quorum));
+        // A policy sets all three on a quorum queue; the queue's own strategy argument wins over the policy's.
+        let policy = QueueOverrides {
+            dead_letter_exchange: Some("dlx".into()),
+            dead_letter_strategy: Some(DeadLetterStrategy::AtLeastOnce),
+            overflow: Some(Overflow::RejectPublish),
+            ..QueueOverrides::default()
+        };
+        let s = QueueSettings::resolve(&quorum(), &policy, None, None);
+        assert!(s.at_least_once(QueueType::Quorum));
+        let at_most = QueueArguments {
+            dead_letter_strategy: Some(DeadLetterStrategy::AtMostOnce),
+            ..quorum()
+        };
+        let s = QueueSettings::resolve(&at_most, &policy, None, None);
+        assert!(!s.at_least_once(QueueType::Quorum));
     }
 
     #[test]

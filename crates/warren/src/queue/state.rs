@@ -72,6 +72,8 @@ pub(crate) struct ReadyEntry {
     pub(crate) expiry_indexed: bool,
     /// Its priority level (`x-max-priority`; 0 in a queue without priorities).
     pub(crate) level: u8,
+    /// How often it came back (quorum queues count; see [`QueuedMessage::returns`]).
+    pub(crate) returns: u32,
 }
 
 impl ReadyEntry {
@@ -196,6 +198,9 @@ pub(crate) struct QueueState {
     /// Set once a consumer has subscribed: an auto-delete queue is deleted when its last consumer goes, not before
     /// the first arrives.
     pub(crate) had_consumers: bool,
+    /// Messages that died here, kept until their dead-letter targets hold them (at-least-once dead-lettering).
+    /// Not ready, but counted against the length limits, as RabbitMQ's quorum queues count their `dlx` messages.
+    pub(crate) dead_letters: PendingDeadLetters,
 }
 
 impl QueueState {
@@ -231,20 +236,22 @@ impl QueueState {
             expires_at: ttl.map(|ttl| now.saturating_add(ttl)),
             expiry_indexed,
             level,
+            returns: 0,
         });
         Admission::Enqueued
     }
 
     /// Whether one more message of `body_size` bytes would take the queue past a length limit (RabbitMQ's
-    /// `will_overflow`).
+    /// `is_over_limit`: ready messages and those kept for at-least-once dead-lettering).
     fn would_overflow(&self, body_size: u64) -> bool {
         let rules = &self.rules;
+        let kept = &self.dead_letters;
         rules
             .max_length
-            .is_some_and(|max| self.ready.len() as u64 + 1 > max)
+            .is_some_and(|max| (self.ready.len() + kept.len()) as u64 + 1 > max)
             || rules
                 .max_length_bytes
-                .is_some_and(|max| self.ready_bytes + body_size > max)
+                .is_some_and(|max| self.ready_bytes + kept.bytes() + body_size > max)
     }
 
     /// Drops the oldest ready messages while the queue is over a length limit (`x-overflow` drop-head, the
@@ -392,6 +399,7 @@ impl QueueState {
             payload: Payload::Loaded(msg.message),
             redelivered: true,
             expires_at: msg.expires_at,
+            returns: msg.returns,
         };
         self.count_in(&entry);
         self.ready.insert_by_seq(entry);
@@ -406,6 +414,7 @@ impl QueueState {
             payload: Payload::Loaded(msg.message),
             redelivered: msg.redelivered,
             expires_at: msg.expires_at,
+            returns: msg.returns,
         };
         self.count_back(&entry);
         self.ready.push_front(entry);
@@ -460,18 +469,16 @@ impl QueueState {
             match action {
                 SettleAction::Ack | SettleAction::Discard => settled.gone.push(msg.message),
                 SettleAction::Requeue if self.rules.count_returns => {
-                    match msg.message.returned_once_more() {
-                        Ok((copy, count))
-                            if self.rules.delivery_limit.is_some_and(|l| count > l) =>
-                        {
-                            settled.over_limit.push(Arc::new(copy));
-                        }
-                        Ok((copy, _)) => self.requeue(QueuedMessage {
-                            message: Arc::new(copy),
-                            ..msg
-                        }),
-                        // Properties that do not decode cannot carry a count: redelivered as they are.
-                        Err(_) => self.requeue(msg),
+                    let returns = msg.returns.saturating_add(1);
+                    if self
+                        .rules
+                        .delivery_limit
+                        .is_some_and(|limit| u64::from(returns) > limit)
+                    {
+                        // Dead-lettered as it was published: the count is the queue's, not the message's.
+                        settled.over_limit.push(msg.message);
+                    } else {
+                        self.requeue(QueuedMessage { returns, ..msg });
                     }
                 }
                 SettleAction::Requeue => self.requeue(msg),
@@ -539,7 +546,10 @@ impl QueueState {
     }
 }
 
+mod pending_dead_letters;
 mod recovery;
+
+pub(crate) use pending_dead_letters::{PendingDeadLetters, PendingLetter, RETRY_MAX_MS};
 
 #[cfg(test)]
 mod tests {
@@ -576,6 +586,7 @@ mod tests {
             message,
             redelivered: entry.redelivered,
             expires_at: entry.expires_at,
+            returns: entry.returns,
         }
     }
 
@@ -919,15 +930,67 @@ mod tests {
             second.message.id, first.message.id,
             "the stored copy is still the one acks forget"
         );
-        let count = second
-            .message
-            .headers()
+        assert_eq!(second.returns, 1);
+        let delivered = second.counted_properties().expect("a counted copy");
+        let count = warren_protocol::content::decode_properties(&delivered)
+            .ok()
+            .and_then(|p| p.headers().clone())
             .and_then(|h| h.inner().get("x-delivery-count").cloned());
         assert_eq!(count, Some(warren_protocol::AMQPValue::LongLongInt(1)));
         state.record_unacked(second.clone(), None);
         let settled = state.settle(&[(second.seq, None)], SettleAction::Requeue);
         assert_eq!(settled.over_limit.len(), 1);
+        assert!(
+            settled.over_limit[0].headers().is_none(),
+            "dead-lettered as published, without the queue's count"
+        );
         assert!(state.ready.is_empty());
+    }
+
+    #[test]
+    fn a_quorum_queue_counts_its_own_returns_whatever_header_the_publisher_set() {
+        let mut state = with_rules(ReadyRules {
+            count_returns: true,
+            delivery_limit: Some(2),
+            ..ReadyRules::default()
+        });
+        let mut headers = warren_protocol::FieldTable::default();
+        headers.insert(
+            "x-delivery-count".into(),
+            warren_protocol::AMQPValue::LongLongInt(5),
+        );
+        let properties = warren_protocol::content::encode_properties(
+            &warren_protocol::basic::AMQPProperties::default().with_headers(headers),
+        )
+        .expect("encodes");
+        state.enqueue(
+            Arc::new(Message::new(
+                "".into(),
+                "q".into(),
+                properties,
+                Bytes::from_static(b"m"),
+            )),
+            Place::Memory,
+            0,
+        );
+        for expected in 1..=2 {
+            let m = take(&mut state);
+            state.record_unacked(m.clone(), None);
+            assert!(state
+                .settle(&[(m.seq, None)], SettleAction::Requeue)
+                .over_limit
+                .is_empty());
+            assert_eq!(state.ready.iter().next().map(|e| e.returns), Some(expected));
+        }
+        let m = take(&mut state);
+        state.record_unacked(m.clone(), None);
+        assert_eq!(
+            state
+                .settle(&[(m.seq, None)], SettleAction::Requeue)
+                .over_limit
+                .len(),
+            1
+        );
     }
 
     fn prioritised(body: &'static str, priority: u8) -> Arc<Message> {

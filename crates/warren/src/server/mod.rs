@@ -39,6 +39,7 @@ impl Server {
     /// as the tests do).
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
         let broker = Broker::open(config)?;
+        broker.start_resource_monitor();
         let listener = TcpListener::bind(broker.config.listen)
             .await
             .map_err(|source| ServerError::Listen {

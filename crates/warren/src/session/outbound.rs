@@ -37,6 +37,8 @@ pub(crate) struct OutboundQueue {
     closed: AtomicBool,
     /// Wakes the writer.
     pub(crate) ready: Notify,
+    /// Wakes everyone waiting in [`OutboundQueue::closed`].
+    closing: Notify,
     /// Queued bytes past which queue actors stop delivering to this connection (back-pressure on consumers).
     budget: usize,
 }
@@ -49,6 +51,7 @@ impl OutboundQueue {
             queued_bytes: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             ready: Notify::new(),
+            closing: Notify::new(),
             budget,
         }
     }
@@ -170,6 +173,7 @@ impl OutboundQueue {
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.ready.notify_one();
+        self.closing.notify_waiters();
         let waiters = std::mem::take(&mut self.lock().waiters);
         for waiter in waiters {
             waiter.notify_one();
@@ -179,6 +183,18 @@ impl OutboundQueue {
     /// True once the connection is closing: frames appended now are dropped.
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the queue is closed (by the reader, or by the writer when the socket failed or timed out).
+    pub(crate) async fn closed(&self) {
+        let notified = self.closing.notified();
+        tokio::pin!(notified);
+        // Registered before the check, so a close between the check and the wait is not missed.
+        notified.as_mut().enable();
+        if self.is_closed() {
+            return;
+        }
+        notified.await;
     }
 }
 

@@ -270,7 +270,6 @@ impl Vhost {
             d.exclusive,
             d.auto_delete,
         )?;
-        args.check_supported(&name, &self.name)?;
         let mut spec = QueueSpec {
             name: Arc::from(name.as_str()),
             vhost: self.name.clone(),

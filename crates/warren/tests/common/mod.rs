@@ -174,13 +174,22 @@ impl RawClient {
         }
     }
 
-    /// Runs the handshake as guest/guest on vhost "/" with the given capabilities; returns after open-ok.
+    /// Runs the handshake as guest/guest on vhost "/"; returns after open-ok.
     pub(crate) async fn handshake(&mut self) {
+        self.handshake_announcing(&[]).await;
+    }
+
+    /// Runs the handshake as guest/guest on vhost "/", announcing the client `capabilities` besides
+    /// authentication_failure_close and consumer_cancel_notify; returns after open-ok.
+    pub(crate) async fn handshake_announcing(&mut self, capabilities: &[&str]) {
         self.send(b"AMQP\x00\x00\x09\x01").await;
         let start = self.read_frame().await.expect("connection.start");
         assert_eq!(start.method_ids(), Some((10, 10)));
-        self.send_frame(1, 0, &start_ok_payload("PLAIN", b"\0guest\0guest", true))
-            .await;
+        let mut start_ok = start_ok_payload("PLAIN", b"\0guest\0guest", true);
+        if !capabilities.is_empty() {
+            start_ok = start_ok_with(capabilities);
+        }
+        self.send_frame(1, 0, &start_ok).await;
         let tune = self.read_frame().await.expect("connection.tune");
         assert_eq!(tune.method_ids(), Some((10, 30)));
         // tune-ok: channel_max 2047, frame_max 131072, heartbeat 0
@@ -206,6 +215,26 @@ pub(crate) fn start_ok_payload(
     response: &[u8],
     auth_failure_close: bool,
 ) -> Vec<u8> {
+    start_ok_capabilities(
+        mechanism,
+        response,
+        &[("authentication_failure_close", auth_failure_close)],
+    )
+}
+
+/// A guest/guest PLAIN start-ok announcing `extra` capabilities besides authentication_failure_close.
+fn start_ok_with(extra: &[&str]) -> Vec<u8> {
+    let mut caps = vec![("authentication_failure_close", true)];
+    caps.extend(extra.iter().map(|name| (*name, true)));
+    start_ok_capabilities("PLAIN", b"\0guest\0guest", &caps)
+}
+
+/// A connection.start-ok payload with these capabilities and consumer_cancel_notify.
+fn start_ok_capabilities(
+    mechanism: &str,
+    response: &[u8],
+    capabilities: &[(&str, bool)],
+) -> Vec<u8> {
     let mut caps = Vec::new();
     let cap = |name: &str, on: bool, out: &mut Vec<u8>| {
         out.push(name.len() as u8);
@@ -213,11 +242,9 @@ pub(crate) fn start_ok_payload(
         out.push(b't');
         out.push(u8::from(on));
     };
-    cap(
-        "authentication_failure_close",
-        auth_failure_close,
-        &mut caps,
-    );
+    for (name, on) in capabilities {
+        cap(name, *on, &mut caps);
+    }
     cap("consumer_cancel_notify", true, &mut caps);
     let mut props = Vec::new();
     props.push(12);

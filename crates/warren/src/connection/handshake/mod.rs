@@ -49,6 +49,8 @@ pub(crate) struct Negotiated {
     pub(crate) heartbeat: u16,
     /// The client handles server-sent basic.cancel.
     pub(crate) consumer_cancel_notify: bool,
+    /// The client handles connection.blocked and connection.unblocked.
+    pub(crate) connection_blocked: bool,
     /// The client's `product` property, for listings.
     pub(crate) client_product: Option<String>,
     /// The client's `version` property, for listings.
@@ -118,6 +120,7 @@ enum State {
 struct Login {
     user: String,
     consumer_cancel_notify: bool,
+    connection_blocked: bool,
     client_product: Option<String>,
     client_version: Option<String>,
 }
@@ -226,6 +229,7 @@ impl<'a> Handshake<'a> {
                 self.state = State::TuneOk(Login {
                     user,
                     consumer_cancel_notify: has("consumer_cancel_notify"),
+                    connection_blocked: has("connection.blocked"),
                     client_product: client_text(props, "product"),
                     client_version: client_text(props, "version"),
                 });
@@ -253,6 +257,7 @@ impl<'a> Handshake<'a> {
                     channel_max: tuned.channel_max,
                     heartbeat: tuned.heartbeat,
                     consumer_cancel_notify: login.consumer_cancel_notify,
+                    connection_blocked: login.connection_blocked,
                     client_product: login.client_product,
                     client_version: login.client_version,
                 }));

@@ -10,8 +10,7 @@ pub(crate) const CAPABILITIES: &[(&str, bool)] = &[
     ("exchange_exchange_bindings", true),
     ("basic.nack", true),
     ("consumer_cancel_notify", true),
-    // Sent only with memory/disk watermarks, which Warren does not have yet.
-    ("connection.blocked", false),
+    ("connection.blocked", true),
     ("consumer_priorities", true),
     ("authentication_failure_close", true),
     ("per_consumer_qos", true),

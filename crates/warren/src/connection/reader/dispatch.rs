@@ -222,7 +222,7 @@ impl Reader {
         self.closing = true;
     }
 
-    fn write_connection(&self, method: connection::AMQPMethod) {
+    pub(super) fn write_connection(&self, method: connection::AMQPMethod) {
         self.conn
             .info
             .outbound

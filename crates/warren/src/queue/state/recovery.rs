@@ -36,6 +36,8 @@ impl QueueState {
             // As for a message just published: its own deadline may come before those of the messages ahead.
             expiry_indexed: own_deadline.is_some(),
             level: self.ready.level_for(entry.meta.map(|m| m.priority)),
+            // The store keeps no return count: it starts again after a restart.
+            returns: 0,
         });
     }
 }
