@@ -275,3 +275,61 @@ async fn queues_together_past_the_node_budget_spill_though_each_is_under_its_own
     }
     spill_empty(&server, &spill_dir).await;
 }
+
+#[tokio::test]
+async fn spilled_messages_dead_lettered_at_least_once_keep_their_share_until_delivered() {
+    let (server, dir) = start_spilling().await;
+    let conn = common::connect(&server).await;
+    let ch = common::confirming_channel(&conn).await;
+    common::declare_plain(&ch, "dead").await;
+    // A quorum queue whose expired messages wait, spilled, in its pending list until "dead" holds them.
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    args.insert("x-message-ttl".into(), AMQPValue::LongInt(50));
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString("".into()),
+    );
+    args.insert(
+        "x-dead-letter-routing-key".into(),
+        AMQPValue::LongString("dead".into()),
+    );
+    args.insert(
+        "x-dead-letter-strategy".into(),
+        AMQPValue::LongString("at-least-once".into()),
+    );
+    args.insert(
+        "x-overflow".into(),
+        AMQPValue::LongString("reject-publish".into()),
+    );
+    let durable = lapin::options::QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    common::declare(&ch, "source", durable, args).await;
+    for i in 0..30 {
+        common::publish_confirmed(
+            &ch,
+            "",
+            "source",
+            &body(i, 3000),
+            BasicProperties::default(),
+        )
+        .await;
+    }
+    let mut ready = 0;
+    for _ in 0..500 {
+        ready = common::ready_count(&ch, "dead").await;
+        if ready == 30 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(ready, 30, "every expired message was dead-lettered");
+    let expected: Vec<String> = (0..30).map(|i| body(i, 3000)).collect();
+    assert_eq!(common::drain_bodies(&ch, "dead").await, expected);
+    spill_empty(&server, &dir).await;
+}
