@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use super::QueueId;
 
-/// Why a store operation failed. `Io`, `Failed` and `Closed` concern the store as a whole; `NotFound`, `Corrupt` and
-/// `Rejected` one message.
+/// Why a store operation failed, in the message store or the spill store (`spill`). `Io`, `Failed`, `Closed` and
+/// `SpillUnavailable` concern a store as a whole; `NotFound`, `NotSpilled`, `Corrupt` and `Rejected` one message.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// A file operation failed. `op` names the call (`"append"`, `"sync_data"`, ...).
@@ -53,6 +53,19 @@ pub enum StoreError {
     Rejected {
         /// Which limit it broke.
         reason: &'static str,
+    },
+    /// The spill store holds no message with this id (released, or never spilled).
+    #[error("no spilled message {msg_id}")]
+    NotSpilled {
+        /// The message asked for.
+        msg_id: u64,
+    },
+    /// A spill write failed recently: the spill store takes no new messages until it retries (their queues keep
+    /// them in memory meanwhile). `cause` describes the failure.
+    #[error("spill store unavailable: {cause}")]
+    SpillUnavailable {
+        /// The write failure, as text.
+        cause: String,
     },
     /// The configuration cannot work (for example a zero file size).
     #[error("invalid store configuration: {0}")]

@@ -1,5 +1,6 @@
 //! The embedded message store: a node-wide write-ahead log with group commit, per-queue segment files, and the
-//! recovery that rebuilds both after a crash. docs/storage-format.md is the on-disk format and its guarantees.
+//! recovery that rebuilds both after a crash; beside it, the node's spill store for transient messages.
+//! docs/storage-format.md is the on-disk format and its guarantees.
 //!
 //! The parts:
 //! - [`Store`] (this file): the API the broker calls, and its threads' lifecycle;
@@ -9,6 +10,7 @@
 //! - `recovery`: reads segments and replays the WAL at open, cutting torn tails;
 //! - `index`: where each live message lives (file, offset, length), about 40 bytes a message;
 //! - `record` and `scan`: the framing (length, CRC32C, type) and the sequential reader;
+//! - [`spill`]: the spill store, where queues put transient messages past their memory budget (not recovered);
 //! - [`fs`]: the file I/O traits every byte goes through, and `sim_fs` (feature `sim`): a simulated file system for
 //!   crash tests.
 
@@ -24,6 +26,7 @@ mod segment;
 mod shared;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim_fs;
+pub mod spill;
 mod wal;
 
 #[cfg(test)]
@@ -38,6 +41,7 @@ use bytes::Bytes;
 
 pub use error::StoreError;
 pub use fs::{FileHandle, FileSystem, StdFileSystem};
+pub use spill::{SpillConfig, SpillStats, SpillStore};
 
 use background::Background;
 use shared::{Job, Op, Shared};

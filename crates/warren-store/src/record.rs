@@ -11,6 +11,11 @@ use super::{MessageMeta, QueueId, StoredMessage};
 pub(crate) const FILE_HEADER_LEN: u64 = 16;
 pub(crate) const WAL_MAGIC: [u8; 8] = *b"WRNWAL\0\0";
 pub(crate) const SEGMENT_MAGIC: [u8; 8] = *b"WRNSEG\0\0";
+/// The magic of a spill file (`spill`): message records only, never recovered.
+pub(crate) const SPILL_MAGIC: [u8; 8] = *b"WRNSPL\0\0";
+/// The version spill files are written with. Spill files are deleted at every start, so it never needs reading
+/// across versions; it is there for an operator's `xxd`.
+pub(crate) const SPILL_FORMAT_VERSION: u32 = 1;
 /// The version new files are written with. Version 2 added the record types that carry a message's metadata
 /// (`PublishWithMeta`, `MessageWithMeta`); its other records are version 1's, byte for byte.
 pub(crate) const FORMAT_VERSION: u32 = 2;

@@ -18,9 +18,13 @@ pub use crate::meta::MetaError;
 use crate::policy::Policy;
 pub use crate::policy::{PolicyError, PolicyInfo, PolicyInput, PolicyKind};
 use crate::queue::flow::FlowLimits;
+use crate::queue::NodeMemory;
 use crate::registry::ConnectionRegistry;
 use crate::vhost::{DurableStores, Vhost};
-use warren_store::{StdFileSystem, Store, StoreConfig, StoreError, SyncMode};
+pub use warren_store::SpillStats;
+use warren_store::{
+    SpillConfig, SpillStore, StdFileSystem, Store, StoreConfig, StoreError, SyncMode,
+};
 
 /// Why the broker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +43,9 @@ pub enum StartError {
     /// The message store could not be opened or recovered.
     #[error("cannot open the message store: {0}")]
     Store(#[from] StoreError),
+    /// The spill store's directory could not be emptied or its writer started.
+    #[error("cannot open the spill store: {0}")]
+    Spill(StoreError),
     /// A policy of the config file could not be set.
     #[error("cannot set {kind} '{name}' in vhost '{vhost}' from the config file: {error}")]
     Policy {
@@ -134,13 +141,18 @@ impl Broker {
         for (queue, reason) in &recovery.corrupt_queues {
             tracing::error!("recovery: queue with store id {queue} was damaged and serves what was readable: {reason}");
         }
+        // Transient messages past their queue's budget; whatever a previous run spilled is deleted here.
+        let spill = SpillStore::open(SpillConfig::new(dir.join("spill")), Arc::new(StdFileSystem))
+            .map_err(StartError::Spill)?;
         let store_room = Arc::new(Notify::new());
         let wake = store_room.clone();
         store.on_queue_taken(Box::new(move || wake.notify_waiters()));
         let stores = Arc::new(DurableStores {
             definitions,
             store,
+            spill,
             queue_memory_budget: config.storage.queue_memory_budget,
+            node_memory: Arc::new(NodeMemory::new(config.storage.total_queue_memory_budget)),
         });
         let mut recovered: HashMap<u64, _> = recovery.queues;
         let vhosts = DashMap::new();
@@ -300,6 +312,12 @@ impl Broker {
     /// The message store.
     pub(crate) fn store(&self) -> &Store {
         &self.stores.store
+    }
+
+    /// What the spill store holds now: messages, bytes waiting for its writer, files and their bytes (for metrics
+    /// and tests).
+    pub fn spill_stats(&self) -> SpillStats {
+        self.stores.spill.stats()
     }
 
     /// Notified each time the store's writer takes queued publishes (its queued bytes fell).

@@ -273,6 +273,7 @@ struct StorageSection {
     wal_file_size: Option<Spanned<u64>>,
     segment_size: Option<Spanned<u64>>,
     queue_memory_budget: Option<Spanned<u64>>,
+    total_queue_memory_budget: Option<Spanned<u64>>,
 }
 
 impl StorageSection {
@@ -297,6 +298,9 @@ impl StorageSection {
         }
         if let Some(budget) = self.queue_memory_budget {
             storage.queue_memory_budget = budget.into_inner();
+        }
+        if let Some(budget) = self.total_queue_memory_budget {
+            storage.total_queue_memory_budget = budget.into_inner();
         }
         Ok(())
     }

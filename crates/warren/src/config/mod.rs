@@ -215,9 +215,14 @@ pub struct StorageConfig {
     pub wal_file_size: u64,
     /// Per-queue segment files roll past this many bytes. Default 64 MiB.
     pub segment_size: u64,
-    /// Message bodies a durable queue keeps in memory, in bytes; persistent messages past it are read back from
-    /// disk when delivered. Default 64 MiB.
+    /// Ready message bodies one queue keeps in memory, in bytes; messages past it are kept only on disk (a
+    /// persistent message of a durable queue in the message store, any other in the spill store) and read back
+    /// when delivered. Default 64 MiB.
     pub queue_memory_budget: u64,
+    /// Ready message bodies all queues together keep in memory, in bytes: past it, every queue keeps its new
+    /// messages on disk until the total is back under. Checked by each queue once per round, so it may be passed
+    /// by a round's worth of messages per queue. Default 1 GiB.
+    pub total_queue_memory_budget: u64,
 }
 
 impl Default for StorageConfig {
@@ -227,6 +232,7 @@ impl Default for StorageConfig {
             wal_file_size: 64 << 20,
             segment_size: 64 << 20,
             queue_memory_budget: 64 << 20,
+            total_queue_memory_budget: 1 << 30,
         }
     }
 }

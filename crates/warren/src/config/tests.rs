@@ -440,13 +440,15 @@ fn missing_file_names_the_path() {
 #[test]
 fn storage_section_sets_sync_and_sizes() {
     let config = Config::from_toml_str(
-        "[storage]\nsync = \"never\"\nwal_file_size = 2097152\nqueue_memory_budget = 1024\n",
+        "[storage]\nsync = \"never\"\nwal_file_size = 2097152\nqueue_memory_budget = 1024\n\
+         total_queue_memory_budget = 4096\n",
         Path::new("config/warren.toml"),
     )
     .unwrap();
     assert_eq!(config.storage.sync, super::SyncPolicy::Never);
     assert_eq!(config.storage.wal_file_size, 2 << 20);
     assert_eq!(config.storage.queue_memory_budget, 1024);
+    assert_eq!(config.storage.total_queue_memory_budget, 4096);
     assert_eq!(
         refusal("[storage]\nsync = \"sometimes\"\n"),
         "config/warren.toml:2: key `sync`: `sometimes` is not one of \"always\", \"never\""

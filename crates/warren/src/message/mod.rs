@@ -137,6 +137,19 @@ impl Message {
             }),
         }
     }
+
+    /// The message as the spill store keeps it: everything [`Message::restored`] needs to rebuild it (its TTL
+    /// deadline and priority level stay with the queue's entry, so no metadata).
+    pub(crate) fn to_spilled(&self) -> StoredMessage {
+        StoredMessage {
+            msg_id: self.id,
+            exchange: self.exchange.to_string(),
+            routing_key: self.routing_key.to_string(),
+            properties_raw: self.properties_raw.clone(),
+            body: self.body.clone(),
+            meta: None,
+        }
+    }
 }
 
 /// Milliseconds since the epoch. Message TTLs count in wall-clock time, as in RabbitMQ, so that a publish time or

@@ -11,10 +11,13 @@ use super::arguments::{Overflow, QueueType};
 use super::consumer::QueueConsumer;
 use super::flow::FlowLimits;
 use super::owner::{DeadLetter, DeadLetters, QueueOwner};
+use super::paging::QueueMemory;
 use super::ready::ReadyList;
 use super::settings::QueueSettings;
 use super::sink::{same_sink, DeliverOutcome, DeliverySink, QueueReply};
-use super::state::{Admission, DropReason, Payload, QueueState, ReadyEntry, ReadyRules};
+use super::state::{
+    Admission, DropReason, PagedOut, Payload, Place, QueueState, ReadyEntry, ReadyRules,
+};
 use super::{
     DeadLetterEnqueue, Enqueue, QueueCommand, QueueDeleted, QueueHandle, QueueSpec, QueueStats,
     SettleAction, MAX_RUN,
@@ -30,8 +33,6 @@ pub(crate) struct QueueStorage {
     pub(crate) store: Store,
     /// This queue's id in the store.
     pub(crate) queue_id: u64,
-    /// Body bytes of ready messages kept in memory; persistent messages past it stay only on disk.
-    pub(crate) memory_budget: u64,
 }
 
 /// Inbox capacity in commands; a full inbox makes publishers' readers wait. A publish command carries up to
@@ -40,12 +41,13 @@ const INBOX_CAPACITY: usize = 32_768 / MAX_RUN;
 const BATCH: usize = 256;
 
 /// Creates a queue applying `settings` and starts its actor; a durable queue starts with the messages the store
-/// recovered for it.
+/// recovered for it. `memory` bounds the message bodies it keeps in memory.
 pub(crate) fn spawn_queue(
     spec: QueueSpec,
     settings: QueueSettings,
     owner: Weak<dyn QueueOwner>,
     storage: Option<QueueStorage>,
+    memory: QueueMemory,
     flow_limits: FlowLimits,
     recovered: Vec<IndexEntry>,
 ) -> Arc<QueueHandle> {
@@ -74,6 +76,7 @@ pub(crate) fn spawn_queue(
         owner,
         state,
         storage,
+        memory,
         flow_limits,
         held: None,
         at_least_once: settings.at_least_once(queue_type),
@@ -126,6 +129,8 @@ pub(super) struct QueueActor {
     pub(super) owner: Weak<dyn QueueOwner>,
     pub(super) state: QueueState,
     pub(super) storage: Option<QueueStorage>,
+    /// Its memory budget, and the spill store for transient messages past it.
+    pub(super) memory: QueueMemory,
     /// When the queue holds its publishers.
     flow_limits: FlowLimits,
     /// While the queue holds its publishers: the consumer generation its exempt connections were taken at.
@@ -193,6 +198,7 @@ impl QueueActor {
             self.drop_dead().await;
             self.send_dead_letters().await;
             self.update_flow(&handle);
+            self.memory.account(self.state.loaded_bytes);
             if self.should_auto_delete() || self.unused_too_long() {
                 if let Some(owner) = self.owner.upgrade() {
                     let queue = handle.clone();
@@ -247,8 +253,9 @@ impl QueueActor {
             QueueCommand::Publish(run) => {
                 // The clock is read once per run, and only when a message can expire.
                 let mut clock = None;
+                let mut spilled = false;
                 for Enqueue { message, confirm } in run {
-                    match self.offer(message, &mut clock) {
+                    match self.offer(message, &mut clock, &mut spilled) {
                         // Enqueued: this queue's share of the confirm is released here (the store holds its own
                         // share until the fsync).
                         Admission::Enqueued => drop(confirm),
@@ -260,15 +267,22 @@ impl QueueActor {
                         }
                     }
                 }
+                if spilled {
+                    self.wait_for_spill_room().await;
+                }
             }
             QueueCommand::PublishDeadLetters(run) => {
                 let mut clock = None;
+                let mut spilled = false;
                 for DeadLetterEnqueue { message, share } in run {
-                    match self.offer(message, &mut clock) {
+                    match self.offer(message, &mut clock, &mut spilled) {
                         Admission::Enqueued => drop(share),
                         // Full under reject-publish: the source keeps the letter and tries again later.
                         Admission::Refused => share.refuse(),
                     }
+                }
+                if spilled {
+                    self.wait_for_spill_room().await;
                 }
             }
             QueueCommand::DeadLettersSettled { batch, outcomes } => {
@@ -329,14 +343,7 @@ impl QueueActor {
             QueueCommand::Purge { reply } => {
                 let purged = self.state.purge();
                 let count = purged.len() as u32;
-                let stored = purged
-                    .iter()
-                    .filter_map(|e| match &e.payload {
-                        Payload::Loaded(m) => m.persistent.then_some(m.id),
-                        Payload::OnDisk { msg_id, .. } => Some(*msg_id),
-                    })
-                    .collect();
-                self.forget_stored(stored);
+                self.forget(&purged);
                 let _ = reply.send(count);
             }
             QueueCommand::Delete {
@@ -392,26 +399,35 @@ impl QueueActor {
     }
 
     /// Offers one message to the ready list, the clock read into `clock` once per run and only when a message
-    /// can expire. A message refused under `reject-publish` has its stored copy forgotten and, under
-    /// `reject-publish-dlx`, is dead-lettered.
-    fn offer(&mut self, message: Arc<Message>, clock: &mut Option<u64>) -> Admission {
+    /// can expire; `spilled` is set if it went to the spill store. A message past the queue's memory budget is
+    /// kept only on disk (`paging`). A message refused under `reject-publish` has its stored copy forgotten and
+    /// its spill share released and, under `reject-publish-dlx`, is dead-lettered.
+    fn offer(
+        &mut self,
+        message: Arc<Message>,
+        clock: &mut Option<u64>,
+        spilled: &mut bool,
+    ) -> Admission {
         let now = match (self.state.rules.message_ttl, message.expiration) {
             (None, None) => 0,
             _ => *clock.get_or_insert_with(now_ms),
         };
-        let on_disk = match &self.storage {
-            Some(d) => {
-                message.persistent
-                    && self.state.loaded_bytes + message.body_size() > d.memory_budget
-            }
-            None => false,
+        // A queue under its budget, the usual case, pays this one comparison.
+        let place = if self.state.loaded_bytes + message.body_size() > self.memory.budget {
+            self.place_past_budget(&message)
+        } else {
+            Place::Memory
         };
+        *spilled |= place == Place::Spill;
         let persistent = message.persistent;
         let id = message.id;
-        let admission = self.state.enqueue(message.clone(), on_disk, now);
+        let admission = self.state.enqueue(message.clone(), place, now);
         if admission == Admission::Refused {
             if self.settings.overflow == Overflow::RejectPublishDlx {
                 self.dead_letter(vec![message], DeathReason::Maxlen);
+            }
+            if place == Place::Spill {
+                self.release_spilled(vec![id]);
             }
             if persistent {
                 self.forget_stored(vec![id]);
@@ -452,53 +468,60 @@ impl QueueActor {
             self.keep_dead_letters(entries.into_iter().map(|e| e.payload), reason);
             return;
         }
-        let stored: Vec<u64> = entries
-            .iter()
-            .filter_map(|e| match &e.payload {
-                Payload::Loaded(m) => m.persistent.then_some(m.id),
-                Payload::OnDisk { msg_id, .. } => Some(*msg_id),
-            })
-            .collect();
         if self.settings.dead_letter_exchange.is_some() {
-            let messages = self.load_all(entries).await;
+            let messages = self.load_all(&entries).await;
             self.dead_letter(messages, reason);
         }
-        self.forget_stored(stored);
+        self.forget(&entries);
     }
 
-    /// The messages of `entries`, reading the paged-out ones back from the store (one that cannot be read is
-    /// logged and left out).
-    async fn load_all(&self, entries: Vec<ReadyEntry>) -> Vec<Arc<Message>> {
-        let on_disk: Vec<u64> = entries
+    /// The messages of `entries`, reading the paged-out ones back (one that cannot be read is logged and left
+    /// out). The entries keep their stored copies and spill shares: the caller forgets them.
+    async fn load_all(&self, entries: &[ReadyEntry]) -> Vec<Arc<Message>> {
+        let paged_out: Vec<PagedOut> = entries
             .iter()
-            .filter_map(|e| match e.payload {
-                Payload::OnDisk { msg_id, .. } => Some(msg_id),
-                Payload::Loaded(_) => None,
-            })
+            .filter_map(|e| e.payload.paged_out())
             .collect();
-        let mut read = match (&self.storage, on_disk.is_empty()) {
-            (Some(d), false) => {
-                match super::paging::read_paged_out(d.store.clone(), d.queue_id, on_disk).await {
-                    Ok(results) => results.into_iter(),
-                    Err(_) => Vec::new().into_iter(),
-                }
-            }
-            _ => Vec::new().into_iter(),
+        let mut read = match paged_out.is_empty() {
+            true => Vec::new().into_iter(),
+            false => match super::paging::read_paged_out(self.page_sources(), paged_out).await {
+                Ok(results) => results.into_iter(),
+                Err(_) => Vec::new().into_iter(),
+            },
         };
         let mut messages = Vec::with_capacity(entries.len());
         for entry in entries {
-            match entry.payload {
-                Payload::Loaded(message) => messages.push(message),
-                Payload::OnDisk { msg_id, .. } => match read.next() {
-                    Some(Ok(message)) => messages.push(Arc::new(message)),
-                    _ => {
-                        let (queue, vhost) = self.name();
-                        tracing::error!("queue '{queue}' in vhost '{vhost}': cannot read message {msg_id} back to dead-letter it; dropped");
+            match &entry.payload {
+                Payload::Loaded(message) => messages.push(message.clone()),
+                Payload::OnDisk { msg_id, .. } | Payload::Spilled { msg_id, .. } => {
+                    match read.next() {
+                        Some(Ok(message)) => messages.push(Arc::new(message)),
+                        _ => {
+                            let (queue, vhost) = self.name();
+                            tracing::error!("queue '{queue}' in vhost '{vhost}': cannot read message {msg_id} back to dead-letter it; dropped");
+                        }
                     }
-                },
+                }
             }
         }
         messages
+    }
+
+    /// Ready entries left the queue (purged, expired, dropped): their stored copies are forgotten and their
+    /// spill shares released.
+    fn forget(&self, entries: &[ReadyEntry]) {
+        let mut stored = Vec::new();
+        let mut spilled = Vec::new();
+        for entry in entries {
+            match &entry.payload {
+                Payload::Loaded(m) if m.persistent => stored.push(m.id),
+                Payload::Loaded(_) => {}
+                Payload::OnDisk { msg_id, .. } => stored.push(*msg_id),
+                Payload::Spilled { msg_id, .. } => spilled.push(*msg_id),
+            }
+        }
+        self.forget_stored(stored);
+        self.release_spilled(spilled);
     }
 
     /// Hands messages that died here to the owner, to publish to the dead-letter exchange at most once.

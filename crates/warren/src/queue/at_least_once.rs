@@ -3,7 +3,7 @@
 //! (`state::PendingDeadLetters`) until every queue its dead-letter exchange routes it to holds it, enqueued and,
 //! where persistent and durable, on disk. The actor hands its owner one batch at a time with a receipt
 //! ([`DeadLetterBatch`]); the receipt comes back on the settlement path, and only then are the delivered letters'
-//! stored copies forgotten. A crash before that leaves the message in this queue (the store recovers it): it may
+//! stored copies forgotten (and the spill shares of spilled ones released). A crash before that leaves the message in this queue (the store recovers it): it may
 //! be delivered or dead-lettered again, never lost.
 
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use super::actor::QueueActor;
 use super::arguments::QueueType;
 use super::dead_letter_batch::{DeadLetterBatch, LetterOutcome};
 use super::owner::{DeadLetter, DeadLetters};
-use super::state::{Payload, PendingLetter, RETRY_MAX_MS};
+use super::state::{PagedOut, Payload, PendingLetter, RETRY_MAX_MS};
 use super::MAX_RUN;
 use crate::message::dead_letter::DeathReason;
 use crate::message::{now_ms, Message};
@@ -67,7 +67,7 @@ impl QueueActor {
                 }
                 None => {
                     if let Some(gone) = self.state.dead_letters.remove(letter.id) {
-                        self.forget_stored(gone.stored_id().into_iter().collect());
+                        self.forget_letters(&[gone]);
                     }
                 }
             }
@@ -93,25 +93,20 @@ impl QueueActor {
         );
     }
 
-    /// The messages of `letters`, in order, reading paged-out ones back from the store; None for one that cannot
-    /// be read (logged).
+    /// The messages of `letters`, in order, reading paged-out ones back (from the store or the spill store); None
+    /// for one that cannot be read (logged).
     async fn load_letters(&self, letters: &[PendingLetter]) -> Vec<Option<Arc<Message>>> {
-        let on_disk: Vec<u64> = letters
+        let paged_out: Vec<PagedOut> = letters
             .iter()
-            .filter_map(|l| match l.payload {
-                Payload::OnDisk { msg_id, .. } => Some(msg_id),
-                Payload::Loaded(_) => None,
-            })
+            .filter_map(|l| l.payload.paged_out())
             .collect();
-        let mut read = match (&self.storage, on_disk.is_empty()) {
-            (Some(d), false) => {
-                match super::paging::read_paged_out(d.store.clone(), d.queue_id, on_disk).await {
-                    Ok(results) => results.into_iter().map(Some).collect(),
-                    // The blocking pool could not run the read (the runtime is stopping): nothing was read.
-                    Err(_) => Vec::new(),
-                }
-            }
-            _ => Vec::new(),
+        let mut read = match paged_out.is_empty() {
+            false => match super::paging::read_paged_out(self.page_sources(), paged_out).await {
+                Ok(results) => results.into_iter().map(Some).collect(),
+                // The blocking pool could not run the read (the runtime is stopping): nothing was read.
+                Err(_) => Vec::new(),
+            },
+            true => Vec::new(),
         }
         .into_iter();
         let (queue, vhost) = self.name();
@@ -119,7 +114,7 @@ impl QueueActor {
             .iter()
             .map(|letter| match &letter.payload {
                 Payload::Loaded(message) => Some(message.clone()),
-                Payload::OnDisk { msg_id, .. } => match read.next() {
+                Payload::OnDisk { msg_id, .. } | Payload::Spilled { msg_id, .. } => match read.next() {
                     Some(Some(Ok(message))) => Some(Arc::new(message)),
                     Some(Some(Err(error))) => {
                         tracing::error!(%error, "queue '{queue}' in vhost '{vhost}': cannot read message {msg_id} back to dead-letter it; dropped");
@@ -139,8 +134,7 @@ impl QueueActor {
     pub(super) fn dead_letters_settled(&mut self, number: u64, outcomes: &[LetterOutcome]) {
         let was_retrying = self.state.dead_letters.is_retrying();
         let delivered = self.state.dead_letters.settle(number, outcomes, now_ms());
-        let stored: Vec<u64> = delivered.iter().filter_map(|l| l.stored_id()).collect();
-        self.forget_stored(stored);
+        self.forget_letters(&delivered);
         if !was_retrying && self.state.dead_letters.is_retrying() {
             // Once per run of failed attempts, as RabbitMQ's worker logs a missing exchange or route once.
             let (queue, vhost) = self.name();
@@ -166,7 +160,9 @@ impl QueueActor {
             .iter()
             .map(|l| match &l.payload {
                 Payload::Loaded(m) => m.body_size(),
-                Payload::OnDisk { body_size, .. } => *body_size,
+                Payload::OnDisk { body_size, .. } | Payload::Spilled { body_size, .. } => {
+                    *body_size
+                }
             })
             .sum();
         let (queue, vhost) = self.name();
@@ -175,7 +171,14 @@ impl QueueActor {
              vhost '{vhost}'",
             dropped.len()
         );
-        self.forget_stored(dropped.iter().filter_map(|l| l.stored_id()).collect());
+        self.forget_letters(&dropped);
+    }
+
+    /// Letters that left the pending list (delivered, dropped): their stored copies are forgotten and their spill
+    /// shares released.
+    pub(super) fn forget_letters(&self, letters: &[PendingLetter]) {
+        self.forget_stored(letters.iter().filter_map(|l| l.stored_id()).collect());
+        self.release_spilled(letters.iter().filter_map(|l| l.spilled_id()).collect());
     }
 
     /// Logs RabbitMQ's warning when the queue asks for at-least-once dead-lettering but falls back to at most

@@ -1,7 +1,7 @@
 //! A queue's messages and consumers, as plain data: the ready list in queue order, the unacked deliveries, and the
-//! consumers with their credit. Ready messages are either in memory or, for persistent messages of a durable queue
-//! past its memory budget, only on disk (the actor reads them back when it delivers them). The actor drives it;
-//! the tests here drive it directly.
+//! consumers with their credit. A ready message past the queue's memory budget is kept only on disk: in the message
+//! store if it is a persistent message of a durable queue, else in the node's spill store (the actor reads it back
+//! when it delivers it). The actor drives it; the tests here drive it directly.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -13,13 +13,47 @@ use super::sink::{same_sink, DeliverySink};
 use super::SettleAction;
 use crate::message::{Message, QueuedMessage};
 
-/// A ready message's body: in memory, or only in the message store.
+/// A ready message's body: in memory, or only on disk.
 #[derive(Clone, Debug)]
 pub(crate) enum Payload {
     /// The message, shared with the other queues it was routed to.
     Loaded(Arc<Message>),
-    /// Only the id and size are kept; the actor reads the body back from the store when it delivers it.
+    /// Only the id and size are kept; the actor reads the body back from the message store when it delivers it.
     OnDisk { msg_id: u64, body_size: u64 },
+    /// Only the id and size are kept; the body and properties are in the spill store, which this queue holds one
+    /// share of until it reads the message back or drops it (`paging`).
+    Spilled { msg_id: u64, body_size: u64 },
+}
+
+impl Payload {
+    /// Where to read the message back from, if it is not in memory.
+    pub(crate) fn paged_out(&self) -> Option<PagedOut> {
+        match *self {
+            Payload::Loaded(_) => None,
+            Payload::OnDisk { msg_id, .. } => Some(PagedOut::Stored(msg_id)),
+            Payload::Spilled { msg_id, .. } => Some(PagedOut::Spilled(msg_id)),
+        }
+    }
+}
+
+/// A paged-out message by where it is: its id in the message store or in the spill store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PagedOut {
+    /// A persistent message of a durable queue, in the message store.
+    Stored(u64),
+    /// A message in the spill store.
+    Spilled(u64),
+}
+
+/// Where an enqueued message is kept; the actor decides, by the queue's memory budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Place {
+    /// In memory.
+    Memory,
+    /// Only in the message store, which holds it already (a persistent message of a durable queue).
+    Store,
+    /// Only in the spill store, which the actor has just given it to.
+    Spill,
 }
 
 /// One ready message in queue order.
@@ -47,7 +81,7 @@ impl ReadyEntry {
     fn loaded_bytes(&self) -> u64 {
         match &self.payload {
             Payload::Loaded(m) => m.body_size(),
-            Payload::OnDisk { .. } => 0,
+            Payload::OnDisk { .. } | Payload::Spilled { .. } => 0,
         }
     }
 
@@ -55,7 +89,7 @@ impl ReadyEntry {
     pub(crate) fn body_bytes(&self) -> u64 {
         match &self.payload {
             Payload::Loaded(m) => m.body_size(),
-            Payload::OnDisk { body_size, .. } => *body_size,
+            Payload::OnDisk { body_size, .. } | Payload::Spilled { body_size, .. } => *body_size,
         }
     }
 }
@@ -120,7 +154,7 @@ fn retimed(entry: &ReadyEntry, old: Option<u64>, new: Option<u64>, now: u64) -> 
     let own = match &entry.payload {
         Payload::Loaded(message) => message.expiration,
         // Not known without reading the message: never later than before, and no later than the new TTL from now.
-        Payload::OnDisk { .. } => {
+        Payload::OnDisk { .. } | Payload::Spilled { .. } => {
             return match (deadline, new) {
                 (Some(d), Some(ttl)) => Some(d.min(now.saturating_add(ttl))),
                 (d, _) => d,
@@ -170,10 +204,10 @@ pub(crate) struct QueueState {
 }
 
 impl QueueState {
-    /// Offers a message published at `now` (milliseconds since the epoch); with `on_disk`, only its id is kept
-    /// (the store holds the body). A queue full under `reject_when_full` refuses it; otherwise it is appended
-    /// (see [`QueueState::enforce_limits`] for the drop-head side of the limits).
-    pub(crate) fn enqueue(&mut self, message: Arc<Message>, on_disk: bool, now: u64) -> Admission {
+    /// Offers a message published at `now` (milliseconds since the epoch), kept at `place`: in memory, or only its
+    /// id (the message store or the spill store holds the rest). A queue full under `reject_when_full` refuses it;
+    /// otherwise it is appended (see [`QueueState::enforce_limits`] for the drop-head side of the limits).
+    pub(crate) fn enqueue(&mut self, message: Arc<Message>, place: Place, now: u64) -> Admission {
         if self.rules.reject_when_full && self.would_overflow(message.body_size()) {
             return Admission::Refused;
         }
@@ -184,13 +218,16 @@ impl QueueState {
         let expiry_indexed = message.expiration.is_some();
         let level = self.ready.level_for(message.priority);
         self.next_seq += 1;
-        let payload = if on_disk {
-            Payload::OnDisk {
+        let payload = match place {
+            Place::Memory => Payload::Loaded(message),
+            Place::Store => Payload::OnDisk {
                 msg_id: message.id,
                 body_size: message.body_size(),
-            }
-        } else {
-            Payload::Loaded(message)
+            },
+            Place::Spill => Payload::Spilled {
+                msg_id: message.id,
+                body_size: message.body_size(),
+            },
         };
         self.push_back(ReadyEntry {
             seq: self.next_seq,
@@ -383,22 +420,23 @@ impl QueueState {
         self.ready.push_front(entry);
     }
 
-    /// The store ids of the paged-out messages at the front of the ready list, in queue order: as many as fit in
-    /// `max_bytes` of body (at least one, if the first is paged out) and `max_count`.
-    pub(crate) fn paged_out_front(&self, max_bytes: u64, max_count: usize) -> Vec<u64> {
-        let mut ids = Vec::new();
+    /// The paged-out messages at the front of the ready list, in queue order: as many as fit in `max_bytes` of
+    /// body (at least one, if the first is paged out) and `max_count`.
+    pub(crate) fn paged_out_front(&self, max_bytes: u64, max_count: usize) -> Vec<PagedOut> {
+        let mut front = Vec::new();
         let mut bytes = 0;
         for entry in self.ready.iter().take(max_count) {
-            let Payload::OnDisk { msg_id, body_size } = entry.payload else {
+            let Some(paged_out) = entry.payload.paged_out() else {
                 break;
             };
-            if !ids.is_empty() && bytes + body_size > max_bytes {
+            let body_size = entry.body_bytes();
+            if !front.is_empty() && bytes + body_size > max_bytes {
                 break;
             }
             bytes += body_size;
-            ids.push(msg_id);
+            front.push(paged_out);
         }
-        ids
+        front
     }
 
     /// Puts back an entry taken but not delivered.
@@ -533,7 +571,7 @@ mod tests {
             .iter()
             .map(|m| match &m.payload {
                 Payload::Loaded(m) => &m.body[..],
-                Payload::OnDisk { .. } => &b"<disk>"[..],
+                Payload::OnDisk { .. } | Payload::Spilled { .. } => &b"<disk>"[..],
             })
             .collect()
     }
@@ -556,7 +594,7 @@ mod tests {
     fn requeued_messages_return_to_their_original_position_marked_redelivered() {
         let mut state = QueueState::default();
         for b in ["a", "b", "c", "d"] {
-            state.enqueue(msg(b), false, 0);
+            state.enqueue(msg(b), Place::Memory, 0);
         }
         let a = take(&mut state);
         let b = take(&mut state);
@@ -575,7 +613,7 @@ mod tests {
     #[test]
     fn ack_and_discard_drop_and_unknown_seqs_are_ignored() {
         let mut state = QueueState::default();
-        state.enqueue(msg("a"), false, 0);
+        state.enqueue(msg("a"), Place::Memory, 0);
         let a = take(&mut state);
         state.record_unacked(a.clone(), None);
         let settled = state.settle(&[(a.seq, None), (999, None)], SettleAction::Ack);
@@ -587,8 +625,8 @@ mod tests {
     #[test]
     fn purge_counts_ready_messages_only() {
         let mut state = QueueState::default();
-        state.enqueue(msg("a"), false, 0);
-        state.enqueue(msg("b"), false, 0);
+        state.enqueue(msg("a"), Place::Memory, 0);
+        state.enqueue(msg("b"), Place::Memory, 0);
         let a = take(&mut state);
         state.record_unacked(a, None);
         assert_eq!(state.purge().len(), 1);
@@ -599,8 +637,8 @@ mod tests {
     #[test]
     fn paged_out_messages_keep_their_place_and_cost_no_body_memory() {
         let mut state = QueueState::default();
-        state.enqueue(msg("aa"), false, 0);
-        state.enqueue(msg("bbb"), true, 0);
+        state.enqueue(msg("aa"), Place::Memory, 0);
+        state.enqueue(msg("bbb"), Place::Store, 0);
         assert_eq!(state.loaded_bytes, 2);
         assert_eq!(bodies(&state), vec![&b"aa"[..], &b"<disk>"[..]]);
         let a = take(&mut state);
@@ -615,6 +653,30 @@ mod tests {
         };
         state.enqueue_recovered(&recovered, 0);
         assert!(state.ready.iter().last().unwrap().redelivered);
+    }
+
+    #[test]
+    fn spilled_and_stored_messages_page_out_together_in_queue_order() {
+        let mut state = QueueState::default();
+        let (a, b, c) = (msg("aa"), msg("bbb"), msg("cccc"));
+        state.enqueue(a.clone(), Place::Spill, 0);
+        state.enqueue(b.clone(), Place::Store, 0);
+        state.enqueue(c.clone(), Place::Spill, 0);
+        state.enqueue(msg("d"), Place::Memory, 0);
+        assert_eq!((state.loaded_bytes, state.ready_bytes), (1, 10));
+        let all = vec![
+            PagedOut::Spilled(a.id),
+            PagedOut::Stored(b.id),
+            PagedOut::Spilled(c.id),
+        ];
+        assert_eq!(state.paged_out_front(u64::MAX, 64), all);
+        assert_eq!(state.paged_out_front(5, 64), all[..2]);
+        assert_eq!(state.paged_out_front(u64::MAX, 1), all[..1]);
+        assert_eq!(state.paged_out_front(0, 64), all[..1], "at least one");
+        assert_eq!(
+            bodies(&state),
+            vec![&b"<disk>"[..], b"<disk>", b"<disk>", b"d"]
+        );
     }
 
     fn expiring(body: &'static str, ms: u64) -> Arc<Message> {
@@ -640,7 +702,7 @@ mod tests {
             .iter()
             .map(|e| match &e.payload {
                 Payload::Loaded(m) => &m.body[..],
-                Payload::OnDisk { .. } => &b"<disk>"[..],
+                Payload::OnDisk { .. } | Payload::Spilled { .. } => &b"<disk>"[..],
             })
             .collect()
     }
@@ -651,8 +713,8 @@ mod tests {
             message_ttl: Some(100),
             ..ReadyRules::default()
         });
-        state.enqueue(msg("a"), false, 1_000);
-        state.enqueue(msg("b"), false, 1_050);
+        state.enqueue(msg("a"), Place::Memory, 1_000);
+        state.enqueue(msg("b"), Place::Memory, 1_050);
         assert_eq!(state.next_expiry(), Some(1_100));
         assert!(
             state.expire(1_100).is_empty(),
@@ -668,10 +730,10 @@ mod tests {
     #[test]
     fn a_message_expires_on_time_behind_messages_that_do_not() {
         let mut state = QueueState::default();
-        state.enqueue(msg("stays"), false, 0);
-        state.enqueue(expiring("short", 10), false, 0);
-        state.enqueue(msg("stays too"), false, 0);
-        state.enqueue(expiring("longer", 50), false, 0);
+        state.enqueue(msg("stays"), Place::Memory, 0);
+        state.enqueue(expiring("short", 10), Place::Memory, 0);
+        state.enqueue(msg("stays too"), Place::Memory, 0);
+        state.enqueue(expiring("longer", 50), Place::Memory, 0);
         assert_eq!(state.next_expiry(), Some(10));
         assert_eq!(expired_bodies(&state.expire(11)), vec![b"short"]);
         assert_eq!(bodies(&state), vec![&b"stays"[..], b"stays too", b"longer"]);
@@ -685,8 +747,8 @@ mod tests {
             message_ttl: Some(100),
             ..ReadyRules::default()
         });
-        state.enqueue(expiring("own shorter", 10), false, 0);
-        state.enqueue(expiring("queue shorter", 500), false, 0);
+        state.enqueue(expiring("own shorter", 10), Place::Memory, 0);
+        state.enqueue(expiring("queue shorter", 500), Place::Memory, 0);
         let expiries: Vec<_> = state.ready.iter().map(|e| e.expires_at).collect();
         assert_eq!(expiries, vec![Some(10), Some(100)]);
     }
@@ -697,7 +759,7 @@ mod tests {
             message_ttl: Some(0),
             ..ReadyRules::default()
         });
-        state.enqueue(msg("now or never"), false, 7);
+        state.enqueue(msg("now or never"), Place::Memory, 7);
         assert!(
             state.expire(7).is_empty(),
             "a waiting consumer may take it now"
@@ -708,7 +770,7 @@ mod tests {
     #[test]
     fn a_requeued_message_keeps_its_expiry_and_a_delivered_one_is_not_expired() {
         let mut state = QueueState::default();
-        state.enqueue(expiring("a", 10), false, 0);
+        state.enqueue(expiring("a", 10), Place::Memory, 0);
         let a = take(&mut state);
         state.record_unacked(a.clone(), None);
         assert!(
@@ -723,7 +785,7 @@ mod tests {
     fn the_expiry_index_is_rebuilt_once_mostly_stale() {
         let mut state = QueueState::default();
         for _ in 0..5_000 {
-            state.enqueue(expiring("x", 1_000), false, 0);
+            state.enqueue(expiring("x", 1_000), Place::Memory, 0);
             let m = take(&mut state);
             state.record_unacked(m.clone(), None);
             state.settle(&[(m.seq, None)], SettleAction::Ack);
@@ -742,9 +804,9 @@ mod tests {
             ..ReadyRules::default()
         };
         let mut state = with_rules(ttl(10_000));
-        state.enqueue(msg("a"), false, 1_000);
-        state.enqueue(expiring("own", 500), false, 2_000);
-        state.enqueue(msg("b"), false, 3_000);
+        state.enqueue(msg("a"), Place::Memory, 1_000);
+        state.enqueue(expiring("own", 500), Place::Memory, 2_000);
+        state.enqueue(msg("b"), Place::Memory, 3_000);
         // Shortened to 1 s at 3.5 s: "a" (enqueued at 1 s) is past it, "own" keeps its own 0.5 s, "b" has until 4 s.
         state.change_rules(ttl(1_000), 3_500);
         assert_eq!(
@@ -765,7 +827,7 @@ mod tests {
     fn a_lowered_length_limit_drops_the_oldest_at_once() {
         let mut state = QueueState::default();
         for body in ["1", "2", "3", "4"] {
-            state.enqueue(msg(body), false, 0);
+            state.enqueue(msg(body), Place::Memory, 0);
         }
         state.change_rules(
             ReadyRules {
@@ -788,7 +850,7 @@ mod tests {
             ..ReadyRules::default()
         });
         for b in ["1", "2", "3", "4"] {
-            assert_eq!(state.enqueue(msg(b), false, 0), Admission::Enqueued);
+            assert_eq!(state.enqueue(msg(b), Place::Memory, 0), Admission::Enqueued);
         }
         assert_eq!(expired_bodies(&state.enforce_limits()), vec![b"1", b"2"]);
         assert_eq!(bodies(&state), vec![b"3", b"4"]);
@@ -798,7 +860,7 @@ mod tests {
             ..ReadyRules::default()
         });
         for b in ["aa", "bb", "cc"] {
-            state.enqueue(msg(b), false, 0);
+            state.enqueue(msg(b), Place::Memory, 0);
         }
         assert_eq!(expired_bodies(&state.enforce_limits()), vec![b"aa"]);
         assert_eq!(state.ready_bytes, 4);
@@ -811,22 +873,43 @@ mod tests {
             reject_when_full: true,
             ..ReadyRules::default()
         });
-        assert_eq!(state.enqueue(msg("1"), false, 0), Admission::Enqueued);
-        assert_eq!(state.enqueue(msg("2"), false, 0), Admission::Enqueued);
-        assert_eq!(state.enqueue(msg("3"), false, 0), Admission::Refused);
+        assert_eq!(
+            state.enqueue(msg("1"), Place::Memory, 0),
+            Admission::Enqueued
+        );
+        assert_eq!(
+            state.enqueue(msg("2"), Place::Memory, 0),
+            Admission::Enqueued
+        );
+        assert_eq!(
+            state.enqueue(msg("3"), Place::Memory, 0),
+            Admission::Refused
+        );
         assert!(state.enforce_limits().is_empty());
         let first = take(&mut state);
         state.record_unacked(first, None);
-        assert_eq!(state.enqueue(msg("4"), false, 0), Admission::Enqueued);
+        assert_eq!(
+            state.enqueue(msg("4"), Place::Memory, 0),
+            Admission::Enqueued
+        );
 
         let mut state = with_rules(ReadyRules {
             max_length_bytes: Some(3),
             reject_when_full: true,
             ..ReadyRules::default()
         });
-        assert_eq!(state.enqueue(msg("aa"), false, 0), Admission::Enqueued);
-        assert_eq!(state.enqueue(msg("bb"), false, 0), Admission::Refused);
-        assert_eq!(state.enqueue(msg("c"), false, 0), Admission::Enqueued);
+        assert_eq!(
+            state.enqueue(msg("aa"), Place::Memory, 0),
+            Admission::Enqueued
+        );
+        assert_eq!(
+            state.enqueue(msg("bb"), Place::Memory, 0),
+            Admission::Refused
+        );
+        assert_eq!(
+            state.enqueue(msg("c"), Place::Memory, 0),
+            Admission::Enqueued
+        );
     }
 
     #[test]
@@ -836,7 +919,7 @@ mod tests {
             delivery_limit: Some(1),
             ..ReadyRules::default()
         });
-        state.enqueue(msg("poison"), false, 0);
+        state.enqueue(msg("poison"), Place::Memory, 0);
         let first = take(&mut state);
         state.record_unacked(first.clone(), None);
         let settled = state.settle(&[(first.seq, None)], SettleAction::Requeue);
@@ -887,7 +970,7 @@ mod tests {
                 properties,
                 Bytes::from_static(b"m"),
             )),
-            false,
+            Place::Memory,
             0,
         );
         for expected in 1..=2 {
@@ -928,11 +1011,11 @@ mod tests {
             ready: ReadyList::with_max_priority(5),
             ..QueueState::default()
         };
-        state.enqueue(prioritised("low", 1), false, 0);
-        state.enqueue(msg("none"), false, 0);
-        state.enqueue(prioritised("high-1", 5), false, 0);
-        state.enqueue(prioritised("over-max", 200), false, 0);
-        state.enqueue(prioritised("high-2", 5), false, 0);
+        state.enqueue(prioritised("low", 1), Place::Memory, 0);
+        state.enqueue(msg("none"), Place::Memory, 0);
+        state.enqueue(prioritised("high-1", 5), Place::Memory, 0);
+        state.enqueue(prioritised("over-max", 200), Place::Memory, 0);
+        state.enqueue(prioritised("high-2", 5), Place::Memory, 0);
         assert_eq!(
             bodies(&state),
             vec![&b"high-1"[..], b"over-max", b"high-2", b"low", b"none"]

@@ -14,18 +14,23 @@ use crate::exchange::Exchange;
 use crate::exchange::{Binding, BindingTable, Destination, ExchangeKind};
 use crate::meta::{BindingDef, DefinitionStore, Definitions, ExchangeDef, MetaError, QueueDef};
 use crate::queue::arguments::QueueArguments;
-use crate::queue::{spawn_queue, QueueSpec, QueueStorage};
+use crate::queue::{spawn_queue, NodeMemory, QueueMemory, QueueSpec, QueueStorage};
 use warren_protocol::error::{AmqpError, ReplyCode};
-use warren_store::{IndexEntry, Store};
+use warren_store::{IndexEntry, SpillStore, Store};
 
-/// The node's durable state, shared by every vhost.
+/// The node's stores, shared by every vhost: the durable ones, and the spill store beside them.
 pub(crate) struct DurableStores {
     /// Durable exchanges, queues and bindings (redb).
     pub(crate) definitions: DefinitionStore,
     /// The message store: the WAL and segments persistent messages go to.
     pub(crate) store: Store,
-    /// Body bytes each durable queue keeps in memory; see [`QueueStorage`].
+    /// Where every queue puts transient messages past its memory budget; emptied at each start (nothing in it is
+    /// durable, but it lives under the data directory with the rest).
+    pub(crate) spill: SpillStore,
+    /// Body bytes each queue keeps in memory; see [`QueueMemory`].
     pub(crate) queue_memory_budget: u64,
+    /// Body bytes all queues together keep in memory.
+    pub(crate) node_memory: Arc<NodeMemory>,
 }
 
 fn internal(error: MetaError) -> AmqpError {
@@ -130,8 +135,19 @@ impl Vhost {
         Ok(Some(QueueStorage {
             store: p.store.clone(),
             queue_id: id,
-            memory_budget: p.queue_memory_budget,
         }))
+    }
+
+    /// The memory budget of a new queue, durable or not, and the spill store past it; unbounded without stores.
+    pub(super) fn queue_memory(&self) -> QueueMemory {
+        match &self.stores {
+            Some(p) => QueueMemory::new(
+                p.queue_memory_budget,
+                Some(p.node_memory.clone()),
+                Some(p.spill.clone()),
+            ),
+            None => QueueMemory::unbounded(),
+        }
     }
 
     /// The queue is gone: its definition and its stored messages go too.
@@ -269,7 +285,6 @@ impl Vhost {
             let storage = QueueStorage {
                 store: p.store.clone(),
                 queue_id: def.id,
-                memory_budget: p.queue_memory_budget,
             };
             let messages = recovered.remove(&def.id).unwrap_or_default();
             let settings = self.queue_settings(&spec.name, &spec.args);
@@ -278,6 +293,7 @@ impl Vhost {
                 settings,
                 self.as_owner(),
                 Some(storage),
+                self.queue_memory(),
                 self.flow_limits,
                 messages,
             );

@@ -291,6 +291,7 @@ impl Vhost {
             settings,
             self.as_owner(),
             storage,
+            self.queue_memory(),
             self.flow_limits,
             Vec::new(),
         );

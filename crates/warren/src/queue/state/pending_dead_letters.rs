@@ -26,7 +26,8 @@ pub(crate) const RETRY_MAX_MS: u64 = 10_000;
 pub(crate) struct PendingLetter {
     /// The pending list's id for it, named in the batch's outcomes.
     pub(crate) id: u64,
-    /// The message, in memory or (a persistent message of a durable queue) only in the store.
+    /// The message, in memory or only on disk: in the message store (a persistent message of a durable queue) or
+    /// in the spill store (this queue still holds its share).
     pub(crate) payload: Payload,
     /// Why it died.
     pub(crate) reason: DeathReason,
@@ -42,13 +43,22 @@ impl PendingLetter {
         match &self.payload {
             Payload::Loaded(m) => m.persistent.then_some(m.id),
             Payload::OnDisk { msg_id, .. } => Some(*msg_id),
+            Payload::Spilled { .. } => None,
+        }
+    }
+
+    /// The id of the spilled message this queue holds a share of, if the letter is in the spill store.
+    pub(crate) fn spilled_id(&self) -> Option<u64> {
+        match &self.payload {
+            Payload::Spilled { msg_id, .. } => Some(*msg_id),
+            _ => None,
         }
     }
 
     fn body_bytes(&self) -> u64 {
         match &self.payload {
             Payload::Loaded(m) => m.body_size(),
-            Payload::OnDisk { body_size, .. } => *body_size,
+            Payload::OnDisk { body_size, .. } | Payload::Spilled { body_size, .. } => *body_size,
         }
     }
 }
@@ -249,7 +259,7 @@ impl PendingDeadLetters {
 mod tests {
     use super::*;
     use crate::message::{Message, QueuedMessage};
-    use crate::queue::state::{Admission, QueueState, ReadyRules};
+    use crate::queue::state::{Admission, Place, QueueState, ReadyRules};
     use crate::queue::SettleAction;
     use bytes::Bytes;
 
@@ -287,7 +297,7 @@ mod tests {
             .iter()
             .map(|l| match &l.payload {
                 Payload::Loaded(m) => &m.body[..],
-                Payload::OnDisk { .. } => &b"<disk>"[..],
+                Payload::OnDisk { .. } | Payload::Spilled { .. } => &b"<disk>"[..],
             })
             .collect()
     }
@@ -426,7 +436,7 @@ mod tests {
             reject_when_full: true,
             ..ReadyRules::default()
         });
-        state.enqueue(message("1"), false, 0);
+        state.enqueue(message("1"), Place::Memory, 0);
         let first = take(&mut state);
         state.record_unacked(first.clone(), None);
         let settled = state.settle(&[(first.seq, None)], SettleAction::Discard);
@@ -438,9 +448,12 @@ mod tests {
             );
         }
         assert_eq!(state.message_count(), 0, "not ready");
-        assert_eq!(state.enqueue(message("2"), false, 0), Admission::Enqueued);
         assert_eq!(
-            state.enqueue(message("3"), false, 0),
+            state.enqueue(message("2"), Place::Memory, 0),
+            Admission::Enqueued
+        );
+        assert_eq!(
+            state.enqueue(message("3"), Place::Memory, 0),
             Admission::Refused,
             "the kept letter fills the queue"
         );
@@ -454,7 +467,10 @@ mod tests {
             })
             .collect();
         assert_eq!(state.dead_letters.settle(number, &outcomes, 0).len(), 1);
-        assert_eq!(state.enqueue(message("3"), false, 0), Admission::Enqueued);
+        assert_eq!(
+            state.enqueue(message("3"), Place::Memory, 0),
+            Admission::Enqueued
+        );
 
         let mut state = queue_with(ReadyRules {
             max_length_bytes: Some(4),
@@ -469,7 +485,13 @@ mod tests {
             DeathReason::Expired,
             SystemTime::UNIX_EPOCH,
         );
-        assert_eq!(state.enqueue(message("aa"), false, 0), Admission::Refused);
-        assert_eq!(state.enqueue(message("a"), false, 0), Admission::Enqueued);
+        assert_eq!(
+            state.enqueue(message("aa"), Place::Memory, 0),
+            Admission::Refused
+        );
+        assert_eq!(
+            state.enqueue(message("a"), Place::Memory, 0),
+            Admission::Enqueued
+        );
     }
 }

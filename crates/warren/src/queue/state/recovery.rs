@@ -71,7 +71,7 @@ mod tests {
         entries
             .iter()
             .map(|e| match &e.payload {
-                Payload::OnDisk { msg_id, .. } => *msg_id,
+                Payload::OnDisk { msg_id, .. } | Payload::Spilled { msg_id, .. } => *msg_id,
                 Payload::Loaded(m) => m.id,
             })
             .collect()
@@ -152,7 +152,7 @@ mod tests {
         }
         let order: Vec<u64> = std::iter::from_fn(|| state.pop_ready())
             .map(|e| match e.payload {
-                Payload::OnDisk { msg_id, .. } => msg_id,
+                Payload::OnDisk { msg_id, .. } | Payload::Spilled { msg_id, .. } => msg_id,
                 Payload::Loaded(m) => m.id,
             })
             .collect();
