@@ -2,21 +2,23 @@
 //! copied, large bodies referenced, never copied), write it with one vectored append, `fdatasync` once, update the
 //! index, then complete every waiter. Whatever arrives meanwhile forms the next batch. Past `wal_file_size` the file
 //! is sealed, a new one started, and the sealed one handed to the background thread to retire.
+//!
+//! A failed append, fdatasync or file creation fails this part of the store; `repair` is how it comes back.
+
+mod batch;
+mod repair;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-use bytes::Bytes;
+use std::time::Instant;
 
 use super::fs::{append_all, FileHandle};
 use super::index::{FileId, FileKind, Loc};
 use super::record::{self, file_header, BlobLayout, Kind, FILE_HEADER_LEN, WAL_MAGIC};
-use super::shared::{bump, Job, OnDurable, Op, Shared};
+use super::retry::Backoff;
+use super::shared::{bump, Job, OnDurable, Op, Part, Shared, Taken};
 use super::{lock, QueueId, StoreError};
-
-/// Bodies up to this size are copied into the batch buffer; larger ones are written from their own `Bytes` (one
-/// iovec each). Copying a few KiB is cheaper than an iovec entry, and it keeps the count under IOV_MAX.
-const INLINE_BODY: usize = 4096;
+use batch::Batch;
 
 pub(crate) fn wal_path(wal_dir: &Path, seq: u64) -> PathBuf {
     wal_dir.join(format!("{seq:020}.wal"))
@@ -27,56 +29,13 @@ pub(crate) fn parse_wal_name(name: &str) -> Option<u64> {
     name.strip_suffix(".wal")?.parse().ok()
 }
 
-/// One batch's bytes: a buffer for headers and small payloads plus the large bodies, in write order.
-#[derive(Default)]
-struct Batch {
-    buf: Vec<u8>,
-    parts: Vec<Part>,
-    len: u64,
-}
-
-enum Part {
-    Buf(usize, usize),
-    Body(Bytes),
-}
-
-impl Batch {
-    fn push(&mut self, bytes: &[u8]) {
-        let start = self.buf.len();
-        self.buf.extend_from_slice(bytes);
-        match self.parts.last_mut() {
-            Some(Part::Buf(_, end)) if *end == start => *end = self.buf.len(),
-            _ => self.parts.push(Part::Buf(start, self.buf.len())),
-        }
-        self.len += bytes.len() as u64;
-    }
-
-    fn push_body(&mut self, body: &Bytes) {
-        if body.len() <= INLINE_BODY {
-            self.push(body);
-        } else {
-            self.parts.push(Part::Body(body.clone()));
-            self.len += body.len() as u64;
-        }
-    }
-
-    fn slices(&self) -> Vec<&[u8]> {
-        self.parts
-            .iter()
-            .map(|p| match p {
-                Part::Buf(s, e) => &self.buf[*s..*e],
-                Part::Body(b) => &b[..],
-            })
-            .collect()
-    }
-}
-
-/// What to do with each op once its batch is durable.
+/// What to do with each op once its batch is durable (or has failed).
 enum Applied {
     Publish {
         msg_id: u64,
         queues: Vec<QueueId>,
-        loc: Loc,
+        /// Where the record is; None when it was never written (the store had failed).
+        loc: Option<Loc>,
         done: OnDurable,
     },
     Ack {
@@ -91,139 +50,185 @@ enum Applied {
     },
 }
 
-pub(crate) struct WalWriter {
-    shared: Arc<Shared>,
-    file: Arc<dyn FileHandle>,
-    file_id: FileId,
+/// The WAL file being appended to.
+struct WalFile {
+    handle: Arc<dyn FileHandle>,
+    id: FileId,
     seq: u64,
     path: PathBuf,
+    /// Bytes appended, header included.
     len: u64,
+    /// Bytes known durable: the end of the last batch whose fdatasync (with sync Never: whose write) succeeded.
+    /// After a failure nothing past it is trusted: repair cuts the file back to it.
+    durable: u64,
 }
 
-impl WalWriter {
+impl WalFile {
     /// Creates WAL file `seq` with its header, makes its directory entry durable, and registers it in the index.
-    pub(crate) fn create(shared: &Arc<Shared>, seq: u64) -> Result<WalWriter, StoreError> {
+    /// With `probe`, the header is fdatasynced too: a repair proves that the disk takes writes again. Otherwise the
+    /// header becomes durable with the first batch's fdatasync.
+    fn create(shared: &Shared, seq: u64, probe: bool) -> Result<WalFile, StoreError> {
         let dir = shared.wal_dir();
         let path = wal_path(&dir, seq);
-        let file = shared
+        let handle = shared
             .fs
             .create(&path)
             .map_err(StoreError::io("create", &path))?;
-        append_all(file.as_ref(), &[&file_header(WAL_MAGIC)])
+        append_all(handle.as_ref(), &[&file_header(WAL_MAGIC)])
             .map_err(StoreError::io("append", &path))?;
         if shared.sync() {
-            // The header itself becomes durable with the first batch's fdatasync.
+            if probe {
+                handle
+                    .sync_data()
+                    .map_err(StoreError::io("sync_data", &path))?;
+            }
             shared
                 .fs
                 .sync_dir(&dir)
                 .map_err(StoreError::io("sync_dir", &dir))?;
         }
-        let file_id =
-            lock(&shared.index).add_file(FileKind::Wal { seq }, path.clone(), file.clone());
-        Ok(WalWriter {
-            shared: shared.clone(),
-            file,
-            file_id,
+        let id = lock(&shared.index).add_file(FileKind::Wal { seq }, path.clone(), handle.clone());
+        Ok(WalFile {
+            handle,
+            id,
             seq,
             path,
             len: FILE_HEADER_LEN,
+            // Even when the header is not synced yet: a file cut back to its header holds no record, and recovery
+            // removes one whose header did not reach the disk.
+            durable: FILE_HEADER_LEN,
         })
     }
+}
 
-    /// The thread body: batches until the inbox is closed and drained, then stops the background thread.
+pub(crate) struct WalWriter {
+    shared: Arc<Shared>,
+    /// The file being appended to; None when creating one failed (a start on a full disk, a failed roll after
+    /// which repair cut and retired the old one).
+    file: Option<WalFile>,
+    /// The sequence number the next WAL file gets.
+    next_seq: u64,
+    /// Set while this part is failed: when it next tries to repair itself.
+    fault: Option<Backoff>,
+    /// Acks and queue drops taken while the store was failed, or in a batch that failed: already applied to the
+    /// index, their records are written first in the next batch that is written.
+    deferred: Vec<Op>,
+}
+
+impl WalWriter {
+    /// The writer for a store whose next WAL file is `seq`: it creates that file, or, if it cannot (a full disk),
+    /// starts failed and creates it when it repairs itself.
+    pub(crate) fn start(shared: &Arc<Shared>, seq: u64) -> WalWriter {
+        let mut writer = WalWriter {
+            shared: shared.clone(),
+            file: None,
+            next_seq: seq,
+            fault: None,
+            deferred: Vec::new(),
+        };
+        match WalFile::create(shared, seq, false) {
+            Ok(file) => {
+                writer.file = Some(file);
+                writer.next_seq += 1;
+            }
+            Err(e) => writer.fail(e),
+        }
+        writer
+    }
+
+    /// The thread body: batches until the inbox is closed and drained, then stops the background thread. While
+    /// failed it wakes when a repair is due, even if nothing is queued.
     pub(crate) fn run(mut self) {
-        while let Some(ops) = self.shared.inbox.take() {
-            self.process(ops);
+        loop {
+            let deadline = self.fault.as_ref().map(Backoff::due);
+            let mut asked = Vec::new();
+            match self.shared.inbox.take(deadline) {
+                Taken::Ops(mut ops) => {
+                    ops.retain_mut(|op| match op {
+                        Op::Retry { done } => {
+                            asked.push(done.clone());
+                            false
+                        }
+                        _ => true,
+                    });
+                    self.process(ops);
+                }
+                Taken::TimedOut => {}
+                Taken::Closed => break,
+            }
+            let due = self
+                .fault
+                .as_ref()
+                .is_some_and(|f| f.due() <= Instant::now());
+            if self.fault.is_some() && (due || !asked.is_empty()) {
+                self.retry();
+            }
+            for done in asked {
+                let _ = done.send(());
+            }
         }
         self.shared.send_job(Job::Stop);
     }
 
+    /// This part failed: publishes are refused from now on and a repair is scheduled.
+    fn fail(&mut self, error: StoreError) {
+        self.shared.fail(Part::Wal, error.to_string());
+        if self.fault.is_none() {
+            let config = &self.shared.config;
+            self.fault = Some(Backoff::start(config.retry_after, config.retry_max));
+        }
+    }
+
     fn process(&mut self, ops: Vec<Op>) {
-        if self.shared.is_failed() {
+        if self.fault.is_some() || self.shared.is_failed() {
             return self.reject(ops);
         }
-        let mut batch = Batch::default();
-        let mut applied = Vec::with_capacity(ops.len());
-        for op in ops {
-            match op {
-                Op::Publish {
-                    msg,
-                    mut queues,
-                    done,
-                } => {
-                    queues.sort_unstable();
-                    queues.dedup();
-                    let head = match record::message_head(&msg) {
-                        Ok(h) => h,
-                        Err(reason) => {
-                            done(Err(StoreError::Rejected { reason }));
-                            continue;
-                        }
-                    };
-                    let mut front = record::publish_head(&queues);
-                    front.extend_from_slice(&head);
-                    let offset = self.len + batch.len;
-                    let kind = BlobLayout::of(&msg).publish_kind();
-                    batch.push(&record::record_header(kind, &[&front, &msg.body]));
-                    batch.push(&front);
-                    batch.push_body(&msg.body);
-                    let len = (self.len + batch.len - offset) as u32;
-                    let loc = Loc {
-                        file: self.file_id,
-                        len,
-                        offset,
-                    };
-                    applied.push(Applied::Publish {
-                        msg_id: msg.msg_id,
-                        queues,
-                        loc,
-                        done,
-                    });
-                }
-                Op::Ack { queue, ids } => {
-                    for chunk in ids.chunks(record::MAX_IDS_PER_ACK) {
-                        let payload = record::ack_payload(Some(queue), chunk);
-                        batch.push(&record::record_header(Kind::Ack, &[&payload]));
-                        batch.push(&payload);
-                    }
-                    applied.push(Applied::Ack { queue, ids });
-                }
-                Op::DropQueue { queue } => {
-                    let payload = queue.to_le_bytes();
-                    batch.push(&record::record_header(Kind::DropQueue, &[&payload]));
-                    batch.push(&payload);
-                    applied.push(Applied::DropQueue { queue });
-                }
-                Op::Flush { done } => applied.push(Applied::Flush { done }),
+        let Some(file) = self.file.as_ref() else {
+            return self.reject(ops);
+        };
+        let ops = if self.deferred.is_empty() {
+            ops
+        } else {
+            let mut all = std::mem::take(&mut self.deferred);
+            all.extend(ops);
+            all
+        };
+        let (base, file_id) = (file.len, file.id);
+        let (batch, applied) = encode(ops, base, file_id);
+        match self.write(&batch) {
+            Ok(()) => self.complete(applied, true),
+            Err(e) => {
+                self.fail(e);
+                self.complete(applied, false);
             }
         }
-        if let Err(e) = self.write(&batch) {
-            self.shared.fail(e.to_string());
-            return self.complete(applied, false);
-        }
-        self.complete(applied, true);
     }
 
     /// One vectored append of the whole batch, then one fdatasync.
     fn write(&mut self, batch: &Batch) -> Result<(), StoreError> {
+        let Some(file) = self.file.as_mut() else {
+            return Err(self.shared.failure());
+        };
         if batch.len > 0 {
-            append_all(self.file.as_ref(), &batch.slices())
-                .map_err(StoreError::io("append", &self.path))?;
-            self.len += batch.len;
+            append_all(file.handle.as_ref(), &batch.slices())
+                .map_err(StoreError::io("append", &file.path))?;
+            file.len += batch.len;
             bump(&self.shared.counters.batches, 1);
             if self.shared.sync() {
-                self.file
+                file.handle
                     .sync_data()
-                    .map_err(StoreError::io("sync_data", &self.path))?;
+                    .map_err(StoreError::io("sync_data", &file.path))?;
                 bump(&self.shared.counters.wal_syncs, 1);
             }
+            file.durable = file.len;
         }
         Ok(())
     }
 
-    /// Applies a written batch to the index, rolls the file if it is full, and completes the batch's waiters; with
-    /// `durable` false, publishes and flushes fail (acks and drops still apply in memory, so reads and accounting
-    /// stay coherent).
+    /// Applies a batch to the index, rolls the file if it is full, and completes the batch's waiters. With
+    /// `durable` false (the batch failed, or the store had failed and nothing was written), publishes and flushes
+    /// fail; acks and drops still apply to the index, so reads and accounting stay coherent, and their records are
+    /// kept to be written after the repair.
     ///
     /// The order matters: the index must hold the batch's locations before a roll hands the file to the background
     /// thread (which copies only what the index points at), and the roll and the other jobs are queued before the
@@ -239,28 +244,33 @@ impl WalWriter {
                     Applied::Publish {
                         msg_id,
                         queues,
-                        loc,
+                        loc: Some(loc),
                         done,
-                    } => {
-                        if durable {
-                            for q in queues {
-                                idx.insert(q, msg_id, loc);
-                            }
-                            publishes += 1;
-                            waiters.push(Box::new(move || done(Ok(()))));
-                        } else {
-                            let err = self.shared.failure();
-                            waiters.push(Box::new(move || done(Err(err))));
+                    } if durable => {
+                        for q in queues {
+                            idx.insert(q, msg_id, loc);
                         }
+                        publishes += 1;
+                        waiters.push(Box::new(move || done(Ok(()))));
+                    }
+                    Applied::Publish { done, .. } => {
+                        let err = self.shared.failure();
+                        waiters.push(Box::new(move || done(Err(err))));
                     }
                     Applied::Ack { queue, ids } => {
-                        for id in ids {
-                            idx.ack(queue, id);
+                        for id in &ids {
+                            idx.ack(queue, *id);
+                        }
+                        if !durable {
+                            self.deferred.push(Op::Ack { queue, ids });
                         }
                     }
                     Applied::DropQueue { queue } => {
                         idx.drop_queue(queue);
-                        dropped.push(queue);
+                        match durable {
+                            true => dropped.push(queue),
+                            false => self.deferred.push(Op::DropQueue { queue }),
+                        }
                     }
                     Applied::Flush { done } => {
                         let r = if durable {
@@ -282,11 +292,12 @@ impl WalWriter {
             for queue in dropped {
                 self.shared.send_job(Job::DropQueue(queue));
             }
-            if self.len >= self.shared.config.wal_file_size {
-                if let Err(e) = self.roll() {
-                    // The batch is durable all the same; later publishes fail.
-                    self.shared.fail(e.to_string());
-                }
+            if self
+                .file
+                .as_ref()
+                .is_some_and(|f| f.len >= self.shared.config.wal_file_size)
+            {
+                self.roll();
             }
         }
         if emptied {
@@ -300,37 +311,105 @@ impl WalWriter {
         }
     }
 
-    /// The store has failed: nothing is written, publishes and flushes fail at once.
+    /// The store has failed: nothing is written, publishes and flushes fail at once, acks and drops are deferred.
     fn reject(&mut self, ops: Vec<Op>) {
         let applied = ops
             .into_iter()
-            .map(|op| match op {
-                Op::Publish { msg, queues, done } => {
-                    let loc = Loc {
-                        file: self.file_id,
-                        len: 0,
-                        offset: 0,
-                    };
-                    Applied::Publish {
-                        msg_id: msg.msg_id,
-                        queues,
-                        loc,
-                        done,
-                    }
+            .filter_map(|op| match op {
+                Op::Publish { msg, queues, done } => Some(Applied::Publish {
+                    msg_id: msg.msg_id,
+                    queues,
+                    loc: None,
+                    done,
+                }),
+                Op::Ack { queue, ids } => Some(Applied::Ack { queue, ids }),
+                Op::DropQueue { queue } => Some(Applied::DropQueue { queue }),
+                Op::Flush { done } => Some(Applied::Flush { done }),
+                Op::Retry { done } => {
+                    let _ = done.send(());
+                    None
                 }
-                Op::Ack { queue, ids } => Applied::Ack { queue, ids },
-                Op::DropQueue { queue } => Applied::DropQueue { queue },
-                Op::Flush { done } => Applied::Flush { done },
             })
             .collect();
         self.complete(applied, false);
     }
 
-    /// Seals this file and continues in a new one; the background thread retires the sealed one.
-    fn roll(&mut self) -> Result<(), StoreError> {
-        let next = WalWriter::create(&self.shared, self.seq + 1)?;
-        let sealed = std::mem::replace(self, next);
-        self.shared.send_job(Job::Retire(sealed.file_id));
-        Ok(())
+    /// Seals this file and continues in a new one; the background thread retires the sealed one. If the new file
+    /// cannot be created, the batch just written is durable all the same; this part fails and its repair creates
+    /// the file.
+    fn roll(&mut self) {
+        match WalFile::create(&self.shared, self.next_seq, false) {
+            Ok(next) => {
+                self.next_seq += 1;
+                if let Some(sealed) = self.file.replace(next) {
+                    self.shared.send_job(Job::Retire(sealed.id));
+                }
+            }
+            Err(e) => self.fail(e),
+        }
     }
+}
+
+/// Encodes `ops` as one batch to be appended at offset `base` of WAL file `file_id`: the bytes, and what to apply
+/// once they are durable. A message too large for a record is refused at once.
+fn encode(ops: Vec<Op>, base: u64, file_id: FileId) -> (Batch, Vec<Applied>) {
+    let mut batch = Batch::default();
+    let mut applied = Vec::with_capacity(ops.len());
+    for op in ops {
+        match op {
+            Op::Publish {
+                msg,
+                mut queues,
+                done,
+            } => {
+                queues.sort_unstable();
+                queues.dedup();
+                let head = match record::message_head(&msg) {
+                    Ok(h) => h,
+                    Err(reason) => {
+                        done(Err(StoreError::Rejected { reason }));
+                        continue;
+                    }
+                };
+                let mut front = record::publish_head(&queues);
+                front.extend_from_slice(&head);
+                let offset = base + batch.len;
+                let kind = BlobLayout::of(&msg).publish_kind();
+                batch.push(&record::record_header(kind, &[&front, &msg.body]));
+                batch.push(&front);
+                batch.push_body(&msg.body);
+                let len = (base + batch.len - offset) as u32;
+                let loc = Loc {
+                    file: file_id,
+                    len,
+                    offset,
+                };
+                applied.push(Applied::Publish {
+                    msg_id: msg.msg_id,
+                    queues,
+                    loc: Some(loc),
+                    done,
+                });
+            }
+            Op::Ack { queue, ids } => {
+                for chunk in ids.chunks(record::MAX_IDS_PER_ACK) {
+                    let payload = record::ack_payload(Some(queue), chunk);
+                    batch.push(&record::record_header(Kind::Ack, &[&payload]));
+                    batch.push(&payload);
+                }
+                applied.push(Applied::Ack { queue, ids });
+            }
+            Op::DropQueue { queue } => {
+                let payload = queue.to_le_bytes();
+                batch.push(&record::record_header(Kind::DropQueue, &[&payload]));
+                batch.push(&payload);
+                applied.push(Applied::DropQueue { queue });
+            }
+            Op::Flush { done } => applied.push(Applied::Flush { done }),
+            Op::Retry { done } => {
+                let _ = done.send(());
+            }
+        }
+    }
+    (batch, applied)
 }
