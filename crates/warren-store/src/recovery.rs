@@ -101,9 +101,14 @@ pub(crate) fn recover(
         // A repair writes a copy and a new file: on a full disk it waits for the background thread. Meanwhile the
         // queue serves the good records, which the index points at, and nothing is appended to the damaged file but
         // acks (which the next recovery may not see: a redelivery, never a loss).
-        if let Err(error) = repair(fs.as_ref(), sync, &queues_dir, &index, file) {
-            tracing::warn!(%error, "cannot repair a damaged segment now; the store will retry");
-            unrepaired.push(file);
+        match repair(fs.as_ref(), sync, &queues_dir, &index, file) {
+            Ok(()) => {}
+            // A file that cannot be read stops the open, as any unreadable file does.
+            Err(error @ StoreError::Io { op: "read", .. }) => return Err(error),
+            Err(error) => {
+                tracing::warn!(%error, "cannot repair a damaged segment now; the store will retry");
+                unrepaired.push(file);
+            }
         }
     }
     let index = index.into_inner().unwrap_or_else(|e| e.into_inner());

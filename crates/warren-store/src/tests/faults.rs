@@ -211,3 +211,27 @@ fn retry_now_repairs_at_once_and_reports_the_health() {
     fill(&store, &confirms, 2..=2);
     assert_eq!(confirms.ok(), [2].into());
 }
+
+#[test]
+fn acks_taken_while_only_the_background_part_failed_are_written_once_it_recovers() {
+    let fs = SimFs::new();
+    let cfg = config(1 << 20, 1 << 20);
+    let (store, _) = open(&fs, &cfg, &[1, 2]);
+    let confirms = Confirms::default();
+    fill(&store, &confirms, 1..=10);
+    publish(&store, &confirms, 11, &[2]);
+    // Dropping queue 2 makes the background thread sync `queues/`, which fails: only the background part fails,
+    // and queue 1's messages stay in the current WAL file, where only an Ack record can remove them.
+    fs.set_syncs_failing_under(Some(&Path::new(DIR).join("queues")));
+    store.drop_queue(2);
+    store.flush().expect("the WAL writer is fine");
+    store.settle();
+    assert!(store.failed());
+    store.ack(1, vec![1, 2, 3]);
+    fs.set_syncs_failing_under(None);
+    wait_healthy(&store);
+    // Nothing else is written: the writer writes the kept acks on its own.
+    std::thread::sleep(Duration::from_millis(200));
+    let (_, rec) = crash_and_reopen(store, &fs, &cfg, &[1]);
+    assert_eq!(ids(&rec, 1), (4..=10).collect::<Vec<_>>());
+}

@@ -137,10 +137,17 @@ impl WalWriter {
     }
 
     /// The thread body: batches until the inbox is closed and drained, then stops the background thread. While
-    /// failed it wakes when a repair is due, even if nothing is queued.
+    /// failed it wakes when a repair is due, even if nothing is queued; while it holds deferred records because the
+    /// other part is failed, it wakes every `retry_after` to write them once the store is healthy.
     pub(crate) fn run(mut self) {
         loop {
-            let deadline = self.fault.as_ref().map(Backoff::due);
+            let deadline = match &self.fault {
+                Some(fault) => Some(fault.due()),
+                None if !self.deferred.is_empty() => {
+                    Some(Instant::now() + self.shared.config.retry_after)
+                }
+                None => None,
+            };
             let mut asked = Vec::new();
             match self.shared.inbox.take(deadline) {
                 Taken::Ops(mut ops) => {
@@ -152,6 +159,9 @@ impl WalWriter {
                         _ => true,
                     });
                     self.process(ops);
+                }
+                Taken::TimedOut if self.fault.is_none() && !self.shared.is_failed() => {
+                    self.process(Vec::new());
                 }
                 Taken::TimedOut => {}
                 Taken::Closed => break,
