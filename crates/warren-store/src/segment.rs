@@ -224,6 +224,8 @@ impl SegmentSet {
         path: PathBuf,
         ids: &[u64],
     ) -> Result<(), StoreError> {
+        // Counted as carried first, so that whatever fails below, `reset` hands them back.
+        self.carried.extend(ids.iter().map(|id| (file, *id)));
         if let std::collections::hash_map::Entry::Vacant(entry) = self.touched.entry(file) {
             let synced_len = match self.current.values().find(|c| c.file == file) {
                 Some(cur) => cur.len - cur.buf.len() as u64,
@@ -235,7 +237,6 @@ impl SegmentSet {
                 synced_len,
             });
         }
-        self.carried.extend(ids.iter().map(|id| (file, *id)));
         for chunk in ids.chunks(record::MAX_IDS_PER_ACK) {
             let payload = record::ack_payload(None, chunk);
             if let Some(cur) = self.current.values_mut().find(|c| c.file == file) {
