@@ -6,50 +6,182 @@
 //! with several fsyncs; on the writer thread that would stall every publish for that long. Here it overlaps with
 //! publishing, and the two threads only meet on the index mutex, never held across I/O.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::path::PathBuf;
 use std::sync::{mpsc, Arc};
+use std::time::Instant;
 
+use super::compaction::repair;
 use super::fs::{FileHandle, FileSystem};
 use super::index::{FileId, Loc};
 use super::record::{self, Kind};
+use super::retry::Backoff;
 use super::scan::{Scanner, Step};
 use super::segment::{queue_dir, SegmentSet};
-use super::shared::{bump, Job, Shared};
+use super::shared::{bump, Job, Part, Shared};
 use super::{lock, QueueId, StoreError};
 
 /// The acks bound for one segment: its handle, its path, the msg ids.
 type AckBatch = (Arc<dyn FileHandle>, PathBuf, Vec<u64>);
 
+/// A job that can run again after a failure (`Settle` and `Stop` are answered at once).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Work {
+    Retire(FileId),
+    DropQueue(QueueId),
+    Maintain,
+    Repair(FileId),
+}
+
+/// This part's failure: when to retry, and the work to run again then, oldest first.
+struct Fault {
+    backoff: Backoff,
+    kept: VecDeque<Work>,
+}
+
 pub(crate) struct Background {
     pub(super) shared: Arc<Shared>,
     pub(super) segments: SegmentSet,
+    /// Set while this part is failed.
+    fault: Option<Fault>,
 }
 
 impl Background {
     pub(crate) fn new(shared: Arc<Shared>, segments: SegmentSet) -> Background {
-        Background { shared, segments }
+        Background {
+            shared,
+            segments,
+            fault: None,
+        }
     }
 
-    /// The thread body. After a failure it does no more I/O but still answers `Settle`.
+    /// The thread body. While failed it keeps the jobs that come (answering `Settle` at once) and wakes when a
+    /// retry is due.
     pub(crate) fn run(mut self, jobs: mpsc::Receiver<Job>) {
-        for job in jobs {
-            let result = match job {
-                Job::Stop => break,
-                Job::Settle(done) => {
-                    let _ = done.send(());
-                    Ok(())
+        loop {
+            let job = match self.fault.as_ref().map(|f| f.backoff.due()) {
+                None => match jobs.recv() {
+                    Ok(job) => Some(job),
+                    Err(_) => return,
+                },
+                Some(due) => {
+                    let left = due.saturating_duration_since(Instant::now());
+                    match jobs.recv_timeout(left) {
+                        Ok(job) => Some(job),
+                        Err(mpsc::RecvTimeoutError::Timeout) => None,
+                        Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                    }
                 }
-                _ if self.shared.is_failed() => Ok(()),
-                Job::Retire(file) => self.retire(file),
-                Job::DropQueue(queue) => self.drop_queue(queue),
-                Job::Maintain => self.maintain(),
             };
-            if let Err(e) = result {
-                self.shared.fail(e.to_string());
+            let work = match job {
+                Some(Job::Stop) => return,
+                Some(Job::Settle(done)) => {
+                    let _ = done.send(());
+                    None
+                }
+                Some(Job::Retry(done)) => {
+                    if self.fault.is_some() {
+                        self.retry();
+                    }
+                    let _ = done.send(());
+                    None
+                }
+                Some(Job::Retire(file)) => Some(Work::Retire(file)),
+                Some(Job::DropQueue(queue)) => Some(Work::DropQueue(queue)),
+                Some(Job::Maintain) => Some(Work::Maintain),
+                Some(Job::Repair(file)) => Some(Work::Repair(file)),
+                None => None,
+            };
+            match (work, self.fault.as_mut()) {
+                (Some(work), Some(fault)) => keep(&mut fault.kept, work),
+                (Some(work), None) => {
+                    if let Err(e) = self.work(work) {
+                        self.fail(e, VecDeque::from([work]));
+                    }
+                }
+                (None, _) => {}
+            }
+            if self
+                .fault
+                .as_ref()
+                .is_some_and(|f| f.backoff.due() <= Instant::now())
+            {
+                self.retry();
             }
         }
+    }
+
+    fn work(&mut self, work: Work) -> Result<(), StoreError> {
+        match work {
+            Work::Retire(file) => self.retire(file),
+            Work::DropQueue(queue) => self.drop_queue(queue),
+            Work::Maintain => self.maintain(),
+            Work::Repair(file) => {
+                let queues_dir = self.shared.queues_dir();
+                let (fs, sync) = (self.shared.fs.as_ref(), self.shared.sync());
+                repair(fs, sync, &queues_dir, &self.shared.index, file)
+            }
+        }
+    }
+
+    /// `kept` failed (its first job with `error`): this part fails and keeps them for the retry.
+    fn fail(&mut self, error: StoreError, kept: VecDeque<Work>) {
+        self.shared.fail(Part::Background, error.to_string());
+        match self.fault.as_mut() {
+            Some(fault) => {
+                fault.kept = kept;
+                fault.backoff.again();
+            }
+            None => {
+                let config = &self.shared.config;
+                self.fault = Some(Fault {
+                    backoff: Backoff::start(config.retry_after, config.retry_max),
+                    kept,
+                });
+            }
+        }
+    }
+
+    /// A retry is due: repair the segment state, then run the kept jobs in order; healthy once all succeed.
+    fn retry(&mut self) {
+        let Some(fault) = self.fault.as_mut() else {
+            return;
+        };
+        let mut kept = std::mem::take(&mut fault.kept);
+        if let Err(error) = self.heal() {
+            tracing::info!(%error, "message store: the segment files cannot be repaired yet; retrying");
+            return self.fail(error, kept);
+        }
+        while let Some(work) = kept.pop_front() {
+            if let Err(error) = self.work(work) {
+                tracing::info!(%error, "message store: background work still fails; retrying");
+                kept.push_front(work);
+                return self.fail(error, kept);
+            }
+        }
+        self.fault = None;
+        self.shared.heal(Part::Background);
+    }
+
+    /// Brings the files back to a state every job can continue from: every segment appended to since the last
+    /// successful sync is cut back to its length then (its tail may be torn, or its pages dropped by a failed
+    /// fsync), the acks carried into those appends are handed back to be carried again, and every directory the
+    /// store writes in is synced (an entry created, renamed or removed when the failure struck may not be durable).
+    fn heal(&mut self) -> Result<(), StoreError> {
+        self.segments.reset(&self.shared.index)?;
+        if self.shared.sync() {
+            let mut dirs = vec![self.shared.wal_dir(), self.shared.queues_dir()];
+            dirs.extend(self.segments.queue_dirs());
+            for dir in dirs {
+                match self.shared.fs.sync_dir(&dir) {
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    other => other.map_err(StoreError::io("sync_dir", &dir))?,
+                }
+            }
+        }
+        self.segments.clear_dirty_dirs();
+        Ok(())
     }
 
     /// Moves the live messages of sealed WAL file `file` into segments and deletes it. Order: write the pending
@@ -148,7 +280,8 @@ impl Background {
     }
 
     /// Appends the pending acks of segment messages to their segments as SegmentAck records (made durable by the
-    /// caller's `segments.sync`). Acks of segments deleted meanwhile are moot and dropped.
+    /// caller's `segments.sync`). Acks of segments deleted meanwhile are moot and dropped. If an append fails, the
+    /// acks not yet appended go back to the pending list (those appended are handed back by `SegmentSet::reset`).
     pub(super) fn carry_acks(&mut self) -> Result<(), StoreError> {
         let mut by_file: HashMap<FileId, AckBatch> = HashMap::new();
         {
@@ -164,8 +297,16 @@ impl Background {
                 }
             }
         }
-        for (file, (handle, path, ids)) in by_file {
-            self.segments.append_acks(file, handle, path, &ids)?;
+        let mut batches = by_file.into_iter();
+        while let Some((file, (handle, path, ids))) = batches.next() {
+            if let Err(e) = self.segments.append_acks(file, handle, path, &ids) {
+                let mut idx = lock(&self.shared.index);
+                for (file, (_, _, ids)) in batches {
+                    idx.pending_acks
+                        .extend(ids.into_iter().map(|id| (file, id)));
+                }
+                return Err(e);
+            }
         }
         Ok(())
     }
@@ -190,6 +331,14 @@ impl Background {
         }
         Ok(())
     }
+}
+
+/// Adds `work` to the jobs kept for the retry; one maintenance pass at the end covers any number asked for.
+fn keep(kept: &mut VecDeque<Work>, work: Work) {
+    if work == Work::Maintain {
+        kept.retain(|w| *w != Work::Maintain);
+    }
+    kept.push_back(work);
 }
 
 /// Removes a queue directory and everything in it (no sync; the caller syncs the parent).

@@ -172,18 +172,23 @@ pub(crate) fn rewrite_in_place(
     }
     fs.rename(&tmp, &path)
         .map_err(StoreError::io("rename", &tmp))?;
+    // The path names the new file from here on, so the index follows it before the directory sync: if that sync
+    // fails, the background thread's repair syncs the directory again (either file, old or new, holds every live
+    // message, so a crash in between loses nothing).
+    {
+        let mut idx = lock(index);
+        if let Some(f) = idx.files.get_mut(&file) {
+            f.handle = new;
+            f.total_bytes = total;
+        }
+        for (msg_id, from, to) in copied {
+            idx.relocate(queue, msg_id, from, to);
+        }
+    }
     if sync {
         let dir = queue_dir(queues_dir, queue);
         fs.sync_dir(&dir)
             .map_err(StoreError::io("sync_dir", &dir))?;
-    }
-    let mut idx = lock(index);
-    if let Some(f) = idx.files.get_mut(&file) {
-        f.handle = new;
-        f.total_bytes = total;
-    }
-    for (msg_id, from, to) in copied {
-        idx.relocate(queue, msg_id, from, to);
     }
     Ok(true)
 }

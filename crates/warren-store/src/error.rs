@@ -20,8 +20,8 @@ pub enum StoreError {
         #[source]
         source: io::Error,
     },
-    /// A write or fsync failed earlier (or just now): the store refuses further persistent writes until the broker is
-    /// restarted, and recovery then serves what was durable. `cause` describes the first failure.
+    /// A write or fsync failed earlier (or just now): the store refuses persistent writes until it has repaired
+    /// itself (it retries by itself, see `StoreHealth::Failed`). `cause` describes the first error of the failure.
     #[error("message store failed: {cause}")]
     Failed {
         /// The first failure, as text: every later caller gets the same one.

@@ -6,6 +6,7 @@
 //! - [`Store`] (this file): the API the broker calls, and its threads' lifecycle;
 //! - `wal`: the writer thread: batch, one vectored append, one fdatasync, complete the waiters (group commit);
 //! - `background`: the second thread: retires full WAL files into segments, removes dropped queues' files;
+//! - `retry`: when a part that failed (a write or fsync error, a full disk) tries again to repair itself;
 //! - `compaction`: deletes fully acked segments and rewrites mostly acked ones;
 //! - `recovery`: reads segments and replays the WAL at open, cutting torn tails;
 //! - `index`: where each live message lives (file, offset, length), about 40 bytes a message;
@@ -21,6 +22,7 @@ pub mod fs;
 mod index;
 mod record;
 mod recovery;
+mod retry;
 mod scan;
 mod segment;
 mod shared;
@@ -36,6 +38,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -70,22 +73,46 @@ pub struct StoreConfig {
     pub wal_file_size: u64,
     /// A queue's current segment file is sealed once it reaches this size (default 64 MiB).
     pub segment_size: u64,
+    /// After a write or fsync error, the failed part first tries to repair itself this long after (default 1 s) ...
+    pub retry_after: Duration,
+    /// ... then twice as long after each failed attempt, up to this (default 10 s).
+    pub retry_max: Duration,
 }
 
 impl StoreConfig {
     /// The default WAL file and segment size: large enough that sealing and retiring files is rare, small enough
     /// that compaction can free space in useful steps.
     pub const DEFAULT_FILE_SIZE: u64 = 64 << 20;
+    /// The default first retry after a failure.
+    pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+    /// The default longest wait between retries.
+    pub const DEFAULT_RETRY_MAX: Duration = Duration::from_secs(10);
 
-    /// Defaults: sync Always, 64 MiB WAL files and segments.
+    /// Defaults: sync Always, 64 MiB WAL files and segments, retries after 1 s backing off to 10 s.
     pub fn new(dir: impl Into<PathBuf>) -> StoreConfig {
         StoreConfig {
             dir: dir.into(),
             sync: SyncMode::Always,
             wal_file_size: Self::DEFAULT_FILE_SIZE,
             segment_size: Self::DEFAULT_FILE_SIZE,
+            retry_after: Self::DEFAULT_RETRY_AFTER,
+            retry_max: Self::DEFAULT_RETRY_MAX,
         }
     }
+}
+
+/// Whether the store takes persistent writes ([`Store::health`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreHealth {
+    /// Writes and fsyncs succeed.
+    Healthy,
+    /// A write or fsync failed (a full disk, an I/O error) and the store has not repaired itself yet: publishes get
+    /// `Err`, acks and queue drops are kept in memory to be written once it has. It retries by itself, from its
+    /// last synced state, with backoff ([`StoreConfig::retry_after`]); reads keep working throughout.
+    Failed {
+        /// The first error of the failure, as text.
+        cause: String,
+    },
 }
 
 /// What the broker keeps beside a message so that a restart puts it back where it was without reading its body:
@@ -170,6 +197,10 @@ pub struct StoreStats {
     pub segments_compacted: u64,
     /// Body and property bytes queued for the writer and not yet taken (for back-pressure).
     pub queued_bytes: u64,
+    /// Times the store went from healthy to failed.
+    pub failures: u64,
+    /// Times it repaired itself and became healthy again.
+    pub recoveries: u64,
 }
 
 /// The message store. Cheap to clone; all clones share one store. Dropping the last clone stops its threads.
@@ -213,6 +244,10 @@ impl Store {
     /// Opens or creates the store, recovers it (reading segments, replaying the WAL, truncating torn tails at the
     /// last good record, repairing damaged segments, fsyncing directories), and starts the WAL writer thread and the
     /// background thread. `durable_queues`: the queue ids that still exist; messages of others are dropped.
+    ///
+    /// Recovery needs no free space (it only reads, truncates and removes), so a store on a full disk opens: what
+    /// needs space (the new WAL file, the repair of a damaged segment, retiring recovered WAL files) fails, the store
+    /// starts [`StoreHealth::Failed`] with everything recovered readable, and it repairs itself once space is back.
     pub fn open(
         config: StoreConfig,
         fs: Arc<dyn FileSystem>,
@@ -225,8 +260,11 @@ impl Store {
         }
         let recovered = recovery::recover(&config, &fs, durable_queues)?;
         let shared = Arc::new(Shared::new(config, fs, recovered.index));
-        let writer = WalWriter::create(&shared, recovered.next_wal_seq)?;
+        let writer = WalWriter::start(&shared, recovered.next_wal_seq);
         let (tx, rx) = mpsc::channel();
+        for file in recovered.unrepaired {
+            let _ = tx.send(Job::Repair(file));
+        }
         for file in recovered.sealed_wal {
             let _ = tx.send(Job::Retire(file));
         }
@@ -271,8 +309,9 @@ impl Store {
 
     /// Queues one publish record (the body is stored once however many queues it goes to). `on_durable` is called
     /// exactly once: from the writer thread with Ok after the fdatasync covering the record (sync Always) or after
-    /// the write (Never), or Err if the write or sync failed, the store had failed before, or the message is too
-    /// large; from the caller's thread with `Err(Closed)` if the store was closed. Never blocks on I/O.
+    /// the write (Never), or Err if the write or sync failed, the store is failed ([`StoreHealth::Failed`]), or the
+    /// message is too large; from the caller's thread with `Err(Closed)` if the store was closed. Never blocks on
+    /// I/O. A publish that got Err may be lost; one that got Ok survives every later failure and crash until acked.
     pub fn publish(
         &self,
         msg: StoredMessage,
@@ -289,7 +328,8 @@ impl Store {
     }
 
     /// Records that `queue` no longer holds these messages (acked or dropped). Never waits for an fsync: a lost ack
-    /// only means a redelivery after a crash.
+    /// only means a redelivery after a crash. Taken while the store is failed too: the index forgets the messages at
+    /// once and the ack record is written once the store has repaired itself.
     pub fn ack(&self, queue: QueueId, msg_ids: Vec<u64>) {
         if !msg_ids.is_empty() {
             self.shared().inbox.push(Op::Ack {
@@ -348,9 +388,32 @@ impl Store {
         self.shared().inbox.push(Op::DropQueue { queue });
     }
 
-    /// True once a write or fsync has failed: the broker must refuse further persistent publishes.
+    /// True while the store is failed ([`StoreHealth::Failed`]): persistent publishes get `Err` until it has
+    /// repaired itself. One atomic load.
     pub fn failed(&self) -> bool {
         self.shared().is_failed()
+    }
+
+    /// Healthy, or failed with the cause: a write or fsync failed and the store has not yet repaired itself.
+    pub fn health(&self) -> StoreHealth {
+        match self.shared().cause() {
+            Some(cause) if self.failed() => StoreHealth::Failed { cause },
+            _ => StoreHealth::Healthy,
+        }
+    }
+
+    /// Asks each failed part of the store to try to repair itself now rather than at its next scheduled retry,
+    /// waits for the attempts, and returns the health after them. For an operator who just freed space, and for
+    /// tests that need repairs at chosen points.
+    pub fn retry_now(&self) -> StoreHealth {
+        let (tx, rx) = mpsc::sync_channel(1);
+        if self.shared().inbox.push(Op::Retry { done: tx }).is_none() {
+            let _ = rx.recv();
+        }
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.shared().send_job(Job::Retry(tx));
+        let _ = rx.recv();
+        self.health()
     }
 
     /// Waits until everything queued so far is written and synced.
@@ -362,8 +425,8 @@ impl Store {
         rx.recv().unwrap_or(Err(StoreError::Closed))
     }
 
-    /// Waits until the background work queued so far (WAL retirement, compaction, queue file removal) is done. For
-    /// tests and tools; the broker never needs it.
+    /// Waits until the background work queued so far (WAL retirement, compaction, queue file removal) is done, or
+    /// deferred because the background part has failed. For tests and tools; the broker never needs it.
     pub fn settle(&self) {
         let (tx, rx) = mpsc::sync_channel(1);
         self.shared().send_job(Job::Settle(tx));
@@ -396,6 +459,8 @@ impl Store {
             segments_deleted: get(&c.segments_deleted),
             segments_compacted: get(&c.segments_compacted),
             queued_bytes: self.shared().inbox.queued_bytes(),
+            failures: get(&c.failures),
+            recoveries: get(&c.recoveries),
         }
     }
 

@@ -22,6 +22,8 @@ pub(crate) struct Recovered {
     pub segments: SegmentSet,
     /// Recovered WAL files, oldest first, for the background thread to retire.
     pub sealed_wal: Vec<FileId>,
+    /// Damaged segments whose repair failed (short of space): the background thread repairs them later.
+    pub unrepaired: Vec<FileId>,
     pub next_wal_seq: u64,
     pub report: Recovery,
 }
@@ -94,14 +96,27 @@ pub(crate) fn recover(
         }
     }
     let index = Mutex::new(r.index);
+    let mut unrepaired = Vec::new();
     for file in std::mem::take(&mut r.damaged) {
-        repair(fs.as_ref(), sync, &queues_dir, &index, file)?;
+        // A repair writes a copy and a new file: on a full disk it waits for the background thread. Meanwhile the
+        // queue serves the good records, which the index points at, and nothing is appended to the damaged file but
+        // acks (which the next recovery may not see: a redelivery, never a loss).
+        match repair(fs.as_ref(), sync, &queues_dir, &index, file) {
+            Ok(()) => {}
+            // A file that cannot be read stops the open, as any unreadable file does.
+            Err(error @ StoreError::Io { op: "read", .. }) => return Err(error),
+            Err(error) => {
+                tracing::warn!(%error, "cannot repair a damaged segment now; the store will retry");
+                unrepaired.push(file);
+            }
+        }
     }
     let index = index.into_inner().unwrap_or_else(|e| e.into_inner());
     Ok(Recovered {
         index,
         segments: r.segments,
         sealed_wal,
+        unrepaired,
         next_wal_seq,
         report: r.report,
     })

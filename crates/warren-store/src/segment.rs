@@ -1,6 +1,6 @@
 //! Per-queue segment files as the background thread writes them: the current (appendable) segment of each queue,
-//! rolling to a new one past `segment_size`, buffered appends, and the set of files and directories to fsync before
-//! a WAL file may be deleted.
+//! rolling to a new one past `segment_size`, buffered appends, the set of files and directories to fsync before
+//! a WAL file may be deleted, and, after a failure, cutting the files appended to back to their synced length.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -41,6 +41,14 @@ struct Current {
     buf: Vec<u8>,
 }
 
+/// A file appended to since the last successful `sync`.
+struct Touched {
+    handle: Arc<dyn FileHandle>,
+    path: PathBuf,
+    /// Its length before the first of those appends: synced, so what `reset` cuts it back to.
+    synced_len: u64,
+}
+
 pub(crate) struct SegmentSet {
     fs: Arc<dyn FileSystem>,
     queues_dir: PathBuf,
@@ -51,10 +59,13 @@ pub(crate) struct SegmentSet {
     /// Queues whose directory exists.
     dirs: HashSet<QueueId>,
     /// Files appended to since the last `sync`, and directories whose entries changed.
-    touched: HashMap<FileId, (Arc<dyn FileHandle>, PathBuf)>,
+    touched: HashMap<FileId, Touched>,
     dirty_dirs: BTreeSet<PathBuf>,
     /// Message bytes appended per file since the last `sync`, added to the index's `total_bytes` there.
     added: HashMap<FileId, u64>,
+    /// Acks of segment messages appended as SegmentAck records since the last `sync` (file, msg id): handed back
+    /// to the index's pending acks if those appends are cut by `reset`.
+    carried: Vec<(FileId, u64)>,
 }
 
 impl SegmentSet {
@@ -75,6 +86,7 @@ impl SegmentSet {
             touched: HashMap::new(),
             dirty_dirs: BTreeSet::new(),
             added: HashMap::new(),
+            carried: Vec::new(),
         }
     }
 
@@ -190,8 +202,14 @@ impl SegmentSet {
         cur.len += len as u64;
         let file = cur.file;
         *self.added.entry(file).or_default() += len as u64;
-        self.touched
-            .insert(file, (cur.handle.clone(), cur.path.clone()));
+        // Everything in the file itself was synced: a sync leaves no buffer, and a new segment's header is still in
+        // its buffer.
+        let on_disk = cur.len - cur.buf.len() as u64;
+        self.touched.entry(file).or_insert_with(|| Touched {
+            handle: cur.handle.clone(),
+            path: cur.path.clone(),
+            synced_len: on_disk,
+        });
         if cur.buf.len() >= FLUSH_AT {
             self.flush(queue)?;
         }
@@ -206,6 +224,19 @@ impl SegmentSet {
         path: PathBuf,
         ids: &[u64],
     ) -> Result<(), StoreError> {
+        // Counted as carried first, so that whatever fails below, `reset` hands them back.
+        self.carried.extend(ids.iter().map(|id| (file, *id)));
+        if let std::collections::hash_map::Entry::Vacant(entry) = self.touched.entry(file) {
+            let synced_len = match self.current.values().find(|c| c.file == file) {
+                Some(cur) => cur.len - cur.buf.len() as u64,
+                None => handle.size().map_err(StoreError::io("read", &path))?,
+            };
+            entry.insert(Touched {
+                handle: handle.clone(),
+                path: path.clone(),
+                synced_len,
+            });
+        }
         for chunk in ids.chunks(record::MAX_IDS_PER_ACK) {
             let payload = record::ack_payload(None, chunk);
             if let Some(cur) = self.current.values_mut().find(|c| c.file == file) {
@@ -218,7 +249,6 @@ impl SegmentSet {
                 append_all(handle.as_ref(), &[&bytes]).map_err(StoreError::io("append", &path))?;
             }
         }
-        self.touched.insert(file, (handle, path));
         Ok(())
     }
 
@@ -241,10 +271,10 @@ impl SegmentSet {
             self.flush(q)?;
         }
         if self.sync {
-            for (handle, path) in self.touched.values() {
-                handle
+            for t in self.touched.values() {
+                t.handle
                     .sync_data()
-                    .map_err(StoreError::io("sync_data", path))?;
+                    .map_err(StoreError::io("sync_data", &t.path))?;
             }
             // New queue directories (entries in `queues/`) and new segment files (entries in a queue directory):
             // their order does not matter, since the WAL file is deleted only after every one of these succeeded.
@@ -256,6 +286,7 @@ impl SegmentSet {
         }
         self.touched.clear();
         self.dirty_dirs.clear();
+        self.carried.clear();
         let mut idx = lock(index);
         for (file, n) in self.added.drain() {
             if let Some(f) = idx.files.get_mut(&file) {
@@ -263,5 +294,59 @@ impl SegmentSet {
             }
         }
         Ok(())
+    }
+
+    /// After a failure: cuts every file appended to since the last successful `sync` back to its length then, and
+    /// makes that length durable. Nothing in the cut bytes is pointed at (the index moves to a copy only after the
+    /// sync), but they may hold a torn record, or, after a failed fsync, pages Linux dropped: appending after them
+    /// would leave a hole that recovery takes for damage. Buffered bytes are dropped with them, the appends'
+    /// accounting is forgotten, and the acks they carried go back to the index's pending acks. A file whose cut
+    /// fails stays listed for the next attempt.
+    pub(crate) fn reset(&mut self, index: &Mutex<Index>) -> Result<(), StoreError> {
+        let files: Vec<FileId> = self.touched.keys().copied().collect();
+        for file in files {
+            let Some(t) = self.touched.get(&file) else {
+                continue;
+            };
+            t.handle
+                .set_len(t.synced_len)
+                .map_err(StoreError::io("set_len", &t.path))?;
+            if self.sync {
+                t.handle
+                    .sync_data()
+                    .map_err(StoreError::io("sync_data", &t.path))?;
+            }
+            let synced_len = t.synced_len;
+            self.touched.remove(&file);
+            self.added.remove(&file);
+            if let Some(cur) = self.current.values_mut().find(|c| c.file == file) {
+                // A new segment cut back to nothing starts again with its header.
+                cur.buf = match synced_len {
+                    0 => file_header(SEGMENT_MAGIC).to_vec(),
+                    _ => Vec::new(),
+                };
+                cur.len = synced_len + cur.buf.len() as u64;
+            }
+        }
+        let mut idx = lock(index);
+        for (file, id) in self.carried.drain(..) {
+            if idx.files.contains_key(&file) {
+                idx.pending_acks.push((file, id));
+            }
+        }
+        Ok(())
+    }
+
+    /// The directories of the queues that have segments.
+    pub(crate) fn queue_dirs(&self) -> Vec<PathBuf> {
+        self.dirs
+            .iter()
+            .map(|q| queue_dir(&self.queues_dir, *q))
+            .collect()
+    }
+
+    /// Every directory was just synced.
+    pub(crate) fn clear_dirty_dirs(&mut self) {
+        self.dirty_dirs.clear();
     }
 }

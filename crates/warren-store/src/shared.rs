@@ -1,9 +1,10 @@
 //! State shared by the API, the WAL writer thread and the background thread: the index, the writer's inbox, the
-//! failure flag and the counters.
+//! failure state and the counters.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex, OnceLock};
+use std::time::Instant;
 
 use super::fs::FileSystem;
 use super::index::{FileId, Index};
@@ -29,6 +30,10 @@ pub(crate) enum Op {
     Flush {
         done: mpsc::SyncSender<Result<(), StoreError>>,
     },
+    /// Try a due-or-not repair now if failed (`Store::retry_now`), then reply.
+    Retry {
+        done: mpsc::SyncSender<()>,
+    },
 }
 
 impl Op {
@@ -48,9 +53,24 @@ pub(crate) enum Job {
     DropQueue(QueueId),
     /// Delete fully acked segments and compact mostly acked ones.
     Maintain,
-    /// Reply once every job queued before this one is done.
+    /// Keep a copy of this damaged segment and rewrite it with its good records (recovery could not, short of
+    /// space).
+    Repair(FileId),
+    /// Reply once every job queued before this one is done (at once while the background part has failed).
     Settle(mpsc::SyncSender<()>),
+    /// Try a repair now if failed (`Store::retry_now`), then reply.
+    Retry(mpsc::SyncSender<()>),
     Stop,
+}
+
+/// What [`Inbox::take`] found.
+pub(crate) enum Taken {
+    /// Everything queued.
+    Ops(Vec<Op>),
+    /// Nothing came before the deadline.
+    TimedOut,
+    /// The inbox is closed and drained.
+    Closed,
 }
 
 /// The writer's inbox: callers push, the writer takes everything at once (that is the group commit).
@@ -77,8 +97,8 @@ impl Inbox {
         None
     }
 
-    /// Blocks until something is queued and takes all of it; `None` once closed and drained.
-    pub(crate) fn take(&self) -> Option<Vec<Op>> {
+    /// Blocks until something is queued and takes all of it, or until `deadline` passes with nothing queued.
+    pub(crate) fn take(&self, deadline: Option<Instant>) -> Taken {
         let mut s = lock(&self.state);
         loop {
             if !s.0.is_empty() {
@@ -89,12 +109,23 @@ impl Inbox {
                 if let Some(hook) = self.on_taken.get() {
                     hook();
                 }
-                return Some(ops);
+                return Taken::Ops(ops);
             }
             if s.1 {
-                return None;
+                return Taken::Closed;
             }
-            s = self.ready.wait(s).unwrap_or_else(|e| e.into_inner());
+            s = match deadline {
+                None => self.ready.wait(s).unwrap_or_else(|e| e.into_inner()),
+                Some(deadline) => {
+                    let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                        return Taken::TimedOut;
+                    };
+                    self.ready
+                        .wait_timeout(s, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
         }
     }
 
@@ -121,10 +152,51 @@ pub(crate) struct Counters {
     pub wal_files_retired: AtomicU64,
     pub segments_deleted: AtomicU64,
     pub segments_compacted: AtomicU64,
+    pub failures: AtomicU64,
+    pub recoveries: AtomicU64,
 }
 
 pub(crate) fn bump(counter: &AtomicU64, n: u64) {
     counter.fetch_add(n, Ordering::Relaxed);
+}
+
+/// The part of the store whose work failed: each of the two threads repairs its own (see `wal.rs` and
+/// `background.rs`), and the store is healthy again once neither has a failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Part {
+    /// The WAL writer: an append, an fdatasync, or creating the next WAL file.
+    Wal,
+    /// The background thread: retiring a WAL file, writing segments, compacting, removing files.
+    Background,
+}
+
+impl Part {
+    fn name(self) -> &'static str {
+        match self {
+            Part::Wal => "write-ahead log",
+            Part::Background => "segment files",
+        }
+    }
+}
+
+/// The cause of each part's current failure.
+#[derive(Default)]
+struct Faults {
+    wal: Option<String>,
+    background: Option<String>,
+}
+
+impl Faults {
+    fn slot(&mut self, part: Part) -> &mut Option<String> {
+        match part {
+            Part::Wal => &mut self.wal,
+            Part::Background => &mut self.background,
+        }
+    }
+
+    fn cause(&self) -> Option<String> {
+        self.wal.clone().or_else(|| self.background.clone())
+    }
 }
 
 pub(crate) struct Shared {
@@ -133,8 +205,10 @@ pub(crate) struct Shared {
     pub index: Mutex<Index>,
     pub inbox: Inbox,
     pub counters: Counters,
+    /// True while either part has failed; read on every batch and by the broker.
     failed: AtomicBool,
-    cause: Mutex<Option<String>>,
+    /// Why; changed only under this lock, together with `failed`.
+    faults: Mutex<Faults>,
     background: Mutex<Option<mpsc::Sender<Job>>>,
 }
 
@@ -147,7 +221,7 @@ impl Shared {
             inbox: Inbox::default(),
             counters: Counters::default(),
             failed: AtomicBool::new(false),
-            cause: Mutex::new(None),
+            faults: Mutex::new(Faults::default()),
             background: Mutex::new(None),
         }
     }
@@ -164,24 +238,49 @@ impl Shared {
         self.config.sync == super::SyncMode::Always
     }
 
-    /// Marks the store failed; the first cause is kept for every later error.
-    pub(crate) fn fail(&self, cause: String) {
-        let mut c = lock(&self.cause);
-        if c.is_none() {
-            tracing::error!(%cause, "message store failed; persistent publishes are refused until restart");
-            *c = Some(cause);
+    /// Marks `part` failed; its first cause is kept, for every error it causes, until the part heals.
+    pub(crate) fn fail(&self, part: Part, cause: String) {
+        let mut faults = lock(&self.faults);
+        let slot = faults.slot(part);
+        if slot.is_some() {
+            return;
         }
-        self.failed.store(true, Ordering::Release);
+        tracing::error!(
+            %cause,
+            "message store failed ({}); persistent publishes are refused until it recovers (retrying from the last synced state in {:?})",
+            part.name(),
+            self.config.retry_after
+        );
+        *slot = Some(cause);
+        if !self.failed.swap(true, Ordering::AcqRel) {
+            bump(&self.counters.failures, 1);
+        }
+    }
+
+    /// `part` repaired itself; the store is healthy again if the other part is too.
+    pub(crate) fn heal(&self, part: Part) {
+        let mut faults = lock(&self.faults);
+        if faults.slot(part).take().is_none() {
+            return;
+        }
+        tracing::warn!("message store: {} recovered", part.name());
+        if faults.cause().is_none() && self.failed.swap(false, Ordering::AcqRel) {
+            bump(&self.counters.recoveries, 1);
+            tracing::warn!("message store recovered; persistent publishes are accepted again");
+        }
     }
 
     pub(crate) fn is_failed(&self) -> bool {
         self.failed.load(Ordering::Acquire)
     }
 
+    /// The cause of the current failure (the WAL writer's first), None when healthy.
+    pub(crate) fn cause(&self) -> Option<String> {
+        lock(&self.faults).cause()
+    }
+
     pub(crate) fn failure(&self) -> StoreError {
-        let cause = lock(&self.cause)
-            .clone()
-            .unwrap_or_else(|| "unknown".into());
+        let cause = self.cause().unwrap_or_else(|| "unknown".into());
         StoreError::Failed { cause }
     }
 

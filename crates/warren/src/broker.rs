@@ -21,9 +21,9 @@ use crate::queue::flow::FlowLimits;
 use crate::queue::NodeMemory;
 use crate::registry::ConnectionRegistry;
 use crate::vhost::{DurableStores, Vhost};
-pub use warren_store::SpillStats;
+pub use warren_store::{SpillStats, StoreHealth};
 use warren_store::{
-    SpillConfig, SpillStore, StdFileSystem, Store, StoreConfig, StoreError, SyncMode,
+    FileSystem, SpillConfig, SpillStore, StdFileSystem, Store, StoreConfig, StoreError, SyncMode,
 };
 
 /// Why the broker could not start.
@@ -107,8 +107,20 @@ impl AsRef<AuthConfig> for Broker {
 }
 
 impl Broker {
-    /// Opens the data directory, recovers durable definitions and messages, and builds the vhosts.
+    /// [`Broker::open_with_file_system`] on the real file system.
+    #[cfg(test)]
     pub(crate) fn open(config: Config) -> Result<Arc<Broker>, StartError> {
+        Broker::open_with_file_system(config, Arc::new(warren_store::StdFileSystem))
+    }
+
+    /// Opens the data directory, recovers durable definitions and messages, and builds the vhosts. The message
+    /// store's files go through `store_fs` (the real file system, or a simulated one with injected faults in
+    /// tests). A full disk does not stop it: the store then starts failed, serving what it recovered, and the disk
+    /// alarm blocks publishers until it has repaired itself.
+    pub(crate) fn open_with_file_system(
+        config: Config,
+        store_fs: Arc<dyn FileSystem>,
+    ) -> Result<Arc<Broker>, StartError> {
         let dir = &config.data_dir;
         std::fs::create_dir_all(dir).map_err(|source| StartError::DataDir {
             path: dir.display().to_string(),
@@ -124,13 +136,13 @@ impl Broker {
             }
         };
         let store_config = StoreConfig {
-            dir: dir.join("msgs"),
             sync,
             wal_file_size: config.storage.wal_file_size,
             segment_size: config.storage.segment_size,
+            ..StoreConfig::new(dir.join("msgs"))
         };
         let queue_ids: Vec<u64> = stored.queues.iter().map(|q| q.id).collect();
-        let (store, recovery) = Store::open(store_config, Arc::new(StdFileSystem), &queue_ids)?;
+        let (store, recovery) = Store::open(store_config, store_fs, &queue_ids)?;
         continue_ids_above(recovery.max_msg_id);
         tracing::info!(
             "recovery: {} durable queues, {} messages recovered, {} bytes truncated from torn tails",
@@ -144,6 +156,9 @@ impl Broker {
         // Transient messages past their queue's budget; whatever a previous run spilled is deleted here.
         let spill = SpillStore::open(SpillConfig::new(dir.join("spill")), Arc::new(StdFileSystem))
             .map_err(StartError::Spill)?;
+        if let StoreHealth::Failed { cause } = store.health() {
+            tracing::error!("the message store cannot write ({cause}): serving consumers, publishers blocked by the disk alarm until it recovers");
+        }
         let store_room = Arc::new(Notify::new());
         let wake = store_room.clone();
         store.on_queue_taken(Box::new(move || wake.notify_waiters()));
@@ -177,6 +192,7 @@ impl Broker {
         let alarms_config = config.alarms;
         let data_dir = config.data_dir.clone();
         let node = config.server.cluster_name.clone();
+        let monitored_store = stores.store.clone();
         let broker = Arc::new(Broker {
             config,
             vhosts,
@@ -186,7 +202,11 @@ impl Broker {
             next_consumer_id: AtomicU64::new(1),
             connections: ConnectionRegistry::default(),
             alarms: Arc::new(Alarms::new(node)),
-            resources: Arc::new(ResourceMonitor::new(alarms_config, data_dir)),
+            resources: Arc::new(ResourceMonitor::new(
+                alarms_config,
+                data_dir,
+                monitored_store,
+            )),
         });
         for p in &broker.config.policies {
             let kind = match p.operator {
@@ -225,6 +245,12 @@ impl Broker {
     /// The resource alarms raised now (RabbitMQ's local alarms).
     pub fn alarms(&self) -> Vec<Resource> {
         self.alarms.list()
+    }
+
+    /// Whether the message store takes persistent writes; while it is failed (a full disk, an I/O error) the disk
+    /// alarm is raised, and it repairs itself once it can write again.
+    pub fn store_health(&self) -> StoreHealth {
+        self.stores.store.health()
     }
 
     /// Memory and disk as last sampled, with the limits.

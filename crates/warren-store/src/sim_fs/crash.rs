@@ -93,6 +93,7 @@ impl SimFs {
                         dirty_from: data.len(),
                         synced: data.clone(),
                         data,
+                        lost: Vec::new(),
                     });
                     Entry::File(s.inodes.len() - 1)
                 }

@@ -22,10 +22,10 @@ impl FileHandle for SimFile {
     fn append_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         let mut s = self.fs.live()?;
         s.stats.appends += 1;
-        if s.fail_append_at == Some(s.stats.appends) {
-            return Err(io::Error::other("injected write failure"));
-        }
-        let mut budget = s.max_append.unwrap_or(usize::MAX);
+        let wanted = bufs.iter().map(|b| b.len()).sum();
+        let mut budget = s
+            .append_fault(wanted)?
+            .min(s.max_append.unwrap_or(usize::MAX));
         let inode = &mut s.inodes[self.ino];
         inode.dirty_from = inode.dirty_from.min(inode.data.len());
         let mut n = 0;
@@ -39,23 +39,19 @@ impl FileHandle for SimFile {
         Ok(n)
     }
     fn sync_data(&self) -> io::Result<()> {
-        let mut s = self.fs.begin_sync(Some(self.ino))?;
+        let mut s = self.fs.begin_sync(Some(self.ino), &self.path)?;
         s.stats.data_syncs += 1;
-        let inode = &mut s.inodes[self.ino];
-        let keep = inode.dirty_from.min(inode.synced.len());
-        inode.synced.truncate(keep);
-        let from = inode.synced.len();
-        let tail = inode.data[from..].to_vec();
-        inode.synced.extend_from_slice(&tail);
-        inode.dirty_from = inode.data.len();
+        s.inodes[self.ino].sync();
         Ok(())
     }
     fn set_len(&self, len: u64) -> io::Result<()> {
         let mut s = self.fs.live()?;
-        let inode = &mut s.inodes[self.ino];
         let len = len as usize;
+        s.check_growth(s.inodes[self.ino].data.len(), len)?;
+        let inode = &mut s.inodes[self.ino];
         inode.dirty_from = inode.dirty_from.min(len).min(inode.data.len());
         inode.data.resize(len, 0);
+        inode.resized(len);
         Ok(())
     }
 }
@@ -90,6 +86,7 @@ impl FileSystem for SimFs {
                 let inode = &mut s.inodes[ino];
                 inode.data.clear();
                 inode.dirty_from = 0;
+                inode.lost.clear();
                 ino
             }
             Some(Entry::Dir) => return Err(io::Error::other("a directory is in the way")),
@@ -159,7 +156,7 @@ impl FileSystem for SimFs {
             .collect())
     }
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        let mut s = self.begin_sync(None)?;
+        let mut s = self.begin_sync(None, dir)?;
         s.stats.dir_syncs += 1;
         let is_child = |p: &Path| p.parent() == Some(dir);
         s.durable.retain(|p, _| !is_child(p));

@@ -1,10 +1,12 @@
 //! A simulated file system for crash tests. It keeps two images: what the running process sees, and what a crash
 //! would leave — file bytes only up to their last `sync_data`, directory entries only as of their directory's last
 //! `sync_dir`. A test can crash it at the N-th sync, restore the durable image (optionally with a torn tail or with
-//! directory changes persisted eagerly), inject write or sync errors, pause syncs, and count what was written.
-//! Everything is deterministic: no clocks, no randomness of its own.
+//! directory changes persisted eagerly), inject write or sync errors (`faults`: one failing call, a full disk, syncs
+//! that fail and lose what they should have made durable), pause syncs, and count what was written. Everything is
+//! deterministic: no clocks, no randomness of its own.
 
 mod crash;
+mod faults;
 mod io_impl;
 
 use std::collections::BTreeMap;
@@ -26,6 +28,9 @@ struct Inode {
     synced: Vec<u8>,
     /// Lowest offset changed since the last sync (`data.len()` or more when clean).
     dirty_from: usize,
+    /// Byte ranges a failed sync should have made durable. Linux may drop such pages (marking them clean), so a
+    /// later successful sync does not write them: the durable image keeps what it had there (zeros past its end).
+    lost: Vec<(usize, usize)>,
 }
 
 /// What the store asked of the simulated disk, so a test can assert on group commit and sync counts.
@@ -37,6 +42,8 @@ pub struct SimStats {
     pub dir_syncs: u64,
     /// `append_vectored` calls.
     pub appends: u64,
+    /// Syncs (data or directory) that failed by an injected fault; with the two above, every sync point.
+    pub failed_syncs: u64,
 }
 
 #[derive(Debug, Default)]
@@ -52,6 +59,11 @@ struct State {
     stats: SimStats,
     fail_append_at: Option<u64>,
     fail_sync_at: Option<u64>,
+    /// Bytes all linked files may hold together; an append past it writes what fits, then fails with ENOSPC.
+    capacity: Option<u64>,
+    /// While set, every sync of a file or directory under this path fails with ENOSPC (and loses what it should
+    /// have made durable).
+    syncs_failing: Option<PathBuf>,
     max_append: Option<usize>,
     paused: bool,
     waiting: usize,
@@ -110,18 +122,6 @@ impl SimFs {
         Ok(s)
     }
 
-    /// Fail the `n`-th append from now (1-based), once.
-    pub fn fail_append_at(&self, n: u64) {
-        let mut s = self.state();
-        s.fail_append_at = Some(s.stats.appends + n);
-    }
-
-    /// Fail the `n`-th sync from now (data or directory, 1-based), once.
-    pub fn fail_sync_at(&self, n: u64) {
-        let mut s = self.state();
-        s.fail_sync_at = Some(s.syncs + n);
-    }
-
     /// Make every append write at most `n` bytes (short writes).
     pub fn set_max_append(&self, n: Option<usize>) {
         self.state().max_append = n;
@@ -175,6 +175,7 @@ impl SimFs {
             f(&mut inode.data);
             inode.synced = inode.data.clone();
             inode.dirty_from = inode.data.len();
+            inode.lost.clear();
         }
     }
 
@@ -189,16 +190,20 @@ impl SimFs {
     }
 
     /// Counts a sync, applies injected failures, crashes and pauses. Returns the state to apply the sync with.
-    fn begin_sync(&self, target: Option<usize>) -> io::Result<MutexGuard<'_, State>> {
+    fn begin_sync(&self, target: Option<usize>, path: &Path) -> io::Result<MutexGuard<'_, State>> {
         let mut s = self.live()?;
         s.syncs += 1;
-        if s.fail_sync_at == Some(s.syncs) {
-            return Err(io::Error::other("injected sync failure"));
-        }
         if s.crash_at_sync == Some(s.syncs) {
             s.image = Some(crash::capture(&s, target));
             s.crashed = true;
             return Err(crashed());
+        }
+        if let Some(error) = s.sync_fault(path) {
+            s.stats.failed_syncs += 1;
+            if let Some(ino) = target {
+                s.inodes[ino].lose_dirty();
+            }
+            return Err(error);
         }
         if target.is_some() {
             while s.paused {

@@ -11,23 +11,31 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::*;
 use crate::sim_fs::{CrashImage, Restore};
 
-const QUEUES: [QueueId; 3] = [1, 2, 3];
+pub(crate) const QUEUES: [QueueId; 3] = [1, 2, 3];
 
-fn crash_config() -> StoreConfig {
-    // Small files so that one workload crosses many WAL rollovers, segment rolls and compactions.
-    config(1500, 2500)
+pub(crate) fn crash_config() -> StoreConfig {
+    // Small files so that one workload crosses many WAL rollovers, segment rolls and compactions. Repairs after a
+    // fault happen only through `retry_now`, never on a timer, so every run makes the same calls.
+    StoreConfig {
+        retry_after: std::time::Duration::from_secs(3600),
+        retry_max: std::time::Duration::from_secs(3600),
+        ..config(1500, 2500)
+    }
 }
 
 /// What the workload did before the crash was noticed.
 #[derive(Default, Clone)]
-struct Model {
+pub(crate) struct Model {
     published: BTreeMap<QueueId, BTreeSet<u64>>,
     acked: BTreeMap<QueueId, BTreeSet<u64>>,
-    confirms: Confirms,
+    pub(crate) confirms: Confirms,
 }
 
+/// What a workload does to the store or its file system before a step (inject or clear a fault).
+pub(crate) type Hook<'a> = &'a dyn Fn(usize, &Store, &SimFs);
+
 /// Runs the workload; every step is flushed and settled, so the sequence of syncs is the same on every run.
-fn run_workload(store: &Store, fs: &SimFs, seed: u64, steps: usize) -> Model {
+fn run_workload(store: &Store, fs: &SimFs, seed: u64, steps: usize, hook: Hook<'_>) -> Model {
     let mut rng = XorShift::new(seed);
     let mut model = Model::default();
     let mut next_id = 1;
@@ -36,6 +44,7 @@ fn run_workload(store: &Store, fs: &SimFs, seed: u64, steps: usize) -> Model {
         if fs.crashed() {
             break;
         }
+        hook(step, store, fs);
         if step == steps * 2 / 3 {
             // Queue 3 is deleted: its messages may vanish from now on (as if acked), and it gets no more publishes.
             let published = model.published.get(&3).cloned().unwrap_or_default();
@@ -93,7 +102,7 @@ fn run_workload(store: &Store, fs: &SimFs, seed: u64, steps: usize) -> Model {
 }
 
 /// Opens the crashed image and checks the invariants; then reopens once more after the background work settled.
-fn check_recovery(fs: &SimFs, model: &Model, what: &str) {
+pub(crate) fn check_recovery(fs: &SimFs, model: &Model, what: &str) {
     let cfg = crash_config();
     let confirmed = model.confirms.ok();
     let (store, rec) = match Store::open(cfg.clone(), Arc::new(fs.clone()), &QUEUES) {
@@ -149,16 +158,9 @@ fn check_recovery(fs: &SimFs, model: &Model, what: &str) {
 
 /// Runs the workload on a fresh fs that crashes at the `n`-th sync after open (or at the end).
 fn crashed_run(seed: u64, steps: usize, n: Option<u64>) -> (CrashImage, Model, u64) {
-    let fs = SimFs::new();
-    let (store, _) = open(&fs, &crash_config(), &QUEUES);
-    let before = fs.stats();
-    if let Some(n) = n {
-        fs.crash_at_sync(n);
-    }
-    let model = run_workload(&store, &fs, seed, steps);
+    let (run, stats) = crashed_run_with(seed, steps, n, &|_, _, _| {});
     if n.is_none() {
         // The workload must reach every kind of background work, or crashing through it proves little.
-        let stats = store.stats();
         assert!(
             stats.wal_files_retired >= 10
                 && stats.segments_deleted >= 5
@@ -166,15 +168,35 @@ fn crashed_run(seed: u64, steps: usize, n: Option<u64>) -> (CrashImage, Model, u
             "{stats:?}"
         );
     }
-    let after = fs.stats();
-    let syncs = after.data_syncs + after.dir_syncs - before.data_syncs - before.dir_syncs;
-    fs.crash_now();
-    drop(store);
-    (fs.crash_image().unwrap(), model, syncs)
+    run
 }
 
-const SEED: u64 = 0x5eed_0001;
-const STEPS: usize = 220;
+/// [`crashed_run`] with `hook` before each step; also returns the store's counters at the end.
+#[allow(clippy::type_complexity)]
+pub(crate) fn crashed_run_with(
+    seed: u64,
+    steps: usize,
+    n: Option<u64>,
+    hook: Hook<'_>,
+) -> ((CrashImage, Model, u64), crate::StoreStats) {
+    let fs = SimFs::new();
+    let (store, _) = open(&fs, &crash_config(), &QUEUES);
+    let before = fs.stats();
+    if let Some(n) = n {
+        fs.crash_at_sync(n);
+    }
+    let model = run_workload(&store, &fs, seed, steps, hook);
+    let after = fs.stats();
+    let count = |s: crate::sim_fs::SimStats| s.data_syncs + s.dir_syncs + s.failed_syncs;
+    let syncs = count(after) - count(before);
+    let stats = store.stats();
+    fs.crash_now();
+    drop(store);
+    ((fs.crash_image().unwrap(), model, syncs), stats)
+}
+
+pub(crate) const SEED: u64 = 0x5eed_0001;
+pub(crate) const STEPS: usize = 220;
 
 #[test]
 fn crash_at_every_sync_point_loses_no_confirmed_message() {

@@ -3,6 +3,7 @@
 
 mod corrupt;
 mod crash;
+mod fault_crash;
 mod faults;
 mod group_commit;
 mod metadata;
@@ -33,6 +34,9 @@ pub(crate) fn config(wal_file_size: u64, segment_size: u64) -> StoreConfig {
         sync: SyncMode::Always,
         wal_file_size,
         segment_size,
+        // Short, so that the fault tests see repairs without waiting seconds.
+        retry_after: std::time::Duration::from_millis(20),
+        retry_max: std::time::Duration::from_millis(100),
     }
 }
 

@@ -225,6 +225,7 @@ fn round_trip_on_the_real_file_system() {
         sync: SyncMode::Always,
         wal_file_size: 4096,
         segment_size: 8192,
+        ..StoreConfig::new(&dir)
     };
     let (store, _) = Store::open(cfg.clone(), Arc::new(StdFileSystem), &QUEUES).unwrap();
     let confirms = Confirms::default();
@@ -302,6 +303,7 @@ fn a_queue_dropped_before_it_had_a_segment_does_not_stop_recovery() {
         sync: SyncMode::Always,
         wal_file_size: 1 << 20,
         segment_size: 1 << 20,
+        ..StoreConfig::new(&dir)
     };
     let (store, _) = Store::open(cfg.clone(), Arc::new(StdFileSystem), &[1, 2]).unwrap();
     let confirms = Confirms::default();

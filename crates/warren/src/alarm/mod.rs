@@ -1,8 +1,8 @@
 //! RabbitMQ's resource alarms: when the broker's memory use passes the high watermark or the free disk space
-//! under the data directory falls below its limit, publishing connections are blocked (`connection.blocked`, their
-//! sockets no longer read) until the alarm clears; consumers go on consuming and acknowledging. The monitor task
-//! (`monitor`) samples both and raises or clears the alarms here; connection readers check [`Alarms::raised`] on
-//! each publish (one atomic load) and wait on [`Alarms::cleared`].
+//! under the data directory falls below its limit (or the message store cannot write), publishing connections are
+//! blocked (`connection.blocked`, their sockets no longer read) until the alarm clears; consumers go on consuming
+//! and acknowledging. The monitor task (`monitor`) samples both and raises or clears the alarms here; connection
+//! readers check [`Alarms::raised`] on each publish (one atomic load) and wait on [`Alarms::cleared`].
 
 mod limits;
 pub(crate) mod monitor;
@@ -18,7 +18,8 @@ pub(crate) use monitor::spawn_monitor;
 pub enum Resource {
     /// Memory: the broker's resident set size is over the high watermark.
     Memory,
-    /// Disk: the free space under the data directory is below the limit.
+    /// Disk: the free space under the data directory is below the limit, or the message store cannot write (a
+    /// full disk or an I/O error) and has not repaired itself yet.
     Disk,
 }
 

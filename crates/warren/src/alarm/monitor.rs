@@ -1,18 +1,26 @@
 //! The task that samples memory and disk and raises or clears the alarms, with the limits it applies (changeable at
 //! run time, as `rabbitmqctl set_vm_memory_high_watermark` and `set_disk_free_limit` change them).
+//!
+//! The disk alarm is raised while free space is below its limit *or* the message store is failed (a write or
+//! fsync error, such as a full disk: `warren_store::StoreHealth`). RabbitMQ has only the memory and disk alarms, and
+//! a store that cannot write is what the disk alarm exists to prevent, so publishers are blocked the same way and
+//! clients see the same "low on disk". It clears once the store has repaired itself and the free space is above the
+//! limit again.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio::sync::Notify;
+use warren_store::{Store, StoreHealth};
 
 use super::limits::{disk_threshold, free_disk, memory_threshold, resident_bytes, total_memory};
 use super::{Alarms, Resource};
 use crate::config::{AlarmsConfig, DiskFreeLimit, MemoryWatermark};
 
-/// How often memory is sampled: a flat-out publisher adds hundreds of megabytes a second.
+/// How often memory (and the message store's health, one atomic load) is sampled: a flat-out publisher adds
+/// hundreds of megabytes a second.
 const MEMORY_EVERY: Duration = Duration::from_millis(200);
 /// Disk is sampled every this many memory samples (once a second).
 const DISK_EVERY: u32 = 5;
@@ -33,11 +41,17 @@ pub(crate) struct ResourceMonitor {
     pub(crate) disk_free: AtomicU64,
     /// The free disk limit in bytes at the last sample.
     pub(crate) disk_free_limit: AtomicU64,
+    /// Whether the free space was below the limit at the last sample.
+    disk_short: AtomicBool,
+    /// The message store, whose failure raises the disk alarm.
+    store: Store,
+    /// Whether the store was failed at the last check (its changes are logged).
+    store_failed: AtomicBool,
 }
 
 impl ResourceMonitor {
-    /// A monitor of `data_dir`'s file system with `limits`; nothing sampled yet.
-    pub(crate) fn new(limits: AlarmsConfig, data_dir: PathBuf) -> ResourceMonitor {
+    /// A monitor of `data_dir`'s file system with `limits` and of `store`'s health; nothing sampled yet.
+    pub(crate) fn new(limits: AlarmsConfig, data_dir: PathBuf, store: Store) -> ResourceMonitor {
         ResourceMonitor {
             limits: Mutex::new(limits),
             changed: Notify::new(),
@@ -46,6 +60,9 @@ impl ResourceMonitor {
             mem_limit: AtomicU64::new(0),
             disk_free: AtomicU64::new(0),
             disk_free_limit: AtomicU64::new(0),
+            disk_short: AtomicBool::new(false),
+            store,
+            store_failed: AtomicBool::new(false),
         }
     }
 
@@ -63,10 +80,11 @@ impl ResourceMonitor {
         self.changed.notify_one();
     }
 
-    /// Samples and raises or clears the alarms; the disk too when `disk`.
-    fn check(&self, alarms: &Alarms, total: u64, disk: bool) {
+    /// Samples and raises or clears the alarms; the free disk space too when `disk`. `total`: the machine's memory,
+    /// None when it cannot be read (the memory alarm is then off, and a relative disk limit is 0).
+    fn check(&self, alarms: &Alarms, total: Option<u64>, disk: bool) {
         let limits = *self.limits.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(used) = resident_bytes() {
+        if let (Some(total), Some(used)) = (total, resident_bytes()) {
             let limit = memory_threshold(limits.memory_high_watermark, total);
             self.mem_used.store(used, Ordering::Relaxed);
             self.mem_limit.store(limit, Ordering::Relaxed);
@@ -74,29 +92,55 @@ impl ResourceMonitor {
         }
         if disk {
             if let Some(free) = free_disk(&self.data_dir) {
-                let limit = disk_threshold(limits.disk_free_limit, total);
+                let limit = disk_threshold(limits.disk_free_limit, total.unwrap_or(0));
                 self.disk_free.store(free, Ordering::Relaxed);
                 self.disk_free_limit.store(limit, Ordering::Relaxed);
                 let short = free < limit;
-                if short && !alarms.list().contains(&Resource::Disk) {
+                let was_short = self.disk_short.swap(short, Ordering::Relaxed);
+                if short && !was_short {
                     tracing::warn!(
                         "Free disk space is insufficient. Free bytes: {free}. Limit: {limit}"
                     );
                 }
-                alarms.set(Resource::Disk, short);
             }
         }
+        let store_failed = match self.store.health() {
+            StoreHealth::Healthy => {
+                if self.store_failed.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(
+                        "the message store has recovered; it no longer holds the disk alarm"
+                    );
+                }
+                false
+            }
+            StoreHealth::Failed { cause } => {
+                if !self.store_failed.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        "the message store cannot write ({cause}); raising the disk alarm until it recovers"
+                    );
+                }
+                true
+            }
+        };
+        alarms.set(
+            Resource::Disk,
+            self.disk_short.load(Ordering::Relaxed) || store_failed,
+        );
     }
 }
 
-/// Starts the monitor task; it ends when the broker (`alarms` and `monitor`'s owner) is dropped.
+/// Checks memory, disk and the store once now (so a broker started on a full disk blocks even its first
+/// publisher), then starts the monitor task; it ends when the broker (`alarms` and `monitor`'s owner) is dropped.
 pub(crate) fn spawn_monitor(alarms: Weak<Alarms>, monitor: Weak<ResourceMonitor>) {
-    let Some(total) = total_memory() else {
+    let total = total_memory();
+    if total.is_none() {
         tracing::warn!("cannot read the memory size of this machine: the memory alarm is off");
-        return;
-    };
+    }
+    if let (Some(alarms), Some(monitor)) = (alarms.upgrade(), monitor.upgrade()) {
+        monitor.check(&alarms, total, true);
+    }
     tokio::spawn(async move {
-        let mut round = 0u32;
+        let mut round = 1u32;
         loop {
             let (Some(alarms), Some(monitor)) = (alarms.upgrade(), monitor.upgrade()) else {
                 return;

@@ -274,10 +274,10 @@ impl Channel {
         let store = broker.store();
         if store.failed() && confirm.is_none() {
             // Without confirms the publisher cannot be told with a nack; refusing the connection is the only
-            // honest answer.
+            // honest answer. Rare: the disk alarm blocks publishers within a monitor round (200 ms) of the failure.
             return Err(AmqpError::new(
                 ReplyCode::InternalError,
-                "the message store has failed; persistent messages are refused until the broker restarts",
+                "the message store cannot write; persistent messages are refused until it recovers",
             ));
         }
         let share = confirm.map(ConfirmRef::share);

@@ -1,8 +1,14 @@
 //! Durable definitions: exchanges, queues, bindings and policies that survive a restart, kept in an embedded redb database
 //! (`<data_dir>/definitions.redb`). Every change is one committed (fsynced) transaction; transient and exclusive
 //! objects are never written here, so after a restart they are gone, as in RabbitMQ.
+//!
+//! On a full disk: opening commits nothing when the tables exist (so a broker starts), and a change that fails
+//! (its commit could not write) fails with the error; redb then refuses every later call on that database
+//! (`PreviousIo`), so the database is closed and the next change opens it again (redb repairs it), which succeeds
+//! once there is space.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -138,18 +144,22 @@ pub(crate) struct Definitions {
 /// The definitions database (redb): durable exchanges, queues and bindings. Each write commits (an
 /// fsync), so callers run it off the async workers.
 pub(crate) struct DefinitionStore {
-    db: Database,
+    /// The database file.
+    path: PathBuf,
+    /// The open database; None after a failed call, until the next call opens it again (redb fails every call on
+    /// a database that once hit an I/O error). Also serialises changes, which redb would do anyway.
+    db: Mutex<Option<Database>>,
 }
 
 fn object_key(vhost: &str, name: &str) -> String {
     format!("{vhost}\0{name}")
 }
 
-impl DefinitionStore {
-    /// Opens or creates the database at `path`.
-    pub(crate) fn open(path: &Path) -> Result<DefinitionStore, MetaError> {
-        let db = Database::create(path)?;
-        // Create the tables so that reads of an empty database find them.
+/// Opens or creates the database at `path`, creating the tables only if one is missing: a database that has them
+/// is opened without a commit, so a broker starts on a full disk.
+fn open_database(path: &Path) -> Result<Database, MetaError> {
+    let db = Database::create(path)?;
+    if !tables_exist(&db)? {
         let txn = db.begin_write().map_err(storage)?;
         txn.open_table(EXCHANGES).map_err(storage)?;
         txn.open_table(QUEUES).map_err(storage)?;
@@ -157,7 +167,61 @@ impl DefinitionStore {
         txn.open_table(COUNTERS).map_err(storage)?;
         txn.open_table(POLICIES).map_err(storage)?;
         txn.commit().map_err(storage)?;
-        Ok(DefinitionStore { db })
+    }
+    Ok(db)
+}
+
+/// Whether every table exists.
+fn tables_exist(db: &Database) -> Result<bool, MetaError> {
+    let txn = db.begin_read().map_err(storage)?;
+    for table in [EXCHANGES, QUEUES, BINDINGS, POLICIES] {
+        match txn.open_table(table) {
+            Ok(_) => {}
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(false),
+            Err(e) => return Err(storage(e)),
+        }
+    }
+    match txn.open_table(COUNTERS) {
+        Ok(_) => Ok(true),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(false),
+        Err(e) => Err(storage(e)),
+    }
+}
+
+impl DefinitionStore {
+    /// Opens or creates the database at `path`.
+    pub(crate) fn open(path: &Path) -> Result<DefinitionStore, MetaError> {
+        let db = open_database(path)?;
+        Ok(DefinitionStore {
+            path: path.to_path_buf(),
+            db: Mutex::new(Some(db)),
+        })
+    }
+
+    /// Runs `f` on the database, opening it again first if a failed call closed it; a failure closes it.
+    fn with_db<T>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, MetaError>,
+    ) -> Result<T, MetaError> {
+        let mut guard: MutexGuard<'_, Option<Database>> =
+            self.db.lock().unwrap_or_else(|e| e.into_inner());
+        let db = match guard.take() {
+            Some(db) => db,
+            None => {
+                let db = open_database(&self.path)?;
+                tracing::info!("definitions database opened again after a failed write");
+                db
+            }
+        };
+        let result = f(&db);
+        match &result {
+            // The database is dropped (closed) here: the next call opens it again.
+            Err(error) => {
+                tracing::warn!(%error, "definitions database closed after a failed call; the next change opens it again")
+            }
+            Ok(_) => *guard = Some(db),
+        }
+        result
     }
 
     fn put(
@@ -167,21 +231,25 @@ impl DefinitionStore {
         value: &impl Serialize,
     ) -> Result<(), MetaError> {
         let bytes = serde_json::to_vec(value).map_err(storage)?;
-        let txn = self.db.begin_write().map_err(storage)?;
-        txn.open_table(table)
-            .map_err(storage)?
-            .insert(key, bytes.as_slice())
-            .map_err(storage)?;
-        txn.commit().map_err(storage)
+        self.with_db(|db| {
+            let txn = db.begin_write().map_err(storage)?;
+            txn.open_table(table)
+                .map_err(storage)?
+                .insert(key, bytes.as_slice())
+                .map_err(storage)?;
+            txn.commit().map_err(storage)
+        })
     }
 
     fn remove(&self, table: TableDefinition<&str, &[u8]>, key: &str) -> Result<(), MetaError> {
-        let txn = self.db.begin_write().map_err(storage)?;
-        txn.open_table(table)
-            .map_err(storage)?
-            .remove(key)
-            .map_err(storage)?;
-        txn.commit().map_err(storage)
+        self.with_db(|db| {
+            let txn = db.begin_write().map_err(storage)?;
+            txn.open_table(table)
+                .map_err(storage)?
+                .remove(key)
+                .map_err(storage)?;
+            txn.commit().map_err(storage)
+        })
     }
 
     /// Stores or replaces an exchange; returns once committed.
@@ -235,30 +303,34 @@ impl DefinitionStore {
 
     /// A new queue id for the message store, never reused.
     pub(crate) fn next_queue_id(&self) -> Result<u64, MetaError> {
-        let txn = self.db.begin_write().map_err(storage)?;
-        let id = {
-            let mut counters = txn.open_table(COUNTERS).map_err(storage)?;
-            let next = counters
-                .get("queue_id")
-                .map_err(storage)?
-                .map(|v| v.value())
-                .unwrap_or(0)
-                + 1;
-            counters.insert("queue_id", next).map_err(storage)?;
-            next
-        };
-        txn.commit().map_err(storage)?;
-        Ok(id)
+        self.with_db(|db| {
+            let txn = db.begin_write().map_err(storage)?;
+            let id = {
+                let mut counters = txn.open_table(COUNTERS).map_err(storage)?;
+                let next = counters
+                    .get("queue_id")
+                    .map_err(storage)?
+                    .map(|v| v.value())
+                    .unwrap_or(0)
+                    + 1;
+                counters.insert("queue_id", next).map_err(storage)?;
+                next
+            };
+            txn.commit().map_err(storage)?;
+            Ok(id)
+        })
     }
 
     /// Reads everything stored (at start).
     pub(crate) fn load(&self) -> Result<Definitions, MetaError> {
-        let txn = self.db.begin_read().map_err(storage)?;
-        Ok(Definitions {
-            exchanges: read_all(&txn, EXCHANGES)?,
-            queues: read_all(&txn, QUEUES)?,
-            bindings: read_all(&txn, BINDINGS)?,
-            policies: read_all(&txn, POLICIES)?,
+        self.with_db(|db| {
+            let txn = db.begin_read().map_err(storage)?;
+            Ok(Definitions {
+                exchanges: read_all(&txn, EXCHANGES)?,
+                queues: read_all(&txn, QUEUES)?,
+                bindings: read_all(&txn, BINDINGS)?,
+                policies: read_all(&txn, POLICIES)?,
+            })
         })
     }
 }

@@ -161,6 +161,17 @@ pub(crate) struct Policy {
 }
 
 impl Policy {
+    /// Whether `other` sets the same as this one (kind, vhost, name, pattern, apply-to, priority, definition).
+    pub(crate) fn same_as(&self, other: &Policy) -> bool {
+        self.kind == other.kind
+            && self.vhost == other.vhost
+            && self.name == other.name
+            && self.pattern == other.pattern
+            && self.apply_to == other.apply_to
+            && self.priority == other.priority
+            && self.definition == other.definition
+    }
+
     /// Checks `input` as RabbitMQ checks a policy of `kind` named `name` in `vhost`.
     pub(crate) fn parse(
         kind: PolicyKind,

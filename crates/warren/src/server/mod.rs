@@ -9,6 +9,7 @@ use tokio::sync::Semaphore;
 use crate::broker::{Broker, StartError};
 use crate::config::Config;
 use crate::connection;
+use warren_store::{FileSystem, StdFileSystem};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +39,16 @@ impl Server {
     /// Recovers the broker's durable state, then binds the configured listen address (port 0 picks a free port,
     /// as the tests do).
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
-        let broker = Broker::open(config)?;
+        Server::bind_with_file_system(config, Arc::new(StdFileSystem)).await
+    }
+
+    /// [`Server::bind`] with the message store's files going through `store_fs`: for tests that inject disk faults
+    /// (warren_store's `SimFs`, feature `sim`) and for embedding.
+    pub async fn bind_with_file_system(
+        config: Config,
+        store_fs: Arc<dyn FileSystem>,
+    ) -> Result<Server, ServerError> {
+        let broker = Broker::open_with_file_system(config, store_fs)?;
         broker.start_resource_monitor();
         let listener = TcpListener::bind(broker.config.listen)
             .await
@@ -106,7 +116,16 @@ impl RunningServer {
     /// Binds as [`Server::bind`] does and runs the accept loop on a spawned task; returns once the socket is
     /// bound, so clients may connect at once. Call it inside a tokio runtime.
     pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
-        let server = Server::bind(config).await?;
+        RunningServer::start_with_file_system(config, Arc::new(StdFileSystem)).await
+    }
+
+    /// [`RunningServer::start`] with the message store's files going through `store_fs` (see
+    /// [`Server::bind_with_file_system`]).
+    pub async fn start_with_file_system(
+        config: Config,
+        store_fs: Arc<dyn FileSystem>,
+    ) -> Result<RunningServer, ServerError> {
+        let server = Server::bind_with_file_system(config, store_fs).await?;
         let addr = server.local_addr().map_err(|source| ServerError::Listen {
             addr: server.broker.config.listen,
             source,

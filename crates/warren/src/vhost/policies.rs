@@ -13,10 +13,16 @@ use crate::queue::settings::QueueSettings;
 
 impl Vhost {
     /// Sets (adds or replaces) a policy, stores it, and applies it to the queues and exchanges it now matches.
-    /// Commits to the definitions store: call it off the async workers.
+    /// Commits to the definitions store, unless the same policy is stored already (the config file's policies at
+    /// every start, which must not need disk space): call it off the async workers.
     pub(crate) fn set_policy(&self, policy: Policy) -> Result<(), PolicyError> {
         let _topology = self.lock_topology();
-        if let Some(stores) = &self.stores {
+        let stored = self
+            .policies
+            .load()
+            .get(policy.kind, &policy.name)
+            .is_some_and(|p| p.same_as(&policy));
+        if let (Some(stores), false) = (&self.stores, stored) {
             stores.definitions.put_policy(&PolicyDef {
                 operator: policy.kind == PolicyKind::Operator,
                 vhost: self.name.to_string(),

@@ -450,3 +450,48 @@ pub(crate) async fn declare_plain(ch: &lapin::Channel, queue: &str) {
     )
     .await;
 }
+
+/// The frames of one basic.publish of `body` to `queue` through the default exchange, on channel 1.
+pub(crate) fn publish_frames(queue: &str, body: &[u8]) -> Vec<u8> {
+    let mut frames = Vec::new();
+    let mut frame = |kind: u8, payload: &[u8]| {
+        frames.push(kind);
+        frames.extend(1u16.to_be_bytes());
+        frames.extend((payload.len() as u32).to_be_bytes());
+        frames.extend(payload);
+        frames.push(0xCE);
+    };
+    let mut method = vec![0, 60, 0, 40, 0, 0, 0, queue.len() as u8];
+    method.extend(queue.as_bytes());
+    method.push(0);
+    frame(1, &method);
+    let mut header = vec![0, 60, 0, 0];
+    header.extend((body.len() as u64).to_be_bytes());
+    header.extend([0, 0]);
+    frame(2, &header);
+    frame(3, body);
+    frames
+}
+
+/// The next connection-class method (10, id) the broker sends; other frames are skipped.
+pub(crate) async fn next_connection_method(raw: &mut RawClient) -> Frame {
+    within(10, async {
+        loop {
+            let frame = raw
+                .read_frame()
+                .await
+                .expect("the broker keeps the connection");
+            if frame.method_ids().is_some_and(|(class, _)| class == 10) {
+                return frame;
+            }
+        }
+    })
+    .await
+}
+
+/// The reason text of a connection.blocked payload.
+pub(crate) fn blocked_reason(frame: &Frame) -> String {
+    let payload = &frame.payload[4..];
+    let len = payload[0] as usize;
+    String::from_utf8_lossy(&payload[1..1 + len]).into_owned()
+}
