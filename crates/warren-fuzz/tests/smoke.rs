@@ -30,7 +30,9 @@ fn smoke(target: &Target, default_mutations: usize) {
         "the tracking allocator is not installed"
     );
     if let Ok(path) = std::env::var("WARREN_FUZZ_REPLAY") {
-        let input = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        // A relative path is taken from the repository root (cargo runs tests in the crate's directory).
+        let path = smoke::fuzz_dir().join("..").join(path);
+        let input = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         (target.run)(&input);
         return;
     }
