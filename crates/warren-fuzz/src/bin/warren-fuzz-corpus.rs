@@ -429,3 +429,44 @@ fn select(raw: &Path, out: &Path) -> Result<(), String> {
     }
     write_seeds(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_split_into_client_and_key() {
+        assert_eq!(
+            label_and_key("python-more-60.40-00ff"),
+            Some(("python-more", "60.40"))
+        );
+        assert_eq!(label_and_key("c-stream-1234"), Some(("c", "stream")));
+        assert_eq!(label_and_key("nodash"), None);
+    }
+
+    /// A file of `n` records of `size` payload bytes each, record i's payload filled with byte i.
+    fn store_file(n: usize, size: usize) -> Vec<u8> {
+        let mut file = b"WRNWAL\0\0\x02\0\0\0\0\0\0\0".to_vec();
+        for i in 0..n {
+            file.extend((size as u32).to_le_bytes());
+            file.extend([0, 0, 0, 0, 2]);
+            file.extend(std::iter::repeat_n(i as u8, size));
+        }
+        file
+    }
+
+    #[test]
+    fn store_files_keep_whole_records_from_both_ends_and_the_torn_tail() {
+        let small = store_file(3, 100);
+        assert_eq!(cut_store_file(&small), small);
+        let mut big = store_file(100, 991); // 1,000 bytes a record
+        big.extend([7, 7, 7]); // a torn tail
+        let cut = cut_store_file(&big);
+        assert!(cut.len() <= MAX_STORE_FILE);
+        assert_eq!(&cut[..16], &big[..16]);
+        assert_eq!(cut[16 + 9], 0, "the first record leads");
+        assert_eq!(&cut[cut.len() - 3..], &[7, 7, 7]);
+        assert_eq!(cut[cut.len() - 4], 99, "the last whole record is kept");
+        assert_eq!((cut.len() - 16 - 3) % 1000, 0, "only whole records");
+    }
+}
