@@ -152,3 +152,63 @@ fn damaged_segment_is_reported_and_other_queues_are_intact() {
     assert!(again.corrupt_queues.is_empty());
     assert_eq!(ids(&again, 1), served);
 }
+
+/// Makes the first `needle` in a WAL or segment file's bytes invalid UTF-8 and recomputes the checksum of the record
+/// holding it: damage a checksum cannot see (a writer bug, or bytes written by hand).
+fn break_utf8_keeping_crc(d: &mut [u8], needle: &[u8]) {
+    let at = d
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("needle in the file");
+    d[at] = 0xFF;
+    let mut rec = record::FILE_HEADER_LEN as usize;
+    while rec < d.len() {
+        let len = u32::from_le_bytes([d[rec], d[rec + 1], d[rec + 2], d[rec + 3]]) as usize;
+        let end = rec + record::RECORD_HEADER_LEN + len;
+        if (rec..end).contains(&at) {
+            let crc = record::record_crc(d[rec + 8], &[&d[rec + record::RECORD_HEADER_LEN..end]]);
+            d[rec + 4..rec + 8].copy_from_slice(&crc.to_le_bytes());
+            return;
+        }
+        rec = end;
+    }
+    panic!("no record holds offset {at}");
+}
+
+/// Found by the store fuzz target: a record whose checksum held but whose routing key was not UTF-8 was recovered as
+/// a live message that then failed every read. It is now an undecodable record like any other: the WAL is cut there.
+#[test]
+fn a_wal_record_with_a_routing_key_that_is_not_utf8_is_cut_not_recovered() {
+    let fs = SimFs::new();
+    let cfg = config(1 << 20, 1 << 20);
+    store_with(&fs, &cfg, &[1], 10, false);
+    let wal = last_file(&fs, &wal_dir(), ".wal");
+    fs.damage(&wal, |d| break_utf8_keeping_crc(d, b"key.101"));
+    let (store, rec) = open(&fs, &cfg, &[1]);
+    assert_eq!(ids(&rec, 1), expected(1, 9));
+    assert!(rec.truncated_bytes > 0);
+    for id in expected(1, 9) {
+        assert_eq!(store.read(1, id).unwrap(), message(id));
+    }
+}
+
+/// The same in a segment: damage, reported for that queue, which serves the records before it.
+#[test]
+fn a_segment_record_with_a_routing_key_that_is_not_utf8_is_damage() {
+    let fs = SimFs::new();
+    let cfg = config(2048, 1 << 20);
+    store_with(&fs, &cfg, &[1], 40, true);
+    let seg = files_in(&fs, &queue_dir(1), ".seg").remove(0);
+    let in_seg = segment_message_ids(&fs, 1);
+    let victim = in_seg[in_seg.len() / 2];
+    fs.damage(&seg, |d| {
+        break_utf8_keeping_crc(d, format!("key.{victim}").as_bytes())
+    });
+    let (store, rec) = open(&fs, &cfg, &[1]);
+    assert_eq!(rec.corrupt_queues.len(), 1, "{:?}", rec.corrupt_queues);
+    let served = ids(&rec, 1);
+    assert!(!served.contains(&victim));
+    for id in &served {
+        assert_eq!(store.read(1, *id).unwrap(), message(*id));
+    }
+}
