@@ -114,7 +114,7 @@ fn read_status(pid: u32) -> Result<String, String> {
 }
 
 /// The value of a `Key:   1234 kB` line of `/proc/PID/status`, in KiB.
-fn status_kib(status: &str, key: &str) -> Option<u64> {
+pub(crate) fn status_kib(status: &str, key: &str) -> Option<u64> {
     status.lines().find_map(|line| {
         let value = line.strip_prefix(key)?.strip_prefix(':')?;
         value.trim().strip_suffix("kB")?.trim().parse().ok()

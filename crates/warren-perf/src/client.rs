@@ -3,12 +3,13 @@
 //! handed to a [`super::driver`] that runs the hot path without awaiting per message.
 
 use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 use super::uri::AmqpUri;
 use super::PerfError;
@@ -38,15 +39,42 @@ pub(crate) struct Connection {
     out: BytesMut,
 }
 
+/// How a connection is dialled beyond the URI: the soak tool spreads thousands of connections over loopback
+/// source addresses and asks for its own heartbeat interval; `warren perf` takes the defaults.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Dial {
+    /// Bind the socket to this source address (port 0) before connecting: each source address has its own
+    /// ephemeral port range, so 127.0.0.1..=127.0.0.N together hold N times as many connections.
+    pub source: Option<IpAddr>,
+    /// The heartbeat interval to ask for in tune-ok, as client libraries do: the lower of this and the server's
+    /// proposal, unless either is 0 (then the other). `None` takes the server's proposal.
+    pub heartbeat: Option<u16>,
+}
+
 impl Connection {
     /// Connects, logs in with PLAIN and opens the URI's vhost.
     pub(crate) async fn open(uri: &AmqpUri, name: &str) -> Result<Connection, PerfError> {
-        let stream = timeout("connect", TcpStream::connect(&uri.address))
-            .await?
-            .map_err(|source| PerfError::Connect {
-                address: uri.address.clone(),
-                source,
-            })?;
+        Connection::open_with(uri, name, Dial::default()).await
+    }
+
+    /// As [`Connection::open`], dialled as `dial` says.
+    pub(crate) async fn open_with(
+        uri: &AmqpUri,
+        name: &str,
+        dial: Dial,
+    ) -> Result<Connection, PerfError> {
+        let connect_error = |source| PerfError::Connect {
+            address: uri.address.clone(),
+            source,
+        };
+        let stream = match dial.source {
+            None => timeout("connect", TcpStream::connect(&uri.address))
+                .await?
+                .map_err(connect_error)?,
+            Some(source) => timeout("connect", connect_from(source, &uri.address))
+                .await?
+                .map_err(connect_error)?,
+        };
         stream.set_nodelay(true).map_err(PerfError::Io)?;
         let (read, write) = stream.into_split();
         let mut conn = Connection {
@@ -59,11 +87,16 @@ impl Connection {
             early: VecDeque::new(),
             out: BytesMut::new(),
         };
-        timeout("the handshake", conn.handshake(uri, name)).await??;
+        timeout("the handshake", conn.handshake(uri, name, dial.heartbeat)).await??;
         Ok(conn)
     }
 
-    async fn handshake(&mut self, uri: &AmqpUri, name: &str) -> Result<(), PerfError> {
+    async fn handshake(
+        &mut self,
+        uri: &AmqpUri,
+        name: &str,
+        heartbeat: Option<u16>,
+    ) -> Result<(), PerfError> {
         self.write
             .write_all(PROTOCOL_HEADER)
             .await
@@ -105,6 +138,7 @@ impl Connection {
         } else {
             tune.frame_max
         };
+        let heartbeat = negotiate_heartbeat(heartbeat, tune.heartbeat);
         let channel_max = if tune.channel_max == 0 {
             2047
         } else {
@@ -115,12 +149,12 @@ impl Connection {
             AMQPClass::Connection(connection::AMQPMethod::TuneOk(connection::TuneOk {
                 channel_max,
                 frame_max,
-                heartbeat: tune.heartbeat,
+                heartbeat,
             })),
         )
         .await?;
         self.frame_max = frame_max;
-        self.heartbeat = tune.heartbeat;
+        self.heartbeat = heartbeat;
         self.splitter.set_frame_max(frame_max);
         let vhost = ShortString::try_new(uri.vhost.clone())
             .map_err(|_| PerfError::InvalidOptions("the vhost name is too long".to_owned()))?;
@@ -135,6 +169,20 @@ impl Connection {
         {
             AMQPClass::Connection(connection::AMQPMethod::OpenOk(_)) => Ok(()),
             other => Err(unexpected("connection.open-ok", &other)),
+        }
+    }
+
+    /// Sends connection.close (200) and waits for close-ok; the socket is dropped with the connection.
+    pub(crate) async fn close(&mut self) -> Result<(), PerfError> {
+        let close = AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
+            reply_code: 200,
+            reply_text: "soak done".into(),
+            class_id: 0,
+            method_id: 0,
+        }));
+        match self.call(0, close).await? {
+            AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)) => Ok(()),
+            other => Err(unexpected("connection.close-ok", &other)),
         }
     }
 
@@ -258,6 +306,36 @@ impl Connection {
     }
 }
 
+/// The heartbeat interval to answer `server`'s proposal with when the client wants `mine`: as client libraries
+/// negotiate, the lower of the two unless either is 0 (then the other); `None` takes the proposal.
+fn negotiate_heartbeat(mine: Option<u16>, server: u16) -> u16 {
+    match mine {
+        None => server,
+        Some(mine) if mine == 0 || server == 0 => mine.max(server),
+        Some(mine) => mine.min(server),
+    }
+}
+
+/// Connects from `source` (any port) to the first address `address` resolves to.
+async fn connect_from(source: IpAddr, address: &str) -> std::io::Result<TcpStream> {
+    let target = tokio::net::lookup_host(address)
+        .await?
+        .find(|a| a.is_ipv4() == source.is_ipv4())
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::AddrNotAvailable,
+                format!("{address} has no address of the source address's family ({source})"),
+            )
+        })?;
+    let socket = if source.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.bind(SocketAddr::new(source, 0))?;
+    socket.connect(target).await
+}
+
 fn client_properties(name: &str) -> FieldTable {
     let mut capabilities = FieldTable::default();
     for cap in [
@@ -287,4 +365,18 @@ async fn timeout<T>(what: &str, fut: impl std::future::Future<Output = T>) -> Re
     tokio::time::timeout(CALL_TIMEOUT, fut)
         .await
         .map_err(|_| PerfError::Timeout(format!("no answer to {what} within {CALL_TIMEOUT:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_heartbeat_is_the_lower_nonzero_one() {
+        assert_eq!(negotiate_heartbeat(None, 60), 60);
+        assert_eq!(negotiate_heartbeat(Some(10), 60), 10);
+        assert_eq!(negotiate_heartbeat(Some(90), 60), 60);
+        assert_eq!(negotiate_heartbeat(Some(10), 0), 10);
+        assert_eq!(negotiate_heartbeat(Some(0), 60), 60);
+    }
 }

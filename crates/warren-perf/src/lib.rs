@@ -13,8 +13,12 @@
 //!   broker's RSS sampled from `/proc` (`--broker-pid`);
 //! - `run`: the coordinator that starts, stops, drains and checks.
 //!
-//! Only [`run`], [`run_until`], their options and their [`Summary`] are public: the broker's `warren perf` command
-//! and its tests need nothing else, so everything behind them can change freely.
+//! - [`soak`]: `warren soak`, the long run with thousands of idle connections, churn, slow and stalled consumers,
+//!   on the same client.
+//!
+//! Only [`run`], [`run_until`], their options and their [`Summary`], and [`soak`]'s run, options and summary are
+//! public: the broker's `warren perf` and `warren soak` commands and their tests need nothing else, so everything
+//! behind them can change freely.
 
 mod body;
 mod broker_memory;
@@ -30,6 +34,7 @@ mod producer;
 mod report;
 mod run;
 mod setup;
+pub mod soak;
 mod stats;
 mod turn;
 mod uri;

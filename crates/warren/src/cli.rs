@@ -43,6 +43,10 @@ pub enum Command {
     /// Load generator for any AMQP 0-9-1 broker (like RabbitMQ PerfTest): publish, consume, report throughput,
     /// latency and losses
     Perf(warren_perf::PerfArgs),
+    /// Soak test of any AMQP 0-9-1 broker: thousands of idle connections with heartbeats, connection and queue
+    /// churn, slow and stalled consumers, for a set time; reports RSS, open files, missed heartbeats and p99
+    /// latency each minute
+    Soak(warren_perf::soak::SoakArgs),
 }
 
 impl Cli {
@@ -204,6 +208,17 @@ mod tests {
         };
         assert_eq!((args.producers, args.size, args.time), (4, 1024, Some(10)));
         assert!(Cli::try_parse_from(["warren", "perf", "--size", "8"]).is_err());
+    }
+
+    #[test]
+    fn soak_subcommand_takes_its_own_options() {
+        let cli = parse(&["soak", "--idle-connections", "2000", "--time", "120"]);
+        let Some(Command::Soak(args)) = cli.command else {
+            panic!("soak subcommand expected");
+        };
+        assert_eq!((args.idle_connections, args.time), (2000, 120));
+        assert_eq!(args.heartbeat, 10);
+        assert!(Cli::try_parse_from(["warren", "soak", "--time", "0"]).is_err());
     }
 
     #[test]

@@ -17,8 +17,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Perf(args)) = &cli.command {
-        return perf(args);
+    match &cli.command {
+        Some(Command::Perf(args)) => return perf(args),
+        Some(Command::Soak(args)) => return soak(args),
+        None => {}
     }
     let config = match cli.load_config() {
         Ok(config) => config,
@@ -138,6 +140,51 @@ fn perf(args: &warren_perf::PerfArgs) -> ExitCode {
         }
         Err(error) => {
             eprintln!("warren perf: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `warren soak`: runs the soak, prints its summary; exits 1 if an error occurred or an idle connection was lost,
+/// 2 if the run could not start.
+fn soak(args: &warren_perf::soak::SoakArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("warren soak: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        eprintln!("\ninterrupted: closing every connection (Ctrl-C again to quit at once)");
+        tokio::spawn(async {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        });
+    };
+    match runtime.block_on(warren_perf::soak::run_until(args, interrupt)) {
+        Ok(summary) => {
+            if args.json {
+                eprint!("{}", summary.render());
+                println!("{}", summary.to_json());
+            } else {
+                print!("{}", summary.render());
+            }
+            if summary.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(error) => {
+            eprintln!("warren soak: {error}");
             ExitCode::from(2)
         }
     }
