@@ -21,10 +21,10 @@ use crate::queue::flow::FlowLimits;
 use crate::queue::NodeMemory;
 use crate::registry::ConnectionRegistry;
 use crate::vhost::{DurableStores, Vhost};
-pub use warren_store::{SpillStats, StoreHealth};
 use warren_store::{
     FileSystem, SpillConfig, SpillStore, StdFileSystem, Store, StoreConfig, StoreError, SyncMode,
 };
+pub use warren_store::{SpillStats, StoreHealth};
 
 /// Why the broker could not start.
 #[derive(Debug, thiserror::Error)]
