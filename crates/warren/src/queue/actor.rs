@@ -408,6 +408,17 @@ impl QueueActor {
         clock: &mut Option<u64>,
         spilled: &mut bool,
     ) -> Admission {
+        if self.state.refuses(message.body_size()) {
+            // x-overflow reject-publish: checked first, so a refused message is never placed (or spilled).
+            let (persistent, id) = (message.persistent, message.id);
+            if self.settings.overflow == Overflow::RejectPublishDlx {
+                self.dead_letter(vec![message], DeathReason::Maxlen);
+            }
+            if persistent {
+                self.forget_stored(vec![id]);
+            }
+            return Admission::Refused;
+        }
         let now = match (self.state.rules.message_ttl, message.expiration) {
             (None, None) => 0,
             _ => *clock.get_or_insert_with(now_ms),
@@ -419,21 +430,8 @@ impl QueueActor {
             Place::Memory
         };
         *spilled |= place == Place::Spill;
-        let persistent = message.persistent;
-        let id = message.id;
-        let admission = self.state.enqueue(message.clone(), place, now);
-        if admission == Admission::Refused {
-            if self.settings.overflow == Overflow::RejectPublishDlx {
-                self.dead_letter(vec![message], DeathReason::Maxlen);
-            }
-            if place == Place::Spill {
-                self.release_spilled(vec![id]);
-            }
-            if persistent {
-                self.forget_stored(vec![id]);
-            }
-        }
-        admission
+        // Moved, not cloned: the message's reference count is touched once per queue, by the publisher.
+        self.state.enqueue(message, place, now)
     }
 
     /// Messages that died here (rejected, returned past the delivery limit): kept for at-least-once

@@ -208,7 +208,7 @@ impl QueueState {
     /// id (the message store or the spill store holds the rest). A queue full under `reject_when_full` refuses it;
     /// otherwise it is appended (see [`QueueState::enforce_limits`] for the drop-head side of the limits).
     pub(crate) fn enqueue(&mut self, message: Arc<Message>, place: Place, now: u64) -> Admission {
-        if self.rules.reject_when_full && self.would_overflow(message.body_size()) {
+        if self.refuses(message.body_size()) {
             return Admission::Refused;
         }
         let ttl = match (self.rules.message_ttl, message.expiration) {
@@ -239,6 +239,11 @@ impl QueueState {
             returns: 0,
         });
         Admission::Enqueued
+    }
+
+    /// Whether the queue refuses a new message of `body_size` bytes: full under `x-overflow` reject-publish.
+    pub(crate) fn refuses(&self, body_size: u64) -> bool {
+        self.rules.reject_when_full && self.would_overflow(body_size)
     }
 
     /// Whether one more message of `body_size` bytes would take the queue past a length limit (RabbitMQ's
