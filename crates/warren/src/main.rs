@@ -103,28 +103,11 @@ async fn close_connections(broker: &warren::broker::Broker) {
 /// `warren perf`: runs the load generator, prints its summary; exits 1 if a message was lost or duplicated or
 /// an error occurred, 2 if the run could not start.
 fn perf(args: &warren_perf::PerfArgs) -> ExitCode {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = args.threads {
-        builder.worker_threads(threads.max(1));
-    }
-    let runtime = match builder.enable_all().build() {
+    let runtime = match tool_runtime("perf", args.threads) {
         Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("warren perf: cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
-    let interrupt = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-        eprintln!("\ninterrupted: producers stop, consumers drain (Ctrl-C again to quit at once)");
-        tokio::spawn(async {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                std::process::exit(130);
-            }
-        });
-    };
+    let interrupt = first_interrupt("producers stop, consumers drain");
     match runtime.block_on(warren_perf::run_until(args, interrupt)) {
         Ok(summary) => {
             if args.json {
@@ -132,11 +115,7 @@ fn perf(args: &warren_perf::PerfArgs) -> ExitCode {
             } else {
                 print!("{}", summary.render());
             }
-            if summary.passed() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
+            passed(summary.passed())
         }
         Err(error) => {
             eprintln!("warren perf: {error}");
@@ -148,27 +127,11 @@ fn perf(args: &warren_perf::PerfArgs) -> ExitCode {
 /// `warren soak`: runs the soak, prints its summary; exits 1 if an error occurred or an idle connection was lost,
 /// 2 if the run could not start.
 fn soak(args: &warren_perf::soak::SoakArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tool_runtime("soak", None) {
         Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("warren soak: cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
-    let interrupt = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-        eprintln!("\ninterrupted: closing every connection (Ctrl-C again to quit at once)");
-        tokio::spawn(async {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                std::process::exit(130);
-            }
-        });
-    };
+    let interrupt = first_interrupt("closing every connection");
     match runtime.block_on(warren_perf::soak::run_until(args, interrupt)) {
         Ok(summary) => {
             if args.json {
@@ -177,16 +140,46 @@ fn soak(args: &warren_perf::soak::SoakArgs) -> ExitCode {
             } else {
                 print!("{}", summary.render());
             }
-            if summary.passed() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
+            passed(summary.passed())
         }
         Err(error) => {
             eprintln!("warren soak: {error}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// The runtime a client tool (`perf`, `soak`) runs on, with `threads` workers if given.
+fn tool_runtime(tool: &str, threads: Option<usize>) -> Result<tokio::runtime::Runtime, ExitCode> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = threads {
+        builder.worker_threads(threads.max(1));
+    }
+    builder.enable_all().build().map_err(|error| {
+        eprintln!("warren {tool}: cannot start the runtime: {error}");
+        ExitCode::FAILURE
+    })
+}
+
+/// Resolves at the first Ctrl-C, saying what the tool does now; a second Ctrl-C quits at once.
+async fn first_interrupt(what_now: &'static str) {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+    eprintln!("\ninterrupted: {what_now} (Ctrl-C again to quit at once)");
+    tokio::spawn(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            std::process::exit(130);
+        }
+    });
+}
+
+/// Exit status 0 for a run that passed, 1 otherwise.
+fn passed(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

@@ -7,23 +7,14 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    blocked_reason, connect, declare, next_connection_method, publish_frames, ready_count, within,
-    RawClient,
+    blocked_reason, connect, declare, next_connection_method, publish_frames, ready_count,
+    wait_for_count, within, RawClient,
 };
 use futures_lite::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use tokio::io::AsyncWriteExt;
 use warren::config::{DiskFreeLimit, MemoryWatermark};
-
-async fn wait_for_count(ch: &lapin::Channel, queue: &str, count: u32) {
-    within(10, async {
-        while ready_count(ch, queue).await != count {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-}
 
 #[tokio::test]
 async fn a_memory_alarm_blocks_publishers_but_not_consumers_until_it_clears() {

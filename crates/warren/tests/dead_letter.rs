@@ -4,11 +4,11 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{confirming_channel, connect, declare, publish_confirmed, start_server, within};
+use common::{
+    confirming_channel, connect, declare, get_message as get, publish_confirmed, start_server,
+};
 use lapin::message::BasicGetMessage;
-use lapin::options::{BasicGetOptions, BasicRejectOptions, QueueDeclareOptions};
+use lapin::options::{BasicRejectOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::BasicProperties;
 
@@ -26,23 +26,6 @@ fn text(s: &str) -> AMQPValue {
 
 async fn declare_with(ch: &lapin::Channel, name: &str, pairs: &[(&str, AMQPValue)]) {
     declare(ch, name, QueueDeclareOptions::default(), arguments(pairs)).await;
-}
-
-/// Waits (at most 10 s) for a message in `queue`, taken with basic.get (manual ack).
-async fn get(ch: &lapin::Channel, queue: &str) -> BasicGetMessage {
-    within(10, async {
-        loop {
-            if let Some(message) = ch
-                .basic_get(queue.into(), BasicGetOptions { no_ack: false })
-                .await
-                .expect("basic.get")
-            {
-                return message;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
 }
 
 fn header<'a>(message: &'a BasicGetMessage, key: &str) -> Option<&'a AMQPValue> {

@@ -10,12 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{
-    confirming_channel, connect, declare, publish_confirmed, ready_count, start_server, within,
+    confirming_channel, connect, declare, get_message as get, publish_confirmed, ready_count,
+    start_server, wait_for_count, within,
 };
 use lapin::message::BasicGetMessage;
 use lapin::options::{
-    BasicGetOptions, BasicPublishOptions, BasicRejectOptions, ExchangeDeclareOptions,
-    QueueBindOptions, QueueDeclareOptions,
+    BasicPublishOptions, BasicRejectOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, ExchangeKind};
@@ -65,23 +66,6 @@ fn at_least_once(exchange: &str, routing_key: Option<&str>) -> Vec<(&'static str
     pairs
 }
 
-/// Waits (at most 10 s) for a message in `queue`, taken with basic.get (manual ack).
-async fn get(ch: &lapin::Channel, queue: &str) -> BasicGetMessage {
-    within(10, async {
-        loop {
-            if let Some(message) = ch
-                .basic_get(queue.into(), BasicGetOptions { no_ack: false })
-                .await
-                .expect("basic.get")
-            {
-                return message;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-}
-
 /// Takes `n` messages from `queue` and rejects each without requeue: they die there.
 async fn reject_all(ch: &lapin::Channel, queue: &str, n: usize) {
     for _ in 0..n {
@@ -92,16 +76,6 @@ async fn reject_all(ch: &lapin::Channel, queue: &str, n: usize) {
             .await
             .expect("reject");
     }
-}
-
-/// Waits (at most 10 s) until `queue` holds `count` ready messages.
-async fn wait_for_count(ch: &lapin::Channel, queue: &str, count: u32) {
-    within(10, async {
-        while ready_count(ch, queue).await != count {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
 }
 
 /// Publishes `body` to `queue` through the default exchange and returns whether the broker acked it.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::process::{fresh_data_dir, BrokerProcess};
 use common::{
     confirming_channel, connect, declare, drain_bodies, publish_confirmed, ready_count,
-    start_server, within,
+    start_server, wait_for_count, within,
 };
 use lapin::options::{
     BasicGetOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
@@ -51,16 +51,6 @@ async fn clear(broker: &Arc<Broker>, kind: PolicyKind, name: &str) -> bool {
         .await
         .expect("clear_policy ran")
         .expect("policy cleared")
-}
-
-/// Waits (at most 10 s) until `queue` holds `count` ready messages.
-async fn wait_for_count(ch: &lapin::Channel, queue: &str, count: u32) {
-    within(10, async {
-        while ready_count(ch, queue).await != count {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
 }
 
 fn arguments(pairs: &[(&str, AMQPValue)]) -> FieldTable {

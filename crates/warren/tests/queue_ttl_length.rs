@@ -6,7 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    confirming_channel, connect, declare, drain_bodies, ready_count, start_server, within,
+    confirming_channel, connect, declare, drain_bodies, ready_count, start_server, wait_for_count,
+    within,
 };
 use futures_lite::StreamExt;
 use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions};
@@ -47,16 +48,6 @@ async fn publish(
         .is_ack()
     })
     .await
-}
-
-/// Waits (at most 10 s) until `queue` holds `count` ready messages.
-async fn wait_for_count(ch: &lapin::Channel, queue: &str, count: u32) {
-    within(10, async {
-        while ready_count(ch, queue).await != count {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
 }
 
 #[tokio::test]

@@ -495,3 +495,36 @@ pub(crate) fn blocked_reason(frame: &Frame) -> String {
     let len = payload[0] as usize;
     String::from_utf8_lossy(&payload[1..1 + len]).into_owned()
 }
+
+/// Waits (at most 10 s) until `queue` holds `count` ready messages.
+pub(crate) async fn wait_for_count(ch: &lapin::Channel, queue: &str, count: u32) {
+    within(10, async {
+        while ready_count(ch, queue).await != count {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
+
+/// Waits (at most 10 s) for a message in `queue`, taken with basic.get (manual ack).
+pub(crate) async fn get_message(
+    ch: &lapin::Channel,
+    queue: &str,
+) -> lapin::message::BasicGetMessage {
+    within(10, async {
+        loop {
+            if let Some(message) = ch
+                .basic_get(
+                    queue.into(),
+                    lapin::options::BasicGetOptions { no_ack: false },
+                )
+                .await
+                .expect("basic.get")
+            {
+                return message;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+}
