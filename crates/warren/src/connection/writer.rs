@@ -1,12 +1,16 @@
 //! The writer task: emits settled publisher confirms, takes everything queued and writes it with vectored
 //! writes, one flush per drain; sends a heartbeat when nothing was written for half a heartbeat interval.
 
+use std::future::Future;
 use std::io::IoSlice;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
 
 use crate::session::ConnectionShared;
 use warren_protocol::frame::put_heartbeat;
@@ -26,6 +30,13 @@ pub(crate) async fn run<W: AsyncWrite + Unpin>(
     // checks once per interval always sees traffic.
     let heartbeat =
         (heartbeat_secs > 0).then(|| Duration::from_millis(500 * u64::from(heartbeat_secs)));
+    // One timer for the connection's life, re-armed only when it fires: a wait for more to write registers no
+    // timer of its own (a timer-wheel insert and removal per wait, on a path taken many times a millisecond).
+    let mut last_write = Instant::now();
+    let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
+    let heartbeat_timer =
+        tokio::time::sleep_until(heartbeat.map_or(far_future, |i| last_write + i));
+    tokio::pin!(heartbeat_timer);
     loop {
         for tracker in info.take_confirm_flushes() {
             tracker.flush();
@@ -42,18 +53,24 @@ pub(crate) async fn run<W: AsyncWrite + Unpin>(
                 break;
             }
             info.outbound.written(total);
+            if heartbeat.is_some() {
+                last_write = Instant::now();
+            }
             continue;
         }
         if info.outbound.is_closed() {
             break;
         }
-        match heartbeat {
-            None => info.outbound.ready.notified().await,
-            Some(interval) => {
-                if tokio::time::timeout(interval, info.outbound.ready.notified())
-                    .await
-                    .is_err()
-                {
+        let Some(interval) = heartbeat else {
+            info.outbound.ready.notified().await;
+            continue;
+        };
+        tokio::select! {
+            biased;
+            _ = info.outbound.ready.notified() => {}
+            _ = &mut heartbeat_timer => {
+                let now = Instant::now();
+                if now >= last_write + interval {
                     let mut frame = BytesMut::with_capacity(8);
                     put_heartbeat(&mut frame);
                     if write_all(&mut socket, &[frame.freeze()], send_timeout)
@@ -63,7 +80,9 @@ pub(crate) async fn run<W: AsyncWrite + Unpin>(
                         info.outbound.close();
                         break;
                     }
+                    last_write = now;
                 }
+                heartbeat_timer.as_mut().reset(last_write + interval);
             }
         }
     }
@@ -84,13 +103,7 @@ async fn write_all<W: AsyncWrite + Unpin>(
         for chunk in chunks[index + 1..].iter().take(MAX_IOV - 1) {
             slices.push(IoSlice::new(chunk));
         }
-        let write = socket.write_vectored(&slices);
-        let mut written = match send_timeout {
-            Some(limit) => tokio::time::timeout(limit, write)
-                .await
-                .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??,
-            None => write.await?,
-        };
+        let mut written = write_vectored_within(socket, &slices, send_timeout).await?;
         if written == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
@@ -107,4 +120,28 @@ async fn write_all<W: AsyncWrite + Unpin>(
         }
     }
     Ok(())
+}
+
+/// One vectored write that fails with `TimedOut` when it makes no progress within `send_timeout`. The write is
+/// tried first: the timer (a clock read and a timer-wheel entry) is set up only when the socket is full.
+async fn write_vectored_within<W: AsyncWrite + Unpin>(
+    socket: &mut W,
+    slices: &[IoSlice<'_>],
+    send_timeout: Option<Duration>,
+) -> std::io::Result<usize> {
+    let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(result) = Pin::new(&mut *socket).poll_write_vectored(cx, slices) {
+            return Poll::Ready(result);
+        }
+        let Some(limit) = send_timeout else {
+            return Poll::Pending;
+        };
+        let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::ErrorKind::TimedOut.into())),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
 }

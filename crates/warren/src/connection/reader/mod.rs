@@ -202,8 +202,19 @@ impl Reader {
         mut close_signal: Option<CloseSignal>,
     ) -> String {
         let mut read_size = READ_SIZE_MIN;
-        let mut quiet_since = Instant::now();
+        // When the peer was last heard from: its silence is measured from here (heartbeats).
+        let mut last_read = Instant::now();
         let mut woken_by_timer = false;
+        // The reader's timers (heartbeat silence, close-ok, consumer timeouts) share one timer for the
+        // connection's life, re-armed only when it fires or a deadline moves earlier: a wait for bytes registers
+        // no timer of its own. It may fire early (the peer was heard since); then it is re-armed.
+        let mut armed = self.wake_deadline(last_read, idle_limit);
+        let timer = tokio::time::sleep_until(armed);
+        tokio::pin!(timer);
+        // Watched for the connection's life, not registered anew per wait.
+        let info = self.conn.info.clone();
+        let outbound_closed = info.outbound.closed();
+        tokio::pin!(outbound_closed);
         loop {
             // Frames are handled where they lie in the buffer; `consumed` bytes of it are done with.
             let mut consumed = 0;
@@ -277,19 +288,22 @@ impl Reader {
                     self.close_connection(AmqpError::new(request.code, request.detail));
                 }
                 // Blocked, the connection was not read: its silence is not the peer's.
-                quiet_since = Instant::now();
+                last_read = Instant::now();
             }
             // The peer's silence counts from the last read (or the end of a wait on a held queue), not from a
-            // wake-up of the consumer-timeout timer.
-            if !woken_by_timer {
-                quiet_since = Instant::now();
+            // wake-up of the timer.
+            if !std::mem::take(&mut woken_by_timer) {
+                last_read = Instant::now();
+                if last_read >= self.next_timeout_check {
+                    // Also here: a connection whose socket always has bytes never reaches the timer branch.
+                    self.check_consumer_timeouts().await;
+                }
             }
-            woken_by_timer = false;
-            let deadline = if self.closing {
-                Some(self.close_deadline)
-            } else {
-                idle_limit.map(|limit| quiet_since + limit)
-            };
+            let due = self.wake_deadline(last_read, idle_limit);
+            if due < armed {
+                armed = due;
+                timer.as_mut().reset(armed);
+            }
             let readable = async {
                 // Reserved only once bytes are waiting: an idle connection holds no read buffer.
                 std::future::poll_fn(|cx| read.poll_read_ready(cx)).await?;
@@ -297,17 +311,6 @@ impl Reader {
                 let spare = buf.capacity() - buf.len();
                 read.read_buf(&mut buf).await.map(|n| (n, spare))
             };
-            let timed_read = async {
-                match deadline {
-                    Some(deadline) => tokio::time::timeout_at(deadline, readable).await.ok(),
-                    None => Some(readable.await),
-                }
-            };
-            if Instant::now() >= self.next_timeout_check {
-                // Also here: a connection whose socket always has bytes never reaches the timer branch below.
-                self.check_consumer_timeouts().await;
-            }
-            let timeout_check = self.next_timeout_check;
             let close = close_signal.as_mut().filter(|_| !self.closing);
             let close_requested = async {
                 match close {
@@ -315,28 +318,36 @@ impl Reader {
                     None => std::future::pending().await,
                 }
             };
-            // Biased towards the read: while bytes keep arriving the close request is never even polled, so
-            // watching for it costs nothing on a busy connection.
+            // Biased towards the read: while bytes keep arriving nothing else is even polled, so watching for
+            // the rest costs nothing on a busy connection.
             let outcome = tokio::select! {
                 biased;
-                read = timed_read => match read {
-                    Some(outcome) => outcome,
-                    None if self.closing => return "connection.close-ok not received in time".into(),
-                    None => {
-                        tracing::warn!(peer = %self.conn.info.peer, "missed heartbeats from client, timeout: {heartbeat}s");
-                        return format!("missed heartbeats from client, timeout: {heartbeat}s");
-                    }
-                },
+                read = readable => read,
                 request = close_requested => {
                     // Then, as for any broker-initiated close, only close-ok (or close) is looked at.
                     self.close_connection(AmqpError::new(request.code, request.detail));
                     continue;
                 }
-                _ = self.conn.info.outbound.closed() => {
+                _ = &mut outbound_closed => {
                     return "socket write failed or timed out".into();
                 }
-                _ = tokio::time::sleep_until(timeout_check), if !self.closing => {
-                    self.check_consumer_timeouts().await;
+                _ = &mut timer => {
+                    let now = Instant::now();
+                    if self.closing {
+                        if now >= self.close_deadline {
+                            return "connection.close-ok not received in time".into();
+                        }
+                    } else {
+                        if idle_limit.is_some_and(|limit| now >= last_read + limit) {
+                            tracing::warn!(peer = %self.conn.info.peer, "missed heartbeats from client, timeout: {heartbeat}s");
+                            return format!("missed heartbeats from client, timeout: {heartbeat}s");
+                        }
+                        if now >= self.next_timeout_check {
+                            self.check_consumer_timeouts().await;
+                        }
+                    }
+                    armed = self.wake_deadline(last_read, idle_limit);
+                    timer.as_mut().reset(armed);
                     woken_by_timer = true;
                     continue;
                 }
@@ -355,6 +366,18 @@ impl Reader {
             if self.conn.info.outbound.is_closed() && !self.closing {
                 return "socket write failed".into();
             }
+        }
+    }
+
+    /// When the reader must wake on its own: the close-ok deadline while closing; otherwise the next consumer
+    /// timeout check or the end of the peer's allowed silence, whichever comes first.
+    fn wake_deadline(&self, last_read: Instant, idle_limit: Option<Duration>) -> Instant {
+        if self.closing {
+            return self.close_deadline;
+        }
+        match idle_limit {
+            Some(limit) => self.next_timeout_check.min(last_read + limit),
+            None => self.next_timeout_check,
         }
     }
 
