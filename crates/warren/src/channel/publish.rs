@@ -206,7 +206,7 @@ impl Channel {
         };
         let body = done.body.join(done.received as usize);
         let mut message = Message::new(done.exchange, done.routing_key, properties, body);
-        message.expiration = expiration;
+        message.set_expiration(expiration);
         let message = Arc::new(message);
         if let Some(tx) = self.tx.as_mut() {
             tx.publishes.push((message, done.mandatory));
@@ -243,7 +243,7 @@ impl Channel {
             }
             return Ok(backlog);
         }
-        if message.persistent {
+        if message.persistent() {
             Self::store_persistent(ctx.broker, &message, queues, confirm.as_ref())?;
             backlog.store_full = ctx.broker.store().queued_bytes() > STORE_BACKLOG_LIMIT;
         }

@@ -105,7 +105,7 @@ fn ready_rules(settings: &QueueSettings, queue_type: QueueType) -> ReadyRules {
 fn persistent_ids(messages: &[Arc<Message>]) -> Vec<u64> {
     messages
         .iter()
-        .filter(|m| m.persistent)
+        .filter(|m| m.persistent())
         .map(|m| m.id)
         .collect()
 }
@@ -410,7 +410,7 @@ impl QueueActor {
     ) -> Admission {
         if self.state.refuses(message.body_size()) {
             // x-overflow reject-publish: checked first, so a refused message is never placed (or spilled).
-            let (persistent, id) = (message.persistent, message.id);
+            let (persistent, id) = (message.persistent(), message.id);
             if self.settings.overflow == Overflow::RejectPublishDlx {
                 self.dead_letter(vec![message], DeathReason::Maxlen);
             }
@@ -419,7 +419,7 @@ impl QueueActor {
             }
             return Admission::Refused;
         }
-        let now = match (self.state.rules.message_ttl, message.expiration) {
+        let now = match (self.state.rules.message_ttl, message.expiration()) {
             (None, None) => 0,
             _ => *clock.get_or_insert_with(now_ms),
         };
@@ -512,7 +512,7 @@ impl QueueActor {
         let mut spilled = Vec::new();
         for entry in entries {
             match &entry.payload {
-                Payload::Loaded(m) if m.persistent => stored.push(m.id),
+                Payload::Loaded(m) if m.persistent() => stored.push(m.id),
                 Payload::Loaded(_) => {}
                 Payload::OnDisk { msg_id, .. } => stored.push(*msg_id),
                 Payload::Spilled { msg_id, .. } => spilled.push(*msg_id),

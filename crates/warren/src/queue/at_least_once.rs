@@ -161,7 +161,7 @@ impl QueueActor {
             .map(|l| match &l.payload {
                 Payload::Loaded(m) => m.body_size(),
                 Payload::OnDisk { body_size, .. } | Payload::Spilled { body_size, .. } => {
-                    *body_size
+                    u64::from(*body_size)
                 }
             })
             .sum();

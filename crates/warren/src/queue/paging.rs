@@ -134,7 +134,7 @@ impl QueueActor {
     /// spill store does not take it (it is failing, or the message is too large for a record; the spill store
     /// logs its failures): a message is never lost for want of a place.
     pub(super) fn place_past_budget(&self, message: &Message) -> Place {
-        if message.persistent && self.storage.is_some() {
+        if message.persistent() && self.storage.is_some() {
             return Place::Store;
         }
         let Some(spill) = &self.memory.spill else {

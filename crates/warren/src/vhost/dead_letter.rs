@@ -138,7 +138,7 @@ impl Vhost {
                 continue;
             }
             let routed = Arc::new(routed);
-            if routed.persistent {
+            if routed.persistent() {
                 self.store_dead_letter(&routed, &queues, Some(batch.share(i, None)));
             }
             for queue in &queues {
@@ -165,7 +165,7 @@ impl Vhost {
             return;
         }
         let routed = Arc::new(routed);
-        if routed.persistent {
+        if routed.persistent() {
             self.store_dead_letter(&routed, queues, None);
         }
         for queue in queues {

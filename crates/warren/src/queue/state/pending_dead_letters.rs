@@ -41,7 +41,7 @@ impl PendingLetter {
     /// The store id of the message's copy in this queue, if it has one (a persistent message).
     pub(crate) fn stored_id(&self) -> Option<u64> {
         match &self.payload {
-            Payload::Loaded(m) => m.persistent.then_some(m.id),
+            Payload::Loaded(m) => m.persistent().then_some(m.id),
             Payload::OnDisk { msg_id, .. } => Some(*msg_id),
             Payload::Spilled { .. } => None,
         }
@@ -58,7 +58,9 @@ impl PendingLetter {
     fn body_bytes(&self) -> u64 {
         match &self.payload {
             Payload::Loaded(m) => m.body_size(),
-            Payload::OnDisk { body_size, .. } | Payload::Spilled { body_size, .. } => *body_size,
+            Payload::OnDisk { body_size, .. } | Payload::Spilled { body_size, .. } => {
+                u64::from(*body_size)
+            }
         }
     }
 }

@@ -29,10 +29,10 @@ impl QueueState {
             seq: self.next_seq,
             payload: Payload::OnDisk {
                 msg_id: entry.msg_id,
-                body_size: u64::from(entry.body_size),
+                body_size: entry.body_size,
             },
             redelivered: true,
-            expires_at,
+            expires_at: expires_at.into(),
             // As for a message just published: its own deadline may come before those of the messages ahead.
             expiry_indexed: own_deadline.is_some(),
             level: self.ready.level_for(entry.meta.map(|m| m.priority)),
@@ -106,7 +106,7 @@ mod tests {
         state.enqueue_recovered(&recovered(1, 10_000, None, 0), 11_000);
         state.enqueue_recovered(&recovered(2, 10_000, Some(10_500), 0), 11_000);
         state.enqueue_recovered(&recovered(3, 10_000, Some(20_000), 0), 11_000);
-        let expiries: Vec<_> = state.ready.iter().map(|e| e.expires_at).collect();
+        let expiries: Vec<_> = state.ready.iter().map(|e| e.expires_at.get()).collect();
         assert_eq!(expiries, vec![Some(13_000), Some(10_500), Some(13_000)]);
         // Its own deadline comes before the head's: it is found in the expiry index, behind the head.
         assert_eq!(ids(&state.expire(11_000)), vec![2]);
@@ -137,7 +137,10 @@ mod tests {
         };
         state.enqueue_recovered(&old, 11_500);
         let entry = state.ready.iter().next().cloned();
-        assert_eq!(entry.as_ref().and_then(|e| e.expires_at), Some(14_500));
+        assert_eq!(
+            entry.as_ref().and_then(|e| e.expires_at.get()),
+            Some(14_500)
+        );
         assert_eq!(entry.map(|e| e.level), Some(0));
     }
 
