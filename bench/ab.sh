@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Two Warren binaries side by side on scenarios of bench/compare.sh (default 1, 2, 3 and 6): the check that a
 # change does not slow the paths it does not use. Each run also reports the rate consumed while publishing and the
-# broker's peak RSS during the run (perf --broker-pid; the broker serves every scenario in turn). Each binary runs as its own broker; runs alternate which goes
-# first, so neither always has the warmer machine. Prints one line per run and the median of each binary.
+# broker's peak RSS during the run (perf --broker-pid). Every run has a fresh broker of its own, warmed up first;
+# runs alternate which binary goes first, so neither always has the warmer machine. Prints one line per run and the
+# median of each binary.
 #
-# Usage: bench/ab.sh BEFORE_BIN AFTER_BIN [--seconds S] [--runs N] [--scenarios 1,2,3,6]  (11: scenario 1 on a TTL queue, 12: on a priority queue)
+# Usage: bench/ab.sh BEFORE_BIN AFTER_BIN [--seconds S] [--runs N] [--scenarios 1,2,3,6]  (11: scenario 1 on a TTL queue, 12: on a priority queue, 13 and 14: scenarios 1 and 2 at a fixed 1,000,000 msg/s)
 # Reports figures; asserts nothing about speed. Brokers are stopped by PID.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 source "$HERE/brokers.sh"
 
-(($# >= 2)) || { sed -n '6p' "$0" | sed 's/^# //' >&2; exit 2; }
+(($# >= 2)) || { sed -n '8p' "$0" | sed 's/^# //' >&2; exit 2; }
 BIN_BEFORE=$1 BIN_AFTER=$2; shift 2
 SECONDS_PER_RUN=10 RUNS=3 SCENARIOS="1,2,3,6"
 while (($#)); do
@@ -18,7 +19,7 @@ while (($#)); do
     --seconds) SECONDS_PER_RUN=$2; shift 2 ;;
     --runs) RUNS=$2; shift 2 ;;
     --scenarios) SCENARIOS=$2; shift 2 ;;
-    *) sed -n '6p' "$0" | sed 's/^# //' >&2; exit 2 ;;
+    *) sed -n '8p' "$0" | sed 's/^# //' >&2; exit 2 ;;
   esac
 done
 source "$HERE/scenarios.sh"
@@ -27,33 +28,40 @@ for bin in "$BIN_BEFORE" "$BIN_AFTER"; do [[ -x "$bin" ]] || { echo "not an exec
 WORK=${BENCH_DIR:-/tmp/warren-ab}
 rm -rf "$WORK"; mkdir -p "$WORK/logs"
 RESULTS="$WORK/results.tsv"; : >"$RESULTS"
-declare -A BIN=([before]=$BIN_BEFORE [after]=$BIN_AFTER) PORT=([before]=5821 [after]=5822) PID=()
-cleanup() { for b in "${!PID[@]}"; do stop_pid "${PID[$b]}"; done; }
+declare -A BIN=([before]=$BIN_BEFORE [after]=$BIN_AFTER)
+PORT=5821 PID=""
+cleanup() { [[ -n $PID ]] && stop_pid "$PID"; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-for b in before after; do
-  WARREN_BIN=${BIN[$b]} start_warren "${PORT[$b]}" "$WORK/$b" \
-    || { echo "$b did not start; see $WORK/$b.log" >&2; exit 1; }
-  PID[$b]=$WARREN_PID
-done
-
-perf() { # side log options...
-  local b=$1 log=$2; shift 2
+perf() { # log options...
+  local log=$1; shift
   local out
-  out=$("${BIN[after]}" perf --uri "amqp://guest:guest@127.0.0.1:${PORT[$b]}/%2f" --json --broker-pid "${PID[$b]}" "$@" 2>"$WORK/logs/$log.err" | tail -1) || true
+  out=$("${BIN[after]}" perf --uri "amqp://guest:guest@127.0.0.1:$PORT/%2f" --json --broker-pid "$PID" "$@" 2>"$WORK/logs/$log.err" | tail -1) || true
   [[ $out == "{"* ]] || out='{}'
   echo "$out"
 }
-for b in before after; do perf "$b" "warmup-$b" --size 16 --multi-ack-every 100 --qos 1000 --time 2 --queue ab-warmup >/dev/null; done
+
+# One run on a broker of its own, started fresh and warmed up, then stopped: a broker process kept for every run
+# showed a lasting bias of its own (the same binary on both sides differed by up to 10 % at a fixed rate).
+measure() { # side scenario run
+  local b=$1 s=$2 run=$3 dir="$WORK/$1-s$2-r$3"
+  WARREN_BIN=${BIN[$b]} start_warren "$PORT" "$dir" \
+    || { echo "$b did not start; see $dir.log" >&2; exit 1; }
+  PID=$WARREN_PID
+  perf "warmup-$b-$s-$run" --size 16 --multi-ack-every 100 --qos 1000 --time 2 --queue ab-warmup >/dev/null
+  # shellcheck disable=SC2046 # the options are words
+  perf "s$s-$b-$run" $(scenario_options "$s" "$run-$b")
+  stop_pid "$PID"; PID=""
+  rm -rf "$dir"
+}
 
 IFS=, read -ra LIST <<<"$SCENARIOS"
 for s in "${LIST[@]}"; do
   for ((run = 1; run <= RUNS; run++)); do
     if ((run % 2)); then order="before after"; else order="after before"; fi
     for b in $order; do
-      # shellcheck disable=SC2046 # the options are words
-      line=$(perf "$b" "s$s-$b-$run" $(scenario_options "$s" "$run-$b"))
+      line=$(measure "$b" "$s" "$run")
       printf '%s\t%s\t%s\t%s\n' "$s" "$b" "$run" "$line" >>"$RESULTS"
       echo "[$(date +%T)] scenario $s run $run $b: $line" | cut -c1-220 >&2
     done

@@ -7,32 +7,29 @@ use std::collections::VecDeque;
 use super::state::ReadyEntry;
 
 /// The ready messages, by priority level.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct ReadyList {
-    /// Index = priority level; never empty.
-    levels: Vec<VecDeque<ReadyEntry>>,
+    /// Level 0: every message of a queue without priorities, which so pays no indirection for the others.
+    lowest: VecDeque<ReadyEntry>,
+    /// Levels 1 to the queue's maximum priority (index = level - 1); empty in a queue without priorities.
+    upper: Vec<VecDeque<ReadyEntry>>,
     /// Entries over all levels.
     len: usize,
-}
-
-impl Default for ReadyList {
-    fn default() -> Self {
-        ReadyList::with_max_priority(0)
-    }
 }
 
 impl ReadyList {
     /// A list for priorities 0 to `max` (RabbitMQ's `x-max-priority`; 0 for a queue without priorities).
     pub(crate) fn with_max_priority(max: u8) -> ReadyList {
         ReadyList {
-            levels: (0..=max).map(|_| VecDeque::new()).collect(),
+            lowest: VecDeque::new(),
+            upper: (0..max).map(|_| VecDeque::new()).collect(),
             len: 0,
         }
     }
 
     /// The level a message of `priority` waits at: priorities above the queue's maximum count as the maximum.
     pub(crate) fn level_for(&self, priority: Option<u8>) -> u8 {
-        let top = (self.levels.len() - 1) as u8;
+        let top = self.upper.len() as u8;
         priority.unwrap_or(0).min(top)
     }
 
@@ -46,35 +43,57 @@ impl ReadyList {
         self.len == 0
     }
 
+    /// The entries of `level`; a level above the queue's maximum (never made by [`ReadyList::level_for`]) counts as
+    /// the maximum, so an entry is never lost.
+    fn level_mut(&mut self, level: u8) -> &mut VecDeque<ReadyEntry> {
+        match (usize::from(level).min(self.upper.len())).checked_sub(1) {
+            None => &mut self.lowest,
+            Some(index) => &mut self.upper[index],
+        }
+    }
+
+    /// The levels, highest first.
+    fn levels(&self) -> impl Iterator<Item = &VecDeque<ReadyEntry>> {
+        self.upper.iter().rev().chain(std::iter::once(&self.lowest))
+    }
+
+    /// The levels, mutably, highest first.
+    fn levels_mut(&mut self) -> impl Iterator<Item = &mut VecDeque<ReadyEntry>> {
+        self.upper
+            .iter_mut()
+            .rev()
+            .chain(std::iter::once(&mut self.lowest))
+    }
+
     /// Takes the next message to deliver.
     pub(crate) fn pop_front(&mut self) -> Option<ReadyEntry> {
         if self.len == 0 {
             return None;
         }
         self.len -= 1;
-        match self.levels.as_mut_slice() {
+        if self.upper.is_empty() {
             // A queue without priorities: no search.
-            [only] => only.pop_front(),
-            levels => levels.iter_mut().rev().find_map(|l| l.pop_front()),
+            return self.lowest.pop_front();
         }
+        self.levels_mut().find_map(|l| l.pop_front())
     }
 
     /// Appends an entry at the end of its level.
     pub(crate) fn push_back(&mut self, entry: ReadyEntry) {
         self.len += 1;
-        self.levels[usize::from(entry.level)].push_back(entry);
+        self.level_mut(entry.level).push_back(entry);
     }
 
     /// Puts an entry just taken back at the front of its level.
     pub(crate) fn push_front(&mut self, entry: ReadyEntry) {
         self.len += 1;
-        self.levels[usize::from(entry.level)].push_front(entry);
+        self.level_mut(entry.level).push_front(entry);
     }
 
     /// Puts an entry back at the place its sequence number gives it in its level.
     pub(crate) fn insert_by_seq(&mut self, entry: ReadyEntry) {
         self.len += 1;
-        let level = &mut self.levels[usize::from(entry.level)];
+        let level = self.level_mut(entry.level);
         match level.front() {
             None => level.push_back(entry),
             Some(front) if entry.seq < front.seq => level.push_front(entry),
@@ -92,19 +111,23 @@ impl ReadyList {
         seq: u64,
         keep: impl FnOnce(&ReadyEntry) -> bool,
     ) -> Option<ReadyEntry> {
-        let level = self.levels.get_mut(usize::from(level))?;
+        if usize::from(level) > self.upper.len() {
+            return None;
+        }
+        let level = self.level_mut(level);
         let at = level.partition_point(|e| e.seq < seq);
         if !level.get(at).is_some_and(|e| e.seq == seq && keep(e)) {
             return None;
         }
+        let removed = level.remove(at);
         self.len -= 1;
-        level.remove(at)
+        removed
     }
 
     /// Takes, level by level, the entries at the head of each level that `dead` says are dead.
     pub(crate) fn pop_dead_heads(&mut self, dead: impl Fn(&ReadyEntry) -> bool) -> Vec<ReadyEntry> {
         let mut taken = Vec::new();
-        for level in self.levels.iter_mut().rev() {
+        for level in self.levels_mut() {
             while level.front().is_some_and(&dead) {
                 taken.extend(level.pop_front());
             }
@@ -115,25 +138,23 @@ impl ReadyList {
 
     /// The heads of the levels, highest level first.
     pub(crate) fn heads(&self) -> impl Iterator<Item = &ReadyEntry> {
-        self.levels.iter().rev().filter_map(|level| level.front())
+        self.levels().filter_map(|level| level.front())
     }
 
     /// Every entry in delivery order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &ReadyEntry> {
-        self.levels.iter().rev().flat_map(|level| level.iter())
+        self.levels().flat_map(|level| level.iter())
     }
 
     /// Every entry, mutably, in no particular order (the caller keeps each level's sequence order).
     pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut ReadyEntry> {
-        self.levels.iter_mut().flat_map(|level| level.iter_mut())
+        self.levels_mut().flat_map(|level| level.iter_mut())
     }
 
     /// Takes every entry, in delivery order.
     pub(crate) fn drain(&mut self) -> Vec<ReadyEntry> {
         self.len = 0;
-        self.levels
-            .iter_mut()
-            .rev()
+        self.levels_mut()
             .flat_map(|level| level.drain(..))
             .collect()
     }
