@@ -38,6 +38,9 @@ fn main() -> ExitCode {
         .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .init();
+    for key in &config.ignored_keys {
+        tracing::warn!("{key}: a RabbitMQ tuning key with no Warren equivalent; ignored");
+    }
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

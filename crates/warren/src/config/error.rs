@@ -26,6 +26,16 @@ pub enum ConfigError {
         /// The TOML parser's description.
         message: String,
     },
+    /// A rabbitmq.conf line that is not a `key = value` setting.
+    #[error("{path}:{line}: invalid rabbitmq.conf line: {message}")]
+    ConfSyntax {
+        /// The config file.
+        path: PathBuf,
+        /// The line of the fault in that file.
+        line: usize,
+        /// What is wrong with the line.
+        message: String,
+    },
     /// A key Warren does not know, most often a typo; refused rather than ignored so the typo is noticed.
     #[error("{path}:{line}: unknown key `{key}` {section}")]
     UnknownKey {
@@ -62,6 +72,26 @@ pub enum ConfigError {
         /// What is wrong with the value, and what is allowed.
         reason: String,
     },
+}
+
+impl ConfigError {
+    /// The same error with its line mapped through `lines` (line `n` becomes `lines[n - 1]`): for a document
+    /// generated from another file, such as a rabbitmq.conf translated into TOML, so the error names the line the
+    /// operator wrote. A line with no mapping (0) is left as it is.
+    pub(super) fn at_lines(mut self, lines: &[usize]) -> ConfigError {
+        if let ConfigError::Syntax { line, .. }
+        | ConfigError::UnknownKey { line, .. }
+        | ConfigError::MissingKey { line, .. }
+        | ConfigError::InvalidValue { line, .. } = &mut self
+        {
+            if let Some(&original) = line.checked_sub(1).and_then(|i| lines.get(i)) {
+                if original > 0 {
+                    *line = original;
+                }
+            }
+        }
+        self
+    }
 }
 
 /// The table a key sits in, as the operator wrote it in the file.

@@ -10,6 +10,7 @@
 
 mod error;
 mod file;
+mod rabbitmq_conf;
 mod source;
 #[cfg(test)]
 mod tests;
@@ -52,6 +53,9 @@ pub struct Config {
     pub policies: Vec<PolicyConfig>,
     /// The config file these settings were read from; `None` when built from defaults or from a string.
     pub source: Option<PathBuf>,
+    /// Keys of a rabbitmq.conf that only tune RabbitMQ's internals, accepted and not applied (`file:line: key`),
+    /// for the broker to log at start.
+    pub ignored_keys: Vec<String>,
 }
 
 /// When the resource alarms go off (RabbitMQ's `vm_memory_high_watermark` and `disk_free_limit`).
@@ -280,6 +284,7 @@ impl Default for Config {
             alarms: AlarmsConfig::default(),
             policies: Vec::new(),
             source: None,
+            ignored_keys: Vec::new(),
         }
     }
 }
@@ -362,8 +367,21 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        let mut config = Config::from_toml_str(&text, path)?;
+        let mut config = if path.extension().is_some_and(|e| e == "conf") {
+            Config::from_rabbitmq_conf_str(&text, path)?
+        } else {
+            Config::from_toml_str(&text, path)?
+        };
         config.source = Some(path.to_owned());
+        Ok(config)
+    }
+
+    /// Same as `from_file` for a RabbitMQ `rabbitmq.conf` text (see `rabbitmq_conf`): errors name its lines.
+    pub fn from_rabbitmq_conf_str(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+        let translation = rabbitmq_conf::translate(text, origin)?;
+        let mut config = Config::from_toml_str(&translation.toml, origin)
+            .map_err(|error| error.at_lines(&translation.lines))?;
+        config.ignored_keys = translation.ignored;
         Ok(config)
     }
 
