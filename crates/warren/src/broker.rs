@@ -193,6 +193,7 @@ impl Broker {
         let data_dir = config.data_dir.clone();
         let node = config.server.cluster_name.clone();
         let monitored_store = stores.store.clone();
+        let node_memory = stores.node_memory.clone();
         let broker = Arc::new(Broker {
             config,
             vhosts,
@@ -206,8 +207,17 @@ impl Broker {
                 alarms_config,
                 data_dir,
                 monitored_store,
+                node_memory,
             )),
         });
+        let weak = Arc::downgrade(&broker);
+        broker.resources.on_pressure_change(Box::new(move || {
+            if let Some(broker) = weak.upgrade() {
+                for vhost in broker.vhosts.iter() {
+                    vhost.wake_queues();
+                }
+            }
+        }));
         for p in &broker.config.policies {
             let kind = match p.operator {
                 true => PolicyKind::Operator,

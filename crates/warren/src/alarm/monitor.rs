@@ -9,7 +9,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -18,12 +18,15 @@ use warren_store::{Store, StoreHealth};
 use super::limits::{disk_threshold, free_disk, memory_threshold, resident_bytes, total_memory};
 use super::{Alarms, Resource};
 use crate::config::{AlarmsConfig, DiskFreeLimit, MemoryWatermark};
+use crate::queue::NodeMemory;
 
 /// How often memory (and the message store's health, one atomic load) is sampled: a flat-out publisher adds
 /// hundreds of megabytes a second.
 const MEMORY_EVERY: Duration = Duration::from_millis(200);
 /// Disk is sampled every this many memory samples (once a second).
 const DISK_EVERY: u32 = 5;
+/// Queues page out past 1/2 of the memory high watermark (RabbitMQ's `vm_memory_high_watermark_paging_ratio`, 0.5).
+const PAGING_RATIO_INVERSE: u64 = 2;
 
 /// The limits and the last samples, shared by the monitor, the broker's API and the management API.
 pub(crate) struct ResourceMonitor {
@@ -47,11 +50,20 @@ pub(crate) struct ResourceMonitor {
     store: Store,
     /// Whether the store was failed at the last check (its changes are logged).
     store_failed: AtomicBool,
+    /// The queues' shared memory account, told when memory passes the paging threshold.
+    node_memory: Arc<NodeMemory>,
+    /// Wakes every queue when the memory pressure changes (set by the broker once its vhosts exist).
+    wake_queues: OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl ResourceMonitor {
     /// A monitor of `data_dir`'s file system with `limits` and of `store`'s health; nothing sampled yet.
-    pub(crate) fn new(limits: AlarmsConfig, data_dir: PathBuf, store: Store) -> ResourceMonitor {
+    pub(crate) fn new(
+        limits: AlarmsConfig,
+        data_dir: PathBuf,
+        store: Store,
+        node_memory: Arc<NodeMemory>,
+    ) -> ResourceMonitor {
         ResourceMonitor {
             limits: Mutex::new(limits),
             changed: Notify::new(),
@@ -63,7 +75,14 @@ impl ResourceMonitor {
             disk_short: AtomicBool::new(false),
             store,
             store_failed: AtomicBool::new(false),
+            node_memory,
+            wake_queues: OnceLock::new(),
         }
+    }
+
+    /// Sets what wakes every queue when the memory pressure changes.
+    pub(crate) fn on_pressure_change(&self, wake_queues: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.wake_queues.set(wake_queues);
     }
 
     /// Replaces the memory watermark and/or the disk limit and re-checks at once.
@@ -89,6 +108,19 @@ impl ResourceMonitor {
             self.mem_used.store(used, Ordering::Relaxed);
             self.mem_limit.store(limit, Ordering::Relaxed);
             alarms.set(Resource::Memory, used > limit);
+            // RabbitMQ's paging ratio: past half the watermark, queues page message bodies out to disk, so that the
+            // memory alarm clears by itself once they have (publishers resume at disk speed) instead of holding
+            // them until consumers drain the queues.
+            let pressure = used > limit / PAGING_RATIO_INVERSE;
+            if self.node_memory.set_pressure(pressure) {
+                match pressure {
+                    true => tracing::info!("memory use {used} bytes is past the paging threshold ({} bytes): queues page message bodies to disk", limit / PAGING_RATIO_INVERSE),
+                    false => tracing::info!("memory use is back under the paging threshold: queues keep new messages in memory again"),
+                }
+                if let Some(wake) = self.wake_queues.get() {
+                    wake();
+                }
+            }
         }
         if disk {
             if let Some(free) = free_disk(&self.data_dir) {

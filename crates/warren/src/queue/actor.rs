@@ -199,6 +199,7 @@ impl QueueActor {
             self.send_dead_letters().await;
             self.update_flow(&handle);
             self.memory.account(self.state.loaded_bytes);
+            self.page_out_under_pressure(&wake).await;
             if self.should_auto_delete() || self.unused_too_long() {
                 if let Some(owner) = self.owner.upgrade() {
                     let queue = handle.clone();

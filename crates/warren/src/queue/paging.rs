@@ -5,7 +5,7 @@
 //! fsync), so they run on tokio's blocking pool, never on an async worker; the queue's actor awaits the result,
 //! which holds back only that queue.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use warren_store::{SpillStore, Store, StoreError};
@@ -31,6 +31,9 @@ const SPILL_BACKLOG_LIMIT: u64 = 8 << 20;
 
 /// Spill shares released under one lock of the spill store: a purge of millions of messages must not hold it long.
 const RELEASE_CHUNK: usize = 4096;
+/// Body bytes one queue pages out per round under memory pressure: the rest in later rounds, so a queue holding
+/// its whole budget does not stall its publishers and consumers while it writes.
+const PAGE_OUT_PER_ROUND: u64 = 4 << 20;
 
 /// The memory budget every queue of the node shares (`[storage] total_queue_memory_budget`): the ready bodies all
 /// queues keep in memory, as each last reported it.
@@ -39,6 +42,10 @@ pub(crate) struct NodeMemory {
     limit: u64,
     /// The sum of what every queue reported.
     used: AtomicU64,
+    /// The broker's memory is past the paging threshold (half the memory high watermark, RabbitMQ's
+    /// `vm_memory_high_watermark_paging_ratio`): every queue pages out the message bodies it holds and keeps new
+    /// ones on disk until it clears, so the memory alarm clears once paging has made room, as in RabbitMQ.
+    pressure: AtomicBool,
 }
 
 impl NodeMemory {
@@ -47,7 +54,18 @@ impl NodeMemory {
         NodeMemory {
             limit,
             used: AtomicU64::new(0),
+            pressure: AtomicBool::new(false),
         }
+    }
+
+    /// Sets or clears the memory pressure (the resource monitor, each sample); true if it changed.
+    pub(crate) fn set_pressure(&self, on: bool) -> bool {
+        self.pressure.swap(on, Ordering::Relaxed) != on
+    }
+
+    /// Whether queues page out under memory pressure now.
+    pub(crate) fn under_pressure(&self) -> bool {
+        self.pressure.load(Ordering::Relaxed)
     }
 }
 
@@ -104,10 +122,18 @@ impl QueueMemory {
                 .fetch_sub(self.reported - loaded, Ordering::Relaxed);
         }
         self.reported = loaded;
-        self.budget = match node.used.load(Ordering::Relaxed) > node.limit {
-            true => self.queue_budget.min(loaded),
-            false => self.queue_budget,
+        self.budget = if node.under_pressure() {
+            0
+        } else if node.used.load(Ordering::Relaxed) > node.limit {
+            self.queue_budget.min(loaded)
+        } else {
+            self.queue_budget
         };
+    }
+
+    /// Whether the node is under memory pressure: the queue should page out what it holds.
+    pub(super) fn under_pressure(&self) -> bool {
+        self.node.as_ref().is_some_and(|node| node.under_pressure())
     }
 }
 
@@ -117,6 +143,22 @@ impl Drop for QueueMemory {
         if let Some(node) = &self.node {
             node.used.fetch_sub(self.reported, Ordering::Relaxed);
         }
+    }
+}
+
+/// Where a message leaves memory for: the message store, which has it already, for a persistent message of a durable
+/// queue; the spill store for any other; memory if the spill store does not take it (failing, or a message too large
+/// for a record: it logs why), so a message is never lost for want of a place.
+fn place_on_disk(message: &Message, durable_queue: bool, spill: Option<&SpillStore>) -> Place {
+    if message.persistent() && durable_queue {
+        return Place::Store;
+    }
+    let Some(spill) = spill else {
+        return Place::Memory;
+    };
+    match spill.put(message.id, || message.to_spilled()) {
+        Ok(()) => Place::Spill,
+        Err(_) => Place::Memory,
     }
 }
 
@@ -134,15 +176,29 @@ impl QueueActor {
     /// spill store does not take it (it is failing, or the message is too large for a record; the spill store
     /// logs its failures): a message is never lost for want of a place.
     pub(super) fn place_past_budget(&self, message: &Message) -> Place {
-        if message.persistent() && self.storage.is_some() {
-            return Place::Store;
+        place_on_disk(message, self.storage.is_some(), self.memory.spill.as_ref())
+    }
+
+    /// Under memory pressure: pages out up to [`PAGE_OUT_PER_ROUND`] bytes of the bodies the queue holds, newest
+    /// (last to be delivered) first, and asks for another round while more remain; waits for the spill store's
+    /// writer as a publish run that spilled does.
+    pub(super) async fn page_out_under_pressure(&mut self, wake: &tokio::sync::Notify) {
+        if self.state.loaded_bytes == 0 || !self.memory.under_pressure() {
+            return;
         }
-        let Some(spill) = &self.memory.spill else {
-            return Place::Memory;
-        };
-        match spill.put(message.id, || message.to_spilled()) {
-            Ok(()) => Place::Spill,
-            Err(_) => Place::Memory,
+        let durable = self.storage.is_some();
+        let spill = self.memory.spill.clone();
+        let mut spilled = false;
+        self.state.page_out_newest(PAGE_OUT_PER_ROUND, |message| {
+            let place = place_on_disk(message, durable, spill.as_ref());
+            spilled |= place == Place::Spill;
+            place
+        });
+        if spilled {
+            self.wait_for_spill_room().await;
+        }
+        if self.state.loaded_bytes > 0 {
+            wake.notify_one();
         }
     }
 

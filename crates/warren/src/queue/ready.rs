@@ -151,6 +151,13 @@ impl ReadyList {
         self.levels_mut().flat_map(|level| level.iter_mut())
     }
 
+    /// Every entry, mutably, the last to be delivered first (the lowest level's newest first).
+    pub(crate) fn iter_newest_first_mut(&mut self) -> impl Iterator<Item = &mut ReadyEntry> {
+        std::iter::once(&mut self.lowest)
+            .chain(self.upper.iter_mut())
+            .flat_map(|level| level.iter_mut().rev())
+    }
+
     /// Takes every entry, in delivery order.
     pub(crate) fn drain(&mut self) -> Vec<ReadyEntry> {
         self.len = 0;

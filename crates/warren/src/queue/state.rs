@@ -376,6 +376,33 @@ impl QueueState {
         self.ready.push_back(entry);
     }
 
+    /// Pages out ready messages held in memory, the last to be delivered first, until `max_bytes` of bodies left
+    /// memory or none is left there; `place` stores each and says where it went (Memory: it could not leave).
+    pub(crate) fn page_out_newest(
+        &mut self,
+        max_bytes: u64,
+        mut place: impl FnMut(&Message) -> Place,
+    ) -> u64 {
+        let mut paged = 0;
+        for entry in self.ready.iter_newest_first_mut() {
+            if paged >= max_bytes || self.loaded_bytes == 0 {
+                break;
+            }
+            let Payload::Loaded(message) = &entry.payload else {
+                continue;
+            };
+            let (msg_id, body_size) = (message.id, paged_size(message));
+            entry.payload = match place(message) {
+                Place::Memory => continue,
+                Place::Store => Payload::OnDisk { msg_id, body_size },
+                Place::Spill => Payload::Spilled { msg_id, body_size },
+            };
+            self.loaded_bytes -= u64::from(body_size);
+            paged += u64::from(body_size);
+        }
+        paged
+    }
+
     /// Counts an entry entering the ready list; records its expiry unless `unpopped` (its record is still
     /// there: it left the list only for a moment).
     fn count_in(&mut self, entry: &ReadyEntry) {
@@ -701,6 +728,32 @@ mod tests {
             bodies(&state),
             vec![&b"<disk>"[..], b"<disk>", b"<disk>", b"d"]
         );
+    }
+
+    #[test]
+    fn memory_pressure_pages_out_the_newest_bodies_first_within_a_round() {
+        let mut state = QueueState::default();
+        for body in ["aa", "bbb", "cccc", "ddddd"] {
+            state.enqueue(msg(body), Place::Memory, 0);
+        }
+        assert_eq!(state.loaded_bytes, 14);
+        // A round pages out at least up to its byte allowance, newest first; a message that cannot leave stays.
+        let paged = state.page_out_newest(6, |m| match m.body.len() {
+            4 => Place::Memory,
+            _ => Place::Store,
+        });
+        assert_eq!((paged, state.loaded_bytes), (8, 6));
+        assert_eq!(
+            bodies(&state),
+            vec![&b"aa"[..], b"<disk>", b"cccc", b"<disk>"]
+        );
+        let paged = state.page_out_newest(u64::MAX, |_| Place::Spill);
+        assert_eq!((paged, state.loaded_bytes), (6, 0));
+        assert_eq!(
+            state.ready_bytes, 14,
+            "paging out does not change what the queue holds"
+        );
+        assert_eq!(state.message_count(), 4);
     }
 
     fn expiring(body: &'static str, ms: u64) -> Arc<Message> {

@@ -73,6 +73,13 @@ const PREDECLARED: &[(&str, ExchangeKind, bool)] = &[
 ];
 
 impl Vhost {
+    /// Wakes every queue for a round (the memory pressure changed: they page out, or load again).
+    pub(crate) fn wake_queues(&self) {
+        for queue in self.queues.iter() {
+            queue.wake.notify_one();
+        }
+    }
+
     /// An empty vhost with RabbitMQ's predeclared exchanges; `stores` is `None` only without a data directory
     /// (unit tests). Durable objects are added by [`Vhost::restore`].
     pub(crate) fn new(
