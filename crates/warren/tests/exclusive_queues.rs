@@ -184,3 +184,36 @@ async fn exclusive_queue_is_deleted_when_the_owning_connection_closes() {
         .await
         .unwrap();
 }
+
+/// Once the owner's connection.close-ok has arrived, its exclusive queues are gone: another connection's passive
+/// declare right after gets 404, never a 405 for a queue still locked by a closed connection (py-amqp's tutorial
+/// tests do exactly this).
+#[tokio::test]
+async fn exclusive_queues_are_gone_when_close_ok_arrives() {
+    let server = common::start_server().await;
+    let other = common::connect(&server).await;
+    for round in 0..30 {
+        let owner = common::connect(&server).await;
+        let ch = owner.create_channel().await.unwrap();
+        let queue = ch
+            .queue_declare("".into(), exclusive(), FieldTable::default())
+            .await
+            .unwrap();
+        owner.close(200, "bye".into()).await.expect("close-ok");
+        let probe = other.create_channel().await.unwrap();
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let code = common::refused_code(probe.queue_declare(
+            queue.name().as_str().into(),
+            passive,
+            FieldTable::default(),
+        ))
+        .await;
+        assert_eq!(
+            code, 404,
+            "round {round}: the closed connection's queue is still there"
+        );
+    }
+}

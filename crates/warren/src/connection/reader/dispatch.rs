@@ -75,8 +75,7 @@ impl Reader {
         match decode_method(&frame.payload)? {
             AMQPClass::Connection(connection::AMQPMethod::Close(close)) => {
                 tracing::debug!(peer = %self.conn.info.peer, code = close.reply_code, text = %close.reply_text, "client sent connection.close");
-                self.write_connection(connection::AMQPMethod::CloseOk(connection::CloseOk {}));
-                Ok(ReaderNext::Stop)
+                Ok(ReaderNext::CloseOkAfterCleanup)
             }
             AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)) => Ok(ReaderNext::Stop),
             AMQPClass::Connection(connection::AMQPMethod::UpdateSecret(_)) => {
@@ -254,6 +253,11 @@ impl Reader {
             .info
             .outbound
             .write(|out| put_method(out, 0, AMQPClass::Connection(method)));
+    }
+
+    /// Answers the client's connection.close.
+    pub(super) fn write_close_ok(&self) {
+        self.write_connection(connection::AMQPMethod::CloseOk(connection::CloseOk {}));
     }
 
     fn write_channel(&self, id: u16, method: channel::AMQPMethod) {

@@ -50,6 +50,11 @@ enum ReaderNext {
     Continue,
     /// The connection is closed: stop reading and clean up.
     Stop,
+    /// The client sent connection.close: close its channels and delete its exclusive queues, then answer
+    /// close-ok and stop. In this order, a client that declares passively right after its close-ok (another of
+    /// its connections) finds the exclusive queues gone rather than locked (RabbitMQ's reader also closes the
+    /// channels before close-ok, and its exclusive queues go a moment later).
+    CloseOkAfterCleanup,
 }
 
 /// What handling a frame without waiting came to.
@@ -276,8 +281,14 @@ impl Reader {
                     FrameOutcome::Done(next) => next,
                     FrameOutcome::Later(later) => self.finish(later).await,
                 };
-                if let ReaderNext::Stop = next {
-                    return "client closed the connection".into();
+                match next {
+                    ReaderNext::Continue => {}
+                    ReaderNext::Stop => return "client closed the connection".into(),
+                    ReaderNext::CloseOkAfterCleanup => {
+                        self.cleanup().await;
+                        self.write_close_ok();
+                        return "client closed the connection".into();
+                    }
                 }
             }
             if buf.is_empty() && buf.capacity() > 0 {
