@@ -1,4 +1,7 @@
-//! SASL: the PLAIN and AMQPLAIN mechanisms, and checking credentials against the configured users.
+//! SASL: the PLAIN and AMQPLAIN mechanisms, and checking credentials against the configured users; RabbitMQ's
+//! password hashes (`password`).
+
+pub mod password;
 
 use std::net::IpAddr;
 
