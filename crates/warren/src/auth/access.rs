@@ -142,9 +142,9 @@ impl AccessControl {
         if allowed {
             return Ok(());
         }
+        // RabbitMQ 3.x's text names no permission ("configure access to …" is 4.0's).
         Err(AmqpError::access_refused(format!(
-            "{} access to {kind} '{name}' in vhost '{vhost}' refused for user '{user}'",
-            access.as_str()
+            "access to {kind} '{name}' in vhost '{vhost}' refused for user '{user}'"
         )))
     }
 
@@ -170,8 +170,7 @@ impl AccessControl {
             return Ok(());
         }
         Err(AmqpError::access_refused(format!(
-            "{} access to topic '{routing_key}' in exchange '{exchange}' in vhost '{vhost}' refused for user '{user}'",
-            access.as_str()
+            "access to topic '{routing_key}' in exchange '{exchange}' in vhost '{vhost}' refused for user '{user}'"
         )))
     }
 
@@ -263,7 +262,7 @@ mod tests {
         let e = c.check("u", "/", "queue", "q", Access::Read).unwrap_err();
         assert_eq!(
             e.short_text(),
-            "ACCESS_REFUSED - read access to queue 'q' in vhost '/' refused for user 'u'"
+            "ACCESS_REFUSED - access to queue 'q' in vhost '/' refused for user 'u'"
         );
         assert!(c.check("u", "/", "exchange", "", Access::Write).is_ok());
         let e = c
@@ -271,7 +270,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             e.short_text(),
-            "ACCESS_REFUSED - write access to exchange 'x' in vhost '/' refused for user 'u'"
+            "ACCESS_REFUSED - access to exchange 'x' in vhost '/' refused for user 'u'"
         );
         assert!(c
             .check("nobody", "/", "queue", "conf", Access::Configure)
@@ -289,7 +288,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             e.short_text(),
-            "ACCESS_REFUSED - write access to topic 'v.a' in exchange 'amq.topic' in vhost '/' refused for user 'u'"
+            "ACCESS_REFUSED - access to topic 'v.a' in exchange 'amq.topic' in vhost '/' refused for user 'u'"
         );
         assert!(c
             .check_topic("u", "/", "other", "v.a", Access::Write)
