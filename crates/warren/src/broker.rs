@@ -1,5 +1,9 @@
-//! The broker: configuration, the vhosts, the durable stores, and the node-wide id counters every connection
-//! shares. Opening it recovers the durable state.
+//! The broker: configuration, the vhosts, the access table, the durable stores, and the node-wide id counters
+//! every connection shares. Opening it recovers the durable state; the first start seeds users and vhosts
+//! (`seed`); `admin` changes them at run time.
+
+mod admin;
+mod seed;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,7 +15,9 @@ use tokio::sync::Notify;
 use crate::alarm::monitor::ResourceMonitor;
 use crate::alarm::Alarms;
 pub use crate::alarm::Resource;
-use crate::config::{AuthConfig, Config, DiskFreeLimit, MemoryWatermark, SyncPolicy, UserConfig};
+use crate::auth::access::{AccessControl, AccessTable};
+use crate::auth::users::{CompiledPermission, CompiledTopicPermission};
+use crate::config::{Config, DiskFreeLimit, MemoryWatermark, SyncPolicy};
 use crate::message::continue_ids_above;
 use crate::meta::DefinitionStore;
 pub use crate::meta::MetaError;
@@ -21,6 +27,7 @@ use crate::queue::flow::FlowLimits;
 use crate::queue::NodeMemory;
 use crate::registry::ConnectionRegistry;
 use crate::vhost::{DurableStores, Vhost};
+pub use admin::{AdminError, PermissionDefinition, TopicPermissionDefinition, UserDefinition};
 use warren_store::{
     FileSystem, SpillConfig, SpillStore, StdFileSystem, Store, StoreConfig, StoreError, SyncMode,
 };
@@ -65,9 +72,13 @@ pub enum StartError {
 pub struct Broker {
     /// The configuration it was opened with; fixed for the broker's life (limits, users, server identity).
     pub(crate) config: Config,
-    /// The configured vhosts by name; a connection's connection.open looks its vhost up here. A `DashMap` so that
-    /// lookups from many connection tasks never contend.
+    /// The vhosts by name (stored, or seeded at the first start); a connection's connection.open looks its vhost
+    /// up here. A `DashMap` so that lookups from many connection tasks never contend.
     vhosts: DashMap<String, Arc<Vhost>>,
+    /// Users, permissions and topic permissions, checked by logins and by every channel method.
+    pub(crate) access: AccessControl,
+    /// The flow limits every vhost's queues run with (kept for vhosts added at run time).
+    flow_limits: FlowLimits,
     /// The definitions store and the message store, opened and recovered once; every vhost writes through them.
     stores: Arc<DurableStores>,
     /// Notified by the store's writer thread whenever it takes queued publishes, so publishers held back by a full
@@ -99,13 +110,6 @@ pub struct ResourceUsage {
     pub disk_free_limit: u64,
 }
 
-/// The broker lends its users to `auth::authenticate`, which imports nothing of the broker.
-impl AsRef<AuthConfig> for Broker {
-    fn as_ref(&self) -> &AuthConfig {
-        &self.config.auth
-    }
-}
-
 impl Broker {
     /// [`Broker::open_with_file_system`] on the real file system.
     #[cfg(test)]
@@ -127,7 +131,25 @@ impl Broker {
             source,
         })?;
         let definitions = DefinitionStore::open(&dir.join("definitions.redb"))?;
-        let stored = definitions.load()?;
+        let mut stored = definitions.load()?;
+        if stored.users.is_empty() && stored.vhosts.is_empty() {
+            let seed = seed::first_start(&config.auth, &|key: &str| std::env::var(key).ok());
+            definitions.seed(&seed.vhosts, &seed.users, &seed.permissions)?;
+            let names: Vec<&str> = seed.users.iter().map(|u| u.name.as_str()).collect();
+            tracing::info!(
+                "first start: created vhosts {:?} and users {names:?} (passwords stored hashed)",
+                seed.vhosts
+                    .iter()
+                    .map(|v| v.name.as_str())
+                    .collect::<Vec<_>>()
+            );
+            stored.vhosts = seed.vhosts;
+            stored.users = seed.users;
+            stored.permissions = seed.permissions;
+        } else if !config.auth.users.is_empty() {
+            tracing::info!("[[auth.users]] only seed the first start; the stored users are used");
+        }
+        let access = AccessControl::new(access_table(&stored));
         let sync = match config.storage.sync {
             SyncPolicy::Always => SyncMode::Always,
             SyncPolicy::Never => {
@@ -175,15 +197,15 @@ impl Broker {
             high_messages: config.flow.queue_high_watermark_messages,
             high_bytes: config.flow.queue_high_watermark_bytes,
         };
-        for name in config.vhosts() {
-            let vhost = Vhost::new(&name, Some(stores.clone()), flow_limits);
+        for def in &stored.vhosts {
+            let vhost = Vhost::new(&def.name, Some(stores.clone()), flow_limits);
             vhost.restore(&stored, &mut recovered);
-            vhosts.insert(name.clone(), vhost);
+            vhosts.insert(def.name.clone(), vhost);
         }
         for def in &stored.queues {
             if recovered.contains_key(&def.id) {
                 tracing::warn!(
-                    "queue '{}' is stored in vhost '{}', which is no longer configured; not served",
+                    "queue '{}' is stored in vhost '{}', which does not exist; not served",
                     def.name,
                     def.vhost
                 );
@@ -197,6 +219,8 @@ impl Broker {
         let broker = Arc::new(Broker {
             config,
             vhosts,
+            access,
+            flow_limits,
             stores,
             store_room,
             next_connection_id: AtomicU64::new(1),
@@ -340,11 +364,6 @@ impl Broker {
         self.vhosts.get(name).map(|v| v.value().clone())
     }
 
-    /// The configured user `name`, if any.
-    pub(crate) fn user(&self, name: &str) -> Option<&UserConfig> {
-        self.config.auth.users.iter().find(|u| u.name == name)
-    }
-
     /// The message store.
     pub(crate) fn store(&self) -> &Store {
         &self.stores.store
@@ -383,4 +402,42 @@ impl Broker {
             tracing::error!(%error, "flushing the message store at shutdown failed");
         }
     }
+}
+
+/// The access table of the stored definitions; a stored permission that no longer compiles is logged and left out
+/// (it grants nothing).
+fn access_table(stored: &crate::meta::Definitions) -> AccessTable {
+    let mut table = AccessTable::default();
+    for user in &stored.users {
+        if let Err(error) = user.validate() {
+            tracing::error!(
+                "stored user '{}' is not usable ({error}); it cannot log in",
+                user.name
+            );
+        }
+        table
+            .users
+            .insert(user.name.clone(), Arc::new(user.clone()));
+    }
+    for p in &stored.permissions {
+        match CompiledPermission::new(p.clone()) {
+            Ok(compiled) => table.set_permission(compiled),
+            Err(error) => tracing::error!(
+                "stored permission of user '{}' in vhost '{}' not applied: {error}",
+                p.user,
+                p.vhost
+            ),
+        }
+    }
+    for p in &stored.topic_permissions {
+        match CompiledTopicPermission::new(p.clone()) {
+            Ok(compiled) => table.set_topic_permission(compiled),
+            Err(error) => tracing::error!(
+                "stored topic permission of user '{}' in vhost '{}' not applied: {error}",
+                p.user,
+                p.vhost
+            ),
+        }
+    }
+    table
 }

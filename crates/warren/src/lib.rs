@@ -15,7 +15,7 @@
 //! `config` below them all; a queue names no channel or connection, and `auth` names no broker.
 
 pub(crate) mod alarm;
-pub(crate) mod auth;
+pub mod auth;
 pub mod broker;
 pub(crate) mod channel;
 pub mod cli;

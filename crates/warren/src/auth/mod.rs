@@ -1,8 +1,14 @@
-//! SASL: the PLAIN and AMQPLAIN mechanisms, and checking credentials against the configured users.
+//! Authentication and authorisation: SASL (PLAIN and AMQPLAIN) checked against the users of the access table
+//! (`users`, hashed as RabbitMQ hashes them by `password`), and the permissions every method is checked against
+//! (`access`).
+
+pub(crate) mod access;
+pub mod password;
+pub mod users;
 
 use std::net::IpAddr;
 
-use crate::config::AuthConfig;
+use access::AccessControl;
 use warren_protocol::{decode_field_table as parse_table, AMQPValue};
 
 /// The SASL mechanisms offered in connection.start, space-separated as the spec wants them.
@@ -20,6 +26,9 @@ pub(crate) enum AuthError {
     /// Unknown user or wrong password.
     #[error("user '{0}' - invalid credentials")]
     Credentials(String),
+    /// An empty password, which RabbitMQ's internal backend refuses whatever is stored.
+    #[error("user '{0}' attempted to log in with a blank password, which is prohibited by the internal authN backend")]
+    BlankPassword(String),
     /// A loopback-only user connected from another host.
     #[error("user '{0}' can only connect via localhost")]
     NotLoopback(String),
@@ -66,24 +75,29 @@ pub(crate) fn decode_response(
     }
 }
 
-/// Checks credentials against the configured users and `loopback_users`; returns the user name. Takes anything
-/// that lends an [`AuthConfig`] (the config section itself, or the broker holding it), so this module needs
-/// nothing of the broker.
+/// Checks credentials against the users of `access` and `loopback_users` (RabbitMQ's `loopback_users`);
+/// returns the user name. The password is compared with the user's stored hash only, never kept.
 pub(crate) fn authenticate(
-    users: impl AsRef<AuthConfig>,
+    access: &AccessControl,
+    loopback_users: &[String],
     mechanism: &str,
     response: &[u8],
     peer: IpAddr,
 ) -> Result<String, AuthError> {
-    let users = users.as_ref();
     let (user, password) = decode_response(mechanism, response)?;
-    let Some(known) = users.users.iter().find(|u| u.name == user) else {
+    if password.is_empty() {
+        return Err(AuthError::BlankPassword(user));
+    }
+    let Some(known) = access.user(&user) else {
         return Err(AuthError::Credentials(user));
     };
-    if known.password != password {
+    let verified = known
+        .algorithm()
+        .is_some_and(|a| password::verify_password(a, &known.password_hash, &password));
+    if !verified {
         return Err(AuthError::Credentials(user));
     }
-    if users.loopback_users.contains(&user) && !peer.is_loopback() {
+    if loopback_users.contains(&user) && !peer.is_loopback() {
         return Err(AuthError::NotLoopback(user));
     }
     Ok(user)
@@ -123,19 +137,34 @@ mod tests {
 
     #[test]
     fn loopback_users_are_refused_from_other_hosts() {
-        let users = AuthConfig::default();
+        let mut table = access::AccessTable::default();
+        let guest = users::UserDefinition::with_password("guest", "guest", Vec::new());
+        table
+            .users
+            .insert("guest".into(), std::sync::Arc::new(guest));
+        let control = AccessControl::new(table);
+        let loopback = vec!["guest".to_owned()];
+        let check = |response: &[u8], peer: IpAddr| {
+            authenticate(&control, &loopback, "PLAIN", response, peer)
+        };
         let remote: IpAddr = [10, 0, 0, 1].into();
+        let local: IpAddr = [127, 0, 0, 1].into();
         assert_eq!(
-            authenticate(&users, "PLAIN", b"\0guest\0guest", remote),
+            check(b"\0guest\0guest", remote),
             Err(AuthError::NotLoopback("guest".into()))
         );
+        assert_eq!(check(b"\0guest\0guest", local), Ok("guest".to_owned()));
         assert_eq!(
-            authenticate(&users, "PLAIN", b"\0guest\0guest", [127, 0, 0, 1].into()),
-            Ok("guest".to_owned())
+            check(b"\0guest\0wrong", local),
+            Err(AuthError::Credentials("guest".into()))
         );
         assert_eq!(
-            authenticate(&users, "PLAIN", b"\0guest\0wrong", [127, 0, 0, 1].into()),
-            Err(AuthError::Credentials("guest".into()))
+            check(b"\0guest\0", local),
+            Err(AuthError::BlankPassword("guest".into()))
+        );
+        assert_eq!(
+            check(b"\0nobody\0x", local),
+            Err(AuthError::Credentials("nobody".into()))
         );
     }
 

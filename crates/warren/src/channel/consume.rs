@@ -6,6 +6,7 @@ use rand::Rng;
 
 use super::effect::{ChannelEffects, Continuation, Effect, QueueRequest};
 use super::{send_settlements, Channel, ChannelContext, HeldAck};
+use crate::auth::users::Access;
 use crate::queue::arguments::QueueArguments;
 use crate::queue::{QueueCommand, QueueConsumer, SettleAction};
 use warren_protocol::error::{AmqpError, ReplyCode};
@@ -80,6 +81,7 @@ impl Channel {
             }
             basic::AMQPMethod::Get(get) => {
                 let name = self.queue_name(get.queue.as_str())?;
+                ctx.check("queue", &name, Access::Read)?;
                 let queue = ctx.vhost.queue_for(&name, ctx.conn.id)?;
                 let command = QueueCommand::Get {
                     sink: self.deliveries.clone(),
@@ -135,6 +137,7 @@ impl Channel {
         effects: &mut ChannelEffects,
     ) -> Result<(), AmqpError> {
         let name = self.queue_name(consume.queue.as_str())?;
+        ctx.check("queue", &name, Access::Read)?;
         let queue = ctx.vhost.queue_for(&name, ctx.conn.id)?;
         let priority =
             QueueArguments::consumer_priority(&consume.arguments, &name, &ctx.vhost.name)?;

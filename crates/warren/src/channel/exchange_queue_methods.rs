@@ -3,9 +3,11 @@
 use std::sync::Arc;
 
 use super::effect::{ChannelEffects, Continuation, Effect, QueueRequest};
+use super::permissions::exchange_argument;
 use super::{Channel, ChannelContext};
+use crate::auth::users::Access;
 use crate::exchange::{validate_headers_arguments, Destination, ExchangeKind};
-use crate::vhost::{ExchangeDeclare, QueueDeclare, Vhost};
+use crate::vhost::{generated_queue_name, ExchangeDeclare, QueueDeclare, Vhost};
 use warren_protocol::error::AmqpError;
 use warren_protocol::ids::{self, MethodId};
 use warren_protocol::{exchange, queue, AMQPClass, FieldTable, ShortString};
@@ -91,6 +93,16 @@ impl Channel {
         match method {
             exchange::AMQPMethod::Declare(mut d) => {
                 d.exchange = strip_cr_lf(d.exchange);
+                let name = d.exchange.as_str();
+                // Passive needs no permission; the default exchange is refused by the declare itself.
+                if !d.passive && !name.is_empty() {
+                    ctx.check("exchange", name, Access::Configure)?;
+                    let alternate = exchange_argument(&d.arguments, "alternate-exchange");
+                    if let (None, Some(alternate)) = (vhost.exchange(name), alternate) {
+                        ctx.check("exchange", name, Access::Read)?;
+                        ctx.check("exchange", alternate, Access::Write)?;
+                    }
+                }
                 let nowait = d.nowait;
                 let may_persist = !d.passive && vhost.may_persist_declare(d.durable, false);
                 let reply = (!nowait).then_some(AMQPClass::Exchange(
@@ -117,6 +129,11 @@ impl Channel {
             }
             exchange::AMQPMethod::Delete(mut d) => {
                 d.exchange = strip_cr_lf(d.exchange);
+                let name = d.exchange.as_str();
+                // The default and amq.* exchanges are refused by the delete itself, before any permission.
+                if !name.is_empty() && !name.starts_with("amq.") {
+                    ctx.check("exchange", name, Access::Configure)?;
+                }
                 let nowait = d.nowait;
                 let stored = vhost
                     .exchange(d.exchange.as_str())
@@ -137,6 +154,12 @@ impl Channel {
             exchange::AMQPMethod::Bind(mut b) => {
                 b.source = strip_cr_lf(b.source);
                 b.destination = strip_cr_lf(b.destination);
+                ctx.check_binding(
+                    b.source.as_str(),
+                    "exchange",
+                    b.destination.as_str(),
+                    b.routing_key.as_str(),
+                )?;
                 check_binding_arguments(vhost, b.source.as_str(), &b.arguments)?;
                 let nowait = b.nowait;
                 let destination = Destination::Exchange(Arc::from(b.destination.as_str()));
@@ -163,6 +186,12 @@ impl Channel {
             exchange::AMQPMethod::Unbind(mut b) => {
                 b.source = strip_cr_lf(b.source);
                 b.destination = strip_cr_lf(b.destination);
+                ctx.check_binding(
+                    b.source.as_str(),
+                    "exchange",
+                    b.destination.as_str(),
+                    b.routing_key.as_str(),
+                )?;
                 let nowait = b.nowait;
                 let destination = Destination::Exchange(Arc::from(b.destination.as_str()));
                 let stored = vhost.may_persist_binding(b.source.as_str(), &destination);
@@ -209,7 +238,21 @@ impl Channel {
             queue::AMQPMethod::Declare(d) => {
                 // Not expanded to the last declared queue, even passive: RabbitMQ answers a passive declare of
                 // "" with 404 "no queue ''" (`expand_shortcuts` leaves queue.declare alone).
-                let name = strip_cr_lf(d.queue).to_string();
+                let mut name = strip_cr_lf(d.queue).to_string();
+                // Named here rather than by the vhost, so that the configure check sees the amq.gen- name.
+                let server_named = !d.passive && name.is_empty();
+                if server_named {
+                    name = generated_queue_name();
+                }
+                // Passive needs no permission; a reserved amq.* name is refused by the declare itself.
+                if !d.passive && (server_named || !name.starts_with("amq.")) {
+                    ctx.check("queue", &name, Access::Configure)?;
+                    let dlx = exchange_argument(&d.arguments, "x-dead-letter-exchange");
+                    if let (None, Some(dlx)) = (vhost.queue(&name), dlx) {
+                        ctx.check("queue", &name, Access::Read)?;
+                        ctx.check("exchange", dlx, Access::Write)?;
+                    }
+                }
                 let may_persist = !d.passive && vhost.may_persist_declare(d.durable, d.exclusive);
                 let (passive, durable, exclusive, auto_delete) =
                     (d.passive, d.durable, d.exclusive, d.auto_delete);
@@ -218,6 +261,7 @@ impl Channel {
                     vhost
                         .declare_queue(&QueueDeclare {
                             name: &name,
+                            server_named,
                             passive,
                             durable,
                             exclusive,
@@ -246,6 +290,7 @@ impl Channel {
                 let key = default_routing_key(&b.queue, b.routing_key, &name);
                 let name = strip_cr_lf_queue(name);
                 b.exchange = strip_cr_lf(b.exchange);
+                ctx.check_binding(b.exchange.as_str(), "queue", &name, key.as_str())?;
                 check_binding_arguments(vhost, b.exchange.as_str(), &b.arguments)?;
                 let nowait = b.nowait;
                 let destination = Destination::Queue(name.clone());
@@ -275,6 +320,7 @@ impl Channel {
                 let key = default_routing_key(&b.queue, b.routing_key, &name);
                 let name = strip_cr_lf_queue(name);
                 b.exchange = strip_cr_lf(b.exchange);
+                ctx.check_binding(b.exchange.as_str(), "queue", &name, key.as_str())?;
                 let destination = Destination::Queue(name.clone());
                 let stored = vhost.may_persist_binding(b.exchange.as_str(), &destination);
                 let may_persist = vhost.may_persist_removal(stored);
@@ -298,6 +344,7 @@ impl Channel {
             }
             queue::AMQPMethod::Purge(p) => {
                 let name = self.queue_name(p.queue.as_str())?;
+                ctx.check("queue", &name, Access::Read)?;
                 let queue = vhost.queue_for(&name, conn_id)?;
                 // Asked even with nowait: a later method must find the queue purged.
                 effects.push(Effect::Ask {
@@ -308,6 +355,7 @@ impl Channel {
             }
             queue::AMQPMethod::Delete(d) => {
                 let name = strip_cr_lf_queue(self.queue_name(d.queue.as_str())?);
+                ctx.check("queue", &name, Access::Configure)?;
                 match vhost.queue_to_delete(&name, conn_id)? {
                     Some(queue) => effects.push(Effect::Ask {
                         queue: queue.clone(),

@@ -9,6 +9,7 @@ pub(crate) mod consumer_timeout;
 pub(crate) mod delivery_state;
 pub(crate) mod effect;
 mod exchange_queue_methods;
+mod permissions;
 mod publish;
 pub(crate) mod publish_runs;
 mod route_cache;

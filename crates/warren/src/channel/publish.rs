@@ -7,6 +7,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::effect::{ChannelEffects, Effect};
 use super::{Channel, ChannelContext};
+use crate::auth::users::Access;
 use crate::broker::Broker;
 use crate::message::{now_ms, parse_expiration, Message};
 use crate::queue::{Enqueue, QueueCommand, QueueHandle};
@@ -109,15 +110,31 @@ impl Channel {
         if publish.immediate {
             return Err(AmqpError::not_implemented("immediate=true"));
         }
+        // Read before checking: a change made meanwhile moves the generation past this value.
+        let generation = ctx.broker.access.generation();
+        let permitted =
+            self.route_cache
+                .permitted(generation, publish.exchange, publish.routing_key);
         let (exchange, routing_key) = match self.route_cache.names(ctx.vhost, &publish) {
-            Some(names) => names,
-            None => {
-                // Refuse a missing exchange now: RabbitMQ checks it before the content arrives.
+            Some(names) if permitted => names,
+            _ => {
+                // Write permission first, then existence, as RabbitMQ checks them.
                 let exchange = publish.exchange;
+                if !permitted {
+                    ctx.check("exchange", exchange, Access::Write)?;
+                }
+                // Refuse a missing exchange now: RabbitMQ checks it before the content arrives.
                 if !exchange.is_empty() && ctx.vhost.exchange(exchange).is_none() {
                     return Err(AmqpError::not_found("exchange", exchange, &ctx.vhost.name));
                 }
-                (Arc::from(exchange), Arc::from(publish.routing_key))
+                if !permitted {
+                    ctx.check_topic(exchange, publish.routing_key, Access::Write)?;
+                }
+                let names: (Arc<str>, Arc<str>) =
+                    (Arc::from(exchange), Arc::from(publish.routing_key));
+                self.route_cache
+                    .permit(generation, names.0.clone(), names.1.clone());
+                names
             }
         };
         self.pending = Some(PendingPublish {

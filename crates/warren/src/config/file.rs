@@ -13,8 +13,8 @@ use toml::Spanned;
 
 use super::source::TomlSource;
 use super::{
-    Config, ConfigError, DiskFreeLimit, LogConfig, MemoryWatermark, SyncPolicy, UserConfig,
-    FRAME_MIN_SIZE, MAX_MESSAGE_SIZE_CAP,
+    Config, ConfigError, DefaultPermissions, DefaultUser, DiskFreeLimit, LogConfig,
+    MemoryWatermark, SyncPolicy, UserConfig, FRAME_MIN_SIZE, MAX_MESSAGE_SIZE_CAP,
 };
 
 /// The whole file: one field per section.
@@ -191,6 +191,9 @@ impl LimitsSection {
 #[serde(deny_unknown_fields, expecting = "an [auth] table")]
 struct AuthSection {
     default_vhost: Option<Spanned<String>>,
+    default_user: Option<Spanned<String>>,
+    default_pass: Option<String>,
+    default_permissions: Option<PermissionsEntry>,
     loopback_users: Option<Vec<String>>,
     users: Option<Vec<UserEntry>>,
 }
@@ -204,6 +207,18 @@ struct UserEntry {
     vhosts: Option<Vec<Spanned<String>>>,
 }
 
+/// `[auth] default_permissions`: RabbitMQ's `default_permissions.configure`, `.write`, `.read`.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table of configure, write and read"
+)]
+struct PermissionsEntry {
+    configure: Option<String>,
+    write: Option<String>,
+    read: Option<String>,
+}
+
 impl AuthSection {
     fn apply_to(self, config: &mut Config, source: &TomlSource<'_>) -> Result<(), ConfigError> {
         let auth = &mut config.auth;
@@ -212,6 +227,32 @@ impl AuthSection {
         }
         if let Some(loopback_users) = self.loopback_users {
             auth.loopback_users = loopback_users;
+        }
+        if let Some(p) = self.default_permissions {
+            let defaults = DefaultPermissions::default();
+            auth.default_permissions = DefaultPermissions {
+                configure: p.configure.unwrap_or(defaults.configure),
+                write: p.write.unwrap_or(defaults.write),
+                read: p.read.unwrap_or(defaults.read),
+            };
+        }
+        // Listing users without naming a default user means no guest, as before default_user existed.
+        let lists_users = self.users.is_some();
+        match (self.default_user, self.default_pass) {
+            (Some(name), pass) => {
+                auth.default_user = Some(DefaultUser {
+                    name: non_empty(name, "default_user", source)?,
+                    password: pass.unwrap_or_else(|| "guest".to_owned()),
+                });
+            }
+            (None, Some(pass)) => {
+                auth.default_user = Some(DefaultUser {
+                    name: "guest".to_owned(),
+                    password: pass,
+                });
+            }
+            (None, None) if lists_users => auth.default_user = None,
+            (None, None) => {}
         }
         // Listing users replaces the default guest user rather than adding to it.
         if let Some(entries) = self.users {

@@ -165,15 +165,54 @@ pub struct Limits {
     pub send_timeout: Option<Duration>,
 }
 
-/// Users and virtual hosts.
+/// Users and virtual hosts as the config file gives them. They seed the definitions store at the first start
+/// (an empty store), as RabbitMQ's `default_user` and definitions do; later starts use what is stored, changed at
+/// run time through the broker's admin API.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuthConfig {
-    /// The virtual host that always exists. Default `/`.
+    /// The virtual host created at the first start. Default `/`.
     pub default_vhost: String,
-    /// The users that may log in. Default: `guest`/`guest` with access to `/`.
+    /// The user created at the first start with `default_permissions` on `default_vhost` and the
+    /// `administrator` tag (RabbitMQ's `default_user`/`default_pass`). Default guest/guest; None when the file
+    /// lists `[[auth.users]]` without setting `default_user`. `RABBITMQ_DEFAULT_USER`/`RABBITMQ_DEFAULT_PASS`
+    /// override it.
+    pub default_user: Option<DefaultUser>,
+    /// The default user's permissions on the default vhost. Default `.*` for all three.
+    pub default_permissions: DefaultPermissions,
+    /// Further users created at the first start, each with `.*` permissions on its vhosts.
     pub users: Vec<UserConfig>,
     /// Users allowed to connect only from a loopback address (RabbitMQ's `loopback_users`). Default `["guest"]`.
     pub loopback_users: Vec<String>,
+}
+
+/// RabbitMQ's `default_user` and `default_pass`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DefaultUser {
+    /// The login name.
+    pub name: String,
+    /// The password, hashed when the user is created and never stored in plain text.
+    pub password: String,
+}
+
+/// RabbitMQ's `default_permissions.configure`, `.write` and `.read`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DefaultPermissions {
+    /// Configure regex. Default `.*`.
+    pub configure: String,
+    /// Write regex. Default `.*`.
+    pub write: String,
+    /// Read regex. Default `.*`.
+    pub read: String,
+}
+
+impl Default for DefaultPermissions {
+    fn default() -> Self {
+        DefaultPermissions {
+            configure: ".*".to_owned(),
+            write: ".*".to_owned(),
+            read: ".*".to_owned(),
+        }
+    }
 }
 
 /// One user from the config file.
@@ -181,9 +220,9 @@ pub struct AuthConfig {
 pub struct UserConfig {
     /// The login name; never empty.
     pub name: String,
-    /// The password, as written in the file.
+    /// The password, as written in the file; hashed when the user is created.
     pub password: String,
-    /// The virtual hosts this user may use.
+    /// The virtual hosts this user gets `.*` permissions on.
     pub vhosts: Vec<String>,
 }
 
@@ -304,22 +343,16 @@ impl Default for Limits {
     }
 }
 
-/// Lets `auth::authenticate` take the section itself as well as something holding it.
-impl AsRef<AuthConfig> for AuthConfig {
-    fn as_ref(&self) -> &AuthConfig {
-        self
-    }
-}
-
 impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
             default_vhost: "/".to_owned(),
-            users: vec![UserConfig {
+            default_user: Some(DefaultUser {
                 name: "guest".to_owned(),
                 password: "guest".to_owned(),
-                vhosts: vec!["/".to_owned()],
-            }],
+            }),
+            default_permissions: DefaultPermissions::default(),
+            users: Vec::new(),
             loopback_users: vec!["guest".to_owned()],
         }
     }

@@ -18,6 +18,42 @@ fn refusal(text: &str) -> String {
 }
 
 #[test]
+fn default_user_keys_are_rabbitmq_keys() {
+    let config = load(
+        "[auth]\ndefault_user = \"admin\"\ndefault_pass = \"pw\"\n\
+         default_permissions = { configure = \"^admin-\", read = \"\" }\n",
+    )
+    .expect("loads");
+    assert_eq!(
+        config.auth.default_user,
+        Some(DefaultUser {
+            name: "admin".into(),
+            password: "pw".into(),
+        })
+    );
+    assert_eq!(
+        config.auth.default_permissions,
+        DefaultPermissions {
+            configure: "^admin-".into(),
+            write: ".*".into(),
+            read: "".into(),
+        }
+    );
+    // A default user alongside listed users.
+    let config =
+        load("[auth]\ndefault_user = \"root\"\n[[auth.users]]\nname = \"a\"\npassword = \"a\"\n")
+            .expect("loads");
+    assert_eq!(
+        config.auth.default_user.map(|u| (u.name, u.password)),
+        Some(("root".to_owned(), "guest".to_owned()))
+    );
+    assert_eq!(
+        refusal("[auth]\ndefault_user = \"\"\n"),
+        "config/warren.toml:2: key `default_user`: must not be empty"
+    );
+}
+
+#[test]
 fn defaults_are_rabbitmq_defaults() {
     let config = Config::default();
     assert_eq!(
@@ -33,13 +69,14 @@ fn defaults_are_rabbitmq_defaults() {
     assert_eq!(config.limits.max_connections, 0);
     assert_eq!(config.auth.default_vhost, "/");
     assert_eq!(
-        config.auth.users,
-        vec![UserConfig {
+        config.auth.default_user,
+        Some(DefaultUser {
             name: "guest".into(),
             password: "guest".into(),
-            vhosts: vec!["/".into()],
-        }]
+        })
     );
+    assert_eq!(config.auth.default_permissions.configure, ".*");
+    assert!(config.auth.users.is_empty());
     assert_eq!(config.auth.loopback_users, vec!["guest".to_owned()]);
     assert_eq!(config.server.product, "Warren");
     assert_eq!(config.server.version, env!("CARGO_PKG_VERSION"));
@@ -156,6 +193,8 @@ level = "warren=debug,info"
     );
     assert_eq!(config.auth.default_vhost, "main");
     assert!(config.auth.loopback_users.is_empty());
+    // Users listed and no default_user: no guest.
+    assert_eq!(config.auth.default_user, None);
     assert_eq!(
         config.auth.users,
         vec![

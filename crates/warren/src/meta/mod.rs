@@ -1,4 +1,4 @@
-//! Durable definitions: exchanges, queues, bindings and policies that survive a restart, kept in an embedded redb database
+//! Durable definitions: vhosts, users, permissions, exchanges, queues, bindings and policies that survive a restart, kept in an embedded redb database
 //! (`<data_dir>/definitions.redb`). Every change is one committed (fsynced) transaction; transient and exclusive
 //! objects are never written here, so after a restart they are gone, as in RabbitMQ.
 //!
@@ -13,6 +13,7 @@ use std::sync::{Mutex, MutexGuard};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
+use crate::auth::users::{PermissionDefinition, TopicPermissionDefinition, UserDefinition};
 use warren_protocol::FieldTable;
 
 const EXCHANGES: TableDefinition<&str, &[u8]> = TableDefinition::new("exchanges");
@@ -20,6 +21,22 @@ const QUEUES: TableDefinition<&str, &[u8]> = TableDefinition::new("queues");
 const BINDINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("bindings");
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 const POLICIES: TableDefinition<&str, &[u8]> = TableDefinition::new("policies");
+const VHOSTS: TableDefinition<&str, &[u8]> = TableDefinition::new("vhosts");
+const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+const PERMISSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("permissions");
+const TOPIC_PERMISSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("topic_permissions");
+
+/// Every table of records, for creating them and checking they exist.
+const RECORD_TABLES: [TableDefinition<&str, &[u8]>; 8] = [
+    EXCHANGES,
+    QUEUES,
+    BINDINGS,
+    POLICIES,
+    VHOSTS,
+    USERS,
+    PERMISSIONS,
+    TOPIC_PERMISSIONS,
+];
 
 /// Why the definitions store (redb) failed; at start this stops the broker, later it fails the topology change.
 #[derive(Debug, thiserror::Error)]
@@ -128,6 +145,13 @@ fn policy_key(operator: bool, vhost: &str, name: &str) -> String {
     format!("{kind}\0{vhost}\0{name}")
 }
 
+/// A stored vhost (RabbitMQ's `{"name"}` object of definitions).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct VhostDef {
+    /// Its name.
+    pub(crate) name: String,
+}
+
 /// Everything stored, as loaded at start.
 #[derive(Debug, Default)]
 pub(crate) struct Definitions {
@@ -139,6 +163,14 @@ pub(crate) struct Definitions {
     pub(crate) bindings: Vec<BindingDef>,
     /// Every stored policy and operator policy.
     pub(crate) policies: Vec<PolicyDef>,
+    /// Every stored vhost.
+    pub(crate) vhosts: Vec<VhostDef>,
+    /// Every stored user.
+    pub(crate) users: Vec<UserDefinition>,
+    /// Every stored permission.
+    pub(crate) permissions: Vec<PermissionDefinition>,
+    /// Every stored topic permission.
+    pub(crate) topic_permissions: Vec<TopicPermissionDefinition>,
 }
 
 /// The definitions database (redb): durable exchanges, queues and bindings. Each write commits (an
@@ -161,11 +193,10 @@ fn open_database(path: &Path) -> Result<Database, MetaError> {
     let db = Database::create(path)?;
     if !tables_exist(&db)? {
         let txn = db.begin_write().map_err(storage)?;
-        txn.open_table(EXCHANGES).map_err(storage)?;
-        txn.open_table(QUEUES).map_err(storage)?;
-        txn.open_table(BINDINGS).map_err(storage)?;
+        for table in RECORD_TABLES {
+            txn.open_table(table).map_err(storage)?;
+        }
         txn.open_table(COUNTERS).map_err(storage)?;
-        txn.open_table(POLICIES).map_err(storage)?;
         txn.commit().map_err(storage)?;
     }
     Ok(db)
@@ -174,7 +205,7 @@ fn open_database(path: &Path) -> Result<Database, MetaError> {
 /// Whether every table exists.
 fn tables_exist(db: &Database) -> Result<bool, MetaError> {
     let txn = db.begin_read().map_err(storage)?;
-    for table in [EXCHANGES, QUEUES, BINDINGS, POLICIES] {
+    for table in RECORD_TABLES {
         match txn.open_table(table) {
             Ok(_) => {}
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(false),
@@ -301,6 +332,104 @@ impl DefinitionStore {
         self.remove(POLICIES, &policy_key(operator, vhost, name))
     }
 
+    /// Stores or replaces a vhost; returns once committed.
+    pub(crate) fn put_vhost(&self, def: &VhostDef) -> Result<(), MetaError> {
+        self.put(VHOSTS, &def.name, def)
+    }
+
+    /// Removes a vhost record and every exchange, queue, binding, policy and permission of that vhost, in one
+    /// transaction; returns once committed.
+    pub(crate) fn remove_vhost(&self, vhost: &str) -> Result<(), MetaError> {
+        let prefix = format!("{vhost}\0");
+        self.with_db(|db| {
+            let txn = db.begin_write().map_err(storage)?;
+            txn.open_table(VHOSTS)
+                .map_err(storage)?
+                .remove(vhost)
+                .map_err(storage)?;
+            for table in [EXCHANGES, QUEUES, BINDINGS] {
+                remove_where(&txn, table, |key| key.starts_with(&prefix))?;
+            }
+            let policy_keys = [format!("p\0{prefix}"), format!("o\0{prefix}")];
+            remove_where(&txn, POLICIES, |key| {
+                policy_keys.iter().any(|p| key.starts_with(p.as_str()))
+            })?;
+            let middle = format!("\0{vhost}");
+            remove_where(&txn, PERMISSIONS, |key| key.ends_with(&middle))?;
+            let middle = format!("\0{vhost}\0");
+            remove_where(&txn, TOPIC_PERMISSIONS, |key| key.contains(&middle))?;
+            txn.commit().map_err(storage)
+        })
+    }
+
+    /// Stores or replaces a user; returns once committed.
+    pub(crate) fn put_user(&self, def: &UserDefinition) -> Result<(), MetaError> {
+        self.put(USERS, &def.name, def)
+    }
+
+    /// Removes a user and all its permissions and topic permissions, in one transaction.
+    pub(crate) fn remove_user(&self, user: &str) -> Result<(), MetaError> {
+        let prefix = format!("{user}\0");
+        self.with_db(|db| {
+            let txn = db.begin_write().map_err(storage)?;
+            txn.open_table(USERS)
+                .map_err(storage)?
+                .remove(user)
+                .map_err(storage)?;
+            remove_where(&txn, PERMISSIONS, |key| key.starts_with(&prefix))?;
+            remove_where(&txn, TOPIC_PERMISSIONS, |key| key.starts_with(&prefix))?;
+            txn.commit().map_err(storage)
+        })
+    }
+
+    /// Stores or replaces a permission.
+    pub(crate) fn put_permission(&self, def: &PermissionDefinition) -> Result<(), MetaError> {
+        self.put(PERMISSIONS, &object_key(&def.user, &def.vhost), def)
+    }
+
+    /// Removes a permission.
+    pub(crate) fn remove_permission(&self, user: &str, vhost: &str) -> Result<(), MetaError> {
+        self.remove(PERMISSIONS, &object_key(user, vhost))
+    }
+
+    /// Stores or replaces a topic permission.
+    pub(crate) fn put_topic_permission(
+        &self,
+        def: &TopicPermissionDefinition,
+    ) -> Result<(), MetaError> {
+        let key = format!("{}\0{}\0{}", def.user, def.vhost, def.exchange);
+        self.put(TOPIC_PERMISSIONS, &key, def)
+    }
+
+    /// Removes a topic permission.
+    pub(crate) fn remove_topic_permission(
+        &self,
+        user: &str,
+        vhost: &str,
+        exchange: &str,
+    ) -> Result<(), MetaError> {
+        self.remove(TOPIC_PERMISSIONS, &format!("{user}\0{vhost}\0{exchange}"))
+    }
+
+    /// Stores vhosts, users and permissions together (the first start's seed): all or nothing.
+    pub(crate) fn seed(
+        &self,
+        vhosts: &[VhostDef],
+        users: &[UserDefinition],
+        permissions: &[PermissionDefinition],
+    ) -> Result<(), MetaError> {
+        self.with_db(|db| {
+            let txn = db.begin_write().map_err(storage)?;
+            insert_all(&txn, VHOSTS, vhosts.iter().map(|v| (v.name.clone(), v)))?;
+            insert_all(&txn, USERS, users.iter().map(|u| (u.name.clone(), u)))?;
+            let permissions = permissions
+                .iter()
+                .map(|p| (object_key(&p.user, &p.vhost), p));
+            insert_all(&txn, PERMISSIONS, permissions)?;
+            txn.commit().map_err(storage)
+        })
+    }
+
     /// A new queue id for the message store, never reused.
     pub(crate) fn next_queue_id(&self) -> Result<u64, MetaError> {
         self.with_db(|db| {
@@ -330,9 +459,49 @@ impl DefinitionStore {
                 queues: read_all(&txn, QUEUES)?,
                 bindings: read_all(&txn, BINDINGS)?,
                 policies: read_all(&txn, POLICIES)?,
+                vhosts: read_all(&txn, VHOSTS)?,
+                users: read_all(&txn, USERS)?,
+                permissions: read_all(&txn, PERMISSIONS)?,
+                topic_permissions: read_all(&txn, TOPIC_PERMISSIONS)?,
             })
         })
     }
+}
+
+/// Inserts (key, record) pairs into `table`, records as JSON.
+fn insert_all<'r, T: Serialize + 'r>(
+    txn: &redb::WriteTransaction,
+    table: TableDefinition<&str, &[u8]>,
+    rows: impl Iterator<Item = (String, &'r T)>,
+) -> Result<(), MetaError> {
+    let mut table = txn.open_table(table).map_err(storage)?;
+    for (key, record) in rows {
+        let bytes = serde_json::to_vec(record).map_err(storage)?;
+        table
+            .insert(key.as_str(), bytes.as_slice())
+            .map_err(storage)?;
+    }
+    Ok(())
+}
+
+/// Removes the records of `table` whose key `doomed` picks.
+fn remove_where(
+    txn: &redb::WriteTransaction,
+    table: TableDefinition<&str, &[u8]>,
+    doomed: impl Fn(&str) -> bool,
+) -> Result<(), MetaError> {
+    let mut table = txn.open_table(table).map_err(storage)?;
+    let mut keys = Vec::new();
+    for entry in table.iter().map_err(storage)? {
+        let (key, _) = entry.map_err(storage)?;
+        if doomed(key.value()) {
+            keys.push(key.value().to_owned());
+        }
+    }
+    for key in keys {
+        table.remove(key.as_str()).map_err(storage)?;
+    }
+    Ok(())
 }
 
 fn read_all<T: for<'de> Deserialize<'de>>(

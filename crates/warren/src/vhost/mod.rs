@@ -22,7 +22,7 @@ use warren_protocol::error::AmqpError;
 use warren_protocol::FieldTable;
 
 pub(crate) use durable::DurableStores;
-pub(crate) use objects::{ExchangeDeclare, QueueDeclare};
+pub(crate) use objects::{generated_queue_name, ExchangeDeclare, QueueDeclare};
 
 /// A virtual host: an isolated namespace of exchanges and queues, shared by every connection that opened it.
 /// Publishing reads its maps without locks; topology changes serialise on one mutex (see [`Vhost::change_topology`]).

@@ -275,13 +275,9 @@ impl<'a> Handshake<'a> {
                     .on(ids::CONNECTION_OPEN),
             );
         };
-        let allowed = self
-            .broker
-            .user(user)
-            .is_some_and(|u| u.vhosts.iter().any(|v| v == name));
-        if !allowed {
-            let text = format!("access to vhost '{name}' refused for user '{user}'");
-            return Err(AmqpError::new(ReplyCode::NotAllowed, text).on(ids::CONNECTION_OPEN));
+        // RabbitMQ's check_vhost_access: any permission in the vhost lets the user open it.
+        if !self.broker.access.may_open(user, name) {
+            return Err(auth::access::vhost_refused(user, name).on(ids::CONNECTION_OPEN));
         }
         Ok(vhost)
     }
@@ -386,7 +382,14 @@ fn login(
     response: &[u8],
     peer: SocketAddr,
 ) -> Result<String, AuthError> {
-    auth::authenticate(broker, mechanism, response, peer.ip())
+    let loopback_users = &broker.config.auth.loopback_users;
+    auth::authenticate(
+        &broker.access,
+        loopback_users,
+        mechanism,
+        response,
+        peer.ip(),
+    )
 }
 
 fn unexpected(method: &connection::AMQPMethod) -> AmqpError {

@@ -1,0 +1,340 @@
+//! The run-time administration of users, permissions and vhosts, shaped for the management HTTP API (RabbitMQ's
+//! JSON objects for users and permissions): each change is committed to the definitions store, then installed in
+//! the access table, whose generation tells channels that a remembered decision may be stale, so a change
+//! applies to the next method. Every call but `delete_vhost` blocks on a disk commit: call them off the async
+//! workers (`tokio::task::spawn_blocking`).
+
+use std::sync::Arc;
+
+use super::Broker;
+use crate::auth::access::AccessTable;
+use crate::auth::password::{hash_password, HashingAlgorithm};
+use crate::auth::users::{CompiledPermission, CompiledTopicPermission};
+pub use crate::auth::users::{PermissionDefinition, TopicPermissionDefinition, UserDefinition};
+use crate::meta::{MetaError, VhostDef};
+use crate::registry::CloseRequest;
+use crate::vhost::Vhost;
+
+/// Why an administrative change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// `add_user` of a name that exists.
+    #[error("user '{0}' already exists")]
+    UserExists(String),
+    /// The user named does not exist.
+    #[error("no user '{0}'")]
+    NoSuchUser(String),
+    /// `add_vhost` of a name that exists.
+    #[error("vhost '{0}' already exists")]
+    VhostExists(String),
+    /// The vhost named does not exist.
+    #[error("no vhost '{0}'")]
+    NoSuchVhost(String),
+    /// A value does not pass the checks (a bad regex, an unknown hashing algorithm, a malformed hash).
+    #[error("{0}")]
+    Invalid(String),
+    /// The definitions store failed; nothing changed.
+    #[error(transparent)]
+    Store(#[from] MetaError),
+}
+
+impl Broker {
+    /// Every user, by name, as stored (passwords hashed).
+    pub fn users(&self) -> Vec<UserDefinition> {
+        self.access.users()
+    }
+
+    /// Every permission.
+    pub fn permissions(&self) -> Vec<PermissionDefinition> {
+        self.access.permissions()
+    }
+
+    /// Every topic permission.
+    pub fn topic_permissions(&self) -> Vec<TopicPermissionDefinition> {
+        self.access.topic_permissions()
+    }
+
+    /// The vhost names, sorted.
+    pub fn vhost_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.vhosts.iter().map(|v| v.key().clone()).collect();
+        names.sort();
+        names
+    }
+
+    /// `rabbitmqctl add_user`: a new user with `password` hashed by SHA-256 and `tags`.
+    pub fn add_user(
+        &self,
+        name: &str,
+        password: &str,
+        tags: Vec<String>,
+    ) -> Result<(), AdminError> {
+        if self.access.user(name).is_some() {
+            return Err(AdminError::UserExists(name.to_owned()));
+        }
+        self.put_user(UserDefinition::with_password(name, password, tags))
+    }
+
+    /// The management API's `PUT /api/users/{name}`: creates or replaces a user from its definition, the hash
+    /// taken as given (a user exported from RabbitMQ keeps its password and algorithm). Existing permissions stay.
+    pub fn put_user(&self, user: UserDefinition) -> Result<(), AdminError> {
+        user.validate().map_err(AdminError::Invalid)?;
+        let _guard = self.access.lock();
+        self.stores.definitions.put_user(&user)?;
+        let mut table: AccessTable = (*self.access.table()).clone();
+        tracing::info!("user '{}' stored with tags {:?}", user.name, user.tags);
+        table.users.insert(user.name.clone(), Arc::new(user));
+        self.access.replace(table);
+        Ok(())
+    }
+
+    /// `rabbitmqctl change_password`: hashes `password` with SHA-256 and a new salt. Open connections stay.
+    pub fn change_password(&self, name: &str, password: &str) -> Result<(), AdminError> {
+        let Some(user) = self.access.user(name) else {
+            return Err(AdminError::NoSuchUser(name.to_owned()));
+        };
+        self.put_user(UserDefinition {
+            password_hash: hash_password(HashingAlgorithm::Sha256, password),
+            hashing_algorithm: HashingAlgorithm::Sha256.name().to_owned(),
+            ..(*user).clone()
+        })
+    }
+
+    /// `rabbitmqctl delete_user`: removes the user with its permissions and closes its connections with 320
+    /// CONNECTION_FORCED "user '<name>' is deleted", as RabbitMQ does.
+    pub fn delete_user(&self, name: &str) -> Result<(), AdminError> {
+        {
+            let _guard = self.access.lock();
+            if self.access.user(name).is_none() {
+                return Err(AdminError::NoSuchUser(name.to_owned()));
+            }
+            self.stores.definitions.remove_user(name)?;
+            let mut table = (*self.access.table()).clone();
+            table.remove_user(name);
+            self.access.replace(table);
+        }
+        tracing::info!("deleted user '{name}'; closing its connections");
+        let reason = CloseRequest::forced(format!("user '{name}' is deleted"));
+        for c in self.connections.list() {
+            if c.details.user == name {
+                self.connections.close(c.details.id, reason.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// `rabbitmqctl set_permissions`: sets (replaces) a user's regexes in a vhost; applies to the next method of
+    /// every open channel of that user.
+    pub fn set_permissions(&self, permission: PermissionDefinition) -> Result<(), AdminError> {
+        self.check_user_and_vhost(&permission.user, &permission.vhost)?;
+        let compiled = CompiledPermission::new(permission).map_err(AdminError::Invalid)?;
+        let _guard = self.access.lock();
+        self.stores
+            .definitions
+            .put_permission(&compiled.definition)?;
+        let mut table = (*self.access.table()).clone();
+        table.set_permission(compiled);
+        self.access.replace(table);
+        Ok(())
+    }
+
+    /// `rabbitmqctl clear_permissions`: the user may no longer open the vhost; its channels there are refused
+    /// from their next method on. Ok(false) if there was no permission.
+    pub fn clear_permissions(&self, user: &str, vhost: &str) -> Result<bool, AdminError> {
+        let _guard = self.access.lock();
+        let mut table = (*self.access.table()).clone();
+        let removed = table
+            .permissions
+            .get_mut(user)
+            .and_then(|p| p.remove(vhost))
+            .is_some();
+        if removed {
+            self.stores.definitions.remove_permission(user, vhost)?;
+            self.access.replace(table);
+        }
+        Ok(removed)
+    }
+
+    /// `rabbitmqctl set_topic_permissions`: the user's write and read regexes for routing keys on a topic
+    /// exchange.
+    pub fn set_topic_permissions(
+        &self,
+        permission: TopicPermissionDefinition,
+    ) -> Result<(), AdminError> {
+        self.check_user_and_vhost(&permission.user, &permission.vhost)?;
+        let compiled = CompiledTopicPermission::new(permission).map_err(AdminError::Invalid)?;
+        let _guard = self.access.lock();
+        self.stores
+            .definitions
+            .put_topic_permission(&compiled.definition)?;
+        let mut table = (*self.access.table()).clone();
+        table.set_topic_permission(compiled);
+        self.access.replace(table);
+        Ok(())
+    }
+
+    /// `rabbitmqctl clear_topic_permissions` for one exchange; Ok(false) if there was none.
+    pub fn clear_topic_permissions(
+        &self,
+        user: &str,
+        vhost: &str,
+        exchange: &str,
+    ) -> Result<bool, AdminError> {
+        let _guard = self.access.lock();
+        let mut table = (*self.access.table()).clone();
+        let removed = table
+            .topic_permissions
+            .get_mut(&(user.to_owned(), vhost.to_owned()))
+            .and_then(|p| p.remove(exchange))
+            .is_some();
+        if removed {
+            self.stores
+                .definitions
+                .remove_topic_permission(user, vhost, exchange)?;
+            self.access.replace(table);
+        }
+        Ok(removed)
+    }
+
+    /// `rabbitmqctl add_vhost`: an empty vhost with the predeclared exchanges; nobody may open it until given
+    /// permissions.
+    pub fn add_vhost(&self, name: &str) -> Result<(), AdminError> {
+        if name.is_empty() {
+            return Err(AdminError::Invalid(
+                "vhost name must not be empty".to_owned(),
+            ));
+        }
+        let _guard = self.access.lock();
+        if self.vhosts.contains_key(name) {
+            return Err(AdminError::VhostExists(name.to_owned()));
+        }
+        self.stores.definitions.put_vhost(&VhostDef {
+            name: name.to_owned(),
+        })?;
+        let vhost = Vhost::new(name, Some(self.stores.clone()), self.flow_limits);
+        self.vhosts.insert(name.to_owned(), vhost);
+        tracing::info!("added vhost '{name}'");
+        Ok(())
+    }
+
+    /// `rabbitmqctl delete_vhost`: closes the vhost's connections with 320 CONNECTION_FORCED "vhost '<name>' is
+    /// deleted" (RabbitMQ's text), deletes its queues with their messages, and removes it, its exchanges,
+    /// bindings, policies and permissions from the definitions store.
+    pub async fn delete_vhost(&self, name: &str) -> Result<(), AdminError> {
+        let vhost = {
+            let _guard = self.access.lock();
+            let Some((_, vhost)) = self.vhosts.remove(name) else {
+                return Err(AdminError::NoSuchVhost(name.to_owned()));
+            };
+            let mut table = (*self.access.table()).clone();
+            table.remove_vhost(name);
+            self.access.replace(table);
+            vhost
+        };
+        tracing::info!("deleting vhost '{name}'; closing its connections");
+        let reason = CloseRequest::forced(format!("vhost '{name}' is deleted"));
+        for c in self.connections.list() {
+            if c.details.vhost == name {
+                self.connections.close(c.details.id, reason.clone());
+            }
+        }
+        vhost.delete_all_queues().await;
+        let stores = self.stores.clone();
+        let owned = name.to_owned();
+        tokio::task::spawn_blocking(move || stores.definitions.remove_vhost(&owned))
+            .await
+            .map_err(|e| AdminError::Store(MetaError::Storage(e.to_string())))??;
+        Ok(())
+    }
+
+    fn check_user_and_vhost(&self, user: &str, vhost: &str) -> Result<(), AdminError> {
+        if self.access.user(user).is_none() {
+            return Err(AdminError::NoSuchUser(user.to_owned()));
+        }
+        if !self.vhosts.contains_key(vhost) {
+            return Err(AdminError::NoSuchVhost(vhost.to_owned()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[tokio::test]
+    async fn users_permissions_and_vhosts_survive_a_restart_and_are_seeded_once() {
+        let dir = std::env::temp_dir().join(format!("warren-admin-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let config = Config {
+            data_dir: dir.clone(),
+            ..Config::default()
+        };
+        {
+            let broker = Broker::open(config.clone()).unwrap();
+            broker.add_vhost("v").unwrap();
+            assert!(matches!(
+                broker.add_vhost("v"),
+                Err(AdminError::VhostExists(_))
+            ));
+            broker
+                .add_user("u", "pw", vec!["management".into()])
+                .unwrap();
+            assert!(matches!(
+                broker.add_user("u", "pw", Vec::new()),
+                Err(AdminError::UserExists(_))
+            ));
+            broker
+                .set_permissions(PermissionDefinition {
+                    user: "u".into(),
+                    vhost: "v".into(),
+                    configure: "^c".into(),
+                    write: "^w".into(),
+                    read: "^r".into(),
+                })
+                .unwrap();
+            assert!(matches!(
+                broker.set_permissions(PermissionDefinition {
+                    user: "u".into(),
+                    vhost: "v".into(),
+                    configure: "(".into(),
+                    write: "".into(),
+                    read: "".into(),
+                }),
+                Err(AdminError::Invalid(_))
+            ));
+            broker
+                .set_topic_permissions(TopicPermissionDefinition {
+                    user: "u".into(),
+                    vhost: "v".into(),
+                    exchange: "amq.topic".into(),
+                    write: "^a".into(),
+                    read: "^b".into(),
+                })
+                .unwrap();
+            broker.delete_user("guest").unwrap();
+            assert!(matches!(
+                broker.delete_user("guest"),
+                Err(AdminError::NoSuchUser(_))
+            ));
+        }
+        // The store is not empty: the config's default user (guest) is not created again.
+        let broker = Broker::open(config).unwrap();
+        assert_eq!(broker.vhost_names(), vec!["/".to_owned(), "v".to_owned()]);
+        let users = broker.users();
+        assert_eq!(users.len(), 1);
+        assert_eq!(users[0].name, "u");
+        assert_eq!(users[0].tags, vec!["management".to_owned()]);
+        let permissions = broker.permissions();
+        assert_eq!(permissions.len(), 1);
+        assert_eq!(permissions[0].configure, "^c");
+        assert_eq!(broker.topic_permissions().len(), 1);
+        assert!(broker.access.may_open("u", "v"));
+        assert!(broker
+            .access
+            .check("u", "v", "queue", "rq", crate::auth::users::Access::Read)
+            .is_ok());
+        drop(broker);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
