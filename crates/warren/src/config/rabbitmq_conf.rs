@@ -89,6 +89,11 @@ fn target(key: &str) -> Option<(&'static str, &'static str, Kind)> {
         "disk_free_limit.absolute" => ("alarms", "disk_free_limit.absolute", Amount),
         "log.default.level" | "log.console.level" | "log.file.level" => ("log", "level", LogLevel),
         "default_vhost" => ("auth", "default_vhost", Text),
+        "default_user" => ("auth", "default_user", Text),
+        "default_pass" => ("auth", "default_pass", Text),
+        "default_permissions.configure" => ("auth", "default_permissions.configure", Text),
+        "default_permissions.write" => ("auth", "default_permissions.write", Text),
+        "default_permissions.read" => ("auth", "default_permissions.read", Text),
         _ => return None,
     })
 }
@@ -105,8 +110,8 @@ fn refusal(key: &str) -> Option<&'static str> {
     if prefixed("cluster_formation.") || key == "cluster_partition_handling" {
         return Some("clustering is not supported yet");
     }
-    if prefixed("default_permissions.") || prefixed("default_user_tags.") {
-        return Some("permissions and user tags are not supported yet");
+    if prefixed("default_user_tags.") {
+        return Some("the default user always has the administrator tag");
     }
     if prefixed("auth_backends.") || prefixed("auth_mechanisms.") {
         return Some("Warren offers PLAIN and AMQPLAIN against its own users only");
@@ -122,8 +127,6 @@ pub(super) fn translate(text: &str, origin: &Path) -> Result<ConfTranslation, Co
     let mut tables: BTreeMap<&'static str, Vec<(String, usize)>> = BTreeMap::new();
     let mut ignored = Vec::new();
     let mut tcp_listeners: Vec<(String, usize)> = Vec::new();
-    let mut default_user: Option<(String, usize)> = None;
-    let mut default_pass: Option<(String, usize)> = None;
     // None: RabbitMQ's default (guest only).
     let mut loopback_users: Option<Vec<String>> = None;
     let mut loopback_line = 0;
@@ -164,14 +167,6 @@ pub(super) fn translate(text: &str, origin: &Path) -> Result<ConfTranslation, Co
                     key,
                     "Warren always serves one plain listener",
                 ))
-            }
-            "default_user" => {
-                default_user = Some((value.to_owned(), line));
-                continue;
-            }
-            "default_pass" => {
-                default_pass = Some((value.to_owned(), line));
-                continue;
             }
             "loopback_users" if value == "none" => {
                 loopback_users = Some(Vec::new());
@@ -244,18 +239,6 @@ pub(super) fn translate(text: &str, origin: &Path) -> Result<ConfTranslation, Co
         for (entry, line) in entries {
             doc.push(entry, *line);
         }
-    }
-    if default_user.is_some() || default_pass.is_some() {
-        // RabbitMQ's default user: guest/guest unless these say otherwise; it replaces the built-in guest.
-        let line = default_user
-            .as_ref()
-            .or(default_pass.as_ref())
-            .map_or(0, |(_, l)| *l);
-        let name = default_user.map_or_else(|| "guest".to_owned(), |(n, _)| n);
-        let pass = default_pass.map_or_else(|| "guest".to_owned(), |(p, _)| p);
-        doc.push("[[auth.users]]", line);
-        doc.push(&format!("name = {}", quoted(&name)), line);
-        doc.push(&format!("password = {}", quoted(&pass)), line);
     }
     Ok(ConfTranslation {
         toml: doc.text,

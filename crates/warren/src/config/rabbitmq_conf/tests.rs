@@ -26,6 +26,7 @@ fn the_common_keys_set_warrens_settings() {
          default_vhost = apps\n\
          default_user = admin\n\
          default_pass = s3cret\n\
+         default_permissions.configure = ^app-\n\
          loopback_users.guest = false\n",
     )
     .expect("loads");
@@ -53,13 +54,13 @@ fn the_common_keys_set_warrens_settings() {
     assert_eq!(config.log.level, "warn");
     assert_eq!(config.server.cluster_name, "prod");
     assert_eq!(config.auth.default_vhost, "apps");
-    let users: Vec<_> = config
-        .auth
-        .users
-        .iter()
-        .map(|u| (u.name.as_str(), u.password.as_str(), u.vhosts.clone()))
-        .collect();
-    assert_eq!(users, vec![("admin", "s3cret", vec!["apps".to_owned()])]);
+    let user = config.auth.default_user.as_ref().expect("a default user");
+    assert_eq!(
+        (user.name.as_str(), user.password.as_str()),
+        ("admin", "s3cret")
+    );
+    assert_eq!(config.auth.default_permissions.configure, "^app-");
+    assert_eq!(config.auth.default_permissions.read, ".*");
     assert!(config.auth.loopback_users.is_empty());
 }
 
