@@ -56,10 +56,25 @@ impl TransportRead for OwnedReadHalf {
     }
 }
 
+/// A TLS connection of a TLS listener. Its halves share a lock (rustls keeps one session state for both
+/// directions) and, having no readiness probe, an idle connection keeps its read buffer.
+impl Transport for tokio_rustls::server::TlsStream<TcpStream> {
+    type Reader = tokio::io::ReadHalf<Self>;
+    type Writer = tokio::io::WriteHalf<Self>;
+
+    fn split(self) -> (Self::Reader, Self::Writer) {
+        tokio::io::split(self)
+    }
+
+    fn local_addr(&self) -> Option<SocketAddr> {
+        self.get_ref().0.local_addr().ok()
+    }
+}
+
 /// Any other stream, split with `tokio::io::split`. Its halves share a lock, so a read and a write never overlap,
 /// and it has no readiness probe, so an idle connection keeps its read buffer: fine for TLS, whose records are
 /// decrypted in one place anyway.
-// Unused outside the tests until a TLS listener serves through it.
+// Unused outside the tests: TLS listeners serve through their own `Transport` impl above.
 #[cfg_attr(not(test), allow(dead_code))]
 pub(crate) struct SharedStream<S>(pub(crate) S);
 
