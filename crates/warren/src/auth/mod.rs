@@ -1,12 +1,12 @@
-//! SASL: the PLAIN and AMQPLAIN mechanisms, and checking credentials against the configured users.
+//! SASL: the PLAIN and AMQPLAIN mechanisms, and checking credentials against the configured users. EXTERNAL
+//! (TLS client certificates) lives in [`external`].
+
+pub(crate) mod external;
 
 use std::net::IpAddr;
 
 use crate::config::AuthConfig;
 use warren_protocol::{decode_field_table as parse_table, AMQPValue};
-
-/// The SASL mechanisms offered in connection.start, space-separated as the spec wants them.
-pub(crate) const MECHANISMS: &str = "PLAIN AMQPLAIN";
 
 /// Why a login was refused; the text goes to the log, never to the peer (as in RabbitMQ).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -23,6 +23,9 @@ pub(crate) enum AuthError {
     /// A loopback-only user connected from another host.
     #[error("user '{0}' can only connect via localhost")]
     NotLoopback(String),
+    /// EXTERNAL found no user name in the TLS client certificate (RabbitMQ's refusal text).
+    #[error("{0}")]
+    Certificate(String),
 }
 
 /// Extracts (user, password) from a SASL response.

@@ -204,6 +204,10 @@ struct AuthSection {
     default_vhost: Option<Spanned<String>>,
     loopback_users: Option<Vec<String>>,
     users: Option<Vec<UserEntry>>,
+    auth_mechanisms: Option<Vec<Spanned<String>>>,
+    ssl_cert_login_from: Option<Spanned<String>>,
+    ssl_cert_login_san_type: Option<Spanned<String>>,
+    ssl_cert_login_san_index: Option<usize>,
 }
 
 /// One `[[auth.users]]` entry. `name` and `password` are required; `vhosts` defaults to `[auth] default_vhost`.
@@ -217,6 +221,13 @@ struct UserEntry {
 
 impl AuthSection {
     fn apply_to(self, config: &mut Config, source: &TomlSource<'_>) -> Result<(), ConfigError> {
+        tls::SaslKeys {
+            auth_mechanisms: self.auth_mechanisms,
+            ssl_cert_login_from: self.ssl_cert_login_from,
+            ssl_cert_login_san_type: self.ssl_cert_login_san_type,
+            ssl_cert_login_san_index: self.ssl_cert_login_san_index,
+        }
+        .apply_to(config, source)?;
         let auth = &mut config.auth;
         if let Some(default_vhost) = self.default_vhost {
             auth.default_vhost = non_empty(default_vhost, "default_vhost", source)?;

@@ -20,7 +20,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::{ConfigError, Section};
-pub use tls::{Listeners, SslOptions, TlsVersion, Verify};
+pub use tls::{
+    CertLoginFrom, Listeners, Mechanism, SanType, SaslConfig, SslOptions, TlsVersion, Verify,
+};
 
 /// The smallest `frame_max` AMQP 0-9-1 allows (the spec's `frame-min-size`); RabbitMQ refuses anything smaller too.
 pub const FRAME_MIN_SIZE: u32 = 4096;
@@ -53,6 +55,8 @@ pub struct Config {
     pub listeners: Listeners,
     /// TLS settings shared by every TLS listener (`[ssl_options]`).
     pub ssl: SslOptions,
+    /// The SASL mechanisms offered and how EXTERNAL names its user (`[auth]`'s SASL keys).
+    pub sasl: SaslConfig,
     /// Policies and operator policies set at start (`[[policies]]`, `[[operator_policies]]`), over any stored
     /// ones of the same name.
     pub policies: Vec<PolicyConfig>,
@@ -286,6 +290,7 @@ impl Default for Config {
             alarms: AlarmsConfig::default(),
             listeners: Listeners::default(),
             ssl: SslOptions::default(),
+            sasl: SaslConfig::default(),
             policies: Vec::new(),
             source: None,
         }

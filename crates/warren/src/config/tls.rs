@@ -1,5 +1,6 @@
-//! The TLS side of the configuration: extra listeners (`[listeners]`) and RabbitMQ's `ssl_options`. Names and
-//! defaults are RabbitMQ's (`listeners.ssl.*`, `ssl_options.*`), in TOML form.
+//! The TLS and SASL side of the configuration: extra listeners (`[listeners]`), RabbitMQ's `ssl_options`, and which
+//! SASL mechanisms are offered and how EXTERNAL finds a user name in a client certificate. Names and defaults are
+//! RabbitMQ's (`listeners.ssl.*`, `ssl_options.*`, `auth_mechanisms.*`, `ssl_cert_login_*`), in TOML form.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -73,6 +74,83 @@ impl Default for SslOptions {
             fail_if_no_peer_cert: false,
             versions: vec![TlsVersion::Tls13, TlsVersion::Tls12],
             handshake_timeout: Duration::from_millis(5000),
+        }
+    }
+}
+
+/// A SASL mechanism Warren implements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mechanism {
+    /// `PLAIN`.
+    Plain,
+    /// `AMQPLAIN`.
+    Amqplain,
+    /// `EXTERNAL`: the user named by the client's TLS certificate (RabbitMQ's rabbitmq_auth_mechanism_ssl).
+    External,
+}
+
+impl Mechanism {
+    /// The mechanisms Warren implements, in the order they are offered.
+    pub const ALL: [Mechanism; 3] = [Mechanism::Plain, Mechanism::Amqplain, Mechanism::External];
+
+    /// The name sent in connection.start and chosen in start-ok.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mechanism::Plain => "PLAIN",
+            Mechanism::Amqplain => "AMQPLAIN",
+            Mechanism::External => "EXTERNAL",
+        }
+    }
+
+    /// The mechanism called `name`, if Warren implements it.
+    pub fn from_name(name: &str) -> Option<Mechanism> {
+        Mechanism::ALL.into_iter().find(|m| m.name() == name)
+    }
+}
+
+/// Where EXTERNAL takes the user name from (`ssl_cert_login_from`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CertLoginFrom {
+    /// `distinguished_name`: the subject as RabbitMQ formats it (`CN=alice,O=example,C=GB`). The default.
+    DistinguishedName,
+    /// `common_name`: the subject's CN (several are joined with `,`).
+    CommonName,
+    /// `subject_alternative_name`: one subjectAltName entry, chosen by `san_type` and `san_index`.
+    SubjectAlternativeName,
+}
+
+/// The kind of subjectAltName entry EXTERNAL reads (`ssl_cert_login_san_type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SanType {
+    /// `dns`, the default.
+    Dns,
+    /// `email`.
+    Email,
+    /// `uri`.
+    Uri,
+}
+
+/// SASL settings: the mechanisms offered and how EXTERNAL names its user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SaslConfig {
+    /// The mechanisms offered in connection.start (RabbitMQ's `auth_mechanisms`). EXTERNAL is offered only on TLS
+    /// listeners with `verify_peer`. Default PLAIN and AMQPLAIN.
+    pub mechanisms: Vec<Mechanism>,
+    /// Default `distinguished_name`.
+    pub cert_login_from: CertLoginFrom,
+    /// Default `dns`.
+    pub san_type: SanType,
+    /// Which entry of that type, from 0 (`ssl_cert_login_san_index`). Default 0.
+    pub san_index: usize,
+}
+
+impl Default for SaslConfig {
+    fn default() -> Self {
+        SaslConfig {
+            mechanisms: vec![Mechanism::Plain, Mechanism::Amqplain],
+            cert_login_from: CertLoginFrom::DistinguishedName,
+            san_type: SanType::Dns,
+            san_index: 0,
         }
     }
 }

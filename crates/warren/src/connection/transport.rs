@@ -24,6 +24,18 @@ pub(crate) trait Transport: Send + 'static {
     fn local_addr(&self) -> Option<SocketAddr> {
         None
     }
+
+    /// What TLS established, for SASL EXTERNAL; None on a plain stream.
+    fn tls_peer(&self) -> Option<TlsPeer> {
+        None
+    }
+}
+
+/// What the TLS handshake of a connection established about the client.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct TlsPeer {
+    /// The client's certificate (DER), if it presented one; it was verified against `cacertfile`.
+    pub(crate) certificate: Option<Vec<u8>>,
 }
 
 /// The read half of a [`Transport`].
@@ -68,6 +80,16 @@ impl Transport for tokio_rustls::server::TlsStream<TcpStream> {
 
     fn local_addr(&self) -> Option<SocketAddr> {
         self.get_ref().0.local_addr().ok()
+    }
+
+    fn tls_peer(&self) -> Option<TlsPeer> {
+        let certificate = self
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .map(|leaf| leaf.to_vec());
+        Some(TlsPeer { certificate })
     }
 }
 

@@ -1,4 +1,5 @@
-//! The config file's TLS keys: `[listeners]` and `[ssl_options]`.
+//! The config file's TLS and SASL keys: `[listeners]`, `[ssl_options]`, and the SASL keys of `[auth]`
+//! (`auth_mechanisms`, `ssl_cert_login_from`, `ssl_cert_login_san_type`, `ssl_cert_login_san_index`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,7 +9,7 @@ use toml::Spanned;
 
 use super::non_empty;
 use crate::config::source::TomlSource;
-use crate::config::tls::{TlsVersion, Verify};
+use crate::config::tls::{CertLoginFrom, Mechanism, SanType, TlsVersion, Verify};
 use crate::config::{Config, ConfigError};
 
 /// `[listeners]`: RabbitMQ's `listeners.tcp.*` and `listeners.ssl.*` as lists of `IP:PORT`.
@@ -126,12 +127,75 @@ impl SslOptionsSection {
     }
 }
 
+/// The SASL keys of `[auth]`, read by `AuthSection`.
+pub(super) struct SaslKeys {
+    pub(super) auth_mechanisms: Option<Vec<Spanned<String>>>,
+    pub(super) ssl_cert_login_from: Option<Spanned<String>>,
+    pub(super) ssl_cert_login_san_type: Option<Spanned<String>>,
+    pub(super) ssl_cert_login_san_index: Option<usize>,
+}
+
+impl SaslKeys {
+    pub(super) fn apply_to(
+        self,
+        config: &mut Config,
+        source: &TomlSource<'_>,
+    ) -> Result<(), ConfigError> {
+        let sasl = &mut config.sasl;
+        if let Some(names) = self.auth_mechanisms {
+            let mut mechanisms = Vec::with_capacity(names.len());
+            for name in names {
+                let Some(mechanism) = Mechanism::from_name(name.get_ref()) else {
+                    let reason = format!(
+                        "`{}` is not one of \"PLAIN\", \"AMQPLAIN\", \"EXTERNAL\"",
+                        name.get_ref()
+                    );
+                    return Err(source.invalid(name.span(), "auth_mechanisms", reason));
+                };
+                if !mechanisms.contains(&mechanism) {
+                    mechanisms.push(mechanism);
+                }
+            }
+            sasl.mechanisms = mechanisms;
+        }
+        if let Some(from) = self.ssl_cert_login_from {
+            sasl.cert_login_from = match from.get_ref().as_str() {
+                "distinguished_name" => CertLoginFrom::DistinguishedName,
+                "common_name" => CertLoginFrom::CommonName,
+                // RabbitMQ takes both spellings.
+                "subject_alternative_name" | "subject_alt_name" => {
+                    CertLoginFrom::SubjectAlternativeName
+                }
+                other => {
+                    let reason = format!("`{other}` is not one of \"distinguished_name\", \"common_name\", \"subject_alternative_name\"");
+                    return Err(source.invalid(from.span(), "ssl_cert_login_from", reason));
+                }
+            };
+        }
+        if let Some(san_type) = self.ssl_cert_login_san_type {
+            sasl.san_type = match san_type.get_ref().as_str() {
+                "dns" => SanType::Dns,
+                "email" => SanType::Email,
+                "uri" => SanType::Uri,
+                other => {
+                    let reason = format!("`{other}` is not one of \"dns\", \"email\", \"uri\" (Warren does not read ip or other_name entries)");
+                    return Err(source.invalid(san_type.span(), "ssl_cert_login_san_type", reason));
+                }
+            };
+        }
+        if let Some(index) = self.ssl_cert_login_san_index {
+            sasl.san_index = index;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
     use std::time::Duration;
 
-    use crate::config::tls::{TlsVersion, Verify};
+    use crate::config::tls::{CertLoginFrom, Mechanism, SanType, TlsVersion, Verify};
     use crate::config::{Config, ConfigError};
 
     fn load(text: &str) -> Result<Config, ConfigError> {
@@ -151,6 +215,12 @@ mod tests {
             r#"
 [limits]
 ssl_handshake_timeout_ms = 2500
+
+[auth]
+auth_mechanisms = ["PLAIN", "EXTERNAL"]
+ssl_cert_login_from = "subject_alternative_name"
+ssl_cert_login_san_type = "email"
+ssl_cert_login_san_index = 1
 
 [listeners]
 tcp = ["[::1]:5672"]
@@ -179,6 +249,16 @@ versions = ["tlsv1.2"]
             config.ssl.cacertfile.as_deref(),
             Some(Path::new("/etc/warren/ca.pem"))
         );
+        assert_eq!(
+            config.sasl.mechanisms,
+            vec![Mechanism::Plain, Mechanism::External]
+        );
+        assert_eq!(
+            config.sasl.cert_login_from,
+            CertLoginFrom::SubjectAlternativeName
+        );
+        assert_eq!(config.sasl.san_type, SanType::Email);
+        assert_eq!(config.sasl.san_index, 1);
     }
 
     #[test]
@@ -188,6 +268,14 @@ versions = ["tlsv1.2"]
         assert_eq!(config.ssl.verify, Verify::None);
         assert!(!config.ssl.fail_if_no_peer_cert);
         assert_eq!(config.ssl.handshake_timeout, Duration::from_millis(5000));
+        assert_eq!(
+            config.sasl.mechanisms,
+            vec![Mechanism::Plain, Mechanism::Amqplain]
+        );
+        assert_eq!(
+            config.sasl.cert_login_from,
+            CertLoginFrom::DistinguishedName
+        );
     }
 
     #[test]
@@ -201,6 +289,9 @@ versions = ["tlsv1.2"]
         assert!(refusal("[ssl_options]\nversions = []\n").contains("at least one version"));
         assert!(refusal("[listeners]\nssl = [\"localhost:5671\"]\n")
             .starts_with("warren.toml:2: key `ssl`"));
+        assert!(refusal("[auth]\nauth_mechanisms = [\"CRAM-MD5\"]\n").contains("auth_mechanisms"));
+        assert!(refusal("[auth]\nssl_cert_login_san_type = \"ip\"\n")
+            .contains("ssl_cert_login_san_type"));
         assert!(refusal("[ssl_options]\nciphers = []\n").contains("unknown key `ciphers`"));
     }
 }

@@ -14,8 +14,10 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use super::transport::TlsPeer;
 use crate::auth::{self, AuthError};
 use crate::broker::Broker;
+use crate::config::Mechanism;
 use crate::vhost::Vhost;
 use properties::{client_capabilities, client_text, server_properties};
 use tune::{check_tune_ok, Tuned};
@@ -99,6 +101,8 @@ pub(crate) enum AfterRefusal {
 pub(crate) struct Handshake<'a> {
     broker: &'a Broker,
     peer: SocketAddr,
+    /// What TLS established; None on a plain connection.
+    tls: Option<TlsPeer>,
     splitter: FrameSplitter,
     state: State,
 }
@@ -131,9 +135,22 @@ impl<'a> Handshake<'a> {
         Handshake {
             broker,
             peer,
+            tls: None,
             splitter: FrameSplitter::new(FRAME_MIN_SIZE),
             state: State::Header,
         }
+    }
+
+    /// The same handshake on a TLS connection that established `tls` (None: a plain connection).
+    pub(crate) fn with_tls(mut self, tls: Option<TlsPeer>) -> Handshake<'a> {
+        self.tls = tls;
+        self
+    }
+
+    /// The SASL mechanisms this connection is offered.
+    fn mechanisms(&self) -> Vec<Mechanism> {
+        let config = &self.broker.config;
+        auth::external::offered(&config.sasl, config.ssl.verify, self.tls.is_some())
     }
 
     /// Advances on what `buf` holds, taking the bytes it uses off its front. Call it first with whatever has been
@@ -186,7 +203,13 @@ impl<'a> Handshake<'a> {
                 version_major: 0,
                 version_minor: 9,
                 server_properties: server_properties(self.broker),
-                mechanisms: LongString::from(auth::MECHANISMS),
+                mechanisms: LongString::from(
+                    self.mechanisms()
+                        .iter()
+                        .map(|m| m.name())
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                ),
                 locales: LongString::from("en_US"),
             }));
         }
@@ -204,11 +227,25 @@ impl<'a> Handshake<'a> {
                 let capabilities = client_capabilities(&start_ok.client_properties);
                 let has = |name: &str| capabilities.iter().any(|c| c == name);
                 let mechanism = start_ok.mechanism.as_str();
+                // A mechanism Warren has but does not offer here (EXTERNAL on a plain connection, one left out of
+                // auth_mechanisms) is refused as RabbitMQ refuses it.
+                if let Some(known) = Mechanism::from_name(mechanism) {
+                    if !self.mechanisms().contains(&known) {
+                        let text = format!("invalid authentication mechanism '{mechanism}'");
+                        return Some(
+                            self.refuse(
+                                AmqpError::new(ReplyCode::CommandInvalid, text)
+                                    .on(ids::CONNECTION_START_OK),
+                            ),
+                        );
+                    }
+                }
                 let user = match login(
                     self.broker,
                     mechanism,
                     start_ok.response.as_bytes(),
                     self.peer,
+                    self.tls.as_ref(),
                 ) {
                     Ok(user) => user,
                     Err(error) => {
@@ -385,7 +422,12 @@ fn login(
     mechanism: &str,
     response: &[u8],
     peer: SocketAddr,
+    tls: Option<&TlsPeer>,
 ) -> Result<String, AuthError> {
+    if mechanism == Mechanism::External.name() {
+        let certificate = tls.and_then(|tls| tls.certificate.as_deref());
+        return auth::external::authenticate(broker, &broker.config.sasl, certificate, peer.ip());
+    }
     auth::authenticate(broker, mechanism, response, peer.ip())
 }
 

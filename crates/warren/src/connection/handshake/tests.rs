@@ -246,14 +246,31 @@ fn unknown_mechanism_is_refused_as_a_failed_login() {
     let (_, _, _, step) = login(
         &broker,
         SocketAddr::from(LOOPBACK),
-        &start_ok("EXTERNAL", b"", &caps),
+        &start_ok("CRAM-MD5", b"", &caps),
     );
     let close = refused_close(step);
     assert_eq!(close.reply_code, 403);
     assert_eq!(
         close.reply_text.as_str(),
-        "ACCESS_REFUSED - Login was refused using authentication mechanism EXTERNAL. For details see the broker logfile."
+        "ACCESS_REFUSED - Login was refused using authentication mechanism CRAM-MD5. For details see the broker logfile."
     );
+}
+
+#[test]
+fn external_on_a_plain_connection_is_an_invalid_mechanism() {
+    let broker = broker();
+    let (_, _, _, step) = login(
+        &broker,
+        SocketAddr::from(LOOPBACK),
+        &start_ok("EXTERNAL", b"", &[]),
+    );
+    let close = refused_close(step);
+    assert_eq!(close.reply_code, 503);
+    assert_eq!(
+        close.reply_text.as_str(),
+        "COMMAND_INVALID - invalid authentication mechanism 'EXTERNAL'"
+    );
+    assert_eq!((close.class_id, close.method_id), (10, 11));
 }
 
 #[test]
