@@ -3,6 +3,7 @@
 //! `ssl_handshake_timeout`), then the same AMQP connection code over the TLS stream.
 
 mod tls;
+mod tls_reload;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -121,7 +122,7 @@ impl Server {
         self.broker.clone()
     }
 
-    /// Accepts connections on every listener until this future is
+    /// Accepts connections on every listener (and reloads the TLS files when they change) until this future is
     /// dropped, which stops them all: the tasks live in a `JoinSet`, aborted when it drops.
     pub async fn run(self) {
         let max = match self.broker.config.limits.max_connections {
@@ -131,6 +132,9 @@ impl Server {
         // One limit across all listeners, as RabbitMQ's connection_max.
         let permits = Arc::new(Semaphore::new(max));
         let mut tasks = JoinSet::new();
+        if let Some(tls) = &self.tls {
+            tasks.spawn(tls_reload::watch(tls.clone()));
+        }
         for listener in self.listeners {
             let tls = if listener.tls { self.tls.clone() } else { None };
             tasks.spawn(accept_loop(

@@ -1,6 +1,8 @@
 //! TLS for the AMQPS listeners: builds rustls's server configuration from `[ssl_options]` (every file error names
-//! the file) and holds the configuration new connections are accepted with.
+//! the file), and holds the current one where a reload can swap it: new connections take the new certificate,
+//! open ones keep the session they negotiated.
 
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -13,7 +15,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::{SslOptions, TlsVersion, Verify};
 
-/// Why the TLS settings cannot be used; the broker does not start.
+/// Why the TLS settings cannot be used; the broker does not start (or, on a reload, keeps the certificate it has).
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// A TLS listener is configured without the file it needs.
@@ -34,7 +36,7 @@ pub enum TlsError {
     Rustls(String),
 }
 
-/// The TLS configuration new connections are accepted with.
+/// The TLS configuration new connections are accepted with; swapped whole by a reload.
 pub(crate) struct TlsState {
     options: SslOptions,
     current: ArcSwap<ServerConfig>,
@@ -58,6 +60,27 @@ impl TlsState {
     /// The settings this state was loaded from.
     pub(crate) fn options(&self) -> &SslOptions {
         &self.options
+    }
+
+    /// Reads the files again and, if they are usable, serves new connections with them. On an error the
+    /// configuration in force stays.
+    pub(crate) fn reload(&self) -> Result<(), TlsError> {
+        let config = server_config(&self.options)?;
+        self.current.store(Arc::new(config));
+        Ok(())
+    }
+
+    /// The files a reload reads, for the watcher.
+    pub(crate) fn files(&self) -> Vec<PathBuf> {
+        [
+            &self.options.certfile,
+            &self.options.keyfile,
+            &self.options.cacertfile,
+        ]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect()
     }
 }
 
@@ -139,4 +162,10 @@ fn file_error(key: &'static str, path: &Path, reason: impl std::fmt::Display) ->
         path: path.to_owned(),
         reason: reason.to_string(),
     }
+}
+
+/// What identifies a file's version for the reload watcher: its modification time and length.
+pub(crate) fn file_stamp(path: &Path) -> io::Result<(std::time::SystemTime, u64)> {
+    let meta = std::fs::metadata(path)?;
+    Ok((meta.modified()?, meta.len()))
 }
