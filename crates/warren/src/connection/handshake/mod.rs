@@ -31,6 +31,10 @@ use warren_protocol::{
 /// RabbitMQ waits this long before dropping a client that failed to log in and cannot be told why.
 const AUTH_FAILURE_DELAY: Duration = Duration::from_secs(1);
 
+/// RabbitMQ's SILENT_CLOSE_DELAY: how long it waits before dropping, without a word, a client whose start-ok it
+/// cannot accept (a mechanism it does not offer).
+const SILENT_CLOSE_DELAY: Duration = Duration::from_secs(3);
+
 /// How long a refused client has to answer connection.close with close-ok.
 const CLOSE_OK_WAIT: Duration = Duration::from_secs(3);
 
@@ -228,16 +232,17 @@ impl<'a> Handshake<'a> {
                 let has = |name: &str| capabilities.iter().any(|c| c == name);
                 let mechanism = start_ok.mechanism.as_str();
                 // A mechanism Warren has but does not offer here (EXTERNAL on a plain connection, one left out of
-                // auth_mechanisms) is refused as RabbitMQ refuses it.
+                // auth_mechanisms) is refused as RabbitMQ 3.10 refuses it: logged, and the socket closed after
+                // SILENT_CLOSE_DELAY without a frame (checked against a RabbitMQ with rabbitmq_auth_mechanism_ssl).
                 if let Some(known) = Mechanism::from_name(mechanism) {
                     if !self.mechanisms().contains(&known) {
-                        let text = format!("invalid authentication mechanism '{mechanism}'");
-                        return Some(
-                            self.refuse(
-                                AmqpError::new(ReplyCode::CommandInvalid, text)
-                                    .on(ids::CONNECTION_START_OK),
-                            ),
-                        );
+                        let peer = self.peer;
+                        tracing::warn!(%peer, "closing AMQP connection {peer}: invalid authentication mechanism '{mechanism}'");
+                        self.state = State::Finished;
+                        return Some(HandshakeStep::Refused(Refusal {
+                            reply: None,
+                            then: AfterRefusal::Linger(SILENT_CLOSE_DELAY),
+                        }));
                     }
                 }
                 let user = match login(

@@ -257,20 +257,21 @@ fn unknown_mechanism_is_refused_as_a_failed_login() {
 }
 
 #[test]
-fn external_on_a_plain_connection_is_an_invalid_mechanism() {
+fn external_on_a_plain_connection_is_dropped_without_a_word() {
+    // RabbitMQ 3.10 with rabbitmq_auth_mechanism_ssl: 3 s of silence, then the socket closes, whatever the client's
+    // capabilities.
     let broker = broker();
+    let caps = ["authentication_failure_close"];
     let (_, _, _, step) = login(
         &broker,
         SocketAddr::from(LOOPBACK),
-        &start_ok("EXTERNAL", b"", &[]),
+        &start_ok("EXTERNAL", b"", &caps),
     );
-    let close = refused_close(step);
-    assert_eq!(close.reply_code, 503);
-    assert_eq!(
-        close.reply_text.as_str(),
-        "COMMAND_INVALID - invalid authentication mechanism 'EXTERNAL'"
-    );
-    assert_eq!((close.class_id, close.method_id), (10, 11));
+    let HandshakeStep::Refused(refusal) = step else {
+        panic!("expected a refusal");
+    };
+    assert!(refusal.reply.is_none());
+    assert_eq!(refusal.then, AfterRefusal::Linger(SILENT_CLOSE_DELAY));
 }
 
 #[test]
