@@ -142,6 +142,22 @@ mod tests {
     }
 
     #[test]
+    fn the_string_rabbitmq_3_10_logged_for_a_real_certificate() {
+        // openssl -subj "/C=GB/O=Example\, Ltd/OU=#ops;dev/CN=al~ice é "; RabbitMQ 3.10 logged this user name for
+        // it (EXTERNAL, ssl_cert_login_from = distinguished_name).
+        let subject = vec![
+            vec![attribute("2.5.4.6", 0x13, b"GB")],
+            vec![attribute("2.5.4.10", 0x0C, b"Example, Ltd")],
+            vec![attribute("2.5.4.11", 0x0C, b"#ops;dev")],
+            vec![attribute("2.5.4.3", 0x0C, "al~ice é ".as_bytes())],
+        ];
+        assert_eq!(
+            format(&subject),
+            "CN=al\\7Eice \\C3\\A9\\ ,OU=\\#ops\\;dev,O=Example\\, Ltd,C=GB"
+        );
+    }
+
+    #[test]
     fn values_are_escaped_as_rabbitmq_escapes_them() {
         assert_eq!(escape(b" lead"), "\\ lead");
         assert_eq!(escape(b"#hash"), "\\#hash");
