@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpSocket, TcpStream};
 
+use super::stream::{self, ReadHalf, WriteHalf};
 use super::uri::AmqpUri;
 use super::PerfError;
 use warren_protocol::frame::{FrameKind, FrameSplitter, RawFrame, FRAME_MIN_SIZE};
@@ -26,8 +26,8 @@ const DEFAULT_FRAME_MAX: u32 = 131_072;
 
 /// An open connection in its setup phase.
 pub(crate) struct Connection {
-    pub read: OwnedReadHalf,
-    pub write: OwnedWriteHalf,
+    pub read: ReadHalf,
+    pub write: WriteHalf,
     pub inbuf: BytesMut,
     pub splitter: FrameSplitter,
     pub frame_max: u32,
@@ -76,7 +76,16 @@ impl Connection {
                 .map_err(connect_error)?,
         };
         stream.set_nodelay(true).map_err(PerfError::Io)?;
-        let (read, write) = stream.into_split();
+        let (read, write) = if uri.tls {
+            let ca_file = uri.ca_cert.as_deref().ok_or_else(|| {
+                PerfError::InvalidOptions("amqps:// needs --ca-cert FILE".to_owned())
+            })?;
+            timeout("the TLS handshake", stream::tls(stream, &uri.host, ca_file))
+                .await?
+                .map_err(connect_error)?
+        } else {
+            stream::plain(stream)
+        };
         let mut conn = Connection {
             read,
             write,

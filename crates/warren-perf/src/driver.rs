@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::watch;
 
 use super::body::now_ns;
 use super::client::Connection;
 use super::consumer::Consumer;
 use super::producer::Producer;
+use super::stream::{ReadHalf, WriteHalf};
 use super::turn::{Ctx, Phase, WRITE_BATCH};
 use warren_protocol::frame::{put_heartbeat, FrameKind, FrameSplitter};
 use warren_protocol::{connection, decode_method, put_method, AMQPClass, RawFrame};
@@ -93,8 +93,8 @@ pub(crate) struct DriverOutcome {
 }
 
 pub(crate) struct Driver {
-    read: OwnedReadHalf,
-    write: OwnedWriteHalf,
+    read: ReadHalf,
+    write: WriteHalf,
     inbuf: BytesMut,
     splitter: FrameSplitter,
     early: VecDeque<RawFrame>,

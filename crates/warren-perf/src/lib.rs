@@ -36,6 +36,7 @@ mod run;
 mod setup;
 pub mod soak;
 mod stats;
+mod stream;
 mod turn;
 mod uri;
 

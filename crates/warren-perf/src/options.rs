@@ -23,9 +23,14 @@ pub(crate) const DEFAULT_ROUTING_KEY: &str = "warren-perf";
 /// throughput, confirm latency, end-to-end latency and whether every message arrived exactly once.
 #[derive(Args, Debug, Clone, PartialEq)]
 pub struct PerfArgs {
-    /// Broker to measure: amqp://user:pass@host:port/vhost (vhost percent-encoded, %2f is "/")
+    /// Broker to measure: amqp://user:pass@host:port/vhost (vhost percent-encoded, %2f is "/"), or amqps://
+    /// for AMQP over TLS (port 5671 by default; needs --ca-cert)
     #[arg(long, default_value = DEFAULT_URI)]
     pub uri: String,
+
+    /// With an amqps:// URI: the CA certificates (PEM) the broker's certificate must chain to
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<std::path::PathBuf>,
 
     /// Number of publishing channels
     #[arg(long, short = 'x', default_value_t = 1)]
@@ -259,7 +264,14 @@ pub(crate) struct Plan {
 impl Plan {
     pub(crate) fn new(args: &PerfArgs) -> Result<Plan, PerfError> {
         let invalid = |text: String| Err(PerfError::InvalidOptions(text));
-        let uri = AmqpUri::parse(&args.uri)?;
+        let mut uri = AmqpUri::parse(&args.uri)?;
+        match (uri.tls, &args.ca_cert) {
+            (true, None) => {
+                return invalid("an amqps:// URI needs --ca-cert FILE (the CA that signed the broker's certificate)".to_owned())
+            }
+            (false, Some(_)) => return invalid("--ca-cert is for amqps:// URIs".to_owned()),
+            _ => uri.ca_cert = args.ca_cert.clone(),
+        }
         let groups = args.queues as usize;
         let consumers = args.consumers.unwrap_or(groups);
         if args.producers > usize::from(u16::MAX) {

@@ -1,5 +1,6 @@
 //! `amqp://user:pass@host:port/vhost` as RabbitMQ's URI spec reads it: user, password and vhost percent-decoded,
-//! no path meaning the vhost "/", port 5672 by default. TLS (`amqps`) is not supported by the load generator.
+//! no path meaning the vhost "/", port 5672 by default. `amqps://` is AMQP over TLS, port 5671 by default; the CA
+//! to trust comes from `--ca-cert`.
 
 use super::PerfError;
 
@@ -10,14 +11,20 @@ pub(crate) struct AmqpUri {
     /// `host:port`, as `TcpStream::connect` takes it (IPv6 hosts keep their brackets).
     pub address: String,
     pub vhost: String,
+    /// `amqps://`: AMQP over TLS.
+    pub tls: bool,
+    /// The host as the URI names it (what the server's certificate must name, with TLS).
+    pub host: String,
+    /// The CA certificates (PEM) a TLS server's certificate must chain to; set from `--ca-cert`.
+    pub ca_cert: Option<std::path::PathBuf>,
 }
 
 impl AmqpUri {
     pub(crate) fn parse(uri: &str) -> Result<AmqpUri, PerfError> {
         let invalid = |why: &str| PerfError::InvalidOptions(format!("--uri {uri}: {why}"));
-        let rest = match uri.split_once("://") {
-            Some(("amqp", rest)) => rest,
-            Some(("amqps", _)) => return Err(invalid("TLS (amqps) is not supported")),
+        let (tls, rest) = match uri.split_once("://") {
+            Some(("amqp", rest)) => (false, rest),
+            Some(("amqps", rest)) => (true, rest),
             _ => return Err(invalid("expected amqp://user:pass@host:port/vhost")),
         };
         let rest = rest.split_once('?').map_or(rest, |(r, _query)| r);
@@ -41,7 +48,9 @@ impl AmqpUri {
                 )
             }
         };
-        let (host, port) = split_host_port(hostport).ok_or_else(|| invalid("bad host:port"))?;
+        let default_port = if tls { 5671 } else { 5672 };
+        let (host, port) =
+            split_host_port(hostport, default_port).ok_or_else(|| invalid("bad host:port"))?;
         let host = if host.is_empty() { "localhost" } else { host };
         let vhost = match path {
             None => "/".to_owned(),
@@ -54,12 +63,15 @@ impl AmqpUri {
             password,
             address: format!("{host}:{port}"),
             vhost,
+            tls,
+            host: host.to_owned(),
+            ca_cert: None,
         })
     }
 }
 
-/// Splits `host`, `host:port`, `[v6]` or `[v6]:port`; the port defaults to 5672.
-fn split_host_port(hostport: &str) -> Option<(&str, u16)> {
+/// Splits `host`, `host:port`, `[v6]` or `[v6]:port`; the port defaults to `default_port`.
+fn split_host_port(hostport: &str, default_port: u16) -> Option<(&str, u16)> {
     let (host, port) = if hostport.starts_with('[') {
         let end = hostport.find(']')?;
         let (host, after) = hostport.split_at(end + 1);
@@ -75,7 +87,7 @@ fn split_host_port(hostport: &str) -> Option<(&str, u16)> {
         }
     };
     let port = match port {
-        None => 5672,
+        None => default_port,
         Some(p) => p.parse().ok()?,
     };
     Some((host, port))
@@ -132,10 +144,18 @@ mod tests {
     }
 
     #[test]
+    fn amqps_is_tls_on_5671() {
+        let uri = parse("amqps://u:p@broker.example/%2f");
+        assert!(uri.tls);
+        assert_eq!(uri.address, "broker.example:5671");
+        assert_eq!(uri.host, "broker.example");
+        assert!(!parse("amqp://broker").tls);
+    }
+
+    #[test]
     fn bad_uris_are_refused() {
         for bad in [
             "http://localhost",
-            "amqps://localhost",
             "localhost:5672",
             "amqp://host:port",
             "amqp://host/%zz",

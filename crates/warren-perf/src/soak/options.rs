@@ -149,6 +149,12 @@ impl SoakPlan {
     /// Validates `args` and resolves the broker's address to choose the source addresses.
     pub(crate) async fn new(args: &SoakArgs) -> Result<SoakPlan, PerfError> {
         let uri = AmqpUri::parse(&args.uri)?;
+        if uri.tls {
+            // The soak's links are driven by socket readiness, which a TLS stream does not offer.
+            return Err(PerfError::InvalidOptions(
+                "warren soak does not run over TLS (amqps://)".to_owned(),
+            ));
+        }
         let loopback_v4 = tokio::net::lookup_host(&uri.address)
             .await
             .map_err(|source| PerfError::Connect {

@@ -1,8 +1,9 @@
 //! Authentication and authorisation: SASL (PLAIN and AMQPLAIN) checked against the users of the access table
-//! (`users`, hashed as RabbitMQ hashes them by `password`), and the permissions every method is checked against
-//! (`access`).
+//! (`users`, hashed as RabbitMQ hashes them by `password`), EXTERNAL with TLS client certificates ([`external`]),
+//! and the permissions every method is checked against (`access`).
 
 pub(crate) mod access;
+pub(crate) mod external;
 pub mod password;
 pub mod users;
 
@@ -10,9 +11,6 @@ use std::net::IpAddr;
 
 use access::AccessControl;
 use warren_protocol::{decode_field_table as parse_table, AMQPValue};
-
-/// The SASL mechanisms offered in connection.start, space-separated as the spec wants them.
-pub(crate) const MECHANISMS: &str = "PLAIN AMQPLAIN";
 
 /// Why a login was refused; the text goes to the log, never to the peer (as in RabbitMQ).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -32,6 +30,9 @@ pub(crate) enum AuthError {
     /// A loopback-only user connected from another host.
     #[error("user '{0}' can only connect via localhost")]
     NotLoopback(String),
+    /// EXTERNAL found no user name in the TLS client certificate (RabbitMQ's refusal text).
+    #[error("{0}")]
+    Certificate(String),
 }
 
 /// Extracts (user, password) from a SASL response.

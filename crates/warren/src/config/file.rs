@@ -11,6 +11,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+mod tls;
+
 use super::source::TomlSource;
 use super::{
     Config, ConfigError, DefaultPermissions, DefaultUser, DiskFreeLimit, LogConfig,
@@ -28,6 +30,8 @@ pub(super) struct FileConfig {
     storage: StorageSection,
     flow: FlowSection,
     alarms: AlarmsSection,
+    listeners: tls::ListenersSection,
+    ssl_options: tls::SslOptionsSection,
     policies: Vec<PolicySection>,
     operator_policies: Vec<PolicySection>,
 }
@@ -46,6 +50,8 @@ impl FileConfig {
         self.storage.apply_to(config, source)?;
         self.flow.apply_to(config);
         self.alarms.apply_to(config, source)?;
+        self.listeners.apply_to(config, source)?;
+        self.ssl_options.apply_to(config, source)?;
         for (operator, list) in [(false, self.policies), (true, self.operator_policies)] {
             for policy in list {
                 config.policies.push(policy.into_config(operator, source)?);
@@ -144,6 +150,7 @@ struct LimitsSection {
     heartbeat: Option<u16>,
     max_message_size: Option<Spanned<u32>>,
     handshake_timeout_ms: Option<Spanned<u64>>,
+    ssl_handshake_timeout_ms: Option<Spanned<u64>>,
     max_connections: Option<usize>,
     consumer_timeout: Option<Spanned<u64>>,
     send_timeout: Option<u64>,
@@ -169,6 +176,10 @@ impl LimitsSection {
             // 0 would time out every client before it could say a word.
             let millis = at_least(timeout, 1, "handshake_timeout_ms", source)?;
             limits.handshake_timeout = Duration::from_millis(millis);
+        }
+        if let Some(timeout) = self.ssl_handshake_timeout_ms {
+            let millis = at_least(timeout, 1, "ssl_handshake_timeout_ms", source)?;
+            config.ssl.handshake_timeout = Duration::from_millis(millis);
         }
         if let Some(millis) = self.send_timeout {
             limits.send_timeout = (millis > 0).then(|| Duration::from_millis(millis));
@@ -196,6 +207,10 @@ struct AuthSection {
     default_permissions: Option<PermissionsEntry>,
     loopback_users: Option<Vec<String>>,
     users: Option<Vec<UserEntry>>,
+    auth_mechanisms: Option<Vec<Spanned<String>>>,
+    ssl_cert_login_from: Option<Spanned<String>>,
+    ssl_cert_login_san_type: Option<Spanned<String>>,
+    ssl_cert_login_san_index: Option<usize>,
 }
 
 /// One `[[auth.users]]` entry. `name` and `password` are required; `vhosts` defaults to `[auth] default_vhost`.
@@ -221,6 +236,13 @@ struct PermissionsEntry {
 
 impl AuthSection {
     fn apply_to(self, config: &mut Config, source: &TomlSource<'_>) -> Result<(), ConfigError> {
+        tls::SaslKeys {
+            auth_mechanisms: self.auth_mechanisms,
+            ssl_cert_login_from: self.ssl_cert_login_from,
+            ssl_cert_login_san_type: self.ssl_cert_login_san_type,
+            ssl_cert_login_san_index: self.ssl_cert_login_san_index,
+        }
+        .apply_to(config, source)?;
         let auth = &mut config.auth;
         if let Some(default_vhost) = self.default_vhost {
             auth.default_vhost = non_empty(default_vhost, "default_vhost", source)?;

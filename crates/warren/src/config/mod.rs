@@ -14,12 +14,16 @@ mod rabbitmq_conf;
 mod source;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::{ConfigError, Section};
+pub use tls::{
+    CertLoginFrom, Listeners, Mechanism, SanType, SaslConfig, SslOptions, TlsVersion, Verify,
+};
 
 /// The smallest `frame_max` AMQP 0-9-1 allows (the spec's `frame-min-size`); RabbitMQ refuses anything smaller too.
 pub const FRAME_MIN_SIZE: u32 = 4096;
@@ -48,6 +52,12 @@ pub struct Config {
     pub flow: FlowConfig,
     /// Resource alarms: the memory high watermark and the free disk limit.
     pub alarms: AlarmsConfig,
+    /// Listeners besides `listen`: more plain ones and the TLS ones (`[listeners]`).
+    pub listeners: Listeners,
+    /// TLS settings shared by every TLS listener (`[ssl_options]`).
+    pub ssl: SslOptions,
+    /// The SASL mechanisms offered and how EXTERNAL names its user (`[auth]`'s SASL keys).
+    pub sasl: SaslConfig,
     /// Policies and operator policies set at start (`[[policies]]`, `[[operator_policies]]`), over any stored
     /// ones of the same name.
     pub policies: Vec<PolicyConfig>,
@@ -321,6 +331,9 @@ impl Default for Config {
             storage: StorageConfig::default(),
             flow: FlowConfig::default(),
             alarms: AlarmsConfig::default(),
+            listeners: Listeners::default(),
+            ssl: SslOptions::default(),
+            sasl: SaslConfig::default(),
             policies: Vec::new(),
             source: None,
             ignored_keys: Vec::new(),

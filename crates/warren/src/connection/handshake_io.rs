@@ -7,9 +7,10 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::handshake::{AfterRefusal, Handshake, HandshakeStep, Negotiated, Refusal};
+use super::transport::TlsPeer;
 use crate::broker::Broker;
 
-/// Runs the handshake within `limits.handshake_timeout`; None if the connection is not to be served (the reason
+/// Runs the handshake within `limits.handshake_timeout` (`tls` is what a TLS stream established, for EXTERNAL); None if the connection is not to be served (the reason
 /// was logged and, where RabbitMQ does, sent). Bytes the client sent after connection.open stay in `buf`.
 pub(crate) async fn run<R, W>(
     broker: &Broker,
@@ -17,13 +18,14 @@ pub(crate) async fn run<R, W>(
     write: &mut W,
     buf: &mut BytesMut,
     peer: SocketAddr,
+    tls: Option<TlsPeer>,
 ) -> Option<Negotiated>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let deadline = broker.config.limits.handshake_timeout;
-    let mut handshake = Handshake::new(broker, peer);
+    let mut handshake = Handshake::new(broker, peer).with_tls(tls);
     match tokio::time::timeout(deadline, drive(&mut handshake, read, write, buf)).await {
         Ok(negotiated) => negotiated,
         Err(_) => {

@@ -23,10 +23,11 @@ const WRITER_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 /// Serves one accepted stream (TCP, or any [`Transport`]) from `peer` until it closes.
 pub(crate) async fn serve<T: Transport>(broker: Arc<Broker>, stream: T, peer: SocketAddr) {
     let local = stream.local_addr();
+    let tls = stream.tls_peer();
     let (mut read, mut write) = stream.split();
     let mut buf = bytes::BytesMut::new();
     let Some(mut negotiated) =
-        handshake_io::run(&broker, &mut read, &mut write, &mut buf, peer).await
+        handshake_io::run(&broker, &mut read, &mut write, &mut buf, peer, tls).await
     else {
         return;
     };

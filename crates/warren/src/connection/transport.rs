@@ -24,6 +24,18 @@ pub(crate) trait Transport: Send + 'static {
     fn local_addr(&self) -> Option<SocketAddr> {
         None
     }
+
+    /// What TLS established, for SASL EXTERNAL; None on a plain stream.
+    fn tls_peer(&self) -> Option<TlsPeer> {
+        None
+    }
+}
+
+/// What the TLS handshake of a connection established about the client.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct TlsPeer {
+    /// The client's certificate (DER), if it presented one; it was verified against `cacertfile`.
+    pub(crate) certificate: Option<Vec<u8>>,
 }
 
 /// The read half of a [`Transport`].
@@ -56,10 +68,35 @@ impl TransportRead for OwnedReadHalf {
     }
 }
 
+/// A TLS connection of a TLS listener. Its halves share a lock (rustls keeps one session state for both
+/// directions) and, having no readiness probe, an idle connection keeps its read buffer.
+impl Transport for tokio_rustls::server::TlsStream<TcpStream> {
+    type Reader = tokio::io::ReadHalf<Self>;
+    type Writer = tokio::io::WriteHalf<Self>;
+
+    fn split(self) -> (Self::Reader, Self::Writer) {
+        tokio::io::split(self)
+    }
+
+    fn local_addr(&self) -> Option<SocketAddr> {
+        self.get_ref().0.local_addr().ok()
+    }
+
+    fn tls_peer(&self) -> Option<TlsPeer> {
+        let certificate = self
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .map(|leaf| leaf.to_vec());
+        Some(TlsPeer { certificate })
+    }
+}
+
 /// Any other stream, split with `tokio::io::split`. Its halves share a lock, so a read and a write never overlap,
 /// and it has no readiness probe, so an idle connection keeps its read buffer: fine for TLS, whose records are
 /// decrypted in one place anyway.
-// Unused outside the tests until a TLS listener serves through it.
+// Unused outside the tests: TLS listeners serve through their own `Transport` impl above.
 #[cfg_attr(not(test), allow(dead_code))]
 pub(crate) struct SharedStream<S>(pub(crate) S);
 

@@ -1,14 +1,22 @@
-//! The listener: accepts sockets and serves each connection on its own task, within the connection limit.
+//! The listeners: accept sockets, plain or TLS, and serve each connection on its own task, within the connection
+//! limit. `listen` and `[listeners] tcp` are plain; `[listeners] ssl` run a TLS handshake first (within
+//! `ssl_handshake_timeout`), then the same AMQP connection code over the TLS stream.
+
+mod tls;
+mod tls_reload;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
 
 use crate::broker::{Broker, StartError};
 use crate::config::Config;
 use crate::connection;
+pub use tls::TlsError;
+use tls::TlsState;
 use warren_store::{FileSystem, StdFileSystem};
 
 /// Why the server could not start.
@@ -17,6 +25,9 @@ pub enum ServerError {
     /// Recovering the data directory failed.
     #[error(transparent)]
     Start(#[from] StartError),
+    /// The TLS settings or files cannot be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -27,17 +38,29 @@ pub enum ServerError {
     },
 }
 
-/// The AMQP listener (mini-redis's `Listener`): a bound socket and the broker every accepted connection serves.
+/// One bound listening socket.
+struct Listener {
+    socket: TcpListener,
+    /// The address actually bound (port 0 resolved).
+    addr: SocketAddr,
+    /// Whether connections start with a TLS handshake.
+    tls: bool,
+}
+
+/// The AMQP listeners (mini-redis's `Listener`): bound sockets and the broker every accepted connection serves.
 pub struct Server {
     /// Bound before [`Server::run`] so that a bad address fails at start, and so that port 0 is resolved (tests).
-    listener: TcpListener,
+    /// The first is `listen`.
+    listeners: Vec<Listener>,
+    /// The TLS configuration of the TLS listeners, if there are any.
+    tls: Option<Arc<TlsState>>,
     /// Handed to each connection task.
     broker: Arc<Broker>,
 }
 
 impl Server {
-    /// Recovers the broker's durable state, then binds the configured listen address (port 0 picks a free port,
-    /// as the tests do).
+    /// Reads the TLS files if there are TLS listeners, recovers the broker's durable state, then binds every
+    /// listener (port 0 picks a free port, as the tests do).
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
         Server::bind_with_file_system(config, Arc::new(StdFileSystem)).await
     }
@@ -48,20 +71,50 @@ impl Server {
         config: Config,
         store_fs: Arc<dyn FileSystem>,
     ) -> Result<Server, ServerError> {
+        // The certificate files first: a missing one is a quick, clear refusal before any recovery work.
+        let tls = if config.listeners.ssl.is_empty() {
+            None
+        } else {
+            Some(Arc::new(TlsState::load(&config.ssl)?))
+        };
         let broker = Broker::open_with_file_system(config, store_fs)?;
         broker.start_resource_monitor();
-        let listener = TcpListener::bind(broker.config.listen)
-            .await
-            .map_err(|source| ServerError::Listen {
-                addr: broker.config.listen,
-                source,
-            })?;
-        Ok(Server { listener, broker })
+        let config = &broker.config;
+        let mut listeners = vec![bind_one(config.listen, false).await?];
+        for addr in &config.listeners.tcp {
+            listeners.push(bind_one(*addr, false).await?);
+        }
+        for addr in &config.listeners.ssl {
+            listeners.push(bind_one(*addr, true).await?);
+        }
+        Ok(Server {
+            listeners,
+            tls,
+            broker,
+        })
     }
 
-    /// The address actually bound (the real port when the configuration asked for port 0).
+    /// The address `listen` actually bound (the real port when the configuration asked for port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        Ok(self.listeners[0].addr)
+    }
+
+    /// Every plain listener's bound address, `listen` first.
+    pub fn plain_addrs(&self) -> Vec<SocketAddr> {
+        self.addrs(false)
+    }
+
+    /// Every TLS listener's bound address, in the order configured.
+    pub fn tls_addrs(&self) -> Vec<SocketAddr> {
+        self.addrs(true)
+    }
+
+    fn addrs(&self, tls: bool) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter(|l| l.tls == tls)
+            .map(|l| l.addr)
+            .collect()
     }
 
     /// The broker this server serves; keep it to flush the store at shutdown or to list and close connections.
@@ -69,43 +122,109 @@ impl Server {
         self.broker.clone()
     }
 
-    /// Accepts connections until the task is dropped.
+    /// Accepts connections on every listener (and reloads the TLS files when they change) until this future is
+    /// dropped, which stops them all: the tasks live in a `JoinSet`, aborted when it drops.
     pub async fn run(self) {
         let max = match self.broker.config.limits.max_connections {
             0 => Semaphore::MAX_PERMITS,
             n => n,
         };
+        // One limit across all listeners, as RabbitMQ's connection_max.
+        let permits = Arc::new(Semaphore::new(max));
+        let mut tasks = JoinSet::new();
+        if let Some(tls) = &self.tls {
+            tasks.spawn(tls_reload::watch(tls.clone()));
+        }
+        for listener in self.listeners {
+            let tls = if listener.tls { self.tls.clone() } else { None };
+            tasks.spawn(accept_loop(
+                listener.socket,
+                tls,
+                self.broker.clone(),
+                permits.clone(),
+            ));
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
+async fn bind_one(addr: SocketAddr, tls: bool) -> Result<Listener, ServerError> {
+    let listen_error = |source| ServerError::Listen { addr, source };
+    let socket = TcpListener::bind(addr).await.map_err(listen_error)?;
+    let addr = socket.local_addr().map_err(listen_error)?;
+    Ok(Listener { socket, addr, tls })
+}
+
+/// Accepts on one listener until the task is aborted.
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<Arc<TlsState>>,
+    broker: Arc<Broker>,
+    permits: Arc<Semaphore>,
+) {
+    loop {
         // A permit is taken before accepting, so beyond the limit new clients wait in the listen backlog
         // instead of costing a task each.
-        let permits = Arc::new(Semaphore::new(max));
-        loop {
-            let Ok(permit) = permits.clone().acquire_owned().await else {
-                return;
-            };
-            let (stream, peer) = match self.listener.accept().await {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    tracing::warn!(%error, "accept failed");
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            // Small frames (acks, confirms, deliveries of small messages) must not wait for Nagle.
-            let _ = stream.set_nodelay(true);
-            let broker = self.broker.clone();
-            tokio::spawn(async move {
-                connection::serve(broker, stream, peer).await;
-                drop(permit);
-            });
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, "accept failed");
+                // Out of file descriptors and the like: back off instead of spinning.
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        // Small frames (acks, confirms, deliveries of small messages) must not wait for Nagle.
+        let _ = stream.set_nodelay(true);
+        let broker = broker.clone();
+        match &tls {
+            None => {
+                tokio::spawn(async move {
+                    connection::serve(broker, stream, peer).await;
+                    drop(permit);
+                });
+            }
+            Some(tls) => {
+                tokio::spawn(serve_tls(tls.clone(), broker, stream, peer, permit));
+            }
         }
     }
 }
 
+/// Runs the TLS handshake within `ssl_handshake_timeout`, then serves AMQP over the TLS stream. A client that
+/// does not speak TLS (a plain AMQP client on the TLS port) fails the handshake: logged, and the socket closed.
+async fn serve_tls(
+    tls: Arc<TlsState>,
+    broker: Arc<Broker>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    permit: OwnedSemaphorePermit,
+) {
+    let deadline = tls.options().handshake_timeout;
+    match tokio::time::timeout(deadline, tls.acceptor().accept(stream)).await {
+        Ok(Ok(stream)) => connection::serve(broker, stream, peer).await,
+        Ok(Err(error)) => {
+            tracing::warn!(%peer, "closing TLS connection {peer}: TLS handshake failed: {error}")
+        }
+        Err(_) => tracing::warn!(
+            %peer,
+            "closing TLS connection {peer}: TLS handshake did not finish within {deadline:?} (ssl_handshake_timeout)"
+        ),
+    }
+    drop(permit);
+}
+
 /// A server running on a background task, for tests and embedding.
 pub struct RunningServer {
-    /// The bound address, for clients to connect to.
+    /// The bound address of `listen`, for clients to connect to.
     pub addr: SocketAddr,
+    /// The bound addresses of the plain listeners, `listen` first.
+    pub plain_addrs: Vec<SocketAddr>,
+    /// The bound addresses of the TLS listeners, in the order configured.
+    pub tls_addrs: Vec<SocketAddr>,
     /// The broker behind it, for tests that inspect or close live connections.
     pub broker: Arc<Broker>,
     /// The accept loop; aborted when this value drops, which stops accepting (open connections run on).
@@ -130,9 +249,17 @@ impl RunningServer {
             addr: server.broker.config.listen,
             source,
         })?;
+        let plain_addrs = server.plain_addrs();
+        let tls_addrs = server.tls_addrs();
         let broker = server.broker();
         let task = tokio::spawn(server.run());
-        Ok(RunningServer { addr, broker, task })
+        Ok(RunningServer {
+            addr,
+            plain_addrs,
+            tls_addrs,
+            broker,
+            task,
+        })
     }
 
     /// amqp:// URI for clients.

@@ -246,14 +246,32 @@ fn unknown_mechanism_is_refused_as_a_failed_login() {
     let (_, _, _, step) = login(
         &broker,
         SocketAddr::from(LOOPBACK),
-        &start_ok("EXTERNAL", b"", &caps),
+        &start_ok("CRAM-MD5", b"", &caps),
     );
     let close = refused_close(step);
     assert_eq!(close.reply_code, 403);
     assert_eq!(
         close.reply_text.as_str(),
-        "ACCESS_REFUSED - Login was refused using authentication mechanism EXTERNAL. For details see the broker logfile."
+        "ACCESS_REFUSED - Login was refused using authentication mechanism CRAM-MD5. For details see the broker logfile."
     );
+}
+
+#[test]
+fn external_on_a_plain_connection_is_dropped_without_a_word() {
+    // RabbitMQ 3.10 with rabbitmq_auth_mechanism_ssl: 3 s of silence, then the socket closes, whatever the client's
+    // capabilities.
+    let broker = broker();
+    let caps = ["authentication_failure_close"];
+    let (_, _, _, step) = login(
+        &broker,
+        SocketAddr::from(LOOPBACK),
+        &start_ok("EXTERNAL", b"", &caps),
+    );
+    let HandshakeStep::Refused(refusal) = step else {
+        panic!("expected a refusal");
+    };
+    assert!(refusal.reply.is_none());
+    assert_eq!(refusal.then, AfterRefusal::Linger(SILENT_CLOSE_DELAY));
 }
 
 #[test]
