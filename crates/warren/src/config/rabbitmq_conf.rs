@@ -62,6 +62,8 @@ enum Kind {
     Float,
     /// A string.
     Text,
+    /// true or false.
+    Bool,
     /// An integer of bytes, or a string with RabbitMQ's units ("2GB").
     Amount,
     /// RabbitMQ's log level names, written as Warren's (tracing) levels.
@@ -89,6 +91,15 @@ fn target(key: &str) -> Option<(&'static str, &'static str, Kind)> {
         "disk_free_limit.absolute" => ("alarms", "disk_free_limit.absolute", Amount),
         "log.default.level" | "log.console.level" | "log.file.level" => ("log", "level", LogLevel),
         "default_vhost" => ("auth", "default_vhost", Text),
+        "ssl_cert_login_from" => ("auth", "ssl_cert_login_from", Text),
+        "ssl_cert_login_san_type" => ("auth", "ssl_cert_login_san_type", Text),
+        "ssl_cert_login_san_index" => ("auth", "ssl_cert_login_san_index", Integer),
+        "ssl_options.certfile" => ("ssl_options", "certfile", Text),
+        "ssl_options.keyfile" => ("ssl_options", "keyfile", Text),
+        "ssl_options.cacertfile" => ("ssl_options", "cacertfile", Text),
+        "ssl_options.verify" => ("ssl_options", "verify", Text),
+        "ssl_options.fail_if_no_peer_cert" => ("ssl_options", "fail_if_no_peer_cert", Bool),
+        "ssl_handshake_timeout" => ("limits", "ssl_handshake_timeout_ms", Integer),
         "default_user" => ("auth", "default_user", Text),
         "default_pass" => ("auth", "default_pass", Text),
         "default_permissions.configure" => ("auth", "default_permissions.configure", Text),
@@ -101,9 +112,6 @@ fn target(key: &str) -> Option<(&'static str, &'static str, Kind)> {
 /// Keys Warren does not implement (yet): refused with this reason rather than silently dropped.
 fn refusal(key: &str) -> Option<&'static str> {
     let prefixed = |p: &str| key == p.trim_end_matches('.') || key.starts_with(p);
-    if prefixed("listeners.ssl.") || prefixed("ssl_options.") || key == "ssl_handshake_timeout" {
-        return Some("TLS listeners are not supported yet");
-    }
     if key == "load_definitions" || prefixed("definitions.") {
         return Some("importing definitions is not supported yet");
     }
@@ -113,8 +121,8 @@ fn refusal(key: &str) -> Option<&'static str> {
     if prefixed("default_user_tags.") {
         return Some("the default user always has the administrator tag");
     }
-    if prefixed("auth_backends.") || prefixed("auth_mechanisms.") {
-        return Some("Warren offers PLAIN and AMQPLAIN against its own users only");
+    if prefixed("auth_backends.") {
+        return Some("Warren checks its own users only (RabbitMQ's internal backend)");
     }
     if key == "connection_max" || key == "channel_max_per_node" {
         return Some("use [limits] max_connections in Warren's TOML config");
@@ -127,6 +135,8 @@ pub(super) fn translate(text: &str, origin: &Path) -> Result<ConfTranslation, Co
     let mut tables: BTreeMap<&'static str, Vec<(String, usize)>> = BTreeMap::new();
     let mut ignored = Vec::new();
     let mut tcp_listeners: Vec<(String, usize)> = Vec::new();
+    // Lists RabbitMQ writes one numbered or named key per entry: (TOML table, TOML key) → entries in file order.
+    let mut lists: BTreeMap<(&'static str, &'static str), Vec<(String, usize)>> = BTreeMap::new();
     // None: RabbitMQ's default (guest only).
     let mut loopback_users: Option<Vec<String>> = None;
     let mut loopback_line = 0;
@@ -151,6 +161,22 @@ pub(super) fn translate(text: &str, origin: &Path) -> Result<ConfTranslation, Co
         }
         if IGNORED_PREFIXES.iter().any(|p| key.starts_with(p)) && target(key).is_none() {
             ignored.push(format!("{}:{line}: {key}", origin.display()));
+            continue;
+        }
+        let list = if let Some(name) = key.strip_prefix("listeners.ssl.") {
+            (!name.is_empty()).then_some(("listeners", "ssl", listener_address(value)))
+        } else if key.starts_with("ssl_options.versions.") {
+            Some(("ssl_options", "versions", value.to_owned()))
+        } else if key.starts_with("auth_mechanisms.") {
+            Some(("auth", "auth_mechanisms", value.to_owned()))
+        } else {
+            None
+        };
+        if let Some((table, toml_key, entry)) = list {
+            lists
+                .entry((table, toml_key))
+                .or_default()
+                .push((entry, line));
             continue;
         }
         if let Some(name) = key.strip_prefix("listeners.tcp.") {
@@ -214,17 +240,27 @@ pub(super) fn translate(text: &str, origin: &Path) -> Result<ConfTranslation, Co
     }
     match tcp_listeners.as_slice() {
         [] => {}
-        [(address, line)] => tables
-            .entry("server")
-            .or_default()
-            .push((format!("listen = {}", quoted(address)), *line)),
-        [_, (_, line), ..] => {
-            return Err(unsupported(
-                *line,
-                "listeners.tcp",
-                "Warren serves one plain listener; several are not supported yet",
-            ))
+        [(first, line), more @ ..] => {
+            // The first is Warren's `listen`; the others are further plain listeners.
+            tables
+                .entry("server")
+                .or_default()
+                .push((format!("listen = {}", quoted(first)), *line));
+            for (address, line) in more {
+                lists
+                    .entry(("listeners", "tcp"))
+                    .or_default()
+                    .push((address.clone(), *line));
+            }
         }
+    }
+    for ((table, toml_key), entries) in lists {
+        let items: Vec<String> = entries.iter().map(|(e, _)| quoted(e)).collect();
+        let line = entries.first().map_or(0, |(_, l)| *l);
+        tables
+            .entry(table)
+            .or_default()
+            .push((format!("{toml_key} = [{}]", items.join(", ")), line));
     }
     if let Some(users) = loopback_users {
         let list: Vec<String> = users.iter().map(|u| quoted(u)).collect();
@@ -310,6 +346,10 @@ fn toml_value(value: &str, kind: Kind) -> Result<String, String> {
             _ => Err(format!("`{value}` is not a number")),
         },
         Kind::Text => Ok(quoted(value)),
+        Kind::Bool => match value {
+            "true" | "false" => Ok(value.to_owned()),
+            _ => Err(format!("`{value}` is not true or false")),
+        },
         Kind::Amount => Ok(match value.parse::<u64>() {
             Ok(n) => n.to_string(),
             Err(_) => quoted(value),

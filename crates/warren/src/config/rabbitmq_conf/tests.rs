@@ -100,12 +100,8 @@ fn unknown_and_unsupported_keys_are_refused_with_their_line() {
         "rabbitmq.conf:2: key `haertbeat`: unknown rabbitmq.conf key, or one Warren does not support"
     );
     assert_eq!(
-        load("\nssl_options.certfile = /etc/cert.pem\n").unwrap_err(),
-        "rabbitmq.conf:2: key `ssl_options.certfile`: not supported by Warren: TLS listeners are not supported yet"
-    );
-    assert_eq!(
-        load("listeners.tcp.a = 5672\nlisteners.tcp.b = 5673\n").unwrap_err(),
-        "rabbitmq.conf:2: key `listeners.tcp`: not supported by Warren: Warren serves one plain listener; several are not supported yet"
+        load("\ncluster_formation.peer_discovery_backend = classic_config\n").unwrap_err(),
+        "rabbitmq.conf:2: key `cluster_formation.peer_discovery_backend`: not supported by Warren: clustering is not supported yet"
     );
 }
 
@@ -138,4 +134,49 @@ fn lines_that_are_not_settings_are_syntax_errors() {
         load("heartbeat 5\n").unwrap_err(),
         "rabbitmq.conf:1: invalid rabbitmq.conf line: expected `key = value`, found `heartbeat 5`"
     );
+}
+
+#[test]
+fn tls_listeners_options_and_mechanisms_map_to_their_settings() {
+    let config = load(
+        "listeners.tcp.default = 127.0.0.1:5672\n\
+         listeners.tcp.other = [::1]:5673\n\
+         listeners.ssl.default = 5671\n\
+         ssl_options.cacertfile = /etc/rabbitmq/ca.pem\n\
+         ssl_options.certfile = /etc/rabbitmq/cert.pem\n\
+         ssl_options.keyfile = /etc/rabbitmq/key.pem\n\
+         ssl_options.verify = verify_peer\n\
+         ssl_options.fail_if_no_peer_cert = true\n\
+         ssl_options.versions.1 = tlsv1.3\n\
+         ssl_handshake_timeout = 7000\n\
+         auth_mechanisms.1 = EXTERNAL\n\
+         auth_mechanisms.2 = PLAIN\n\
+         ssl_cert_login_from = common_name\n",
+    )
+    .expect("loads");
+    assert_eq!(
+        config.listen,
+        "127.0.0.1:5672".parse::<SocketAddr>().unwrap()
+    );
+    assert_eq!(
+        config.listeners.tcp,
+        vec!["[::1]:5673".parse::<SocketAddr>().unwrap()]
+    );
+    assert_eq!(
+        config.listeners.ssl,
+        vec!["0.0.0.0:5671".parse::<SocketAddr>().unwrap()]
+    );
+    let toml = Config::from_toml_str(
+        "[listeners]\nssl = [\"0.0.0.0:5671\"]\n\
+         [ssl_options]\ncacertfile = \"/etc/rabbitmq/ca.pem\"\ncertfile = \"/etc/rabbitmq/cert.pem\"\n\
+         keyfile = \"/etc/rabbitmq/key.pem\"\nverify = \"verify_peer\"\nfail_if_no_peer_cert = true\n\
+         versions = [\"tlsv1.3\"]\n\
+         [limits]\nssl_handshake_timeout_ms = 7000\n\
+         [auth]\nauth_mechanisms = [\"EXTERNAL\", \"PLAIN\"]\nssl_cert_login_from = \"common_name\"\n",
+        Path::new("warren.toml"),
+    )
+    .expect("the TOML form");
+    assert_eq!(config.ssl, toml.ssl);
+    assert_eq!(config.sasl, toml.sasl);
+    assert_eq!(config.limits, toml.limits);
 }
