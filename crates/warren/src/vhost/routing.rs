@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::Vhost;
+use crate::exchange::consistent_hash::{header_key, HashOn, HashProperty};
 use crate::exchange::Exchange;
 use crate::exchange::{Destination, ExchangeKind};
 use crate::message::Message;
@@ -11,10 +12,13 @@ use crate::queue::QueueHandle;
 use warren_protocol::error::AmqpError;
 use warren_protocol::FieldTable;
 
-/// The message's headers, decoded at most once and only if a headers exchange is on the route.
+/// The message's headers, decoded at most once and only if a headers exchange (or a consistent-hash exchange
+/// hashing on a header) is on the route.
 struct LazyHeaders<'a> {
     message: &'a Message,
     decoded: Option<Option<FieldTable>>,
+    /// Set when something besides the headers made the route depend on the message (a hashed property).
+    depends_on_message: bool,
 }
 
 impl LazyHeaders<'_> {
@@ -24,6 +28,20 @@ impl LazyHeaders<'_> {
             .get_or_insert_with(|| message.headers())
             .as_ref()
     }
+}
+
+/// What a consistent-hash exchange hashing on `property` hashes: the property's text (the timestamp in decimal),
+/// or "undefined" when the message lacks it (so all such messages go to one destination, as in the plugin).
+fn property_key(message: &Message, property: HashProperty) -> String {
+    let Ok(properties) = message.properties() else {
+        return "undefined".to_owned();
+    };
+    let value = match property {
+        HashProperty::MessageId => properties.message_id().as_ref().map(|s| s.to_string()),
+        HashProperty::CorrelationId => properties.correlation_id().as_ref().map(|s| s.to_string()),
+        HashProperty::Timestamp => properties.timestamp().map(|t| t.to_string()),
+    };
+    value.unwrap_or_else(|| "undefined".to_owned())
 }
 
 impl Vhost {
@@ -67,6 +85,7 @@ impl Vhost {
         let mut headers = LazyHeaders {
             message,
             decoded: None,
+            depends_on_message: false,
         };
         self.route_exchange(x, message, &mut headers, &mut visited, &mut queues);
         for name in queues {
@@ -74,7 +93,7 @@ impl Vhost {
                 out.push(q);
             }
         }
-        headers.decoded.is_none()
+        headers.decoded.is_none() && !headers.depends_on_message
     }
 
     fn route_exchange(
@@ -93,8 +112,22 @@ impl Vhost {
         } else {
             None
         };
+        let hash_key = match &x.hash_on {
+            HashOn::RoutingKey => None,
+            HashOn::Header(name) => Some(
+                String::from_utf8_lossy(&header_key(
+                    headers.get().and_then(|h| h.inner().get(name.as_str())),
+                ))
+                .into_owned(),
+            ),
+            HashOn::Property(property) => {
+                // The route depends on the message, not only on its routing key: not cached.
+                headers.depends_on_message = true;
+                Some(property_key(message, *property))
+            }
+        };
         x.bindings.load().route(
-            &message.routing_key,
+            hash_key.as_deref().unwrap_or(&message.routing_key),
             header_table.as_ref(),
             &mut destinations,
         );
