@@ -63,3 +63,21 @@ class Routing(BrokerTestCase):
         self.assertEqual(len(light_bodies) + len(heavy_bodies), 2020)
         self.assertTrue(350 < len(light_bodies) < 700, len(light_bodies))
         self.assertIn(20, (light_bodies.count(b"same"), heavy_bodies.count(b"same")))
+
+    def test_cc_and_bcc_headers_add_routing_keys(self):
+        """Sender-selected distribution: CC and BCC add routing keys; BCC is not delivered; one copy per queue."""
+        exchange = self.exchange("ssd", "direct")
+        queues = {}
+        for key in ("main", "copy", "blind"):
+            queues[key] = self.ch.queue_declare("", exclusive=True).method.queue
+            self.ch.queue_bind(queues[key], exchange, routing_key=key)
+
+        self.ch.confirm_delivery()
+        headers = {"CC": ["copy", "main"], "BCC": ["blind"]}
+        self.ch.basic_publish(exchange, "main", b"m", properties=pika.BasicProperties(headers=headers))
+        for key, queue in queues.items():
+            method, properties, body = self.ch.basic_get(queue, auto_ack=True)
+            self.assertEqual(body, b"m", key)
+            self.assertEqual(properties.headers.get("CC"), ["copy", "main"])
+            self.assertNotIn("BCC", properties.headers)
+            self.assertEqual(self.ch.basic_get(queue, auto_ack=True), (None, None, None), key)

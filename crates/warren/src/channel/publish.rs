@@ -250,6 +250,11 @@ impl Channel {
         let publish_runs = &mut *ctx.publish_runs;
         let mut backlog = Backlog::default();
         let queues = self.route_cache.route(ctx.vhost, &message)?;
+        // Routed by its BCC keys, the message goes on without the header, as in RabbitMQ.
+        let message = match message.without_bcc()? {
+            Some(stripped) => Arc::new(stripped),
+            None => message,
+        };
         let confirm = self.confirms.as_ref().map(|t| t.begin());
         if queues.is_empty() {
             if mandatory {
