@@ -101,7 +101,7 @@ impl Reader {
     /// (the only one Warren has): with update-secret-ok, whatever the new secret. RabbitMQ's reader
     /// (`rabbit_reader:handle_method0(#'connection.update_secret'{..})`) hands the secret to
     /// `rabbit_access_control:update_state/2`, which passes it only to backends whose credentials expire (OAuth 2
-    /// tokens; `state_can_expire/0` in 3.10, `expiry_timestamp/1` =/= `never` from 3.11); the internal backend's
+    /// tokens; `state_can_expire/0` up to 3.12, `expiry_timestamp/1` =/= `never` from 3.13); the internal backend's
     /// never do, so the secret is not compared with the stored password hash, for PLAIN, AMQPLAIN and EXTERNAL
     /// logins alike. Only an expiring backend can refuse (530 "New secret was refused by one of the backends").
     /// A user deleted meanwhile has already had its connections closed with 320, and a closing connection ignores
