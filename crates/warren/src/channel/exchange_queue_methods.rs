@@ -250,6 +250,14 @@ impl Channel {
                 // Not expanded to the last declared queue, even passive: RabbitMQ answers a passive declare of
                 // "" with 404 "no queue ''" (`expand_shortcuts` leaves queue.declare alone).
                 let mut name = strip_cr_lf(d.queue).to_string();
+                if let Some(answer) = self.declare_reply_queue(ctx, &name) {
+                    let declare_ok = answer?;
+                    self.last_queue = Some(Arc::from(name.as_str()));
+                    if !d.nowait {
+                        effects.reply(self.id, declare_ok);
+                    }
+                    return Ok(());
+                }
                 // Named here rather than by the vhost, so that the configure check sees the amq.gen- name.
                 let server_named = !d.passive && name.is_empty();
                 if server_named {
