@@ -108,8 +108,14 @@ impl Drop for ReplyRegistration {
 /// Whether `properties_raw` may carry `reply_to = amq.rabbitmq.reply-to`: the short string with its length byte
 /// appears in them. A cheap test; [`rewrite_reply_to`] decodes to be sure.
 pub(crate) fn may_name_pseudo_queue(properties_raw: &[u8]) -> bool {
+    /// The property-flags bit of `reply_to`.
+    const REPLY_TO_FLAG: u16 = 1 << 9;
     const NEEDLE: &[u8] = b"\x15amq.rabbitmq.reply-to";
-    properties_raw.windows(NEEDLE.len()).any(|w| w == NEEDLE)
+    let Some(&[high, low]) = properties_raw.get(..2) else {
+        return false;
+    };
+    u16::from_be_bytes([high, low]) & REPLY_TO_FLAG != 0
+        && properties_raw.windows(NEEDLE.len()).any(|w| w == NEEDLE)
 }
 
 /// The properties with `reply_to` set to `reply_name` if it is `amq.rabbitmq.reply-to`; None if it is not.
@@ -180,6 +186,11 @@ mod tests {
             "amq.rabbitmq.reply-to.T"
         );
         assert!(!may_name_pseudo_queue(&raw("my-queue")));
+        // The same bytes in another property are not a reply_to.
+        let other =
+            encode_properties(&AMQPProperties::default().with_message_id(PSEUDO_QUEUE.into()))
+                .unwrap();
+        assert!(!may_name_pseudo_queue(&other));
         assert_eq!(rewrite_reply_to(&raw("my-queue"), None).unwrap(), None);
         let error = rewrite_reply_to(&request, None).unwrap_err();
         assert_eq!(
