@@ -201,7 +201,12 @@ impl Broker {
             high_bytes: config.flow.queue_high_watermark_bytes,
         };
         for def in &stored.vhosts {
-            let vhost = Vhost::new(&def.name, Some(stores.clone()), flow_limits);
+            let vhost = Vhost::new(
+                &def.name,
+                Arc::from(config.server.cluster_name.as_str()),
+                Some(stores.clone()),
+                flow_limits,
+            );
             vhost.set_limits(def.limits.clone());
             vhost.restore(&stored, &mut recovered);
             vhosts.insert(def.name.clone(), vhost);
@@ -269,6 +274,13 @@ impl Broker {
                     name: p.name.clone(),
                     error,
                 })?;
+        }
+        for vhost in &broker.config.trace_vhosts {
+            if broker.set_tracing(vhost, true).is_err() {
+                tracing::warn!(
+                    "trace_vhosts names vhost '{vhost}', which does not exist; not traced"
+                );
+            }
         }
         Ok(broker)
     }

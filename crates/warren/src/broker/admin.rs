@@ -179,6 +179,27 @@ impl Broker {
         self.set_vhost_limits(name, LimitMap::new())
     }
 
+    /// `rabbitmqctl trace_on -p VHOST` (`on`) and `trace_off`: every publish and delivery in the vhost is copied
+    /// to its `amq.rabbitmq.trace` exchange while on. Not stored: a restart keeps only `[server] trace_vhosts`, as
+    /// RabbitMQ keeps only its `trace_vhosts` setting.
+    pub fn set_tracing(&self, vhost: &str, on: bool) -> Result<(), AdminError> {
+        let Some(v) = self.vhost(vhost) else {
+            return Err(AdminError::NoSuchVhost(vhost.to_owned()));
+        };
+        match (v.set_tracing(on), on) {
+            (true, true) => tracing::info!("Enabling tracing for vhost '{vhost}'"),
+            (true, false) => tracing::info!("Disabling tracing for vhost '{vhost}'"),
+            (false, true) => tracing::info!("Tracing is already enabled for vhost '{vhost}'"),
+            (false, false) => tracing::info!("Tracing is already disabled for vhost '{vhost}'"),
+        }
+        Ok(())
+    }
+
+    /// Whether the vhost has tracing on; None if there is no such vhost.
+    pub fn tracing(&self, vhost: &str) -> Option<bool> {
+        self.vhost(vhost).map(|v| v.is_tracing())
+    }
+
     /// `rabbitmqctl set_permissions`: sets (replaces) a user's regexes in a vhost; applies to the next method of
     /// every open channel of that user.
     pub fn set_permissions(&self, permission: PermissionDefinition) -> Result<(), AdminError> {
@@ -268,7 +289,12 @@ impl Broker {
             name: name.to_owned(),
             ..VhostDef::default()
         })?;
-        let vhost = Vhost::new(name, Some(self.stores.clone()), self.flow_limits);
+        let vhost = Vhost::new(
+            name,
+            Arc::from(self.config.server.cluster_name.as_str()),
+            Some(self.stores.clone()),
+            self.flow_limits,
+        );
         self.vhosts.insert(name.to_owned(), vhost);
         tracing::info!("added vhost '{name}'");
         Ok(())

@@ -231,6 +231,9 @@ impl DeliveryState {
                 );
                 put_content_header(out, self.channel, m.body_size(), properties);
             });
+        drop(state);
+        self.conn
+            .trace_delivery(m, &queue.spec.name, msg.redelivered, self.channel);
         DeliverOutcome::Delivered
     }
 
@@ -276,6 +279,9 @@ impl DeliveryState {
                 );
                 put_content_header(out, self.channel, m.body_size(), properties);
             });
+        drop(state);
+        self.conn
+            .trace_delivery(m, &queue.spec.name, msg.redelivered, self.channel);
         true
     }
 

@@ -9,6 +9,7 @@ use super::effect::{ChannelEffects, Effect};
 use super::{Channel, ChannelContext};
 use crate::auth::users::Access;
 use crate::broker::Broker;
+use crate::message::trace::{TraceEvent, TraceOrigin};
 use crate::message::{now_ms, parse_expiration, Message};
 use crate::queue::{Enqueue, QueueCommand, QueueHandle};
 use crate::registry::CloseSignal;
@@ -264,6 +265,22 @@ impl Channel {
             Some(stripped) => Arc::new(stripped),
             None => message,
         };
+        if ctx.vhost.is_tracing() {
+            let routed: Vec<String> = queues.iter().map(|q| q.spec.name.to_string()).collect();
+            ctx.vhost.trace(
+                &message,
+                &TraceEvent::Publish {
+                    routed_queues: &routed,
+                },
+                &TraceOrigin {
+                    vhost: &ctx.vhost.name,
+                    connection: &ctx.conn.name,
+                    channel: self.id,
+                    user: &ctx.conn.user,
+                    node: ctx.vhost.node(),
+                },
+            );
+        }
         let confirm = self.confirms.as_ref().map(|t| t.begin());
         if queues.is_empty() {
             if mandatory {

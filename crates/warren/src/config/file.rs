@@ -109,6 +109,7 @@ struct ServerSection {
     version: Option<Spanned<String>>,
     platform: Option<Spanned<String>>,
     cluster_name: Option<Spanned<String>>,
+    trace_vhosts: Option<Vec<String>>,
 }
 
 impl ServerSection {
@@ -124,6 +125,9 @@ impl ServerSection {
         }
         if let Some(data_dir) = self.data_dir {
             config.data_dir = PathBuf::from(non_empty(data_dir, "data_dir", source)?);
+        }
+        if let Some(vhosts) = self.trace_vhosts {
+            config.trace_vhosts = vhosts;
         }
         if let Some(product) = self.product {
             config.server.product = non_empty(product, "product", source)?;

@@ -61,6 +61,9 @@ pub struct Config {
     /// Policies and operator policies set at start (`[[policies]]`, `[[operator_policies]]`), over any stored
     /// ones of the same name.
     pub policies: Vec<PolicyConfig>,
+    /// The vhosts with firehose tracing on at start (`[server] trace_vhosts`, RabbitMQ's `trace_vhosts`);
+    /// `Broker::set_tracing` turns it on and off at run time. Default none.
+    pub trace_vhosts: Vec<String>,
     /// The config file these settings were read from; `None` when built from defaults or from a string.
     pub source: Option<PathBuf>,
     /// Keys of a rabbitmq.conf that only tune RabbitMQ's internals, accepted and not applied (`file:line: key`),
@@ -339,6 +342,7 @@ impl Default for Config {
             ssl: SslOptions::default(),
             sasl: SaslConfig::default(),
             policies: Vec::new(),
+            trace_vhosts: Vec::new(),
             source: None,
             ignored_keys: Vec::new(),
         }

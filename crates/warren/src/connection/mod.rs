@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use crate::broker::Broker;
 use crate::registry::ConnectionDetails;
-use crate::session::ConnectionShared;
+use crate::session::{ConnectionShared, DeliveryTracing};
 pub(crate) use transport::Transport;
 
 /// How long a connection's writer may go on sending what was queued once its reader has ended.
@@ -31,12 +31,22 @@ pub(crate) async fn serve<T: Transport>(broker: Arc<Broker>, stream: T, peer: So
     else {
         return;
     };
+    let name = match local {
+        Some(local) => format!("{peer} -> {local}"),
+        None => peer.to_string(),
+    };
+    let tracing = DeliveryTracing {
+        on: negotiated.vhost.tracing_switch(),
+        tracer: negotiated.vhost.clone(),
+    };
     let info = ConnectionShared::new(
         broker.next_connection_id(),
         negotiated.frame_max,
         negotiated.consumer_cancel_notify,
         peer,
         negotiated.user.clone(),
+        name,
+        Some(tracing),
     );
     tracing::info!(
         peer = %peer,

@@ -3,6 +3,7 @@
 
 pub(crate) mod dead_letter;
 pub(crate) mod sender_selected;
+pub(crate) mod trace;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

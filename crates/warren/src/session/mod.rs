@@ -8,13 +8,38 @@ pub(crate) mod confirm;
 pub(crate) mod outbound;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+
+use crate::message::Message;
 
 pub(crate) use confirm::{ConfirmRef, ConfirmTracker};
 pub(crate) use outbound::OutboundQueue;
 
 /// Bytes a connection may have queued for writing before queue actors hold deliveries back.
 const OUTBOUND_BUDGET: usize = 1 << 20;
+
+/// Where a connection's deliveries are traced when its vhost has firehose tracing on (implemented by the vhost, so
+/// that this module names no vhost).
+pub(crate) trait DeliveryTracer: Send + Sync {
+    /// Publishes the trace of `message` delivered from `queue` on `channel` of `connection`.
+    fn trace_delivery(
+        &self,
+        message: &Message,
+        queue: &str,
+        redelivered: bool,
+        connection: &ConnectionShared,
+        channel: u16,
+    );
+}
+
+/// A connection's vhost's tracing switch and tracer.
+pub(crate) struct DeliveryTracing {
+    /// The vhost's switch (`rabbitmqctl trace_on`), read once per delivery.
+    pub(crate) on: Arc<AtomicBool>,
+    /// The vhost.
+    pub(crate) tracer: Arc<dyn DeliveryTracer>,
+}
 
 /// What channels, queue deliveries and confirm trackers share of one connection; fixed once the handshake is done.
 pub(crate) struct ConnectionShared {
@@ -32,6 +57,10 @@ pub(crate) struct ConnectionShared {
     pub(crate) peer: SocketAddr,
     /// The authenticated user: publishes with another user-id property are refused.
     pub(crate) user: String,
+    /// RabbitMQ's name of the connection, `<peer> -> <local>`.
+    pub(crate) name: String,
+    /// Its vhost's firehose tracing; None where nothing traces (unit tests).
+    pub(crate) tracing: Option<DeliveryTracing>,
     /// Confirm trackers with settled publishes, emitted by the writer just before its next write so that
     /// everything settled meanwhile goes out coalesced. A std Mutex: it is held only to push or take the list.
     confirm_flushes: Mutex<Vec<Arc<ConfirmTracker>>>,
@@ -45,6 +74,8 @@ impl ConnectionShared {
         consumer_cancel_notify: bool,
         peer: SocketAddr,
         user: String,
+        name: String,
+        tracing: Option<DeliveryTracing>,
     ) -> Arc<Self> {
         Arc::new(ConnectionShared {
             id,
@@ -53,6 +84,8 @@ impl ConnectionShared {
             consumer_cancel_notify,
             peer,
             user,
+            name,
+            tracing,
             confirm_flushes: Mutex::new(Vec::new()),
         })
     }
@@ -66,7 +99,26 @@ impl ConnectionShared {
             true,
             SocketAddr::from(([127, 0, 0, 1], 0)),
             "guest".into(),
+            "127.0.0.1:0 -> 127.0.0.1:5672".into(),
+            None,
         )
+    }
+
+    /// Traces a delivery of `message` from `queue` on `channel` if the vhost has tracing on.
+    pub(crate) fn trace_delivery(
+        &self,
+        message: &Message,
+        queue: &str,
+        redelivered: bool,
+        channel: u16,
+    ) {
+        if let Some(tracing) = &self.tracing {
+            if tracing.on.load(Ordering::Relaxed) {
+                tracing
+                    .tracer
+                    .trace_delivery(message, queue, redelivered, self, channel);
+            }
+        }
     }
 
     /// Asks the writer to emit the settled confirms of `tracker` before its next write.

@@ -160,7 +160,7 @@ impl Vhost {
     }
 
     /// Sends one copy to `queues` at most once: stored first for the durable ones among them.
-    fn send_at_most_once(&self, routed: Message, queues: &[Arc<QueueHandle>]) {
+    pub(super) fn send_at_most_once(&self, routed: Message, queues: &[Arc<QueueHandle>]) {
         if queues.is_empty() {
             return;
         }

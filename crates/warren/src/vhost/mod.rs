@@ -7,6 +7,7 @@ mod equivalence;
 mod objects;
 mod policies;
 mod routing;
+mod trace;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
@@ -45,6 +46,11 @@ pub(crate) struct Vhost {
     flow_limits: FlowLimits,
     /// Its policies and operator policies; replaced whole under the topology lock (see `policies`).
     policies: ArcSwap<PolicySet>,
+    /// The node's name (`cluster_name`), which trace messages carry.
+    node: Arc<str>,
+    /// Firehose tracing (`rabbitmqctl trace_on`): every publish and delivery is copied to `amq.rabbitmq.trace`.
+    /// Shared with its connections, which read it once per delivery.
+    tracing: Arc<std::sync::atomic::AtomicBool>,
     /// Its limits (`max-connections`, `max-queues`) as set, read when a connection opens it or a queue is created.
     limits: RwLock<LimitMap>,
     /// Itself, weakly: the owner its queues are spawned with ([`QueueOwner`]), without a reference cycle.
@@ -87,6 +93,7 @@ impl Vhost {
     /// (unit tests). Durable objects are added by [`Vhost::restore`].
     pub(crate) fn new(
         name: &str,
+        node: Arc<str>,
         stores: Option<Arc<DurableStores>>,
         flow_limits: FlowLimits,
     ) -> Arc<Vhost> {
@@ -101,6 +108,8 @@ impl Vhost {
                 flow_limits,
                 policies: ArcSwap::from_pointee(PolicySet::default()),
                 limits: RwLock::new(LimitMap::new()),
+                tracing: Arc::default(),
+                node,
                 me: me.clone(),
             };
             for (xname, kind, internal) in PREDECLARED {

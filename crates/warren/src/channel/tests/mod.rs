@@ -88,6 +88,8 @@ impl Harness {
             true,
             self.conn.peer,
             "guest".into(),
+            "test".into(),
+            None,
         );
         Harness::on(self.broker.clone(), conn, self._dir.clone())
     }
