@@ -108,6 +108,7 @@ struct ServerSection {
     product: Option<Spanned<String>>,
     version: Option<Spanned<String>>,
     platform: Option<Spanned<String>>,
+    information: Option<Spanned<String>>,
     cluster_name: Option<Spanned<String>>,
     trace_vhosts: Option<Vec<String>>,
 }
@@ -134,6 +135,9 @@ impl ServerSection {
         }
         if let Some(version) = self.version {
             config.server.version = non_empty(version, "version", source)?;
+        }
+        if let Some(information) = self.information {
+            config.server.information = non_empty(information, "information", source)?;
         }
         if let Some(platform) = self.platform {
             config.server.platform = non_empty(platform, "platform", source)?;

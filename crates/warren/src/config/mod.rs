@@ -253,6 +253,9 @@ pub struct ServerIdentity {
     pub version: String,
     /// The `platform` server property. Default `Rust (tokio) on <OS>` (RabbitMQ sends `Erlang/OTP <release>`).
     pub platform: String,
+    /// The `information` server property. Default a line naming Warren and its licence (RabbitMQ sends its
+    /// licence and website).
+    pub information: String,
     /// The `cluster_name` server property. Default `warren@<hostname>` (`warren@localhost` if unknown).
     pub cluster_name: String,
 }
@@ -387,6 +390,10 @@ impl Default for ServerIdentity {
             product: "Warren".to_owned(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             platform: format!("Rust (tokio) on {}", std::env::consts::OS),
+            information:
+                "Warren, an AMQP 0-9-1 broker compatible with RabbitMQ clients. Licensed under the \
+                          Apache License 2.0."
+                    .to_owned(),
             cluster_name: format!("warren@{host}"),
         }
     }

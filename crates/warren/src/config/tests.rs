@@ -139,6 +139,7 @@ data_dir = "/var/lib/warren"
 product = "RabbitMQ"
 version = "3.13.7"
 platform = "Erlang/OTP 26.2.5"
+information = "Licensed under the MPL 2.0. Website: https://rabbitmq.com"
 cluster_name = "prod"
 
 [limits]
@@ -178,6 +179,10 @@ level = "warren=debug,info"
     assert_eq!(config.server.product, "RabbitMQ");
     assert_eq!(config.server.version, "3.13.7");
     assert_eq!(config.server.platform, "Erlang/OTP 26.2.5");
+    assert_eq!(
+        config.server.information,
+        "Licensed under the MPL 2.0. Website: https://rabbitmq.com"
+    );
     assert_eq!(config.server.cluster_name, "prod");
     assert_eq!(
         config.limits,
@@ -400,7 +405,14 @@ fn bad_listen_address_is_refused() {
 
 #[test]
 fn empty_strings_are_refused() {
-    for key in ["data_dir", "product", "version", "platform", "cluster_name"] {
+    for key in [
+        "data_dir",
+        "product",
+        "version",
+        "platform",
+        "information",
+        "cluster_name",
+    ] {
         assert_eq!(
             refusal(&format!("[server]\n{key} = \"\"\n")),
             format!("config/warren.toml:2: key `{key}`: must not be empty")

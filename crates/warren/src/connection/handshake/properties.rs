@@ -55,10 +55,7 @@ pub(crate) fn server_properties(broker: &Broker) -> FieldTable {
         "copyright".into(),
         text("Copyright (c) 2026 the Warren authors"),
     );
-    props.insert(
-        "information".into(),
-        text("Warren, an AMQP 0-9-1 broker compatible with RabbitMQ clients. Licensed under the Apache License 2.0."),
-    );
+    props.insert("information".into(), text(&server.information));
     props.insert("cluster_name".into(), text(&server.cluster_name));
     props.insert("capabilities".into(), AMQPValue::FieldTable(caps));
     props
