@@ -26,6 +26,7 @@ public final class Main {
             ConfirmsTest.class,
             ConnectionTest.class,
             ConsumerCancelTest.class,
+            DirectReplyToTest.class,
             ErrorsTest.class,
             QueueSemanticsTest.class,
             RecoveryTest.class,
