@@ -82,7 +82,8 @@ for kind in transient persistent; do
     after=$(alarm_after "$log" "$start")
     delete_queue "$port" alarm-q || true
     sleep 10
-    cleared=$(grep -c "memory resource limit alarm cleared" "$log" || true)
+    # Cleared after the delete: the last alarm line of the log is a clear (the alarm may flap before).
+    cleared=$(grep -E "memory resource limit alarm (set|cleared)" "$log" | tail -1 | grep -c cleared || true)
     printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$broker" "$kind" "$peak" "$WATERMARK_MIB" "$after" \
       "$([[ $cleared -gt 0 ]] && echo yes || echo no)" "$(current_rss_mib "$PID")" | tee -a "$WORK/table.md"
     stop_pid "$PID"; PID=""

@@ -332,6 +332,11 @@ async fn coordinate(
                     };
                 } else if interrupted_now {
                     let _ = phase.send(Phase::StopPublishing);
+                } else if deadline.is_some_and(|d| now >= d + STOP_TIMEOUT) {
+                    // A producer stuck in a publish the broker does not read (a connection blocked by a resource
+                    // alarm) never sees the deadline: stop the run, and the tasks if they do not stop in time.
+                    let _ = phase.send(Phase::StopPublishing);
+                    stop_consuming(&mut stage);
                 }
             }
             Stage::Draining {

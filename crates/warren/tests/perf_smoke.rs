@@ -403,3 +403,37 @@ async fn a_slow_consumer_on_a_shared_connection_does_not_lose_confirms_or_messag
     assert_eq!(summary.confirmed, 400);
     assert_exactly_once(&summary, 400);
 }
+
+#[tokio::test]
+async fn a_run_against_a_broker_that_blocks_its_publishers_still_ends() {
+    // With the memory alarm raised before the run, the broker stops reading the publisher's socket once it has
+    // sent connection.blocked: the producer sits in a write that never completes and cannot see --time itself.
+    let server = common::start_server().await;
+    server
+        .broker
+        .set_vm_memory_high_watermark(warren::config::MemoryWatermark::Absolute(1));
+    common::within(5, async {
+        while server.broker.alarms().is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let args = args(
+        &server.uri(),
+        &[
+            "--consumers",
+            "0",
+            "--size",
+            "65536",
+            "--time",
+            "1",
+            "--confirm",
+            "100",
+        ],
+    );
+    // The hang guard only: the run is told to stop 1 s in and gets STOP_TIMEOUT twice to wind down.
+    let summary = common::within(60, perf::run(&args))
+        .await
+        .expect("perf run starts");
+    assert_eq!(summary.received, 0);
+}
