@@ -1,8 +1,10 @@
 """Routing beyond the tutorials: the headers exchange (x-match all/any) and exchange-to-exchange bindings."""
 
+import time
+
 import pika
 
-from harness import BrokerTestCase, drain
+from harness import BrokerTestCase, drain, unique
 
 
 class Routing(BrokerTestCase):
@@ -81,3 +83,47 @@ class Routing(BrokerTestCase):
             self.assertEqual(properties.headers.get("CC"), ["copy", "main"])
             self.assertNotIn("BCC", properties.headers)
             self.assertEqual(self.ch.basic_get(queue, auto_ack=True), (None, None, None), key)
+
+
+class Delayed(BrokerTestCase):
+    """x-delayed-message (RabbitMQ's rabbitmq_delayed_message_exchange plugin, built into Warren)."""
+
+    def delayed_exchange(self, stem, delayed_type):
+        name = unique(stem)
+        self.delete_later(exchange=name)
+        self.ch.exchange_declare(name, "x-delayed-message", arguments={"x-delayed-type": delayed_type})
+        return name
+
+    def test_delayed_message_exchange(self):
+        """A positive x-delay holds the message, which then routes as the x-delayed-type (topic here) with x-delay
+        negated; no delay or a negative one routes at once."""
+        exchange = self.delayed_exchange("delayed", "topic")
+        queue = self.ch.queue_declare("", exclusive=True).method.queue
+        self.ch.queue_bind(queue, exchange, routing_key="orders.*")
+
+        self.ch.confirm_delivery()
+        started = time.monotonic()
+        delayed = pika.BasicProperties(headers={"x-delay": 400}, delivery_mode=2)
+        self.ch.basic_publish(exchange, "orders.created", b"later", properties=delayed)
+        self.ch.basic_publish(exchange, "orders.created", b"now")
+        self.ch.basic_publish(
+            exchange, "orders.created", b"negative", properties=pika.BasicProperties(headers={"x-delay": -1})
+        )
+        self.ch.basic_publish(exchange, "payments.created", b"unbound", properties=delayed)
+        self.assertEqual(drain(self.ch, queue), [b"now", b"negative"])
+
+        self.wait_depth(queue, 1)
+        self.assertGreaterEqual(time.monotonic() - started, 0.39)
+        method, properties, body = self.ch.basic_get(queue, auto_ack=True)
+        self.assertEqual(body, b"later")
+        self.assertEqual(properties.headers["x-delay"], -400)
+        self.assertEqual(properties.delivery_mode, 2)
+
+    def test_delayed_type_is_required(self):
+        """The plugin's 406 for a missing x-delayed-type."""
+        ch = self.conn.channel()
+        self.assert_channel_closed(
+            406,
+            "PRECONDITION_FAILED - Invalid argument, 'x-delayed-type' must be an existing exchange type",
+            lambda: ch.exchange_declare(unique("delayed-bad"), "x-delayed-message"),
+        )

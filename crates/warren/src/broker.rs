@@ -3,6 +3,7 @@
 //! (`seed`); `admin` changes them at run time.
 
 mod admin;
+mod delayed;
 mod seed;
 
 use std::collections::HashMap;
@@ -18,6 +19,7 @@ pub use crate::alarm::Resource;
 use crate::auth::access::{AccessControl, AccessTable};
 use crate::auth::users::{CompiledPermission, CompiledTopicPermission};
 use crate::config::{Config, DiskFreeLimit, MemoryWatermark, SyncPolicy};
+pub use crate::delayed::DelayedMessage;
 use crate::message::continue_ids_above;
 use crate::meta::DefinitionStore;
 pub use crate::meta::MetaError;
@@ -29,6 +31,7 @@ use crate::registry::ConnectionRegistry;
 use crate::reply_to::ReplyConsumers;
 use crate::vhost::{DurableStores, Vhost};
 pub use admin::{AdminError, PermissionDefinition, TopicPermissionDefinition, UserDefinition};
+pub use delayed::DelayedError;
 use warren_store::{
     FileSystem, SpillConfig, SpillStore, StdFileSystem, Store, StoreConfig, StoreError, SyncMode,
 };
@@ -166,7 +169,20 @@ impl Broker {
             segment_size: config.storage.segment_size,
             ..StoreConfig::new(dir.join("msgs"))
         };
-        let queue_ids: Vec<u64> = stored.queues.iter().map(|q| q.id).collect();
+        let mut queue_ids: Vec<u64> = stored.queues.iter().map(|q| q.id).collect();
+        // Durable delayed exchanges keep their delayed messages under store ids of their own.
+        queue_ids.extend(
+            definitions
+                .delayed_store_ids()?
+                .into_iter()
+                .filter(|(vhost, name, _)| {
+                    stored
+                        .exchanges
+                        .iter()
+                        .any(|x| x.vhost == *vhost && x.name == *name)
+                })
+                .map(|(_, _, id)| id),
+        );
         let (store, recovery) = Store::open(store_config, store_fs, &queue_ids)?;
         continue_ids_above(recovery.max_msg_id);
         tracing::info!(

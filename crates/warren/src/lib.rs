@@ -6,6 +6,7 @@
 //! - [`channel`] is the per-channel state machine: publish, consume, acks, confirms, transactions;
 //! - [`vhost`] holds exchanges and queues and routes messages, with the binding tables of [`exchange`];
 //! - [`queue`] runs one actor task per queue, delivering through the `DeliverySink` trait it owns;
+//! - [`delayed`] holds the messages of `x-delayed-message` exchanges until due (one timer task per exchange);
 //! - [`session`] holds what a connection's channels and the queues delivering to them share (outbound bytes,
 //!   confirms);
 //! - [`config`], [`cli`], [`auth`] and [`broker`] set it all up; [`registry`] lists and closes live connections;
@@ -21,6 +22,7 @@ pub(crate) mod channel;
 pub mod cli;
 pub mod config;
 pub(crate) mod connection;
+pub(crate) mod delayed;
 pub(crate) mod exchange;
 pub(crate) mod message;
 pub(crate) mod meta;

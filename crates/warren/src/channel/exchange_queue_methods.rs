@@ -21,7 +21,7 @@ fn check_binding_arguments(
     routing_key: &str,
     args: &FieldTable,
 ) -> Result<(), AmqpError> {
-    match vhost.exchange(exchange).map(|x| x.kind) {
+    match vhost.exchange(exchange).map(|x| x.routing_kind) {
         Some(ExchangeKind::Headers) => {
             validate_headers_arguments(args).map_err(|e| AmqpError::precondition(e.to_string()))
         }

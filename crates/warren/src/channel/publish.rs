@@ -259,7 +259,7 @@ impl Channel {
             // Not routed to any queue: with mandatory it is returned as well, as RabbitMQ does.
             Self::deliver_reply(ctx.broker, &message, &mut backlog);
         }
-        let queues = self.route_cache.route(ctx.vhost, &message)?;
+        let (queues, delays) = self.route_cache.route(ctx.vhost, &message)?;
         // Routed by its BCC keys, the message goes on without the header, as in RabbitMQ.
         let message = match message.without_bcc()? {
             Some(stripped) => Arc::new(stripped),
@@ -282,6 +282,14 @@ impl Channel {
             );
         }
         let confirm = self.confirms.as_ref().map(|t| t.begin());
+        // Held by a delayed exchange: confirmed once it holds it (stored, for a persistent message of a durable
+        // one). As with the plugin, whose exchange routes it nowhere now, a mandatory one is also returned.
+        for request in delays {
+            let share = confirm.as_ref().map(ConfirmRef::share);
+            request
+                .exchange
+                .delay(message.clone(), request.delay_ms, share);
+        }
         if queues.is_empty() {
             if mandatory {
                 self.return_message(&message, ReplyCode::NoRoute, "NO_ROUTE", effects);

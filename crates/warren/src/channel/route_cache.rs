@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::delayed::DelayRequest;
 use crate::message::Message;
 use crate::queue::QueueHandle;
 use crate::vhost::Vhost;
@@ -77,12 +78,13 @@ impl RouteCache {
         self.properties.clone()
     }
 
-    /// The queues `message` goes to.
+    /// The queues `message` goes to, and the delayed exchanges that hold it instead (never remembered: whether a
+    /// message waits depends on its `x-delay`).
     pub(crate) fn route(
         &mut self,
         vhost: &Vhost,
         message: &Message,
-    ) -> Result<&[Arc<QueueHandle>], AmqpError> {
+    ) -> Result<(&[Arc<QueueHandle>], Vec<DelayRequest>), AmqpError> {
         // Read before routing: a change made while routing moves the generation past this value.
         let generation = vhost.generation();
         let same_names = (Arc::ptr_eq(&self.exchange, &message.exchange)
@@ -94,15 +96,16 @@ impl RouteCache {
             && same_names
             && !message.may_select_keys()
         {
-            return Ok(&self.queues);
+            return Ok((&self.queues, Vec::new()));
         }
         self.queues.clear();
         self.route_known = false;
-        let by_key_only = vhost.route(&message.exchange, message, &mut self.queues)?;
+        let mut delays = Vec::new();
+        let by_key_only = vhost.route(&message.exchange, message, &mut self.queues, &mut delays)?;
         self.exchange = message.exchange.clone();
         self.routing_key = message.routing_key.clone();
         self.generation = Some(generation);
-        self.route_known = by_key_only;
-        Ok(&self.queues)
+        self.route_known = by_key_only && delays.is_empty();
+        Ok((&self.queues, delays))
     }
 }

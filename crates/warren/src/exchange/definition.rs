@@ -6,6 +6,7 @@ use std::sync::Arc;
 use arc_swap::{ArcSwap, ArcSwapOption};
 
 use super::consistent_hash::HashOn;
+use super::delayed_type::delayed_type;
 use super::{BindingTable, ExchangeKind};
 use warren_protocol::{AMQPValue, FieldTable};
 
@@ -13,8 +14,10 @@ use warren_protocol::{AMQPValue, FieldTable};
 pub(crate) struct Exchange {
     /// Its name in the vhost.
     pub(crate) name: Arc<str>,
-    /// Direct, fanout, topic or headers: how its bindings route.
+    /// Its declared type.
     pub(crate) kind: ExchangeKind,
+    /// How its bindings route: `kind`, except for an `x-delayed-message` exchange, whose `x-delayed-type` it is.
+    pub(crate) routing_kind: ExchangeKind,
     /// Survives a restart (stored in the definitions).
     pub(crate) durable: bool,
     /// Deleted when its last binding goes.
@@ -47,7 +50,8 @@ impl Exchange {
     }
 
     /// An exchange with no bindings; `alternate-exchange` (and a consistent-hash exchange's `hash-header` or
-    /// `hash-property`, checked by the declare) are read from `arguments` once here.
+    /// `hash-property`, a delayed exchange's `x-delayed-type`, checked by the declare) are read from `arguments`
+    /// once here.
     pub(crate) fn new(
         name: &str,
         kind: ExchangeKind,
@@ -63,7 +67,12 @@ impl Exchange {
             Some(AMQPValue::ShortString(s)) => Some(Arc::from(s.as_str())),
             _ => None,
         };
-        let hash_on = match kind {
+        let routing_kind = match kind {
+            // Checked by the declare; a stored one that no longer parses routes as direct.
+            ExchangeKind::Delayed => delayed_type(&arguments).unwrap_or(ExchangeKind::Direct),
+            other => other,
+        };
+        let hash_on = match routing_kind {
             ExchangeKind::ConsistentHash => {
                 HashOn::from_arguments(&arguments).unwrap_or(HashOn::RoutingKey)
             }
@@ -73,13 +82,14 @@ impl Exchange {
             hash_on,
             name: Arc::from(name),
             kind,
+            routing_kind,
             durable,
             auto_delete,
             internal,
             arguments,
             alternate,
             policy_alternate: ArcSwapOption::empty(),
-            bindings: ArcSwap::from_pointee(BindingTable::empty(kind)),
+            bindings: ArcSwap::from_pointee(BindingTable::empty(routing_kind)),
         }
     }
 }

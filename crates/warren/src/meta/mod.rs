@@ -26,6 +26,9 @@ const VHOSTS: TableDefinition<&str, &[u8]> = TableDefinition::new("vhosts");
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 const PERMISSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("permissions");
 const TOPIC_PERMISSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("topic_permissions");
+/// The message-store id of each durable `x-delayed-message` exchange (keyed as `EXCHANGES`), under which its
+/// persistent delayed messages are stored. Created by the first delayed exchange; older databases lack it.
+const DELAYED_STORE_IDS: TableDefinition<&str, u64> = TableDefinition::new("delayed_store_ids");
 
 /// Every table of records, for creating them and checking they exist.
 const RECORD_TABLES: [TableDefinition<&str, &[u8]>; 8] = [
@@ -293,9 +296,89 @@ impl DefinitionStore {
         self.put(EXCHANGES, &object_key(&def.vhost, &def.name), def)
     }
 
-    /// Removes an exchange; returns once committed.
+    /// Removes an exchange (and its delayed-message store id, if it has one); returns once committed.
     pub(crate) fn remove_exchange(&self, vhost: &str, name: &str) -> Result<(), MetaError> {
-        self.remove(EXCHANGES, &object_key(vhost, name))
+        let key = object_key(vhost, name);
+        self.with_db(|db| {
+            let txn = db.begin_write().map_err(storage)?;
+            txn.open_table(EXCHANGES)
+                .map_err(storage)?
+                .remove(key.as_str())
+                .map_err(storage)?;
+            txn.open_table(DELAYED_STORE_IDS)
+                .map_err(storage)?
+                .remove(key.as_str())
+                .map_err(storage)?;
+            txn.commit().map_err(storage)
+        })
+    }
+
+    /// Stores a durable `x-delayed-message` exchange with a new message-store id for its delayed messages (taken
+    /// from the queue ids, so never reused), in one transaction; returns the id once committed.
+    pub(crate) fn put_delayed_exchange(&self, def: &ExchangeDef) -> Result<u64, MetaError> {
+        let key = object_key(&def.vhost, &def.name);
+        let bytes = serde_json::to_vec(def).map_err(storage)?;
+        self.with_db(|db| {
+            let txn = db.begin_write().map_err(storage)?;
+            let id = {
+                let mut counters = txn.open_table(COUNTERS).map_err(storage)?;
+                let next = counters
+                    .get("queue_id")
+                    .map_err(storage)?
+                    .map(|v| v.value())
+                    .unwrap_or(0)
+                    + 1;
+                counters.insert("queue_id", next).map_err(storage)?;
+                next
+            };
+            txn.open_table(EXCHANGES)
+                .map_err(storage)?
+                .insert(key.as_str(), bytes.as_slice())
+                .map_err(storage)?;
+            txn.open_table(DELAYED_STORE_IDS)
+                .map_err(storage)?
+                .insert(key.as_str(), id)
+                .map_err(storage)?;
+            txn.commit().map_err(storage)?;
+            Ok(id)
+        })
+    }
+
+    /// The message-store id of the stored delayed exchange `name` of `vhost`, if it has one.
+    pub(crate) fn delayed_store_id(
+        &self,
+        vhost: &str,
+        name: &str,
+    ) -> Result<Option<u64>, MetaError> {
+        let key = object_key(vhost, name);
+        self.with_db(|db| {
+            let txn = db.begin_read().map_err(storage)?;
+            match txn.open_table(DELAYED_STORE_IDS) {
+                Ok(table) => Ok(table.get(key.as_str()).map_err(storage)?.map(|v| v.value())),
+                Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+                Err(e) => Err(storage(e)),
+            }
+        })
+    }
+
+    /// Every stored delayed exchange's message-store id, as (vhost, exchange name, id).
+    pub(crate) fn delayed_store_ids(&self) -> Result<Vec<(String, String, u64)>, MetaError> {
+        self.with_db(|db| {
+            let txn = db.begin_read().map_err(storage)?;
+            let table = match txn.open_table(DELAYED_STORE_IDS) {
+                Ok(table) => table,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(storage(e)),
+            };
+            let mut out = Vec::new();
+            for entry in table.iter().map_err(storage)? {
+                let (key, id) = entry.map_err(storage)?;
+                if let Some((vhost, name)) = key.value().split_once('\0') {
+                    out.push((vhost.to_owned(), name.to_owned(), id.value()));
+                }
+            }
+            Ok(out)
+        })
     }
 
     /// Stores or replaces a queue; returns once committed.

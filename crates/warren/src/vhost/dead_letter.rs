@@ -208,7 +208,7 @@ impl Vhost {
 
 /// Sends `command` to `queue` without waiting: a full inbox is waited for on a task of its own, off the dying
 /// queue's actor.
-fn send_or_spawn(queue: &Arc<QueueHandle>, command: QueueCommand) {
+pub(super) fn send_or_spawn(queue: &Arc<QueueHandle>, command: QueueCommand) {
     if let Err(command) = queue.try_send(command) {
         let queue = queue.clone();
         tokio::spawn(async move {

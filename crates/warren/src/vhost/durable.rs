@@ -83,23 +83,27 @@ impl Vhost {
             && (target_durable || self.exchanges.iter().any(|x| x.durable && x.auto_delete))
     }
 
-    pub(super) fn persist_exchange(&self, x: &Exchange) -> Result<(), AmqpError> {
+    /// Stores a durable exchange; a delayed one gets a message-store id for its delayed messages, returned.
+    pub(super) fn persist_exchange(&self, x: &Exchange) -> Result<Option<u64>, AmqpError> {
         let Some(p) = &self.stores else {
-            return Ok(());
+            return Ok(None);
         };
         if !x.durable {
-            return Ok(());
+            return Ok(None);
         }
-        p.definitions
-            .put_exchange(&ExchangeDef {
-                vhost: self.name.to_string(),
-                name: x.name.to_string(),
-                kind: x.kind.as_str().to_owned(),
-                auto_delete: x.auto_delete,
-                internal: x.internal,
-                arguments: x.arguments.clone(),
-            })
-            .map_err(internal)
+        let def = ExchangeDef {
+            vhost: self.name.to_string(),
+            name: x.name.to_string(),
+            kind: x.kind.as_str().to_owned(),
+            auto_delete: x.auto_delete,
+            internal: x.internal,
+            arguments: x.arguments.clone(),
+        };
+        match x.kind {
+            ExchangeKind::Delayed => p.definitions.put_delayed_exchange(&def).map(Some),
+            _ => p.definitions.put_exchange(&def).map(|()| None),
+        }
+        .map_err(internal)
     }
 
     pub(super) fn unpersist_exchange(&self, x: &Exchange) {
@@ -250,6 +254,19 @@ impl Vhost {
                 def.arguments.clone(),
             );
             self.apply_exchange_policy(&x);
+            if kind == ExchangeKind::Delayed {
+                let store_id = p
+                    .definitions
+                    .delayed_store_id(&self.name, &x.name)
+                    .unwrap_or_else(|error| {
+                        tracing::error!(%error, "delayed exchange '{}': cannot read its store id; its stored messages are not served", x.name);
+                        None
+                    });
+                let messages = store_id
+                    .and_then(|id| recovered.remove(&id))
+                    .unwrap_or_default();
+                self.start_delayed(&x, store_id, messages);
+            }
             self.exchanges.insert(x.name.clone(), Arc::new(x));
         }
         for def in definitions.queues.iter().filter(|d| mine(&d.vhost)) {
@@ -315,7 +332,7 @@ impl Vhost {
         for (source, bindings) in tables {
             if let Some(x) = self.exchange(&source) {
                 x.bindings
-                    .store(Arc::new(BindingTable::new(x.kind, bindings)));
+                    .store(Arc::new(BindingTable::new(x.routing_kind, bindings)));
             }
         }
     }

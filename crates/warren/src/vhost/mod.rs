@@ -2,6 +2,7 @@
 //! (`routing`), and writing durable ones through to the definitions store (`durable`).
 
 mod dead_letter;
+mod delayed;
 mod durable;
 mod equivalence;
 mod objects;
@@ -16,6 +17,7 @@ use arc_swap::ArcSwap;
 use dashmap::DashMap;
 
 use crate::auth::limits::{self, LimitMap};
+use crate::delayed::DelayedExchange;
 use crate::exchange::{Exchange, ExchangeKind};
 use crate::policy::PolicySet;
 use crate::queue::flow::FlowLimits;
@@ -33,6 +35,9 @@ pub(crate) struct Vhost {
     pub(crate) name: Arc<str>,
     /// Exchanges by name, predeclared ones included; concurrent so publishers look exchanges up without a lock.
     exchanges: DashMap<Arc<str>, Arc<Exchange>>,
+    /// The delay stores of its `x-delayed-message` exchanges, by exchange name (see `delayed`); only routing
+    /// through a delayed exchange looks here.
+    delayed: DashMap<Arc<str>, Arc<DelayedExchange>>,
     /// Queues by name; concurrent for the same reason. Removing a queue here is what makes it unreachable.
     queues: DashMap<Arc<str>, Arc<QueueHandle>>,
     /// Serialises topology changes (declare, bind, delete) so bindings tables are replaced without lost updates.
@@ -101,6 +106,7 @@ impl Vhost {
             let vhost = Vhost {
                 name: Arc::from(name),
                 exchanges: DashMap::new(),
+                delayed: DashMap::new(),
                 queues: DashMap::new(),
                 topology: Mutex::new(()),
                 generation: AtomicU64::new(0),

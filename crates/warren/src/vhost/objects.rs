@@ -8,6 +8,7 @@ use tokio::sync::oneshot;
 use super::equivalence;
 use super::Vhost;
 use crate::exchange::consistent_hash::HashOn;
+use crate::exchange::delayed_type::delayed_type;
 use crate::exchange::Exchange;
 use crate::exchange::{Binding, Destination, ExchangeKind};
 use crate::queue::arguments::QueueArguments;
@@ -100,7 +101,12 @@ impl Vhost {
                 if d.name.starts_with("amq.") {
                     return Err(reserved("exchange", d.name));
                 }
-                if kind == ExchangeKind::ConsistentHash {
+                // A delayed exchange is checked as the plugin checks it, then as its x-delayed-type.
+                let routing_kind = match kind {
+                    ExchangeKind::Delayed => delayed_type(&d.arguments)?,
+                    other => other,
+                };
+                if routing_kind == ExchangeKind::ConsistentHash {
                     HashOn::from_arguments(&d.arguments).map_err(AmqpError::precondition)?;
                 }
                 let x = Exchange::new(
@@ -111,8 +117,11 @@ impl Vhost {
                     d.internal,
                     d.arguments.clone(),
                 );
-                self.persist_exchange(&x)?;
+                let store_id = self.persist_exchange(&x)?;
                 self.apply_exchange_policy(&x);
+                if x.kind == ExchangeKind::Delayed {
+                    self.start_delayed(&x, store_id, Vec::new());
+                }
                 self.exchanges.insert(x.name.clone(), Arc::new(x));
                 return Ok(());
             }
@@ -177,6 +186,7 @@ impl Vhost {
             )));
         }
         self.exchanges.remove(name);
+        self.stop_delayed(name);
         self.unpersist_exchange(&x);
         for binding in x.bindings.load().bindings() {
             let durable = self.destination_durable(&binding.destination);
@@ -541,6 +551,7 @@ impl Vhost {
             .remove_if(&x.name, |_, v| Arc::ptr_eq(v, x))
             .is_some()
         {
+            self.stop_delayed(&x.name);
             self.unpersist_exchange(x);
             self.remove_bindings_to(&Destination::Exchange(x.name.clone()), x.durable);
         }

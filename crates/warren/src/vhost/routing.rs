@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::Vhost;
+use crate::delayed::{delay_of, DelayRequest};
 use crate::exchange::consistent_hash::{header_key, HashOn, HashProperty};
 use crate::exchange::Exchange;
 use crate::exchange::{Destination, ExchangeKind};
@@ -17,8 +18,11 @@ use warren_protocol::FieldTable;
 struct LazyHeaders<'a> {
     message: &'a Message,
     decoded: Option<Option<FieldTable>>,
-    /// Set when something besides the headers made the route depend on the message (a hashed property).
+    /// Set when something besides the headers made the route depend on the message (a hashed property, a
+    /// delayed exchange on the way).
     depends_on_message: bool,
+    /// The delayed exchanges on the way that hold the message instead of routing it (its `x-delay`).
+    delays: Vec<DelayRequest>,
 }
 
 impl LazyHeaders<'_> {
@@ -45,14 +49,16 @@ fn property_key(message: &Message, property: HashProperty) -> String {
 }
 
 impl Vhost {
-    /// Appends the queues `message` routes to from `exchange`. Returns whether the route depends only on the
-    /// exchange and routing key (no headers exchange on the way), so that it holds for the next message with the
-    /// same ones until the topology changes. Errors: 404 for a missing exchange, 403 for an internal one.
+    /// Appends the queues `message` routes to from `exchange`, and to `delays` the delayed exchanges that hold it
+    /// instead (the caller hands it to them). Returns whether the route depends only on the exchange and routing
+    /// key (no headers or delayed exchange on the way), so that it holds for the next message with the same ones
+    /// until the topology changes. Errors: 404 for a missing exchange, 403 for an internal one.
     pub(crate) fn route(
         &self,
         exchange: &str,
         message: &Message,
         out: &mut Vec<Arc<QueueHandle>>,
+        delays: &mut Vec<DelayRequest>,
     ) -> Result<bool, AmqpError> {
         // Read after the exchange checks, as RabbitMQ builds the message after them.
         let extra_keys = || {
@@ -85,18 +91,22 @@ impl Vhost {
             )));
         }
         let extra = extra_keys()?;
-        Ok(self.route_keys(&x, message, &extra, out))
+        Ok(self.route_keys(&x, message, &extra, out, delays))
     }
 
     /// Appends the queues `message` routes to from exchange `x`, internal or not (a dead-letter exchange may be
-    /// internal). Returns whether the route depends only on the exchange and routing key.
+    /// internal); delayed exchanges on the way take their copy at once. Returns whether the route depends only on
+    /// the exchange and routing key.
     pub(crate) fn route_from(
         &self,
         x: &Exchange,
         message: &Message,
         out: &mut Vec<Arc<QueueHandle>>,
     ) -> bool {
-        self.route_keys(x, message, &[], out)
+        let mut delays = Vec::new();
+        let by_key_only = self.route_keys(x, message, &[], out, &mut delays);
+        self.delay_without_confirm(message, delays);
+        by_key_only
     }
 
     /// [`Vhost::route_from`] with `extra` routing keys after the message's own (its `CC` and `BCC`): every
@@ -107,6 +117,7 @@ impl Vhost {
         message: &Message,
         extra: &[String],
         out: &mut Vec<Arc<QueueHandle>>,
+        delays: &mut Vec<DelayRequest>,
     ) -> bool {
         let mut keys: Vec<&str> = Vec::with_capacity(1 + extra.len());
         keys.push(&message.routing_key);
@@ -117,8 +128,10 @@ impl Vhost {
             message,
             decoded: None,
             depends_on_message: false,
+            delays: Vec::new(),
         };
         self.route_exchange(x, &keys, message, &mut headers, &mut visited, &mut queues);
+        delays.append(&mut headers.delays);
         for name in queues {
             if let Some(q) = self.queue(&name) {
                 out.push(q);
@@ -137,9 +150,19 @@ impl Vhost {
         queues: &mut Vec<Arc<str>>,
     ) {
         visited.push(x.name.clone());
-        let before = queues.len();
+        let before = (queues.len(), headers.delays.len());
+        if x.kind == ExchangeKind::Delayed {
+            // Whether it waits depends on the message's x-delay: such a route is never remembered.
+            headers.depends_on_message = true;
+            if let Some(delay_ms) = delay_of(headers.get()) {
+                if let Some(exchange) = self.delayed_exchange(&x.name) {
+                    headers.delays.push(DelayRequest { exchange, delay_ms });
+                    return;
+                }
+            }
+        }
         let mut destinations = Vec::new();
-        let header_table = if x.kind == ExchangeKind::Headers {
+        let header_table = if x.routing_kind == ExchangeKind::Headers {
             headers.get().cloned()
         } else {
             None
@@ -159,7 +182,7 @@ impl Vhost {
             }
         };
         let bindings = x.bindings.load();
-        match (&hash_key, x.kind) {
+        match (&hash_key, x.routing_kind) {
             // What a consistent-hash exchange hashes (the plugin takes the first routing key only), and a headers
             // exchange ignores the keys: one lookup each.
             (Some(hash_key), _) => bindings.route(hash_key, None, &mut destinations),
@@ -189,7 +212,8 @@ impl Vhost {
                 }
             }
         }
-        if queues.len() == before {
+        // A message a delayed exchange further along holds is routed, for the alternate exchange.
+        if (queues.len(), headers.delays.len()) == before {
             if let Some(alternate) = x.alternate() {
                 if !visited.contains(&alternate) {
                     if let Some(ae) = self.exchange(&alternate) {
