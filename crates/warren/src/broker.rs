@@ -204,6 +204,7 @@ impl Broker {
         };
         for def in &stored.vhosts {
             let vhost = Vhost::new(&def.name, Some(stores.clone()), flow_limits);
+            vhost.set_limits(def.limits.clone());
             vhost.restore(&stored, &mut recovered);
             vhosts.insert(def.name.clone(), vhost);
         }

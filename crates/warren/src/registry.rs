@@ -192,6 +192,20 @@ impl ConnectionRegistry {
         entries.len()
     }
 
+    /// How many live connections `filter` picks (a vhost's, a user's: limits are checked with this).
+    pub fn count(&self, filter: impl Fn(&ConnectionDetails) -> bool) -> usize {
+        self.lock().values().filter(|e| filter(&e.details)).count()
+    }
+
+    /// How many channels the live connections that `filter` picks have open.
+    pub fn channels(&self, filter: impl Fn(&ConnectionDetails) -> bool) -> u64 {
+        self.lock()
+            .values()
+            .filter(|e| filter(&e.details))
+            .map(|e| u64::from(e.channels.get()))
+            .sum()
+    }
+
     /// How many connections are live.
     pub fn len(&self) -> usize {
         self.lock().len()

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{reply_code, reply_text, within};
+use common::{connect_as, refusal, reply_code, reply_text, within};
 use futures_lite::StreamExt;
 use lapin::options::{
     BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
@@ -13,24 +13,9 @@ use lapin::options::{
     QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions, QueuePurgeOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
 use warren::broker::{PermissionDefinition, TopicPermissionDefinition, UserDefinition};
 use warren::server::RunningServer;
-
-/// Connects as `user`/`password` to `vhost` ("/" is `%2f`).
-async fn connect_as(
-    server: &RunningServer,
-    user: &str,
-    password: &str,
-    vhost: &str,
-) -> lapin::Result<Connection> {
-    let uri = format!("amqp://{user}:{password}@{}/{vhost}", server.addr);
-    within(
-        10,
-        Connection::connect(&uri, ConnectionProperties::default()),
-    )
-    .await
-}
 
 /// Gives `user` these regexes in "/".
 fn grant(server: &RunningServer, user: &str, configure: &str, write: &str, read: &str) {
@@ -65,17 +50,6 @@ async fn setup() -> (RunningServer, Connection) {
     .unwrap();
     common::declare_plain(&ch, "q").await;
     (server, admin)
-}
-
-/// The code and text of the close an operation caused.
-async fn refusal<T: std::fmt::Debug>(
-    op: impl std::future::Future<Output = lapin::Result<T>>,
-) -> (u16, String) {
-    let error = within(5, op).await.expect_err("refused");
-    (
-        reply_code(&error).expect("an AMQP close"),
-        reply_text(&error).expect("a reply text"),
-    )
 }
 
 /// RabbitMQ 3.x's refusal of a configure, write or read check (checked against 3.10.8): the text names the

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{declare_plain, passive, publish_confirmed, reply_text, within};
+use common::{declare_plain, passive, publish_confirmed, refusal, within};
 use futures_lite::StreamExt;
 use lapin::options::{
     BasicConsumeOptions, BasicGetOptions, ExchangeBindOptions, ExchangeDeclareOptions,
@@ -26,17 +26,6 @@ async fn exists(conn: &Connection, name: &str) -> bool {
     )
     .await
     .is_ok()
-}
-
-/// The code and text of the close an operation caused.
-async fn refusal<T: std::fmt::Debug>(
-    op: impl std::future::Future<Output = lapin::Result<T>>,
-) -> (u16, String) {
-    let error = within(5, op).await.expect_err("refused");
-    (
-        common::reply_code(&error).expect("an AMQP close"),
-        reply_text(&error).expect("a reply text"),
-    )
 }
 
 #[tokio::test]

@@ -108,6 +108,12 @@ impl AccessControl {
         self.table.load().users.get(name).cloned()
     }
 
+    /// The user's limit `key` (`max-connections`, `max-channels`); None when unlimited or no such user.
+    pub(crate) fn user_limit(&self, user: &str, key: &str) -> Option<u64> {
+        let table = self.table();
+        super::limits::limit(&table.users.get(user)?.limits, key)
+    }
+
     /// Whether `user` has any permission in `vhost` (RabbitMQ's `check_vhost_access`).
     pub(crate) fn may_open(&self, user: &str, vhost: &str) -> bool {
         self.table

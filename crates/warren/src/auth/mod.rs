@@ -4,6 +4,7 @@
 
 pub(crate) mod access;
 pub(crate) mod external;
+pub mod limits;
 pub mod password;
 pub mod users;
 

@@ -30,7 +30,7 @@ pub struct UserDefinition {
     /// Its tags (`administrator`, `monitoring`, ...), in the order given.
     #[serde(default)]
     pub tags: Vec<String>,
-    /// Per-user limits (`max-connections`, `max-channels`); Warren stores them but enforces none yet.
+    /// Per-user limits (`max-connections`, `max-channels`), checked at connection.open and channel.open.
     #[serde(default)]
     pub limits: serde_json::Map<String, serde_json::Value>,
 }
@@ -63,6 +63,7 @@ impl UserDefinition {
                 self.hashing_algorithm
             ));
         };
+        super::limits::validate("user-limits", &self.limits, super::limits::USER_LIMIT_KEYS)?;
         if !is_valid_hash(algorithm, &self.password_hash) {
             return Err(format!(
                 "password_hash of user '{}' is not a {} hash",

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::Broker;
 use crate::auth::access::AccessTable;
+use crate::auth::limits::{self, LimitMap};
 use crate::auth::password::{hash_password, HashingAlgorithm};
 use crate::auth::users::{CompiledPermission, CompiledTopicPermission};
 pub use crate::auth::users::{PermissionDefinition, TopicPermissionDefinition, UserDefinition};
@@ -122,6 +123,62 @@ impl Broker {
         Ok(())
     }
 
+    /// `rabbitmqctl set_user_limits`: sets the limits given (`max-connections`, `max-channels`; negative means
+    /// none), keeping the user's others. They apply to the next connection and channel; open ones stay.
+    pub fn set_user_limits(&self, name: &str, limits: LimitMap) -> Result<(), AdminError> {
+        let Some(user) = self.access.user(name) else {
+            return Err(AdminError::NoSuchUser(name.to_owned()));
+        };
+        limits::validate("user-limits", &limits, limits::USER_LIMIT_KEYS)
+            .map_err(AdminError::Invalid)?;
+        let mut user = (*user).clone();
+        user.limits.extend(limits);
+        self.put_user(user)
+    }
+
+    /// `rabbitmqctl clear_user_limits`: removes one limit, or all of them when `key` is None.
+    pub fn clear_user_limits(&self, name: &str, key: Option<&str>) -> Result<(), AdminError> {
+        let Some(user) = self.access.user(name) else {
+            return Err(AdminError::NoSuchUser(name.to_owned()));
+        };
+        let mut user = (*user).clone();
+        match key {
+            Some(key) => {
+                user.limits.remove(key);
+            }
+            None => user.limits.clear(),
+        }
+        self.put_user(user)
+    }
+
+    /// A vhost's limits as set (RabbitMQ's `vhost-limits` parameter); None if there is no such vhost.
+    pub fn vhost_limits(&self, name: &str) -> Option<LimitMap> {
+        self.vhost(name).map(|v| v.limits())
+    }
+
+    /// `rabbitmqctl set_vhost_limits`: replaces the vhost's limits (`max-connections`, `max-queues`; negative
+    /// means none). They apply to the next connection and the next new queue; what is open stays.
+    pub fn set_vhost_limits(&self, name: &str, limits: LimitMap) -> Result<(), AdminError> {
+        limits::validate("vhost-limits", &limits, limits::VHOST_LIMIT_KEYS)
+            .map_err(AdminError::Invalid)?;
+        let _guard = self.access.lock();
+        let Some(vhost) = self.vhost(name) else {
+            return Err(AdminError::NoSuchVhost(name.to_owned()));
+        };
+        self.stores.definitions.put_vhost(&VhostDef {
+            name: name.to_owned(),
+            limits: limits.clone(),
+        })?;
+        tracing::info!("vhost '{name}' limits set to {limits:?}");
+        vhost.set_limits(limits);
+        Ok(())
+    }
+
+    /// `rabbitmqctl clear_vhost_limits`.
+    pub fn clear_vhost_limits(&self, name: &str) -> Result<(), AdminError> {
+        self.set_vhost_limits(name, LimitMap::new())
+    }
+
     /// `rabbitmqctl set_permissions`: sets (replaces) a user's regexes in a vhost; applies to the next method of
     /// every open channel of that user.
     pub fn set_permissions(&self, permission: PermissionDefinition) -> Result<(), AdminError> {
@@ -209,6 +266,7 @@ impl Broker {
         }
         self.stores.definitions.put_vhost(&VhostDef {
             name: name.to_owned(),
+            ..VhostDef::default()
         })?;
         let vhost = Vhost::new(name, Some(self.stores.clone()), self.flow_limits);
         self.vhosts.insert(name.to_owned(), vhost);
@@ -312,6 +370,13 @@ mod tests {
                     read: "^b".into(),
                 })
                 .unwrap();
+            let limits = |json: &str| serde_json::from_str::<LimitMap>(json).unwrap();
+            broker
+                .set_vhost_limits("v", limits(r#"{"max-queues": 7}"#))
+                .unwrap();
+            broker
+                .set_user_limits("u", limits(r#"{"max-channels": 3}"#))
+                .unwrap();
             broker.delete_user("guest").unwrap();
             assert!(matches!(
                 broker.delete_user("guest"),
@@ -325,6 +390,13 @@ mod tests {
         assert_eq!(users.len(), 1);
         assert_eq!(users[0].name, "u");
         assert_eq!(users[0].tags, vec!["management".to_owned()]);
+        assert_eq!(users[0].limits.get("max-channels"), Some(&3.into()));
+        assert_eq!(
+            broker
+                .vhost_limits("v")
+                .and_then(|l| l.get("max-queues").cloned()),
+            Some(7.into())
+        );
         let permissions = broker.permissions();
         assert_eq!(permissions.len(), 1);
         assert_eq!(permissions[0].configure, "^c");

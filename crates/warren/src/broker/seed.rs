@@ -80,6 +80,7 @@ fn add_vhost(seed: &mut Seed, name: &str) {
     if !seed.vhosts.iter().any(|v| v.name == name) {
         seed.vhosts.push(VhostDef {
             name: name.to_owned(),
+            ..VhostDef::default()
         });
     }
 }
@@ -99,7 +100,13 @@ mod tests {
     fn defaults_create_guest_as_administrator_on_slash() {
         let seed = first_start(&AuthConfig::default(), &|_: &str| None);
         assert_eq!(names(&seed), vec!["guest"]);
-        assert_eq!(seed.vhosts, vec![VhostDef { name: "/".into() }]);
+        assert_eq!(
+            seed.vhosts,
+            vec![VhostDef {
+                name: "/".into(),
+                ..VhostDef::default()
+            }]
+        );
         let guest = &seed.users[0];
         assert_eq!(guest.tags, vec!["administrator".to_owned()]);
         assert!(verify_password(
@@ -130,7 +137,8 @@ mod tests {
         assert_eq!(
             seed.vhosts,
             vec![VhostDef {
-                name: "prod".into()
+                name: "prod".into(),
+                ..VhostDef::default()
             }]
         );
         assert_eq!(seed.permissions[0].vhost, "prod");

@@ -154,6 +154,7 @@ struct LimitsSection {
     handshake_timeout_ms: Option<Spanned<u64>>,
     ssl_handshake_timeout_ms: Option<Spanned<u64>>,
     max_connections: Option<usize>,
+    max_channels_per_node: Option<usize>,
     consumer_timeout: Option<Spanned<u64>>,
     send_timeout: Option<u64>,
 }
@@ -194,6 +195,9 @@ impl LimitsSection {
         }
         if let Some(max_connections) = self.max_connections {
             limits.max_connections = max_connections;
+        }
+        if let Some(max_channels) = self.max_channels_per_node {
+            limits.max_channels_per_node = max_channels;
         }
         Ok(())
     }

@@ -178,8 +178,12 @@ pub struct Limits {
     pub max_message_size: u32,
     /// How long a client has from TCP accept to `connection.open`. Default 10 s.
     pub handshake_timeout: Duration,
-    /// The most concurrent client connections; 0 means unlimited. Default 0.
+    /// The most client connections open at once (RabbitMQ's `connection_max`): one more is refused at
+    /// connection.open with 530; 0 means unlimited. Default 0.
     pub max_connections: usize,
+    /// The most channels open at once across all connections (RabbitMQ's `channel_max_per_node`): one more is
+    /// refused at channel.open with 530; 0 means unlimited. Default 0.
+    pub max_channels_per_node: usize,
     /// How long a delivery may stay unacknowledged before its channel is closed with 406 (RabbitMQ's
     /// `consumer_timeout`); `None` never. Default 30 minutes, as RabbitMQ.
     pub consumer_timeout: Option<Duration>,
@@ -365,6 +369,7 @@ impl Default for Limits {
             max_message_size: 134_217_728,
             handshake_timeout: Duration::from_secs(10),
             max_connections: 0,
+            max_channels_per_node: 0,
             consumer_timeout: Some(Duration::from_millis(1_800_000)),
             send_timeout: Some(Duration::from_secs(30)),
         }

@@ -59,6 +59,8 @@ const IGNORED_PREFIXES: &[&str] = &[
 enum Kind {
     /// A non-negative integer.
     Integer,
+    /// A whole number or `infinity` (written as Warren's 0, no limit).
+    Limit,
     /// A number, possibly fractional.
     Float,
     /// A string.
@@ -82,6 +84,8 @@ fn target(key: &str) -> Option<(&'static str, &'static str, Kind)> {
         "consumer_timeout" => ("limits", "consumer_timeout", Integer),
         "handshake_timeout" => ("limits", "handshake_timeout_ms", Integer),
         "cluster_name" => ("server", "cluster_name", Text),
+        "connection_max" => ("limits", "max_connections", Limit),
+        "channel_max_per_node" => ("limits", "max_channels_per_node", Limit),
         "vm_memory_high_watermark.relative" => {
             ("alarms", "vm_memory_high_watermark.relative", Float)
         }
@@ -127,9 +131,6 @@ fn refusal(key: &str) -> Option<&'static str> {
     }
     if prefixed("auth_backends.") {
         return Some("Warren checks its own users only (RabbitMQ's internal backend)");
-    }
-    if key == "connection_max" || key == "channel_max_per_node" {
-        return Some("use [limits] max_connections in Warren's TOML config");
     }
     None
 }
@@ -345,6 +346,11 @@ fn toml_value(value: &str, kind: Kind) -> Result<String, String> {
             .parse::<u64>()
             .map(|n| n.to_string())
             .map_err(|_| format!("`{value}` is not a whole number")),
+        Kind::Limit if value == "infinity" => Ok("0".to_owned()),
+        Kind::Limit => match value.parse::<u64>() {
+            Ok(n) if n > 0 => Ok(n.to_string()),
+            _ => Err(format!("`{value}` is not a positive whole number or `infinity`")),
+        },
         Kind::Float => match value.parse::<f64>() {
             Ok(f) if f.is_finite() => Ok(format!("{f:?}")),
             _ => Err(format!("`{value}` is not a number")),

@@ -148,6 +148,7 @@ heartbeat = 0
 max_message_size = 536870912
 handshake_timeout_ms = 2500
 max_connections = 1000
+max_channels_per_node = 5000
 consumer_timeout = 0
 send_timeout = 15000
 
@@ -187,6 +188,7 @@ level = "warren=debug,info"
             max_message_size: MAX_MESSAGE_SIZE_CAP,
             handshake_timeout: Duration::from_millis(2500),
             max_connections: 1000,
+            max_channels_per_node: 5000,
             consumer_timeout: None,
             send_timeout: Some(Duration::from_millis(15000)),
         }

@@ -13,6 +13,7 @@ use std::sync::{Mutex, MutexGuard};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
+use crate::auth::limits::LimitMap;
 use crate::auth::users::{PermissionDefinition, TopicPermissionDefinition, UserDefinition};
 use warren_protocol::FieldTable;
 
@@ -147,11 +148,15 @@ fn policy_key(operator: bool, vhost: &str, name: &str) -> String {
     format!("{kind}\0{vhost}\0{name}")
 }
 
-/// A stored vhost (RabbitMQ's `{"name"}` object of definitions).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A stored vhost (RabbitMQ's `{"name"}` object of definitions) with its limits (RabbitMQ keeps those as the
+/// vhost's `vhost-limits` parameter).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct VhostDef {
     /// Its name.
     pub(crate) name: String,
+    /// Its limits (`max-connections`, `max-queues`), validated; empty when it has none.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub(crate) limits: LimitMap,
 }
 
 /// Everything stored, as loaded at start.

@@ -9,7 +9,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::broker::{Broker, StartError};
@@ -125,24 +124,13 @@ impl Server {
     /// Accepts connections on every listener (and reloads the TLS files when they change) until this future is
     /// dropped, which stops them all: the tasks live in a `JoinSet`, aborted when it drops.
     pub async fn run(self) {
-        let max = match self.broker.config.limits.max_connections {
-            0 => Semaphore::MAX_PERMITS,
-            n => n,
-        };
-        // One limit across all listeners, as RabbitMQ's connection_max.
-        let permits = Arc::new(Semaphore::new(max));
         let mut tasks = JoinSet::new();
         if let Some(tls) = &self.tls {
             tasks.spawn(tls_reload::watch(tls.clone()));
         }
         for listener in self.listeners {
             let tls = if listener.tls { self.tls.clone() } else { None };
-            tasks.spawn(accept_loop(
-                listener.socket,
-                tls,
-                self.broker.clone(),
-                permits.clone(),
-            ));
+            tasks.spawn(accept_loop(listener.socket, tls, self.broker.clone()));
         }
         while tasks.join_next().await.is_some() {}
     }
@@ -156,18 +144,11 @@ async fn bind_one(addr: SocketAddr, tls: bool) -> Result<Listener, ServerError> 
 }
 
 /// Accepts on one listener until the task is aborted.
-async fn accept_loop(
-    listener: TcpListener,
-    tls: Option<Arc<TlsState>>,
-    broker: Arc<Broker>,
-    permits: Arc<Semaphore>,
-) {
+async fn accept_loop(listener: TcpListener, tls: Option<Arc<TlsState>>, broker: Arc<Broker>) {
+    // The node's connection limit (connection_max) is checked at connection.open, as RabbitMQ does: a client
+    // beyond it gets 530 rather than waiting unanswered; one that never gets that far is ended by the handshake
+    // timeout.
     loop {
-        // A permit is taken before accepting, so beyond the limit new clients wait in the listen backlog
-        // instead of costing a task each.
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            return;
-        };
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(error) => {
@@ -182,13 +163,10 @@ async fn accept_loop(
         let broker = broker.clone();
         match &tls {
             None => {
-                tokio::spawn(async move {
-                    connection::serve(broker, stream, peer).await;
-                    drop(permit);
-                });
+                tokio::spawn(connection::serve(broker, stream, peer));
             }
             Some(tls) => {
-                tokio::spawn(serve_tls(tls.clone(), broker, stream, peer, permit));
+                tokio::spawn(serve_tls(tls.clone(), broker, stream, peer));
             }
         }
     }
@@ -196,13 +174,7 @@ async fn accept_loop(
 
 /// Runs the TLS handshake within `ssl_handshake_timeout`, then serves AMQP over the TLS stream. A client that
 /// does not speak TLS (a plain AMQP client on the TLS port) fails the handshake: logged, and the socket closed.
-async fn serve_tls(
-    tls: Arc<TlsState>,
-    broker: Arc<Broker>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    permit: OwnedSemaphorePermit,
-) {
+async fn serve_tls(tls: Arc<TlsState>, broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
     let deadline = tls.options().handshake_timeout;
     match tokio::time::timeout(deadline, tls.acceptor().accept(stream)).await {
         Ok(Ok(stream)) => connection::serve(broker, stream, peer).await,
@@ -214,7 +186,6 @@ async fn serve_tls(
             "closing TLS connection {peer}: TLS handshake did not finish within {deadline:?} (ssl_handshake_timeout)"
         ),
     }
-    drop(permit);
 }
 
 /// A server running on a background task, for tests and embedding.

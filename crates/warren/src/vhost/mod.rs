@@ -9,11 +9,12 @@ mod policies;
 mod routing;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 
 use arc_swap::ArcSwap;
 use dashmap::DashMap;
 
+use crate::auth::limits::{self, LimitMap};
 use crate::exchange::{Exchange, ExchangeKind};
 use crate::policy::PolicySet;
 use crate::queue::flow::FlowLimits;
@@ -44,6 +45,8 @@ pub(crate) struct Vhost {
     flow_limits: FlowLimits,
     /// Its policies and operator policies; replaced whole under the topology lock (see `policies`).
     policies: ArcSwap<PolicySet>,
+    /// Its limits (`max-connections`, `max-queues`) as set, read when a connection opens it or a queue is created.
+    limits: RwLock<LimitMap>,
     /// Itself, weakly: the owner its queues are spawned with ([`QueueOwner`]), without a reference cycle.
     me: Weak<Vhost>,
 }
@@ -97,6 +100,7 @@ impl Vhost {
                 stores,
                 flow_limits,
                 policies: ArcSwap::from_pointee(PolicySet::default()),
+                limits: RwLock::new(LimitMap::new()),
                 me: me.clone(),
             };
             for (xname, kind, internal) in PREDECLARED {
@@ -105,6 +109,24 @@ impl Vhost {
             }
             vhost
         })
+    }
+
+    /// Its limits as set (validated by the caller); they apply to the next connection and the next new queue.
+    pub(crate) fn set_limits(&self, limits: LimitMap) {
+        *self.limits.write().unwrap_or_else(|e| e.into_inner()) = limits;
+    }
+
+    /// Its limits as set.
+    pub(crate) fn limits(&self) -> LimitMap {
+        self.limits
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The limit `key` (`max-connections`, `max-queues`); None when unlimited.
+    pub(crate) fn limit(&self, key: &str) -> Option<u64> {
+        limits::limit(&self.limits.read().unwrap_or_else(|e| e.into_inner()), key)
     }
 
     /// This vhost as the owner its queues are spawned with.

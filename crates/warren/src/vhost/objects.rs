@@ -280,6 +280,14 @@ impl Vhost {
             d.exclusive,
             d.auto_delete,
         )?;
+        if let Some(max) = self.limit("max-queues") {
+            if self.queues.len() as u64 >= max {
+                return Err(AmqpError::precondition(format!(
+                    "cannot declare queue '{name}': queue limit in vhost '{}' ({max}) is reached",
+                    self.name
+                )));
+            }
+        }
         let mut spec = QueueSpec {
             name: Arc::from(name.as_str()),
             vhost: self.name.clone(),

@@ -340,6 +340,32 @@ pub(crate) async fn refused_code<T: std::fmt::Debug>(
     reply_code(&error).unwrap_or_else(|| panic!("not an AMQP exception: {error:?}"))
 }
 
+/// The code and text of the close an operation caused (waits 5 s at most).
+pub(crate) async fn refusal<T: std::fmt::Debug>(
+    op: impl std::future::Future<Output = lapin::Result<T>>,
+) -> (u16, String) {
+    let error = within(5, op).await.expect_err("refused");
+    (
+        reply_code(&error).expect("an AMQP close"),
+        reply_text(&error).expect("a reply text"),
+    )
+}
+
+/// Connects as `user`/`password` to `vhost` (written as in a URI: "/" is `%2f`).
+pub(crate) async fn connect_as(
+    server: &RunningServer,
+    user: &str,
+    password: &str,
+    vhost: &str,
+) -> lapin::Result<lapin::Connection> {
+    let uri = format!("amqp://{user}:{password}@{}/{vhost}", server.addr);
+    within(
+        10,
+        lapin::Connection::connect(&uri, lapin::ConnectionProperties::default()),
+    )
+    .await
+}
+
 /// Publishes on a channel in confirm mode and waits for the broker's ack: once it arrives the message is in
 /// every queue it was routed to.
 pub(crate) async fn publish_confirmed(

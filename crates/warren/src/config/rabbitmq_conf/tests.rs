@@ -23,6 +23,8 @@ fn the_common_keys_set_warrens_settings() {
          disk_free_limit.absolute = 2GB\n\
          log.console.level = warning\n\
          cluster_name = prod\n\
+         connection_max = 500\n\
+         channel_max_per_node = infinity\n\
          default_vhost = apps\n\
          default_user = admin\n\
          default_pass = s3cret\n\
@@ -37,6 +39,8 @@ fn the_common_keys_set_warrens_settings() {
     assert_eq!(config.limits.heartbeat, 30);
     assert_eq!(config.limits.frame_max, 65536);
     assert_eq!(config.limits.channel_max, 128);
+    assert_eq!(config.limits.max_connections, 500);
+    assert_eq!(config.limits.max_channels_per_node, 0);
     assert_eq!(config.limits.max_message_size, 1_048_576);
     assert_eq!(
         config.limits.consumer_timeout,

@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::transport::TlsPeer;
-use crate::auth::{self, AuthError};
+use crate::auth::{self, limits, AuthError};
 use crate::broker::Broker;
 use crate::config::Mechanism;
 use crate::vhost::Vhost;
@@ -310,13 +310,34 @@ impl<'a> Handshake<'a> {
     }
 
     /// The vhost a connection.open names, if it exists and `user` may use it (530 on connection.open otherwise).
+    /// The connection limits are checked first, in RabbitMQ's order: the node's, the vhost's, the user's.
     fn open_vhost(&self, user: &str, name: &str) -> Result<Arc<Vhost>, AmqpError> {
+        let not_allowed =
+            |text: String| AmqpError::new(ReplyCode::NotAllowed, text).on(ids::CONNECTION_OPEN);
+        let connections = self.broker.connections();
+        let node_max = self.broker.config.limits.max_connections;
+        if node_max > 0 && connections.len() >= node_max {
+            return Err(not_allowed(format!(
+                "connection refused: node connection limit ({node_max}) is reached"
+            )));
+        }
         let Some(vhost) = self.broker.vhost(name) else {
-            return Err(
-                AmqpError::new(ReplyCode::NotAllowed, format!("vhost {name} not found"))
-                    .on(ids::CONNECTION_OPEN),
-            );
+            return Err(not_allowed(format!("vhost {name} not found")));
         };
+        if let Some(max) = vhost.limit("max-connections") {
+            if limits::reached(Some(max), connections.count(|c| c.vhost == name)) {
+                return Err(not_allowed(format!(
+                    "access to vhost '{name}' refused for user '{user}': connection limit ({max}) is reached"
+                )));
+            }
+        }
+        if let Some(max) = self.broker.access.user_limit(user, "max-connections") {
+            if limits::reached(Some(max), connections.count(|c| c.user == user)) {
+                return Err(not_allowed(format!(
+                    "connection refused for user '{user}': user connection limit ({max}) is reached"
+                )));
+            }
+        }
         // RabbitMQ's check_vhost_access: any permission in the vhost lets the user open it.
         if !self.broker.access.may_open(user, name) {
             return Err(auth::access::vhost_refused(user, name).on(ids::CONNECTION_OPEN));

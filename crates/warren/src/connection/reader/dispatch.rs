@@ -99,6 +99,30 @@ impl Reader {
         }
     }
 
+    /// The user's and the node's channel limits, checked as RabbitMQ does when a channel opens (530, which ends
+    /// the connection). They are counted across connections only when one is set.
+    fn check_channel_limits(&self) -> Result<(), AmqpError> {
+        let broker = &self.conn.broker;
+        let user = &*self.conn.info.user;
+        let refused =
+            |text: String| Err(AmqpError::new(ReplyCode::NotAllowed, text).on(ids::CHANNEL_OPEN));
+        if let Some(max) = broker.access.user_limit(user, "max-channels") {
+            if broker.connections().channels(|c| c.user == user) >= max {
+                return refused(format!(
+                    "number of channels opened for user '{user}' has reached the maximum allowed user limit of {max}"
+                ));
+            }
+        }
+        let node_max = broker.config.limits.max_channels_per_node;
+        if node_max > 0 && broker.connections().channels(|_| true) >= node_max as u64 {
+            return refused(format!(
+                "number of channels opened on node '{}' has reached the maximum allowed limit of {node_max}",
+                broker.config.server.cluster_name
+            ));
+        }
+        Ok(())
+    }
+
     async fn channel_method(&mut self, frame: RawFrame) -> Result<ReaderNext, AmqpError> {
         let id = frame.channel;
         let method = decode_method(&frame.payload)?;
@@ -111,6 +135,7 @@ impl Reader {
         match self.channels.get_mut(id) {
             None => {
                 if let AMQPClass::Channel(channel::AMQPMethod::Open(_)) = method {
+                    self.check_channel_limits()?;
                     self.channels.insert(
                         id,
                         Slot::Open(Box::new(Channel::new(self.conn.info.clone(), id))),
