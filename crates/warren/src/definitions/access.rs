@@ -4,6 +4,7 @@
 use serde_json::{Map, Value};
 
 use super::validate::{as_object, Checker};
+use crate::auth::limits::{self, LimitMap};
 use crate::auth::password::{hash_password, HashingAlgorithm};
 use crate::auth::users::{
     PermissionDefinition, PermissionRegex, TopicPermissionDefinition, UserDefinition,
@@ -60,8 +61,9 @@ pub(super) fn user(c: &mut Checker<'_>, path: &str, e: &Map<String, Value>) {
     if !limits_valid(
         c,
         &format!("{path}.limits"),
+        "user-limits",
         &limits,
-        &["max-connections", "max-channels"],
+        limits::USER_LIMIT_KEYS,
     ) {
         return;
     }
@@ -119,30 +121,21 @@ fn default_algorithm(version: Option<&str>) -> HashingAlgorithm {
     }
 }
 
-/// Checks a limits object: only `allowed` keys, each an integer (`rabbit_parameter_validation:integer`).
+/// Checks a limits object as RabbitMQ does (`rabbit_parameter_validation`, its texts), reporting at `path`.
 fn limits_valid(
     c: &mut Checker<'_>,
     path: &str,
-    limits: &Map<String, Value>,
-    allowed: &[&str],
+    what: &str,
+    limits: &LimitMap,
+    keys: &[&str],
 ) -> bool {
-    let mut ok = true;
-    for (key, value) in limits {
-        if !allowed.contains(&key.as_str()) {
-            c.error(
-                &format!("{path}.{key}"),
-                format!("unknown limit; known: {}", allowed.join(", ")),
-            );
-            ok = false;
-        } else if value.as_i64().is_none() {
-            c.error(
-                &format!("{path}.{key}"),
-                format!("must be an integer, not {value}"),
-            );
-            ok = false;
+    match limits::validate(what, limits, keys) {
+        Ok(()) => true,
+        Err(message) => {
+            c.error(path, message);
+            false
         }
     }
-    ok
 }
 
 /// `vhosts[i]`: `rabbit_definitions:add_vhost/2`. Description and tags are accepted and not kept (Warren stores
@@ -180,9 +173,35 @@ pub(super) fn vhost(c: &mut Checker<'_>, path: &str, e: &Map<String, Value>) {
         .iter()
         .find(|v| v.name == name)
         .cloned()
-        .unwrap_or_else(|| VhostDef { name: name.clone() });
+        .unwrap_or_else(|| VhostDef {
+            name: name.clone(),
+            limits: LimitMap::new(),
+        });
     c.vhosts.insert(name);
     c.plan.batch.vhosts.push(def);
+}
+
+/// Sets the limits of `vhost` (known to exist) in the batch: on its record from the file, or on a copy of its
+/// stored record. Like RabbitMQ's `vhost-limits` parameter, the object replaces the limits it had.
+fn set_vhost_limits(c: &mut Checker<'_>, vhost: &str, value: LimitMap) {
+    c.plan.limits_set += 1;
+    if let Some(def) = c
+        .plan
+        .batch
+        .vhosts
+        .iter_mut()
+        .rev()
+        .find(|v| v.name == vhost)
+    {
+        def.limits = value;
+        return;
+    }
+    if let Some(stored) = c.stored.vhosts.iter().find(|v| v.name == vhost) {
+        c.plan.batch.vhosts.push(VhostDef {
+            limits: value,
+            ..stored.clone()
+        });
+    }
 }
 
 /// `permissions[i]`: `rabbit_auth_backend_internal:set_permissions/6`.
@@ -360,8 +379,8 @@ pub(super) fn parameter(c: &mut Checker<'_>, path: &str, e: &Map<String, Value>)
             if name != "limits" {
                 return c.error(&format!("{path}.name"), "a vhost-limits parameter is named 'limits'");
             }
-            if limits_valid(c, &value_path, &value, &["max-connections", "max-queues"]) {
-                c.plan.batch.vhost_limits.push((vhost, value));
+            if limits_valid(c, &value_path, "vhost-limits", &value, limits::VHOST_LIMIT_KEYS) {
+                set_vhost_limits(c, &vhost, value);
             }
         }
         "operator_policy" => policy_value(c, &value_path, &vhost, &name, &value, true),

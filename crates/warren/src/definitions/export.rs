@@ -28,7 +28,7 @@ pub(crate) fn export(stored: &Definitions) -> DefinitionsFile {
         .iter()
         .map(|v| VhostEntry {
             name: v.name.clone(),
-            limits: Map::new(),
+            limits: v.limits.clone(),
             metadata: VhostMetadata {
                 description: String::new(),
                 tags: Vec::new(),

@@ -199,7 +199,7 @@ fn import_text(
             ("vhosts", b.vhosts.len()),
             ("permissions", b.permissions.len()),
             ("topic permissions", b.topic_permissions.len()),
-            ("vhost limits", b.vhost_limits.len()),
+            ("vhost limits", plan.limits_set),
             ("policies", b.policies.len()),
             ("exchanges", b.exchanges.len()),
             ("queues", b.queues.len()),

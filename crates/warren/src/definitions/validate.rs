@@ -34,6 +34,8 @@ pub(crate) struct ImportPlan {
     /// Entries left out the way RabbitMQ leaves them out (existing objects, `amq.*` names), and accepted settings
     /// that Warren takes from elsewhere.
     pub(crate) notes: Vec<String>,
+    /// How many `vhost-limits` parameters were imported.
+    pub(crate) limits_set: usize,
 }
 
 /// The top-level keys RabbitMQ (3.6 to 4.x, `rabbitmqctl` and the management API) writes besides the sections.

@@ -187,8 +187,6 @@ pub(crate) struct ImportBatch {
     pub(crate) users: Vec<UserDefinition>,
     /// Vhosts to add or replace.
     pub(crate) vhosts: Vec<VhostDef>,
-    /// Vhost limits (`max-connections`, `max-queues`) to set, by vhost.
-    pub(crate) vhost_limits: Vec<(String, serde_json::Map<String, serde_json::Value>)>,
     /// Permissions to add or replace.
     pub(crate) permissions: Vec<PermissionDefinition>,
     /// Topic permissions to add or replace.
@@ -468,12 +466,12 @@ impl DefinitionStore {
     pub(crate) fn import(&self, batch: &ImportBatch) -> Result<(), MetaError> {
         self.with_db(|db| {
             let txn = db.begin_write().map_err(storage)?;
-            let mut vhosts = batch.vhosts.clone();
-            for (vhost, limits) in &batch.vhost_limits {
-                let _ = (vhost, limits); // stored once VhostDef carries limits
-            }
-            vhosts.dedup_by(|a, b| a.name == b.name);
-            insert_all(&txn, VHOSTS, vhosts.iter().map(|v| (v.name.clone(), v)))?;
+            // A vhost listed twice: the later record wins, as inserting in order does.
+            insert_all(
+                &txn,
+                VHOSTS,
+                batch.vhosts.iter().map(|v| (v.name.clone(), v)),
+            )?;
             insert_all(&txn, USERS, batch.users.iter().map(|u| (u.name.clone(), u)))?;
             let permissions = batch
                 .permissions
