@@ -11,6 +11,8 @@ mod access;
 mod arguments;
 mod export;
 mod model;
+#[cfg(test)]
+mod tests;
 mod topology;
 mod validate;
 
