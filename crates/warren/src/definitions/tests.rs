@@ -314,3 +314,61 @@ fn an_import_is_stored_whole_with_fresh_queue_ids_or_not_at_all() {
     assert!(!store.load().unwrap().vhosts.iter().any(|v| v.name == "new"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A file in the shape RabbitMQ 3.13 and 4.x export (`rabbit_definitions:vhost_definition/1` and friends): vhost
+/// limits as an object, metadata with a default queue type, queues with their `type`.
+#[test]
+fn the_rabbitmq_4_shape_is_accepted() {
+    let plan = plan(json!({
+        "rabbit_version": "4.1.0",
+        "rabbitmq_version": "4.1.0",
+        "product_name": "RabbitMQ",
+        "product_version": "4.1.0",
+        "rabbitmq_definition_format": "cluster",
+        "original_cluster_name": "rabbit@host",
+        "explanation": "Definitions of cluster 'rabbit@host'",
+        "users": [{"name": "u", "password_hash": "", "hashing_algorithm": "rabbit_password_hashing_sha512", "tags": ["management"], "limits": {}}],
+        "vhosts": [{"name": "/", "description": "Default virtual host", "tags": [], "default_queue_type": "classic",
+                    "limits": {"max-queues": 10}, "metadata": {"description": "Default virtual host", "tags": [], "default_queue_type": "classic"}}],
+        "permissions": [{"user": "u", "vhost": "/", "configure": ".*", "write": ".*", "read": ".*"}],
+        "topic_permissions": [], "parameters": [], "global_parameters": [{"name": "internal_cluster_id", "value": "rabbitmq-cluster-id-x"}],
+        "policies": [],
+        "queues": [{"name": "qq", "vhost": "/", "durable": true, "auto_delete": false, "type": "quorum", "arguments": {"x-queue-type": "quorum"}}],
+        "exchanges": [], "bindings": []
+    }));
+    assert_eq!(plan.batch.queues.len(), 1);
+    // `vhosts[].limits` is informational: RabbitMQ imports limits from `vhost-limits` parameters only.
+    assert!(plan.batch.vhosts[0].limits.is_empty());
+}
+
+#[test]
+fn skip_if_unchanged_skips_only_the_file_imported_last() {
+    let dir = std::env::temp_dir().join(format!("warren-defs-skip-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = crate::meta::DefinitionStore::open(&dir.join("definitions.redb")).unwrap();
+    let file = dir.join("defs.json");
+    let config = crate::config::DefinitionsConfig {
+        load_definitions: Some(file.clone()),
+        skip_if_unchanged: true,
+    };
+    std::fs::write(&file, r#"{"vhosts": [{"name": "a"}]}"#).unwrap();
+    super::load_at_start(&store, &config).unwrap();
+    assert_eq!(store.load().unwrap().vhosts.len(), 1);
+    // A changed file is imported again.
+    std::fs::write(&file, r#"{"vhosts": [{"name": "a"}, {"name": "b"}]}"#).unwrap();
+    super::load_at_start(&store, &config).unwrap();
+    assert_eq!(store.load().unwrap().vhosts.len(), 2);
+    // Unchanged: skipped even though the store changed since (here: vhost 'b' removed at run time).
+    store.remove_vhost("b").unwrap();
+    super::load_at_start(&store, &config).unwrap();
+    assert_eq!(store.load().unwrap().vhosts.len(), 1);
+    // Without skip_if_unchanged the same file is imported again.
+    let always = crate::config::DefinitionsConfig {
+        skip_if_unchanged: false,
+        ..config
+    };
+    super::load_at_start(&store, &always).unwrap();
+    assert_eq!(store.load().unwrap().vhosts.len(), 2);
+    let _ = std::fs::remove_dir_all(&dir);
+}
