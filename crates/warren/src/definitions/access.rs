@@ -184,7 +184,6 @@ pub(super) fn vhost(c: &mut Checker<'_>, path: &str, e: &Map<String, Value>) {
 /// Sets the limits of `vhost` (known to exist) in the batch: on its record from the file, or on a copy of its
 /// stored record. Like RabbitMQ's `vhost-limits` parameter, the object replaces the limits it had.
 fn set_vhost_limits(c: &mut Checker<'_>, vhost: &str, value: LimitMap) {
-    c.plan.limits_set += 1;
     if let Some(def) = c
         .plan
         .batch

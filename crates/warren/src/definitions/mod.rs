@@ -74,6 +74,8 @@ pub struct ImportReport {
     /// Counts of what was stored: users, vhosts, permissions, topic permissions, policies (and operator
     /// policies), exchanges, queues, bindings.
     pub stored: Vec<(&'static str, usize)>,
+    /// Entries of the file stored already as they are.
+    pub unchanged: usize,
     /// Entries left out as RabbitMQ leaves them out, and settings taken from elsewhere, each with its path.
     pub notes: Vec<String>,
 }
@@ -85,7 +87,12 @@ impl std::fmt::Display for ImportReport {
             .iter()
             .map(|(what, n)| format!("{n} {what}"))
             .collect();
-        write!(f, "imported {}", counts.join(", "))?;
+        write!(
+            f,
+            "imported {}; {} already stored as they are",
+            counts.join(", "),
+            self.unchanged
+        )?;
         for note in &self.notes {
             write!(f, "\n  {note}")?;
         }
@@ -192,8 +199,12 @@ fn import_text(
         errors,
     })?;
     let mut plan = plan;
-    plan.batch.content_hash = content_hash;
-    store.import(&plan.batch)?;
+    // Nothing new (the same file again): no commit at all, so a start with load_definitions writes nothing.
+    if !plan.batch.is_empty() || (content_hash.is_some() && store.imported_hash()? != content_hash)
+    {
+        plan.batch.content_hash = content_hash;
+        store.import(&plan.batch)?;
+    }
     let b = &plan.batch;
     Ok(ImportReport {
         stored: vec![
@@ -201,12 +212,12 @@ fn import_text(
             ("vhosts", b.vhosts.len()),
             ("permissions", b.permissions.len()),
             ("topic permissions", b.topic_permissions.len()),
-            ("vhost limits", plan.limits_set),
             ("policies", b.policies.len()),
             ("exchanges", b.exchanges.len()),
             ("queues", b.queues.len()),
             ("bindings", b.bindings.len()),
         ],
+        unchanged: plan.unchanged,
         notes: plan.notes,
     })
 }

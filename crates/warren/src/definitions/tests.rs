@@ -302,8 +302,10 @@ fn an_import_is_stored_whole_with_fresh_queue_ids_or_not_at_all() {
     assert_eq!(ids.len(), 7);
     assert!(ids[0] > first);
     assert!(store.next_queue_id().unwrap() > ids[6]);
-    // Importing again changes nothing: the queues keep their ids.
-    super::import_text(&store, path, RABBITMQ_3_10, None).unwrap();
+    // Importing again changes nothing (and writes nothing): the queues keep their ids.
+    let report = super::import_text(&store, path, RABBITMQ_3_10, None).unwrap();
+    assert!(report.stored.iter().all(|(_, n)| *n == 0), "{report}");
+    assert_eq!(report.unchanged, 3 + 2 + 4 + 1 + 2 + 6, "{report}");
     let again = store.load().unwrap();
     assert_eq!(again.queues, loaded.queues);
     assert_eq!(again.bindings.len(), loaded.bindings.len());

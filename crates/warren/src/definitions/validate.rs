@@ -34,8 +34,9 @@ pub(crate) struct ImportPlan {
     /// Entries left out the way RabbitMQ leaves them out (existing objects, `amq.*` names), and accepted settings
     /// that Warren takes from elsewhere.
     pub(crate) notes: Vec<String>,
-    /// How many `vhost-limits` parameters were imported.
-    pub(crate) limits_set: usize,
+    /// How many users, vhosts, permissions, policies and bindings of the file are stored already as they are (left
+    /// out of the batch, so that importing the same file again writes nothing).
+    pub(crate) unchanged: usize,
 }
 
 /// The top-level keys RabbitMQ (3.6 to 4.x, `rabbitmqctl` and the management API) writes besides the sections.
@@ -160,11 +161,37 @@ pub(crate) fn check(file: &Value, stored: &Definitions) -> Result<ImportPlan, Ve
     for (path, entry) in c.entries(root, "bindings") {
         topology::binding(&mut c, &path, entry);
     }
-    if c.errors.is_empty() {
-        Ok(c.plan)
-    } else {
-        Err(c.errors)
+    if !c.errors.is_empty() {
+        return Err(c.errors);
     }
+    let mut plan = c.plan;
+    drop_unchanged(&mut plan, stored);
+    Ok(plan)
+}
+
+/// Leaves out of the batch every record stored already as it is.
+fn drop_unchanged(plan: &mut ImportPlan, stored: &Definitions) {
+    let b = &mut plan.batch;
+    let before = b.users.len()
+        + b.vhosts.len()
+        + b.permissions.len()
+        + b.topic_permissions.len()
+        + b.policies.len()
+        + b.bindings.len();
+    b.users.retain(|x| !stored.users.contains(x));
+    b.vhosts.retain(|x| !stored.vhosts.contains(x));
+    b.permissions.retain(|x| !stored.permissions.contains(x));
+    b.topic_permissions
+        .retain(|x| !stored.topic_permissions.contains(x));
+    b.policies.retain(|x| !stored.policies.contains(x));
+    b.bindings.retain(|x| !stored.bindings.contains(x));
+    let after = b.users.len()
+        + b.vhosts.len()
+        + b.permissions.len()
+        + b.topic_permissions.len()
+        + b.policies.len()
+        + b.bindings.len();
+    plan.unchanged = before - after;
 }
 
 impl Checker<'_> {

@@ -204,6 +204,20 @@ pub(crate) struct ImportBatch {
     pub(crate) content_hash: Option<u64>,
 }
 
+impl ImportBatch {
+    /// Whether it stores nothing.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.users.is_empty()
+            && self.vhosts.is_empty()
+            && self.permissions.is_empty()
+            && self.topic_permissions.is_empty()
+            && self.policies.is_empty()
+            && self.exchanges.is_empty()
+            && self.queues.is_empty()
+            && self.bindings.is_empty()
+    }
+}
+
 /// The definitions database (redb): durable exchanges, queues and bindings. Each write commits (an
 /// fsync), so callers run it off the async workers.
 pub(crate) struct DefinitionStore {
