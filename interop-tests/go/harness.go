@@ -63,6 +63,12 @@ func errorCode(err error) int {
 // failure is what T.Fatalf panics with; T.run turns it back into a message.
 type failure struct{ message string }
 
+// skipped is what T.Skip panics with; T.run turns it into a skip reason.
+type skipped struct{ reason string }
+
+// outcome is how a test ended: failed with problem, skipped for skip, or passed (both empty).
+type outcome struct{ problem, skip string }
+
 // T is one test's context: an open connection and channel (Conn, Ch), more on request, all closed and every declared
 // queue and exchange deleted when the test ends. Its assertions stop the test at the first failure.
 type T struct {
@@ -77,24 +83,30 @@ type T struct {
 
 func newT() *T { return &T{} }
 
-func (t *T) run(fn func(*T)) (problem string) {
+func (t *T) run(fn func(*T)) (result outcome) {
 	defer func() {
 		if r := recover(); r != nil {
-			if f, ok := r.(failure); ok {
-				problem = f.message
-			} else {
-				problem = fmt.Sprintf("panic: %v\n%s", r, debug.Stack())
+			switch r := r.(type) {
+			case failure:
+				result.problem = r.message
+			case skipped:
+				result.skip = r.reason
+			default:
+				result.problem = fmt.Sprintf("panic: %v\n%s", r, debug.Stack())
 			}
 		}
 	}()
 	t.Conn = t.Dial(defaultConfig())
 	t.Ch = t.Channel(t.Conn)
 	fn(t)
-	return ""
+	return outcome{}
 }
 
 // Fatalf fails the test with a message naming the caller's line.
 func (t *T) Fatalf(format string, args ...any) { fail(format, args...) }
+
+// Skip stops the running test and counts it as skipped (something it needs, such as a TLS listener, is not there).
+func (t *T) Skip(format string, args ...any) { panic(skipped{fmt.Sprintf(format, args...)}) }
 
 // fail stops the running test (T.run recovers the panic) with a message naming the first caller outside this file.
 func fail(format string, args ...any) {

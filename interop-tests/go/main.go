@@ -57,43 +57,47 @@ func main() {
 	}
 	conn.Close()
 
-	passed, failed := 0, 0
+	passed, failed, skips := 0, 0, 0
 	for _, tc := range registry {
 		if len(only) > 0 && !containsAny(tc.name, only) {
 			continue
 		}
 		started := time.Now()
-		problem := runOne(tc)
+		result := runOne(tc)
 		took := fmt.Sprintf("(%.2fs)", time.Since(started).Seconds())
-		if problem == "" {
+		switch {
+		case result.problem != "":
+			failed++
+			fmt.Printf("FAIL  %s %s\n%s\n", tc.name, took, indent(result.problem))
+		case result.skip != "":
+			skips++
+			fmt.Printf("SKIP  %s: %s\n", tc.name, result.skip)
+		default:
 			passed++
 			fmt.Printf("PASS  %s %s\n", tc.name, took)
-		} else {
-			failed++
-			fmt.Printf("FAIL  %s %s\n%s\n", tc.name, took, indent(problem))
 		}
 	}
-	fmt.Printf("interop-summary: passed=%d failed=%d skipped=0\n", passed, failed)
+	fmt.Printf("interop-summary: passed=%d failed=%d skipped=%d\n", passed, failed, skips)
 	if failed > 0 {
 		os.Exit(1)
 	}
 }
 
-// runOne runs a test in its own goroutine, bounded by testTimeout, then its cleanups; it returns what went wrong.
-func runOne(tc test) string {
+// runOne runs a test in its own goroutine, bounded by testTimeout, then its cleanups; it returns how it ended.
+func runOne(tc test) outcome {
 	t := newT()
-	done := make(chan string, 1)
+	done := make(chan outcome, 1)
 	go func() {
 		done <- t.run(tc.fn)
 	}()
-	var problem string
+	var result outcome
 	select {
-	case problem = <-done:
+	case result = <-done:
 	case <-time.After(testTimeout):
-		problem = fmt.Sprintf("test took longer than %s", testTimeout)
+		result.problem = fmt.Sprintf("test took longer than %s", testTimeout)
 	}
 	t.cleanup()
-	return problem
+	return result
 }
 
 func containsAny(name string, subs []string) bool {

@@ -26,6 +26,7 @@ pub use crate::policy::{PolicyError, PolicyInfo, PolicyInput, PolicyKind};
 use crate::queue::flow::FlowLimits;
 use crate::queue::NodeMemory;
 use crate::registry::ConnectionRegistry;
+use crate::reply_to::ReplyConsumers;
 use crate::vhost::{DurableStores, Vhost};
 pub use admin::{AdminError, PermissionDefinition, TopicPermissionDefinition, UserDefinition};
 use warren_store::{
@@ -97,6 +98,8 @@ pub struct Broker {
     pub(crate) alarms: Arc<Alarms>,
     /// The limits the alarms apply and the last memory and disk samples.
     resources: Arc<ResourceMonitor>,
+    /// The direct reply-to consumers of every channel, by token (see `reply_to`).
+    pub(crate) reply_consumers: Arc<ReplyConsumers>,
 }
 
 /// Memory and disk as the resource monitor last sampled them (RabbitMQ's `mem_used`, `mem_limit`, `disk_free`,
@@ -239,6 +242,7 @@ impl Broker {
                 monitored_store,
                 node_memory,
             )),
+            reply_consumers: Arc::default(),
         });
         let weak = Arc::downgrade(&broker);
         broker.resources.on_pressure_change(Box::new(move || {

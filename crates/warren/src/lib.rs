@@ -29,6 +29,7 @@ pub(crate) mod meta;
 pub(crate) mod policy;
 pub(crate) mod queue;
 pub mod registry;
+pub(crate) mod reply_to;
 pub mod server;
 pub(crate) mod session;
 pub(crate) mod vhost;

@@ -9,11 +9,12 @@ use super::{send_settlements, Channel, ChannelContext, HeldAck};
 use crate::auth::users::Access;
 use crate::queue::arguments::QueueArguments;
 use crate::queue::{QueueCommand, QueueConsumer, SettleAction};
+use crate::reply_to;
 use warren_protocol::error::{AmqpError, ReplyCode};
 use warren_protocol::{basic, AMQPClass, PublishArgs};
 
 /// A server-generated consumer tag, shaped like RabbitMQ's.
-fn generated_consumer_tag() -> String {
+pub(super) fn generated_consumer_tag() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut rng = rand::rng();
     let tail: String = (0..22)
@@ -50,6 +51,9 @@ impl Channel {
             }
             basic::AMQPMethod::Consume(consume) => self.consume(ctx, consume, effects),
             basic::AMQPMethod::Cancel(cancel) => {
+                if self.cancel_replies(&cancel, effects) {
+                    return Ok(());
+                }
                 let tag = cancel.consumer_tag.as_str();
                 if let Some(queue) = self.deliveries.remove_consumer(tag) {
                     let request = QueueRequest::Cancel {
@@ -136,6 +140,9 @@ impl Channel {
         consume: basic::Consume,
         effects: &mut ChannelEffects,
     ) -> Result<(), AmqpError> {
+        if consume.queue.as_str() == reply_to::PSEUDO_QUEUE {
+            return self.consume_replies(ctx, consume, effects);
+        }
         let name = self.queue_name(consume.queue.as_str())?;
         ctx.check("queue", &name, Access::Read)?;
         let queue = ctx.vhost.queue_for(&name, ctx.conn.id)?;

@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use crate::message::QueuedMessage;
+use crate::message::{Message, QueuedMessage};
 use crate::queue::settings::ConsumerTimeoutAction;
 use crate::queue::sink::{DeliverOutcome, DeliverySink, QueueReply};
 use crate::queue::QueueHandle;
+use crate::reply_to::ReplySink;
 use crate::session::ConnectionShared;
 use warren_protocol::content::{put_content_header, put_deliver, put_get_ok, DeliverArgs};
 use warren_protocol::error::AmqpError;
@@ -361,6 +362,11 @@ impl DeliveryState {
         true
     }
 
+    /// Whether the channel has a queue consumer with `tag`.
+    pub(crate) fn has_consumer(&self, tag: &str) -> bool {
+        self.lock().consumers.contains_key(tag)
+    }
+
     /// Forgets a consumer tag (client cancel, or the queue cancelled it); returns its queue.
     pub(crate) fn remove_consumer(&self, tag: &str) -> Option<Arc<QueueHandle>> {
         self.lock().consumers.remove(tag).map(|(queue, _)| queue)
@@ -465,6 +471,49 @@ impl DeliverySink for DeliveryState {
 
     fn connection_id(&self) -> u64 {
         self.conn.id
+    }
+}
+
+/// Direct replies: delivered at once with the channel's next delivery tag, nothing to ack (the reply consumer is
+/// no-ack), past any prefetch limit as in RabbitMQ.
+impl ReplySink for DeliveryState {
+    fn deliver_reply(&self, consumer_tag: &str, message: &Message) -> bool {
+        let mut state = self.lock();
+        if state.closed {
+            return false;
+        }
+        let tag = state.next_tag;
+        state.next_tag += 1;
+        self.conn
+            .outbound
+            .write_message(self.channel, self.conn.frame_max, &message.body, |out| {
+                put_deliver(
+                    out,
+                    self.channel,
+                    &DeliverArgs {
+                        consumer_tag,
+                        delivery_tag: tag,
+                        redelivered: false,
+                        exchange: &message.exchange,
+                        routing_key: &message.routing_key,
+                    },
+                );
+                put_content_header(
+                    out,
+                    self.channel,
+                    message.body_size(),
+                    &message.properties_raw,
+                );
+            });
+        true
+    }
+
+    fn over_budget(&self) -> bool {
+        self.conn.outbound.over_budget()
+    }
+
+    fn wake_when_drained(&self, waiter: Arc<Notify>) {
+        self.conn.outbound.wake_when_drained(waiter);
     }
 }
 

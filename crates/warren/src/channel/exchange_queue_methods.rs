@@ -6,22 +6,28 @@ use super::effect::{ChannelEffects, Continuation, Effect, QueueRequest};
 use super::permissions::exchange_argument;
 use super::{Channel, ChannelContext};
 use crate::auth::users::Access;
+use crate::exchange::consistent_hash::binding_weight;
 use crate::exchange::{validate_headers_arguments, Destination, ExchangeKind};
 use crate::vhost::{generated_queue_name, ExchangeDeclare, QueueDeclare, Vhost};
 use warren_protocol::error::AmqpError;
 use warren_protocol::ids::{self, MethodId};
 use warren_protocol::{exchange, queue, AMQPClass, FieldTable, ShortString};
 
-/// Headers bindings must carry a valid x-match (406 otherwise, as in RabbitMQ).
+/// Headers bindings must carry a valid x-match, and a consistent-hash binding's key must be a weight (406
+/// otherwise, as in RabbitMQ and its plugin).
 fn check_binding_arguments(
     vhost: &Vhost,
     exchange: &str,
+    routing_key: &str,
     args: &FieldTable,
 ) -> Result<(), AmqpError> {
-    match vhost.exchange(exchange) {
-        Some(x) if x.kind == ExchangeKind::Headers => {
+    match vhost.exchange(exchange).map(|x| x.kind) {
+        Some(ExchangeKind::Headers) => {
             validate_headers_arguments(args).map_err(|e| AmqpError::precondition(e.to_string()))
         }
+        Some(ExchangeKind::ConsistentHash) => binding_weight(routing_key)
+            .map(|_| ())
+            .map_err(AmqpError::precondition),
         _ => Ok(()),
     }
 }
@@ -160,7 +166,12 @@ impl Channel {
                     b.destination.as_str(),
                     b.routing_key.as_str(),
                 )?;
-                check_binding_arguments(vhost, b.source.as_str(), &b.arguments)?;
+                check_binding_arguments(
+                    vhost,
+                    b.source.as_str(),
+                    b.routing_key.as_str(),
+                    &b.arguments,
+                )?;
                 let nowait = b.nowait;
                 let destination = Destination::Exchange(Arc::from(b.destination.as_str()));
                 let may_persist = vhost.may_persist_binding(b.source.as_str(), &destination);
@@ -239,6 +250,14 @@ impl Channel {
                 // Not expanded to the last declared queue, even passive: RabbitMQ answers a passive declare of
                 // "" with 404 "no queue ''" (`expand_shortcuts` leaves queue.declare alone).
                 let mut name = strip_cr_lf(d.queue).to_string();
+                if let Some(answer) = self.declare_reply_queue(ctx, &name) {
+                    let declare_ok = answer?;
+                    self.last_queue = Some(Arc::from(name.as_str()));
+                    if !d.nowait {
+                        effects.reply(self.id, declare_ok);
+                    }
+                    return Ok(());
+                }
                 // Named here rather than by the vhost, so that the configure check sees the amq.gen- name.
                 let server_named = !d.passive && name.is_empty();
                 if server_named {
@@ -291,7 +310,7 @@ impl Channel {
                 let name = strip_cr_lf_queue(name);
                 b.exchange = strip_cr_lf(b.exchange);
                 ctx.check_binding(b.exchange.as_str(), "queue", &name, key.as_str())?;
-                check_binding_arguments(vhost, b.exchange.as_str(), &b.arguments)?;
+                check_binding_arguments(vhost, b.exchange.as_str(), key.as_str(), &b.arguments)?;
                 let nowait = b.nowait;
                 let destination = Destination::Queue(name.clone());
                 let may_persist = vhost.may_persist_binding(b.exchange.as_str(), &destination);

@@ -7,6 +7,7 @@ mod answer;
 mod consume;
 pub(crate) mod consumer_timeout;
 pub(crate) mod delivery_state;
+mod direct_reply;
 pub(crate) mod effect;
 mod exchange_queue_methods;
 mod permissions;
@@ -25,6 +26,7 @@ use crate::broker::Broker;
 use crate::message::Message;
 use crate::queue::{QueueCommand, QueueHandle, SettleAction};
 use crate::registry::CloseSignal;
+use crate::reply_to::ReplyRegistration;
 use crate::session::{ConfirmTracker, ConnectionShared};
 use crate::vhost::Vhost;
 use warren_protocol::error::{AmqpError, ReplyCode};
@@ -98,6 +100,8 @@ pub(crate) struct Channel {
     /// The queue name an empty name in queue methods stands for.
     last_queue: Option<Arc<str>>,
     route_cache: RouteCache,
+    /// Its direct reply-to consumer, registered with the node while it lasts.
+    reply_consumer: Option<ReplyRegistration>,
 }
 
 impl Channel {
@@ -112,6 +116,7 @@ impl Channel {
             consumer_prefetch: 0,
             last_queue: None,
             route_cache: RouteCache::default(),
+            reply_consumer: None,
         }
     }
 
@@ -209,6 +214,7 @@ impl Channel {
     /// effects before the channel number is used again.
     pub(crate) fn shutdown(&mut self, effects: &mut ChannelEffects) {
         self.pending = None;
+        self.reply_consumer = None;
         if let Some(tracker) = self.confirms.take() {
             tracker.close();
         }

@@ -12,7 +12,9 @@ use crate::broker::Broker;
 use crate::message::{now_ms, parse_expiration, Message};
 use crate::queue::{Enqueue, QueueCommand, QueueHandle};
 use crate::registry::CloseSignal;
+use crate::reply_to::{self, ReplySink};
 use crate::session::ConfirmRef;
+use tokio::sync::Notify;
 use warren_protocol::content::{
     decode_properties, expiration as content_expiration, parse_content_header_ref, put_body_frames,
     put_content_header, put_return, CLASS_BASIC,
@@ -217,6 +219,9 @@ impl Channel {
         };
         let (_, properties) = done.header.unwrap_or_default();
         check_user_id(&properties, &ctx.conn.user)?;
+        let properties = self
+            .set_reply_to(properties)
+            .map_err(|e| e.on(ids::BASIC_PUBLISH))?;
         let expiration = match content_expiration(&properties) {
             Some(raw) => Some(parse_expiration(raw).map_err(|e| e.on(ids::BASIC_PUBLISH))?),
             None => None,
@@ -249,7 +254,16 @@ impl Channel {
     ) -> Result<Backlog, AmqpError> {
         let publish_runs = &mut *ctx.publish_runs;
         let mut backlog = Backlog::default();
+        if message.exchange.is_empty() && message.routing_key.starts_with(reply_to::PREFIX) {
+            // Not routed to any queue: with mandatory it is returned as well, as RabbitMQ does.
+            Self::deliver_reply(ctx.broker, &message, &mut backlog);
+        }
         let queues = self.route_cache.route(ctx.vhost, &message)?;
+        // Routed by its BCC keys, the message goes on without the header, as in RabbitMQ.
+        let message = match message.without_bcc()? {
+            Some(stripped) => Arc::new(stripped),
+            None => message,
+        };
         let confirm = self.confirms.as_ref().map(|t| t.begin());
         if queues.is_empty() {
             if mandatory {
@@ -349,6 +363,8 @@ pub(crate) struct Backlog {
     held: Vec<Arc<QueueHandle>>,
     /// The store's write queue is over its limit.
     store_full: bool,
+    /// Direct reply-to consumers whose connection took a reply while over its outbound budget.
+    replies: Vec<Arc<dyn ReplySink>>,
 }
 
 /// The publishing connection a backlog waits for: which one (a queue does not hold its own consumers'
@@ -364,7 +380,16 @@ pub(crate) struct Publisher<'a> {
 impl Backlog {
     /// True when nothing waits: the reader may go on at once.
     pub(crate) fn is_empty(&self) -> bool {
-        self.blocked.is_empty() && self.held.is_empty() && !self.store_full
+        self.blocked.is_empty()
+            && self.held.is_empty()
+            && !self.store_full
+            && self.replies.is_empty()
+    }
+
+    /// Waits for the connection of `consumer`, a requester that took a reply while over its outbound budget, to
+    /// drain (as a queue's consumer stalls the queue), so a responder cannot grow a slow requester's buffers.
+    pub(super) fn wait_for_reply_consumer(&mut self, consumer: Arc<dyn ReplySink>) {
+        self.replies.push(consumer);
     }
 
     /// Sends `command` now if the queue's inbox has room, else keeps it to wait for room; either way, remembers
@@ -382,6 +407,7 @@ impl Backlog {
         self.blocked.extend(other.blocked);
         self.held.extend(other.held);
         self.store_full |= other.store_full;
+        self.replies.extend(other.replies);
     }
 
     /// Waits until every held command is in its queue's inbox, every queue that holds `publisher` has released
@@ -415,6 +441,11 @@ impl Backlog {
         }
         for queue in self.held {
             queue.flow.wait_released(connection).await;
+        }
+        for consumer in self.replies {
+            let drained = Arc::new(Notify::new());
+            consumer.wake_when_drained(drained.clone());
+            drained.notified().await;
         }
         if !self.store_full {
             return;

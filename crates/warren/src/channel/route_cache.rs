@@ -89,7 +89,11 @@ impl RouteCache {
             || *self.exchange == *message.exchange)
             && (Arc::ptr_eq(&self.routing_key, &message.routing_key)
                 || *self.routing_key == *message.routing_key);
-        if self.route_known && self.generation == Some(generation) && same_names {
+        if self.route_known
+            && self.generation == Some(generation)
+            && same_names
+            && !message.may_select_keys()
+        {
             return Ok(&self.queues);
         }
         self.queues.clear();

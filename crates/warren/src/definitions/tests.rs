@@ -374,3 +374,21 @@ fn skip_if_unchanged_skips_only_the_file_imported_last() {
     assert_eq!(store.load().unwrap().vhosts.len(), 2);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn consistent_hash_bindings_need_a_weight_as_their_key() {
+    let file = |key: &str| {
+        json!({
+            "vhosts": app(),
+            "exchanges": [{"name": "ch", "vhost": "app", "type": "x-consistent-hash"}],
+            "queues": [{"name": "q", "vhost": "app"}],
+            "bindings": [{"source": "ch", "vhost": "app", "destination": "q", "destination_type": "queue", "routing_key": key, "arguments": {}}]
+        })
+    };
+    assert_eq!(plan(file("10")).batch.bindings.len(), 1);
+    let errs = errors(file("heavy"));
+    assert!(
+        errs[0].starts_with("bindings[0].routing_key: "),
+        "{errs:#?}"
+    );
+}

@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 
 use super::arguments::table_from_json;
 use super::validate::Checker;
+use crate::exchange::consistent_hash::binding_weight;
 use crate::exchange::{validate_headers_arguments, ExchangeKind};
 use crate::meta::{BindingDef, ExchangeDef, QueueDef};
 use crate::queue::arguments::QueueArguments;
@@ -48,7 +49,7 @@ pub(super) fn exchange(c: &mut Checker<'_>, path: &str, e: &Map<String, Value>) 
     if ExchangeKind::parse(&kind).is_none() {
         return c.error(
             &format!("{path}.type"),
-            format!("unknown exchange type '{kind}'; Warren has direct, fanout, topic and headers"),
+            format!("unknown exchange type '{kind}'; Warren has direct, fanout, topic, headers and x-consistent-hash"),
         );
     }
     let (Some(durable), Some(auto_delete), Some(internal)) = (
@@ -204,10 +205,18 @@ pub(super) fn binding(c: &mut Checker<'_>, path: &str, e: &Map<String, Value>) {
             format!("no {kind} '{destination}' in vhost '{vhost}'"),
         );
     }
-    if source_kind == ExchangeKind::Headers {
-        if let Err(error) = validate_headers_arguments(&arguments) {
-            return c.error(&format!("{path}.arguments"), error.to_string());
-        }
+    // As a bind checks them (`channel::exchange_queue_methods`).
+    let refused = match source_kind {
+        ExchangeKind::Headers => validate_headers_arguments(&arguments)
+            .err()
+            .map(|e| ("arguments", e.to_string())),
+        ExchangeKind::ConsistentHash => binding_weight(&routing_key)
+            .err()
+            .map(|e| ("routing_key", e)),
+        _ => None,
+    };
+    if let Some((key, message)) = refused {
+        return c.error(&format!("{path}.{key}"), message);
     }
     c.plan.batch.bindings.push(BindingDef {
         vhost,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 
+use super::consistent_hash::HashOn;
 use super::{BindingTable, ExchangeKind};
 use warren_protocol::{AMQPValue, FieldTable};
 
@@ -28,6 +29,8 @@ pub(crate) struct Exchange {
     pub(crate) policy_alternate: ArcSwapOption<Arc<str>>,
     /// The routing table, swapped whole on change so a publish reads it without a lock.
     pub(crate) bindings: ArcSwap<BindingTable>,
+    /// What an `x-consistent-hash` exchange hashes on (the routing key for every other kind).
+    pub(crate) hash_on: HashOn,
 }
 
 impl Exchange {
@@ -43,7 +46,8 @@ impl Exchange {
         }
     }
 
-    /// An exchange with no bindings; `alternate-exchange` is read from `arguments` once here.
+    /// An exchange with no bindings; `alternate-exchange` (and a consistent-hash exchange's `hash-header` or
+    /// `hash-property`, checked by the declare) are read from `arguments` once here.
     pub(crate) fn new(
         name: &str,
         kind: ExchangeKind,
@@ -59,7 +63,14 @@ impl Exchange {
             Some(AMQPValue::ShortString(s)) => Some(Arc::from(s.as_str())),
             _ => None,
         };
+        let hash_on = match kind {
+            ExchangeKind::ConsistentHash => {
+                HashOn::from_arguments(&arguments).unwrap_or(HashOn::RoutingKey)
+            }
+            _ => HashOn::RoutingKey,
+        };
         Exchange {
+            hash_on,
             name: Arc::from(name),
             kind,
             durable,

@@ -12,6 +12,7 @@
 //! bindings and alternate exchanges (with cycle protection) is the vhost's job: it calls `route` again on the
 //! destination exchange's table.
 
+pub(crate) mod consistent_hash;
 mod definition;
 mod header_value;
 mod headers;
@@ -20,13 +21,14 @@ mod topic;
 pub(crate) use definition::Exchange;
 pub(crate) use headers::validate_headers_arguments;
 
+use consistent_hash::HashRing;
 use headers::HeadersMatcher;
 use std::collections::HashMap;
 use std::sync::Arc;
 use topic::TopicTrie;
 use warren_protocol::types::FieldTable;
 
-/// The four exchange types of AMQP 0-9-1 as RabbitMQ implements them.
+/// The four exchange types of AMQP 0-9-1 as RabbitMQ implements them, and the plugin types Warren builds in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum ExchangeKind {
     /// Routes to bindings whose key equals the routing key.
@@ -37,6 +39,8 @@ pub(crate) enum ExchangeKind {
     Topic,
     /// Routes by the message's headers table against the binding arguments.
     Headers,
+    /// `x-consistent-hash`: routes each message to one destination by a hash, bindings weighted by their keys.
+    ConsistentHash,
 }
 
 impl ExchangeKind {
@@ -47,6 +51,7 @@ impl ExchangeKind {
             "fanout" => Some(ExchangeKind::Fanout),
             "topic" => Some(ExchangeKind::Topic),
             "headers" => Some(ExchangeKind::Headers),
+            "x-consistent-hash" => Some(ExchangeKind::ConsistentHash),
             _ => None,
         }
     }
@@ -58,6 +63,7 @@ impl ExchangeKind {
             ExchangeKind::Fanout => "fanout",
             ExchangeKind::Topic => "topic",
             ExchangeKind::Headers => "headers",
+            ExchangeKind::ConsistentHash => "x-consistent-hash",
         }
     }
 }
@@ -106,6 +112,8 @@ enum RouteIndex {
     Topic(TopicTrie),
     /// Per destination, the matchers of all its bindings; a destination is taken at its first matching binding.
     Headers(Vec<HeadersTarget>),
+    /// The weighted destinations one of which each message goes to.
+    ConsistentHash(HashRing),
 }
 
 /// A headers binding: its destination and compiled matcher.
@@ -179,7 +187,8 @@ impl BindingTable {
 
     /// Appends every destination this message routes to (each at most once) to `out`.
     /// `headers` is the message's headers table (None when the message has no headers property); only the headers
-    /// kind reads it.
+    /// kind reads it. A consistent-hash exchange hashes `routing_key`, which the caller sets to what the exchange
+    /// hashes on (see [`consistent_hash::HashOn`]).
     ///
     /// Destinations come in the order of their first binding; what `out` already held is left alone.
     pub(crate) fn route(
@@ -205,6 +214,11 @@ impl BindingTable {
                     if target.matchers.iter().any(|m| m.matches(headers)) {
                         out.push(self.destinations[target.destination].clone());
                     }
+                }
+            }
+            RouteIndex::ConsistentHash(ring) => {
+                if let Some(position) = ring.pick(routing_key.as_bytes()) {
+                    out.push(self.destinations[position].clone());
                 }
             }
         }
@@ -262,6 +276,9 @@ impl BindingTable {
                 }
                 RouteIndex::Headers(targets)
             }
+            ExchangeKind::ConsistentHash => RouteIndex::ConsistentHash(HashRing::build(
+                pairs().map(|(b, d)| (d, destination_key(&b.destination), &*b.routing_key)),
+            )),
         };
         BindingTable {
             kind,
@@ -269,6 +286,14 @@ impl BindingTable {
             destinations,
             index,
         }
+    }
+}
+
+/// A destination's identity for hashing: its kind and name.
+fn destination_key(destination: &Destination) -> String {
+    match destination {
+        Destination::Queue(name) => format!("queue:{name}"),
+        Destination::Exchange(name) => format!("exchange:{name}"),
     }
 }
 

@@ -58,7 +58,11 @@ fn kind_parses_and_prints_the_four_names() {
     ] {
         assert_eq!(ExchangeKind::parse(kind.as_str()), Some(kind));
     }
-    assert_eq!(ExchangeKind::parse("x-consistent-hash"), None);
+    assert_eq!(
+        ExchangeKind::parse("x-consistent-hash"),
+        Some(ExchangeKind::ConsistentHash)
+    );
+    assert_eq!(ExchangeKind::parse("x-no-such-type"), None);
     assert_eq!(ExchangeKind::parse("Direct"), None);
     assert_eq!(ExchangeKind::parse(""), None);
 }

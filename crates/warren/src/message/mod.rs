@@ -2,6 +2,7 @@
 //! routed to (one copy for a fan-out to ten queues); and the copy dead-lettering makes of one ([`dead_letter`]).
 
 pub(crate) mod dead_letter;
+pub(crate) mod sender_selected;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -51,6 +52,8 @@ impl Traits {
     const HAS_PRIORITY: u64 = 1 << 48;
     /// delivery_mode = 2.
     const PERSISTENT: u64 = 1 << 49;
+    /// Its headers may hold `CC` or `BCC` ([`sender_selected::may_carry`]).
+    const SENDER_SELECTED: u64 = 1 << 50;
 
     fn new(persistent: bool, expiration: Option<u64>, priority: Option<u8>) -> Traits {
         let mut word = 0;
@@ -89,11 +92,14 @@ impl Message {
         properties_raw: Bytes,
         body: Bytes,
     ) -> Message {
-        let traits = Traits::new(
+        let mut traits = Traits::new(
             delivery_mode(&properties_raw) == Some(2),
             None,
             priority(&properties_raw),
         );
+        if sender_selected::may_carry(&properties_raw) {
+            traits.0 |= Traits::SENDER_SELECTED;
+        }
         Message {
             id: NEXT_MESSAGE_ID.fetch_add(1, Ordering::Relaxed),
             exchange,
@@ -125,6 +131,30 @@ impl Message {
             properties_raw,
             body,
         }
+    }
+
+    /// Its headers may add routing keys (`CC`, `BCC`): its route is not only its exchange's and routing key's.
+    pub(crate) fn may_select_keys(&self) -> bool {
+        self.traits.0 & Traits::SENDER_SELECTED != 0
+    }
+
+    /// The same message without its `BCC` header (same id, body shared), as RabbitMQ strips it once routed;
+    /// None when it has none.
+    pub(crate) fn without_bcc(&self) -> Result<Option<Message>, AmqpError> {
+        if !self.may_select_keys() {
+            return Ok(None);
+        }
+        let Some(properties_raw) = sender_selected::without_bcc(&self.properties_raw)? else {
+            return Ok(None);
+        };
+        Ok(Some(Message {
+            id: self.id,
+            exchange: self.exchange.clone(),
+            routing_key: self.routing_key.clone(),
+            properties_raw,
+            body: self.body.clone(),
+            traits: self.traits,
+        }))
     }
 
     /// delivery_mode = 2: kept in the message store when routed to a durable queue.

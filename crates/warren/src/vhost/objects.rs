@@ -7,6 +7,7 @@ use tokio::sync::oneshot;
 
 use super::equivalence;
 use super::Vhost;
+use crate::exchange::consistent_hash::HashOn;
 use crate::exchange::Exchange;
 use crate::exchange::{Binding, Destination, ExchangeKind};
 use crate::queue::arguments::QueueArguments;
@@ -98,6 +99,9 @@ impl Vhost {
             None => {
                 if d.name.starts_with("amq.") {
                     return Err(reserved("exchange", d.name));
+                }
+                if kind == ExchangeKind::ConsistentHash {
+                    HashOn::from_arguments(&d.arguments).map_err(AmqpError::precondition)?;
                 }
                 let x = Exchange::new(
                     d.name,

@@ -4,17 +4,21 @@
 use std::sync::Arc;
 
 use super::Vhost;
+use crate::exchange::consistent_hash::{header_key, HashOn, HashProperty};
 use crate::exchange::Exchange;
 use crate::exchange::{Destination, ExchangeKind};
-use crate::message::Message;
+use crate::message::{sender_selected, Message};
 use crate::queue::QueueHandle;
 use warren_protocol::error::AmqpError;
 use warren_protocol::FieldTable;
 
-/// The message's headers, decoded at most once and only if a headers exchange is on the route.
+/// The message's headers, decoded at most once and only if a headers exchange (or a consistent-hash exchange
+/// hashing on a header) is on the route.
 struct LazyHeaders<'a> {
     message: &'a Message,
     decoded: Option<Option<FieldTable>>,
+    /// Set when something besides the headers made the route depend on the message (a hashed property).
+    depends_on_message: bool,
 }
 
 impl LazyHeaders<'_> {
@@ -24,6 +28,20 @@ impl LazyHeaders<'_> {
             .get_or_insert_with(|| message.headers())
             .as_ref()
     }
+}
+
+/// What a consistent-hash exchange hashing on `property` hashes: the property's text (the timestamp in decimal),
+/// or "undefined" when the message lacks it (so all such messages go to one destination, as in the plugin).
+fn property_key(message: &Message, property: HashProperty) -> String {
+    let Ok(properties) = message.properties() else {
+        return "undefined".to_owned();
+    };
+    let value = match property {
+        HashProperty::MessageId => properties.message_id().as_ref().map(|s| s.to_string()),
+        HashProperty::CorrelationId => properties.correlation_id().as_ref().map(|s| s.to_string()),
+        HashProperty::Timestamp => properties.timestamp().map(|t| t.to_string()),
+    };
+    value.unwrap_or_else(|| "undefined".to_owned())
 }
 
 impl Vhost {
@@ -36,11 +54,26 @@ impl Vhost {
         message: &Message,
         out: &mut Vec<Arc<QueueHandle>>,
     ) -> Result<bool, AmqpError> {
-        if exchange.is_empty() {
-            if let Some(q) = self.queue(&message.routing_key) {
-                out.push(q);
+        // Read after the exchange checks, as RabbitMQ builds the message after them.
+        let extra_keys = || {
+            if message.may_select_keys() {
+                sender_selected::extra_keys(message.headers().as_ref())
+            } else {
+                Ok(Vec::new())
             }
-            return Ok(true);
+        };
+        if exchange.is_empty() {
+            let extra = extra_keys()?;
+            let keys =
+                std::iter::once(&*message.routing_key).chain(extra.iter().map(String::as_str));
+            for key in keys {
+                if let Some(q) = self.queue(key) {
+                    if !out.iter().any(|o| Arc::ptr_eq(o, &q)) {
+                        out.push(q);
+                    }
+                }
+            }
+            return Ok(extra.is_empty());
         }
         let x = self
             .exchange(exchange)
@@ -51,7 +84,8 @@ impl Vhost {
                 self.name
             )));
         }
-        Ok(self.route_from(&x, message, out))
+        let extra = extra_keys()?;
+        Ok(self.route_keys(&x, message, &extra, out))
     }
 
     /// Appends the queues `message` routes to from exchange `x`, internal or not (a dead-letter exchange may be
@@ -62,24 +96,41 @@ impl Vhost {
         message: &Message,
         out: &mut Vec<Arc<QueueHandle>>,
     ) -> bool {
+        self.route_keys(x, message, &[], out)
+    }
+
+    /// [`Vhost::route_from`] with `extra` routing keys after the message's own (its `CC` and `BCC`): every
+    /// exchange on the way routes each key, and the message reaches each queue once.
+    fn route_keys(
+        &self,
+        x: &Exchange,
+        message: &Message,
+        extra: &[String],
+        out: &mut Vec<Arc<QueueHandle>>,
+    ) -> bool {
+        let mut keys: Vec<&str> = Vec::with_capacity(1 + extra.len());
+        keys.push(&message.routing_key);
+        keys.extend(extra.iter().map(String::as_str));
         let mut visited: Vec<Arc<str>> = Vec::new();
         let mut queues: Vec<Arc<str>> = Vec::new();
         let mut headers = LazyHeaders {
             message,
             decoded: None,
+            depends_on_message: false,
         };
-        self.route_exchange(x, message, &mut headers, &mut visited, &mut queues);
+        self.route_exchange(x, &keys, message, &mut headers, &mut visited, &mut queues);
         for name in queues {
             if let Some(q) = self.queue(&name) {
                 out.push(q);
             }
         }
-        headers.decoded.is_none()
+        headers.decoded.is_none() && !headers.depends_on_message && extra.is_empty()
     }
 
     fn route_exchange(
         &self,
         x: &Exchange,
+        keys: &[&str],
         message: &Message,
         headers: &mut LazyHeaders<'_>,
         visited: &mut Vec<Arc<str>>,
@@ -93,11 +144,34 @@ impl Vhost {
         } else {
             None
         };
-        x.bindings.load().route(
-            &message.routing_key,
-            header_table.as_ref(),
-            &mut destinations,
-        );
+        let hash_key = match &x.hash_on {
+            HashOn::RoutingKey => None,
+            HashOn::Header(name) => Some(
+                String::from_utf8_lossy(&header_key(
+                    headers.get().and_then(|h| h.inner().get(name.as_str())),
+                ))
+                .into_owned(),
+            ),
+            HashOn::Property(property) => {
+                // The route depends on the message, not only on its routing key: not cached.
+                headers.depends_on_message = true;
+                Some(property_key(message, *property))
+            }
+        };
+        let bindings = x.bindings.load();
+        match (&hash_key, x.kind) {
+            // What a consistent-hash exchange hashes (the plugin takes the first routing key only), and a headers
+            // exchange ignores the keys: one lookup each.
+            (Some(hash_key), _) => bindings.route(hash_key, None, &mut destinations),
+            (None, ExchangeKind::ConsistentHash | ExchangeKind::Headers | ExchangeKind::Fanout) => {
+                bindings.route(keys[0], header_table.as_ref(), &mut destinations)
+            }
+            (None, _) => {
+                for key in keys {
+                    bindings.route(key, None, &mut destinations);
+                }
+            }
+        }
         for destination in destinations {
             match destination {
                 Destination::Queue(name) => {
@@ -110,7 +184,7 @@ impl Vhost {
                         continue;
                     }
                     if let Some(next) = self.exchange(&name) {
-                        self.route_exchange(&next, message, headers, visited, queues);
+                        self.route_exchange(&next, keys, message, headers, visited, queues);
                     }
                 }
             }
@@ -119,7 +193,7 @@ impl Vhost {
             if let Some(alternate) = x.alternate() {
                 if !visited.contains(&alternate) {
                     if let Some(ae) = self.exchange(&alternate) {
-                        self.route_exchange(&ae, message, headers, visited, queues);
+                        self.route_exchange(&ae, keys, message, headers, visited, queues);
                     }
                 }
             }

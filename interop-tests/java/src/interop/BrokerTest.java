@@ -256,6 +256,18 @@ abstract class BrokerTest {
         }
     }
 
+    /** Thrown by {@link #skip}: the test cannot run here (something it needs, such as a TLS listener, is not set up). */
+    static final class Skipped extends RuntimeException {
+        Skipped(String reason) {
+            super(reason);
+        }
+    }
+
+    /** Stops the test and counts it as skipped. */
+    static void skip(String reason) {
+        throw new Skipped(reason);
+    }
+
     // --- cleanup ----------------------------------------------------------------------------------------------------
 
     void tearDown() {

@@ -14,7 +14,7 @@ pub(crate) const CAPABILITIES: &[(&str, bool)] = &[
     ("consumer_priorities", true),
     ("authentication_failure_close", true),
     ("per_consumer_qos", true),
-    ("direct_reply_to", false),
+    ("direct_reply_to", true),
 ];
 
 /// The capabilities a client turned on in its start-ok client properties.

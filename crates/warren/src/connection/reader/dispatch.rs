@@ -78,10 +78,8 @@ impl Reader {
                 Ok(ReaderNext::CloseOkAfterCleanup)
             }
             AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)) => Ok(ReaderNext::Stop),
-            AMQPClass::Connection(connection::AMQPMethod::UpdateSecret(_)) => {
-                self.write_connection(connection::AMQPMethod::UpdateSecretOk(
-                    connection::UpdateSecretOk {},
-                ));
+            AMQPClass::Connection(connection::AMQPMethod::UpdateSecret(update)) => {
+                self.update_secret(update.reason.as_str());
                 Ok(ReaderNext::Continue)
             }
             AMQPClass::Connection(
@@ -121,6 +119,24 @@ impl Reader {
             ));
         }
         Ok(())
+    }
+
+    /// connection.update-secret, answered as RabbitMQ 3.10 to 4.x answer it for users of the internal backend
+    /// (the only one Warren has): with update-secret-ok, whatever the new secret. RabbitMQ's reader
+    /// (`rabbit_reader:handle_method0(#'connection.update_secret'{..})`) hands the secret to
+    /// `rabbit_access_control:update_state/2`, which passes it only to backends whose credentials expire (OAuth 2
+    /// tokens; `state_can_expire/0` up to 3.12, `expiry_timestamp/1` =/= `never` from 3.13); the internal backend's
+    /// never do, so the secret is not compared with the stored password hash, for PLAIN, AMQPLAIN and EXTERNAL
+    /// logins alike. Only an expiring backend can refuse (530 "New secret was refused by one of the backends").
+    /// A user deleted meanwhile has already had its connections closed with 320, and a closing connection ignores
+    /// this method. The secret is never logged.
+    fn update_secret(&self, reason: &str) {
+        let (peer, user) = (self.conn.info.peer, &self.conn.info.user);
+        tracing::debug!(%peer, "connection {peer} of user '{user}': asked to update secret, reason: {reason}");
+        self.write_connection(connection::AMQPMethod::UpdateSecretOk(
+            connection::UpdateSecretOk {},
+        ));
+        tracing::info!(%peer, "connection {peer}: user '{user}' updated secret, reason: {reason}");
     }
 
     async fn channel_method(&mut self, frame: RawFrame) -> Result<ReaderNext, AmqpError> {
