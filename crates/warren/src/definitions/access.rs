@@ -79,11 +79,15 @@ pub(super) fn user(c: &mut Checker<'_>, path: &str, e: &Map<String, Value>) {
     };
     let password_hash = match (e.get("password"), e.get("password_hash")) {
         (Some(_), Some(_)) => {
-            return c.error(path, "both password and password_hash are given (RabbitMQ: both_password_and_password_hash_are_provided)")
+            return c.error(
+                path,
+                "both password and password_hash are given (RabbitMQ: both_password_and_password_hash_are_provided)",
+            )
         }
         (Some(Value::String(password)), None) => {
             let Some(algorithm) = HashingAlgorithm::from_name(&algorithm_name) else {
-                return c.error(&format!("{path}.hashing_algorithm"), format!("unsupported hashing algorithm '{algorithm_name}'"));
+                let message = format!("unsupported hashing algorithm '{algorithm_name}'");
+                return c.error(&format!("{path}.hashing_algorithm"), message);
             };
             hash_password(algorithm, password)
         }
@@ -157,7 +161,10 @@ pub(super) fn vhost(c: &mut Checker<'_>, path: &str, e: &Map<String, Value>) {
         Some(other) => {
             return c.error(
                 &format!("{path}.metadata.default_queue_type"),
-                format!("Warren has no per-vhost default queue type (queues declared without x-queue-type are classic); {other} cannot be honoured"),
+                format!(
+                    "Warren has no per-vhost default queue type (queues declared without x-queue-type are \
+                     classic); {other} cannot be honoured"
+                ),
             )
         }
     }

@@ -42,7 +42,12 @@ pub enum DefinitionsError {
         error: serde_json::Error,
     },
     /// Entries of the file cannot be imported; nothing was imported.
-    #[error("{} cannot be imported ({} problem(s); nothing was imported):\n  {}", .path.display(), .errors.len(), .errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
+    #[error(
+        "{} cannot be imported ({} problem(s); nothing was imported):\n  {}",
+        .path.display(),
+        .errors.len(),
+        .errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  ")
+    )]
     Invalid {
         /// The file.
         path: PathBuf,
