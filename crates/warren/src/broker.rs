@@ -51,6 +51,9 @@ pub enum StartError {
     /// The definitions database could not be opened or read.
     #[error(transparent)]
     Definitions(#[from] MetaError),
+    /// The `load_definitions` file could not be imported (nothing of it was).
+    #[error("load_definitions: {0}")]
+    LoadDefinitions(crate::definitions::DefinitionsError),
     /// The message store could not be opened or recovered.
     #[error("cannot open the message store: {0}")]
     Store(#[from] StoreError),
@@ -137,6 +140,8 @@ impl Broker {
             source,
         })?;
         let definitions = DefinitionStore::open(&dir.join("definitions.redb"))?;
+        crate::definitions::load_at_start(&definitions, &config.definitions)
+            .map_err(StartError::LoadDefinitions)?;
         let mut stored = definitions.load()?;
         if stored.users.is_empty() && stored.vhosts.is_empty() {
             let seed = seed::first_start(&config.auth, &|key: &str| std::env::var(key).ok());

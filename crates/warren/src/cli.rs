@@ -20,11 +20,11 @@ pub struct Cli {
     pub listen: Option<SocketAddr>,
 
     /// Directory for messages and definitions, overriding `[server] data_dir` [default: ./data]
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", global = true)]
     pub data_dir: Option<PathBuf>,
 
     /// TOML config file (see config/warren.toml); without it the defaults apply
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
 
     /// Log filter in RUST_LOG syntax, such as `debug` or `warren=debug,info`, overriding `[log] level`
@@ -47,6 +47,27 @@ pub enum Command {
     /// churn, slow and stalled consumers, for a set time; reports RSS, open files, missed heartbeats and p99
     /// latency each minute
     Soak(warren_perf::soak::SoakArgs),
+    /// RabbitMQ definitions JSON (users, vhosts, permissions, policies, queues, exchanges, bindings): import into
+    /// or export from the data directory (`--data-dir`, or `[server] data_dir` of `--config`) while the broker
+    /// is stopped
+    #[command(subcommand)]
+    Definitions(DefinitionsCommand),
+}
+
+/// `warren definitions ...`.
+#[derive(Subcommand, Debug)]
+pub enum DefinitionsCommand {
+    /// Import a definitions file (as `rabbitmqctl import_definitions`): checked whole first, every problem reported
+    /// with its JSON path, then stored all at once or not at all
+    Import {
+        /// The definitions file; `-` reads standard input
+        file: PathBuf,
+    },
+    /// Export the definitions as a file `rabbitmqctl import_definitions` reads
+    Export {
+        /// Where to write them; `-` writes to standard output
+        file: PathBuf,
+    },
 }
 
 impl Cli {
@@ -219,6 +240,25 @@ mod tests {
         assert_eq!((args.idle_connections, args.time), (2000, 120));
         assert_eq!(args.heartbeat, 10);
         assert!(Cli::try_parse_from(["warren", "soak", "--time", "0"]).is_err());
+    }
+
+    #[test]
+    fn definitions_subcommands_take_a_file_and_the_data_dir() {
+        let cli = parse(&["definitions", "import", "--data-dir", "/srv/w", "defs.json"]);
+        let Some(Command::Definitions(DefinitionsCommand::Import { file })) = &cli.command else {
+            panic!("definitions import expected");
+        };
+        assert_eq!(file, Path::new("defs.json"));
+        assert_eq!(
+            cli.load_config().expect("config").data_dir,
+            Path::new("/srv/w")
+        );
+        let cli = parse(&["--data-dir", "/srv/w", "definitions", "export", "-"]);
+        assert!(matches!(
+            cli.command,
+            Some(Command::Definitions(DefinitionsCommand::Export { .. }))
+        ));
+        assert!(Cli::try_parse_from(["warren", "definitions", "import"]).is_err());
     }
 
     #[test]

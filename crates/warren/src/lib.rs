@@ -10,6 +10,7 @@
 //! - [`session`] holds what a connection's channels and the queues delivering to them share (outbound bytes,
 //!   confirms);
 //! - [`config`], [`cli`], [`auth`] and [`broker`] set it all up; [`registry`] lists and closes live connections;
+//!   [`definitions`] imports and exports RabbitMQ definitions JSON;
 //! - `warren_store` (its own crate) is the message store; `warren_perf` (its own crate) is `warren perf`.
 //!
 //! Imports run one way: connection -> channel -> (vhost, exchange) -> queue -> store, with `session`, `message` and
@@ -22,6 +23,7 @@ pub(crate) mod channel;
 pub mod cli;
 pub mod config;
 pub(crate) mod connection;
+pub mod definitions;
 pub(crate) mod delayed;
 pub(crate) mod exchange;
 pub(crate) mod message;

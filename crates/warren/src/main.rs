@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use warren::cli::{Cli, Command};
+use warren::cli::{Cli, Command, DefinitionsCommand};
 use warren::registry::CloseRequest;
 use warren::server::Server;
 
@@ -20,6 +20,7 @@ fn main() -> ExitCode {
     match &cli.command {
         Some(Command::Perf(args)) => return perf(args),
         Some(Command::Soak(args)) => return soak(args),
+        Some(Command::Definitions(command)) => return definitions(&cli, command),
         None => {}
     }
     let config = match cli.load_config() {
@@ -148,6 +149,42 @@ fn soak(args: &warren_perf::soak::SoakArgs) -> ExitCode {
         Err(error) => {
             eprintln!("warren soak: {error}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// `warren definitions import|export FILE`, offline on the configured data directory: exits 1 if the file or
+/// the data directory cannot be used (every problem of a file is printed with its JSON path), 2 on a bad config.
+fn definitions(cli: &Cli, command: &DefinitionsCommand) -> ExitCode {
+    let config = match cli.load_config() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("warren: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let data_dir = &config.data_dir;
+    let result = match command {
+        DefinitionsCommand::Import { file } => warren::definitions::import_offline(data_dir, file)
+            .map(|report| {
+                eprintln!("{}: {report}", file.display());
+            }),
+        DefinitionsCommand::Export { file } => warren::definitions::export_offline(data_dir, file)
+            .map(|()| {
+                if file.as_os_str() != "-" {
+                    eprintln!(
+                        "exported the definitions of {} to {}",
+                        data_dir.display(),
+                        file.display()
+                    );
+                }
+            }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("warren definitions: {error}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -53,7 +53,7 @@ fn an_unsupported_key_stops_the_start_naming_its_line() {
     let conf = dir.with_extension("conf");
     std::fs::write(
         &conf,
-        "heartbeat = 20\nload_definitions = /etc/rabbitmq/defs.json\n",
+        "heartbeat = 20\ncluster_formation.peer_discovery_backend = classic_config\n",
     )
     .expect("write conf");
     let out = Command::new(env!("CARGO_BIN_EXE_warren"))
@@ -66,7 +66,7 @@ fn an_unsupported_key_stops_the_start_naming_its_line() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains(".conf:2: key `load_definitions`: not supported by Warren: importing definitions is not supported yet"),
+        stderr.contains(".conf:2: key `cluster_formation.peer_discovery_backend`: not supported by Warren: clustering is not supported yet"),
         "{stderr}"
     );
 }

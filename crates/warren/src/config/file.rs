@@ -34,6 +34,7 @@ pub(super) struct FileConfig {
     ssl_options: tls::SslOptionsSection,
     policies: Vec<PolicySection>,
     operator_policies: Vec<PolicySection>,
+    definitions: DefinitionsSection,
 }
 
 impl FileConfig {
@@ -52,6 +53,7 @@ impl FileConfig {
         self.alarms.apply_to(config, source)?;
         self.listeners.apply_to(config, source)?;
         self.ssl_options.apply_to(config, source)?;
+        self.definitions.apply_to(config, source)?;
         for (operator, list) in [(false, self.policies), (true, self.operator_policies)] {
             for policy in list {
                 config.policies.push(policy.into_config(operator, source)?);
@@ -315,6 +317,43 @@ impl AuthSection {
                 });
             }
             auth.users = users;
+        }
+        Ok(())
+    }
+}
+
+/// `[definitions]`: a definitions file imported at start, with RabbitMQ's key names.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [definitions] table")]
+struct DefinitionsSection {
+    load_definitions: Option<Spanned<String>>,
+    skip_if_unchanged: Option<bool>,
+    /// rabbitmq.conf's `definitions.import_backend`: only the local file system.
+    import_backend: Option<Spanned<String>>,
+}
+
+impl DefinitionsSection {
+    fn apply_to(self, config: &mut Config, source: &TomlSource<'_>) -> Result<(), ConfigError> {
+        if let Some(backend) = self.import_backend {
+            let span = backend.span();
+            if !matches!(
+                backend.get_ref().as_str(),
+                "local_filesystem" | "local" | "rabbit_definitions_import_local_filesystem"
+            ) {
+                return Err(source.invalid(
+                    span,
+                    "import_backend",
+                    "Warren imports definitions from a local file only (local_filesystem)"
+                        .to_owned(),
+                ));
+            }
+        }
+        if let Some(file) = self.load_definitions {
+            config.definitions.load_definitions =
+                Some(PathBuf::from(non_empty(file, "load_definitions", source)?));
+        }
+        if let Some(skip) = self.skip_if_unchanged {
+            config.definitions.skip_if_unchanged = skip;
         }
         Ok(())
     }

@@ -64,11 +64,25 @@ pub struct Config {
     /// The vhosts with firehose tracing on at start (`[server] trace_vhosts`, RabbitMQ's `trace_vhosts`);
     /// `Broker::set_tracing` turns it on and off at run time. Default none.
     pub trace_vhosts: Vec<String>,
+    /// Definitions imported at start (`[definitions]`, rabbitmq.conf's `load_definitions`).
+    pub definitions: DefinitionsConfig,
     /// The config file these settings were read from; `None` when built from defaults or from a string.
     pub source: Option<PathBuf>,
     /// Keys of a rabbitmq.conf that only tune RabbitMQ's internals, accepted and not applied (`file:line: key`),
     /// for the broker to log at start.
     pub ignored_keys: Vec<String>,
+}
+
+/// A RabbitMQ definitions file imported at every start (RabbitMQ's `load_definitions`), before the stored
+/// definitions are loaded. The import keeps existing queues and exchanges as they are (and their messages), so
+/// importing the same file at every start changes nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DefinitionsConfig {
+    /// The file; None (the default) imports nothing.
+    pub load_definitions: Option<PathBuf>,
+    /// Skip the import when the file is byte for byte the one last imported at start (RabbitMQ's
+    /// `definitions.skip_if_unchanged`), so that users or policies changed since are not set back. Default false.
+    pub skip_if_unchanged: bool,
 }
 
 /// When the resource alarms go off (RabbitMQ's `vm_memory_high_watermark` and `disk_free_limit`).
@@ -346,6 +360,7 @@ impl Default for Config {
             sasl: SaslConfig::default(),
             policies: Vec::new(),
             trace_vhosts: Vec::new(),
+            definitions: DefinitionsConfig::default(),
             source: None,
             ignored_keys: Vec::new(),
         }

@@ -31,6 +31,7 @@ const IGNORED_PREFIXES: &[&str] = &[
     "classic_queue.",
     "collect_statistics",
     "credit_flow_default_credit",
+    "definitions.hashing.",
     "deprecated_features.",
     "lazy_queue_explicit_gc_run_operation_threshold",
     "log.console",
@@ -104,6 +105,9 @@ fn target(key: &str) -> Option<(&'static str, &'static str, Kind)> {
         "ssl_options.verify" => ("ssl_options", "verify", Text),
         "ssl_options.fail_if_no_peer_cert" => ("ssl_options", "fail_if_no_peer_cert", Bool),
         "ssl_handshake_timeout" => ("limits", "ssl_handshake_timeout_ms", Integer),
+        "load_definitions" | "definitions.local.path" => ("definitions", "load_definitions", Text),
+        "definitions.import_backend" => ("definitions", "import_backend", Text),
+        "definitions.skip_if_unchanged" => ("definitions", "skip_if_unchanged", Bool),
         "default_user" => ("auth", "default_user", Text),
         "default_pass" => ("auth", "default_pass", Text),
         "default_permissions.configure" => ("auth", "default_permissions.configure", Text),
@@ -116,8 +120,8 @@ fn target(key: &str) -> Option<(&'static str, &'static str, Kind)> {
 /// Keys Warren does not implement (yet): refused with this reason rather than silently dropped.
 fn refusal(key: &str) -> Option<&'static str> {
     let prefixed = |p: &str| key == p.trim_end_matches('.') || key.starts_with(p);
-    if key == "load_definitions" || prefixed("definitions.") {
-        return Some("importing definitions is not supported yet");
+    if prefixed("definitions.https.") || prefixed("definitions.tls.") {
+        return Some("definitions are imported from a local file only");
     }
     if prefixed("cluster_formation.") || key == "cluster_partition_handling" {
         return Some("clustering is not supported yet");

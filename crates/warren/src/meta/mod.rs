@@ -21,6 +21,8 @@ const EXCHANGES: TableDefinition<&str, &[u8]> = TableDefinition::new("exchanges"
 const QUEUES: TableDefinition<&str, &[u8]> = TableDefinition::new("queues");
 const BINDINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("bindings");
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+/// The key in COUNTERS of the hash of the definitions file last imported at start.
+const IMPORTED_HASH: &str = "imported_definitions_hash";
 const POLICIES: TableDefinition<&str, &[u8]> = TableDefinition::new("policies");
 const VHOSTS: TableDefinition<&str, &[u8]> = TableDefinition::new("vhosts");
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
@@ -179,6 +181,44 @@ pub(crate) struct Definitions {
     pub(crate) permissions: Vec<PermissionDefinition>,
     /// Every stored topic permission.
     pub(crate) topic_permissions: Vec<TopicPermissionDefinition>,
+}
+
+/// What one definitions import stores ([`DefinitionStore::import`]): all of it in one transaction, or nothing.
+#[derive(Debug, Default)]
+pub(crate) struct ImportBatch {
+    /// Users to add or replace.
+    pub(crate) users: Vec<UserDefinition>,
+    /// Vhosts to add or replace.
+    pub(crate) vhosts: Vec<VhostDef>,
+    /// Permissions to add or replace.
+    pub(crate) permissions: Vec<PermissionDefinition>,
+    /// Topic permissions to add or replace.
+    pub(crate) topic_permissions: Vec<TopicPermissionDefinition>,
+    /// Policies and operator policies to add or replace.
+    pub(crate) policies: Vec<PolicyDef>,
+    /// New exchanges.
+    pub(crate) exchanges: Vec<ExchangeDef>,
+    /// New queues; their ids are assigned when stored.
+    pub(crate) queues: Vec<QueueDef>,
+    /// Bindings to add.
+    pub(crate) bindings: Vec<BindingDef>,
+    /// A hash of the imported file, kept to skip importing it again unchanged (RabbitMQ's
+    /// `definitions.skip_if_unchanged`).
+    pub(crate) content_hash: Option<u64>,
+}
+
+impl ImportBatch {
+    /// Whether it stores nothing.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.users.is_empty()
+            && self.vhosts.is_empty()
+            && self.permissions.is_empty()
+            && self.topic_permissions.is_empty()
+            && self.policies.is_empty()
+            && self.exchanges.is_empty()
+            && self.queues.is_empty()
+            && self.bindings.is_empty()
+    }
 }
 
 /// The definitions database (redb): durable exchanges, queues and bindings. Each write commits (an
@@ -515,6 +555,82 @@ impl DefinitionStore {
                 .map(|p| (object_key(&p.user, &p.vhost), p));
             insert_all(&txn, PERMISSIONS, permissions)?;
             txn.commit().map_err(storage)
+        })
+    }
+
+    /// Stores an import: every record of `batch` in one transaction (all or nothing), new queues getting fresh
+    /// ids; returns once committed.
+    pub(crate) fn import(&self, batch: &ImportBatch) -> Result<(), MetaError> {
+        self.with_db(|db| {
+            let txn = db.begin_write().map_err(storage)?;
+            // A vhost listed twice: the later record wins, as inserting in order does.
+            insert_all(
+                &txn,
+                VHOSTS,
+                batch.vhosts.iter().map(|v| (v.name.clone(), v)),
+            )?;
+            insert_all(&txn, USERS, batch.users.iter().map(|u| (u.name.clone(), u)))?;
+            let permissions = batch
+                .permissions
+                .iter()
+                .map(|p| (object_key(&p.user, &p.vhost), p));
+            insert_all(&txn, PERMISSIONS, permissions)?;
+            let topic = batch
+                .topic_permissions
+                .iter()
+                .map(|p| (format!("{}\0{}\0{}", p.user, p.vhost, p.exchange), p));
+            insert_all(&txn, TOPIC_PERMISSIONS, topic)?;
+            let policies = batch
+                .policies
+                .iter()
+                .map(|p| (policy_key(p.operator, &p.vhost, &p.name), p));
+            insert_all(&txn, POLICIES, policies)?;
+            let exchanges = batch
+                .exchanges
+                .iter()
+                .map(|x| (object_key(&x.vhost, &x.name), x));
+            insert_all(&txn, EXCHANGES, exchanges)?;
+            let mut queues = Vec::with_capacity(batch.queues.len());
+            {
+                let mut counters = txn.open_table(COUNTERS).map_err(storage)?;
+                let mut next = counters
+                    .get("queue_id")
+                    .map_err(storage)?
+                    .map(|v| v.value())
+                    .unwrap_or(0);
+                for queue in &batch.queues {
+                    next += 1;
+                    queues.push(QueueDef {
+                        id: next,
+                        ..queue.clone()
+                    });
+                }
+                counters.insert("queue_id", next).map_err(storage)?;
+                if let Some(hash) = batch.content_hash {
+                    counters.insert(IMPORTED_HASH, hash).map_err(storage)?;
+                }
+            }
+            insert_all(
+                &txn,
+                QUEUES,
+                queues.iter().map(|q| (object_key(&q.vhost, &q.name), q)),
+            )?;
+            let mut bindings = Vec::with_capacity(batch.bindings.len());
+            for b in &batch.bindings {
+                bindings.push((b.key()?, b));
+            }
+            insert_all(&txn, BINDINGS, bindings.into_iter())?;
+            txn.commit().map_err(storage)
+        })
+    }
+
+    /// The hash of the definitions file last imported at start, if any.
+    pub(crate) fn imported_hash(&self) -> Result<Option<u64>, MetaError> {
+        self.with_db(|db| {
+            let txn = db.begin_read().map_err(storage)?;
+            let counters = txn.open_table(COUNTERS).map_err(storage)?;
+            let hash = counters.get(IMPORTED_HASH).map_err(storage)?;
+            Ok(hash.map(|v| v.value()))
         })
     }
 

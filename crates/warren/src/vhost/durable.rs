@@ -261,6 +261,15 @@ impl Vhost {
                     .unwrap_or_else(|error| {
                         tracing::error!(%error, "delayed exchange '{}': cannot read its store id; its stored messages are not served", x.name);
                         None
+                    })
+                    // Stored without one (imported from a definitions file): it gets its id now, so its
+                    // persistent delayed messages are stored like those of one declared here.
+                    .or_else(|| match p.definitions.put_delayed_exchange(def) {
+                        Ok(id) => Some(id),
+                        Err(error) => {
+                            tracing::error!(%error, "delayed exchange '{}': cannot store its store id; its persistent delayed messages are kept in memory only", x.name);
+                            None
+                        }
                     });
                 let messages = store_id
                     .and_then(|id| recovered.remove(&id))

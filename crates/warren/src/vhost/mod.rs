@@ -77,7 +77,7 @@ impl Drop for TopologyGuard<'_> {
 }
 
 /// The exchanges every vhost has, as RabbitMQ predeclares them.
-const PREDECLARED: &[(&str, ExchangeKind, bool)] = &[
+pub(crate) const PREDECLARED: &[(&str, ExchangeKind, bool)] = &[
     ("amq.direct", ExchangeKind::Direct, false),
     ("amq.fanout", ExchangeKind::Fanout, false),
     ("amq.topic", ExchangeKind::Topic, false),

@@ -184,3 +184,29 @@ fn tls_listeners_options_and_mechanisms_map_to_their_settings() {
     assert_eq!(config.sasl, toml.sasl);
     assert_eq!(config.limits, toml.limits);
 }
+
+#[test]
+fn load_definitions_and_the_definitions_keys_set_the_import_at_start() {
+    let config = load("load_definitions = /etc/rabbitmq/definitions.json\n").expect("loads");
+    assert_eq!(
+        config.definitions.load_definitions.as_deref(),
+        Some(Path::new("/etc/rabbitmq/definitions.json"))
+    );
+    assert!(!config.definitions.skip_if_unchanged);
+    let config = load(
+        "definitions.import_backend = local_filesystem\n\
+         definitions.local.path = /srv/defs.json\n\
+         definitions.skip_if_unchanged = true\n\
+         definitions.hashing.algorithm = SHA256\n",
+    )
+    .expect("loads");
+    assert_eq!(
+        config.definitions.load_definitions.as_deref(),
+        Some(Path::new("/srv/defs.json"))
+    );
+    assert!(config.definitions.skip_if_unchanged);
+    let err = load("definitions.import_backend = https\n").expect_err("refused");
+    assert!(err.contains("local file only"), "{err}");
+    let err = load("definitions.https.url = https://example.com/defs.json\n").expect_err("refused");
+    assert!(err.contains("rabbitmq.conf:1"), "{err}");
+}
