@@ -331,11 +331,17 @@ fn split_setting(raw: &str) -> Result<Option<(&str, &str)>, String> {
 }
 
 /// A listener value as Warren's `listen`: a bare port listens on every IPv4 interface (RabbitMQ also listens on
-/// IPv6 then; Warren's one listener cannot), `host:port` and `[v6]:port` as given.
+/// IPv6 then; Warren's one listener cannot), `host:port` and `[v6]:port` as given, and RabbitMQ's unbracketed IPv6
+/// form (`:::5672`, `::1:5672`: the last colon separates the port) bracketed.
 fn listener_address(value: &str) -> String {
-    match value.parse::<u16>() {
-        Ok(port) => format!("0.0.0.0:{port}"),
-        Err(_) => value.to_owned(),
+    if let Ok(port) = value.parse::<u16>() {
+        return format!("0.0.0.0:{port}");
+    }
+    match value.rsplit_once(':') {
+        Some((host, port)) if host.contains(':') && !host.starts_with('[') => {
+            format!("[{host}]:{port}")
+        }
+        _ => value.to_owned(),
     }
 }
 

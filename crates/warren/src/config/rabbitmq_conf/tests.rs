@@ -210,3 +210,12 @@ fn load_definitions_and_the_definitions_keys_set_the_import_at_start() {
     let err = load("definitions.https.url = https://example.com/defs.json\n").expect_err("refused");
     assert!(err.contains("rabbitmq.conf:1"), "{err}");
 }
+
+#[test]
+fn unbracketed_ipv6_listeners_are_read_as_rabbitmq_writes_them() {
+    let config =
+        load("listeners.tcp.1 = :::5673\nlisteners.tcp.2 = 127.0.0.1:5674\n").expect("loads");
+    assert_eq!(config.listen, "[::]:5673".parse::<SocketAddr>().unwrap());
+    let config = load("listeners.tcp.default = ::1:5675\n").expect("loads");
+    assert_eq!(config.listen, "[::1]:5675".parse::<SocketAddr>().unwrap());
+}
