@@ -115,10 +115,18 @@ impl Channel {
         }
         // Read before checking: a change made meanwhile moves the generation past this value.
         let generation = ctx.broker.access.generation();
-        let permitted =
-            self.route_cache
-                .permitted(generation, publish.exchange, publish.routing_key);
-        let (exchange, routing_key) = match self.route_cache.names(ctx.vhost, &publish) {
+        let names = self.route_cache.names(ctx.vhost, &publish);
+        // The names just matched are usually the very ones the last decision was made for: compared by pointer.
+        let permitted = match &names {
+            Some((exchange, routing_key)) => {
+                self.route_cache
+                    .permitted_names(generation, exchange, routing_key)
+            }
+            None => self
+                .route_cache
+                .permitted(generation, publish.exchange, publish.routing_key),
+        };
+        let (exchange, routing_key) = match names {
             Some(names) if permitted => names,
             _ => {
                 // Write permission first, then existence, as RabbitMQ checks them.

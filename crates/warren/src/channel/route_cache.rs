@@ -61,6 +61,21 @@ impl RouteCache {
         })
     }
 
+    /// [`RouteCache::permitted`] for the names [`RouteCache::names`] returned: the same `Arc`s as the remembered
+    /// decision's when both come from one earlier publish, so two pointer comparisons instead of two string ones.
+    pub(crate) fn permitted_names(
+        &self,
+        generation: u64,
+        exchange: &Arc<str>,
+        routing_key: &Arc<str>,
+    ) -> bool {
+        self.permitted.as_ref().is_some_and(|p| {
+            p.generation == generation
+                && (Arc::ptr_eq(&p.exchange, exchange) || *p.exchange == **exchange)
+                && (Arc::ptr_eq(&p.routing_key, routing_key) || *p.routing_key == **routing_key)
+        })
+    }
+
     /// Remembers that the permissions read at `generation` allow publishing to `exchange` with `routing_key`.
     pub(crate) fn permit(&mut self, generation: u64, exchange: Arc<str>, routing_key: Arc<str>) {
         self.permitted = Some(Permit {
