@@ -8,6 +8,7 @@ use bytes::Bytes;
 
 use warren_protocol::content::{decode_properties, encode_properties};
 use warren_protocol::error::AmqpError;
+use warren_protocol::field_type::rabbit_type_name;
 use warren_protocol::{AMQPValue, FieldTable};
 
 /// The property-flags bit of the headers property.
@@ -30,30 +31,6 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// RabbitMQ's name of a field value's type, as its error texts print it.
-fn erlang_type(value: &AMQPValue) -> &'static str {
-    match value {
-        AMQPValue::Boolean(_) => "bool",
-        AMQPValue::ShortShortInt(_) => "byte",
-        AMQPValue::ShortShortUInt(_) => "unsignedbyte",
-        AMQPValue::ShortInt(_) => "short",
-        AMQPValue::ShortUInt(_) => "unsignedshort",
-        AMQPValue::LongInt(_) => "signedint",
-        AMQPValue::LongUInt(_) => "unsignedint",
-        AMQPValue::LongLongInt(_) => "long",
-        AMQPValue::Float(_) => "float",
-        AMQPValue::Double(_) => "double",
-        AMQPValue::DecimalValue(_) => "decimal",
-        AMQPValue::ShortString(_) => "shortstr",
-        AMQPValue::LongString(_) => "longstr",
-        AMQPValue::FieldArray(_) => "array",
-        AMQPValue::Timestamp(_) => "timestamp",
-        AMQPValue::FieldTable(_) => "table",
-        AMQPValue::ByteArray(_) => "binary",
-        AMQPValue::Void => "void",
-    }
-}
-
 /// The keys the `CC` header adds, then the `BCC` header's; 406 "invalid message" if either is not an array.
 pub(crate) fn extra_keys(headers: Option<&FieldTable>) -> Result<Vec<String>, AmqpError> {
     let mut keys = Vec::new();
@@ -74,7 +51,7 @@ pub(crate) fn extra_keys(headers: Option<&FieldTable>) -> Result<Vec<String>, Am
             Some(other) => {
                 return Err(AmqpError::precondition(format!(
                     "invalid message: {{unacceptable_type_in_header,\"{name}\",{}}}",
-                    erlang_type(other)
+                    rabbit_type_name(other)
                 )))
             }
         }
