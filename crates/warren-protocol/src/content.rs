@@ -143,7 +143,23 @@ pub fn priority(raw: &[u8]) -> Option<u8> {
 /// Reads only the expiration property (a short string) without decoding the others: None when the flags say it
 /// is absent (the common case, one test), or when the property list is too short to hold it.
 pub fn expiration(raw: &[u8]) -> Option<&[u8]> {
-    let at = property_at(raw, 8)?;
+    short_string_property(raw, 8)
+}
+
+/// Reads only the reply-to property (a short string) without decoding the others.
+pub fn reply_to(raw: &[u8]) -> Option<&[u8]> {
+    short_string_property(raw, 9)
+}
+
+/// Reads only the headers property's encoded table (its field bytes, after the 4-byte length) without decoding it.
+pub fn headers_bytes(raw: &[u8]) -> Option<&[u8]> {
+    let at = property_at(raw, 13)?;
+    let len = u32::from_be_bytes(raw.get(at..at + 4)?.try_into().ok()?) as usize;
+    raw.get(at + 4..(at + 4).checked_add(len)?)
+}
+
+fn short_string_property(raw: &[u8], bit: u16) -> Option<&[u8]> {
+    let at = property_at(raw, bit)?;
     let len = *raw.get(at)? as usize;
     raw.get(at + 1..at + 1 + len)
 }

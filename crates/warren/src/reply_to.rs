@@ -105,17 +105,10 @@ impl Drop for ReplyRegistration {
     }
 }
 
-/// Whether `properties_raw` may carry `reply_to = amq.rabbitmq.reply-to`: the short string with its length byte
-/// appears in them. A cheap test; [`rewrite_reply_to`] decodes to be sure.
+/// Whether `properties_raw` carry `reply_to = amq.rabbitmq.reply-to`, read in place (one flag test when there
+/// is no reply_to, the common case).
 pub(crate) fn may_name_pseudo_queue(properties_raw: &[u8]) -> bool {
-    /// The property-flags bit of `reply_to`.
-    const REPLY_TO_FLAG: u16 = 1 << 9;
-    const NEEDLE: &[u8] = b"\x15amq.rabbitmq.reply-to";
-    let Some(&[high, low]) = properties_raw.get(..2) else {
-        return false;
-    };
-    u16::from_be_bytes([high, low]) & REPLY_TO_FLAG != 0
-        && properties_raw.windows(NEEDLE.len()).any(|w| w == NEEDLE)
+    warren_protocol::content::reply_to(properties_raw) == Some(PSEUDO_QUEUE.as_bytes())
 }
 
 /// The properties with `reply_to` set to `reply_name` if it is `amq.rabbitmq.reply-to`; None if it is not.

@@ -92,6 +92,15 @@ async fn depth(ch: &Channel, queue: &str) -> u32 {
     .message_count()
 }
 
+/// The depths of three queues, in order.
+async fn depths(ch: &Channel, queues: [&str; 3]) -> [u32; 3] {
+    [
+        depth(ch, queues[0]).await,
+        depth(ch, queues[1]).await,
+        depth(ch, queues[2]).await,
+    ]
+}
+
 #[tokio::test]
 async fn each_message_reaches_one_queue_and_shares_follow_the_weights() {
     let server = common::start_server().await;
@@ -114,11 +123,7 @@ async fn each_message_reaches_one_queue_and_shares_follow_the_weights() {
         |_| BasicProperties::default(),
     )
     .await;
-    let counts = [
-        depth(&ch, "q1").await,
-        depth(&ch, "q2").await,
-        depth(&ch, "q3").await,
-    ];
+    let counts = depths(&ch, ["q1", "q2", "q3"]).await;
     assert_eq!(counts.iter().sum::<u32>() as usize, n, "{counts:?}");
     for (count, want) in counts.iter().zip([0.25, 0.25, 0.5]) {
         let share = f64::from(*count) / n as f64;
@@ -133,11 +138,7 @@ async fn each_message_reaches_one_queue_and_shares_follow_the_weights() {
         |_| BasicProperties::default(),
     )
     .await;
-    let after = [
-        depth(&ch, "q1").await,
-        depth(&ch, "q2").await,
-        depth(&ch, "q3").await,
-    ];
+    let after = depths(&ch, ["q1", "q2", "q3"]).await;
     let grown: Vec<u32> = after.iter().zip(counts).map(|(a, c)| a - c).collect();
     assert!(
         grown.contains(&50) && grown.iter().sum::<u32>() == 50,
@@ -266,12 +267,7 @@ async fn a_durable_consistent_hash_exchange_routes_the_same_after_a_restart() {
         }
         let mut routes = Vec::new();
         for i in 0..30 {
-            let before: Vec<u32> = [
-                depth(&ch, "d1").await,
-                depth(&ch, "d2").await,
-                depth(&ch, "d3").await,
-            ]
-            .to_vec();
+            let before: Vec<u32> = depths(&ch, ["d1", "d2", "d3"]).await.to_vec();
             publish_many(
                 &ch,
                 "dchx",
@@ -280,11 +276,7 @@ async fn a_durable_consistent_hash_exchange_routes_the_same_after_a_restart() {
                 |_| BasicProperties::default(),
             )
             .await;
-            let after = [
-                depth(&ch, "d1").await,
-                depth(&ch, "d2").await,
-                depth(&ch, "d3").await,
-            ];
+            let after = depths(&ch, ["d1", "d2", "d3"]).await;
             routes.push(
                 after
                     .iter()

@@ -405,36 +405,22 @@ async fn publish_before_crash(broker: &BrokerProcess) {
     .await
     .expect("queue.declare");
     bind(&ch, "dq", "dx", "k", FieldTable::default()).await;
-    let (acked, _) = publish(
-        &ch,
-        "dx",
-        "k",
-        "during-downtime",
-        with_delay(ms(500), &[], true),
-        false,
-    )
-    .await;
-    assert!(acked);
-    let (acked, _) = publish(
-        &ch,
-        "dx",
-        "k",
-        "after-restart",
-        with_delay(ms(6_000), &[], true),
-        false,
-    )
-    .await;
-    assert!(acked);
-    let (acked, _) = publish(
-        &ch,
-        "dx",
-        "k",
-        "transient",
-        with_delay(ms(500), &[], false),
-        false,
-    )
-    .await;
-    assert!(acked);
+    for (body, delay, persistent) in [
+        ("during-downtime", 500, true),
+        ("after-restart", 6_000, true),
+        ("transient", 500, false),
+    ] {
+        let (acked, _) = publish(
+            &ch,
+            "dx",
+            "k",
+            body,
+            with_delay(ms(delay), &[], persistent),
+            false,
+        )
+        .await;
+        assert!(acked, "{body} confirmed");
+    }
 }
 
 async fn check_after_restart(broker: &BrokerProcess, restarted: Instant) {

@@ -11,20 +11,12 @@ use warren_protocol::error::AmqpError;
 use warren_protocol::field_type::rabbit_type_name;
 use warren_protocol::{AMQPValue, FieldTable};
 
-/// The property-flags bit of the headers property.
-const HEADERS_FLAG: u16 = 1 << 13;
-
 /// Whether a message with these properties may carry a `CC` or `BCC` header: it has headers and the bytes of one
-/// of the two keys (as a table key: length, then name) appear in them. A cheap test, so that messages without either (nearly
+/// of the two keys (as a table key: length, then name) appear in its table. A cheap test, so that messages without either (nearly
 /// all) are neither decoded nor kept out of a channel's route cache; a false positive only costs a decode.
 pub(crate) fn may_carry(properties_raw: &[u8]) -> bool {
-    let Some(flags) = properties_raw.get(..2) else {
-        return false;
-    };
-    if u16::from_be_bytes([flags[0], flags[1]]) & HEADERS_FLAG == 0 {
-        return false;
-    }
-    contains(properties_raw, b"\x02CC") || contains(properties_raw, b"\x03BCC")
+    warren_protocol::content::headers_bytes(properties_raw)
+        .is_some_and(|table| contains(table, b"\x02CC") || contains(table, b"\x03BCC"))
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
