@@ -418,6 +418,10 @@ pub(crate) fn parse_publish(payload: &[u8]) -> Result<(Vec<QueueId>, usize), Dec
     for _ in 0..n {
         queues.push(c.u64()?);
     }
+    // The store never writes a queue twice into one record, but a damaged record may: read it as a set, or
+    // retirement would copy the message twice into the queue's segment and settle one copy's ack against both.
+    queues.sort_unstable();
+    queues.dedup();
     Ok((queues, c.position()))
 }
 
@@ -612,6 +616,12 @@ mod tests {
         let p = ack_payload(None, &[5]);
         assert_eq!(parse_ack(&p, false).unwrap(), (0, vec![5]));
         assert_eq!(parse_drop(&8u64.to_le_bytes()).unwrap(), 8);
+    }
+
+    #[test]
+    fn a_queue_repeated_in_a_publish_is_read_once() {
+        let head = publish_head(&[3, 1, 3, 2, 1]);
+        assert_eq!(parse_publish(&head).unwrap(), (vec![1, 2, 3], head.len()));
     }
 
     #[test]
