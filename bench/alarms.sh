@@ -5,17 +5,19 @@
 # watermark, seconds from the start until the alarm went off (from the broker's log), whether publishers were
 # unblocked, and RSS 10 s after the queue was deleted.
 #
-# Usage: bench/alarms.sh [--watermark-mib N] [--seconds S]
+# Usage: bench/alarms.sh [--watermark-mib N] [--seconds S] [--brokers "warren rabbitmq"] [--kinds "transient persistent"]
 # Needs the release build, rabbitmq-server, python3 with pika. Reports figures; asserts nothing. Brokers are stopped
 # by PID.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 source "$HERE/brokers.sh"
-WATERMARK_MIB=512 RUN_SECONDS=30
+WATERMARK_MIB=512 RUN_SECONDS=30 BROKERS="warren rabbitmq" KINDS="transient persistent"
 while (($#)); do
   case "$1" in
     --watermark-mib) WATERMARK_MIB=$2; shift 2 ;;
     --seconds) RUN_SECONDS=$2; shift 2 ;;
+    --brokers) BROKERS=$2; shift 2 ;;
+    --kinds) KINDS=$2; shift 2 ;;
     *) sed -n '7p' "$0" >&2; exit 2 ;;
   esac
 done
@@ -61,8 +63,8 @@ PY
 }
 
 printf '| broker | messages | peak RSS MiB | watermark MiB | alarm after s | cleared after delete | RSS 10 s after delete MiB |\n|---|---|---|---|---|---|---|\n' >"$WORK/table.md"
-for kind in transient persistent; do
-  for broker in warren rabbitmq; do
+for kind in $KINDS; do
+  for broker in $BROKERS; do
     dir="$WORK/$broker-$kind" port=5841
     if [[ $broker == warren ]]; then
       printf '[alarms]\nvm_memory_high_watermark.absolute = "%sMiB"\n' "$WATERMARK_MIB" >"$dir.toml"

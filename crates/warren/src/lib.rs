@@ -26,6 +26,7 @@ pub(crate) mod connection;
 pub mod definitions;
 pub(crate) mod delayed;
 pub(crate) mod exchange;
+pub mod memory_release;
 pub(crate) mod message;
 pub(crate) mod meta;
 pub(crate) mod policy;

@@ -45,6 +45,7 @@ fn main() -> ExitCode {
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_park(collect_after_large_release)
         .build()
     {
         Ok(runtime) => runtime,
@@ -54,6 +55,22 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(serve(config))
+}
+
+/// Run by each runtime worker as it goes idle: after a large release (a big queue deleted or purged), the worker hands
+/// its free pages back to the system once (`warren::memory_release` says why it is not left to the allocator).
+fn collect_after_large_release() {
+    thread_local! {
+        static RELEASES_SEEN: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+    RELEASES_SEEN.with(|seen| {
+        let mut count = seen.get();
+        if warren::memory_release::released_since(&mut count) {
+            seen.set(count);
+            // SAFETY: mi_collect only walks and trims the calling thread's own mimalloc heap, the global allocator.
+            unsafe { libmimalloc_sys::mi_collect(true) };
+        }
+    });
 }
 
 async fn serve(config: warren::config::Config) -> ExitCode {

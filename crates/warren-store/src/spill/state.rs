@@ -88,6 +88,9 @@ pub(super) fn held_bytes(m: &StoredMessage) -> u64 {
     (m.body.len() + m.properties_raw.len() + m.exchange.len() + m.routing_key.len()) as u64
 }
 
+/// Below this capacity the entry table is never shrunk: small tables are not worth the rehash.
+const SHRINK_ABOVE_CAPACITY: usize = 4096;
+
 /// The whole bookkeeping, behind the spill store's mutex.
 #[derive(Default)]
 pub(super) struct SpillState {
@@ -164,6 +167,16 @@ impl SpillState {
         was_idle
     }
 
+    /// A drained or deleted backlog leaves the table's capacity behind (tens of bytes an entry: hundreds of MiB after
+    /// millions of spilled messages), which would keep the memory alarm raised after the queue is gone. Halving it
+    /// once a quarter full gives that back at an amortised cost, as growing it did.
+    fn shrink_when_sparse(&mut self) {
+        let capacity = self.entries.capacity();
+        if capacity > SHRINK_ABOVE_CAPACITY && self.entries.len() < capacity / 4 {
+            self.entries.shrink_to(self.entries.len() * 2);
+        }
+    }
+
     /// Drops one holder of a message; the last one removes it (unknown ids are ignored).
     pub(super) fn release(&mut self, msg_id: u64) -> Released {
         let mut released = Released::default();
@@ -177,6 +190,7 @@ impl SpillState {
         let Some(entry) = self.entries.remove(&msg_id) else {
             return released;
         };
+        self.shrink_when_sparse();
         match entry.slot {
             Slot::Pending(m) => {
                 self.pending_bytes -= held_bytes(&m);
@@ -497,6 +511,26 @@ mod tests {
             s.take_queued().is_empty(),
             "a released message is not written"
         );
+    }
+
+    #[test]
+    fn a_drained_table_gives_its_capacity_back() {
+        let mut s = SpillState::default();
+        for id in 0..100_000 {
+            s.insert(msg(id, b"x"));
+        }
+        let full = s.entries.capacity();
+        for id in 0..99_990 {
+            s.release(id);
+        }
+        assert!(
+            s.entries.capacity() <= SHRINK_ABOVE_CAPACITY,
+            "capacity {} of {full} kept for 10 entries",
+            s.entries.capacity()
+        );
+        for id in 99_990..100_000 {
+            assert!(matches!(s.find(id), Ok(Found::Memory(_))));
+        }
     }
 
     #[test]

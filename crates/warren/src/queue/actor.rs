@@ -219,6 +219,10 @@ impl QueueActor {
         if let Some(handle) = self.handle.upgrade() {
             handle.flow.release();
         }
+        // Noted once the messages are freed, so the workers that collect on it find the memory free.
+        let (messages, body_bytes) = (self.state.ready.len() as u64, self.state.ready_bytes);
+        drop(self);
+        crate::memory_release::note_dropped(messages, body_bytes);
     }
 
     /// Applies `first` and whatever else the inbox holds, up to about [`BATCH`] messages, before the next dispatch.
@@ -342,9 +346,15 @@ impl QueueActor {
                 });
             }
             QueueCommand::Purge { reply } => {
+                let bytes_before = self.state.ready_bytes;
                 let purged = self.state.purge();
                 let count = purged.len() as u32;
                 self.forget(&purged);
+                drop(purged);
+                crate::memory_release::note_dropped(
+                    u64::from(count),
+                    bytes_before.saturating_sub(self.state.ready_bytes),
+                );
                 let _ = reply.send(count);
             }
             QueueCommand::Delete {

@@ -81,6 +81,18 @@ impl BrokerProcess {
         format!("amqp://guest:guest@{}/%2f", self.addr)
     }
 
+    /// The process's resident set size in bytes, from `/proc/PID/statm`.
+    pub(crate) fn rss_bytes(&self) -> u64 {
+        let statm = std::fs::read_to_string(format!("/proc/{}/statm", self.child.id()))
+            .expect("read /proc/PID/statm");
+        let pages: u64 = statm
+            .split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .expect("resident pages in statm");
+        pages * rustix::param::page_size() as u64
+    }
+
     /// Sends SIGTERM without waiting.
     pub(crate) fn terminate(&self) {
         let pid = self.child.id().to_string();
