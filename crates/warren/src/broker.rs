@@ -26,6 +26,7 @@ pub use crate::meta::MetaError;
 use crate::policy::Policy;
 pub use crate::policy::{PolicyError, PolicyInfo, PolicyInput, PolicyKind};
 use crate::queue::flow::FlowLimits;
+use crate::queue::settings::NodeQueueDefaults;
 use crate::queue::NodeMemory;
 use crate::registry::ConnectionRegistry;
 use crate::reply_to::ReplyConsumers;
@@ -86,6 +87,8 @@ pub struct Broker {
     pub(crate) access: AccessControl,
     /// The flow limits every vhost's queues run with (kept for vhosts added at run time).
     flow_limits: FlowLimits,
+    /// What the compatibility profile sets for every vhost's new queues (kept for vhosts added at run time).
+    queue_defaults: NodeQueueDefaults,
     /// The definitions store and the message store, opened and recovered once; every vhost writes through them.
     stores: Arc<DurableStores>,
     /// Notified by the store's writer thread whenever it takes queued publishes, so publishers held back by a full
@@ -221,12 +224,17 @@ impl Broker {
             high_messages: config.flow.queue_high_watermark_messages,
             high_bytes: config.flow.queue_high_watermark_bytes,
         };
+        let queue_defaults = NodeQueueDefaults {
+            quorum_delivery_limit: config.compatibility.quorum_delivery_limit(),
+            transient_nonexclusive: config.deprecated_features.transient_nonexcl_queues,
+        };
         for def in &stored.vhosts {
             let vhost = Vhost::new(
                 &def.name,
                 Arc::from(config.server.cluster_name.as_str()),
                 Some(stores.clone()),
                 flow_limits,
+                queue_defaults,
             );
             vhost.set_limits(def.limits.clone());
             vhost.restore(&stored, &mut recovered);
@@ -251,6 +259,7 @@ impl Broker {
             vhosts,
             access,
             flow_limits,
+            queue_defaults,
             stores,
             store_room,
             next_connection_id: AtomicU64::new(1),

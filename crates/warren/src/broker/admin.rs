@@ -294,6 +294,7 @@ impl Broker {
             Arc::from(self.config.server.cluster_name.as_str()),
             Some(self.stores.clone()),
             self.flow_limits,
+            self.queue_defaults,
         );
         self.vhosts.insert(name.to_owned(), vhost);
         tracing::info!("added vhost '{name}'");

@@ -36,7 +36,8 @@ impl Channel {
                 self.start_publish(ctx, PublishArgs::of(&publish))
             }
             basic::AMQPMethod::Qos(qos) => {
-                if qos.global {
+                // RabbitMQ 4 with `global_qos` denied takes a global qos as a per-consumer one.
+                if qos.global && ctx.broker.config.deprecated_features.global_qos {
                     self.deliveries.set_global_prefetch(qos.prefetch_count);
                 } else {
                     // RabbitMQ 3.13 drops the channel-wide limit on a per-consumer qos.

@@ -15,7 +15,7 @@ mod tls;
 
 use super::source::TomlSource;
 use super::{
-    Config, ConfigError, DefaultPermissions, DefaultUser, DiskFreeLimit, LogConfig,
+    Compatibility, Config, ConfigError, DefaultPermissions, DefaultUser, DiskFreeLimit, LogConfig,
     MemoryWatermark, SyncPolicy, UserConfig, FRAME_MIN_SIZE, MAX_MESSAGE_SIZE_CAP,
 };
 
@@ -35,6 +35,7 @@ pub(super) struct FileConfig {
     policies: Vec<PolicySection>,
     operator_policies: Vec<PolicySection>,
     definitions: DefinitionsSection,
+    deprecated_features: DeprecatedFeaturesSection,
 }
 
 impl FileConfig {
@@ -54,6 +55,7 @@ impl FileConfig {
         self.listeners.apply_to(config, source)?;
         self.ssl_options.apply_to(config, source)?;
         self.definitions.apply_to(config, source)?;
+        self.deprecated_features.apply_to(config);
         for (operator, list) in [(false, self.policies), (true, self.operator_policies)] {
             for policy in list {
                 config.policies.push(policy.into_config(operator, source)?);
@@ -113,10 +115,21 @@ struct ServerSection {
     information: Option<Spanned<String>>,
     cluster_name: Option<Spanned<String>>,
     trace_vhosts: Option<Vec<String>>,
+    compatibility: Option<Spanned<String>>,
 }
 
 impl ServerSection {
     fn apply_to(self, config: &mut Config, source: &TomlSource<'_>) -> Result<(), ConfigError> {
+        // First: the profile sets defaults that the other keys and sections (applied after this) override.
+        if let Some(profile) = self.compatibility {
+            let compatibility: Compatibility = profile
+                .get_ref()
+                .parse()
+                .map_err(|reason| source.invalid(profile.span(), "compatibility", reason))?;
+            config.compatibility = compatibility;
+            config.limits.max_message_size = compatibility.max_message_size();
+            config.deprecated_features = compatibility.deprecated_features();
+        }
         if let Some(listen) = self.listen {
             config.listen = listen.get_ref().parse().map_err(|_| {
                 let reason = format!(
@@ -148,6 +161,27 @@ impl ServerSection {
             config.server.cluster_name = non_empty(cluster_name, "cluster_name", source)?;
         }
         Ok(())
+    }
+}
+
+/// `[deprecated_features]`: RabbitMQ's `deprecated_features.permit.NAME`, true to permit, false to deny; absent:
+/// the compatibility profile's default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [deprecated_features] table")]
+struct DeprecatedFeaturesSection {
+    global_qos: Option<bool>,
+    transient_nonexcl_queues: Option<bool>,
+}
+
+impl DeprecatedFeaturesSection {
+    fn apply_to(self, config: &mut Config) {
+        let features = &mut config.deprecated_features;
+        if let Some(permit) = self.global_qos {
+            features.global_qos = permit;
+        }
+        if let Some(permit) = self.transient_nonexcl_queues {
+            features.transient_nonexcl_queues = permit;
+        }
     }
 }
 

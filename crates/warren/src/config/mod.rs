@@ -8,6 +8,7 @@
 //! its keys, `file` mirrors the file's layout as serde structs (one per `[section]`, unknown keys refused) and
 //! `file::FileConfig::apply_to` validates each value and writes it over the defaults.
 
+mod compatibility;
 mod error;
 mod file;
 mod rabbitmq_conf;
@@ -20,6 +21,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use compatibility::{Compatibility, DeprecatedFeatures};
 pub use error::{ConfigError, Section};
 pub use tls::{
     CertLoginFrom, Listeners, Mechanism, SanType, SaslConfig, SslOptions, TlsVersion, Verify,
@@ -66,6 +68,11 @@ pub struct Config {
     pub trace_vhosts: Vec<String>,
     /// Definitions imported at start (`[definitions]`, rabbitmq.conf's `load_definitions`).
     pub definitions: DefinitionsConfig,
+    /// The RabbitMQ series whose defaults apply (`[server] compatibility`). Default 3.13.
+    pub compatibility: Compatibility,
+    /// RabbitMQ's deprecated features and whether each is permitted (`[deprecated_features]`); the profile's
+    /// unless set.
+    pub deprecated_features: DeprecatedFeatures,
     /// The config file these settings were read from; `None` when built from defaults or from a string.
     pub source: Option<PathBuf>,
     /// Keys of a rabbitmq.conf that only tune RabbitMQ's internals, accepted and not applied (`file:line: key`),
@@ -361,6 +368,8 @@ impl Default for Config {
             policies: Vec::new(),
             trace_vhosts: Vec::new(),
             definitions: DefinitionsConfig::default(),
+            compatibility: Compatibility::default(),
+            deprecated_features: DeprecatedFeatures::default(),
             source: None,
             ignored_keys: Vec::new(),
         }
@@ -373,7 +382,7 @@ impl Default for Limits {
             channel_max: 2047,
             frame_max: 131_072,
             heartbeat: 60,
-            max_message_size: 134_217_728,
+            max_message_size: Compatibility::default().max_message_size(),
             handshake_timeout: Duration::from_secs(10),
             max_connections: 0,
             max_channels_per_node: 0,

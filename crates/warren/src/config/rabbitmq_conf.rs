@@ -108,6 +108,10 @@ fn target(key: &str) -> Option<(&'static str, &'static str, Kind)> {
         "load_definitions" | "definitions.local.path" => ("definitions", "load_definitions", Text),
         "definitions.import_backend" => ("definitions", "import_backend", Text),
         "definitions.skip_if_unchanged" => ("definitions", "skip_if_unchanged", Bool),
+        "deprecated_features.permit.global_qos" => ("deprecated_features", "global_qos", Bool),
+        "deprecated_features.permit.transient_nonexcl_queues" => {
+            ("deprecated_features", "transient_nonexcl_queues", Bool)
+        }
         "default_user" => ("auth", "default_user", Text),
         "default_pass" => ("auth", "default_pass", Text),
         "default_permissions.configure" => ("auth", "default_permissions.configure", Text),

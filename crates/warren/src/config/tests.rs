@@ -609,3 +609,35 @@ fn alarm_limits_take_rabbitmqs_keys_and_units() {
             .contains("vm_memory_high_watermark.relative")
     );
 }
+
+#[test]
+fn the_4x_profile_sets_rabbitmq_4s_defaults_and_explicit_keys_win() {
+    let config = load("[server]\ncompatibility = \"4.x\"\n").unwrap();
+    assert_eq!(config.compatibility, Compatibility::RabbitMq4);
+    assert_eq!(config.limits.max_message_size, 16 << 20);
+    assert!(!config.deprecated_features.global_qos);
+    assert!(!config.deprecated_features.transient_nonexcl_queues);
+
+    let config = load(
+        "[server]\ncompatibility = \"4.x\"\n[limits]\nmax_message_size = 1048576\n\
+         [deprecated_features]\nglobal_qos = true\n",
+    )
+    .unwrap();
+    assert_eq!(config.limits.max_message_size, 1 << 20);
+    assert!(config.deprecated_features.global_qos);
+    assert!(!config.deprecated_features.transient_nonexcl_queues);
+
+    let config = load("[deprecated_features]\ntransient_nonexcl_queues = false\n").unwrap();
+    assert_eq!(config.compatibility, Compatibility::RabbitMq3_13);
+    assert_eq!(config.limits.max_message_size, 128 << 20);
+    assert!(config.deprecated_features.global_qos);
+    assert!(!config.deprecated_features.transient_nonexcl_queues);
+}
+
+#[test]
+fn an_unknown_profile_is_refused() {
+    assert_eq!(
+        refusal("[server]\ncompatibility = \"3.12\"\n"),
+        "config/warren.toml:2: key `compatibility`: `3.12` is not a profile; use \"3.13\" or \"4.x\""
+    );
+}

@@ -125,6 +125,9 @@ pub(crate) struct QueueArguments {
     /// `x-delivery-limit` (quorum queues): redeliveries before a message is dead-lettered. RabbitMQ 3.13 does not
     /// check it on declare; a value that is not a non-negative integer is ignored here.
     pub(crate) delivery_limit: Option<u64>,
+    /// `x-delivery-limit` is a negative integer: RabbitMQ 4 reads that as no limit, where it would otherwise apply
+    /// its default of 20 (the `4.x` compatibility profile).
+    pub(crate) delivery_limit_disabled: bool,
     /// `x-consumer-timeout`, in milliseconds: RabbitMQ 3.13 reads it (the smaller of it and a policy's) but never
     /// checks it; a value that is not a non-negative integer is ignored, as RabbitMQ ends up ignoring it.
     pub(crate) consumer_timeout: Option<u64>,
@@ -284,6 +287,7 @@ impl QueueArguments {
             ),
             queue_type,
             delivery_limit: count("x-delivery-limit"),
+            delivery_limit_disabled: get("x-delivery-limit").and_then(int).is_some_and(|n| n < 0),
             consumer_timeout: count("x-consumer-timeout"),
             max_in_memory_length: count("x-max-in-memory-length"),
             max_in_memory_bytes: count("x-max-in-memory-bytes"),

@@ -74,6 +74,28 @@ pub(crate) struct QueueSettings {
     pub(crate) operator_policy: Option<Arc<str>>,
 }
 
+/// What the node's compatibility profile (`config::Compatibility`) sets for the queues of every vhost.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct NodeQueueDefaults {
+    /// The delivery limit of a quorum queue whose arguments and policies set none; None: unlimited.
+    pub(crate) quorum_delivery_limit: Option<u64>,
+    /// Whether a queue neither durable nor exclusive may be declared (RabbitMQ's deprecated feature
+    /// `transient_nonexcl_queues`).
+    pub(crate) transient_nonexclusive: bool,
+}
+
+impl NodeQueueDefaults {
+    /// Applies the node's defaults to what a queue's arguments and policies resolved to.
+    pub(crate) fn complete(&self, args: &QueueArguments, settings: &mut QueueSettings) {
+        if args.queue_type == QueueType::Quorum
+            && settings.delivery_limit.is_none()
+            && !args.delivery_limit_disabled
+        {
+            settings.delivery_limit = self.quorum_delivery_limit;
+        }
+    }
+}
+
 /// Which of an argument and a policy value wins when both are set.
 #[derive(Clone, Copy)]
 enum Rule {

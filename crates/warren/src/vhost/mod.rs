@@ -21,6 +21,7 @@ use crate::delayed::DelayedExchange;
 use crate::exchange::{Exchange, ExchangeKind};
 use crate::policy::PolicySet;
 use crate::queue::flow::FlowLimits;
+use crate::queue::settings::NodeQueueDefaults;
 use crate::queue::{DeadLetters, QueueHandle, QueueOwner};
 use warren_protocol::error::AmqpError;
 use warren_protocol::FieldTable;
@@ -49,6 +50,8 @@ pub(crate) struct Vhost {
     stores: Option<Arc<DurableStores>>,
     /// When its queues hold their publishers.
     flow_limits: FlowLimits,
+    /// What the node's compatibility profile sets for new queues.
+    queue_defaults: NodeQueueDefaults,
     /// Its policies and operator policies; replaced whole under the topology lock (see `policies`).
     policies: ArcSwap<PolicySet>,
     /// The node's name (`cluster_name`), which trace messages carry.
@@ -101,6 +104,7 @@ impl Vhost {
         node: Arc<str>,
         stores: Option<Arc<DurableStores>>,
         flow_limits: FlowLimits,
+        queue_defaults: NodeQueueDefaults,
     ) -> Arc<Vhost> {
         Arc::new_cyclic(|me| {
             let vhost = Vhost {
@@ -112,6 +116,7 @@ impl Vhost {
                 generation: AtomicU64::new(0),
                 stores,
                 flow_limits,
+                queue_defaults,
                 policies: ArcSwap::from_pointee(PolicySet::default()),
                 limits: RwLock::new(LimitMap::new()),
                 tracing: Arc::default(),

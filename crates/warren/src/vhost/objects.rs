@@ -7,6 +7,7 @@ use tokio::sync::oneshot;
 
 use super::equivalence;
 use super::Vhost;
+use crate::config::DeprecatedFeatures;
 use crate::exchange::consistent_hash::HashOn;
 use crate::exchange::delayed_type::delayed_type;
 use crate::exchange::Exchange;
@@ -294,6 +295,13 @@ impl Vhost {
             d.exclusive,
             d.auto_delete,
         )?;
+        if !d.durable && !d.exclusive && !self.queue_defaults.transient_nonexclusive {
+            // RabbitMQ 4 (`rabbit_amqqueue:declare`): a connection error, with the deprecated feature's warning.
+            return Err(AmqpError::new(
+                ReplyCode::InternalError,
+                DeprecatedFeatures::denied_text("transient_nonexcl_queues"),
+            ));
+        }
         if let Some(max) = self.limit("max-queues") {
             if self.queues.len() as u64 >= max {
                 return Err(AmqpError::precondition(format!(

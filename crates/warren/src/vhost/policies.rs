@@ -120,7 +120,10 @@ impl Vhost {
     pub(super) fn queue_settings(&self, name: &str, args: &QueueArguments) -> QueueSettings {
         let matched = self.policies.load().for_queue(name, args.queue_type);
         let (policy, operator) = matched.names();
-        QueueSettings::resolve(args, &matched.queue_overrides(), policy, operator)
+        let mut settings =
+            QueueSettings::resolve(args, &matched.queue_overrides(), policy, operator);
+        self.queue_defaults.complete(args, &mut settings);
+        settings
     }
 
     /// Points `x` at the alternate exchange its policy names, if any.

@@ -219,3 +219,14 @@ fn unbracketed_ipv6_listeners_are_read_as_rabbitmq_writes_them() {
     let config = load("listeners.tcp.default = ::1:5675\n").expect("loads");
     assert_eq!(config.listen, "[::1]:5675".parse::<SocketAddr>().unwrap());
 }
+
+#[test]
+fn deprecated_feature_permits_are_read() {
+    let config = load(
+        "deprecated_features.permit.global_qos = false\n\
+         deprecated_features.permit.transient_nonexcl_queues = false\n",
+    )
+    .unwrap();
+    assert!(!config.deprecated_features.global_qos);
+    assert!(!config.deprecated_features.transient_nonexcl_queues);
+}

@@ -556,6 +556,7 @@ fn a_fully_argued_classic_queue_reads_every_value() {
             single_active_consumer: true,
             queue_type: QueueType::Classic,
             delivery_limit: None,
+            delivery_limit_disabled: false,
             consumer_timeout: Some(5000),
             max_in_memory_length: None,
             max_in_memory_bytes: None,
