@@ -609,3 +609,19 @@ fn alarm_limits_take_rabbitmqs_keys_and_units() {
             .contains("vm_memory_high_watermark.relative")
     );
 }
+
+#[test]
+fn the_event_exchange_is_off_by_default_and_naming_its_vhost_turns_it_on() {
+    let config = load("").expect("loads");
+    assert_eq!(config.event_exchange_vhost(), None);
+    let config = load("[event_exchange]\nenabled = true\n").expect("loads");
+    assert_eq!(config.event_exchange_vhost(), Some("/"));
+    let config =
+        load("[auth]\ndefault_vhost = \"d\"\n[event_exchange]\nenabled = true\n").expect("loads");
+    assert_eq!(config.event_exchange_vhost(), Some("d"));
+    let config = load("[event_exchange]\nvhost = \"events\"\n").expect("loads");
+    assert_eq!(config.event_exchange_vhost(), Some("events"));
+    let config = load("[event_exchange]\nvhost = \"events\"\nenabled = false\n").expect("loads");
+    assert_eq!(config.event_exchange_vhost(), None);
+    assert!(refusal("[event_exchange]\nvhost = \"\"\n").contains("vhost"));
+}

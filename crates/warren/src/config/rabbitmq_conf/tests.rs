@@ -219,3 +219,9 @@ fn unbracketed_ipv6_listeners_are_read_as_rabbitmq_writes_them() {
     let config = load("listeners.tcp.default = ::1:5675\n").expect("loads");
     assert_eq!(config.listen, "[::1]:5675".parse::<SocketAddr>().unwrap());
 }
+
+#[test]
+fn event_exchange_vhost_turns_the_event_exchange_on_in_that_vhost() {
+    let config = load("event_exchange.vhost = events\n").expect("loads");
+    assert_eq!(config.event_exchange_vhost(), Some("events"));
+}
