@@ -23,12 +23,17 @@ start_warren() {
 }
 
 # start_rabbitmq PORT DATA_DIR; sets RABBIT_PID (the beam.smp process, whose memory is the broker's).
-# RABBITMQ_EXTRA_CONF, if set, is written as its rabbitmq.conf (e.g. a memory watermark).
+# RABBITMQ_EXTRA_CONF, if set, is written as its rabbitmq.conf (e.g. a memory watermark); RABBITMQ_PLUGINS, if set,
+# names the plugins to enable, comma-separated (e.g. rabbitmq_event_exchange); none by default.
 start_rabbitmq() {
   local port=$1 dir=$2
   local node="bench$port@localhost"
   rm -rf "$dir"; mkdir -p "$dir/mnesia" "$dir/log"
-  : >"$dir/enabled_plugins"
+  if [[ -n "${RABBITMQ_PLUGINS:-}" ]]; then
+    printf '[%s].\n' "$RABBITMQ_PLUGINS" >"$dir/enabled_plugins"
+  else
+    : >"$dir/enabled_plugins"
+  fi
   printf '%s\n' "${RABBITMQ_EXTRA_CONF:-}" >"$dir/rabbitmq.conf"
   # Debian's rabbitmq-server drops root privileges to the rabbitmq user, which must own its directories.
   if id rabbitmq >/dev/null 2>&1 && [[ $(id -u) == 0 ]]; then chown -R rabbitmq:rabbitmq "$dir"; fi

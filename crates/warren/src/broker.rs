@@ -20,6 +20,7 @@ use crate::auth::access::{AccessControl, AccessTable};
 use crate::auth::users::{CompiledPermission, CompiledTopicPermission};
 use crate::config::{Config, DiskFreeLimit, MemoryWatermark, SyncPolicy};
 pub use crate::delayed::DelayedMessage;
+use crate::event::Event;
 use crate::message::continue_ids_above;
 use crate::meta::DefinitionStore;
 pub use crate::meta::MetaError;
@@ -30,7 +31,8 @@ use crate::queue::settings::NodeQueueDefaults;
 use crate::queue::NodeMemory;
 use crate::registry::ConnectionRegistry;
 use crate::reply_to::ReplyConsumers;
-use crate::vhost::{DurableStores, Vhost};
+use crate::vhost::{DurableStores, EventPublisher, Vhost};
+use admin::ADMIN_USER;
 pub use admin::{AdminError, PermissionDefinition, TopicPermissionDefinition, UserDefinition};
 pub use delayed::DelayedError;
 use warren_store::{
@@ -106,6 +108,8 @@ pub struct Broker {
     resources: Arc<ResourceMonitor>,
     /// The direct reply-to consumers of every channel, by token (see `reply_to`).
     pub(crate) reply_consumers: Arc<ReplyConsumers>,
+    /// Where events go (`amq.rabbitmq.event`, `[event_exchange]`); publishes nothing when the feature is off.
+    pub(crate) events: Arc<EventPublisher>,
 }
 
 /// Memory and disk as the resource monitor last sampled them (RabbitMQ's `mem_used`, `mem_limit`, `disk_free`,
@@ -220,6 +224,7 @@ impl Broker {
         });
         let mut recovered: HashMap<u64, _> = recovery.queues;
         let vhosts = DashMap::new();
+        let events = EventPublisher::new(config.event_exchange_vhost());
         let flow_limits = FlowLimits {
             high_messages: config.flow.queue_high_watermark_messages,
             high_bytes: config.flow.queue_high_watermark_bytes,
@@ -235,6 +240,7 @@ impl Broker {
                 Some(stores.clone()),
                 flow_limits,
                 queue_defaults,
+                events.clone(),
             );
             vhost.set_limits(def.limits.clone());
             vhost.restore(&stored, &mut recovered);
@@ -273,6 +279,7 @@ impl Broker {
                 node_memory,
             )),
             reply_consumers: Arc::default(),
+            events,
         });
         let weak = Arc::downgrade(&broker);
         broker.resources.on_pressure_change(Box::new(move || {
@@ -282,6 +289,16 @@ impl Broker {
                 }
             }
         }));
+        if let Some(name) = broker.config.event_exchange_vhost() {
+            // As the plugin, which creates its vhost if missing (without permissions for anyone).
+            if broker.vhost(name).is_none() {
+                let name = name.to_owned();
+                broker.add_vhost(&name).map_err(|error| match error {
+                    AdminError::Store(e) => StartError::Definitions(e),
+                    other => StartError::Definitions(MetaError::Storage(other.to_string())),
+                })?;
+            }
+        }
         for p in &broker.config.policies {
             let kind = match p.operator {
                 true => PolicyKind::Operator,
@@ -370,7 +387,24 @@ impl Broker {
         let host = self
             .vhost(vhost)
             .ok_or_else(|| PolicyError::NoSuchVhost(vhost.to_owned()))?;
-        host.set_policy(Policy::parse(kind, vhost, name, input)?)
+        host.set_policy(Policy::parse(kind, vhost, name, input)?)?;
+        self.events.emit(|| {
+            let info = host.policy(kind, name);
+            let empty = serde_json::Map::new();
+            let (pattern, apply_to, priority, definition) = match &info {
+                Some(p) => (
+                    p.pattern.as_str(),
+                    p.apply_to.as_str(),
+                    p.priority,
+                    p.definition.as_object().unwrap_or(&empty),
+                ),
+                None => (input.pattern.as_str(), "all", 0, &empty),
+            };
+            Event::policy_set(
+                vhost, name, pattern, apply_to, priority, definition, ADMIN_USER,
+            )
+        });
+        Ok(())
     }
 
     /// Clears the policy or operator policy `name` of `vhost`; Ok(false) if there is none. Its queues and
@@ -384,7 +418,13 @@ impl Broker {
         let host = self
             .vhost(vhost)
             .ok_or_else(|| PolicyError::NoSuchVhost(vhost.to_owned()))?;
-        host.clear_policy(kind, name)
+        let cleared = host.clear_policy(kind, name)?;
+        if cleared {
+            let operator = kind == PolicyKind::Operator;
+            self.events
+                .emit(|| Event::policy_cleared(operator, vhost, name, ADMIN_USER));
+        }
+        Ok(cleared)
     }
 
     /// The policies (or operator policies) of `vhost`, or of every vhost, highest priority first within a vhost.

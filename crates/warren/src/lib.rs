@@ -25,6 +25,7 @@ pub mod config;
 pub(crate) mod connection;
 pub mod definitions;
 pub(crate) mod delayed;
+pub(crate) mod event;
 pub(crate) mod exchange;
 pub mod memory_release;
 pub(crate) mod message;

@@ -36,6 +36,18 @@ pub(crate) enum AuthError {
     Certificate(String),
 }
 
+impl AuthError {
+    /// The user name the client gave, when the refusal names one (else empty).
+    pub(crate) fn user(&self) -> &str {
+        match self {
+            AuthError::Credentials(user)
+            | AuthError::BlankPassword(user)
+            | AuthError::NotLoopback(user) => user,
+            AuthError::Mechanism(_) | AuthError::Malformed(_) | AuthError::Certificate(_) => "",
+        }
+    }
+}
+
 /// Extracts (user, password) from a SASL response.
 pub(crate) fn decode_response(
     mechanism: &str,

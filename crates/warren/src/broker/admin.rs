@@ -12,9 +12,14 @@ use crate::auth::limits::{self, LimitMap};
 use crate::auth::password::{hash_password, HashingAlgorithm};
 use crate::auth::users::{CompiledPermission, CompiledTopicPermission};
 pub use crate::auth::users::{PermissionDefinition, TopicPermissionDefinition, UserDefinition};
+use crate::event::Event;
 use crate::meta::{MetaError, VhostDef};
 use crate::registry::CloseRequest;
 use crate::vhost::Vhost;
+
+/// The `user_who_performed_action` of the events of this API's changes: RabbitMQ's name for its CLI, whose
+/// commands these calls are (the management API will pass its own user).
+pub(crate) const ADMIN_USER: &str = "rmq-cli";
 
 /// Why an administrative change was refused.
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +77,14 @@ impl Broker {
         if self.access.user(name).is_some() {
             return Err(AdminError::UserExists(name.to_owned()));
         }
-        self.put_user(UserDefinition::with_password(name, password, tags))
+        self.put_user(UserDefinition::with_password(name, password, tags.clone()))?;
+        self.events
+            .emit(|| Event::user("user.created", name, ADMIN_USER));
+        if !tags.is_empty() {
+            self.events
+                .emit(|| Event::user_tags_set(name, &tags, ADMIN_USER));
+        }
+        Ok(())
     }
 
     /// The management API's `PUT /api/users/{name}`: creates or replaces a user from its definition, the hash
@@ -97,7 +109,10 @@ impl Broker {
             password_hash: hash_password(HashingAlgorithm::Sha256, password),
             hashing_algorithm: HashingAlgorithm::Sha256.name().to_owned(),
             ..(*user).clone()
-        })
+        })?;
+        self.events
+            .emit(|| Event::user("user.password.changed", name, ADMIN_USER));
+        Ok(())
     }
 
     /// `rabbitmqctl delete_user`: removes the user with its permissions and closes its connections with 320
@@ -114,6 +129,8 @@ impl Broker {
             self.access.replace(table);
         }
         tracing::info!("deleted user '{name}'; closing its connections");
+        self.events
+            .emit(|| Event::user("user.deleted", name, ADMIN_USER));
         let reason = CloseRequest::forced(format!("user '{name}' is deleted"));
         for c in self.connections.list() {
             if c.details.user == name {
@@ -170,6 +187,13 @@ impl Broker {
             limits: limits.clone(),
         })?;
         tracing::info!("vhost '{name}' limits set to {limits:?}");
+        self.events.emit(|| {
+            let set: Vec<(String, i64)> = limits
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_i64().unwrap_or_default()))
+                .collect();
+            Event::vhost_limits((!set.is_empty()).then_some(&set[..]), ADMIN_USER)
+        });
         vhost.set_limits(limits);
         Ok(())
     }
@@ -210,6 +234,17 @@ impl Broker {
             .definitions
             .put_permission(&compiled.definition)?;
         let mut table = (*self.access.table()).clone();
+        self.events.emit(|| {
+            let p = &compiled.definition;
+            Event::permission_created(
+                &p.user,
+                &p.vhost,
+                &p.configure,
+                &p.write,
+                &p.read,
+                ADMIN_USER,
+            )
+        });
         table.set_permission(compiled);
         self.access.replace(table);
         Ok(())
@@ -228,6 +263,8 @@ impl Broker {
         if removed {
             self.stores.definitions.remove_permission(user, vhost)?;
             self.access.replace(table);
+            self.events
+                .emit(|| Event::permission_deleted("permission.deleted", user, vhost, ADMIN_USER));
         }
         Ok(removed)
     }
@@ -245,6 +282,17 @@ impl Broker {
             .definitions
             .put_topic_permission(&compiled.definition)?;
         let mut table = (*self.access.table()).clone();
+        self.events.emit(|| {
+            let p = &compiled.definition;
+            Event::topic_permission_created(
+                &p.user,
+                &p.vhost,
+                &p.exchange,
+                &p.write,
+                &p.read,
+                ADMIN_USER,
+            )
+        });
         table.set_topic_permission(compiled);
         self.access.replace(table);
         Ok(())
@@ -269,6 +317,9 @@ impl Broker {
                 .definitions
                 .remove_topic_permission(user, vhost, exchange)?;
             self.access.replace(table);
+            self.events.emit(|| {
+                Event::permission_deleted("topic.permission.deleted", user, vhost, ADMIN_USER)
+            });
         }
         Ok(removed)
     }
@@ -295,7 +346,16 @@ impl Broker {
             Some(self.stores.clone()),
             self.flow_limits,
             self.queue_defaults,
+            self.events.clone(),
         );
+        self.events.emit(|| {
+            Event::vhost_created(
+                name,
+                &self.config.server.cluster_name,
+                vhost.is_tracing(),
+                ADMIN_USER,
+            )
+        });
         self.vhosts.insert(name.to_owned(), vhost);
         tracing::info!("added vhost '{name}'");
         Ok(())
@@ -316,13 +376,14 @@ impl Broker {
             vhost
         };
         tracing::info!("deleting vhost '{name}'; closing its connections");
+        self.events.emit(|| Event::vhost_deleted(name, ADMIN_USER));
         let reason = CloseRequest::forced(format!("vhost '{name}' is deleted"));
         for c in self.connections.list() {
             if c.details.vhost == name {
                 self.connections.close(c.details.id, reason.clone());
             }
         }
-        vhost.delete_all_queues().await;
+        vhost.delete_all_queues(ADMIN_USER).await;
         vhost.stop_all_delayed();
         let stores = self.stores.clone();
         let owned = name.to_owned();

@@ -37,12 +37,15 @@ impl Channel {
                     })),
                 );
             }
-            (Continuation::Consume { tag, queue }, QueueAnswer::Consume(result)) => {
+            (Continuation::Consume { tag, queue, event }, QueueAnswer::Consume(result)) => {
                 let result = result
                     .unwrap_or_else(|| Err(AmqpError::not_found("queue", &queue, &ctx.vhost.name)));
                 if let Err(error) = result {
                     self.deliveries.remove_consumer(&tag);
                     return Err(error.on(ids::BASIC_CONSUME));
+                }
+                if let Some(event) = event {
+                    ctx.vhost.events().emit(|| *event);
                 }
             }
             (
@@ -85,8 +88,9 @@ impl Channel {
                 };
                 if ctx.vhost.may_persist_removal(queue.spec.store_id.is_some()) {
                     // Forgetting a stored queue commits the definitions store: off the reader's worker.
+                    let user = ctx.conn.user.clone();
                     let change: TopologyChange = Box::new(move |vhost: &Vhost| {
-                        vhost.forget_queue(&queue);
+                        vhost.forget_queue(&queue, &user);
                         Ok(None)
                     });
                     effects.push(Effect::Topology {
@@ -95,7 +99,7 @@ impl Channel {
                         then,
                     });
                 } else {
-                    ctx.vhost.forget_queue(&queue);
+                    ctx.vhost.forget_queue(&queue, &ctx.conn.user);
                     self.resume(ctx, then, effects)?;
                 }
             }

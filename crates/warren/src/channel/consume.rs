@@ -1,5 +1,6 @@
 //! The basic class apart from publishing: qos, consume, cancel, get, ack/nack/reject, recover.
 
+use crate::event::Event;
 use std::sync::Arc;
 
 use rand::Rng;
@@ -57,6 +58,12 @@ impl Channel {
                 }
                 let tag = cancel.consumer_tag.as_str();
                 if let Some(queue) = self.deliveries.remove_consumer(tag) {
+                    if let Some(pid) = &self.event_pid {
+                        ctx.vhost.events().emit(|| {
+                            let (vhost, user) = (&ctx.vhost.name, &ctx.conn.user);
+                            Event::consumer_deleted(vhost, queue.name(), tag, pid, user)
+                        });
+                    }
                     let request = QueueRequest::Cancel {
                         sink: self.deliveries.clone(),
                         consumer_tag: Arc::from(tag),
@@ -175,7 +182,25 @@ impl Channel {
             consumer,
             send_ok: !consume.nowait,
         };
-        let then = Continuation::Consume { tag, queue: name };
+        // Built now, while the consume's fields are at hand; published once the queue accepts the consumer.
+        let event = self.event_pid.as_ref().map(|pid| {
+            Box::new(Event::consumer_created(
+                &ctx.vhost.name,
+                &name,
+                &tag,
+                pid,
+                consume.exclusive,
+                !consume.no_ack,
+                self.consumer_prefetch,
+                &consume.arguments,
+                &ctx.conn.user,
+            ))
+        });
+        let then = Continuation::Consume {
+            tag,
+            queue: name,
+            event,
+        };
         effects.push(Effect::Ask {
             queue,
             request,

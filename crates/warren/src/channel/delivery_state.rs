@@ -373,7 +373,17 @@ impl DeliveryState {
         self.lock().consumers.contains_key(tag)
     }
 
-    /// Forgets a consumer tag (client cancel, or the queue cancelled it); returns its queue.
+    /// The channel's consumers: tag and queue (for their `consumer.deleted` events when it closes).
+    pub(crate) fn consumers(&self) -> Vec<(Arc<str>, Arc<QueueHandle>)> {
+        let state = self.lock();
+        state
+            .consumers
+            .iter()
+            .map(|(tag, (queue, _))| (tag.clone(), queue.clone()))
+            .collect()
+    }
+
+    /// Forgets consumer `tag`; returns its queue if it was one of this channel's.
     pub(crate) fn remove_consumer(&self, tag: &str) -> Option<Arc<QueueHandle>> {
         self.lock().consumers.remove(tag).map(|(queue, _)| queue)
     }

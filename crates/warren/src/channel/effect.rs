@@ -2,6 +2,7 @@
 //! the continuations that carry a method across a queue's answer. The channel itself does no I/O; its driver
 //! (`channel::runtime` in the broker, the test harness in unit tests) executes these.
 
+use crate::event::Event;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -119,8 +120,13 @@ pub(crate) enum QueueAnswer {
 pub(crate) enum Continuation {
     /// queue.declare: reply declare-ok with the queue's counts.
     DeclareOk { queue: Arc<str> },
-    /// basic.consume: on refusal, forget the consumer tag and fail the channel.
-    Consume { tag: Arc<str>, queue: Arc<str> },
+    /// basic.consume: on refusal, forget the consumer tag and fail the channel; once accepted, publish its
+    /// `consumer.created` event (built only when the event exchange is on).
+    Consume {
+        tag: Arc<str>,
+        queue: Arc<str>,
+        event: Option<Box<Event>>,
+    },
     /// basic.cancel: if the queue could not answer, reply cancel-ok here, as RabbitMQ does for an unknown tag.
     CancelOk {
         consumer_tag: ShortString,

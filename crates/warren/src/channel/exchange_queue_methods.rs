@@ -96,6 +96,8 @@ impl Channel {
         effects: &mut ChannelEffects,
     ) -> Result<(), AmqpError> {
         let vhost = ctx.vhost;
+        // Who performs the change, for its event (moved into the change, which may run on the blocking pool).
+        let user = ctx.conn.user.clone();
         match method {
             exchange::AMQPMethod::Declare(mut d) => {
                 d.exchange = strip_cr_lf(d.exchange);
@@ -127,6 +129,7 @@ impl Channel {
                             auto_delete: d.auto_delete,
                             internal: d.internal,
                             arguments: d.arguments,
+                            user: &user,
                         })
                     },
                     reply,
@@ -152,7 +155,7 @@ impl Channel {
                     ctx,
                     ids::EXCHANGE_DELETE,
                     may_persist,
-                    move |vhost| vhost.delete_exchange(d.exchange.as_str(), d.if_unused),
+                    move |vhost| vhost.delete_exchange(d.exchange.as_str(), d.if_unused, &user),
                     reply,
                     effects,
                 )?;
@@ -188,6 +191,7 @@ impl Channel {
                             b.source.as_str(),
                             b.routing_key.as_str(),
                             b.arguments,
+                            &user,
                         )
                     },
                     reply,
@@ -220,6 +224,7 @@ impl Channel {
                             b.source.as_str(),
                             b.routing_key.as_str(),
                             b.arguments,
+                            &user,
                         )
                     },
                     reply,
@@ -245,6 +250,8 @@ impl Channel {
     ) -> Result<(), AmqpError> {
         let vhost = ctx.vhost;
         let conn_id = ctx.conn.id;
+        // Who performs the change, for its event (moved into the change, which may run on the blocking pool).
+        let user = ctx.conn.user.clone();
         match method {
             queue::AMQPMethod::Declare(d) => {
                 // Not expanded to the last declared queue, even passive: RabbitMQ answers a passive declare of
@@ -287,6 +294,7 @@ impl Channel {
                             auto_delete,
                             arguments,
                             connection_id: conn_id,
+                            user: &user,
                         })
                         .map(Some)
                 };
@@ -328,6 +336,7 @@ impl Channel {
                             key.as_str(),
                             b.arguments,
                             conn_id,
+                            &user,
                         )
                     },
                     reply,
@@ -355,6 +364,7 @@ impl Channel {
                             key.as_str(),
                             b.arguments,
                             conn_id,
+                            &user,
                         )
                     },
                     Some(reply),

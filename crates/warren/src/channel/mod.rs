@@ -102,6 +102,8 @@ pub(crate) struct Channel {
     route_cache: RouteCache,
     /// Its direct reply-to consumer, registered with the node while it lasts.
     reply_consumer: Option<ReplyRegistration>,
+    /// Its "pid" in events (`channel.created`, `consumer.*`); set at open only when the event exchange is on.
+    pub(crate) event_pid: Option<Arc<str>>,
 }
 
 impl Channel {
@@ -117,6 +119,7 @@ impl Channel {
             last_queue: None,
             route_cache: RouteCache::default(),
             reply_consumer: None,
+            event_pid: None,
         }
     }
 

@@ -36,6 +36,7 @@ pub(super) struct FileConfig {
     operator_policies: Vec<PolicySection>,
     definitions: DefinitionsSection,
     deprecated_features: DeprecatedFeaturesSection,
+    event_exchange: EventExchangeSection,
 }
 
 impl FileConfig {
@@ -56,6 +57,7 @@ impl FileConfig {
         self.ssl_options.apply_to(config, source)?;
         self.definitions.apply_to(config, source)?;
         self.deprecated_features.apply_to(config);
+        self.event_exchange.apply_to(config, source)?;
         for (operator, list) in [(false, self.policies), (true, self.operator_policies)] {
             for policy in list {
                 config.policies.push(policy.into_config(operator, source)?);
@@ -352,6 +354,26 @@ impl AuthSection {
             }
             auth.users = users;
         }
+        Ok(())
+    }
+}
+
+/// `[event_exchange]`: RabbitMQ's event exchange plugin, on or off, and its vhost.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an [event_exchange] table")]
+struct EventExchangeSection {
+    enabled: Option<bool>,
+    vhost: Option<Spanned<String>>,
+}
+
+impl EventExchangeSection {
+    fn apply_to(self, config: &mut Config, source: &TomlSource<'_>) -> Result<(), ConfigError> {
+        let named = self.vhost.is_some();
+        if let Some(vhost) = self.vhost {
+            config.event_exchange.vhost = Some(non_empty(vhost, "vhost", source)?);
+        }
+        // Naming the vhost turns it on (rabbitmq.conf's `event_exchange.vhost` exists only with the plugin).
+        config.event_exchange.enabled = self.enabled.unwrap_or(named);
         Ok(())
     }
 }

@@ -73,6 +73,8 @@ pub struct Config {
     /// RabbitMQ's deprecated features and whether each is permitted (`[deprecated_features]`); the profile's
     /// unless set.
     pub deprecated_features: DeprecatedFeatures,
+    /// The event exchange `amq.rabbitmq.event` (`[event_exchange]`, RabbitMQ's rabbitmq_event_exchange plugin).
+    pub event_exchange: EventExchangeConfig,
     /// The config file these settings were read from; `None` when built from defaults or from a string.
     pub source: Option<PathBuf>,
     /// Keys of a rabbitmq.conf that only tune RabbitMQ's internals, accepted and not applied (`file:line: key`),
@@ -90,6 +92,28 @@ pub struct DefinitionsConfig {
     /// Skip the import when the file is byte for byte the one last imported at start (RabbitMQ's
     /// `definitions.skip_if_unchanged`), so that users or policies changed since are not set back. Default false.
     pub skip_if_unchanged: bool,
+}
+
+/// The event exchange (RabbitMQ's rabbitmq_event_exchange plugin): `amq.rabbitmq.event` in one vhost, where the
+/// broker publishes an event for each queue, exchange, binding, connection, channel, consumer, login, policy,
+/// vhost, user and permission change. Off by default, as the plugin is; then the exchange does not exist.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EventExchangeConfig {
+    /// Declare the exchange and publish events to it. Default false; setting `vhost` turns it on unless
+    /// `enabled = false` is written (rabbitmq.conf's `event_exchange.vhost` exists only with the plugin on).
+    pub enabled: bool,
+    /// The vhost of the exchange (the plugin's `event_exchange.vhost`); None: `[auth] default_vhost`.
+    pub vhost: Option<String>,
+}
+
+impl Config {
+    /// The vhost holding `amq.rabbitmq.event` when the event exchange is on; None when it is off.
+    pub fn event_exchange_vhost(&self) -> Option<&str> {
+        let events = &self.event_exchange;
+        events
+            .enabled
+            .then(|| events.vhost.as_deref().unwrap_or(&self.auth.default_vhost))
+    }
 }
 
 /// When the resource alarms go off (RabbitMQ's `vm_memory_high_watermark` and `disk_free_limit`).
@@ -370,6 +394,7 @@ impl Default for Config {
             definitions: DefinitionsConfig::default(),
             compatibility: Compatibility::default(),
             deprecated_features: DeprecatedFeatures::default(),
+            event_exchange: EventExchangeConfig::default(),
             source: None,
             ignored_keys: Vec::new(),
         }

@@ -96,6 +96,7 @@ fn target(key: &str) -> Option<(&'static str, &'static str, Kind)> {
         "disk_free_limit.absolute" => ("alarms", "disk_free_limit.absolute", Amount),
         "log.default.level" | "log.console.level" | "log.file.level" => ("log", "level", LogLevel),
         "default_vhost" => ("auth", "default_vhost", Text),
+        "event_exchange.vhost" => ("event_exchange", "vhost", Text),
         "ssl_cert_login_from" => ("auth", "ssl_cert_login_from", Text),
         "ssl_cert_login_san_type" => ("auth", "ssl_cert_login_san_type", Text),
         "ssl_cert_login_san_index" => ("auth", "ssl_cert_login_san_index", Integer),

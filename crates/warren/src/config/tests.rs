@@ -641,3 +641,19 @@ fn an_unknown_profile_is_refused() {
         "config/warren.toml:2: key `compatibility`: `3.12` is not a profile; use \"3.13\" or \"4.x\""
     );
 }
+
+#[test]
+fn the_event_exchange_is_off_by_default_and_naming_its_vhost_turns_it_on() {
+    let config = load("").expect("loads");
+    assert_eq!(config.event_exchange_vhost(), None);
+    let config = load("[event_exchange]\nenabled = true\n").expect("loads");
+    assert_eq!(config.event_exchange_vhost(), Some("/"));
+    let config =
+        load("[auth]\ndefault_vhost = \"d\"\n[event_exchange]\nenabled = true\n").expect("loads");
+    assert_eq!(config.event_exchange_vhost(), Some("d"));
+    let config = load("[event_exchange]\nvhost = \"events\"\n").expect("loads");
+    assert_eq!(config.event_exchange_vhost(), Some("events"));
+    let config = load("[event_exchange]\nvhost = \"events\"\nenabled = false\n").expect("loads");
+    assert_eq!(config.event_exchange_vhost(), None);
+    assert!(refusal("[event_exchange]\nvhost = \"\"\n").contains("vhost"));
+}

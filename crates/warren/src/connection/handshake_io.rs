@@ -6,12 +6,16 @@ use std::net::SocketAddr;
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::handshake::{AfterRefusal, Handshake, HandshakeStep, Negotiated, Refusal};
+use super::handshake::{
+    AfterRefusal, ConnectionIdentity, Handshake, HandshakeStep, Negotiated, Refusal,
+};
 use super::transport::TlsPeer;
 use crate::broker::Broker;
 
-/// Runs the handshake within `limits.handshake_timeout` (`tls` is what a TLS stream established, for EXTERNAL); None if the connection is not to be served (the reason
-/// was logged and, where RabbitMQ does, sent). Bytes the client sent after connection.open stay in `buf`.
+/// Runs the handshake within `limits.handshake_timeout` (`tls` is what a TLS stream established, for EXTERNAL;
+/// `identity` what its events name); None if the connection is not to be served (the reason was logged and,
+/// where RabbitMQ does, sent). Bytes the client sent after connection.open stay in `buf`.
+#[allow(clippy::too_many_arguments)] // the stream's halves, its buffer, and who is at each end
 pub(crate) async fn run<R, W>(
     broker: &Broker,
     read: &mut R,
@@ -19,13 +23,16 @@ pub(crate) async fn run<R, W>(
     buf: &mut BytesMut,
     peer: SocketAddr,
     tls: Option<TlsPeer>,
+    identity: ConnectionIdentity,
 ) -> Option<Negotiated>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let deadline = broker.config.limits.handshake_timeout;
-    let mut handshake = Handshake::new(broker, peer).with_tls(tls);
+    let mut handshake = Handshake::new(broker, peer)
+        .with_tls(tls)
+        .with_identity(identity);
     match tokio::time::timeout(deadline, drive(&mut handshake, read, write, buf)).await {
         Ok(negotiated) => negotiated,
         Err(_) => {

@@ -13,8 +13,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::broker::Broker;
+use crate::event::{connection_pid, ConnectionCreated, Event};
+use crate::message::now_ms;
 use crate::registry::ConnectionDetails;
 use crate::session::{ConnectionShared, DeliveryTracing};
+use handshake::ConnectionIdentity;
 pub(crate) use transport::Transport;
 
 /// How long a connection's writer may go on sending what was queued once its reader has ended.
@@ -24,23 +27,55 @@ const WRITER_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 pub(crate) async fn serve<T: Transport>(broker: Arc<Broker>, stream: T, peer: SocketAddr) {
     let local = stream.local_addr();
     let tls = stream.tls_peer();
+    let ssl = tls.is_some();
     let (mut read, mut write) = stream.split();
     let mut buf = bytes::BytesMut::new();
-    let Some(mut negotiated) =
-        handshake_io::run(&broker, &mut read, &mut write, &mut buf, peer, tls).await
-    else {
-        return;
-    };
     let name = match local {
         Some(local) => format!("{peer} -> {local}"),
         None => peer.to_string(),
     };
+    let id = broker.next_connection_id();
+    let identity = ConnectionIdentity {
+        id,
+        name: name.clone(),
+        local,
+    };
+    let Some(mut negotiated) = handshake_io::run(
+        &broker, &mut read, &mut write, &mut buf, peer, tls, identity,
+    )
+    .await
+    else {
+        return;
+    };
+    let node = broker.config.server.cluster_name.clone();
+    let pid = broker.events.is_on().then(|| connection_pid(&node, id));
+    let client_properties = std::mem::take(&mut negotiated.client_properties);
+    if let Some(pid) = &pid {
+        broker.events.emit(|| {
+            Event::connection_created(&ConnectionCreated {
+                node: &node,
+                pid,
+                name: &name,
+                peer,
+                local,
+                ssl,
+                user: &negotiated.user,
+                vhost: &negotiated.vhost.name,
+                auth_mechanism: negotiated.auth_mechanism,
+                client_properties: &client_properties,
+                heartbeat: negotiated.heartbeat,
+                frame_max: negotiated.frame_max,
+                channel_max: negotiated.channel_max,
+                connected_at_ms: now_ms(),
+            })
+        });
+    }
     let tracing = DeliveryTracing {
         on: negotiated.vhost.tracing_switch(),
         tracer: negotiated.vhost.clone(),
     };
     let info = ConnectionShared::new(
-        broker.next_connection_id(),
+        id,
         negotiated.frame_max,
         negotiated.consumer_cancel_notify,
         peer,
@@ -77,7 +112,11 @@ pub(crate) async fn serve<T: Transport>(broker: Arc<Broker>, stream: T, peer: So
         negotiated.heartbeat,
         send_timeout,
     ));
+    let events = broker.events.clone();
     reader::run(broker, info.clone(), negotiated, live, read, buf).await;
+    if let Some(pid) = &pid {
+        events.emit(|| Event::connection_closed(pid, &info.name, &node, &client_properties));
+    }
     info.outbound.close();
     // The writer sends what is queued (a close-ok, say). A peer that stopped reading (missed heartbeats) would hold
     // it, and with it the socket, for the whole send timeout: it gets a short grace, then the socket is dropped.

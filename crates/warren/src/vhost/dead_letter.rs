@@ -210,8 +210,17 @@ impl Vhost {
 /// queue's actor.
 pub(super) fn send_or_spawn(queue: &Arc<QueueHandle>, command: QueueCommand) {
     if let Err(command) = queue.try_send(command) {
+        // Outside a runtime (a policy set from the config file at start, before the listener runs) there is no
+        // task to wait on; the message is dropped, as at most once allows.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(
+                "queue '{}' is full: a message for it is dropped",
+                queue.name()
+            );
+            return;
+        };
         let queue = queue.clone();
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             queue.send(command).await;
         });
     }

@@ -5,6 +5,7 @@ mod dead_letter;
 mod delayed;
 mod durable;
 mod equivalence;
+mod events;
 mod objects;
 mod policies;
 mod routing;
@@ -27,6 +28,7 @@ use warren_protocol::error::AmqpError;
 use warren_protocol::FieldTable;
 
 pub(crate) use durable::DurableStores;
+pub(crate) use events::EventPublisher;
 pub(crate) use objects::{generated_queue_name, ExchangeDeclare, QueueDeclare};
 
 /// A virtual host: an isolated namespace of exchanges and queues, shared by every connection that opened it.
@@ -59,6 +61,8 @@ pub(crate) struct Vhost {
     /// Firehose tracing (`rabbitmqctl trace_on`): every publish and delivery is copied to `amq.rabbitmq.trace`.
     /// Shared with its connections, which read it once per delivery.
     tracing: Arc<std::sync::atomic::AtomicBool>,
+    /// Where its queue, exchange, binding and policy events go (`amq.rabbitmq.event`, maybe of another vhost).
+    events: Arc<EventPublisher>,
     /// Its limits (`max-connections`, `max-queues`) as set, read when a connection opens it or a queue is created.
     limits: RwLock<LimitMap>,
     /// Itself, weakly: the owner its queues are spawned with ([`QueueOwner`]), without a reference cycle.
@@ -105,8 +109,9 @@ impl Vhost {
         stores: Option<Arc<DurableStores>>,
         flow_limits: FlowLimits,
         queue_defaults: NodeQueueDefaults,
+        events: Arc<EventPublisher>,
     ) -> Arc<Vhost> {
-        Arc::new_cyclic(|me| {
+        let vhost = Arc::new_cyclic(|me| {
             let vhost = Vhost {
                 name: Arc::from(name),
                 exchanges: DashMap::new(),
@@ -121,6 +126,7 @@ impl Vhost {
                 limits: RwLock::new(LimitMap::new()),
                 tracing: Arc::default(),
                 node,
+                events,
                 me: me.clone(),
             };
             for (xname, kind, internal) in PREDECLARED {
@@ -128,7 +134,9 @@ impl Vhost {
                 vhost.exchanges.insert(x.name.clone(), Arc::new(x));
             }
             vhost
-        })
+        });
+        vhost.events.attach(&vhost);
+        vhost
     }
 
     /// Its limits as set (validated by the caller); they apply to the next connection and the next new queue.
@@ -210,7 +218,8 @@ impl Vhost {
 /// Queues reach their vhost through this when they auto-delete.
 impl QueueOwner for Vhost {
     fn forget_queue(&self, queue: &Arc<QueueHandle>) {
-        Vhost::forget_queue(self, queue);
+        // An auto-delete or expired queue: the broker deletes it, as RabbitMQ's internal user.
+        Vhost::forget_queue(self, queue, crate::event::INTERNAL_USER);
     }
 
     fn dead_letter(&self, from: &Arc<QueueHandle>, dead: DeadLetters) {

@@ -8,6 +8,7 @@ use tokio::sync::oneshot;
 use super::equivalence;
 use super::Vhost;
 use crate::config::DeprecatedFeatures;
+use crate::event::{connection_pid, Event};
 use crate::exchange::consistent_hash::HashOn;
 use crate::exchange::delayed_type::delayed_type;
 use crate::exchange::Exchange;
@@ -33,6 +34,8 @@ pub(crate) struct ExchangeDeclare<'a> {
     pub(crate) internal: bool,
     /// Its arguments.
     pub(crate) arguments: FieldTable,
+    /// Who declares it (`user_who_performed_action` of its event).
+    pub(crate) user: &'a str,
 }
 
 /// queue.declare's fields, with the declaring connection.
@@ -54,6 +57,8 @@ pub(crate) struct QueueDeclare<'a> {
     pub(crate) arguments: FieldTable,
     /// The declaring connection (owner of an exclusive queue; 405 for others).
     pub(crate) connection_id: u64,
+    /// Who declares it (`user_who_performed_action` of its event).
+    pub(crate) user: &'a str,
 }
 
 fn default_exchange_refused() -> AmqpError {
@@ -123,6 +128,20 @@ impl Vhost {
                 if x.kind == ExchangeKind::Delayed {
                     self.start_delayed(&x, store_id, Vec::new());
                 }
+                self.events.emit(|| {
+                    let (policy, _) = self.policies.load().for_exchange(&x.name).names();
+                    Event::exchange_created(
+                        &self.name,
+                        &x.name,
+                        x.kind.as_str(),
+                        x.durable,
+                        x.auto_delete,
+                        x.internal,
+                        &x.arguments,
+                        policy.as_deref(),
+                        d.user,
+                    )
+                });
                 self.exchanges.insert(x.name.clone(), Arc::new(x));
                 return Ok(());
             }
@@ -162,8 +181,13 @@ impl Vhost {
         equivalence::exchange_arguments(name, vhost, &d.arguments, &existing.arguments)
     }
 
-    /// exchange.delete: removes the exchange and its bindings; `amq.` exchanges are refused.
-    pub(crate) fn delete_exchange(&self, name: &str, if_unused: bool) -> Result<(), AmqpError> {
+    /// exchange.delete by `user`: removes the exchange and its bindings; `amq.` exchanges are refused.
+    pub(crate) fn delete_exchange(
+        &self,
+        name: &str,
+        if_unused: bool,
+        user: &str,
+    ) -> Result<(), AmqpError> {
         if name.is_empty() {
             return Err(default_exchange_refused());
         }
@@ -189,21 +213,25 @@ impl Vhost {
         self.exchanges.remove(name);
         self.stop_delayed(name);
         self.unpersist_exchange(&x);
+        self.events
+            .emit(|| Event::exchange_deleted(&self.name, &x.name, user));
         for binding in x.bindings.load().bindings() {
             let durable = self.destination_durable(&binding.destination);
             self.unpersist_binding(&x, binding, durable);
+            self.binding_event(false, &x, binding, user);
         }
-        self.remove_bindings_to(&Destination::Exchange(x.name.clone()), x.durable);
+        self.remove_bindings_to(&Destination::Exchange(x.name.clone()), x.durable, user);
         Ok(())
     }
 
-    /// exchange.bind: binds exchange `destination` to `source` with `key`.
+    /// exchange.bind by `user`: binds exchange `destination` to `source` with `key`.
     pub(crate) fn bind_exchange(
         &self,
         destination: &str,
         source: &str,
         key: &str,
         args: FieldTable,
+        user: &str,
     ) -> Result<(), AmqpError> {
         if destination.is_empty() || source.is_empty() {
             return Err(default_exchange_refused());
@@ -215,7 +243,13 @@ impl Vhost {
         let src = self
             .exchange(source)
             .ok_or_else(|| AmqpError::not_found("exchange", source, &self.name))?;
-        self.add_binding(&src, Destination::Exchange(dest.name.clone()), key, args)
+        self.add_binding(
+            &src,
+            Destination::Exchange(dest.name.clone()),
+            key,
+            args,
+            user,
+        )
     }
 
     /// exchange.unbind: removes that binding, if present. As in RabbitMQ (`rabbit_db_binding:delete/2`), a
@@ -227,6 +261,7 @@ impl Vhost {
         source: &str,
         key: &str,
         args: FieldTable,
+        user: &str,
     ) -> Result<(), AmqpError> {
         if destination.is_empty() || source.is_empty() {
             return Err(default_exchange_refused());
@@ -240,6 +275,7 @@ impl Vhost {
             Destination::Exchange(dest.name.clone()),
             key,
             args,
+            user,
             || Ok(()),
         )
     }
@@ -331,6 +367,21 @@ impl Vhost {
             self.flow_limits,
             Vec::new(),
         );
+        self.events.emit(|| {
+            let spec = &handle.spec;
+            let owner = spec
+                .exclusive_owner
+                .map(|id| connection_pid(&self.node, id));
+            Event::queue_created(
+                &self.name,
+                &spec.name,
+                spec.durable,
+                spec.auto_delete,
+                owner.as_deref(),
+                &spec.arguments,
+                d.user,
+            )
+        });
         self.queues.insert(handle.spec.name.clone(), handle.clone());
         Ok(handle)
     }
@@ -349,13 +400,15 @@ impl Vhost {
         }
     }
 
-    /// Deletes a queue; returns how many ready messages it held. A missing queue deletes as 0, as in RabbitMQ.
+    /// Deletes a queue for `user`; returns how many ready messages it held. A missing queue deletes as 0, as in
+    /// RabbitMQ.
     pub(crate) async fn delete_queue(
         &self,
         name: &str,
         if_unused: bool,
         if_empty: bool,
         connection_id: u64,
+        user: &str,
     ) -> Result<u32, AmqpError> {
         let Some(queue) = self.queue_to_delete(name, connection_id)? else {
             return Ok(0);
@@ -379,19 +432,20 @@ impl Vhost {
         match self.me.upgrade() {
             Some(me) if self.may_persist_removal(queue.spec.store_id.is_some()) => {
                 // Removing a stored queue commits the definitions store: off the async workers.
+                let user = user.to_owned();
                 me.change_topology(move |vhost| {
-                    vhost.forget_queue(&queue);
+                    vhost.forget_queue(&queue, &user);
                     Ok(())
                 })
                 .await?;
             }
-            _ => self.forget_queue(&queue),
+            _ => self.forget_queue(&queue, user),
         }
         Ok(count)
     }
 
-    /// Deletes every queue with its messages, whoever owns it (the vhost itself is being deleted).
-    pub(crate) async fn delete_all_queues(&self) {
+    /// Deletes every queue with its messages, whoever owns it (the vhost itself is being deleted by `user`).
+    pub(crate) async fn delete_all_queues(&self, user: &str) {
         let queues: Vec<Arc<QueueHandle>> = self.queues.iter().map(|q| q.value().clone()).collect();
         for queue in queues {
             let (reply, answer) = oneshot::channel();
@@ -407,8 +461,9 @@ impl Vhost {
             let forgotten = match self.me.upgrade() {
                 // Removing a stored queue commits the definitions store: off the async workers.
                 Some(me) => {
+                    let user = user.to_owned();
                     me.change_topology(move |vhost| {
-                        vhost.forget_queue(&queue);
+                        vhost.forget_queue(&queue, &user);
                         Ok(())
                     })
                     .await
@@ -421,8 +476,9 @@ impl Vhost {
         }
     }
 
-    /// Removes a queue from the vhost and every binding to it (after deletion, or auto-delete by its actor).
-    pub(crate) fn forget_queue(&self, queue: &Arc<QueueHandle>) {
+    /// Removes a queue from the vhost and every binding to it (after deletion by `user`, or auto-delete by its
+    /// actor).
+    pub(crate) fn forget_queue(&self, queue: &Arc<QueueHandle>, user: &str) {
         let _topology = self.lock_topology();
         let removed = self
             .queues
@@ -430,12 +486,15 @@ impl Vhost {
             .is_some();
         if removed {
             let durable = queue.spec.store_id.is_some();
-            self.remove_bindings_to(&Destination::Queue(queue.spec.name.clone()), durable);
+            self.remove_bindings_to(&Destination::Queue(queue.spec.name.clone()), durable, user);
             self.unpersist_queue(&queue.spec);
+            // After its bindings' events, as RabbitMQ's `rabbit_amqqueue:internal_delete` reports them.
+            self.events
+                .emit(|| Event::queue_deleted(&self.name, queue.name(), user));
         }
     }
 
-    /// queue.bind: binds queue `queue` to exchange `exchange` with `key`.
+    /// queue.bind by `user`: binds queue `queue` to exchange `exchange` with `key`.
     pub(crate) fn bind_queue(
         &self,
         queue: &str,
@@ -443,6 +502,7 @@ impl Vhost {
         key: &str,
         args: FieldTable,
         connection_id: u64,
+        user: &str,
     ) -> Result<(), AmqpError> {
         if exchange.is_empty() {
             return Err(default_exchange_refused());
@@ -452,7 +512,7 @@ impl Vhost {
         let x = self
             .exchange(exchange)
             .ok_or_else(|| AmqpError::not_found("exchange", exchange, &self.name))?;
-        self.add_binding(&x, Destination::Queue(q.spec.name.clone()), key, args)
+        self.add_binding(&x, Destination::Queue(q.spec.name.clone()), key, args, user)
     }
 
     /// queue.unbind: removes that binding, if present. As in RabbitMQ (`rabbit_db_binding:delete/2`), a missing
@@ -465,6 +525,7 @@ impl Vhost {
         key: &str,
         args: FieldTable,
         connection_id: u64,
+        user: &str,
     ) -> Result<(), AmqpError> {
         if exchange.is_empty() {
             return Err(default_exchange_refused());
@@ -478,6 +539,7 @@ impl Vhost {
             Destination::Queue(q.spec.name.clone()),
             key,
             args,
+            user,
             || match q.is_exclusive_to_other(connection_id) {
                 true => Err(self.locked(queue)),
                 false => Ok(()),
@@ -491,6 +553,7 @@ impl Vhost {
         destination: Destination,
         key: &str,
         arguments: FieldTable,
+        user: &str,
     ) -> Result<(), AmqpError> {
         let binding = Binding {
             destination,
@@ -501,8 +564,29 @@ impl Vhost {
             // Stored first: a binding the client was told about must survive a restart.
             self.persist_binding(x, &binding)?;
             x.bindings.store(Arc::new(table));
+            self.binding_event(true, x, &binding, user);
         }
         Ok(())
+    }
+
+    /// Reports a binding of `x` created or deleted by `user`.
+    fn binding_event(&self, created: bool, x: &Exchange, binding: &Binding, user: &str) {
+        self.events.emit(|| {
+            let (destination, to_queue) = match &binding.destination {
+                Destination::Queue(name) => (name, true),
+                Destination::Exchange(name) => (name, false),
+            };
+            Event::binding(
+                created,
+                &self.name,
+                &x.name,
+                destination,
+                to_queue,
+                &binding.routing_key,
+                &binding.arguments,
+                user,
+            )
+        });
     }
 
     /// Removes a binding if it exists, once `may_remove` (asked only then) agrees.
@@ -512,6 +596,7 @@ impl Vhost {
         destination: Destination,
         key: &str,
         arguments: FieldTable,
+        user: &str,
         may_remove: impl FnOnce() -> Result<(), AmqpError>,
     ) -> Result<(), AmqpError> {
         let binding = Binding {
@@ -524,14 +609,15 @@ impl Vhost {
             let durable = self.destination_durable(&binding.destination);
             self.unpersist_binding(x, &binding, durable);
             x.bindings.store(Arc::new(table));
-            self.auto_delete_if_unbound(x);
+            self.binding_event(false, x, &binding, user);
+            self.auto_delete_if_unbound(x, user);
         }
         Ok(())
     }
 
     /// Drops every binding to `destination` (stored ones too when `durable`), and auto-delete exchanges left
     /// without bindings (cascading).
-    fn remove_bindings_to(&self, destination: &Destination, durable: bool) {
+    fn remove_bindings_to(&self, destination: &Destination, durable: bool, user: &str) {
         let exchanges: Vec<Arc<Exchange>> =
             self.exchanges.iter().map(|x| x.value().clone()).collect();
         for x in exchanges {
@@ -543,14 +629,15 @@ impl Vhost {
                     .filter(|b| b.destination == *destination)
                 {
                     self.unpersist_binding(&x, binding, durable);
+                    self.binding_event(false, &x, binding, user);
                 }
                 x.bindings.store(Arc::new(table));
-                self.auto_delete_if_unbound(&x);
+                self.auto_delete_if_unbound(&x, user);
             }
         }
     }
 
-    fn auto_delete_if_unbound(&self, x: &Arc<Exchange>) {
+    fn auto_delete_if_unbound(&self, x: &Arc<Exchange>, user: &str) {
         if !x.auto_delete || !x.bindings.load().is_empty() {
             return;
         }
@@ -561,7 +648,9 @@ impl Vhost {
         {
             self.stop_delayed(&x.name);
             self.unpersist_exchange(x);
-            self.remove_bindings_to(&Destination::Exchange(x.name.clone()), x.durable);
+            self.events
+                .emit(|| Event::exchange_deleted(&self.name, &x.name, user));
+            self.remove_bindings_to(&Destination::Exchange(x.name.clone()), x.durable, user);
         }
     }
 }

@@ -230,3 +230,9 @@ fn deprecated_feature_permits_are_read() {
     assert!(!config.deprecated_features.global_qos);
     assert!(!config.deprecated_features.transient_nonexcl_queues);
 }
+
+#[test]
+fn event_exchange_vhost_turns_the_event_exchange_on_in_that_vhost() {
+    let config = load("event_exchange.vhost = events\n").expect("loads");
+    assert_eq!(config.event_exchange_vhost(), Some("events"));
+}

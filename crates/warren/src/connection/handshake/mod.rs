@@ -18,6 +18,7 @@ use super::transport::TlsPeer;
 use crate::auth::{self, limits, AuthError};
 use crate::broker::Broker;
 use crate::config::Mechanism;
+use crate::event::{connection_pid, AuthAttempt, Event};
 use crate::vhost::Vhost;
 use properties::{client_capabilities, client_text, server_properties};
 use tune::{check_tune_ok, Tuned};
@@ -25,7 +26,7 @@ use warren_protocol::error::{AmqpError, ReplyCode};
 use warren_protocol::frame::{FrameKind, FrameSplitter, FRAME_MIN_SIZE};
 use warren_protocol::ids;
 use warren_protocol::{
-    connection, decode_method, put_method, AMQPClass, LongString, PROTOCOL_HEADER,
+    connection, decode_method, put_method, AMQPClass, FieldTable, LongString, PROTOCOL_HEADER,
 };
 
 /// RabbitMQ waits this long before dropping a client that failed to log in and cannot be told why.
@@ -61,6 +62,10 @@ pub(crate) struct Negotiated {
     pub(crate) client_product: Option<String>,
     /// The client's `version` property, for listings.
     pub(crate) client_version: Option<String>,
+    /// The client's properties, kept for the connection's events only when the event exchange is on.
+    pub(crate) client_properties: FieldTable,
+    /// The SASL mechanism it logged in with.
+    pub(crate) auth_mechanism: &'static str,
 }
 
 /// What the driver must do next, returned by [`Handshake::handle_input`].
@@ -107,6 +112,8 @@ pub(crate) struct Handshake<'a> {
     peer: SocketAddr,
     /// What TLS established; None on a plain connection.
     tls: Option<TlsPeer>,
+    /// The connection's id, name and listener address, which its login events name.
+    identity: ConnectionIdentity,
     splitter: FrameSplitter,
     state: State,
 }
@@ -124,6 +131,16 @@ enum State {
     Finished,
 }
 
+/// Who a connection is before it is served: what its `user.authentication.*` and `connection.closed` events say.
+pub(crate) struct ConnectionIdentity {
+    /// Its node-unique id.
+    pub(crate) id: u64,
+    /// Its name, `peer -> local`.
+    pub(crate) name: String,
+    /// The listener's address.
+    pub(crate) local: Option<SocketAddr>,
+}
+
 /// What start-ok established.
 struct Login {
     user: String,
@@ -131,6 +148,8 @@ struct Login {
     connection_blocked: bool,
     client_product: Option<String>,
     client_version: Option<String>,
+    client_properties: FieldTable,
+    auth_mechanism: &'static str,
 }
 
 impl<'a> Handshake<'a> {
@@ -140,6 +159,11 @@ impl<'a> Handshake<'a> {
             broker,
             peer,
             tls: None,
+            identity: ConnectionIdentity {
+                id: 0,
+                name: peer.to_string(),
+                local: None,
+            },
             splitter: FrameSplitter::new(FRAME_MIN_SIZE),
             state: State::Header,
         }
@@ -149,6 +173,43 @@ impl<'a> Handshake<'a> {
     pub(crate) fn with_tls(mut self, tls: Option<TlsPeer>) -> Handshake<'a> {
         self.tls = tls;
         self
+    }
+
+    /// The same handshake for the connection `identity` (its events name it).
+    pub(crate) fn with_identity(mut self, identity: ConnectionIdentity) -> Handshake<'a> {
+        self.identity = identity;
+        self
+    }
+
+    /// Reports a login (`user.authentication.success`, or `.failure` with `error`) when the event exchange is
+    /// on; a refused one also ends the connection's life in events (`connection.closed`), as in RabbitMQ.
+    fn login_event(
+        &self,
+        user: &str,
+        mechanism: &str,
+        error: Option<&AuthError>,
+        client_properties: &FieldTable,
+    ) {
+        let events = &self.broker.events;
+        let identity = &self.identity;
+        events.emit(|| {
+            let attempt = AuthAttempt {
+                user,
+                connection_name: &identity.name,
+                peer: self.peer,
+                local: identity.local,
+                auth_mechanism: mechanism,
+                ssl: self.tls.is_some(),
+            };
+            Event::authentication(&attempt, error.map(ToString::to_string).as_deref())
+        });
+        if error.is_some() {
+            events.emit(|| {
+                let node = &self.broker.config.server.cluster_name;
+                let pid = connection_pid(node, identity.id);
+                Event::connection_closed(&pid, &identity.name, node, client_properties)
+            });
+        }
     }
 
     /// The SASL mechanisms this connection is offered.
@@ -254,13 +315,16 @@ impl<'a> Handshake<'a> {
                 ) {
                     Ok(user) => user,
                     Err(error) => {
+                        let props = &start_ok.client_properties;
+                        self.login_event(error.user(), mechanism, Some(&error), props);
                         return Some(self.auth_failed(
                             mechanism,
                             &error,
                             has("authentication_failure_close"),
-                        ))
+                        ));
                     }
                 };
+                self.login_event(&user, mechanism, None, &start_ok.client_properties);
                 let limits = &self.broker.config.limits;
                 let tune = connection::Tune {
                     channel_max: limits.channel_max,
@@ -274,6 +338,12 @@ impl<'a> Handshake<'a> {
                     connection_blocked: has("connection.blocked"),
                     client_product: client_text(props, "product"),
                     client_version: client_text(props, "version"),
+                    auth_mechanism: Mechanism::from_name(mechanism).map_or("", |m| m.name()),
+                    // Kept for connection.created and connection.closed only: an idle connection stays small.
+                    client_properties: match self.broker.events.is_on() {
+                        true => start_ok.client_properties,
+                        false => FieldTable::default(),
+                    },
                 });
                 Some(send(connection::AMQPMethod::Tune(tune)))
             }
@@ -302,6 +372,8 @@ impl<'a> Handshake<'a> {
                     connection_blocked: login.connection_blocked,
                     client_product: login.client_product,
                     client_version: login.client_version,
+                    client_properties: login.client_properties,
+                    auth_mechanism: login.auth_mechanism,
                 }));
                 Some(send(connection::AMQPMethod::OpenOk(connection::OpenOk {})))
             }

@@ -152,10 +152,9 @@ impl Reader {
             None => {
                 if let AMQPClass::Channel(channel::AMQPMethod::Open(_)) = method {
                     self.check_channel_limits()?;
-                    self.channels.insert(
-                        id,
-                        Slot::Open(Box::new(Channel::new(self.conn.info.clone(), id))),
-                    );
+                    let mut ch = Box::new(Channel::new(self.conn.info.clone(), id));
+                    self.conn.channel_opened(&mut ch);
+                    self.channels.insert(id, Slot::Open(ch));
                     self.write_channel(id, channel::AMQPMethod::OpenOk(channel::OpenOk {}));
                     return Ok(ReaderNext::Continue);
                 }
@@ -319,7 +318,13 @@ impl Reader {
             let _ = self
                 .conn
                 .vhost
-                .delete_queue(queue.name(), false, false, self.conn.info.id)
+                .delete_queue(
+                    queue.name(),
+                    false,
+                    false,
+                    self.conn.info.id,
+                    crate::event::INTERNAL_USER,
+                )
                 .await;
         }
     }

@@ -6,6 +6,7 @@
 mod alarm;
 mod dispatch;
 
+use crate::event::{self, Event};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -133,8 +134,33 @@ impl ConnectionState {
         }
     }
 
-    /// Shuts a channel down and executes what that takes: settlements, which no queue refuses.
+    /// Gives a channel just opened its pid and reports it (`channel.created`), when the event exchange is on.
+    fn channel_opened(&self, ch: &mut Channel) {
+        let events = &self.broker.events;
+        if !events.is_on() {
+            return;
+        }
+        let (node, info) = (self.broker.config.server.cluster_name.as_str(), &self.info);
+        let connection = event::connection_pid(node, info.id);
+        let pid = event::channel_pid(node, info.id, ch.id, events.next_channel_serial());
+        events.emit(|| {
+            let vhost = &self.vhost.name;
+            Event::channel_created(&pid, &connection, &info.name, ch.id, &info.user, vhost)
+        });
+        ch.event_pid = Some(Arc::from(pid));
+    }
+
+    /// Shuts a channel down and executes what that takes: settlements, which no queue refuses. Reports its
+    /// consumers' end and its own (`consumer.deleted`, `channel.closed`) when the event exchange is on.
     async fn shut_down(&mut self, ch: &mut Channel) {
+        if let Some(pid) = ch.event_pid.clone() {
+            let events = &self.broker.events;
+            let (vhost, user) = (&self.vhost.name, &self.info.user);
+            for (tag, queue) in ch.deliveries.consumers() {
+                events.emit(|| Event::consumer_deleted(vhost, queue.name(), &tag, &pid, user));
+            }
+            events.emit(|| Event::channel_closed(&pid, user));
+        }
         let mut effects = ChannelEffects::default();
         ch.shutdown(&mut effects);
         let _ = runtime::execute(ch, &mut self.channel_context(), &mut effects).await;
