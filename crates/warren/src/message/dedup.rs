@@ -26,7 +26,8 @@ impl DedupKey {
         &self.0
     }
 
-    /// A key from bytes [`DedupKey::as_bytes`] gave (read back from the store).
+    /// A key from bytes [`DedupKey::as_bytes`] gave.
+    #[cfg(test)]
     pub(crate) fn from_bytes(bytes: &[u8]) -> DedupKey {
         DedupKey(bytes.into())
     }
@@ -106,7 +107,8 @@ mod tests {
     use super::*;
     use warren_protocol::basic::AMQPProperties;
     use warren_protocol::content::encode_properties;
-    use warren_protocol::{ByteArray, LongString};
+    use warren_protocol::types::ByteArray;
+    use warren_protocol::LongString;
 
     fn headers(name: &str, value: AMQPValue) -> FieldTable {
         let mut table = FieldTable::default();

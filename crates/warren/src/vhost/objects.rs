@@ -8,6 +8,7 @@ use tokio::sync::oneshot;
 use super::equivalence;
 use super::Vhost;
 use crate::exchange::consistent_hash::HashOn;
+use crate::exchange::dedup::DedupSettings;
 use crate::exchange::delayed_type::delayed_type;
 use crate::exchange::Exchange;
 use crate::exchange::{Binding, Destination, ExchangeKind};
@@ -106,6 +107,9 @@ impl Vhost {
                     ExchangeKind::Delayed => delayed_type(&d.arguments)?,
                     other => other,
                 };
+                if kind == ExchangeKind::Dedup {
+                    DedupSettings::parse(&d.arguments)?;
+                }
                 if routing_kind == ExchangeKind::ConsistentHash {
                     HashOn::from_arguments(&d.arguments).map_err(AmqpError::precondition)?;
                 }
@@ -121,6 +125,9 @@ impl Vhost {
                 self.apply_exchange_policy(&x);
                 if x.kind == ExchangeKind::Delayed {
                     self.start_delayed(&x, store_id, Vec::new());
+                }
+                if x.kind == ExchangeKind::Dedup {
+                    self.start_dedup(&x, store_id, Vec::new());
                 }
                 self.exchanges.insert(x.name.clone(), Arc::new(x));
                 return Ok(());
@@ -187,6 +194,7 @@ impl Vhost {
         }
         self.exchanges.remove(name);
         self.stop_delayed(name);
+        self.stop_dedup(name);
         self.unpersist_exchange(&x);
         for binding in x.bindings.load().bindings() {
             let durable = self.destination_durable(&binding.destination);
@@ -552,6 +560,7 @@ impl Vhost {
             .is_some()
         {
             self.stop_delayed(&x.name);
+            self.stop_dedup(&x.name);
             self.unpersist_exchange(x);
             self.remove_bindings_to(&Destination::Exchange(x.name.clone()), x.durable);
         }
