@@ -111,11 +111,17 @@ impl DedupKeys {
     }
 }
 
+/// A key's newest record as recovery found it: the entry, its WAL file, and its place in the replay.
+type FoundRecord = (DedupEntry, FileId, u64);
+
+/// One owner's records as recovery found them: its capacity, and each key's newest record.
+type FoundOwner = (u32, HashMap<Box<[u8]>, FoundRecord>);
+
 /// The records recovery found, newest record of each key kept, before they are ordered into [`DedupKeys`].
 #[derive(Default)]
 pub(crate) struct FoundKeys {
-    /// Per owner: its capacity, and each key's newest record with its file and its place in the replay.
-    owners: HashMap<QueueId, (u32, HashMap<Box<[u8]>, (DedupEntry, FileId, u64)>)>,
+    /// Per owner: its capacity, and each key's newest record.
+    owners: HashMap<QueueId, FoundOwner>,
     /// Records read so far: orders keys taken in the same millisecond as the WAL does.
     read: u64,
 }
@@ -154,7 +160,7 @@ impl FoundKeys {
             if !durable(owner) {
                 continue;
             }
-            let mut entries: Vec<(DedupEntry, FileId, u64)> = found
+            let mut entries: Vec<FoundRecord> = found
                 .into_values()
                 .filter(|(e, _, _)| e.expires_at_ms.is_none_or(|at| at > now))
                 .collect();

@@ -9,6 +9,8 @@
 //! - `retry`: when a part that failed (a write or fsync error, a full disk) tries again to repair itself;
 //! - `compaction`: deletes fully acked segments and rewrites mostly acked ones;
 //! - `recovery`: reads segments and replays the WAL at open, cutting torn tails;
+//! - `dedup_keys`: deduplication keys kept for the broker (`Store::remember_key`), carried forward on retire;
+//!   [`dedup_table`]: the bounded key set it (and the broker's caches) use;
 //! - `index`: where each live message lives (file, offset, length), about 40 bytes a message;
 //! - `record` and `scan`: the framing (length, CRC32C, type) and the sequential reader;
 //! - [`spill`]: the spill store, where queues put transient messages past their memory budget (not recovered);

@@ -7,6 +7,7 @@
 use std::sync::Mutex;
 
 use warren_protocol::error::AmqpError;
+use warren_protocol::field_type::integer;
 use warren_protocol::{AMQPValue, FieldTable};
 use warren_store::dedup_table::{DedupInsert, DedupTable};
 
@@ -87,13 +88,6 @@ fn text(value: &AMQPValue) -> Option<&str> {
 /// such a string with the same text.
 fn positive(value: &AMQPValue, refused: &str, text_refused: &str) -> Result<u64, AmqpError> {
     let n: Option<i64> = match value {
-        AMQPValue::ShortShortInt(v) => Some(i64::from(*v)),
-        AMQPValue::ShortShortUInt(v) => Some(i64::from(*v)),
-        AMQPValue::ShortInt(v) => Some(i64::from(*v)),
-        AMQPValue::ShortUInt(v) => Some(i64::from(*v)),
-        AMQPValue::LongInt(v) => Some(i64::from(*v)),
-        AMQPValue::LongUInt(v) => Some(i64::from(*v)),
-        AMQPValue::LongLongInt(v) => Some(*v),
         AMQPValue::Timestamp(v) => i64::try_from(*v).ok(),
         AMQPValue::LongString(_) => {
             let parsed = text(value).and_then(|t| t.parse::<i64>().ok());
@@ -102,7 +96,7 @@ fn positive(value: &AMQPValue, refused: &str, text_refused: &str) -> Result<u64,
                 .filter(|&n| n > 0)
                 .ok_or_else(|| AmqpError::precondition(text_refused));
         }
-        _ => None,
+        other => integer(other),
     };
     n.and_then(|n| u64::try_from(n).ok())
         .filter(|&n| n > 0)

@@ -5,6 +5,7 @@
 
 use bytes::Bytes;
 
+use warren_protocol::field_type::integer;
 use warren_protocol::{AMQPValue, FieldTable};
 
 /// The header whose value identifies a message for deduplication.
@@ -61,19 +62,18 @@ pub(crate) fn key_of(properties_raw: &Bytes) -> Option<DedupKey> {
 /// The deduplication key in `headers`. An array, a table or a decimal has none: the plugin fails such a publish
 /// (its header reader has no clause for them); Warren does not check the message.
 pub(crate) fn dedup_key(headers: Option<&FieldTable>) -> Option<DedupKey> {
-    let integer = |v: i64| Some(DedupKey::tagged(b'l', &v.to_be_bytes()));
-    match headers?.inner().get(DEDUP_HEADER)? {
+    let value = headers?.inner().get(DEDUP_HEADER)?;
+    if let Some(n) = integer(value) {
+        return Some(DedupKey::tagged(b'l', &n.to_be_bytes()));
+    }
+    match value {
         AMQPValue::LongString(s) => Some(DedupKey::tagged(b'S', s.as_bytes())),
         AMQPValue::ShortString(s) => Some(DedupKey::tagged(b'S', s.as_str().as_bytes())),
         AMQPValue::ByteArray(b) => Some(DedupKey::tagged(b'S', b.as_slice())),
-        AMQPValue::ShortShortInt(v) => integer(i64::from(*v)),
-        AMQPValue::ShortShortUInt(v) => integer(i64::from(*v)),
-        AMQPValue::ShortInt(v) => integer(i64::from(*v)),
-        AMQPValue::ShortUInt(v) => integer(i64::from(*v)),
-        AMQPValue::LongInt(v) => integer(i64::from(*v)),
-        AMQPValue::LongUInt(v) => integer(i64::from(*v)),
-        AMQPValue::LongLongInt(v) => integer(*v),
-        AMQPValue::Timestamp(v) => integer(i64::try_from(*v).unwrap_or(i64::MAX)),
+        AMQPValue::Timestamp(v) => Some(DedupKey::tagged(
+            b'l',
+            &i64::try_from(*v).unwrap_or(i64::MAX).to_be_bytes(),
+        )),
         AMQPValue::Float(v) => Some(DedupKey::tagged(
             b'd',
             &f64::from(*v).to_bits().to_be_bytes(),
@@ -81,24 +81,18 @@ pub(crate) fn dedup_key(headers: Option<&FieldTable>) -> Option<DedupKey> {
         AMQPValue::Double(v) => Some(DedupKey::tagged(b'd', &v.to_bits().to_be_bytes())),
         AMQPValue::Boolean(v) => Some(DedupKey::tagged(b't', &[u8::from(*v)])),
         AMQPValue::Void => Some(DedupKey::tagged(b'V', &[])),
-        AMQPValue::DecimalValue(_) | AMQPValue::FieldArray(_) | AMQPValue::FieldTable(_) => None,
+        _ => None,
     }
 }
 
 /// The message's own `x-cache-ttl` in milliseconds: an integer of any width, a float truncated. Another type is
 /// ignored (the exchange's TTL applies; the plugin fails such a publish). Zero or negative: remembered for no time.
 pub(crate) fn cache_ttl(headers: Option<&FieldTable>) -> Option<i64> {
-    Some(match headers?.inner().get(CACHE_TTL_HEADER)? {
-        AMQPValue::ShortShortInt(v) => i64::from(*v),
-        AMQPValue::ShortShortUInt(v) => i64::from(*v),
-        AMQPValue::ShortInt(v) => i64::from(*v),
-        AMQPValue::ShortUInt(v) => i64::from(*v),
-        AMQPValue::LongInt(v) => i64::from(*v),
-        AMQPValue::LongUInt(v) => i64::from(*v),
-        AMQPValue::LongLongInt(v) => *v,
+    let value = headers?.inner().get(CACHE_TTL_HEADER)?;
+    Some(match value {
         AMQPValue::Float(v) if v.is_finite() => f64::from(*v) as i64,
         AMQPValue::Double(v) if v.is_finite() => *v as i64,
-        _ => return None,
+        other => integer(other)?,
     })
 }
 
