@@ -1,7 +1,23 @@
 //! The names RabbitMQ gives field-table value types (`rabbit_binary_parser`), as its error texts print them: shared
-//! by the headers exchange and the queue-argument checks.
+//! by the headers exchange and the queue-argument checks; and [`integer`], an integer of any width as Erlang sees
+//! it.
 
 use amq_protocol::types::AMQPValue;
+
+/// The value of an integer of any width (signed or unsigned byte, short, int, long), which RabbitMQ decodes to
+/// one Erlang integer; None for any other type.
+pub fn integer(value: &AMQPValue) -> Option<i64> {
+    Some(match value {
+        AMQPValue::ShortShortInt(v) => i64::from(*v),
+        AMQPValue::ShortShortUInt(v) => i64::from(*v),
+        AMQPValue::ShortInt(v) => i64::from(*v),
+        AMQPValue::ShortUInt(v) => i64::from(*v),
+        AMQPValue::LongInt(v) => i64::from(*v),
+        AMQPValue::LongUInt(v) => i64::from(*v),
+        AMQPValue::LongLongInt(v) => *v,
+        _ => return None,
+    })
+}
 
 /// RabbitMQ's name for a field value's type. A short string never comes off the wire in a table (amq-protocol reads
 /// 's' as a short int); one built in-process reads as the string it is.

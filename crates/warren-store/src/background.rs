@@ -13,13 +13,14 @@ use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
 use super::compaction::repair;
+use super::dedup_keys;
 use super::fs::{FileHandle, FileSystem};
 use super::index::{FileId, Loc};
 use super::record::{self, Kind};
 use super::retry::Backoff;
 use super::scan::{Scanner, Step};
 use super::segment::{queue_dir, SegmentSet};
-use super::shared::{bump, Job, Part, Shared};
+use super::shared::{bump, Job, Op, Part, Shared};
 use super::{lock, QueueId, StoreError};
 
 /// The acks bound for one segment: its handle, its path, the msg ids.
@@ -195,6 +196,7 @@ impl Background {
         };
         let moved = self.copy_live(file, handle.as_ref(), &path)?;
         self.segments.sync(&self.shared.index)?;
+        self.carry_keys(file)?;
         {
             let mut idx = lock(&self.shared.index);
             for (queue, msg_id, from, to) in moved {
@@ -213,6 +215,26 @@ impl Background {
         }
         bump(&self.shared.counters.wal_files_retired, 1);
         self.maintain()
+    }
+
+    /// Writes the live deduplication keys whose records are in WAL file `file` again, through the WAL writer, and
+    /// waits until they are durable: only then may `file` go. Bounded by the owners' capacities, expired and
+    /// evicted keys are never carried. Fails (and the retire is kept for later) while the writer has failed.
+    fn carry_keys(&self, file: FileId) -> Result<(), StoreError> {
+        let keys = lock(&self.shared.dedup).live_in(file, dedup_keys::now_ms());
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let (done, durable) = mpsc::sync_channel(1);
+        if self
+            .shared
+            .inbox
+            .push(Op::CarryKeys { keys, done })
+            .is_some()
+        {
+            return Err(StoreError::Closed);
+        }
+        durable.recv().unwrap_or(Err(StoreError::Closed))
     }
 
     fn file(&self, file: FileId) -> Option<(Arc<dyn FileHandle>, PathBuf)> {

@@ -9,6 +9,8 @@
 //! - `retry`: when a part that failed (a write or fsync error, a full disk) tries again to repair itself;
 //! - `compaction`: deletes fully acked segments and rewrites mostly acked ones;
 //! - `recovery`: reads segments and replays the WAL at open, cutting torn tails;
+//! - `dedup_keys`: deduplication keys kept for the broker (`Store::remember_key`), carried forward on retire;
+//!   [`dedup_table`]: the bounded key set it (and the broker's caches) use;
 //! - `index`: where each live message lives (file, offset, length), about 40 bytes a message;
 //! - `record` and `scan`: the framing (length, CRC32C, type) and the sequential reader;
 //! - [`spill`]: the spill store, where queues put transient messages past their memory budget (not recovered);
@@ -17,6 +19,8 @@
 
 mod background;
 mod compaction;
+mod dedup_keys;
+pub mod dedup_table;
 mod error;
 pub mod fs;
 mod index;
@@ -42,6 +46,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+pub use dedup_keys::DedupEntry;
 pub use error::StoreError;
 pub use fs::{FileHandle, FileSystem, StdFileSystem};
 pub use spill::{SpillConfig, SpillStats, SpillStore};
@@ -177,6 +182,9 @@ pub struct Recovery {
     /// Queues whose segments were damaged beyond a tail: they serve the records before the damage (a raw copy of the
     /// damaged file is kept as `<seq>.corrupt`); other queues are unaffected.
     pub corrupt_queues: Vec<(QueueId, String)>,
+    /// The deduplication keys each durable owner kept (`Store::remember_key`) that are still alive, oldest first,
+    /// at most the owner's capacity.
+    pub dedup: HashMap<QueueId, Vec<DedupEntry>>,
 }
 
 /// Counters for metrics and tests (kept public, like [`Store::settle`] and [`Store::close`], for tools and crash
@@ -259,7 +267,7 @@ impl Store {
             ));
         }
         let recovered = recovery::recover(&config, &fs, durable_queues)?;
-        let shared = Arc::new(Shared::new(config, fs, recovered.index));
+        let shared = Arc::new(Shared::new(config, fs, recovered.index, recovered.dedup));
         let writer = WalWriter::start(&shared, recovered.next_wal_seq);
         let (tx, rx) = mpsc::channel();
         for file in recovered.unrepaired {
@@ -323,6 +331,29 @@ impl Store {
             queues,
             done: on_durable,
         }) {
+            done(Err(StoreError::Closed));
+        }
+    }
+
+    /// Keeps deduplication key `entry` for `owner` (a durable queue id: dropping it drops its keys) until its
+    /// deadline, or until `capacity` newer keys of the owner push it out; recovery reports it in
+    /// [`Recovery::dedup`]. `on_durable` follows the contract of [`Store::publish`]: the key's record goes in the
+    /// WAL with the same group commit, in call order, so a message published after it on the same thread is
+    /// durable only if the key is. Records of live keys are carried forward when their WAL file is retired.
+    pub fn remember_key(
+        &self,
+        owner: QueueId,
+        capacity: u32,
+        entry: DedupEntry,
+        on_durable: Box<dyn FnOnce(Result<(), StoreError>) + Send>,
+    ) {
+        let op = Op::RememberKey {
+            owner,
+            capacity: capacity.max(1),
+            entry,
+            done: on_durable,
+        };
+        if let Some(Op::RememberKey { done, .. }) = self.shared().inbox.push(op) {
             done(Err(StoreError::Closed));
         }
     }

@@ -43,6 +43,9 @@ pub(crate) enum Kind {
     DropQueue = 3,
     /// As `Publish`, with a message blob that carries metadata (format version 2).
     PublishWithMeta = 4,
+    /// A deduplication key an owner keeps (`dedup_keys::encode`): owner (u64), capacity (u32), inserted at (u64),
+    /// expires at (u64), key bytes.
+    DedupKey = 5,
     /// a plain message blob (the queue is the segment's).
     Message = 16,
     /// id count (u32), msg ids (u64 each) of messages in this same segment.
@@ -58,6 +61,7 @@ impl Kind {
             2 => Kind::Ack,
             3 => Kind::DropQueue,
             4 => Kind::PublishWithMeta,
+            5 => Kind::DedupKey,
             16 => Kind::Message,
             17 => Kind::SegmentAck,
             18 => Kind::MessageWithMeta,

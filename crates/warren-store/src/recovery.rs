@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use super::background::{remove_if_present, remove_queue_dir};
 use super::compaction::repair;
+use super::dedup_keys::{self, DedupKeys, FoundKeys};
 use super::fs::{FileHandle, FileSystem};
 use super::index::{FileId, FileKind, Index, Loc};
 use super::record::{self, Kind, FORMAT_VERSION, SEGMENT_MAGIC, WAL_MAGIC};
@@ -26,6 +27,8 @@ pub(crate) struct Recovered {
     pub unrepaired: Vec<FileId>,
     pub next_wal_seq: u64,
     pub report: Recovery,
+    /// The live deduplication keys of the durable owners, with the WAL files their records are in.
+    pub dedup: DedupKeys,
 }
 
 #[derive(Clone, Copy)]
@@ -45,6 +48,7 @@ struct Recoverer<'a> {
     report: Recovery,
     damaged: Vec<FileId>,
     dirty_dirs: BTreeSet<PathBuf>,
+    keys: FoundKeys,
 }
 
 fn io_err<'p>(op: &'static str, path: &'p Path) -> impl FnOnce(std::io::Error) -> StoreError + 'p {
@@ -73,6 +77,7 @@ pub(crate) fn recover(
         report: Recovery::default(),
         damaged: Vec::new(),
         dirty_dirs: BTreeSet::new(),
+        keys: FoundKeys::default(),
     };
     // The store's directory and its ancestors, in case this open created them.
     let ancestors = config.dir.ancestors().map(|a| {
@@ -86,6 +91,10 @@ pub(crate) fn recover(
     r.read_segments(&queues_dir)?;
     let (sealed_wal, next_wal_seq) = r.replay_wal(&wal_dir)?;
     r.build_index();
+    let durable = &r.durable;
+    let dedup = std::mem::take(&mut r.keys)
+        .into_keys(|owner| durable.contains(&owner), dedup_keys::now_ms());
+    r.report.dedup = dedup.report(dedup_keys::now_ms());
     if sync {
         for dir in &r.dirty_dirs {
             match fs.sync_dir(dir) {
@@ -119,6 +128,7 @@ pub(crate) fn recover(
         unrepaired,
         next_wal_seq,
         report: r.report,
+        dedup,
     })
 }
 
@@ -382,9 +392,14 @@ impl Recoverer<'_> {
                     }
                 }
             }
+            (Some(Kind::DedupKey), _) => {
+                let (owner, capacity, entry) = dedup_keys::decode(payload)?;
+                self.keys.record(owner, capacity, entry, loc.file);
+            }
             (Some(Kind::DropQueue), _) => {
                 let queue = record::parse_drop(payload)?;
                 self.found.remove(&queue);
+                self.keys.drop_owner(queue);
                 self.drop_segments(queue);
             }
             _ => return Err("unexpected record type in the WAL"),

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex, OnceLock};
 use std::time::Instant;
 
+use super::dedup_keys::{DedupEntry, DedupKeys};
 use super::fs::FileSystem;
 use super::index::{FileId, Index};
 use super::{lock, QueueId, StoreConfig, StoreError, StoredMessage};
@@ -26,6 +27,18 @@ pub(crate) enum Op {
     },
     DropQueue {
         queue: QueueId,
+    },
+    /// A deduplication key of `owner` (`Store::remember_key`), durable when `done` gets Ok.
+    RememberKey {
+        owner: QueueId,
+        capacity: u32,
+        entry: DedupEntry,
+        done: OnDurable,
+    },
+    /// Live keys whose records are in a WAL file being retired, written again (by the background thread).
+    CarryKeys {
+        keys: Vec<(QueueId, u32, DedupEntry)>,
+        done: mpsc::SyncSender<Result<(), StoreError>>,
     },
     Flush {
         done: mpsc::SyncSender<Result<(), StoreError>>,
@@ -205,6 +218,8 @@ pub(crate) struct Shared {
     pub index: Mutex<Index>,
     pub inbox: Inbox,
     pub counters: Counters,
+    /// Which deduplication key records are live, and in which WAL file (`dedup_keys`).
+    pub dedup: Mutex<DedupKeys>,
     /// True while either part has failed; read on every batch and by the broker.
     failed: AtomicBool,
     /// Why; changed only under this lock, together with `failed`.
@@ -213,11 +228,17 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(config: StoreConfig, fs: Arc<dyn FileSystem>, index: Index) -> Shared {
+    pub(crate) fn new(
+        config: StoreConfig,
+        fs: Arc<dyn FileSystem>,
+        index: Index,
+        dedup: DedupKeys,
+    ) -> Shared {
         Shared {
             config,
             fs,
             index: Mutex::new(index),
+            dedup: Mutex::new(dedup),
             inbox: Inbox::default(),
             counters: Counters::default(),
             failed: AtomicBool::new(false),

@@ -182,7 +182,8 @@ impl Broker {
             ..StoreConfig::new(dir.join("msgs"))
         };
         let mut queue_ids: Vec<u64> = stored.queues.iter().map(|q| q.id).collect();
-        // Durable delayed exchanges keep their delayed messages under store ids of their own.
+        // Durable delayed exchanges keep their delayed messages, and durable deduplicating exchanges their keys,
+        // under store ids of their own.
         queue_ids.extend(
             definitions
                 .delayed_store_ids()?
@@ -223,6 +224,7 @@ impl Broker {
             node_memory: Arc::new(NodeMemory::new(config.storage.total_queue_memory_budget)),
         });
         let mut recovered: HashMap<u64, _> = recovery.queues;
+        let mut recovered_keys: HashMap<u64, _> = recovery.dedup;
         let vhosts = DashMap::new();
         let events = EventPublisher::new(config.event_exchange_vhost());
         let flow_limits = FlowLimits {
@@ -243,7 +245,7 @@ impl Broker {
                 events.clone(),
             );
             vhost.set_limits(def.limits.clone());
-            vhost.restore(&stored, &mut recovered);
+            vhost.restore(&stored, &mut recovered, &mut recovered_keys);
             vhosts.insert(def.name.clone(), vhost);
         }
         for def in &stored.queues {

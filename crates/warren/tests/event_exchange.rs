@@ -132,23 +132,18 @@ async fn the_event_exchange_is_an_internal_durable_topic_exchange() {
     )
     .await
     .unwrap();
-    let (code, text) = refusal(async {
-        ch.basic_publish(
-            EVENTS.into(),
-            "queue.created".into(),
-            BasicPublishOptions::default(),
-            b"forged",
-            BasicProperties::default(),
-        )
-        .await?;
-        ch.queue_declare(
-            "after".into(),
-            QueueDeclareOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-    })
-    .await;
+    // Watched on the connection: the publish has no reply, and a method sent after it may race the close.
+    let mut closes = common::CloseWatcher::new(&conn);
+    ch.basic_publish(
+        EVENTS.into(),
+        "queue.created".into(),
+        BasicPublishOptions::default(),
+        b"forged",
+        BasicProperties::default(),
+    )
+    .await
+    .expect("sent");
+    let (code, text) = closes.next_close().await;
     assert_eq!(code, 403, "{text}");
     assert_eq!(
         text,

@@ -3,6 +3,7 @@
 
 mod corrupt;
 mod crash;
+mod dedup_keys;
 mod fault_crash;
 mod faults;
 mod group_commit;

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::dedup_keys::{self, DedupEntry};
 use super::fs::{append_all, FileHandle};
 use super::index::{FileId, FileKind, Loc};
 use super::record::{self, file_header, BlobLayout, Kind, FILE_HEADER_LEN, WAL_MAGIC};
@@ -45,9 +46,23 @@ enum Applied {
     DropQueue {
         queue: QueueId,
     },
+    /// Deduplication key records, in WAL file `file` (None when never written).
+    Keys {
+        keys: Vec<(QueueId, u32, DedupEntry)>,
+        file: Option<FileId>,
+        done: KeysDone,
+    },
     Flush {
         done: std::sync::mpsc::SyncSender<Result<(), StoreError>>,
     },
+}
+
+/// Who waits for deduplication key records.
+enum KeysDone {
+    /// A broker's `Store::remember_key`: the key is new, and its record the newest.
+    Remember(OnDurable),
+    /// The background thread carrying live keys out of a WAL file it retires.
+    Carry(std::sync::mpsc::SyncSender<Result<(), StoreError>>),
 }
 
 /// The WAL file being appended to.
@@ -204,6 +219,7 @@ impl WalWriter {
             all
         };
         let (base, file_id) = (file.len, file.id);
+        let ops = self.without_dropped_owners(ops);
         let (batch, applied) = encode(ops, base, file_id);
         match self.write(&batch) {
             Ok(()) => self.complete(applied, true),
@@ -212,6 +228,26 @@ impl WalWriter {
                 self.complete(applied, false);
             }
         }
+    }
+
+    /// Keys carried out of a retired file are a snapshot the background thread took: an owner dropped since (in an
+    /// earlier batch, or earlier in this one) must not get them back, or a recovery would find them after its drop
+    /// record.
+    fn without_dropped_owners(&self, mut ops: Vec<Op>) -> Vec<Op> {
+        if !ops.iter().any(|op| matches!(op, Op::CarryKeys { .. })) {
+            return ops;
+        }
+        let mirror = lock(&self.shared.dedup);
+        let mut dropped = Vec::new();
+        for op in &mut ops {
+            match op {
+                Op::DropQueue { queue } => dropped.push(*queue),
+                Op::CarryKeys { keys, .. } => keys
+                    .retain(|(owner, _, _)| mirror.has_owner(*owner) && !dropped.contains(owner)),
+                _ => {}
+            }
+        }
+        ops
     }
 
     /// One vectored append of the whole batch, then one fdatasync.
@@ -277,10 +313,35 @@ impl WalWriter {
                     }
                     Applied::DropQueue { queue } => {
                         idx.drop_queue(queue);
+                        lock(&self.shared.dedup).drop_owner(queue);
                         match durable {
                             true => dropped.push(queue),
                             false => self.deferred.push(Op::DropQueue { queue }),
                         }
+                    }
+                    Applied::Keys { keys, file, done } => {
+                        let written = file.filter(|_| durable);
+                        if let Some(file) = written {
+                            let mut mirror = lock(&self.shared.dedup);
+                            for (owner, capacity, entry) in &keys {
+                                match &done {
+                                    KeysDone::Remember(_) => {
+                                        mirror.put(*owner, *capacity, entry, file)
+                                    }
+                                    KeysDone::Carry(_) => mirror.carried(*owner, entry, file),
+                                }
+                            }
+                        }
+                        let r = match written {
+                            Some(_) => Ok(()),
+                            None => Err(self.shared.failure()),
+                        };
+                        waiters.push(match done {
+                            KeysDone::Remember(done) => Box::new(move || done(r)),
+                            KeysDone::Carry(done) => Box::new(move || {
+                                let _ = done.send(r);
+                            }),
+                        });
                     }
                     Applied::Flush { done } => {
                         let r = if durable {
@@ -334,6 +395,21 @@ impl WalWriter {
                 }),
                 Op::Ack { queue, ids } => Some(Applied::Ack { queue, ids }),
                 Op::DropQueue { queue } => Some(Applied::DropQueue { queue }),
+                Op::RememberKey {
+                    owner,
+                    capacity,
+                    entry,
+                    done,
+                } => Some(Applied::Keys {
+                    keys: vec![(owner, capacity, entry)],
+                    file: None,
+                    done: KeysDone::Remember(done),
+                }),
+                Op::CarryKeys { keys, done } => Some(Applied::Keys {
+                    keys,
+                    file: None,
+                    done: KeysDone::Carry(done),
+                }),
                 Op::Flush { done } => Some(Applied::Flush { done }),
                 Op::Retry { done } => {
                     let _ = done.send(());
@@ -415,6 +491,20 @@ fn encode(ops: Vec<Op>, base: u64, file_id: FileId) -> (Batch, Vec<Applied>) {
                 batch.push(&payload);
                 applied.push(Applied::DropQueue { queue });
             }
+            Op::RememberKey {
+                owner,
+                capacity,
+                entry,
+                done,
+            } => applied.push(push_keys(
+                &mut batch,
+                vec![(owner, capacity, entry)],
+                KeysDone::Remember(done),
+                file_id,
+            )),
+            Op::CarryKeys { keys, done } => {
+                applied.push(push_keys(&mut batch, keys, KeysDone::Carry(done), file_id))
+            }
             Op::Flush { done } => applied.push(Applied::Flush { done }),
             Op::Retry { done } => {
                 let _ = done.send(());
@@ -422,4 +512,23 @@ fn encode(ops: Vec<Op>, base: u64, file_id: FileId) -> (Batch, Vec<Applied>) {
         }
     }
     (batch, applied)
+}
+
+/// Appends a DedupKey record for each of `keys` to `batch`.
+fn push_keys(
+    batch: &mut Batch,
+    keys: Vec<(QueueId, u32, DedupEntry)>,
+    done: KeysDone,
+    file: FileId,
+) -> Applied {
+    for (owner, capacity, entry) in &keys {
+        let payload = dedup_keys::encode(*owner, *capacity, entry);
+        batch.push(&record::record_header(Kind::DedupKey, &[&payload]));
+        batch.push(&payload);
+    }
+    Applied::Keys {
+        keys,
+        file: Some(file),
+        done,
+    }
 }

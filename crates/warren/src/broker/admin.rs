@@ -385,6 +385,7 @@ impl Broker {
         }
         vhost.delete_all_queues(ADMIN_USER).await;
         vhost.stop_all_delayed();
+        vhost.stop_all_dedup();
         let stores = self.stores.clone();
         let owned = name.to_owned();
         tokio::task::spawn_blocking(move || stores.definitions.remove_vhost(&owned))

@@ -267,7 +267,7 @@ impl Channel {
             // Not routed to any queue: with mandatory it is returned as well, as RabbitMQ does.
             Self::deliver_reply(ctx.broker, &message, &mut backlog);
         }
-        let (queues, delays) = self.route_cache.route(ctx.vhost, &message)?;
+        let (queues, extras) = self.route_cache.route(ctx.vhost, &message)?;
         // Routed by its BCC keys, the message goes on without the header, as in RabbitMQ.
         let message = match message.without_bcc()? {
             Some(stripped) => Arc::new(stripped),
@@ -292,7 +292,9 @@ impl Channel {
         let confirm = self.confirms.as_ref().map(|t| t.begin());
         // Held by a delayed exchange: confirmed once it holds it (stored, for a persistent message of a durable
         // one). As with the plugin, whose exchange routes it nowhere now, a mandatory one is also returned.
-        for request in delays {
+        // Keys a durable deduplicating exchange took: stored ahead of the message, the confirm waiting for them.
+        ctx.vhost.remember_keys(extras.keys, confirm.as_ref());
+        for request in extras.delays {
             let share = confirm.as_ref().map(ConfirmRef::share);
             request
                 .exchange

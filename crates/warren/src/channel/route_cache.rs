@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::delayed::DelayRequest;
 use crate::message::Message;
 use crate::queue::QueueHandle;
+use crate::vhost::RouteExtras;
 use crate::vhost::Vhost;
 use warren_protocol::error::AmqpError;
 use warren_protocol::PublishArgs;
@@ -99,7 +99,7 @@ impl RouteCache {
         &mut self,
         vhost: &Vhost,
         message: &Message,
-    ) -> Result<(&[Arc<QueueHandle>], Vec<DelayRequest>), AmqpError> {
+    ) -> Result<(&[Arc<QueueHandle>], RouteExtras), AmqpError> {
         // Read before routing: a change made while routing moves the generation past this value.
         let generation = vhost.generation();
         let same_names = (Arc::ptr_eq(&self.exchange, &message.exchange)
@@ -111,16 +111,16 @@ impl RouteCache {
             && same_names
             && !message.may_select_keys()
         {
-            return Ok((&self.queues, Vec::new()));
+            return Ok((&self.queues, RouteExtras::default()));
         }
         self.queues.clear();
         self.route_known = false;
-        let mut delays = Vec::new();
-        let by_key_only = vhost.route(&message.exchange, message, &mut self.queues, &mut delays)?;
+        let mut extras = RouteExtras::default();
+        let by_key_only = vhost.route(&message.exchange, message, &mut self.queues, &mut extras)?;
         self.exchange = message.exchange.clone();
         self.routing_key = message.routing_key.clone();
         self.generation = Some(generation);
-        self.route_known = by_key_only && delays.is_empty();
-        Ok((&self.queues, delays))
+        self.route_known = by_key_only && extras.is_empty();
+        Ok((&self.queues, extras))
     }
 }

@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use super::arguments::table_from_json;
 use super::validate::Checker;
 use crate::exchange::consistent_hash::binding_weight;
+use crate::exchange::dedup::DedupSettings;
 use crate::exchange::delayed_type::delayed_type;
 use crate::exchange::{validate_headers_arguments, ExchangeKind};
 use crate::meta::{BindingDef, ExchangeDef, QueueDef};
@@ -51,8 +52,8 @@ pub(super) fn exchange(c: &mut Checker<'_>, path: &str, e: &Map<String, Value>) 
         return c.error(
             &format!("{path}.type"),
             format!(
-                "unknown exchange type '{kind}'; Warren has direct, fanout, topic, headers, x-consistent-hash \
-                 and x-delayed-message"
+                "unknown exchange type '{kind}'; Warren has direct, fanout, topic, headers, x-consistent-hash, \
+                 x-delayed-message and x-message-deduplication"
             ),
         );
     };
@@ -72,6 +73,11 @@ pub(super) fn exchange(c: &mut Checker<'_>, path: &str, e: &Map<String, Value>) 
                 &format!("{path}.arguments.x-delayed-type"),
                 error.to_string(),
             );
+        }
+    }
+    if parsed == ExchangeKind::Dedup {
+        if let Err(error) = DedupSettings::parse(&arguments) {
+            return c.error(&format!("{path}.arguments"), error.to_string());
         }
     }
     let key = (vhost.clone(), name.clone());

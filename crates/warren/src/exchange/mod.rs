@@ -13,6 +13,7 @@
 //! destination exchange's table.
 
 pub(crate) mod consistent_hash;
+pub(crate) mod dedup;
 mod definition;
 pub(crate) mod delayed_type;
 mod header_value;
@@ -45,6 +46,9 @@ pub(crate) enum ExchangeKind {
     /// `x-delayed-message`: holds a message with a positive `x-delay` header until due, then routes it as its
     /// `x-delayed-type` would (the exchange's `routing_kind`, see `delayed_type`).
     Delayed,
+    /// `x-message-deduplication`: routes as fanout a message whose `x-deduplication-header` it has not seen within
+    /// its cache's TTL, and nowhere one it has (see `dedup`).
+    Dedup,
 }
 
 impl ExchangeKind {
@@ -57,6 +61,7 @@ impl ExchangeKind {
             "headers" => Some(ExchangeKind::Headers),
             "x-consistent-hash" => Some(ExchangeKind::ConsistentHash),
             "x-delayed-message" => Some(ExchangeKind::Delayed),
+            "x-message-deduplication" => Some(ExchangeKind::Dedup),
             _ => None,
         }
     }
@@ -70,6 +75,7 @@ impl ExchangeKind {
             ExchangeKind::Headers => "headers",
             ExchangeKind::ConsistentHash => "x-consistent-hash",
             ExchangeKind::Delayed => "x-delayed-message",
+            ExchangeKind::Dedup => "x-message-deduplication",
         }
     }
 }
@@ -266,7 +272,9 @@ impl BindingTable {
                 }
                 RouteIndex::Direct(by_key)
             }
-            ExchangeKind::Fanout => RouteIndex::Fanout,
+            // A deduplicating exchange's table is built as fanout (`Exchange::routing_kind`); should one be built
+            // for `Dedup` itself, it routes as fanout all the same.
+            ExchangeKind::Fanout | ExchangeKind::Dedup => RouteIndex::Fanout,
             ExchangeKind::Topic => {
                 RouteIndex::Topic(TopicTrie::build(pairs().map(|(b, d)| (&*b.routing_key, d))))
             }

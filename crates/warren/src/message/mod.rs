@@ -2,6 +2,7 @@
 //! routed to (one copy for a fan-out to ten queues); and the copy dead-lettering makes of one ([`dead_letter`]).
 
 pub(crate) mod dead_letter;
+pub(crate) mod dedup;
 pub(crate) mod sender_selected;
 pub(crate) mod trace;
 

@@ -40,6 +40,7 @@ const POLICY_KEYS: &[(&str, Check)] = &[
     ("queue-mode", queue_mode),
     ("queue-version", queue_version),
     ("warren-consumer-timeout-action", consumer_timeout_action),
+    ("x-message-deduplication", message_deduplication),
 ];
 
 /// The keys an operator policy may set (`operator_policy_validator` in `rabbit_policies`).
@@ -93,6 +94,18 @@ const UNSUPPORTED_KEYS: &[(&str, &str)] = &[
     (
         "stream-filter-size-bytes",
         "Warren has no stream queues yet",
+    ),
+    (
+        "x-cache-size",
+        "Warren reads x-cache-size only as an argument of an x-message-deduplication exchange",
+    ),
+    (
+        "x-cache-ttl",
+        "Warren reads x-cache-ttl only as an argument of an x-message-deduplication exchange",
+    ),
+    (
+        "x-cache-persistence",
+        "Warren reads x-cache-persistence only as an argument of an x-message-deduplication exchange",
     ),
     ("federation-upstream", "Warren has no federation yet"),
     ("federation-upstream-set", "Warren has no federation yet"),
@@ -224,6 +237,20 @@ fn max_length_bytes(v: &Value, p: &mut PolicyValues) -> Result<(), String> {
 fn message_ttl(v: &Value, p: &mut PolicyValues) -> Result<(), String> {
     p.queue.message_ttl = Some(count(v).ok_or_else(|| refuse(v, "message TTL"))?);
     Ok(())
+}
+
+/// rabbitmq-message-deduplication's policy validator: a boolean, refused in its words.
+fn message_deduplication(v: &Value, p: &mut PolicyValues) -> Result<(), String> {
+    match v {
+        Value::Bool(on) => {
+            p.queue.deduplication = Some(*on);
+            Ok(())
+        }
+        other => Err(format!(
+            "\"x-message-deduplication\" must be a boolean, got {}",
+            erlang_term(other)
+        )),
+    }
 }
 
 fn overflow(v: &Value, p: &mut PolicyValues) -> Result<(), String> {

@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 
 use super::arguments::{Overflow, QueueType};
 use super::consumer::QueueConsumer;
+use super::dedup::DedupSet;
 use super::flow::FlowLimits;
 use super::owner::{DeadLetter, DeadLetters, QueueOwner};
 use super::paging::QueueMemory;
@@ -67,7 +68,26 @@ pub(crate) fn spawn_queue(
     state.ready = ReadyList::with_max_priority(handle.spec.args.max_priority.unwrap_or(0));
     // x-expires counts from a restart too, as in RabbitMQ; message TTLs count from each message's publish.
     let now = now_ms();
+    if settings.deduplication {
+        state.dedup = Some(DedupSet::default());
+    }
     for entry in &recovered {
+        if let (Some(_), Some(storage)) = (&state.dedup, &storage) {
+            // Beyond the plugin, which starts a restarted queue's set empty: the keys of the messages that
+            // survived come back with them (read once at start, and only for a deduplicating queue). A later copy
+            // of a key is a duplicate whose ack a crash lost: it is forgotten now.
+            match storage.store.read(storage.queue_id, entry.msg_id) {
+                Ok(stored) if state.is_duplicate(&stored.properties_raw) => {
+                    storage.store.ack(storage.queue_id, vec![entry.msg_id]);
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(
+                    queue = %handle.spec.name, msg_id = entry.msg_id, error = %e,
+                    "deduplication key of a recovered message unreadable"
+                ),
+            }
+        }
         state.enqueue_recovered(entry, now);
     }
     let queue_type = handle.spec.args.queue_type;
@@ -264,6 +284,9 @@ impl QueueActor {
                         // Enqueued: this queue's share of the confirm is released here (the store holds its own
                         // share until the fsync).
                         Admission::Enqueued => drop(confirm),
+                        // A duplicate is confirmed too (beyond the plugin, whose queue nacks it): a publisher
+                        // retrying a message whose confirm it lost must see its retry succeed.
+                        Admission::Duplicate => drop(confirm),
                         // x-overflow reject-publish: the publisher gets basic.nack (other queues still have it).
                         Admission::Refused => {
                             if let Some(confirm) = confirm {
@@ -281,7 +304,8 @@ impl QueueActor {
                 let mut spilled = false;
                 for DeadLetterEnqueue { message, share } in run {
                     match self.offer(message, &mut clock, &mut spilled) {
-                        Admission::Enqueued => drop(share),
+                        // The queue holds that message already: nothing is lost by dropping this copy.
+                        Admission::Enqueued | Admission::Duplicate => drop(share),
                         // Full under reject-publish: the source keeps the letter and tries again later.
                         Admission::Refused => share.refuse(),
                     }
@@ -429,6 +453,13 @@ impl QueueActor {
                 self.forget_stored(vec![id]);
             }
             return Admission::Refused;
+        }
+        if self.state.is_duplicate(&message.properties_raw) {
+            // Checked after the length limits, as RabbitMQ's queue asks its backing queue.
+            if message.persistent() {
+                self.forget_stored(vec![message.id]);
+            }
+            return Admission::Duplicate;
         }
         let now = match (self.state.rules.message_ttl, message.expiration()) {
             (None, None) => 0,
@@ -733,6 +764,12 @@ impl QueueActor {
         let queue_type = handle.spec.args.queue_type;
         let rules = ready_rules(&settings, queue_type);
         self.state.change_rules(rules, now_ms());
+        match (self.state.dedup.is_some(), settings.deduplication) {
+            // Turned on by a policy: the set starts empty, as the plugin's cache does.
+            (false, true) => self.state.dedup = Some(DedupSet::default()),
+            (true, false) => self.state.dedup = None,
+            _ => {}
+        }
         let at_least_once = settings.at_least_once(queue_type);
         let before = std::mem::replace(&mut self.settings, settings);
         self.warn_at_least_once_fallback(Some(&before));

@@ -145,6 +145,9 @@ pub(crate) struct QueueArguments {
     pub(crate) queue_leader_locator: Option<String>,
     /// `x-quorum-initial-group-size` (quorum queues): how many nodes hold the queue at first.
     pub(crate) quorum_initial_group_size: Option<u64>,
+    /// `x-message-deduplication` (rabbitmq-message-deduplication): neither RabbitMQ nor the plugin checks it, and
+    /// the plugin enables deduplication for any value but `false` (Elixir truthiness); classic queues only.
+    pub(crate) deduplication: bool,
 }
 
 impl QueueArguments {
@@ -299,6 +302,10 @@ impl QueueArguments {
             queue_master_locator: string("x-queue-master-locator"),
             queue_leader_locator: string("x-queue-leader-locator"),
             quorum_initial_group_size: count("x-quorum-initial-group-size"),
+            deduplication: !matches!(
+                get("x-message-deduplication"),
+                None | Some(AMQPValue::Boolean(false))
+            ),
         }
     }
 }

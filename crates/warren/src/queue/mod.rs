@@ -6,6 +6,7 @@ pub(crate) mod arguments;
 mod at_least_once;
 mod consumer;
 pub(crate) mod dead_letter_batch;
+pub(crate) mod dedup;
 pub(crate) mod flow;
 mod owner;
 mod paging;

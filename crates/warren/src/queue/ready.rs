@@ -104,6 +104,14 @@ impl ReadyList {
         }
     }
 
+    /// Whether entry `seq` is ready, at any level (a binary search per level).
+    pub(crate) fn contains_seq(&self, seq: u64) -> bool {
+        self.levels().any(|level| {
+            let at = level.partition_point(|e| e.seq < seq);
+            level.get(at).is_some_and(|e| e.seq == seq)
+        })
+    }
+
     /// Removes entry `seq` of `level` if it is there and `keep` says so of it.
     pub(crate) fn remove_if(
         &mut self,

@@ -41,6 +41,8 @@ pub(crate) struct QueueOverrides {
     pub(crate) consumer_timeout: Option<u64>,
     /// `warren-consumer-timeout-action`.
     pub(crate) consumer_timeout_action: Option<ConsumerTimeoutAction>,
+    /// `x-message-deduplication` (rabbitmq-message-deduplication's policy key).
+    pub(crate) deduplication: Option<bool>,
 }
 
 /// The settings a queue applies now. Replaced whole when a policy changes.
@@ -68,6 +70,8 @@ pub(crate) struct QueueSettings {
     pub(crate) consumer_timeout: Option<u64>,
     /// What happens when it does.
     pub(crate) consumer_timeout_action: ConsumerTimeoutAction,
+    /// Drops a message whose `x-deduplication-header` a message in the queue already has (`queue::dedup`).
+    pub(crate) deduplication: bool,
     /// The policy applied, by name (listed by the management API).
     pub(crate) policy: Option<Arc<str>>,
     /// The operator policy applied, by name.
@@ -163,6 +167,9 @@ impl QueueSettings {
             delivery_limit: pick(Rule::Min, args.delivery_limit, policy.delivery_limit),
             consumer_timeout: pick(Rule::Min, args.consumer_timeout, policy.consumer_timeout),
             consumer_timeout_action: policy.consumer_timeout_action.unwrap_or_default(),
+            // The plugin looks the key up in the policy's definition before the arguments, and only classic
+            // queues (its backing queue) deduplicate.
+            deduplication: !quorum && policy.deduplication.unwrap_or(args.deduplication),
             policy: policy_name,
             operator_policy: operator_policy_name,
         }

@@ -10,9 +10,11 @@ use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
 use super::consumer::QueueConsumer;
+use super::dedup::DedupSet;
 use super::ready::ReadyList;
 use super::sink::{same_sink, DeliverySink};
 use super::SettleAction;
+use crate::message::dedup::key_of;
 use crate::message::{Expiry, Message, QueuedMessage};
 
 /// A ready message's body: in memory, or only on disk.
@@ -133,6 +135,8 @@ pub(crate) enum Admission {
     Enqueued,
     /// The queue is full and refuses new messages (`x-overflow` reject-publish): it was not enqueued.
     Refused,
+    /// A deduplicating queue holds a message with the same `x-deduplication-header`: it was not enqueued.
+    Duplicate,
 }
 
 /// Why ready messages left the queue without being delivered.
@@ -212,6 +216,9 @@ pub(crate) struct QueueState {
     /// Messages that died here, kept until their dead-letter targets hold them (at-least-once dead-lettering).
     /// Not ready, but counted against the length limits, as RabbitMQ's quorum queues count their `dlx` messages.
     pub(crate) dead_letters: PendingDeadLetters,
+    /// `x-message-deduplication`: the deduplication keys of the messages in the queue; None when the queue does not
+    /// deduplicate, which then costs a publish one branch.
+    pub(crate) dedup: Option<DedupSet>,
 }
 
 impl QueueState {
@@ -250,6 +257,25 @@ impl QueueState {
             returns: 0,
         });
         Admission::Enqueued
+    }
+
+    /// Whether a deduplicating queue already holds a message with the deduplication key of these properties; if
+    /// not, the key is recorded for the message the next enqueue appends. False at once for a queue that does not
+    /// deduplicate and for a message without the header.
+    pub(crate) fn is_duplicate(&mut self, properties_raw: &bytes::Bytes) -> bool {
+        let Some(set) = self.dedup.as_mut() else {
+            return false;
+        };
+        let Some(key) = key_of(properties_raw) else {
+            return false;
+        };
+        let (ready, unacked) = (&self.ready, &self.unacked);
+        let in_queue = |seq: u64| unacked.contains_key(&seq) || ready.contains_seq(seq);
+        if !set.admit(key, self.next_seq + 1, in_queue) {
+            return true;
+        }
+        set.sweep(ready.len() + unacked.len(), in_queue);
+        false
     }
 
     /// Whether the queue refuses a new message of `body_size` bytes: full under `x-overflow` reject-publish.

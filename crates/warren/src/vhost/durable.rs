@@ -16,7 +16,7 @@ use crate::meta::{BindingDef, DefinitionStore, Definitions, ExchangeDef, MetaErr
 use crate::queue::arguments::QueueArguments;
 use crate::queue::{spawn_queue, NodeMemory, QueueMemory, QueueSpec, QueueStorage};
 use warren_protocol::error::{AmqpError, ReplyCode};
-use warren_store::{IndexEntry, SpillStore, Store};
+use warren_store::{DedupEntry, IndexEntry, SpillStore, Store};
 
 /// The node's stores, shared by every vhost: the durable ones, and the spill store beside them.
 pub(crate) struct DurableStores {
@@ -83,7 +83,8 @@ impl Vhost {
             && (target_durable || self.exchanges.iter().any(|x| x.durable && x.auto_delete))
     }
 
-    /// Stores a durable exchange; a delayed one gets a message-store id for its delayed messages, returned.
+    /// Stores a durable exchange; a delayed one gets a message-store id for its delayed messages, a deduplicating
+    /// one keeping its keys on disk one for its keys, returned.
     pub(super) fn persist_exchange(&self, x: &Exchange) -> Result<Option<u64>, AmqpError> {
         let Some(p) = &self.stores else {
             return Ok(None);
@@ -101,6 +102,10 @@ impl Vhost {
         };
         match x.kind {
             ExchangeKind::Delayed => p.definitions.put_delayed_exchange(&def).map(Some),
+            // Its keys are stored under an id of its own, as a delayed exchange's messages are.
+            ExchangeKind::Dedup if Self::stores_keys(x) => {
+                p.definitions.put_delayed_exchange(&def).map(Some)
+            }
             _ => p.definitions.put_exchange(&def).map(|()| None),
         }
         .map_err(internal)
@@ -230,6 +235,7 @@ impl Vhost {
         self: &Arc<Self>,
         definitions: &Definitions,
         recovered: &mut HashMap<u64, Vec<IndexEntry>>,
+        recovered_keys: &mut HashMap<u64, Vec<DedupEntry>>,
     ) {
         let Some(p) = &self.stores else {
             return;
@@ -254,27 +260,38 @@ impl Vhost {
                 def.arguments.clone(),
             );
             self.apply_exchange_policy(&x);
-            if kind == ExchangeKind::Delayed {
-                let store_id = p
+            let stateful = kind == ExchangeKind::Delayed
+                || (kind == ExchangeKind::Dedup && Self::stores_keys(&x));
+            let store_id = match stateful {
+                true => p
                     .definitions
                     .delayed_store_id(&self.name, &x.name)
                     .unwrap_or_else(|error| {
-                        tracing::error!(%error, "delayed exchange '{}': cannot read its store id; its stored messages are not served", x.name);
+                        tracing::error!(%error, "exchange '{}': cannot read its store id; what it stored is not served", x.name);
                         None
                     })
-                    // Stored without one (imported from a definitions file): it gets its id now, so its
-                    // persistent delayed messages are stored like those of one declared here.
+                    // Stored without one (imported from a definitions file): it gets its id now, so what it keeps
+                    // is stored like what one declared here keeps.
                     .or_else(|| match p.definitions.put_delayed_exchange(def) {
                         Ok(id) => Some(id),
                         Err(error) => {
-                            tracing::error!(%error, "delayed exchange '{}': cannot store its store id; its persistent delayed messages are kept in memory only", x.name);
+                            tracing::error!(%error, "exchange '{}': cannot store its store id; what it keeps stays in memory only", x.name);
                             None
                         }
-                    });
+                    }),
+                false => None,
+            };
+            if kind == ExchangeKind::Delayed {
                 let messages = store_id
                     .and_then(|id| recovered.remove(&id))
                     .unwrap_or_default();
                 self.start_delayed(&x, store_id, messages);
+            }
+            if kind == ExchangeKind::Dedup {
+                let keys = store_id
+                    .and_then(|id| recovered_keys.remove(&id))
+                    .unwrap_or_default();
+                self.start_dedup(&x, store_id, keys);
             }
             self.exchanges.insert(x.name.clone(), Arc::new(x));
         }

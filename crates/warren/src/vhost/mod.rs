@@ -2,6 +2,7 @@
 //! (`routing`), and writing durable ones through to the definitions store (`durable`).
 
 mod dead_letter;
+mod dedup;
 mod delayed;
 mod durable;
 mod equivalence;
@@ -19,6 +20,7 @@ use dashmap::DashMap;
 
 use crate::auth::limits::{self, LimitMap};
 use crate::delayed::DelayedExchange;
+use crate::exchange::dedup::DedupCache;
 use crate::exchange::{Exchange, ExchangeKind};
 use crate::policy::PolicySet;
 use crate::queue::flow::FlowLimits;
@@ -30,6 +32,7 @@ use warren_protocol::FieldTable;
 pub(crate) use durable::DurableStores;
 pub(crate) use events::EventPublisher;
 pub(crate) use objects::{generated_queue_name, ExchangeDeclare, QueueDeclare};
+pub(crate) use routing::RouteExtras;
 
 /// A virtual host: an isolated namespace of exchanges and queues, shared by every connection that opened it.
 /// Publishing reads its maps without locks; topology changes serialise on one mutex (see [`Vhost::change_topology`]).
@@ -41,6 +44,9 @@ pub(crate) struct Vhost {
     /// The delay stores of its `x-delayed-message` exchanges, by exchange name (see `delayed`); only routing
     /// through a delayed exchange looks here.
     delayed: DashMap<Arc<str>, Arc<DelayedExchange>>,
+    /// The key caches of its `x-message-deduplication` exchanges, by exchange name (see `dedup`); only routing
+    /// through a deduplicating exchange looks here.
+    dedup: DashMap<Arc<str>, Arc<DedupCache>>,
     /// Queues by name; concurrent for the same reason. Removing a queue here is what makes it unreachable.
     queues: DashMap<Arc<str>, Arc<QueueHandle>>,
     /// Serialises topology changes (declare, bind, delete) so bindings tables are replaced without lost updates.
@@ -116,6 +122,7 @@ impl Vhost {
                 name: Arc::from(name),
                 exchanges: DashMap::new(),
                 delayed: DashMap::new(),
+                dedup: DashMap::new(),
                 queues: DashMap::new(),
                 topology: Mutex::new(()),
                 generation: AtomicU64::new(0),

@@ -10,6 +10,7 @@ use super::Vhost;
 use crate::config::DeprecatedFeatures;
 use crate::event::{connection_pid, Event};
 use crate::exchange::consistent_hash::HashOn;
+use crate::exchange::dedup::DedupSettings;
 use crate::exchange::delayed_type::delayed_type;
 use crate::exchange::Exchange;
 use crate::exchange::{Binding, Destination, ExchangeKind};
@@ -112,6 +113,9 @@ impl Vhost {
                     ExchangeKind::Delayed => delayed_type(&d.arguments)?,
                     other => other,
                 };
+                if kind == ExchangeKind::Dedup {
+                    DedupSettings::parse(&d.arguments)?;
+                }
                 if routing_kind == ExchangeKind::ConsistentHash {
                     HashOn::from_arguments(&d.arguments).map_err(AmqpError::precondition)?;
                 }
@@ -127,6 +131,9 @@ impl Vhost {
                 self.apply_exchange_policy(&x);
                 if x.kind == ExchangeKind::Delayed {
                     self.start_delayed(&x, store_id, Vec::new());
+                }
+                if x.kind == ExchangeKind::Dedup {
+                    self.start_dedup(&x, store_id, Vec::new());
                 }
                 self.events.emit(|| {
                     let (policy, _) = self.policies.load().for_exchange(&x.name).names();
@@ -212,6 +219,7 @@ impl Vhost {
         }
         self.exchanges.remove(name);
         self.stop_delayed(name);
+        self.stop_dedup(name);
         self.unpersist_exchange(&x);
         self.events
             .emit(|| Event::exchange_deleted(&self.name, &x.name, user));
@@ -647,6 +655,7 @@ impl Vhost {
             .is_some()
         {
             self.stop_delayed(&x.name);
+            self.stop_dedup(&x.name);
             self.unpersist_exchange(x);
             self.events
                 .emit(|| Event::exchange_deleted(&self.name, &x.name, user));

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::dedup::KeyRecord;
 use super::Vhost;
 use crate::delayed::{delay_of, DelayRequest};
 use crate::exchange::consistent_hash::{header_key, HashOn, HashProperty};
@@ -13,20 +14,39 @@ use crate::queue::QueueHandle;
 use warren_protocol::error::AmqpError;
 use warren_protocol::FieldTable;
 
+/// What routing hands to something other than queues: the delayed exchanges that hold the message (the caller hands
+/// it to them), and the deduplication keys durable exchanges took for it (the caller stores them before the message).
+#[derive(Default)]
+pub(crate) struct RouteExtras {
+    /// The delayed exchanges on the way that hold the message instead of routing it (its `x-delay`).
+    pub(crate) delays: Vec<DelayRequest>,
+    /// The keys to store for durable deduplicating exchanges on the way.
+    pub(crate) keys: Vec<KeyRecord>,
+}
+
+impl RouteExtras {
+    /// Whether routing handed nothing elsewhere.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.delays.is_empty() && self.keys.is_empty()
+    }
+}
+
 /// The message's headers, decoded at most once and only if a headers exchange (or a consistent-hash exchange
-/// hashing on a header) is on the route.
-struct LazyHeaders<'a> {
-    message: &'a Message,
+/// hashing on a header, or a deduplicating exchange) is on the route.
+pub(super) struct LazyHeaders<'a> {
+    pub(super) message: &'a Message,
     decoded: Option<Option<FieldTable>>,
     /// Set when something besides the headers made the route depend on the message (a hashed property, a
     /// delayed exchange on the way).
     depends_on_message: bool,
     /// The delayed exchanges on the way that hold the message instead of routing it (its `x-delay`).
     delays: Vec<DelayRequest>,
+    /// The keys durable deduplicating exchanges on the way took.
+    pub(super) keys: Vec<KeyRecord>,
 }
 
 impl LazyHeaders<'_> {
-    fn get(&mut self) -> Option<&FieldTable> {
+    pub(super) fn get(&mut self) -> Option<&FieldTable> {
         let message = self.message;
         self.decoded
             .get_or_insert_with(|| message.headers())
@@ -49,8 +69,8 @@ fn property_key(message: &Message, property: HashProperty) -> String {
 }
 
 impl Vhost {
-    /// Appends the queues `message` routes to from `exchange`, and to `delays` the delayed exchanges that hold it
-    /// instead (the caller hands it to them). Returns whether the route depends only on the exchange and routing
+    /// Appends the queues `message` routes to from `exchange`, and to `extras` the delayed exchanges that hold it
+    /// instead (the caller hands it to them) and the keys deduplicating exchanges took. Returns whether the route depends only on the exchange and routing
     /// key (no headers or delayed exchange on the way), so that it holds for the next message with the same ones
     /// until the topology changes. Errors: 404 for a missing exchange, 403 for an internal one.
     pub(crate) fn route(
@@ -58,7 +78,7 @@ impl Vhost {
         exchange: &str,
         message: &Message,
         out: &mut Vec<Arc<QueueHandle>>,
-        delays: &mut Vec<DelayRequest>,
+        extras: &mut RouteExtras,
     ) -> Result<bool, AmqpError> {
         // Read after the exchange checks, as RabbitMQ builds the message after them.
         let extra_keys = || {
@@ -91,7 +111,7 @@ impl Vhost {
             )));
         }
         let extra = extra_keys()?;
-        Ok(self.route_keys(&x, message, &extra, out, delays))
+        Ok(self.route_keys(&x, message, &extra, out, extras))
     }
 
     /// Appends the queues `message` routes to from exchange `x`, internal or not (a dead-letter exchange may be
@@ -103,9 +123,10 @@ impl Vhost {
         message: &Message,
         out: &mut Vec<Arc<QueueHandle>>,
     ) -> bool {
-        let mut delays = Vec::new();
-        let by_key_only = self.route_keys(x, message, &[], out, &mut delays);
-        self.delay_without_confirm(message, delays);
+        let mut extras = RouteExtras::default();
+        let by_key_only = self.route_keys(x, message, &[], out, &mut extras);
+        self.delay_without_confirm(message, extras.delays);
+        self.remember_keys(extras.keys, None);
         by_key_only
     }
 
@@ -117,7 +138,7 @@ impl Vhost {
         message: &Message,
         extra: &[String],
         out: &mut Vec<Arc<QueueHandle>>,
-        delays: &mut Vec<DelayRequest>,
+        extras: &mut RouteExtras,
     ) -> bool {
         let mut keys: Vec<&str> = Vec::with_capacity(1 + extra.len());
         keys.push(&message.routing_key);
@@ -129,9 +150,11 @@ impl Vhost {
             decoded: None,
             depends_on_message: false,
             delays: Vec::new(),
+            keys: Vec::new(),
         };
         self.route_exchange(x, &keys, message, &mut headers, &mut visited, &mut queues);
-        delays.append(&mut headers.delays);
+        extras.delays.append(&mut headers.delays);
+        extras.keys.append(&mut headers.keys);
         for name in queues {
             if let Some(q) = self.queue(&name) {
                 out.push(q);
@@ -161,6 +184,11 @@ impl Vhost {
                 }
             }
         }
+        // A message a deduplicating exchange has seen routes nowhere from it; its alternate exchange still applies.
+        let duplicate = x.kind == ExchangeKind::Dedup && {
+            headers.depends_on_message = true;
+            self.is_duplicate(x, headers)
+        };
         let mut destinations = Vec::new();
         let header_table = if x.routing_kind == ExchangeKind::Headers {
             headers.get().cloned()
@@ -183,6 +211,7 @@ impl Vhost {
         };
         let bindings = x.bindings.load();
         match (&hash_key, x.routing_kind) {
+            _ if duplicate => {}
             // What a consistent-hash exchange hashes (the plugin takes the first routing key only), and a headers
             // exchange ignores the keys: one lookup each.
             (Some(hash_key), _) => bindings.route(hash_key, None, &mut destinations),

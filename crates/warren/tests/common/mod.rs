@@ -307,12 +307,17 @@ impl CloseWatcher {
 
     /// The reply code of the next channel.close or connection.close the broker sends (waits 10 s at most).
     pub(crate) async fn next_code(&mut self) -> u16 {
+        self.next_close().await.0
+    }
+
+    /// The reply code and text of the next channel.close or connection.close the broker sends (waits 10 s at most).
+    pub(crate) async fn next_close(&mut self) -> (u16, String) {
         use futures_lite::StreamExt;
         loop {
             match within(10, self.0.next()).await {
                 Some(lapin::Event::Error(error)) => {
-                    if let Some(code) = reply_code(&error) {
-                        return code;
+                    if let (Some(code), Some(text)) = (reply_code(&error), reply_text(&error)) {
+                        return (code, text);
                     }
                 }
                 Some(_) => {}

@@ -86,16 +86,7 @@ pub(super) use warren_protocol::field_type::rabbit_type_name as type_name;
 /// The value of an AMQP integer RabbitMQ counts as one (`?INTEGER_ARG_TYPES`: signed and unsigned 8, 16 and 32
 /// bits, signed 64). A timestamp is not one.
 pub(super) fn int(v: &AMQPValue) -> Option<i64> {
-    Some(match v {
-        AMQPValue::ShortShortInt(x) => i64::from(*x),
-        AMQPValue::ShortShortUInt(x) => i64::from(*x),
-        AMQPValue::ShortInt(x) => i64::from(*x),
-        AMQPValue::ShortUInt(x) => i64::from(*x),
-        AMQPValue::LongInt(x) => i64::from(*x),
-        AMQPValue::LongUInt(x) => i64::from(*x),
-        AMQPValue::LongLongInt(x) => *x,
-        _ => return None,
-    })
+    warren_protocol::field_type::integer(v)
 }
 
 /// The text of a string value (RabbitMQ's `longstr`); None for any other type.

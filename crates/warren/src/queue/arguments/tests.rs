@@ -565,8 +565,26 @@ fn a_fully_argued_classic_queue_reads_every_value() {
             queue_master_locator: Some("client-local".into()),
             queue_leader_locator: None,
             quorum_initial_group_size: None,
+            deduplication: false,
         }
     );
+}
+
+#[test]
+fn deduplication_is_on_for_any_value_but_false_as_the_plugin_reads_it() {
+    let read = |value: Option<AMQPValue>| {
+        let pairs: Vec<(&str, AMQPValue)> = value
+            .into_iter()
+            .map(|v| ("x-message-deduplication", v))
+            .collect();
+        QueueArguments::parse(&table(&pairs), "q", "/", true, false, false)
+            .map(|a| a.deduplication)
+            .ok()
+    };
+    assert_eq!(read(None), Some(false));
+    assert_eq!(read(Some(AMQPValue::Boolean(false))), Some(false));
+    assert_eq!(read(Some(AMQPValue::Boolean(true))), Some(true));
+    assert_eq!(read(Some(s("yes"))), Some(true));
 }
 
 #[test]
