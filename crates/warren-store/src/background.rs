@@ -96,11 +96,12 @@ impl Background {
             };
             match (work, self.fault.as_mut()) {
                 (Some(work), Some(fault)) => keep(&mut fault.kept, work),
-                (Some(work), None) => {
-                    if let Err(e) = self.work(work) {
-                        self.fail(e, VecDeque::from([work]));
-                    }
-                }
+                (Some(work), None) => match self.work(work) {
+                    // The store is closing and its WAL writer has stopped, so keys could not be carried: the WAL
+                    // file stays, the next open replays it. Not a failure of the store.
+                    Ok(()) | Err(StoreError::Closed) => {}
+                    Err(e) => self.fail(e, VecDeque::from([work])),
+                },
                 (None, _) => {}
             }
             if self
