@@ -284,7 +284,7 @@ impl Connection {
     }
 
     /// The next frame, skipping heartbeats.
-    async fn read_frame(&mut self) -> Result<RawFrame, PerfError> {
+    pub(crate) async fn read_frame(&mut self) -> Result<RawFrame, PerfError> {
         loop {
             match self.splitter.next_frame(&mut self.inbuf) {
                 Ok(Some(frame)) if frame.kind == FrameKind::Heartbeat => continue,

@@ -32,6 +32,7 @@ mod options;
 mod pace;
 mod producer;
 mod report;
+pub mod rpc;
 mod run;
 mod setup;
 pub mod soak;

@@ -146,6 +146,12 @@ pub struct PerfArgs {
     /// 1 keeps the tool's own thread hand-offs out of what it measures
     #[arg(long)]
     pub threads: Option<usize>,
+
+    /// Request/reply over direct reply-to with N requests in flight per requester: producers are requesters
+    /// (replies consumed from amq.rabbitmq.reply-to), consumers are responders; reports round trips per second
+    /// and round-trip latency instead of the publish/consume summary
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub rpc: Option<u32>,
 }
 
 /// The command line of `warren perf` alone, for tests and for [`PerfArgs::from_args`].

@@ -42,7 +42,7 @@ pub struct Cli {
 pub enum Command {
     /// Load generator for any AMQP 0-9-1 broker (like RabbitMQ PerfTest): publish, consume, report throughput,
     /// latency and losses
-    Perf(warren_perf::PerfArgs),
+    Perf(Box<warren_perf::PerfArgs>),
     /// Soak test of any AMQP 0-9-1 broker: thousands of idle connections with heartbeats, connection and queue
     /// churn, slow and stalled consumers, for a set time; reports RSS, open files, missed heartbeats and p99
     /// latency each minute

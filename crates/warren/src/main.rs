@@ -128,6 +128,22 @@ fn perf(args: &warren_perf::PerfArgs) -> ExitCode {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
+    if args.rpc.is_some() {
+        return match runtime.block_on(warren_perf::rpc::run(args)) {
+            Ok(summary) if args.json => {
+                println!("{}", summary.to_json());
+                passed(summary.round_trips > 0)
+            }
+            Ok(summary) => {
+                print!("{}", summary.render());
+                passed(summary.round_trips > 0)
+            }
+            Err(error) => {
+                eprintln!("warren perf --rpc: {error}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let interrupt = first_interrupt("producers stop, consumers drain");
     match runtime.block_on(warren_perf::run_until(args, interrupt)) {
         Ok(summary) => {

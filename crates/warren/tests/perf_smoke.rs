@@ -437,3 +437,30 @@ async fn a_run_against_a_broker_that_blocks_its_publishers_still_ends() {
         .expect("perf run starts");
     assert_eq!(summary.received, 0);
 }
+
+#[tokio::test]
+async fn rpc_mode_completes_round_trips_over_direct_reply_to() {
+    let server = common::start_server().await;
+    let args = args(
+        &server.uri(),
+        &[
+            "--rpc",
+            "4",
+            "--producers",
+            "2",
+            "--consumers",
+            "1",
+            "--time",
+            "1",
+            "--size",
+            "64",
+        ],
+    );
+    let summary = common::within(60, perf::rpc::run(&args))
+        .await
+        .expect("rpc run");
+    assert!(summary.round_trips > 0, "{}", summary.render());
+    assert_eq!((summary.requesters, summary.in_flight), (2, 4));
+    assert!(summary.latency_us[0].is_some(), "latency measured");
+    assert!(summary.to_json().starts_with("{\"mode\":\"rpc\""));
+}
