@@ -130,29 +130,35 @@ pub(crate) enum CtlCommand {
     #[command(name = "add_user")]
     AddUser {
         /// The user's name
-        username: String,
+        #[arg(value_name = "USERNAME")]
+        user: String,
         /// The password
-        password: Option<String>,
+        #[arg(value_name = "PASSWORD")]
+        new_password: Option<String>,
     },
     /// Deletes a user
     #[command(name = "delete_user")]
     DeleteUser {
         /// The user's name
-        username: String,
+        #[arg(value_name = "USERNAME")]
+        user: String,
     },
     /// Changes a user's password (read from standard input when not given)
     #[command(name = "change_password")]
     ChangePassword {
         /// The user's name
-        username: String,
+        #[arg(value_name = "USERNAME")]
+        user: String,
         /// The new password
-        password: Option<String>,
+        #[arg(value_name = "PASSWORD")]
+        new_password: Option<String>,
     },
     /// Sets a user's tags, replacing the ones it had (none clears them)
     #[command(name = "set_user_tags")]
     SetUserTags {
         /// The user's name
-        username: String,
+        #[arg(value_name = "USERNAME")]
+        user: String,
         /// The tags, such as administrator, monitoring, policymaker, management
         tags: Vec<String>,
     },
@@ -160,7 +166,8 @@ pub(crate) enum CtlCommand {
     #[command(name = "add_vhost")]
     AddVhost {
         /// The vhost's name
-        vhost: String,
+        #[arg(value_name = "VHOST")]
+        name: String,
         /// A description
         #[arg(long)]
         description: Option<String>,
@@ -175,13 +182,15 @@ pub(crate) enum CtlCommand {
     #[command(name = "delete_vhost")]
     DeleteVhost {
         /// The vhost's name
-        vhost: String,
+        #[arg(value_name = "VHOST")]
+        name: String,
     },
     /// Sets a user's permissions in a vhost (-p)
     #[command(name = "set_permissions")]
     SetPermissions {
         /// The user's name
-        username: String,
+        #[arg(value_name = "USERNAME")]
+        user: String,
         /// Configure permission regex
         conf: String,
         /// Write permission regex
@@ -193,7 +202,8 @@ pub(crate) enum CtlCommand {
     #[command(name = "set_topic_permissions")]
     SetTopicPermissions {
         /// The user's name
-        username: String,
+        #[arg(value_name = "USERNAME")]
+        user: String,
         /// The topic exchange
         exchange: String,
         /// Regex of routing keys the user may publish with
@@ -223,7 +233,8 @@ pub(crate) enum CtlCommand {
     #[command(name = "set_user_limits")]
     SetUserLimits {
         /// The user's name
-        username: String,
+        #[arg(value_name = "USERNAME")]
+        user: String,
         /// The limits; -1 removes a limit
         definition: String,
     },
@@ -382,7 +393,7 @@ mod tests {
             assert_eq!(
                 args.command,
                 CtlCommand::SetPermissions {
-                    username: "alice".into(),
+                    user: "alice".into(),
                     conf: ".*".into(),
                     write: "^w".into(),
                     read: "^r".into(),
@@ -455,6 +466,30 @@ mod tests {
         ] {
             assert!(parse(line).is_err(), "{line:?} accepted");
         }
+    }
+
+    #[test]
+    fn positional_arguments_do_not_set_the_global_options_of_the_same_meaning() {
+        // Without distinct ids, clap would fill the global --username, --password and --vhost from them.
+        let args = parse(&["add_user", "alice", "s3cret"]).expect("parses");
+        assert_eq!(
+            (args.username.as_str(), args.vhost.as_deref()),
+            ("guest", None)
+        );
+        if std::env::var_os("WARREN_CTL_PASSWORD").is_none() {
+            assert_eq!(args.password, "guest");
+        }
+        let args = parse(&["add_vhost", "v1"]).expect("parses");
+        assert_eq!(args.vhost, None);
+        assert_eq!(
+            args.command,
+            CtlCommand::AddVhost {
+                name: "v1".into(),
+                description: None,
+                tags: None,
+                default_queue_type: None
+            }
+        );
     }
 
     #[test]

@@ -31,46 +31,45 @@ pub(crate) fn run(ctx: &Ctx, command: &CtlCommand) -> Result<(), CtlError> {
         CtlCommand::ListVhosts(columns) => lists::vhosts(ctx, &columns.columns),
         CtlCommand::ListPermissions => lists::permissions(ctx),
         CtlCommand::ListPolicies => lists::policies(ctx),
-        CtlCommand::AddUser { username, password } => {
-            users::add_user(ctx, username, password.as_deref())
+        CtlCommand::AddUser { user, new_password } => {
+            users::add_user(ctx, user, new_password.as_deref())
         }
-        CtlCommand::DeleteUser { username } => users::delete_user(ctx, username),
-        CtlCommand::ChangePassword { username, password } => {
-            users::change_password(ctx, username, password.as_deref())
+        CtlCommand::DeleteUser { user } => users::delete_user(ctx, user),
+        CtlCommand::ChangePassword { user, new_password } => {
+            users::change_password(ctx, user, new_password.as_deref())
         }
-        CtlCommand::SetUserTags { username, tags } => users::set_user_tags(ctx, username, tags),
-        CtlCommand::SetUserLimits {
-            username,
-            definition,
-        } => users::set_user_limits(ctx, username, definition),
+        CtlCommand::SetUserTags { user, tags } => users::set_user_tags(ctx, user, tags),
+        CtlCommand::SetUserLimits { user, definition } => {
+            users::set_user_limits(ctx, user, definition)
+        }
         CtlCommand::AddVhost {
-            vhost,
+            name,
             description,
             tags,
             default_queue_type,
         } => vhosts::add_vhost(
             ctx,
-            vhost,
+            name,
             description.as_deref(),
             tags.as_deref(),
             default_queue_type.as_deref(),
         ),
-        CtlCommand::DeleteVhost { vhost } => vhosts::delete_vhost(ctx, vhost),
+        CtlCommand::DeleteVhost { name } => vhosts::delete_vhost(ctx, name),
         CtlCommand::SetVhostLimits { definition } => vhosts::set_vhost_limits(ctx, definition),
         CtlCommand::TraceOn => vhosts::trace(ctx, true),
         CtlCommand::TraceOff => vhosts::trace(ctx, false),
         CtlCommand::SetPermissions {
-            username,
+            user,
             conf,
             write,
             read,
-        } => access::set_permissions(ctx, username, conf, write, read),
+        } => access::set_permissions(ctx, user, conf, write, read),
         CtlCommand::SetTopicPermissions {
-            username,
+            user,
             exchange,
             write,
             read,
-        } => access::set_topic_permissions(ctx, username, exchange, write, read),
+        } => access::set_topic_permissions(ctx, user, exchange, write, read),
         CtlCommand::SetPolicy(policy) => policies::set_policy(ctx, policy, false),
         CtlCommand::SetOperatorPolicy(policy) => policies::set_policy(ctx, policy, true),
         CtlCommand::ClearPolicy { name } => policies::clear_policy(ctx, name),
