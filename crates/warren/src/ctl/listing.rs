@@ -82,25 +82,21 @@ pub(crate) const EXCHANGES: Listing = Listing {
     value: field,
 };
 
+/// The info keys of `bindings`, all shown by default.
+const BINDING_KEYS: [&str; 6] = [
+    "source_name",
+    "source_kind",
+    "destination_name",
+    "destination_kind",
+    "routing_key",
+    "arguments",
+];
+
 /// `list_bindings`.
 pub(crate) const BINDINGS: Listing = Listing {
     command: "list_bindings",
-    info_keys: &[
-        "source_name",
-        "source_kind",
-        "destination_name",
-        "destination_kind",
-        "routing_key",
-        "arguments",
-    ],
-    defaults: &[
-        "source_name",
-        "source_kind",
-        "destination_name",
-        "destination_kind",
-        "routing_key",
-        "arguments",
-    ],
+    info_keys: &BINDING_KEYS,
+    defaults: &BINDING_KEYS,
     value: binding_field,
 };
 
@@ -207,41 +203,43 @@ pub(crate) const VHOSTS: Listing = Listing {
     value: field,
 };
 
+/// The info keys of `users`, all shown by default.
+const USER_KEYS: [&str; 2] = ["user", "tags"];
+
 /// `list_users` (no columns to choose, as rabbitmqctl).
 pub(crate) const USERS: Listing = Listing {
     command: "list_users",
-    info_keys: &["user", "tags"],
-    defaults: &["user", "tags"],
+    info_keys: &USER_KEYS,
+    defaults: &USER_KEYS,
     value: user_field,
 };
+
+/// The info keys of `permissions`, all shown by default.
+const PERMISSION_KEYS: [&str; 4] = ["user", "configure", "write", "read"];
 
 /// `list_permissions` (no columns to choose, as rabbitmqctl).
 pub(crate) const PERMISSIONS: Listing = Listing {
     command: "list_permissions",
-    info_keys: &["user", "configure", "write", "read"],
-    defaults: &["user", "configure", "write", "read"],
+    info_keys: &PERMISSION_KEYS,
+    defaults: &PERMISSION_KEYS,
     value: field,
 };
+
+/// The info keys of `policies`, all shown by default.
+const POLICY_KEYS: [&str; 6] = [
+    "vhost",
+    "name",
+    "pattern",
+    "apply-to",
+    "definition",
+    "priority",
+];
 
 /// `list_policies` (no columns to choose, as rabbitmqctl).
 pub(crate) const POLICIES: Listing = Listing {
     command: "list_policies",
-    info_keys: &[
-        "vhost",
-        "name",
-        "pattern",
-        "apply-to",
-        "definition",
-        "priority",
-    ],
-    defaults: &[
-        "vhost",
-        "name",
-        "pattern",
-        "apply-to",
-        "definition",
-        "priority",
-    ],
+    info_keys: &POLICY_KEYS,
+    defaults: &POLICY_KEYS,
     value: field,
 };
 
