@@ -2,10 +2,11 @@
 //! are a stable contract (scripts and tests start Warren this way). Flags override the config file, which overrides
 //! the defaults.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, ConfigError, LogConfig};
 
@@ -52,6 +53,19 @@ pub enum Command {
     /// is stopped
     #[command(subcommand)]
     Definitions(DefinitionsCommand),
+    /// rabbitmqctl's everyday commands (status, list_queues, add_user, set_policy, ...) with its names, arguments
+    /// and exit codes, run against a node's management HTTP API; `warren ctl help` lists them (docs/ctl.md)
+    #[command(disable_help_flag = true)]
+    Ctl(CtlCommandLine),
+}
+
+/// `warren ctl ...`: everything after `ctl`, parsed by `warren::ctl` itself (its usage errors exit 64, as
+/// rabbitmqctl's do, not clap's 2).
+#[derive(Args, Debug)]
+pub struct CtlCommandLine {
+    /// The command and its arguments, such as `list_queues -p / name messages`
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+    pub args: Vec<OsString>,
 }
 
 /// `warren definitions ...`.
@@ -259,6 +273,37 @@ mod tests {
             Some(Command::Definitions(DefinitionsCommand::Export { .. }))
         ));
         assert!(Cli::try_parse_from(["warren", "definitions", "import"]).is_err());
+    }
+
+    #[test]
+    fn ctl_takes_everything_after_it_as_its_own_command_line() {
+        let cli = parse(&[
+            "ctl",
+            "--node",
+            "http://h:1",
+            "list_queues",
+            "-p",
+            "v",
+            "name",
+            "-h",
+        ]);
+        let Some(Command::Ctl(line)) = cli.command else {
+            panic!("ctl subcommand expected");
+        };
+        assert_eq!(
+            line.args,
+            [
+                "--node",
+                "http://h:1",
+                "list_queues",
+                "-p",
+                "v",
+                "name",
+                "-h"
+            ]
+            .map(OsString::from)
+            .to_vec()
+        );
     }
 
     #[test]

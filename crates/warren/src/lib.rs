@@ -11,6 +11,7 @@
 //!   confirms);
 //! - [`config`], [`cli`], [`auth`] and [`broker`] set it all up; [`registry`] lists and closes live connections;
 //!   [`definitions`] imports and exports RabbitMQ definitions JSON;
+//! - [`ctl`] is `warren ctl` (and `warrenctl`): rabbitmqctl's commands, as a client of a node's management API;
 //! - `warren_store` (its own crate) is the message store; `warren_perf` (its own crate) is `warren perf`.
 //!
 //! Imports run one way: connection -> channel -> (vhost, exchange) -> queue -> store, with `session`, `message` and
@@ -23,6 +24,7 @@ pub(crate) mod channel;
 pub mod cli;
 pub mod config;
 pub(crate) mod connection;
+pub mod ctl;
 pub mod definitions;
 pub(crate) mod delayed;
 pub(crate) mod event;

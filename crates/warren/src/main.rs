@@ -21,6 +21,10 @@ fn main() -> ExitCode {
         Some(Command::Perf(args)) => return perf(args),
         Some(Command::Soak(args)) => return soak(args),
         Some(Command::Definitions(command)) => return definitions(&cli, command),
+        Some(Command::Ctl(line)) => {
+            let program = std::ffi::OsString::from("warren ctl");
+            return warren::ctl::run(std::iter::once(program).chain(line.args.iter().cloned()));
+        }
         None => {}
     }
     let config = match cli.load_config() {
