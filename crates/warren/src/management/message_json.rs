@@ -79,14 +79,10 @@ pub(crate) fn message_from_publish(
     exchange: &str,
     body: &Map<String, Value>,
 ) -> Result<Message, ApiError> {
-    let missing: Vec<String> = ["properties", "routing_key", "payload", "payload_encoding"]
-        .iter()
-        .filter(|key| !body.contains_key(**key))
-        .map(|key| format!("{{key_missing,{key}}}"))
-        .collect();
-    if !missing.is_empty() {
-        return Err(ApiError::bad_request(format!("[{}]", missing.join(","))));
-    }
+    super::require_keys(
+        body,
+        &["properties", "routing_key", "payload", "payload_encoding"],
+    )?;
     let text = |key: &str| body.get(key).and_then(Value::as_str).unwrap_or("");
     let payload = match text("payload_encoding") {
         "string" => Bytes::from(text("payload").to_owned()),

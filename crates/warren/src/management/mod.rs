@@ -139,6 +139,19 @@ pub(crate) fn json_body(body: &Bytes) -> Result<Map<String, Value>, ApiError> {
     }
 }
 
+/// 400 `[{key_missing,K},...]` naming the `keys` missing from a request body, as RabbitMQ lists them.
+pub(crate) fn require_keys(body: &Map<String, Value>, keys: &[&str]) -> Result<(), ApiError> {
+    let missing: Vec<String> = keys
+        .iter()
+        .filter(|key| !body.contains_key(**key))
+        .map(|key| format!("{{key_missing,{key}}}"))
+        .collect();
+    match missing.is_empty() {
+        true => Ok(()),
+        false => Err(ApiError::bad_request(format!("[{}]", missing.join(",")))),
+    }
+}
+
 /// The name of an exchange in a path: `amq.default` is the default exchange, as in RabbitMQ's paths.
 pub(crate) fn exchange_in_path(name: &str) -> &str {
     match name {

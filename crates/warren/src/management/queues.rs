@@ -239,14 +239,7 @@ async fn get_messages(
 ) -> Result<Json<Value>, ApiError> {
     caller.require_vhost(&state.broker, &vhost)?;
     let body = json_body(&body)?;
-    let missing: Vec<String> = ["ackmode", "encoding"]
-        .iter()
-        .filter(|key| !body.contains_key(**key))
-        .map(|key| format!("{{key_missing,{key}}}"))
-        .collect();
-    if !missing.is_empty() {
-        return Err(ApiError::bad_request(format!("[{}]", missing.join(","))));
-    }
+    super::require_keys(&body, &["ackmode", "encoding"])?;
     let text = |key: &str| body.get(key).and_then(Value::as_str).unwrap_or("");
     let mode = match text("ackmode") {
         "ack_requeue_true" | "reject_requeue_true" => GetAckMode::Requeue,

@@ -277,15 +277,7 @@ async fn put_kind(
         return Err(ApiError::not_found());
     }
     let body = json_body(&body)?;
-    let mut missing = Vec::new();
-    for key in ["pattern", "definition"] {
-        if !body.contains_key(key) {
-            missing.push(format!("{{key_missing,{key}}}"));
-        }
-    }
-    if !missing.is_empty() {
-        return Err(ApiError::bad_request(format!("[{}]", missing.join(","))));
-    }
+    super::require_keys(&body, &["pattern", "definition"])?;
     // RabbitMQ ignores other fields (clients send `name` and `vhost` too).
     let known: serde_json::Map<String, Value> = body
         .into_iter()
