@@ -4,7 +4,9 @@
 
 mod admin;
 mod delayed;
+pub(crate) mod inspect;
 mod seed;
+pub(crate) mod topology;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

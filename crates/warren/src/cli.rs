@@ -19,6 +19,9 @@ pub struct Cli {
     /// Address to serve AMQP on, overriding `[server] listen` [default: 127.0.0.1:5672]
     #[arg(long, value_name = "ADDR:PORT")]
     pub listen: Option<SocketAddr>,
+    /// Address to serve the management HTTP API on, overriding `[management] listen` [default: 127.0.0.1:15672]
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub management_listen: Option<SocketAddr>,
 
     /// Directory for messages and definitions, overriding `[server] data_dir` [default: ./data]
     #[arg(long, value_name = "DIR", global = true)]
@@ -91,6 +94,9 @@ impl Cli {
             Some(path) => Config::from_file(path)?,
             None => Config::default(),
         };
+        if let Some(listen) = self.management_listen {
+            config.management.listen = listen;
+        }
         if let Some(listen) = self.listen {
             config.listen = listen;
         }

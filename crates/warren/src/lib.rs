@@ -10,7 +10,8 @@
 //! - [`session`] holds what a connection's channels and the queues delivering to them share (outbound bytes,
 //!   confirms);
 //! - [`config`], [`cli`], [`auth`] and [`broker`] set it all up; [`registry`] lists and closes live connections;
-//!   [`definitions`] imports and exports RabbitMQ definitions JSON;
+//!   [`definitions`] imports and exports RabbitMQ definitions JSON; [`management`] serves RabbitMQ's management
+//!   HTTP API over them;
 //! - [`ctl`] is `warren ctl` (and `warrenctl`): rabbitmqctl's commands, as a client of a node's management API;
 //! - `warren_store` (its own crate) is the message store; `warren_perf` (its own crate) is `warren perf`.
 //!
@@ -29,6 +30,7 @@ pub mod definitions;
 pub(crate) mod delayed;
 pub(crate) mod event;
 pub(crate) mod exchange;
+pub(crate) mod management;
 pub mod memory_release;
 pub(crate) mod message;
 pub(crate) mod meta;

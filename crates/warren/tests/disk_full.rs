@@ -28,6 +28,10 @@ fn config(name: &str) -> Config {
     let _ = std::fs::remove_dir_all(&data_dir);
     let mut config = Config {
         listen: "127.0.0.1:0".parse().expect("loopback address"),
+        management: warren::config::ManagementConfig {
+            listen: "127.0.0.1:0".parse().expect("loopback address"),
+            enabled: true,
+        },
         data_dir,
         ..Config::default()
     };

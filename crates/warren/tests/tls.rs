@@ -220,6 +220,10 @@ async fn missing_or_bad_files_are_startup_errors_naming_the_file() {
     let start = |adjust: Box<dyn FnOnce(&mut Config)>| async {
         let mut config = Config {
             listen: "127.0.0.1:0".parse().expect("address"),
+            management: warren::config::ManagementConfig {
+                listen: "127.0.0.1:0".parse().expect("loopback address"),
+                enabled: true,
+            },
             data_dir: pki.dir.join("data"),
             ..Config::default()
         };

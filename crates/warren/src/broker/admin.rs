@@ -60,6 +60,11 @@ impl Broker {
         self.access.topic_permissions()
     }
 
+    /// The definitions as stored (durable objects only, as an export has them).
+    pub(crate) fn stored_definitions(&self) -> Result<crate::meta::Definitions, MetaError> {
+        self.stores.definitions.load()
+    }
+
     /// The vhost names, sorted.
     pub fn vhost_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.vhosts.iter().map(|v| v.key().clone()).collect();

@@ -37,6 +37,7 @@ pub(super) struct FileConfig {
     definitions: DefinitionsSection,
     deprecated_features: DeprecatedFeaturesSection,
     event_exchange: EventExchangeSection,
+    management: ManagementSection,
 }
 
 impl FileConfig {
@@ -58,6 +59,7 @@ impl FileConfig {
         self.definitions.apply_to(config, source)?;
         self.deprecated_features.apply_to(config);
         self.event_exchange.apply_to(config, source)?;
+        self.management.apply_to(config, source)?;
         for (operator, list) in [(false, self.policies), (true, self.operator_policies)] {
             for policy in list {
                 config.policies.push(policy.into_config(operator, source)?);
@@ -353,6 +355,52 @@ impl AuthSection {
                 });
             }
             auth.users = users;
+        }
+        Ok(())
+    }
+}
+
+/// `[management]`: the management HTTP API: on or off, and its address (`listen`, or rabbitmq.conf's
+/// `management.tcp.ip` and `management.tcp.port`, translated to `ip` and `port`, which override its parts).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [management] table")]
+struct ManagementSection {
+    enabled: Option<bool>,
+    listen: Option<Spanned<String>>,
+    ip: Option<Spanned<String>>,
+    port: Option<Spanned<i64>>,
+}
+
+impl ManagementSection {
+    fn apply_to(self, config: &mut Config, source: &TomlSource<'_>) -> Result<(), ConfigError> {
+        let management = &mut config.management;
+        if let Some(enabled) = self.enabled {
+            management.enabled = enabled;
+        }
+        if let Some(listen) = self.listen {
+            management.listen = listen.get_ref().parse().map_err(|_| {
+                source.invalid(
+                    listen.span(),
+                    "listen",
+                    "an address such as 127.0.0.1:15672".to_owned(),
+                )
+            })?;
+        }
+        if let Some(ip) = self.ip {
+            let parsed: std::net::IpAddr = ip.get_ref().parse().map_err(|_| {
+                source.invalid(
+                    ip.span(),
+                    "ip",
+                    "an IP address such as 127.0.0.1".to_owned(),
+                )
+            })?;
+            management.listen.set_ip(parsed);
+        }
+        if let Some(port) = self.port {
+            let parsed = u16::try_from(*port.get_ref()).map_err(|_| {
+                source.invalid(port.span(), "port", "a port number (0 to 65535)".to_owned())
+            })?;
+            management.listen.set_port(parsed);
         }
         Ok(())
     }

@@ -75,6 +75,8 @@ pub struct Config {
     pub deprecated_features: DeprecatedFeatures,
     /// The event exchange `amq.rabbitmq.event` (`[event_exchange]`, RabbitMQ's rabbitmq_event_exchange plugin).
     pub event_exchange: EventExchangeConfig,
+    /// The management HTTP API (`[management]`, RabbitMQ's management plugin).
+    pub management: ManagementConfig,
     /// The config file these settings were read from; `None` when built from defaults or from a string.
     pub source: Option<PathBuf>,
     /// Keys of a rabbitmq.conf that only tune RabbitMQ's internals, accepted and not applied (`file:line: key`),
@@ -104,6 +106,25 @@ pub struct EventExchangeConfig {
     pub enabled: bool,
     /// The vhost of the exchange (the plugin's `event_exchange.vhost`); None: `[auth] default_vhost`.
     pub vhost: Option<String>,
+}
+
+/// The management HTTP API (RabbitMQ's management plugin, always on there once enabled): where it listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManagementConfig {
+    /// Serve the API. Default true.
+    pub enabled: bool,
+    /// Where it listens (rabbitmq.conf's `management.tcp.ip` and `management.tcp.port`). Default 127.0.0.1:15672:
+    /// loopback only, like Warren's AMQP listener, unlike RabbitMQ's all-interfaces default.
+    pub listen: SocketAddr,
+}
+
+impl Default for ManagementConfig {
+    fn default() -> ManagementConfig {
+        ManagementConfig {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 15672)),
+        }
+    }
 }
 
 impl Config {
@@ -395,6 +416,7 @@ impl Default for Config {
             compatibility: Compatibility::default(),
             deprecated_features: DeprecatedFeatures::default(),
             event_exchange: EventExchangeConfig::default(),
+            management: ManagementConfig::default(),
             source: None,
             ignored_keys: Vec::new(),
         }

@@ -97,6 +97,8 @@ fn target(key: &str) -> Option<(&'static str, &'static str, Kind)> {
         "log.default.level" | "log.console.level" | "log.file.level" => ("log", "level", LogLevel),
         "default_vhost" => ("auth", "default_vhost", Text),
         "event_exchange.vhost" => ("event_exchange", "vhost", Text),
+        "management.tcp.port" => ("management", "port", Integer),
+        "management.tcp.ip" => ("management", "ip", Text),
         "ssl_cert_login_from" => ("auth", "ssl_cert_login_from", Text),
         "ssl_cert_login_san_type" => ("auth", "ssl_cert_login_san_type", Text),
         "ssl_cert_login_san_index" => ("auth", "ssl_cert_login_san_index", Integer),

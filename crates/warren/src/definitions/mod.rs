@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 
 use crate::config::DefinitionsConfig;
 use crate::meta::{DefinitionStore, MetaError};
+pub(crate) use arguments::{table_from_json, table_to_json};
+pub(crate) use model::EMULATED_RABBITMQ_VERSION;
 pub use validate::EntryError;
 
 /// Why an import or an export failed. Nothing was stored when an import fails.
@@ -225,6 +227,22 @@ fn import_text(
         unchanged: plan.unchanged,
         notes: plan.notes,
     })
+}
+
+/// The definitions of `stored` as a RabbitMQ definitions file (the management API's `GET /api/definitions`).
+pub(crate) fn export_json(
+    stored: &crate::meta::Definitions,
+) -> Result<serde_json::Value, serde_json::Error> {
+    serde_json::to_value(export::export(stored))
+}
+
+/// Checks the definitions file `json` whole against `stored`; returns what to apply, or every problem found
+/// (the management API's `POST /api/definitions`, which applies the batch to the running broker).
+pub(crate) fn check_import(
+    json: &serde_json::Value,
+    stored: &crate::meta::Definitions,
+) -> Result<crate::meta::ImportBatch, Vec<EntryError>> {
+    validate::check(json, stored).map(|plan| plan.batch)
 }
 
 /// `warren definitions export FILE`: writes the definitions of the data directory `data_dir` to `file` (`-` for

@@ -369,6 +369,9 @@ impl QueueActor {
                     consumers: self.state.consumers.len() as u32,
                 });
             }
+            QueueCommand::Inspect { reply } => {
+                let _ = reply.send(self.state.inspection());
+            }
             QueueCommand::Purge { reply } => {
                 let bytes_before = self.state.ready_bytes;
                 let purged = self.state.purge();

@@ -116,6 +116,12 @@ pub(crate) enum QueueCommand {
         /// The answer.
         reply: oneshot::Sender<QueueStats>,
     },
+    /// Asks for what the management API shows of the queue; unlike [`QueueCommand::Stats`] not a use (an
+    /// `x-expires` queue listed by a monitoring tool still expires).
+    Inspect {
+        /// The answer.
+        reply: oneshot::Sender<QueueInspection>,
+    },
     /// Drops every ready message (queue.purge); replies with how many.
     Purge {
         /// The number dropped.
@@ -164,6 +170,37 @@ pub(crate) struct QueueStats {
     pub(crate) messages: u32,
     /// Consumers.
     pub(crate) consumers: u32,
+}
+
+/// What the management API shows of a queue's state (RabbitMQ's `messages_ready`, `messages_unacknowledged`,
+/// `consumer_details`, `message_bytes_ready`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct QueueInspection {
+    /// Ready messages.
+    pub(crate) ready: u64,
+    /// Delivered, not yet acknowledged.
+    pub(crate) unacked: u64,
+    /// Body bytes of the ready messages.
+    pub(crate) ready_bytes: u64,
+    /// Its consumers, in dispatch order.
+    pub(crate) consumers: Vec<ConsumerInspection>,
+}
+
+/// One consumer of a queue as the management API lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ConsumerInspection {
+    /// The consumer tag.
+    pub(crate) tag: Arc<str>,
+    /// The id of the connection it consumes on.
+    pub(crate) connection_id: u64,
+    /// Deliveries must be acknowledged.
+    pub(crate) ack_required: bool,
+    /// basic.consume exclusive.
+    pub(crate) exclusive: bool,
+    /// Its prefetch (basic.qos global=false); 0 = no limit.
+    pub(crate) prefetch: u16,
+    /// Its `x-priority`.
+    pub(crate) priority: i64,
 }
 
 /// The declared properties of a queue.
@@ -256,6 +293,15 @@ impl QueueHandle {
     pub(crate) async fn stats(&self) -> Option<QueueStats> {
         let (reply, answer) = oneshot::channel();
         if !self.send(QueueCommand::Stats { reply }).await {
+            return None;
+        }
+        answer.await.ok()
+    }
+
+    /// What the management API shows of the queue; None if the queue is gone.
+    pub(crate) async fn inspect(&self) -> Option<QueueInspection> {
+        let (reply, answer) = oneshot::channel();
+        if !self.send(QueueCommand::Inspect { reply }).await {
             return None;
         }
         answer.await.ok()

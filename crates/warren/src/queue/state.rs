@@ -609,6 +609,27 @@ impl QueueState {
         self.ready.drain()
     }
 
+    /// What the management API shows of this queue.
+    pub(crate) fn inspection(&self) -> super::QueueInspection {
+        super::QueueInspection {
+            ready: self.ready.len() as u64,
+            unacked: self.unacked.len() as u64,
+            ready_bytes: self.ready_bytes,
+            consumers: self
+                .consumers
+                .iter()
+                .map(|c| super::ConsumerInspection {
+                    tag: c.tag.clone(),
+                    connection_id: c.sink.connection_id(),
+                    ack_required: !c.no_ack,
+                    exclusive: c.exclusive,
+                    prefetch: c.prefetch,
+                    priority: c.priority,
+                })
+                .collect(),
+        }
+    }
+
     /// Ready messages (unacked ones are not counted, as in queue.declare-ok).
     pub(crate) fn message_count(&self) -> u32 {
         self.ready.len() as u32

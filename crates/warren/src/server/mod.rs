@@ -14,6 +14,7 @@ use tokio::task::JoinSet;
 use crate::broker::{Broker, StartError};
 use crate::config::Config;
 use crate::connection;
+use crate::management::ManagementListener;
 pub use tls::TlsError;
 use tls::TlsState;
 use warren_store::{FileSystem, StdFileSystem};
@@ -55,6 +56,8 @@ pub struct Server {
     tls: Option<Arc<TlsState>>,
     /// Handed to each connection task.
     broker: Arc<Broker>,
+    /// The management HTTP API's listener, when `[management] enabled`.
+    management: Option<ManagementListener>,
 }
 
 impl Server {
@@ -86,10 +89,22 @@ impl Server {
         for addr in &config.listeners.ssl {
             listeners.push(bind_one(*addr, true).await?);
         }
+        let management = match config.management.enabled {
+            true => {
+                let addr = config.management.listen;
+                Some(
+                    ManagementListener::bind(addr)
+                        .await
+                        .map_err(|source| ServerError::Listen { addr, source })?,
+                )
+            }
+            false => None,
+        };
         Ok(Server {
             listeners,
             tls,
             broker,
+            management,
         })
     }
 
@@ -116,6 +131,11 @@ impl Server {
             .collect()
     }
 
+    /// The management API's bound address, when it is enabled.
+    pub fn management_addr(&self) -> Option<SocketAddr> {
+        self.management.as_ref().map(|m| m.addr)
+    }
+
     /// The broker this server serves; keep it to flush the store at shutdown or to list and close connections.
     pub fn broker(&self) -> Arc<Broker> {
         self.broker.clone()
@@ -127,6 +147,14 @@ impl Server {
         let mut tasks = JoinSet::new();
         if let Some(tls) = &self.tls {
             tasks.spawn(tls_reload::watch(tls.clone()));
+        }
+        if let Some(management) = self.management {
+            let amqp = self
+                .listeners
+                .iter()
+                .map(|l| (if l.tls { "amqp/ssl" } else { "amqp" }, l.addr))
+                .collect();
+            tasks.spawn(management.serve(self.broker.clone(), amqp));
         }
         for listener in self.listeners {
             let tls = if listener.tls { self.tls.clone() } else { None };
@@ -196,6 +224,8 @@ pub struct RunningServer {
     pub plain_addrs: Vec<SocketAddr>,
     /// The bound addresses of the TLS listeners, in the order configured.
     pub tls_addrs: Vec<SocketAddr>,
+    /// The management API's bound address, when it is enabled.
+    pub management_addr: Option<SocketAddr>,
     /// The broker behind it, for tests that inspect or close live connections.
     pub broker: Arc<Broker>,
     /// The accept loop; aborted when this value drops, which stops accepting (open connections run on).
@@ -222,12 +252,14 @@ impl RunningServer {
         })?;
         let plain_addrs = server.plain_addrs();
         let tls_addrs = server.tls_addrs();
+        let management_addr = server.management_addr();
         let broker = server.broker();
         let task = tokio::spawn(server.run());
         Ok(RunningServer {
             addr,
             plain_addrs,
             tls_addrs,
+            management_addr,
             broker,
             task,
         })

@@ -192,6 +192,22 @@ impl Vhost {
         self.queues.get(name).map(|q| q.value().clone())
     }
 
+    /// Every queue, in no order (management listings).
+    pub(crate) fn queue_handles(&self) -> Vec<Arc<QueueHandle>> {
+        self.queues.iter().map(|q| q.value().clone()).collect()
+    }
+
+    /// Every exchange, predeclared ones included, in no order (management listings).
+    pub(crate) fn exchange_handles(&self) -> Vec<Arc<Exchange>> {
+        self.exchanges.iter().map(|x| x.value().clone()).collect()
+    }
+
+    /// The name of the policy that applies to exchange `name`, if one does.
+    pub(crate) fn exchange_policy(&self, name: &str) -> Option<String> {
+        let matched = self.policies.load().for_exchange(name);
+        matched.names().0.as_deref().map(str::to_owned)
+    }
+
     /// Looks a queue up for an operation by `connection_id`: 404 if missing, 405 if another connection's
     /// exclusive queue.
     pub(crate) fn queue_for(

@@ -114,6 +114,29 @@ impl Vhost {
         Ok(self.route_keys(&x, message, &extra, out, extras))
     }
 
+    /// Routes `message` from `exchange` as a publish without confirm or mandatory flag (the management API's
+    /// publish): stored first for the durable queues it reaches, like a dead-lettered copy. Returns whether it
+    /// reached a queue or a delayed exchange. Errors as [`Vhost::route`]: 404 missing, 403 internal exchange.
+    pub(crate) fn publish_unconfirmed(
+        &self,
+        exchange: &str,
+        message: Message,
+    ) -> Result<bool, AmqpError> {
+        let mut queues = Vec::new();
+        let mut extras = RouteExtras::default();
+        self.route(exchange, &message, &mut queues, &mut extras)?;
+        let delayed = !extras.delays.is_empty();
+        self.delay_without_confirm(&message, extras.delays);
+        self.remember_keys(extras.keys, None);
+        let routed = !queues.is_empty() || delayed;
+        let message = match message.without_bcc()? {
+            Some(stripped) => stripped,
+            None => message,
+        };
+        self.send_at_most_once(message, &queues);
+        Ok(routed)
+    }
+
     /// Appends the queues `message` routes to from exchange `x`, internal or not (a dead-letter exchange may be
     /// internal); delayed exchanges on the way take their copy at once. Returns whether the route depends only on
     /// the exchange and routing key.

@@ -38,6 +38,9 @@ impl BrokerProcess {
         let child = Command::new(env!("CARGO_BIN_EXE_warren"))
             .arg("--listen")
             .arg(addr.to_string())
+            // Tests run in parallel: no fixed management port.
+            .arg("--management-listen")
+            .arg("127.0.0.1:0")
             .arg("--data-dir")
             .arg(data_dir)
             .args(extra)

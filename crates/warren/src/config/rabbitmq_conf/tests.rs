@@ -83,15 +83,28 @@ fn without_default_user_keys_guest_stays_loopback_only() {
 }
 
 #[test]
+fn the_management_listener_keys_set_its_address() {
+    let config = load("management.tcp.port = 15999\nmanagement.tcp.ip = 0.0.0.0\n").expect("loads");
+    assert_eq!(
+        config.management.listen,
+        "0.0.0.0:15999".parse::<SocketAddr>().unwrap()
+    );
+    assert!(config.management.enabled);
+    assert!(config.ignored_keys.is_empty());
+    assert!(load("management.tcp.port = 70000\n").is_err());
+}
+
+#[test]
 fn tuning_keys_are_listed_as_ignored_with_their_lines() {
-    let config =
-        load("collect_statistics_interval = 10000\n\nmanagement.tcp.port = 15672\nheartbeat = 5\n")
-            .expect("loads");
+    let config = load(
+        "collect_statistics_interval = 10000\n\nmanagement.rates_mode = none\nheartbeat = 5\n",
+    )
+    .expect("loads");
     assert_eq!(
         config.ignored_keys,
         vec![
             "rabbitmq.conf:1: collect_statistics_interval",
-            "rabbitmq.conf:3: management.tcp.port"
+            "rabbitmq.conf:3: management.rates_mode"
         ]
     );
     assert_eq!(config.limits.heartbeat, 5);

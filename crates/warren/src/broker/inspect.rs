@@ -1,0 +1,241 @@
+//! Read-only views of the live topology for the management API: queues with their counts and consumers,
+//! exchanges, bindings. Plain structs, copied out of the vhosts, so the API never holds a vhost's maps or names
+//! its internals. Listing reads the concurrent maps without the topology lock (a listing races a declare as
+//! RabbitMQ's does); a queue's counts come from its actor, asked without counting as a use (`x-expires`).
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use super::Broker;
+use crate::definitions::table_to_json;
+use crate::exchange::{Binding, Destination, Exchange};
+use crate::queue::arguments::QueueType;
+use crate::queue::{QueueHandle, QueueInspection};
+use crate::vhost::Vhost;
+
+/// One queue as the management API shows it.
+#[derive(Clone, Debug)]
+pub(crate) struct QueueInfo {
+    /// Its vhost.
+    pub(crate) vhost: String,
+    /// Its name.
+    pub(crate) name: String,
+    /// Survives a restart.
+    pub(crate) durable: bool,
+    /// Deleted when its last consumer goes.
+    pub(crate) auto_delete: bool,
+    /// The id of the connection owning an exclusive queue.
+    pub(crate) exclusive_owner: Option<u64>,
+    /// The declared arguments, as JSON.
+    pub(crate) arguments: Map<String, Value>,
+    /// `classic` or `quorum`.
+    pub(crate) kind: &'static str,
+    /// The policy applied to it.
+    pub(crate) policy: Option<String>,
+    /// The operator policy applied to it.
+    pub(crate) operator_policy: Option<String>,
+    /// Its counts and consumers; None when its actor is gone (the queue is being deleted).
+    pub(crate) state: Option<QueueInspection>,
+}
+
+/// One exchange as the management API shows it.
+#[derive(Clone, Debug)]
+pub(crate) struct ExchangeInfo {
+    /// Its vhost.
+    pub(crate) vhost: String,
+    /// Its name ("" for the default exchange).
+    pub(crate) name: String,
+    /// Its declared type (`direct`, `x-delayed-message`, ...).
+    pub(crate) kind: &'static str,
+    /// Survives a restart.
+    pub(crate) durable: bool,
+    /// Deleted when its last binding goes.
+    pub(crate) auto_delete: bool,
+    /// Clients cannot publish to it.
+    pub(crate) internal: bool,
+    /// The declared arguments, as JSON.
+    pub(crate) arguments: Map<String, Value>,
+    /// The policy applied to it.
+    pub(crate) policy: Option<String>,
+}
+
+/// One binding as the management API shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct BindingInfo {
+    /// Its vhost.
+    pub(crate) vhost: String,
+    /// The source exchange ("" for the default exchange's implicit bindings).
+    pub(crate) source: String,
+    /// The destination's name.
+    pub(crate) destination: String,
+    /// The destination is a queue (else an exchange).
+    pub(crate) to_queue: bool,
+    /// The binding key.
+    pub(crate) routing_key: String,
+    /// The binding arguments, as JSON.
+    pub(crate) arguments: Map<String, Value>,
+}
+
+impl Broker {
+    /// The queues of `vhost` (or of every vhost), sorted by vhost and name, with their counts.
+    pub(crate) async fn queue_infos(&self, vhost: Option<&str>) -> Vec<QueueInfo> {
+        let mut handles: Vec<(Arc<Vhost>, Arc<QueueHandle>)> = Vec::new();
+        for host in self.vhosts_named(vhost) {
+            for queue in host.queue_handles() {
+                handles.push((host.clone(), queue));
+            }
+        }
+        // Asked one after another: each answer is quick, and a listing must not flood every inbox at once.
+        let mut infos = Vec::with_capacity(handles.len());
+        for (host, queue) in handles {
+            let state = queue.inspect().await;
+            infos.push(queue_info(&host, &queue, state));
+        }
+        infos.sort_by(|a, b| (&a.vhost, &a.name).cmp(&(&b.vhost, &b.name)));
+        infos
+    }
+
+    /// The queue `name` of `vhost`, with its counts.
+    pub(crate) async fn queue_info(&self, vhost: &str, name: &str) -> Option<QueueInfo> {
+        let host = self.vhost(vhost)?;
+        let queue = host.queue(name)?;
+        let state = queue.inspect().await;
+        Some(queue_info(&host, &queue, state))
+    }
+
+    /// The exchanges of `vhost` (or of every vhost), the default exchange included, sorted by vhost and name.
+    pub(crate) fn exchange_infos(&self, vhost: Option<&str>) -> Vec<ExchangeInfo> {
+        let mut infos = Vec::new();
+        for host in self.vhosts_named(vhost) {
+            infos.push(default_exchange(&host.name));
+            for x in host.exchange_handles() {
+                infos.push(exchange_info(&host, &x));
+            }
+        }
+        infos.sort_by(|a, b| (&a.vhost, &a.name).cmp(&(&b.vhost, &b.name)));
+        infos
+    }
+
+    /// The exchange `name` of `vhost` ("" is the default exchange).
+    pub(crate) fn exchange_info(&self, vhost: &str, name: &str) -> Option<ExchangeInfo> {
+        let host = self.vhost(vhost)?;
+        if name.is_empty() {
+            return Some(default_exchange(&host.name));
+        }
+        let x = host.exchange(name)?;
+        Some(exchange_info(&host, &x))
+    }
+
+    /// The bindings of `vhost` (or of every vhost): the default exchange's implicit binding of each queue first,
+    /// as RabbitMQ lists them, then every exchange's bindings by source name, in the order they were made.
+    pub(crate) fn binding_infos(&self, vhost: Option<&str>) -> Vec<BindingInfo> {
+        let mut infos = Vec::new();
+        for host in self.vhosts_named(vhost) {
+            let mut queues: Vec<Arc<str>> = host
+                .queue_handles()
+                .iter()
+                .map(|q| q.spec.name.clone())
+                .collect();
+            queues.sort();
+            for queue in queues {
+                infos.push(BindingInfo {
+                    vhost: host.name.to_string(),
+                    source: String::new(),
+                    destination: queue.to_string(),
+                    to_queue: true,
+                    routing_key: queue.to_string(),
+                    arguments: Map::new(),
+                });
+            }
+            let mut exchanges = host.exchange_handles();
+            exchanges.sort_by(|a, b| a.name.cmp(&b.name));
+            for x in exchanges {
+                for binding in x.bindings.load().bindings() {
+                    infos.push(binding_info(&host.name, &x.name, binding));
+                }
+            }
+        }
+        infos
+    }
+
+    /// Whether `vhost` exists.
+    pub(crate) fn has_vhost(&self, vhost: &str) -> bool {
+        self.vhosts.contains_key(vhost)
+    }
+
+    /// The vhost `vhost`, or every vhost, sorted by name.
+    fn vhosts_named(&self, vhost: Option<&str>) -> Vec<Arc<Vhost>> {
+        match vhost {
+            Some(name) => self.vhost(name).into_iter().collect(),
+            None => self
+                .vhost_names()
+                .iter()
+                .filter_map(|name| self.vhost(name))
+                .collect(),
+        }
+    }
+}
+
+fn queue_info(host: &Vhost, queue: &QueueHandle, state: Option<QueueInspection>) -> QueueInfo {
+    let spec = &queue.spec;
+    let settings = queue.settings();
+    QueueInfo {
+        vhost: host.name.to_string(),
+        name: spec.name.to_string(),
+        durable: spec.durable,
+        auto_delete: spec.auto_delete,
+        exclusive_owner: spec.exclusive_owner,
+        arguments: table_to_json(&spec.arguments),
+        kind: match spec.args.queue_type {
+            QueueType::Quorum => "quorum",
+            QueueType::Stream => "stream",
+            QueueType::Classic => "classic",
+        },
+        policy: settings.policy.as_deref().map(str::to_owned),
+        operator_policy: settings.operator_policy.as_deref().map(str::to_owned),
+        state,
+    }
+}
+
+fn exchange_info(host: &Vhost, x: &Exchange) -> ExchangeInfo {
+    ExchangeInfo {
+        vhost: host.name.to_string(),
+        name: x.name.to_string(),
+        kind: x.kind.as_str(),
+        durable: x.durable,
+        auto_delete: x.auto_delete,
+        internal: x.internal,
+        arguments: table_to_json(&x.arguments),
+        policy: host.exchange_policy(&x.name),
+    }
+}
+
+/// The default exchange, which Warren routes without an `Exchange` value, as RabbitMQ lists it.
+fn default_exchange(vhost: &str) -> ExchangeInfo {
+    ExchangeInfo {
+        vhost: vhost.to_owned(),
+        name: String::new(),
+        kind: "direct",
+        durable: true,
+        auto_delete: false,
+        internal: false,
+        arguments: Map::new(),
+        policy: None,
+    }
+}
+
+fn binding_info(vhost: &str, source: &str, binding: &Binding) -> BindingInfo {
+    let (destination, to_queue) = match &binding.destination {
+        Destination::Queue(name) => (name.to_string(), true),
+        Destination::Exchange(name) => (name.to_string(), false),
+    };
+    BindingInfo {
+        vhost: vhost.to_owned(),
+        source: source.to_owned(),
+        destination,
+        to_queue,
+        routing_key: binding.routing_key.to_string(),
+        arguments: table_to_json(&binding.arguments),
+    }
+}
