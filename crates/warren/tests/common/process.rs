@@ -96,6 +96,26 @@ impl BrokerProcess {
         pages * rustix::param::page_size() as u64
     }
 
+    /// The port its management API listens on, from its "Management plugin: HTTP (non-TLS) listener started on
+    /// port N" line.
+    pub(crate) fn management_port(&self) -> u16 {
+        let marker = "Management plugin: HTTP (non-TLS) listener started on port ";
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let log =
+                std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default();
+            let port = log.lines().rev().find_map(|line| {
+                let rest = &line[line.find(marker)? + marker.len()..];
+                rest.trim().parse().ok()
+            });
+            match port {
+                Some(port) => return port,
+                None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                None => panic!("no management listener line in the broker log"),
+            }
+        }
+    }
+
     /// Sends SIGTERM without waiting.
     pub(crate) fn terminate(&self) {
         let pid = self.child.id().to_string();
