@@ -30,6 +30,7 @@ pub(crate) mod exchange;
 pub mod memory_release;
 pub(crate) mod message;
 pub(crate) mod meta;
+pub(crate) mod metrics;
 pub(crate) mod policy;
 pub(crate) mod queue;
 pub mod registry;
