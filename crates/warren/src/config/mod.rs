@@ -75,6 +75,8 @@ pub struct Config {
     pub deprecated_features: DeprecatedFeatures,
     /// The event exchange `amq.rabbitmq.event` (`[event_exchange]`, RabbitMQ's rabbitmq_event_exchange plugin).
     pub event_exchange: EventExchangeConfig,
+    /// The Prometheus endpoint (`[prometheus]`, RabbitMQ's rabbitmq_prometheus plugin).
+    pub prometheus: PrometheusConfig,
     /// The config file these settings were read from; `None` when built from defaults or from a string.
     pub source: Option<PathBuf>,
     /// Keys of a rabbitmq.conf that only tune RabbitMQ's internals, accepted and not applied (`file:line: key`),
@@ -104,6 +106,29 @@ pub struct EventExchangeConfig {
     pub enabled: bool,
     /// The vhost of the exchange (the plugin's `event_exchange.vhost`); None: `[auth] default_vhost`.
     pub vhost: Option<String>,
+}
+
+/// The Prometheus endpoint (RabbitMQ's rabbitmq_prometheus plugin): `/metrics`, `/metrics/per-object` and
+/// `/metrics/detailed` over plain HTTP. On by default, on loopback only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PrometheusConfig {
+    /// Serve the endpoint. Default true.
+    pub enabled: bool,
+    /// Where (`prometheus.tcp.ip` and `prometheus.tcp.port`). Default `127.0.0.1:15692`, RabbitMQ's port.
+    pub listen: SocketAddr,
+    /// `/metrics` answers with a series per queue, as `/metrics/per-object` does
+    /// (`prometheus.return_per_object_metrics`). Default false.
+    pub return_per_object_metrics: bool,
+}
+
+impl Default for PrometheusConfig {
+    fn default() -> Self {
+        PrometheusConfig {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 15692)),
+            return_per_object_metrics: false,
+        }
+    }
 }
 
 impl Config {
@@ -395,6 +420,7 @@ impl Default for Config {
             compatibility: Compatibility::default(),
             deprecated_features: DeprecatedFeatures::default(),
             event_exchange: EventExchangeConfig::default(),
+            prometheus: PrometheusConfig::default(),
             source: None,
             ignored_keys: Vec::new(),
         }

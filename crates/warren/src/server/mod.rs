@@ -14,6 +14,7 @@ use tokio::task::JoinSet;
 use crate::broker::{Broker, StartError};
 use crate::config::Config;
 use crate::connection;
+use crate::metrics::http::MetricsListener;
 pub use tls::TlsError;
 use tls::TlsState;
 use warren_store::{FileSystem, StdFileSystem};
@@ -33,6 +34,14 @@ pub enum ServerError {
         /// The configured listen address.
         addr: SocketAddr,
         /// Why binding (or reading the bound address) failed.
+        source: std::io::Error,
+    },
+    /// The Prometheus listen address (`[prometheus] listen`) could not be bound.
+    #[error("cannot listen on {addr} for Prometheus ([prometheus] listen): {source}")]
+    PrometheusListen {
+        /// The configured address.
+        addr: SocketAddr,
+        /// Why binding failed.
         source: std::io::Error,
     },
 }
@@ -55,6 +64,8 @@ pub struct Server {
     tls: Option<Arc<TlsState>>,
     /// Handed to each connection task.
     broker: Arc<Broker>,
+    /// The Prometheus endpoint's listener, bound at start like the AMQP ones; None when `[prometheus]` is off.
+    metrics: Option<MetricsListener>,
 }
 
 impl Server {
@@ -86,16 +97,30 @@ impl Server {
         for addr in &config.listeners.ssl {
             listeners.push(bind_one(*addr, true).await?);
         }
+        let metrics = match config.prometheus.enabled {
+            true => {
+                let addr = config.prometheus.listen;
+                let bound = MetricsListener::bind(addr).await;
+                Some(bound.map_err(|source| ServerError::PrometheusListen { addr, source })?)
+            }
+            false => None,
+        };
         Ok(Server {
             listeners,
             tls,
             broker,
+            metrics,
         })
     }
 
     /// The address `listen` actually bound (the real port when the configuration asked for port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         Ok(self.listeners[0].addr)
+    }
+
+    /// The address the Prometheus endpoint bound, if it is on.
+    pub fn prometheus_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|m| m.addr)
     }
 
     /// Every plain listener's bound address, `listen` first.
@@ -127,6 +152,10 @@ impl Server {
         let mut tasks = JoinSet::new();
         if let Some(tls) = &self.tls {
             tasks.spawn(tls_reload::watch(tls.clone()));
+        }
+        if let Some(metrics) = self.metrics {
+            let per_object = self.broker.config.prometheus.return_per_object_metrics;
+            tasks.spawn(metrics.serve(self.broker.metrics_source(), per_object));
         }
         for listener in self.listeners {
             let tls = if listener.tls { self.tls.clone() } else { None };
@@ -196,6 +225,8 @@ pub struct RunningServer {
     pub plain_addrs: Vec<SocketAddr>,
     /// The bound addresses of the TLS listeners, in the order configured.
     pub tls_addrs: Vec<SocketAddr>,
+    /// The Prometheus endpoint's bound address (`http://{addr}/metrics`), if it is on.
+    pub prometheus_addr: Option<SocketAddr>,
     /// The broker behind it, for tests that inspect or close live connections.
     pub broker: Arc<Broker>,
     /// The accept loop; aborted when this value drops, which stops accepting (open connections run on).
@@ -222,12 +253,14 @@ impl RunningServer {
         })?;
         let plain_addrs = server.plain_addrs();
         let tls_addrs = server.tls_addrs();
+        let prometheus_addr = server.prometheus_addr();
         let broker = server.broker();
         let task = tokio::spawn(server.run());
         Ok(RunningServer {
             addr,
             plain_addrs,
             tls_addrs,
+            prometheus_addr,
             broker,
             task,
         })

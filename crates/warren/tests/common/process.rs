@@ -40,6 +40,8 @@ impl BrokerProcess {
             .arg(addr.to_string())
             .arg("--data-dir")
             .arg(data_dir)
+            .arg("--prometheus-listen")
+            .arg("127.0.0.1:0")
             .args(extra)
             .stdout(Stdio::from(log.try_clone().expect("log handle")))
             .stderr(Stdio::from(log))
