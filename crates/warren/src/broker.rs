@@ -5,6 +5,7 @@
 mod admin;
 mod delayed;
 pub(crate) mod inspect;
+mod metrics;
 mod seed;
 pub(crate) mod topology;
 
@@ -26,6 +27,7 @@ use crate::event::Event;
 use crate::message::continue_ids_above;
 use crate::meta::DefinitionStore;
 pub use crate::meta::MetaError;
+use crate::metrics::NodeMetrics;
 use crate::policy::Policy;
 pub use crate::policy::{PolicyError, PolicyInfo, PolicyInput, PolicyKind};
 use crate::queue::flow::FlowLimits;
@@ -112,6 +114,8 @@ pub struct Broker {
     pub(crate) reply_consumers: Arc<ReplyConsumers>,
     /// Where events go (`amq.rabbitmq.event`, `[event_exchange]`); publishes nothing when the feature is off.
     pub(crate) events: Arc<EventPublisher>,
+    /// The node's counters, fed by connections and queues in batches, read by the Prometheus endpoint.
+    pub(crate) metrics: Arc<NodeMetrics>,
 }
 
 /// Memory and disk as the resource monitor last sampled them (RabbitMQ's `mem_used`, `mem_limit`, `disk_free`,
@@ -229,6 +233,7 @@ impl Broker {
         let mut recovered_keys: HashMap<u64, _> = recovery.dedup;
         let vhosts = DashMap::new();
         let events = EventPublisher::new(config.event_exchange_vhost());
+        let metrics = Arc::new(NodeMetrics::default());
         let flow_limits = FlowLimits {
             high_messages: config.flow.queue_high_watermark_messages,
             high_bytes: config.flow.queue_high_watermark_bytes,
@@ -245,6 +250,7 @@ impl Broker {
                 flow_limits,
                 queue_defaults,
                 events.clone(),
+                metrics.clone(),
             );
             vhost.set_limits(def.limits.clone());
             vhost.restore(&stored, &mut recovered, &mut recovered_keys);
@@ -284,6 +290,7 @@ impl Broker {
             )),
             reply_consumers: Arc::default(),
             events,
+            metrics,
         });
         let weak = Arc::downgrade(&broker);
         broker.resources.on_pressure_change(Box::new(move || {

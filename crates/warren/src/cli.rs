@@ -23,6 +23,10 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR:PORT")]
     pub management_listen: Option<SocketAddr>,
 
+    /// Address of the Prometheus endpoint, overriding `[prometheus] listen` [default: 127.0.0.1:15692]
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub prometheus_listen: Option<SocketAddr>,
+
     /// Directory for messages and definitions, overriding `[server] data_dir` [default: ./data]
     #[arg(long, value_name = "DIR", global = true)]
     pub data_dir: Option<PathBuf>,
@@ -99,6 +103,9 @@ impl Cli {
         }
         if let Some(listen) = self.listen {
             config.listen = listen;
+        }
+        if let Some(listen) = self.prometheus_listen {
+            config.prometheus.listen = listen;
         }
         if let Some(data_dir) = &self.data_dir {
             config.data_dir = data_dir.clone();

@@ -34,6 +34,7 @@ pub(crate) mod management;
 pub mod memory_release;
 pub(crate) mod message;
 pub(crate) mod meta;
+pub(crate) mod metrics;
 pub(crate) mod policy;
 pub(crate) mod queue;
 pub mod registry;

@@ -93,6 +93,9 @@ async fn serve(config: warren::config::Config) -> ExitCode {
         ),
         Err(error) => tracing::warn!("listening, but cannot read the local address: {error}"),
     }
+    if let Some(addr) = server.prometheus_addr() {
+        tracing::info!("Prometheus metrics on http://{addr}/metrics");
+    }
     tokio::select! {
         _ = server.run() => ExitCode::SUCCESS,
         _ = shutdown_signal() => {

@@ -35,6 +35,7 @@ fn config(name: &str) -> Config {
         data_dir,
         ..Config::default()
     };
+    config.prometheus.listen = "127.0.0.1:0".parse().expect("loopback address");
     config.alarms.disk_free_limit = DiskFreeLimit::Absolute(0);
     config
 }

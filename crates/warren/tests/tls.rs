@@ -227,6 +227,7 @@ async fn missing_or_bad_files_are_startup_errors_naming_the_file() {
             data_dir: pki.dir.join("data"),
             ..Config::default()
         };
+        config.prometheus.listen = "127.0.0.1:0".parse().expect("address");
         with_tls(&mut config, &pki);
         adjust(&mut config);
         match RunningServer::start(config).await {

@@ -352,6 +352,7 @@ impl Broker {
             self.flow_limits,
             self.queue_defaults,
             self.events.clone(),
+            self.metrics.clone(),
         );
         self.events.emit(|| {
             Event::vhost_created(

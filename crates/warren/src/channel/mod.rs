@@ -24,6 +24,7 @@ use std::sync::Arc;
 
 use crate::broker::Broker;
 use crate::message::Message;
+use crate::metrics::counters::LocalCounts;
 use crate::queue::{QueueCommand, QueueHandle, SettleAction};
 use crate::registry::CloseSignal;
 use crate::reply_to::ReplyRegistration;
@@ -54,6 +55,8 @@ pub(crate) struct ChannelContext<'a> {
     pub(crate) publish_runs: &'a mut PublishRuns,
     /// The connection's close requests, which end a wait for a queue that holds its publishers.
     pub(crate) close: Option<&'a CloseSignal>,
+    /// The connection's publish counters (received, routed, unroutable), flushed by the reader once per read.
+    pub(crate) counts: &'a mut LocalCounts,
 }
 
 impl ChannelContext<'_> {

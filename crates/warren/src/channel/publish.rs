@@ -11,6 +11,7 @@ use crate::auth::users::Access;
 use crate::broker::Broker;
 use crate::message::trace::{TraceEvent, TraceOrigin};
 use crate::message::{now_ms, parse_expiration, Message};
+use crate::metrics::counters::Counter;
 use crate::queue::{Enqueue, QueueCommand, QueueHandle};
 use crate::registry::CloseSignal;
 use crate::reply_to::{self, ReplySink};
@@ -235,6 +236,10 @@ impl Channel {
             Some(raw) => Some(parse_expiration(raw).map_err(|e| e.on(ids::BASIC_PUBLISH))?),
             None => None,
         };
+        ctx.counts.add(Counter::Received, 1);
+        if self.confirms.is_some() {
+            ctx.counts.add(Counter::ReceivedConfirm, 1);
+        }
         let body = done.body.join(done.received as usize);
         let mut message = Message::new(done.exchange, done.routing_key, properties, body);
         message.set_expiration(expiration);
@@ -263,7 +268,9 @@ impl Channel {
     ) -> Result<Backlog, AmqpError> {
         let publish_runs = &mut *ctx.publish_runs;
         let mut backlog = Backlog::default();
-        if message.exchange.is_empty() && message.routing_key.starts_with(reply_to::PREFIX) {
+        let direct_reply =
+            message.exchange.is_empty() && message.routing_key.starts_with(reply_to::PREFIX);
+        if direct_reply {
             // Not routed to any queue: with mandatory it is returned as well, as RabbitMQ does.
             Self::deliver_reply(ctx.broker, &message, &mut backlog);
         }
@@ -294,12 +301,23 @@ impl Channel {
         // one). As with the plugin, whose exchange routes it nowhere now, a mandatory one is also returned.
         // Keys a durable deduplicating exchange took: stored ahead of the message, the confirm waiting for them.
         ctx.vhost.remember_keys(extras.keys, confirm.as_ref());
+        let extras_delays_empty = extras.delays.is_empty();
         for request in extras.delays {
             let share = confirm.as_ref().map(ConfirmRef::share);
             request
                 .exchange
                 .delay(message.clone(), request.delay_ms, share);
         }
+        // Held by a delayed exchange or handed to a direct reply-to consumer counts as routed.
+        let routed = !queues.is_empty() || !extras_delays_empty || direct_reply;
+        ctx.counts.add(
+            match (routed, mandatory) {
+                (true, _) => Counter::Routed,
+                (false, true) => Counter::UnroutableReturned,
+                (false, false) => Counter::UnroutableDropped,
+            },
+            1,
+        );
         if queues.is_empty() {
             if mandatory {
                 self.return_message(&message, ReplyCode::NoRoute, "NO_ROUTE", effects);

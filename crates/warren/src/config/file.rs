@@ -38,6 +38,7 @@ pub(super) struct FileConfig {
     deprecated_features: DeprecatedFeaturesSection,
     event_exchange: EventExchangeSection,
     management: ManagementSection,
+    prometheus: PrometheusSection,
 }
 
 impl FileConfig {
@@ -60,6 +61,7 @@ impl FileConfig {
         self.deprecated_features.apply_to(config);
         self.event_exchange.apply_to(config, source)?;
         self.management.apply_to(config, source)?;
+        self.prometheus.apply_to(config, source)?;
         for (operator, list) in [(false, self.policies), (true, self.operator_policies)] {
             for policy in list {
                 config.policies.push(policy.into_config(operator, source)?);
@@ -422,6 +424,52 @@ impl EventExchangeSection {
         }
         // Naming the vhost turns it on (rabbitmq.conf's `event_exchange.vhost` exists only with the plugin).
         config.event_exchange.enabled = self.enabled.unwrap_or(named);
+        Ok(())
+    }
+}
+
+/// `[prometheus]`: the Prometheus endpoint. `ip` and `port` (rabbitmq.conf's `prometheus.tcp.ip` and
+/// `prometheus.tcp.port`) replace the parts of `listen`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [prometheus] table")]
+struct PrometheusSection {
+    enabled: Option<bool>,
+    listen: Option<Spanned<String>>,
+    ip: Option<Spanned<String>>,
+    port: Option<Spanned<i64>>,
+    return_per_object_metrics: Option<bool>,
+}
+
+impl PrometheusSection {
+    fn apply_to(self, config: &mut Config, source: &TomlSource<'_>) -> Result<(), ConfigError> {
+        let prometheus = &mut config.prometheus;
+        if let Some(enabled) = self.enabled {
+            prometheus.enabled = enabled;
+        }
+        if let Some(listen) = self.listen {
+            prometheus.listen = listen.get_ref().parse().map_err(|_| {
+                source.invalid(
+                    listen.span(),
+                    "listen",
+                    "must be an address such as \"127.0.0.1:15692\"",
+                )
+            })?;
+        }
+        if let Some(ip) = self.ip {
+            let parsed: std::net::IpAddr = ip.get_ref().parse().map_err(|_| {
+                source.invalid(ip.span(), "ip", "must be an IP address such as \"0.0.0.0\"")
+            })?;
+            prometheus.listen.set_ip(parsed);
+        }
+        if let Some(port) = self.port {
+            let parsed = u16::try_from(*port.get_ref()).map_err(|_| {
+                source.invalid(port.span(), "port", "must be a port number (0 to 65535)")
+            })?;
+            prometheus.listen.set_port(parsed);
+        }
+        if let Some(per_object) = self.return_per_object_metrics {
+            prometheus.return_per_object_metrics = per_object;
+        }
         Ok(())
     }
 }

@@ -77,6 +77,8 @@ pub struct Config {
     pub event_exchange: EventExchangeConfig,
     /// The management HTTP API (`[management]`, RabbitMQ's management plugin).
     pub management: ManagementConfig,
+    /// The Prometheus endpoint (`[prometheus]`, RabbitMQ's rabbitmq_prometheus plugin).
+    pub prometheus: PrometheusConfig,
     /// The config file these settings were read from; `None` when built from defaults or from a string.
     pub source: Option<PathBuf>,
     /// Keys of a rabbitmq.conf that only tune RabbitMQ's internals, accepted and not applied (`file:line: key`),
@@ -123,6 +125,29 @@ impl Default for ManagementConfig {
         ManagementConfig {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 15672)),
+        }
+    }
+}
+
+/// The Prometheus endpoint (RabbitMQ's rabbitmq_prometheus plugin): `/metrics`, `/metrics/per-object` and
+/// `/metrics/detailed` over plain HTTP. On by default, on loopback only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PrometheusConfig {
+    /// Serve the endpoint. Default true.
+    pub enabled: bool,
+    /// Where (`prometheus.tcp.ip` and `prometheus.tcp.port`). Default `127.0.0.1:15692`, RabbitMQ's port.
+    pub listen: SocketAddr,
+    /// `/metrics` answers with a series per queue, as `/metrics/per-object` does
+    /// (`prometheus.return_per_object_metrics`). Default false.
+    pub return_per_object_metrics: bool,
+}
+
+impl Default for PrometheusConfig {
+    fn default() -> Self {
+        PrometheusConfig {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 15692)),
+            return_per_object_metrics: false,
         }
     }
 }
@@ -417,6 +442,7 @@ impl Default for Config {
             deprecated_features: DeprecatedFeatures::default(),
             event_exchange: EventExchangeConfig::default(),
             management: ManagementConfig::default(),
+            prometheus: PrometheusConfig::default(),
             source: None,
             ignored_keys: Vec::new(),
         }

@@ -657,3 +657,25 @@ fn the_event_exchange_is_off_by_default_and_naming_its_vhost_turns_it_on() {
     assert_eq!(config.event_exchange_vhost(), None);
     assert!(refusal("[event_exchange]\nvhost = \"\"\n").contains("vhost"));
 }
+
+#[test]
+fn prometheus_section_sets_the_endpoint_and_refuses_a_bad_port() {
+    let config = load(
+        "[prometheus]\nlisten = \"0.0.0.0:9999\"\nport = 15700\nreturn_per_object_metrics = true\n",
+    )
+    .expect("valid");
+    assert!(config.prometheus.enabled);
+    assert_eq!(
+        config.prometheus.listen,
+        "0.0.0.0:15700".parse().expect("address")
+    );
+    assert!(config.prometheus.return_per_object_metrics);
+    assert!(
+        !load("[prometheus]\nenabled = false\n")
+            .expect("valid")
+            .prometheus
+            .enabled
+    );
+    let error = refusal("[prometheus]\nport = 70000\n");
+    assert!(error.contains("port"), "{error}");
+}

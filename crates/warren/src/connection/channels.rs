@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use crate::channel::Channel;
+use crate::metrics::counters::{Counter, LocalCounts};
 use crate::registry::ChannelCount;
 
 /// A channel number in use.
@@ -31,6 +32,8 @@ pub(crate) struct ChannelTable {
     /// Slots in use, open or closing: what channel_max limits.
     in_use: usize,
     open: ChannelCount,
+    /// Channels opened and closed since the reader last flushed them into the node's counters.
+    pub(crate) churn: LocalCounts,
 }
 
 impl ChannelTable {
@@ -71,6 +74,7 @@ impl ChannelTable {
     pub(crate) fn insert(&mut self, id: u16, slot: Slot) {
         if let Slot::Open(_) = slot {
             self.open.opened();
+            self.churn.add(Counter::ChannelsOpened, 1);
         }
         let index = usize::from(id);
         let old = if index < DENSE {
@@ -83,7 +87,10 @@ impl ChannelTable {
         };
         match old {
             None => self.in_use += 1,
-            Some(Slot::Open(_)) => self.open.closed(),
+            Some(Slot::Open(_)) => {
+                self.open.closed();
+                self.churn.add(Counter::ChannelsClosed, 1);
+            }
             Some(Slot::Closing) => {}
         }
     }
@@ -115,6 +122,7 @@ impl ChannelTable {
         match &slot {
             Some(Slot::Open(_)) => {
                 self.open.closed();
+                self.churn.add(Counter::ChannelsClosed, 1);
                 self.in_use -= 1;
             }
             Some(Slot::Closing) => self.in_use -= 1,
@@ -125,6 +133,10 @@ impl ChannelTable {
 
     /// Takes every slot (connection cleanup), leaving the counts at zero.
     pub(crate) fn drain(&mut self) -> impl Iterator<Item = Slot> + '_ {
+        let is_open = |slot: &Slot| matches!(slot, Slot::Open(_));
+        let still_open = self.slots.iter().flatten().filter(|s| is_open(s)).count()
+            + self.sparse.values().filter(|s| is_open(s)).count();
+        self.churn.add(Counter::ChannelsClosed, still_open as u64);
         let open = &self.open;
         self.in_use = 0;
         let dense = std::mem::take(&mut self.slots).into_iter().flatten();

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use crate::broker::Broker;
 use crate::event::{connection_pid, ConnectionCreated, Event};
 use crate::message::now_ms;
+use crate::metrics::counters::Counter;
 use crate::registry::ConnectionDetails;
 use crate::session::{ConnectionShared, DeliveryTracing};
 use handshake::ConnectionIdentity;
@@ -101,6 +102,10 @@ pub(crate) async fn serve<T: Transport>(broker: Arc<Broker>, stream: T, peer: So
         client_product: negotiated.client_product.take(),
         client_version: negotiated.client_version.take(),
     });
+    broker
+        .metrics
+        .counters
+        .add(Counter::ConnectionsOpened, 1, info.id);
     let live = reader::Live {
         channels: registration.channel_count(),
         close: registration.take_close_signal(),
@@ -108,11 +113,13 @@ pub(crate) async fn serve<T: Transport>(broker: Arc<Broker>, stream: T, peer: So
     let send_timeout = broker.config.limits.send_timeout;
     let mut writer = tokio::spawn(writer::run(
         info.clone(),
+        broker.metrics.clone(),
         write,
         negotiated.heartbeat,
         send_timeout,
     ));
     let events = broker.events.clone();
+    let metrics = broker.metrics.clone();
     reader::run(broker, info.clone(), negotiated, live, read, buf).await;
     if let Some(pid) = &pid {
         events.emit(|| Event::connection_closed(pid, &info.name, &node, &client_properties));
@@ -127,5 +134,6 @@ pub(crate) async fn serve<T: Transport>(broker: Arc<Broker>, stream: T, peer: So
         writer.abort();
         let _ = writer.await;
     }
+    metrics.counters.add(Counter::ConnectionsClosed, 1, info.id);
     drop(registration);
 }

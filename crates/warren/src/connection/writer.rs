@@ -12,6 +12,8 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
+use crate::metrics::counters::Counter;
+use crate::metrics::NodeMetrics;
 use crate::session::ConnectionShared;
 use warren_protocol::frame::put_heartbeat;
 
@@ -22,6 +24,7 @@ const MAX_IOV: usize = 512;
 /// progress for `send_timeout` (the peer stopped reading): then the queue is closed, which ends the reader too.
 pub(crate) async fn run<W: AsyncWrite + Unpin>(
     info: Arc<ConnectionShared>,
+    metrics: Arc<NodeMetrics>,
     mut socket: W,
     heartbeat_secs: u16,
     send_timeout: Option<Duration>,
@@ -38,8 +41,17 @@ pub(crate) async fn run<W: AsyncWrite + Unpin>(
         tokio::time::sleep_until(heartbeat.map_or(far_future, |i| last_write + i));
     tokio::pin!(heartbeat_timer);
     loop {
+        // Confirms are counted per ack batch written, not per message (see `metrics::counters`).
+        let mut confirmed = 0;
         for tracker in info.take_confirm_flushes() {
-            tracker.flush();
+            let flushed = tracker.flush();
+            confirmed += flushed.acked;
+            if let Some(wait) = flushed.oldest_wait {
+                metrics.confirm_latency.observe(wait, info.id);
+            }
+        }
+        if confirmed > 0 {
+            metrics.counters.add(Counter::Confirmed, confirmed, info.id);
         }
         if let Some(chunks) = info.outbound.take() {
             let total: usize = chunks.iter().map(Bytes::len).sum();

@@ -11,6 +11,7 @@ use super::arguments::{Overflow, QueueType};
 use super::consumer::QueueConsumer;
 use super::dedup::DedupSet;
 use super::flow::FlowLimits;
+use super::gauges::QueueCounts;
 use super::owner::{DeadLetter, DeadLetters, QueueOwner};
 use super::paging::QueueMemory;
 use super::ready::ReadyList;
@@ -25,6 +26,8 @@ use super::{
 };
 use crate::message::dead_letter::DeathReason;
 use crate::message::{now_ms, Message};
+use crate::metrics::counters::{LocalCounts, QueueCounter, QueueKind};
+use crate::metrics::NodeMetrics;
 use warren_protocol::error::AmqpError;
 use warren_store::{IndexEntry, Store};
 
@@ -61,6 +64,7 @@ pub(crate) fn spawn_queue(
         wake: Arc::new(tokio::sync::Notify::new()),
         flow: Default::default(),
         settings: arc_swap::ArcSwap::from_pointee(settings),
+        gauges: Default::default(),
     });
     let settings = handle.settings();
     let mut state = QueueState::default();
@@ -91,6 +95,7 @@ pub(crate) fn spawn_queue(
         state.enqueue_recovered(entry, now);
     }
     let queue_type = handle.spec.args.queue_type;
+    let metrics = owner.upgrade().map(|o| o.metrics());
     let actor = QueueActor {
         handle: Arc::downgrade(&handle),
         owner,
@@ -103,6 +108,12 @@ pub(crate) fn spawn_queue(
         settings,
         last_used: now,
         single_active_consumer: handle.spec.args.single_active_consumer,
+        counts: QueueActorCounts {
+            kind: queue_type.metrics_kind(),
+            local: LocalCounts::default(),
+            node: metrics,
+            published: QueueCounts::default(),
+        },
     };
     actor.warn_at_least_once_fallback(None);
     tokio::spawn(actor.run(receiver, settle_receiver, handle.clone()));
@@ -165,6 +176,44 @@ pub(super) struct QueueActor {
     last_used: u64,
     /// `x-single-active-consumer`.
     single_active_consumer: bool,
+    /// Its deliveries, gets and acks counted for the node's metrics, flushed once per round.
+    counts: QueueActorCounts,
+}
+
+/// What a queue's actor counts for the metrics: plain integers per event, moved into the node's counters and its
+/// handle's gauges once per round (see `metrics::counters`).
+struct QueueActorCounts {
+    /// The `queue_type` its counters carry.
+    kind: QueueKind,
+    /// Counted since the last round.
+    local: LocalCounts,
+    /// The node's metrics; None when the queue's owner was already gone at spawn.
+    node: Option<Arc<NodeMetrics>>,
+    /// The gauges last published on the handle.
+    published: QueueCounts,
+}
+
+impl QueueActorCounts {
+    fn add(&mut self, counter: QueueCounter, n: u64) {
+        self.local.add_queue(self.kind, counter, n);
+    }
+
+    /// A delivery to a consumer (`get` false) or by basic.get.
+    fn delivered(&mut self, get: bool, no_ack: bool, redelivered: bool) {
+        self.add(QueueCounter::Delivered, 1);
+        self.add(
+            match (get, no_ack) {
+                (false, false) => QueueCounter::DeliveredConsumeManualAck,
+                (false, true) => QueueCounter::DeliveredConsumeAutoAck,
+                (true, false) => QueueCounter::DeliveredGetManualAck,
+                (true, true) => QueueCounter::DeliveredGetAutoAck,
+            },
+            1,
+        );
+        if redelivered {
+            self.add(QueueCounter::Redelivered, 1);
+        }
+    }
 }
 
 /// Whether the actor goes on after a command, or the queue is deleted and the actor ends.
@@ -218,6 +267,7 @@ impl QueueActor {
             self.drop_dead().await;
             self.send_dead_letters().await;
             self.update_flow(&handle);
+            self.publish_counts(&handle);
             self.memory.account(self.state.loaded_bytes);
             self.page_out_under_pressure(&wake).await;
             if self.should_auto_delete() || self.unused_too_long() {
@@ -347,6 +397,10 @@ impl QueueActor {
             }
             QueueCommand::Settle { deliveries, action } => {
                 let settled = self.state.settle(&deliveries, action);
+                if action == SettleAction::Ack {
+                    self.counts
+                        .add(QueueCounter::Acknowledged, settled.gone.len() as u64);
+                }
                 if action == SettleAction::Discard {
                     // basic.reject / basic.nack with requeue=false.
                     self.died(settled.gone, DeathReason::Rejected);
@@ -639,10 +693,14 @@ impl QueueActor {
             return;
         };
         match self.take_next().await {
-            None => sink.reply(QueueReply::GetEmpty),
+            None => {
+                self.counts.add(QueueCounter::GetEmpty, 1);
+                sink.reply(QueueReply::GetEmpty)
+            }
             Some(msg) => {
                 let remaining = self.state.message_count();
                 if sink.deliver_get(&handle, no_ack, &msg, remaining) {
+                    self.counts.delivered(true, no_ack, msg.redelivered);
                     if !no_ack {
                         self.state.record_unacked(msg, None);
                     }
@@ -698,6 +756,7 @@ impl QueueActor {
                     ) {
                         DeliverOutcome::Delivered => {
                             let (id, no_ack) = (consumer.id, consumer.no_ack);
+                            self.counts.delivered(false, no_ack, msg.redelivered);
                             if !no_ack {
                                 consumer.in_flight += 1;
                                 self.state.record_unacked(msg, Some(id));
@@ -721,6 +780,24 @@ impl QueueActor {
             self.state.consumers.retain(|c| !c.sink.is_closed());
             self.state.consumer_generation += 1;
         }
+    }
+
+    /// After a round: moves what the round counted into the node's counters (in the shard of this queue) and
+    /// publishes the queue's counts on its handle. A round with nothing counted and nothing changed costs two
+    /// comparisons.
+    fn publish_counts(&mut self, handle: &QueueHandle) {
+        let counts = &mut self.counts;
+        if let Some(node) = &counts.node {
+            // The handle's address spreads queues over the shards (it is aligned, so the low bits are dropped).
+            let key = std::ptr::from_ref(handle) as u64 >> 7;
+            counts.local.flush(&node.counters, key);
+        }
+        let now = QueueCounts {
+            ready: self.state.ready.len() as u64,
+            unacked: self.state.unacked.len() as u64,
+            consumers: self.state.consumers.len() as u64,
+        };
+        handle.gauges.publish(&mut counts.published, now);
     }
 
     /// Holds or releases the queue's publishers after a round, as its backlog and consumers now stand.

@@ -8,6 +8,7 @@ mod consumer;
 pub(crate) mod dead_letter_batch;
 pub(crate) mod dedup;
 pub(crate) mod flow;
+pub(crate) mod gauges;
 mod owner;
 mod paging;
 mod ready;
@@ -241,6 +242,8 @@ pub(crate) struct QueueHandle {
     /// What the queue applies: its arguments combined with the policies that match it. Replaced whole by
     /// [`QueueHandle::reconfigure`].
     settings: ArcSwap<QueueSettings>,
+    /// Its message and consumer counts as of its actor's last round, for metrics and listings.
+    pub(crate) gauges: gauges::QueueGauges,
 }
 
 impl QueueHandle {

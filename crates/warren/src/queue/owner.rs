@@ -7,6 +7,7 @@ use super::dead_letter_batch::DeadLetterBatch;
 use super::QueueHandle;
 use crate::message::dead_letter::DeathReason;
 use crate::message::Message;
+use crate::metrics::NodeMetrics;
 
 /// One message that died in a queue.
 pub(crate) struct DeadLetter {
@@ -53,4 +54,7 @@ pub(crate) trait QueueOwner: Send + Sync {
     /// batch reports to `from` when the last share goes. A letter that routes nowhere, or that a target refuses,
     /// is reported undelivered and `from` keeps it.
     fn dead_letter(&self, from: &Arc<QueueHandle>, dead: DeadLetters);
+
+    /// The node's metrics, which the queue's actor feeds once per round (taken once, at spawn).
+    fn metrics(&self) -> Arc<NodeMetrics>;
 }

@@ -15,6 +15,7 @@ use crate::broker::{Broker, StartError};
 use crate::config::Config;
 use crate::connection;
 use crate::management::ManagementListener;
+use crate::metrics::http::MetricsListener;
 pub use tls::TlsError;
 use tls::TlsState;
 use warren_store::{FileSystem, StdFileSystem};
@@ -34,6 +35,14 @@ pub enum ServerError {
         /// The configured listen address.
         addr: SocketAddr,
         /// Why binding (or reading the bound address) failed.
+        source: std::io::Error,
+    },
+    /// The Prometheus listen address (`[prometheus] listen`) could not be bound.
+    #[error("cannot listen on {addr} for Prometheus ([prometheus] listen): {source}")]
+    PrometheusListen {
+        /// The configured address.
+        addr: SocketAddr,
+        /// Why binding failed.
         source: std::io::Error,
     },
 }
@@ -58,6 +67,8 @@ pub struct Server {
     broker: Arc<Broker>,
     /// The management HTTP API's listener, when `[management] enabled`.
     management: Option<ManagementListener>,
+    /// The Prometheus endpoint's listener, bound at start like the AMQP ones; None when `[prometheus]` is off.
+    metrics: Option<MetricsListener>,
 }
 
 impl Server {
@@ -100,17 +111,31 @@ impl Server {
             }
             false => None,
         };
+        let metrics = match config.prometheus.enabled {
+            true => {
+                let addr = config.prometheus.listen;
+                let bound = MetricsListener::bind(addr).await;
+                Some(bound.map_err(|source| ServerError::PrometheusListen { addr, source })?)
+            }
+            false => None,
+        };
         Ok(Server {
             listeners,
             tls,
             broker,
             management,
+            metrics,
         })
     }
 
     /// The address `listen` actually bound (the real port when the configuration asked for port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         Ok(self.listeners[0].addr)
+    }
+
+    /// The address the Prometheus endpoint bound, if it is on.
+    pub fn prometheus_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|m| m.addr)
     }
 
     /// Every plain listener's bound address, `listen` first.
@@ -155,6 +180,10 @@ impl Server {
                 .map(|l| (if l.tls { "amqp/ssl" } else { "amqp" }, l.addr))
                 .collect();
             tasks.spawn(management.serve(self.broker.clone(), amqp));
+        }
+        if let Some(metrics) = self.metrics {
+            let per_object = self.broker.config.prometheus.return_per_object_metrics;
+            tasks.spawn(metrics.serve(self.broker.metrics_source(), per_object));
         }
         for listener in self.listeners {
             let tls = if listener.tls { self.tls.clone() } else { None };
@@ -226,6 +255,8 @@ pub struct RunningServer {
     pub tls_addrs: Vec<SocketAddr>,
     /// The management API's bound address, when it is enabled.
     pub management_addr: Option<SocketAddr>,
+    /// The Prometheus endpoint's bound address (`http://{addr}/metrics`), if it is on.
+    pub prometheus_addr: Option<SocketAddr>,
     /// The broker behind it, for tests that inspect or close live connections.
     pub broker: Arc<Broker>,
     /// The accept loop; aborted when this value drops, which stops accepting (open connections run on).
@@ -253,6 +284,7 @@ impl RunningServer {
         let plain_addrs = server.plain_addrs();
         let tls_addrs = server.tls_addrs();
         let management_addr = server.management_addr();
+        let prometheus_addr = server.prometheus_addr();
         let broker = server.broker();
         let task = tokio::spawn(server.run());
         Ok(RunningServer {
@@ -260,6 +292,7 @@ impl RunningServer {
             plain_addrs,
             tls_addrs,
             management_addr,
+            prometheus_addr,
             broker,
             task,
         })

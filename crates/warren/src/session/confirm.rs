@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
@@ -27,6 +28,19 @@ struct ConfirmState {
     /// Set when a settlement may let the front of `pending` go; cleared by `flush`.
     dirty: bool,
     closed: bool,
+    /// When the oldest publish not yet acked began waiting, as far as one clock read per ack batch tells: set by
+    /// the first `begin` after a flush, and to the flush's time when publishes are still pending after it. The
+    /// latency histogram takes one sample per batch from it instead of a clock read per message.
+    batch_started: Option<Instant>,
+}
+
+/// What one [`ConfirmTracker::flush`] emitted, for the metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ConfirmFlush {
+    /// Publishes acked (not nacked).
+    pub(crate) acked: u64,
+    /// How long the oldest of them waited, when any was settled.
+    pub(crate) oldest_wait: Option<Duration>,
 }
 
 /// The confirm sequence of one channel.
@@ -58,6 +72,9 @@ impl ConfirmTracker {
         let mut state = self.lock();
         let seq = state.next_seq;
         state.next_seq += 1;
+        if state.batch_started.is_none() {
+            state.batch_started = Some(Instant::now());
+        }
         state.pending.insert(
             seq,
             Pending {
@@ -101,14 +118,16 @@ impl ConfirmTracker {
     }
 
     /// Writes acks and nacks for the settled publishes at the front of the sequence, coalesced into runs.
-    pub(crate) fn flush(&self) {
+    pub(crate) fn flush(&self) -> ConfirmFlush {
         let mut out = BytesMut::new();
+        let mut flushed = ConfirmFlush::default();
         {
             let mut state = self.lock();
             state.dirty = false;
             if state.closed {
-                return;
+                return flushed;
             }
+            let mut settled = 0;
             let mut run: Option<(u64, u64, bool)> = None; // (first, last, failed)
             while let Some(entry) = state.pending.first_entry() {
                 if entry.get().shares > 0 {
@@ -117,6 +136,10 @@ impl ConfirmTracker {
                 let seq = *entry.key();
                 let failed = entry.get().failed;
                 entry.remove();
+                settled += 1;
+                if !failed {
+                    flushed.acked += 1;
+                }
                 run = match run {
                     Some((first, _, f)) if f == failed => Some((first, seq, f)),
                     Some((first, last, f)) => {
@@ -129,10 +152,18 @@ impl ConfirmTracker {
             if let Some((first, last, failed)) = run {
                 put_confirm(&mut out, self.channel, last, last > first, !failed);
             }
+            if settled > 0 {
+                let now = Instant::now();
+                flushed.oldest_wait = state
+                    .batch_started
+                    .map(|start| now.saturating_duration_since(start));
+                state.batch_started = (!state.pending.is_empty()).then_some(now);
+            }
         }
         if !out.is_empty() {
             self.conn.outbound.write(|buf| buf.extend_from_slice(&out));
         }
+        flushed
     }
 
     /// The channel closed: nothing more is emitted (the channel number may be reused by a new channel).

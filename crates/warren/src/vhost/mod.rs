@@ -22,6 +22,7 @@ use crate::auth::limits::{self, LimitMap};
 use crate::delayed::DelayedExchange;
 use crate::exchange::dedup::DedupCache;
 use crate::exchange::{Exchange, ExchangeKind};
+use crate::metrics::NodeMetrics;
 use crate::policy::PolicySet;
 use crate::queue::flow::FlowLimits;
 use crate::queue::settings::NodeQueueDefaults;
@@ -69,6 +70,9 @@ pub(crate) struct Vhost {
     tracing: Arc<std::sync::atomic::AtomicBool>,
     /// Where its queue, exchange, binding and policy events go (`amq.rabbitmq.event`, maybe of another vhost).
     events: Arc<EventPublisher>,
+    /// The node's metrics: its queues count deliveries into them, and it counts queues declared, created and
+    /// deleted.
+    pub(crate) metrics: Arc<NodeMetrics>,
     /// Its limits (`max-connections`, `max-queues`) as set, read when a connection opens it or a queue is created.
     limits: RwLock<LimitMap>,
     /// Itself, weakly: the owner its queues are spawned with ([`QueueOwner`]), without a reference cycle.
@@ -116,6 +120,7 @@ impl Vhost {
         flow_limits: FlowLimits,
         queue_defaults: NodeQueueDefaults,
         events: Arc<EventPublisher>,
+        metrics: Arc<NodeMetrics>,
     ) -> Arc<Vhost> {
         let vhost = Arc::new_cyclic(|me| {
             let vhost = Vhost {
@@ -134,6 +139,7 @@ impl Vhost {
                 tracing: Arc::default(),
                 node,
                 events,
+                metrics,
                 me: me.clone(),
             };
             for (xname, kind, internal) in PREDECLARED {
@@ -192,7 +198,7 @@ impl Vhost {
         self.queues.get(name).map(|q| q.value().clone())
     }
 
-    /// Every queue, in no order (management listings).
+    /// Every queue, in no order (management listings, metrics).
     pub(crate) fn queue_handles(&self) -> Vec<Arc<QueueHandle>> {
         self.queues.iter().map(|q| q.value().clone()).collect()
     }
@@ -247,5 +253,9 @@ impl QueueOwner for Vhost {
 
     fn dead_letter(&self, from: &Arc<QueueHandle>, dead: DeadLetters) {
         self.publish_dead_letters(from, dead);
+    }
+
+    fn metrics(&self) -> Arc<NodeMetrics> {
+        self.metrics.clone()
     }
 }

@@ -14,6 +14,7 @@ use crate::exchange::dedup::DedupSettings;
 use crate::exchange::delayed_type::delayed_type;
 use crate::exchange::Exchange;
 use crate::exchange::{Binding, Destination, ExchangeKind};
+use crate::metrics::counters::Counter;
 use crate::queue::arguments::QueueArguments;
 use crate::queue::{spawn_queue, QueueCommand, QueueHandle, QueueSpec};
 use warren_protocol::error::{AmqpError, ReplyCode};
@@ -328,6 +329,7 @@ impl Vhost {
                 spec.auto_delete,
             )?;
             equivalence::queue_arguments(&name, vhost, &d.arguments, &spec.arguments)?;
+            self.count(Counter::QueuesDeclared);
             return Ok(existing);
         }
         // Checked only for a new queue, as RabbitMQ does: a redeclare is compared with the queue's arguments.
@@ -391,6 +393,8 @@ impl Vhost {
             )
         });
         self.queues.insert(handle.spec.name.clone(), handle.clone());
+        self.count(Counter::QueuesDeclared);
+        self.count(Counter::QueuesCreated);
         Ok(handle)
     }
 
@@ -493,6 +497,7 @@ impl Vhost {
             .remove_if(queue.name(), |_, q| Arc::ptr_eq(q, queue))
             .is_some();
         if removed {
+            self.count(Counter::QueuesDeleted);
             let durable = queue.spec.store_id.is_some();
             self.remove_bindings_to(&Destination::Queue(queue.spec.name.clone()), durable, user);
             self.unpersist_queue(&queue.spec);
@@ -661,5 +666,12 @@ impl Vhost {
                 .emit(|| Event::exchange_deleted(&self.name, &x.name, user));
             self.remove_bindings_to(&Destination::Exchange(x.name.clone()), x.durable, user);
         }
+    }
+}
+
+impl Vhost {
+    /// Counts a rare topology event (a queue declared, created or deleted) at once: no batch to wait for.
+    fn count(&self, counter: Counter) {
+        self.metrics.counters.add(counter, 1, 0);
     }
 }

@@ -32,6 +32,8 @@ pub(crate) async fn start_server_with(adjust: impl FnOnce(&mut Config)) -> Runni
         data_dir,
         ..Config::default()
     };
+    // Tests run in parallel: each server's Prometheus endpoint on a port of its own.
+    config.prometheus.listen = "127.0.0.1:0".parse().expect("loopback address");
     adjust(&mut config);
     RunningServer::start(config).await.expect("server starts")
 }

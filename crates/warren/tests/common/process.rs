@@ -43,6 +43,8 @@ impl BrokerProcess {
             .arg("127.0.0.1:0")
             .arg("--data-dir")
             .arg(data_dir)
+            .arg("--prometheus-listen")
+            .arg("127.0.0.1:0")
             .args(extra)
             .stdout(Stdio::from(log.try_clone().expect("log handle")))
             .stderr(Stdio::from(log))

@@ -55,6 +55,7 @@ pub(super) struct Harness {
     pub(crate) channel: Channel,
     exclusive_queues: Vec<Arc<QueueHandle>>,
     publish_runs: PublishRuns,
+    counts: crate::metrics::counters::LocalCounts,
     /// Bytes taken from the outbound queue and not yet split into frames.
     unread: BytesMut,
     _dir: Arc<DataDir>,
@@ -103,6 +104,7 @@ impl Harness {
             conn,
             exclusive_queues: Vec::new(),
             publish_runs: PublishRuns::default(),
+            counts: Default::default(),
             unread: BytesMut::new(),
             _dir: dir,
         }
@@ -117,6 +119,7 @@ impl Harness {
             exclusive_queues: &mut self.exclusive_queues,
             publish_runs: &mut self.publish_runs,
             close: None,
+            counts: &mut self.counts,
         };
         (&mut self.channel, ctx)
     }

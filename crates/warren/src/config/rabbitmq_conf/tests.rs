@@ -249,3 +249,16 @@ fn event_exchange_vhost_turns_the_event_exchange_on_in_that_vhost() {
     let config = load("event_exchange.vhost = events\n").expect("loads");
     assert_eq!(config.event_exchange_vhost(), Some("events"));
 }
+
+#[test]
+fn prometheus_keys_set_the_endpoint() {
+    let config = load(
+        "prometheus.tcp.port = 15800\nprometheus.tcp.ip = 0.0.0.0\nprometheus.return_per_object_metrics = true\n",
+    )
+    .expect("valid");
+    assert_eq!(
+        config.prometheus.listen,
+        "0.0.0.0:15800".parse().expect("address")
+    );
+    assert!(config.prometheus.return_per_object_metrics);
+}
