@@ -697,3 +697,104 @@ async fn health_checks_and_unknown_paths_answer_as_rabbitmq() {
     let who = client(&server).current_user().await.expect("whoami");
     assert_eq!(who.name, "guest");
 }
+
+#[tokio::test]
+async fn the_apis_declares_publishes_gets_and_binds_check_the_users_permissions_as_a_channel_does()
+{
+    let server = common::start_server().await;
+    let user = json!({"password": "pw", "tags": "management"});
+    let put = |path: &'static str, body: Value| {
+        let server = &server;
+        async move {
+            call(server, reqwest::Method::PUT, path, GUEST, Some(body))
+                .await
+                .0
+        }
+    };
+    assert_eq!(put("/users/ops", user).await, StatusCode::CREATED);
+    // Configure and write on "ops.*" only; read on nothing.
+    let permission = json!({"configure": "^ops\\.", "write": "^ops\\.", "read": "^$"});
+    assert_eq!(
+        put("/permissions/%2F/ops", permission).await,
+        StatusCode::CREATED
+    );
+    let ops = ("ops", "pw");
+    let durable = Some(json!({"durable": true}));
+
+    let (status, _, _) = call(
+        &server,
+        reqwest::Method::PUT,
+        "/queues/%2F/ops.q",
+        ops,
+        durable.clone(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _, body) = call(
+        &server,
+        reqwest::Method::PUT,
+        "/queues/%2F/other",
+        ops,
+        durable.clone(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        body,
+        json!({"error": "not_authorised",
+               "reason": "ACCESS_REFUSED - access to queue 'other' in vhost '/' refused for user 'ops'"})
+    );
+    // No read permission: no get, no purge; no write on amq.default: no publish through it.
+    let get = json!({"count": 1, "ackmode": "ack_requeue_true", "encoding": "auto"});
+    let (status, _, _) = call(
+        &server,
+        reqwest::Method::POST,
+        "/queues/%2F/ops.q/get",
+        ops,
+        Some(get),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, _) = call(
+        &server,
+        reqwest::Method::DELETE,
+        "/queues/%2F/ops.q/contents",
+        ops,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let publish = json!({"properties": {}, "routing_key": "ops.q", "payload": "x", "payload_encoding": "string"});
+    let (status, _, body) = call(
+        &server,
+        reqwest::Method::POST,
+        "/exchanges/%2F/amq.default/publish",
+        ops,
+        Some(publish),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        body["reason"],
+        "ACCESS_REFUSED - access to exchange 'amq.default' in vhost '/' refused for user 'ops'"
+    );
+    // A binding needs read on its source exchange.
+    let (status, _, _) = call(
+        &server,
+        reqwest::Method::POST,
+        "/bindings/%2F/e/amq.direct/q/ops.q",
+        ops,
+        Some(json!({"routing_key": "k"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, _) = call(
+        &server,
+        reqwest::Method::DELETE,
+        "/queues/%2F/ops.q",
+        ops,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+}

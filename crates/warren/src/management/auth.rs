@@ -14,6 +14,7 @@ use base64::Engine;
 use super::error::ApiError;
 use super::ApiState;
 use crate::auth::password::verify_password;
+use crate::auth::users::Access;
 use crate::broker::Broker;
 
 /// The tags that give access to the management API, lowest first.
@@ -85,6 +86,37 @@ impl Caller {
             ));
         }
         Ok(())
+    }
+
+    /// The permission check an AMQP channel of this user makes for the same operation (RabbitMQ runs the API's
+    /// declares, deletes, binds, publishes and gets on such a channel): `access` to the `kind` (`queue` or
+    /// `exchange`) named `name`. A refusal is RabbitMQ's 401 `not_authorised` with the channel's close text.
+    pub(crate) fn require_access(
+        &self,
+        broker: &Broker,
+        vhost: &str,
+        kind: &str,
+        name: &str,
+        access: Access,
+    ) -> Result<(), ApiError> {
+        broker
+            .access
+            .check(&self.name, vhost, kind, name, access)
+            .map_err(|refused| ApiError::not_authorised(&refused.text))
+    }
+
+    /// A binding's checks, as `queue.bind` and `exchange.bind` make them: write on the destination, read on the
+    /// source.
+    pub(crate) fn require_binding(
+        &self,
+        broker: &Broker,
+        vhost: &str,
+        source: &str,
+        destination_kind: &str,
+        destination: &str,
+    ) -> Result<(), ApiError> {
+        self.require_access(broker, vhost, destination_kind, destination, Access::Write)?;
+        self.require_access(broker, vhost, "exchange", source, Access::Read)
     }
 
     /// [`Caller::require_vhost`] for a policy change: also policymaker.

@@ -161,6 +161,14 @@ async fn create(
 ) -> Result<Response, ApiError> {
     caller.require_vhost(&state.broker, &vhost)?;
     let to_queue = to_queue(&kind)?;
+    let destination_kind = if to_queue { "queue" } else { "exchange" };
+    caller.require_binding(
+        &state.broker,
+        &vhost,
+        &source,
+        destination_kind,
+        &destination,
+    )?;
     let body = json_body(&body)?;
     let routing_key = body
         .get("routing_key")
@@ -228,6 +236,18 @@ async fn delete_one(
     caller: Caller,
 ) -> Result<StatusCode, ApiError> {
     let binding = find(&state, &caller, path).await?;
+    let destination_kind = if binding.to_queue {
+        "queue"
+    } else {
+        "exchange"
+    };
+    caller.require_binding(
+        &state.broker,
+        &binding.vhost,
+        &binding.source,
+        destination_kind,
+        &binding.destination,
+    )?;
     let arguments =
         table_from_json(&binding.arguments).map_err(|(_, why)| ApiError::internal(why))?;
     state

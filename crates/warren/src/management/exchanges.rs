@@ -13,6 +13,7 @@ use super::listing::{self, ListQuery};
 use super::message_json::message_from_publish;
 use super::queues::{arguments_of, flag, DeleteConditions};
 use super::{exchange_in_path, json_body, ApiState};
+use crate::auth::users::Access;
 use crate::broker::inspect::ExchangeInfo;
 use crate::broker::topology::{channel_error_text, Declaration, TopologyError};
 
@@ -107,9 +108,17 @@ async fn put_exchange(
         ));
     }
     caller.require_vhost(&state.broker, &vhost)?;
+    let exchange = exchange_in_path(&name);
+    caller.require_access(
+        &state.broker,
+        &vhost,
+        "exchange",
+        exchange,
+        Access::Configure,
+    )?;
     let body = json_body(&body)?;
     let declaration = Declaration {
-        name: exchange_in_path(&name).to_owned(),
+        name: exchange.to_owned(),
         durable: flag(&body, "durable", true),
         auto_delete: flag(&body, "auto_delete", false),
         internal: flag(&body, "internal", false),
@@ -149,6 +158,13 @@ async fn delete_exchange(
     caller: Caller,
 ) -> Result<StatusCode, ApiError> {
     caller.require_vhost(&state.broker, &vhost)?;
+    caller.require_access(
+        &state.broker,
+        &vhost,
+        "exchange",
+        exchange_in_path(&name),
+        Access::Configure,
+    )?;
     state
         .broker
         .delete_exchange_by_api(
@@ -173,6 +189,7 @@ async fn publish(
     caller.require_vhost(&state.broker, &vhost)?;
     let body = json_body(&body)?;
     let exchange = exchange_in_path(&name);
+    caller.require_access(&state.broker, &vhost, "exchange", exchange, Access::Write)?;
     let message = message_from_publish(exchange, &body)?;
     match state.broker.publish_by_api(&vhost, exchange, message) {
         Ok(routed) => Ok(Json(json!({"routed": routed}))),

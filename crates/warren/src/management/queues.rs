@@ -15,6 +15,7 @@ use super::error::ApiError;
 use super::listing::{self, ListQuery};
 use super::message_json::{got_json, message_from_publish, PayloadEncoding};
 use super::{json_body, ApiState};
+use crate::auth::users::Access;
 use crate::broker::inspect::QueueInfo;
 use crate::broker::topology::{Declaration, GetAckMode};
 use crate::broker::Broker;
@@ -160,6 +161,7 @@ async fn put_queue(
         ));
     }
     caller.require_vhost(&state.broker, &vhost)?;
+    caller.require_access(&state.broker, &vhost, "queue", &name, Access::Configure)?;
     let body = json_body(&body)?;
     let declaration = Declaration {
         name,
@@ -206,6 +208,7 @@ async fn delete_queue(
     caller: Caller,
 ) -> Result<StatusCode, ApiError> {
     caller.require_vhost(&state.broker, &vhost)?;
+    caller.require_access(&state.broker, &vhost, "queue", &name, Access::Configure)?;
     state
         .broker
         .delete_queue_by_api(
@@ -225,6 +228,7 @@ async fn purge(
     caller: Caller,
 ) -> Result<StatusCode, ApiError> {
     caller.require_vhost(&state.broker, &vhost)?;
+    caller.require_access(&state.broker, &vhost, "queue", &name, Access::Read)?;
     state.broker.purge_queue_by_api(&vhost, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -238,6 +242,7 @@ async fn get_messages(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     caller.require_vhost(&state.broker, &vhost)?;
+    caller.require_access(&state.broker, &vhost, "queue", &name, Access::Read)?;
     let body = json_body(&body)?;
     super::require_keys(&body, &["ackmode", "encoding"])?;
     let text = |key: &str| body.get(key).and_then(Value::as_str).unwrap_or("");
