@@ -389,3 +389,79 @@ async fn collect_until_all_seen(
     let _ = conn.close(200, "done".into()).await;
     (got, seen)
 }
+
+/// Changes policies on the queue through the management API (set, replaced, cleared; definitions that keep every
+/// message) until the broker stops answering; returns how many changes it made.
+async fn churn_policies(management: String) -> usize {
+    let http = reqwest::Client::new();
+    let definitions = [
+        serde_json::json!({"max-length": 1_000_000}),
+        serde_json::json!({"message-ttl": 3_600_000}),
+        serde_json::json!({"dead-letter-exchange": "k9p-dlx"}),
+        serde_json::json!({"expires": 3_600_000}),
+    ];
+    let mut changes = 0;
+    for i in 0usize.. {
+        let url = format!("{management}/api/policies/%2F/churn-{}", i % 2);
+        let request = match i % 3 {
+            2 => http.delete(&url),
+            _ => http.put(&url).json(&serde_json::json!({
+                "pattern": "^k9p-",
+                "apply-to": "queues",
+                "priority": i % 3,
+                "definition": definitions[i % definitions.len()],
+            })),
+        };
+        match request.basic_auth("guest", Some("guest")).send().await {
+            Ok(response) if response.status().is_success() || response.status() == 404 => {
+                changes += 1
+            }
+            Ok(response) => panic!("policy change {i} refused: {}", response.status()),
+            Err(_) => return changes,
+        }
+    }
+    changes
+}
+
+/// Policy changes in flight: the queue's policies are set, replaced and cleared through the management API while
+/// publishers fill it, and the broker is killed at a random moment. It must come back with its policies readable
+/// and every confirmed message in the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_confirmed_message_is_lost_while_policies_change_across_sigkill() {
+    let cycles: u64 = std::env::var("WARREN_KILL9_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let mut rng = Rng(0x9011_c1e5 | 1);
+    let dir = fresh_data_dir("kill9-policies");
+    let mut broker = BrokerProcess::start(&dir, &[]);
+    for cycle in 0..cycles {
+        let queue = format!("k9p-{cycle}");
+        declare_durable(&broker.uri(), &queue, FieldTable::default()).await;
+        let management = format!("http://127.0.0.1:{}", broker.management_port());
+        let churn = tokio::spawn(churn_policies(management));
+        let delay = 200 + rng.next() % 800;
+        let confirmed;
+        (broker, confirmed) = publish_then_kill(broker, &dir, &queue, delay).await;
+        let changes = churn.await.expect("policy task");
+        assert!(changes > 0, "cycle {cycle}: no policy change went through");
+        let management = format!("http://127.0.0.1:{}", broker.management_port());
+        let listed = reqwest::Client::new()
+            .get(format!("{management}/api/policies/%2F"))
+            .basic_auth("guest", Some("guest"))
+            .send()
+            .await
+            .expect("policies listed after the restart");
+        assert!(listed.status().is_success());
+        let policies: serde_json::Value = listed.json().await.expect("policies as JSON");
+        assert!(policies.is_array(), "{policies}");
+        let got = drain(&broker.uri(), &queue).await;
+        let seen = distinct(cycle, &got);
+        assert_none_lost(cycle, &confirmed, &seen);
+        println!(
+            "cycle {cycle}: killed after {delay} ms, {changes} policy changes, {} confirmed, {} recovered, 0 lost",
+            confirmed.len(),
+            got.len()
+        );
+    }
+}
