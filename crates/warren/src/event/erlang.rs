@@ -4,39 +4,17 @@
 use std::fmt::Write;
 use std::net::IpAddr;
 
+use warren_protocol::field_type::rabbit_type_name;
 use warren_protocol::AMQPValue;
 
 /// `{<<"name">>,type,value}`: one entry of a field table as RabbitMQ holds it.
 pub(super) fn table_entry(name: &str, value: &AMQPValue) -> String {
     let mut out = String::from("{");
     binary(&mut out, name.as_bytes());
-    let _ = write!(out, ",{},", type_name(value));
+    let _ = write!(out, ",{},", rabbit_type_name(value));
     term(&mut out, value);
     out.push('}');
     out
-}
-
-/// RabbitMQ's name of a field's type (`rabbit_binary_parser`).
-fn type_name(value: &AMQPValue) -> &'static str {
-    match value {
-        AMQPValue::Boolean(_) => "bool",
-        AMQPValue::ShortShortInt(_) => "byte",
-        AMQPValue::ShortShortUInt(_) => "unsignedbyte",
-        AMQPValue::ShortInt(_) => "short",
-        AMQPValue::ShortUInt(_) => "unsignedshort",
-        AMQPValue::LongInt(_) => "signedint",
-        AMQPValue::LongUInt(_) => "unsignedint",
-        AMQPValue::LongLongInt(_) => "long",
-        AMQPValue::Float(_) => "float",
-        AMQPValue::Double(_) => "double",
-        AMQPValue::DecimalValue(_) => "decimal",
-        AMQPValue::ShortString(_) | AMQPValue::LongString(_) => "longstr",
-        AMQPValue::FieldArray(_) => "array",
-        AMQPValue::Timestamp(_) => "timestamp",
-        AMQPValue::FieldTable(_) => "table",
-        AMQPValue::ByteArray(_) => "binary",
-        AMQPValue::Void => "void",
-    }
 }
 
 /// The value of a field as an Erlang term: tables as lists of entries, arrays as lists of `{type,value}`.
@@ -76,7 +54,7 @@ fn term(out: &mut String, value: &AMQPValue) {
                 if i > 0 {
                     out.push(',');
                 }
-                let _ = write!(out, "{{{},", type_name(value));
+                let _ = write!(out, "{{{},", rabbit_type_name(value));
                 term(out, value);
                 out.push('}');
             }
