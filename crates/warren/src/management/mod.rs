@@ -23,6 +23,7 @@ mod listing;
 mod message_json;
 mod overview;
 mod queues;
+mod stats;
 mod vhosts;
 
 use std::net::SocketAddr;
@@ -48,6 +49,8 @@ pub(crate) struct ApiState {
     /// The AMQP listeners' bound addresses, then the management listener's (overview `listeners`, port health
     /// check).
     pub(crate) listeners: Arc<Vec<(&'static str, SocketAddr)>>,
+    /// Message rates, sampled every `collect_statistics_interval`.
+    pub(crate) rates: Arc<stats::RateSampler>,
 }
 
 /// The bound management listener, before it serves.
@@ -70,18 +73,28 @@ impl ManagementListener {
     pub(crate) async fn serve(self, broker: Arc<Broker>, amqp: Vec<(&'static str, SocketAddr)>) {
         let mut listeners = amqp;
         listeners.push(("http", self.addr));
+        let rates = Arc::new(stats::RateSampler::new(
+            broker.config.management.collect_statistics_interval,
+        ));
         let state = ApiState {
-            broker,
+            broker: broker.clone(),
             started: Instant::now(),
             listeners: Arc::new(listeners),
+            rates: rates.clone(),
         };
         tracing::info!(
             "Management plugin: HTTP (non-TLS) listener started on port {}",
             self.addr.port()
         );
         let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(error) = axum::serve(self.socket, app).await {
-            tracing::error!(%error, "the management listener stopped");
+        // The sampler lives as long as the listener: both end when this task is aborted.
+        tokio::select! {
+            served = axum::serve(self.socket, app) => {
+                if let Err(error) = served {
+                    tracing::error!(%error, "the management listener stopped");
+                }
+            }
+            () = rates.run(broker) => {}
         }
     }
 }
