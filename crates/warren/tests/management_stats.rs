@@ -174,3 +174,112 @@ async fn a_steady_publisher_shows_a_nonzero_publish_rate() {
     assert!(queue_rate > 0.0, "{queue}");
     assert!(depth_rate > 0.0, "{queue}");
 }
+
+fn encode(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn channels_are_listed_with_their_modes_prefetch_consumers_and_unacked_deliveries() {
+    let server = start().await;
+    let conn = common::connect(&server).await;
+    let confirming = conn.create_channel().await.expect("channel");
+    confirming
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm mode");
+    confirming
+        .basic_qos(10, lapin::options::BasicQosOptions::default())
+        .await
+        .expect("qos");
+    confirming
+        .queue_declare(
+            "listed".into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("declare");
+    for _ in 0..3 {
+        confirming
+            .basic_publish(
+                "".into(),
+                "listed".into(),
+                BasicPublishOptions::default(),
+                b"m",
+                BasicProperties::default(),
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("confirm");
+    }
+    let mut consumer = confirming
+        .basic_consume(
+            "listed".into(),
+            "c1".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    for _ in 0..3 {
+        common::within(10, consumer.next())
+            .await
+            .expect("a delivery")
+            .expect("delivered");
+    }
+    let transactional = conn.create_channel().await.expect("channel");
+    transactional.tx_select().await.expect("tx mode");
+
+    let channels = get(&server, "/channels").await;
+    let channels = channels.as_array().expect("a list");
+    assert_eq!(channels.len(), 2, "{channels:?}");
+    let first = &channels[0];
+    assert_eq!(first["number"], 1);
+    assert_eq!(first["confirm"], true);
+    assert_eq!(first["transactional"], false);
+    assert_eq!(first["prefetch_count"], 10);
+    assert_eq!(first["consumer_count"], 1);
+    assert_eq!(first["messages_unacknowledged"], 3);
+    assert_eq!(first["messages_unconfirmed"], 0);
+    assert_eq!(first["user"], "guest");
+    assert_eq!(first["vhost"], "/");
+    let connection = first["connection_details"]["name"]
+        .as_str()
+        .expect("connection name")
+        .to_owned();
+    assert_eq!(first["name"], format!("{connection} (1)"));
+    assert_eq!(channels[1]["transactional"], true);
+    assert_eq!(channels[1]["confirm"], false);
+
+    let one = get(
+        &server,
+        &format!("/channels/{}", encode(&format!("{connection} (2)"))),
+    )
+    .await;
+    assert_eq!(one["number"], 2, "{one}");
+    let of_connection = get(
+        &server,
+        &format!("/connections/{}/channels", encode(&connection)),
+    )
+    .await;
+    assert_eq!(
+        of_connection.as_array().map(Vec::len),
+        Some(2),
+        "{of_connection}"
+    );
+    let of_vhost = get(&server, "/vhosts/%2F/channels").await;
+    assert_eq!(of_vhost.as_array().map(Vec::len), Some(2), "{of_vhost}");
+
+    transactional.close(200, "bye".into()).await.expect("close");
+    let channels = get(&server, "/channels").await;
+    assert_eq!(channels.as_array().map(Vec::len), Some(1), "{channels}");
+    let overview = get(&server, "/overview").await;
+    assert_eq!(overview["object_totals"]["channels"], 1, "{overview}");
+}

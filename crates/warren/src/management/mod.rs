@@ -7,7 +7,7 @@
 //! - `listing`: paging, sorting, filtering and columns of list endpoints;
 //! - one file per group of resources: `overview` (overview, nodes, whoami, health checks), `access` (users,
 //!   permissions, limits), `vhosts` (vhosts, policies), `queues`, `exchanges` (with publish), `bindings`,
-//!   `connections` (connections, channels, consumers), `definitions`; `message_json` converts message properties.
+//!   `connections` (connections, consumers), `channels`, `definitions`; `stats` samples message rates; `message_json` converts message properties.
 //!
 //! It reads the broker through its admin, inspection and topology APIs (`broker::admin`, `broker::inspect`,
 //! `broker::topology`) and never touches an AMQP hot path.
@@ -15,6 +15,7 @@
 mod access;
 mod auth;
 mod bindings;
+mod channels;
 mod connections;
 mod definitions;
 mod error;
@@ -128,6 +129,7 @@ fn router(state: ApiState) -> Router {
         .merge(exchanges::routes())
         .merge(bindings::routes())
         .merge(connections::routes())
+        .merge(channels::routes())
         .route(
             "/api/definitions",
             get(definitions::export_all).post(definitions::import_all),
