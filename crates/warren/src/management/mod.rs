@@ -7,7 +7,8 @@
 //! - `listing`: paging, sorting, filtering and columns of list endpoints;
 //! - one file per group of resources: `overview` (overview, nodes, whoami, health checks), `access` (users,
 //!   permissions, limits), `vhosts` (vhosts, policies), `queues`, `exchanges` (with publish), `bindings`,
-//!   `connections` (connections, consumers), `channels`, `definitions`; `stats` samples message rates; `message_json` converts message properties.
+//!   `connections` (connections, consumers), `channels`, `parameters` (runtime and global parameters),
+//!   `definitions`; `stats` samples message rates; `message_json` converts message properties.
 //!
 //! It reads the broker through its admin, inspection and topology APIs (`broker::admin`, `broker::inspect`,
 //! `broker::topology`) and never touches an AMQP hot path.
@@ -23,6 +24,7 @@ mod exchanges;
 mod listing;
 mod message_json;
 mod overview;
+mod parameters;
 mod queues;
 mod stats;
 mod vhosts;
@@ -130,6 +132,7 @@ fn router(state: ApiState) -> Router {
         .merge(bindings::routes())
         .merge(connections::routes())
         .merge(channels::routes())
+        .merge(parameters::routes())
         .route(
             "/api/definitions",
             get(definitions::export_all).post(definitions::import_all),
