@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use super::Broker;
 use crate::definitions::table_to_json;
+use crate::exchange::dedup::CachePersistence;
 use crate::exchange::{Binding, Destination, Exchange};
 use crate::queue::arguments::QueueType;
 use crate::queue::gauges::{MessageStats, QueueCounts};
@@ -40,6 +41,19 @@ pub(crate) struct QueueInfo {
     pub(crate) state: Option<QueueInspection>,
     /// Its `message_stats` counts as its actor last published them.
     pub(crate) stats: MessageStats,
+}
+
+/// A deduplicating exchange's cache as the management API shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct DedupCacheInfo {
+    /// Keys remembered now.
+    pub(crate) entries: usize,
+    /// `x-cache-size`.
+    pub(crate) capacity: u32,
+    /// `x-cache-ttl` in milliseconds; None: until evicted.
+    pub(crate) ttl: Option<u64>,
+    /// `x-cache-persistence`: `disk` or `memory`.
+    pub(crate) persistence: &'static str,
 }
 
 /// One queue's counts read from its gauges, without asking its actor: what the rate sampler takes every
@@ -191,6 +205,21 @@ impl Broker {
             }
         }
         samples
+    }
+
+    /// The cache of deduplicating exchange `name` of `vhost`; None if there is no such exchange or it does not
+    /// deduplicate.
+    pub(crate) fn exchange_dedup(&self, vhost: &str, name: &str) -> Option<DedupCacheInfo> {
+        let cache = self.vhost(vhost)?.dedup_cache(name)?;
+        Some(DedupCacheInfo {
+            entries: cache.entries(),
+            capacity: cache.settings.capacity,
+            ttl: cache.settings.ttl,
+            persistence: match cache.settings.persistence {
+                CachePersistence::Disk => "disk",
+                CachePersistence::Memory => "memory",
+            },
+        })
     }
 
     /// Whether `vhost` exists.

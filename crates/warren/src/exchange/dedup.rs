@@ -151,6 +151,11 @@ impl DedupCache {
         }
     }
 
+    /// Keys remembered now (an expired key counts until a lookup or an eviction drops it).
+    pub(crate) fn entries(&self) -> usize {
+        self.keys.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     /// Puts back a key recovered from the store (oldest first), unless it expired meanwhile.
     pub(crate) fn restore(&self, key: &[u8], expires_at: Option<u64>, now: u64) {
         if expires_at.is_none_or(|at| at > now) {

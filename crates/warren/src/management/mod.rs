@@ -8,7 +8,8 @@
 //! - one file per group of resources: `overview` (overview, nodes, whoami, health checks), `access` (users,
 //!   permissions, limits), `vhosts` (vhosts, policies), `queues`, `exchanges` (with publish), `bindings`,
 //!   `connections` (connections, consumers), `channels`, `parameters` (runtime and global parameters),
-//!   `definitions`; `stats` samples message rates; `message_json` converts message properties.
+//!   `definitions`, `extensions` (Warren's own: delayed messages, deduplication caches); `stats` samples message
+//!   rates; `message_json` converts message properties.
 //!
 //! It reads the broker through its admin, inspection and topology APIs (`broker::admin`, `broker::inspect`,
 //! `broker::topology`) and never touches an AMQP hot path.
@@ -21,6 +22,7 @@ mod connections;
 mod definitions;
 mod error;
 mod exchanges;
+mod extensions;
 mod listing;
 mod message_json;
 mod overview;
@@ -133,6 +135,7 @@ fn router(state: ApiState) -> Router {
         .merge(connections::routes())
         .merge(channels::routes())
         .merge(parameters::routes())
+        .merge(extensions::routes())
         .route(
             "/api/definitions",
             get(definitions::export_all).post(definitions::import_all),

@@ -185,6 +185,8 @@ pub(crate) struct QueueInspection {
     pub(crate) ready_bytes: u64,
     /// Its consumers, in dispatch order.
     pub(crate) consumers: Vec<ConsumerInspection>,
+    /// `x-message-deduplication`: the deduplication keys its messages hold; None when it does not deduplicate.
+    pub(crate) dedup_keys: Option<u64>,
 }
 
 /// One consumer of a queue as the management API lists it.

@@ -611,7 +611,12 @@ impl QueueState {
 
     /// What the management API shows of this queue.
     pub(crate) fn inspection(&self) -> super::QueueInspection {
+        let (ready, unacked) = (&self.ready, &self.unacked);
+        let dedup_keys = self.dedup.as_ref().map(|set| {
+            set.live(|seq| unacked.contains_key(&seq) || ready.contains_seq(seq)) as u64
+        });
         super::QueueInspection {
+            dedup_keys,
             ready: self.ready.len() as u64,
             unacked: self.unacked.len() as u64,
             ready_bytes: self.ready_bytes,

@@ -53,6 +53,11 @@ impl Vhost {
         self.dedup.insert(x.name.clone(), Arc::new(cache));
     }
 
+    /// The cache of deduplicating exchange `name`, if it is one.
+    pub(crate) fn dedup_cache(&self, name: &str) -> Option<Arc<DedupCache>> {
+        self.dedup.get(name).map(|cache| cache.value().clone())
+    }
+
     /// The exchange `name` is gone: its keys are forgotten, in the store too.
     pub(super) fn stop_dedup(&self, name: &str) {
         let Some((_, cache)) = self.dedup.remove(name) else {
