@@ -7,7 +7,8 @@
 //! - `listing`: paging, sorting, filtering and columns of list endpoints;
 //! - one file per group of resources: `overview` (overview, nodes, whoami, health checks), `access` (users,
 //!   permissions, limits), `vhosts` (vhosts, policies), `queues`, `exchanges` (with publish), `bindings`,
-//!   `connections` (connections, channels, consumers), `definitions`; `message_json` converts message properties.
+//!   `connections` (connections, channels, consumers), `definitions`; `message_json` converts message properties;
+//! - `ui`: the web UI's page and assets at `/`, a browser client of the routes above.
 //!
 //! It reads the broker through its admin, inspection and topology APIs (`broker::admin`, `broker::inspect`,
 //! `broker::topology`) and never touches an AMQP hot path.
@@ -23,6 +24,7 @@ mod listing;
 mod message_json;
 mod overview;
 mod queues;
+mod ui;
 mod vhosts;
 
 use std::net::SocketAddr;
@@ -86,7 +88,7 @@ impl ManagementListener {
     }
 }
 
-/// Every route of the API; anything else is 404 (and a known path with another verb 405), as RabbitMQ answers.
+/// Every route of the API and the web UI's pages; anything else is 404 (and a known path with another verb 405), as RabbitMQ answers.
 fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/overview", get(overview::overview))
@@ -123,6 +125,7 @@ fn router(state: ApiState) -> Router {
             "/api/definitions/{vhost}",
             get(definitions::export_vhost).post(definitions::import_vhost),
         )
+        .merge(ui::routes())
         .fallback(|| async { ApiError::not_found() })
         .with_state(state)
 }
