@@ -56,6 +56,24 @@ async function api(method, path, body, auth, extraHeaders) {
 
 const enc = encodeURIComponent;
 
+const PAGE_SIZE = 500; // the API's largest page
+
+// A list endpoint's first page, filtered by the name in the `filterId` input (the API's case-insensitive substring).
+// A broker with more objects than one page says so under `table` rather than have every poll fetch them all.
+async function listPage(path, table, filterId) {
+  const filter = filterId ? $(filterId).value.trim() : "";
+  const answer = await api("GET", path + "?page=1&page_size=" + PAGE_SIZE + (filter ? "&name=" + enc(filter) : ""));
+  let note = $(table.id + "-note");
+  if (!note) {
+    note = el("p", { id: table.id + "-note", className: "note" });
+    table.after(note);
+  }
+  note.textContent = answer.filtered_count > answer.item_count
+    ? "Showing " + answer.item_count + " of " + answer.filtered_count + (filter ? " matching" : "") + "."
+    : filter ? answer.filtered_count + " of " + answer.total_count + " match." : "";
+  return answer.items;
+}
+
 // --- formatting ---------------------------------------------------------------------------------------------------
 
 function fmtNum(n) {
@@ -267,7 +285,8 @@ async function poll() {
     // A failed poll leaves a gap in the charts; the next one tries again.
     record(null);
   }
-  await refresh();
+  // A tab in the background keeps its chart samples but fetches no tables.
+  if (!document.hidden) await refresh();
 }
 
 async function loadVhosts() {
@@ -444,7 +463,7 @@ loaders.overview = async () => {
 // --- connections and channels -------------------------------------------------------------------------------------
 
 loaders.connections = async () => {
-  const connections = await api("GET", "/connections");
+  const connections = await listPage("/connections", $("connections-table"));
   fillTable($("connections-table"), [
     ["Virtual host", (c) => c.vhost],
     ["Name", (c) => c.name],
@@ -500,7 +519,7 @@ loaders.channels = async () => {
 const exchangePath = (vhost, name) => "/exchanges/" + enc(vhost) + "/" + enc(name || "amq.default");
 
 loaders.exchanges = async () => {
-  const exchanges = await api("GET", "/exchanges");
+  const exchanges = await listPage("/exchanges", $("exchanges-table"), "exchanges-filter");
   fillTable($("exchanges-table"), [
     ["Virtual host", (x) => x.vhost],
     ["Name", (x) => x.name || "(AMQP default)"],
@@ -581,7 +600,7 @@ let openQueue = null; // {vhost, name} of the queue whose detail is shown
 const queuePath = (vhost, name) => "/queues/" + enc(vhost) + "/" + enc(name);
 
 loaders.queues = async () => {
-  const queues = await api("GET", "/queues");
+  const queues = await listPage("/queues", $("queues-table"), "queues-filter");
   fillTable($("queues-table"), [
     ["Virtual host", (q) => q.vhost],
     ["Name", (q) => el("a", {
@@ -869,6 +888,10 @@ onSubmit("definitions-form", async () => {
   await loadVhosts();
   return null;
 });
+
+for (const id of ["queues-filter", "exchanges-filter"]) {
+  $(id).addEventListener("input", () => refresh());
+}
 
 // --- start --------------------------------------------------------------------------------------------------------
 
