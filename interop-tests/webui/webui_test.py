@@ -8,7 +8,7 @@ of the page as it was when a test failed.
 Prints one line per test, then `interop-summary: passed=N failed=N skipped=N` (see interop-tests/run). The tests run
 in order and share one browser; a test whose predecessor failed is skipped, since the failure is already counted.
 
-Usage: WARREN_MGMT_URL=http://127.0.0.1:15672 python3 webui_test.py
+Usage: WARREN_MGMT_URL=http://127.0.0.1:15672 python3 webui_test.py (or MANAGEMENT_URL, as interop-tests/run sets it)
 (WEBUI_USER and WEBUI_PASSWORD, guest and guest by default, are the administrator the tests log in as.)
 """
 
@@ -26,8 +26,10 @@ import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-# Unset (interop-tests/run against another broker with --broker-url): skipped, since that broker's UI is not this one.
-BASE_URL = os.environ.get("WARREN_MGMT_URL", "").rstrip("/") + "/"
+# interop-tests/run exports MANAGEMENT_URL for the Warren it starts; WARREN_MGMT_URL, set by hand, wins. Neither set
+# (interop-tests/run against another broker with --broker-url): skipped, since that broker's UI is not this one.
+MGMT_URL = os.environ.get("WARREN_MGMT_URL") or os.environ.get("MANAGEMENT_URL") or ""
+BASE_URL = MGMT_URL.rstrip("/") + "/"
 SCREENSHOT = os.environ.get("WEBUI_SCREENSHOT") or os.path.join(ROOT, "target", "webui-screenshot.png")
 USER = os.environ.get("WEBUI_USER", "guest")
 PASSWORD = os.environ.get("WEBUI_PASSWORD", "guest")
@@ -272,8 +274,8 @@ def summary(passed, failed, skipped):
 
 def main():
     found = find_browser()
-    if not os.environ.get("WARREN_MGMT_URL"):
-        found = "WARREN_MGMT_URL is not set (the URL of Warren's management listener)"
+    if not MGMT_URL:
+        found = "neither WARREN_MGMT_URL nor MANAGEMENT_URL is set (the URL of Warren's management listener)"
     if isinstance(found, str):
         for test in TESTS:
             print("SKIP  %s (0.00s)\n      %s" % (name(test), found))
