@@ -1,9 +1,10 @@
 """The management web UI in headless Chromium, driven by Selenium the way a person would use it: a wrong password
 shows the API's error, guest logs in, declares a queue with the queue form, publishes to it through the default
 exchange with the publish form, gets the message back with the queue's get form (the payload must be on the page),
-and deletes the queue. Each step is checked against the API too, so a form that shows success without doing
-anything fails. A screenshot of the overview is saved (WEBUI_SCREENSHOT, default target/webui-screenshot.png), and
-of the page as it was when a test failed.
+checks the rates chart reads RabbitMQ's `message_stats` (injected into the overview the page fetches, since the API
+does not give them yet), and deletes the queue. Each step is checked against the API too, so a form that shows
+success without doing anything fails. A screenshot of the overview is saved (WEBUI_SCREENSHOT, default
+target/webui-screenshot.png), and of the page as it was when a test failed.
 
 Prints one line per test, then `interop-summary: passed=N failed=N skipped=N` (see interop-tests/run). The tests run
 in order and share one browser; a test whose predecessor failed is skipped, since the failure is already counted.
@@ -235,6 +236,33 @@ def test_the_overview_charts_the_queued_message(page):
     save_screenshot(page.driver, SCREENSHOT)
 
 
+# What the overview answers once the API keeps rate samples (RabbitMQ's shape); until then it has no message_stats.
+INJECT_RATES = """
+const realFetch = window.fetch;
+window.webuiRealFetch = realFetch;
+window.fetch = async (url, init) => {
+  const response = await realFetch(url, init);
+  if (!String(url).endsWith("api/overview") || !response.ok) return response;
+  const body = await response.json();
+  body.message_stats = {publish_details: {rate: 12.5}, deliver_get_details: {rate: 10}, ack_details: {rate: 9.5}};
+  return new Response(JSON.stringify(body), {status: 200, headers: {"content-type": "application/json"}});
+};
+"""
+
+
+def test_rates_in_message_stats_are_charted(page):
+    assert "\u2013" in page.id("legend-rates").text or "/s" in page.id("legend-rates").text
+    page.driver.execute_script(INJECT_RATES)
+    try:
+        # The next 5 s poll brings the rates.
+        page.until(lambda: "Publish 12.5/s" in page.id("legend-rates").text, "the publish rate in the legend")
+        legend = page.id("legend-rates").text
+        assert "Deliver (get) 10/s" in legend and "Ack 9.5/s" in legend, legend
+        assert "Confirm \u2013" in legend, "a rate the API does not give shows as a dash: %r" % legend
+    finally:
+        page.driver.execute_script("window.fetch = window.webuiRealFetch;")
+
+
 def test_the_queue_is_deleted_through_the_ui(page):
     page.tab("queues")
     page.until(lambda: page.css('#queues-table tr[data-name="%s"] a.queue-link' % QUEUE), "the queue's link").click()
@@ -254,6 +282,7 @@ TESTS = [
     test_a_message_published_to_the_default_exchange_is_routed,
     test_the_get_form_shows_the_payload,
     test_the_overview_charts_the_queued_message,
+    test_rates_in_message_stats_are_charted,
     test_the_queue_is_deleted_through_the_ui,
 ]
 

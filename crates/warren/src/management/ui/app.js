@@ -234,7 +234,8 @@ $("login-form").addEventListener("submit", async (event) => {
   try {
     await login($("login-user").value, $("login-password").value);
   } catch (error) {
-    $("login-error").textContent = error instanceof ApiError ? error.message : "Cannot reach the broker: " + error.message;
+    $("login-error").textContent =
+      error instanceof ApiError ? error.message : "Cannot reach the broker: " + error.message;
   }
 });
 $("logout").addEventListener("click", () => logout(""));
@@ -404,8 +405,9 @@ function drawChart(canvas, legend, series, key, fmt) {
   });
 
   const last = samples.length ? samples[samples.length - 1][key] : [];
+  const shown = (s) => (last[s] === undefined || last[s] === null ? DASH : fmt(last[s]));
   legend.replaceChildren(...series.map(([name, color], s) => el("span", { className: "legend-item" },
-    el("i", { style: "background:" + color }), name + " ", el("b", {}, last[s] === undefined || last[s] === null ? DASH : fmt(last[s])))));
+    el("i", { style: "background:" + color }), name + " ", el("b", {}, shown(s)))));
 }
 
 // The y axis's top: four ticks of 1, 2, 2.5 or 5 times a power of ten; whole ticks for counts.
@@ -452,8 +454,10 @@ loaders.overview = async () => {
   const alarm = (on) => on ? el("span", { className: "alarm" }, "alarm") : el("span", { className: "fine" }, "ok");
   fillTable($("nodes-table"), [
     ["Name", (n) => n.name],
-    ["Memory used / limit", (n) => el("span", {}, fmtBytes(n.mem_used) + " / " + fmtBytes(n.mem_limit) + " ", alarm(n.mem_alarm))],
-    ["Disk free / limit", (n) => el("span", {}, fmtBytes(n.disk_free) + " / " + fmtBytes(n.disk_free_limit) + " ", alarm(n.disk_free_alarm))],
+    ["Memory used / limit", (n) => el("span", {},
+      fmtBytes(n.mem_used) + " / " + fmtBytes(n.mem_limit) + " ", alarm(n.mem_alarm))],
+    ["Disk free / limit", (n) => el("span", {},
+      fmtBytes(n.disk_free) + " / " + fmtBytes(n.disk_free_limit) + " ", alarm(n.disk_free_alarm))],
     ["File descriptors", (n) => fmtNum(n.fd_used) + " / " + fmtNum(n.fd_total)],
     ["Processors", (n) => fmtNum(n.processors)],
     ["Uptime", (n) => fmtUptime(n.uptime)],
@@ -477,7 +481,8 @@ loaders.connections = async () => {
     ["Channels", (c) => fmtNum(c.channels)],
     ["", (c) => actionButton("Close", async () => {
       if (!confirm("Close connection " + c.name + "?")) return null;
-      await api("DELETE", "/connections/" + enc(c.name), undefined, undefined, { "X-Reason": "Closed via management UI" });
+      await api("DELETE", "/connections/" + enc(c.name), undefined, undefined,
+        { "X-Reason": "Closed via management UI" });
       await refresh();
       return "Connection closed.";
     }, true)],
@@ -589,7 +594,8 @@ onSubmit("publish-form", async () => {
     payload_encoding: $("publish-encoding").value,
   });
   // RabbitMQ's wording for the two outcomes.
-  $("publish-result").textContent = answer && answer.routed ? "Message published." : "Message published, but not routed.";
+  $("publish-result").textContent =
+    answer && answer.routed ? "Message published." : "Message published, but not routed.";
   return null;
 });
 
