@@ -5,6 +5,7 @@
 
 const POLL_MS = 5000;
 const HISTORY = 120; // samples kept for the charts: 10 minutes at one per 5 s
+const MIN_SLOTS = 13; // the charts' narrowest x axis: one minute
 const AUTH_KEY = "warren-auth";
 const USER_KEY = "warren-user";
 const DASH = "\u2013";
@@ -371,11 +372,14 @@ function drawChart(canvas, legend, series, key, fmt) {
   }
   ctx.textAlign = "left";
   ctx.textBaseline = "alphabetic";
-  ctx.fillText("-" + Math.round((HISTORY * POLL_MS) / 60000) + " min", left, height - 4);
+  // The x axis spans the samples kept, at least a minute, so a fresh page is not a line squeezed against "now".
+  const slots = Math.max(MIN_SLOTS, samples.length);
+  const span = ((slots - 1) * POLL_MS) / 1000;
+  ctx.fillText("-" + (span >= 120 ? Math.round(span / 60) + " min" : Math.round(span) + " s"), left, height - 4);
   ctx.textAlign = "right";
   ctx.fillText("now", left + plotW, height - 4);
 
-  const x = (i) => left + plotW - ((samples.length - 1 - i) * plotW) / (HISTORY - 1);
+  const x = (i) => left + plotW - ((samples.length - 1 - i) * plotW) / (slots - 1);
   const y = (v) => top + plotH - (v / max) * plotH;
   // Drawn last to first, so the first series stays visible where lines coincide (Ready under Total).
   series.map((entry, s) => [entry, s]).reverse().forEach(([[, color], s]) => {
