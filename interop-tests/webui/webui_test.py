@@ -1,8 +1,8 @@
 """The management web UI in headless Chromium, driven by Selenium the way a person would use it: a wrong password
 shows the API's error, guest logs in, declares a queue with the queue form, publishes to it through the default
 exchange with the publish form, gets the message back with the queue's get form (the payload must be on the page),
-checks the rates chart reads RabbitMQ's `message_stats` (injected into the overview the page fetches, since the API
-does not give them yet), and deletes the queue. Each step is checked against the API too, so a form that shows
+checks the rates chart reads RabbitMQ's `message_stats` (fixed figures injected into the overview the page fetches,
+so the check needs no traffic), and deletes the queue. Each step is checked against the API too, so a form that shows
 success without doing anything fails. A screenshot of the overview is saved (WEBUI_SCREENSHOT, default
 target/webui-screenshot.png), and of the page as it was when a test failed.
 
@@ -236,7 +236,7 @@ def test_the_overview_charts_the_queued_message(page):
     save_screenshot(page.driver, SCREENSHOT)
 
 
-# What the overview answers once the API keeps rate samples (RabbitMQ's shape); until then it has no message_stats.
+# Rates in RabbitMQ's shape, in place of the API's own (which are zero or absent without traffic).
 INJECT_RATES = """
 const realFetch = window.fetch;
 window.webuiRealFetch = realFetch;

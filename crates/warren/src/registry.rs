@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::SystemTime;
 
 use tokio::sync::watch;
@@ -63,25 +63,90 @@ pub struct ConnectionSummary {
     pub channels: u32,
 }
 
-/// The live channel count of one connection, raised and lowered by its reader as channels open and close; read
-/// only by listings, so it costs nothing per frame.
-#[derive(Clone, Debug, Default)]
-pub struct ChannelCount(Arc<AtomicU32>);
+/// One open channel as listed (the management API's `/api/channels`), read from the channel's own state when
+/// asked.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChannelSummary {
+    /// The channel number.
+    pub number: u16,
+    /// In confirm mode (confirm.select).
+    pub confirm: bool,
+    /// In transaction mode (tx.select).
+    pub transactional: bool,
+    /// basic.qos global=false: the prefetch new consumers get.
+    pub prefetch_count: u16,
+    /// basic.qos global=true: the channel-wide prefetch.
+    pub global_prefetch_count: u16,
+    /// Consumers on the channel.
+    pub consumer_count: usize,
+    /// Deliveries awaiting ack.
+    pub messages_unacknowledged: usize,
+    /// Publishes awaiting their confirm.
+    pub messages_unconfirmed: usize,
+}
+
+/// What a live channel answers when it is listed. The channel layer implements it on state it already shares
+/// with its queues, so listing reads that state under its own lock and nothing is written per frame.
+pub trait ChannelProbe: Send + Sync {
+    /// The channel as it stands now.
+    fn summary(&self) -> ChannelSummary;
+}
+
+/// The open channels of one connection: a count raised and lowered by its reader as channels open and close, and
+/// each channel's probe. Listings read them; a frame never touches them.
+#[derive(Clone, Default)]
+pub struct ChannelCount {
+    open: Arc<AtomicU32>,
+    probes: Arc<Mutex<BTreeMap<u16, Weak<dyn ChannelProbe>>>>,
+}
+
+impl std::fmt::Debug for ChannelCount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelCount")
+            .field("open", &self.get())
+            .finish_non_exhaustive()
+    }
+}
 
 impl ChannelCount {
-    /// A channel opened.
-    pub fn opened(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
+    /// Channel `number` opened; `probe` answers for it while it lives.
+    pub fn opened(&self, number: u16, probe: Weak<dyn ChannelProbe>) {
+        self.open.fetch_add(1, Ordering::Relaxed);
+        self.lock_probes().insert(number, probe);
     }
 
-    /// A channel closed.
-    pub fn closed(&self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+    /// Channel `number` closed.
+    pub fn closed(&self, number: u16) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+        self.lock_probes().remove(&number);
     }
 
     /// Channels open now.
     pub fn get(&self) -> u32 {
-        self.0.load(Ordering::Relaxed)
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// The open channels, by number.
+    pub fn summaries(&self) -> Vec<ChannelSummary> {
+        let probes: Vec<(u16, Weak<dyn ChannelProbe>)> = self
+            .lock_probes()
+            .iter()
+            .map(|(number, probe)| (*number, probe.clone()))
+            .collect();
+        // Asked outside the table's lock: a probe takes its channel's own lock.
+        probes
+            .into_iter()
+            .filter_map(|(number, probe)| {
+                let mut summary = probe.upgrade()?.summary();
+                summary.number = number;
+                Some(summary)
+            })
+            .collect()
+    }
+
+    fn lock_probes(&self) -> MutexGuard<'_, BTreeMap<u16, Weak<dyn ChannelProbe>>> {
+        // Each operation on the map is a single call: it stays whole if a holder panicked.
+        self.probes.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -158,6 +223,12 @@ impl ConnectionRegistry {
     /// Every live connection, oldest first.
     pub fn list(&self) -> Vec<ConnectionSummary> {
         self.lock().values().map(|entry| entry.summary()).collect()
+    }
+
+    /// The open channels of connection `id` (none if it is not live).
+    pub fn channel_summaries(&self, id: u64) -> Vec<ChannelSummary> {
+        let entry = self.lock().get(&id).cloned();
+        entry.map_or_else(Vec::new, |entry| entry.channels.summaries())
     }
 
     /// One live connection by id.
@@ -268,9 +339,33 @@ mod tests {
         let registry = ConnectionRegistry::default();
         let first = registry.register(details(1));
         let second = registry.register(details(2));
-        second.channel_count().opened();
-        second.channel_count().opened();
-        second.channel_count().closed();
+        struct Fixed(u16);
+        impl ChannelProbe for Fixed {
+            fn summary(&self) -> ChannelSummary {
+                ChannelSummary {
+                    consumer_count: usize::from(self.0),
+                    ..ChannelSummary::default()
+                }
+            }
+        }
+        let probes: Vec<Arc<dyn ChannelProbe>> = vec![Arc::new(Fixed(7)), Arc::new(Fixed(8))];
+        second.channel_count().opened(1, Arc::downgrade(&probes[0]));
+        second.channel_count().opened(2, Arc::downgrade(&probes[1]));
+        assert_eq!(registry.channel_summaries(2).len(), 2);
+        second.channel_count().closed(1);
+        // The remaining channel answers through its probe, under its number.
+        let channels = registry.channel_summaries(2);
+        assert_eq!(
+            channels,
+            vec![ChannelSummary {
+                number: 2,
+                consumer_count: 8,
+                ..ChannelSummary::default()
+            }]
+        );
+        // A probe whose channel is gone answers nothing.
+        drop(probes);
+        assert!(registry.channel_summaries(2).is_empty());
         let listed = registry.list();
         assert_eq!(listed.len(), 2);
         assert_eq!(listed[0].name, "127.0.0.1:40001 -> 127.0.0.1:5672");

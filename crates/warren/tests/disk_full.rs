@@ -31,6 +31,7 @@ fn config(name: &str) -> Config {
         management: warren::config::ManagementConfig {
             listen: "127.0.0.1:0".parse().expect("loopback address"),
             enabled: true,
+            ..warren::config::ManagementConfig::default()
         },
         data_dir,
         ..Config::default()

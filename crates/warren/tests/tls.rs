@@ -223,6 +223,7 @@ async fn missing_or_bad_files_are_startup_errors_naming_the_file() {
             management: warren::config::ManagementConfig {
                 listen: "127.0.0.1:0".parse().expect("loopback address"),
                 enabled: true,
+                ..warren::config::ManagementConfig::default()
             },
             data_dir: pki.dir.join("data"),
             ..Config::default()

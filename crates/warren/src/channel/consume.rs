@@ -43,6 +43,7 @@ impl Channel {
                 } else {
                     // RabbitMQ 3.13 drops the channel-wide limit on a per-consumer qos.
                     self.deliveries.set_global_prefetch(0);
+                    self.deliveries.set_consumer_prefetch(qos.prefetch_count);
                     self.consumer_prefetch = qos.prefetch_count;
                 }
                 effects.reply(

@@ -13,7 +13,9 @@ use crate::message::{Message, QueuedMessage};
 use crate::queue::settings::ConsumerTimeoutAction;
 use crate::queue::sink::{DeliverOutcome, DeliverySink, QueueReply};
 use crate::queue::QueueHandle;
+use crate::registry::{ChannelProbe, ChannelSummary};
 use crate::reply_to::ReplySink;
+use crate::session::confirm::ConfirmTracker;
 use crate::session::ConnectionShared;
 use warren_protocol::content::{put_content_header, put_deliver, put_get_ok, DeliverArgs};
 use warren_protocol::error::AmqpError;
@@ -71,6 +73,17 @@ struct DeliveryTables {
     /// (when, next delivery tag then), taken by the consumer-timeout check while deliveries are unacked: a tag below
     /// a mark's was delivered before that mark's time. Deliveries carry no timestamp, so the hot path reads no clock.
     marks: VecDeque<(Instant, u64)>,
+    /// The channel's modes as listings show them, set by the methods that change them.
+    modes: ChannelModes,
+}
+
+/// What a channel listing shows of the channel's own state (which otherwise lives in the channel, out of a
+/// listing's reach): written by confirm.select, tx.select and basic.qos only.
+#[derive(Default)]
+struct ChannelModes {
+    confirms: Option<Arc<ConfirmTracker>>,
+    transactional: bool,
+    consumer_prefetch: u16,
 }
 
 /// A channel's delivery side, shared by the channel and the queue actors that deliver to it (the
@@ -84,6 +97,30 @@ pub(crate) struct DeliveryState {
     /// Tags, unacked deliveries, prefetch, consumers: one lock, so a tag's assignment and its frame's place
     /// in the outbound queue agree.
     state: Mutex<DeliveryTables>,
+}
+
+impl ChannelProbe for DeliveryState {
+    fn summary(&self) -> ChannelSummary {
+        let (mut summary, confirms) = {
+            let state = self.lock();
+            let summary = ChannelSummary {
+                number: self.channel,
+                confirm: state.modes.confirms.is_some(),
+                transactional: state.modes.transactional,
+                prefetch_count: state.modes.consumer_prefetch,
+                global_prefetch_count: state.global_prefetch,
+                consumer_count: state.consumers.len(),
+                messages_unacknowledged: state.unacked.len(),
+                messages_unconfirmed: 0,
+            };
+            (summary, state.modes.confirms.clone())
+        };
+        // The tracker's own lock, not taken under this one.
+        if let Some(confirms) = confirms {
+            summary.messages_unconfirmed = confirms.unconfirmed();
+        }
+        summary
+    }
 }
 
 impl DeliveryState {
@@ -339,6 +376,21 @@ impl DeliveryState {
                 waiter.notify_one();
             }
         }
+    }
+
+    /// The channel entered confirm mode with `tracker`: listings count its unconfirmed publishes.
+    pub(crate) fn set_confirm_mode(&self, tracker: Arc<ConfirmTracker>) {
+        self.lock().modes.confirms = Some(tracker);
+    }
+
+    /// The channel entered transaction mode.
+    pub(crate) fn set_transactional(&self) {
+        self.lock().modes.transactional = true;
+    }
+
+    /// basic.qos global=false set the prefetch new consumers get.
+    pub(crate) fn set_consumer_prefetch(&self, prefetch: u16) {
+        self.lock().modes.consumer_prefetch = prefetch;
     }
 
     /// basic.qos global=true sets the channel-wide prefetch (0: none); any basic.qos global=false removes it, as

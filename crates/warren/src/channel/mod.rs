@@ -170,7 +170,9 @@ impl Channel {
                     ));
                 }
                 if self.confirms.is_none() {
-                    self.confirms = Some(ConfirmTracker::new(ctx.conn.clone(), id));
+                    let tracker = ConfirmTracker::new(ctx.conn.clone(), id);
+                    self.deliveries.set_confirm_mode(tracker.clone());
+                    self.confirms = Some(tracker);
                 }
                 if !select.nowait {
                     effects.reply(

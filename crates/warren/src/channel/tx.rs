@@ -23,6 +23,7 @@ impl Channel {
                 }
                 if self.tx.is_none() {
                     self.tx = Some(Transaction::default());
+                    self.deliveries.set_transactional();
                 }
                 effects.reply(
                     self.id,

@@ -371,6 +371,7 @@ struct ManagementSection {
     listen: Option<Spanned<String>>,
     ip: Option<Spanned<String>>,
     port: Option<Spanned<i64>>,
+    collect_statistics_interval: Option<Spanned<i64>>,
 }
 
 impl ManagementSection {
@@ -403,6 +404,19 @@ impl ManagementSection {
                 source.invalid(port.span(), "port", "a port number (0 to 65535)".to_owned())
             })?;
             management.listen.set_port(parsed);
+        }
+        if let Some(interval) = self.collect_statistics_interval {
+            let millis = u64::try_from(*interval.get_ref())
+                .ok()
+                .filter(|ms| (100..=3_600_000).contains(ms))
+                .ok_or_else(|| {
+                    source.invalid(
+                        interval.span(),
+                        "collect_statistics_interval",
+                        "milliseconds from 100 to 3600000".to_owned(),
+                    )
+                })?;
+            management.collect_statistics_interval = Duration::from_millis(millis);
         }
         Ok(())
     }

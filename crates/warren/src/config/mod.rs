@@ -118,6 +118,9 @@ pub struct ManagementConfig {
     /// Where it listens (rabbitmq.conf's `management.tcp.ip` and `management.tcp.port`). Default 127.0.0.1:15672:
     /// loopback only, like Warren's AMQP listener, unlike RabbitMQ's all-interfaces default.
     pub listen: SocketAddr,
+    /// How often message rates are sampled (rabbitmq.conf's `collect_statistics_interval`, in milliseconds).
+    /// Default 5 s, as RabbitMQ's; a rate is the change between the last two samples.
+    pub collect_statistics_interval: Duration,
 }
 
 impl Default for ManagementConfig {
@@ -125,6 +128,7 @@ impl Default for ManagementConfig {
         ManagementConfig {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 15672)),
+            collect_statistics_interval: Duration::from_secs(5),
         }
     }
 }

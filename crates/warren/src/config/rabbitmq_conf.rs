@@ -99,6 +99,7 @@ fn target(key: &str) -> Option<(&'static str, &'static str, Kind)> {
         "event_exchange.vhost" => ("event_exchange", "vhost", Text),
         "management.tcp.port" => ("management", "port", Integer),
         "management.tcp.ip" => ("management", "ip", Text),
+        "collect_statistics_interval" => ("management", "collect_statistics_interval", Integer),
         "prometheus.tcp.port" => ("prometheus", "port", Integer),
         "prometheus.tcp.ip" => ("prometheus", "ip", Text),
         "prometheus.return_per_object_metrics" => ("prometheus", "return_per_object_metrics", Bool),

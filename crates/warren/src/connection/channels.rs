@@ -1,10 +1,11 @@
 //! A connection's channels as its reader holds them, indexed by channel number.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::channel::Channel;
 use crate::metrics::counters::{Counter, LocalCounts};
-use crate::registry::ChannelCount;
+use crate::registry::{ChannelCount, ChannelProbe};
 
 /// A channel number in use.
 pub(crate) enum Slot {
@@ -72,10 +73,10 @@ impl ChannelTable {
 
     /// Puts `slot` at `id`, counting an open channel in the registry.
     pub(crate) fn insert(&mut self, id: u16, slot: Slot) {
-        if let Slot::Open(_) = slot {
-            self.open.opened();
-            self.churn.add(Counter::ChannelsOpened, 1);
-        }
+        let probe: Option<Arc<dyn ChannelProbe>> = match &slot {
+            Slot::Open(channel) => Some(channel.deliveries.clone()),
+            Slot::Closing => None,
+        };
         let index = usize::from(id);
         let old = if index < DENSE {
             if self.slots.len() <= index {
@@ -88,10 +89,14 @@ impl ChannelTable {
         match old {
             None => self.in_use += 1,
             Some(Slot::Open(_)) => {
-                self.open.closed();
+                self.open.closed(id);
                 self.churn.add(Counter::ChannelsClosed, 1);
             }
             Some(Slot::Closing) => {}
+        }
+        if let Some(probe) = probe {
+            self.open.opened(id, Arc::downgrade(&probe));
+            self.churn.add(Counter::ChannelsOpened, 1);
         }
     }
 
@@ -121,7 +126,7 @@ impl ChannelTable {
         };
         match &slot {
             Some(Slot::Open(_)) => {
-                self.open.closed();
+                self.open.closed(id);
                 self.churn.add(Counter::ChannelsClosed, 1);
                 self.in_use -= 1;
             }
@@ -142,8 +147,8 @@ impl ChannelTable {
         let dense = std::mem::take(&mut self.slots).into_iter().flatten();
         let sparse = std::mem::take(&mut self.sparse).into_values();
         dense.chain(sparse).inspect(move |slot| {
-            if let Slot::Open(_) = slot {
-                open.closed();
+            if let Slot::Open(channel) = slot {
+                open.closed(channel.id);
             }
         })
     }

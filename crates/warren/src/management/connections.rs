@@ -53,7 +53,8 @@ fn connection_json(state: &ApiState, c: &ConnectionSummary) -> Value {
     })
 }
 
-fn visible(state: &ApiState, caller: &Caller) -> Vec<ConnectionSummary> {
+/// The live connections `caller` may see: all for monitoring users, else its own.
+pub(super) fn visible(state: &ApiState, caller: &Caller) -> Vec<ConnectionSummary> {
     state
         .broker
         .connections()

@@ -7,7 +7,8 @@
 //! - `listing`: paging, sorting, filtering and columns of list endpoints;
 //! - one file per group of resources: `overview` (overview, nodes, whoami, health checks), `access` (users,
 //!   permissions, limits), `vhosts` (vhosts, policies), `queues`, `exchanges` (with publish), `bindings`,
-//!   `connections` (connections, channels, consumers), `definitions`; `message_json` converts message properties;
+//!   `connections` (connections, consumers), `channels`, `definitions`; `stats` samples message rates;
+//!   `message_json` converts message properties;
 //! - `ui`: the web UI's page and assets at `/`, a browser client of the routes above.
 //!
 //! It reads the broker through its admin, inspection and topology APIs (`broker::admin`, `broker::inspect`,
@@ -16,6 +17,7 @@
 mod access;
 mod auth;
 mod bindings;
+mod channels;
 mod connections;
 mod definitions;
 mod error;
@@ -24,6 +26,7 @@ mod listing;
 mod message_json;
 mod overview;
 mod queues;
+mod stats;
 mod ui;
 mod vhosts;
 
@@ -50,6 +53,8 @@ pub(crate) struct ApiState {
     /// The AMQP listeners' bound addresses, then the management listener's (overview `listeners`, port health
     /// check).
     pub(crate) listeners: Arc<Vec<(&'static str, SocketAddr)>>,
+    /// Message rates, sampled every `collect_statistics_interval`.
+    pub(crate) rates: Arc<stats::RateSampler>,
 }
 
 /// The bound management listener, before it serves.
@@ -72,18 +77,28 @@ impl ManagementListener {
     pub(crate) async fn serve(self, broker: Arc<Broker>, amqp: Vec<(&'static str, SocketAddr)>) {
         let mut listeners = amqp;
         listeners.push(("http", self.addr));
+        let rates = Arc::new(stats::RateSampler::new(
+            broker.config.management.collect_statistics_interval,
+        ));
         let state = ApiState {
-            broker,
+            broker: broker.clone(),
             started: Instant::now(),
             listeners: Arc::new(listeners),
+            rates: rates.clone(),
         };
         tracing::info!(
             "Management plugin: HTTP (non-TLS) listener started on port {}",
             self.addr.port()
         );
         let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(error) = axum::serve(self.socket, app).await {
-            tracing::error!(%error, "the management listener stopped");
+        // The sampler lives as long as the listener: both end when this task is aborted.
+        tokio::select! {
+            served = axum::serve(self.socket, app) => {
+                if let Err(error) = served {
+                    tracing::error!(%error, "the management listener stopped");
+                }
+            }
+            () = rates.run(broker) => {}
         }
     }
 }
@@ -117,6 +132,7 @@ fn router(state: ApiState) -> Router {
         .merge(exchanges::routes())
         .merge(bindings::routes())
         .merge(connections::routes())
+        .merge(channels::routes())
         .route(
             "/api/definitions",
             get(definitions::export_all).post(definitions::import_all),

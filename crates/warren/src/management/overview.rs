@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use super::auth::Caller;
 use super::error::ApiError;
+use super::stats::details;
 use super::ApiState;
 use crate::broker::Resource;
 use crate::definitions::EMULATED_RABBITMQ_VERSION;
@@ -43,8 +44,8 @@ fn exchange_types() -> Value {
         .collect()
 }
 
-/// `GET /api/overview`: versions, the node, object and message totals, listeners. `message_stats` is empty:
-/// Warren keeps no rates yet (docs/management.md).
+/// `GET /api/overview`: versions, the node, object and message totals with their rates, listeners. The node's
+/// `message_stats` are shown to monitoring users and administrators (Warren does not split them by vhost).
 pub(crate) async fn overview(
     State(state): State<ApiState>,
     caller: Caller,
@@ -85,9 +86,14 @@ pub(crate) async fn overview(
         })
         .collect();
     let server = &broker.config.server;
+    let message_stats = match caller.is_monitor() {
+        true => state.rates.node_stats(&broker.metrics.counters.totals()),
+        false => json!({}),
+    };
+    let [messages_rate, ready_rate, unacked_rate] = state.rates.node_depth_rates();
     Ok(Json(json!({
         "management_version": EMULATED_RABBITMQ_VERSION,
-        "rates_mode": "none",
+        "rates_mode": "basic",
         "exchange_types": exchange_types(),
         "product_version": server.version,
         "product_name": server.product,
@@ -97,11 +103,14 @@ pub(crate) async fn overview(
         "erlang_full_version": server.platform,
         "disable_stats": false,
         "enable_queue_totals": true,
-        "message_stats": {},
+        "message_stats": message_stats,
         "queue_totals": {
             "messages": ready + unacked,
+            "messages_details": details(messages_rate),
             "messages_ready": ready,
+            "messages_ready_details": details(ready_rate),
             "messages_unacknowledged": unacked,
+            "messages_unacknowledged_details": details(unacked_rate),
         },
         "object_totals": {
             "channels": channels,
@@ -173,7 +182,7 @@ fn node_json(state: &ApiState) -> Value {
         "proc_used": 0,
         "uptime": state.started.elapsed().as_millis() as u64,
         "processors": std::thread::available_parallelism().map_or(1, |n| n.get()),
-        "rates_mode": "none",
+        "rates_mode": "basic",
         "exchange_types": exchange_types(),
         "auth_mechanisms": [
             {"name": "AMQPLAIN", "description": "QPid AMQPLAIN mechanism", "enabled": true},

@@ -14,6 +14,7 @@ use super::bindings::binding_json;
 use super::error::ApiError;
 use super::listing::{self, ListQuery};
 use super::message_json::{got_json, message_from_publish, PayloadEncoding};
+use super::stats::details;
 use super::{json_body, ApiState};
 use crate::auth::users::Access;
 use crate::broker::inspect::QueueInfo;
@@ -35,9 +36,12 @@ pub(crate) fn routes() -> Router<ApiState> {
         .route("/api/queues/{vhost}/{name}/bindings", get(queue_bindings))
 }
 
-/// A queue as RabbitMQ 3.10 lists it (without `message_stats`: Warren keeps no rates yet).
-pub(crate) fn queue_json(broker: &Broker, q: &QueueInfo) -> Value {
-    let node = &broker.config.server.cluster_name;
+/// A queue as RabbitMQ 3.10 lists it, with its `message_stats` and depth rates.
+pub(crate) fn queue_json(state: &ApiState, q: &QueueInfo) -> Value {
+    let node = &state.broker.config.server.cluster_name;
+    let rates = &state.rates;
+    let [messages_rate, ready_rate, unacked_rate] = rates.queue_depth_rates(&q.vhost, &q.name);
+    let message_stats = rates.queue_stats(&q.vhost, &q.name, &q.stats);
     let state = q.state.clone().unwrap_or_default();
     let consumers: Vec<Value> = state
         .consumers
@@ -50,7 +54,7 @@ pub(crate) fn queue_json(broker: &Broker, q: &QueueInfo) -> Value {
         .iter()
         .find(|c| c.exclusive)
         .map(|c| c.tag.to_string());
-    json!({
+    let mut queue = json!({
         "name": q.name,
         "vhost": q.vhost,
         "durable": q.durable,
@@ -69,7 +73,14 @@ pub(crate) fn queue_json(broker: &Broker, q: &QueueInfo) -> Value {
         "messages_ready": state.ready,
         "messages_unacknowledged": state.unacked,
         "message_bytes_ready": state.ready_bytes,
-    })
+        "messages_details": details(messages_rate),
+        "messages_ready_details": details(ready_rate),
+        "messages_unacknowledged_details": details(unacked_rate),
+    });
+    if let (Some(stats), Some(object)) = (message_stats, queue.as_object_mut()) {
+        object.insert("message_stats".to_owned(), stats);
+    }
+    queue
 }
 
 async fn list(
@@ -87,7 +98,7 @@ async fn list(
         .await
         .iter()
         .filter(|q| caller.sees(&state.broker, &q.vhost))
-        .map(|q| queue_json(&state.broker, q))
+        .map(|q| queue_json(&state, q))
         .collect();
     Ok(Json(listing::answer(items, &query, &["vhost", "name"])?))
 }
@@ -120,7 +131,7 @@ async fn get_queue(
         .queue_info(&vhost, &name)
         .await
         .ok_or_else(ApiError::not_found)?;
-    Ok(Json(queue_json(&state.broker, &info)))
+    Ok(Json(queue_json(&state, &info)))
 }
 
 /// The `arguments` object of a declare body, as a field table.

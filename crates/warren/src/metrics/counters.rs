@@ -117,15 +117,19 @@ fn queue_slot(kind: QueueKind, counter: QueueCounter) -> usize {
 #[derive(Debug)]
 pub(crate) struct LocalCounts {
     counts: [u64; SLOTS],
-    /// Something was counted since the last flush: a flush of an idle owner costs one branch.
-    dirty: bool,
+    /// A bit per slot counted since the last flush: a flush visits only those (a publishing reader moves two or
+    /// three), and a flush of an idle owner costs one branch.
+    dirty: u64,
 }
+
+// The dirty mask has a bit per slot.
+const _: () = assert!(SLOTS <= u64::BITS as usize);
 
 impl Default for LocalCounts {
     fn default() -> Self {
         LocalCounts {
             counts: [0; SLOTS],
-            dirty: false,
+            dirty: 0,
         }
     }
 }
@@ -134,26 +138,32 @@ impl LocalCounts {
     /// Adds `n` to a protocol or churn counter.
     #[inline]
     pub(crate) fn add(&mut self, counter: Counter, n: u64) {
-        self.counts[counter.index()] += n;
-        self.dirty = true;
+        let slot = counter.index();
+        self.counts[slot] += n;
+        self.dirty |= 1 << slot;
     }
 
     /// Adds `n` to a queue counter of queues of `kind`.
     #[inline]
     pub(crate) fn add_queue(&mut self, kind: QueueKind, counter: QueueCounter, n: u64) {
-        self.counts[queue_slot(kind, counter)] += n;
-        self.dirty = true;
+        let slot = queue_slot(kind, counter);
+        self.counts[slot] += n;
+        self.dirty |= 1 << slot;
     }
 
     /// Moves what was counted into `node`, in the shard of owner `key`, and starts again from zero.
     pub(crate) fn flush(&mut self, node: &NodeCounters, key: u64) {
-        if !std::mem::take(&mut self.dirty) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        if dirty == 0 {
             return;
         }
         let shard = &node.shards[(key as usize) % SHARDS];
-        for (slot, count) in shard.0.iter().zip(self.counts.iter_mut()) {
-            if *count != 0 {
-                slot.fetch_add(std::mem::take(count), Ordering::Relaxed);
+        while dirty != 0 {
+            let slot = dirty.trailing_zeros() as usize;
+            dirty &= dirty - 1;
+            let count = std::mem::take(&mut self.counts[slot]);
+            if count != 0 {
+                shard.0[slot].fetch_add(count, Ordering::Relaxed);
             }
         }
     }

@@ -11,7 +11,7 @@ use super::arguments::{Overflow, QueueType};
 use super::consumer::QueueConsumer;
 use super::dedup::DedupSet;
 use super::flow::FlowLimits;
-use super::gauges::QueueCounts;
+use super::gauges::{MessageStats, QueueCounts, QueueStat};
 use super::owner::{DeadLetter, DeadLetters, QueueOwner};
 use super::paging::QueueMemory;
 use super::ready::ReadyList;
@@ -113,6 +113,8 @@ pub(crate) fn spawn_queue(
             local: LocalCounts::default(),
             node: metrics,
             published: QueueCounts::default(),
+            stats: MessageStats::default(),
+            published_stats: MessageStats::default(),
         },
     };
     actor.warn_at_least_once_fallback(None);
@@ -191,6 +193,10 @@ struct QueueActorCounts {
     node: Option<Arc<NodeMetrics>>,
     /// The gauges last published on the handle.
     published: QueueCounts,
+    /// Its `message_stats` counts since the queue started.
+    stats: MessageStats,
+    /// The stats last published on the handle.
+    published_stats: MessageStats,
 }
 
 impl QueueActorCounts {
@@ -201,17 +207,20 @@ impl QueueActorCounts {
     /// A delivery to a consumer (`get` false) or by basic.get.
     fn delivered(&mut self, get: bool, no_ack: bool, redelivered: bool) {
         self.add(QueueCounter::Delivered, 1);
-        self.add(
-            match (get, no_ack) {
-                (false, false) => QueueCounter::DeliveredConsumeManualAck,
-                (false, true) => QueueCounter::DeliveredConsumeAutoAck,
-                (true, false) => QueueCounter::DeliveredGetManualAck,
-                (true, true) => QueueCounter::DeliveredGetAutoAck,
-            },
-            1,
-        );
+        let (counter, stat) = match (get, no_ack) {
+            (false, false) => (QueueCounter::DeliveredConsumeManualAck, QueueStat::Deliver),
+            (false, true) => (
+                QueueCounter::DeliveredConsumeAutoAck,
+                QueueStat::DeliverNoAck,
+            ),
+            (true, false) => (QueueCounter::DeliveredGetManualAck, QueueStat::Get),
+            (true, true) => (QueueCounter::DeliveredGetAutoAck, QueueStat::GetNoAck),
+        };
+        self.add(counter, 1);
+        self.stats.add(stat, 1);
         if redelivered {
             self.add(QueueCounter::Redelivered, 1);
+            self.stats.add(QueueStat::Redeliver, 1);
         }
     }
 }
@@ -326,6 +335,7 @@ impl QueueActor {
     async fn apply(&mut self, command: QueueCommand) -> ActorNext {
         match command {
             QueueCommand::Publish(run) => {
+                self.counts.stats.add(QueueStat::Publish, run.len() as u64);
                 // The clock is read once per run, and only when a message can expire.
                 let mut clock = None;
                 let mut spilled = false;
@@ -350,6 +360,7 @@ impl QueueActor {
                 }
             }
             QueueCommand::PublishDeadLetters(run) => {
+                self.counts.stats.add(QueueStat::Publish, run.len() as u64);
                 let mut clock = None;
                 let mut spilled = false;
                 for DeadLetterEnqueue { message, share } in run {
@@ -398,8 +409,9 @@ impl QueueActor {
             QueueCommand::Settle { deliveries, action } => {
                 let settled = self.state.settle(&deliveries, action);
                 if action == SettleAction::Ack {
-                    self.counts
-                        .add(QueueCounter::Acknowledged, settled.gone.len() as u64);
+                    let acked = settled.gone.len() as u64;
+                    self.counts.add(QueueCounter::Acknowledged, acked);
+                    self.counts.stats.add(QueueStat::Ack, acked);
                 }
                 if action == SettleAction::Discard {
                     // basic.reject / basic.nack with requeue=false.
@@ -695,6 +707,7 @@ impl QueueActor {
         match self.take_next().await {
             None => {
                 self.counts.add(QueueCounter::GetEmpty, 1);
+                self.counts.stats.add(QueueStat::GetEmpty, 1);
                 sink.reply(QueueReply::GetEmpty)
             }
             Some(msg) => {
@@ -798,6 +811,9 @@ impl QueueActor {
             consumers: self.state.consumers.len() as u64,
         };
         handle.gauges.publish(&mut counts.published, now);
+        handle
+            .gauges
+            .publish_stats(&mut counts.published_stats, &counts.stats);
     }
 
     /// Holds or releases the queue's publishers after a round, as its backlog and consumers now stand.

@@ -63,6 +63,11 @@ impl ConfirmTracker {
         })
     }
 
+    /// Publishes not yet confirmed (acked or nacked to the client).
+    pub(crate) fn unconfirmed(&self) -> usize {
+        self.lock().pending.len()
+    }
+
     fn lock(&self) -> MutexGuard<'_, ConfirmState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -28,6 +28,7 @@ pub(crate) async fn start_server_with(adjust: impl FnOnce(&mut Config)) -> Runni
         management: warren::config::ManagementConfig {
             listen: "127.0.0.1:0".parse().expect("loopback address"),
             enabled: true,
+            ..warren::config::ManagementConfig::default()
         },
         data_dir,
         ..Config::default()
