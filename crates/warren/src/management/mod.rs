@@ -7,8 +7,8 @@
 //! - `listing`: paging, sorting, filtering and columns of list endpoints;
 //! - one file per group of resources: `overview` (overview, nodes, whoami, health checks), `access` (users,
 //!   permissions, limits), `vhosts` (vhosts, policies), `queues`, `exchanges` (with publish), `bindings`,
-//!   `connections` (connections, consumers), `channels`, `definitions`; `stats` samples message rates;
-//!   `message_json` converts message properties;
+//!   `connections` (connections, consumers), `channels`, `parameters` (runtime and global parameters),
+//!   `definitions`; `stats` samples message rates; `message_json` converts message properties.
 //! - `ui`: the web UI's page and assets at `/`, a browser client of the routes above.
 //!
 //! It reads the broker through its admin, inspection and topology APIs (`broker::admin`, `broker::inspect`,
@@ -25,6 +25,7 @@ mod exchanges;
 mod listing;
 mod message_json;
 mod overview;
+mod parameters;
 mod queues;
 mod stats;
 mod ui;
@@ -103,7 +104,8 @@ impl ManagementListener {
     }
 }
 
-/// Every route of the API and the web UI's pages; anything else is 404 (and a known path with another verb 405), as RabbitMQ answers.
+/// Every route of the API and the web UI's pages; anything else is 404 (and a known path with another verb 405), as
+/// RabbitMQ answers.
 fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/overview", get(overview::overview))
@@ -133,6 +135,7 @@ fn router(state: ApiState) -> Router {
         .merge(bindings::routes())
         .merge(connections::routes())
         .merge(channels::routes())
+        .merge(parameters::routes())
         .route(
             "/api/definitions",
             get(definitions::export_all).post(definitions::import_all),
