@@ -10,6 +10,7 @@
 //!   `connections` (connections, consumers), `channels`, `parameters` (runtime and global parameters),
 //!   `definitions`, `extensions` (Warren's own: delayed messages, deduplication caches); `stats` samples message
 //!   rates; `message_json` converts message properties.
+//! - `ui`: the web UI's page and assets at `/`, a browser client of the routes above.
 //!
 //! It reads the broker through its admin, inspection and topology APIs (`broker::admin`, `broker::inspect`,
 //! `broker::topology`) and never touches an AMQP hot path.
@@ -29,6 +30,7 @@ mod overview;
 mod parameters;
 mod queues;
 mod stats;
+mod ui;
 mod vhosts;
 
 use std::net::SocketAddr;
@@ -104,7 +106,8 @@ impl ManagementListener {
     }
 }
 
-/// Every route of the API; anything else is 404 (and a known path with another verb 405), as RabbitMQ answers.
+/// Every route of the API and the web UI's pages; anything else is 404 (and a known path with another verb 405), as
+/// RabbitMQ answers.
 fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/overview", get(overview::overview))
@@ -144,6 +147,7 @@ fn router(state: ApiState) -> Router {
             "/api/definitions/{vhost}",
             get(definitions::export_vhost).post(definitions::import_vhost),
         )
+        .merge(ui::routes())
         .fallback(|| async { ApiError::not_found() })
         .with_state(state)
 }
