@@ -510,6 +510,12 @@ async fn queues_declared_by_a_client_are_listed_purged_and_deleted_and_connectio
         .find_map(|line| line.strip_suffix(&format!("\t{vhost}")))
         .unwrap_or_else(|| panic!("no connection in {vhost}:\n{connections}"))
         .to_owned();
+    // Its channel, listed with rabbitmqctl's default columns (the pid is the channel's name).
+    let channels = ok(&live, &["list_channels", "-q", "--no-table-headers"]);
+    assert!(
+        channels.contains(&format!("{name} (1)\tguest\t0\t0\n")),
+        "{channels}"
+    );
     ok(&live, &["close_connection", &name, "ctl test closing"]);
     let mut closed = false;
     for _ in 0..50 {
