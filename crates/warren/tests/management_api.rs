@@ -880,7 +880,7 @@ async fn answers_the_management_differential_found_wrong_now_match_rabbitmq() {
     let payload_only = Some(json!({"payload": "x"}));
     let (status, _, body) = call(
         &server,
-        post,
+        post.clone(),
         "/exchanges/v/amq.direct/publish",
         GUEST,
         payload_only,
@@ -891,6 +891,12 @@ async fn answers_the_management_differential_found_wrong_now_match_rabbitmq() {
         body["reason"],
         "[{key_missing,routing_key},\n {key_missing,properties},\n {key_missing,payload_encoding}]"
     );
+
+    // A get needs count too (RabbitMQ decodes ackmode, count and encoding).
+    let get_body = Some(json!({"ackmode": "ack_requeue_true", "encoding": "auto"}));
+    let (status, _, body) = call(&server, post, "/queues/v/q/get", GUEST, get_body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["reason"], "[{key_missing,count}]");
 
     // A vhost's export keeps `vhost` on policies, drops it on queues.
     let policy = Some(json!({"pattern": "^q$", "definition": {"max-length": 1}}));

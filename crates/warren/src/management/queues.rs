@@ -244,7 +244,7 @@ async fn get_messages(
     caller.require_vhost(&state.broker, &vhost)?;
     caller.require_access(&state.broker, &vhost, "queue", &name, Access::Read)?;
     let body = json_body(&body)?;
-    super::require_keys(&body, &["ackmode", "encoding"])?;
+    super::require_keys(&body, &["ackmode", "count", "encoding"])?;
     let text = |key: &str| body.get(key).and_then(Value::as_str).unwrap_or("");
     let mode = match text("ackmode") {
         "ack_requeue_true" | "reject_requeue_true" => GetAckMode::Requeue,
