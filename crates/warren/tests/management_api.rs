@@ -898,6 +898,39 @@ async fn answers_the_management_differential_found_wrong_now_match_rabbitmq() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["reason"], "[{key_missing,count}]");
 
+    // Topic permissions need exchange, write and read; a vhost limit is refused in parameter validation's words.
+    let write_only = Some(json!({"write": ".*"}));
+    let (_, _, body) = call(
+        &server,
+        put.clone(),
+        "/topic-permissions/v/guest",
+        GUEST,
+        write_only,
+    )
+    .await;
+    assert_eq!(
+        body["reason"],
+        "[{key_missing,exchange},{key_missing,read}]"
+    );
+    let many = Some(json!({"value": "many"}));
+    let (_, _, body) = call(
+        &server,
+        put.clone(),
+        "/vhost-limits/v/max-queues",
+        GUEST,
+        many,
+    )
+    .await;
+    assert_eq!(
+        body["reason"],
+        "Validation failed\n\nmax-queues should be a number, actually was <<\"many\">>\n"
+    );
+    let (_, _, body) = call(&server, get.clone(), "/exchanges?page=0", GUEST, None).await;
+    assert_eq!(
+        body["reason"],
+        "Invalid pagination parameters: page number 0, page size undefined"
+    );
+
     // A vhost's export keeps `vhost` on policies, drops it on queues.
     let policy = Some(json!({"pattern": "^q$", "definition": {"max-length": 1}}));
     let (status, _, _) = call(&server, put, "/policies/v/p", GUEST, policy).await;

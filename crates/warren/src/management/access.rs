@@ -405,7 +405,7 @@ async fn put_topic_permission(
     if broker.access.user(&user).is_none() || !broker.has_vhost(&vhost) {
         return Err(ApiError::bad_request("vhost_or_user_not_found"));
     }
-    super::require_keys(&body, &["configure", "write", "read"])?;
+    super::require_keys(&body, &["exchange", "write", "read"])?;
     let field = |key: &str| {
         body.get(key)
             .and_then(Value::as_str)

@@ -305,7 +305,7 @@ pub(crate) async fn aliveness(broker: &Broker, vhost: &str, user: &str) -> Resul
     const QUEUE: &str = "aliveness-test";
     let declaration = Declaration {
         name: QUEUE.to_owned(),
-        durable: true,
+        durable: false,
         auto_delete: false,
         internal: false,
         kind: String::new(),
