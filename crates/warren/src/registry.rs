@@ -48,6 +48,8 @@ pub struct ConnectionDetails {
     pub client_product: Option<String>,
     /// The client's `version` property.
     pub client_version: Option<String>,
+    /// The client's `connection_name` property: the name a client gives its connection, shown in listings.
+    pub client_connection_name: Option<String>,
 }
 
 /// One live connection as listed.
@@ -331,6 +333,7 @@ mod tests {
             local: Some(SocketAddr::from(([127, 0, 0, 1], 5672))),
             client_product: None,
             client_version: None,
+            client_connection_name: None,
         }
     }
 

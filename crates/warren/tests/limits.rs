@@ -191,7 +191,7 @@ async fn bad_limits_are_refused_with_rabbitmq_texts() {
         .expect_err("not a vhost limit");
     assert_eq!(
         error.to_string(),
-        r#"Unrecognised terms ["max-channels"] in vhost-limits"#
+        r#"Unrecognised terms [{<<"max-channels">>,1}] in limits"#
     );
     let error = server
         .broker
@@ -199,7 +199,7 @@ async fn bad_limits_are_refused_with_rabbitmq_texts() {
         .expect_err("not a number");
     assert_eq!(
         error.to_string(),
-        r#"max-connections should be a number, actually was "5""#
+        r#"max-connections should be a number, actually was <<"5">>"#
     );
     assert!(server
         .broker

@@ -798,3 +798,163 @@ async fn the_apis_declares_publishes_gets_and_binds_check_the_users_permissions_
     .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
 }
+
+/// What `interop-tests/management-differential` found different from RabbitMQ 3.10.8, and Warren now answers as it.
+#[tokio::test]
+async fn answers_the_management_differential_found_wrong_now_match_rabbitmq() {
+    let server = common::start_server().await;
+    let get = reqwest::Method::GET;
+    let (put, post) = (reqwest::Method::PUT, reqwest::Method::POST);
+
+    // No credentials at all: the challenge and an empty body.
+    let response = reqwest::Client::new()
+        .get(format!("{}/overview", base(&server)))
+        .send()
+        .await
+        .expect("request sent");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(response.headers().contains_key("www-authenticate"));
+    assert_eq!(response.text().await.expect("body read"), "");
+
+    // The user who creates a vhost gets full permissions in it.
+    let (status, _, _) = call(&server, put.clone(), "/vhosts/v", GUEST, Some(json!({}))).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _, body) = call(&server, get.clone(), "/permissions/v/guest", GUEST, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (&body["configure"], &body["read"]),
+        (&json!(".*"), &json!(".*"))
+    );
+
+    // Permissions need all three patterns.
+    let only_configure = Some(json!({"configure": ".*"}));
+    let (status, _, body) = call(
+        &server,
+        put.clone(),
+        "/permissions/v/guest",
+        GUEST,
+        only_configure,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["reason"], "[{key_missing,write},{key_missing,read}]");
+
+    // A password hash that is not base64.
+    let hash = Some(json!({"password_hash": "a?c", "tags": ""}));
+    let (status, _, body) = call(&server, put.clone(), "/users/u", GUEST, hash).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["reason"], json!(["not_base64", "a?c"]));
+
+    // Bindings to or from what does not exist: the channel's 404 texts, the source first; an empty listing.
+    let q = Some(json!({"durable": true}));
+    let (status, _, _) = call(&server, put.clone(), "/queues/v/q", GUEST, q).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let key = Some(json!({"routing_key": "k"}));
+    let (status, _, body) = call(
+        &server,
+        post.clone(),
+        "/bindings/v/e/nox/q/noq",
+        GUEST,
+        key.clone(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        body,
+        json!({"error": "not_found", "reason": "no exchange 'nox' in vhost 'v'"})
+    );
+    let (status, _, body) = call(
+        &server,
+        post.clone(),
+        "/bindings/v/e/amq.direct/q/noq",
+        GUEST,
+        key,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["reason"], "no queue 'noq' in vhost 'v'");
+    let (status, _, body) = call(&server, get.clone(), "/bindings/v/e/nox/q/q", GUEST, None).await;
+    assert_eq!((status, body), (StatusCode::OK, json!([])));
+
+    // Missing publish keys in RabbitMQ's order, laid out as Erlang's ~p lays out a long list.
+    let payload_only = Some(json!({"payload": "x"}));
+    let (status, _, body) = call(
+        &server,
+        post.clone(),
+        "/exchanges/v/amq.direct/publish",
+        GUEST,
+        payload_only,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body["reason"],
+        "[{key_missing,routing_key},\n {key_missing,properties},\n {key_missing,payload_encoding}]"
+    );
+
+    // A get needs count too (RabbitMQ decodes ackmode, count and encoding).
+    let get_body = Some(json!({"ackmode": "ack_requeue_true", "encoding": "auto"}));
+    let (status, _, body) = call(&server, post, "/queues/v/q/get", GUEST, get_body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["reason"], "[{key_missing,count}]");
+
+    // Topic permissions need exchange, write and read; a vhost limit is refused in parameter validation's words.
+    let write_only = Some(json!({"write": ".*"}));
+    let (_, _, body) = call(
+        &server,
+        put.clone(),
+        "/topic-permissions/v/guest",
+        GUEST,
+        write_only,
+    )
+    .await;
+    assert_eq!(
+        body["reason"],
+        "[{key_missing,exchange},{key_missing,read}]"
+    );
+    let many = Some(json!({"value": "many"}));
+    let (_, _, body) = call(
+        &server,
+        put.clone(),
+        "/vhost-limits/v/max-queues",
+        GUEST,
+        many,
+    )
+    .await;
+    assert_eq!(
+        body["reason"],
+        "Validation failed\n\nmax-queues should be a number, actually was <<\"many\">>\n"
+    );
+    let (_, _, body) = call(&server, get.clone(), "/exchanges?page=0", GUEST, None).await;
+    assert_eq!(
+        body["reason"],
+        "Invalid pagination parameters: page number 0, page size undefined"
+    );
+
+    // A vhost's export keeps `vhost` on policies, drops it on queues.
+    let policy = Some(json!({"pattern": "^q$", "definition": {"max-length": 1}}));
+    let (status, _, _) = call(&server, put, "/policies/v/p", GUEST, policy).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, _, body) = call(&server, get.clone(), "/definitions/v", GUEST, None).await;
+    assert_eq!(body["policies"][0]["vhost"], "v");
+    assert!(body["queues"][0].get("vhost").is_none());
+
+    // A connection's client-provided name is listed.
+    let properties = lapin::ConnectionProperties::default().with_connection_name("billing".into());
+    let amqp = lapin::Connection::connect(&server.uri(), properties)
+        .await
+        .expect("connected");
+    let listed = common::within(5, async {
+        loop {
+            let (_, _, body) = call(&server, get.clone(), "/connections", GUEST, None).await;
+            if body.as_array().is_some_and(|list| !list.is_empty()) {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(listed[0]["user_provided_name"], "billing");
+    assert_eq!(listed[0]["client_properties"]["connection_name"], "billing");
+    drop(amqp);
+}

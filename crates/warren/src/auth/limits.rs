@@ -5,6 +5,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::policy::term::erlang_term;
+
 /// A JSON object of limits, as stored and exported.
 pub type LimitMap = Map<String, Value>;
 
@@ -13,20 +15,33 @@ pub const VHOST_LIMIT_KEYS: &[&str] = &["max-connections", "max-queues"];
 /// The keys of a user's limits.
 pub const USER_LIMIT_KEYS: &[&str] = &["max-connections", "max-channels"];
 
-/// Checks `limits` as RabbitMQ's parameter validation does; `what` names the object in the error (`vhost-limits`,
-/// `user-limits`). The error text is RabbitMQ's.
+/// Checks `limits` as RabbitMQ's parameter validation does; `what` names the object in the error as RabbitMQ
+/// does (`limits` for a vhost's, `user-limits` for a user's). The error text is RabbitMQ's, with the offending
+/// terms printed as Erlang prints them (compared with RabbitMQ 3.10.8's management API answers).
 pub fn validate(what: &str, limits: &LimitMap, keys: &[&str]) -> Result<(), String> {
-    let unknown: Vec<&str> = limits
-        .keys()
-        .map(String::as_str)
-        .filter(|k| !keys.contains(k))
+    let unknown: Vec<String> = limits
+        .iter()
+        .filter(|(k, _)| !keys.contains(&k.as_str()))
+        .map(|(k, v)| {
+            format!(
+                "{{{},{}}}",
+                erlang_term(&Value::String(k.clone())),
+                erlang_term(v)
+            )
+        })
         .collect();
     if !unknown.is_empty() {
-        return Err(format!("Unrecognised terms {unknown:?} in {what}"));
+        return Err(format!(
+            "Unrecognised terms [{}] in {what}",
+            unknown.join(",")
+        ));
     }
     for (key, value) in limits {
         if !(value.is_i64() || value.is_u64()) {
-            return Err(format!("{key} should be a number, actually was {value}"));
+            return Err(format!(
+                "{key} should be a number, actually was {}",
+                erlang_term(value)
+            ));
         }
     }
     Ok(())
@@ -97,15 +112,11 @@ mod tests {
         );
         assert_eq!(
             validate("user-limits", &map(r#"{"max-queues": 1}"#), USER_LIMIT_KEYS),
-            Err(r#"Unrecognised terms ["max-queues"] in user-limits"#.to_owned())
+            Err(r#"Unrecognised terms [{<<"max-queues">>,1}] in user-limits"#.to_owned())
         );
         assert_eq!(
-            validate(
-                "vhost-limits",
-                &map(r#"{"max-queues": "ten"}"#),
-                VHOST_LIMIT_KEYS
-            ),
-            Err(r#"max-queues should be a number, actually was "ten""#.to_owned())
+            validate("limits", &map(r#"{"max-queues": "ten"}"#), VHOST_LIMIT_KEYS),
+            Err(r#"max-queues should be a number, actually was <<"ten">>"#.to_owned())
         );
         assert!(validate(
             "vhost-limits",

@@ -181,7 +181,7 @@ impl Broker {
     /// `rabbitmqctl set_vhost_limits`: replaces the vhost's limits (`max-connections`, `max-queues`; negative
     /// means none). They apply to the next connection and the next new queue; what is open stays.
     pub fn set_vhost_limits(&self, name: &str, limits: LimitMap) -> Result<(), AdminError> {
-        limits::validate("vhost-limits", &limits, limits::VHOST_LIMIT_KEYS)
+        limits::validate("limits", &limits, limits::VHOST_LIMIT_KEYS)
             .map_err(AdminError::Invalid)?;
         let _guard = self.access.lock();
         let Some(vhost) = self.vhost(name) else {

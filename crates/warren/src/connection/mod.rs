@@ -101,6 +101,7 @@ pub(crate) async fn serve<T: Transport>(broker: Arc<Broker>, stream: T, peer: So
         local,
         client_product: negotiated.client_product.take(),
         client_version: negotiated.client_version.take(),
+        client_connection_name: negotiated.client_connection_name.take(),
     });
     broker
         .metrics

@@ -385,7 +385,7 @@ pub(super) fn parameter(c: &mut Checker<'_>, path: &str, e: &Map<String, Value>)
             if name != "limits" {
                 return c.error(&format!("{path}.name"), "a vhost-limits parameter is named 'limits'");
             }
-            if limits_valid(c, &value_path, "vhost-limits", &value, limits::VHOST_LIMIT_KEYS) {
+            if limits_valid(c, &value_path, "limits", &value, limits::VHOST_LIMIT_KEYS) {
                 set_vhost_limits(c, &vhost, value);
             }
         }

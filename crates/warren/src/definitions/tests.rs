@@ -117,7 +117,7 @@ fn users_need_valid_hashes_and_limits() {
     );
     assert_eq!(
         errs[3],
-        r#"users[3].limits: Unrecognised terms ["max-queues"] in user-limits"#
+        r#"users[3].limits: Unrecognised terms [{<<"max-queues">>,1}] in user-limits"#
     );
     assert!(errs[4].starts_with("users[4].tags: missing"), "{errs:#?}");
 }

@@ -5,6 +5,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use base64::Engine;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
@@ -144,10 +145,21 @@ async fn put_user(
             hash_password(HashingAlgorithm::Sha256, &password),
             HashingAlgorithm::Sha256.name().to_owned(),
         ),
-        (None, Some(hash)) => (
-            hash,
-            text("hashing_algorithm").unwrap_or_else(|| HashingAlgorithm::Sha256.name().to_owned()),
-        ),
+        (None, Some(hash)) => {
+            // RabbitMQ decodes the hash first and answers `{not_base64, Hash}` (a JSON list) when it cannot;
+            // the hash's length for its algorithm is Warren's own check, made later by `put_user`.
+            if base64::engine::general_purpose::STANDARD
+                .decode(&hash)
+                .is_err()
+            {
+                return Err(ApiError::bad_request(json!(["not_base64", hash])));
+            }
+            (
+                hash,
+                text("hashing_algorithm")
+                    .unwrap_or_else(|| HashingAlgorithm::Sha256.name().to_owned()),
+            )
+        }
         (None, None) => (String::new(), HashingAlgorithm::Sha256.name().to_owned()),
     };
     let broker = state.broker.clone();
@@ -303,6 +315,7 @@ async fn put_permission(
     if broker.access.user(&user).is_none() || !broker.has_vhost(&vhost) {
         return Err(ApiError::bad_request("vhost_or_user_not_found"));
     }
+    super::require_keys(&body, &["configure", "write", "read"])?;
     let field = |key: &str| {
         body.get(key)
             .and_then(Value::as_str)
@@ -392,6 +405,7 @@ async fn put_topic_permission(
     if broker.access.user(&user).is_none() || !broker.has_vhost(&vhost) {
         return Err(ApiError::bad_request("vhost_or_user_not_found"));
     }
+    super::require_keys(&body, &["exchange", "write", "read"])?;
     let field = |key: &str| {
         body.get(key)
             .and_then(Value::as_str)

@@ -132,6 +132,9 @@ impl FromRequestParts<ApiState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Caller, ApiError> {
+        if !parts.headers.contains_key(header::AUTHORIZATION) {
+            return Err(ApiError::credentials_required());
+        }
         let (name, password) =
             basic_credentials(parts).ok_or_else(|| ApiError::login_failed("Login failed"))?;
         let broker = &state.broker;

@@ -121,7 +121,8 @@ async fn list_vhost(
     ))
 }
 
-/// The bindings from `source` to `destination`, after checking both exist.
+/// The bindings from `source` to `destination`: none when either does not exist (RabbitMQ lists `[]` then; a
+/// single binding's path is 404 because nothing matches).
 async fn between(
     state: &ApiState,
     caller: &Caller,
@@ -130,13 +131,6 @@ async fn between(
     caller.require_vhost(&state.broker, vhost)?;
     let to_queue = to_queue(kind)?;
     let source = exchange_in_path(source);
-    let exists = match to_queue {
-        true => state.broker.queue_info(vhost, destination).await.is_some(),
-        false => state.broker.exchange_info(vhost, destination).is_some(),
-    };
-    if !exists || state.broker.exchange_info(vhost, source).is_none() {
-        return Err(ApiError::not_found());
-    }
     Ok(listed(state, caller, Some(vhost))
         .into_iter()
         .filter(|b| b.source == source && b.destination == *destination && b.to_queue == to_queue)
@@ -177,6 +171,7 @@ async fn create(
         .to_owned();
     let arguments = arguments_of(&body)?;
     let arguments_json = crate::definitions::table_to_json(&arguments);
+    require_ends(&state, &vhost, &source, destination_kind, &destination).await?;
     state
         .broker
         .bind_by_api(
@@ -198,6 +193,40 @@ async fn create(
         response.headers_mut().insert(header::LOCATION, value);
     }
     Ok(response)
+}
+
+/// 404 `not_found` with the text `queue.bind` closes a channel with when the source exchange (checked first, as
+/// `rabbit_binding` does) or the destination does not exist: RabbitMQ binds on an internal channel and answers
+/// with that text.
+async fn require_ends(
+    state: &ApiState,
+    vhost: &str,
+    source: &str,
+    destination_kind: &str,
+    destination: &str,
+) -> Result<(), ApiError> {
+    let missing = |kind: &str, name: &str| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no {kind} '{name}' in vhost '{vhost}'"),
+        )
+    };
+    if state
+        .broker
+        .exchange_info(vhost, exchange_in_path(source))
+        .is_none()
+    {
+        return Err(missing("exchange", source));
+    }
+    let destination_exists = match destination_kind {
+        "queue" => state.broker.queue_info(vhost, destination).await.is_some(),
+        _ => state.broker.exchange_info(vhost, destination).is_some(),
+    };
+    match destination_exists {
+        true => Ok(()),
+        false => Err(missing(destination_kind, destination)),
+    }
 }
 
 async fn find(

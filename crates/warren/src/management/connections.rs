@@ -35,7 +35,8 @@ fn connection_json(state: &ApiState, c: &ConnectionSummary) -> Value {
         .created_at
         .duration_since(UNIX_EPOCH)
         .map_or(0, |t| t.as_millis() as u64);
-    json!({
+    let mut client_properties = json!({"product": d.client_product, "version": d.client_version});
+    let mut connection = json!({
         "name": c.name,
         "node": state.broker.config.server.cluster_name,
         "type": "network",
@@ -49,8 +50,14 @@ fn connection_json(state: &ApiState, c: &ConnectionSummary) -> Value {
         "port": d.local.map(|a| a.port()),
         "channels": c.channels,
         "connected_at": connected_at,
-        "client_properties": {"product": d.client_product, "version": d.client_version},
-    })
+    });
+    // RabbitMQ lists `user_provided_name` only for a connection whose client named it.
+    if let Some(name) = &d.client_connection_name {
+        client_properties["connection_name"] = json!(name);
+        connection["user_provided_name"] = json!(name);
+    }
+    connection["client_properties"] = client_properties;
+    connection
 }
 
 /// The live connections `caller` may see: all for monitoring users, else its own.

@@ -36,8 +36,9 @@ pub(crate) async fn export_all(
     Ok(Json(export(&state).await?))
 }
 
-/// `GET /api/definitions/{vhost}`: one vhost's queues, exchanges, bindings, policies and parameters, without
-/// their `vhost` fields, as RabbitMQ exports a vhost.
+/// `GET /api/definitions/{vhost}`: one vhost's queues, exchanges, bindings, policies and parameters. Queues,
+/// exchanges and bindings lose their `vhost` fields; policies and parameters keep them, as RabbitMQ 3.10 exports a
+/// vhost (checked against its answer).
 pub(crate) async fn export_vhost(
     State(state): State<ApiState>,
     Path(vhost): Path<String>,
@@ -60,7 +61,9 @@ pub(crate) async fn export_vhost(
             .map(|item| {
                 let mut item = item.clone();
                 if let Some(map) = item.as_object_mut() {
-                    map.remove("vhost");
+                    if !matches!(key, "parameters" | "policies") {
+                        map.remove("vhost");
+                    }
                 }
                 item
             })

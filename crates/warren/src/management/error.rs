@@ -20,6 +20,8 @@ pub(crate) struct ApiError {
     reason: Value,
     /// Ask for credentials (`WWW-Authenticate`), as a failed login does.
     challenge: bool,
+    /// Send the JSON body; RabbitMQ sends none when a request carried no credentials at all.
+    with_body: bool,
 }
 
 impl ApiError {
@@ -38,6 +40,14 @@ impl ApiError {
         ApiError {
             challenge: true,
             ..ApiError::new(StatusCode::UNAUTHORIZED, "not_authorized", reason)
+        }
+    }
+
+    /// 401 with the challenge and an empty body, as RabbitMQ answers a request without an `Authorization` header.
+    pub(crate) fn credentials_required() -> ApiError {
+        ApiError {
+            with_body: false,
+            ..ApiError::login_failed("Login failed")
         }
     }
 
@@ -66,14 +76,20 @@ impl ApiError {
             error,
             reason: reason.into(),
             challenge: false,
+            with_body: true,
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": self.error, "reason": self.reason});
-        let mut response = (self.status, Json(body)).into_response();
+        let mut response = match self.with_body {
+            true => {
+                let body = json!({"error": self.error, "reason": self.reason});
+                (self.status, Json(body)).into_response()
+            }
+            false => self.status.into_response(),
+        };
         if self.challenge {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -138,10 +138,15 @@ fn pagination(query: &ListQuery) -> Result<Option<(u64, u64)>, ApiError> {
         Some(size) => size.parse().map_err(|_| invalid())?,
     };
     if page <= 0 || size <= 0 || size as u64 > MAX_PAGE_SIZE {
+        // RabbitMQ names the page size as given: `undefined` when the query had none.
+        let given = match &query.page_size {
+            Some(_) => size.to_string(),
+            None => "undefined".to_owned(),
+        };
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_pagination_parameters",
-            format!("Invalid pagination parameters: page number {page}, page size {size}"),
+            format!("Invalid pagination parameters: page number {page}, page size {given}"),
         ));
     }
     Ok(Some((page as u64, size as u64)))

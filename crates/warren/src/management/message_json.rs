@@ -81,7 +81,7 @@ pub(crate) fn message_from_publish(
 ) -> Result<Message, ApiError> {
     super::require_keys(
         body,
-        &["properties", "routing_key", "payload", "payload_encoding"],
+        &["routing_key", "properties", "payload", "payload_encoding"],
     )?;
     let text = |key: &str| body.get(key).and_then(Value::as_str).unwrap_or("");
     let payload = match text("payload_encoding") {

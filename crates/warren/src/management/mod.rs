@@ -164,7 +164,8 @@ pub(crate) fn json_body(body: &Bytes) -> Result<Map<String, Value>, ApiError> {
     }
 }
 
-/// 400 `[{key_missing,K},...]` naming the `keys` missing from a request body, as RabbitMQ lists them.
+/// 400 `[{key_missing,K},...]` naming the `keys` missing from a request body, in the order given (RabbitMQ's
+/// `with_decode` order for the endpoint) and laid out as Erlang's `~p` prints the list.
 pub(crate) fn require_keys(body: &Map<String, Value>, keys: &[&str]) -> Result<(), ApiError> {
     let missing: Vec<String> = keys
         .iter()
@@ -173,7 +174,18 @@ pub(crate) fn require_keys(body: &Map<String, Value>, keys: &[&str]) -> Result<(
         .collect();
     match missing.is_empty() {
         true => Ok(()),
-        false => Err(ApiError::bad_request(format!("[{}]", missing.join(",")))),
+        false => Err(ApiError::bad_request(erlang_pretty_list(&missing))),
+    }
+}
+
+/// A list of already printed Erlang terms as `io_lib:format("~p", ...)` lays it out: on one line when that is at
+/// most 78 characters, else one element a line, the continuation lines indented by one space (checked against
+/// erl's own output for lists of 2 and 3 tuples either side of the limit).
+fn erlang_pretty_list(items: &[String]) -> String {
+    let flat = format!("[{}]", items.join(","));
+    match flat.len() <= 78 {
+        true => flat,
+        false => format!("[{}]", items.join(",\n ")),
     }
 }
 

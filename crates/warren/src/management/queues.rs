@@ -255,7 +255,7 @@ async fn get_messages(
     caller.require_vhost(&state.broker, &vhost)?;
     caller.require_access(&state.broker, &vhost, "queue", &name, Access::Read)?;
     let body = json_body(&body)?;
-    super::require_keys(&body, &["ackmode", "encoding"])?;
+    super::require_keys(&body, &["ackmode", "count", "encoding"])?;
     let text = |key: &str| body.get(key).and_then(Value::as_str).unwrap_or("");
     let mode = match text("ackmode") {
         "ack_requeue_true" | "reject_requeue_true" => GetAckMode::Requeue,
@@ -316,7 +316,7 @@ pub(crate) async fn aliveness(broker: &Broker, vhost: &str, user: &str) -> Resul
     const QUEUE: &str = "aliveness-test";
     let declaration = Declaration {
         name: QUEUE.to_owned(),
-        durable: true,
+        durable: false,
         auto_delete: false,
         internal: false,
         kind: String::new(),

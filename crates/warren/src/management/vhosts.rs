@@ -13,7 +13,7 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::listing::{self, ListQuery};
 use super::{blocking, json_body, ApiState};
-use crate::broker::{PolicyInfo, PolicyInput, PolicyKind};
+use crate::broker::{AdminError, PermissionDefinition, PolicyInfo, PolicyInput, PolicyKind};
 
 /// The routes of this file.
 pub(crate) fn routes() -> Router<ApiState> {
@@ -102,6 +102,15 @@ async fn put_vhost(
     blocking(move || {
         if !existed {
             broker.add_vhost(&vhost)?;
+            // RabbitMQ grants the user who creates a vhost through the API full permissions in it
+            // (`rabbit_mgmt_wm_vhost:maybe_grant_full_permissions`), so its next declare there works.
+            broker.set_permissions(PermissionDefinition {
+                user: caller.name.clone(),
+                vhost: vhost.clone(),
+                configure: ".*".to_owned(),
+                write: ".*".to_owned(),
+                read: ".*".to_owned(),
+            })?;
         }
         if let Some(on) = tracing {
             broker.set_tracing(&vhost, on)?;
@@ -186,7 +195,16 @@ async fn put_vhost_limit(
     blocking(move || {
         let mut limits = broker.vhost_limits(&vhost).unwrap_or_default();
         limits.insert(name, value);
-        Ok(broker.set_vhost_limits(&vhost, limits)?)
+        // A vhost's limits are a runtime parameter in RabbitMQ, refused with its parameter validation's framing;
+        // a user's limits are not (their texts come bare).
+        broker
+            .set_vhost_limits(&vhost, limits)
+            .map_err(|error| match error {
+                AdminError::Invalid(text) => {
+                    ApiError::bad_request(format!("Validation failed\n\n{text}\n"))
+                }
+                other => ApiError::from(other),
+            })
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)

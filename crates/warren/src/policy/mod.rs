@@ -5,7 +5,7 @@
 //! and re-resolves its queues and exchanges when it changes.
 
 mod definition;
-mod term;
+pub(crate) mod term;
 
 use std::sync::Arc;
 

@@ -62,6 +62,8 @@ pub(crate) struct Negotiated {
     pub(crate) client_product: Option<String>,
     /// The client's `version` property, for listings.
     pub(crate) client_version: Option<String>,
+    /// The client's `connection_name` property, for listings (RabbitMQ's `user_provided_name`).
+    pub(crate) client_connection_name: Option<String>,
     /// The client's properties, kept for the connection's events only when the event exchange is on.
     pub(crate) client_properties: FieldTable,
     /// The SASL mechanism it logged in with.
@@ -148,6 +150,7 @@ struct Login {
     connection_blocked: bool,
     client_product: Option<String>,
     client_version: Option<String>,
+    client_connection_name: Option<String>,
     client_properties: FieldTable,
     auth_mechanism: &'static str,
 }
@@ -338,6 +341,7 @@ impl<'a> Handshake<'a> {
                     connection_blocked: has("connection.blocked"),
                     client_product: client_text(props, "product"),
                     client_version: client_text(props, "version"),
+                    client_connection_name: client_text(props, "connection_name"),
                     auth_mechanism: Mechanism::from_name(mechanism).map_or("", |m| m.name()),
                     // Kept for connection.created and connection.closed only: an idle connection stays small.
                     client_properties: match self.broker.events.is_on() {
@@ -372,6 +376,7 @@ impl<'a> Handshake<'a> {
                     connection_blocked: login.connection_blocked,
                     client_product: login.client_product,
                     client_version: login.client_version,
+                    client_connection_name: login.client_connection_name,
                     client_properties: login.client_properties,
                     auth_mechanism: login.auth_mechanism,
                 }));
