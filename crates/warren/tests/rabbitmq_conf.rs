@@ -20,7 +20,7 @@ async fn a_rabbitmq_conf_sets_users_and_limits() {
          frame_max = 65536\n\
          channel_max = 64\n\
          heartbeat = 20\n\
-         collect_statistics_interval = 10000\n",
+         management.rates_mode = basic\n",
     )
     .expect("write conf");
     let conf_arg = conf.to_string_lossy().into_owned();
@@ -42,7 +42,9 @@ async fn a_rabbitmq_conf_sets_users_and_limits() {
     );
     let log = std::fs::read_to_string(dir.with_extension("log")).expect("log");
     assert!(
-        log.contains(":7: collect_statistics_interval: a RabbitMQ tuning key with no Warren equivalent; ignored"),
+        log.contains(
+            ":7: management.rates_mode: a RabbitMQ tuning key with no Warren equivalent; ignored"
+        ),
         "{log}"
     );
 }
