@@ -2,6 +2,7 @@
 //! raw-socket client for wire-level tests.
 #![allow(dead_code)]
 
+pub(crate) mod api;
 pub(crate) mod process;
 
 use std::time::Duration;
