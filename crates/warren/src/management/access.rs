@@ -245,25 +245,36 @@ async fn list_permissions(
     Ok(Json(listing::answer(items, &query, &["vhost", "user"])?))
 }
 
-async fn user_permissions(
-    State(state): State<ApiState>,
-    Path(user): Path<String>,
-    caller: Caller,
+/// `user`'s entries of `all` as JSON (administrators only; 404 for an unknown user).
+fn of_user<T>(
+    state: &ApiState,
+    caller: &Caller,
+    user: &str,
+    all: Vec<T>,
+    owner: impl Fn(&T) -> &str,
+    to_json: impl Fn(&T) -> Value,
 ) -> Result<Json<Value>, ApiError> {
     caller.require_admin()?;
     state
         .broker
         .access
-        .user(&user)
+        .user(user)
         .ok_or_else(ApiError::not_found)?;
-    let items = state
-        .broker
-        .permissions()
+    let items = all
         .iter()
-        .filter(|p| p.user == user)
-        .map(permission_json)
+        .filter(|p| owner(p) == user)
+        .map(to_json)
         .collect();
     Ok(Json(Value::Array(items)))
+}
+
+async fn user_permissions(
+    State(state): State<ApiState>,
+    Path(user): Path<String>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    let all = state.broker.permissions();
+    of_user(&state, &caller, &user, all, |p| &p.user, permission_json)
 }
 
 async fn user_topic_permissions(
@@ -271,20 +282,15 @@ async fn user_topic_permissions(
     Path(user): Path<String>,
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require_admin()?;
-    state
-        .broker
-        .access
-        .user(&user)
-        .ok_or_else(ApiError::not_found)?;
-    let items = state
-        .broker
-        .topic_permissions()
-        .iter()
-        .filter(|p| p.user == user)
-        .map(topic_permission_json)
-        .collect();
-    Ok(Json(Value::Array(items)))
+    let all = state.broker.topic_permissions();
+    of_user(
+        &state,
+        &caller,
+        &user,
+        all,
+        |p| &p.user,
+        topic_permission_json,
+    )
 }
 
 async fn get_permission(

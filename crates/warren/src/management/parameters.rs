@@ -11,12 +11,13 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use bytes::Bytes;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::auth::Caller;
 use super::error::ApiError;
+use super::vhosts::policy_input;
 use super::{blocking, json_body, require_keys, ApiState};
-use crate::broker::{PolicyInput, PolicyKind};
+use crate::broker::PolicyKind;
 
 /// The routes of this file.
 pub(crate) fn routes() -> Router<ApiState> {
@@ -120,9 +121,9 @@ fn parameters(
     }
 }
 
-/// Parameters are for policymakers and administrators, as in RabbitMQ.
+/// Parameters are for policymakers (administrators included), as in RabbitMQ.
 fn require_policymaker(caller: &Caller) -> Result<(), ApiError> {
-    match caller.is_policymaker() || caller.is_admin() {
+    match caller.is_policymaker() {
         true => Ok(()),
         false => Err(ApiError::not_authorised("Not policymaker user")),
     }
@@ -233,18 +234,7 @@ async fn put_parameter(
             let Value::Object(fields) = value else {
                 return Err(validation_failed("the value of a policy must be an object"));
             };
-            require_keys(&fields, &["pattern", "definition"])?;
-            let known: Map<String, Value> = fields
-                .into_iter()
-                .filter(|(key, _)| {
-                    matches!(
-                        key.as_str(),
-                        "pattern" | "definition" | "priority" | "apply-to"
-                    )
-                })
-                .collect();
-            let input: PolicyInput = serde_json::from_value(Value::Object(known))
-                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let input = policy_input(fields)?;
             blocking(move || Ok(broker.set_policy(kind, &vhost, &name, &input)?)).await?;
         }
         None => {

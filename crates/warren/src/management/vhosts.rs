@@ -277,6 +277,25 @@ async fn get_kind(
         .map_err(|e| ApiError::internal(e.to_string()))
 }
 
+/// A policy's `pattern`, `definition`, `priority` and `apply-to` from a request's JSON object (a policy's own body,
+/// or a `policy` parameter's value): 400 `key_missing` without a pattern or definition; other fields are ignored,
+/// as RabbitMQ ignores them (clients send `name` and `vhost` too).
+pub(super) fn policy_input(
+    fields: serde_json::Map<String, Value>,
+) -> Result<PolicyInput, ApiError> {
+    super::require_keys(&fields, &["pattern", "definition"])?;
+    let known: serde_json::Map<String, Value> = fields
+        .into_iter()
+        .filter(|(key, _)| {
+            matches!(
+                key.as_str(),
+                "pattern" | "definition" | "priority" | "apply-to"
+            )
+        })
+        .collect();
+    serde_json::from_value(Value::Object(known)).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
 /// `PUT` a policy: the body's `pattern`, `definition`, `priority` and `apply-to` (defaults: 0 and `all`, the
 /// previous values not kept, as in RabbitMQ); 201 when new, 204 when replaced.
 async fn put_kind(
@@ -294,20 +313,7 @@ async fn put_kind(
     if !state.broker.has_vhost(&vhost) {
         return Err(ApiError::not_found());
     }
-    let body = json_body(&body)?;
-    super::require_keys(&body, &["pattern", "definition"])?;
-    // RabbitMQ ignores other fields (clients send `name` and `vhost` too).
-    let known: serde_json::Map<String, Value> = body
-        .into_iter()
-        .filter(|(key, _)| {
-            matches!(
-                key.as_str(),
-                "pattern" | "definition" | "priority" | "apply-to"
-            )
-        })
-        .collect();
-    let input: PolicyInput = serde_json::from_value(Value::Object(known))
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let input = policy_input(json_body(&body)?)?;
     let broker = state.broker.clone();
     let existed = broker.policy(kind, &vhost, &name).is_some();
     blocking(move || Ok(broker.set_policy(kind, &vhost, &name, &input)?)).await?;

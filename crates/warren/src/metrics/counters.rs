@@ -151,6 +151,21 @@ impl LocalCounts {
         self.dirty |= 1 << slot;
     }
 
+    /// Whether anything was counted since the last flush.
+    pub(crate) fn is_dirty(&self) -> bool {
+        self.dirty != 0
+    }
+
+    /// What was counted of a queue counter of queues of `kind` since the last flush.
+    pub(crate) fn queue_count(&self, kind: QueueKind, counter: QueueCounter) -> u64 {
+        self.counts[queue_slot(kind, counter)]
+    }
+
+    /// Forgets what was counted (an owner with no node to flush into).
+    pub(crate) fn clear(&mut self) {
+        *self = LocalCounts::default();
+    }
+
     /// Moves what was counted into `node`, in the shard of owner `key`, and starts again from zero.
     pub(crate) fn flush(&mut self, node: &NodeCounters, key: u64) {
         let mut dirty = std::mem::take(&mut self.dirty);

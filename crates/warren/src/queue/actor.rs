@@ -207,23 +207,34 @@ impl QueueActorCounts {
     /// A delivery to a consumer (`get` false) or by basic.get.
     fn delivered(&mut self, get: bool, no_ack: bool, redelivered: bool) {
         self.add(QueueCounter::Delivered, 1);
-        let (counter, stat) = match (get, no_ack) {
-            (false, false) => (QueueCounter::DeliveredConsumeManualAck, QueueStat::Deliver),
-            (false, true) => (
-                QueueCounter::DeliveredConsumeAutoAck,
-                QueueStat::DeliverNoAck,
-            ),
-            (true, false) => (QueueCounter::DeliveredGetManualAck, QueueStat::Get),
-            (true, true) => (QueueCounter::DeliveredGetAutoAck, QueueStat::GetNoAck),
-        };
-        self.add(counter, 1);
-        self.stats.add(stat, 1);
+        self.add(
+            match (get, no_ack) {
+                (false, false) => QueueCounter::DeliveredConsumeManualAck,
+                (false, true) => QueueCounter::DeliveredConsumeAutoAck,
+                (true, false) => QueueCounter::DeliveredGetManualAck,
+                (true, true) => QueueCounter::DeliveredGetAutoAck,
+            },
+            1,
+        );
         if redelivered {
             self.add(QueueCounter::Redelivered, 1);
-            self.stats.add(QueueStat::Redeliver, 1);
         }
     }
 }
+
+/// The node's queue counters that are also a queue's own `message_stats`.
+const STAT_COUNTERS: [(QueueStat, QueueCounter); 7] = [
+    (QueueStat::Deliver, QueueCounter::DeliveredConsumeManualAck),
+    (
+        QueueStat::DeliverNoAck,
+        QueueCounter::DeliveredConsumeAutoAck,
+    ),
+    (QueueStat::Get, QueueCounter::DeliveredGetManualAck),
+    (QueueStat::GetNoAck, QueueCounter::DeliveredGetAutoAck),
+    (QueueStat::GetEmpty, QueueCounter::GetEmpty),
+    (QueueStat::Ack, QueueCounter::Acknowledged),
+    (QueueStat::Redeliver, QueueCounter::Redelivered),
+];
 
 /// Whether the actor goes on after a command, or the queue is deleted and the actor ends.
 enum ActorNext {
@@ -409,9 +420,8 @@ impl QueueActor {
             QueueCommand::Settle { deliveries, action } => {
                 let settled = self.state.settle(&deliveries, action);
                 if action == SettleAction::Ack {
-                    let acked = settled.gone.len() as u64;
-                    self.counts.add(QueueCounter::Acknowledged, acked);
-                    self.counts.stats.add(QueueStat::Ack, acked);
+                    self.counts
+                        .add(QueueCounter::Acknowledged, settled.gone.len() as u64);
                 }
                 if action == SettleAction::Discard {
                     // basic.reject / basic.nack with requeue=false.
@@ -707,7 +717,6 @@ impl QueueActor {
         match self.take_next().await {
             None => {
                 self.counts.add(QueueCounter::GetEmpty, 1);
-                self.counts.stats.add(QueueStat::GetEmpty, 1);
                 sink.reply(QueueReply::GetEmpty)
             }
             Some(msg) => {
@@ -800,10 +809,21 @@ impl QueueActor {
     /// comparisons.
     fn publish_counts(&mut self, handle: &QueueHandle) {
         let counts = &mut self.counts;
-        if let Some(node) = &counts.node {
-            // The handle's address spreads queues over the shards (it is aligned, so the low bits are dropped).
-            let key = std::ptr::from_ref(handle) as u64 >> 7;
-            counts.local.flush(&node.counters, key);
+        // The queue's own `message_stats` are the round's node counts of this queue, read before they move on.
+        if counts.local.is_dirty() {
+            for (stat, counter) in STAT_COUNTERS {
+                counts
+                    .stats
+                    .add(stat, counts.local.queue_count(counts.kind, counter));
+            }
+        }
+        match &counts.node {
+            Some(node) => {
+                // The handle's address spreads queues over the shards (it is aligned, so the low bits are dropped).
+                let key = std::ptr::from_ref(handle) as u64 >> 7;
+                counts.local.flush(&node.counters, key);
+            }
+            None => counts.local.clear(),
         }
         let now = QueueCounts {
             ready: self.state.ready.len() as u64,
