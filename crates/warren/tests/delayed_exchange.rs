@@ -469,3 +469,72 @@ async fn persistent_delayed_messages_survive_a_clean_restart() {
     let broker = BrokerProcess::start(&dir, &[]);
     check_after_restart(&broker, restarted).await;
 }
+
+/// Messages overdue at a restart are routed as soon as the broker is back, to queues restored in the same start:
+/// with many durable queues to restore, a delay store that started routing before its bindings were back would
+/// find no route and drop them.
+#[tokio::test]
+async fn messages_overdue_at_a_restart_reach_queues_restored_in_the_same_start() {
+    let dir = fresh_data_dir("delayed-overdue-restore");
+    let broker = BrokerProcess::start(&dir, &[]);
+    {
+        let conn = lapin::Connection::connect(&broker.uri(), Default::default())
+            .await
+            .expect("connect");
+        let ch = confirming(&conn).await;
+        declare_delayed(&ch, "dx", "direct", true).await;
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        for i in 0..1000 {
+            within(
+                5,
+                ch.queue_declare(
+                    format!("q{i:04}").as_str().into(),
+                    durable,
+                    FieldTable::default(),
+                ),
+            )
+            .await
+            .expect("queue.declare");
+        }
+        within(
+            5,
+            ch.queue_declare("target".into(), durable, FieldTable::default()),
+        )
+        .await
+        .expect("queue.declare");
+        bind(&ch, "target", "dx", "k", FieldTable::default()).await;
+        for i in 0..20 {
+            let (acked, _) = publish(
+                &ch,
+                "dx",
+                "k",
+                &format!("m{i}"),
+                with_delay(ms(300), &[], true),
+                false,
+            )
+            .await;
+            assert!(acked, "m{i} confirmed");
+        }
+    }
+    broker.stop();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let broker = BrokerProcess::start(&dir, &[]);
+    let conn = lapin::Connection::connect(&broker.uri(), Default::default())
+        .await
+        .expect("connect");
+    let ch = conn.create_channel().await.expect("channel");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ready_count(&ch, "target").await < 20 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        ready_count(&ch, "target").await,
+        20,
+        "every overdue message routed"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(ready_count(&ch, "target").await, 20, "and none twice");
+}

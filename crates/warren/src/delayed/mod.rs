@@ -115,14 +115,13 @@ fn memory_cost(message: &Message) -> u64 {
 
 impl DelayedExchange {
     /// The delay store of exchange `name`, with the messages recovered for it from the store (`recovered`, none
-    /// for a new exchange), and its timer task started; call from within the tokio runtime.
-    pub(crate) fn start(
+    /// for a new exchange). It holds what routing hands it but routes nothing until [`Self::start_timer`].
+    pub(crate) fn open(
         name: Arc<str>,
         storage: Option<DelayStorage>,
         spill: Option<SpillStore>,
         budget: u64,
         recovered: Vec<IndexEntry>,
-        owner: Weak<dyn DelayedOwner>,
     ) -> Arc<DelayedExchange> {
         let mut schedule = DelaySchedule::default();
         let now = now_ms();
@@ -139,7 +138,7 @@ impl DelayedExchange {
             };
             schedule.insert(entry.msg_id, due, slot);
         }
-        let exchange = Arc::new(DelayedExchange {
+        Arc::new(DelayedExchange {
             name,
             state: Mutex::new(State {
                 schedule,
@@ -150,9 +149,13 @@ impl DelayedExchange {
             storage,
             spill,
             budget,
-        });
-        timer::spawn(exchange.clone(), owner);
-        exchange
+        })
+    }
+
+    /// Starts its timer task, which routes each message through `owner` when due (at once for those overdue);
+    /// call once, from within the tokio runtime.
+    pub(crate) fn start_timer(self: &Arc<Self>, owner: Weak<dyn DelayedOwner>) {
+        timer::spawn(self.clone(), owner);
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

@@ -20,6 +20,18 @@ impl Vhost {
         store_id: Option<u64>,
         recovered: Vec<IndexEntry>,
     ) {
+        self.open_delayed(x, store_id, recovered)
+            .start_timer(self.delayed_owner());
+    }
+
+    /// Opens the delay store of delayed exchange `x` without starting its timer: a restart opens every one first
+    /// and starts their timers once queues and bindings are back, since an overdue message is routed at once.
+    pub(super) fn open_delayed(
+        &self,
+        x: &Exchange,
+        store_id: Option<u64>,
+        recovered: Vec<IndexEntry>,
+    ) -> Arc<DelayedExchange> {
         let storage = match (&self.stores, store_id) {
             (Some(p), Some(queue_id)) => Some(DelayStorage {
                 store: p.store.clone(),
@@ -31,12 +43,16 @@ impl Vhost {
             Some(p) => (Some(p.spill.clone()), p.queue_memory_budget),
             None => (None, u64::MAX),
         };
-        let owner: std::sync::Weak<dyn DelayedOwner> = self.me.clone();
-        let delayed =
-            DelayedExchange::start(x.name.clone(), storage, spill, budget, recovered, owner);
-        if let Some(old) = self.delayed.insert(x.name.clone(), delayed) {
+        let delayed = DelayedExchange::open(x.name.clone(), storage, spill, budget, recovered);
+        if let Some(old) = self.delayed.insert(x.name.clone(), delayed.clone()) {
             old.close();
         }
+        delayed
+    }
+
+    /// What a delay store routes its due messages through: this vhost, held weakly.
+    pub(super) fn delayed_owner(&self) -> std::sync::Weak<dyn DelayedOwner> {
+        self.me.clone()
     }
 
     /// The exchange `name` is gone: its delayed messages are dropped.

@@ -242,6 +242,9 @@ impl Vhost {
         };
         let mine = |vhost: &str| *vhost == *self.name;
         self.restore_policies(&definitions.policies);
+        // Delay stores' timers start last: an overdue message is routed at once, and routed before the queues and
+        // bindings are back it would be dropped as unroutable.
+        let mut delay_stores = Vec::new();
         for def in definitions.exchanges.iter().filter(|d| mine(&d.vhost)) {
             let Some(kind) = ExchangeKind::parse(&def.kind) else {
                 tracing::error!(
@@ -285,7 +288,7 @@ impl Vhost {
                 let messages = store_id
                     .and_then(|id| recovered.remove(&id))
                     .unwrap_or_default();
-                self.start_delayed(&x, store_id, messages);
+                delay_stores.push(self.open_delayed(&x, store_id, messages));
             }
             if kind == ExchangeKind::Dedup {
                 let keys = store_id
@@ -360,6 +363,9 @@ impl Vhost {
                 x.bindings
                     .store(Arc::new(BindingTable::new(x.routing_kind, bindings)));
             }
+        }
+        for delayed in delay_stores {
+            delayed.start_timer(self.delayed_owner());
         }
     }
 }
