@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::SystemTime;
 
@@ -52,6 +52,59 @@ pub struct ConnectionDetails {
     pub client_connection_name: Option<String>,
 }
 
+/// A connection's socket traffic, as RabbitMQ's listings show it (`recv_oct`, `recv_cnt`, `send_oct`,
+/// `send_cnt`). Each half has one writer (the reader task counts reads, the writer task writes), so a count is a
+/// load and a store, no atomic read-modify-write, once per socket read or write, never per frame.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    recv_oct: AtomicU64,
+    recv_cnt: AtomicU64,
+    send_oct: AtomicU64,
+    send_cnt: AtomicU64,
+}
+
+/// [`Traffic`] read at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrafficCounts {
+    /// Bytes read from the socket.
+    pub recv_oct: u64,
+    /// Socket reads that returned bytes.
+    pub recv_cnt: u64,
+    /// Bytes written to the socket.
+    pub send_oct: u64,
+    /// Socket writes.
+    pub send_cnt: u64,
+}
+
+/// Adds `n` to a counter only one task writes.
+fn bump(counter: &AtomicU64, n: u64) {
+    counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+}
+
+impl Traffic {
+    /// One read of `bytes` bytes; called by the connection's reader only.
+    pub fn received(&self, bytes: u64) {
+        bump(&self.recv_oct, bytes);
+        bump(&self.recv_cnt, 1);
+    }
+
+    /// One write of `bytes` bytes; called by the connection's writer only.
+    pub fn sent(&self, bytes: u64) {
+        bump(&self.send_oct, bytes);
+        bump(&self.send_cnt, 1);
+    }
+
+    /// The counts now.
+    pub fn read(&self) -> TrafficCounts {
+        TrafficCounts {
+            recv_oct: self.recv_oct.load(Ordering::Relaxed),
+            recv_cnt: self.recv_cnt.load(Ordering::Relaxed),
+            send_oct: self.send_oct.load(Ordering::Relaxed),
+            send_cnt: self.send_cnt.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// One live connection as listed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConnectionSummary {
@@ -63,6 +116,8 @@ pub struct ConnectionSummary {
     pub created_at: SystemTime,
     /// Channels open on it now.
     pub channels: u32,
+    /// Its socket traffic so far.
+    pub traffic: TrafficCounts,
 }
 
 /// One open channel as listed (the management API's `/api/channels`), read from the channel's own state when
@@ -85,6 +140,58 @@ pub struct ChannelSummary {
     pub messages_unacknowledged: usize,
     /// Publishes awaiting their confirm.
     pub messages_unconfirmed: usize,
+    /// Its cumulative message counts.
+    pub stats: ChannelMessageStats,
+}
+
+/// A channel's cumulative message counts, RabbitMQ's channel `message_stats`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChannelMessageStats {
+    /// Messages published on it.
+    pub publish: u64,
+    /// Publishes confirmed with basic.ack.
+    pub confirm: u64,
+    /// Mandatory publishes routed nowhere, returned.
+    pub return_unroutable: u64,
+    /// Publishes routed nowhere, dropped.
+    pub drop_unroutable: u64,
+    /// Deliveries to its consumers that acknowledge.
+    pub deliver: u64,
+    /// Deliveries to its `no_ack` consumers.
+    pub deliver_no_ack: u64,
+    /// basic.get answers to be acknowledged.
+    pub get: u64,
+    /// basic.get answers with `no_ack`.
+    pub get_no_ack: u64,
+    /// basic.get answered get-empty.
+    pub get_empty: u64,
+    /// Deliveries acknowledged with basic.ack.
+    pub ack: u64,
+    /// Deliveries with the redelivered flag.
+    pub redeliver: u64,
+}
+
+impl ChannelMessageStats {
+    /// Every count with its `message_stats` field name; `deliver_get` is the sum of the four kinds of delivery.
+    pub fn fields(&self) -> [(&'static str, u64); 12] {
+        [
+            ("publish", self.publish),
+            ("confirm", self.confirm),
+            ("return_unroutable", self.return_unroutable),
+            ("drop_unroutable", self.drop_unroutable),
+            ("deliver", self.deliver),
+            ("deliver_no_ack", self.deliver_no_ack),
+            ("get", self.get),
+            ("get_no_ack", self.get_no_ack),
+            ("get_empty", self.get_empty),
+            (
+                "deliver_get",
+                self.deliver + self.deliver_no_ack + self.get + self.get_no_ack,
+            ),
+            ("ack", self.ack),
+            ("redeliver", self.redeliver),
+        ]
+    }
 }
 
 /// What a live channel answers when it is listed. The channel layer implements it on state it already shares
@@ -176,6 +283,7 @@ struct Entry {
     details: ConnectionDetails,
     created_at: SystemTime,
     channels: ChannelCount,
+    traffic: Arc<Traffic>,
     close: watch::Sender<Option<CloseRequest>>,
 }
 
@@ -191,6 +299,7 @@ impl Entry {
             name,
             created_at: self.created_at,
             channels: self.channels.get(),
+            traffic: self.traffic.read(),
         }
     }
 }
@@ -212,6 +321,7 @@ impl ConnectionRegistry {
             details,
             created_at: SystemTime::now(),
             channels: ChannelCount::default(),
+            traffic: Arc::default(),
             close,
         });
         self.lock().insert(id, entry.clone());
@@ -306,6 +416,11 @@ impl Registration {
     /// The counter the connection's channel table keeps current.
     pub fn channel_count(&self) -> ChannelCount {
         self.entry.channels.clone()
+    }
+
+    /// The connection's traffic counters, for its reader and writer.
+    pub fn traffic(&self) -> Arc<Traffic> {
+        self.entry.traffic.clone()
     }
 
     /// The close requests for this connection, for its reader; there is one, so a second call gets None.

@@ -283,3 +283,202 @@ async fn channels_are_listed_with_their_modes_prefetch_consumers_and_unacked_del
     let overview = get(&server, "/overview").await;
     assert_eq!(overview["object_totals"]["channels"], 1, "{overview}");
 }
+
+/// Polls `path` until `done` holds of its body (counts reach the API once the reader or actor that made them has
+/// flushed), for at most 5 s; the last body either way.
+async fn settled(server: &RunningServer, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let mut body = Value::Null;
+    for _ in 0..50 {
+        body = get(server, path).await;
+        if done(&body) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    body
+}
+
+#[tokio::test]
+async fn channels_exchanges_vhosts_and_connections_count_their_own_traffic() {
+    let server = start().await;
+    let (status, _) = common::api::call(&server, reqwest::Method::PUT, "/vhosts/other", None).await;
+    assert!(status.is_success(), "{status}");
+    let (status, _) = common::api::call(
+        &server,
+        reqwest::Method::PUT,
+        "/permissions/other/guest",
+        Some(serde_json::json!({"configure": ".*", "write": ".*", "read": ".*"})),
+    )
+    .await;
+    assert!(status.is_success(), "{status}");
+
+    let conn = common::connect(&server).await;
+    let publisher = conn.create_channel().await.expect("channel");
+    for queue in ["fan-a", "fan-b"] {
+        publisher
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("declare");
+        publisher
+            .queue_bind(
+                queue.into(),
+                "amq.fanout".into(),
+                "".into(),
+                lapin::options::QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("bind");
+    }
+    publisher
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm mode");
+    for _ in 0..30 {
+        common::publish_confirmed(
+            &publisher,
+            "amq.fanout",
+            "",
+            "m",
+            BasicProperties::default(),
+        )
+        .await;
+    }
+    // Mandatory and routed nowhere: returned (and still confirmed).
+    for _ in 0..5 {
+        publisher
+            .basic_publish(
+                "amq.direct".into(),
+                "nobody".into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                b"r",
+                BasicProperties::default(),
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("confirm");
+    }
+
+    let consumer = conn.create_channel().await.expect("channel");
+    for queue in ["fan-a", "fan-b"] {
+        let mut deliveries = consumer
+            .basic_consume(
+                queue.into(),
+                format!("c-{queue}").as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("consume");
+        for _ in 0..30 {
+            let delivery = common::within(10, deliveries.next())
+                .await
+                .expect("a delivery")
+                .expect("delivered");
+            delivery.ack(BasicAckOptions::default()).await.expect("ack");
+        }
+    }
+    let empty = consumer
+        .basic_get("fan-a".into(), lapin::options::BasicGetOptions::default())
+        .await
+        .expect("get");
+    assert!(empty.is_none());
+
+    let other = common::connect_as(&server, "guest", "guest", "other")
+        .await
+        .expect("connect to other");
+    let other_ch = other.create_channel().await.expect("channel");
+    other_ch
+        .queue_declare(
+            "kept".into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("declare");
+    other_ch
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm mode");
+    for _ in 0..7 {
+        common::publish_confirmed(&other_ch, "", "kept", "o", BasicProperties::default()).await;
+    }
+
+    let fanout = settled(&server, "/exchanges/%2F/amq.fanout", |x| {
+        x["message_stats"]["publish_in"] == 30
+    })
+    .await;
+    assert_eq!(fanout["message_stats"]["publish_in"], 30, "{fanout}");
+    assert_eq!(fanout["message_stats"]["publish_out"], 60, "{fanout}");
+    assert!(
+        fanout["message_stats"]["publish_in_details"]["rate"].is_number(),
+        "{fanout}"
+    );
+    let direct = get(&server, "/exchanges/%2F/amq.direct").await;
+    assert_eq!(direct["message_stats"]["publish_in"], 5, "{direct}");
+    assert_eq!(direct["message_stats"]["publish_out"], 0, "{direct}");
+    let default = get(&server, "/exchanges/other/amq.default").await;
+    assert_eq!(default["message_stats"]["publish_in"], 7, "{default}");
+    let untouched = get(&server, "/exchanges/%2F/amq.topic").await;
+    assert!(untouched.get("message_stats").is_none(), "{untouched}");
+
+    let channels = settled(&server, "/vhosts/%2F/channels", |list| {
+        list.as_array().is_some_and(|l| {
+            l.iter().any(|c| c["message_stats"]["ack"] == 60)
+                && l.iter().any(|c| c["message_stats"]["confirm"] == 35)
+        })
+    })
+    .await;
+    let list = channels.as_array().expect("a list");
+    let stats_of = |number: u64| {
+        list.iter()
+            .find(|c| c["number"] == number)
+            .map(|c| c["message_stats"].clone())
+            .unwrap_or(Value::Null)
+    };
+    let published = stats_of(1);
+    assert_eq!(published["publish"], 35, "{channels}");
+    assert_eq!(published["confirm"], 35, "{channels}");
+    assert_eq!(published["return_unroutable"], 5, "{channels}");
+    assert!(published.get("deliver").is_none(), "{channels}");
+    let consumed = stats_of(2);
+    assert_eq!(consumed["deliver"], 60, "{channels}");
+    assert_eq!(consumed["deliver_get"], 60, "{channels}");
+    assert_eq!(consumed["ack"], 60, "{channels}");
+    assert_eq!(consumed["get_empty"], 1, "{channels}");
+    assert!(consumed.get("publish").is_none(), "{channels}");
+
+    let root = settled(&server, "/vhosts/%2F", |v| v["message_stats"]["ack"] == 60).await;
+    let stats = &root["message_stats"];
+    assert_eq!(stats["publish"], 35, "{root}");
+    assert_eq!(stats["confirm"], 35, "{root}");
+    assert_eq!(stats["return_unroutable"], 5, "{root}");
+    assert_eq!(stats["deliver"], 60, "{root}");
+    assert_eq!(stats["ack"], 60, "{root}");
+    assert_eq!(stats["get_empty"], 1, "{root}");
+    assert_eq!(root["messages"], 0, "{root}");
+    let second = settled(&server, "/vhosts/other", |v| {
+        v["message_stats"]["confirm"] == 7
+    })
+    .await;
+    assert_eq!(second["message_stats"]["publish"], 7, "{second}");
+    assert_eq!(second["message_stats"]["ack"], 0, "{second}");
+    assert_eq!(second["messages"], 7, "{second}");
+    assert_eq!(second["messages_ready"], 7, "{second}");
+
+    let connections = get(&server, "/connections").await;
+    for c in connections.as_array().expect("a list") {
+        assert!(c["recv_oct"].as_u64().is_some_and(|n| n > 0), "{c}");
+        assert!(c["send_oct"].as_u64().is_some_and(|n| n > 0), "{c}");
+        assert!(c["recv_cnt"].as_u64().is_some_and(|n| n > 0), "{c}");
+        assert!(c["recv_oct_details"]["rate"].is_number(), "{c}");
+    }
+}

@@ -11,6 +11,7 @@ use super::Broker;
 use crate::definitions::table_to_json;
 use crate::exchange::dedup::CachePersistence;
 use crate::exchange::{Binding, Destination, Exchange};
+use crate::metrics::counters::CounterTotals;
 use crate::queue::arguments::QueueType;
 use crate::queue::gauges::{MessageStats, QueueCounts};
 use crate::queue::{QueueHandle, QueueInspection};
@@ -70,6 +71,17 @@ pub(crate) struct QueueSample {
     pub(crate) stats: MessageStats,
 }
 
+/// One exchange's `message_stats` counts, read without a lock: what the rate sampler takes every interval.
+#[derive(Clone, Debug)]
+pub(crate) struct ExchangeSample {
+    /// Its vhost.
+    pub(crate) vhost: Arc<str>,
+    /// Its name ("" for the default exchange).
+    pub(crate) name: Arc<str>,
+    /// (publish_in, publish_out).
+    pub(crate) stats: (u64, u64),
+}
+
 /// One exchange as the management API shows it.
 #[derive(Clone, Debug)]
 pub(crate) struct ExchangeInfo {
@@ -89,6 +101,8 @@ pub(crate) struct ExchangeInfo {
     pub(crate) arguments: Map<String, Value>,
     /// The policy applied to it.
     pub(crate) policy: Option<String>,
+    /// Its `message_stats` counts: (publish_in, publish_out).
+    pub(crate) stats: (u64, u64),
 }
 
 /// One binding as the management API shows it.
@@ -139,7 +153,7 @@ impl Broker {
     pub(crate) fn exchange_infos(&self, vhost: Option<&str>) -> Vec<ExchangeInfo> {
         let mut infos = Vec::new();
         for host in self.vhosts_named(vhost) {
-            infos.push(default_exchange(&host.name));
+            infos.push(default_exchange(&host));
             for x in host.exchange_handles() {
                 infos.push(exchange_info(&host, &x));
             }
@@ -152,7 +166,7 @@ impl Broker {
     pub(crate) fn exchange_info(&self, vhost: &str, name: &str) -> Option<ExchangeInfo> {
         let host = self.vhost(vhost)?;
         if name.is_empty() {
-            return Some(default_exchange(&host.name));
+            return Some(default_exchange(&host));
         }
         let x = host.exchange(name)?;
         Some(exchange_info(&host, &x))
@@ -205,6 +219,39 @@ impl Broker {
             }
         }
         samples
+    }
+
+    /// Every exchange's counts, the default exchanges' included.
+    pub(crate) fn exchange_samples(&self) -> Vec<ExchangeSample> {
+        let mut samples = Vec::new();
+        for host in self.vhosts_named(None) {
+            samples.push(ExchangeSample {
+                vhost: host.name.clone(),
+                name: Arc::from(""),
+                stats: host.default_exchange_stats.read(),
+            });
+            for x in host.exchange_handles() {
+                samples.push(ExchangeSample {
+                    vhost: host.name.clone(),
+                    name: x.name.clone(),
+                    stats: x.stats.read(),
+                });
+            }
+        }
+        samples
+    }
+
+    /// Every vhost's message counters now (its `message_stats`).
+    pub(crate) fn vhost_totals(&self) -> Vec<(Arc<str>, CounterTotals)> {
+        self.vhosts_named(None)
+            .iter()
+            .map(|host| (host.name.clone(), host.counters.totals()))
+            .collect()
+    }
+
+    /// The message counters of `vhost` now.
+    pub(crate) fn vhost_counter_totals(&self, vhost: &str) -> Option<CounterTotals> {
+        self.vhost(vhost).map(|host| host.counters.totals())
     }
 
     /// The cache of deduplicating exchange `name` of `vhost`; None if there is no such exchange or it does not
@@ -272,13 +319,14 @@ fn exchange_info(host: &Vhost, x: &Exchange) -> ExchangeInfo {
         internal: x.internal,
         arguments: table_to_json(&x.arguments),
         policy: host.exchange_policy(&x.name),
+        stats: x.stats.read(),
     }
 }
 
 /// The default exchange, which Warren routes without an `Exchange` value, as RabbitMQ lists it.
-fn default_exchange(vhost: &str) -> ExchangeInfo {
+fn default_exchange(vhost: &Vhost) -> ExchangeInfo {
     ExchangeInfo {
-        vhost: vhost.to_owned(),
+        vhost: vhost.name.to_string(),
         name: String::new(),
         kind: "direct",
         durable: true,
@@ -286,6 +334,7 @@ fn default_exchange(vhost: &str) -> ExchangeInfo {
         internal: false,
         arguments: Map::new(),
         policy: None,
+        stats: vhost.default_exchange_stats.read(),
     }
 }
 

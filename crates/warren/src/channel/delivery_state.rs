@@ -4,6 +4,7 @@
 //! channel (acks, cancels) and queue actors (deliveries, server-side cancels) change them.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,7 @@ use crate::message::{Message, QueuedMessage};
 use crate::queue::settings::ConsumerTimeoutAction;
 use crate::queue::sink::{DeliverOutcome, DeliverySink, QueueReply};
 use crate::queue::QueueHandle;
-use crate::registry::{ChannelProbe, ChannelSummary};
+use crate::registry::{ChannelMessageStats, ChannelProbe, ChannelSummary};
 use crate::reply_to::ReplySink;
 use crate::session::confirm::ConfirmTracker;
 use crate::session::ConnectionShared;
@@ -75,6 +76,39 @@ struct DeliveryTables {
     marks: VecDeque<(Instant, u64)>,
     /// The channel's modes as listings show them, set by the methods that change them.
     modes: ChannelModes,
+    /// Its deliveries, gets and acks so far (the delivery half of its `message_stats`), counted under this lock,
+    /// which every delivery and ack takes anyway.
+    counts: ChannelMessageStats,
+}
+
+/// The publish half of a channel's `message_stats`: written by the channel alone (its connection's reader), so a
+/// count is a load and a store, no atomic read-modify-write; read by listings.
+#[derive(Default)]
+pub(crate) struct PublishCounts {
+    publish: AtomicU64,
+    return_unroutable: AtomicU64,
+    drop_unroutable: AtomicU64,
+}
+
+/// Adds one to a counter only the channel writes.
+fn bump(counter: &AtomicU64) {
+    counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+}
+
+impl PublishCounts {
+    /// A message was published on the channel.
+    pub(crate) fn published(&self) {
+        bump(&self.publish);
+    }
+
+    /// A publish routed nowhere: returned when `mandatory`, dropped otherwise.
+    pub(crate) fn unroutable(&self, mandatory: bool) {
+        bump(if mandatory {
+            &self.return_unroutable
+        } else {
+            &self.drop_unroutable
+        });
+    }
 }
 
 /// What a channel listing shows of the channel's own state (which otherwise lives in the channel, out of a
@@ -97,6 +131,8 @@ pub(crate) struct DeliveryState {
     /// Tags, unacked deliveries, prefetch, consumers: one lock, so a tag's assignment and its frame's place
     /// in the outbound queue agree.
     state: Mutex<DeliveryTables>,
+    /// What the channel published.
+    pub(crate) publish_counts: PublishCounts,
 }
 
 impl ChannelProbe for DeliveryState {
@@ -112,12 +148,18 @@ impl ChannelProbe for DeliveryState {
                 consumer_count: state.consumers.len(),
                 messages_unacknowledged: state.unacked.len(),
                 messages_unconfirmed: 0,
+                stats: state.counts,
             };
             (summary, state.modes.confirms.clone())
         };
+        let published = &self.publish_counts;
+        summary.stats.publish = published.publish.load(Ordering::Relaxed);
+        summary.stats.return_unroutable = published.return_unroutable.load(Ordering::Relaxed);
+        summary.stats.drop_unroutable = published.drop_unroutable.load(Ordering::Relaxed);
         // The tracker's own lock, not taken under this one.
         if let Some(confirms) = confirms {
             summary.messages_unconfirmed = confirms.unconfirmed();
+            summary.stats.confirm = confirms.acked();
         }
         summary
     }
@@ -133,6 +175,7 @@ impl DeliveryState {
                 next_tag: 1,
                 ..DeliveryTables::default()
             }),
+            publish_counts: PublishCounts::default(),
         })
     }
 
@@ -237,6 +280,13 @@ impl DeliveryState {
         }
         let tag = state.next_tag;
         state.next_tag += 1;
+        let counts = &mut state.counts;
+        if no_ack {
+            counts.deliver_no_ack += 1;
+        } else {
+            counts.deliver += 1;
+        }
+        counts.redeliver += u64::from(msg.redelivered);
         if !no_ack {
             state.unacked.insert(
                 tag,
@@ -290,6 +340,13 @@ impl DeliveryState {
         }
         let tag = state.next_tag;
         state.next_tag += 1;
+        let counts = &mut state.counts;
+        if no_ack {
+            counts.get_no_ack += 1;
+        } else {
+            counts.get += 1;
+        }
+        counts.redeliver += u64::from(msg.redelivered);
         if !no_ack {
             state.unacked.insert(
                 tag,
@@ -322,13 +379,21 @@ impl DeliveryState {
         true
     }
 
-    /// Removes the deliveries an ack, nack or reject names. `multiple` covers every tag up to `tag`; tag 0 with
-    /// multiple covers all. An unknown tag is 406 PRECONDITION_FAILED and removes nothing.
-    pub(crate) fn take_unacked(&self, tag: u64, multiple: bool) -> Result<Vec<Unacked>, AmqpError> {
+    /// Removes the deliveries an ack (`acked`), nack or reject names. `multiple` covers every tag up to `tag`;
+    /// tag 0 with multiple covers all. An unknown tag is 406 PRECONDITION_FAILED and removes nothing.
+    pub(crate) fn take_unacked(
+        &self,
+        tag: u64,
+        multiple: bool,
+        acked: bool,
+    ) -> Result<Vec<Unacked>, AmqpError> {
         let mut state = self.lock();
         let taken: Vec<Unacked> = remove_tags(&mut state.unacked, tag, multiple)?
             .into_values()
             .collect();
+        if acked {
+            state.counts.ack += taken.len() as u64;
+        }
         self.release_credit(&mut state, &taken);
         Ok(taken)
     }
@@ -349,9 +414,12 @@ impl DeliveryState {
         self.lock().unacked.extend(held);
     }
 
-    /// tx.commit: held deliveries are settled, so their prefetch credit returns.
-    pub(crate) fn release_held(&self, settled: &[Unacked]) {
+    /// tx.commit: held deliveries are settled (acked, when `acked`), so their prefetch credit returns.
+    pub(crate) fn release_held(&self, settled: &[Unacked], acked: bool) {
         let mut state = self.lock();
+        if acked {
+            state.counts.ack += settled.len() as u64;
+        }
         self.release_credit(&mut state, settled);
     }
 
@@ -505,7 +573,10 @@ impl DeliverySink for DeliveryState {
             QueueReply::CancelOk { tag } => basic::AMQPMethod::CancelOk(basic::CancelOk {
                 consumer_tag: tag.as_ref().into(),
             }),
-            QueueReply::GetEmpty => basic::AMQPMethod::GetEmpty(basic::GetEmpty {}),
+            QueueReply::GetEmpty => {
+                self.lock().counts.get_empty += 1;
+                basic::AMQPMethod::GetEmpty(basic::GetEmpty {})
+            }
             QueueReply::Cancel { tag } => basic::AMQPMethod::Cancel(basic::Cancel {
                 consumer_tag: tag.as_ref().into(),
                 nowait: true,

@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::broker::Broker;
+use crate::exchange::stats::PendingExchangeCounts;
 use crate::message::Message;
 use crate::metrics::counters::LocalCounts;
 use crate::queue::{QueueCommand, QueueHandle, SettleAction};
@@ -57,6 +58,8 @@ pub(crate) struct ChannelContext<'a> {
     pub(crate) close: Option<&'a CloseSignal>,
     /// The connection's publish counters (received, routed, unroutable), flushed by the reader once per read.
     pub(crate) counts: &'a mut LocalCounts,
+    /// The connection's publishes per exchange, flushed with `counts`.
+    pub(crate) exchange_counts: &'a mut PendingExchangeCounts,
 }
 
 impl ChannelContext<'_> {
@@ -212,7 +215,8 @@ impl Channel {
         action: SettleAction,
         effects: &mut ChannelEffects,
     ) -> Result<(), AmqpError> {
-        let taken = self.deliveries.take_unacked(tag, multiple)?;
+        let acked = matches!(action, SettleAction::Ack);
+        let taken = self.deliveries.take_unacked(tag, multiple, acked)?;
         send_settlements(effects, taken, action);
         Ok(())
     }

@@ -237,6 +237,7 @@ impl Channel {
             None => None,
         };
         ctx.counts.add(Counter::Received, 1);
+        self.deliveries.publish_counts.published();
         if self.confirms.is_some() {
             ctx.counts.add(Counter::ReceivedConfirm, 1);
         }
@@ -318,6 +319,10 @@ impl Channel {
             },
             1,
         );
+        if !routed {
+            self.deliveries.publish_counts.unroutable(mandatory);
+        }
+        ctx.exchange_counts.count(&message.exchange, queues.len());
         if queues.is_empty() {
             if mandatory {
                 self.return_message(&message, ReplyCode::NoRoute, "NO_ROUTE", effects);

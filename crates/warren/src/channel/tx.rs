@@ -6,6 +6,7 @@ use warren_protocol::{tx, AMQPClass};
 use super::delivery_state::Unacked;
 use super::effect::{ChannelEffects, Continuation, Effect, HeldPublishes};
 use super::{send_settlements, Channel, ChannelContext, Transaction};
+use crate::queue::SettleAction;
 
 impl Channel {
     pub(super) fn handle_tx(
@@ -37,7 +38,8 @@ impl Channel {
                 };
                 for ack in held.acks {
                     let settled: Vec<Unacked> = ack.deliveries.into_values().collect();
-                    self.deliveries.release_held(&settled);
+                    let acked = matches!(ack.action, SettleAction::Ack);
+                    self.deliveries.release_held(&settled, acked);
                     send_settlements(effects, settled, ack.action);
                 }
                 self.commit_publishes(ctx, held.publishes.into_iter(), effects)

@@ -110,11 +110,16 @@ pub(crate) async fn serve<T: Transport>(broker: Arc<Broker>, stream: T, peer: So
     let live = reader::Live {
         channels: registration.channel_count(),
         close: registration.take_close_signal(),
+        traffic: registration.traffic(),
     };
     let send_timeout = broker.config.limits.send_timeout;
     let mut writer = tokio::spawn(writer::run(
         info.clone(),
-        broker.metrics.clone(),
+        writer::WriterMetrics {
+            node: broker.metrics.clone(),
+            vhost: negotiated.vhost.counters.clone(),
+            traffic: registration.traffic(),
+        },
         write,
         negotiated.heartbeat,
         send_timeout,

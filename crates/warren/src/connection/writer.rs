@@ -12,19 +12,31 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use crate::metrics::counters::Counter;
+use crate::metrics::counters::{Counter, NodeCounters};
 use crate::metrics::NodeMetrics;
+use crate::registry::Traffic;
 use crate::session::ConnectionShared;
 use warren_protocol::frame::put_heartbeat;
 
 /// Most slices passed to one writev (Linux's IOV_MAX is 1024).
 const MAX_IOV: usize = 512;
 
+/// What the writer counts into: confirms into the node's and the vhost's counters, bytes into the connection's
+/// traffic.
+pub(crate) struct WriterMetrics {
+    /// The node's metrics (confirms, confirm latency).
+    pub(crate) node: Arc<NodeMetrics>,
+    /// The connection's vhost's counters.
+    pub(crate) vhost: Arc<NodeCounters>,
+    /// The connection's socket traffic.
+    pub(crate) traffic: Arc<Traffic>,
+}
+
 /// Writes the connection's outbound queue to `socket` until the queue is closed or a write fails or makes no
 /// progress for `send_timeout` (the peer stopped reading): then the queue is closed, which ends the reader too.
 pub(crate) async fn run<W: AsyncWrite + Unpin>(
     info: Arc<ConnectionShared>,
-    metrics: Arc<NodeMetrics>,
+    metrics: WriterMetrics,
     mut socket: W,
     heartbeat_secs: u16,
     send_timeout: Option<Duration>,
@@ -47,11 +59,15 @@ pub(crate) async fn run<W: AsyncWrite + Unpin>(
             let flushed = tracker.flush();
             confirmed += flushed.acked;
             if let Some(wait) = flushed.oldest_wait {
-                metrics.confirm_latency.observe(wait, info.id);
+                metrics.node.confirm_latency.observe(wait, info.id);
             }
         }
         if confirmed > 0 {
-            metrics.counters.add(Counter::Confirmed, confirmed, info.id);
+            metrics
+                .node
+                .counters
+                .add(Counter::Confirmed, confirmed, info.id);
+            metrics.vhost.add(Counter::Confirmed, confirmed, info.id);
         }
         if let Some(chunks) = info.outbound.take() {
             let total: usize = chunks.iter().map(Bytes::len).sum();
@@ -65,6 +81,7 @@ pub(crate) async fn run<W: AsyncWrite + Unpin>(
                 break;
             }
             info.outbound.written(total);
+            metrics.traffic.sent(total as u64);
             if heartbeat.is_some() {
                 last_write = Instant::now();
             }

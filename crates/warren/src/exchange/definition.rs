@@ -1,6 +1,7 @@
 //! An exchange as a vhost holds it: its declared properties and an atomically swapped snapshot of its bindings,
 //! so a publish reads the bindings without taking a lock a declare might hold.
 
+use super::stats::ExchangeStats;
 use std::sync::Arc;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -34,6 +35,8 @@ pub(crate) struct Exchange {
     pub(crate) bindings: ArcSwap<BindingTable>,
     /// What an `x-consistent-hash` exchange hashes on (the routing key for every other kind).
     pub(crate) hash_on: HashOn,
+    /// Its `message_stats`, added by connections once per read.
+    pub(crate) stats: ExchangeStats,
 }
 
 impl Exchange {
@@ -92,6 +95,7 @@ impl Exchange {
             alternate,
             policy_alternate: ArcSwapOption::empty(),
             bindings: ArcSwap::from_pointee(BindingTable::empty(routing_kind)),
+            stats: ExchangeStats::default(),
         }
     }
 }

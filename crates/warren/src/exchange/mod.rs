@@ -18,6 +18,7 @@ mod definition;
 pub(crate) mod delayed_type;
 mod header_value;
 mod headers;
+pub(crate) mod stats;
 mod topic;
 
 pub(crate) use definition::Exchange;

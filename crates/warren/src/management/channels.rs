@@ -11,6 +11,7 @@ use super::auth::Caller;
 use super::connections::visible;
 use super::error::ApiError;
 use super::listing::{self, ListQuery};
+use super::stats::channel_name;
 use super::ApiState;
 use crate::registry::{ChannelSummary, ConnectionSummary};
 
@@ -23,15 +24,11 @@ pub(crate) fn routes() -> Router<ApiState> {
         .route("/api/connections/{name}/channels", get(list_connection))
 }
 
-/// RabbitMQ's name of a channel: its connection's name and its number, "<peer> -> <local> (N)".
-fn channel_name(connection: &ConnectionSummary, number: u16) -> String {
-    format!("{} ({number})", connection.name)
-}
-
 fn channel_json(state: &ApiState, c: &ConnectionSummary, ch: &ChannelSummary) -> Value {
     let d = &c.details;
-    json!({
-        "name": channel_name(c, ch.number),
+    let name = channel_name(&c.name, ch.number);
+    let mut channel = json!({
+        "name": name,
         "number": ch.number,
         "node": state.broker.config.server.cluster_name,
         "state": "running",
@@ -50,7 +47,14 @@ fn channel_json(state: &ApiState, c: &ConnectionSummary, ch: &ChannelSummary) ->
         "consumer_count": ch.consumer_count,
         "messages_unacknowledged": ch.messages_unacknowledged,
         "messages_unconfirmed": ch.messages_unconfirmed,
-    })
+    });
+    if let (Some(stats), Some(object)) = (
+        state.rates.channel_stats(&name, &ch.stats),
+        channel.as_object_mut(),
+    ) {
+        object.insert("message_stats".to_owned(), stats);
+    }
+    channel
 }
 
 /// The channels of the connections `pick` chooses among those `caller` sees, as JSON.

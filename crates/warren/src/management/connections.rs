@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use super::auth::Caller;
 use super::error::ApiError;
 use super::listing::{self, ListQuery};
+use super::stats::details;
 use super::ApiState;
 use crate::registry::{CloseRequest, ConnectionSummary};
 
@@ -51,6 +52,20 @@ fn connection_json(state: &ApiState, c: &ConnectionSummary) -> Value {
         "channels": c.channels,
         "connected_at": connected_at,
     });
+    let [recv_rate, send_rate] = state.rates.connection_rates(&c.name);
+    let traffic = &c.traffic;
+    if let Some(object) = connection.as_object_mut() {
+        for (field, value) in [
+            ("recv_oct", json!(traffic.recv_oct)),
+            ("recv_oct_details", details(recv_rate)),
+            ("recv_cnt", json!(traffic.recv_cnt)),
+            ("send_oct", json!(traffic.send_oct)),
+            ("send_oct_details", details(send_rate)),
+            ("send_cnt", json!(traffic.send_cnt)),
+        ] {
+            object.insert(field.to_owned(), value);
+        }
+    }
     // RabbitMQ lists `user_provided_name` only for a connection whose client named it.
     if let Some(name) = &d.client_connection_name {
         client_properties["connection_name"] = json!(name);

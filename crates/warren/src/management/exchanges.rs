@@ -29,8 +29,8 @@ pub(crate) fn routes() -> Router<ApiState> {
         .route("/api/exchanges/{vhost}/{name}/publish", post(publish))
 }
 
-fn exchange_json(x: &ExchangeInfo) -> Value {
-    json!({
+fn exchange_json(state: &ApiState, x: &ExchangeInfo) -> Value {
+    let mut exchange = json!({
         "name": x.name,
         "vhost": x.vhost,
         "type": x.kind,
@@ -40,7 +40,14 @@ fn exchange_json(x: &ExchangeInfo) -> Value {
         "arguments": x.arguments,
         "policy": x.policy,
         "user_who_performed_action": "",
-    })
+    });
+    if let (Some(stats), Some(object)) = (
+        state.rates.exchange_stats(&x.vhost, &x.name, x.stats),
+        exchange.as_object_mut(),
+    ) {
+        object.insert("message_stats".to_owned(), stats);
+    }
+    exchange
 }
 
 async fn list(
@@ -57,7 +64,7 @@ async fn list(
         .exchange_infos(vhost.as_deref())
         .iter()
         .filter(|x| caller.sees(&state.broker, &x.vhost))
-        .map(exchange_json)
+        .map(|x| exchange_json(&state, x))
         .collect();
     Ok(Json(listing::answer(items, &query, &["vhost", "name"])?))
 }
@@ -89,7 +96,7 @@ async fn get_exchange(
         .broker
         .exchange_info(&vhost, exchange_in_path(&name))
         .ok_or_else(ApiError::not_found)?;
-    Ok(Json(exchange_json(&info)))
+    Ok(Json(exchange_json(&state, &info)))
 }
 
 /// `PUT`: `type` (direct by default), `durable` (true), `auto_delete`, `internal`, `arguments`; 201 created,

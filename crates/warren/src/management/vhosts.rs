@@ -8,10 +8,14 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use serde_json::{json, Value};
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use super::access::limit_value;
 use super::auth::Caller;
 use super::error::ApiError;
 use super::listing::{self, ListQuery};
+use super::stats::details;
 use super::{blocking, json_body, ApiState};
 use crate::broker::{AdminError, PermissionDefinition, PolicyInfo, PolicyInput, PolicyKind};
 
@@ -49,10 +53,34 @@ pub(crate) fn routes() -> Router<ApiState> {
         )
 }
 
-fn vhost_json(state: &ApiState, name: &str) -> Value {
+/// Ready and unacknowledged messages of each vhost's queues, as their gauges last showed them.
+fn vhost_depths(state: &ApiState) -> HashMap<Arc<str>, (u64, u64)> {
+    let mut depths: HashMap<Arc<str>, (u64, u64)> = HashMap::new();
+    for queue in state.broker.queue_samples() {
+        let depth = depths.entry(queue.vhost).or_default();
+        depth.0 += queue.counts.ready;
+        depth.1 += queue.counts.unacked;
+    }
+    depths
+}
+
+fn vhost_json(state: &ApiState, name: &str, depths: &HashMap<Arc<str>, (u64, u64)>) -> Value {
     let node = &state.broker.config.server.cluster_name;
     let tracing = state.broker.tracing(name).unwrap_or(false);
+    let (ready, unacked) = depths.get(name).copied().unwrap_or_default();
+    let [messages_rate, ready_rate, unacked_rate] = state.rates.vhost_depth_rates(name);
+    let message_stats = match state.broker.vhost_counter_totals(name) {
+        Some(totals) => state.rates.vhost_stats(name, &totals),
+        None => json!({}),
+    };
     json!({
+        "messages": ready + unacked,
+        "messages_details": details(messages_rate),
+        "messages_ready": ready,
+        "messages_ready_details": details(ready_rate),
+        "messages_unacknowledged": unacked,
+        "messages_unacknowledged_details": details(unacked_rate),
+        "message_stats": message_stats,
         "name": name,
         "description": "",
         "tags": [],
@@ -68,12 +96,13 @@ async fn list_vhosts(
     Query(query): Query<ListQuery>,
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
+    let depths = vhost_depths(&state);
     let items = state
         .broker
         .vhost_names()
         .iter()
         .filter(|v| caller.sees(&state.broker, v))
-        .map(|v| vhost_json(&state, v))
+        .map(|v| vhost_json(&state, v, &depths))
         .collect();
     Ok(Json(listing::answer(items, &query, &["name"])?))
 }
@@ -84,7 +113,7 @@ async fn get_vhost(
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
     caller.require_vhost(&state.broker, &vhost)?;
-    Ok(Json(vhost_json(&state, &vhost)))
+    Ok(Json(vhost_json(&state, &vhost, &vhost_depths(&state))))
 }
 
 /// `PUT /api/vhosts/{name}`: 201 when created, 204 when it exists; `tracing` turns firehose tracing on or off.

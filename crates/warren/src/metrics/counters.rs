@@ -168,17 +168,25 @@ impl LocalCounts {
 
     /// Moves what was counted into `node`, in the shard of owner `key`, and starts again from zero.
     pub(crate) fn flush(&mut self, node: &NodeCounters, key: u64) {
+        self.flush_to(&[node], key);
+    }
+
+    /// Moves what was counted into each of `targets` (the node's counters and its vhost's), in the shard of owner
+    /// `key`, and starts again from zero.
+    pub(crate) fn flush_to(&mut self, targets: &[&NodeCounters], key: u64) {
         let mut dirty = std::mem::take(&mut self.dirty);
         if dirty == 0 {
             return;
         }
-        let shard = &node.shards[(key as usize) % SHARDS];
+        let shard = (key as usize) % SHARDS;
         while dirty != 0 {
             let slot = dirty.trailing_zeros() as usize;
             dirty &= dirty - 1;
             let count = std::mem::take(&mut self.counts[slot]);
             if count != 0 {
-                shard.0[slot].fetch_add(count, Ordering::Relaxed);
+                for target in targets {
+                    target.shards[shard].0[slot].fetch_add(count, Ordering::Relaxed);
+                }
             }
         }
     }
@@ -281,6 +289,17 @@ mod tests {
         // A second flush adds nothing: the local counts started again from zero.
         local.flush(&node, 7);
         assert_eq!(node.totals().get(Counter::Received), 3);
+    }
+
+    #[test]
+    fn a_flush_to_several_targets_adds_to_each() {
+        let (node, vhost) = (NodeCounters::default(), NodeCounters::default());
+        let mut local = LocalCounts::default();
+        local.add(Counter::Confirmed, 4);
+        local.flush_to(&[&node, &vhost], 3);
+        assert_eq!(node.totals().get(Counter::Confirmed), 4);
+        assert_eq!(vhost.totals().get(Counter::Confirmed), 4);
+        assert!(!local.is_dirty());
     }
 
     #[test]

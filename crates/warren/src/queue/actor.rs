@@ -26,7 +26,7 @@ use super::{
 };
 use crate::message::dead_letter::DeathReason;
 use crate::message::{now_ms, Message};
-use crate::metrics::counters::{LocalCounts, QueueCounter, QueueKind};
+use crate::metrics::counters::{LocalCounts, NodeCounters, QueueCounter, QueueKind};
 use crate::metrics::NodeMetrics;
 use warren_protocol::error::AmqpError;
 use warren_store::{IndexEntry, Store};
@@ -95,7 +95,7 @@ pub(crate) fn spawn_queue(
         state.enqueue_recovered(entry, now);
     }
     let queue_type = handle.spec.args.queue_type;
-    let metrics = owner.upgrade().map(|o| o.metrics());
+    let metrics = owner.upgrade().map(|o| (o.metrics(), o.vhost_counters()));
     let actor = QueueActor {
         handle: Arc::downgrade(&handle),
         owner,
@@ -189,8 +189,8 @@ struct QueueActorCounts {
     kind: QueueKind,
     /// Counted since the last round.
     local: LocalCounts,
-    /// The node's metrics; None when the queue's owner was already gone at spawn.
-    node: Option<Arc<NodeMetrics>>,
+    /// The node's metrics and its vhost's counters; None when the queue's owner was already gone at spawn.
+    node: Option<(Arc<NodeMetrics>, Arc<NodeCounters>)>,
     /// The gauges last published on the handle.
     published: QueueCounts,
     /// Its `message_stats` counts since the queue started.
@@ -818,10 +818,10 @@ impl QueueActor {
             }
         }
         match &counts.node {
-            Some(node) => {
+            Some((node, vhost)) => {
                 // The handle's address spreads queues over the shards (it is aligned, so the low bits are dropped).
                 let key = std::ptr::from_ref(handle) as u64 >> 7;
-                counts.local.flush(&node.counters, key);
+                counts.local.flush_to(&[&node.counters, vhost], key);
             }
             None => counts.local.clear(),
         }

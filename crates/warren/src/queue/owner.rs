@@ -7,6 +7,7 @@ use super::dead_letter_batch::DeadLetterBatch;
 use super::QueueHandle;
 use crate::message::dead_letter::DeathReason;
 use crate::message::Message;
+use crate::metrics::counters::NodeCounters;
 use crate::metrics::NodeMetrics;
 
 /// One message that died in a queue.
@@ -57,4 +58,7 @@ pub(crate) trait QueueOwner: Send + Sync {
 
     /// The node's metrics, which the queue's actor feeds once per round (taken once, at spawn).
     fn metrics(&self) -> Arc<NodeMetrics>;
+
+    /// The counters of the queue's vhost, which the actor feeds with the node's (taken once, at spawn).
+    fn vhost_counters(&self) -> Arc<NodeCounters>;
 }

@@ -32,6 +32,8 @@ struct ConfirmState {
     /// the first `begin` after a flush, and to the flush's time when publishes are still pending after it. The
     /// latency histogram takes one sample per batch from it instead of a clock read per message.
     batch_started: Option<Instant>,
+    /// Publishes acked so far (the channel's `confirm` count).
+    acked: u64,
 }
 
 /// What one [`ConfirmTracker::flush`] emitted, for the metrics.
@@ -61,6 +63,11 @@ impl ConfirmTracker {
                 ..ConfirmState::default()
             }),
         })
+    }
+
+    /// Publishes acked to the client so far.
+    pub(crate) fn acked(&self) -> u64 {
+        self.lock().acked
     }
 
     /// Publishes not yet confirmed (acked or nacked to the client).
@@ -157,6 +164,7 @@ impl ConfirmTracker {
             if let Some((first, last, failed)) = run {
                 put_confirm(&mut out, self.channel, last, last > first, !failed);
             }
+            state.acked += flushed.acked;
             if settled > 0 {
                 let now = Instant::now();
                 flushed.oldest_wait = state

@@ -21,7 +21,9 @@ use dashmap::DashMap;
 use crate::auth::limits::{self, LimitMap};
 use crate::delayed::DelayedExchange;
 use crate::exchange::dedup::DedupCache;
+use crate::exchange::stats::ExchangeStats;
 use crate::exchange::{Exchange, ExchangeKind};
+use crate::metrics::counters::NodeCounters;
 use crate::metrics::NodeMetrics;
 use crate::policy::PolicySet;
 use crate::queue::flow::FlowLimits;
@@ -73,6 +75,11 @@ pub(crate) struct Vhost {
     /// The node's metrics: its queues count deliveries into them, and it counts queues declared, created and
     /// deleted.
     pub(crate) metrics: Arc<NodeMetrics>,
+    /// The node's message counters counted again for this vhost alone (its `message_stats`): its connections and
+    /// queues flush into both at once.
+    pub(crate) counters: Arc<NodeCounters>,
+    /// The default exchange's `message_stats` (it is not in `exchanges`: nothing else of it is kept).
+    pub(crate) default_exchange_stats: ExchangeStats,
     /// Its limits (`max-connections`, `max-queues`) as set, read when a connection opens it or a queue is created.
     limits: RwLock<LimitMap>,
     /// Itself, weakly: the owner its queues are spawned with ([`QueueOwner`]), without a reference cycle.
@@ -140,6 +147,8 @@ impl Vhost {
                 node,
                 events,
                 metrics,
+                counters: Arc::default(),
+                default_exchange_stats: ExchangeStats::default(),
                 me: me.clone(),
             };
             for (xname, kind, internal) in PREDECLARED {
@@ -191,6 +200,21 @@ impl Vhost {
     /// The exchange `name`, if declared. Lock-free: publishers call it.
     pub(crate) fn exchange(&self, name: &str) -> Option<Arc<Exchange>> {
         self.exchanges.get(name).map(|x| x.value().clone())
+    }
+
+    /// Adds a connection's publishes to exchange `name` ("" the default exchange): `published_in` messages,
+    /// routed to `published_out` queues. Counts for an exchange deleted meanwhile are dropped.
+    pub(crate) fn count_exchange_publishes(
+        &self,
+        name: &str,
+        published_in: u64,
+        published_out: u64,
+    ) {
+        if name.is_empty() {
+            self.default_exchange_stats.add(published_in, published_out);
+        } else if let Some(x) = self.exchanges.get(name) {
+            x.stats.add(published_in, published_out);
+        }
     }
 
     /// The queue `name`, if declared, whoever owns it (see [`Vhost::queue_for`] for the exclusive check).
@@ -257,5 +281,9 @@ impl QueueOwner for Vhost {
 
     fn metrics(&self) -> Arc<NodeMetrics> {
         self.metrics.clone()
+    }
+
+    fn vhost_counters(&self) -> Arc<NodeCounters> {
+        self.counters.clone()
     }
 }

@@ -56,6 +56,7 @@ pub(super) struct Harness {
     exclusive_queues: Vec<Arc<QueueHandle>>,
     publish_runs: PublishRuns,
     counts: crate::metrics::counters::LocalCounts,
+    exchange_counts: crate::exchange::stats::PendingExchangeCounts,
     /// Bytes taken from the outbound queue and not yet split into frames.
     unread: BytesMut,
     _dir: Arc<DataDir>,
@@ -105,6 +106,7 @@ impl Harness {
             exclusive_queues: Vec::new(),
             publish_runs: PublishRuns::default(),
             counts: Default::default(),
+            exchange_counts: Default::default(),
             unread: BytesMut::new(),
             _dir: dir,
         }
@@ -120,6 +122,7 @@ impl Harness {
             publish_runs: &mut self.publish_runs,
             close: None,
             counts: &mut self.counts,
+            exchange_counts: &mut self.exchange_counts,
         };
         (&mut self.channel, ctx)
     }
