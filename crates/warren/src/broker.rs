@@ -3,6 +3,7 @@
 //! (`seed`); `admin` changes them at run time.
 
 mod admin;
+mod cluster;
 mod delayed;
 pub(crate) mod inspect;
 mod metrics;
@@ -116,6 +117,8 @@ pub struct Broker {
     pub(crate) events: Arc<EventPublisher>,
     /// The node's counters, fed by connections and queues in batches, read by the Prometheus endpoint.
     pub(crate) metrics: Arc<NodeMetrics>,
+    /// The cluster this node belongs to, set once at start when `[cluster]` is configured.
+    cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 /// Memory and disk as the resource monitor last sampled them (RabbitMQ's `mem_used`, `mem_limit`, `disk_free`,
@@ -291,6 +294,7 @@ impl Broker {
             reply_consumers: Arc::default(),
             events,
             metrics,
+            cluster: std::sync::OnceLock::new(),
         });
         let weak = Arc::downgrade(&broker);
         broker.resources.on_pressure_change(Box::new(move || {

@@ -23,6 +23,7 @@ pub mod auth;
 pub mod broker;
 pub(crate) mod channel;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub(crate) mod connection;
 pub mod ctl;

@@ -42,6 +42,9 @@ pub enum AdminError {
     /// The definitions store failed; nothing changed.
     #[error(transparent)]
     Store(#[from] MetaError),
+    /// The cluster could not commit the change (no quorum); nothing changed.
+    #[error("{0}")]
+    Cluster(String),
 }
 
 impl Broker {

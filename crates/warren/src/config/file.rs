@@ -39,6 +39,7 @@ pub(super) struct FileConfig {
     event_exchange: EventExchangeSection,
     management: ManagementSection,
     prometheus: PrometheusSection,
+    cluster: Option<super::cluster::ClusterSection>,
 }
 
 impl FileConfig {
@@ -62,6 +63,9 @@ impl FileConfig {
         self.event_exchange.apply_to(config, source)?;
         self.management.apply_to(config, source)?;
         self.prometheus.apply_to(config, source)?;
+        if let Some(cluster) = self.cluster {
+            cluster.apply_to(config, source)?;
+        }
         for (operator, list) in [(false, self.policies), (true, self.operator_policies)] {
             for policy in list {
                 config.policies.push(policy.into_config(operator, source)?);

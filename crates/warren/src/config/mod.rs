@@ -8,6 +8,7 @@
 //! its keys, `file` mirrors the file's layout as serde structs (one per `[section]`, unknown keys refused) and
 //! `file::FileConfig::apply_to` validates each value and writes it over the defaults.
 
+mod cluster;
 mod compatibility;
 mod error;
 mod file;
@@ -21,6 +22,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use cluster::{ClusterConfig, ClusterPeer};
 pub use compatibility::{Compatibility, DeprecatedFeatures};
 pub use error::{ConfigError, Section};
 pub use tls::{
@@ -79,6 +81,8 @@ pub struct Config {
     pub management: ManagementConfig,
     /// The Prometheus endpoint (`[prometheus]`, RabbitMQ's rabbitmq_prometheus plugin).
     pub prometheus: PrometheusConfig,
+    /// The cluster this node belongs to (`[cluster]`); None: a single node.
+    pub cluster: Option<ClusterConfig>,
     /// The config file these settings were read from; `None` when built from defaults or from a string.
     pub source: Option<PathBuf>,
     /// Keys of a rabbitmq.conf that only tune RabbitMQ's internals, accepted and not applied (`file:line: key`),
@@ -447,6 +451,7 @@ impl Default for Config {
             event_exchange: EventExchangeConfig::default(),
             management: ManagementConfig::default(),
             prometheus: PrometheusConfig::default(),
+            cluster: None,
             source: None,
             ignored_keys: Vec::new(),
         }

@@ -679,3 +679,58 @@ fn prometheus_section_sets_the_endpoint_and_refuses_a_bad_port() {
     let error = refusal("[prometheus]\nport = 70000\n");
     assert!(error.contains("port"), "{error}");
 }
+
+#[test]
+fn a_cluster_table_names_this_node_its_address_its_peers_and_the_secret() {
+    let config = load(
+        "[cluster]\nname = \"n1\"\nlisten = \"127.0.0.1:25672\"\n\
+         peers = [\"n2@127.0.0.1:25673\", \"n3@127.0.0.2:25674\"]\nsecret = \"a shared secret\"\n",
+    )
+    .expect("loads");
+    let cluster = config.cluster.expect("a cluster");
+    assert_eq!(cluster.name, "n1");
+    assert_eq!(cluster.listen, SocketAddr::from(([127, 0, 0, 1], 25672)));
+    assert_eq!(
+        cluster.peers,
+        vec![
+            ClusterPeer {
+                name: "n2".into(),
+                addr: SocketAddr::from(([127, 0, 0, 1], 25673)),
+            },
+            ClusterPeer {
+                name: "n3".into(),
+                addr: SocketAddr::from(([127, 0, 0, 2], 25674)),
+            },
+        ]
+    );
+    // The secret stays out of debug output (and so out of logs).
+    assert!(!format!("{cluster:?}").contains("shared"));
+    assert!(load("").expect("loads").cluster.is_none());
+}
+
+#[test]
+fn a_bad_cluster_table_is_refused_with_the_key_at_fault() {
+    let base = |peers: &str, secret: &str| {
+        format!(
+            "[cluster]\nname = \"n1\"\nlisten = \"127.0.0.1:25672\"\npeers = [{peers}]\nsecret = \"{secret}\"\n"
+        )
+    };
+    for peers in [
+        "\"n2\"",
+        "\"n2@nowhere\"",
+        "\"n1@127.0.0.1:1\"",
+        "\"n2@127.0.0.1:1\", \"n2@127.0.0.1:2\"",
+        "\"bad name@127.0.0.1:1\"",
+    ] {
+        let text = refusal(&base(peers, "long enough secret"));
+        assert!(text.contains("cluster.peers"), "{peers}: {text}");
+    }
+    let text = refusal(&base("", "short"));
+    assert!(text.contains("cluster.secret"), "{text}");
+    let text = refusal("[cluster]\nname = \"n1\"\nlisten = \"127.0.0.1:25672\"\n");
+    assert!(text.contains("secret"), "{text}");
+    let text = refusal(
+        "[cluster]\nname = \"n1\"\nlisten = \"127.0.0.1:25672\"\nsecret = \"long enough\"\nnodes = []\n",
+    );
+    assert!(text.contains("nodes"), "{text}");
+}

@@ -93,6 +93,9 @@ pub(crate) enum CtlCommand {
     /// Displays the node's status (version, uptime, memory, disk, alarms, listeners)
     #[command(name = "status")]
     Status,
+    /// Displays the cluster's nodes and its leader as this node sees them
+    #[command(name = "cluster_status")]
+    ClusterStatus,
     /// Waits until the node's management API answers (--timeout seconds, 300 by default)
     #[command(name = "await_startup")]
     AwaitStartup,
@@ -290,6 +293,7 @@ impl CtlCommand {
         !matches!(
             self,
             CtlCommand::Status
+                | CtlCommand::ClusterStatus
                 | CtlCommand::AwaitStartup
                 | CtlCommand::ListConnections(_)
                 | CtlCommand::ListChannels(_)
@@ -312,6 +316,7 @@ impl CtlCommand {
     pub(crate) fn name(&self) -> &'static str {
         match self {
             CtlCommand::Status => "status",
+            CtlCommand::ClusterStatus => "cluster_status",
             CtlCommand::AwaitStartup => "await_startup",
             CtlCommand::ListQueues(_) => "list_queues",
             CtlCommand::ListExchanges(_) => "list_exchanges",

@@ -15,6 +15,7 @@ use super::listing::{self, ListQuery};
 use super::{blocking, json_body, ApiState};
 use crate::auth::password::{hash_password, HashingAlgorithm};
 use crate::broker::{PermissionDefinition, TopicPermissionDefinition, UserDefinition};
+use crate::cluster::MetaCommand;
 
 /// The routes of this file.
 pub(crate) fn routes() -> Router<ApiState> {
@@ -339,7 +340,19 @@ async fn put_permission(
         write: field("write"),
         read: field("read"),
     };
-    blocking(move || broker.set_permissions(permission).map_err(ApiError::from)).await?;
+    if broker.cluster().is_some() {
+        broker
+            .change_definitions(MetaCommand::SetPermissions {
+                user: permission.user,
+                vhost: permission.vhost,
+                configure: permission.configure,
+                write: permission.write,
+                read: permission.read,
+            })
+            .await?;
+    } else {
+        blocking(move || broker.set_permissions(permission).map_err(ApiError::from)).await?;
+    }
     Ok(match existed {
         true => StatusCode::NO_CONTENT,
         false => StatusCode::CREATED,

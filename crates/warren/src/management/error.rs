@@ -117,6 +117,9 @@ impl From<AdminError> for ApiError {
         match error {
             AdminError::NoSuchUser(_) | AdminError::NoSuchVhost(_) => ApiError::not_found(),
             AdminError::Store(e) => ApiError::internal(e.to_string()),
+            AdminError::Cluster(reason) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", reason)
+            }
             other => ApiError::bad_request(other.to_string()),
         }
     }

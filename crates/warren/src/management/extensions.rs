@@ -4,7 +4,8 @@
 //!   waiting messages in due order (the plugin shows only their count);
 //! - `DELETE /api/exchanges/{vhost}/{name}/delayed-messages/{id}`: cancels one (never routed);
 //! - `GET /api/exchanges/{vhost}/{name}/deduplication`: an `x-message-deduplication` exchange's cache;
-//! - `GET /api/queues/{vhost}/{name}/deduplication`: the keys a deduplicating queue's messages hold.
+//! - `GET /api/queues/{vhost}/{name}/deduplication`: the keys a deduplicating queue's messages hold;
+//! - `GET /api/cluster-status`: the cluster this node belongs to (`warren ctl cluster_status`).
 //!
 //! Tracing is RabbitMQ's own switch: `PUT /api/vhosts/{vhost}` with `{"tracing": true|false}`.
 
@@ -24,6 +25,7 @@ use crate::broker::DelayedError;
 /// The routes of this file.
 pub(crate) fn routes() -> Router<ApiState> {
     Router::new()
+        .route("/api/cluster-status", get(cluster_status))
         .route(
             "/api/exchanges/{vhost}/{name}/delayed-messages",
             get(delayed_messages),
@@ -107,6 +109,37 @@ async fn cancel_delayed(
         true => Ok(StatusCode::NO_CONTENT),
         false => Err(ApiError::not_found()),
     }
+}
+
+/// The cluster's members and leader as this node sees them; a single node lists itself alone, with no leader.
+async fn cluster_status(
+    State(state): State<ApiState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    caller.require_monitor()?;
+    let node = &state.broker.config.server.cluster_name;
+    let Some(cluster) = state.broker.cluster() else {
+        return Ok(Json(json!({
+            "clustered": false,
+            "node": node,
+            "members": [{"name": node, "address": Value::Null}],
+            "leader": Value::Null,
+        })));
+    };
+    let status = cluster.status();
+    let members: Vec<Value> = status
+        .members
+        .iter()
+        .map(|m| json!({"name": m.name, "address": m.addr}))
+        .collect();
+    Ok(Json(json!({
+        "clustered": true,
+        "node": status.node,
+        "members": members,
+        "leader": status.leader,
+        "term": status.term,
+        "applied_index": status.applied_index,
+    })))
 }
 
 async fn exchange_dedup(

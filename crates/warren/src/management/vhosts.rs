@@ -18,6 +18,7 @@ use super::listing::{self, ListQuery};
 use super::stats::details;
 use super::{blocking, json_body, ApiState};
 use crate::broker::{AdminError, PermissionDefinition, PolicyInfo, PolicyInput, PolicyKind};
+use crate::cluster::MetaCommand;
 
 /// The routes of this file.
 pub(crate) fn routes() -> Router<ApiState> {
@@ -128,6 +129,32 @@ async fn put_vhost(
     let broker = state.broker.clone();
     let existed = broker.has_vhost(&vhost);
     let tracing = body.get("tracing").and_then(Value::as_bool);
+    if broker.cluster().is_some() {
+        // Made on every node through the cluster; tracing stays this node's own setting.
+        if !existed {
+            broker
+                .change_definitions(MetaCommand::AddVhost {
+                    name: vhost.clone(),
+                })
+                .await?;
+            broker
+                .change_definitions(MetaCommand::SetPermissions {
+                    user: caller.name.clone(),
+                    vhost: vhost.clone(),
+                    configure: ".*".to_owned(),
+                    write: ".*".to_owned(),
+                    read: ".*".to_owned(),
+                })
+                .await?;
+        }
+        if let Some(on) = tracing {
+            blocking(move || Ok(broker.set_tracing(&vhost, on)?)).await?;
+        }
+        return Ok(match existed {
+            true => StatusCode::NO_CONTENT,
+            false => StatusCode::CREATED,
+        });
+    }
     blocking(move || {
         if !existed {
             broker.add_vhost(&vhost)?;
@@ -159,7 +186,18 @@ async fn delete_vhost(
     caller: Caller,
 ) -> Result<StatusCode, ApiError> {
     caller.require_admin()?;
-    state.broker.delete_vhost(&vhost).await?;
+    match state.broker.cluster() {
+        Some(_) => {
+            if !state.broker.has_vhost(&vhost) {
+                return Err(ApiError::not_found());
+            }
+            state
+                .broker
+                .change_definitions(MetaCommand::DeleteVhost { name: vhost })
+                .await?;
+        }
+        None => state.broker.delete_vhost(&vhost).await?,
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -37,6 +37,9 @@ pub enum ServerError {
         /// Why binding (or reading the bound address) failed.
         source: std::io::Error,
     },
+    /// The cluster (`[cluster]`) could not start.
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
     /// The Prometheus listen address (`[prometheus] listen`) could not be bound.
     #[error("cannot listen on {addr} for Prometheus ([prometheus] listen): {source}")]
     PrometheusListen {
@@ -92,6 +95,7 @@ impl Server {
         };
         let broker = Broker::open_with_file_system(config, store_fs)?;
         broker.start_resource_monitor();
+        broker.join_cluster().await?;
         let config = &broker.config;
         let mut listeners = vec![bind_one(config.listen, false).await?];
         for addr in &config.listeners.tcp {

@@ -20,6 +20,7 @@ use super::Ctx;
 pub(crate) fn run(ctx: &Ctx, command: &CtlCommand) -> Result<(), CtlError> {
     match command {
         CtlCommand::Status => node::status(ctx),
+        CtlCommand::ClusterStatus => node::cluster_status(ctx),
         CtlCommand::AwaitStartup => node::await_startup(ctx),
         CtlCommand::ListQueues(columns) => lists::queues(ctx, &columns.columns),
         CtlCommand::ListExchanges(columns) => lists::exchanges(ctx, &columns.columns),

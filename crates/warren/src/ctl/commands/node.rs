@@ -41,6 +41,51 @@ pub(super) fn status(ctx: &Ctx) -> Result<(), CtlError> {
     Ok(())
 }
 
+/// `cluster_status`: the cluster's members and its leader (`/api/cluster-status`), in rabbitmqctl's sections.
+pub(super) fn cluster_status(ctx: &Ctx) -> Result<(), CtlError> {
+    let status = ctx.api.get(&["cluster-status"])?;
+    if ctx.formatter == Formatter::Json {
+        ctx.write(&format!("{status}\n"));
+        return Ok(());
+    }
+    let node = status
+        .get("node")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    ctx.banner(&format!("Cluster status of node {node} ..."));
+    ctx.write(&render_cluster_status(&status));
+    Ok(())
+}
+
+/// The text of `cluster_status`.
+fn render_cluster_status(status: &Value) -> String {
+    let mut out = String::from("Basics\n\nCluster name: warren\n\nDisk Nodes\n\n");
+    for member in status
+        .get("members")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let name = member
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        match member.get("address").and_then(Value::as_str) {
+            Some(address) => out.push_str(&format!("{name} ({address})\n")),
+            None => out.push_str(&format!("{name}\n")),
+        }
+    }
+    out.push_str("\nLeader\n\n");
+    match status.get("leader").and_then(Value::as_str) {
+        Some(leader) => out.push_str(&format!("{leader}\n")),
+        None if status.get("clustered").and_then(Value::as_bool) == Some(true) => {
+            out.push_str("(none: an election is under way or no majority is reachable)\n")
+        }
+        None => out.push_str("(a single node)\n"),
+    }
+    out
+}
+
 /// The text of `status`, from the API's overview and node objects.
 fn render_status(overview: &Value, node: &Value) -> String {
     let text = |value: &Value, key: &str| match value.get(key) {

@@ -1,0 +1,91 @@
+//! The broker as a cluster member: definition changes go through the cluster's Raft group when there is one,
+//! and the group's committed changes are applied here ([`MetaApplier`]).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+
+use super::{AdminError, Broker, PermissionDefinition};
+use crate::cluster::{Cluster, ClusterError, MetaApplier, MetaCommand};
+
+/// Applies committed changes to the broker, held weakly (the broker holds the cluster).
+struct BrokerApplier(Weak<Broker>);
+
+impl MetaApplier for BrokerApplier {
+    fn apply<'a>(
+        &'a self,
+        command: &'a MetaCommand,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
+        Box::pin(async move {
+            let Some(broker) = self.0.upgrade() else {
+                return Err("the node is shutting down".to_owned());
+            };
+            broker
+                .apply_locally(command.clone())
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+impl Broker {
+    /// Joins the cluster of `[cluster]`, if configured; call once, at start.
+    pub(crate) async fn join_cluster(self: &Arc<Self>) -> Result<(), ClusterError> {
+        let Some(config) = &self.config.cluster else {
+            return Ok(());
+        };
+        let applier = Arc::new(BrokerApplier(Arc::downgrade(self)));
+        let cluster = Cluster::start(config, &self.config.data_dir, applier).await?;
+        // Set once: a second call finds it set and keeps the first.
+        let _ = self.cluster.set(cluster);
+        Ok(())
+    }
+
+    /// The cluster this node belongs to, if any.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.get()
+    }
+
+    /// Makes a definition change: through the cluster, where every node applies it (the call returns once this
+    /// node has), or here alone on a single node.
+    pub(crate) async fn change_definitions(&self, command: MetaCommand) -> Result<(), AdminError> {
+        match self.cluster() {
+            Some(cluster) => match cluster.write(command).await {
+                Ok(response) => match response.refused {
+                    None => Ok(()),
+                    Some(reason) => Err(AdminError::Invalid(reason)),
+                },
+                Err(e) => Err(AdminError::Cluster(e.to_string())),
+            },
+            None => self.apply_locally(command).await,
+        }
+    }
+
+    /// Applies a definition change to this node only.
+    async fn apply_locally(&self, command: MetaCommand) -> Result<(), AdminError> {
+        match command {
+            MetaCommand::AddVhost { name } => self.add_vhost(&name),
+            MetaCommand::DeleteVhost { name } => self.delete_vhost(&name).await,
+            MetaCommand::SetPermissions {
+                user,
+                vhost,
+                configure,
+                write,
+                read,
+            } => self.set_permissions(PermissionDefinition {
+                user,
+                vhost,
+                configure,
+                write,
+                read,
+            }),
+        }
+    }
+
+    /// Stops this node's part in the cluster (shutdown).
+    pub async fn leave_cluster_for_shutdown(&self) {
+        if let Some(cluster) = self.cluster() {
+            cluster.shutdown().await;
+        }
+    }
+}

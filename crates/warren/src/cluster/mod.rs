@@ -1,0 +1,348 @@
+//! The cluster: nodes configured in `[cluster]` form one Raft group of all of them, on openraft, that holds the
+//! definitions they share (`docs/clustering.md`). A definition change made on any node is written to the group
+//! (forwarded to its leader when this node is not) and applied by every node in log order; the call returns once
+//! this node has applied it. A node cut off from a majority cannot commit: its changes are refused after
+//! [`WRITE_TIMEOUT`] with a clear error instead of diverging.
+//!
+//! Node ids are derived from the names: every node sorts all names the same way, so every node gives every other
+//! the same id without a handshake. Every node initialises the group with the same membership at first start, so
+//! the cluster forms whichever nodes come up first (the entries are identical).
+//!
+//! A single node (no `[cluster]`) starts none of this.
+
+mod auth;
+mod log_store;
+mod network;
+mod server;
+mod state_machine;
+mod types;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, Raft, SnapshotPolicy};
+
+use crate::config::ClusterConfig;
+use network::{Network, PostError};
+use server::{ServerState, WriteAnswer};
+
+pub(crate) use state_machine::MetaApplier;
+pub(crate) use types::{MetaCommand, MetaResponse};
+
+/// How long a definition change may wait for the group to commit it (an election, a slow disk) before it is
+/// refused.
+pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the cluster could not start or take a change.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The Raft log could not be opened.
+    #[error("cluster log {path}: {reason}")]
+    Log {
+        /// The file.
+        path: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The inter-node listener could not bind.
+    #[error("cluster listener {addr}: {reason}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// What failed.
+        reason: String,
+    },
+    /// openraft refused to start or failed.
+    #[error("cluster: {0}")]
+    Raft(String),
+    /// The change was not committed in time: no leader, or this node cannot reach a majority.
+    #[error(
+        "the cluster could not commit the change within {0:?}: no leader reachable with a majority of nodes"
+    )]
+    NoQuorum(Duration),
+}
+
+/// One node as the cluster knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterNode {
+    /// Its name.
+    pub name: String,
+    /// Its inter-node address.
+    pub addr: String,
+}
+
+/// The cluster as this node sees it now (`warren ctl cluster_status`, `/api/cluster-status`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterStatus {
+    /// This node's name.
+    pub node: String,
+    /// Every member, by name.
+    pub members: Vec<ClusterNode>,
+    /// The leader this node knows of, if any.
+    pub leader: Option<String>,
+    /// The Raft term this node is in.
+    pub term: u64,
+    /// The index of the last change this node applied.
+    pub applied_index: Option<u64>,
+}
+
+/// A running cluster membership of this node.
+pub struct Cluster {
+    raft: Raft<types::MetaTypes>,
+    node_id: u64,
+    names: BTreeMap<u64, ClusterNode>,
+    network: Network,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("node_id", &self.node_id)
+            .field("names", &self.names)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cluster {
+    /// Joins the cluster `config` describes: opens the log under `data_dir/cluster`, starts the inter-node
+    /// listener and the Raft group, and applies committed changes through `applier`.
+    pub(crate) async fn start(
+        config: &ClusterConfig,
+        data_dir: &Path,
+        applier: Arc<dyn MetaApplier>,
+    ) -> Result<Arc<Cluster>, ClusterError> {
+        let mut all: Vec<ClusterNode> = config
+            .peers
+            .iter()
+            .map(|p| ClusterNode {
+                name: p.name.clone(),
+                addr: p.addr.to_string(),
+            })
+            .collect();
+        all.push(ClusterNode {
+            name: config.name.clone(),
+            addr: config.listen.to_string(),
+        });
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        let names: BTreeMap<u64, ClusterNode> = (1u64..).zip(all).collect();
+        let node_id = names
+            .iter()
+            .find(|(_, n)| n.name == config.name)
+            .map(|(id, _)| *id)
+            .ok_or_else(|| ClusterError::Raft("this node is not among the nodes".to_owned()))?;
+
+        let dir = data_dir.join("cluster");
+        let path = dir.join("raft.redb");
+        let log_error = |reason: String| ClusterError::Log {
+            path: path.display().to_string(),
+            reason,
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| log_error(e.to_string()))?;
+        let log = log_store::LogStore::open(&path).map_err(|e| log_error(e.to_string()))?;
+
+        let raft_config = openraft::Config {
+            cluster_name: "warren".to_owned(),
+            heartbeat_interval: 250,
+            election_timeout_min: 1000,
+            election_timeout_max: 2000,
+            // The log is kept whole: see `state_machine`.
+            snapshot_policy: SnapshotPolicy::Never,
+            ..openraft::Config::default()
+        }
+        .validate()
+        .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        let network = Network::new(auth::Signer::new(&config.secret));
+        let raft = Raft::new(
+            node_id,
+            Arc::new(raft_config),
+            network.clone(),
+            log,
+            state_machine::StateMachine::new(applier),
+        )
+        .await
+        .map_err(|e| ClusterError::Raft(e.to_string()))?;
+
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| ClusterError::Listen {
+                addr: config.listen,
+                reason: e.to_string(),
+            })?;
+        let router = server::router(ServerState {
+            raft: raft.clone(),
+            signer: network.signer.clone(),
+        });
+        let listener = tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, router).await {
+                tracing::error!(%error, "cluster listener stopped");
+            }
+        });
+
+        let initialized = raft
+            .is_initialized()
+            .await
+            .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        if !initialized {
+            let members: BTreeMap<u64, BasicNode> = names
+                .iter()
+                .map(|(id, node)| (*id, BasicNode::new(&node.addr)))
+                .collect();
+            // Every node proposes the same first membership; whichever entries win are identical.
+            if let Err(error) = raft.initialize(members).await {
+                tracing::debug!(%error, "cluster already initialised by another node");
+            }
+        }
+        tracing::info!(
+            node = %config.name, id = node_id, listen = %config.listen,
+            "cluster node started with {} members", names.len()
+        );
+        Ok(Arc::new(Cluster {
+            raft,
+            node_id,
+            names,
+            network,
+            listener,
+        }))
+    }
+
+    /// Writes `command` to the group and waits until this node has applied it; what applying answered.
+    pub(crate) async fn write(&self, command: MetaCommand) -> Result<MetaResponse, ClusterError> {
+        let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return Err(ClusterError::NoQuorum(WRITE_TIMEOUT));
+            }
+            let attempt = tokio::time::timeout(left, self.raft.client_write(command.clone())).await;
+            let forward_to = match attempt {
+                Err(_) => return Err(ClusterError::NoQuorum(WRITE_TIMEOUT)),
+                Ok(Ok(written)) => return Ok(written.data),
+                Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => {
+                    forward.leader_node
+                }
+                Ok(Err(other)) => return Err(ClusterError::Raft(other.to_string())),
+            };
+            let Some(leader) = forward_to else {
+                // No leader yet (an election): try again shortly.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            let answer: Result<Result<WriteAnswer, String>, PostError> = self
+                .network
+                .post(&leader.addr, "/cluster/write", &command, Some(left))
+                .await;
+            match answer {
+                Ok(Ok(written)) => {
+                    self.raft
+                        .wait(Some(
+                            deadline.saturating_duration_since(tokio::time::Instant::now()),
+                        ))
+                        .applied_index_at_least(
+                            Some(written.index),
+                            "forwarded change applied here",
+                        )
+                        .await
+                        .map_err(|_| ClusterError::NoQuorum(WRITE_TIMEOUT))?;
+                    return Ok(written.response);
+                }
+                // The leader moved or could not commit: ask again.
+                Ok(Err(_)) | Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    /// The cluster as this node sees it.
+    pub fn status(&self) -> ClusterStatus {
+        let metrics = self.raft.metrics().borrow().clone();
+        let name_of = |id: u64| self.names.get(&id).map(|n| n.name.clone());
+        let members = metrics
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, node)| ClusterNode {
+                name: name_of(*id).unwrap_or_else(|| format!("node-{id}")),
+                addr: node.addr.clone(),
+            })
+            .collect();
+        ClusterStatus {
+            node: name_of(self.node_id).unwrap_or_default(),
+            members,
+            leader: metrics.current_leader.and_then(name_of),
+            term: metrics.current_term,
+            applied_index: metrics.last_applied.map(|id| id.index),
+        }
+    }
+
+    /// Stops the group and the inter-node listener.
+    pub(crate) async fn shutdown(&self) {
+        if let Err(error) = self.raft.shutdown().await {
+            tracing::warn!(%error, "cluster shutdown");
+        }
+        self.listener.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::path::PathBuf;
+    use std::pin::Pin;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    use openraft::testing::{StoreBuilder, Suite};
+    use openraft::StorageError;
+
+    use super::log_store::LogStore;
+    use super::state_machine::{MetaApplier, StateMachine};
+    use super::types::{MetaCommand, MetaTypes};
+
+    /// Accepts every command.
+    struct AcceptAll;
+
+    impl MetaApplier for AcceptAll {
+        fn apply<'a>(
+            &'a self,
+            _command: &'a MetaCommand,
+        ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    /// Removes a test's log directory when the suite is done with it.
+    struct Dir(PathBuf);
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    struct Builder;
+
+    impl StoreBuilder<MetaTypes, LogStore, StateMachine, Dir> for Builder {
+        async fn build(&self) -> Result<(Dir, LogStore, StateMachine), StorageError<u64>> {
+            static NEXT: AtomicU64 = AtomicU64::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "warren-raft-suite-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).expect("test dir");
+            let log = LogStore::open(&dir.join("raft.redb")).expect("log opens");
+            Ok((Dir(dir), log, StateMachine::new(Arc::new(AcceptAll))))
+        }
+    }
+
+    /// openraft's own conformance suite for log stores and state machines.
+    #[test]
+    fn the_log_store_and_state_machine_pass_openrafts_storage_suite() {
+        Suite::test_all(Builder).expect("suite passes");
+    }
+}

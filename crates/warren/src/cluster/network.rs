@@ -1,0 +1,161 @@
+//! The definitions group's messages between nodes: openraft's RPCs as signed JSON over HTTP to the target's
+//! inter-node listener (`server.rs`), with reqwest's async client.
+
+use std::time::Duration;
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::BasicNode;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::auth::{Signer, SIGNATURE_HEADER};
+use super::types::MetaTypes;
+
+/// Builds a [`PeerClient`] per target.
+#[derive(Clone)]
+pub(crate) struct Network {
+    pub(crate) http: reqwest::Client,
+    pub(crate) signer: Signer,
+}
+
+impl Network {
+    /// The client all RPCs share.
+    pub(crate) fn new(signer: Signer) -> Network {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(1))
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        Network { http, signer }
+    }
+
+    /// POSTs `body` signed to `path` of `addr`; the answer's body decoded. Errors: the node could not be reached
+    /// (or answered something that is not the RPC's answer).
+    pub(crate) async fn post<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        addr: &str,
+        path: &str,
+        body: &Req,
+        timeout: Option<Duration>,
+    ) -> Result<Resp, PostError> {
+        let bytes = serde_json::to_vec(body).map_err(|e| PostError::Network(e.to_string()))?;
+        let mut request = self
+            .http
+            .post(format!("http://{addr}{path}"))
+            .header(SIGNATURE_HEADER, self.signer.sign(&bytes))
+            .header("content-type", "application/json")
+            .body(bytes);
+        if let Some(timeout) = timeout {
+            request = request.timeout(timeout);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| PostError::Unreachable(e.to_string()))?;
+        let status = response.status();
+        let text = response
+            .bytes()
+            .await
+            .map_err(|e| PostError::Unreachable(e.to_string()))?;
+        if !status.is_success() {
+            return Err(PostError::Network(format!(
+                "{addr}{path} answered {status}: {}",
+                String::from_utf8_lossy(&text)
+            )));
+        }
+        serde_json::from_slice(&text).map_err(|e| PostError::Network(e.to_string()))
+    }
+}
+
+/// Why a POST to another node failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PostError {
+    /// The node did not answer.
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    /// It answered something else than the RPC's answer.
+    #[error("{0}")]
+    Network(String),
+}
+
+/// One target node's RPCs.
+pub(crate) struct PeerClient {
+    network: Network,
+    target: u64,
+    addr: String,
+}
+
+impl RaftNetworkFactory<MetaTypes> for Network {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerClient {
+        PeerClient {
+            network: self.clone(),
+            target,
+            addr: node.addr.clone(),
+        }
+    }
+}
+
+impl PeerClient {
+    async fn call<
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    >(
+        &self,
+        path: &str,
+        request: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<u64, BasicNode, RaftError<u64, E>>> {
+        let answer: Result<Resp, RaftError<u64, E>> = self
+            .network
+            .post(&self.addr, path, request, Some(option.hard_ttl()))
+            .await
+            .map_err(|e| match e {
+                PostError::Unreachable(text) => {
+                    RPCError::Unreachable(Unreachable::new(&std::io::Error::other(text)))
+                }
+                PostError::Network(text) => {
+                    RPCError::Network(NetworkError::new(&std::io::Error::other(text)))
+                }
+            })?;
+        answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<MetaTypes> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<MetaTypes>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        self.call("/cluster/append", &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<MetaTypes>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<u64>,
+        RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>,
+    > {
+        self.call("/cluster/snapshot", &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        self.call("/cluster/vote", &rpc, &option).await
+    }
+}

@@ -1,0 +1,115 @@
+//! The inter-node listener (`[cluster] listen`): openraft's RPCs from the other nodes, and definition changes a
+//! node forwards to the leader. Every request must carry a valid signature of its body ([`super::auth`]); one
+//! without is answered 401 and not read further.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use openraft::Raft;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::auth::{Signer, SIGNATURE_HEADER};
+use super::types::{MetaCommand, MetaResponse, MetaTypes};
+
+/// What the handlers share.
+#[derive(Clone)]
+pub(crate) struct ServerState {
+    pub(crate) raft: Raft<MetaTypes>,
+    pub(crate) signer: Signer,
+}
+
+/// A forwarded write's answer: the log index it was committed at and what applying it answered, or why the node
+/// could not take it (it is not the leader any more, or lost its quorum).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct WriteAnswer {
+    /// The entry's index.
+    pub(crate) index: u64,
+    /// What applying it answered.
+    pub(crate) response: MetaResponse,
+}
+
+/// The inter-node routes.
+pub(crate) fn router(state: ServerState) -> Router {
+    Router::new()
+        .route("/cluster/append", post(append))
+        .route("/cluster/vote", post(vote))
+        .route("/cluster/snapshot", post(snapshot))
+        .route("/cluster/write", post(write))
+        .with_state(Arc::new(state))
+}
+
+/// Why a request is not read: its status and text.
+type Refusal = (StatusCode, String);
+
+/// The body of a request signed with the cluster secret, decoded; 401 when the signature is missing or wrong.
+fn verified<T: DeserializeOwned>(
+    state: &ServerState,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<T, Refusal> {
+    let signature = headers
+        .get(SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !state.signer.verify(body, signature) {
+        return Err((StatusCode::UNAUTHORIZED, "bad cluster signature".to_owned()));
+    }
+    serde_json::from_slice(body).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))
+}
+
+fn json<T: Serialize>(value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(bytes) => ([("content-type", "application/json")], bytes).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+async fn append(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match verified(&state, &headers, &body) {
+        Ok(rpc) => json(&state.raft.append_entries(rpc).await),
+        Err(refused) => refused.into_response(),
+    }
+}
+
+async fn vote(State(state): State<Arc<ServerState>>, headers: HeaderMap, body: Bytes) -> Response {
+    match verified(&state, &headers, &body) {
+        Ok(rpc) => json(&state.raft.vote(rpc).await),
+        Err(refused) => refused.into_response(),
+    }
+}
+
+async fn snapshot(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match verified(&state, &headers, &body) {
+        Ok(rpc) => json(&state.raft.install_snapshot(rpc).await),
+        Err(refused) => refused.into_response(),
+    }
+}
+
+async fn write(State(state): State<Arc<ServerState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let command: MetaCommand = match verified(&state, &headers, &body) {
+        Ok(command) => command,
+        Err(refused) => return refused.into_response(),
+    };
+    let answer: Result<WriteAnswer, String> = match state.raft.client_write(command).await {
+        Ok(written) => Ok(WriteAnswer {
+            index: written.log_id.index,
+            response: written.data,
+        }),
+        Err(e) => Err(e.to_string()),
+    };
+    json(&answer)
+}

@@ -1,0 +1,239 @@
+//! The definitions group's state machine: each committed [`MetaCommand`] is applied to this node's broker through
+//! [`MetaApplier`], in log order, on every node. It also keeps what the commands amount to ([`MetaState`]: the
+//! vhosts and permissions made through the cluster), which is what a snapshot carries to a node that fell behind.
+//!
+//! The applied position is kept in memory: after a restart the log is applied again from its start, which the
+//! commands tolerate (each is refused or repeated harmlessly where it already took effect). Logs are never purged
+//! (the group runs with no snapshot policy), so that replay always has the whole log.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::io::Cursor;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use openraft::storage::RaftStateMachine;
+use openraft::{
+    AnyError, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, Snapshot,
+    SnapshotMeta, StorageError, StorageIOError, StoredMembership,
+};
+use serde::{Deserialize, Serialize};
+
+use super::types::{MetaCommand, MetaResponse, MetaTypes};
+
+/// Where committed definition changes take effect: the node's broker.
+pub(crate) trait MetaApplier: Send + Sync + 'static {
+    /// Applies `command` on this node; `Err` carries the refusal's text (the same on every node).
+    fn apply<'a>(
+        &'a self,
+        command: &'a MetaCommand,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+}
+
+/// What the applied commands amount to.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct MetaState {
+    /// Vhosts created through the cluster and not deleted since.
+    pub(crate) vhosts: BTreeSet<String>,
+    /// Permissions set through the cluster: (user, vhost) → (configure, write, read).
+    pub(crate) permissions: BTreeMap<(String, String), (String, String, String)>,
+}
+
+impl MetaState {
+    fn record(&mut self, command: &MetaCommand) {
+        match command {
+            MetaCommand::AddVhost { name } => {
+                self.vhosts.insert(name.clone());
+            }
+            MetaCommand::DeleteVhost { name } => {
+                self.vhosts.remove(name);
+                self.permissions.retain(|(_, vhost), _| vhost != name);
+            }
+            MetaCommand::SetPermissions {
+                user,
+                vhost,
+                configure,
+                write,
+                read,
+            } => {
+                self.permissions.insert(
+                    (user.clone(), vhost.clone()),
+                    (configure.clone(), write.clone(), read.clone()),
+                );
+            }
+        }
+    }
+
+    /// The commands that rebuild this state on a node that has none of it.
+    fn replay(&self) -> Vec<MetaCommand> {
+        let vhosts = self
+            .vhosts
+            .iter()
+            .map(|name| MetaCommand::AddVhost { name: name.clone() });
+        let permissions =
+            self.permissions
+                .iter()
+                .map(
+                    |((user, vhost), (configure, write, read))| MetaCommand::SetPermissions {
+                        user: user.clone(),
+                        vhost: vhost.clone(),
+                        configure: configure.clone(),
+                        write: write.clone(),
+                        read: read.clone(),
+                    },
+                );
+        vhosts.chain(permissions).collect()
+    }
+}
+
+/// A snapshot as sent: its metadata's position and the state.
+#[derive(Serialize, Deserialize)]
+struct SnapshotBody {
+    state: MetaState,
+}
+
+/// The state machine of one node.
+pub(crate) struct StateMachine {
+    applier: Arc<dyn MetaApplier>,
+    last_applied: Option<LogId<u64>>,
+    membership: StoredMembership<u64, openraft::BasicNode>,
+    state: MetaState,
+    snapshot: Option<(SnapshotMeta<u64, openraft::BasicNode>, Vec<u8>)>,
+    snapshots_built: u64,
+}
+
+impl StateMachine {
+    /// A state machine applying to `applier`, at the start of the log.
+    pub(crate) fn new(applier: Arc<dyn MetaApplier>) -> StateMachine {
+        StateMachine {
+            applier,
+            last_applied: None,
+            membership: StoredMembership::default(),
+            state: MetaState::default(),
+            snapshot: None,
+            snapshots_built: 0,
+        }
+    }
+
+    async fn apply_command(&mut self, command: &MetaCommand) -> MetaResponse {
+        let refused = self.applier.apply(command).await.err();
+        if refused.is_none() {
+            self.state.record(command);
+        }
+        MetaResponse { refused }
+    }
+}
+
+fn snapshot_error(e: impl std::fmt::Display) -> StorageError<u64> {
+    StorageError::from(StorageIOError::read_snapshot(
+        None,
+        AnyError::error(e.to_string()),
+    ))
+}
+
+/// Builds a snapshot of the state at one moment.
+pub(crate) struct SnapshotBuilder {
+    meta: SnapshotMeta<u64, openraft::BasicNode>,
+    bytes: Vec<u8>,
+}
+
+impl RaftSnapshotBuilder<MetaTypes> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<MetaTypes>, StorageError<u64>> {
+        Ok(Snapshot {
+            meta: self.meta.clone(),
+            snapshot: Box::new(Cursor::new(self.bytes.clone())),
+        })
+    }
+}
+
+impl RaftStateMachine<MetaTypes> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<
+        (
+            Option<LogId<u64>>,
+            StoredMembership<u64, openraft::BasicNode>,
+        ),
+        StorageError<u64>,
+    > {
+        Ok((self.last_applied, self.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<MetaResponse>, StorageError<u64>>
+    where
+        I: IntoIterator<Item = Entry<MetaTypes>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut responses = Vec::new();
+        for entry in entries {
+            self.last_applied = Some(entry.log_id);
+            let response = match entry.payload {
+                EntryPayload::Blank => MetaResponse::default(),
+                EntryPayload::Normal(command) => self.apply_command(&command).await,
+                EntryPayload::Membership(membership) => {
+                    self.membership = StoredMembership::new(Some(entry.log_id), membership);
+                    MetaResponse::default()
+                }
+            };
+            responses.push(response);
+        }
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        self.snapshots_built += 1;
+        let snapshot_id = match self.last_applied {
+            Some(id) => format!("{}-{}-{}", id.leader_id, id.index, self.snapshots_built),
+            None => format!("none-{}", self.snapshots_built),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: self.last_applied,
+            last_membership: self.membership.clone(),
+            snapshot_id,
+        };
+        let body = SnapshotBody {
+            state: self.state.clone(),
+        };
+        // Serialising plain maps of strings cannot fail; an empty snapshot would be refused on install.
+        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        self.snapshot = Some((meta.clone(), bytes.clone()));
+        SnapshotBuilder { meta, bytes }
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<u64>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<u64, openraft::BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<u64>> {
+        let bytes = snapshot.into_inner();
+        let body: SnapshotBody = serde_json::from_slice(&bytes).map_err(snapshot_error)?;
+        // What the snapshot holds is made here too; what this node made outside the cluster stays.
+        for command in body.state.replay() {
+            if let Err(refused) = self.applier.apply(&command).await {
+                tracing::debug!(?command, %refused, "snapshot command already in effect");
+            }
+        }
+        self.state = body.state;
+        self.last_applied = meta.last_log_id;
+        self.membership = meta.last_membership.clone();
+        self.snapshot = Some((meta.clone(), bytes));
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<MetaTypes>>, StorageError<u64>> {
+        Ok(self.snapshot.as_ref().map(|(meta, bytes)| Snapshot {
+            meta: meta.clone(),
+            snapshot: Box::new(Cursor::new(bytes.clone())),
+        }))
+    }
+}

@@ -1,0 +1,55 @@
+//! The Raft type configuration of the definitions group, and what its log carries: the definition changes every
+//! node applies in the same order.
+
+use std::io::Cursor;
+
+use serde::{Deserialize, Serialize};
+
+/// A definition change, replicated through the definitions group and applied by every node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum MetaCommand {
+    /// A virtual host is created.
+    AddVhost {
+        /// Its name.
+        name: String,
+    },
+    /// A virtual host is deleted, with everything in it.
+    DeleteVhost {
+        /// Its name.
+        name: String,
+    },
+    /// A user's permissions in a vhost are set.
+    SetPermissions {
+        /// The user.
+        user: String,
+        /// The vhost.
+        vhost: String,
+        /// The configure pattern.
+        configure: String,
+        /// The write pattern.
+        write: String,
+        /// The read pattern.
+        read: String,
+    },
+}
+
+/// What applying a [`MetaCommand`] answered on the node that applied it: RabbitMQ's error text when the change
+/// was refused (a vhost that already exists, say), the same on every node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct MetaResponse {
+    /// None: applied.
+    pub(crate) refused: Option<String>,
+}
+
+openraft::declare_raft_types!(
+    /// The definitions group's types: node ids are the position of a node's name among every node's names, sorted,
+    /// counted from 1; a node is known by its inter-node address.
+    pub(crate) MetaTypes:
+        D = MetaCommand,
+        R = MetaResponse,
+        NodeId = u64,
+        Node = openraft::BasicNode,
+        Entry = openraft::Entry<MetaTypes>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);

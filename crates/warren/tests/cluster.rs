@@ -1,0 +1,211 @@
+//! A cluster of three `warren` processes on loopback ports, formed from their config files: definition changes
+//! made on one node reach every node, a node that comes back catches up, a node cut off from the majority refuses
+//! changes, and the inter-node listener refuses requests without the secret's signature.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::process::{fresh_data_dir, BrokerProcess};
+use reqwest::blocking::Client;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+const SECRET: &str = "cluster test secret";
+
+/// Three free loopback ports (bound, read back, released) for the inter-node listeners.
+fn free_ports() -> [u16; 3] {
+    let listeners: Vec<TcpListener> = (0..3)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    let ports: Vec<u16> = listeners
+        .iter()
+        .map(|l| l.local_addr().expect("addr").port())
+        .collect();
+    [ports[0], ports[1], ports[2]]
+}
+
+/// Writes node `index`'s config file next to its data directory.
+fn config_file(data_dir: &Path, index: usize, ports: &[u16; 3]) -> PathBuf {
+    let names = ["n1", "n2", "n3"];
+    let peers: Vec<String> = (0..3)
+        .filter(|i| *i != index)
+        .map(|i| format!("\"{}@127.0.0.1:{}\"", names[i], ports[i]))
+        .collect();
+    let text = format!(
+        "[server]\ncluster_name = \"{name}\"\n\n[cluster]\nname = \"{name}\"\nlisten = \"127.0.0.1:{port}\"\n\
+         peers = [{peers}]\nsecret = \"{SECRET}\"\n",
+        name = names[index],
+        port = ports[index],
+        peers = peers.join(", ")
+    );
+    let path = data_dir.with_extension("toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+struct Node {
+    process: Option<BrokerProcess>,
+    data_dir: PathBuf,
+    config: PathBuf,
+}
+
+impl Node {
+    fn start(name: &str, index: usize, ports: &[u16; 3]) -> Node {
+        let data_dir = fresh_data_dir(&format!("cluster-{name}"));
+        let config = config_file(&data_dir, index, ports);
+        let mut node = Node {
+            process: None,
+            data_dir,
+            config,
+        };
+        node.restart();
+        node
+    }
+
+    fn restart(&mut self) {
+        let config = self.config.to_string_lossy().into_owned();
+        self.process = Some(BrokerProcess::start(&self.data_dir, &["--config", &config]));
+    }
+
+    fn process(&self) -> &BrokerProcess {
+        self.process.as_ref().expect("running")
+    }
+
+    fn api(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let port = self.process().management_port();
+        let mut request = Client::new()
+            .request(method, format!("http://127.0.0.1:{port}/api{path}"))
+            .basic_auth("guest", Some("guest"))
+            .timeout(Duration::from_secs(30));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().expect("request sent");
+        let status = response.status();
+        let text = response.text().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.api(reqwest::Method::GET, path, None)
+    }
+
+    fn kill9(&mut self) {
+        if let Some(process) = self.process.take() {
+            process.kill9();
+        }
+    }
+}
+
+/// Polls `check` every 100 ms until it holds, for at most `seconds`.
+fn eventually(seconds: u64, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while !check() {
+        assert!(Instant::now() < deadline, "not within {seconds} s: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn vhosts_made_on_any_node_reach_every_node_and_a_minority_refuses_changes() {
+    let ports = free_ports();
+    let mut nodes: Vec<Node> = ["n1", "n2", "n3"]
+        .iter()
+        .enumerate()
+        .map(|(i, name)| Node::start(name, i, &ports))
+        .collect();
+
+    eventually(30, "a leader elected", || {
+        nodes[0].get("/cluster-status").1["leader"].is_string()
+    });
+    let (_, status) = nodes[1].get("/cluster-status");
+    assert_eq!(status["clustered"], true, "{status}");
+    assert_eq!(status["node"], "n2", "{status}");
+    assert_eq!(
+        status["members"].as_array().map(Vec::len),
+        Some(3),
+        "{status}"
+    );
+
+    // Made on n2: on n2 when the call returns, on the others as soon as they apply it.
+    let (code, body) = nodes[1].api(reqwest::Method::PUT, "/vhosts/replicated", None);
+    assert_eq!(code, StatusCode::CREATED, "{body}");
+    assert_eq!(nodes[1].get("/vhosts/replicated").0, StatusCode::OK);
+    for node in [&nodes[0], &nodes[2]] {
+        eventually(10, "the vhost on every node", || {
+            node.get("/vhosts/replicated").0 == StatusCode::OK
+        });
+    }
+    // The creator's permissions came with it: guest can use the vhost on another node.
+    eventually(10, "the creator's permissions on n3", || {
+        nodes[2].get("/permissions/replicated/guest").1["configure"] == ".*"
+    });
+    let (code, _) = nodes[2].api(reqwest::Method::PUT, "/queues/replicated/q", None);
+    assert_eq!(code, StatusCode::CREATED);
+
+    // Permissions set on n3 reach n1.
+    let (code, body) = nodes[2].api(
+        reqwest::Method::PUT,
+        "/permissions/replicated/guest",
+        Some(serde_json::json!({"configure": "^c", "write": "^w", "read": "^r"})),
+    );
+    assert_eq!(code, StatusCode::NO_CONTENT, "{body}");
+    eventually(10, "the permissions on n1", || {
+        nodes[0].get("/permissions/replicated/guest").1["configure"] == "^c"
+    });
+
+    // One node down: the other two are a majority and go on (after an election if it led).
+    nodes[0].kill9();
+    let (code, body) = nodes[2].api(reqwest::Method::PUT, "/vhosts/second", None);
+    assert_eq!(code, StatusCode::CREATED, "{body}");
+    eventually(10, "the second vhost on n2", || {
+        nodes[1].get("/vhosts/second").0 == StatusCode::OK
+    });
+
+    // A node that comes back catches up on what it missed.
+    nodes[0].restart();
+    eventually(30, "n1 caught up", || {
+        nodes[0].get("/vhosts/second").0 == StatusCode::OK
+    });
+    let (code, _) = nodes[0].api(reqwest::Method::DELETE, "/vhosts/second", None);
+    assert_eq!(code, StatusCode::NO_CONTENT);
+    for node in [&nodes[1], &nodes[2]] {
+        eventually(10, "the deletion on every node", || {
+            node.get("/vhosts/second").0 == StatusCode::NOT_FOUND
+        });
+    }
+
+    // Two down: the last node cannot reach a majority and refuses, rather than diverging.
+    nodes[0].kill9();
+    nodes[1].kill9();
+    let (code, body) = nodes[2].api(reqwest::Method::PUT, "/vhosts/alone", None);
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        body["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("majority")),
+        "{body}"
+    );
+}
+
+#[test]
+fn the_inter_node_listener_refuses_requests_without_the_secret() {
+    let ports = free_ports();
+    let node = Node::start("lone", 0, &ports);
+    // Started: its management API answers.
+    assert_eq!(node.get("/overview").0, StatusCode::OK);
+    let client = Client::new();
+    for signature in [None, Some("00"), Some("not hex")] {
+        let mut request = client
+            .post(format!("http://127.0.0.1:{}/cluster/vote", ports[0]))
+            .body("{}");
+        if let Some(signature) = signature {
+            request = request.header("x-warren-cluster-signature", signature);
+        }
+        let response = request.send().expect("answered");
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{signature:?}");
+    }
+}
