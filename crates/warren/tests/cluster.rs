@@ -157,6 +157,49 @@ fn vhosts_made_on_any_node_reach_every_node_and_a_minority_refuses_changes() {
         nodes[0].get("/permissions/replicated/guest").1["configure"] == "^c"
     });
 
+    // A user made on n1 logs in on n3 with its password (the hash travelled, not the password).
+    let (code, body) = nodes[0].api(
+        reqwest::Method::PUT,
+        "/users/alice",
+        Some(serde_json::json!({"password": "alice-pw", "tags": "administrator"})),
+    );
+    assert_eq!(code, StatusCode::CREATED, "{body}");
+    let port = nodes[2].process().management_port();
+    eventually(10, "alice on n3", || {
+        Client::new()
+            .get(format!("http://127.0.0.1:{port}/api/whoami"))
+            .basic_auth("alice", Some("alice-pw"))
+            .send()
+            .is_ok_and(|r| r.status() == StatusCode::OK)
+    });
+
+    // Policies: set on n3, seen on n1; a bad one refused before it reaches the log.
+    let (code, body) = nodes[2].api(
+        reqwest::Method::PUT,
+        "/policies/replicated/short",
+        Some(serde_json::json!({"pattern": ".*", "definition": {"max-length": 5}})),
+    );
+    assert_eq!(code, StatusCode::CREATED, "{body}");
+    eventually(10, "the policy on n1", || {
+        nodes[0].get("/policies/replicated/short").1["definition"]["max-length"] == 5
+    });
+    let (code, body) = nodes[1].api(
+        reqwest::Method::PUT,
+        "/policies/replicated/bad",
+        Some(serde_json::json!({"pattern": ".*", "definition": {"max-length": "five"}})),
+    );
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
+    let (code, _) = nodes[1].api(reqwest::Method::DELETE, "/policies/replicated/short", None);
+    assert_eq!(code, StatusCode::NO_CONTENT);
+    let (code, _) = nodes[1].api(reqwest::Method::DELETE, "/users/alice", None);
+    assert_eq!(code, StatusCode::NO_CONTENT);
+    for node in [&nodes[0], &nodes[2]] {
+        eventually(10, "the policy and user gone everywhere", || {
+            node.get("/policies/replicated/short").0 == StatusCode::NOT_FOUND
+                && node.get("/users/alice").0 == StatusCode::NOT_FOUND
+        });
+    }
+
     // One node down: the other two are a majority and go on (after an election if it led).
     nodes[0].kill9();
     let (code, body) = nodes[2].api(reqwest::Method::PUT, "/vhosts/second", None);

@@ -7,6 +7,7 @@ use std::sync::{Arc, Weak};
 
 use super::{AdminError, Broker, PermissionDefinition};
 use crate::cluster::{Cluster, ClusterError, MetaApplier, MetaCommand};
+use crate::policy::PolicyError;
 
 /// Applies committed changes to the broker, held weakly (the broker holds the cluster).
 struct BrokerApplier(Weak<Broker>);
@@ -25,6 +26,14 @@ impl MetaApplier for BrokerApplier {
                 .await
                 .map_err(|e| e.to_string())
         })
+    }
+}
+
+fn policy_refusal(error: PolicyError) -> AdminError {
+    match error {
+        PolicyError::NoSuchVhost(vhost) => AdminError::NoSuchVhost(vhost),
+        PolicyError::Invalid(text) => AdminError::Invalid(text),
+        PolicyError::Storage(e) => AdminError::Store(e),
     }
 }
 
@@ -79,6 +88,24 @@ impl Broker {
                 write,
                 read,
             }),
+            MetaCommand::PutUser { user } => self.put_user(user),
+            MetaCommand::DeleteUser { name } => self.delete_user(&name),
+            // Clearing what is not there is no error: every node ends the same.
+            MetaCommand::ClearPermissions { user, vhost } => {
+                self.clear_permissions(&user, &vhost).map(|_| ())
+            }
+            MetaCommand::SetPolicy {
+                kind,
+                vhost,
+                name,
+                input,
+            } => self
+                .set_policy(kind, &vhost, &name, &input)
+                .map_err(policy_refusal),
+            MetaCommand::ClearPolicy { kind, vhost, name } => self
+                .clear_policy(kind, &vhost, &name)
+                .map(|_| ())
+                .map_err(policy_refusal),
         }
     }
 

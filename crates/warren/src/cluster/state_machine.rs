@@ -20,6 +20,8 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 
 use super::types::{MetaCommand, MetaResponse, MetaTypes};
+use crate::auth::users::UserDefinition;
+use crate::policy::{PolicyInput, PolicyKind};
 
 /// Where committed definition changes take effect: the node's broker.
 pub(crate) trait MetaApplier: Send + Sync + 'static {
@@ -31,10 +33,14 @@ pub(crate) trait MetaApplier: Send + Sync + 'static {
 }
 
 /// What the applied commands amount to.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct MetaState {
     /// Vhosts created through the cluster and not deleted since.
     pub(crate) vhosts: BTreeSet<String>,
+    /// Users put through the cluster and not deleted since, by name.
+    pub(crate) users: BTreeMap<String, UserDefinition>,
+    /// Policies set through the cluster: (kind, vhost, name) → input.
+    pub(crate) policies: BTreeMap<(PolicyKind, String, String), PolicyInput>,
     /// Permissions set through the cluster: (user, vhost) → (configure, write, read).
     pub(crate) permissions: BTreeMap<(String, String), (String, String, String)>,
 }
@@ -48,6 +54,29 @@ impl MetaState {
             MetaCommand::DeleteVhost { name } => {
                 self.vhosts.remove(name);
                 self.permissions.retain(|(_, vhost), _| vhost != name);
+                self.policies.retain(|(_, vhost, _), _| vhost != name);
+            }
+            MetaCommand::PutUser { user } => {
+                self.users.insert(user.name.clone(), user.clone());
+            }
+            MetaCommand::DeleteUser { name } => {
+                self.users.remove(name);
+                self.permissions.retain(|(user, _), _| user != name);
+            }
+            MetaCommand::ClearPermissions { user, vhost } => {
+                self.permissions.remove(&(user.clone(), vhost.clone()));
+            }
+            MetaCommand::SetPolicy {
+                kind,
+                vhost,
+                name,
+                input,
+            } => {
+                self.policies
+                    .insert((*kind, vhost.clone(), name.clone()), input.clone());
+            }
+            MetaCommand::ClearPolicy { kind, vhost, name } => {
+                self.policies.remove(&(*kind, vhost.clone(), name.clone()));
             }
             MetaCommand::SetPermissions {
                 user,
@@ -82,14 +111,31 @@ impl MetaState {
                         read: read.clone(),
                     },
                 );
-        vhosts.chain(permissions).collect()
+        let users = self
+            .users
+            .values()
+            .map(|user| MetaCommand::PutUser { user: user.clone() });
+        let policies =
+            self.policies
+                .iter()
+                .map(|((kind, vhost, name), input)| MetaCommand::SetPolicy {
+                    kind: *kind,
+                    vhost: vhost.clone(),
+                    name: name.clone(),
+                    input: input.clone(),
+                });
+        vhosts
+            .chain(users)
+            .chain(permissions)
+            .chain(policies)
+            .collect()
     }
 }
 
-/// A snapshot as sent: its metadata's position and the state.
+/// A snapshot as sent: the commands that rebuild the state ([`MetaState::replay`]).
 #[derive(Serialize, Deserialize)]
 struct SnapshotBody {
-    state: MetaState,
+    commands: Vec<MetaCommand>,
 }
 
 /// The state machine of one node.
@@ -194,7 +240,7 @@ impl RaftStateMachine<MetaTypes> for StateMachine {
             snapshot_id,
         };
         let body = SnapshotBody {
-            state: self.state.clone(),
+            commands: self.state.replay(),
         };
         // Serialising plain maps of strings cannot fail; an empty snapshot would be refused on install.
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
@@ -216,12 +262,14 @@ impl RaftStateMachine<MetaTypes> for StateMachine {
         let bytes = snapshot.into_inner();
         let body: SnapshotBody = serde_json::from_slice(&bytes).map_err(snapshot_error)?;
         // What the snapshot holds is made here too; what this node made outside the cluster stays.
-        for command in body.state.replay() {
-            if let Err(refused) = self.applier.apply(&command).await {
+        let mut state = MetaState::default();
+        for command in &body.commands {
+            if let Err(refused) = self.applier.apply(command).await {
                 tracing::debug!(?command, %refused, "snapshot command already in effect");
             }
+            state.record(command);
         }
-        self.state = body.state;
+        self.state = state;
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         self.snapshot = Some((meta.clone(), bytes));
@@ -235,5 +283,88 @@ impl RaftStateMachine<MetaTypes> for StateMachine {
             meta: meta.clone(),
             snapshot: Box::new(Cursor::new(bytes.clone())),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records what it is asked to apply.
+    #[derive(Default)]
+    struct Recorder(std::sync::Mutex<Vec<MetaCommand>>);
+
+    impl MetaApplier for Recorder {
+        fn apply<'a>(
+            &'a self,
+            command: &'a MetaCommand,
+        ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
+            Box::pin(async move {
+                self.0.lock().expect("lock").push(command.clone());
+                Ok(())
+            })
+        }
+    }
+
+    fn commands() -> Vec<MetaCommand> {
+        vec![
+            MetaCommand::AddVhost { name: "v".into() },
+            MetaCommand::PutUser {
+                user: UserDefinition {
+                    name: "u".into(),
+                    password_hash: String::new(),
+                    hashing_algorithm: "rabbit_password_hashing_sha256".into(),
+                    tags: vec![],
+                    limits: Default::default(),
+                },
+            },
+            MetaCommand::SetPermissions {
+                user: "u".into(),
+                vhost: "v".into(),
+                configure: ".*".into(),
+                write: ".*".into(),
+                read: ".*".into(),
+            },
+            MetaCommand::SetPolicy {
+                kind: PolicyKind::Policy,
+                vhost: "v".into(),
+                name: "p".into(),
+                input: serde_json::from_value(serde_json::json!({
+                    "pattern": ".*", "definition": {"max-length": 1}
+                }))
+                .expect("a policy input"),
+            },
+            MetaCommand::AddVhost {
+                name: "gone".into(),
+            },
+            MetaCommand::DeleteVhost {
+                name: "gone".into(),
+            },
+        ]
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_rebuilds_what_the_log_made_on_a_node_that_missed_it() {
+        let leader = Arc::new(Recorder::default());
+        let mut source = StateMachine::new(leader.clone());
+        for command in commands() {
+            source.apply_command(&command).await;
+        }
+        let mut builder = source.get_snapshot_builder().await;
+        let snapshot = builder.build_snapshot().await.expect("built");
+
+        let follower = Arc::new(Recorder::default());
+        let mut target = StateMachine::new(follower.clone());
+        target
+            .install_snapshot(&snapshot.meta, snapshot.snapshot)
+            .await
+            .expect("installed");
+        assert_eq!(target.state, source.state);
+        let applied = follower.0.lock().expect("lock").clone();
+        assert!(applied.contains(&MetaCommand::AddVhost { name: "v".into() }));
+        assert!(!applied.contains(&MetaCommand::AddVhost {
+            name: "gone".into()
+        }));
+        assert_eq!(applied.len(), 4, "{applied:?}");
     }
 }

@@ -5,8 +5,11 @@ use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
+use crate::auth::users::UserDefinition;
+use crate::policy::{PolicyInput, PolicyKind};
+
 /// A definition change, replicated through the definitions group and applied by every node.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) enum MetaCommand {
     /// A virtual host is created.
     AddVhost {
@@ -15,6 +18,43 @@ pub(crate) enum MetaCommand {
     },
     /// A virtual host is deleted, with everything in it.
     DeleteVhost {
+        /// Its name.
+        name: String,
+    },
+    /// A user is created or replaced (its password already hashed by the node that took the call).
+    PutUser {
+        /// The user as stored.
+        user: UserDefinition,
+    },
+    /// A user is deleted, with its permissions.
+    DeleteUser {
+        /// Its name.
+        name: String,
+    },
+    /// A user's permissions in a vhost are cleared.
+    ClearPermissions {
+        /// The user.
+        user: String,
+        /// The vhost.
+        vhost: String,
+    },
+    /// A policy or operator policy is set (checked by the node that took the call, and again by each node).
+    SetPolicy {
+        /// Policy or operator policy.
+        kind: PolicyKind,
+        /// Its vhost.
+        vhost: String,
+        /// Its name.
+        name: String,
+        /// Its pattern, definition, priority and apply-to.
+        input: PolicyInput,
+    },
+    /// A policy or operator policy is cleared.
+    ClearPolicy {
+        /// Policy or operator policy.
+        kind: PolicyKind,
+        /// Its vhost.
+        vhost: String,
         /// Its name.
         name: String,
     },

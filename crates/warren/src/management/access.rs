@@ -176,7 +176,13 @@ async fn put_user(
         tags,
         limits,
     };
-    blocking(move || broker.put_user(user).map_err(ApiError::from)).await?;
+    if broker.cluster().is_some() {
+        broker
+            .change_definitions(MetaCommand::PutUser { user })
+            .await?;
+    } else {
+        blocking(move || broker.put_user(user).map_err(ApiError::from)).await?;
+    }
     Ok(match existing {
         Some(_) => StatusCode::NO_CONTENT,
         None => StatusCode::CREATED,
@@ -190,6 +196,15 @@ async fn delete_user(
 ) -> Result<StatusCode, ApiError> {
     caller.require_admin()?;
     let broker = state.broker.clone();
+    if broker.cluster().is_some() {
+        if broker.access.user(&name).is_none() {
+            return Err(ApiError::not_found());
+        }
+        broker
+            .change_definitions(MetaCommand::DeleteUser { name })
+            .await?;
+        return Ok(StatusCode::NO_CONTENT);
+    }
     blocking(move || broker.delete_user(&name).map_err(ApiError::from)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -366,6 +381,19 @@ async fn delete_permission(
 ) -> Result<StatusCode, ApiError> {
     caller.require_admin()?;
     let broker = state.broker.clone();
+    if broker.cluster().is_some() {
+        let exists = broker
+            .permissions()
+            .iter()
+            .any(|p| p.vhost == vhost && p.user == user);
+        if !exists {
+            return Err(ApiError::not_found());
+        }
+        broker
+            .change_definitions(MetaCommand::ClearPermissions { user, vhost })
+            .await?;
+        return Ok(StatusCode::NO_CONTENT);
+    }
     let removed = blocking(move || {
         broker
             .clear_permissions(&user, &vhost)

@@ -383,7 +383,20 @@ async fn put_kind(
     let input = policy_input(json_body(&body)?)?;
     let broker = state.broker.clone();
     let existed = broker.policy(kind, &vhost, &name).is_some();
-    blocking(move || Ok(broker.set_policy(kind, &vhost, &name, &input)?)).await?;
+    if broker.cluster().is_some() {
+        // Checked here first, so a bad policy gets this node's answer and never reaches the log.
+        crate::policy::Policy::parse(kind, &vhost, &name, &input)?;
+        broker
+            .change_definitions(MetaCommand::SetPolicy {
+                kind,
+                vhost,
+                name,
+                input,
+            })
+            .await?;
+    } else {
+        blocking(move || Ok(broker.set_policy(kind, &vhost, &name, &input)?)).await?;
+    }
     Ok(match existed {
         true => StatusCode::NO_CONTENT,
         false => StatusCode::CREATED,
@@ -402,6 +415,15 @@ async fn delete_kind(
         _ => caller.require_policymaker(&state.broker, &vhost)?,
     }
     let broker = state.broker.clone();
+    if broker.cluster().is_some() {
+        if broker.policy(kind, &vhost, &name).is_none() {
+            return Err(ApiError::not_found());
+        }
+        broker
+            .change_definitions(MetaCommand::ClearPolicy { kind, vhost, name })
+            .await?;
+        return Ok(StatusCode::NO_CONTENT);
+    }
     let cleared = blocking(move || Ok(broker.clear_policy(kind, &vhost, &name)?)).await?;
     match cleared {
         true => Ok(StatusCode::NO_CONTENT),

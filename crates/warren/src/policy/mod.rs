@@ -17,7 +17,7 @@ use crate::queue::settings::QueueOverrides;
 pub(crate) use definition::PolicyValues;
 
 /// A policy or an operator policy (RabbitMQ's runtime parameter components `policy` and `operator_policy`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PolicyKind {
     /// A policy, set by users with the policymaker tag.
