@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub(crate) mod api;
+pub(crate) mod cluster;
 pub(crate) mod process;
 
 use std::time::Duration;

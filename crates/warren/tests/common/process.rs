@@ -136,6 +136,15 @@ impl BrokerProcess {
         None
     }
 
+    /// Sends `signal` (a name `kill` knows: `STOP`, `CONT`, ...) without waiting.
+    pub(crate) fn signal(&self, signal: &str) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(&pid)
+            .status();
+    }
+
     /// SIGKILL: no shutdown code runs.
     pub(crate) fn kill9(mut self) {
         let _ = self.child.kill();

@@ -1,0 +1,153 @@
+//! A cluster of `warren` processes on loopback ports, each started from a config file with a `[cluster]` table, and
+//! driven through its management API.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use reqwest::blocking::Client;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use super::process::{fresh_data_dir, BrokerProcess};
+
+pub(crate) const SECRET: &str = "cluster test secret";
+
+/// Three free loopback ports (bound, read back, released) for the inter-node listeners.
+pub(crate) fn free_ports() -> [u16; 3] {
+    let listeners: Vec<TcpListener> = (0..3)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    let ports: Vec<u16> = listeners
+        .iter()
+        .map(|l| l.local_addr().expect("addr").port())
+        .collect();
+    [ports[0], ports[1], ports[2]]
+}
+
+/// Writes node `index`'s config file next to its data directory.
+pub(crate) fn config_file(data_dir: &Path, index: usize, ports: &[u16; 3]) -> PathBuf {
+    let names = ["n1", "n2", "n3"];
+    let peers: Vec<String> = (0..3)
+        .filter(|i| *i != index)
+        .map(|i| format!("\"{}@127.0.0.1:{}\"", names[i], ports[i]))
+        .collect();
+    let text = format!(
+        "[server]\ncluster_name = \"{name}\"\n\n[cluster]\nname = \"{name}\"\nlisten = \"127.0.0.1:{port}\"\n\
+         peers = [{peers}]\nsecret = \"{SECRET}\"\n",
+        name = names[index],
+        port = ports[index],
+        peers = peers.join(", ")
+    );
+    let path = data_dir.with_extension("toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+pub(crate) struct Node {
+    process: Option<BrokerProcess>,
+    data_dir: PathBuf,
+    config: PathBuf,
+}
+
+impl Node {
+    pub(crate) fn start(name: &str, index: usize, ports: &[u16; 3]) -> Node {
+        let data_dir = fresh_data_dir(&format!("cluster-{name}"));
+        let config = config_file(&data_dir, index, ports);
+        let mut node = Node {
+            process: None,
+            data_dir,
+            config,
+        };
+        node.restart();
+        node
+    }
+
+    pub(crate) fn restart(&mut self) {
+        let config = self.config.to_string_lossy().into_owned();
+        self.process = Some(BrokerProcess::start(&self.data_dir, &["--config", &config]));
+    }
+
+    pub(crate) fn process(&self) -> &BrokerProcess {
+        self.process.as_ref().expect("running")
+    }
+
+    pub(crate) fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let port = self.process().management_port();
+        let mut request = Client::new()
+            .request(method, format!("http://127.0.0.1:{port}/api{path}"))
+            .basic_auth("guest", Some("guest"))
+            .timeout(Duration::from_secs(30));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().expect("request sent");
+        let status = response.status();
+        let text = response.text().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// [`Node::api`] that may fail (the node killed or paused): None when no answer came within `timeout`.
+    pub(crate) fn try_api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        timeout: Duration,
+    ) -> Option<StatusCode> {
+        let port = self.process.as_ref()?.management_port();
+        Client::new()
+            .request(method, format!("http://127.0.0.1:{port}/api{path}"))
+            .basic_auth("guest", Some("guest"))
+            .timeout(timeout)
+            .send()
+            .ok()
+            .map(|r| r.status())
+    }
+
+    pub(crate) fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.api(reqwest::Method::GET, path, None)
+    }
+
+    pub(crate) fn kill9(&mut self) {
+        if let Some(process) = self.process.take() {
+            process.kill9();
+        }
+    }
+
+    /// Whether it runs (not killed).
+    pub(crate) fn is_up(&self) -> bool {
+        self.process.is_some()
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`) to the process.
+    pub(crate) fn signal(&self, signal: &str) {
+        self.process().signal(signal);
+    }
+
+    /// The leader this node names, if it answers and knows one.
+    pub(crate) fn leader(&self) -> Option<String> {
+        let port = self.process().management_port();
+        let response = Client::new()
+            .get(format!("http://127.0.0.1:{port}/api/cluster-status"))
+            .basic_auth("guest", Some("guest"))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .ok()?;
+        let body: Value = response.json().ok()?;
+        body["leader"].as_str().map(str::to_owned)
+    }
+}
+
+/// Polls `check` every 100 ms until it holds, for at most `seconds`.
+pub(crate) fn eventually(seconds: u64, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while !check() {
+        assert!(Instant::now() < deadline, "not within {seconds} s: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
