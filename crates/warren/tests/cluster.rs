@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::cluster::{eventually, free_ports, Node};
+use common::cluster::{eventually, free_port_list, free_ports, Node, SECRET};
 use reqwest::blocking::Client;
 use reqwest::StatusCode;
 
@@ -150,4 +150,64 @@ fn the_inter_node_listener_refuses_requests_without_the_secret() {
         let response = request.send().expect("answered");
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{signature:?}");
     }
+}
+
+#[test]
+fn a_node_joins_at_run_time_and_a_stopped_member_is_forgotten() {
+    let ports = free_port_list(4);
+    let mut nodes: Vec<Node> = ["n1", "n2", "n3"]
+        .iter()
+        .enumerate()
+        .map(|(i, name)| Node::start(name, i, &[ports[0], ports[1], ports[2]]))
+        .collect();
+    eventually(30, "a leader elected", || {
+        nodes[0].get("/cluster-status").1["leader"].is_string()
+    });
+    let text = format!(
+        "[server]\ncluster_name = \"n4\"\n\n[cluster]\nname = \"n4\"\nlisten = \"127.0.0.1:{}\"\n\
+         peers = [\"n1@127.0.0.1:{}\", \"n2@127.0.0.1:{}\", \"n3@127.0.0.1:{}\"]\nsecret = \"{SECRET}\"\njoin = true\n",
+        ports[3], ports[0], ports[1], ports[2]
+    );
+    let mut joiner = Node::start_with_config("n4", &text);
+    let members = |node: &Node| {
+        node.get("/cluster-status").1["members"]
+            .as_array()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|n| n["name"].as_str().map(str::to_owned))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    eventually(30, "n4 a member on n1", || {
+        members(&nodes[0]).contains(&"n4".to_owned())
+    });
+    // The new member takes changes and has what was made before it joined.
+    let (code, _) = nodes[0].api(reqwest::Method::PUT, "/vhosts/before-join", None);
+    assert_eq!(code, StatusCode::CREATED);
+    eventually(30, "n4 caught up", || {
+        joiner.get("/vhosts/before-join").0 == StatusCode::OK
+    });
+    let (code, body) = joiner.api(reqwest::Method::PUT, "/vhosts/from-n4", None);
+    assert_eq!(code, StatusCode::CREATED, "{body}");
+    eventually(10, "n4's vhost on n2", || {
+        nodes[1].get("/vhosts/from-n4").0 == StatusCode::OK
+    });
+
+    // Stopped, then forgotten through another member: the cluster is three again.
+    joiner.kill9();
+    let (code, body) = nodes[1].api(reqwest::Method::DELETE, "/cluster-nodes/n4", None);
+    assert_eq!(code, StatusCode::NO_CONTENT, "{body}");
+    eventually(10, "n4 gone from n3's view", || {
+        !members(&nodes[2]).contains(&"n4".to_owned())
+    });
+    assert_eq!(members(&nodes[2]).len(), 3);
+    let (code, body) = nodes[1].api(reqwest::Method::DELETE, "/cluster-nodes/n4", None);
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
+    let (code, body) = nodes[1].api(reqwest::Method::DELETE, "/cluster-nodes/n2", None);
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
+    // With two of the three up, changes still commit.
+    nodes[0].kill9();
+    let (code, body) = nodes[2].api(reqwest::Method::PUT, "/vhosts/after-forget", None);
+    assert_eq!(code, StatusCode::CREATED, "{body}");
 }

@@ -4,9 +4,11 @@
 //! this node has applied it. A node cut off from a majority cannot commit: its changes are refused after
 //! [`WRITE_TIMEOUT`] with a clear error instead of diverging.
 //!
-//! Node ids are derived from the names: every node sorts all names the same way, so every node gives every other
-//! the same id without a handshake. Every node initialises the group with the same membership at first start, so
-//! the cluster forms whichever nodes come up first (the entries are identical).
+//! A node's id is derived from its name ([`node_id`]), so every node gives every other the same id without a
+//! handshake. The nodes of the first formation (no `join`) all initialise the group with the same membership at
+//! first start, so the cluster forms whichever nodes come up first (the entries are identical). A node started
+//! later with `join = true` initialises nothing: it asks the peers' leader to add it (`join_cluster`), and
+//! `forget_cluster_node` removes a member through the leader.
 //!
 //! A single node (no `[cluster]`) starts none of this.
 
@@ -24,11 +26,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{ClientWriteError, RaftError};
-use openraft::{BasicNode, Raft, SnapshotPolicy};
+use openraft::{Raft, SnapshotPolicy};
+use sha2::{Digest, Sha256};
 
 use crate::config::ClusterConfig;
 use network::{Network, PostError};
-use server::{ServerState, WriteAnswer};
+use server::{MembershipChange, ServerState, WriteAnswer};
 
 pub(crate) use state_machine::MetaApplier;
 pub(crate) use types::{MetaCommand, MetaResponse};
@@ -59,6 +62,9 @@ pub enum ClusterError {
     /// openraft refused to start or failed.
     #[error("cluster: {0}")]
     Raft(String),
+    /// A membership change that cannot be made (the node is not a member, or is this node).
+    #[error("{0}")]
+    Membership(String),
     /// The change was not committed in time: no leader, or this node cannot reach a majority.
     #[error(
         "the cluster could not commit the change within {0:?}: no leader reachable with a majority of nodes"
@@ -66,8 +72,17 @@ pub enum ClusterError {
     NoQuorum(Duration),
 }
 
-/// One node as the cluster knows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A node's id in the group: the first eight bytes of the SHA-256 of its name, so that every node derives the same
+/// id for a name, whatever the others' names are.
+pub(crate) fn node_id(name: &str) -> u64 {
+    let digest = Sha256::digest(name.as_bytes());
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(bytes)
+}
+
+/// One node as the cluster knows it (what the group's membership records of each member).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ClusterNode {
     /// Its name.
     pub name: String,
@@ -94,7 +109,7 @@ pub struct ClusterStatus {
 pub struct Cluster {
     raft: Raft<types::MetaTypes>,
     node_id: u64,
-    names: BTreeMap<u64, ClusterNode>,
+    name: String,
     network: Network,
     listener: tokio::task::JoinHandle<()>,
 }
@@ -103,7 +118,7 @@ impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cluster")
             .field("node_id", &self.node_id)
-            .field("names", &self.names)
+            .field("name", &self.name)
             .finish_non_exhaustive()
     }
 }
@@ -116,25 +131,28 @@ impl Cluster {
         data_dir: &Path,
         applier: Arc<dyn MetaApplier>,
     ) -> Result<Arc<Cluster>, ClusterError> {
-        let mut all: Vec<ClusterNode> = config
+        let mut all: BTreeMap<u64, ClusterNode> = BTreeMap::new();
+        let me = ClusterNode {
+            name: config.name.clone(),
+            addr: config.listen.to_string(),
+        };
+        for node in config
             .peers
             .iter()
             .map(|p| ClusterNode {
                 name: p.name.clone(),
                 addr: p.addr.to_string(),
             })
-            .collect();
-        all.push(ClusterNode {
-            name: config.name.clone(),
-            addr: config.listen.to_string(),
-        });
-        all.sort_by(|a, b| a.name.cmp(&b.name));
-        let names: BTreeMap<u64, ClusterNode> = (1u64..).zip(all).collect();
-        let node_id = names
-            .iter()
-            .find(|(_, n)| n.name == config.name)
-            .map(|(id, _)| *id)
-            .ok_or_else(|| ClusterError::Raft("this node is not among the nodes".to_owned()))?;
+            .chain(std::iter::once(me.clone()))
+        {
+            if let Some(other) = all.insert(node_id(&node.name), node.clone()) {
+                return Err(ClusterError::Raft(format!(
+                    "node names '{}' and '{}' give the same id: rename one",
+                    other.name, node.name
+                )));
+            }
+        }
+        let node_id = node_id(&config.name);
 
         let dir = data_dir.join("cluster");
         let path = dir.join("raft.redb");
@@ -187,27 +205,32 @@ impl Cluster {
             .is_initialized()
             .await
             .map_err(|e| ClusterError::Raft(e.to_string()))?;
-        if !initialized {
-            let members: BTreeMap<u64, BasicNode> = names
-                .iter()
-                .map(|(id, node)| (*id, BasicNode::new(&node.addr)))
-                .collect();
-            // Every node proposes the same first membership; whichever entries win are identical.
-            if let Err(error) = raft.initialize(members).await {
+        let peers: Vec<ClusterNode> = all
+            .values()
+            .filter(|n| n.name != me.name)
+            .cloned()
+            .collect();
+        if !initialized && !config.join {
+            // Every node of the first formation proposes the same membership; whichever entries win are identical.
+            if let Err(error) = raft.initialize(all.clone()).await {
                 tracing::debug!(%error, "cluster already initialised by another node");
             }
         }
         tracing::info!(
-            node = %config.name, id = node_id, listen = %config.listen,
-            "cluster node started with {} members", names.len()
+            node = %config.name, id = node_id, listen = %config.listen, join = config.join,
+            "cluster node started with {} configured members", all.len()
         );
-        Ok(Arc::new(Cluster {
+        let cluster = Arc::new(Cluster {
             raft,
             node_id,
-            names,
+            name: config.name.clone(),
             network,
             listener,
-        }))
+        });
+        if !initialized && config.join {
+            tokio::spawn(cluster.clone().join(me, peers));
+        }
+        Ok(cluster)
     }
 
     /// Writes `command` to the group and waits until this node has applied it; what applying answered.
@@ -259,22 +282,101 @@ impl Cluster {
     /// The cluster as this node sees it.
     pub fn status(&self) -> ClusterStatus {
         let metrics = self.raft.metrics().borrow().clone();
-        let name_of = |id: u64| self.names.get(&id).map(|n| n.name.clone());
-        let members = metrics
-            .membership_config
-            .membership()
-            .nodes()
-            .map(|(id, node)| ClusterNode {
-                name: name_of(*id).unwrap_or_else(|| format!("node-{id}")),
-                addr: node.addr.clone(),
-            })
-            .collect();
+        let membership = metrics.membership_config.membership();
+        let members: Vec<ClusterNode> = membership.nodes().map(|(_, node)| node.clone()).collect();
+        let name_of = |id: u64| membership.get_node(&id).map(|n| n.name.clone());
         ClusterStatus {
-            node: name_of(self.node_id).unwrap_or_default(),
+            node: self.name.clone(),
             members,
             leader: metrics.current_leader.and_then(name_of),
             term: metrics.current_term,
             applied_index: metrics.last_applied.map(|id| id.index),
+        }
+    }
+
+    /// Asks the peers, one after another until the leader takes it, to add this node to the group; runs until it
+    /// is added (a node started with `join = true`).
+    async fn join(self: Arc<Self>, me: ClusterNode, peers: Vec<ClusterNode>) {
+        let change = MembershipChange::Add { node: me };
+        loop {
+            for peer in &peers {
+                let answer: Result<Result<(), String>, PostError> = self
+                    .network
+                    .post(
+                        &peer.addr,
+                        "/cluster/membership",
+                        &change,
+                        Some(WRITE_TIMEOUT),
+                    )
+                    .await;
+                if let Ok(Ok(())) = answer {
+                    tracing::info!(via = %peer.name, "joined the cluster");
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Removes node `name` from the group (`forget_cluster_node`), through the leader. The node should be stopped:
+    /// it is no longer sent anything, and its own votes no longer count.
+    pub(crate) async fn forget(&self, name: &str) -> Result<(), ClusterError> {
+        let id = node_id(name);
+        if id == self.node_id {
+            return Err(ClusterError::Membership(
+                "a node cannot forget itself; run forget_cluster_node on another member".to_owned(),
+            ));
+        }
+        let is_member = {
+            let metrics = self.raft.metrics().borrow().clone();
+            metrics
+                .membership_config
+                .membership()
+                .voter_ids()
+                .any(|voter| voter == id)
+        };
+        if !is_member {
+            return Err(ClusterError::Membership(format!(
+                "node '{name}' is not a member of the cluster"
+            )));
+        }
+        let change = MembershipChange::Remove {
+            name: name.to_owned(),
+        };
+        let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
+        loop {
+            let leader = {
+                let metrics = self.raft.metrics().borrow().clone();
+                metrics.current_leader.and_then(|leader| {
+                    metrics
+                        .membership_config
+                        .membership()
+                        .get_node(&leader)
+                        .cloned()
+                })
+            };
+            let done = match leader {
+                Some(leader) if leader.name == self.name => change.apply(&self.raft).await.is_ok(),
+                Some(leader) => matches!(
+                    self.network
+                        .post::<_, Result<(), String>>(
+                            &leader.addr,
+                            "/cluster/membership",
+                            &change,
+                            Some(WRITE_TIMEOUT)
+                        )
+                        .await,
+                    Ok(Ok(()))
+                ),
+                None => false,
+            };
+            if done {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ClusterError::NoQuorum(WRITE_TIMEOUT));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 

@@ -11,12 +11,12 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::auth::{Signer, SIGNATURE_HEADER};
 use super::types::MetaTypes;
+use super::ClusterNode;
 
 /// Builds a [`PeerClient`] per target.
 #[derive(Clone)]
@@ -95,7 +95,7 @@ pub(crate) struct PeerClient {
 impl RaftNetworkFactory<MetaTypes> for Network {
     type Network = PeerClient;
 
-    async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerClient {
+    async fn new_client(&mut self, target: u64, node: &ClusterNode) -> PeerClient {
         PeerClient {
             network: self.clone(),
             target,
@@ -114,7 +114,7 @@ impl PeerClient {
         path: &str,
         request: &Req,
         option: &RPCOption,
-    ) -> Result<Resp, RPCError<u64, BasicNode, RaftError<u64, E>>> {
+    ) -> Result<Resp, RPCError<u64, ClusterNode, RaftError<u64, E>>> {
         let answer: Result<Resp, RaftError<u64, E>> = self
             .network
             .post(&self.addr, path, request, Some(option.hard_ttl()))
@@ -136,7 +136,7 @@ impl RaftNetwork<MetaTypes> for PeerClient {
         &mut self,
         rpc: AppendEntriesRequest<MetaTypes>,
         option: RPCOption,
-    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, ClusterNode, RaftError<u64>>> {
         self.call("/cluster/append", &rpc, &option).await
     }
 
@@ -146,7 +146,7 @@ impl RaftNetwork<MetaTypes> for PeerClient {
         option: RPCOption,
     ) -> Result<
         InstallSnapshotResponse<u64>,
-        RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>,
+        RPCError<u64, ClusterNode, RaftError<u64, InstallSnapshotError>>,
     > {
         self.call("/cluster/snapshot", &rpc, &option).await
     }
@@ -155,7 +155,7 @@ impl RaftNetwork<MetaTypes> for PeerClient {
         &mut self,
         rpc: VoteRequest<u64>,
         option: RPCOption,
-    ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+    ) -> Result<VoteResponse<u64>, RPCError<u64, ClusterNode, RaftError<u64>>> {
         self.call("/cluster/vote", &rpc, &option).await
     }
 }

@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::{Signer, SIGNATURE_HEADER};
 use super::types::{MetaCommand, MetaResponse, MetaTypes};
+use super::{node_id, ClusterNode};
+use openraft::ChangeMembers;
+use std::collections::BTreeSet;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -34,6 +37,45 @@ pub(crate) struct WriteAnswer {
     pub(crate) response: MetaResponse,
 }
 
+/// A change of the group's members, made by the leader.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) enum MembershipChange {
+    /// A node joins: added as a learner (it catches up), then made a voter.
+    Add {
+        /// The node.
+        node: ClusterNode,
+    },
+    /// A node is removed.
+    Remove {
+        /// Its name.
+        name: String,
+    },
+}
+
+impl MembershipChange {
+    /// Makes the change on `raft`, which must lead; why not otherwise.
+    pub(crate) async fn apply(&self, raft: &Raft<MetaTypes>) -> Result<(), String> {
+        match self {
+            MembershipChange::Add { node } => {
+                let id = node_id(&node.name);
+                raft.add_learner(id, node.clone(), true)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            MembershipChange::Remove { name } => {
+                let id = node_id(name);
+                raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The inter-node routes.
 pub(crate) fn router(state: ServerState) -> Router {
     Router::new()
@@ -41,6 +83,7 @@ pub(crate) fn router(state: ServerState) -> Router {
         .route("/cluster/vote", post(vote))
         .route("/cluster/snapshot", post(snapshot))
         .route("/cluster/write", post(write))
+        .route("/cluster/membership", post(membership))
         .with_state(Arc::new(state))
 }
 
@@ -112,4 +155,16 @@ async fn write(State(state): State<Arc<ServerState>>, headers: HeaderMap, body: 
         Err(e) => Err(e.to_string()),
     };
     json(&answer)
+}
+
+async fn membership(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let change: MembershipChange = match verified(&state, &headers, &body) {
+        Ok(change) => change,
+        Err(refused) => return refused.into_response(),
+    };
+    json(&change.apply(&state.raft).await)
 }

@@ -20,6 +20,7 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 
 use super::types::{MetaCommand, MetaResponse, MetaTypes};
+use super::ClusterNode;
 use crate::auth::users::UserDefinition;
 use crate::policy::{PolicyInput, PolicyKind};
 
@@ -142,9 +143,9 @@ struct SnapshotBody {
 pub(crate) struct StateMachine {
     applier: Arc<dyn MetaApplier>,
     last_applied: Option<LogId<u64>>,
-    membership: StoredMembership<u64, openraft::BasicNode>,
+    membership: StoredMembership<u64, ClusterNode>,
     state: MetaState,
-    snapshot: Option<(SnapshotMeta<u64, openraft::BasicNode>, Vec<u8>)>,
+    snapshot: Option<(SnapshotMeta<u64, ClusterNode>, Vec<u8>)>,
     snapshots_built: u64,
 }
 
@@ -179,7 +180,7 @@ fn snapshot_error(e: impl std::fmt::Display) -> StorageError<u64> {
 
 /// Builds a snapshot of the state at one moment.
 pub(crate) struct SnapshotBuilder {
-    meta: SnapshotMeta<u64, openraft::BasicNode>,
+    meta: SnapshotMeta<u64, ClusterNode>,
     bytes: Vec<u8>,
 }
 
@@ -197,13 +198,7 @@ impl RaftStateMachine<MetaTypes> for StateMachine {
 
     async fn applied_state(
         &mut self,
-    ) -> Result<
-        (
-            Option<LogId<u64>>,
-            StoredMembership<u64, openraft::BasicNode>,
-        ),
-        StorageError<u64>,
-    > {
+    ) -> Result<(Option<LogId<u64>>, StoredMembership<u64, ClusterNode>), StorageError<u64>> {
         Ok((self.last_applied, self.membership.clone()))
     }
 
@@ -256,7 +251,7 @@ impl RaftStateMachine<MetaTypes> for StateMachine {
 
     async fn install_snapshot(
         &mut self,
-        meta: &SnapshotMeta<u64, openraft::BasicNode>,
+        meta: &SnapshotMeta<u64, ClusterNode>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<u64>> {
         let bytes = snapshot.into_inner();

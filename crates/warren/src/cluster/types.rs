@@ -82,13 +82,13 @@ pub(crate) struct MetaResponse {
 }
 
 openraft::declare_raft_types!(
-    /// The definitions group's types: node ids are the position of a node's name among every node's names, sorted,
-    /// counted from 1; a node is known by its inter-node address.
+    /// The definitions group's types: a node's id is derived from its name ([`super::node_id`]); a node is known
+    /// by its name and inter-node address.
     pub(crate) MetaTypes:
         D = MetaCommand,
         R = MetaResponse,
         NodeId = u64,
-        Node = openraft::BasicNode,
+        Node = super::ClusterNode,
         Entry = openraft::Entry<MetaTypes>,
         SnapshotData = Cursor<Vec<u8>>,
         AsyncRuntime = openraft::TokioRuntime,

@@ -21,6 +21,9 @@ pub struct ClusterConfig {
     pub peers: Vec<ClusterPeer>,
     /// The shared secret inter-node requests are signed with.
     pub secret: String,
+    /// This node joins a cluster that already runs (`join_cluster`): it asks the peers' leader to add it instead of
+    /// forming the cluster with them. Default false.
+    pub join: bool,
 }
 
 impl std::fmt::Debug for ClusterConfig {
@@ -52,6 +55,8 @@ pub(super) struct ClusterSection {
     #[serde(default)]
     peers: Vec<Spanned<String>>,
     secret: Spanned<String>,
+    #[serde(default)]
+    join: bool,
 }
 
 /// A node name: letters, digits, `-`, `_` and `.`, as an Erlang node's short name.
@@ -119,6 +124,7 @@ impl ClusterSection {
             listen,
             peers,
             secret: self.secret.into_inner(),
+            join: self.join,
         });
         Ok(())
     }

@@ -96,6 +96,20 @@ pub(crate) enum CtlCommand {
     /// Displays the cluster's nodes and its leader as this node sees them
     #[command(name = "cluster_status")]
     ClusterStatus,
+    /// Removes a node from the cluster (run against another member; the node should be stopped)
+    #[command(name = "forget_cluster_node")]
+    ForgetClusterNode {
+        /// The node's name, as its [cluster] name
+        #[arg(value_name = "NODE")]
+        node: String,
+    },
+    /// Refused: a Warren node joins a cluster through its config ([cluster] join = true), see docs/clustering.md
+    #[command(name = "join_cluster")]
+    JoinCluster {
+        /// The node to join (not used: see above)
+        #[arg(value_name = "NODE")]
+        node: String,
+    },
     /// Waits until the node's management API answers (--timeout seconds, 300 by default)
     #[command(name = "await_startup")]
     AwaitStartup,
@@ -294,6 +308,8 @@ impl CtlCommand {
             self,
             CtlCommand::Status
                 | CtlCommand::ClusterStatus
+                | CtlCommand::ForgetClusterNode { .. }
+                | CtlCommand::JoinCluster { .. }
                 | CtlCommand::AwaitStartup
                 | CtlCommand::ListConnections(_)
                 | CtlCommand::ListChannels(_)
@@ -317,6 +333,8 @@ impl CtlCommand {
         match self {
             CtlCommand::Status => "status",
             CtlCommand::ClusterStatus => "cluster_status",
+            CtlCommand::ForgetClusterNode { .. } => "forget_cluster_node",
+            CtlCommand::JoinCluster { .. } => "join_cluster",
             CtlCommand::AwaitStartup => "await_startup",
             CtlCommand::ListQueues(_) => "list_queues",
             CtlCommand::ListExchanges(_) => "list_exchanges",

@@ -5,7 +5,8 @@
 //! - `DELETE /api/exchanges/{vhost}/{name}/delayed-messages/{id}`: cancels one (never routed);
 //! - `GET /api/exchanges/{vhost}/{name}/deduplication`: an `x-message-deduplication` exchange's cache;
 //! - `GET /api/queues/{vhost}/{name}/deduplication`: the keys a deduplicating queue's messages hold;
-//! - `GET /api/cluster-status`: the cluster this node belongs to (`warren ctl cluster_status`).
+//! - `GET /api/cluster-status`: the cluster this node belongs to (`warren ctl cluster_status`);
+//! - `DELETE /api/cluster-nodes/{name}`: removes a member from the cluster (`warren ctl forget_cluster_node`).
 //!
 //! Tracing is RabbitMQ's own switch: `PUT /api/vhosts/{vhost}` with `{"tracing": true|false}`.
 
@@ -26,6 +27,7 @@ use crate::broker::DelayedError;
 pub(crate) fn routes() -> Router<ApiState> {
     Router::new()
         .route("/api/cluster-status", get(cluster_status))
+        .route("/api/cluster-nodes/{name}", delete(forget_cluster_node))
         .route(
             "/api/exchanges/{vhost}/{name}/delayed-messages",
             get(delayed_messages),
@@ -140,6 +142,27 @@ async fn cluster_status(
         "term": status.term,
         "applied_index": status.applied_index,
     })))
+}
+
+/// Removes member `name` from the cluster, through its leader.
+async fn forget_cluster_node(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    caller: Caller,
+) -> Result<StatusCode, ApiError> {
+    caller.require_admin()?;
+    let Some(cluster) = state.broker.cluster() else {
+        return Err(ApiError::bad_request("this node is not in a cluster"));
+    };
+    match cluster.forget(&name).await {
+        Ok(()) => Ok(StatusCode::NO_CONTENT),
+        Err(crate::cluster::ClusterError::Membership(reason)) => Err(ApiError::bad_request(reason)),
+        Err(other) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            other.to_string(),
+        )),
+    }
 }
 
 async fn exchange_dedup(

@@ -13,16 +13,28 @@ use super::process::{fresh_data_dir, BrokerProcess};
 
 pub(crate) const SECRET: &str = "cluster test secret";
 
+/// A data directory name no other node of this test process uses (tests run in parallel, each with its n1).
+fn unique(name: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("cluster-{name}-{n}")
+}
+
 /// Three free loopback ports (bound, read back, released) for the inter-node listeners.
 pub(crate) fn free_ports() -> [u16; 3] {
-    let listeners: Vec<TcpListener> = (0..3)
+    let ports = free_port_list(3);
+    [ports[0], ports[1], ports[2]]
+}
+
+/// `n` free loopback ports.
+pub(crate) fn free_port_list(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
         .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
         .collect();
-    let ports: Vec<u16> = listeners
+    listeners
         .iter()
         .map(|l| l.local_addr().expect("addr").port())
-        .collect();
-    [ports[0], ports[1], ports[2]]
+        .collect()
 }
 
 /// Writes node `index`'s config file next to its data directory.
@@ -52,8 +64,22 @@ pub(crate) struct Node {
 
 impl Node {
     pub(crate) fn start(name: &str, index: usize, ports: &[u16; 3]) -> Node {
-        let data_dir = fresh_data_dir(&format!("cluster-{name}"));
+        let data_dir = fresh_data_dir(&unique(name));
         let config = config_file(&data_dir, index, ports);
+        let mut node = Node {
+            process: None,
+            data_dir,
+            config,
+        };
+        node.restart();
+        node
+    }
+
+    /// A node started with the config file `text`.
+    pub(crate) fn start_with_config(name: &str, text: &str) -> Node {
+        let data_dir = fresh_data_dir(&unique(name));
+        let config = data_dir.with_extension("toml");
+        std::fs::write(&config, text).expect("write config");
         let mut node = Node {
             process: None,
             data_dir,

@@ -21,6 +21,12 @@ pub(crate) fn run(ctx: &Ctx, command: &CtlCommand) -> Result<(), CtlError> {
     match command {
         CtlCommand::Status => node::status(ctx),
         CtlCommand::ClusterStatus => node::cluster_status(ctx),
+        CtlCommand::ForgetClusterNode { node } => node::forget_cluster_node(ctx, node),
+        CtlCommand::JoinCluster { .. } => Err(CtlError::Usage(
+            "join_cluster: a Warren node joins a cluster through its config file: list the members in [cluster] \
+             peers, set join = true and start the node (docs/clustering.md)"
+                .to_owned(),
+        )),
         CtlCommand::AwaitStartup => node::await_startup(ctx),
         CtlCommand::ListQueues(columns) => lists::queues(ctx, &columns.columns),
         CtlCommand::ListExchanges(columns) => lists::exchanges(ctx, &columns.columns),

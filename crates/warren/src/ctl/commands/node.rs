@@ -57,6 +57,12 @@ pub(super) fn cluster_status(ctx: &Ctx) -> Result<(), CtlError> {
     Ok(())
 }
 
+/// `forget_cluster_node <node>`: the node is removed from the cluster by its leader.
+pub(super) fn forget_cluster_node(ctx: &Ctx, node: &str) -> Result<(), CtlError> {
+    ctx.banner(&format!("Removing node {node} from the cluster"));
+    Ok(ctx.api.delete(&["cluster-nodes", node], &[], &[])?)
+}
+
 /// The text of `cluster_status`.
 fn render_cluster_status(status: &Value) -> String {
     let mut out = String::from("Basics\n\nCluster name: warren\n\nDisk Nodes\n\n");
