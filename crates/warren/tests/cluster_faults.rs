@@ -79,6 +79,7 @@ fn acknowledged_definition_changes_survive_leader_kills_and_pauses() {
     let (mut acknowledged, mut indeterminate) = (BTreeSet::new(), BTreeSet::new());
     let mut next = 0;
     let (mut kills, mut pauses) = (0, 0);
+    let mut elections: Vec<Duration> = Vec::new();
 
     for cycle in 0..cycles {
         eventually(30, "a leader", || nodes[0].leader().is_some());
@@ -100,6 +101,15 @@ fn acknowledged_definition_changes_survive_leader_kills_and_pauses() {
         if rng.random_bool(0.5) {
             kills += 1;
             nodes[index].kill9();
+            // How long the survivors take to name a new leader (measured, not asserted).
+            let killed_at = Instant::now();
+            let survivor = &nodes[(index + 1) % 3];
+            while killed_at.elapsed() < Duration::from_secs(10)
+                && survivor.leader().is_none_or(|l| l == leader)
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            elections.push(killed_at.elapsed());
             write_for(
                 &nodes,
                 None,
@@ -172,13 +182,21 @@ fn acknowledged_definition_changes_survive_leader_kills_and_pauses() {
                 .collect()
         })
         .collect();
+    elections.sort();
+    let election = |q: usize| {
+        elections
+            .get((elections.len() * q / 100).min(elections.len().saturating_sub(1)))
+            .map_or("-".to_owned(), |d| format!("{} ms", d.as_millis()))
+    };
     println!(
         "cluster checker: seed {seed}, {cycles} cycles ({kills} leader kills, {pauses} leader pauses): \
          {} acknowledged, lost {lost}, unexpected {unexpected}, {} indeterminate ({indeterminate_present} of them \
-         took effect), nodes agree: {}",
+         took effect), nodes agree: {}; new leader after a kill: median {}, max {}",
         acknowledged.len(),
         indeterminate.len(),
-        lists.windows(2).all(|w| w[0] == w[1])
+        lists.windows(2).all(|w| w[0] == w[1]),
+        election(50),
+        election(100),
     );
     assert_eq!(lost, 0);
     assert_eq!(unexpected, 0);
