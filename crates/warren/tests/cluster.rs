@@ -4,18 +4,16 @@
 
 mod common;
 
-use common::cluster::{eventually, free_port_list, free_ports, Node, SECRET};
+use common::cluster::{
+    config_text, eventually, free_port_list, free_ports, start_three, Node, SECRET,
+};
 use reqwest::blocking::Client;
 use reqwest::StatusCode;
 
 #[test]
 fn vhosts_made_on_any_node_reach_every_node_and_a_minority_refuses_changes() {
     let ports = free_ports();
-    let mut nodes: Vec<Node> = ["n1", "n2", "n3"]
-        .iter()
-        .enumerate()
-        .map(|(i, name)| Node::start(name, i, &ports))
-        .collect();
+    let mut nodes = start_three(&ports);
 
     eventually(30, "a leader elected", || {
         nodes[0].get("/cluster-status").1["leader"].is_string()
@@ -136,7 +134,7 @@ fn vhosts_made_on_any_node_reach_every_node_and_a_minority_refuses_changes() {
 #[test]
 fn the_inter_node_listener_refuses_requests_without_the_secret() {
     let ports = free_ports();
-    let node = Node::start("lone", 0, &ports);
+    let node = Node::start_with_config("lone", &config_text(0, &ports));
     // Started: its management API answers.
     assert_eq!(node.get("/overview").0, StatusCode::OK);
     let client = Client::new();
@@ -155,11 +153,7 @@ fn the_inter_node_listener_refuses_requests_without_the_secret() {
 #[test]
 fn a_node_joins_at_run_time_and_a_stopped_member_is_forgotten() {
     let ports = free_port_list(4);
-    let mut nodes: Vec<Node> = ["n1", "n2", "n3"]
-        .iter()
-        .enumerate()
-        .map(|(i, name)| Node::start(name, i, &[ports[0], ports[1], ports[2]]))
-        .collect();
+    let mut nodes = start_three(&[ports[0], ports[1], ports[2]]);
     eventually(30, "a leader elected", || {
         nodes[0].get("/cluster-status").1["leader"].is_string()
     });

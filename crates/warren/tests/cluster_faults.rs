@@ -13,7 +13,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::cluster::{eventually, free_ports, Node};
+use common::cluster::{eventually, free_ports, start_three, Node};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use reqwest::{Method, StatusCode};
@@ -71,11 +71,7 @@ fn acknowledged_definition_changes_survive_leader_kills_and_pauses() {
     let cycles = env_or("WARREN_CLUSTER_CYCLES", 3);
     let mut rng = StdRng::seed_from_u64(seed);
     let ports = free_ports();
-    let mut nodes: Vec<Node> = ["n1", "n2", "n3"]
-        .iter()
-        .enumerate()
-        .map(|(i, name)| Node::start(name, i, &ports))
-        .collect();
+    let mut nodes = start_three(&ports);
     let (mut acknowledged, mut indeterminate) = (BTreeSet::new(), BTreeSet::new());
     let mut next = 0;
     let (mut kills, mut pauses) = (0, 0);

@@ -2,7 +2,7 @@
 //! driven through its management API.
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use reqwest::blocking::Client;
@@ -37,23 +37,27 @@ pub(crate) fn free_port_list(n: usize) -> Vec<u16> {
         .collect()
 }
 
-/// Writes node `index`'s config file next to its data directory.
-pub(crate) fn config_file(data_dir: &Path, index: usize, ports: &[u16; 3]) -> PathBuf {
+/// The config file of node `index` of three (n1, n2, n3) on `ports`.
+pub(crate) fn config_text(index: usize, ports: &[u16; 3]) -> String {
     let names = ["n1", "n2", "n3"];
     let peers: Vec<String> = (0..3)
         .filter(|i| *i != index)
         .map(|i| format!("\"{}@127.0.0.1:{}\"", names[i], ports[i]))
         .collect();
-    let text = format!(
+    format!(
         "[server]\ncluster_name = \"{name}\"\n\n[cluster]\nname = \"{name}\"\nlisten = \"127.0.0.1:{port}\"\n\
          peers = [{peers}]\nsecret = \"{SECRET}\"\n",
         name = names[index],
         port = ports[index],
         peers = peers.join(", ")
-    );
-    let path = data_dir.with_extension("toml");
-    std::fs::write(&path, text).expect("write config");
-    path
+    )
+}
+
+/// Starts n1, n2 and n3 on `ports`.
+pub(crate) fn start_three(ports: &[u16; 3]) -> Vec<Node> {
+    (0..3)
+        .map(|i| Node::start_with_config(&format!("n{}", i + 1), &config_text(i, ports)))
+        .collect()
 }
 
 pub(crate) struct Node {
@@ -63,18 +67,6 @@ pub(crate) struct Node {
 }
 
 impl Node {
-    pub(crate) fn start(name: &str, index: usize, ports: &[u16; 3]) -> Node {
-        let data_dir = fresh_data_dir(&unique(name));
-        let config = config_file(&data_dir, index, ports);
-        let mut node = Node {
-            process: None,
-            data_dir,
-            config,
-        };
-        node.restart();
-        node
-    }
-
     /// A node started with the config file `text`.
     pub(crate) fn start_with_config(name: &str, text: &str) -> Node {
         let data_dir = fresh_data_dir(&unique(name));
