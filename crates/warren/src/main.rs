@@ -102,6 +102,7 @@ async fn serve(config: warren::config::Config) -> ExitCode {
             // The listener went with `server.run()`: no new connections from here on.
             tracing::info!("stopping Warren");
             close_connections(&broker).await;
+            broker.stop_cluster().await;
             broker.flush();
             ExitCode::SUCCESS
         }

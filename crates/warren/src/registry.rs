@@ -76,22 +76,23 @@ pub struct TrafficCounts {
     pub send_cnt: u64,
 }
 
-/// Adds `n` to a counter only one task writes.
-fn bump(counter: &AtomicU64, n: u64) {
+/// Adds `n` to a counter only one task writes: a load and a store, no locked instruction (also the channel's
+/// publish counts).
+pub(crate) fn add_single_writer(counter: &AtomicU64, n: u64) {
     counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
 }
 
 impl Traffic {
     /// One read of `bytes` bytes; called by the connection's reader only.
     pub fn received(&self, bytes: u64) {
-        bump(&self.recv_oct, bytes);
-        bump(&self.recv_cnt, 1);
+        add_single_writer(&self.recv_oct, bytes);
+        add_single_writer(&self.recv_cnt, 1);
     }
 
     /// One write of `bytes` bytes; called by the connection's writer only.
     pub fn sent(&self, bytes: u64) {
-        bump(&self.send_oct, bytes);
-        bump(&self.send_cnt, 1);
+        add_single_writer(&self.send_oct, bytes);
+        add_single_writer(&self.send_cnt, 1);
     }
 
     /// The counts now.

@@ -77,9 +77,12 @@ fn vhosts_made_on_any_node_reach_every_node_and_a_minority_refuses_changes() {
         Some(serde_json::json!({"pattern": ".*", "definition": {"max-length": 5}})),
     );
     assert_eq!(code, StatusCode::CREATED, "{body}");
-    eventually(10, "the policy on n1", || {
-        nodes[0].get("/policies/replicated/short").1["definition"]["max-length"] == 5
-    });
+    for node in [&nodes[0], &nodes[1]] {
+        eventually(10, "the policy and alice on n1 and n2", || {
+            node.get("/policies/replicated/short").1["definition"]["max-length"] == 5
+                && node.get("/users/alice").0 == StatusCode::OK
+        });
+    }
     let (code, body) = nodes[1].api(
         reqwest::Method::PUT,
         "/policies/replicated/bad",

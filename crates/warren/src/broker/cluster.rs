@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
 
-use super::{AdminError, Broker, PermissionDefinition};
+use super::{AdminError, Broker};
 use crate::cluster::{Cluster, ClusterError, MetaApplier, MetaCommand};
 use crate::policy::PolicyError;
 
@@ -56,8 +56,11 @@ impl Broker {
     }
 
     /// Makes a definition change: through the cluster, where every node applies it (the call returns once this
-    /// node has), or here alone on a single node.
-    pub(crate) async fn change_definitions(&self, command: MetaCommand) -> Result<(), AdminError> {
+    /// node has), or here alone on a single node. The one path the management API's changes take.
+    pub(crate) async fn change_definitions(
+        self: &Arc<Self>,
+        command: MetaCommand,
+    ) -> Result<(), AdminError> {
         match self.cluster() {
             Some(cluster) => match cluster.write(command).await {
                 Ok(response) => match response.refused {
@@ -66,28 +69,29 @@ impl Broker {
                 },
                 Err(e) => Err(AdminError::Cluster(e.to_string())),
             },
-            None => self.apply_locally(command).await,
+            None => self.clone().apply_locally(command).await,
         }
     }
 
-    /// Applies a definition change to this node only.
-    async fn apply_locally(&self, command: MetaCommand) -> Result<(), AdminError> {
+    /// Applies a definition change to this node only; the store commits run on the blocking pool.
+    async fn apply_locally(self: Arc<Self>, command: MetaCommand) -> Result<(), AdminError> {
+        match command {
+            MetaCommand::DeleteVhost { name } => self.delete_vhost(&name).await,
+            other => tokio::task::spawn_blocking(move || self.apply_blocking(other))
+                .await
+                .map_err(|e| AdminError::Invalid(format!("definition change failed: {e}")))?,
+        }
+    }
+
+    /// [`Self::apply_locally`] for the changes that are a store commit and a table swap.
+    fn apply_blocking(&self, command: MetaCommand) -> Result<(), AdminError> {
         match command {
             MetaCommand::AddVhost { name } => self.add_vhost(&name),
-            MetaCommand::DeleteVhost { name } => self.delete_vhost(&name).await,
-            MetaCommand::SetPermissions {
-                user,
-                vhost,
-                configure,
-                write,
-                read,
-            } => self.set_permissions(PermissionDefinition {
-                user,
-                vhost,
-                configure,
-                write,
-                read,
-            }),
+            // Never sent here: `apply_locally` awaits a deletion itself (it closes connections and queues).
+            MetaCommand::DeleteVhost { name } => Err(AdminError::Invalid(format!(
+                "vhost '{name}' is deleted asynchronously"
+            ))),
+            MetaCommand::SetPermissions { permission } => self.set_permissions(permission),
             MetaCommand::PutUser { user } => self.put_user(user),
             MetaCommand::DeleteUser { name } => self.delete_user(&name),
             // Clearing what is not there is no error: every node ends the same.
@@ -109,8 +113,8 @@ impl Broker {
         }
     }
 
-    /// Stops this node's part in the cluster (shutdown).
-    pub async fn leave_cluster_for_shutdown(&self) {
+    /// Stops this node's part in the cluster (shutdown): its Raft group and inter-node listener.
+    pub async fn stop_cluster(&self) {
         if let Some(cluster) = self.cluster() {
             cluster.shutdown().await;
         }

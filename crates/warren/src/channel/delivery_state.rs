@@ -14,7 +14,7 @@ use crate::message::{Message, QueuedMessage};
 use crate::queue::settings::ConsumerTimeoutAction;
 use crate::queue::sink::{DeliverOutcome, DeliverySink, QueueReply};
 use crate::queue::QueueHandle;
-use crate::registry::{ChannelMessageStats, ChannelProbe, ChannelSummary};
+use crate::registry::{add_single_writer, ChannelMessageStats, ChannelProbe, ChannelSummary};
 use crate::reply_to::ReplySink;
 use crate::session::confirm::ConfirmTracker;
 use crate::session::ConnectionShared;
@@ -90,24 +90,20 @@ pub(crate) struct PublishCounts {
     drop_unroutable: AtomicU64,
 }
 
-/// Adds one to a counter only the channel writes.
-fn bump(counter: &AtomicU64) {
-    counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-}
-
 impl PublishCounts {
     /// A message was published on the channel.
     pub(crate) fn published(&self) {
-        bump(&self.publish);
+        add_single_writer(&self.publish, 1);
     }
 
     /// A publish routed nowhere: returned when `mandatory`, dropped otherwise.
     pub(crate) fn unroutable(&self, mandatory: bool) {
-        bump(if mandatory {
+        let counter = if mandatory {
             &self.return_unroutable
         } else {
             &self.drop_unroutable
-        });
+        };
+        add_single_writer(counter, 1);
     }
 }
 

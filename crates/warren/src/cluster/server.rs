@@ -113,22 +113,40 @@ fn json<T: Serialize>(value: &T) -> Response {
     }
 }
 
+/// Answers a request from another node: the signed body decoded and handed to `call`, its answer as JSON.
+async fn rpc<Req, Resp, Fut>(
+    state: &ServerState,
+    headers: &HeaderMap,
+    body: &Bytes,
+    call: impl FnOnce(Raft<MetaTypes>, Req) -> Fut,
+) -> Response
+where
+    Req: DeserializeOwned,
+    Resp: Serialize,
+    Fut: std::future::Future<Output = Resp>,
+{
+    match verified(state, headers, body) {
+        Ok(request) => json(&call(state.raft.clone(), request).await),
+        Err(refused) => refused.into_response(),
+    }
+}
+
 async fn append(
     State(state): State<Arc<ServerState>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match verified(&state, &headers, &body) {
-        Ok(rpc) => json(&state.raft.append_entries(rpc).await),
-        Err(refused) => refused.into_response(),
-    }
+    rpc(&state, &headers, &body, |raft, rpc| async move {
+        raft.append_entries(rpc).await
+    })
+    .await
 }
 
 async fn vote(State(state): State<Arc<ServerState>>, headers: HeaderMap, body: Bytes) -> Response {
-    match verified(&state, &headers, &body) {
-        Ok(rpc) => json(&state.raft.vote(rpc).await),
-        Err(refused) => refused.into_response(),
-    }
+    rpc(&state, &headers, &body, |raft, rpc| async move {
+        raft.vote(rpc).await
+    })
+    .await
 }
 
 async fn snapshot(
@@ -136,25 +154,29 @@ async fn snapshot(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match verified(&state, &headers, &body) {
-        Ok(rpc) => json(&state.raft.install_snapshot(rpc).await),
-        Err(refused) => refused.into_response(),
-    }
+    rpc(&state, &headers, &body, |raft, rpc| async move {
+        raft.install_snapshot(rpc).await
+    })
+    .await
 }
 
 async fn write(State(state): State<Arc<ServerState>>, headers: HeaderMap, body: Bytes) -> Response {
-    let command: MetaCommand = match verified(&state, &headers, &body) {
-        Ok(command) => command,
-        Err(refused) => return refused.into_response(),
-    };
-    let answer: Result<WriteAnswer, String> = match state.raft.client_write(command).await {
-        Ok(written) => Ok(WriteAnswer {
-            index: written.log_id.index,
-            response: written.data,
-        }),
-        Err(e) => Err(e.to_string()),
-    };
-    json(&answer)
+    rpc(
+        &state,
+        &headers,
+        &body,
+        |raft, command: MetaCommand| async move {
+            let answer: Result<WriteAnswer, String> = match raft.client_write(command).await {
+                Ok(written) => Ok(WriteAnswer {
+                    index: written.log_id.index,
+                    response: written.data,
+                }),
+                Err(e) => Err(e.to_string()),
+            };
+            answer
+        },
+    )
+    .await
 }
 
 async fn membership(
@@ -162,9 +184,11 @@ async fn membership(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let change: MembershipChange = match verified(&state, &headers, &body) {
-        Ok(change) => change,
-        Err(refused) => return refused.into_response(),
-    };
-    json(&change.apply(&state.raft).await)
+    rpc(
+        &state,
+        &headers,
+        &body,
+        |raft, change: MembershipChange| async move { change.apply(&raft).await },
+    )
+    .await
 }

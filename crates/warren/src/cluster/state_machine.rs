@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::types::{MetaCommand, MetaResponse, MetaTypes};
 use super::ClusterNode;
-use crate::auth::users::UserDefinition;
+use crate::auth::users::{PermissionDefinition, UserDefinition};
 use crate::policy::{PolicyInput, PolicyKind};
 
 /// Where committed definition changes take effect: the node's broker.
@@ -42,8 +42,8 @@ pub(crate) struct MetaState {
     pub(crate) users: BTreeMap<String, UserDefinition>,
     /// Policies set through the cluster: (kind, vhost, name) → input.
     pub(crate) policies: BTreeMap<(PolicyKind, String, String), PolicyInput>,
-    /// Permissions set through the cluster: (user, vhost) → (configure, write, read).
-    pub(crate) permissions: BTreeMap<(String, String), (String, String, String)>,
+    /// Permissions set through the cluster, by (user, vhost).
+    pub(crate) permissions: BTreeMap<(String, String), PermissionDefinition>,
 }
 
 impl MetaState {
@@ -79,17 +79,9 @@ impl MetaState {
             MetaCommand::ClearPolicy { kind, vhost, name } => {
                 self.policies.remove(&(*kind, vhost.clone(), name.clone()));
             }
-            MetaCommand::SetPermissions {
-                user,
-                vhost,
-                configure,
-                write,
-                read,
-            } => {
-                self.permissions.insert(
-                    (user.clone(), vhost.clone()),
-                    (configure.clone(), write.clone(), read.clone()),
-                );
+            MetaCommand::SetPermissions { permission } => {
+                let key = (permission.user.clone(), permission.vhost.clone());
+                self.permissions.insert(key, permission.clone());
             }
         }
     }
@@ -100,18 +92,12 @@ impl MetaState {
             .vhosts
             .iter()
             .map(|name| MetaCommand::AddVhost { name: name.clone() });
-        let permissions =
-            self.permissions
-                .iter()
-                .map(
-                    |((user, vhost), (configure, write, read))| MetaCommand::SetPermissions {
-                        user: user.clone(),
-                        vhost: vhost.clone(),
-                        configure: configure.clone(),
-                        write: write.clone(),
-                        read: read.clone(),
-                    },
-                );
+        let permissions = self
+            .permissions
+            .values()
+            .map(|permission| MetaCommand::SetPermissions {
+                permission: permission.clone(),
+            });
         let users = self
             .users
             .values()
@@ -314,11 +300,13 @@ mod tests {
                 },
             },
             MetaCommand::SetPermissions {
-                user: "u".into(),
-                vhost: "v".into(),
-                configure: ".*".into(),
-                write: ".*".into(),
-                read: ".*".into(),
+                permission: PermissionDefinition {
+                    user: "u".into(),
+                    vhost: "v".into(),
+                    configure: ".*".into(),
+                    write: ".*".into(),
+                    read: ".*".into(),
+                },
             },
             MetaCommand::SetPolicy {
                 kind: PolicyKind::Policy,

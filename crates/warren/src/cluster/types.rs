@@ -5,7 +5,7 @@ use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
-use crate::auth::users::UserDefinition;
+use crate::auth::users::{PermissionDefinition, UserDefinition};
 use crate::policy::{PolicyInput, PolicyKind};
 
 /// A definition change, replicated through the definitions group and applied by every node.
@@ -60,16 +60,8 @@ pub(crate) enum MetaCommand {
     },
     /// A user's permissions in a vhost are set.
     SetPermissions {
-        /// The user.
-        user: String,
-        /// The vhost.
-        vhost: String,
-        /// The configure pattern.
-        configure: String,
-        /// The write pattern.
-        write: String,
-        /// The read pattern.
-        read: String,
+        /// The user, the vhost and the three patterns.
+        permission: PermissionDefinition,
     },
 }
 

@@ -176,13 +176,9 @@ async fn put_user(
         tags,
         limits,
     };
-    if broker.cluster().is_some() {
-        broker
-            .change_definitions(MetaCommand::PutUser { user })
-            .await?;
-    } else {
-        blocking(move || broker.put_user(user).map_err(ApiError::from)).await?;
-    }
+    broker
+        .change_definitions(MetaCommand::PutUser { user })
+        .await?;
     Ok(match existing {
         Some(_) => StatusCode::NO_CONTENT,
         None => StatusCode::CREATED,
@@ -195,17 +191,14 @@ async fn delete_user(
     caller: Caller,
 ) -> Result<StatusCode, ApiError> {
     caller.require_admin()?;
-    let broker = state.broker.clone();
-    if broker.cluster().is_some() {
-        if broker.access.user(&name).is_none() {
-            return Err(ApiError::not_found());
-        }
-        broker
-            .change_definitions(MetaCommand::DeleteUser { name })
-            .await?;
-        return Ok(StatusCode::NO_CONTENT);
+    // Checked here: a cluster's nodes answer a refusal as text, not as the missing user.
+    if state.broker.access.user(&name).is_none() {
+        return Err(ApiError::not_found());
     }
-    blocking(move || broker.delete_user(&name).map_err(ApiError::from)).await?;
+    state
+        .broker
+        .change_definitions(MetaCommand::DeleteUser { name })
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -355,19 +348,9 @@ async fn put_permission(
         write: field("write"),
         read: field("read"),
     };
-    if broker.cluster().is_some() {
-        broker
-            .change_definitions(MetaCommand::SetPermissions {
-                user: permission.user,
-                vhost: permission.vhost,
-                configure: permission.configure,
-                write: permission.write,
-                read: permission.read,
-            })
-            .await?;
-    } else {
-        blocking(move || broker.set_permissions(permission).map_err(ApiError::from)).await?;
-    }
+    broker
+        .change_definitions(MetaCommand::SetPermissions { permission })
+        .await?;
     Ok(match existed {
         true => StatusCode::NO_CONTENT,
         false => StatusCode::CREATED,
@@ -380,30 +363,18 @@ async fn delete_permission(
     caller: Caller,
 ) -> Result<StatusCode, ApiError> {
     caller.require_admin()?;
-    let broker = state.broker.clone();
-    if broker.cluster().is_some() {
-        let exists = broker
-            .permissions()
-            .iter()
-            .any(|p| p.vhost == vhost && p.user == user);
-        if !exists {
-            return Err(ApiError::not_found());
-        }
-        broker
-            .change_definitions(MetaCommand::ClearPermissions { user, vhost })
-            .await?;
-        return Ok(StatusCode::NO_CONTENT);
+    let broker = &state.broker;
+    let exists = broker
+        .permissions()
+        .iter()
+        .any(|p| p.vhost == vhost && p.user == user);
+    if !exists {
+        return Err(ApiError::not_found());
     }
-    let removed = blocking(move || {
-        broker
-            .clear_permissions(&user, &vhost)
-            .map_err(ApiError::from)
-    })
-    .await?;
-    match removed {
-        true => Ok(StatusCode::NO_CONTENT),
-        false => Err(ApiError::not_found()),
-    }
+    broker
+        .change_definitions(MetaCommand::ClearPermissions { user, vhost })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn list_topic_permissions(

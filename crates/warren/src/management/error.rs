@@ -125,6 +125,19 @@ impl From<AdminError> for ApiError {
     }
 }
 
+impl From<crate::cluster::ClusterError> for ApiError {
+    fn from(error: crate::cluster::ClusterError) -> ApiError {
+        match error {
+            crate::cluster::ClusterError::Membership(reason) => ApiError::bad_request(reason),
+            other => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                other.to_string(),
+            ),
+        }
+    }
+}
+
 impl From<PolicyError> for ApiError {
     fn from(error: PolicyError) -> ApiError {
         match error {

@@ -154,15 +154,8 @@ async fn forget_cluster_node(
     let Some(cluster) = state.broker.cluster() else {
         return Err(ApiError::bad_request("this node is not in a cluster"));
     };
-    match cluster.forget(&name).await {
-        Ok(()) => Ok(StatusCode::NO_CONTENT),
-        Err(crate::cluster::ClusterError::Membership(reason)) => Err(ApiError::bad_request(reason)),
-        Err(other) => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            other.to_string(),
-        )),
-    }
+    cluster.forget(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn exchange_dedup(

@@ -129,51 +129,29 @@ async fn put_vhost(
     let broker = state.broker.clone();
     let existed = broker.has_vhost(&vhost);
     let tracing = body.get("tracing").and_then(Value::as_bool);
-    if broker.cluster().is_some() {
-        // Made on every node through the cluster; tracing stays this node's own setting.
-        if !existed {
-            broker
-                .change_definitions(MetaCommand::AddVhost {
-                    name: vhost.clone(),
-                })
-                .await?;
-            broker
-                .change_definitions(MetaCommand::SetPermissions {
-                    user: caller.name.clone(),
-                    vhost: vhost.clone(),
-                    configure: ".*".to_owned(),
-                    write: ".*".to_owned(),
-                    read: ".*".to_owned(),
-                })
-                .await?;
-        }
-        if let Some(on) = tracing {
-            blocking(move || Ok(broker.set_tracing(&vhost, on)?)).await?;
-        }
-        return Ok(match existed {
-            true => StatusCode::NO_CONTENT,
-            false => StatusCode::CREATED,
-        });
+    // Made through the cluster on every node when there is one; tracing stays this node's own setting.
+    if !existed {
+        broker
+            .change_definitions(MetaCommand::AddVhost {
+                name: vhost.clone(),
+            })
+            .await?;
+        // RabbitMQ grants the user who creates a vhost through the API full permissions in it
+        // (`rabbit_mgmt_wm_vhost:maybe_grant_full_permissions`), so its next declare there works.
+        let permission = PermissionDefinition {
+            user: caller.name.clone(),
+            vhost: vhost.clone(),
+            configure: ".*".to_owned(),
+            write: ".*".to_owned(),
+            read: ".*".to_owned(),
+        };
+        broker
+            .change_definitions(MetaCommand::SetPermissions { permission })
+            .await?;
     }
-    blocking(move || {
-        if !existed {
-            broker.add_vhost(&vhost)?;
-            // RabbitMQ grants the user who creates a vhost through the API full permissions in it
-            // (`rabbit_mgmt_wm_vhost:maybe_grant_full_permissions`), so its next declare there works.
-            broker.set_permissions(PermissionDefinition {
-                user: caller.name.clone(),
-                vhost: vhost.clone(),
-                configure: ".*".to_owned(),
-                write: ".*".to_owned(),
-                read: ".*".to_owned(),
-            })?;
-        }
-        if let Some(on) = tracing {
-            broker.set_tracing(&vhost, on)?;
-        }
-        Ok(())
-    })
-    .await?;
+    if let Some(on) = tracing {
+        blocking(move || Ok(broker.set_tracing(&vhost, on)?)).await?;
+    }
     Ok(match existed {
         true => StatusCode::NO_CONTENT,
         false => StatusCode::CREATED,
@@ -186,18 +164,13 @@ async fn delete_vhost(
     caller: Caller,
 ) -> Result<StatusCode, ApiError> {
     caller.require_admin()?;
-    match state.broker.cluster() {
-        Some(_) => {
-            if !state.broker.has_vhost(&vhost) {
-                return Err(ApiError::not_found());
-            }
-            state
-                .broker
-                .change_definitions(MetaCommand::DeleteVhost { name: vhost })
-                .await?;
-        }
-        None => state.broker.delete_vhost(&vhost).await?,
+    if !state.broker.has_vhost(&vhost) {
+        return Err(ApiError::not_found());
     }
+    state
+        .broker
+        .change_definitions(MetaCommand::DeleteVhost { name: vhost })
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -383,20 +356,16 @@ async fn put_kind(
     let input = policy_input(json_body(&body)?)?;
     let broker = state.broker.clone();
     let existed = broker.policy(kind, &vhost, &name).is_some();
-    if broker.cluster().is_some() {
-        // Checked here first, so a bad policy gets this node's answer and never reaches the log.
-        crate::policy::Policy::parse(kind, &vhost, &name, &input)?;
-        broker
-            .change_definitions(MetaCommand::SetPolicy {
-                kind,
-                vhost,
-                name,
-                input,
-            })
-            .await?;
-    } else {
-        blocking(move || Ok(broker.set_policy(kind, &vhost, &name, &input)?)).await?;
-    }
+    // Checked here first, so a bad policy gets RabbitMQ's answer and never reaches a cluster's log.
+    crate::policy::Policy::parse(kind, &vhost, &name, &input)?;
+    broker
+        .change_definitions(MetaCommand::SetPolicy {
+            kind,
+            vhost,
+            name,
+            input,
+        })
+        .await?;
     Ok(match existed {
         true => StatusCode::NO_CONTENT,
         false => StatusCode::CREATED,
@@ -414,21 +383,14 @@ async fn delete_kind(
         PolicyKind::Operator => caller.require_admin()?,
         _ => caller.require_policymaker(&state.broker, &vhost)?,
     }
-    let broker = state.broker.clone();
-    if broker.cluster().is_some() {
-        if broker.policy(kind, &vhost, &name).is_none() {
-            return Err(ApiError::not_found());
-        }
-        broker
-            .change_definitions(MetaCommand::ClearPolicy { kind, vhost, name })
-            .await?;
-        return Ok(StatusCode::NO_CONTENT);
+    let broker = &state.broker;
+    if broker.policy(kind, &vhost, &name).is_none() {
+        return Err(ApiError::not_found());
     }
-    let cleared = blocking(move || Ok(broker.clear_policy(kind, &vhost, &name)?)).await?;
-    match cleared {
-        true => Ok(StatusCode::NO_CONTENT),
-        false => Err(ApiError::not_found()),
-    }
+    broker
+        .change_definitions(MetaCommand::ClearPolicy { kind, vhost, name })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn list_policies(

@@ -9,6 +9,8 @@ pub(crate) struct BrokerProcess {
     child: Child,
     pub(crate) addr: SocketAddr,
     pub(crate) data_dir: PathBuf,
+    /// Where this process's lines start in the log, which earlier processes on the same data directory share.
+    log_start: u64,
 }
 
 /// A fresh, empty data directory under the system temp dir.
@@ -54,6 +56,7 @@ impl BrokerProcess {
             child,
             addr,
             data_dir: data_dir.to_owned(),
+            log_start,
         };
         broker.wait_ready(&log_path, log_start);
         broker
@@ -104,8 +107,10 @@ impl BrokerProcess {
         let marker = "Management plugin: HTTP (non-TLS) listener started on port ";
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
+            // This process's lines only: after a restart the previous process's port is in the log too.
+            let whole = std::fs::read(self.data_dir.with_extension("log")).unwrap_or_default();
             let log =
-                std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default();
+                String::from_utf8_lossy(whole.get(self.log_start as usize..).unwrap_or_default());
             let port = log.lines().rev().find_map(|line| {
                 let rest = &line[line.find(marker)? + marker.len()..];
                 rest.trim().parse().ok()
