@@ -7,6 +7,7 @@ mod cluster;
 mod delayed;
 pub(crate) mod inspect;
 mod metrics;
+pub mod parameters;
 mod seed;
 pub(crate) mod topology;
 
@@ -119,6 +120,10 @@ pub struct Broker {
     pub(crate) metrics: Arc<NodeMetrics>,
     /// The cluster this node belongs to, set once at start when `[cluster]` is configured.
     cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
+    /// The runtime parameters of plugin components (`shovel`), as stored.
+    parameters: std::sync::Mutex<parameters::ParameterTable>,
+    /// The running shovels, dynamic and static.
+    shovels: Arc<crate::shovel::Shovels>,
 }
 
 /// Memory and disk as the resource monitor last sampled them (RabbitMQ's `mem_used`, `mem_limit`, `disk_free`,
@@ -271,6 +276,7 @@ impl Broker {
         let alarms_config = config.alarms;
         let data_dir = config.data_dir.clone();
         let node = config.server.cluster_name.clone();
+        let node_name = node.clone();
         let monitored_store = stores.store.clone();
         let node_memory = stores.node_memory.clone();
         let broker = Arc::new(Broker {
@@ -295,6 +301,8 @@ impl Broker {
             events,
             metrics,
             cluster: std::sync::OnceLock::new(),
+            parameters: std::sync::Mutex::new(parameters::table_of(&stored.parameters)),
+            shovels: Arc::new(crate::shovel::Shovels::new(&node_name)),
         });
         let weak = Arc::downgrade(&broker);
         broker.resources.on_pressure_change(Box::new(move || {

@@ -42,4 +42,5 @@ pub mod registry;
 pub(crate) mod reply_to;
 pub mod server;
 pub(crate) mod session;
+pub mod shovel;
 pub(crate) mod vhost;

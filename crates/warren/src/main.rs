@@ -101,6 +101,7 @@ async fn serve(config: warren::config::Config) -> ExitCode {
         _ = shutdown_signal() => {
             // The listener went with `server.run()`: no new connections from here on.
             tracing::info!("stopping Warren");
+            broker.stop_shovels();
             close_connections(&broker).await;
             broker.stop_cluster().await;
             broker.flush();

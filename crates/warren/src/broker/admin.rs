@@ -392,6 +392,11 @@ impl Broker {
                 self.connections.close(c.details.id, reason.clone());
             }
         }
+        self.shovels.stop_all(Some(name));
+        self.parameters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(v, _, _), _| v != name);
         vhost.delete_all_queues(ADMIN_USER).await;
         vhost.stop_all_delayed();
         vhost.stop_all_dedup();

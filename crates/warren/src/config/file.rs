@@ -40,6 +40,7 @@ pub(super) struct FileConfig {
     management: ManagementSection,
     prometheus: PrometheusSection,
     cluster: Option<super::cluster::ClusterSection>,
+    shovels: Vec<Spanned<toml::Table>>,
 }
 
 impl FileConfig {
@@ -66,6 +67,9 @@ impl FileConfig {
         if let Some(cluster) = self.cluster {
             cluster.apply_to(config, source)?;
         }
+        for shovel in self.shovels {
+            config.shovels.push(static_shovel(shovel, source)?);
+        }
         for (operator, list) in [(false, self.policies), (true, self.operator_policies)] {
             for policy in list {
                 config.policies.push(policy.into_config(operator, source)?);
@@ -73,6 +77,35 @@ impl FileConfig {
         }
         Ok(())
     }
+}
+
+/// A `[[shovels]]` table: `name`, and RabbitMQ's shovel definition keys checked as a dynamic shovel's are.
+fn static_shovel(
+    table: Spanned<toml::Table>,
+    source: &TomlSource<'_>,
+) -> Result<super::StaticShovel, ConfigError> {
+    let span = table.span();
+    let mut table = table.into_inner();
+    let name = match table.remove("name") {
+        Some(toml::Value::String(name)) if !name.is_empty() => name,
+        _ => {
+            return Err(source.invalid(
+                span,
+                "shovels",
+                "each [[shovels]] table needs a non-empty name",
+            ))
+        }
+    };
+    let value = serde_json::to_value(&table).map_err(|e| {
+        source.invalid(
+            span.clone(),
+            "shovels",
+            format!("cannot be read as JSON: {e}"),
+        )
+    })?;
+    let definition = crate::shovel::ShovelDefinition::parse(&value)
+        .map_err(|e| source.invalid(span, "shovels", format!("shovel '{name}': {e}")))?;
+    Ok(super::StaticShovel { name, definition })
 }
 
 /// A `[[policies]]` or `[[operator_policies]]` table: RabbitMQ's policy fields, the definition an inline table of

@@ -83,6 +83,8 @@ pub struct Config {
     pub prometheus: PrometheusConfig,
     /// The cluster this node belongs to (`[cluster]`); None: a single node.
     pub cluster: Option<ClusterConfig>,
+    /// Static shovels (`[[shovels]]`), started with the broker.
+    pub shovels: Vec<StaticShovel>,
     /// The config file these settings were read from; `None` when built from defaults or from a string.
     pub source: Option<PathBuf>,
     /// Keys of a rabbitmq.conf that only tune RabbitMQ's internals, accepted and not applied (`file:line: key`),
@@ -231,6 +233,16 @@ pub fn parse_bytes(text: &str) -> Option<u64> {
         _ => return None,
     };
     number.checked_mul(factor)
+}
+
+/// A static shovel of the config file: a `[[shovels]]` table with `name` and the keys of RabbitMQ's shovel
+/// definition (`src-uri`, `src-queue`, `dest-uri`, ...), checked when the file is read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StaticShovel {
+    /// Its name.
+    pub name: String,
+    /// Its definition.
+    pub definition: crate::shovel::ShovelDefinition,
 }
 
 /// A policy of the config file: RabbitMQ's policy fields (`rabbitmqctl set_policy`, the management API's JSON).
@@ -452,6 +464,7 @@ impl Default for Config {
             management: ManagementConfig::default(),
             prometheus: PrometheusConfig::default(),
             cluster: None,
+            shovels: Vec::new(),
             source: None,
             ignored_keys: Vec::new(),
         }

@@ -366,8 +366,8 @@ fn policy_value(
     }
 }
 
-/// `parameters[i]`: vhost-scoped runtime parameters. Warren has `vhost-limits` and `operator_policy` (how RabbitMQ
-/// exports operator policies); the components of plugins it does not have (shovels, federation) are refused.
+/// `parameters[i]`: vhost-scoped runtime parameters. Warren has `vhost-limits`, `operator_policy` (how RabbitMQ
+/// exports operator policies) and `shovel`; the components of plugins it does not have (federation) are refused.
 pub(super) fn parameter(c: &mut Checker<'_>, path: &str, e: &Map<String, Value>) {
     let Some(vhost) = c.vhost_of(path, e) else {
         return;
@@ -383,16 +383,31 @@ pub(super) fn parameter(c: &mut Checker<'_>, path: &str, e: &Map<String, Value>)
     match component.as_str() {
         "vhost-limits" => {
             if name != "limits" {
-                return c.error(&format!("{path}.name"), "a vhost-limits parameter is named 'limits'");
+                return c.error(
+                    &format!("{path}.name"),
+                    "a vhost-limits parameter is named 'limits'",
+                );
             }
             if limits_valid(c, &value_path, "limits", &value, limits::VHOST_LIMIT_KEYS) {
                 set_vhost_limits(c, &vhost, value);
             }
         }
         "operator_policy" => policy_value(c, &value_path, &vhost, &name, &value, true),
+        crate::broker::parameters::SHOVEL => {
+            let value = Value::Object(value);
+            match crate::shovel::ShovelDefinition::parse(&value) {
+                Ok(_) => c.plan.batch.parameters.push(crate::meta::ParameterDef {
+                    vhost,
+                    component,
+                    name,
+                    value,
+                }),
+                Err(error) => c.error(&value_path, error),
+            }
+        }
         other => c.error(
             &format!("{path}.component"),
-            format!("Warren has no '{other}' component (no shovel or federation plugins yet); not imported"),
+            format!("Warren has no '{other}' component (no federation plugin yet); not imported"),
         ),
     }
 }

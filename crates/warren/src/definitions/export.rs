@@ -71,6 +71,12 @@ pub(crate) fn export(stored: &Definitions) -> DefinitionsFile {
             });
         }
     }
+    parameters.extend(stored.parameters.iter().map(|p| ParameterEntry {
+        vhost: p.vhost.clone(),
+        component: p.component.clone(),
+        name: p.name.clone(),
+        value: p.value.clone(),
+    }));
     parameters
         .sort_by(|a, b| (&a.vhost, &a.component, &a.name).cmp(&(&b.vhost, &b.component, &b.name)));
     policies.sort_by(|a, b| (&a.vhost, &a.name).cmp(&(&b.vhost, &b.name)));

@@ -143,6 +143,7 @@ async fn apply(state: &ApiState, caller: &Caller, batch: ImportBatch) -> Result<
         exchanges,
         queues,
         bindings,
+        parameters,
         ..
     } = batch;
     blocking(move || {
@@ -179,6 +180,15 @@ async fn apply(state: &ApiState, caller: &Caller, batch: ImportBatch) -> Result<
         Ok(())
     })
     .await?;
+    let broker = state.broker.clone();
+    let shovels = parameters;
+    // After the topology: a shovel may consume from a queue of this import.
+    let start_shovels = move || -> Result<(), ApiError> {
+        for p in shovels {
+            broker.set_parameter(&p.component, &p.vhost, &p.name, p.value)?;
+        }
+        Ok(())
+    };
     let broker = &state.broker;
     for x in exchanges {
         let declaration = Declaration {
@@ -219,5 +229,5 @@ async fn apply(state: &ApiState, caller: &Caller, batch: ImportBatch) -> Result<
             )
             .await?;
     }
-    Ok(())
+    blocking(start_shovels).await
 }

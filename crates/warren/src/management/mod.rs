@@ -29,6 +29,7 @@ mod message_json;
 mod overview;
 mod parameters;
 mod queues;
+mod shovels;
 mod stats;
 mod ui;
 mod vhosts;
@@ -138,6 +139,7 @@ fn router(state: ApiState) -> Router {
         .merge(connections::routes())
         .merge(channels::routes())
         .merge(parameters::routes())
+        .merge(shovels::routes())
         .merge(extensions::routes())
         .route(
             "/api/definitions",

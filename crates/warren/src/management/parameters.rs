@@ -2,9 +2,9 @@
 //!
 //! RabbitMQ keeps vhost limits, policies and operator policies as runtime parameters of the components
 //! `vhost-limits` (named `limits`), `policy` and `operator_policy`, and shows them through these paths too (the
-//! whole list leaves policies out, as RabbitMQ's does). Those are the components Warren has; the plugins'
-//! components (`shovel`, `federation-upstream`, ...) are refused as RabbitMQ refuses a component whose plugin is
-//! off. Global parameters: Warren has `cluster_name` only, its `[server] cluster_name` setting, read-only here.
+//! whole list leaves policies out, as RabbitMQ's does). Of the plugins' components Warren has `shovel`
+//! (`broker::parameters`); the others (`federation-upstream`, ...) are refused as RabbitMQ refuses a component
+//! whose plugin is off. Global parameters: Warren has `cluster_name` only, its `[server] cluster_name` setting, read-only here.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -17,7 +17,8 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::vhosts::policy_input;
 use super::{blocking, json_body, require_keys, ApiState};
-use crate::broker::PolicyKind;
+use crate::broker::parameters::SHOVEL;
+use crate::broker::{AdminError, PolicyKind};
 
 /// The routes of this file.
 pub(crate) fn routes() -> Router<ApiState> {
@@ -47,13 +48,15 @@ enum Component {
     VhostLimits,
     Policy,
     OperatorPolicy,
+    Shovel,
 }
 
 impl Component {
-    const ALL: [Component; 3] = [
+    const ALL: [Component; 4] = [
         Component::VhostLimits,
         Component::OperatorPolicy,
         Component::Policy,
+        Component::Shovel,
     ];
 
     fn named(name: &str) -> Option<Component> {
@@ -65,12 +68,13 @@ impl Component {
             Component::VhostLimits => "vhost-limits",
             Component::Policy => "policy",
             Component::OperatorPolicy => "operator_policy",
+            Component::Shovel => SHOVEL,
         }
     }
 
     fn policy_kind(self) -> Option<PolicyKind> {
         match self {
-            Component::VhostLimits => None,
+            Component::VhostLimits | Component::Shovel => None,
             Component::Policy => Some(PolicyKind::Policy),
             Component::OperatorPolicy => Some(PolicyKind::Operator),
         }
@@ -92,6 +96,14 @@ fn parameters(
     vhost: Option<&str>,
 ) -> Vec<Value> {
     let broker = &state.broker;
+    if component == Component::Shovel {
+        return broker
+            .runtime_parameters(Some(SHOVEL), vhost)
+            .into_iter()
+            .filter(|p| caller.sees(broker, &p.vhost))
+            .map(|p| parameter_json(component, &p.vhost, &p.name, p.value))
+            .collect();
+    }
     match component.policy_kind() {
         Some(kind) => broker
             .policies(kind, vhost)
@@ -131,10 +143,14 @@ fn require_policymaker(caller: &Caller) -> Result<(), ApiError> {
 
 async fn list_all(State(state): State<ApiState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     require_policymaker(&caller)?;
-    let items = [Component::VhostLimits, Component::OperatorPolicy]
-        .into_iter()
-        .flat_map(|c| parameters(&state, &caller, c, None))
-        .collect();
+    let items = [
+        Component::VhostLimits,
+        Component::OperatorPolicy,
+        Component::Shovel,
+    ]
+    .into_iter()
+    .flat_map(|c| parameters(&state, &caller, c, None))
+    .collect();
     Ok(Json(Value::Array(items)))
 }
 
@@ -193,7 +209,7 @@ fn require_writer(
     vhost: &str,
 ) -> Result<(), ApiError> {
     match component {
-        Component::Policy => caller.require_policymaker(&state.broker, vhost),
+        Component::Policy | Component::Shovel => caller.require_policymaker(&state.broker, vhost),
         Component::OperatorPolicy | Component::VhostLimits => caller.require_admin(),
     }
 }
@@ -223,6 +239,25 @@ async fn put_parameter(
     }
     let value = body.get("value").cloned().unwrap_or(Value::Null);
     let broker = state.broker.clone();
+    if component == Component::Shovel {
+        let existed = !broker
+            .runtime_parameters(Some(SHOVEL), Some(&vhost))
+            .iter()
+            .all(|p| p.name != name);
+        blocking(move || {
+            broker
+                .set_parameter(SHOVEL, &vhost, &name, value)
+                .map_err(|e| match e {
+                    AdminError::Invalid(text) => validation_failed(&text),
+                    other => other.into(),
+                })
+        })
+        .await?;
+        return Ok(match existed {
+            true => StatusCode::NO_CONTENT,
+            false => StatusCode::CREATED,
+        });
+    }
     let existed = match component.policy_kind() {
         Some(kind) => broker.policy(kind, &vhost, &name).is_some(),
         None => broker
@@ -269,6 +304,9 @@ async fn delete_parameter(
     let broker = state.broker.clone();
     let cleared = match component.policy_kind() {
         Some(kind) => blocking(move || Ok(broker.clear_policy(kind, &vhost, &name)?)).await?,
+        None if component == Component::Shovel => {
+            blocking(move || Ok(broker.clear_parameter(SHOVEL, &vhost, &name)?)).await?
+        }
         None => {
             let present = name == LIMITS
                 && broker

@@ -28,12 +28,15 @@ const VHOSTS: TableDefinition<&str, &[u8]> = TableDefinition::new("vhosts");
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 const PERMISSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("permissions");
 const TOPIC_PERMISSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("topic_permissions");
+/// Runtime parameters of the plugins' components (`shovel`, ...), keyed `vhost\0component\0name`. Older databases
+/// lack it; opening one creates it.
+const PARAMETERS: TableDefinition<&str, &[u8]> = TableDefinition::new("parameters");
 /// The message-store id of each durable `x-delayed-message` exchange (keyed as `EXCHANGES`), under which its
 /// persistent delayed messages are stored. Created by the first delayed exchange; older databases lack it.
 const DELAYED_STORE_IDS: TableDefinition<&str, u64> = TableDefinition::new("delayed_store_ids");
 
 /// Every table of records, for creating them and checking they exist.
-const RECORD_TABLES: [TableDefinition<&str, &[u8]>; 8] = [
+const RECORD_TABLES: [TableDefinition<&str, &[u8]>; 9] = [
     EXCHANGES,
     QUEUES,
     BINDINGS,
@@ -42,6 +45,7 @@ const RECORD_TABLES: [TableDefinition<&str, &[u8]>; 8] = [
     USERS,
     PERMISSIONS,
     TOPIC_PERMISSIONS,
+    PARAMETERS,
 ];
 
 /// Why the definitions store (redb) failed; at start this stops the broker, later it fails the topology change.
@@ -151,6 +155,23 @@ fn policy_key(operator: bool, vhost: &str, name: &str) -> String {
     format!("{kind}\0{vhost}\0{name}")
 }
 
+/// A stored runtime parameter (RabbitMQ's `{"vhost", "component", "name", "value"}` of definitions).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct ParameterDef {
+    /// Its vhost.
+    pub(crate) vhost: String,
+    /// Its component (`shovel`, ...).
+    pub(crate) component: String,
+    /// Its name.
+    pub(crate) name: String,
+    /// Its value, as set (validated by its component).
+    pub(crate) value: serde_json::Value,
+}
+
+fn parameter_key(vhost: &str, component: &str, name: &str) -> String {
+    format!("{vhost}\0{component}\0{name}")
+}
+
 /// A stored vhost (RabbitMQ's `{"name"}` object of definitions) with its limits (RabbitMQ keeps those as the
 /// vhost's `vhost-limits` parameter).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,6 +202,8 @@ pub(crate) struct Definitions {
     pub(crate) permissions: Vec<PermissionDefinition>,
     /// Every stored topic permission.
     pub(crate) topic_permissions: Vec<TopicPermissionDefinition>,
+    /// Every stored runtime parameter of a plugin component.
+    pub(crate) parameters: Vec<ParameterDef>,
 }
 
 /// What one definitions import stores ([`DefinitionStore::import`]): all of it in one transaction, or nothing.
@@ -202,6 +225,8 @@ pub(crate) struct ImportBatch {
     pub(crate) queues: Vec<QueueDef>,
     /// Bindings to add.
     pub(crate) bindings: Vec<BindingDef>,
+    /// Runtime parameters to add or replace.
+    pub(crate) parameters: Vec<ParameterDef>,
     /// A hash of the imported file, kept to skip importing it again unchanged (RabbitMQ's
     /// `definitions.skip_if_unchanged`).
     pub(crate) content_hash: Option<u64>,
@@ -218,6 +243,7 @@ impl ImportBatch {
             && self.exchanges.is_empty()
             && self.queues.is_empty()
             && self.bindings.is_empty()
+            && self.parameters.is_empty()
     }
 }
 
@@ -460,6 +486,25 @@ impl DefinitionStore {
         self.remove(POLICIES, &policy_key(operator, vhost, name))
     }
 
+    /// Stores or replaces a runtime parameter; returns once committed.
+    pub(crate) fn put_parameter(&self, def: &ParameterDef) -> Result<(), MetaError> {
+        self.put(
+            PARAMETERS,
+            &parameter_key(&def.vhost, &def.component, &def.name),
+            def,
+        )
+    }
+
+    /// Removes a runtime parameter; returns once committed.
+    pub(crate) fn remove_parameter(
+        &self,
+        vhost: &str,
+        component: &str,
+        name: &str,
+    ) -> Result<(), MetaError> {
+        self.remove(PARAMETERS, &parameter_key(vhost, component, name))
+    }
+
     /// Stores or replaces a vhost; returns once committed.
     pub(crate) fn put_vhost(&self, def: &VhostDef) -> Result<(), MetaError> {
         self.put(VHOSTS, &def.name, def)
@@ -475,7 +520,7 @@ impl DefinitionStore {
                 .map_err(storage)?
                 .remove(vhost)
                 .map_err(storage)?;
-            for table in [EXCHANGES, QUEUES, BINDINGS] {
+            for table in [EXCHANGES, QUEUES, BINDINGS, PARAMETERS] {
                 remove_where(&txn, table, |key| key.starts_with(&prefix))?;
             }
             let policy_keys = [format!("p\0{prefix}"), format!("o\0{prefix}")];
@@ -620,6 +665,11 @@ impl DefinitionStore {
                 bindings.push((b.key()?, b));
             }
             insert_all(&txn, BINDINGS, bindings.into_iter())?;
+            let parameters = batch
+                .parameters
+                .iter()
+                .map(|p| (parameter_key(&p.vhost, &p.component, &p.name), p));
+            insert_all(&txn, PARAMETERS, parameters)?;
             txn.commit().map_err(storage)
         })
     }
@@ -667,6 +717,7 @@ impl DefinitionStore {
                 users: read_all(&txn, USERS)?,
                 permissions: read_all(&txn, PERMISSIONS)?,
                 topic_permissions: read_all(&txn, TOPIC_PERMISSIONS)?,
+                parameters: read_all(&txn, PARAMETERS)?,
             })
         })
     }

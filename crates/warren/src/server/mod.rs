@@ -123,6 +123,7 @@ impl Server {
             }
             false => None,
         };
+        broker.start_shovels();
         Ok(Server {
             listeners,
             tls,

@@ -1,0 +1,224 @@
+//! Runtime parameters of the plugin components Warren has, `shovel` for now (RabbitMQ's
+//! `rabbitmqctl set_parameter`, `/api/parameters/{component}/...`): each value is checked by its component,
+//! committed to the definitions store, and handed to the component, which acts on it at once (a shovel starts,
+//! restarts with the new definition, or stops when cleared). Stored parameters act again at every start.
+//!
+//! The broker's own components (policies, vhost limits) keep their own paths; `management::parameters` shows
+//! both through RabbitMQ's one API.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::{AdminError, Broker};
+use crate::meta::ParameterDef;
+use crate::shovel::{ShovelDefinition, ShovelKey, ShovelStatus, ShovelType};
+
+/// The `shovel` component.
+pub const SHOVEL: &str = "shovel";
+
+/// The plugin components whose parameters Warren stores.
+pub const PLUGIN_COMPONENTS: [&str; 1] = [SHOVEL];
+
+/// A runtime parameter as set.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RuntimeParameter {
+    /// Its vhost.
+    pub vhost: String,
+    /// Its component.
+    pub component: String,
+    /// Its name.
+    pub name: String,
+    /// Its value.
+    pub value: Value,
+}
+
+/// The parameters in memory, by (vhost, component, name).
+pub(crate) type ParameterTable = BTreeMap<(String, String, String), Value>;
+
+/// Loads the stored parameters at start.
+pub(crate) fn table_of(stored: &[ParameterDef]) -> ParameterTable {
+    stored
+        .iter()
+        .map(|p| {
+            (
+                (p.vhost.clone(), p.component.clone(), p.name.clone()),
+                p.value.clone(),
+            )
+        })
+        .collect()
+}
+
+/// Checks a value for its component; the error is RabbitMQ's validation text.
+fn check(component: &str, value: &Value) -> Result<Arc<ShovelDefinition>, AdminError> {
+    match component {
+        SHOVEL => ShovelDefinition::parse(value)
+            .map(Arc::new)
+            .map_err(AdminError::Invalid),
+        other => Err(AdminError::Invalid(format!("component {other} not found"))),
+    }
+}
+
+fn shovel_key(vhost: &str, name: &str) -> ShovelKey {
+    ShovelKey {
+        vhost: Some(vhost.to_owned()),
+        name: name.to_owned(),
+    }
+}
+
+impl Broker {
+    fn parameter_table(&self) -> std::sync::MutexGuard<'_, ParameterTable> {
+        // Changed only after a commit and in one insert or remove: a poisoned lock holds a whole table.
+        self.parameters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The parameters of `component` (every plugin component if None) in `vhost` (every vhost if None).
+    pub fn runtime_parameters(
+        &self,
+        component: Option<&str>,
+        vhost: Option<&str>,
+    ) -> Vec<RuntimeParameter> {
+        self.parameter_table()
+            .iter()
+            .filter(|((v, c, _), _)| {
+                component.is_none_or(|want| want == c) && vhost.is_none_or(|want| want == v)
+            })
+            .map(|((vhost, component, name), value)| RuntimeParameter {
+                vhost: vhost.clone(),
+                component: component.clone(),
+                name: name.clone(),
+                value: value.clone(),
+            })
+            .collect()
+    }
+
+    /// Sets a parameter: checked by its component, committed, then acted on (a shovel starts, or restarts with the
+    /// new definition). Blocks on a disk commit; needs the broker's runtime (call it from its blocking pool).
+    pub fn set_parameter(
+        self: &Arc<Self>,
+        component: &str,
+        vhost: &str,
+        name: &str,
+        value: Value,
+    ) -> Result<(), AdminError> {
+        let definition = check(component, &value)?;
+        if !self.vhosts.contains_key(vhost) {
+            return Err(AdminError::NoSuchVhost(vhost.to_owned()));
+        }
+        if self.cluster().is_some() {
+            return Err(AdminError::Invalid(
+                "shovels are not supported on a cluster node yet (each node would run it); run it on a single node"
+                    .to_owned(),
+            ));
+        }
+        let def = ParameterDef {
+            vhost: vhost.to_owned(),
+            component: component.to_owned(),
+            name: name.to_owned(),
+            value,
+        };
+        self.stores.definitions.put_parameter(&def)?;
+        self.parameter_table().insert(
+            (def.vhost.clone(), def.component.clone(), def.name.clone()),
+            def.value,
+        );
+        tracing::info!("shovel '{name}' in vhost '{vhost}' set; starting it");
+        self.shovels
+            .start(shovel_key(vhost, name), ShovelType::Dynamic, definition);
+        Ok(())
+    }
+
+    /// Clears a parameter and stops what it started; Ok(false) if there was none. Blocks on a disk commit.
+    pub fn clear_parameter(
+        &self,
+        component: &str,
+        vhost: &str,
+        name: &str,
+    ) -> Result<bool, AdminError> {
+        let key = (vhost.to_owned(), component.to_owned(), name.to_owned());
+        if !self.parameter_table().contains_key(&key) {
+            return Ok(false);
+        }
+        self.stores
+            .definitions
+            .remove_parameter(vhost, component, name)?;
+        self.parameter_table().remove(&key);
+        if component == SHOVEL {
+            self.shovels.stop(&shovel_key(vhost, name));
+        }
+        Ok(true)
+    }
+
+    /// Starts the stored dynamic shovels and the config file's static ones (at start, once the listeners are
+    /// bound, since a shovel may connect to this node).
+    pub(crate) fn start_shovels(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        self.shovels.on_complete(Box::new(move |key: &ShovelKey| {
+            let (Some(broker), Some(vhost)) = (weak.upgrade(), key.vhost.clone()) else {
+                return;
+            };
+            let name = key.name.clone();
+            // RabbitMQ deletes a dynamic shovel's parameter once its src-delete-after is reached.
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = broker.clear_parameter(SHOVEL, &vhost, &name) {
+                    tracing::warn!("shovel '{name}' is done but its parameter stays: {e}");
+                }
+            });
+        }));
+        for parameter in self.runtime_parameters(Some(SHOVEL), None) {
+            match ShovelDefinition::parse(&parameter.value) {
+                Ok(definition) => self.shovels.start(
+                    shovel_key(&parameter.vhost, &parameter.name),
+                    ShovelType::Dynamic,
+                    Arc::new(definition),
+                ),
+                Err(e) => tracing::error!(
+                    "stored shovel '{}' in vhost '{}' no longer validates and is not started: {e}",
+                    parameter.name,
+                    parameter.vhost
+                ),
+            }
+        }
+        for shovel in &self.config.shovels {
+            self.shovels.start(
+                ShovelKey {
+                    vhost: None,
+                    name: shovel.name.clone(),
+                },
+                ShovelType::Static,
+                Arc::new(shovel.definition.clone()),
+            );
+        }
+    }
+
+    /// Every shovel's status (RabbitMQ's `/api/shovels`, `rabbitmqctl shovel_status`).
+    pub fn shovel_statuses(&self) -> Vec<ShovelStatus> {
+        self.shovels.statuses()
+    }
+
+    /// The definition a shovel runs with (`vhost` None: a static one).
+    pub fn shovel_definition(
+        &self,
+        vhost: Option<&str>,
+        name: &str,
+    ) -> Option<Arc<ShovelDefinition>> {
+        self.shovels.definition(&ShovelKey {
+            vhost: vhost.map(str::to_owned),
+            name: name.to_owned(),
+        })
+    }
+
+    /// Restarts a shovel (`vhost` None: a static one); false if there is none.
+    pub fn restart_shovel(&self, vhost: Option<&str>, name: &str) -> bool {
+        self.shovels.restart(&ShovelKey {
+            vhost: vhost.map(str::to_owned),
+            name: name.to_owned(),
+        })
+    }
+
+    /// Stops every shovel (shutdown): their connections close, the sources requeue what was not acked.
+    pub fn stop_shovels(&self) {
+        self.shovels.stop_all(None);
+    }
+}
