@@ -182,6 +182,10 @@ impl Broker {
             tracing::info!("[[auth.users]] only seed the first start; the stored users are used");
         }
         let access = AccessControl::new(access_table(&stored));
+        let local_node = crate::shovel::LocalNode {
+            addr: crate::shovel::loopback_if_unspecified(config.listen),
+            secret: access.internal_secret().to_owned(),
+        };
         let sync = match config.storage.sync {
             SyncPolicy::Always => SyncMode::Always,
             SyncPolicy::Never => {
@@ -302,7 +306,7 @@ impl Broker {
             metrics,
             cluster: std::sync::OnceLock::new(),
             parameters: std::sync::Mutex::new(parameters::table_of(&stored.parameters)),
-            shovels: Arc::new(crate::shovel::Shovels::new(&node_name)),
+            shovels: Arc::new(crate::shovel::Shovels::new(&node_name, local_node)),
         });
         let weak = Arc::downgrade(&broker);
         broker.resources.on_pressure_change(Box::new(move || {

@@ -367,3 +367,43 @@ async fn invalid_definitions_are_refused_with_rabbitmqs_validation_errors() {
     .await;
     assert_eq!(code, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_uri_without_a_host_is_this_node_as_rabbitmqs_direct_connections_are() {
+    let server = common::start_server().await;
+    fill(&server, "here", "h", 200).await;
+    // user_id names a user other than the shovel's: the local node's shovels may forward it, as RabbitMQ's do.
+    let conn = common::connect(&server).await;
+    let ch = common::confirming_channel(&conn).await;
+    let props = BasicProperties::default().with_user_id("guest".into());
+    common::publish_confirmed(&ch, "", "here", "signed", props).await;
+    let (code, _) = set_shovel(
+        &server,
+        "local",
+        json!({"src-uri": "amqp://", "src-queue": "here", "dest-uri": "amqp:///%2F", "dest-queue": "there"}),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED);
+    await_count(&server, "there", 201).await;
+    let status = status_when(&server, "local", |s| s["messages_moved"] == 201).await;
+    assert_eq!(status["src_uri"], "amqp://");
+
+    // The internal user is reachable by no one else: no password but the process's own, no stored user of its name.
+    let refused = lapin::Connection::connect(
+        &format!("amqp://warren-internal:guest@{}/%2f", server.addr),
+        lapin::ConnectionProperties::default(),
+    )
+    .await;
+    assert!(
+        refused.is_err(),
+        "logged in as the internal user with a guessed password"
+    );
+    let (code, body) = call(
+        &server,
+        Method::PUT,
+        "/users/warren-internal",
+        Some(json!({"password": "x", "tags": "administrator"})),
+    )
+    .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
+}

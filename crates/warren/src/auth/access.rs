@@ -70,7 +70,15 @@ pub(crate) struct AccessControl {
     generation: AtomicU64,
     /// Serialises changes, so two concurrent changes cannot lose one another.
     changes: Mutex<()>,
+    /// The password of [`INTERNAL_USER`], random per process and never stored.
+    internal_secret: String,
 }
+
+/// The user of the node's own shovels and federation links when they connect to this node (RabbitMQ's direct
+/// connections, `amqp://` with no host): it logs in from loopback with the process's random secret only, may do
+/// anything in every vhost, and may publish messages whose `user_id` names another user (RabbitMQ's shovels and
+/// federation links run with the same rights). No stored user may take this name.
+pub(crate) const INTERNAL_USER: &str = "warren-internal";
 
 impl AccessControl {
     /// A control holding `table`.
@@ -79,7 +87,15 @@ impl AccessControl {
             table: ArcSwap::from_pointee(table),
             generation: AtomicU64::new(0),
             changes: Mutex::new(()),
+            internal_secret: (0..32)
+                .map(|_| char::from(b"0123456789abcdef"[rand::random_range(0..16)]))
+                .collect(),
         }
+    }
+
+    /// The password [`INTERNAL_USER`] logs in with.
+    pub(crate) fn internal_secret(&self) -> &str {
+        &self.internal_secret
     }
 
     /// The generation: equal values mean no permission changed in between.
@@ -116,11 +132,13 @@ impl AccessControl {
 
     /// Whether `user` has any permission in `vhost` (RabbitMQ's `check_vhost_access`).
     pub(crate) fn may_open(&self, user: &str, vhost: &str) -> bool {
-        self.table
-            .load()
-            .permissions
-            .get(user)
-            .is_some_and(|p| p.contains_key(vhost))
+        user == INTERNAL_USER
+            || self
+                .table
+                .load()
+                .permissions
+                .get(user)
+                .is_some_and(|p| p.contains_key(vhost))
     }
 
     /// RabbitMQ's `check_resource_access`: 403 unless `user`'s permission in `vhost` grants `access` to the
@@ -133,6 +151,9 @@ impl AccessControl {
         name: &str,
         access: Access,
     ) -> Result<(), AmqpError> {
+        if user == INTERNAL_USER {
+            return Ok(());
+        }
         let name = if kind == "exchange" && name.is_empty() {
             "amq.default"
         } else {
@@ -164,6 +185,9 @@ impl AccessControl {
         routing_key: &str,
         access: Access,
     ) -> Result<(), AmqpError> {
+        if user == INTERNAL_USER {
+            return Ok(());
+        }
         let table = self.table.load();
         let Some(permission) = table
             .topic_permissions

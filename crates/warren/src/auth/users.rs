@@ -57,6 +57,12 @@ impl UserDefinition {
         if self.name.is_empty() {
             return Err("user name must not be empty".to_owned());
         }
+        if self.name == super::access::INTERNAL_USER {
+            return Err(format!(
+                "the user name '{}' is reserved for Warren's own shovels and federation links",
+                self.name
+            ));
+        }
         let Some(algorithm) = self.algorithm() else {
             return Err(format!(
                 "unsupported hashing algorithm '{}'",

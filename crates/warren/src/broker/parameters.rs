@@ -152,7 +152,8 @@ impl Broker {
 
     /// Starts the stored dynamic shovels and the config file's static ones (at start, once the listeners are
     /// bound, since a shovel may connect to this node).
-    pub(crate) fn start_shovels(self: &Arc<Self>) {
+    pub(crate) fn start_shovels(self: &Arc<Self>, listener: std::net::SocketAddr) {
+        self.shovels.set_local_addr(listener);
         let weak = Arc::downgrade(self);
         self.shovels.on_complete(Box::new(move |key: &ShovelKey| {
             let (Some(broker), Some(vhost)) = (weak.upgrade(), key.vhost.clone()) else {

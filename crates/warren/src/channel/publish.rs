@@ -7,6 +7,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::effect::{ChannelEffects, Effect};
 use super::{Channel, ChannelContext};
+use crate::auth::access::INTERNAL_USER;
 use crate::auth::users::Access;
 use crate::broker::Broker;
 use crate::message::trace::{TraceEvent, TraceOrigin};
@@ -535,11 +536,13 @@ fn check_user_id(properties_raw: &[u8], user: &str) -> Result<(), AmqpError> {
     }
     let properties = decode_properties(properties_raw).map_err(|e| e.on(ids::BASIC_PUBLISH))?;
     match properties.user_id() {
-        Some(claimed) if claimed.as_str() != user => Err(AmqpError::precondition(format!(
-            "user_id property set to '{}' but authenticated user was '{user}'",
-            claimed.as_str()
-        ))
-        .on(ids::BASIC_PUBLISH)),
+        Some(claimed) if claimed.as_str() != user && user != INTERNAL_USER => {
+            Err(AmqpError::precondition(format!(
+                "user_id property set to '{}' but authenticated user was '{user}'",
+                claimed.as_str()
+            ))
+            .on(ids::BASIC_PUBLISH))
+        }
         _ => Ok(()),
     }
 }

@@ -4,6 +4,9 @@
 //!
 //! The URI is parsed here rather than by lapin because RabbitMQ's has options lapin's parser drops (the TLS files)
 //! and lapin's takes a numeric host for none (an IP address becomes `localhost`).
+//!
+//! A URI with no host (`amqp://`, `amqp:///vhost`) is RabbitMQ's direct connection to the local node: here a
+//! loopback connection to this node's own listener as its internal user (`auth::access::INTERNAL_USER`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -17,10 +20,21 @@ use lapin::{Connection, ConnectionProperties};
 /// How long a connection attempt may take when the URI does not say (`connection_timeout`, milliseconds).
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// This node, as its own shovels and links reach it: its AMQP listener and its internal user's password.
+#[derive(Clone, Debug)]
+pub struct LocalNode {
+    /// The node's AMQP listener (a loopback address when it listens on every interface).
+    pub addr: std::net::SocketAddr,
+    /// The internal user's password.
+    pub secret: String,
+}
+
 /// A broker to connect to, as its URI gave it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Endpoint {
     uri: AMQPUri,
+    /// No host: this node (RabbitMQ's direct connection).
+    local: bool,
     /// `cacertfile`: the CA certificates (PEM) that verify the server.
     ca_file: Option<PathBuf>,
     /// `certfile` and `keyfile`: the client's certificate and key (PEM).
@@ -38,17 +52,17 @@ impl Endpoint {
             "amqps" => AMQPScheme::AMQPS,
             other => return Err(format!("unknown scheme '{other}' (amqp or amqps)")),
         };
-        let host = match url.host_str() {
-            None | Some("") => {
-                return Err(
-                    "a URI without a host (RabbitMQ's direct connection to the local node) is not supported by \
-                     Warren: name the host, e.g. amqp://user:password@localhost:5672/vhost"
-                        .to_owned(),
-                )
-            }
+        let (host, local) = match url.host_str() {
+            None | Some("") => (String::new(), true),
             // IPv6 literals come bracketed; the socket address wants them bare.
-            Some(h) => h.trim_start_matches('[').trim_end_matches(']').to_owned(),
+            Some(h) => (
+                h.trim_start_matches('[').trim_end_matches(']').to_owned(),
+                false,
+            ),
         };
+        if local && scheme == AMQPScheme::AMQPS {
+            return Err("amqps:// needs a host (a URI without one is the local node)".to_owned());
+        }
         let decode = |s: &str| {
             percent_encoding::percent_decode_str(s)
                 .decode_utf8()
@@ -133,6 +147,7 @@ impl Endpoint {
                 vhost,
                 query,
             },
+            local,
             ca_file,
             client_identity,
             display: shown.to_string(),
@@ -144,9 +159,25 @@ impl Endpoint {
         &self.display
     }
 
+    /// Whether it is this node (no host).
+    pub fn is_local(&self) -> bool {
+        self.local
+    }
+
     /// Connects, naming the connection `name` (shown in the other broker's connection list), within the URI's
-    /// `connection_timeout`.
-    pub async fn connect(&self, name: &str) -> Result<Connection, String> {
+    /// `connection_timeout`; a hostless URI reaches `local`.
+    pub async fn connect(&self, name: &str, local: &LocalNode) -> Result<Connection, String> {
+        let mut uri = self.uri.clone();
+        if self.local {
+            uri.authority = AMQPAuthority {
+                userinfo: AMQPUserInfo {
+                    username: crate::auth::access::INTERNAL_USER.to_owned(),
+                    password: local.secret.clone(),
+                },
+                host: local.addr.ip().to_string(),
+                port: local.addr.port(),
+            };
+        }
         let tls = OwnedTLSConfig {
             identity: match &self.client_identity {
                 None => None,
@@ -172,7 +203,7 @@ impl Endpoint {
             .map(Duration::from_millis)
             .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
         let connecting = Connection::connect_uri_with_config(
-            self.uri.clone(),
+            uri,
             properties,
             tls,
             lapin::runtime::default_runtime().map_err(|e| e.to_string())?,

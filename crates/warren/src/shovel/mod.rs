@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use tokio::sync::watch;
 
 pub use definition::ShovelDefinition;
+pub use endpoint::LocalNode;
 use status::StatusCell;
 pub use status::{ShovelIdentity, ShovelState, ShovelStatus, ShovelType};
 use worker::Ended;
@@ -49,18 +50,30 @@ struct Running {
 pub struct Shovels {
     /// The node's name, for `shovelled-by` and the status.
     node: String,
+    /// How shovels reach this node (hostless URIs); its address is the bound listener's once the server binds.
+    local: Mutex<LocalNode>,
     running: Mutex<BTreeMap<ShovelKey, Running>>,
     on_complete: OnceLock<CompletionHook>,
 }
 
 impl Shovels {
-    /// No shovels, on the node named `node`.
-    pub fn new(node: &str) -> Shovels {
+    /// No shovels, on the node named `node`, reached by hostless URIs at `local`.
+    pub fn new(node: &str, local: LocalNode) -> Shovels {
         Shovels {
             node: node.to_owned(),
+            local: Mutex::new(local),
             running: Mutex::new(BTreeMap::new()),
             on_complete: OnceLock::new(),
         }
+    }
+
+    /// The address hostless URIs connect to: the listener as bound (its real port when configured as 0).
+    pub fn set_local_addr(&self, addr: std::net::SocketAddr) {
+        self.local.lock().unwrap_or_else(|p| p.into_inner()).addr = loopback_if_unspecified(addr);
+    }
+
+    fn local(&self) -> LocalNode {
+        self.local.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Sets what happens when a dynamic shovel completes (once; later calls are ignored).
@@ -99,6 +112,7 @@ impl Shovels {
         let (stop, stopped) = watch::channel(false);
         let shovels = Arc::downgrade(self);
         tokio::spawn(supervise(
+            self.local(),
             identity,
             key.clone(),
             definition.clone(),
@@ -182,8 +196,22 @@ impl Shovels {
     }
 }
 
+/// A listener on every interface is reached on loopback.
+pub fn loopback_if_unspecified(addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+            std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, addr.port()))
+        }
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port()))
+        }
+        _ => addr,
+    }
+}
+
 /// Runs sessions until stopped, completed, or failed with no reconnection.
 async fn supervise(
+    local: LocalNode,
     identity: ShovelIdentity,
     key: ShovelKey,
     definition: Arc<ShovelDefinition>,
@@ -196,7 +224,7 @@ async fn supervise(
             return;
         }
         status.starting();
-        match worker::run_session(&identity, &definition, &status, &mut stop).await {
+        match worker::run_session(&identity, &definition, &status, &mut stop, &local).await {
             Ok(Ended::Stopped) => return,
             Ok(Ended::Completed) => {
                 tracing::info!(

@@ -74,17 +74,21 @@ fn what_warren_cannot_honour_is_refused_not_ignored() {
                               "dest-uri": "amqp://h"}),
     );
     assert!(amqp10.unwrap_err().contains("amqp10 is not supported"));
-    let direct = parse(json!({"src-uri": "amqp://", "src-queue": "q", "dest-uri": "amqp://h"}));
-    assert!(
-        direct.unwrap_err().contains("without a host"),
-        "direct connection"
-    );
+    assert!(Endpoint::parse("amqps://").is_err(), "TLS to the local node");
     let verify_none = Endpoint::parse("amqps://h?verify=verify_none").unwrap_err();
     assert!(verify_none.contains("verify=verify_none"), "{verify_none}");
     assert!(Endpoint::parse("amqp://h?cacertfile=/ca.pem").is_err());
     assert!(Endpoint::parse("amqp://h?color=blue")
         .unwrap_err()
         .contains("unknown URI option"));
+}
+
+#[test]
+fn a_uri_without_a_host_is_the_local_node() {
+    for uri in ["amqp://", "amqp:///", "amqp:///app"] {
+        assert!(Endpoint::parse(uri).unwrap().is_local(), "{uri}");
+    }
+    assert!(!Endpoint::parse("amqp://localhost").unwrap().is_local());
 }
 
 #[test]

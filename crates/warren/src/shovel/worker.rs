@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::definition::{AckMode, DeleteAfter, DestinationKind, ShovelDefinition, SourceKind};
-use super::endpoint::Endpoint;
+use super::endpoint::{Endpoint, LocalNode};
 use super::status::{ShovelIdentity, StatusCell};
 
 /// How a session ended without an error.
@@ -51,11 +51,12 @@ pub(super) async fn run_session(
     definition: &ShovelDefinition,
     status: &Arc<StatusCell>,
     stop: &mut watch::Receiver<bool>,
+    local: &LocalNode,
 ) -> Result<Ended, String> {
     let name = format!("Shovel {}", identity.name);
-    let (source_conn, source_uri) = connect_any(&definition.source.uris, &name).await?;
+    let (source_conn, source_uri) = connect_any(&definition.source.uris, &name, local).await?;
     let (destination_conn, destination_uri) =
-        match connect_any(&definition.destination.uris, &name).await {
+        match connect_any(&definition.destination.uris, &name, local).await {
             Ok(connected) => connected,
             Err(e) => {
                 let _ = source_conn.close(200, "shovel stopped".into()).await;
@@ -81,13 +82,14 @@ pub(super) async fn run_session(
 }
 
 /// Tries each URI in turn; the first that connects is used.
-async fn connect_any<'a>(
+pub(crate) async fn connect_any<'a>(
     uris: &'a [Endpoint],
     name: &str,
+    local: &LocalNode,
 ) -> Result<(Connection, &'a Endpoint), String> {
     let mut failures = Vec::new();
     for uri in uris {
-        match uri.connect(name).await {
+        match uri.connect(name, local).await {
             Ok(connection) => return Ok((connection, uri)),
             Err(e) => failures.push(e),
         }
