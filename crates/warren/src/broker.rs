@@ -5,6 +5,7 @@
 mod admin;
 mod cluster;
 mod delayed;
+mod federation;
 pub(crate) mod inspect;
 mod metrics;
 pub mod parameters;
@@ -124,6 +125,10 @@ pub struct Broker {
     parameters: std::sync::Mutex<parameters::ParameterTable>,
     /// The running shovels, dynamic and static.
     shovels: Arc<crate::shovel::Shovels>,
+    /// The running federation links.
+    links: crate::federation::Links,
+    /// Wakes the federation reconciler when a federation parameter changes.
+    federation_wake: Arc<Notify>,
 }
 
 /// Memory and disk as the resource monitor last sampled them (RabbitMQ's `mem_used`, `mem_limit`, `disk_free`,
@@ -307,6 +312,8 @@ impl Broker {
             cluster: std::sync::OnceLock::new(),
             parameters: std::sync::Mutex::new(parameters::table_of(&stored.parameters)),
             shovels: Arc::new(crate::shovel::Shovels::new(&node_name, local_node)),
+            links: crate::federation::Links::default(),
+            federation_wake: Arc::new(Notify::new()),
         });
         let weak = Arc::downgrade(&broker);
         broker.resources.on_pressure_change(Box::new(move || {

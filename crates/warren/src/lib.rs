@@ -31,6 +31,7 @@ pub mod definitions;
 pub(crate) mod delayed;
 pub(crate) mod event;
 pub(crate) mod exchange;
+pub mod federation;
 pub(crate) mod management;
 pub mod memory_release;
 pub(crate) mod message;

@@ -227,7 +227,7 @@ fn a_bad_file_is_refused_whole_with_every_json_path() {
             "users": [{"name": "u", "password": "p", "tags": []}],
             "queues": [{"name": "s", "vhost": "v", "durable": true, "arguments": {"x-queue-type": "stream"}}],
             "exchanges": [{"name": "d", "vhost": "v", "type": "x-delayed-message", "durable": true}],
-            "parameters": [{"vhost": "v", "component": "federation-upstream", "name": "up", "value": {"uri": "amqp://"}}]}"#,
+            "parameters": [{"vhost": "v", "component": "mqtt-retained", "name": "up", "value": {"uri": "amqp://"}}]}"#,
     )
     .expect("write file");
     let out = import(&dir, &file);

@@ -117,13 +117,13 @@ async fn vhost_limits_and_policies_are_runtime_parameters_as_in_rabbitmq() {
         call(
             &server,
             Method::PUT,
-            "/parameters/federation-upstream/%2F/s1",
+            "/parameters/mqtt-retained/%2F/s1",
             Some(json!({"value": {"uri": "amqp://"}}))
         )
         .await,
         (
             StatusCode::BAD_REQUEST,
-            json!({"error": "bad_request", "reason": "Validation failed\n\ncomponent federation-upstream not found\n"})
+            json!({"error": "bad_request", "reason": "Validation failed\n\ncomponent mqtt-retained not found\n"})
         )
     );
     assert_eq!(

@@ -12,14 +12,19 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::{AdminError, Broker};
+use crate::federation::upstream::{parse_set, Upstream};
 use crate::meta::ParameterDef;
 use crate::shovel::{ShovelDefinition, ShovelKey, ShovelStatus, ShovelType};
 
 /// The `shovel` component.
 pub const SHOVEL: &str = "shovel";
+/// The `federation-upstream` component.
+pub const FEDERATION_UPSTREAM: &str = "federation-upstream";
+/// The `federation-upstream-set` component.
+pub const FEDERATION_UPSTREAM_SET: &str = "federation-upstream-set";
 
 /// The plugin components whose parameters Warren stores.
-pub const PLUGIN_COMPONENTS: [&str; 1] = [SHOVEL];
+pub const PLUGIN_COMPONENTS: [&str; 3] = [SHOVEL, FEDERATION_UPSTREAM, FEDERATION_UPSTREAM_SET];
 
 /// A runtime parameter as set.
 #[derive(Clone, Debug, PartialEq)]
@@ -50,13 +55,30 @@ pub(crate) fn table_of(stored: &[ParameterDef]) -> ParameterTable {
         .collect()
 }
 
-/// Checks a value for its component; the error is RabbitMQ's validation text.
-fn check(component: &str, value: &Value) -> Result<Arc<ShovelDefinition>, AdminError> {
-    match component {
-        SHOVEL => ShovelDefinition::parse(value)
-            .map(Arc::new)
-            .map_err(AdminError::Invalid),
-        other => Err(AdminError::Invalid(format!("component {other} not found"))),
+/// A value checked by its component.
+enum Checked {
+    /// A shovel, to start.
+    Shovel(Arc<ShovelDefinition>),
+    /// An upstream or upstream set, which the federation reconciler picks up.
+    Federation,
+}
+
+/// Checks a value named `name` for its component; the error is RabbitMQ's validation text.
+fn check(component: &str, name: &str, value: &Value) -> Result<Checked, AdminError> {
+    let checked = match component {
+        SHOVEL => ShovelDefinition::parse(value).map(|d| Checked::Shovel(Arc::new(d))),
+        FEDERATION_UPSTREAM => Upstream::parse(name, value).map(|_| Checked::Federation),
+        FEDERATION_UPSTREAM_SET => parse_set(value).map(|_| Checked::Federation),
+        other => return Err(AdminError::Invalid(format!("component {other} not found"))),
+    };
+    checked.map_err(AdminError::Invalid)
+}
+
+/// Checks a value for its component as [`Broker::set_parameter`] would (definitions imports check first).
+pub(crate) fn validate(component: &str, name: &str, value: &Value) -> Result<(), String> {
+    match check(component, name, value) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -102,15 +124,15 @@ impl Broker {
         name: &str,
         value: Value,
     ) -> Result<(), AdminError> {
-        let definition = check(component, &value)?;
+        let checked = check(component, name, &value)?;
         if !self.vhosts.contains_key(vhost) {
             return Err(AdminError::NoSuchVhost(vhost.to_owned()));
         }
         if self.cluster().is_some() {
-            return Err(AdminError::Invalid(
-                "shovels are not supported on a cluster node yet (each node would run it); run it on a single node"
-                    .to_owned(),
-            ));
+            return Err(AdminError::Invalid(format!(
+                "{component} parameters are not supported on a cluster node yet (each node would run the link); \
+                 use a single node"
+            )));
         }
         let def = ParameterDef {
             vhost: vhost.to_owned(),
@@ -123,9 +145,14 @@ impl Broker {
             (def.vhost.clone(), def.component.clone(), def.name.clone()),
             def.value,
         );
-        tracing::info!("shovel '{name}' in vhost '{vhost}' set; starting it");
-        self.shovels
-            .start(shovel_key(vhost, name), ShovelType::Dynamic, definition);
+        tracing::info!("{component} '{name}' in vhost '{vhost}' set");
+        match checked {
+            Checked::Shovel(definition) => {
+                self.shovels
+                    .start(shovel_key(vhost, name), ShovelType::Dynamic, definition)
+            }
+            Checked::Federation => self.wake_federation(),
+        }
         Ok(())
     }
 
@@ -144,15 +171,23 @@ impl Broker {
             .definitions
             .remove_parameter(vhost, component, name)?;
         self.parameter_table().remove(&key);
-        if component == SHOVEL {
-            self.shovels.stop(&shovel_key(vhost, name));
+        match component {
+            SHOVEL => {
+                self.shovels.stop(&shovel_key(vhost, name));
+            }
+            _ => self.wake_federation(),
         }
         Ok(true)
     }
 
     /// Starts the stored dynamic shovels and the config file's static ones (at start, once the listeners are
     /// bound, since a shovel may connect to this node).
-    pub(crate) fn start_shovels(self: &Arc<Self>, listener: std::net::SocketAddr) {
+    pub(crate) fn start_links(self: &Arc<Self>, listener: std::net::SocketAddr) {
+        self.start_shovels(listener);
+        self.start_federation();
+    }
+
+    fn start_shovels(self: &Arc<Self>, listener: std::net::SocketAddr) {
         self.shovels.set_local_addr(listener);
         let weak = Arc::downgrade(self);
         self.shovels.on_complete(Box::new(move |key: &ShovelKey| {
@@ -221,5 +256,6 @@ impl Broker {
     /// Stops every shovel (shutdown): their connections close, the sources requeue what was not acked.
     pub fn stop_shovels(&self) {
         self.shovels.stop_all(None);
+        self.links.stop_all();
     }
 }

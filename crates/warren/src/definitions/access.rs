@@ -367,7 +367,8 @@ fn policy_value(
 }
 
 /// `parameters[i]`: vhost-scoped runtime parameters. Warren has `vhost-limits`, `operator_policy` (how RabbitMQ
-/// exports operator policies) and `shovel`; the components of plugins it does not have (federation) are refused.
+/// exports operator policies), `shovel`, `federation-upstream` and `federation-upstream-set`; the components of
+/// plugins it does not have are refused.
 pub(super) fn parameter(c: &mut Checker<'_>, path: &str, e: &Map<String, Value>) {
     let Some(vhost) = c.vhost_of(path, e) else {
         return;
@@ -393,10 +394,10 @@ pub(super) fn parameter(c: &mut Checker<'_>, path: &str, e: &Map<String, Value>)
             }
         }
         "operator_policy" => policy_value(c, &value_path, &vhost, &name, &value, true),
-        crate::broker::parameters::SHOVEL => {
+        plugin if crate::broker::parameters::PLUGIN_COMPONENTS.contains(&plugin) => {
             let value = Value::Object(value);
-            match crate::shovel::ShovelDefinition::parse(&value) {
-                Ok(_) => c.plan.batch.parameters.push(crate::meta::ParameterDef {
+            match crate::broker::parameters::validate(plugin, &name, &value) {
+                Ok(()) => c.plan.batch.parameters.push(crate::meta::ParameterDef {
                     vhost,
                     component,
                     name,
@@ -407,7 +408,7 @@ pub(super) fn parameter(c: &mut Checker<'_>, path: &str, e: &Map<String, Value>)
         }
         other => c.error(
             &format!("{path}.component"),
-            format!("Warren has no '{other}' component (no federation plugin yet); not imported"),
+            format!("Warren has no '{other}' component; not imported"),
         ),
     }
 }

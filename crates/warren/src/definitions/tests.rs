@@ -72,7 +72,7 @@ fn refusals_carry_their_json_paths_and_all_are_reported() {
             {"name": "n", "vhost": "nowhere", "durable": true, "auto_delete": false, "arguments": {}}
         ],
         "exchanges": [{"name": "d", "vhost": "app", "type": "x-delayed-message", "durable": true, "auto_delete": false, "internal": false, "arguments": {}}],
-        "parameters": [{"vhost": "app", "component": "federation-upstream", "name": "s1", "value": {"uri": "amqp://"}}],
+        "parameters": [{"vhost": "app", "component": "mqtt-retained", "name": "s1", "value": {"uri": "amqp://"}}],
         "global_parameters": [{"name": "something", "value": 1}],
         "bindings": [{"source": "missing", "vhost": "app", "destination": "ok", "destination_type": "queue", "routing_key": "", "arguments": {}}],
         "surprise": []
@@ -84,7 +84,7 @@ fn refusals_carry_their_json_paths_and_all_are_reported() {
         "queues[2].arguments: ",
         "queues[3].vhost: vhost 'nowhere' does not exist",
         "exchanges[0].arguments.x-delayed-type: ",
-        "parameters[0].component: Warren has no 'federation-upstream' component",
+        "parameters[0].component: Warren has no 'mqtt-retained' component",
         "global_parameters[0].name: unknown global parameter",
         "bindings[0].source: no exchange 'missing' in vhost 'app'",
     ] {

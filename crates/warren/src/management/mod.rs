@@ -24,6 +24,7 @@ mod definitions;
 mod error;
 mod exchanges;
 mod extensions;
+mod federation;
 mod listing;
 mod message_json;
 mod overview;
@@ -140,6 +141,7 @@ fn router(state: ApiState) -> Router {
         .merge(channels::routes())
         .merge(parameters::routes())
         .merge(shovels::routes())
+        .merge(federation::routes())
         .merge(extensions::routes())
         .route(
             "/api/definitions",

@@ -2,9 +2,9 @@
 //!
 //! RabbitMQ keeps vhost limits, policies and operator policies as runtime parameters of the components
 //! `vhost-limits` (named `limits`), `policy` and `operator_policy`, and shows them through these paths too (the
-//! whole list leaves policies out, as RabbitMQ's does). Of the plugins' components Warren has `shovel`
-//! (`broker::parameters`); the others (`federation-upstream`, ...) are refused as RabbitMQ refuses a component
-//! whose plugin is off. Global parameters: Warren has `cluster_name` only, its `[server] cluster_name` setting, read-only here.
+//! whole list leaves policies out, as RabbitMQ's does). Of the plugins' components Warren has `shovel`,
+//! `federation-upstream` and `federation-upstream-set` (`broker::parameters`); others are refused as RabbitMQ
+//! refuses a component whose plugin is off. Global parameters: Warren has `cluster_name` only, its `[server] cluster_name` setting, read-only here.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -17,7 +17,7 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::vhosts::policy_input;
 use super::{blocking, json_body, require_keys, ApiState};
-use crate::broker::parameters::SHOVEL;
+use crate::broker::parameters::PLUGIN_COMPONENTS;
 use crate::broker::{AdminError, PolicyKind};
 
 /// The routes of this file.
@@ -48,19 +48,27 @@ enum Component {
     VhostLimits,
     Policy,
     OperatorPolicy,
-    Shovel,
+    /// A plugin component Warren has (`shovel`, `federation-upstream`, `federation-upstream-set`).
+    Plugin(&'static str),
 }
 
 impl Component {
-    const ALL: [Component; 4] = [
+    const ALL: [Component; 3] = [
         Component::VhostLimits,
         Component::OperatorPolicy,
         Component::Policy,
-        Component::Shovel,
     ];
 
     fn named(name: &str) -> Option<Component> {
-        Component::ALL.into_iter().find(|c| c.name() == name)
+        Component::ALL
+            .into_iter()
+            .find(|c| c.name() == name)
+            .or_else(|| {
+                PLUGIN_COMPONENTS
+                    .into_iter()
+                    .find(|c| *c == name)
+                    .map(Component::Plugin)
+            })
     }
 
     fn name(self) -> &'static str {
@@ -68,13 +76,13 @@ impl Component {
             Component::VhostLimits => "vhost-limits",
             Component::Policy => "policy",
             Component::OperatorPolicy => "operator_policy",
-            Component::Shovel => SHOVEL,
+            Component::Plugin(name) => name,
         }
     }
 
     fn policy_kind(self) -> Option<PolicyKind> {
         match self {
-            Component::VhostLimits | Component::Shovel => None,
+            Component::VhostLimits | Component::Plugin(_) => None,
             Component::Policy => Some(PolicyKind::Policy),
             Component::OperatorPolicy => Some(PolicyKind::Operator),
         }
@@ -96,9 +104,9 @@ fn parameters(
     vhost: Option<&str>,
 ) -> Vec<Value> {
     let broker = &state.broker;
-    if component == Component::Shovel {
+    if let Component::Plugin(name) = component {
         return broker
-            .runtime_parameters(Some(SHOVEL), vhost)
+            .runtime_parameters(Some(name), vhost)
             .into_iter()
             .filter(|p| caller.sees(broker, &p.vhost))
             .map(|p| parameter_json(component, &p.vhost, &p.name, p.value))
@@ -143,14 +151,11 @@ fn require_policymaker(caller: &Caller) -> Result<(), ApiError> {
 
 async fn list_all(State(state): State<ApiState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     require_policymaker(&caller)?;
-    let items = [
-        Component::VhostLimits,
-        Component::OperatorPolicy,
-        Component::Shovel,
-    ]
-    .into_iter()
-    .flat_map(|c| parameters(&state, &caller, c, None))
-    .collect();
+    let items = [Component::VhostLimits, Component::OperatorPolicy]
+        .into_iter()
+        .chain(PLUGIN_COMPONENTS.into_iter().map(Component::Plugin))
+        .flat_map(|c| parameters(&state, &caller, c, None))
+        .collect();
     Ok(Json(Value::Array(items)))
 }
 
@@ -209,7 +214,9 @@ fn require_writer(
     vhost: &str,
 ) -> Result<(), ApiError> {
     match component {
-        Component::Policy | Component::Shovel => caller.require_policymaker(&state.broker, vhost),
+        Component::Policy | Component::Plugin(_) => {
+            caller.require_policymaker(&state.broker, vhost)
+        }
         Component::OperatorPolicy | Component::VhostLimits => caller.require_admin(),
     }
 }
@@ -239,14 +246,14 @@ async fn put_parameter(
     }
     let value = body.get("value").cloned().unwrap_or(Value::Null);
     let broker = state.broker.clone();
-    if component == Component::Shovel {
+    if let Component::Plugin(plugin) = component {
         let existed = !broker
-            .runtime_parameters(Some(SHOVEL), Some(&vhost))
+            .runtime_parameters(Some(plugin), Some(&vhost))
             .iter()
             .all(|p| p.name != name);
         blocking(move || {
             broker
-                .set_parameter(SHOVEL, &vhost, &name, value)
+                .set_parameter(plugin, &vhost, &name, value)
                 .map_err(|e| match e {
                     AdminError::Invalid(text) => validation_failed(&text),
                     other => other.into(),
@@ -304,8 +311,9 @@ async fn delete_parameter(
     let broker = state.broker.clone();
     let cleared = match component.policy_kind() {
         Some(kind) => blocking(move || Ok(broker.clear_policy(kind, &vhost, &name)?)).await?,
-        None if component == Component::Shovel => {
-            blocking(move || Ok(broker.clear_parameter(SHOVEL, &vhost, &name)?)).await?
+        None if matches!(component, Component::Plugin(_)) => {
+            let plugin = component.name();
+            blocking(move || Ok(broker.clear_parameter(plugin, &vhost, &name)?)).await?
         }
         None => {
             let present = name == LIMITS

@@ -37,7 +37,7 @@ pub(crate) fn routes() -> Router<ApiState> {
 }
 
 /// `YYYY-MM-DD HH:MM:SS` (UTC), the form of RabbitMQ's shovel timestamps.
-fn timestamp(at: SystemTime) -> String {
+pub(crate) fn timestamp(at: SystemTime) -> String {
     let secs = at
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -15,6 +15,17 @@ pub(crate) struct PolicyValues {
     pub(crate) queue: QueueOverrides,
     /// `alternate-exchange`: the only key exchanges take.
     pub(crate) alternate_exchange: Option<String>,
+    /// `federation-upstream` or `federation-upstream-set`: the exchange or queue is federated from these.
+    pub(crate) federation: Option<FederationTarget>,
+}
+
+/// The upstreams a policy federates its exchanges and queues from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum FederationTarget {
+    /// `federation-upstream`: one `federation-upstream` parameter, by name.
+    Upstream(String),
+    /// `federation-upstream-set`: a `federation-upstream-set` parameter by name, or `all` of the vhost's upstreams.
+    Set(String),
 }
 
 /// How RabbitMQ checks one key's value; `Err` is the text of its refusal.
@@ -29,6 +40,8 @@ const POLICY_KEYS: &[(&str, Check)] = &[
     ("dead-letter-strategy", dead_letter_strategy),
     ("delivery-limit", delivery_limit),
     ("expires", expires),
+    ("federation-upstream", federation_upstream),
+    ("federation-upstream-set", federation_upstream_set),
     ("initial-cluster-size", initial_cluster_size),
     ("max-in-memory-bytes", max_in_memory),
     ("max-in-memory-length", max_in_memory),
@@ -107,8 +120,6 @@ const UNSUPPORTED_KEYS: &[(&str, &str)] = &[
         "x-cache-persistence",
         "Warren reads x-cache-persistence only as an argument of an x-message-deduplication exchange",
     ),
-    ("federation-upstream", "Warren has no federation yet"),
-    ("federation-upstream-set", "Warren has no federation yet"),
 ];
 
 impl PolicyValues {
@@ -143,6 +154,11 @@ impl PolicyValues {
                     _ => unknown.push((key, value)),
                 },
             }
+        }
+        if map.contains_key("federation-upstream") && map.contains_key("federation-upstream-set") {
+            return Err(
+                "cannot specify federation-upstream and federation-upstream-set together".into(),
+            );
         }
         if !unknown.is_empty() {
             return Err(format!(
@@ -209,6 +225,18 @@ fn expires(v: &Value, p: &mut PolicyValues) -> Result<(), String> {
             .filter(|n| *n >= 1)
             .ok_or_else(|| refuse(v, "queue expiry"))?,
     );
+    Ok(())
+}
+
+fn federation_upstream(v: &Value, p: &mut PolicyValues) -> Result<(), String> {
+    let name = string(v).ok_or_else(|| refuse(v, "federation-upstream name"))?;
+    p.federation = Some(FederationTarget::Upstream(name));
+    Ok(())
+}
+
+fn federation_upstream_set(v: &Value, p: &mut PolicyValues) -> Result<(), String> {
+    let name = string(v).ok_or_else(|| refuse(v, "federation-upstream-set name"))?;
+    p.federation = Some(FederationTarget::Set(name));
     Ok(())
 }
 

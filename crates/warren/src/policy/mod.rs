@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::queue::arguments::QueueType;
 use crate::queue::settings::QueueOverrides;
-pub(crate) use definition::PolicyValues;
+pub(crate) use definition::{FederationTarget, PolicyValues};
 
 /// A policy or an operator policy (RabbitMQ's runtime parameter components `policy` and `operator_policy`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

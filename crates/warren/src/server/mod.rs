@@ -123,7 +123,7 @@ impl Server {
             }
             false => None,
         };
-        broker.start_shovels(listeners[0].addr);
+        broker.start_links(listeners[0].addr);
         Ok(Server {
             listeners,
             tls,

@@ -159,6 +159,18 @@ impl Endpoint {
         &self.display
     }
 
+    /// Where it connects: host, port, and whether over TLS (a hostless URI: `local`).
+    pub fn address(&self, local: &LocalNode) -> (String, u16, bool) {
+        match self.local {
+            true => (local.addr.ip().to_string(), local.addr.port(), false),
+            false => (
+                self.uri.authority.host.clone(),
+                self.uri.authority.port,
+                self.uri.scheme == AMQPScheme::AMQPS,
+            ),
+        }
+    }
+
     /// Whether it is this node (no host).
     pub fn is_local(&self) -> bool {
         self.local

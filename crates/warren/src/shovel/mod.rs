@@ -10,7 +10,7 @@
 pub mod definition;
 pub mod endpoint;
 pub mod status;
-mod worker;
+pub(crate) mod worker;
 
 #[cfg(test)]
 mod tests;
@@ -72,7 +72,8 @@ impl Shovels {
         self.local.lock().unwrap_or_else(|p| p.into_inner()).addr = loopback_if_unspecified(addr);
     }
 
-    fn local(&self) -> LocalNode {
+    /// How hostless URIs reach this node.
+    pub(crate) fn local(&self) -> LocalNode {
         self.local.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 

@@ -74,7 +74,10 @@ fn what_warren_cannot_honour_is_refused_not_ignored() {
                               "dest-uri": "amqp://h"}),
     );
     assert!(amqp10.unwrap_err().contains("amqp10 is not supported"));
-    assert!(Endpoint::parse("amqps://").is_err(), "TLS to the local node");
+    assert!(
+        Endpoint::parse("amqps://").is_err(),
+        "TLS to the local node"
+    );
     let verify_none = Endpoint::parse("amqps://h?verify=verify_none").unwrap_err();
     assert!(verify_none.contains("verify=verify_none"), "{verify_none}");
     assert!(Endpoint::parse("amqp://h?cacertfile=/ca.pem").is_err());

@@ -235,7 +235,7 @@ fn forward_table(
 
 /// Declares `queue` durable with `args` unless it exists (RabbitMQ's shovels do the same); returns its message
 /// count.
-async fn ensure_queue(
+pub(crate) async fn ensure_queue(
     connection: &Connection,
     queue: &str,
     args: &Map<String, Value>,
@@ -383,7 +383,10 @@ async fn transfer(
     let (confirmer, mut confirmer_done) = match definition.ack_mode {
         AckMode::OnConfirm => {
             let (sender, receiver) = mpsc::channel(usize::from(definition.source.prefetch).max(1));
-            let task = tokio::spawn(confirm_in_order(source.clone(), receiver, status.clone()));
+            let counter = status.clone();
+            let task = tokio::spawn(confirm_in_order(source.clone(), receiver, move |n| {
+                counter.add_moved(n)
+            }));
             (Some(sender), Some(task))
         }
         _ => (None, None),
@@ -442,7 +445,7 @@ async fn transfer(
 }
 
 /// The confirmer's end; pending forever when there is none (its `select!` branch is disabled then).
-async fn finished(
+pub(crate) async fn finished(
     task: &mut Option<JoinHandle<Result<(), String>>>,
 ) -> Result<Result<(), String>, tokio::task::JoinError> {
     match task {
@@ -454,10 +457,10 @@ async fn finished(
 /// Settles published messages in source delivery-tag order as the destination answers: consecutive acks become
 /// one multiple ack at the source; a nack is nacked back with requeue, as RabbitMQ's shovel does. Ends when the
 /// loop drops its sender and everything is settled, or at the first failure.
-async fn confirm_in_order(
+pub(crate) async fn confirm_in_order(
     source: Channel,
     mut published: mpsc::Receiver<(u64, PublisherConfirm)>,
-    status: Arc<StatusCell>,
+    moved: impl Fn(u64),
 ) -> Result<(), String> {
     while let Some((tag, confirm)) = published.recv().await {
         let mut answers = vec![(tag, confirm.await)];
@@ -496,7 +499,7 @@ async fn confirm_in_order(
             }
         }
         flush_acks(&source, &mut ack_up_to).await?;
-        status.add_moved(acked);
+        moved(acked);
     }
     Ok(())
 }
@@ -512,7 +515,7 @@ async fn flush_acks(source: &Channel, up_to: &mut Option<u64>) -> Result<(), Str
 }
 
 /// A JSON object of queue arguments as an AMQP table.
-fn field_table(args: &Map<String, Value>) -> FieldTable {
+pub(crate) fn field_table(args: &Map<String, Value>) -> FieldTable {
     let mut table = FieldTable::default();
     for (key, value) in args {
         table.insert(key.as_str().into(), amqp_value(value));

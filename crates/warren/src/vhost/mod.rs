@@ -238,6 +238,27 @@ impl Vhost {
         matched.names().0.as_deref().map(str::to_owned)
     }
 
+    /// The upstreams the policy of exchange `name` federates it from, if it does.
+    pub(crate) fn exchange_federation(
+        &self,
+        name: &str,
+    ) -> Option<crate::policy::FederationTarget> {
+        let matched = self.policies.load().for_exchange(name);
+        matched.policy?.values.federation.clone()
+    }
+
+    /// The upstreams the policy of `queue` federates it from, if it does.
+    pub(crate) fn queue_federation(
+        &self,
+        queue: &QueueHandle,
+    ) -> Option<crate::policy::FederationTarget> {
+        let matched = self
+            .policies
+            .load()
+            .for_queue(queue.name(), queue.spec.args.queue_type);
+        matched.policy?.values.federation.clone()
+    }
+
     /// Looks a queue up for an operation by `connection_id`: 404 if missing, 405 if another connection's
     /// exclusive queue.
     pub(crate) fn queue_for(

@@ -1,0 +1,403 @@
+//! Federation between Warrens in this process, configured as RabbitMQ's federation plugin is: `federation-upstream`
+//! parameters and a policy with `federation-upstream-set` or `federation-upstream`. Exchanges across two and three
+//! brokers with topic bindings kept in step, loop prevention, and a federated queue that pulls only for consumers.
+
+mod common;
+
+use std::time::Duration;
+
+use common::api::call;
+use futures_lite::StreamExt;
+use lapin::options::{
+    BasicConsumeOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, ExchangeKind};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use warren::server::RunningServer;
+
+async fn node(name: &str) -> RunningServer {
+    let name = name.to_owned();
+    common::start_server_with(move |c| c.server.cluster_name = name).await
+}
+
+async fn put(server: &RunningServer, path: &str, body: Value) {
+    let (code, reply) = call(server, Method::PUT, path, Some(body)).await;
+    assert!(
+        code == StatusCode::CREATED || code == StatusCode::NO_CONTENT,
+        "{path}: {code} {reply}"
+    );
+}
+
+/// Federates `server`'s exchanges or queues matching `pattern` from the upstream at `uri`.
+async fn federate(
+    server: &RunningServer,
+    upstream: &str,
+    uri: &str,
+    extra: Value,
+    pattern: &str,
+    apply_to: &str,
+) {
+    let mut value = json!({"uri": uri});
+    if let (Value::Object(v), Value::Object(e)) = (&mut value, extra) {
+        v.extend(e);
+    }
+    put(
+        server,
+        &format!("/parameters/federation-upstream/%2F/{upstream}"),
+        json!({"value": value}),
+    )
+    .await;
+    put(
+        server,
+        &format!("/policies/%2F/federate-{upstream}"),
+        json!({"pattern": pattern, "apply-to": apply_to, "definition": {"federation-upstream-set": "all"}}),
+    )
+    .await;
+}
+
+/// Waits until every link of `server` is running (at least `count` of them).
+async fn links_running(server: &RunningServer, count: usize) -> Value {
+    common::within(30, async {
+        loop {
+            let (_, links) = call(server, Method::GET, "/federation-links", None).await;
+            let all = links.as_array().cloned().unwrap_or_default();
+            if all.len() >= count && all.iter().all(|l| l["status"] == "running") {
+                return links;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+}
+
+async fn declare_topic(server: &RunningServer, exchange: &str) -> lapin::Channel {
+    let conn = common::connect(server).await;
+    let ch = common::confirming_channel(&conn).await;
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.exchange_declare(
+        exchange.into(),
+        ExchangeKind::Topic,
+        durable,
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    std::mem::forget(conn);
+    ch
+}
+
+async fn bind_queue(ch: &lapin::Channel, queue: &str, exchange: &str, key: &str) {
+    ch.queue_declare(
+        queue.into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    ch.queue_bind(
+        queue.into(),
+        exchange.into(),
+        key.into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+}
+
+/// Publishes confirmed to `exchange` with `key`, until `queue` on `reader` holds `count` (the link may still be
+/// binding upstream when the first publish goes out: a publish that found no binding there is published again).
+async fn publish_until(
+    publisher: &lapin::Channel,
+    exchange: &str,
+    key: &str,
+    reader: &lapin::Channel,
+    queue: &str,
+    count: u32,
+) {
+    common::within(30, async {
+        loop {
+            common::publish_confirmed(publisher, exchange, key, key, BasicProperties::default())
+                .await;
+            for _ in 0..20 {
+                if common::ready_count(reader, queue).await >= count {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        }
+    })
+    .await;
+}
+
+fn received_from(message: &lapin::message::BasicGetMessage) -> Vec<(String, String)> {
+    let headers = message
+        .delivery
+        .properties
+        .headers()
+        .clone()
+        .unwrap_or_default();
+    let Some(AMQPValue::FieldArray(trail)) = headers.inner().get("x-received-from") else {
+        return Vec::new();
+    };
+    trail
+        .as_slice()
+        .iter()
+        .map(|e| {
+            let AMQPValue::FieldTable(t) = e else {
+                panic!("{e:?}")
+            };
+            let text = |k: &str| match t.inner().get(k) {
+                Some(AMQPValue::LongString(s)) => {
+                    String::from_utf8_lossy(s.as_bytes()).into_owned()
+                }
+                other => panic!("{k}: {other:?}"),
+            };
+            (text("cluster-name"), text("exchange"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_federated_topic_exchange_receives_what_its_bindings_ask_for_and_follows_them() {
+    let upstream = node("upstream-a").await;
+    let downstream = node("downstream-b").await;
+    let down = declare_topic(&downstream, "events").await;
+    bind_queue(&down, "eu", "events", "eu.#").await;
+    federate(
+        &downstream,
+        "a",
+        &upstream.uri(),
+        json!({}),
+        "^events$",
+        "exchanges",
+    )
+    .await;
+    let links = links_running(&downstream, 1).await;
+    assert_eq!(links[0]["type"], "exchange");
+    assert_eq!(links[0]["exchange"], "events");
+    assert_eq!(links[0]["upstream_exchange"], "events");
+    assert_eq!(links[0]["upstream"], "a");
+    assert_eq!(links[0]["node"], "downstream-b");
+
+    // The link declared the upstream exchange and its queue, bound with the downstream binding's key.
+    let up = declare_topic(&upstream, "events").await;
+    publish_until(&up, "events", "eu.fr", &down, "eu", 1).await;
+    let (_, bindings) = call(&upstream, Method::GET, "/bindings/%2F", None).await;
+    let federation_queue = "federation: events -> downstream-b";
+    assert!(
+        bindings
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["destination"] == federation_queue && b["routing_key"] == "eu.#"),
+        "{bindings}"
+    );
+    common::publish_confirmed(&up, "events", "us.ny", "us.ny", BasicProperties::default()).await;
+    let message = common::get_message(&down, "eu").await;
+    assert_eq!(message.delivery.routing_key.as_str(), "eu.fr");
+    assert_eq!(
+        received_from(&message),
+        vec![("upstream-a".to_owned(), "events".to_owned())]
+    );
+
+    // A binding made downstream is made upstream, and one removed is removed there.
+    bind_queue(&down, "us", "events", "us.*").await;
+    publish_until(&up, "events", "us.ny", &down, "us", 1).await;
+    down.queue_unbind(
+        "us".into(),
+        "events".into(),
+        "us.*".into(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    common::within(10, async {
+        loop {
+            let (_, bindings) = call(&upstream, Method::GET, "/bindings/%2F", None).await;
+            if !bindings
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|b| b["destination"] == federation_queue && b["routing_key"] == "us.*")
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    // The eu message published with no binding for it never arrived; "us.ny" arrived once.
+    assert_eq!(common::ready_count(&down, "eu").await, 0);
+
+    // Clearing the policy stops the link.
+    let (code, _) = call(
+        &downstream,
+        Method::DELETE,
+        "/policies/%2F/federate-a",
+        None,
+    )
+    .await;
+    assert_eq!(code, StatusCode::NO_CONTENT);
+    common::within(10, async {
+        loop {
+            let (_, links) = call(&downstream, Method::GET, "/federation-links", None).await;
+            if links == json!([]) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn three_warrens_in_a_chain_honour_max_hops_and_mutual_links_do_not_loop() {
+    let a = node("node-a").await;
+    let b = node("node-b").await;
+    let c = node("node-c").await;
+    let on_a = declare_topic(&a, "fed").await;
+    let on_b = declare_topic(&b, "fed").await;
+    let on_c = declare_topic(&c, "fed").await;
+    bind_queue(&on_a, "qa", "fed", "#").await;
+    bind_queue(&on_b, "qb", "fed", "#").await;
+    bind_queue(&on_c, "qc", "fed", "#").await;
+    // b and a federate from each other (max-hops 1); c from b with max-hops 2, so a's messages reach c via b.
+    federate(&b, "from-a", &a.uri(), json!({}), "^fed$", "exchanges").await;
+    federate(&a, "from-b", &b.uri(), json!({}), "^fed$", "exchanges").await;
+    federate(
+        &c,
+        "from-b",
+        &b.uri(),
+        json!({"max-hops": 2}),
+        "^fed$",
+        "exchanges",
+    )
+    .await;
+    links_running(&a, 1).await;
+    links_running(&b, 1).await;
+    links_running(&c, 1).await;
+
+    publish_until(&on_a, "fed", "from.a", &on_c, "qc", 1).await;
+    let at_c = common::get_message(&on_c, "qc").await;
+    let trail: Vec<String> = received_from(&at_c)
+        .into_iter()
+        .map(|(cluster, _)| cluster)
+        .collect();
+    assert_eq!(
+        trail,
+        vec!["node-b".to_owned(), "node-a".to_owned()],
+        "newest entry first"
+    );
+    // Settled: a's own queue got each publish once (no copy came back from b), b got them from a.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let published = common::ready_count(&on_a, "qa").await;
+    assert!(published >= 1);
+    assert_eq!(common::ready_count(&on_b, "qb").await, published);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        common::ready_count(&on_a, "qa").await,
+        published,
+        "a message looped back to a"
+    );
+}
+
+#[tokio::test]
+async fn a_federated_queue_pulls_from_its_upstream_only_while_it_has_consumers() {
+    let upstream = node("queue-up").await;
+    let downstream = node("queue-down").await;
+    let up_conn = common::connect(&upstream).await;
+    let up = common::confirming_channel(&up_conn).await;
+    common::declare(
+        &up,
+        "jobs",
+        QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await;
+    common::publish_n(&up, "jobs", 100).await;
+    let down_conn = common::connect(&downstream).await;
+    let down = down_conn.create_channel().await.unwrap();
+    common::declare(
+        &down,
+        "jobs",
+        QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await;
+    federate(
+        &downstream,
+        "up",
+        &upstream.uri(),
+        json!({"prefetch-count": 10}),
+        "^jobs$",
+        "queues",
+    )
+    .await;
+    links_running(&downstream, 1).await;
+    // No consumer here: nothing moves.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(common::ready_count(&up, "jobs").await, 100);
+    assert_eq!(common::ready_count(&down, "jobs").await, 0);
+
+    let mut consumer = down
+        .basic_consume(
+            "jobs".into(),
+            "worker".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut bodies = Vec::new();
+    while bodies.len() < 100 {
+        let delivery = common::within(30, consumer.next()).await.unwrap().unwrap();
+        bodies.push(String::from_utf8_lossy(&delivery.data).into_owned());
+    }
+    let expected: Vec<String> = (0..100).map(|i| format!("m{i}")).collect();
+    assert_eq!(bodies, expected);
+    assert_eq!(common::ready_count(&up, "jobs").await, 0);
+    let (_, links) = call(&downstream, Method::GET, "/federation-links/%2F", None).await;
+    assert_eq!(links[0]["type"], "queue");
+    assert_eq!(links[0]["upstream_queue"], "jobs");
+    assert_eq!(links[0]["messages_moved"], 100);
+}
+
+#[tokio::test]
+async fn bad_upstreams_and_policies_are_refused_with_rabbitmqs_words() {
+    let server = common::start_server().await;
+    let (code, body) = call(
+        &server,
+        Method::PUT,
+        "/parameters/federation-upstream/%2F/u",
+        Some(json!({"value": {"max-hops": 2}})),
+    )
+    .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body["reason"],
+        "Validation failed\n\nKey \"uri\" not found in federation-upstream\n"
+    );
+    let (code, body) = call(
+        &server,
+        Method::PUT,
+        "/policies/%2F/both",
+        Some(json!({"pattern": ".*", "definition": {"federation-upstream": "a", "federation-upstream-set": "all"}})),
+    )
+    .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
+}
