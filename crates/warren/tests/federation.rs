@@ -401,3 +401,89 @@ async fn bad_upstreams_and_policies_are_refused_with_rabbitmqs_words() {
     .await;
     assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
 }
+
+#[tokio::test]
+async fn the_x_federation_upstream_exchange_a_rabbitmq_downstream_declares_filters_as_rabbitmqs() {
+    let server = common::start_server().await;
+    let conn = common::connect(&server).await;
+    let ch = common::confirming_channel(&conn).await;
+    // What RabbitMQ's exchange link declares on its upstream: the upstream exchange, an internal auto-delete
+    // x-federation-upstream exchange bound to it, and the link's queue bound to that.
+    let declare = |name: &'static str, kind: &'static str, internal: bool, args: FieldTable| {
+        let ch = ch.clone();
+        async move {
+            let options = ExchangeDeclareOptions {
+                durable: true,
+                internal,
+                auto_delete: internal,
+                ..Default::default()
+            };
+            ch.exchange_declare(
+                name.into(),
+                ExchangeKind::Custom(kind.into()),
+                options,
+                args,
+            )
+            .await
+            .unwrap();
+        }
+    };
+    declare("orders", "topic", false, FieldTable::default()).await;
+    let mut args = FieldTable::default();
+    args.insert("x-max-hops".into(), AMQPValue::LongLongInt(1));
+    args.insert(
+        "x-downstream-name".into(),
+        AMQPValue::LongString("rabbit-down".into()),
+    );
+    args.insert(
+        "x-downstream-vhost".into(),
+        AMQPValue::LongString("/".into()),
+    );
+    declare(
+        "federation: orders -> rabbit-down A",
+        "x-federation-upstream",
+        true,
+        args,
+    )
+    .await;
+    ch.exchange_bind(
+        "federation: orders -> rabbit-down A".into(),
+        "orders".into(),
+        "#".into(),
+        Default::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    bind_queue(
+        &ch,
+        "federation: orders -> rabbit-down",
+        "federation: orders -> rabbit-down A",
+        "",
+    )
+    .await;
+
+    let trail = |cluster: &str| {
+        let mut entry = FieldTable::default();
+        entry.insert("cluster-name".into(), AMQPValue::LongString(cluster.into()));
+        entry.insert("vhost".into(), AMQPValue::LongString("/".into()));
+        let mut array = lapin::types::FieldArray::default();
+        array.push(AMQPValue::FieldTable(entry));
+        let mut headers = FieldTable::default();
+        headers.insert("x-received-from".into(), AMQPValue::FieldArray(array));
+        BasicProperties::default().with_headers(headers)
+    };
+    common::publish_confirmed(&ch, "orders", "new", "fresh", BasicProperties::default()).await;
+    // One hop already: max-hops 1 stops it; so does having come from the downstream itself.
+    common::publish_confirmed(&ch, "orders", "new", "one-hop", trail("elsewhere")).await;
+    common::publish_confirmed(
+        &ch,
+        "orders",
+        "new",
+        "from-downstream",
+        trail("rabbit-down"),
+    )
+    .await;
+    let bodies = common::drain_bodies(&ch, "federation: orders -> rabbit-down").await;
+    assert_eq!(bodies, vec!["fresh".to_owned()]);
+}

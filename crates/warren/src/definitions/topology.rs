@@ -53,7 +53,7 @@ pub(super) fn exchange(c: &mut Checker<'_>, path: &str, e: &Map<String, Value>) 
             &format!("{path}.type"),
             format!(
                 "unknown exchange type '{kind}'; Warren has direct, fanout, topic, headers, x-consistent-hash, \
-                 x-delayed-message and x-message-deduplication"
+                 x-delayed-message, x-message-deduplication and x-federation-upstream"
             ),
         );
     };

@@ -74,7 +74,7 @@ impl Exchange {
             // Checked by the declare; a stored one that no longer parses routes as direct.
             ExchangeKind::Delayed => delayed_type(&arguments).unwrap_or(ExchangeKind::Direct),
             // The plugin's exchange ignores routing keys: every binding gets the messages it lets through.
-            ExchangeKind::Dedup => ExchangeKind::Fanout,
+            ExchangeKind::Dedup | ExchangeKind::FederationUpstream => ExchangeKind::Fanout,
             other => other,
         };
         let hash_on = match routing_kind {

@@ -50,6 +50,10 @@ pub(crate) enum ExchangeKind {
     /// `x-message-deduplication`: routes as fanout a message whose `x-deduplication-header` it has not seen within
     /// its cache's TTL, and nowhere one it has (see `dedup`).
     Dedup,
+    /// `x-federation-upstream` (the federation plugin's): what a downstream broker's federation link declares on
+    /// its upstream; routes as fanout a message that crossed fewer than `x-max-hops` links and never the
+    /// downstream's (`x-downstream-name`, `x-downstream-vhost`), and nowhere one that did.
+    FederationUpstream,
 }
 
 impl ExchangeKind {
@@ -63,6 +67,7 @@ impl ExchangeKind {
             "x-consistent-hash" => Some(ExchangeKind::ConsistentHash),
             "x-delayed-message" => Some(ExchangeKind::Delayed),
             "x-message-deduplication" => Some(ExchangeKind::Dedup),
+            "x-federation-upstream" => Some(ExchangeKind::FederationUpstream),
             _ => None,
         }
     }
@@ -77,6 +82,7 @@ impl ExchangeKind {
             ExchangeKind::ConsistentHash => "x-consistent-hash",
             ExchangeKind::Delayed => "x-delayed-message",
             ExchangeKind::Dedup => "x-message-deduplication",
+            ExchangeKind::FederationUpstream => "x-federation-upstream",
         }
     }
 }
@@ -275,7 +281,9 @@ impl BindingTable {
             }
             // A deduplicating exchange's table is built as fanout (`Exchange::routing_kind`); should one be built
             // for `Dedup` itself, it routes as fanout all the same.
-            ExchangeKind::Fanout | ExchangeKind::Dedup => RouteIndex::Fanout,
+            ExchangeKind::Fanout | ExchangeKind::Dedup | ExchangeKind::FederationUpstream => {
+                RouteIndex::Fanout
+            }
             ExchangeKind::Topic => {
                 RouteIndex::Topic(TopicTrie::build(pairs().map(|(b, d)| (&*b.routing_key, d))))
             }

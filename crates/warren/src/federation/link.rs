@@ -252,21 +252,20 @@ async fn prepare_upstream(
     }
 }
 
-/// Whether a message crossed enough links, or this node already (RabbitMQ's loop prevention).
+/// Whether a message crossed enough links, or this node's vhost already (RabbitMQ's loop prevention).
 fn seen_enough(delivery: &Delivery, spec: &LinkSpec) -> bool {
-    let Some(headers) = delivery.properties.headers() else {
-        return false;
-    };
-    let Some(AMQPValue::FieldArray(trail)) = headers.inner().get("x-received-from") else {
-        return false;
-    };
-    let here = spec.node.as_bytes();
-    trail.as_slice().len() as u64 >= spec.upstream.max_hops
-        || trail.as_slice().iter().any(|entry| match entry {
-            AMQPValue::FieldTable(t) => matches!(t.inner().get("cluster-name"),
-                Some(AMQPValue::LongString(name)) if name.as_bytes() == here),
-            _ => false,
-        })
+    let headers = delivery.properties.headers().as_ref();
+    !super::loops::may_cross(
+        headers,
+        spec.upstream.max_hops,
+        &spec.node,
+        Some(&spec.vhost),
+    )
+}
+
+/// The upstream's vhost as its URI names it.
+fn upstream_vhost(uri: &Endpoint) -> String {
+    uri.vhost().to_owned()
 }
 
 /// The message's properties as republished here: an `x-received-from` entry first, `user_id` removed unless
@@ -337,6 +336,7 @@ fn republished(
         AMQPValue::Boolean(delivery.redelivered),
     );
     entry.insert("cluster-name".into(), text(cluster));
+    entry.insert("vhost".into(), text(&upstream_vhost(uri)));
     let mut headers = properties.headers().clone().unwrap_or_default();
     let mut trail = FieldArray::default();
     trail.push(AMQPValue::FieldTable(entry));

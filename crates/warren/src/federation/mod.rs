@@ -9,6 +9,7 @@
 //! link its exchange's current bindings and each queue link whether its queue wants messages.
 
 pub(crate) mod link;
+pub(crate) mod loops;
 mod probe;
 pub mod status;
 pub mod upstream;

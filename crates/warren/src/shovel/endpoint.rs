@@ -171,6 +171,11 @@ impl Endpoint {
         }
     }
 
+    /// The vhost it names.
+    pub fn vhost(&self) -> &str {
+        &self.uri.vhost
+    }
+
     /// Whether it is this node (no host).
     pub fn is_local(&self) -> bool {
         self.local

@@ -212,6 +212,12 @@ impl Vhost {
             headers.depends_on_message = true;
             self.is_duplicate(x, headers)
         };
+        // A federation upstream exchange lets through only what has not crossed enough links or its downstream.
+        let duplicate = duplicate
+            || (x.kind == ExchangeKind::FederationUpstream && {
+                headers.depends_on_message = true;
+                !crate::federation::loops::should_forward(&x.arguments, headers.get())
+            });
         let mut destinations = Vec::new();
         let header_table = if x.routing_kind == ExchangeKind::Headers {
             headers.get().cloned()
