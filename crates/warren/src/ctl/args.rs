@@ -143,6 +143,9 @@ pub(crate) enum CtlCommand {
     /// Lists the policies of a vhost
     #[command(name = "list_policies")]
     ListPolicies,
+    /// Lists the runtime parameters of a vhost (shovels, federation upstreams, vhost limits)
+    #[command(name = "list_parameters")]
+    ListParameters,
     /// Creates a user (the password is read from standard input when not given)
     #[command(name = "add_user")]
     AddUser {
@@ -240,6 +243,41 @@ pub(crate) enum CtlCommand {
     /// Sets an operator policy in a vhost (-p)
     #[command(name = "set_operator_policy")]
     SetOperatorPolicy(PolicyArgs),
+    /// Sets a runtime parameter in a vhost (-p), such as a dynamic shovel
+    #[command(name = "set_parameter")]
+    SetParameter {
+        /// The component, such as shovel or federation-upstream
+        #[arg(value_name = "COMPONENT_NAME")]
+        component: String,
+        /// The parameter's name
+        name: String,
+        /// The value, JSON such as '{"src-uri": "amqp://", "src-queue": "a", "dest-uri": "amqp://", "dest-queue": "b"}'
+        value: String,
+    },
+    /// Clears (removes) a runtime parameter of a vhost (-p)
+    #[command(name = "clear_parameter")]
+    ClearParameter {
+        /// The component, such as shovel
+        #[arg(value_name = "COMPONENT_NAME")]
+        component: String,
+        /// The parameter's name
+        name: String,
+    },
+    /// Displays the status of the node's shovels, dynamic and static
+    #[command(name = "shovel_status")]
+    ShovelStatus,
+    /// Restarts a dynamic shovel of a vhost (-p)
+    #[command(name = "restart_shovel")]
+    RestartShovel {
+        /// The shovel's name
+        name: String,
+    },
+    /// Deletes a dynamic shovel of a vhost (-p): its parameter is cleared and it stops
+    #[command(name = "delete_shovel")]
+    DeleteShovel {
+        /// The shovel's name
+        name: String,
+    },
     /// Sets vhost limits (-p), a JSON object such as '{"max-connections": 100, "max-queues": 10}'
     #[command(name = "set_vhost_limits")]
     SetVhostLimits {
@@ -315,6 +353,7 @@ impl CtlCommand {
                 | CtlCommand::ListChannels(_)
                 | CtlCommand::ListUsers
                 | CtlCommand::ListVhosts(_)
+                | CtlCommand::ShovelStatus
                 | CtlCommand::AddUser { .. }
                 | CtlCommand::DeleteUser { .. }
                 | CtlCommand::ChangePassword { .. }
@@ -346,6 +385,7 @@ impl CtlCommand {
             CtlCommand::ListVhosts(_) => "list_vhosts",
             CtlCommand::ListPermissions => "list_permissions",
             CtlCommand::ListPolicies => "list_policies",
+            CtlCommand::ListParameters => "list_parameters",
             CtlCommand::AddUser { .. } => "add_user",
             CtlCommand::DeleteUser { .. } => "delete_user",
             CtlCommand::ChangePassword { .. } => "change_password",
@@ -357,6 +397,11 @@ impl CtlCommand {
             CtlCommand::SetPolicy(_) => "set_policy",
             CtlCommand::ClearPolicy { .. } => "clear_policy",
             CtlCommand::SetOperatorPolicy(_) => "set_operator_policy",
+            CtlCommand::SetParameter { .. } => "set_parameter",
+            CtlCommand::ClearParameter { .. } => "clear_parameter",
+            CtlCommand::ShovelStatus => "shovel_status",
+            CtlCommand::RestartShovel { .. } => "restart_shovel",
+            CtlCommand::DeleteShovel { .. } => "delete_shovel",
             CtlCommand::SetVhostLimits { .. } => "set_vhost_limits",
             CtlCommand::SetUserLimits { .. } => "set_user_limits",
             CtlCommand::PurgeQueue { .. } => "purge_queue",
@@ -450,6 +495,39 @@ mod tests {
                 definition: r#"{"max-length":10}"#.into(),
             })
         );
+    }
+
+    #[test]
+    fn set_parameter_takes_component_name_and_value_in_rabbitmqctls_order() {
+        let value =
+            r#"{"src-uri":"amqp://","src-queue":"a","dest-uri":"amqp://","dest-queue":"b"}"#;
+        let args = parse(&["set_parameter", "-p", "v1", "shovel", "s1", value]).expect("parses");
+        assert_eq!(args.vhost.as_deref(), Some("v1"));
+        assert_eq!(
+            args.command,
+            CtlCommand::SetParameter {
+                component: "shovel".into(),
+                name: "s1".into(),
+                value: value.into(),
+            }
+        );
+        assert!(args.command.takes_vhost());
+        assert!(parse(&["set_parameter", "shovel", "s1"]).is_err());
+        assert!(parse(&["clear_parameter", "shovel"]).is_err());
+        assert!(parse(&["restart_shovel"]).is_err());
+    }
+
+    #[test]
+    fn shovel_status_is_node_wide_and_the_other_shovel_commands_act_in_a_vhost() {
+        let args = parse(&["shovel_status"]).expect("parses");
+        assert_eq!(args.command.name(), "shovel_status");
+        assert!(!args.command.takes_vhost());
+        let args = parse(&["delete_shovel", "-p", "v1", "s1"]).expect("parses");
+        assert_eq!(args.command, CtlCommand::DeleteShovel { name: "s1".into() });
+        assert!(args.command.takes_vhost());
+        let args = parse(&["restart_shovel", "s1"]).expect("parses");
+        assert_eq!(args.command.name(), "restart_shovel");
+        assert!(args.command.takes_vhost());
     }
 
     #[test]

@@ -1,7 +1,7 @@
-//! The list commands' columns: rabbitmqctl 3.10's info keys for each, its default columns, and where each key is
-//! found in the management API's JSON for that object. Most keys are the API's own field names; the rest are
-//! mapped here (a binding's `source_name` is the API's `source`). An info key rabbitmqctl knows but the API does not
-//! carry (Erlang pids, disk reads) prints empty, as a value the node did not report.
+//! The list commands' columns (and `shovel_status`'s): rabbitmqctl 3.10's info keys for each, its default columns,
+//! and where each key is found in the management API's JSON for that object. Most keys are the API's own field
+//! names; the rest are mapped here (a binding's `source_name` is the API's `source`). An info key rabbitmqctl knows
+//! but the API does not carry (Erlang pids, disk reads) prints empty, as a value the node did not report.
 
 use serde_json::Value;
 
@@ -243,6 +243,49 @@ pub(crate) const POLICIES: Listing = Listing {
     value: field,
 };
 
+/// The info keys of `parameters`, all shown by default.
+const PARAMETER_KEYS: [&str; 3] = ["component", "name", "value"];
+
+/// `list_parameters` (no columns to choose, as rabbitmqctl).
+pub(crate) const PARAMETERS: Listing = Listing {
+    command: "list_parameters",
+    info_keys: &PARAMETER_KEYS,
+    defaults: &PARAMETER_KEYS,
+    value: parameter_field,
+};
+
+/// The columns of `shovel_status`. rabbitmqctl 3.10 prints each shovel as a map, so in the map's (alphabetical)
+/// key order, with only the keys that shovel has and the header of the first one; here every shovel has every
+/// column (empty where it has no value), and Warren's `messages_moved` and `last_error` come last.
+const SHOVEL_KEYS: [&str; 18] = [
+    "destination",
+    "destination_exchange",
+    "destination_exchange_key",
+    "destination_protocol",
+    "destination_queue",
+    "last_changed",
+    "name",
+    "source",
+    "source_exchange",
+    "source_exchange_key",
+    "source_protocol",
+    "source_queue",
+    "state",
+    "termination_reason",
+    "type",
+    "vhost",
+    "messages_moved",
+    "last_error",
+];
+
+/// `shovel_status` (no columns to choose, as rabbitmqctl).
+pub(crate) const SHOVELS: Listing = Listing {
+    command: "shovel_status",
+    info_keys: &SHOVEL_KEYS,
+    defaults: &SHOVEL_KEYS,
+    value: shovel_field,
+};
+
 impl Listing {
     /// The columns to show: `asked`, or the defaults when none; an unknown key is a usage error (exit 64), worded
     /// as rabbitmqctl words it.
@@ -364,6 +407,40 @@ fn user_field(key: &str, item: &Value) -> Value {
     }
 }
 
+/// A runtime parameter's keys: rabbitmqctl shows the value as the JSON text it was set to (a string, in its JSON
+/// output too), not as a property list.
+fn parameter_field(key: &str, item: &Value) -> Value {
+    match (key, item.get(key)) {
+        ("value", Some(value)) => Value::String(value.to_string()),
+        (other, _) => field(other, item),
+    }
+}
+
+/// A shovel status's keys, from the API's (rabbitmq_shovel_management's) names: `src_uri` is `source`, `src_queue`
+/// `source_queue`, `timestamp` `last_changed`, `reason` `termination_reason`. The source, destination and
+/// termination reason are empty strings when the shovel has none, as rabbitmqctl's.
+fn shovel_field(key: &str, item: &Value) -> Value {
+    let or_empty = |api: &str| match item.get(api) {
+        Some(Value::Null) | None => Value::String(String::new()),
+        Some(value) => value.clone(),
+    };
+    match key {
+        "source" => or_empty("src_uri"),
+        "destination" => or_empty("dest_uri"),
+        "termination_reason" => or_empty("reason"),
+        "last_changed" => field("timestamp", item),
+        "source_protocol" => field("src_protocol", item),
+        "source_queue" => field("src_queue", item),
+        "source_exchange" => field("src_exchange", item),
+        "source_exchange_key" => field("src_exchange_key", item),
+        "destination_protocol" => field("dest_protocol", item),
+        "destination_queue" => field("dest_queue", item),
+        "destination_exchange" => field("dest_exchange", item),
+        "destination_exchange_key" => field("dest_exchange_key", item),
+        other => field(other, item),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -463,6 +540,57 @@ mod tests {
         let rows = USERS.rows(USERS.columns(&[]).expect("defaults"), &users);
         assert_eq!(rows.rows[0], vec![json!("a"), json!(["administrator"])]);
         assert_eq!(rows.rows[1], vec![json!("b"), json!(["x", "y"])]);
+    }
+
+    #[test]
+    fn parameter_values_show_as_their_json_text() {
+        let api = json!([{"vhost": "/", "component": "shovel", "name": "s1",
+                          "value": {"src-queue": "a", "dest-queue": "b"}}]);
+        let rows = PARAMETERS.rows(PARAMETERS.columns(&[]).expect("defaults"), &api);
+        assert_eq!(
+            rows.rows[0],
+            vec![
+                json!("shovel"),
+                json!("s1"),
+                json!(r#"{"dest-queue":"b","src-queue":"a"}"#)
+            ]
+        );
+    }
+
+    #[test]
+    fn shovel_statuses_take_rabbitmqctls_names_for_the_api_fields() {
+        let running = json!({"node": "warren@h", "timestamp": "2024-02-29 12:34:56", "name": "s1", "vhost": "/",
+                             "type": "dynamic", "state": "running", "src_uri": "amqp://h:5672",
+                             "src_protocol": "amqp091", "dest_uri": "amqp://d:5672", "dest_protocol": "amqp091",
+                             "src_queue": "a", "dest_exchange": "x", "dest_exchange_key": "k",
+                             "messages_moved": 7, "last_error": null});
+        let terminated = json!({"timestamp": "2024-02-29 12:35:00", "name": "s2", "vhost": "/", "type": "dynamic",
+                                "state": "terminated", "reason": "connection refused", "messages_moved": 0,
+                                "last_error": "connection refused"});
+        let rows = SHOVELS.rows(
+            SHOVELS.columns(&[]).expect("defaults"),
+            &json!([running, terminated]),
+        );
+        let by_key = |row: usize, key: &str| {
+            let at = SHOVEL_KEYS
+                .iter()
+                .position(|k| *k == key)
+                .expect("a column");
+            rows.rows[row][at].clone()
+        };
+        assert_eq!(by_key(0, "source"), json!("amqp://h:5672"));
+        assert_eq!(by_key(0, "source_protocol"), json!("amqp091"));
+        assert_eq!(by_key(0, "source_queue"), json!("a"));
+        assert_eq!(by_key(0, "destination_exchange"), json!("x"));
+        assert_eq!(by_key(0, "destination_exchange_key"), json!("k"));
+        assert_eq!(by_key(0, "destination_queue"), Value::Null);
+        assert_eq!(by_key(0, "last_changed"), json!("2024-02-29 12:34:56"));
+        assert_eq!(by_key(0, "termination_reason"), json!(""));
+        assert_eq!(by_key(0, "messages_moved"), json!(7));
+        assert_eq!(by_key(1, "state"), json!("terminated"));
+        assert_eq!(by_key(1, "termination_reason"), json!("connection refused"));
+        assert_eq!(by_key(1, "source"), json!(""));
+        assert_eq!(by_key(1, "last_error"), json!("connection refused"));
     }
 
     #[test]

@@ -1,14 +1,17 @@
 //! The commands, one file per group: `node` (status, await_startup), `lists` (the list commands), `users`,
-//! `vhosts` (vhosts, limits, tracing), `access` (permissions), `policies`, `queues` (purge, delete),
-//! `connections` (close), `definitions` (export, import).
+//! `vhosts` (vhosts, limits, tracing), `access` (permissions), `policies`, `parameters` (runtime parameters),
+//! `shovels` (status, restart, delete), `queues` (purge, delete), `connections` (close), `definitions` (export,
+//! import).
 
 mod access;
 mod connections;
 mod definitions;
 mod lists;
 mod node;
+mod parameters;
 mod policies;
 mod queues;
+mod shovels;
 mod users;
 mod vhosts;
 
@@ -38,6 +41,7 @@ pub(crate) fn run(ctx: &Ctx, command: &CtlCommand) -> Result<(), CtlError> {
         CtlCommand::ListVhosts(columns) => lists::vhosts(ctx, &columns.columns),
         CtlCommand::ListPermissions => lists::permissions(ctx),
         CtlCommand::ListPolicies => lists::policies(ctx),
+        CtlCommand::ListParameters => lists::parameters(ctx),
         CtlCommand::AddUser { user, new_password } => {
             users::add_user(ctx, user, new_password.as_deref())
         }
@@ -80,6 +84,17 @@ pub(crate) fn run(ctx: &Ctx, command: &CtlCommand) -> Result<(), CtlError> {
         CtlCommand::SetPolicy(policy) => policies::set_policy(ctx, policy, false),
         CtlCommand::SetOperatorPolicy(policy) => policies::set_policy(ctx, policy, true),
         CtlCommand::ClearPolicy { name } => policies::clear_policy(ctx, name),
+        CtlCommand::SetParameter {
+            component,
+            name,
+            value,
+        } => parameters::set_parameter(ctx, component, name, value),
+        CtlCommand::ClearParameter { component, name } => {
+            parameters::clear_parameter(ctx, component, name)
+        }
+        CtlCommand::ShovelStatus => shovels::shovel_status(ctx),
+        CtlCommand::RestartShovel { name } => shovels::restart_shovel(ctx, name),
+        CtlCommand::DeleteShovel { name } => shovels::delete_shovel(ctx, name),
         CtlCommand::PurgeQueue { queue } => queues::purge_queue(ctx, queue),
         CtlCommand::DeleteQueue {
             queue,
