@@ -734,3 +734,38 @@ fn a_bad_cluster_table_is_refused_with_the_key_at_fault() {
     );
     assert!(text.contains("nodes"), "{text}");
 }
+
+#[test]
+fn static_shovels_are_read_with_rabbitmqs_keys_and_checked_with_its_refusals() {
+    let config = load(
+        r#"
+[[shovels]]
+name = "to-dr"
+src-uri = "amqp://"
+src-queue = "orders"
+dest-uri = ["amqp://dr1.example", "amqp://dr2.example"]
+dest-queue = "orders"
+ack-mode = "on-publish"
+"#,
+    )
+    .expect("loads");
+    assert_eq!(config.shovels.len(), 1);
+    assert_eq!(config.shovels[0].name, "to-dr");
+    let definition = &config.shovels[0].definition;
+    assert_eq!(
+        definition.ack_mode,
+        crate::shovel::definition::AckMode::OnPublish
+    );
+    assert_eq!(definition.destination.uris.len(), 2);
+    let refused =
+        refusal("\n[[shovels]]\nname = \"bad\"\nsrc-uri = \"amqp://\"\ndest-uri = \"amqp://\"\n");
+    assert!(
+        refused.starts_with("config/warren.toml:2: key `shovels`"),
+        "{refused}"
+    );
+    assert!(
+        refused.contains("shovel 'bad': Must specify 'src-exchange' or 'src-queue'"),
+        "{refused}"
+    );
+    assert!(refusal("[[shovels]]\nsrc-uri = \"amqp://\"\n").contains("needs a non-empty name"));
+}
