@@ -34,8 +34,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(quiet_client_library(&config.log.level)));
     // Colours only on a terminal: logs redirected to a file stay plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
@@ -277,5 +277,32 @@ async fn shutdown_signal() {
         Err(_) => {
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+/// The log directive with lapin (the AMQP client of shovels and federation links) silenced unless it names lapin:
+/// lapin logs an ERROR for every channel a broker closes, such as the expected 404 of a passive declare, and the
+/// links already log their own failures (and show them in their status) with the context an operator needs.
+fn quiet_client_library(level: &str) -> String {
+    if level.contains("lapin") {
+        level.to_owned()
+    } else {
+        format!("{level},lapin=off")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quiet_client_library;
+
+    #[test]
+    fn lapin_is_silenced_unless_the_directive_names_it() {
+        assert_eq!(quiet_client_library("info"), "info,lapin=off");
+        assert_eq!(
+            quiet_client_library("warren=debug,info"),
+            "warren=debug,info,lapin=off"
+        );
+        assert_eq!(quiet_client_library("info,lapin=warn"), "info,lapin=warn");
+        assert!(tracing_subscriber::EnvFilter::try_new(quiet_client_library("debug")).is_ok());
     }
 }

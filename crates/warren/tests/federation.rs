@@ -487,3 +487,67 @@ async fn the_x_federation_upstream_exchange_a_rabbitmq_downstream_declares_filte
     let bodies = common::drain_bodies(&ch, "federation: orders -> rabbit-down").await;
     assert_eq!(bodies, vec!["fresh".to_owned()]);
 }
+
+#[tokio::test]
+async fn an_idle_link_notices_its_local_connection_closing_and_reconnects() {
+    let upstream = node("upstream-idle").await;
+    let downstream = node("downstream-idle").await;
+    let down = declare_topic(&downstream, "quiet").await;
+    bind_queue(&down, "quiet-q", "quiet", "#").await;
+    federate(
+        &downstream,
+        "idle",
+        &upstream.uri(),
+        json!({"reconnect-delay": 2}),
+        "^quiet$",
+        "exchanges",
+    )
+    .await;
+    links_running(&downstream, 1).await;
+
+    // An operator closes the link's own connection here while nothing flows (a closed upstream connection also
+    // ends its consumer; this one has no consumer to tell it).
+    let (_, connections) = call(&downstream, Method::GET, "/connections", None).await;
+    let link = connections
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| {
+            c["client_properties"]["connection_name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("Federation link"))
+        })
+        .unwrap_or_else(|| panic!("no link connection here: {connections}"))
+        .clone();
+    let path = format!(
+        "/connections/{}",
+        percent_encoding::utf8_percent_encode(
+            link["name"].as_str().unwrap(),
+            percent_encoding::NON_ALPHANUMERIC
+        )
+    );
+    let (code, _) = call(&downstream, Method::DELETE, &path, None).await;
+    assert_eq!(code, StatusCode::NO_CONTENT);
+
+    // The link reports the error instead of `running` over a dead connection, then starts again.
+    let failed = common::within(30, async {
+        loop {
+            let (_, links) = call(&downstream, Method::GET, "/federation-links", None).await;
+            if links[0]["status"] == "error" {
+                return links[0].clone();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("the local connection was lost"),
+        "{failed}"
+    );
+    links_running(&downstream, 1).await;
+    let up = declare_topic(&upstream, "quiet").await;
+    publish_until(&up, "quiet", "any.key", &down, "quiet-q", 1).await;
+}

@@ -407,3 +407,49 @@ async fn a_uri_without_a_host_is_this_node_as_rabbitmqs_direct_connections_are()
     .await;
     assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
 }
+
+#[tokio::test]
+async fn an_idle_shovel_notices_its_destination_connection_closing_and_reconnects() {
+    let source = common::start_server().await;
+    let destination = common::start_server().await;
+    let (code, _) = set_shovel(
+        &source,
+        "idle",
+        json!({"src-uri": source.uri(), "src-queue": "in", "dest-uri": destination.uri(),
+               "dest-queue": "out", "reconnect-delay": 2}),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED);
+    status_when(&source, "idle", |s| s["state"] == "running").await;
+
+    // An operator closes the shovel's connection at the destination while nothing flows.
+    let (_, connections) = call(&destination, Method::GET, "/connections", None).await;
+    let shovel_connection = connections
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["client_properties"]["connection_name"] == "Shovel idle")
+        .unwrap_or_else(|| panic!("no shovel connection at the destination: {connections}"))
+        .clone();
+    let name = shovel_connection["name"].as_str().unwrap();
+    let path = format!(
+        "/connections/{}",
+        percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC)
+    );
+    let (code, _) = call(&destination, Method::DELETE, &path, None).await;
+    assert_eq!(code, StatusCode::NO_CONTENT);
+
+    // The shovel ends the session with the reason instead of reporting `running` over a dead connection...
+    let status = status_when(&source, "idle", |s| s["state"] == "terminated").await;
+    assert!(
+        status["reason"]
+            .as_str()
+            .unwrap()
+            .contains("the destination connection was lost"),
+        "{status}"
+    );
+    // ...and connects again after reconnect-delay: what is published next arrives.
+    status_when(&source, "idle", |s| s["state"] == "running").await;
+    fill(&source, "in", "after", 3).await;
+    await_count(&destination, "out", 3).await;
+}

@@ -28,6 +28,7 @@ use tokio::sync::{mpsc, watch};
 use super::status::LinkStatusCell;
 use super::upstream::{LinkAckMode, Upstream};
 use crate::shovel::endpoint::{Endpoint, LocalNode};
+use crate::shovel::liveness::Liveness;
 use crate::shovel::worker::{confirm_in_order, connect_any, ensure_queue, field_table, finished};
 
 /// A binding of the federated exchange, as the upstream queue is bound: routing key and arguments (as JSON text,
@@ -401,6 +402,7 @@ async fn transfer(
     // An exchange link always consumes; a queue link only while there is demand here.
     let is_exchange = exchange.is_some();
     let mut consumer: Option<lapin::Consumer> = None;
+    let mut liveness = Liveness::new(vec![("upstream", upstream_conn), ("local", local_conn)]);
     loop {
         let wanted = is_exchange || *demand.borrow();
         match (wanted, consumer.is_some()) {
@@ -442,6 +444,7 @@ async fn transfer(
                     return Ok(());
                 }
             }
+            reason = liveness.lost() => return Err(reason),
             ended = finished(&mut confirmer_done), if confirmer_done.is_some() => {
                 return Err(match ended {
                     Ok(Err(e)) => e,

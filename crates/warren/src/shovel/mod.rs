@@ -9,6 +9,7 @@
 
 pub mod definition;
 pub mod endpoint;
+pub(crate) mod liveness;
 pub mod status;
 pub(crate) mod worker;
 

@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 
 use super::definition::{AckMode, DeleteAfter, DestinationKind, ShovelDefinition, SourceKind};
 use super::endpoint::{Endpoint, LocalNode};
+use super::liveness::Liveness;
 use super::status::{ShovelIdentity, StatusCell};
 
 /// How a session ended without an error.
@@ -391,6 +392,10 @@ async fn transfer(
         }
         _ => (None, None),
     };
+    let mut liveness = Liveness::new(vec![
+        ("source", &connections.source),
+        ("destination", &connections.destination),
+    ]);
     // Taken from the source and counted against `remaining`.
     let mut taken: u64 = 0;
     loop {
@@ -409,6 +414,7 @@ async fn transfer(
                     return Ok(Ended::Stopped);
                 }
             }
+            reason = liveness.lost() => return Err(reason),
             ended = finished(&mut confirmer_done), if confirmer_done.is_some() => {
                 return Err(match ended {
                     Ok(Err(e)) => e,
