@@ -377,6 +377,75 @@ async fn a_federated_queue_pulls_from_its_upstream_only_while_it_has_consumers()
     assert_eq!(links[0]["messages_moved"], 100);
 }
 
+/// A queue link stops consuming upstream whenever the local queue has `prefetch-count` ready messages, with
+/// deliveries of the cancelled consumer still on their way: those are moved too, so none stays unacked upstream
+/// (held by the link's channel, neither delivered nor requeued) while the consumer here waits for it.
+#[tokio::test]
+async fn a_queue_link_paused_by_a_slow_consumer_leaves_nothing_unacked_upstream() {
+    const COUNT: usize = 3000;
+    let upstream = node("pause-up").await;
+    let downstream = node("pause-down").await;
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    let up_conn = common::connect(&upstream).await;
+    let up = common::confirming_channel(&up_conn).await;
+    common::declare(&up, "jobs", durable, FieldTable::default()).await;
+    common::publish_n(&up, "jobs", COUNT).await;
+    let down_conn = common::connect(&downstream).await;
+    let down = down_conn.create_channel().await.unwrap();
+    common::declare(&down, "jobs", durable, FieldTable::default()).await;
+    federate(
+        &downstream,
+        "up",
+        &upstream.uri(),
+        json!({"prefetch-count": 50}),
+        "^jobs$",
+        "queues",
+    )
+    .await;
+    links_running(&downstream, 1).await;
+
+    // One message at a time, acked: slower than the link fills the local queue, so the link pauses and resumes.
+    down.basic_qos(1, lapin::options::BasicQosOptions::default())
+        .await
+        .unwrap();
+    let mut consumer = down
+        .basic_consume(
+            "jobs".into(),
+            "worker".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut seen = std::collections::HashSet::new();
+    common::within(60, async {
+        while seen.len() < COUNT {
+            let delivery = consumer.next().await.unwrap().unwrap();
+            seen.insert(String::from_utf8_lossy(&delivery.data).into_owned());
+            delivery
+                .ack(lapin::options::BasicAckOptions::default())
+                .await
+                .unwrap();
+        }
+    })
+    .await;
+    assert_eq!(common::ready_count(&up, "jobs").await, 0);
+    // The link's last acks upstream follow the confirms here: awaited, not assumed.
+    common::within(10, async {
+        loop {
+            let (_, queue) = call(&upstream, Method::GET, "/queues/%2F/jobs", None).await;
+            if queue["messages_unacknowledged"] == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn bad_upstreams_and_policies_are_refused_with_rabbitmqs_words() {
     let server = common::start_server().await;

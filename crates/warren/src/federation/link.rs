@@ -402,11 +402,15 @@ async fn transfer(
     // An exchange link always consumes; a queue link only while there is demand here.
     let is_exchange = exchange.is_some();
     let mut consumer: Option<lapin::Consumer> = None;
+    // A cancelled consumer is read to its end: what the upstream delivered before its cancel-ok is held unacked
+    // there on this channel, and dropped unread it would stay so (neither here nor requeued) until the channel
+    // closed. Until then it is not consumed again (the tag is still taken).
+    let mut cancelling = false;
     let mut liveness = Liveness::new(vec![("upstream", upstream_conn), ("local", local_conn)]);
     loop {
         let wanted = is_exchange || *demand.borrow();
-        match (wanted, consumer.is_some()) {
-            (true, false) => {
+        match (wanted, consumer.is_some(), cancelling) {
+            (true, false, _) => {
                 let options = BasicConsumeOptions {
                     no_ack,
                     ..Default::default()
@@ -423,12 +427,12 @@ async fn transfer(
                         .map_err(|e| format!("consuming from the upstream queue '{queue}': {e}"))?,
                 );
             }
-            (false, true) => {
+            (false, true, false) => {
                 upstream
                     .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
                     .await
                     .map_err(|e| format!("basic.cancel at the upstream: {e}"))?;
-                consumer = None;
+                cancelling = true;
             }
             _ => {}
         }
@@ -472,6 +476,11 @@ async fn transfer(
                 let delivery = match next {
                     Some(Ok(delivery)) => delivery,
                     Some(Err(e)) => return Err(format!("upstream: {e}")),
+                    None if cancelling => {
+                        consumer = None;
+                        cancelling = false;
+                        continue;
+                    }
                     None => return Err(format!("the upstream cancelled the consumer of '{queue}'")),
                 };
                 if is_exchange && seen_enough(&delivery, spec) {
