@@ -1,7 +1,8 @@
-//! `warren ctl`'s runtime parameter and shovel commands (`set_parameter`, `list_parameters`, `clear_parameter`,
-//! `shovel_status`, `restart_shovel`, `delete_shovel`) run as a user runs them: the real binary, its output and exit
-//! codes, against two Warrens in this process. A shovel set with `set_parameter` on one moves messages to the
-//! other; what it moved is counted at both ends over AMQP.
+//! `warren ctl`'s runtime parameter, shovel and federation commands (`set_parameter`, `list_parameters`,
+//! `clear_parameter`, `shovel_status`, `restart_shovel`, `delete_shovel`, `federation_status`,
+//! `restart_federation_link`) run as a user runs them: the real binary, its output and exit codes, against two
+//! Warrens in this process. A shovel set with `set_parameter` on one moves messages to the other; what it moved is
+//! counted at both ends over AMQP. A federation upstream set the same way links the two.
 //!
 //! Kept apart from `tests/ctl.rs`, whose node may be RabbitMQ (`WARREN_CTL_TEST_URL`): these need two nodes the
 //! test starts itself.
@@ -316,4 +317,173 @@ async fn a_shovel_set_with_set_parameter_moves_messages_is_restarted_and_deleted
     assert_eq!(ok(&source, &["shovel_status", "-q"]).await, "");
     // shovel_status is node-wide: -p is a usage error.
     refused(&source, &["shovel_status", "-p", "/"], 64).await;
+}
+
+/// The `federation_status` rows (of `--only-down` when `down`) once `done` holds for them (at most 30 s).
+async fn links_when(
+    server: &RunningServer,
+    down: bool,
+    done: impl Fn(&[std::collections::HashMap<String, String>]) -> bool,
+) -> Vec<std::collections::HashMap<String, String>> {
+    let args: &[&str] = if down {
+        &["federation_status", "--only-down", "-q"]
+    } else {
+        &["federation_status", "-q"]
+    };
+    let mut last = String::new();
+    for _ in 0..300 {
+        last = ok(server, args).await;
+        let rows = table(&last, false);
+        if done(&rows) {
+            return rows;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the links never reached the state wanted; last federation_status:\n{last}");
+}
+
+#[tokio::test]
+async fn federation_status_lists_the_links_and_restart_federation_link_restarts_one() {
+    let upstream = common::start_server().await;
+    let downstream = common::start_server().await;
+    let conn = common::connect(&downstream).await;
+    let ch = conn.create_channel().await.expect("channel");
+    ch.exchange_declare(
+        "fed.x".into(),
+        lapin::ExchangeKind::Topic,
+        lapin::options::ExchangeDeclareOptions::default(),
+        lapin::types::FieldTable::default(),
+    )
+    .await
+    .expect("exchange.declare");
+    let reader = conn.create_channel().await.expect("channel");
+    common::declare_plain(&reader, "fed.q").await;
+    reader
+        .queue_bind(
+            "fed.q".into(),
+            "fed.x".into(),
+            "k".into(),
+            lapin::options::QueueBindOptions::default(),
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .expect("queue.bind");
+
+    // One upstream that answers, one where nothing listens (port 1 on loopback).
+    let good = json!({"uri": upstream.uri()}).to_string();
+    ok(
+        &downstream,
+        &["set_parameter", "federation-upstream", "good", &good],
+    )
+    .await;
+    let bad = json!({"uri": "amqp://127.0.0.1:1", "reconnect-delay": 1}).to_string();
+    ok(
+        &downstream,
+        &["set_parameter", "federation-upstream", "bad", &bad],
+    )
+    .await;
+    ok(
+        &downstream,
+        &[
+            "set_policy",
+            "--apply-to",
+            "exchanges",
+            "federate",
+            "^fed\\.",
+            r#"{"federation-upstream-set": "all"}"#,
+        ],
+    )
+    .await;
+
+    // federation_status: one row per link (the node starts them within a second), under rabbitmqctl's banner and
+    // columns.
+    let rows = links_when(&downstream, false, |rows| {
+        rows.iter()
+            .any(|r| r["upstream"] == "good" && r["status"] == "running")
+            && rows
+                .iter()
+                .any(|r| r["upstream"] == "bad" && r["error"] != "")
+    })
+    .await;
+    let out = ok(&downstream, &["federation_status"]).await;
+    assert!(
+        out.starts_with("Listing federation links on node "),
+        "banner: {out}"
+    );
+    assert_eq!(
+        out.lines().nth(1).unwrap_or_default(),
+        "error\texchange\tid\tlast_changed\tqueue\tstatus\ttype\tupstream\tupstream_exchange\t\
+         upstream_queue\turi\tvhost\tmessages_moved\tlast_error"
+    );
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let good_link = rows.iter().find(|r| r["upstream"] == "good").expect("good");
+    assert_eq!(good_link["type"], "exchange");
+    assert_eq!(good_link["exchange"], "fed.x");
+    assert_eq!(good_link["upstream_exchange"], "fed.x");
+    assert_eq!(good_link["queue"], "");
+    assert_eq!(good_link["upstream_queue"], "");
+    assert_eq!(good_link["vhost"], "/");
+    assert_eq!(good_link["error"], "");
+    let bad_link = rows.iter().find(|r| r["upstream"] == "bad").expect("bad");
+    assert!(
+        bad_link["uri"].starts_with("amqp://127.0.0.1:1"),
+        "{bad_link:?}"
+    );
+
+    // --only-down: the link that is not connected, not the running one.
+    let out = ok(&downstream, &["federation_status", "--only-down"]).await;
+    assert!(
+        out.starts_with("Listing federation links which are down on node "),
+        "{out}"
+    );
+    let down = links_when(&downstream, true, |rows| {
+        rows.iter().all(|r| r["upstream"] == "bad")
+    })
+    .await;
+    assert!(
+        down.iter().all(|r| r["status"] != "running"),
+        "only links not running: {down:?}"
+    );
+
+    let json_out = ok(&downstream, &["federation_status", "--formatter", "json"]).await;
+    let links: Value = serde_json::from_str(&json_out).expect("federation_status json parses");
+    assert_eq!(links.as_array().map(Vec::len), Some(2), "{links}");
+
+    // The running link moves what is published upstream (published again until the link's binding is there).
+    let publisher_conn = common::connect(&upstream).await;
+    let publisher = common::confirming_channel(&publisher_conn).await;
+    common::within(30, async {
+        while common::ready_count(&reader, "fed.q").await == 0 {
+            common::publish_confirmed(&publisher, "fed.x", "k", "k", Default::default()).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let id = good_link["id"].clone();
+    links_when(&downstream, false, |rows| {
+        rows.iter()
+            .any(|r| r["id"] == id && r["messages_moved"] != "0")
+    })
+    .await;
+
+    // restart_federation_link by ID: the link starts again (a new run, its count from zero), and runs.
+    let out = ok(&downstream, &["restart_federation_link", &id]).await;
+    assert!(
+        out.starts_with(&format!("Restarting federation link {id} on node ")),
+        "{out}"
+    );
+    links_when(&downstream, false, |rows| {
+        rows.iter()
+            .any(|r| r["id"] == id && r["status"] == "running" && r["messages_moved"] == "0")
+    })
+    .await;
+
+    // An ID no link has: rabbitmqctl's words and exit code.
+    let said = refused(&downstream, &["restart_federation_link", "nosuchid"], 69).await;
+    assert!(
+        said.contains("Link with the given ID was not found"),
+        "{said}"
+    );
+    // Node-wide, as rabbitmqctl: -p is a usage error.
+    refused(&downstream, &["federation_status", "-p", "/"], 64).await;
 }

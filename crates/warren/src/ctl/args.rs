@@ -278,6 +278,19 @@ pub(crate) enum CtlCommand {
         /// The shovel's name
         name: String,
     },
+    /// Displays the status of the node's federation links
+    #[command(name = "federation_status")]
+    FederationStatus {
+        /// Only the links that failed or are not currently connected
+        #[arg(long = "only-down")]
+        only_down: bool,
+    },
+    /// Restarts a federation link, named by its ID (federation_status's `id`)
+    #[command(name = "restart_federation_link")]
+    RestartFederationLink {
+        /// The link's ID
+        link_id: String,
+    },
     /// Sets vhost limits (-p), a JSON object such as '{"max-connections": 100, "max-queues": 10}'
     #[command(name = "set_vhost_limits")]
     SetVhostLimits {
@@ -354,6 +367,8 @@ impl CtlCommand {
                 | CtlCommand::ListUsers
                 | CtlCommand::ListVhosts(_)
                 | CtlCommand::ShovelStatus
+                | CtlCommand::FederationStatus { .. }
+                | CtlCommand::RestartFederationLink { .. }
                 | CtlCommand::AddUser { .. }
                 | CtlCommand::DeleteUser { .. }
                 | CtlCommand::ChangePassword { .. }
@@ -402,6 +417,8 @@ impl CtlCommand {
             CtlCommand::ShovelStatus => "shovel_status",
             CtlCommand::RestartShovel { .. } => "restart_shovel",
             CtlCommand::DeleteShovel { .. } => "delete_shovel",
+            CtlCommand::FederationStatus { .. } => "federation_status",
+            CtlCommand::RestartFederationLink { .. } => "restart_federation_link",
             CtlCommand::SetVhostLimits { .. } => "set_vhost_limits",
             CtlCommand::SetUserLimits { .. } => "set_user_limits",
             CtlCommand::PurgeQueue { .. } => "purge_queue",
@@ -515,6 +532,23 @@ mod tests {
         assert!(parse(&["set_parameter", "shovel", "s1"]).is_err());
         assert!(parse(&["clear_parameter", "shovel"]).is_err());
         assert!(parse(&["restart_shovel"]).is_err());
+    }
+
+    #[test]
+    fn federation_status_takes_only_down_and_a_restart_needs_the_link_id() {
+        let args = parse(&["federation_status", "--only-down"]).expect("parses");
+        assert!(matches!(
+            args.command,
+            CtlCommand::FederationStatus { only_down: true }
+        ));
+        let args = parse(&["federation_status"]).expect("parses");
+        assert!(matches!(
+            args.command,
+            CtlCommand::FederationStatus { only_down: false }
+        ));
+        let args = parse(&["restart_federation_link", "a1b2c3d4"]).expect("parses");
+        assert_eq!(args.command.name(), "restart_federation_link");
+        assert!(parse(&["restart_federation_link"]).is_err());
     }
 
     #[test]

@@ -286,6 +286,34 @@ pub(crate) const SHOVELS: Listing = Listing {
     value: shovel_field,
 };
 
+/// The columns of `federation_status`: rabbitmqctl 3.10's keys in its (alphabetical) order, without
+/// `local_connection` and `consumer_tag` (the Erlang process and tag of RabbitMQ's link, which Warren's API does not
+/// show), and with Warren's `messages_moved` and `last_error` last.
+const FEDERATION_LINK_KEYS: [&str; 14] = [
+    "error",
+    "exchange",
+    "id",
+    "last_changed",
+    "queue",
+    "status",
+    "type",
+    "upstream",
+    "upstream_exchange",
+    "upstream_queue",
+    "uri",
+    "vhost",
+    "messages_moved",
+    "last_error",
+];
+
+/// `federation_status` (no columns to choose, as rabbitmqctl).
+pub(crate) const FEDERATION_LINKS: Listing = Listing {
+    command: "federation_status",
+    info_keys: &FEDERATION_LINK_KEYS,
+    defaults: &FEDERATION_LINK_KEYS,
+    value: federation_link_field,
+};
+
 impl Listing {
     /// The columns to show: `asked`, or the defaults when none; an unknown key is a usage error (exit 64), worded
     /// as rabbitmqctl words it.
@@ -441,6 +469,22 @@ fn shovel_field(key: &str, item: &Value) -> Value {
     }
 }
 
+/// A federation link's keys, from the API's (rabbitmq_federation_management's) names: `timestamp` is
+/// `last_changed`. An exchange link has an empty `queue` and `upstream_queue`, a queue link an empty `exchange` and
+/// `upstream_exchange`, and a link that has not failed an empty `error`, as rabbitmqctl shows them.
+fn federation_link_field(key: &str, item: &Value) -> Value {
+    match key {
+        "last_changed" => field("timestamp", item),
+        "error" | "exchange" | "queue" | "upstream_exchange" | "upstream_queue" => {
+            match item.get(key) {
+                Some(Value::Null) | None => Value::String(String::new()),
+                Some(value) => value.clone(),
+            }
+        }
+        other => field(other, item),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -591,6 +635,38 @@ mod tests {
         assert_eq!(by_key(1, "termination_reason"), json!("connection refused"));
         assert_eq!(by_key(1, "source"), json!(""));
         assert_eq!(by_key(1, "last_error"), json!("connection refused"));
+    }
+
+    #[test]
+    fn federation_links_show_rabbitmqctls_keys_with_empty_cells_for_the_other_kind() {
+        let exchange = json!({"node": "warren@h", "vhost": "/", "id": "a1b2c3d4", "type": "exchange",
+                              "exchange": "fed.x", "upstream_exchange": "fed.x", "upstream": "site-a",
+                              "uri": "amqp://h:5672", "status": "running", "timestamp": "2024-02-29 12:34:56",
+                              "messages_moved": 5, "last_error": null});
+        let queue = json!({"vhost": "/", "id": "e5f6a7b8", "type": "queue", "queue": "jobs",
+                           "upstream_queue": "jobs", "status": "error", "error": "connection refused",
+                           "messages_moved": 0, "last_error": "connection refused"});
+        let rows = FEDERATION_LINKS.rows(
+            FEDERATION_LINKS.columns(&[]).expect("defaults"),
+            &json!([exchange, queue]),
+        );
+        let by_key = |row: usize, key: &str| {
+            let at = FEDERATION_LINK_KEYS
+                .iter()
+                .position(|k| *k == key)
+                .expect("a column");
+            rows.rows[row][at].clone()
+        };
+        assert_eq!(by_key(0, "exchange"), json!("fed.x"));
+        assert_eq!(by_key(0, "queue"), json!(""));
+        assert_eq!(by_key(0, "upstream_queue"), json!(""));
+        assert_eq!(by_key(0, "error"), json!(""));
+        assert_eq!(by_key(0, "last_changed"), json!("2024-02-29 12:34:56"));
+        assert_eq!(by_key(0, "messages_moved"), json!(5));
+        assert_eq!(by_key(1, "exchange"), json!(""));
+        assert_eq!(by_key(1, "upstream_queue"), json!("jobs"));
+        assert_eq!(by_key(1, "error"), json!("connection refused"));
+        assert_eq!(by_key(1, "status"), json!("error"));
     }
 
     #[test]

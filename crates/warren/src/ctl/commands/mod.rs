@@ -1,11 +1,12 @@
 //! The commands, one file per group: `node` (status, await_startup), `lists` (the list commands), `users`,
 //! `vhosts` (vhosts, limits, tracing), `access` (permissions), `policies`, `parameters` (runtime parameters),
-//! `shovels` (status, restart, delete), `queues` (purge, delete), `connections` (close), `definitions` (export,
+//! `shovels` (status, restart, delete), `federation` (status, restart), `queues` (purge, delete), `connections` (close), `definitions` (export,
 //! import).
 
 mod access;
 mod connections;
 mod definitions;
+mod federation;
 mod lists;
 mod node;
 mod parameters;
@@ -95,6 +96,10 @@ pub(crate) fn run(ctx: &Ctx, command: &CtlCommand) -> Result<(), CtlError> {
         CtlCommand::ShovelStatus => shovels::shovel_status(ctx),
         CtlCommand::RestartShovel { name } => shovels::restart_shovel(ctx, name),
         CtlCommand::DeleteShovel { name } => shovels::delete_shovel(ctx, name),
+        CtlCommand::FederationStatus { only_down } => federation::federation_status(ctx, *only_down),
+        CtlCommand::RestartFederationLink { link_id } => {
+            federation::restart_federation_link(ctx, link_id)
+        }
         CtlCommand::PurgeQueue { queue } => queues::purge_queue(ctx, queue),
         CtlCommand::DeleteQueue {
             queue,

@@ -8,8 +8,8 @@ use crate::ctl::error::CtlError;
 use crate::ctl::listing;
 use crate::ctl::Ctx;
 
-/// The node's name (`/api/overview`'s `node`), which rabbitmqctl's shovel lines and messages name.
-fn node_name(ctx: &Ctx) -> Result<String, CtlError> {
+/// The node's name (`/api/overview`'s `node`), which rabbitmqctl's shovel and federation lines and messages name.
+pub(super) fn node_name(ctx: &Ctx) -> Result<String, CtlError> {
     let overview = ctx.api.get(&["overview"])?;
     Ok(overview
         .get("node")
