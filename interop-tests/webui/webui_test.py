@@ -2,7 +2,8 @@
 shows the API's error, guest logs in, declares a queue with the queue form, publishes to it through the default
 exchange with the publish form, gets the message back with the queue's get form (the payload must be on the page),
 checks the rates chart reads RabbitMQ's `message_stats` (fixed figures injected into the overview the page fetches,
-so the check needs no traffic), and deletes the queue. Each step is checked against the API too, so a form that shows
+so the check needs no traffic), moves its message to another queue with the move form (a one-off shovel), and deletes
+the queue. Each step is checked against the API too, so a form that shows
 success without doing anything fails. A screenshot of the overview is saved (WEBUI_SCREENSHOT, default
 target/webui-screenshot.png), and of the page as it was when a test failed.
 
@@ -263,6 +264,26 @@ def test_rates_in_message_stats_are_charted(page):
         page.driver.execute_script("window.fetch = window.webuiRealFetch;")
 
 
+def test_the_move_form_moves_the_messages_to_another_queue(page):
+    moved = QUEUE + ".moved"
+    moved_path = "/queues/%2F/" + urllib.parse.quote(moved, safe="")
+    shovel_path = "/parameters/shovel/%2F/" + urllib.parse.quote("Move from " + QUEUE, safe="")
+    page.tab("queues")
+    page.until(lambda: page.css('#queues-table tr[data-name="%s"] a.queue-link' % QUEUE), "the queue's link").click()
+    page.visible("queue-detail")
+    page.fill("move-dest-queue", moved)
+    page.id("move-submit").click()
+    text = page.until(lambda: page.id("status").text, "a status line")
+    assert text.startswith("Moving the messages of %s to %s" % (QUEUE, moved)), "status reads %r" % text
+    try:
+        # The shovel declares the destination, moves the one message, and deletes itself (queue-length).
+        eventually(lambda: (api("GET", moved_path)[1] or {}).get("messages") == 1, "queue %s holds 1 message" % moved)
+        eventually(lambda: api("GET", queue_path())[1].get("messages") == 0, "queue %s emptied" % QUEUE)
+        eventually(lambda: api("GET", shovel_path)[0] == 404, "the one-off shovel deleted itself")
+    finally:
+        api("DELETE", moved_path)
+
+
 def test_the_queue_is_deleted_through_the_ui(page):
     page.tab("queues")
     page.until(lambda: page.css('#queues-table tr[data-name="%s"] a.queue-link' % QUEUE), "the queue's link").click()
@@ -283,6 +304,7 @@ TESTS = [
     test_the_get_form_shows_the_payload,
     test_the_overview_charts_the_queued_message,
     test_rates_in_message_stats_are_charted,
+    test_the_move_form_moves_the_messages_to_another_queue,
     test_the_queue_is_deleted_through_the_ui,
 ]
 

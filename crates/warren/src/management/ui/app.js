@@ -707,6 +707,29 @@ onSubmit("get-form", async () => {
   return null;
 });
 
+// RabbitMQ's "Move messages" (rabbitmq_shovel_management): a dynamic shovel named "Move from QUEUE" that takes the
+// messages the queue holds when it starts (src-delete-after queue-length) and is deleted when it has moved them.
+// A hostless URI is this broker; a destination URI moves them to another broker.
+onSubmit("move-form", async () => {
+  if (!openQueue) return null;
+  const { vhost, name } = openQueue;
+  const here = "amqp:///" + enc(vhost);
+  const destination = $("move-dest-queue").value;
+  const shovel = "Move from " + name;
+  await api("PUT", "/parameters/shovel/" + enc(vhost) + "/" + enc(shovel), {
+    component: "shovel", vhost, name: shovel,
+    value: {
+      "src-uri": here, "src-queue": name, "src-protocol": "amqp091", "src-prefetch-count": 1000,
+      "src-delete-after": "queue-length",
+      "dest-uri": $("move-dest-uri").value.trim() || here, "dest-queue": destination, "dest-protocol": "amqp091",
+      "dest-add-forward-headers": false, "ack-mode": "on-confirm",
+    },
+  });
+  $("move-dest-queue").value = "";
+  await refresh();
+  return "Moving the messages of " + name + " to " + destination + " (shovel \"" + shovel + "\").";
+});
+
 $("queue-purge").addEventListener("click", async () => {
   if (!openQueue) return;
   try {
