@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""AMQP client steps for interop-tests/shovel-rabbitmq (pika), each bounded by a timeout:
+"""AMQP client steps for interop-tests/shovel-rabbitmq and federation-rabbitmq (pika), each bounded by a timeout:
 
-  shovel_tool.py publish  URL QUEUE COUNT PREFIX [--size BYTES] [--window N] [--timeout S]
+  shovel_tool.py publish  URL QUEUE COUNT PREFIX [--size BYTES] [--window N] [--timeout S] [--topic-key KEY]
       declares QUEUE durable and publishes COUNT persistent messages with publisher confirms (at most --window
       unconfirmed), bodies `PREFIX:NNNNNNNNNN` (the index, zero-padded) padded with '.' to --size; prints
       {"published": N, "confirmed": N, "nacked": N, "seconds": S}. Exit 1 unless every message was confirmed.
+      With --topic-key, QUEUE names a durable topic exchange instead, declared and published to with KEY.
   shovel_tool.py depth    URL QUEUE
       prints the queue's ready message count (passive declare), or -1 when the broker is not reachable.
   shovel_tool.py wait     URL QUEUE AT_LEAST [--timeout S]
@@ -86,8 +87,12 @@ class Publisher:
     def on_channel(self, ch):
         self.channel = ch
         ch.add_on_close_callback(self.on_channel_closed)
-        ch.confirm_delivery(ack_nack_callback=self.on_confirm, callback=lambda _f: ch.queue_declare(
-            self.a.queue, durable=True, callback=lambda _f: self.publish_more()))
+        if self.a.topic_key is None:
+            declare = lambda _f: ch.queue_declare(self.a.queue, durable=True, callback=lambda _f: self.publish_more())
+        else:
+            declare = lambda _f: ch.exchange_declare(self.a.queue, "topic", durable=True,
+                                                     callback=lambda _f: self.publish_more())
+        ch.confirm_delivery(ack_nack_callback=self.on_confirm, callback=declare)
 
     def on_channel_closed(self, _ch, reason):
         if self.confirmed + self.nacked < self.a.count:
@@ -99,8 +104,8 @@ class Publisher:
     def publish_more(self):
         props = pika.BasicProperties(delivery_mode=2)
         while self.next_index < self.a.count and self.outstanding() < self.a.window:
-            self.channel.basic_publish("", self.a.queue, body_of(self.a.prefix, self.next_index, self.a.size),
-                                       props)
+            exchange, key = ("", self.a.queue) if self.a.topic_key is None else (self.a.queue, self.a.topic_key)
+            self.channel.basic_publish(exchange, key, body_of(self.a.prefix, self.next_index, self.a.size), props)
             self.next_index += 1
         if self.confirmed + self.nacked >= self.a.count:
             self.stop()
@@ -263,6 +268,7 @@ def main():
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--window", type=int, default=2000)
     p.add_argument("--timeout", type=float, default=600)
+    p.add_argument("--topic-key", default=None)
     p = sub.add_parser("depth")
     p.add_argument("url"); p.add_argument("queue")
     p = sub.add_parser("wait")
