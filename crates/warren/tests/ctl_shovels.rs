@@ -402,7 +402,7 @@ async fn federation_status_lists_the_links_and_restart_federation_link_restarts_
             .any(|r| r["upstream"] == "good" && r["status"] == "running")
             && rows
                 .iter()
-                .any(|r| r["upstream"] == "bad" && r["error"] != "")
+                .any(|r| r["upstream"] == "bad" && !r["error"].is_empty())
     })
     .await;
     let out = ok(&downstream, &["federation_status"]).await;
