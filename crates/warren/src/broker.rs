@@ -9,6 +9,7 @@ mod federation;
 pub(crate) mod inspect;
 mod metrics;
 pub mod parameters;
+mod quorum;
 mod seed;
 pub(crate) mod topology;
 
@@ -121,6 +122,10 @@ pub struct Broker {
     pub(crate) metrics: Arc<NodeMetrics>,
     /// The cluster this node belongs to, set once at start when `[cluster]` is configured.
     cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
+    /// This node's quorum queue groups, set once with the cluster.
+    queue_groups: std::sync::OnceLock<Arc<crate::cluster::QueueGroups>>,
+    /// The replication of quorum queues every vhost is given, set once with the cluster.
+    replication: std::sync::OnceLock<Arc<dyn crate::vhost::QueueReplication>>,
     /// The runtime parameters of plugin components (`shovel`), as stored.
     parameters: std::sync::Mutex<parameters::ParameterTable>,
     /// The running shovels, dynamic and static.
@@ -310,6 +315,8 @@ impl Broker {
             events,
             metrics,
             cluster: std::sync::OnceLock::new(),
+            queue_groups: std::sync::OnceLock::new(),
+            replication: std::sync::OnceLock::new(),
             parameters: std::sync::Mutex::new(parameters::table_of(&stored.parameters)),
             shovels: Arc::new(crate::shovel::Shovels::new(&node_name, local_node)),
             links: crate::federation::Links::default(),

@@ -357,6 +357,9 @@ impl Broker {
             self.events.clone(),
             self.metrics.clone(),
         );
+        if let Some(replication) = self.replication.get() {
+            vhost.set_replication(replication.clone());
+        }
         self.events.emit(|| {
             Event::vhost_created(
                 name,

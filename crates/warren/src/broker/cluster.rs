@@ -44,7 +44,10 @@ impl Broker {
             return Ok(());
         };
         let applier = Arc::new(BrokerApplier(Arc::downgrade(self)));
-        let cluster = Cluster::start(config, &self.config.data_dir, applier).await?;
+        let groups = Cluster::queue_groups(config, &self.config.data_dir);
+        let _ = self.queue_groups.set(groups.clone());
+        self.replicate_quorum_queues();
+        let cluster = Cluster::start(config, &self.config.data_dir, applier, groups).await?;
         // Set once: a second call finds it set and keeps the first.
         let _ = self.cluster.set(cluster);
         Ok(())
@@ -77,6 +80,20 @@ impl Broker {
     async fn apply_locally(self: Arc<Self>, command: MetaCommand) -> Result<(), AdminError> {
         match command {
             MetaCommand::DeleteVhost { name } => self.delete_vhost(&name).await,
+            MetaCommand::DeclareQuorumQueue {
+                vhost,
+                name,
+                arguments,
+                group,
+                voters,
+                nodes,
+            } => {
+                self.adopt_quorum_queue(&vhost, &name, &arguments, group, &voters, &nodes)
+                    .await
+            }
+            MetaCommand::DeleteQuorumQueue { vhost, name } => {
+                self.drop_quorum_queue(&vhost, &name).await
+            }
             other => tokio::task::spawn_blocking(move || self.apply_blocking(other))
                 .await
                 .map_err(|e| AdminError::Invalid(format!("definition change failed: {e}")))?,
@@ -110,6 +127,11 @@ impl Broker {
                 .clear_policy(kind, &vhost, &name)
                 .map(|_| ())
                 .map_err(policy_refusal),
+            // Never sent here: `apply_locally` awaits them itself (they open and close Raft groups).
+            MetaCommand::DeclareQuorumQueue { name, .. }
+            | MetaCommand::DeleteQuorumQueue { name, .. } => Err(AdminError::Invalid(format!(
+                "quorum queue '{name}' is changed asynchronously"
+            ))),
         }
     }
 

@@ -1,20 +1,21 @@
-//! The definitions group's Raft log and vote, in a redb database of their own (`<data_dir>/cluster/raft.redb`):
-//! each append, truncation, purge and vote is one durable redb transaction (fsynced before openraft is told),
-//! run on the blocking pool.
+//! A Raft group's log and vote, in a redb database of their own (`<data_dir>/cluster/raft.redb` for the
+//! definitions group, `<data_dir>/cluster/queues/<group>.redb` for a quorum queue's): each append, truncation, purge
+//! and vote is one durable redb transaction (fsynced before openraft is told), run on the blocking pool.
 
 use std::fmt::Debug;
+use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
 use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{
-    AnyError, Entry, LogId, LogState, OptionalSend, RaftLogReader, StorageError, StorageIOError,
-    Vote,
+    AnyError, Entry, LogId, LogState, OptionalSend, RaftLogReader, RaftTypeConfig, StorageError,
+    StorageIOError, Vote,
 };
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-
-use super::types::MetaTypes;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 /// Entries by index, each as JSON.
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
@@ -23,25 +24,56 @@ const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
 
 type StoreResult<T> = Result<T, StorageError<u64>>;
 
-/// The log store; clones share the database (openraft reads through one while it writes through another).
-#[derive(Clone)]
-pub(crate) struct LogStore {
+/// The log store of a group of type config `C`; clones share the database (openraft reads through one while it
+/// writes through another).
+pub(crate) struct LogStore<C> {
     db: Arc<Database>,
+    types: PhantomData<fn() -> C>,
+}
+
+impl<C> Clone for LogStore<C> {
+    fn clone(&self) -> Self {
+        LogStore {
+            db: self.db.clone(),
+            types: PhantomData,
+        }
+    }
+}
+
+/// What a group's type config must be for [`LogStore`]: u64 node ids, openraft's entries, serde for them.
+pub(crate) trait StoredTypes:
+    RaftTypeConfig<NodeId = u64, Entry = Entry<Self>> + Sized
+where
+    Entry<Self>: Serialize + DeserializeOwned,
+{
+}
+
+impl<C> StoredTypes for C
+where
+    C: RaftTypeConfig<NodeId = u64, Entry = Entry<C>>,
+    Entry<C>: Serialize + DeserializeOwned,
+{
 }
 
 fn io_error(e: impl std::fmt::Display) -> AnyError {
     AnyError::error(e.to_string())
 }
 
-impl LogStore {
+impl<C: StoredTypes> LogStore<C>
+where
+    Entry<C>: Serialize + DeserializeOwned,
+{
     /// Opens (or creates) the log at `path`.
-    pub(crate) fn open(path: &Path) -> Result<LogStore, redb::Error> {
+    pub(crate) fn open(path: &Path) -> Result<LogStore<C>, redb::Error> {
         let db = Database::create(path)?;
         let txn = db.begin_write()?;
         txn.open_table(LOG)?;
         txn.open_table(STATE)?;
         txn.commit()?;
-        Ok(LogStore { db: Arc::new(db) })
+        Ok(LogStore {
+            db: Arc::new(db),
+            types: PhantomData,
+        })
     }
 
     /// Runs `work` on the blocking pool with the database.
@@ -86,11 +118,14 @@ impl LogStore {
     }
 }
 
-impl RaftLogReader<MetaTypes> for LogStore {
+impl<C: StoredTypes> RaftLogReader<C> for LogStore<C>
+where
+    Entry<C>: Serialize + DeserializeOwned,
+{
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
-    ) -> StoreResult<Vec<Entry<MetaTypes>>> {
+    ) -> StoreResult<Vec<Entry<C>>> {
         let start = match range.start_bound() {
             Bound::Included(i) => *i,
             Bound::Excluded(i) => i.saturating_add(1),
@@ -125,18 +160,21 @@ impl RaftLogReader<MetaTypes> for LogStore {
     }
 }
 
-impl RaftLogStorage<MetaTypes> for LogStore {
-    type LogReader = LogStore;
+impl<C: StoredTypes> RaftLogStorage<C> for LogStore<C>
+where
+    Entry<C>: Serialize + DeserializeOwned,
+{
+    type LogReader = LogStore<C>;
 
-    async fn get_log_state(&mut self) -> StoreResult<LogState<MetaTypes>> {
+    async fn get_log_state(&mut self) -> StoreResult<LogState<C>> {
         self.blocking(
             |db| {
-                let last_purged: Option<LogId<u64>> = LogStore::read_state(db, "purged")?;
+                let last_purged: Option<LogId<u64>> = Self::read_state(db, "purged")?;
                 let txn = db.begin_read().map_err(io_error)?;
                 let table = txn.open_table(LOG).map_err(io_error)?;
                 let last = match table.last().map_err(io_error)? {
                     Some((_, value)) => {
-                        let entry: Entry<MetaTypes> =
+                        let entry: Entry<C> =
                             serde_json::from_slice(value.value()).map_err(io_error)?;
                         Some(entry.log_id)
                     }
@@ -159,23 +197,20 @@ impl RaftLogStorage<MetaTypes> for LogStore {
     async fn save_vote(&mut self, vote: &Vote<u64>) -> StoreResult<()> {
         let vote = *vote;
         self.blocking(
-            move |db| LogStore::write_state(db, "vote", &vote),
+            move |db| Self::write_state(db, "vote", &vote),
             StorageIOError::write_vote,
         )
         .await
     }
 
     async fn read_vote(&mut self) -> StoreResult<Option<Vote<u64>>> {
-        self.blocking(
-            |db| LogStore::read_state(db, "vote"),
-            StorageIOError::read_vote,
-        )
-        .await
+        self.blocking(|db| Self::read_state(db, "vote"), StorageIOError::read_vote)
+            .await
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<u64>>) -> StoreResult<()> {
         self.blocking(
-            move |db| LogStore::write_state(db, "committed", &committed),
+            move |db| Self::write_state(db, "committed", &committed),
             StorageIOError::write,
         )
         .await
@@ -183,18 +218,18 @@ impl RaftLogStorage<MetaTypes> for LogStore {
 
     async fn read_committed(&mut self) -> StoreResult<Option<LogId<u64>>> {
         self.blocking(
-            |db| Ok(LogStore::read_state::<Option<LogId<u64>>>(db, "committed")?.flatten()),
+            |db| Ok(Self::read_state::<Option<LogId<u64>>>(db, "committed")?.flatten()),
             StorageIOError::read,
         )
         .await
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<MetaTypes>) -> StoreResult<()>
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<C>) -> StoreResult<()>
     where
-        I: IntoIterator<Item = Entry<MetaTypes>> + OptionalSend,
+        I: IntoIterator<Item = Entry<C>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let entries: Vec<Entry<MetaTypes>> = entries.into_iter().collect();
+        let entries: Vec<Entry<C>> = entries.into_iter().collect();
         let written = self
             .blocking(
                 move |db| {

@@ -15,6 +15,7 @@
 mod auth;
 mod log_store;
 mod network;
+pub(crate) mod quorum;
 mod server;
 mod state_machine;
 mod types;
@@ -33,6 +34,7 @@ use crate::config::ClusterConfig;
 use network::{Network, PostError};
 use server::{MembershipChange, ServerState, WriteAnswer};
 
+pub(crate) use quorum::QueueGroups;
 pub(crate) use state_machine::MetaApplier;
 pub(crate) use types::{MetaCommand, MetaResponse};
 
@@ -111,6 +113,7 @@ pub struct Cluster {
     node_id: u64,
     name: String,
     network: Network,
+    groups: Arc<QueueGroups>,
     listener: tokio::task::JoinHandle<()>,
 }
 
@@ -124,12 +127,25 @@ impl std::fmt::Debug for Cluster {
 }
 
 impl Cluster {
+    /// This node's quorum queue groups (none open yet), sharing the inter-node client and secret the cluster
+    /// will use: made before [`Cluster::start`], since applying the definitions log at start opens them.
+    pub(crate) fn queue_groups(config: &ClusterConfig, data_dir: &Path) -> Arc<QueueGroups> {
+        let network = Network::new(auth::Signer::new(&config.secret));
+        let me = ClusterNode {
+            name: config.name.clone(),
+            addr: config.listen.to_string(),
+        };
+        Arc::new(QueueGroups::new(network, data_dir, me))
+    }
+
     /// Joins the cluster `config` describes: opens the log under `data_dir/cluster`, starts the inter-node
-    /// listener and the Raft group, and applies committed changes through `applier`.
+    /// listener and the Raft group, and applies committed changes through `applier`; `groups` are this node's
+    /// quorum queue groups (from [`Cluster::queue_groups`]).
     pub(crate) async fn start(
         config: &ClusterConfig,
         data_dir: &Path,
         applier: Arc<dyn MetaApplier>,
+        groups: Arc<QueueGroups>,
     ) -> Result<Arc<Cluster>, ClusterError> {
         let mut all: BTreeMap<u64, ClusterNode> = BTreeMap::new();
         let me = ClusterNode {
@@ -174,7 +190,7 @@ impl Cluster {
         }
         .validate()
         .map_err(|e| ClusterError::Raft(e.to_string()))?;
-        let network = Network::new(auth::Signer::new(&config.secret));
+        let network = groups.network().clone();
         let raft = Raft::new(
             node_id,
             Arc::new(raft_config),
@@ -194,6 +210,7 @@ impl Cluster {
         let router = server::router(ServerState {
             raft: raft.clone(),
             signer: network.signer.clone(),
+            groups: groups.clone(),
         });
         let listener = tokio::spawn(async move {
             if let Err(error) = axum::serve(listener, router).await {
@@ -225,6 +242,7 @@ impl Cluster {
             node_id,
             name: config.name.clone(),
             network,
+            groups,
             listener,
         });
         if !initialized && config.join {
@@ -380,8 +398,9 @@ impl Cluster {
         }
     }
 
-    /// Stops the group and the inter-node listener.
+    /// Stops the group, the quorum queue groups and the inter-node listener.
     pub(crate) async fn shutdown(&self) {
+        self.groups.shutdown().await;
         if let Err(error) = self.raft.shutdown().await {
             tracing::warn!(%error, "cluster shutdown");
         }
@@ -427,8 +446,10 @@ mod tests {
 
     struct Builder;
 
-    impl StoreBuilder<MetaTypes, LogStore, StateMachine, Dir> for Builder {
-        async fn build(&self) -> Result<(Dir, LogStore, StateMachine), StorageError<u64>> {
+    impl StoreBuilder<MetaTypes, LogStore<MetaTypes>, StateMachine, Dir> for Builder {
+        async fn build(
+            &self,
+        ) -> Result<(Dir, LogStore<MetaTypes>, StateMachine), StorageError<u64>> {
             static NEXT: AtomicU64 = AtomicU64::new(0);
             let dir = std::env::temp_dir().join(format!(
                 "warren-raft-suite-{}-{}",

@@ -1,6 +1,8 @@
-//! The definitions group's messages between nodes: openraft's RPCs as signed JSON over HTTP to the target's
-//! inter-node listener (`server.rs`), with reqwest's async client.
+//! The groups' messages between nodes: openraft's RPCs as signed JSON over HTTP to the target's inter-node listener
+//! (`server.rs`), with reqwest's async client. The definitions group's RPCs go to `/cluster/...`, a quorum queue
+//! group's to `/queue/{group}/...` ([`GroupNetwork`]).
 
+use std::marker::PhantomData;
 use std::time::Duration;
 
 use openraft::error::{
@@ -11,6 +13,7 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
+use openraft::RaftTypeConfig;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -85,26 +88,70 @@ pub(crate) enum PostError {
     Network(String),
 }
 
-/// One target node's RPCs.
-pub(crate) struct PeerClient {
+/// One target node's RPCs for the group whose routes start with `prefix`.
+pub(crate) struct PeerClient<C> {
     network: Network,
     target: u64,
     addr: String,
+    prefix: String,
+    types: PhantomData<fn() -> C>,
 }
 
 impl RaftNetworkFactory<MetaTypes> for Network {
-    type Network = PeerClient;
+    type Network = PeerClient<MetaTypes>;
 
-    async fn new_client(&mut self, target: u64, node: &ClusterNode) -> PeerClient {
+    async fn new_client(&mut self, target: u64, node: &ClusterNode) -> PeerClient<MetaTypes> {
         PeerClient {
             network: self.clone(),
             target,
             addr: node.addr.clone(),
+            prefix: "/cluster".to_owned(),
+            types: PhantomData,
         }
     }
 }
 
-impl PeerClient {
+/// The network of one quorum queue's group: its RPCs go to `/queue/{group}/...` on the target.
+#[derive(Clone)]
+pub(crate) struct GroupNetwork<C> {
+    /// The node's client.
+    pub(crate) network: Network,
+    /// `/queue/{group}`.
+    pub(crate) prefix: String,
+    types: PhantomData<fn() -> C>,
+}
+
+impl<C> GroupNetwork<C> {
+    /// The network of the group with routes under `prefix`.
+    pub(crate) fn new(network: Network, prefix: String) -> GroupNetwork<C> {
+        GroupNetwork {
+            network,
+            prefix,
+            types: PhantomData,
+        }
+    }
+}
+
+impl<C> RaftNetworkFactory<C> for GroupNetwork<C>
+where
+    C: RaftTypeConfig<NodeId = u64, Node = ClusterNode>,
+    AppendEntriesRequest<C>: Serialize,
+    InstallSnapshotRequest<C>: Serialize,
+{
+    type Network = PeerClient<C>;
+
+    async fn new_client(&mut self, target: u64, node: &ClusterNode) -> PeerClient<C> {
+        PeerClient {
+            network: self.network.clone(),
+            target,
+            addr: node.addr.clone(),
+            prefix: self.prefix.clone(),
+            types: PhantomData,
+        }
+    }
+}
+
+impl<C> PeerClient<C> {
     async fn call<
         Req: Serialize,
         Resp: DeserializeOwned,
@@ -115,9 +162,10 @@ impl PeerClient {
         request: &Req,
         option: &RPCOption,
     ) -> Result<Resp, RPCError<u64, ClusterNode, RaftError<u64, E>>> {
+        let path = format!("{}{path}", self.prefix);
         let answer: Result<Resp, RaftError<u64, E>> = self
             .network
-            .post(&self.addr, path, request, Some(option.hard_ttl()))
+            .post(&self.addr, &path, request, Some(option.hard_ttl()))
             .await
             .map_err(|e| match e {
                 PostError::Unreachable(text) => {
@@ -131,24 +179,29 @@ impl PeerClient {
     }
 }
 
-impl RaftNetwork<MetaTypes> for PeerClient {
+impl<C> RaftNetwork<C> for PeerClient<C>
+where
+    C: RaftTypeConfig<NodeId = u64, Node = ClusterNode>,
+    AppendEntriesRequest<C>: Serialize,
+    InstallSnapshotRequest<C>: Serialize,
+{
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<MetaTypes>,
+        rpc: AppendEntriesRequest<C>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, ClusterNode, RaftError<u64>>> {
-        self.call("/cluster/append", &rpc, &option).await
+        self.call("/append", &rpc, &option).await
     }
 
     async fn install_snapshot(
         &mut self,
-        rpc: InstallSnapshotRequest<MetaTypes>,
+        rpc: InstallSnapshotRequest<C>,
         option: RPCOption,
     ) -> Result<
         InstallSnapshotResponse<u64>,
         RPCError<u64, ClusterNode, RaftError<u64, InstallSnapshotError>>,
     > {
-        self.call("/cluster/snapshot", &rpc, &option).await
+        self.call("/snapshot", &rpc, &option).await
     }
 
     async fn vote(
@@ -156,6 +209,6 @@ impl RaftNetwork<MetaTypes> for PeerClient {
         rpc: VoteRequest<u64>,
         option: RPCOption,
     ) -> Result<VoteResponse<u64>, RPCError<u64, ClusterNode, RaftError<u64>>> {
-        self.call("/cluster/vote", &rpc, &option).await
+        self.call("/vote", &rpc, &option).await
     }
 }

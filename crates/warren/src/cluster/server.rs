@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -15,6 +15,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::auth::{Signer, SIGNATURE_HEADER};
+use super::quorum::group::{OpBatch, QueueTypes};
+use super::quorum::QueueGroups;
 use super::types::{MetaCommand, MetaResponse, MetaTypes};
 use super::{node_id, ClusterNode};
 use openraft::ChangeMembers;
@@ -25,6 +27,8 @@ use std::collections::BTreeSet;
 pub(crate) struct ServerState {
     pub(crate) raft: Raft<MetaTypes>,
     pub(crate) signer: Signer,
+    /// This node's quorum queue groups.
+    pub(crate) groups: Arc<QueueGroups>,
 }
 
 /// A forwarded write's answer: the log index it was committed at and what applying it answered, or why the node
@@ -84,6 +88,10 @@ pub(crate) fn router(state: ServerState) -> Router {
         .route("/cluster/snapshot", post(snapshot))
         .route("/cluster/write", post(write))
         .route("/cluster/membership", post(membership))
+        .route("/queue/{group}/append", post(queue_append))
+        .route("/queue/{group}/vote", post(queue_vote))
+        .route("/queue/{group}/snapshot", post(queue_snapshot))
+        .route("/queue/{group}/write", post(queue_write))
         .with_state(Arc::new(state))
 }
 
@@ -189,6 +197,99 @@ async fn membership(
         &headers,
         &body,
         |raft, change: MembershipChange| async move { change.apply(&raft).await },
+    )
+    .await
+}
+
+/// The group a `/queue/{group}/...` request names, if this node has it open (404 otherwise: the sender retries,
+/// as it does for a node that is down).
+fn queue_group(state: &ServerState, group: &str) -> Option<Raft<QueueTypes>> {
+    u64::from_str_radix(group, 16)
+        .ok()
+        .and_then(|id| state.groups.get(id))
+}
+
+/// Answers a request for a queue group: as [`rpc`], for the group the path names.
+async fn queue_rpc<Req, Resp, Fut>(
+    state: &ServerState,
+    group: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+    call: impl FnOnce(Raft<QueueTypes>, Req) -> Fut,
+) -> Response
+where
+    Req: DeserializeOwned,
+    Resp: Serialize,
+    Fut: std::future::Future<Output = Resp>,
+{
+    let Some(raft) = queue_group(state, group) else {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("no queue group {group} here"),
+        )
+            .into_response();
+    };
+    match verified(state, headers, body) {
+        Ok(request) => json(&call(raft, request).await),
+        Err(refused) => refused.into_response(),
+    }
+}
+
+async fn queue_append(
+    State(state): State<Arc<ServerState>>,
+    Path(group): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    queue_rpc(&state, &group, &headers, &body, |raft, rpc| async move {
+        raft.append_entries(rpc).await
+    })
+    .await
+}
+
+async fn queue_vote(
+    State(state): State<Arc<ServerState>>,
+    Path(group): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    queue_rpc(&state, &group, &headers, &body, |raft, rpc| async move {
+        raft.vote(rpc).await
+    })
+    .await
+}
+
+async fn queue_snapshot(
+    State(state): State<Arc<ServerState>>,
+    Path(group): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    queue_rpc(&state, &group, &headers, &body, |raft, rpc| async move {
+        raft.install_snapshot(rpc).await
+    })
+    .await
+}
+
+/// A write another member forwards to this node as the group's leader: answered once committed.
+async fn queue_write(
+    State(state): State<Arc<ServerState>>,
+    Path(group): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    queue_rpc(
+        &state,
+        &group,
+        &headers,
+        &body,
+        |raft, batch: OpBatch| async move {
+            let answer: Result<(), String> = match raft.client_write(batch).await {
+                Ok(_) => Ok(()),
+                Err(e) => Err(e.to_string()),
+            };
+            answer
+        },
     )
     .await
 }

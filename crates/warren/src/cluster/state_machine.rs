@@ -83,6 +83,9 @@ impl MetaState {
                 let key = (permission.user.clone(), permission.vhost.clone());
                 self.permissions.insert(key, permission.clone());
             }
+            // Not in snapshots: this group's log is never purged (see the module's documentation), so a node
+            // that falls behind receives these entries themselves.
+            MetaCommand::DeclareQuorumQueue { .. } | MetaCommand::DeleteQuorumQueue { .. } => {}
         }
     }
 

@@ -63,6 +63,29 @@ pub(crate) enum MetaCommand {
         /// The user, the vhost and the three patterns.
         permission: PermissionDefinition,
     },
+    /// A replicated quorum queue is declared: every node opens its part of the queue's group and serves it.
+    DeclareQuorumQueue {
+        /// Its vhost.
+        vhost: String,
+        /// Its name.
+        name: String,
+        /// Its arguments, as definitions JSON carries them.
+        arguments: serde_json::Map<String, serde_json::Value>,
+        /// Its group's id, chosen by the node that took the declare (a queue declared again after a delete has a
+        /// new group).
+        group: u64,
+        /// The group's voters.
+        voters: Vec<super::ClusterNode>,
+        /// Every node of the cluster when it was declared (those that are not voters follow as learners).
+        nodes: Vec<super::ClusterNode>,
+    },
+    /// A replicated quorum queue is deleted, with its messages, on every node.
+    DeleteQuorumQueue {
+        /// Its vhost.
+        vhost: String,
+        /// Its name.
+        name: String,
+    },
 }
 
 /// What applying a [`MetaCommand`] answered on the node that applied it: RabbitMQ's error text when the change

@@ -8,7 +8,7 @@
 //! - `export`: the store written as a file RabbitMQ imports.
 
 mod access;
-mod arguments;
+pub(crate) mod arguments;
 mod export;
 mod model;
 #[cfg(test)]

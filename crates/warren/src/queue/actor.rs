@@ -41,7 +41,7 @@ pub(crate) struct QueueStorage {
 
 /// Inbox capacity in commands; a full inbox makes publishers' readers wait. A publish command carries up to
 /// `MAX_RUN` messages, so at most 32,768 messages wait in an inbox.
-const INBOX_CAPACITY: usize = 32_768 / MAX_RUN;
+pub(super) const INBOX_CAPACITY: usize = 32_768 / MAX_RUN;
 const BATCH: usize = 256;
 
 /// Creates a queue applying `settings` and starts its actor; a durable queue starts with the messages the store

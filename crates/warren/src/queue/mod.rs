@@ -248,7 +248,39 @@ pub(crate) struct QueueHandle {
     pub(crate) gauges: gauges::QueueGauges,
 }
 
+/// The receiving ends of a queue handle's channels, for the task that serves it.
+pub(crate) struct QueueInbox {
+    /// Publishes, consumes, gets and questions.
+    pub(crate) commands: mpsc::Receiver<QueueCommand>,
+    /// Settlements and channel-closed notices, taken first.
+    pub(crate) settlements: mpsc::UnboundedReceiver<QueueCommand>,
+}
+
 impl QueueHandle {
+    /// A handle for `spec` whose commands some task other than [`spawn_queue`]'s actor serves (a replicated
+    /// queue's): that task reads the returned inbox.
+    pub(crate) fn with_inbox(
+        spec: QueueSpec,
+        settings: QueueSettings,
+    ) -> (Arc<QueueHandle>, QueueInbox) {
+        let (inbox, commands) = mpsc::channel(actor::INBOX_CAPACITY);
+        let (settlements, settle_receiver) = mpsc::unbounded_channel();
+        let handle = Arc::new(QueueHandle {
+            spec,
+            inbox,
+            settlements,
+            wake: Arc::new(Notify::new()),
+            flow: Default::default(),
+            settings: ArcSwap::from_pointee(settings),
+            gauges: Default::default(),
+        });
+        let receivers = QueueInbox {
+            commands,
+            settlements: settle_receiver,
+        };
+        (handle, receivers)
+    }
+
     /// The queue's name.
     pub(crate) fn name(&self) -> &str {
         &self.spec.name

@@ -9,6 +9,7 @@ mod equivalence;
 mod events;
 mod objects;
 mod policies;
+mod replicated;
 mod routing;
 mod trace;
 
@@ -35,6 +36,7 @@ use warren_protocol::FieldTable;
 pub(crate) use durable::DurableStores;
 pub(crate) use events::EventPublisher;
 pub(crate) use objects::{generated_queue_name, ExchangeDeclare, QueueDeclare};
+pub(crate) use replicated::QueueReplication;
 pub(crate) use routing::RouteExtras;
 
 /// A virtual host: an isolated namespace of exchanges and queues, shared by every connection that opened it.
@@ -82,6 +84,8 @@ pub(crate) struct Vhost {
     pub(crate) default_exchange_stats: ExchangeStats,
     /// Its limits (`max-connections`, `max-queues`) as set, read when a connection opens it or a queue is created.
     limits: RwLock<LimitMap>,
+    /// The cluster's replication of quorum queues, once the node is in a cluster.
+    replication: std::sync::OnceLock<Arc<dyn QueueReplication>>,
     /// Itself, weakly: the owner its queues are spawned with ([`QueueOwner`]), without a reference cycle.
     me: Weak<Vhost>,
 }
@@ -149,6 +153,7 @@ impl Vhost {
                 metrics,
                 counters: Arc::default(),
                 default_exchange_stats: ExchangeStats::default(),
+                replication: std::sync::OnceLock::new(),
                 me: me.clone(),
             };
             for (xname, kind, internal) in PREDECLARED {

@@ -356,6 +356,12 @@ impl Vhost {
                 )));
             }
         }
+        if let Some(answer) = self.declare_replicated(&name, &args, &d.arguments) {
+            if answer.is_ok() {
+                self.count(Counter::QueuesDeclared);
+            }
+            return answer;
+        }
         let mut spec = QueueSpec {
             name: Arc::from(name.as_str()),
             vhost: self.name.clone(),
@@ -425,6 +431,9 @@ impl Vhost {
         let Some(queue) = self.queue_to_delete(name, connection_id)? else {
             return Ok(0);
         };
+        if self.is_replicated(&queue) {
+            return self.delete_replicated(&queue, if_unused, if_empty).await;
+        }
         let (reply, answer) = oneshot::channel();
         let sent = queue
             .send(QueueCommand::Delete {

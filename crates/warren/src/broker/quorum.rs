@@ -1,0 +1,169 @@
+//! Replicated quorum queues on a cluster member: a declare or delete taken here is written to the definitions
+//! group ([`BrokerReplication`]); each node applies it by opening (or removing) its part of the queue's Raft group
+//! and adopting (or dropping) the queue in its vhost.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+
+use super::{AdminError, Broker};
+use crate::cluster::quorum::actor;
+use crate::cluster::{ClusterNode, MetaCommand};
+use crate::definitions::arguments::{table_from_json, table_to_json};
+use crate::vhost::QueueReplication;
+use warren_protocol::error::{AmqpError, ReplyCode};
+use warren_protocol::{AMQPValue, FieldTable};
+
+/// Voters of a quorum queue when its declare does not say (`x-quorum-initial-group-size`): every node, up to this.
+const DEFAULT_GROUP_SIZE: usize = 5;
+
+/// The cluster's replication as the vhosts use it; holds the broker weakly (the broker holds the vhosts).
+pub(super) struct BrokerReplication(pub(super) Weak<Broker>);
+
+fn refused(error: AdminError) -> AmqpError {
+    match error {
+        AdminError::Cluster(text) => AmqpError::new(ReplyCode::InternalError, text),
+        other => AmqpError::precondition(other.to_string()),
+    }
+}
+
+impl QueueReplication for BrokerReplication {
+    fn declare(&self, vhost: &str, name: &str, arguments: &FieldTable) -> Result<(), AmqpError> {
+        let Some(broker) = self.0.upgrade() else {
+            return Err(AmqpError::new(
+                ReplyCode::InternalError,
+                "the node is shutting down".to_owned(),
+            ));
+        };
+        let Some(cluster) = broker.cluster() else {
+            return Err(AmqpError::new(
+                ReplyCode::InternalError,
+                "the node has not joined its cluster yet".to_owned(),
+            ));
+        };
+        let mut nodes: Vec<ClusterNode> = cluster.status().members;
+        nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        let size = match arguments.inner().get("x-quorum-initial-group-size") {
+            Some(AMQPValue::LongLongInt(n)) => usize::try_from(*n).unwrap_or(1),
+            Some(AMQPValue::LongInt(n)) => usize::try_from(*n).unwrap_or(1),
+            Some(AMQPValue::ShortInt(n)) => usize::try_from(*n).unwrap_or(1),
+            Some(AMQPValue::ShortShortInt(n)) => usize::try_from(*n).unwrap_or(1),
+            _ => DEFAULT_GROUP_SIZE,
+        }
+        .clamp(1, nodes.len().max(1));
+        // Voters start at a random node, so that queues' groups (and the leaders they elect) spread.
+        let offset = rand::random_range(0..nodes.len().max(1));
+        let voters: Vec<ClusterNode> = nodes
+            .iter()
+            .cycle()
+            .skip(offset)
+            .take(size)
+            .cloned()
+            .collect();
+        let command = MetaCommand::DeclareQuorumQueue {
+            vhost: vhost.to_owned(),
+            name: name.to_owned(),
+            arguments: table_to_json(arguments),
+            group: rand::random::<u64>(),
+            voters,
+            nodes,
+        };
+        // Declares run on the blocking pool: wait there for the cluster to commit and this node to apply.
+        tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(broker.change_definitions(command))
+        })
+        .map_err(refused)
+    }
+
+    fn delete<'a>(
+        &'a self,
+        vhost: &'a str,
+        name: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<(), AmqpError>> + Send + 'a>> {
+        Box::pin(async move {
+            let Some(broker) = self.0.upgrade() else {
+                return Ok(());
+            };
+            let command = MetaCommand::DeleteQuorumQueue {
+                vhost: vhost.to_owned(),
+                name: name.to_owned(),
+            };
+            broker.change_definitions(command).await.map_err(refused)
+        })
+    }
+}
+
+impl Broker {
+    /// Applies a committed quorum queue declare: opens this node's part of its group and adopts the queue.
+    pub(super) async fn adopt_quorum_queue(
+        &self,
+        vhost: &str,
+        name: &str,
+        arguments: &serde_json::Map<String, serde_json::Value>,
+        group: u64,
+        voters: &[ClusterNode],
+        nodes: &[ClusterNode],
+    ) -> Result<(), AdminError> {
+        let vhost = self
+            .vhost(vhost)
+            .ok_or_else(|| AdminError::NoSuchVhost(vhost.to_owned()))?;
+        if vhost.queue(name).is_some() {
+            return Ok(());
+        }
+        let (Some(groups), Some(replication)) = (self.queue_groups.get(), self.replication.get())
+        else {
+            return Err(AdminError::Cluster(
+                "this node is not in a cluster".to_owned(),
+            ));
+        };
+        let table = table_from_json(arguments)
+            .map_err(|(key, why)| AdminError::Invalid(format!("argument {key}: {why}")))?;
+        let (group, applied) = groups
+            .open(vhost.name.as_ref(), name, group, voters, nodes)
+            .await
+            .map_err(|e| AdminError::Cluster(e.to_string()))?;
+        vhost
+            .adopt_replicated(name, &table, |handle, inbox| {
+                actor::spawn(handle, group, inbox, applied, replication.clone());
+            })
+            .map_err(|e| AdminError::Invalid(e.text))
+    }
+
+    /// Applies a committed quorum queue delete: drops the queue, tells its actor, removes this node's group.
+    pub(super) async fn drop_quorum_queue(
+        &self,
+        vhost: &str,
+        name: &str,
+    ) -> Result<(), AdminError> {
+        let Some(vhost) = self.vhost(vhost) else {
+            return Ok(());
+        };
+        let Some(queue) = vhost.drop_replicated(name, super::ADMIN_USER) else {
+            return Ok(());
+        };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let command = crate::queue::QueueCommand::Delete {
+            if_unused: false,
+            if_empty: false,
+            requester: None,
+            reply,
+        };
+        if queue.send(command).await {
+            let _ = answer.await;
+        }
+        if let Some(groups) = self.queue_groups.get() {
+            groups.remove(&vhost.name, name).await;
+        }
+        Ok(())
+    }
+
+    /// Makes the vhosts replicate their quorum queues through the cluster.
+    pub(super) fn replicate_quorum_queues(self: &Arc<Self>) {
+        let replication: Arc<dyn QueueReplication> =
+            Arc::new(BrokerReplication(Arc::downgrade(self)));
+        for vhost in self.vhosts.iter() {
+            vhost.value().set_replication(replication.clone());
+        }
+        let _ = self.replication.set(replication);
+    }
+}

@@ -1,0 +1,280 @@
+//! A quorum queue's Raft group as openraft sees it: its type config, and its state machine, which applies the
+//! committed operations to the queue's [`QuorumState`] and hands what they make happen to this node's queue
+//! actor. Snapshots are the whole state as JSON, kept in a file next to the group's log so that a restart starts
+//! from the last one (openraft then re-applies the committed entries after it) and the log before it can be purged.
+
+use std::io::Cursor;
+use std::path::PathBuf;
+
+use openraft::storage::RaftStateMachine;
+use openraft::{
+    AnyError, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, Snapshot,
+    SnapshotMeta, StorageError, StorageIOError, StoredMembership,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use super::machine::{Effect, Op, QuorumState};
+use crate::cluster::ClusterNode;
+
+/// One log entry of a queue's group: operations taken together (one node's batch), applied in order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct OpBatch(pub(crate) Vec<Op>);
+
+/// What applying an entry answers the writer: nothing beyond that it was applied.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Applied;
+
+openraft::declare_raft_types!(
+    /// A quorum queue group's types.
+    pub(crate) QueueTypes:
+        D = OpBatch,
+        R = Applied,
+        NodeId = u64,
+        Node = ClusterNode,
+        Entry = openraft::Entry<QueueTypes>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// The queue's counts after an applied batch, for declare-ok, listings and metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct AppliedCounts {
+    /// Ready messages.
+    pub(crate) ready: u64,
+    /// Checked out, not settled.
+    pub(crate) unacked: u64,
+    /// Consumers across the cluster.
+    pub(crate) consumers: u64,
+    /// Body bytes of the ready messages.
+    pub(crate) ready_bytes: u64,
+}
+
+/// What the state machine hands this node's actor after applying entries.
+pub(crate) struct AppliedBatch {
+    /// The effects, in log order.
+    pub(crate) effects: Vec<Effect>,
+    /// The counts after them.
+    pub(crate) counts: AppliedCounts,
+}
+
+/// What a snapshot holds.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct SnapshotBody {
+    last_applied: Option<LogId<u64>>,
+    membership: StoredMembership<u64, ClusterNode>,
+    state: QuorumState,
+}
+
+/// A snapshot as kept in its file.
+#[derive(Serialize, Deserialize)]
+struct SnapshotFile {
+    meta: SnapshotMeta<u64, ClusterNode>,
+    #[serde(with = "serde_bytes_as_string")]
+    data: Vec<u8>,
+}
+
+/// The group's state machine on this node.
+pub(crate) struct QueueMachine {
+    body: SnapshotBody,
+    snapshot: Option<(SnapshotMeta<u64, ClusterNode>, Vec<u8>)>,
+    snapshot_path: PathBuf,
+    snapshots_built: u64,
+    effects: mpsc::UnboundedSender<AppliedBatch>,
+}
+
+fn snapshot_error(e: impl std::fmt::Display) -> StorageError<u64> {
+    StorageError::from(StorageIOError::read_snapshot(
+        None,
+        AnyError::error(e.to_string()),
+    ))
+}
+
+fn snapshot_write_error(e: impl std::fmt::Display) -> StorageError<u64> {
+    StorageError::from(StorageIOError::write_snapshot(
+        None,
+        AnyError::error(e.to_string()),
+    ))
+}
+
+impl QueueMachine {
+    /// The state machine whose snapshot is kept at `snapshot_path`, starting from it if it exists; applied
+    /// batches go to `effects`.
+    pub(crate) fn open(
+        snapshot_path: PathBuf,
+        effects: mpsc::UnboundedSender<AppliedBatch>,
+    ) -> Result<QueueMachine, String> {
+        let mut machine = QueueMachine {
+            body: SnapshotBody::default(),
+            snapshot: None,
+            snapshot_path,
+            snapshots_built: 0,
+            effects,
+        };
+        match std::fs::read(&machine.snapshot_path) {
+            Ok(bytes) => {
+                let file: SnapshotFile =
+                    serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+                machine.body = serde_json::from_slice(&file.data).map_err(|e| e.to_string())?;
+                machine.snapshot = Some((file.meta, file.data));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.to_string()),
+        }
+        Ok(machine)
+    }
+
+    fn counts(&self) -> AppliedCounts {
+        let state = &self.body.state;
+        AppliedCounts {
+            ready: state.ready(),
+            unacked: state.unacked(),
+            consumers: state.consumers(),
+            ready_bytes: state.ready_bytes(),
+        }
+    }
+
+    /// Writes the snapshot file whole (a temporary file, fsynced, renamed over the old one).
+    fn persist(&self, meta: &SnapshotMeta<u64, ClusterNode>, data: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        let file = SnapshotFile {
+            meta: meta.clone(),
+            data: data.to_vec(),
+        };
+        let bytes = serde_json::to_vec(&file)?;
+        let tmp = self.snapshot_path.with_extension("snapshot.tmp");
+        let mut out = std::fs::File::create(&tmp)?;
+        out.write_all(&bytes)?;
+        out.sync_all()?;
+        std::fs::rename(&tmp, &self.snapshot_path)?;
+        if let Some(dir) = self.snapshot_path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+}
+
+/// Hands out a snapshot built at one moment.
+pub(crate) struct SnapshotBuilder {
+    meta: SnapshotMeta<u64, ClusterNode>,
+    data: Vec<u8>,
+}
+
+impl RaftSnapshotBuilder<QueueTypes> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<QueueTypes>, StorageError<u64>> {
+        Ok(Snapshot {
+            meta: self.meta.clone(),
+            snapshot: Box::new(Cursor::new(self.data.clone())),
+        })
+    }
+}
+
+impl RaftStateMachine<QueueTypes> for QueueMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<u64>>, StoredMembership<u64, ClusterNode>), StorageError<u64>> {
+        Ok((self.body.last_applied, self.body.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Applied>, StorageError<u64>>
+    where
+        I: IntoIterator<Item = Entry<QueueTypes>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut responses = Vec::new();
+        let mut effects = Vec::new();
+        for entry in entries {
+            self.body.last_applied = Some(entry.log_id);
+            match entry.payload {
+                EntryPayload::Blank => {}
+                EntryPayload::Normal(OpBatch(ops)) => {
+                    for op in ops {
+                        self.body.state.apply(op, &mut effects);
+                    }
+                }
+                EntryPayload::Membership(membership) => {
+                    self.body.membership = StoredMembership::new(Some(entry.log_id), membership);
+                }
+            }
+            responses.push(Applied);
+        }
+        // The actor may be gone (the queue is being deleted): nothing is left to deliver to.
+        let _ = self.effects.send(AppliedBatch {
+            effects,
+            counts: self.counts(),
+        });
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        self.snapshots_built += 1;
+        let snapshot_id = match self.body.last_applied {
+            Some(id) => format!("{}-{}-{}", id.leader_id, id.index, self.snapshots_built),
+            None => format!("none-{}", self.snapshots_built),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: self.body.last_applied,
+            last_membership: self.body.membership.clone(),
+            snapshot_id,
+        };
+        // Plain maps of numbers and strings: serialising cannot fail.
+        let data = serde_json::to_vec(&self.body).unwrap_or_default();
+        match self.persist(&meta, &data) {
+            Ok(()) => self.snapshot = Some((meta.clone(), data.clone())),
+            // Not kept: the log is then not purged past the last snapshot that was.
+            Err(error) => tracing::warn!(%error, "quorum queue snapshot not written"),
+        }
+        SnapshotBuilder { meta, data }
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<u64>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<u64, ClusterNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<u64>> {
+        let data = snapshot.into_inner();
+        let body: SnapshotBody = serde_json::from_slice(&data).map_err(snapshot_error)?;
+        self.persist(meta, &data).map_err(snapshot_write_error)?;
+        self.body = body;
+        self.body.last_applied = meta.last_log_id;
+        self.body.membership = meta.last_membership.clone();
+        self.snapshot = Some((meta.clone(), data));
+        let _ = self.effects.send(AppliedBatch {
+            effects: Vec::new(),
+            counts: self.counts(),
+        });
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<QueueTypes>>, StorageError<u64>> {
+        Ok(self.snapshot.as_ref().map(|(meta, data)| Snapshot {
+            meta: meta.clone(),
+            snapshot: Box::new(Cursor::new(data.clone())),
+        }))
+    }
+}
+
+/// The snapshot's bytes (JSON themselves) kept as a string in the file.
+mod serde_bytes_as_string {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&String::from_utf8_lossy(bytes))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<u8>, D::Error> {
+        Ok(String::deserialize(deserializer)?.into_bytes())
+    }
+}

@@ -1,0 +1,650 @@
+//! The replicated state of a quorum queue, as every member of its group applies it: the messages not yet settled,
+//! which are ready and which each consumer holds, and the consumers with their credit. Deterministic (no clock, no
+//! randomness, no I/O), so every member that applies the same log ends in the same state and makes the same
+//! decisions: which consumer a message goes to is decided here, in log order, as RabbitMQ's `rabbit_fifo` does.
+//!
+//! What applying an operation makes happen outside the state (a delivery, a get's answer, a consume-ok) comes back
+//! as [`Effect`]s naming the consumer they are for; only the node that serves that consumer acts on them.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// A consumer (or a node's basic.get callers) across the cluster: the node that serves its client, that node's
+/// run (each start of a node is a new run, so consumers of an earlier run are known dead), and its id there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub(crate) struct ConsumerKey {
+    /// The node's id.
+    pub(crate) node: u64,
+    /// The node's run.
+    pub(crate) run: u64,
+    /// The consumer's id on that node; [`GET_CONSUMER`] for the node's basic.get deliveries.
+    pub(crate) id: u64,
+}
+
+/// The consumer id under which a node's basic.get deliveries are held (no consumer of its own has id 0).
+pub(crate) const GET_CONSUMER: u64 = 0;
+
+/// A message as the group replicates it: what a consumer is delivered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ReplicatedMessage {
+    /// The exchange it was published to.
+    pub(crate) exchange: String,
+    /// Its routing key.
+    pub(crate) routing_key: String,
+    /// Its properties exactly as published.
+    #[serde(with = "base64_bytes")]
+    pub(crate) properties: Bytes,
+    /// Its body.
+    #[serde(with = "base64_bytes")]
+    pub(crate) body: Bytes,
+}
+
+/// What a settlement does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Settlement {
+    /// Done with: removed.
+    Ack,
+    /// Back to the queue, marked redelivered, its delivery count raised.
+    Requeue,
+    /// Dropped.
+    Discard,
+}
+
+/// One operation of the queue's log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Op {
+    /// A published message.
+    Enqueue(ReplicatedMessage),
+    /// A consumer subscribes.
+    Attach {
+        /// Who.
+        key: ConsumerKey,
+        /// The most unacknowledged deliveries it may hold; 0 = no limit.
+        prefetch: u32,
+        /// Deliveries count as settled at once.
+        no_ack: bool,
+        /// basic.consume exclusive: refused while the queue has consumers, and no other may join while it is.
+        exclusive: bool,
+    },
+    /// A consumer goes; what it holds goes back to the queue.
+    Detach {
+        /// Who.
+        key: ConsumerKey,
+    },
+    /// Acks, requeues or discards what `key` holds.
+    Settle {
+        /// The holder.
+        key: ConsumerKey,
+        /// The messages, by sequence number; those `key` does not hold are ignored.
+        seqs: Vec<u64>,
+        /// What to do with them.
+        action: Settlement,
+    },
+    /// basic.get on node `key.node`: the first ready message, held by `key` unless `no_ack`.
+    Get {
+        /// The node's get holder.
+        key: ConsumerKey,
+        /// The node's number for the request, echoed in the answer.
+        request: u64,
+        /// Settled at once.
+        no_ack: bool,
+    },
+    /// Node `node` started its run `run`: consumers of its earlier runs are gone.
+    NodeRun {
+        /// The node.
+        node: u64,
+        /// Its new run.
+        run: u64,
+    },
+    /// Drops the ready messages (queue.purge) for `key`'s request `request`.
+    Purge {
+        /// The requester.
+        key: ConsumerKey,
+        /// Its number for the request.
+        request: u64,
+    },
+}
+
+/// Something applying an operation makes happen, for the node serving `key` to carry out.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Effect {
+    /// The consumer is registered: consume-ok, then its deliveries.
+    Attached {
+        /// Who.
+        key: ConsumerKey,
+    },
+    /// The consumer was refused: the queue is in exclusive use (or it asked for exclusive use of a queue with
+    /// consumers).
+    AttachRefused {
+        /// Who.
+        key: ConsumerKey,
+    },
+    /// The consumer is gone: cancel-ok (or basic.cancel if it did not ask).
+    Detached {
+        /// Who.
+        key: ConsumerKey,
+    },
+    /// Deliver message `seq` to consumer `key`.
+    Deliver {
+        /// To whom.
+        key: ConsumerKey,
+        /// The message as the consumer gets it.
+        delivery: Delivery,
+    },
+    /// A basic.get's answer: the message, or None when the queue was empty.
+    GetAnswer {
+        /// The node's get holder.
+        key: ConsumerKey,
+        /// The request.
+        request: u64,
+        /// The message, if one was ready.
+        delivery: Option<Delivery>,
+        /// Ready messages left.
+        remaining: u32,
+    },
+    /// A purge's answer.
+    Purged {
+        /// The requester.
+        key: ConsumerKey,
+        /// The request.
+        request: u64,
+        /// Ready messages dropped.
+        count: u32,
+    },
+}
+
+/// A message handed to a consumer.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Delivery {
+    /// Its sequence number in the queue: what its settlement names.
+    pub(crate) seq: u64,
+    /// The message.
+    pub(crate) message: ReplicatedMessage,
+    /// Delivered before.
+    pub(crate) redelivered: bool,
+    /// How often it came back (the `x-delivery-count` it is delivered with when above 0).
+    pub(crate) returns: u32,
+}
+
+/// A message the queue holds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Held {
+    message: ReplicatedMessage,
+    redelivered: bool,
+    returns: u32,
+    /// The consumer it is checked out to; None while ready.
+    holder: Option<ConsumerKey>,
+}
+
+/// A consumer as the queue keeps it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Consumer {
+    prefetch: u32,
+    no_ack: bool,
+    exclusive: bool,
+    held: BTreeSet<u64>,
+}
+
+impl Consumer {
+    fn has_credit(&self) -> bool {
+        self.no_ack || self.prefetch == 0 || (self.held.len() as u64) < u64::from(self.prefetch)
+    }
+}
+
+/// The queue's replicated state.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct QuorumState {
+    next_seq: u64,
+    messages: BTreeMap<u64, Held>,
+    ready: BTreeSet<u64>,
+    #[serde(with = "pairs")]
+    consumers: BTreeMap<ConsumerKey, Consumer>,
+    /// Dispatch order: the next delivery goes to the first consumer here with credit, which then moves last.
+    rotation: VecDeque<ConsumerKey>,
+    /// Each node's current run.
+    runs: BTreeMap<u64, u64>,
+}
+
+impl QuorumState {
+    /// Ready messages.
+    pub(crate) fn ready(&self) -> u64 {
+        self.ready.len() as u64
+    }
+
+    /// Messages checked out and not yet settled.
+    pub(crate) fn unacked(&self) -> u64 {
+        (self.messages.len() - self.ready.len()) as u64
+    }
+
+    /// Consumers.
+    pub(crate) fn consumers(&self) -> u64 {
+        self.consumers.len() as u64
+    }
+
+    /// Body bytes of the ready messages.
+    pub(crate) fn ready_bytes(&self) -> u64 {
+        self.ready
+            .iter()
+            .filter_map(|seq| self.messages.get(seq))
+            .map(|held| held.message.body.len() as u64)
+            .sum()
+    }
+
+    /// Applies `op`, appending what it makes happen to `effects`.
+    pub(crate) fn apply(&mut self, op: Op, effects: &mut Vec<Effect>) {
+        match op {
+            Op::Enqueue(message) => {
+                self.next_seq += 1;
+                self.messages.insert(
+                    self.next_seq,
+                    Held {
+                        message,
+                        redelivered: false,
+                        returns: 0,
+                        holder: None,
+                    },
+                );
+                self.ready.insert(self.next_seq);
+            }
+            Op::Attach {
+                key,
+                prefetch,
+                no_ack,
+                exclusive,
+            } => {
+                if self.is_stale(key) || self.consumers.contains_key(&key) {
+                    return;
+                }
+                let in_exclusive_use = self.consumers.values().any(|c| c.exclusive);
+                if in_exclusive_use || (exclusive && !self.consumers.is_empty()) {
+                    effects.push(Effect::AttachRefused { key });
+                    return;
+                }
+                self.consumers.insert(
+                    key,
+                    Consumer {
+                        prefetch,
+                        no_ack,
+                        exclusive,
+                        held: BTreeSet::new(),
+                    },
+                );
+                self.rotation.push_back(key);
+                effects.push(Effect::Attached { key });
+            }
+            Op::Detach { key } => {
+                if self.detach(key) {
+                    effects.push(Effect::Detached { key });
+                }
+            }
+            Op::Settle { key, seqs, action } => {
+                for seq in seqs {
+                    self.settle(key, seq, action);
+                }
+            }
+            Op::Get {
+                key,
+                request,
+                no_ack,
+            } => {
+                let delivery = match self.ready.pop_first() {
+                    Some(seq) => self.check_out(seq, key, no_ack),
+                    None => None,
+                };
+                effects.push(Effect::GetAnswer {
+                    key,
+                    request,
+                    delivery,
+                    remaining: self.ready.len().try_into().unwrap_or(u32::MAX),
+                });
+            }
+            Op::NodeRun { node, run } => {
+                self.runs.insert(node, run);
+                let gone: Vec<ConsumerKey> = self
+                    .consumers
+                    .keys()
+                    .filter(|key| key.node == node && key.run != run)
+                    .copied()
+                    .collect();
+                for key in gone {
+                    self.detach(key);
+                }
+                let held: Vec<(u64, ConsumerKey)> = self
+                    .messages
+                    .iter()
+                    .filter_map(|(seq, held)| held.holder.map(|key| (*seq, key)))
+                    .filter(|(_, key)| key.node == node && key.run != run)
+                    .collect();
+                for (seq, key) in held {
+                    self.settle(key, seq, Settlement::Requeue);
+                }
+            }
+            Op::Purge { key, request } => {
+                let count = self.ready.len().try_into().unwrap_or(u32::MAX);
+                for seq in std::mem::take(&mut self.ready) {
+                    self.messages.remove(&seq);
+                }
+                effects.push(Effect::Purged {
+                    key,
+                    request,
+                    count,
+                });
+            }
+        }
+        self.dispatch(effects);
+    }
+
+    /// Whether `key` belongs to a run of its node that has been succeeded.
+    fn is_stale(&self, key: ConsumerKey) -> bool {
+        matches!(self.runs.get(&key.node), Some(run) if *run != key.run)
+    }
+
+    /// Removes consumer `key`, returning what it holds; false if there was no such consumer.
+    fn detach(&mut self, key: ConsumerKey) -> bool {
+        let Some(consumer) = self.consumers.remove(&key) else {
+            return false;
+        };
+        self.rotation.retain(|k| *k != key);
+        for seq in consumer.held {
+            self.settle(key, seq, Settlement::Requeue);
+        }
+        true
+    }
+
+    /// Settles message `seq` if `key` holds it.
+    fn settle(&mut self, key: ConsumerKey, seq: u64, action: Settlement) {
+        let Some(held) = self.messages.get_mut(&seq) else {
+            return;
+        };
+        if held.holder != Some(key) {
+            return;
+        }
+        if let Some(consumer) = self.consumers.get_mut(&key) {
+            consumer.held.remove(&seq);
+        }
+        match action {
+            Settlement::Ack | Settlement::Discard => {
+                self.messages.remove(&seq);
+            }
+            Settlement::Requeue => {
+                held.holder = None;
+                held.redelivered = true;
+                held.returns = held.returns.saturating_add(1);
+                self.ready.insert(seq);
+            }
+        }
+    }
+
+    /// Takes ready message `seq` out for `key`: removed when `no_ack`, held by `key` otherwise.
+    fn check_out(&mut self, seq: u64, key: ConsumerKey, no_ack: bool) -> Option<Delivery> {
+        let delivery = {
+            let held = self.messages.get_mut(&seq)?;
+            held.holder = Some(key);
+            Delivery {
+                seq,
+                message: held.message.clone(),
+                redelivered: held.redelivered,
+                returns: held.returns,
+            }
+        };
+        if no_ack {
+            self.messages.remove(&seq);
+        } else if let Some(consumer) = self.consumers.get_mut(&key) {
+            consumer.held.insert(seq);
+        }
+        Some(delivery)
+    }
+
+    /// Hands ready messages, in order, to the consumers with credit, in turn.
+    fn dispatch(&mut self, effects: &mut Vec<Effect>) {
+        while let Some(&seq) = self.ready.first() {
+            let Some(key) = self.next_with_credit() else {
+                return;
+            };
+            self.ready.remove(&seq);
+            let no_ack = self.consumers.get(&key).is_some_and(|c| c.no_ack);
+            if let Some(delivery) = self.check_out(seq, key, no_ack) {
+                effects.push(Effect::Deliver { key, delivery });
+            }
+        }
+    }
+
+    /// The next consumer in turn that may take a delivery, moved to the back of the turn.
+    fn next_with_credit(&mut self) -> Option<ConsumerKey> {
+        for _ in 0..self.rotation.len() {
+            let key = self.rotation.pop_front()?;
+            self.rotation.push_back(key);
+            if self.consumers.get(&key).is_some_and(Consumer::has_credit) {
+                return Some(key);
+            }
+        }
+        None
+    }
+}
+
+/// A map whose keys are not strings as a list of pairs in JSON.
+mod pairs {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<K: Serialize, V: Serialize, S: Serializer>(
+        map: &BTreeMap<K, V>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(map.iter())
+    }
+
+    pub(super) fn deserialize<'de, K, V, D>(deserializer: D) -> Result<BTreeMap<K, V>, D::Error>
+    where
+        K: Deserialize<'de> + Ord,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Ok(Vec::<(K, V)>::deserialize(deserializer)?
+            .into_iter()
+            .collect())
+    }
+}
+
+/// `Bytes` as base64 text in the group's JSON.
+mod base64_bytes {
+    use base64::Engine;
+    use bytes::Bytes;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        bytes: &Bytes,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Bytes, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text.as_bytes())
+            .map(Bytes::from)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(body: &'static str) -> ReplicatedMessage {
+        ReplicatedMessage {
+            exchange: String::new(),
+            routing_key: "q".to_owned(),
+            properties: Bytes::from_static(&[0, 0]),
+            body: Bytes::from_static(body.as_bytes()),
+        }
+    }
+
+    fn key(node: u64, run: u64, id: u64) -> ConsumerKey {
+        ConsumerKey { node, run, id }
+    }
+
+    fn deliveries(effects: &[Effect]) -> Vec<(ConsumerKey, u64, bool, u32)> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Deliver { key, delivery } => {
+                    Some((*key, delivery.seq, delivery.redelivered, delivery.returns))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn attach(state: &mut QuorumState, key: ConsumerKey, prefetch: u32) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        state.apply(
+            Op::Attach {
+                key,
+                prefetch,
+                no_ack: false,
+                exclusive: false,
+            },
+            &mut effects,
+        );
+        effects
+    }
+
+    #[test]
+    fn messages_go_to_consumers_in_turn_within_their_prefetch() {
+        let mut state = QuorumState::default();
+        let (a, b) = (key(1, 1, 1), key(2, 1, 1));
+        let mut effects = Vec::new();
+        for body in ["1", "2", "3", "4", "5"] {
+            state.apply(Op::Enqueue(message(body)), &mut effects);
+        }
+        assert_eq!(state.ready(), 5);
+        assert_eq!(attach(&mut state, a, 2)[0], Effect::Attached { key: a });
+        let effects = attach(&mut state, b, 2);
+        // a took 1 and 2 when it attached; b takes 3 and 4; 5 waits for credit.
+        assert_eq!(
+            deliveries(&effects),
+            vec![(b, 3, false, 0), (b, 4, false, 0)]
+        );
+        assert_eq!((state.ready(), state.unacked()), (1, 4));
+        let mut effects = Vec::new();
+        state.apply(
+            Op::Settle {
+                key: a,
+                seqs: vec![1],
+                action: Settlement::Ack,
+            },
+            &mut effects,
+        );
+        assert_eq!(deliveries(&effects), vec![(a, 5, false, 0)]);
+    }
+
+    #[test]
+    fn a_requeued_or_orphaned_message_comes_back_first_counted_and_redelivered() {
+        let mut state = QuorumState::default();
+        let a = key(1, 1, 1);
+        let mut effects = Vec::new();
+        state.apply(Op::Enqueue(message("1")), &mut effects);
+        state.apply(Op::Enqueue(message("2")), &mut effects);
+        attach(&mut state, a, 1);
+        let mut effects = Vec::new();
+        state.apply(
+            Op::Settle {
+                key: a,
+                seqs: vec![1],
+                action: Settlement::Requeue,
+            },
+            &mut effects,
+        );
+        assert_eq!(deliveries(&effects), vec![(a, 1, true, 1)]);
+        // The node restarts: its consumers of the old run are gone and what they held is ready again.
+        let mut effects = Vec::new();
+        state.apply(Op::NodeRun { node: 1, run: 2 }, &mut effects);
+        assert_eq!((state.ready(), state.consumers()), (2, 0));
+        // A late attach from the old run is refused.
+        assert!(attach(&mut state, a, 1).is_empty());
+        let b = key(1, 2, 7);
+        let effects = attach(&mut state, b, 0);
+        assert_eq!(
+            deliveries(&effects),
+            vec![(b, 1, true, 2), (b, 2, false, 0)]
+        );
+    }
+
+    #[test]
+    fn a_settlement_from_someone_who_does_not_hold_the_message_changes_nothing() {
+        let mut state = QuorumState::default();
+        let (a, b) = (key(1, 1, 1), key(2, 1, 1));
+        let mut effects = Vec::new();
+        state.apply(Op::Enqueue(message("1")), &mut effects);
+        attach(&mut state, a, 1);
+        let before = state.clone();
+        state.apply(
+            Op::Settle {
+                key: b,
+                seqs: vec![1, 99],
+                action: Settlement::Ack,
+            },
+            &mut effects,
+        );
+        assert_eq!(state, before);
+    }
+
+    #[test]
+    fn get_takes_the_first_ready_message_and_answers_empty_after() {
+        let mut state = QuorumState::default();
+        let getter = key(3, 1, GET_CONSUMER);
+        let mut effects = Vec::new();
+        state.apply(Op::Enqueue(message("1")), &mut effects);
+        state.apply(
+            Op::Get {
+                key: getter,
+                request: 1,
+                no_ack: false,
+            },
+            &mut effects,
+        );
+        state.apply(
+            Op::Get {
+                key: getter,
+                request: 2,
+                no_ack: true,
+            },
+            &mut effects,
+        );
+        assert!(matches!(
+            &effects[..],
+            [
+                Effect::GetAnswer { request: 1, delivery: Some(d), remaining: 0, .. },
+                Effect::GetAnswer { request: 2, delivery: None, .. },
+            ] if d.seq == 1
+        ));
+        assert_eq!(state.unacked(), 1);
+        state.apply(
+            Op::Settle {
+                key: getter,
+                seqs: vec![1],
+                action: Settlement::Ack,
+            },
+            &mut effects,
+        );
+        assert_eq!((state.ready(), state.unacked()), (0, 0));
+    }
+
+    #[test]
+    fn the_state_survives_its_json_form() {
+        let mut state = QuorumState::default();
+        let mut effects = Vec::new();
+        state.apply(Op::Enqueue(message("body")), &mut effects);
+        attach(&mut state, key(1, 1, 1), 5);
+        let text = serde_json::to_vec(&state).expect("serialises");
+        let back: QuorumState = serde_json::from_slice(&text).expect("deserialises");
+        assert_eq!(back, state);
+    }
+}

@@ -1,0 +1,268 @@
+//! Replicated quorum queues: one openraft group per queue, over the same inter-node listener and secret as the
+//! definitions group. The declaration travels through the definitions group (every node learns the queue, its
+//! group id and its members in log order); each node then opens its part of the group ([`QueueGroups::open`]) and
+//! runs the queue's actor ([`actor`]), which writes what clients do (publishes, consumes, acks, gets) to the group
+//! and carries out what the applied log decides for this node's clients. A publish is confirmed once its entry is
+//! committed: on disk on a majority of the members.
+//!
+//! Nodes named in the declaration are voters; the cluster's other nodes are added as learners by the group's
+//! leader, so that every node can serve the queue's clients.
+
+pub(crate) mod actor;
+pub(crate) mod group;
+pub(crate) mod machine;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{Raft, SnapshotPolicy};
+use tokio::sync::mpsc;
+
+use super::network::{GroupNetwork, Network, PostError};
+use super::{node_id, ClusterError, ClusterNode, WRITE_TIMEOUT};
+use group::{AppliedBatch, OpBatch, QueueMachine, QueueTypes};
+use machine::Op;
+
+/// Entries between two snapshots of a queue's state (after which the log before the snapshot is purged).
+const SNAPSHOT_EVERY: u64 = 20_000;
+
+/// This node's quorum queue groups, by group id; shared with the inter-node listener, which routes each group's
+/// RPCs to it.
+pub(crate) struct QueueGroups {
+    groups: DashMap<u64, Raft<QueueTypes>>,
+    /// Each open group's id by (vhost, queue).
+    by_queue: DashMap<(String, String), u64>,
+    network: Network,
+    dir: PathBuf,
+    me: ClusterNode,
+    /// This start of the node: consumers of earlier runs are known to be gone.
+    run: u64,
+}
+
+impl std::fmt::Debug for QueueGroups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueGroups")
+            .field("groups", &self.groups.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One node's part of a queue's group: what the queue's actor writes through.
+pub(crate) struct QuorumGroup {
+    /// The group.
+    pub(crate) raft: Raft<QueueTypes>,
+    /// Its id.
+    pub(crate) id: u64,
+    /// This node's id.
+    pub(crate) node: u64,
+    /// This node's run.
+    pub(crate) run: u64,
+    network: Network,
+}
+
+/// The inter-node route prefix of group `id`.
+pub(crate) fn group_prefix(id: u64) -> String {
+    format!("/queue/{id:016x}")
+}
+
+impl QueueGroups {
+    /// No groups yet; their files go under `data_dir/cluster/queues`.
+    pub(crate) fn new(
+        network: Network,
+        data_dir: &std::path::Path,
+        me: ClusterNode,
+    ) -> QueueGroups {
+        QueueGroups {
+            groups: DashMap::new(),
+            by_queue: DashMap::new(),
+            network,
+            dir: data_dir.join("cluster").join("queues"),
+            me,
+            run: rand::random::<u64>() | 1,
+        }
+    }
+
+    /// The inter-node client.
+    pub(crate) fn network(&self) -> &Network {
+        &self.network
+    }
+
+    /// The group `id` if this node has it open.
+    pub(crate) fn get(&self, id: u64) -> Option<Raft<QueueTypes>> {
+        self.groups.get(&id).map(|g| g.value().clone())
+    }
+
+    /// Opens this node's part of group `id` of queue `queue` of `vhost` (creating its files at first), whose
+    /// voters are `voters` and whose other members are `all` but them; the applied effects come out of the
+    /// receiver.
+    pub(crate) async fn open(
+        &self,
+        vhost: &str,
+        queue: &str,
+        id: u64,
+        voters: &[ClusterNode],
+        all: &[ClusterNode],
+    ) -> Result<(Arc<QuorumGroup>, mpsc::UnboundedReceiver<AppliedBatch>), ClusterError> {
+        let log_error = |reason: String| ClusterError::Log {
+            path: self.dir.display().to_string(),
+            reason,
+        };
+        std::fs::create_dir_all(&self.dir).map_err(|e| log_error(e.to_string()))?;
+        let log = super::log_store::LogStore::<QueueTypes>::open(
+            &self.dir.join(format!("{id:016x}.redb")),
+        )
+        .map_err(|e| log_error(e.to_string()))?;
+        let (effects, applied) = mpsc::unbounded_channel();
+        let machine = QueueMachine::open(self.dir.join(format!("{id:016x}.snapshot")), effects)
+            .map_err(|e| log_error(e.to_string()))?;
+        let config = openraft::Config {
+            cluster_name: format!("warren-queue-{id:016x}"),
+            heartbeat_interval: 250,
+            election_timeout_min: 1000,
+            election_timeout_max: 2000,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY),
+            ..openraft::Config::default()
+        }
+        .validate()
+        .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        let me = node_id(&self.me.name);
+        let raft = Raft::new(
+            me,
+            Arc::new(config),
+            GroupNetwork::new(self.network.clone(), group_prefix(id)),
+            log,
+            machine,
+        )
+        .await
+        .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        let initialized = raft
+            .is_initialized()
+            .await
+            .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        let voter_map: BTreeMap<u64, ClusterNode> = voters
+            .iter()
+            .map(|n| (node_id(&n.name), n.clone()))
+            .collect();
+        if !initialized && voter_map.contains_key(&me) {
+            // Every voter proposes the same membership; whichever entries win are identical.
+            if let Err(error) = raft.initialize(voter_map.clone()).await {
+                tracing::debug!(%error, "queue group already initialised by another member");
+            }
+        }
+        let learners: Vec<ClusterNode> = all
+            .iter()
+            .filter(|n| !voter_map.contains_key(&node_id(&n.name)))
+            .cloned()
+            .collect();
+        if !learners.is_empty() {
+            tokio::spawn(add_learners(raft.clone(), learners));
+        }
+        self.groups.insert(id, raft.clone());
+        self.by_queue
+            .insert((vhost.to_owned(), queue.to_owned()), id);
+        let group = QuorumGroup {
+            raft,
+            id,
+            node: me,
+            run: self.run,
+            network: self.network.clone(),
+        };
+        Ok((Arc::new(group), applied))
+    }
+
+    /// Closes the group of queue `queue` of `vhost` on this node and removes its files (the queue was deleted).
+    pub(crate) async fn remove(&self, vhost: &str, queue: &str) {
+        let Some((_, id)) = self.by_queue.remove(&(vhost.to_owned(), queue.to_owned())) else {
+            return;
+        };
+        if let Some((_, raft)) = self.groups.remove(&id) {
+            if let Err(error) = raft.shutdown().await {
+                tracing::warn!(%error, group = id, "quorum queue group shutdown");
+            }
+        }
+        for extension in ["redb", "snapshot"] {
+            let _ = std::fs::remove_file(self.dir.join(format!("{id:016x}.{extension}")));
+        }
+    }
+
+    /// Stops every group (the node is shutting down).
+    pub(crate) async fn shutdown(&self) {
+        let groups: Vec<Raft<QueueTypes>> = self.groups.iter().map(|g| g.value().clone()).collect();
+        for raft in groups {
+            let _ = raft.shutdown().await;
+        }
+    }
+}
+
+/// While this node leads the group, adds `learners` that are not members yet; ends when all are.
+async fn add_learners(raft: Raft<QueueTypes>, learners: Vec<ClusterNode>) {
+    loop {
+        let metrics = raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership().clone();
+        let missing: Vec<&ClusterNode> = learners
+            .iter()
+            .filter(|n| membership.get_node(&node_id(&n.name)).is_none())
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        if metrics.current_leader == Some(metrics.id) {
+            for node in missing {
+                if let Err(error) = raft
+                    .add_learner(node_id(&node.name), node.clone(), false)
+                    .await
+                {
+                    tracing::debug!(%error, node = %node.name, "adding a learner to a queue group");
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+impl QuorumGroup {
+    /// Writes `ops` as one entry and waits until it is committed, through the leader wherever it is; why not
+    /// within [`WRITE_TIMEOUT`] otherwise (the entry may still commit later: a publish is then nacked although
+    /// the message is in the queue, which at-least-once allows; it is never acked without being committed).
+    pub(crate) async fn write(&self, ops: Vec<Op>) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
+        let batch = OpBatch(ops);
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return Err(no_quorum());
+            }
+            let attempt = tokio::time::timeout(left, self.raft.client_write(batch.clone())).await;
+            let leader = match attempt {
+                Err(_) => return Err(no_quorum()),
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => {
+                    forward.leader_node
+                }
+                Ok(Err(other)) => return Err(other.to_string()),
+            };
+            let Some(leader) = leader else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            let path = format!("{}/write", group_prefix(self.id));
+            let answer: Result<Result<(), String>, PostError> = self
+                .network
+                .post(&leader.addr, &path, &batch, Some(left))
+                .await;
+            match answer {
+                Ok(Ok(())) => return Ok(()),
+                // The leader moved, lost its quorum or is down: ask again.
+                Ok(Err(_)) | Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+}
+
+fn no_quorum() -> String {
+    ClusterError::NoQuorum(WRITE_TIMEOUT).to_string()
+}

@@ -1,0 +1,232 @@
+//! Replicated quorum queues on a cluster of three `warren` processes, through lapin: a queue declared on one node
+//! is published to, got from and consumed from on the others, and every confirmed message outlives the kill -9 of
+//! each node in turn (the queue's leader among them).
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::cluster::{eventually, free_ports, start_three, Node};
+use futures_lite::StreamExt;
+use lapin::options::*;
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+
+fn quorum_arguments() -> FieldTable {
+    let mut arguments = FieldTable::default();
+    arguments.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    arguments
+}
+
+async fn channel(node: &Node) -> (Connection, Channel) {
+    let conn = Connection::connect(&node.process().uri(), ConnectionProperties::default())
+        .await
+        .expect("connect");
+    let ch = conn.create_channel().await.expect("channel");
+    (conn, ch)
+}
+
+async fn declare(ch: &Channel, queue: &str) -> u32 {
+    ch.queue_declare(
+        queue.into(),
+        QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        },
+        quorum_arguments(),
+    )
+    .await
+    .expect("queue.declare")
+    .message_count()
+}
+
+/// Publishes `bodies` persistent with confirms; every confirm must be an ack.
+async fn publish_confirmed(ch: &Channel, queue: &str, bodies: impl Iterator<Item = String>) {
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm.select");
+    let mut confirms = Vec::new();
+    for body in bodies {
+        confirms.push(
+            ch.basic_publish(
+                "".into(),
+                queue.into(),
+                BasicPublishOptions::default(),
+                body.as_bytes(),
+                BasicProperties::default().with_delivery_mode(2),
+            )
+            .await
+            .expect("publish"),
+        );
+    }
+    for confirm in confirms {
+        let confirm = common::within(30, confirm).await.expect("confirmed");
+        assert!(confirm.is_ack(), "a publish was nacked");
+    }
+}
+
+/// Consumes and acks `n` messages; their bodies.
+async fn consume_acked(ch: &Channel, queue: &str, n: usize) -> Vec<String> {
+    ch.basic_qos(20, BasicQosOptions::default())
+        .await
+        .expect("basic.qos");
+    let mut consumer = ch
+        .basic_consume(
+            queue.into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("basic.consume");
+    let mut bodies = Vec::new();
+    while bodies.len() < n {
+        let delivery = common::within(30, consumer.next())
+            .await
+            .expect("consumer open")
+            .expect("delivery");
+        bodies.push(String::from_utf8_lossy(&delivery.data).into_owned());
+        delivery
+            .ack(BasicAckOptions::default())
+            .await
+            .expect("basic.ack");
+    }
+    bodies
+}
+
+#[test]
+fn a_quorum_queue_declared_on_one_node_is_used_from_every_node() {
+    let ports = free_ports();
+    let nodes = start_three(&ports);
+    eventually(30, "a leader elected", || nodes[0].leader().is_some());
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let (_c1, ch1) = channel(&nodes[0]).await;
+        assert_eq!(declare(&ch1, "qq").await, 0);
+
+        // Published on n2, confirmed once a majority has each message.
+        let (_c2, ch2) = channel(&nodes[1]).await;
+        publish_confirmed(&ch2, "qq", (0..100).map(|i| format!("m{i}"))).await;
+
+        // n3 sees the queue and its messages: a redeclare counts them, a get takes the first.
+        let (_c3, ch3) = channel(&nodes[2]).await;
+        assert_eq!(declare(&ch3, "qq").await, 100);
+        let got = ch3
+            .basic_get("qq".into(), BasicGetOptions::default())
+            .await
+            .expect("basic.get")
+            .expect("a message");
+        assert_eq!(&got.delivery.data[..], b"m0");
+        got.delivery
+            .ack(BasicAckOptions::default())
+            .await
+            .expect("ack");
+
+        // A consumer on n3 receives the rest, in order, once each.
+        let bodies = consume_acked(&ch3, "qq", 99).await;
+        let expected: Vec<String> = (1..100).map(|i| format!("m{i}")).collect();
+        assert_eq!(bodies, expected);
+
+        // Acked everywhere: n1 counts nothing left.
+        let mut left = u32::MAX;
+        for _ in 0..50 {
+            left = declare(&ch1, "qq").await;
+            if left == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(left, 0);
+
+        // An argument a replicated quorum queue does not honour yet is refused, not ignored.
+        let mut arguments = quorum_arguments();
+        arguments.insert("x-max-length".into(), AMQPValue::LongLongInt(10));
+        let (_c4, ch4) = channel(&nodes[0]).await;
+        let refused = ch4
+            .queue_declare(
+                "qq-max".into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..QueueDeclareOptions::default()
+                },
+                arguments,
+            )
+            .await
+            .expect_err("refused");
+        assert!(
+            refused.to_string().contains("PRECONDITION_FAILED"),
+            "{refused}"
+        );
+
+        // Deleted on n2: gone on n1.
+        let deleted = ch2
+            .queue_delete("qq".into(), QueueDeleteOptions::default())
+            .await
+            .expect("queue.delete");
+        assert_eq!(deleted, 0);
+        // Deleted on n1 too once it applies the change (a passive declare of a missing queue closes the channel).
+        let mut gone = false;
+        for _ in 0..50 {
+            let (_c, ch) = channel(&nodes[0]).await;
+            let passive = ch
+                .queue_declare(
+                    "qq".into(),
+                    QueueDeclareOptions {
+                        passive: true,
+                        ..QueueDeclareOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await;
+            if passive.is_err() {
+                gone = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(gone, "the queue is still on n1");
+    });
+}
+
+#[test]
+fn confirmed_messages_outlive_the_kill_of_each_node_in_turn() {
+    let ports = free_ports();
+    let mut nodes = start_three(&ports);
+    eventually(30, "a leader elected", || nodes[0].leader().is_some());
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let (_c, ch) = channel(&nodes[0]).await;
+        declare(&ch, "durable-qq").await;
+        publish_confirmed(&ch, "durable-qq", (0..300).map(|i| format!("m{i}"))).await;
+    });
+    let mut received = BTreeSet::new();
+    for victim in 0..3 {
+        nodes[victim].kill9();
+        let reader = (victim + 1) % 3;
+        let bodies = rt.block_on(async {
+            let (_c, ch) = channel(&nodes[reader]).await;
+            let bodies = consume_acked(&ch, "durable-qq", 100).await;
+            ch.close(200, "done".into()).await.expect("close");
+            bodies
+        });
+        for body in bodies {
+            assert!(received.insert(body.clone()), "{body} delivered twice");
+        }
+        // The acks committed (applied on the reader) before the reader is the next node killed.
+        let left = 300 - received.len() as u64;
+        eventually(30, "the acks applied", || {
+            let (_, queue) = nodes[reader].get("/queues/%2F/durable-qq");
+            queue["messages_unacknowledged"] == 0 && queue["messages_ready"] == left
+        });
+        nodes[victim].restart();
+        eventually(30, "the restarted node back in the cluster", || {
+            nodes[victim].leader().is_some()
+        });
+    }
+    let expected: BTreeSet<String> = (0..300).map(|i| format!("m{i}")).collect();
+    assert_eq!(received, expected);
+}
