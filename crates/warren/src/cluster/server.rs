@@ -88,6 +88,7 @@ pub(crate) fn router(state: ServerState) -> Router {
         .route("/cluster/snapshot", post(snapshot))
         .route("/cluster/write", post(write))
         .route("/cluster/membership", post(membership))
+        .route("/cluster/run", post(run))
         .route("/queue/{group}/append", post(queue_append))
         .route("/queue/{group}/vote", post(queue_vote))
         .route("/queue/{group}/snapshot", post(queue_snapshot))
@@ -199,6 +200,12 @@ async fn membership(
         |raft, change: MembershipChange| async move { change.apply(&raft).await },
     )
     .await
+}
+
+/// This node's run (its liveness, for the queue groups' leaders elsewhere).
+async fn run(State(state): State<Arc<ServerState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let run = state.groups.run();
+    rpc(&state, &headers, &body, |_, ()| async move { run }).await
 }
 
 /// The group a `/queue/{group}/...` request names, if this node has it open (404 otherwise: the sender retries,

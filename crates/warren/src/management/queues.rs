@@ -80,6 +80,14 @@ pub(crate) fn queue_json(state: &ApiState, q: &QueueInfo) -> Value {
     if let (Some(stats), Some(object)) = (message_stats, queue.as_object_mut()) {
         object.insert("message_stats".to_owned(), stats);
     }
+    if let (Some(replicas), Some(object)) = (&state.replicas, queue.as_object_mut()) {
+        // As RabbitMQ shows a quorum queue: `node` is its leader's.
+        object.insert("leader".to_owned(), json!(replicas.leader));
+        object.insert("members".to_owned(), json!(replicas.members));
+        if let Some(leader) = &replicas.leader {
+            object.insert("node".to_owned(), json!(leader));
+        }
+    }
     queue
 }
 

@@ -187,6 +187,17 @@ pub(crate) struct QueueInspection {
     pub(crate) consumers: Vec<ConsumerInspection>,
     /// `x-message-deduplication`: the deduplication keys its messages hold; None when it does not deduplicate.
     pub(crate) dedup_keys: Option<u64>,
+    /// A replicated queue's group: its members and leader; None for a queue of this node alone.
+    pub(crate) replicas: Option<Replicas>,
+}
+
+/// A replicated queue's members as the management API shows them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Replicas {
+    /// The node leading its group, if one is known.
+    pub(crate) leader: Option<String>,
+    /// Its voting members, by node name.
+    pub(crate) members: Vec<String>,
 }
 
 /// One consumer of a queue as the management API lists it.

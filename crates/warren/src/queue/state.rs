@@ -632,6 +632,7 @@ impl QueueState {
                     priority: c.priority,
                 })
                 .collect(),
+            replicas: None,
         }
     }
 

@@ -4,7 +4,7 @@
 //! Delivery decisions are the group's; the actor only hands them to the channels, holding a delivery back while its
 //! channel is over budget or out of global credit, and detaching a consumer whose channel closed.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Weak};
 
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
@@ -28,6 +28,9 @@ use warren_protocol::error::{AmqpError, ReplyCode};
 /// Messages a node may have written to the group and not yet seen committed: past it, the actor stops taking
 /// publishes (its inbox fills and publishers' readers stop reading their sockets).
 const IN_FLIGHT_MESSAGES: usize = 20_000;
+
+/// How often a leader looks for consumers of nodes that are gone.
+const WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Operations written to the group in one entry at most.
 const MAX_BATCH_OPS: usize = 2_000;
@@ -89,6 +92,10 @@ struct Actor {
     replication: Arc<dyn QueueReplication>,
     /// Consumers of a channel that deleted the queue: named in its delete-ok's answer, not sent basic.cancel.
     silent: Vec<u64>,
+    /// The (node, run) of the other nodes' consumers and holders, as of the last applied batch.
+    remote_holders: BTreeSet<(u64, u64)>,
+    /// Those of them this node, as leader, wrote `NodeDown` for.
+    reported_down: BTreeSet<(u64, u64)>,
 }
 
 /// Runs the actor of `handle` until the queue is deleted or the node stops.
@@ -115,6 +122,8 @@ pub(crate) fn spawn(
         failures,
         replication,
         silent: Vec::new(),
+        remote_holders: BTreeSet::new(),
+        reported_down: BTreeSet::new(),
     };
     let wake = handle.wake.clone();
     tokio::spawn(actor.run(
@@ -181,10 +190,13 @@ impl Actor {
             Completion::Nothing,
             None,
         );
+        let mut watch = tokio::time::interval(WATCH_EVERY);
+        watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 biased;
                 Some(batch) = applied.recv() => self.on_applied(batch),
+                _ = watch.tick() => self.release_the_gone(),
                 Some((request, reason)) = failures.recv() => self.on_failure(request, reason),
                 Some(command) = settlements.recv() => {
                     if !self.on_command(command).await {
@@ -400,6 +412,7 @@ impl Actor {
                     ready_bytes: self.counts.ready_bytes,
                     consumers,
                     dedup_keys: None,
+                    replicas: Some(self.group.replicas()),
                 });
             }
             QueueCommand::Purge { reply } => {
@@ -524,8 +537,38 @@ impl Actor {
         }
     }
 
+    /// As the group's leader: gives back what the consumers of gone nodes (down, cut off, or restarted) hold.
+    fn release_the_gone(&mut self) {
+        self.reported_down
+            .retain(|holder| self.remote_holders.contains(holder));
+        let leads = {
+            let metrics = self.group.raft.metrics().borrow().clone();
+            metrics.current_leader == Some(self.group.node)
+        };
+        if !leads {
+            return;
+        }
+        let gone: Vec<(u64, u64)> = self
+            .remote_holders
+            .iter()
+            .filter(|(node, run)| self.group.liveness.is_gone(*node, *run))
+            .filter(|holder| !self.reported_down.contains(holder))
+            .copied()
+            .collect();
+        for (node, run) in gone {
+            tracing::info!(
+                node,
+                run,
+                "quorum queue: a node holding deliveries is gone; returning them"
+            );
+            self.reported_down.insert((node, run));
+            self.write(vec![Op::NodeDown { node, run }], Completion::Nothing, None);
+        }
+    }
+
     fn on_applied(&mut self, batch: AppliedBatch) {
         self.counts = batch.counts;
+        self.remote_holders = batch.remote_holders;
         if let Some(handle) = self.handle.upgrade() {
             handle.gauges.publish(
                 &mut self.published_counts,

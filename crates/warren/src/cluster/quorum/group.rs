@@ -3,6 +3,7 @@
 //! actor. Snapshots are the whole state as JSON, kept in a file next to the group's log so that a restart starts
 //! from the last one (openraft then re-applies the committed entries after it) and the log before it can be purged.
 
+use std::collections::BTreeSet;
 use std::io::Cursor;
 use std::path::PathBuf;
 
@@ -56,6 +57,8 @@ pub(crate) struct AppliedBatch {
     pub(crate) effects: Vec<Effect>,
     /// The counts after them.
     pub(crate) counts: AppliedCounts,
+    /// The (node, run) of every consumer and message holder of another node: whom a leader watches.
+    pub(crate) remote_holders: BTreeSet<(u64, u64)>,
 }
 
 /// What a snapshot holds.
@@ -74,13 +77,15 @@ struct SnapshotFile {
     data: Vec<u8>,
 }
 
-/// The group's state machine on this node.
+/// The group's state machine on this node (`node`).
 pub(crate) struct QueueMachine {
     body: SnapshotBody,
     snapshot: Option<(SnapshotMeta<u64, ClusterNode>, Vec<u8>)>,
     snapshot_path: PathBuf,
     snapshots_built: u64,
     effects: mpsc::UnboundedSender<AppliedBatch>,
+    /// This node's id.
+    node: u64,
 }
 
 fn snapshot_error(e: impl std::fmt::Display) -> StorageError<u64> {
@@ -103,6 +108,7 @@ impl QueueMachine {
     pub(crate) fn open(
         snapshot_path: PathBuf,
         effects: mpsc::UnboundedSender<AppliedBatch>,
+        node: u64,
     ) -> Result<QueueMachine, String> {
         let mut machine = QueueMachine {
             body: SnapshotBody::default(),
@@ -110,6 +116,7 @@ impl QueueMachine {
             snapshot_path,
             snapshots_built: 0,
             effects,
+            node,
         };
         match std::fs::read(&machine.snapshot_path) {
             Ok(bytes) => {
@@ -204,6 +211,7 @@ impl RaftStateMachine<QueueTypes> for QueueMachine {
         let _ = self.effects.send(AppliedBatch {
             effects,
             counts: self.counts(),
+            remote_holders: self.body.state.remote_holders(self.node),
         });
         Ok(responses)
     }
@@ -250,6 +258,7 @@ impl RaftStateMachine<QueueTypes> for QueueMachine {
         let _ = self.effects.send(AppliedBatch {
             effects: Vec::new(),
             counts: self.counts(),
+            remote_holders: self.body.state.remote_holders(self.node),
         });
         Ok(())
     }

@@ -98,6 +98,14 @@ pub(crate) enum Op {
         /// Its new run.
         run: u64,
     },
+    /// Node `node` in its run `run` is unreachable (the leader's view): its consumers are gone, what they hold is
+    /// ready again. A consumer of that run may attach again once the node is back.
+    NodeDown {
+        /// The node.
+        node: u64,
+        /// The run that went down.
+        run: u64,
+    },
     /// Drops the ready messages (queue.purge) for `key`'s request `request`.
     Purge {
         /// The requester.
@@ -205,6 +213,9 @@ pub(crate) struct QuorumState {
     rotation: VecDeque<ConsumerKey>,
     /// Each node's current run.
     runs: BTreeMap<u64, u64>,
+    /// Messages held per (node, run), consumers' and basic.get callers' alike.
+    #[serde(with = "pairs")]
+    held_by: BTreeMap<(u64, u64), u64>,
 }
 
 impl QuorumState {
@@ -302,24 +313,10 @@ impl QuorumState {
             }
             Op::NodeRun { node, run } => {
                 self.runs.insert(node, run);
-                let gone: Vec<ConsumerKey> = self
-                    .consumers
-                    .keys()
-                    .filter(|key| key.node == node && key.run != run)
-                    .copied()
-                    .collect();
-                for key in gone {
-                    self.detach(key);
-                }
-                let held: Vec<(u64, ConsumerKey)> = self
-                    .messages
-                    .iter()
-                    .filter_map(|(seq, held)| held.holder.map(|key| (*seq, key)))
-                    .filter(|(_, key)| key.node == node && key.run != run)
-                    .collect();
-                for (seq, key) in held {
-                    self.settle(key, seq, Settlement::Requeue);
-                }
+                self.release(effects, |key| key.node == node && key.run != run);
+            }
+            Op::NodeDown { node, run } => {
+                self.release(effects, |key| key.node == node && key.run == run);
             }
             Op::Purge { key, request } => {
                 let count = self.ready.len().try_into().unwrap_or(u32::MAX);
@@ -334,6 +331,35 @@ impl QuorumState {
             }
         }
         self.dispatch(effects);
+    }
+
+    /// Detaches the consumers `gone` picks and requeues everything they (or that node's basic.get callers) hold.
+    fn release(&mut self, effects: &mut Vec<Effect>, gone: impl Fn(&ConsumerKey) -> bool) {
+        let consumers: Vec<ConsumerKey> =
+            self.consumers.keys().filter(|k| gone(k)).copied().collect();
+        for key in consumers {
+            self.detach(key);
+            effects.push(Effect::Detached { key });
+        }
+        let held: Vec<(u64, ConsumerKey)> = self
+            .messages
+            .iter()
+            .filter_map(|(seq, held)| held.holder.map(|key| (*seq, key)))
+            .filter(|(_, key)| gone(key))
+            .collect();
+        for (seq, key) in held {
+            self.settle(key, seq, Settlement::Requeue);
+        }
+    }
+
+    /// The (node, run) of every consumer and holder of a message, but those of `node`: whom the leader watches.
+    pub(crate) fn remote_holders(&self, node: u64) -> BTreeSet<(u64, u64)> {
+        let consumers = self.consumers.keys().map(|k| (k.node, k.run));
+        let holders = self.held_by.keys().copied();
+        consumers
+            .chain(holders)
+            .filter(|(n, _)| *n != node)
+            .collect()
     }
 
     /// Whether `key` belongs to a run of its node that has been succeeded.
@@ -364,6 +390,12 @@ impl QuorumState {
         if let Some(consumer) = self.consumers.get_mut(&key) {
             consumer.held.remove(&seq);
         }
+        if let Some(count) = self.held_by.get_mut(&(key.node, key.run)) {
+            *count -= 1;
+            if *count == 0 {
+                self.held_by.remove(&(key.node, key.run));
+            }
+        }
         match action {
             Settlement::Ack | Settlement::Discard => {
                 self.messages.remove(&seq);
@@ -391,8 +423,11 @@ impl QuorumState {
         };
         if no_ack {
             self.messages.remove(&seq);
-        } else if let Some(consumer) = self.consumers.get_mut(&key) {
-            consumer.held.insert(seq);
+        } else {
+            *self.held_by.entry((key.node, key.run)).or_default() += 1;
+            if let Some(consumer) = self.consumers.get_mut(&key) {
+                consumer.held.insert(seq);
+            }
         }
         Some(delivery)
     }
@@ -574,6 +609,36 @@ mod tests {
         assert_eq!(
             deliveries(&effects),
             vec![(b, 1, true, 2), (b, 2, false, 0)]
+        );
+    }
+
+    #[test]
+    fn a_node_seen_down_loses_its_consumers_and_what_they_and_its_gets_hold() {
+        let mut state = QuorumState::default();
+        let (a, getter, b) = (key(1, 1, 1), key(1, 1, GET_CONSUMER), key(2, 1, 1));
+        let mut effects = Vec::new();
+        for body in ["1", "2", "3"] {
+            state.apply(Op::Enqueue(message(body)), &mut effects);
+        }
+        state.apply(
+            Op::Get {
+                key: getter,
+                request: 1,
+                no_ack: false,
+            },
+            &mut effects,
+        );
+        attach(&mut state, a, 0);
+        assert_eq!(state.remote_holders(2), BTreeSet::from([(1, 1)]));
+        let mut effects = Vec::new();
+        state.apply(Op::NodeDown { node: 1, run: 1 }, &mut effects);
+        assert!(effects.contains(&Effect::Detached { key: a }));
+        assert_eq!((state.ready(), state.unacked()), (3, 0));
+        assert!(state.remote_holders(2).is_empty());
+        let effects = attach(&mut state, b, 0);
+        assert_eq!(
+            deliveries(&effects),
+            vec![(b, 1, true, 1), (b, 2, true, 1), (b, 3, true, 1)]
         );
     }
 

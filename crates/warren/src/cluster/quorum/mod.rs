@@ -10,6 +10,7 @@
 
 pub(crate) mod actor;
 pub(crate) mod group;
+pub(crate) mod liveness;
 pub(crate) mod machine;
 
 use std::collections::BTreeMap;
@@ -41,6 +42,8 @@ pub(crate) struct QueueGroups {
     me: ClusterNode,
     /// This start of the node: consumers of earlier runs are known to be gone.
     run: u64,
+    /// Which other nodes are up.
+    liveness: Arc<liveness::Liveness>,
 }
 
 impl std::fmt::Debug for QueueGroups {
@@ -62,6 +65,8 @@ pub(crate) struct QuorumGroup {
     /// This node's run.
     pub(crate) run: u64,
     network: Network,
+    /// Which other nodes are up.
+    pub(crate) liveness: Arc<liveness::Liveness>,
 }
 
 /// The inter-node route prefix of group `id`.
@@ -79,8 +84,9 @@ impl QueueGroups {
         QueueGroups {
             groups: DashMap::new(),
             by_queue: DashMap::new(),
-            network,
+            network: network.clone(),
             dir: data_dir.join("cluster").join("queues"),
+            liveness: Arc::new(liveness::Liveness::new(network.clone())),
             me,
             run: rand::random::<u64>() | 1,
         }
@@ -89,6 +95,11 @@ impl QueueGroups {
     /// The inter-node client.
     pub(crate) fn network(&self) -> &Network {
         &self.network
+    }
+
+    /// This node's run, as `/cluster/run` answers it.
+    pub(crate) fn run(&self) -> u64 {
+        self.run
     }
 
     /// The group `id` if this node has it open.
@@ -117,8 +128,9 @@ impl QueueGroups {
         )
         .map_err(|e| log_error(e.to_string()))?;
         let (effects, applied) = mpsc::unbounded_channel();
-        let machine = QueueMachine::open(self.dir.join(format!("{id:016x}.snapshot")), effects)
-            .map_err(|e| log_error(e.to_string()))?;
+        let me = node_id(&self.me.name);
+        let machine = QueueMachine::open(self.dir.join(format!("{id:016x}.snapshot")), effects, me)
+            .map_err(log_error)?;
         let config = openraft::Config {
             cluster_name: format!("warren-queue-{id:016x}"),
             heartbeat_interval: 250,
@@ -129,7 +141,6 @@ impl QueueGroups {
         }
         .validate()
         .map_err(|e| ClusterError::Raft(e.to_string()))?;
-        let me = node_id(&self.me.name);
         let raft = Raft::new(
             me,
             Arc::new(config),
@@ -161,6 +172,7 @@ impl QueueGroups {
         if !learners.is_empty() {
             tokio::spawn(add_learners(raft.clone(), learners));
         }
+        self.liveness.watch(all, &self.me.name);
         self.groups.insert(id, raft.clone());
         self.by_queue
             .insert((vhost.to_owned(), queue.to_owned()), id);
@@ -170,6 +182,7 @@ impl QueueGroups {
             node: me,
             run: self.run,
             network: self.network.clone(),
+            liveness: self.liveness.clone(),
         };
         Ok((Arc::new(group), applied))
     }
@@ -225,6 +238,19 @@ async fn add_learners(raft: Raft<QueueTypes>, learners: Vec<ClusterNode>) {
 }
 
 impl QuorumGroup {
+    /// The group's voters and leader, by node name, as this node knows them.
+    pub(crate) fn replicas(&self) -> crate::queue::Replicas {
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let name_of = |id: u64| membership.get_node(&id).map(|n| n.name.clone());
+        let mut members: Vec<String> = membership.voter_ids().filter_map(name_of).collect();
+        members.sort();
+        crate::queue::Replicas {
+            leader: metrics.current_leader.and_then(name_of),
+            members,
+        }
+    }
+
     /// Writes `ops` as one entry and waits until it is committed, through the leader wherever it is; why not
     /// within [`WRITE_TIMEOUT`] otherwise (the entry may still commit later: a publish is then nacked although
     /// the message is in the queue, which at-least-once allows; it is never acked without being committed).

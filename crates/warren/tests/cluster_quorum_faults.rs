@@ -1,0 +1,333 @@
+//! A quorum queue under faults, in the spirit of Jepsen: three nodes, publishers with confirms and consumers with
+//! acks on every node (each reconnecting to another node when its own fails), while each cycle kills (-9) the
+//! queue's leader or a follower, or pauses one (SIGSTOP, then SIGCONT), and brings it back. Then the faults stop,
+//! the queue is drained, and every message is checked:
+//! - lost: confirmed (acked to its publisher) but never received; must be 0;
+//! - unexpected: received but never published; must be 0;
+//! - duplicated: received more than once; counted, as at-least-once delivery allows (a delivery whose ack a fault
+//!   cut off is redelivered).
+//!
+//! A publish whose confirm never came (its connection died) is indeterminate: it may or may not be in the queue.
+//!
+//! Seeded and repeatable in its choices: `WARREN_QUORUM_SEED` (default 1) and `WARREN_QUORUM_CYCLES` (default 3,
+//! the CI size; the long run in docs/clustering.md uses 100). Prints one summary line per run.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::cluster::{eventually, free_ports, start_three, Node};
+use futures_lite::StreamExt;
+use lapin::options::*;
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const QUEUE: &str = "checked";
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// What the clients saw.
+#[derive(Default)]
+struct Ledger {
+    published: BTreeSet<String>,
+    confirmed: BTreeSet<String>,
+    received: BTreeMap<String, u32>,
+}
+
+fn quorum() -> FieldTable {
+    let mut arguments = FieldTable::default();
+    arguments.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    arguments
+}
+
+/// Publishes `p{id}-{n}` in windows of 20 with confirms to the nodes in turn, starting with node `id`, until
+/// `stop`; reconnects to the next node when a connection fails.
+async fn publisher(
+    id: usize,
+    uris: Vec<String>,
+    ledger: Arc<Mutex<Ledger>>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut next = 0u64;
+    let mut target = id;
+    while !stop.load(Ordering::Relaxed) {
+        let uri = &uris[target % uris.len()];
+        target += 1;
+        let Ok(Ok(conn)) = tokio::time::timeout(
+            Duration::from_secs(3),
+            Connection::connect(uri, ConnectionProperties::default()),
+        )
+        .await
+        else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        let Ok(ch) = conn.create_channel().await else {
+            continue;
+        };
+        if ch
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .is_err()
+        {
+            continue;
+        }
+        'window: while !stop.load(Ordering::Relaxed) {
+            let mut window = Vec::new();
+            for _ in 0..20 {
+                let body = format!("p{id}-{next}");
+                next += 1;
+                ledger
+                    .lock()
+                    .expect("ledger")
+                    .published
+                    .insert(body.clone());
+                let sent = ch
+                    .basic_publish(
+                        "".into(),
+                        QUEUE.into(),
+                        BasicPublishOptions::default(),
+                        body.as_bytes(),
+                        BasicProperties::default().with_delivery_mode(2),
+                    )
+                    .await;
+                match sent {
+                    Ok(confirm) => window.push((body, confirm)),
+                    Err(_) => break 'window,
+                }
+            }
+            for (body, confirm) in window {
+                match tokio::time::timeout(Duration::from_secs(20), confirm).await {
+                    Ok(Ok(c)) if c.is_ack() => {
+                        ledger.lock().expect("ledger").confirmed.insert(body);
+                    }
+                    // Nacked, failed or timed out: indeterminate.
+                    _ => break 'window,
+                }
+            }
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), conn.close(200, "next".into())).await;
+    }
+}
+
+/// Consumes with acks from the nodes in turn, starting with node `id`, until `stop`.
+async fn consumer(id: usize, uris: Vec<String>, ledger: Arc<Mutex<Ledger>>, stop: Arc<AtomicBool>) {
+    let mut target = id;
+    while !stop.load(Ordering::Relaxed) {
+        let uri = &uris[target % uris.len()];
+        target += 1;
+        let Ok(Ok(conn)) = tokio::time::timeout(
+            Duration::from_secs(3),
+            Connection::connect(uri, ConnectionProperties::default()),
+        )
+        .await
+        else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        let Ok(ch) = conn.create_channel().await else {
+            continue;
+        };
+        if ch.basic_qos(50, BasicQosOptions::default()).await.is_err() {
+            continue;
+        }
+        let Ok(Ok(mut deliveries)) = tokio::time::timeout(
+            Duration::from_secs(15),
+            ch.basic_consume(
+                QUEUE.into(),
+                format!("c{id}").as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            ),
+        )
+        .await
+        else {
+            continue;
+        };
+        while !stop.load(Ordering::Relaxed) {
+            let next = tokio::time::timeout(Duration::from_millis(500), deliveries.next()).await;
+            let delivery = match next {
+                Err(_) => continue,
+                Ok(Some(Ok(delivery))) => delivery,
+                Ok(_) => break,
+            };
+            let body = String::from_utf8_lossy(&delivery.data).into_owned();
+            *ledger
+                .lock()
+                .expect("ledger")
+                .received
+                .entry(body)
+                .or_default() += 1;
+            if delivery.ack(BasicAckOptions::default()).await.is_err() {
+                break;
+            }
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), conn.close(200, "next".into())).await;
+    }
+}
+
+/// The node the queue's group is led by, as the first node that answers names it.
+fn queue_leader(nodes: &[Node]) -> Option<usize> {
+    for node in nodes.iter().filter(|n| n.is_up()) {
+        let Some(code) = node.try_api(
+            reqwest::Method::GET,
+            &format!("/queues/%2F/{QUEUE}"),
+            Duration::from_secs(2),
+        ) else {
+            continue;
+        };
+        if code.is_success() {
+            let (_, queue) = node.get(&format!("/queues/%2F/{QUEUE}"));
+            if let Some(leader) = queue["leader"].as_str() {
+                return leader[1..].parse::<usize>().ok().map(|n| n - 1);
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn confirmed_messages_of_a_quorum_queue_survive_kills_and_pauses() {
+    let seed = env_or("WARREN_QUORUM_SEED", 1);
+    let cycles = env_or("WARREN_QUORUM_CYCLES", 3);
+    let mut rng = StdRng::seed_from_u64(seed);
+    let ports = free_ports();
+    let mut nodes = start_three(&ports);
+    eventually(30, "a leader elected", || nodes[0].leader().is_some());
+    let uris: Vec<String> = nodes.iter().map(|n| n.process().uri()).collect();
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let conn = Connection::connect(&uris[0], ConnectionProperties::default())
+            .await
+            .expect("connect");
+        let ch = conn.create_channel().await.expect("channel");
+        ch.queue_declare(
+            QUEUE.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            quorum(),
+        )
+        .await
+        .expect("declare");
+        conn.close(200, "declared".into()).await.expect("close");
+    });
+
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let stop_publishing = Arc::new(AtomicBool::new(false));
+    let stop_consuming = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for id in 0..3 {
+        tasks.push(rt.spawn(publisher(
+            id,
+            uris.clone(),
+            ledger.clone(),
+            stop_publishing.clone(),
+        )));
+        tasks.push(rt.spawn(consumer(
+            id,
+            uris.clone(),
+            ledger.clone(),
+            stop_consuming.clone(),
+        )));
+    }
+
+    let (mut leader_kills, mut follower_kills, mut pauses) = (0, 0, 0);
+    let mut recoveries: Vec<Duration> = Vec::new();
+    for _ in 0..cycles {
+        std::thread::sleep(Duration::from_millis(1500));
+        let leader = queue_leader(&nodes).unwrap_or(0);
+        let fault = rng.random_range(0..3);
+        let victim = match fault {
+            0 => leader,
+            _ => (leader + rng.random_range(1..3)) % 3,
+        };
+        let confirmed_before = ledger.lock().expect("ledger").confirmed.len();
+        let started = Instant::now();
+        if fault == 2 {
+            pauses += 1;
+            nodes[victim].signal("STOP");
+            std::thread::sleep(Duration::from_millis(2500));
+            nodes[victim].signal("CONT");
+        } else {
+            if fault == 0 {
+                leader_kills += 1;
+            } else {
+                follower_kills += 1;
+            }
+            nodes[victim].kill9();
+            std::thread::sleep(Duration::from_millis(2500));
+            nodes[victim].restart();
+        }
+        eventually(60, "the node back in the cluster", || {
+            nodes[victim].leader().is_some()
+        });
+        // Publishing goes on: a new confirm after the fault.
+        eventually(60, "confirms after the fault", || {
+            ledger.lock().expect("ledger").confirmed.len() > confirmed_before + 20
+        });
+        recoveries.push(started.elapsed());
+    }
+
+    stop_publishing.store(true, Ordering::Relaxed);
+    std::thread::sleep(Duration::from_secs(3));
+    // Drained: everything confirmed received, and nothing left in the queue.
+    eventually(120, "the queue drained", || {
+        let ledger = ledger.lock().expect("ledger");
+        ledger
+            .confirmed
+            .iter()
+            .all(|body| ledger.received.contains_key(body))
+    });
+    eventually(60, "nothing left in the queue", || {
+        let (_, queue) = nodes[0].get(&format!("/queues/%2F/{QUEUE}"));
+        queue["messages"] == 0
+    });
+    stop_consuming.store(true, Ordering::Relaxed);
+    rt.block_on(async {
+        for task in tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+    });
+
+    let ledger = ledger.lock().expect("ledger");
+    let lost = ledger
+        .confirmed
+        .iter()
+        .filter(|body| !ledger.received.contains_key(*body))
+        .count();
+    let unexpected = ledger
+        .received
+        .keys()
+        .filter(|body| !ledger.published.contains(*body))
+        .count();
+    let duplicated = ledger.received.values().filter(|n| **n > 1).count();
+    let slowest = recoveries.iter().max().copied().unwrap_or_default();
+    println!(
+        "quorum checker: seed {seed}, {cycles} cycles ({leader_kills} leader kills, {follower_kills} follower \
+         kills, {pauses} pauses): published {}, confirmed {}, received {} distinct, lost {lost}, duplicated \
+         {duplicated}, unexpected {unexpected}; slowest recovery {:.1} s",
+        ledger.published.len(),
+        ledger.confirmed.len(),
+        ledger.received.len(),
+        slowest.as_secs_f64()
+    );
+    assert_eq!(lost, 0, "confirmed messages lost");
+    assert_eq!(unexpected, 0, "messages nobody published");
+    assert!(!ledger.confirmed.is_empty(), "nothing was confirmed");
+}
