@@ -230,3 +230,83 @@ fn confirmed_messages_outlive_the_kill_of_each_node_in_turn() {
     let expected: BTreeSet<String> = (0..300).map(|i| format!("m{i}")).collect();
     assert_eq!(received, expected);
 }
+
+#[test]
+fn exchanges_and_bindings_made_on_one_node_route_on_every_node() {
+    let ports = free_ports();
+    let nodes = start_three(&ports);
+    eventually(30, "a leader elected", || nodes[0].leader().is_some());
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let (_c1, ch1) = channel(&nodes[0]).await;
+        declare(&ch1, "orders").await;
+        ch1.exchange_declare(
+            "shop".into(),
+            lapin::ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("exchange.declare");
+
+        // Bound on n2 to the exchange declared on n1.
+        let (_c2, ch2) = channel(&nodes[1]).await;
+        ch2.queue_bind(
+            "orders".into(),
+            "shop".into(),
+            "order.*".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("queue.bind");
+
+        // Published through the exchange on n3: routed there to the queue.
+        let (_c3, ch3) = channel(&nodes[2]).await;
+        ch3.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .expect("confirm.select");
+        for key in ["order.new", "stock.low", "order.paid"] {
+            let confirm = ch3
+                .basic_publish(
+                    "shop".into(),
+                    key.into(),
+                    BasicPublishOptions::default(),
+                    key.as_bytes(),
+                    BasicProperties::default().with_delivery_mode(2),
+                )
+                .await
+                .expect("publish")
+                .await
+                .expect("confirm");
+            assert!(confirm.is_ack());
+        }
+        let bodies = consume_acked(&ch1, "orders", 2).await;
+        assert_eq!(bodies, vec!["order.new", "order.paid"]);
+
+        // Unbound and deleted on n3: gone on n1.
+        ch3.queue_unbind(
+            "orders".into(),
+            "shop".into(),
+            "order.*".into(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("queue.unbind");
+        ch3.exchange_delete("shop".into(), ExchangeDeleteOptions::default())
+            .await
+            .expect("exchange.delete");
+    });
+    eventually(10, "the exchange gone on n1", || {
+        nodes[0].get("/exchanges/%2F/shop").0 == reqwest::StatusCode::NOT_FOUND
+    });
+    let (_, bindings) = nodes[1].get("/queues/%2F/orders/bindings");
+    assert_eq!(
+        bindings.as_array().map(Vec::len),
+        Some(1),
+        "only the default binding is left: {bindings}"
+    );
+}

@@ -127,6 +127,16 @@ impl Broker {
                 .clear_policy(kind, &vhost, &name)
                 .map(|_| ())
                 .map_err(policy_refusal),
+            MetaCommand::Topology {
+                vhost,
+                user,
+                change,
+            } => match self.vhost(&vhost) {
+                Some(vhost) => vhost
+                    .apply_topology(&change, &user)
+                    .map_err(|e| AdminError::Invalid(e.text)),
+                None => Err(AdminError::NoSuchVhost(vhost)),
+            },
             // Never sent here: `apply_locally` awaits them itself (they open and close Raft groups).
             MetaCommand::DeclareQuorumQueue { name, .. }
             | MetaCommand::DeleteQuorumQueue { name, .. } => Err(AdminError::Invalid(format!(

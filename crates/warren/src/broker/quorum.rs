@@ -10,7 +10,7 @@ use super::{AdminError, Broker};
 use crate::cluster::quorum::actor;
 use crate::cluster::{ClusterNode, MetaCommand};
 use crate::definitions::arguments::{table_from_json, table_to_json};
-use crate::vhost::QueueReplication;
+use crate::vhost::{QueueReplication, TopologyChange};
 use warren_protocol::error::{AmqpError, ReplyCode};
 use warren_protocol::{AMQPValue, FieldTable};
 
@@ -69,6 +69,24 @@ impl QueueReplication for BrokerReplication {
             nodes,
         };
         // Declares run on the blocking pool: wait there for the cluster to commit and this node to apply.
+        tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(broker.change_definitions(command))
+        })
+        .map_err(refused)
+    }
+
+    fn topology(&self, vhost: &str, user: &str, change: TopologyChange) -> Result<(), AmqpError> {
+        let Some(broker) = self.0.upgrade() else {
+            return Err(AmqpError::new(
+                ReplyCode::InternalError,
+                "the node is shutting down".to_owned(),
+            ));
+        };
+        let command = MetaCommand::Topology {
+            vhost: vhost.to_owned(),
+            user: user.to_owned(),
+            change,
+        };
         tokio::task::block_in_place(|| {
             tokio::runtime::Handle::current().block_on(broker.change_definitions(command))
         })

@@ -85,7 +85,9 @@ impl MetaState {
             }
             // Not in snapshots: this group's log is never purged (see the module's documentation), so a node
             // that falls behind receives these entries themselves.
-            MetaCommand::DeclareQuorumQueue { .. } | MetaCommand::DeleteQuorumQueue { .. } => {}
+            MetaCommand::DeclareQuorumQueue { .. }
+            | MetaCommand::DeleteQuorumQueue { .. }
+            | MetaCommand::Topology { .. } => {}
         }
     }
 

@@ -79,6 +79,15 @@ pub(crate) enum MetaCommand {
         /// Every node of the cluster when it was declared (those that are not voters follow as learners).
         nodes: Vec<super::ClusterNode>,
     },
+    /// An exchange or binding change every node makes.
+    Topology {
+        /// Its vhost.
+        vhost: String,
+        /// Who made it (for its events).
+        user: String,
+        /// The change.
+        change: crate::vhost::TopologyChange,
+    },
     /// A replicated quorum queue is deleted, with its messages, on every node.
     DeleteQuorumQueue {
         /// Its vhost.

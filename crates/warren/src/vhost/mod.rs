@@ -10,6 +10,7 @@ mod events;
 mod objects;
 mod policies;
 mod replicated;
+mod replicated_topology;
 mod routing;
 mod trace;
 
@@ -37,6 +38,7 @@ pub(crate) use durable::DurableStores;
 pub(crate) use events::EventPublisher;
 pub(crate) use objects::{generated_queue_name, ExchangeDeclare, QueueDeclare};
 pub(crate) use replicated::QueueReplication;
+pub(crate) use replicated_topology::TopologyChange;
 pub(crate) use routing::RouteExtras;
 
 /// A virtual host: an isolated namespace of exchanges and queues, shared by every connection that opened it.

@@ -83,10 +83,32 @@ pub(crate) fn generated_queue_name() -> String {
     format!("amq.gen-{tail}")
 }
 
+/// The checks a new exchange must pass (its name, and its arguments as its type reads them).
+pub(super) fn check_new_exchange(
+    d: &ExchangeDeclare<'_>,
+    kind: ExchangeKind,
+) -> Result<(), AmqpError> {
+    if d.name.starts_with("amq.") {
+        return Err(reserved("exchange", d.name));
+    }
+    // A delayed exchange is checked as the plugin checks it, then as its x-delayed-type.
+    let routing_kind = match kind {
+        ExchangeKind::Delayed => delayed_type(&d.arguments)?,
+        other => other,
+    };
+    if kind == ExchangeKind::Dedup {
+        DedupSettings::parse(&d.arguments)?;
+    }
+    if routing_kind == ExchangeKind::ConsistentHash {
+        HashOn::from_arguments(&d.arguments).map_err(AmqpError::precondition)?;
+    }
+    Ok(())
+}
+
 impl Vhost {
-    /// exchange.declare: creates (and stores, if durable) or checks an exchange; 406 on an inequivalent
+    /// exchange.declare on this node alone: creates (and stores, if durable) or checks an exchange; 406 on an inequivalent
     /// redeclare. Holds the topology lock; may commit, see [`Vhost::may_persist_declare`].
-    pub(crate) fn declare_exchange(&self, d: &ExchangeDeclare<'_>) -> Result<(), AmqpError> {
+    pub(crate) fn declare_exchange_here(&self, d: &ExchangeDeclare<'_>) -> Result<(), AmqpError> {
         if d.name.is_empty() {
             return Err(default_exchange_refused());
         }
@@ -106,20 +128,7 @@ impl Vhost {
         let existing = match self.exchange(d.name) {
             Some(x) => x,
             None => {
-                if d.name.starts_with("amq.") {
-                    return Err(reserved("exchange", d.name));
-                }
-                // A delayed exchange is checked as the plugin checks it, then as its x-delayed-type.
-                let routing_kind = match kind {
-                    ExchangeKind::Delayed => delayed_type(&d.arguments)?,
-                    other => other,
-                };
-                if kind == ExchangeKind::Dedup {
-                    DedupSettings::parse(&d.arguments)?;
-                }
-                if routing_kind == ExchangeKind::ConsistentHash {
-                    HashOn::from_arguments(&d.arguments).map_err(AmqpError::precondition)?;
-                }
+                check_new_exchange(d, kind)?;
                 let x = Exchange::new(
                     d.name,
                     kind,
@@ -190,7 +199,7 @@ impl Vhost {
     }
 
     /// exchange.delete by `user`: removes the exchange and its bindings; `amq.` exchanges are refused.
-    pub(crate) fn delete_exchange(
+    pub(crate) fn delete_exchange_here(
         &self,
         name: &str,
         if_unused: bool,
@@ -234,7 +243,7 @@ impl Vhost {
     }
 
     /// exchange.bind by `user`: binds exchange `destination` to `source` with `key`.
-    pub(crate) fn bind_exchange(
+    pub(crate) fn bind_exchange_here(
         &self,
         destination: &str,
         source: &str,
@@ -264,7 +273,7 @@ impl Vhost {
     /// exchange.unbind: removes that binding, if present. As in RabbitMQ (`rabbit_db_binding:delete/2`), a
     /// missing source or destination exchange, or a binding that does not exist, is not an error: cleanup code
     /// unbinds without knowing what is left.
-    pub(crate) fn unbind_exchange(
+    pub(crate) fn unbind_exchange_here(
         &self,
         destination: &str,
         source: &str,
@@ -517,7 +526,7 @@ impl Vhost {
     }
 
     /// queue.bind by `user`: binds queue `queue` to exchange `exchange` with `key`.
-    pub(crate) fn bind_queue(
+    pub(crate) fn bind_queue_here(
         &self,
         queue: &str,
         exchange: &str,
@@ -540,7 +549,7 @@ impl Vhost {
     /// queue.unbind: removes that binding, if present. As in RabbitMQ (`rabbit_db_binding:delete/2`), a missing
     /// queue or exchange, or a binding that does not exist, is not an error; only the removal of a binding that
     /// exists checks that the queue is not another connection's exclusive queue (405).
-    pub(crate) fn unbind_queue(
+    pub(crate) fn unbind_queue_here(
         &self,
         queue: &str,
         exchange: &str,

@@ -21,6 +21,15 @@ pub(crate) trait QueueReplication: Send + Sync {
     /// the calling thread (declares run on the blocking pool).
     fn declare(&self, vhost: &str, name: &str, arguments: &FieldTable) -> Result<(), AmqpError>;
 
+    /// Makes topology change `change` of `user` in vhost `vhost` on every node; returns once this node has applied
+    /// it. Blocks the calling thread, as [`QueueReplication::declare`].
+    fn topology(
+        &self,
+        vhost: &str,
+        user: &str,
+        change: super::TopologyChange,
+    ) -> Result<(), AmqpError>;
+
     /// Deletes quorum queue `name` of vhost `vhost` on every node; returns once this node has dropped it.
     fn delete<'a>(
         &'a self,
