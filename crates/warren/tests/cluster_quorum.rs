@@ -310,3 +310,96 @@ fn exchanges_and_bindings_made_on_one_node_route_on_every_node() {
         "only the default binding is left: {bindings}"
     );
 }
+
+/// `warren ctl` against `node`'s management API.
+fn ctl(node: &Node, args: &[&str]) -> std::process::Output {
+    let port = node.process().management_port();
+    std::process::Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(["ctl", "-n", &format!("http://127.0.0.1:{port}")])
+        .args(args)
+        .env_remove("WARREN_CTL_URL")
+        .env_remove("WARREN_CTL_USER")
+        .env_remove("WARREN_CTL_PASSWORD")
+        .output()
+        .expect("the binary runs")
+}
+
+fn members(node: &Node, queue: &str) -> Vec<String> {
+    let (_, body) = node.get(&format!("/queues/%2F/{queue}"));
+    body["members"]
+        .as_array()
+        .map(|all| {
+            all.iter()
+                .filter_map(|m| m.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn members_are_added_and_removed_and_a_non_member_serves_the_queue() {
+    let ports = free_ports();
+    let nodes = start_three(&ports);
+    eventually(30, "a leader elected", || nodes[0].leader().is_some());
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let (_c, ch) = channel(&nodes[0]).await;
+        let mut arguments = quorum_arguments();
+        arguments.insert("x-quorum-initial-group-size".into(), AMQPValue::LongInt(2));
+        ch.queue_declare(
+            "pair".into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            arguments,
+        )
+        .await
+        .expect("queue.declare");
+    });
+    eventually(10, "two members", || members(&nodes[0], "pair").len() == 2);
+    let outsider = (0..3)
+        .find(|i| !members(&nodes[0], "pair").contains(&format!("n{}", i + 1)))
+        .expect("a node outside the group");
+    let outsider_name = format!("n{}", outsider + 1);
+
+    // The node outside the group follows it as a learner: clients use the queue through it.
+    rt.block_on(async {
+        let (_c, ch) = channel(&nodes[outsider]).await;
+        publish_confirmed(&ch, "pair", (0..10).map(|i| format!("m{i}"))).await;
+        let bodies = consume_acked(&ch, "pair", 10).await;
+        assert_eq!(bodies.len(), 10);
+    });
+
+    // add_member makes it a voter; delete_member takes another out; shrink and grow as rabbitmq-queues.
+    let added = ctl(&nodes[0], &["add_member", "pair", &outsider_name]);
+    assert!(added.status.success(), "{added:?}");
+    eventually(10, "three members", || {
+        members(&nodes[0], "pair").len() == 3
+    });
+    let removed = ctl(&nodes[1], &["delete_member", "pair", &outsider_name]);
+    assert!(removed.status.success(), "{removed:?}");
+    eventually(10, "two members again", || {
+        !members(&nodes[0], "pair").contains(&outsider_name)
+    });
+    let grown = ctl(&nodes[2], &["grow", &outsider_name, "all"]);
+    assert!(grown.status.success(), "{grown:?}");
+    let table = String::from_utf8_lossy(&grown.stdout);
+    assert!(table.contains("pair") && table.contains("ok"), "{table}");
+    eventually(10, "grown to three", || {
+        members(&nodes[0], "pair").len() == 3
+    });
+    let shrunk = ctl(&nodes[0], &["shrink", &outsider_name]);
+    assert!(shrunk.status.success(), "{shrunk:?}");
+    eventually(10, "shrunk to two", || {
+        members(&nodes[0], "pair").len() == 2
+    });
+
+    // A node that is not in the cluster is refused.
+    let refused = ctl(&nodes[0], &["add_member", "pair", "n9"]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("not a member of the cluster"),
+        "{refused:?}"
+    );
+}

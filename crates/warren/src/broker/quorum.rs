@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Weak};
 
 use super::{AdminError, Broker};
-use crate::cluster::quorum::actor;
+use crate::cluster::quorum::{actor, MemberChange};
 use crate::cluster::{ClusterNode, MetaCommand};
 use crate::definitions::arguments::{table_from_json, table_to_json};
 use crate::vhost::{QueueReplication, TopologyChange};
@@ -173,6 +173,40 @@ impl Broker {
             groups.remove(&vhost.name, name).await;
         }
         Ok(())
+    }
+
+    /// `rabbitmq-queues add_member` (`add`) or `delete_member`: cluster node `node` becomes or stops being a voting
+    /// member of replicated quorum queue `queue` of `vhost`.
+    pub(crate) async fn change_quorum_members(
+        &self,
+        vhost: &str,
+        queue: &str,
+        node: &str,
+        add: bool,
+    ) -> Result<(), AdminError> {
+        let (Some(cluster), Some(groups)) = (self.cluster(), self.queue_groups.get()) else {
+            return Err(AdminError::Invalid(
+                "this node is not in a cluster".to_owned(),
+            ));
+        };
+        let member = cluster
+            .status()
+            .members
+            .into_iter()
+            .find(|m| m.name == node)
+            .ok_or_else(|| {
+                AdminError::Invalid(format!("node '{node}' is not a member of the cluster"))
+            })?;
+        let change = match add {
+            true => MemberChange::Add { node: member },
+            false => MemberChange::Remove {
+                name: node.to_owned(),
+            },
+        };
+        groups
+            .change_members(vhost, queue, change)
+            .await
+            .map_err(AdminError::Invalid)
     }
 
     /// Makes the vhosts replicate their quorum queues through the cluster.

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::{Signer, SIGNATURE_HEADER};
 use super::quorum::group::{OpBatch, QueueTypes};
-use super::quorum::QueueGroups;
+use super::quorum::{MemberChange, QueueGroups};
 use super::types::{MetaCommand, MetaResponse, MetaTypes};
 use super::{node_id, ClusterNode};
 use openraft::ChangeMembers;
@@ -93,6 +93,7 @@ pub(crate) fn router(state: ServerState) -> Router {
         .route("/queue/{group}/vote", post(queue_vote))
         .route("/queue/{group}/snapshot", post(queue_snapshot))
         .route("/queue/{group}/write", post(queue_write))
+        .route("/queue/{group}/members", post(queue_members))
         .with_state(Arc::new(state))
 }
 
@@ -297,6 +298,23 @@ async fn queue_write(
             };
             answer
         },
+    )
+    .await
+}
+
+/// A change of the group's voters another node forwards to this node as the group's leader.
+async fn queue_members(
+    State(state): State<Arc<ServerState>>,
+    Path(group): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    queue_rpc(
+        &state,
+        &group,
+        &headers,
+        &body,
+        |raft, change: MemberChange| async move { change.apply(&raft).await },
     )
     .await
 }

@@ -291,6 +291,40 @@ pub(crate) enum CtlCommand {
         /// The link's ID
         link_id: String,
     },
+    /// Adds a voting member to a quorum queue of a vhost (-p), as rabbitmq-queues add_member
+    #[command(name = "add_member")]
+    AddMember {
+        /// The queue
+        queue: String,
+        /// The cluster node that becomes a member
+        #[arg(value_name = "NODE")]
+        member: String,
+    },
+    /// Removes a voting member of a quorum queue of a vhost (-p), as rabbitmq-queues delete_member
+    #[command(name = "delete_member")]
+    DeleteMember {
+        /// The queue
+        queue: String,
+        /// The member node that stops voting
+        #[arg(value_name = "NODE")]
+        member: String,
+    },
+    /// Adds a node to every quorum queue (all) or to those with an even number of members (even)
+    #[command(name = "grow")]
+    Grow {
+        /// The cluster node
+        #[arg(value_name = "NODE")]
+        member: String,
+        /// all or even
+        selector: String,
+    },
+    /// Removes a node from every quorum queue it is a member of
+    #[command(name = "shrink")]
+    Shrink {
+        /// The node
+        #[arg(value_name = "NODE")]
+        member: String,
+    },
     /// Sets vhost limits (-p), a JSON object such as '{"max-connections": 100, "max-queues": 10}'
     #[command(name = "set_vhost_limits")]
     SetVhostLimits {
@@ -369,6 +403,8 @@ impl CtlCommand {
                 | CtlCommand::ShovelStatus
                 | CtlCommand::FederationStatus { .. }
                 | CtlCommand::RestartFederationLink { .. }
+                | CtlCommand::Grow { .. }
+                | CtlCommand::Shrink { .. }
                 | CtlCommand::AddUser { .. }
                 | CtlCommand::DeleteUser { .. }
                 | CtlCommand::ChangePassword { .. }
@@ -419,6 +455,10 @@ impl CtlCommand {
             CtlCommand::DeleteShovel { .. } => "delete_shovel",
             CtlCommand::FederationStatus { .. } => "federation_status",
             CtlCommand::RestartFederationLink { .. } => "restart_federation_link",
+            CtlCommand::AddMember { .. } => "add_member",
+            CtlCommand::DeleteMember { .. } => "delete_member",
+            CtlCommand::Grow { .. } => "grow",
+            CtlCommand::Shrink { .. } => "shrink",
             CtlCommand::SetVhostLimits { .. } => "set_vhost_limits",
             CtlCommand::SetUserLimits { .. } => "set_user_limits",
             CtlCommand::PurgeQueue { .. } => "purge_queue",
@@ -532,6 +572,32 @@ mod tests {
         assert!(parse(&["set_parameter", "shovel", "s1"]).is_err());
         assert!(parse(&["clear_parameter", "shovel"]).is_err());
         assert!(parse(&["restart_shovel"]).is_err());
+    }
+
+    #[test]
+    fn quorum_membership_commands_take_their_node_apart_from_the_global_node_option() {
+        let args = parse(&[
+            "-n",
+            "http://127.0.0.1:15672",
+            "add_member",
+            "-p",
+            "v",
+            "q",
+            "n2",
+        ])
+        .expect("parses");
+        assert_eq!(
+            args.command,
+            CtlCommand::AddMember {
+                queue: "q".into(),
+                member: "n2".into()
+            }
+        );
+        assert!(args.command.takes_vhost());
+        let args = parse(&["grow", "n3", "even"]).expect("parses");
+        assert_eq!(args.command.name(), "grow");
+        assert!(!args.command.takes_vhost());
+        assert!(parse(&["shrink"]).is_err());
     }
 
     #[test]

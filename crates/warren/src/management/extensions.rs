@@ -29,6 +29,14 @@ pub(crate) fn routes() -> Router<ApiState> {
         .route("/api/cluster-status", get(cluster_status))
         .route("/api/cluster-nodes/{name}", delete(forget_cluster_node))
         .route(
+            "/api/queues/{vhost}/{name}/members",
+            axum::routing::post(add_queue_member),
+        )
+        .route(
+            "/api/queues/{vhost}/{name}/members/{node}",
+            delete(delete_queue_member),
+        )
+        .route(
             "/api/exchanges/{vhost}/{name}/delayed-messages",
             get(delayed_messages),
         )
@@ -142,6 +150,41 @@ async fn cluster_status(
         "term": status.term,
         "applied_index": status.applied_index,
     })))
+}
+
+/// `POST /api/queues/{vhost}/{name}/members` with `{"node": NODE}`: NODE becomes a voting member of the replicated
+/// quorum queue (`rabbitmq-queues add_member`).
+async fn add_queue_member(
+    State(state): State<ApiState>,
+    Path((vhost, name)): Path<(String, String)>,
+    caller: Caller,
+    Json(body): Json<Value>,
+) -> Result<StatusCode, ApiError> {
+    caller.require_admin()?;
+    let node = body
+        .get("node")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::bad_request("a \"node\" is required"))?;
+    state
+        .broker
+        .change_quorum_members(&vhost, &name, node, true)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /api/queues/{vhost}/{name}/members/{node}`: NODE stops voting in the replicated quorum queue
+/// (`rabbitmq-queues delete_member`); it keeps following it as a learner.
+async fn delete_queue_member(
+    State(state): State<ApiState>,
+    Path((vhost, name, node)): Path<(String, String, String)>,
+    caller: Caller,
+) -> Result<StatusCode, ApiError> {
+    caller.require_admin()?;
+    state
+        .broker
+        .change_quorum_members(&vhost, &name, &node, false)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Removes member `name` from the cluster, through its leader.

@@ -23,6 +23,9 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::{Raft, SnapshotPolicy};
 use tokio::sync::mpsc;
 
+use openraft::ChangeMembers;
+use serde::{Deserialize, Serialize};
+
 use super::network::{GroupNetwork, Network, PostError};
 use super::{node_id, ClusterError, ClusterNode, WRITE_TIMEOUT};
 use group::{AppliedBatch, OpBatch, QueueMachine, QueueTypes};
@@ -67,6 +70,45 @@ pub(crate) struct QuorumGroup {
     network: Network,
     /// Which other nodes are up.
     pub(crate) liveness: Arc<liveness::Liveness>,
+}
+
+/// A change of a queue's voting members (`rabbitmq-queues add_member` / `delete_member`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum MemberChange {
+    /// The node becomes a voter (a learner first, until it has caught up with the log or a snapshot).
+    Add {
+        /// The node.
+        node: ClusterNode,
+    },
+    /// The node stops voting; it keeps following the log as a learner, so it still serves the queue's clients.
+    Remove {
+        /// The node's name.
+        name: String,
+    },
+}
+
+impl MemberChange {
+    /// Makes the change on `raft`, which must lead the group; why not otherwise.
+    pub(crate) async fn apply(&self, raft: &Raft<QueueTypes>) -> Result<(), String> {
+        match self {
+            MemberChange::Add { node } => {
+                let id = node_id(&node.name);
+                raft.add_learner(id, node.clone(), true)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                raft.change_membership(ChangeMembers::AddVoterIds([id].into()), true)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            MemberChange::Remove { name } => {
+                let id = node_id(name);
+                raft.change_membership(ChangeMembers::RemoveVoters([id].into()), true)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The inter-node route prefix of group `id`.
@@ -200,6 +242,54 @@ impl QueueGroups {
         for extension in ["redb", "snapshot"] {
             let _ = std::fs::remove_file(self.dir.join(format!("{id:016x}.{extension}")));
         }
+    }
+
+    /// Makes `change` to the voters of queue `queue` of `vhost`, through the group's leader wherever it is.
+    pub(crate) async fn change_members(
+        &self,
+        vhost: &str,
+        queue: &str,
+        change: MemberChange,
+    ) -> Result<(), String> {
+        let id = self
+            .by_queue
+            .get(&(vhost.to_owned(), queue.to_owned()))
+            .map(|id| *id)
+            .ok_or_else(|| {
+                format!("queue '{queue}' in vhost '{vhost}' is not a replicated quorum queue")
+            })?;
+        let raft = self
+            .get(id)
+            .ok_or_else(|| format!("queue '{queue}' is not open on this node"))?;
+        let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
+        let mut last_error = no_quorum();
+        while tokio::time::Instant::now() < deadline {
+            let metrics = raft.metrics().borrow().clone();
+            let leader = metrics.current_leader.and_then(|leader| {
+                metrics
+                    .membership_config
+                    .membership()
+                    .get_node(&leader)
+                    .cloned()
+            });
+            match leader {
+                Some(leader) if leader.name == self.me.name => return change.apply(&raft).await,
+                Some(leader) => {
+                    let path = format!("{}/members", group_prefix(id));
+                    let answer: Result<Result<(), String>, PostError> = self
+                        .network
+                        .post(&leader.addr, &path, &change, Some(WRITE_TIMEOUT))
+                        .await;
+                    match answer {
+                        Ok(outcome) => return outcome,
+                        Err(e) => last_error = e.to_string(),
+                    }
+                }
+                None => {}
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Err(last_error)
     }
 
     /// Stops every group (the node is shutting down).

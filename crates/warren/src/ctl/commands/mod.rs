@@ -12,6 +12,7 @@ mod node;
 mod parameters;
 mod policies;
 mod queues;
+mod quorum;
 mod shovels;
 mod users;
 mod vhosts;
@@ -100,6 +101,10 @@ pub(crate) fn run(ctx: &Ctx, command: &CtlCommand) -> Result<(), CtlError> {
         CtlCommand::RestartFederationLink { link_id } => {
             federation::restart_federation_link(ctx, link_id)
         }
+        CtlCommand::AddMember { queue, member } => quorum::add_member(ctx, queue, member),
+        CtlCommand::DeleteMember { queue, member } => quorum::delete_member(ctx, queue, member),
+        CtlCommand::Grow { member, selector } => quorum::grow(ctx, member, selector),
+        CtlCommand::Shrink { member } => quorum::shrink(ctx, member),
         CtlCommand::PurgeQueue { queue } => queues::purge_queue(ctx, queue),
         CtlCommand::DeleteQueue {
             queue,
