@@ -17,6 +17,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::codec::Codec;
+
 /// Entries by index, each as JSON.
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 /// The vote, the committed log id and the last purged log id, each as JSON under its name.
@@ -28,6 +30,8 @@ type StoreResult<T> = Result<T, StorageError<u64>>;
 /// writes through another).
 pub(crate) struct LogStore<C> {
     db: Arc<Database>,
+    /// How entries are encoded (the vote and other state are JSON).
+    codec: Codec,
     types: PhantomData<fn() -> C>,
 }
 
@@ -35,6 +39,7 @@ impl<C> Clone for LogStore<C> {
     fn clone(&self) -> Self {
         LogStore {
             db: self.db.clone(),
+            codec: self.codec,
             types: PhantomData,
         }
     }
@@ -63,8 +68,8 @@ impl<C: StoredTypes> LogStore<C>
 where
     Entry<C>: Serialize + DeserializeOwned,
 {
-    /// Opens (or creates) the log at `path`.
-    pub(crate) fn open(path: &Path) -> Result<LogStore<C>, redb::Error> {
+    /// Opens (or creates) the log at `path`, its entries encoded with `codec`.
+    pub(crate) fn open(path: &Path, codec: Codec) -> Result<LogStore<C>, redb::Error> {
         let db = Database::create(path)?;
         let txn = db.begin_write()?;
         txn.open_table(LOG)?;
@@ -72,6 +77,7 @@ where
         txn.commit()?;
         Ok(LogStore {
             db: Arc::new(db),
+            codec,
             types: PhantomData,
         })
     }
@@ -137,6 +143,7 @@ where
             Bound::Excluded(i) => Some(i - 1),
             Bound::Unbounded => None,
         };
+        let codec = self.codec;
         self.blocking(
             move |db| {
                 let txn = db.begin_read().map_err(io_error)?;
@@ -150,7 +157,7 @@ where
                 .map_err(io_error)?;
                 for row in rows {
                     let (_, value) = row.map_err(io_error)?;
-                    entries.push(serde_json::from_slice(value.value()).map_err(io_error)?);
+                    entries.push(codec.decode(value.value()).map_err(io_error)?);
                 }
                 Ok(entries)
             },
@@ -167,15 +174,15 @@ where
     type LogReader = LogStore<C>;
 
     async fn get_log_state(&mut self) -> StoreResult<LogState<C>> {
+        let codec = self.codec;
         self.blocking(
-            |db| {
+            move |db| {
                 let last_purged: Option<LogId<u64>> = Self::read_state(db, "purged")?;
                 let txn = db.begin_read().map_err(io_error)?;
                 let table = txn.open_table(LOG).map_err(io_error)?;
                 let last = match table.last().map_err(io_error)? {
                     Some((_, value)) => {
-                        let entry: Entry<C> =
-                            serde_json::from_slice(value.value()).map_err(io_error)?;
+                        let entry: Entry<C> = codec.decode(value.value()).map_err(io_error)?;
                         Some(entry.log_id)
                     }
                     None => last_purged,
@@ -230,6 +237,7 @@ where
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry<C>> = entries.into_iter().collect();
+        let codec = self.codec;
         let written = self
             .blocking(
                 move |db| {
@@ -237,7 +245,7 @@ where
                     {
                         let mut table = txn.open_table(LOG).map_err(io_error)?;
                         for entry in &entries {
-                            let bytes = serde_json::to_vec(entry).map_err(io_error)?;
+                            let bytes = codec.encode(entry).map_err(io_error)?;
                             table
                                 .insert(entry.log_id.index, bytes.as_slice())
                                 .map_err(io_error)?;

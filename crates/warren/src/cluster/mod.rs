@@ -13,6 +13,7 @@
 //! A single node (no `[cluster]`) starts none of this.
 
 mod auth;
+mod codec;
 mod log_store;
 mod network;
 pub(crate) mod quorum;
@@ -177,7 +178,8 @@ impl Cluster {
             reason,
         };
         std::fs::create_dir_all(&dir).map_err(|e| log_error(e.to_string()))?;
-        let log = log_store::LogStore::open(&path).map_err(|e| log_error(e.to_string()))?;
+        let log = log_store::LogStore::open(&path, codec::Codec::Json)
+            .map_err(|e| log_error(e.to_string()))?;
 
         let raft_config = openraft::Config {
             cluster_name: "warren".to_owned(),
@@ -458,7 +460,8 @@ mod tests {
             ));
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir).expect("test dir");
-            let log = LogStore::open(&dir.join("raft.redb")).expect("log opens");
+            let log = LogStore::open(&dir.join("raft.redb"), super::codec::Codec::Json)
+                .expect("log opens");
             Ok((Dir(dir), log, StateMachine::new(Arc::new(AcceptAll))))
         }
     }

@@ -18,6 +18,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::auth::{Signer, SIGNATURE_HEADER};
+use super::codec::Codec;
 use super::types::MetaTypes;
 use super::ClusterNode;
 
@@ -48,12 +49,25 @@ impl Network {
         body: &Req,
         timeout: Option<Duration>,
     ) -> Result<Resp, PostError> {
-        let bytes = serde_json::to_vec(body).map_err(|e| PostError::Network(e.to_string()))?;
+        self.post_coded(addr, path, body, timeout, Codec::Json)
+            .await
+    }
+
+    /// [`Network::post`] with the request and its answer encoded with `codec`.
+    pub(crate) async fn post_coded<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        addr: &str,
+        path: &str,
+        body: &Req,
+        timeout: Option<Duration>,
+        codec: Codec,
+    ) -> Result<Resp, PostError> {
+        let bytes = codec.encode(body).map_err(PostError::Network)?;
         let mut request = self
             .http
             .post(format!("http://{addr}{path}"))
             .header(SIGNATURE_HEADER, self.signer.sign(&bytes))
-            .header("content-type", "application/json")
+            .header("content-type", codec.content_type())
             .body(bytes);
         if let Some(timeout) = timeout {
             request = request.timeout(timeout);
@@ -73,7 +87,7 @@ impl Network {
                 String::from_utf8_lossy(&text)
             )));
         }
-        serde_json::from_slice(&text).map_err(|e| PostError::Network(e.to_string()))
+        codec.decode(&text).map_err(PostError::Network)
     }
 }
 
@@ -94,6 +108,7 @@ pub(crate) struct PeerClient<C> {
     target: u64,
     addr: String,
     prefix: String,
+    codec: Codec,
     types: PhantomData<fn() -> C>,
 }
 
@@ -106,6 +121,7 @@ impl RaftNetworkFactory<MetaTypes> for Network {
             target,
             addr: node.addr.clone(),
             prefix: "/cluster".to_owned(),
+            codec: Codec::Json,
             types: PhantomData,
         }
     }
@@ -146,6 +162,7 @@ where
             target,
             addr: node.addr.clone(),
             prefix: self.prefix.clone(),
+            codec: Codec::Binary,
             types: PhantomData,
         }
     }
@@ -165,7 +182,13 @@ impl<C> PeerClient<C> {
         let path = format!("{}{path}", self.prefix);
         let answer: Result<Resp, RaftError<u64, E>> = self
             .network
-            .post(&self.addr, &path, request, Some(option.hard_ttl()))
+            .post_coded(
+                &self.addr,
+                &path,
+                request,
+                Some(option.hard_ttl()),
+                self.codec,
+            )
             .await
             .map_err(|e| match e {
                 PostError::Unreachable(text) => {

@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::auth::{Signer, SIGNATURE_HEADER};
+use super::codec::Codec;
 use super::quorum::group::{OpBatch, QueueTypes};
 use super::quorum::{MemberChange, QueueGroups};
 use super::types::{MetaCommand, MetaResponse, MetaTypes};
@@ -105,6 +106,7 @@ fn verified<T: DeserializeOwned>(
     state: &ServerState,
     headers: &HeaderMap,
     body: &Bytes,
+    codec: Codec,
 ) -> Result<T, Refusal> {
     let signature = headers
         .get(SIGNATURE_HEADER)
@@ -113,13 +115,13 @@ fn verified<T: DeserializeOwned>(
     if !state.signer.verify(body, signature) {
         return Err((StatusCode::UNAUTHORIZED, "bad cluster signature".to_owned()));
     }
-    serde_json::from_slice(body).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))
+    codec.decode(body).map_err(|e| (StatusCode::BAD_REQUEST, e))
 }
 
-fn json<T: Serialize>(value: &T) -> Response {
-    match serde_json::to_vec(value) {
-        Ok(bytes) => ([("content-type", "application/json")], bytes).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+fn encoded<T: Serialize>(value: &T, codec: Codec) -> Response {
+    match codec.encode(value) {
+        Ok(bytes) => ([("content-type", codec.content_type())], bytes).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
     }
 }
 
@@ -135,8 +137,8 @@ where
     Resp: Serialize,
     Fut: std::future::Future<Output = Resp>,
 {
-    match verified(state, headers, body) {
-        Ok(request) => json(&call(state.raft.clone(), request).await),
+    match verified(state, headers, body, Codec::Json) {
+        Ok(request) => encoded(&call(state.raft.clone(), request).await, Codec::Json),
         Err(refused) => refused.into_response(),
     }
 }
@@ -237,8 +239,8 @@ where
         )
             .into_response();
     };
-    match verified(state, headers, body) {
-        Ok(request) => json(&call(raft, request).await),
+    match verified(state, headers, body, Codec::Binary) {
+        Ok(request) => encoded(&call(raft, request).await, Codec::Binary),
         Err(refused) => refused.into_response(),
     }
 }

@@ -1,6 +1,6 @@
 //! A quorum queue's Raft group as openraft sees it: its type config, and its state machine, which applies the
 //! committed operations to the queue's [`QuorumState`] and hands what they make happen to this node's queue
-//! actor. Snapshots are the whole state as JSON, kept in a file next to the group's log so that a restart starts
+//! actor. Snapshots are the whole state (binary), kept in a file next to the group's log so that a restart starts
 //! from the last one (openraft then re-applies the committed entries after it) and the log before it can be purged.
 
 use std::collections::BTreeSet;
@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::machine::{Effect, Op, QuorumState};
+use crate::cluster::codec::Codec;
 use crate::cluster::ClusterNode;
 
 /// One log entry of a queue's group: operations taken together (one node's batch), applied in order.
@@ -73,7 +74,6 @@ struct SnapshotBody {
 #[derive(Serialize, Deserialize)]
 struct SnapshotFile {
     meta: SnapshotMeta<u64, ClusterNode>,
-    #[serde(with = "serde_bytes_as_string")]
     data: Vec<u8>,
 }
 
@@ -120,9 +120,8 @@ impl QueueMachine {
         };
         match std::fs::read(&machine.snapshot_path) {
             Ok(bytes) => {
-                let file: SnapshotFile =
-                    serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
-                machine.body = serde_json::from_slice(&file.data).map_err(|e| e.to_string())?;
+                let file: SnapshotFile = Codec::Binary.decode(&bytes)?;
+                machine.body = Codec::Binary.decode(&file.data)?;
                 machine.snapshot = Some((file.meta, file.data));
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -148,7 +147,7 @@ impl QueueMachine {
             meta: meta.clone(),
             data: data.to_vec(),
         };
-        let bytes = serde_json::to_vec(&file)?;
+        let bytes = Codec::Binary.encode(&file).map_err(std::io::Error::other)?;
         let tmp = self.snapshot_path.with_extension("snapshot.tmp");
         let mut out = std::fs::File::create(&tmp)?;
         out.write_all(&bytes)?;
@@ -227,8 +226,8 @@ impl RaftStateMachine<QueueTypes> for QueueMachine {
             last_membership: self.body.membership.clone(),
             snapshot_id,
         };
-        // Plain maps of numbers and strings: serialising cannot fail.
-        let data = serde_json::to_vec(&self.body).unwrap_or_default();
+        // Plain maps of numbers, strings and bytes: encoding cannot fail.
+        let data = Codec::Binary.encode(&self.body).unwrap_or_default();
         match self.persist(&meta, &data) {
             Ok(()) => self.snapshot = Some((meta.clone(), data.clone())),
             // Not kept: the log is then not purged past the last snapshot that was.
@@ -249,7 +248,7 @@ impl RaftStateMachine<QueueTypes> for QueueMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<u64>> {
         let data = snapshot.into_inner();
-        let body: SnapshotBody = serde_json::from_slice(&data).map_err(snapshot_error)?;
+        let body: SnapshotBody = Codec::Binary.decode(&data).map_err(snapshot_error)?;
         self.persist(meta, &data).map_err(snapshot_write_error)?;
         self.body = body;
         self.body.last_applied = meta.last_log_id;
@@ -270,20 +269,5 @@ impl RaftStateMachine<QueueTypes> for QueueMachine {
             meta: meta.clone(),
             snapshot: Box::new(Cursor::new(data.clone())),
         }))
-    }
-}
-
-/// The snapshot's bytes (JSON themselves) kept as a string in the file.
-mod serde_bytes_as_string {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&String::from_utf8_lossy(bytes))
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Vec<u8>, D::Error> {
-        Ok(String::deserialize(deserializer)?.into_bytes())
     }
 }

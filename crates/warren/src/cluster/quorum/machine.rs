@@ -34,10 +34,10 @@ pub(crate) struct ReplicatedMessage {
     /// Its routing key.
     pub(crate) routing_key: String,
     /// Its properties exactly as published.
-    #[serde(with = "base64_bytes")]
+    #[serde(with = "serde_bytes")]
     pub(crate) properties: Bytes,
     /// Its body.
-    #[serde(with = "base64_bytes")]
+    #[serde(with = "serde_bytes")]
     pub(crate) body: Bytes,
 }
 
@@ -459,7 +459,7 @@ impl QuorumState {
     }
 }
 
-/// A map whose keys are not strings as a list of pairs in JSON.
+/// A map as a list of (key, value) pairs, whatever its key type.
 mod pairs {
     use std::collections::BTreeMap;
 
@@ -484,27 +484,49 @@ mod pairs {
     }
 }
 
-/// `Bytes` as base64 text in the group's JSON.
-mod base64_bytes {
-    use base64::Engine;
+/// `Bytes` as serde bytes (a length and the bytes in the group's binary encoding).
+mod serde_bytes {
     use bytes::Bytes;
-    use serde::{Deserialize, Deserializer, Serializer};
+    use serde::de::{Deserializer, SeqAccess, Visitor};
+    use serde::Serializer;
 
     pub(super) fn serialize<S: Serializer>(
         bytes: &Bytes,
         serializer: S,
     ) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+        serializer.serialize_bytes(bytes)
+    }
+
+    struct BytesVisitor;
+
+    impl<'de> Visitor<'de> for BytesVisitor {
+        type Value = Bytes;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("bytes")
+        }
+
+        fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Bytes, E> {
+            Ok(Bytes::copy_from_slice(v))
+        }
+
+        fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Bytes, E> {
+            Ok(Bytes::from(v))
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Bytes, A::Error> {
+            let mut bytes = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+            while let Some(byte) = seq.next_element::<u8>()? {
+                bytes.push(byte);
+            }
+            Ok(Bytes::from(bytes))
+        }
     }
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<Bytes, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        base64::engine::general_purpose::STANDARD
-            .decode(text.as_bytes())
-            .map(Bytes::from)
-            .map_err(serde::de::Error::custom)
+        deserializer.deserialize_byte_buf(BytesVisitor)
     }
 }
 
@@ -703,13 +725,13 @@ mod tests {
     }
 
     #[test]
-    fn the_state_survives_its_json_form() {
+    fn the_state_survives_its_binary_form() {
         let mut state = QuorumState::default();
         let mut effects = Vec::new();
         state.apply(Op::Enqueue(message("body")), &mut effects);
         attach(&mut state, key(1, 1, 1), 5);
-        let text = serde_json::to_vec(&state).expect("serialises");
-        let back: QuorumState = serde_json::from_slice(&text).expect("deserialises");
+        let bytes = postcard::to_stdvec(&state).expect("serialises");
+        let back: QuorumState = postcard::from_bytes(&bytes).expect("deserialises");
         assert_eq!(back, state);
     }
 }

@@ -26,6 +26,7 @@ use tokio::sync::mpsc;
 use openraft::ChangeMembers;
 use serde::{Deserialize, Serialize};
 
+use super::codec::Codec;
 use super::network::{GroupNetwork, Network, PostError};
 use super::{node_id, ClusterError, ClusterNode, WRITE_TIMEOUT};
 use group::{AppliedBatch, OpBatch, QueueMachine, QueueTypes};
@@ -167,6 +168,7 @@ impl QueueGroups {
         std::fs::create_dir_all(&self.dir).map_err(|e| log_error(e.to_string()))?;
         let log = super::log_store::LogStore::<QueueTypes>::open(
             &self.dir.join(format!("{id:016x}.redb")),
+            Codec::Binary,
         )
         .map_err(|e| log_error(e.to_string()))?;
         let (effects, applied) = mpsc::unbounded_channel();
@@ -278,7 +280,13 @@ impl QueueGroups {
                     let path = format!("{}/members", group_prefix(id));
                     let answer: Result<Result<(), String>, PostError> = self
                         .network
-                        .post(&leader.addr, &path, &change, Some(WRITE_TIMEOUT))
+                        .post_coded(
+                            &leader.addr,
+                            &path,
+                            &change,
+                            Some(WRITE_TIMEOUT),
+                            Codec::Binary,
+                        )
                         .await;
                     match answer {
                         Ok(outcome) => return outcome,
@@ -368,7 +376,7 @@ impl QuorumGroup {
             let path = format!("{}/write", group_prefix(self.id));
             let answer: Result<Result<(), String>, PostError> = self
                 .network
-                .post(&leader.addr, &path, &batch, Some(left))
+                .post_coded(&leader.addr, &path, &batch, Some(left), Codec::Binary)
                 .await;
             match answer {
                 Ok(Ok(())) => return Ok(()),
