@@ -31,17 +31,66 @@ async fn channel(node: &Node) -> (Connection, Channel) {
 }
 
 async fn declare(ch: &Channel, queue: &str) -> u32 {
+    declare_with(ch, queue, &[]).await
+}
+
+/// Declares quorum queue `queue` with `extra` arguments too; the messages it holds.
+async fn declare_with(ch: &Channel, queue: &str, extra: &[(&str, AMQPValue)]) -> u32 {
+    let mut arguments = quorum_arguments();
+    for (key, value) in extra {
+        arguments.insert((*key).into(), value.clone());
+    }
     ch.queue_declare(
         queue.into(),
         QueueDeclareOptions {
             durable: true,
             ..QueueDeclareOptions::default()
         },
-        quorum_arguments(),
+        arguments,
     )
     .await
     .expect("queue.declare")
     .message_count()
+}
+
+/// Publishes `bodies` persistent with confirms; whether each was acked (true) or nacked.
+async fn publish_acks(
+    ch: &Channel,
+    queue: &str,
+    bodies: impl Iterator<Item = String>,
+) -> Vec<bool> {
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm.select");
+    let mut acks = Vec::new();
+    for body in bodies {
+        let confirm = ch
+            .basic_publish(
+                "".into(),
+                queue.into(),
+                BasicPublishOptions::default(),
+                body.as_bytes(),
+                BasicProperties::default().with_delivery_mode(2),
+            )
+            .await
+            .expect("publish");
+        // One at a time, so each publish meets the queue as the one before left it.
+        acks.push(
+            common::within(30, confirm)
+                .await
+                .expect("confirmed")
+                .is_ack(),
+        );
+    }
+    acks
+}
+
+/// The body of the next message basic.get takes (auto-ack) from `queue`, if any.
+async fn get_body(ch: &Channel, queue: &str) -> Option<String> {
+    ch.basic_get(queue.into(), BasicGetOptions { no_ack: true })
+        .await
+        .expect("basic.get")
+        .map(|got| String::from_utf8_lossy(&got.delivery.data).into_owned())
 }
 
 /// Publishes `bodies` persistent with confirms; every confirm must be an ack.
@@ -144,11 +193,11 @@ fn a_quorum_queue_declared_on_one_node_is_used_from_every_node() {
 
         // An argument a replicated quorum queue does not honour yet is refused, not ignored.
         let mut arguments = quorum_arguments();
-        arguments.insert("x-max-length".into(), AMQPValue::LongLongInt(10));
+        arguments.insert("x-message-ttl".into(), AMQPValue::LongLongInt(10_000));
         let (_c4, ch4) = channel(&nodes[0]).await;
         let refused = ch4
             .queue_declare(
-                "qq-max".into(),
+                "qq-ttl".into(),
                 QueueDeclareOptions {
                     durable: true,
                     ..QueueDeclareOptions::default()
@@ -190,6 +239,115 @@ fn a_quorum_queue_declared_on_one_node_is_used_from_every_node() {
         }
         assert!(gone, "the queue is still on n1");
     });
+}
+
+#[test]
+fn length_limits_delivery_limit_and_single_active_consumer_hold_on_every_node() {
+    let ports = free_ports();
+    let nodes = start_three(&ports);
+    eventually(30, "a leader elected", || nodes[0].leader().is_some());
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let (_c1, ch1) = channel(&nodes[0]).await;
+        let (_c2, ch2) = channel(&nodes[1]).await;
+        let (_c3, ch3) = channel(&nodes[2]).await;
+
+        // reject-publish: what would go over three messages is nacked, wherever it is published.
+        let reject = [
+            ("x-max-length", AMQPValue::LongLongInt(3)),
+            ("x-overflow", AMQPValue::LongString("reject-publish".into())),
+        ];
+        declare_with(&ch1, "qq-reject", &reject).await;
+        let acks = publish_acks(&ch2, "qq-reject", (0..5).map(|i| format!("r{i}"))).await;
+        assert_eq!(acks, [true, true, true, false, false]);
+        assert_eq!(declare_with(&ch3, "qq-reject", &reject).await, 3);
+
+        // drop-head (the default): the oldest make room.
+        let drop_head = [("x-max-length-bytes", AMQPValue::LongLongInt(4))];
+        declare_with(&ch1, "qq-drop", &drop_head).await;
+        let acks = publish_acks(&ch2, "qq-drop", (0..5).map(|i| format!("d{i}"))).await;
+        assert!(acks.iter().all(|ack| *ack));
+        assert_eq!(get_body(&ch3, "qq-drop").await.as_deref(), Some("d3"));
+        assert_eq!(get_body(&ch3, "qq-drop").await.as_deref(), Some("d4"));
+        assert_eq!(get_body(&ch3, "qq-drop").await, None);
+
+        // x-delivery-limit 1: returned twice, the message is gone.
+        let limited = [("x-delivery-limit", AMQPValue::LongLongInt(1))];
+        declare_with(&ch1, "qq-limit", &limited).await;
+        publish_acks(&ch2, "qq-limit", std::iter::once("once".to_owned())).await;
+        for redelivered in [false, true] {
+            let got = ch3
+                .basic_get("qq-limit".into(), BasicGetOptions::default())
+                .await
+                .expect("basic.get")
+                .expect("the message");
+            assert_eq!(got.delivery.redelivered, redelivered);
+            got.delivery
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    ..BasicNackOptions::default()
+                })
+                .await
+                .expect("basic.nack");
+        }
+        eventually_async(|| async { declare_with(&ch1, "qq-limit", &limited).await == 0 }).await;
+
+        // A single active consumer: the first to attach (on n2) gets everything, the one on n3 takes over when it
+        // is cancelled.
+        let sac = [("x-single-active-consumer", AMQPValue::Boolean(true))];
+        declare_with(&ch1, "qq-sac", &sac).await;
+        let mut first = ch2
+            .basic_consume(
+                "qq-sac".into(),
+                "first".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("basic.consume");
+        let mut second = ch3
+            .basic_consume(
+                "qq-sac".into(),
+                "second".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("basic.consume");
+        publish_acks(&ch1, "qq-sac", (0..10).map(|i| format!("s{i}"))).await;
+        for i in 0..10 {
+            let delivery = common::within(30, first.next())
+                .await
+                .expect("consumer open")
+                .expect("delivery");
+            assert_eq!(delivery.data, format!("s{i}").into_bytes());
+            delivery.ack(BasicAckOptions::default()).await.expect("ack");
+        }
+        publish_acks(&ch1, "qq-sac", std::iter::once("after".to_owned())).await;
+        ch2.basic_cancel("first".into(), BasicCancelOptions::default())
+            .await
+            .expect("basic.cancel");
+        let delivery = common::within(30, second.next())
+            .await
+            .expect("consumer open")
+            .expect("delivery");
+        assert_eq!(&delivery.data[..], b"after");
+    });
+}
+
+/// Polls `check` every 100 ms for up to 30 s until it holds.
+async fn eventually_async<F, Fut>(check: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..300 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("not within 30 s");
 }
 
 #[test]

@@ -36,6 +36,9 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// Each node's AMQP URI: a restarted node listens on a new port.
+type Uris = Arc<Mutex<Vec<String>>>;
+
 /// What the clients saw.
 #[derive(Default)]
 struct Ledger {
@@ -55,16 +58,12 @@ fn quorum() -> FieldTable {
 
 /// Publishes `p{id}-{n}` in windows of 20 with confirms to the nodes in turn, starting with node `id`, until
 /// `stop`; reconnects to the next node when a connection fails.
-async fn publisher(
-    id: usize,
-    uris: Vec<String>,
-    ledger: Arc<Mutex<Ledger>>,
-    stop: Arc<AtomicBool>,
-) {
+async fn publisher(id: usize, uris: Uris, ledger: Arc<Mutex<Ledger>>, stop: Arc<AtomicBool>) {
     let mut next = 0u64;
     let mut target = id;
     while !stop.load(Ordering::Relaxed) {
-        let uri = &uris[target % uris.len()];
+        let uri = uris.lock().expect("uris")[target % 3].clone();
+        let uri = &uri;
         target += 1;
         let Ok(Ok(conn)) = tokio::time::timeout(
             Duration::from_secs(3),
@@ -75,7 +74,8 @@ async fn publisher(
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         };
-        let Ok(ch) = conn.create_channel().await else {
+        let Ok(Ok(ch)) = tokio::time::timeout(Duration::from_secs(10), conn.create_channel()).await
+        else {
             continue;
         };
         if ch
@@ -95,18 +95,23 @@ async fn publisher(
                     .expect("ledger")
                     .published
                     .insert(body.clone());
-                let sent = ch
-                    .basic_publish(
+                let sent = tokio::time::timeout(
+                    Duration::from_secs(20),
+                    ch.basic_publish(
                         "".into(),
                         QUEUE.into(),
                         BasicPublishOptions::default(),
                         body.as_bytes(),
                         BasicProperties::default().with_delivery_mode(2),
-                    )
-                    .await;
+                    ),
+                )
+                .await;
                 match sent {
-                    Ok(confirm) => window.push((body, confirm)),
-                    Err(_) => break 'window,
+                    Ok(Ok(confirm)) => window.push((body, confirm)),
+                    _ => {
+                        eprintln!("publisher {id}: publish failed on {uri}");
+                        break 'window;
+                    }
                 }
             }
             for (body, confirm) in window {
@@ -115,7 +120,10 @@ async fn publisher(
                         ledger.lock().expect("ledger").confirmed.insert(body);
                     }
                     // Nacked, failed or timed out: indeterminate.
-                    _ => break 'window,
+                    outcome => {
+                        eprintln!("publisher {id}: confirm on {uri}: {outcome:?}");
+                        break 'window;
+                    }
                 }
             }
         }
@@ -124,10 +132,11 @@ async fn publisher(
 }
 
 /// Consumes with acks from the nodes in turn, starting with node `id`, until `stop`.
-async fn consumer(id: usize, uris: Vec<String>, ledger: Arc<Mutex<Ledger>>, stop: Arc<AtomicBool>) {
+async fn consumer(id: usize, uris: Uris, ledger: Arc<Mutex<Ledger>>, stop: Arc<AtomicBool>) {
     let mut target = id;
     while !stop.load(Ordering::Relaxed) {
-        let uri = &uris[target % uris.len()];
+        let uri = uris.lock().expect("uris")[target % 3].clone();
+        let uri = &uri;
         target += 1;
         let Ok(Ok(conn)) = tokio::time::timeout(
             Duration::from_secs(3),
@@ -138,7 +147,8 @@ async fn consumer(id: usize, uris: Vec<String>, ledger: Arc<Mutex<Ledger>>, stop
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         };
-        let Ok(ch) = conn.create_channel().await else {
+        let Ok(Ok(ch)) = tokio::time::timeout(Duration::from_secs(10), conn.create_channel()).await
+        else {
             continue;
         };
         if ch.basic_qos(50, BasicQosOptions::default()).await.is_err() {
@@ -207,11 +217,14 @@ fn confirmed_messages_of_a_quorum_queue_survive_kills_and_pauses() {
     let ports = free_ports();
     let mut nodes = start_three(&ports);
     eventually(30, "a leader elected", || nodes[0].leader().is_some());
-    let uris: Vec<String> = nodes.iter().map(|n| n.process().uri()).collect();
+    let uris: Uris = Arc::new(Mutex::new(
+        nodes.iter().map(|n| n.process().uri()).collect(),
+    ));
+    let first_uri = uris.lock().expect("uris")[0].clone();
 
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
-        let conn = Connection::connect(&uris[0], ConnectionProperties::default())
+        let conn = Connection::connect(&first_uri, ConnectionProperties::default())
             .await
             .expect("connect");
         let ch = conn.create_channel().await.expect("channel");
@@ -247,20 +260,29 @@ fn confirmed_messages_of_a_quorum_queue_survive_kills_and_pauses() {
         )));
     }
 
-    let (mut leader_kills, mut follower_kills, mut pauses) = (0, 0, 0);
+    let (mut leader_kills, mut follower_kills, mut pauses, mut leader_pauses) = (0, 0, 0, 0);
     let mut recoveries: Vec<Duration> = Vec::new();
-    for _ in 0..cycles {
+    for cycle in 0..cycles {
         std::thread::sleep(Duration::from_millis(1500));
         let leader = queue_leader(&nodes).unwrap_or(0);
-        let fault = rng.random_range(0..3);
+        // 0: kill the leader, 1: kill a follower, 2: pause the leader, 3: pause a follower.
+        let fault = rng.random_range(0..4);
         let victim = match fault {
-            0 => leader,
+            0 | 2 => leader,
             _ => (leader + rng.random_range(1..3)) % 3,
         };
         let confirmed_before = ledger.lock().expect("ledger").confirmed.len();
         let started = Instant::now();
-        if fault == 2 {
+        eprintln!(
+            "cycle {cycle}: fault {fault} on n{} (queue leader n{}), {confirmed_before} confirmed so far",
+            victim + 1,
+            leader + 1
+        );
+        if fault >= 2 {
             pauses += 1;
+            if fault == 2 {
+                leader_pauses += 1;
+            }
             nodes[victim].signal("STOP");
             std::thread::sleep(Duration::from_millis(2500));
             nodes[victim].signal("CONT");
@@ -273,14 +295,31 @@ fn confirmed_messages_of_a_quorum_queue_survive_kills_and_pauses() {
             nodes[victim].kill9();
             std::thread::sleep(Duration::from_millis(2500));
             nodes[victim].restart();
+            uris.lock().expect("uris")[victim] = nodes[victim].process().uri();
         }
         eventually(60, "the node back in the cluster", || {
             nodes[victim].leader().is_some()
         });
-        // Publishing goes on: a new confirm after the fault.
-        eventually(60, "confirms after the fault", || {
-            ledger.lock().expect("ledger").confirmed.len() > confirmed_before + 20
-        });
+        // Publishing goes on: new confirms after the fault.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while ledger.lock().expect("ledger").confirmed.len() <= confirmed_before + 20 {
+            if Instant::now() > deadline {
+                for (i, node) in nodes.iter().enumerate() {
+                    let (_, queue) = node.get(&format!("/queues/%2F/{QUEUE}"));
+                    eprintln!(
+                        "n{}: leader {} members {} ready {} unacked {} consumers {}",
+                        i + 1,
+                        queue["leader"],
+                        queue["members"],
+                        queue["messages_ready"],
+                        queue["messages_unacknowledged"],
+                        queue["consumers"]
+                    );
+                }
+                panic!("no confirms within 60 s after the fault of cycle {cycle}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         recoveries.push(started.elapsed());
     }
 
@@ -320,7 +359,7 @@ fn confirmed_messages_of_a_quorum_queue_survive_kills_and_pauses() {
     let slowest = recoveries.iter().max().copied().unwrap_or_default();
     println!(
         "quorum checker: seed {seed}, {cycles} cycles ({leader_kills} leader kills, {follower_kills} follower \
-         kills, {pauses} pauses): published {}, confirmed {}, received {} distinct, lost {lost}, duplicated \
+         kills, {pauses} pauses of which {leader_pauses} of the leader): published {}, confirmed {}, received {} distinct, lost {lost}, duplicated \
          {duplicated}, unexpected {unexpected}; slowest recovery {:.1} s",
         ledger.published.len(),
         ledger.confirmed.len(),

@@ -7,9 +7,11 @@ use std::pin::Pin;
 use std::sync::{Arc, Weak};
 
 use super::{AdminError, Broker};
+use crate::cluster::quorum::machine::Limits;
 use crate::cluster::quorum::{actor, MemberChange};
 use crate::cluster::{ClusterNode, MetaCommand};
 use crate::definitions::arguments::{table_from_json, table_to_json};
+use crate::queue::arguments::{Overflow, QueueArguments};
 use crate::vhost::{QueueReplication, TopologyChange};
 use warren_protocol::error::{AmqpError, ReplyCode};
 use warren_protocol::{AMQPValue, FieldTable};
@@ -111,6 +113,19 @@ impl QueueReplication for BrokerReplication {
     }
 }
 
+/// The limits replicated queue `name` applies, from its `arguments` alone (not from policies, nor from a node's
+/// defaults, which could differ between nodes: every member must apply the same).
+fn replicated_limits(name: &str, vhost: &str, arguments: &FieldTable) -> Result<Limits, AmqpError> {
+    let args = QueueArguments::parse(arguments, name, vhost, true, false, false)?;
+    Ok(Limits {
+        max_length: args.max_length,
+        max_length_bytes: args.max_length_bytes,
+        reject_publish: args.overflow == Some(Overflow::RejectPublish),
+        delivery_limit: args.delivery_limit,
+        single_active_consumer: args.single_active_consumer,
+    })
+}
+
 impl Broker {
     /// Applies a committed quorum queue declare: opens this node's part of its group and adopts the queue.
     pub(super) async fn adopt_quorum_queue(
@@ -136,8 +151,10 @@ impl Broker {
         };
         let table = table_from_json(arguments)
             .map_err(|(key, why)| AdminError::Invalid(format!("argument {key}: {why}")))?;
+        let limits = replicated_limits(name, &vhost.name, &table)
+            .map_err(|e| AdminError::Invalid(e.text))?;
         let (group, applied) = groups
-            .open(vhost.name.as_ref(), name, group, voters, nodes)
+            .open(vhost.name.as_ref(), name, group, voters, nodes, limits)
             .await
             .map_err(|e| AdminError::Cluster(e.to_string()))?;
         vhost

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::{Signer, SIGNATURE_HEADER};
 use super::codec::Codec;
-use super::quorum::group::{OpBatch, QueueTypes};
+use super::quorum::group::{Applied, OpBatch, QueueTypes};
 use super::quorum::{MemberChange, QueueGroups};
 use super::types::{MetaCommand, MetaResponse, MetaTypes};
 use super::{node_id, ClusterNode};
@@ -294,8 +294,8 @@ async fn queue_write(
         &headers,
         &body,
         |raft, batch: OpBatch| async move {
-            let answer: Result<(), String> = match raft.client_write(batch).await {
-                Ok(_) => Ok(()),
+            let answer: Result<Applied, String> = match raft.client_write(batch).await {
+                Ok(written) => Ok(written.data),
                 Err(e) => Err(e.to_string()),
             };
             answer

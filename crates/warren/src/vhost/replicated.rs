@@ -13,7 +13,15 @@ use warren_protocol::error::{AmqpError, ReplyCode};
 use warren_protocol::FieldTable;
 
 /// The arguments a replicated quorum queue honours; any other is refused at declare rather than ignored.
-const SUPPORTED_ARGUMENTS: [&str; 2] = ["x-queue-type", "x-quorum-initial-group-size"];
+const SUPPORTED_ARGUMENTS: [&str; 7] = [
+    "x-queue-type",
+    "x-quorum-initial-group-size",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-overflow",
+    "x-delivery-limit",
+    "x-single-active-consumer",
+];
 
 /// The cluster's side of replicated quorum queues.
 pub(crate) trait QueueReplication: Send + Sync {

@@ -37,9 +37,10 @@ const MAX_BATCH_OPS: usize = 2_000;
 
 /// What to do once a write is committed or has failed.
 enum Completion {
-    /// Publisher confirms: released (acked) when committed, failed (nacked) otherwise.
-    Confirms(Vec<ConfirmRef>),
-    /// Dead-letter receipts: released when committed, refused otherwise.
+    /// Publisher confirms, one per enqueue of the write: released (acked) when committed, failed (nacked) when
+    /// not, or when the queue refused that enqueue (full under `reject-publish`).
+    Confirms(Vec<Option<ConfirmRef>>),
+    /// Dead-letter receipts, one per enqueue: released when committed, refused otherwise.
     Letters(Vec<crate::queue::dead_letter_batch::LetterShare>),
     /// A consume, get or purge waiting for its effect: told only when the write failed.
     Failed(oneshot::Sender<String>),
@@ -150,21 +151,49 @@ async fn writer(group: Arc<QuorumGroup>, mut queue: mpsc::UnboundedReceiver<Writ
             let mut ops = Vec::new();
             let mut completions = Vec::new();
             while let Some(write) = writes.next_if(|_| ops.len() < MAX_BATCH_OPS) {
+                let range = ops.len()..ops.len() + write.ops.len();
                 ops.extend(write.ops);
-                completions.push((write.completion, write._permit));
+                completions.push((write.completion, range, write._permit));
             }
             let outcome = group.write(ops).await;
-            for (completion, _permit) in completions {
-                complete(completion, &outcome);
+            for (completion, range, _permit) in completions {
+                let outcome = outcome.as_ref().map(|applied| {
+                    applied
+                        .refused
+                        .iter()
+                        .map(|index| *index as usize)
+                        .filter(|index| range.contains(index))
+                        .map(|index| index - range.start)
+                        .collect::<Vec<usize>>()
+                });
+                complete(completion, outcome);
             }
         }
     }
 }
 
-fn complete(completion: Completion, outcome: &Result<(), String>) {
+/// Settles what a write waited for: `outcome` is the indexes (within the write) of the enqueues the queue refused,
+/// or why the write failed.
+fn complete(completion: Completion, outcome: Result<Vec<usize>, &String>) {
     match (completion, outcome) {
-        (Completion::Confirms(confirms), Err(_)) => confirms.into_iter().for_each(ConfirmRef::fail),
+        (Completion::Confirms(confirms), Err(_)) => {
+            confirms.into_iter().flatten().for_each(ConfirmRef::fail)
+        }
+        (Completion::Confirms(mut confirms), Ok(refused)) => {
+            for index in refused {
+                if let Some(confirm) = confirms.get_mut(index).and_then(Option::take) {
+                    confirm.fail();
+                }
+            }
+        }
         (Completion::Letters(shares), Err(_)) => shares.into_iter().for_each(|s| s.refuse()),
+        (Completion::Letters(shares), Ok(refused)) => {
+            for (index, share) in shares.into_iter().enumerate() {
+                if refused.contains(&index) {
+                    share.refuse();
+                }
+            }
+        }
         (Completion::Failed(tell), Err(reason)) => {
             let _ = tell.send(reason.clone());
         }
@@ -264,10 +293,10 @@ impl Actor {
                     return true;
                 };
                 let mut ops = Vec::with_capacity(enqueues.len());
-                let mut confirms = Vec::new();
+                let mut confirms = Vec::with_capacity(enqueues.len());
                 for enqueue in enqueues {
                     ops.push(Op::Enqueue(replicated(&enqueue.message)));
-                    confirms.extend(enqueue.confirm);
+                    confirms.push(enqueue.confirm);
                 }
                 self.write(ops, Completion::Confirms(confirms), Some(permit));
             }

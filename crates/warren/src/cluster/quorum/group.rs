@@ -15,7 +15,7 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use super::machine::{Effect, Op, QuorumState};
+use super::machine::{Effect, Limits, Op, QuorumState};
 use crate::cluster::codec::Codec;
 use crate::cluster::ClusterNode;
 
@@ -23,9 +23,13 @@ use crate::cluster::ClusterNode;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) struct OpBatch(pub(crate) Vec<Op>);
 
-/// What applying an entry answers the writer: nothing beyond that it was applied.
+/// What applying an entry answers the writer: which of its operations were enqueues the queue refused (full under
+/// `reject-publish`), by their index in the entry.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Applied;
+pub(crate) struct Applied {
+    /// Indexes of the refused enqueues.
+    pub(crate) refused: Vec<u32>,
+}
 
 openraft::declare_raft_types!(
     /// A quorum queue group's types.
@@ -86,6 +90,8 @@ pub(crate) struct QueueMachine {
     effects: mpsc::UnboundedSender<AppliedBatch>,
     /// This node's id.
     node: u64,
+    /// The queue's limits.
+    limits: Limits,
 }
 
 fn snapshot_error(e: impl std::fmt::Display) -> StorageError<u64> {
@@ -109,6 +115,7 @@ impl QueueMachine {
         snapshot_path: PathBuf,
         effects: mpsc::UnboundedSender<AppliedBatch>,
         node: u64,
+        limits: Limits,
     ) -> Result<QueueMachine, String> {
         let mut machine = QueueMachine {
             body: SnapshotBody::default(),
@@ -117,11 +124,14 @@ impl QueueMachine {
             snapshots_built: 0,
             effects,
             node,
+            limits,
         };
+        machine.body.state.set_limits(limits);
         match std::fs::read(&machine.snapshot_path) {
             Ok(bytes) => {
                 let file: SnapshotFile = Codec::Binary.decode(&bytes)?;
                 machine.body = Codec::Binary.decode(&file.data)?;
+                machine.body.state.set_limits(limits);
                 machine.snapshot = Some((file.meta, file.data));
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -196,15 +206,20 @@ impl RaftStateMachine<QueueTypes> for QueueMachine {
             match entry.payload {
                 EntryPayload::Blank => {}
                 EntryPayload::Normal(OpBatch(ops)) => {
-                    for op in ops {
-                        self.body.state.apply(op, &mut effects);
+                    let mut refused = Vec::new();
+                    for (index, op) in ops.into_iter().enumerate() {
+                        if !self.body.state.apply(op, &mut effects) {
+                            refused.push(u32::try_from(index).unwrap_or(u32::MAX));
+                        }
                     }
+                    responses.push(Applied { refused });
+                    continue;
                 }
                 EntryPayload::Membership(membership) => {
                     self.body.membership = StoredMembership::new(Some(entry.log_id), membership);
                 }
             }
-            responses.push(Applied);
+            responses.push(Applied::default());
         }
         // The actor may be gone (the queue is being deleted): nothing is left to deliver to.
         let _ = self.effects.send(AppliedBatch {
@@ -251,6 +266,7 @@ impl RaftStateMachine<QueueTypes> for QueueMachine {
         let body: SnapshotBody = Codec::Binary.decode(&data).map_err(snapshot_error)?;
         self.persist(meta, &data).map_err(snapshot_write_error)?;
         self.body = body;
+        self.body.state.set_limits(self.limits);
         self.body.last_applied = meta.last_log_id;
         self.body.membership = meta.last_membership.clone();
         self.snapshot = Some((meta.clone(), data));

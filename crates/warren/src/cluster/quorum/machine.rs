@@ -201,12 +201,33 @@ impl Consumer {
     }
 }
 
+/// What the queue's declaration limits, the same on every node (from its arguments, which the declaration carries
+/// to every node); not part of the replicated state, so set again after a snapshot is loaded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// `x-max-length`: most ready messages.
+    pub(crate) max_length: Option<u64>,
+    /// `x-max-length-bytes`: most body bytes of ready messages.
+    pub(crate) max_length_bytes: Option<u64>,
+    /// `x-overflow: reject-publish`: a publish over the limits is refused (nacked); otherwise the oldest ready
+    /// messages are dropped (`drop-head`).
+    pub(crate) reject_publish: bool,
+    /// `x-delivery-limit`: a message returned more often than this is dropped.
+    pub(crate) delivery_limit: Option<u64>,
+    /// `x-single-active-consumer`: only the first consumer receives; the next when it goes.
+    pub(crate) single_active_consumer: bool,
+}
+
 /// The queue's replicated state.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct QuorumState {
+    #[serde(skip)]
+    limits: Limits,
     next_seq: u64,
     messages: BTreeMap<u64, Held>,
     ready: BTreeSet<u64>,
+    /// Body bytes of the ready messages.
+    ready_bytes: u64,
     #[serde(with = "pairs")]
     consumers: BTreeMap<ConsumerKey, Consumer>,
     /// Dispatch order: the next delivery goes to the first consumer here with credit, which then moves last.
@@ -236,17 +257,56 @@ impl QuorumState {
 
     /// Body bytes of the ready messages.
     pub(crate) fn ready_bytes(&self) -> u64 {
-        self.ready
-            .iter()
-            .filter_map(|seq| self.messages.get(seq))
-            .map(|held| held.message.body.len() as u64)
-            .sum()
+        self.ready_bytes
     }
 
-    /// Applies `op`, appending what it makes happen to `effects`.
-    pub(crate) fn apply(&mut self, op: Op, effects: &mut Vec<Effect>) {
+    /// Applies `limits` from now on.
+    pub(crate) fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
+    /// Makes message `seq` ready.
+    fn make_ready(&mut self, seq: u64) {
+        if let Some(held) = self.messages.get(&seq) {
+            if self.ready.insert(seq) {
+                self.ready_bytes += held.message.body.len() as u64;
+            }
+        }
+    }
+
+    /// Takes message `seq` out of the ready ones; whether it was ready.
+    fn unready(&mut self, seq: u64) -> bool {
+        let was = self.ready.remove(&seq);
+        if was {
+            let len = self
+                .messages
+                .get(&seq)
+                .map_or(0, |h| h.message.body.len() as u64);
+            self.ready_bytes = self.ready_bytes.saturating_sub(len);
+        }
+        was
+    }
+
+    /// Whether `count` more ready messages of `len` body bytes would put the ready messages over the limits.
+    fn over_limits_with(&self, count: u64, len: u64) -> bool {
+        self.limits
+            .max_length
+            .is_some_and(|max| self.ready() + count > max)
+            || self
+                .limits
+                .max_length_bytes
+                .is_some_and(|max| self.ready_bytes + len > max)
+    }
+
+    /// Applies `op`, appending what it makes happen to `effects`; false when it was an enqueue the queue refused
+    /// (full under `reject-publish`).
+    pub(crate) fn apply(&mut self, op: Op, effects: &mut Vec<Effect>) -> bool {
         match op {
             Op::Enqueue(message) => {
+                let len = message.body.len() as u64;
+                if self.limits.reject_publish && self.over_limits_with(1, len) {
+                    return false;
+                }
                 self.next_seq += 1;
                 self.messages.insert(
                     self.next_seq,
@@ -257,7 +317,15 @@ impl QuorumState {
                         holder: None,
                     },
                 );
-                self.ready.insert(self.next_seq);
+                self.make_ready(self.next_seq);
+                // drop-head: the oldest ready messages make room.
+                while self.over_limits_with(0, 0) {
+                    let Some(oldest) = self.ready.first().copied() else {
+                        break;
+                    };
+                    self.unready(oldest);
+                    self.messages.remove(&oldest);
+                }
             }
             Op::Attach {
                 key,
@@ -266,12 +334,12 @@ impl QuorumState {
                 exclusive,
             } => {
                 if self.is_stale(key) || self.consumers.contains_key(&key) {
-                    return;
+                    return true;
                 }
                 let in_exclusive_use = self.consumers.values().any(|c| c.exclusive);
                 if in_exclusive_use || (exclusive && !self.consumers.is_empty()) {
                     effects.push(Effect::AttachRefused { key });
-                    return;
+                    return true;
                 }
                 self.consumers.insert(
                     key,
@@ -300,8 +368,11 @@ impl QuorumState {
                 request,
                 no_ack,
             } => {
-                let delivery = match self.ready.pop_first() {
-                    Some(seq) => self.check_out(seq, key, no_ack),
+                let delivery = match self.ready.first().copied() {
+                    Some(seq) => {
+                        self.unready(seq);
+                        self.check_out(seq, key, no_ack)
+                    }
                     None => None,
                 };
                 effects.push(Effect::GetAnswer {
@@ -320,6 +391,7 @@ impl QuorumState {
             }
             Op::Purge { key, request } => {
                 let count = self.ready.len().try_into().unwrap_or(u32::MAX);
+                self.ready_bytes = 0;
                 for seq in std::mem::take(&mut self.ready) {
                     self.messages.remove(&seq);
                 }
@@ -331,6 +403,7 @@ impl QuorumState {
             }
         }
         self.dispatch(effects);
+        true
     }
 
     /// Detaches the consumers `gone` picks and requeues everything they (or that node's basic.get callers) hold.
@@ -404,7 +477,16 @@ impl QuorumState {
                 held.holder = None;
                 held.redelivered = true;
                 held.returns = held.returns.saturating_add(1);
-                self.ready.insert(seq);
+                // Past the delivery limit it is dropped (there is no dead-lettering here yet).
+                if self
+                    .limits
+                    .delivery_limit
+                    .is_some_and(|limit| u64::from(held.returns) > limit)
+                {
+                    self.messages.remove(&seq);
+                } else {
+                    self.make_ready(seq);
+                }
             }
         }
     }
@@ -438,7 +520,7 @@ impl QuorumState {
             let Some(key) = self.next_with_credit() else {
                 return;
             };
-            self.ready.remove(&seq);
+            self.unready(seq);
             let no_ack = self.consumers.get(&key).is_some_and(|c| c.no_ack);
             if let Some(delivery) = self.check_out(seq, key, no_ack) {
                 effects.push(Effect::Deliver { key, delivery });
@@ -446,8 +528,17 @@ impl QuorumState {
         }
     }
 
-    /// The next consumer in turn that may take a delivery, moved to the back of the turn.
+    /// The next consumer in turn that may take a delivery, moved to the back of the turn; with a single active
+    /// consumer, the first to attach of those still there, if it has credit.
     fn next_with_credit(&mut self) -> Option<ConsumerKey> {
+        if self.limits.single_active_consumer {
+            let active = *self.rotation.front()?;
+            return self
+                .consumers
+                .get(&active)
+                .is_some_and(Consumer::has_credit)
+                .then_some(active);
+        }
         for _ in 0..self.rotation.len() {
             let key = self.rotation.pop_front()?;
             self.rotation.push_back(key);
@@ -722,6 +813,80 @@ mod tests {
             &mut effects,
         );
         assert_eq!((state.ready(), state.unacked()), (0, 0));
+    }
+
+    #[test]
+    fn limits_drop_the_head_or_refuse_and_a_message_past_its_delivery_limit_is_dropped() {
+        let mut state = QuorumState::default();
+        state.set_limits(Limits {
+            max_length: Some(2),
+            ..Limits::default()
+        });
+        let mut effects = Vec::new();
+        for body in ["1", "2", "3"] {
+            assert!(state.apply(Op::Enqueue(message(body)), &mut effects));
+        }
+        let a = key(1, 1, 1);
+        let effects = attach(&mut state, a, 0);
+        assert_eq!(
+            deliveries(&effects),
+            vec![(a, 2, false, 0), (a, 3, false, 0)]
+        );
+
+        let mut state = QuorumState::default();
+        state.set_limits(Limits {
+            max_length_bytes: Some(2),
+            reject_publish: true,
+            delivery_limit: Some(1),
+            ..Limits::default()
+        });
+        let mut effects = Vec::new();
+        assert!(state.apply(Op::Enqueue(message("1")), &mut effects));
+        assert!(state.apply(Op::Enqueue(message("2")), &mut effects));
+        assert!(!state.apply(Op::Enqueue(message("3")), &mut effects));
+        assert_eq!((state.ready(), state.ready_bytes()), (2, 2));
+        attach(&mut state, a, 1);
+        for expected_returns in [1, 2] {
+            let mut effects = Vec::new();
+            state.apply(
+                Op::Settle {
+                    key: a,
+                    seqs: vec![1],
+                    action: Settlement::Requeue,
+                },
+                &mut effects,
+            );
+            if expected_returns == 1 {
+                assert_eq!(deliveries(&effects), vec![(a, 1, true, 1)]);
+            } else {
+                // Returned a second time with a limit of 1: dropped, and the next one goes out.
+                assert_eq!(deliveries(&effects), vec![(a, 2, false, 0)]);
+            }
+        }
+    }
+
+    #[test]
+    fn a_single_active_consumer_gets_everything_until_it_goes() {
+        let mut state = QuorumState::default();
+        state.set_limits(Limits {
+            single_active_consumer: true,
+            ..Limits::default()
+        });
+        let (a, b) = (key(1, 1, 1), key(2, 1, 1));
+        attach(&mut state, a, 1);
+        attach(&mut state, b, 1);
+        let mut effects = Vec::new();
+        for body in ["1", "2"] {
+            state.apply(Op::Enqueue(message(body)), &mut effects);
+        }
+        assert_eq!(deliveries(&effects), vec![(a, 1, false, 0)]);
+        let mut effects = Vec::new();
+        state.apply(Op::Detach { key: a }, &mut effects);
+        assert_eq!(
+            deliveries(&effects),
+            vec![(b, 1, true, 1)],
+            "the next consumer takes over, the returned message first"
+        );
     }
 
     #[test]

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use super::codec::Codec;
 use super::network::{GroupNetwork, Network, PostError};
 use super::{node_id, ClusterError, ClusterNode, WRITE_TIMEOUT};
-use group::{AppliedBatch, OpBatch, QueueMachine, QueueTypes};
+use group::{Applied, AppliedBatch, OpBatch, QueueMachine, QueueTypes};
 use machine::Op;
 
 /// Entries between two snapshots of a queue's state (after which the log before the snapshot is purged).
@@ -151,8 +151,8 @@ impl QueueGroups {
     }
 
     /// Opens this node's part of group `id` of queue `queue` of `vhost` (creating its files at first), whose
-    /// voters are `voters` and whose other members are `all` but them; the applied effects come out of the
-    /// receiver.
+    /// voters are `voters` and whose other members are `all` but them, applying `limits`; the applied effects come
+    /// out of the receiver.
     pub(crate) async fn open(
         &self,
         vhost: &str,
@@ -160,6 +160,7 @@ impl QueueGroups {
         id: u64,
         voters: &[ClusterNode],
         all: &[ClusterNode],
+        limits: machine::Limits,
     ) -> Result<(Arc<QuorumGroup>, mpsc::UnboundedReceiver<AppliedBatch>), ClusterError> {
         let log_error = |reason: String| ClusterError::Log {
             path: self.dir.display().to_string(),
@@ -173,8 +174,13 @@ impl QueueGroups {
         .map_err(|e| log_error(e.to_string()))?;
         let (effects, applied) = mpsc::unbounded_channel();
         let me = node_id(&self.me.name);
-        let machine = QueueMachine::open(self.dir.join(format!("{id:016x}.snapshot")), effects, me)
-            .map_err(log_error)?;
+        let machine = QueueMachine::open(
+            self.dir.join(format!("{id:016x}.snapshot")),
+            effects,
+            me,
+            limits,
+        )
+        .map_err(log_error)?;
         let config = openraft::Config {
             cluster_name: format!("warren-queue-{id:016x}"),
             heartbeat_interval: 250,
@@ -352,7 +358,7 @@ impl QuorumGroup {
     /// Writes `ops` as one entry and waits until it is committed, through the leader wherever it is; why not
     /// within [`WRITE_TIMEOUT`] otherwise (the entry may still commit later: a publish is then nacked although
     /// the message is in the queue, which at-least-once allows; it is never acked without being committed).
-    pub(crate) async fn write(&self, ops: Vec<Op>) -> Result<(), String> {
+    pub(crate) async fn write(&self, ops: Vec<Op>) -> Result<Applied, String> {
         let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
         let batch = OpBatch(ops);
         loop {
@@ -363,7 +369,7 @@ impl QuorumGroup {
             let attempt = tokio::time::timeout(left, self.raft.client_write(batch.clone())).await;
             let leader = match attempt {
                 Err(_) => return Err(no_quorum()),
-                Ok(Ok(_)) => return Ok(()),
+                Ok(Ok(written)) => return Ok(written.data),
                 Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => {
                     forward.leader_node
                 }
@@ -374,12 +380,12 @@ impl QuorumGroup {
                 continue;
             };
             let path = format!("{}/write", group_prefix(self.id));
-            let answer: Result<Result<(), String>, PostError> = self
+            let answer: Result<Result<Applied, String>, PostError> = self
                 .network
                 .post_coded(&leader.addr, &path, &batch, Some(left), Codec::Binary)
                 .await;
             match answer {
-                Ok(Ok(())) => return Ok(()),
+                Ok(Ok(applied)) => return Ok(applied),
                 // The leader moved, lost its quorum or is down: ask again.
                 Ok(Err(_)) | Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             }
