@@ -1,7 +1,8 @@
-//! A quorum queue under faults, in the spirit of Jepsen: three nodes, publishers with confirms and consumers with
-//! acks on every node (each reconnecting to another node when its own fails), while each cycle kills (-9) the
-//! queue's leader or a follower, or pauses one (SIGSTOP, then SIGCONT), and brings it back. Then the faults stop,
-//! the queue is drained, and every message is checked:
+//! A quorum queue under faults, in the spirit of Jepsen: three (or five) nodes, publishers with confirms and
+//! consumers with acks on every node (each reconnecting to another node when its own fails), while each cycle kills
+//! (-9) the queue's leader or a follower, pauses one (SIGSTOP, then SIGCONT), or cuts the leader (with a second node
+//! on five) or a follower off from the others for 3 to 7 s, and brings it back. Then the faults stop, the queue is
+//! drained, and every message is checked:
 //! - lost: confirmed (acked to its publisher) but never received; must be 0;
 //! - unexpected: received but never published; must be 0;
 //! - duplicated: received more than once; counted, as at-least-once delivery allows (a delivery whose ack a fault
@@ -9,17 +10,24 @@
 //!
 //! A publish whose confirm never came (its connection died) is indeterminate: it may or may not be in the queue.
 //!
-//! Seeded and repeatable in its choices: `WARREN_QUORUM_SEED` (default 1) and `WARREN_QUORUM_CYCLES` (default 3,
-//! the CI size; the long run in docs/clustering.md uses 100). Prints one summary line per run.
+//! Partitions need a network namespace: the test runs itself again inside one of its own (`unshare --net`), where
+//! each node's inter-node address is its own (127.0.0.11, .12, ...) and a partition is a pair of `blackhole`
+//! policy-routing rules per cut link; the machine's network is not touched. Where namespaces cannot be made (not
+//! root), it runs without partitions and its summary line says so.
+//!
+//! Seeded and repeatable in its choices: `WARREN_QUORUM_SEED` (default 1), `WARREN_QUORUM_CYCLES` (default 3, the
+//! CI size; the long run in docs/clustering.md uses 100) and `WARREN_QUORUM_NODES` (3 or 5, default 3). Prints one
+//! summary line per run.
 
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::cluster::{eventually, free_ports, start_three, Node};
+use common::cluster::{eventually, free_port_list, start_cluster, Node};
 use futures_lite::StreamExt;
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable};
@@ -28,6 +36,91 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 const QUEUE: &str = "checked";
+
+/// Set (to 1) in the run inside the test's own network namespace.
+const NAMESPACE_ENV: &str = "WARREN_QUORUM_NETNS";
+
+/// Readies a fresh network namespace: loopback up, and the local routing table looked up after the partition rules
+/// (preference 10) rather than before them.
+const NAMESPACE_SETUP: &str =
+    "ip link set lo up && ip rule add pref 100 table local && ip rule del pref 0";
+
+/// Runs this test again in a network namespace of its own; None when one cannot be made here.
+fn rerun_in_namespace() -> Option<std::process::ExitStatus> {
+    let probe = Command::new("unshare")
+        .args(["--net", "sh", "-c", NAMESPACE_SETUP])
+        .output()
+        .ok()?;
+    if !probe.status.success() {
+        eprintln!(
+            "no network namespace here ({}): partitions left out",
+            String::from_utf8_lossy(&probe.stderr).trim()
+        );
+        return None;
+    }
+    let exe = std::env::current_exe().ok()?;
+    Command::new("unshare")
+        .args(["--net", "sh", "-c"])
+        .arg(format!("{NAMESPACE_SETUP} && exec \"$0\" \"$@\""))
+        .arg(exe)
+        .args([
+            "--exact",
+            "confirmed_messages_of_a_quorum_queue_survive_kills_pauses_and_partitions",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(NAMESPACE_ENV, "1")
+        .status()
+        .ok()
+}
+
+/// Cuts and heals links between nodes whose inter-node addresses are `ips`, inside the test's namespace.
+struct Partitions {
+    ips: Vec<String>,
+}
+
+impl Partitions {
+    fn rule(action: &str, from: &str, to: &str) {
+        let out = Command::new("ip")
+            .args([
+                "rule",
+                action,
+                "pref",
+                "10",
+                "from",
+                from,
+                "to",
+                to,
+                "blackhole",
+            ])
+            .output()
+            .expect("run ip");
+        assert!(
+            out.status.success(),
+            "ip rule {action}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Cuts every link between a node of `side` and a node not in it, both ways.
+    fn isolate(&self, side: &[usize]) {
+        self.each_cut(side, "add");
+    }
+
+    /// Heals what [`Partitions::isolate`] cut for `side`.
+    fn heal(&self, side: &[usize]) {
+        self.each_cut(side, "del");
+    }
+
+    fn each_cut(&self, side: &[usize], action: &str) {
+        for a in side {
+            for b in (0..self.ips.len()).filter(|b| !side.contains(b)) {
+                Partitions::rule(action, &self.ips[*a], &self.ips[b]);
+                Partitions::rule(action, &self.ips[b], &self.ips[*a]);
+            }
+        }
+    }
+}
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -62,7 +155,10 @@ async fn publisher(id: usize, uris: Uris, ledger: Arc<Mutex<Ledger>>, stop: Arc<
     let mut next = 0u64;
     let mut target = id;
     while !stop.load(Ordering::Relaxed) {
-        let uri = uris.lock().expect("uris")[target % 3].clone();
+        let uri = {
+            let uris = uris.lock().expect("uris");
+            uris[target % uris.len()].clone()
+        };
         let uri = &uri;
         target += 1;
         let Ok(Ok(conn)) = tokio::time::timeout(
@@ -135,7 +231,10 @@ async fn publisher(id: usize, uris: Uris, ledger: Arc<Mutex<Ledger>>, stop: Arc<
 async fn consumer(id: usize, uris: Uris, ledger: Arc<Mutex<Ledger>>, stop: Arc<AtomicBool>) {
     let mut target = id;
     while !stop.load(Ordering::Relaxed) {
-        let uri = uris.lock().expect("uris")[target % 3].clone();
+        let uri = {
+            let uris = uris.lock().expect("uris");
+            uris[target % uris.len()].clone()
+        };
         let uri = &uri;
         target += 1;
         let Ok(Ok(conn)) = tokio::time::timeout(
@@ -210,12 +309,30 @@ fn queue_leader(nodes: &[Node]) -> Option<usize> {
 }
 
 #[test]
-fn confirmed_messages_of_a_quorum_queue_survive_kills_and_pauses() {
+fn confirmed_messages_of_a_quorum_queue_survive_kills_pauses_and_partitions() {
+    let inside = std::env::var_os(NAMESPACE_ENV).is_some();
+    if !inside {
+        if let Some(status) = rerun_in_namespace() {
+            assert!(status.success(), "the run in its own namespace failed");
+            return;
+        }
+    }
     let seed = env_or("WARREN_QUORUM_SEED", 1);
     let cycles = env_or("WARREN_QUORUM_CYCLES", 3);
+    let n = env_or("WARREN_QUORUM_NODES", 3) as usize;
+    assert!(n == 3 || n == 5, "WARREN_QUORUM_NODES is 3 or 5");
     let mut rng = StdRng::seed_from_u64(seed);
-    let ports = free_ports();
-    let mut nodes = start_three(&ports);
+    let ports = free_port_list(n);
+    // In the namespace each node has an address of its own, so links between two nodes can be cut.
+    let ips: Vec<String> = (0..n)
+        .map(|i| match inside {
+            true => format!("127.0.0.{}", 11 + i),
+            false => "127.0.0.1".to_owned(),
+        })
+        .collect();
+    let partitions = inside.then(|| Partitions { ips: ips.clone() });
+    let addrs: Vec<String> = (0..n).map(|i| format!("{}:{}", ips[i], ports[i])).collect();
+    let mut nodes = start_cluster(&addrs);
     eventually(30, "a leader elected", || nodes[0].leader().is_some());
     let uris: Uris = Arc::new(Mutex::new(
         nodes.iter().map(|n| n.process().uri()).collect(),
@@ -261,15 +378,18 @@ fn confirmed_messages_of_a_quorum_queue_survive_kills_and_pauses() {
     }
 
     let (mut leader_kills, mut follower_kills, mut pauses, mut leader_pauses) = (0, 0, 0, 0);
+    let (mut leader_cuts, mut follower_cuts) = (0, 0);
     let mut recoveries: Vec<Duration> = Vec::new();
     for cycle in 0..cycles {
         std::thread::sleep(Duration::from_millis(1500));
         let leader = queue_leader(&nodes).unwrap_or(0);
-        // 0: kill the leader, 1: kill a follower, 2: pause the leader, 3: pause a follower.
-        let fault = rng.random_range(0..4);
+        // 0: kill the leader, 1: kill a follower, 2: pause the leader, 3: pause a follower; in a namespace also
+        // 4: cut the leader off (with a follower on five nodes: a minority of two), 5: cut a follower off.
+        let fault = rng.random_range(0..if partitions.is_some() { 6 } else { 4 });
+        let follower = (leader + rng.random_range(1..n)) % n;
         let victim = match fault {
-            0 | 2 => leader,
-            _ => (leader + rng.random_range(1..3)) % 3,
+            0 | 2 | 4 => leader,
+            _ => follower,
         };
         let confirmed_before = ledger.lock().expect("ledger").confirmed.len();
         let started = Instant::now();
@@ -278,7 +398,19 @@ fn confirmed_messages_of_a_quorum_queue_survive_kills_and_pauses() {
             victim + 1,
             leader + 1
         );
-        if fault >= 2 {
+        if let (Some(partitions), 4 | 5) = (&partitions, fault) {
+            let side = match (fault, n) {
+                (4, 5) => vec![leader, follower],
+                _ => vec![victim],
+            };
+            match fault {
+                4 => leader_cuts += 1,
+                _ => follower_cuts += 1,
+            }
+            partitions.isolate(&side);
+            std::thread::sleep(Duration::from_millis(rng.random_range(3000..7000)));
+            partitions.heal(&side);
+        } else if fault >= 2 {
             pauses += 1;
             if fault == 2 {
                 leader_pauses += 1;
@@ -358,9 +490,12 @@ fn confirmed_messages_of_a_quorum_queue_survive_kills_and_pauses() {
     let duplicated = ledger.received.values().filter(|n| **n > 1).count();
     let slowest = recoveries.iter().max().copied().unwrap_or_default();
     println!(
-        "quorum checker: seed {seed}, {cycles} cycles ({leader_kills} leader kills, {follower_kills} follower \
-         kills, {pauses} pauses of which {leader_pauses} of the leader): published {}, confirmed {}, received {} distinct, lost {lost}, duplicated \
-         {duplicated}, unexpected {unexpected}; slowest recovery {:.1} s",
+        "quorum checker: seed {seed}, {n} nodes, {cycles} cycles ({leader_kills} leader kills, {follower_kills} \
+         follower kills, {pauses} pauses of which {leader_pauses} of the leader, {} leader cut-offs, {} follower \
+         cut-offs): published {}, confirmed {}, received {} distinct, lost {lost}, duplicated {duplicated}, \
+         unexpected {unexpected}; slowest recovery {:.1} s",
+        partitions.as_ref().map_or("no".to_owned(), |_| leader_cuts.to_string()),
+        partitions.as_ref().map_or("no".to_owned(), |_| follower_cuts.to_string()),
         ledger.published.len(),
         ledger.confirmed.len(),
         ledger.received.len(),

@@ -131,7 +131,7 @@ impl Cluster {
     /// This node's quorum queue groups (none open yet), sharing the inter-node client and secret the cluster
     /// will use: made before [`Cluster::start`], since applying the definitions log at start opens them.
     pub(crate) fn queue_groups(config: &ClusterConfig, data_dir: &Path) -> Arc<QueueGroups> {
-        let network = Network::new(auth::Signer::new(&config.secret));
+        let network = Network::new(auth::Signer::new(&config.secret), config.listen.ip());
         let me = ClusterNode {
             name: config.name.clone(),
             addr: config.listen.to_string(),

@@ -30,11 +30,14 @@ pub(crate) struct Network {
 }
 
 impl Network {
-    /// The client all RPCs share.
-    pub(crate) fn new(signer: Signer) -> Network {
+    /// The client all RPCs share. Its connections leave from `local` (this node's inter-node address, when it
+    /// names one) so that the other nodes, and firewall rules between nodes, see one address per node.
+    pub(crate) fn new(signer: Signer, local: std::net::IpAddr) -> Network {
+        let local = (!local.is_unspecified()).then_some(local);
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(1))
             .timeout(Duration::from_secs(10))
+            .local_address(local)
             .build()
             .unwrap_or_default();
         Network { http, signer }

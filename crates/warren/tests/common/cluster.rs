@@ -39,16 +39,21 @@ pub(crate) fn free_port_list(n: usize) -> Vec<u16> {
 
 /// The config file of node `index` of three (n1, n2, n3) on `ports`.
 pub(crate) fn config_text(index: usize, ports: &[u16; 3]) -> String {
-    let names = ["n1", "n2", "n3"];
-    let peers: Vec<String> = (0..3)
+    let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    config_for(index, &addrs)
+}
+
+/// The config file of node `index` (`n{index + 1}`) of the cluster whose inter-node addresses are `addrs`.
+pub(crate) fn config_for(index: usize, addrs: &[String]) -> String {
+    let peers: Vec<String> = (0..addrs.len())
         .filter(|i| *i != index)
-        .map(|i| format!("\"{}@127.0.0.1:{}\"", names[i], ports[i]))
+        .map(|i| format!("\"n{}@{}\"", i + 1, addrs[i]))
         .collect();
     format!(
-        "[server]\ncluster_name = \"{name}\"\n\n[cluster]\nname = \"{name}\"\nlisten = \"127.0.0.1:{port}\"\n\
+        "[server]\ncluster_name = \"{name}\"\n\n[cluster]\nname = \"{name}\"\nlisten = \"{addr}\"\n\
          peers = [{peers}]\nsecret = \"{SECRET}\"\n",
-        name = names[index],
-        port = ports[index],
+        name = format!("n{}", index + 1),
+        addr = addrs[index],
         peers = peers.join(", ")
     )
 }
@@ -57,6 +62,13 @@ pub(crate) fn config_text(index: usize, ports: &[u16; 3]) -> String {
 pub(crate) fn start_three(ports: &[u16; 3]) -> Vec<Node> {
     (0..3)
         .map(|i| Node::start_with_config(&format!("n{}", i + 1), &config_text(i, ports)))
+        .collect()
+}
+
+/// Starts n1, n2, ... with the inter-node addresses `addrs`.
+pub(crate) fn start_cluster(addrs: &[String]) -> Vec<Node> {
+    (0..addrs.len())
+        .map(|i| Node::start_with_config(&format!("n{}", i + 1), &config_for(i, addrs)))
         .collect()
 }
 
