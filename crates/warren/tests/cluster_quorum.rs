@@ -193,11 +193,11 @@ fn a_quorum_queue_declared_on_one_node_is_used_from_every_node() {
 
         // An argument a replicated quorum queue does not honour yet is refused, not ignored.
         let mut arguments = quorum_arguments();
-        arguments.insert("x-message-ttl".into(), AMQPValue::LongLongInt(10_000));
+        arguments.insert("x-expires".into(), AMQPValue::LongLongInt(10_000));
         let (_c4, ch4) = channel(&nodes[0]).await;
         let refused = ch4
             .queue_declare(
-                "qq-ttl".into(),
+                "qq-expires".into(),
                 QueueDeclareOptions {
                     durable: true,
                     ..QueueDeclareOptions::default()
@@ -242,7 +242,7 @@ fn a_quorum_queue_declared_on_one_node_is_used_from_every_node() {
 }
 
 #[test]
-fn length_limits_delivery_limit_and_single_active_consumer_hold_on_every_node() {
+fn length_limits_ttl_delivery_limit_and_single_active_consumer_hold_on_every_node() {
     let ports = free_ports();
     let nodes = start_three(&ports);
     eventually(30, "a leader elected", || nodes[0].leader().is_some());
@@ -270,6 +270,36 @@ fn length_limits_delivery_limit_and_single_active_consumer_hold_on_every_node() 
         assert_eq!(get_body(&ch3, "qq-drop").await.as_deref(), Some("d3"));
         assert_eq!(get_body(&ch3, "qq-drop").await.as_deref(), Some("d4"));
         assert_eq!(get_body(&ch3, "qq-drop").await, None);
+
+        // x-message-ttl, and a message's own expiration: gone once past, with nobody consuming.
+        let ttl = [("x-message-ttl", AMQPValue::LongLongInt(300))];
+        declare_with(&ch1, "qq-ttl", &ttl).await;
+        publish_acks(&ch2, "qq-ttl", (0..3).map(|i| format!("t{i}"))).await;
+        declare_with(&ch1, "qq-expiration", &[]).await;
+        for (body, expiration) in [("short", "200"), ("long", "600000")] {
+            ch2.basic_publish(
+                "".into(),
+                "qq-expiration".into(),
+                BasicPublishOptions::default(),
+                body.as_bytes(),
+                BasicProperties::default()
+                    .with_delivery_mode(2)
+                    .with_expiration(expiration.into()),
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("confirmed");
+        }
+        eventually_async(|| async {
+            declare_with(&ch3, "qq-ttl", &ttl).await == 0
+                && declare_with(&ch3, "qq-expiration", &[]).await == 1
+        })
+        .await;
+        assert_eq!(
+            get_body(&ch3, "qq-expiration").await.as_deref(),
+            Some("long")
+        );
 
         // x-delivery-limit 1: returned twice, the message is gone.
         let limited = [("x-delivery-limit", AMQPValue::LongLongInt(1))];

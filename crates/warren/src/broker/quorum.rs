@@ -123,6 +123,7 @@ fn replicated_limits(name: &str, vhost: &str, arguments: &FieldTable) -> Result<
         reject_publish: args.overflow == Some(Overflow::RejectPublish),
         delivery_limit: args.delivery_limit,
         single_active_consumer: args.single_active_consumer,
+        message_ttl: args.message_ttl,
     })
 }
 

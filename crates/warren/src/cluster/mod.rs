@@ -1,8 +1,9 @@
 //! The cluster: nodes configured in `[cluster]` form one Raft group of all of them, on openraft, that holds the
 //! definitions they share (`docs/clustering.md`). A definition change made on any node is written to the group
 //! (forwarded to its leader when this node is not) and applied by every node in log order; the call returns once
-//! this node has applied it. A node cut off from a majority cannot commit: its changes are refused after
-//! [`WRITE_TIMEOUT`] with a clear error instead of diverging.
+//! this node has applied it, and every other node that answers within [`PEER_APPLY_WAIT`] too (so a queue declared
+//! on one node is there when a client of another publishes to it next). A node cut off from a majority cannot
+//! commit: its changes are refused after [`WRITE_TIMEOUT`] with a clear error instead of diverging.
 //!
 //! A node's id is derived from its name ([`node_id`]), so every node gives every other the same id without a
 //! handshake. The nodes of the first formation (no `join`) all initialise the group with the same membership at
@@ -42,6 +43,9 @@ pub(crate) use types::{MetaCommand, MetaResponse};
 /// How long a definition change may wait for the group to commit it (an election, a slow disk) before it is
 /// refused.
 pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a definition change waits for each other node to apply it before it returns anyway.
+pub(crate) const PEER_APPLY_WAIT: Duration = Duration::from_secs(2);
 
 /// Why the cluster could not start or take a change.
 #[derive(Debug, thiserror::Error)]
@@ -253,8 +257,47 @@ impl Cluster {
         Ok(cluster)
     }
 
-    /// Writes `command` to the group and waits until this node has applied it; what applying answered.
+    /// Writes `command` to the group and waits until this node has applied it, and the other nodes that answer
+    /// within [`PEER_APPLY_WAIT`]; what applying answered.
     pub(crate) async fn write(&self, command: MetaCommand) -> Result<MetaResponse, ClusterError> {
+        let (index, response) = self.write_here(command).await?;
+        self.await_others(index).await;
+        Ok(response)
+    }
+
+    /// Waits until the other members have applied the log up to `index`: each is asked at once and waited for
+    /// up to [`PEER_APPLY_WAIT`]; one that is down, cut off or slower is not waited for longer (it applies the
+    /// change when it can, as it catches up).
+    async fn await_others(&self, index: u64) {
+        let others: Vec<ClusterNode> = {
+            let metrics = self.raft.metrics().borrow().clone();
+            metrics
+                .membership_config
+                .membership()
+                .nodes()
+                .filter(|(_, node)| node.name != self.name)
+                .map(|(_, node)| node.clone())
+                .collect()
+        };
+        let mut asks = tokio::task::JoinSet::new();
+        for node in others {
+            let network = self.network.clone();
+            asks.spawn(async move {
+                let _: Result<bool, PostError> = network
+                    .post(
+                        &node.addr,
+                        "/cluster/applied",
+                        &index,
+                        Some(PEER_APPLY_WAIT),
+                    )
+                    .await;
+            });
+        }
+        while asks.join_next().await.is_some() {}
+    }
+
+    /// Writes `command` and waits until this node has applied it: its log index and what applying answered.
+    async fn write_here(&self, command: MetaCommand) -> Result<(u64, MetaResponse), ClusterError> {
         let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -264,7 +307,7 @@ impl Cluster {
             let attempt = tokio::time::timeout(left, self.raft.client_write(command.clone())).await;
             let forward_to = match attempt {
                 Err(_) => return Err(ClusterError::NoQuorum(WRITE_TIMEOUT)),
-                Ok(Ok(written)) => return Ok(written.data),
+                Ok(Ok(written)) => return Ok((written.log_id.index, written.data)),
                 Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => {
                     forward.leader_node
                 }
@@ -291,7 +334,7 @@ impl Cluster {
                         )
                         .await
                         .map_err(|_| ClusterError::NoQuorum(WRITE_TIMEOUT))?;
-                    return Ok(written.response);
+                    return Ok((written.index, written.response));
                 }
                 // The leader moved or could not commit: ask again.
                 Ok(Err(_)) | Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,

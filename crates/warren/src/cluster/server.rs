@@ -90,6 +90,7 @@ pub(crate) fn router(state: ServerState) -> Router {
         .route("/cluster/write", post(write))
         .route("/cluster/membership", post(membership))
         .route("/cluster/run", post(run))
+        .route("/cluster/applied", post(applied))
         .route("/queue/{group}/append", post(queue_append))
         .route("/queue/{group}/vote", post(queue_vote))
         .route("/queue/{group}/snapshot", post(queue_snapshot))
@@ -202,6 +203,22 @@ async fn membership(
         &body,
         |raft, change: MembershipChange| async move { change.apply(&raft).await },
     )
+    .await
+}
+
+/// Whether this node has applied the definitions log up to the index asked for, waiting up to
+/// [`super::PEER_APPLY_WAIT`] for it.
+async fn applied(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    rpc(&state, &headers, &body, |raft, index: u64| async move {
+        raft.wait(Some(super::PEER_APPLY_WAIT))
+            .applied_index_at_least(Some(index), "a change applied on another node")
+            .await
+            .is_ok()
+    })
     .await
 }
 

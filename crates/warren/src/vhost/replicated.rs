@@ -13,7 +13,7 @@ use warren_protocol::error::{AmqpError, ReplyCode};
 use warren_protocol::FieldTable;
 
 /// The arguments a replicated quorum queue honours; any other is refused at declare rather than ignored.
-const SUPPORTED_ARGUMENTS: [&str; 7] = [
+const SUPPORTED_ARGUMENTS: [&str; 8] = [
     "x-queue-type",
     "x-quorum-initial-group-size",
     "x-max-length",
@@ -21,6 +21,7 @@ const SUPPORTED_ARGUMENTS: [&str; 7] = [
     "x-overflow",
     "x-delivery-limit",
     "x-single-active-consumer",
+    "x-message-ttl",
 ];
 
 /// The cluster's side of replicated quorum queues.

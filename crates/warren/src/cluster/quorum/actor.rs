@@ -97,6 +97,9 @@ struct Actor {
     remote_holders: BTreeSet<(u64, u64)>,
     /// Those of them this node, as leader, wrote `NodeDown` for.
     reported_down: BTreeSet<(u64, u64)>,
+    /// When the message at the head expires, as of the last applied batch: the leader then writes an entry
+    /// whose time drops it.
+    next_expiry: Option<u64>,
 }
 
 /// Runs the actor of `handle` until the queue is deleted or the node stops.
@@ -125,6 +128,7 @@ pub(crate) fn spawn(
         silent: Vec::new(),
         remote_holders: BTreeSet::new(),
         reported_down: BTreeSet::new(),
+        next_expiry: None,
     };
     let wake = handle.wake.clone();
     tokio::spawn(actor.run(
@@ -222,10 +226,14 @@ impl Actor {
         let mut watch = tokio::time::interval(WATCH_EVERY);
         watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let expiry = self.expiry_deadline();
             tokio::select! {
                 biased;
                 Some(batch) = applied.recv() => self.on_applied(batch),
                 _ = watch.tick() => self.release_the_gone(),
+                () = tokio::time::sleep_until(expiry.unwrap_or_else(tokio::time::Instant::now)), if expiry.is_some() => {
+                    self.expire();
+                }
                 Some((request, reason)) = failures.recv() => self.on_failure(request, reason),
                 Some(command) = settlements.recv() => {
                     if !self.on_command(command).await {
@@ -566,6 +574,23 @@ impl Actor {
         }
     }
 
+    /// When to write an entry that expires the head: just after its expiry by this node's clock.
+    fn expiry_deadline(&self) -> Option<tokio::time::Instant> {
+        let at = self.next_expiry?;
+        let wait = at.saturating_add(1).saturating_sub(super::unix_millis());
+        Some(tokio::time::Instant::now() + std::time::Duration::from_millis(wait))
+    }
+
+    /// As the group's leader: writes an entry with no operations, whose time expires the messages at the head.
+    /// The next applied batch says when the next one is due.
+    fn expire(&mut self) {
+        self.next_expiry = None;
+        let leads = self.group.raft.metrics().borrow().current_leader == Some(self.group.node);
+        if leads {
+            self.write(Vec::new(), Completion::Nothing, None);
+        }
+    }
+
     /// As the group's leader: gives back what the consumers of gone nodes (down, cut off, or restarted) hold.
     fn release_the_gone(&mut self) {
         self.reported_down
@@ -598,6 +623,7 @@ impl Actor {
     fn on_applied(&mut self, batch: AppliedBatch) {
         self.counts = batch.counts;
         self.remote_holders = batch.remote_holders;
+        self.next_expiry = batch.next_expiry;
         if let Some(handle) = self.handle.upgrade() {
             handle.gauges.publish(
                 &mut self.published_counts,
@@ -790,6 +816,7 @@ fn replicated(message: &Message) -> ReplicatedMessage {
         routing_key: message.routing_key.to_string(),
         properties: message.properties_raw.clone(),
         body: message.body.clone(),
+        expiration: message.expiration(),
     }
 }
 

@@ -21,7 +21,13 @@ use crate::cluster::ClusterNode;
 
 /// One log entry of a queue's group: operations taken together (one node's batch), applied in order.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub(crate) struct OpBatch(pub(crate) Vec<Op>);
+pub(crate) struct OpBatch {
+    /// The operations, applied in order.
+    pub(crate) ops: Vec<Op>,
+    /// When the entry was written (milliseconds since the Unix epoch, the writing node's clock): the time its
+    /// operations happen at, for message expiry.
+    pub(crate) now: u64,
+}
 
 /// What applying an entry answers the writer: which of its operations were enqueues the queue refused (full under
 /// `reject-publish`), by their index in the entry.
@@ -64,6 +70,8 @@ pub(crate) struct AppliedBatch {
     pub(crate) counts: AppliedCounts,
     /// The (node, run) of every consumer and message holder of another node: whom a leader watches.
     pub(crate) remote_holders: BTreeSet<(u64, u64)>,
+    /// When the message at the head expires, if it does (milliseconds since the Unix epoch).
+    pub(crate) next_expiry: Option<u64>,
 }
 
 /// What a snapshot holds.
@@ -205,7 +213,8 @@ impl RaftStateMachine<QueueTypes> for QueueMachine {
             self.body.last_applied = Some(entry.log_id);
             match entry.payload {
                 EntryPayload::Blank => {}
-                EntryPayload::Normal(OpBatch(ops)) => {
+                EntryPayload::Normal(OpBatch { ops, now }) => {
+                    self.body.state.advance(now);
                     let mut refused = Vec::new();
                     for (index, op) in ops.into_iter().enumerate() {
                         if !self.body.state.apply(op, &mut effects) {
@@ -226,6 +235,7 @@ impl RaftStateMachine<QueueTypes> for QueueMachine {
             effects,
             counts: self.counts(),
             remote_holders: self.body.state.remote_holders(self.node),
+            next_expiry: self.body.state.next_expiry(),
         });
         Ok(responses)
     }
@@ -274,6 +284,7 @@ impl RaftStateMachine<QueueTypes> for QueueMachine {
             effects: Vec::new(),
             counts: self.counts(),
             remote_holders: self.body.state.remote_holders(self.node),
+            next_expiry: self.body.state.next_expiry(),
         });
         Ok(())
     }

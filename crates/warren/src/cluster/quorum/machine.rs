@@ -1,6 +1,6 @@
 //! The replicated state of a quorum queue, as every member of its group applies it: the messages not yet settled,
-//! which are ready and which each consumer holds, and the consumers with their credit. Deterministic (no clock, no
-//! randomness, no I/O), so every member that applies the same log ends in the same state and makes the same
+//! which are ready and which each consumer holds, and the consumers with their credit. Deterministic (no clock of
+//! its own: time is what the log's entries carry; no randomness, no I/O), so every member that applies the same log ends in the same state and makes the same
 //! decisions: which consumer a message goes to is decided here, in log order, as RabbitMQ's `rabbit_fifo` does.
 //!
 //! What applying an operation makes happen outside the state (a delivery, a get's answer, a consume-ok) comes back
@@ -39,6 +39,8 @@ pub(crate) struct ReplicatedMessage {
     /// Its body.
     #[serde(with = "serde_bytes")]
     pub(crate) body: Bytes,
+    /// Its `expiration` property in milliseconds, when it has a valid one.
+    pub(crate) expiration: Option<u64>,
 }
 
 /// What a settlement does.
@@ -184,6 +186,8 @@ struct Held {
     returns: u32,
     /// The consumer it is checked out to; None while ready.
     holder: Option<ConsumerKey>,
+    /// When it expires (milliseconds since the Unix epoch, in the log's time), if it does.
+    expires_at: Option<u64>,
 }
 
 /// A consumer as the queue keeps it.
@@ -216,6 +220,8 @@ pub(crate) struct Limits {
     pub(crate) delivery_limit: Option<u64>,
     /// `x-single-active-consumer`: only the first consumer receives; the next when it goes.
     pub(crate) single_active_consumer: bool,
+    /// `x-message-ttl`: milliseconds a message may wait; it is dropped when it reaches the head later.
+    pub(crate) message_ttl: Option<u64>,
 }
 
 /// The queue's replicated state.
@@ -228,6 +234,8 @@ pub(crate) struct QuorumState {
     ready: BTreeSet<u64>,
     /// Body bytes of the ready messages.
     ready_bytes: u64,
+    /// The latest time an applied entry carried (milliseconds since the Unix epoch): the queue's clock.
+    now: u64,
     #[serde(with = "pairs")]
     consumers: BTreeMap<ConsumerKey, Consumer>,
     /// Dispatch order: the next delivery goes to the first consumer here with credit, which then moves last.
@@ -258,6 +266,36 @@ impl QuorumState {
     /// Body bytes of the ready messages.
     pub(crate) fn ready_bytes(&self) -> u64 {
         self.ready_bytes
+    }
+
+    /// Moves the queue's clock to `now` (the time of the entry about to be applied; never backwards, as the
+    /// entries' times come from the clocks of different nodes) and drops the expired messages at the head.
+    pub(crate) fn advance(&mut self, now: u64) {
+        self.now = self.now.max(now);
+        self.expire_head();
+    }
+
+    /// When the message at the head expires, if it does: when a tick should be written.
+    pub(crate) fn next_expiry(&self) -> Option<u64> {
+        let seq = self.ready.first()?;
+        self.messages.get(seq)?.expires_at
+    }
+
+    /// Drops ready messages at the head whose time is past (as RabbitMQ, a message expires when it reaches the
+    /// head; one with a shorter TTL behind a longer one waits).
+    fn expire_head(&mut self) {
+        while let Some(&seq) = self.ready.first() {
+            let expired = self
+                .messages
+                .get(&seq)
+                .and_then(|held| held.expires_at)
+                .is_some_and(|at| at < self.now);
+            if !expired {
+                return;
+            }
+            self.unready(seq);
+            self.messages.remove(&seq);
+        }
     }
 
     /// Applies `limits` from now on.
@@ -307,6 +345,11 @@ impl QuorumState {
                 if self.limits.reject_publish && self.over_limits_with(1, len) {
                     return false;
                 }
+                let ttl = match (self.limits.message_ttl, message.expiration) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                let expires_at = ttl.map(|ttl| self.now.saturating_add(ttl));
                 self.next_seq += 1;
                 self.messages.insert(
                     self.next_seq,
@@ -315,6 +358,7 @@ impl QuorumState {
                         redelivered: false,
                         returns: 0,
                         holder: None,
+                        expires_at,
                     },
                 );
                 self.make_ready(self.next_seq);
@@ -368,6 +412,7 @@ impl QuorumState {
                 request,
                 no_ack,
             } => {
+                self.expire_head();
                 let delivery = match self.ready.first().copied() {
                     Some(seq) => {
                         self.unready(seq);
@@ -516,7 +561,11 @@ impl QuorumState {
 
     /// Hands ready messages, in order, to the consumers with credit, in turn.
     fn dispatch(&mut self, effects: &mut Vec<Effect>) {
-        while let Some(&seq) = self.ready.first() {
+        loop {
+            self.expire_head();
+            let Some(&seq) = self.ready.first() else {
+                return;
+            };
             let Some(key) = self.next_with_credit() else {
                 return;
             };
@@ -631,6 +680,7 @@ mod tests {
             routing_key: "q".to_owned(),
             properties: Bytes::from_static(&[0, 0]),
             body: Bytes::from_static(body.as_bytes()),
+            expiration: None,
         }
     }
 
@@ -863,6 +913,51 @@ mod tests {
                 assert_eq!(deliveries(&effects), vec![(a, 2, false, 0)]);
             }
         }
+    }
+
+    #[test]
+    fn messages_expire_at_the_head_by_the_time_the_entries_carry() {
+        let mut state = QuorumState::default();
+        state.set_limits(Limits {
+            message_ttl: Some(1_000),
+            ..Limits::default()
+        });
+        let mut effects = Vec::new();
+        state.advance(10_000);
+        state.apply(Op::Enqueue(message("queue ttl")), &mut effects);
+        let mut short = message("own expiration");
+        short.expiration = Some(100);
+        state.apply(Op::Enqueue(short), &mut effects);
+        assert_eq!(state.next_expiry(), Some(11_000));
+        // The second's own expiration is past, but it waits behind the head.
+        state.advance(10_500);
+        assert_eq!(state.ready(), 2);
+        state.advance(11_001);
+        assert_eq!((state.ready(), state.ready_bytes()), (0, 0));
+        assert_eq!(state.next_expiry(), None);
+
+        // A requeued message keeps its expiry; a consumer with credit gets a message before it expires.
+        let a = key(1, 1, 1);
+        state.apply(Op::Enqueue(message("m")), &mut effects);
+        let effects = attach(&mut state, a, 1);
+        assert_eq!(deliveries(&effects), vec![(a, 3, false, 0)]);
+        let mut effects = Vec::new();
+        state.apply(Op::Detach { key: a }, &mut effects);
+        assert_eq!(state.ready(), 1);
+        state.advance(12_002);
+        let mut effects = Vec::new();
+        state.apply(
+            Op::Get {
+                key: key(1, 1, GET_CONSUMER),
+                request: 1,
+                no_ack: true,
+            },
+            &mut effects,
+        );
+        assert!(matches!(
+            effects.as_slice(),
+            [Effect::GetAnswer { delivery: None, .. }]
+        ));
     }
 
     #[test]

@@ -112,6 +112,13 @@ impl MemberChange {
     }
 }
 
+/// This node's clock in milliseconds since the Unix epoch (0 if it is set before 1970).
+pub(crate) fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// The inter-node route prefix of group `id`.
 pub(crate) fn group_prefix(id: u64) -> String {
     format!("/queue/{id:016x}")
@@ -360,7 +367,10 @@ impl QuorumGroup {
     /// the message is in the queue, which at-least-once allows; it is never acked without being committed).
     pub(crate) async fn write(&self, ops: Vec<Op>) -> Result<Applied, String> {
         let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
-        let batch = OpBatch(ops);
+        let batch = OpBatch {
+            ops,
+            now: unix_millis(),
+        };
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if left.is_zero() {
