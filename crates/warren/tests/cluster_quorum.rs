@@ -591,3 +591,41 @@ fn members_are_added_and_removed_and_a_non_member_serves_the_queue() {
         "{refused:?}"
     );
 }
+
+#[test]
+fn leaders_are_placed_by_the_queue_leader_locator() {
+    let ports = free_ports();
+    let nodes = start_three(&ports);
+    eventually(30, "a leader elected", || nodes[0].leader().is_some());
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        // client-local (the default): the node that took the declare leads.
+        for (i, node) in nodes.iter().enumerate() {
+            let (_c, ch) = channel(node).await;
+            declare(&ch, &format!("local-{i}")).await;
+        }
+        // balanced: three more queues declared on n1 go to the three nodes, each leading the fewest in turn.
+        let (_c, ch) = channel(&nodes[0]).await;
+        let balanced = [(
+            "x-queue-leader-locator",
+            AMQPValue::LongString("balanced".into()),
+        )];
+        for i in 0..3 {
+            declare_with(&ch, &format!("balanced-{i}"), &balanced).await;
+        }
+    });
+    let leader_of = |queue: &str| {
+        let (_, json) = nodes[0].get(&format!("/queues/%2F/{queue}"));
+        json["leader"].as_str().map(str::to_owned)
+    };
+    for i in 0..3 {
+        assert_eq!(
+            leader_of(&format!("local-{i}")),
+            Some(format!("n{}", i + 1))
+        );
+    }
+    let leaders: BTreeSet<String> = (0..3)
+        .filter_map(|i| leader_of(&format!("balanced-{i}")))
+        .collect();
+    assert_eq!(leaders.len(), 3, "{leaders:?}");
+}

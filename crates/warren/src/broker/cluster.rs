@@ -87,8 +87,15 @@ impl Broker {
                 group,
                 voters,
                 nodes,
+                leader,
             } => {
-                self.adopt_quorum_queue(&vhost, &name, &arguments, group, &voters, &nodes)
+                let group_members = super::quorum::GroupMembers {
+                    id: group,
+                    voters: &voters,
+                    nodes: &nodes,
+                    leader: leader.as_deref(),
+                };
+                self.adopt_quorum_queue(&vhost, &name, &arguments, group_members)
                     .await
             }
             MetaCommand::DeleteQuorumQueue { vhost, name } => {

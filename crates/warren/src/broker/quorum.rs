@@ -53,8 +53,14 @@ impl QueueReplication for BrokerReplication {
             _ => DEFAULT_GROUP_SIZE,
         }
         .clamp(1, nodes.len().max(1));
-        // Voters start at a random node, so that queues' groups (and the leaders they elect) spread.
-        let offset = rand::random_range(0..nodes.len().max(1));
+        // The voters start at the node that should lead (and that node calls the first election).
+        let leader = leader_for(
+            arguments,
+            &cluster.status().node,
+            &nodes,
+            groups_led(&broker, &nodes),
+        );
+        let offset = nodes.iter().position(|n| n.name == leader).unwrap_or(0);
         let voters: Vec<ClusterNode> = nodes
             .iter()
             .cycle()
@@ -69,10 +75,18 @@ impl QueueReplication for BrokerReplication {
             group: rand::random::<u64>(),
             voters,
             nodes,
+            leader: Some(leader),
         };
-        // Declares run on the blocking pool: wait there for the cluster to commit and this node to apply.
+        // Declares run on the blocking pool: wait there for the cluster to commit and this node to apply, and for
+        // the group to elect its leader, so that the first publish does not wait for it.
         tokio::task::block_in_place(|| {
-            tokio::runtime::Handle::current().block_on(broker.change_definitions(command))
+            tokio::runtime::Handle::current().block_on(async {
+                broker.change_definitions(command).await?;
+                if let Some(groups) = broker.queue_groups.get() {
+                    groups.await_leader(vhost, name, LEADER_WAIT).await;
+                }
+                Ok(())
+            })
         })
         .map_err(refused)
     }
@@ -113,6 +127,79 @@ impl QueueReplication for BrokerReplication {
     }
 }
 
+/// How long a declare waits for the new group's first election.
+const LEADER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A queue group's members, as its declaration names them.
+pub(super) struct GroupMembers<'a> {
+    /// The group's id.
+    pub(super) id: u64,
+    /// Its voters.
+    pub(super) voters: &'a [ClusterNode],
+    /// Every node (those not voters follow as learners).
+    pub(super) nodes: &'a [ClusterNode],
+    /// The node that should lead it.
+    pub(super) leader: Option<&'a str>,
+}
+
+/// The node a new queue's group should be led by, as RabbitMQ's `x-queue-leader-locator` (default
+/// `client-local`, RabbitMQ's default): `client-local`, the node that took the declare; `balanced` (and the
+/// deprecated `random` and `least-leaders` it replaced), the node leading the fewest queues now, ties by name.
+fn leader_for(
+    arguments: &FieldTable,
+    me: &str,
+    nodes: &[ClusterNode],
+    led: std::collections::HashMap<String, usize>,
+) -> String {
+    let locator = match arguments.inner().get("x-queue-leader-locator") {
+        Some(AMQPValue::LongString(s)) => s.to_string(),
+        Some(AMQPValue::ShortString(s)) => s.to_string(),
+        _ => "client-local".to_owned(),
+    };
+    if locator == "client-local" || nodes.is_empty() {
+        return me.to_owned();
+    }
+    nodes
+        .iter()
+        .min_by_key(|n| (led.get(&n.name).copied().unwrap_or(0), n.name.clone()))
+        .map_or_else(|| me.to_owned(), |n| n.name.clone())
+}
+
+/// How many quorum queues each of `nodes` leads, as this node's groups see their leaders.
+fn groups_led(broker: &Broker, nodes: &[ClusterNode]) -> std::collections::HashMap<String, usize> {
+    let mut led = std::collections::HashMap::new();
+    if let Some(groups) = broker.queue_groups.get() {
+        for leader in groups.leaders() {
+            if let Some(node) = nodes
+                .iter()
+                .find(|n| crate::cluster::node_id(&n.name) == leader)
+            {
+                *led.entry(node.name.clone()).or_default() += 1;
+            }
+        }
+    }
+    led
+}
+
+/// Calls the first election of a new group this node should lead, before the others' election timers (1 to 2 s)
+/// run out: again every 200 ms while no leader is known, as the other members may not have opened the group yet
+/// when the first is called.
+async fn call_first_election(raft: openraft::Raft<crate::cluster::quorum::group::QueueTypes>) {
+    for _ in 0..4 {
+        if let Err(e) = raft.trigger().elect().await {
+            tracing::warn!(error = %e, "quorum queue: the first election could not be called");
+            return;
+        }
+        let elected = raft
+            .wait(Some(std::time::Duration::from_millis(200)))
+            .metrics(|m| m.current_leader.is_some(), "a first leader")
+            .await;
+        if elected.is_ok() {
+            return;
+        }
+    }
+}
+
 /// The limits replicated queue `name` applies, from its `arguments` alone (not from policies, nor from a node's
 /// defaults, which could differ between nodes: every member must apply the same).
 fn replicated_limits(name: &str, vhost: &str, arguments: &FieldTable) -> Result<Limits, AmqpError> {
@@ -134,9 +221,7 @@ impl Broker {
         vhost: &str,
         name: &str,
         arguments: &serde_json::Map<String, serde_json::Value>,
-        group: u64,
-        voters: &[ClusterNode],
-        nodes: &[ClusterNode],
+        members: GroupMembers<'_>,
     ) -> Result<(), AdminError> {
         let vhost = self
             .vhost(vhost)
@@ -155,9 +240,19 @@ impl Broker {
         let limits = replicated_limits(name, &vhost.name, &table)
             .map_err(|e| AdminError::Invalid(e.text))?;
         let (group, applied) = groups
-            .open(vhost.name.as_ref(), name, group, voters, nodes, limits)
+            .open(
+                vhost.name.as_ref(),
+                name,
+                members.id,
+                members.voters,
+                members.nodes,
+                limits,
+            )
             .await
             .map_err(|e| AdminError::Cluster(e.to_string()))?;
+        if members.leader == Some(groups.me().name.as_str()) {
+            tokio::spawn(call_first_election(group.raft.clone()));
+        }
         vhost
             .adopt_replicated(name, &table, |handle, inbox| {
                 actor::spawn(handle, group, inbox, applied, replication.clone());

@@ -78,6 +78,9 @@ pub(crate) enum MetaCommand {
         voters: Vec<super::ClusterNode>,
         /// Every node of the cluster when it was declared (those that are not voters follow as learners).
         nodes: Vec<super::ClusterNode>,
+        /// The node that should lead the group (`x-queue-leader-locator`): it calls the first election.
+        #[serde(default)]
+        leader: Option<String>,
     },
     /// An exchange or binding change every node makes.
     Topology {

@@ -13,7 +13,7 @@ use warren_protocol::error::{AmqpError, ReplyCode};
 use warren_protocol::FieldTable;
 
 /// The arguments a replicated quorum queue honours; any other is refused at declare rather than ignored.
-const SUPPORTED_ARGUMENTS: [&str; 8] = [
+const SUPPORTED_ARGUMENTS: [&str; 9] = [
     "x-queue-type",
     "x-quorum-initial-group-size",
     "x-max-length",
@@ -22,6 +22,7 @@ const SUPPORTED_ARGUMENTS: [&str; 8] = [
     "x-delivery-limit",
     "x-single-active-consumer",
     "x-message-ttl",
+    "x-queue-leader-locator",
 ];
 
 /// The cluster's side of replicated quorum queues.

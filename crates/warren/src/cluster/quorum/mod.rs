@@ -157,6 +157,34 @@ impl QueueGroups {
         self.groups.get(&id).map(|g| g.value().clone())
     }
 
+    /// This node.
+    pub(crate) fn me(&self) -> &ClusterNode {
+        &self.me
+    }
+
+    /// The leader's id of every open group that has one, as this node knows it.
+    pub(crate) fn leaders(&self) -> Vec<u64> {
+        self.groups
+            .iter()
+            .filter_map(|g| g.value().metrics().borrow().current_leader)
+            .collect()
+    }
+
+    /// Waits up to `timeout` until queue `queue` of `vhost` has a leader this node knows of.
+    pub(crate) async fn await_leader(&self, vhost: &str, queue: &str, timeout: Duration) {
+        let id = self
+            .by_queue
+            .get(&(vhost.to_owned(), queue.to_owned()))
+            .map(|id| *id);
+        let Some(raft) = id.and_then(|id| self.get(id)) else {
+            return;
+        };
+        let _ = raft
+            .wait(Some(timeout))
+            .metrics(|m| m.current_leader.is_some(), "a first leader")
+            .await;
+    }
+
     /// Opens this node's part of group `id` of queue `queue` of `vhost` (creating its files at first), whose
     /// voters are `voters` and whose other members are `all` but them, applying `limits`; the applied effects come
     /// out of the receiver.
