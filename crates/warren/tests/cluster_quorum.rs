@@ -629,3 +629,48 @@ fn leaders_are_placed_by_the_queue_leader_locator() {
         .collect();
     assert_eq!(leaders.len(), 3, "{leaders:?}");
 }
+
+#[test]
+fn a_policy_sets_the_limits_of_a_replicated_queue_on_every_node() {
+    let ports = free_ports();
+    let nodes = start_three(&ports);
+    eventually(30, "a leader elected", || nodes[0].leader().is_some());
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let (_c, ch) = channel(&nodes[0]).await;
+        declare(&ch, "qq-policy").await;
+    });
+    let (status, _) = nodes[0].api(
+        reqwest::Method::PUT,
+        "/policies/%2F/two",
+        Some(serde_json::json!({
+            "pattern": "^qq-policy$",
+            "definition": {"max-length": 2},
+            "apply-to": "queues"
+        })),
+    );
+    assert!(status.is_success(), "{status}");
+    eventually(30, "the policy's limit applied", || {
+        let (_, queue) = nodes[2].get("/queues/%2F/qq-policy");
+        queue["policy"] == "two"
+    });
+    // The leader writes the new limits to the queue's log within its next tick.
+    std::thread::sleep(Duration::from_millis(1500));
+    rt.block_on(async {
+        let (_c2, ch2) = channel(&nodes[1]).await;
+        publish_acks(&ch2, "qq-policy", (0..5).map(|i| format!("p{i}"))).await;
+        let (_c3, ch3) = channel(&nodes[2]).await;
+        eventually_async(|| async { declare(&ch3, "qq-policy").await == 2 }).await;
+        assert_eq!(get_body(&ch3, "qq-policy").await.as_deref(), Some("p3"));
+    });
+    // Cleared: the queue takes more again.
+    let (status, _) = nodes[0].api(reqwest::Method::DELETE, "/policies/%2F/two", None);
+    assert!(status.is_success(), "{status}");
+    std::thread::sleep(Duration::from_millis(1500));
+    rt.block_on(async {
+        let (_c2, ch2) = channel(&nodes[1]).await;
+        publish_acks(&ch2, "qq-policy", (5..10).map(|i| format!("p{i}"))).await;
+        let (_c3, ch3) = channel(&nodes[2]).await;
+        eventually_async(|| async { declare(&ch3, "qq-policy").await == 6 }).await;
+    });
+}

@@ -11,10 +11,11 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::group::{AppliedBatch, AppliedCounts};
 use super::machine::{
-    ConsumerKey, Delivery, Effect, Op, ReplicatedMessage, Settlement, GET_CONSUMER,
+    ConsumerKey, Delivery, Effect, Limits, Op, ReplicatedMessage, Settlement, GET_CONSUMER,
 };
 use super::QuorumGroup;
 use crate::message::{Expiry, Message, QueuedMessage};
+use crate::queue::arguments::Overflow;
 use crate::queue::gauges::QueueCounts;
 use crate::queue::sink::{same_sink, DeliverOutcome, DeliverySink, QueueReply};
 use crate::queue::{
@@ -100,6 +101,8 @@ struct Actor {
     /// When the message at the head expires, as of the last applied batch: the leader then writes an entry
     /// whose time drops it.
     next_expiry: Option<u64>,
+    /// The limits the group applies, as of the last applied batch (None before the first).
+    limits: Option<Limits>,
 }
 
 /// Runs the actor of `handle` until the queue is deleted or the node stops.
@@ -129,6 +132,7 @@ pub(crate) fn spawn(
         remote_holders: BTreeSet::new(),
         reported_down: BTreeSet::new(),
         next_expiry: None,
+        limits: None,
     };
     let wake = handle.wake.clone();
     tokio::spawn(actor.run(
@@ -230,7 +234,10 @@ impl Actor {
             tokio::select! {
                 biased;
                 Some(batch) = applied.recv() => self.on_applied(batch),
-                _ = watch.tick() => self.release_the_gone(),
+                _ = watch.tick() => {
+                    self.release_the_gone();
+                    self.sync_limits();
+                }
                 () = tokio::time::sleep_until(expiry.unwrap_or_else(tokio::time::Instant::now)), if expiry.is_some() => {
                     self.expire();
                 }
@@ -322,7 +329,8 @@ impl Actor {
                 self.write(ops, Completion::Letters(shares), Some(permit));
             }
             // This queue dead-letters nothing (see docs/clustering.md).
-            QueueCommand::DeadLettersSettled { .. } | QueueCommand::Reconfigure => {}
+            QueueCommand::Reconfigure => self.sync_limits(),
+            QueueCommand::DeadLettersSettled { .. } => {}
             QueueCommand::Consume {
                 consumer,
                 send_ok,
@@ -574,6 +582,25 @@ impl Actor {
         }
     }
 
+    /// As the group's leader: writes the limits the queue's arguments and policies ask for now when the group
+    /// applies others (a policy changed), so that every member applies the change at the same entry.
+    fn sync_limits(&mut self) {
+        let (Some(applied), Some(handle)) = (self.limits, self.handle.upgrade()) else {
+            return;
+        };
+        let wanted = wanted_limits(&handle);
+        if wanted == applied || !self.leads() {
+            return;
+        }
+        // Written once; the next applied batch confirms it (or a later tick writes it again).
+        self.limits = Some(wanted);
+        self.write(vec![Op::SetLimits(wanted)], Completion::Nothing, None);
+    }
+
+    fn leads(&self) -> bool {
+        self.group.raft.metrics().borrow().current_leader == Some(self.group.node)
+    }
+
     /// When to write an entry that expires the head: just after its expiry by this node's clock.
     fn expiry_deadline(&self) -> Option<tokio::time::Instant> {
         let at = self.next_expiry?;
@@ -585,8 +612,7 @@ impl Actor {
     /// The next applied batch says when the next one is due.
     fn expire(&mut self) {
         self.next_expiry = None;
-        let leads = self.group.raft.metrics().borrow().current_leader == Some(self.group.node);
-        if leads {
+        if self.leads() {
             self.write(Vec::new(), Completion::Nothing, None);
         }
     }
@@ -595,11 +621,7 @@ impl Actor {
     fn release_the_gone(&mut self) {
         self.reported_down
             .retain(|holder| self.remote_holders.contains(holder));
-        let leads = {
-            let metrics = self.group.raft.metrics().borrow().clone();
-            metrics.current_leader == Some(self.group.node)
-        };
-        if !leads {
+        if !self.leads() {
             return;
         }
         let gone: Vec<(u64, u64)> = self
@@ -624,6 +646,7 @@ impl Actor {
         self.counts = batch.counts;
         self.remote_holders = batch.remote_holders;
         self.next_expiry = batch.next_expiry;
+        self.limits = Some(batch.limits);
         if let Some(handle) = self.handle.upgrade() {
             handle.gauges.publish(
                 &mut self.published_counts,
@@ -809,6 +832,21 @@ impl Actor {
 
 /// Marks a get or purge request number apart from consumer ids in the failure reports.
 const REQUEST_BIT: u64 = 1 << 63;
+
+/// The limits queue `handle` should apply: its arguments with what its policy and operator policy set, as
+/// RabbitMQ's quorum queues combine them. Policy keys a replicated queue does not implement (dead-lettering,
+/// `expires`) are not applied (docs/clustering.md).
+fn wanted_limits(handle: &QueueHandle) -> Limits {
+    let settings = handle.settings();
+    Limits {
+        max_length: settings.max_length,
+        max_length_bytes: settings.max_length_bytes,
+        reject_publish: settings.overflow == Overflow::RejectPublish,
+        delivery_limit: settings.delivery_limit,
+        single_active_consumer: handle.spec.args.single_active_consumer,
+        message_ttl: settings.message_ttl,
+    }
+}
 
 fn replicated(message: &Message) -> ReplicatedMessage {
     ReplicatedMessage {

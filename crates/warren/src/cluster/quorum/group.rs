@@ -72,6 +72,8 @@ pub(crate) struct AppliedBatch {
     pub(crate) remote_holders: BTreeSet<(u64, u64)>,
     /// When the message at the head expires, if it does (milliseconds since the Unix epoch).
     pub(crate) next_expiry: Option<u64>,
+    /// The limits applied now.
+    pub(crate) limits: Limits,
 }
 
 /// What a snapshot holds.
@@ -98,8 +100,6 @@ pub(crate) struct QueueMachine {
     effects: mpsc::UnboundedSender<AppliedBatch>,
     /// This node's id.
     node: u64,
-    /// The queue's limits.
-    limits: Limits,
 }
 
 fn snapshot_error(e: impl std::fmt::Display) -> StorageError<u64> {
@@ -132,14 +132,13 @@ impl QueueMachine {
             snapshots_built: 0,
             effects,
             node,
-            limits,
         };
+        // The declaration's limits, until the log or a snapshot says otherwise.
         machine.body.state.set_limits(limits);
         match std::fs::read(&machine.snapshot_path) {
             Ok(bytes) => {
                 let file: SnapshotFile = Codec::Binary.decode(&bytes)?;
                 machine.body = Codec::Binary.decode(&file.data)?;
-                machine.body.state.set_limits(limits);
                 machine.snapshot = Some((file.meta, file.data));
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -236,6 +235,7 @@ impl RaftStateMachine<QueueTypes> for QueueMachine {
             counts: self.counts(),
             remote_holders: self.body.state.remote_holders(self.node),
             next_expiry: self.body.state.next_expiry(),
+            limits: self.body.state.limits(),
         });
         Ok(responses)
     }
@@ -276,7 +276,6 @@ impl RaftStateMachine<QueueTypes> for QueueMachine {
         let body: SnapshotBody = Codec::Binary.decode(&data).map_err(snapshot_error)?;
         self.persist(meta, &data).map_err(snapshot_write_error)?;
         self.body = body;
-        self.body.state.set_limits(self.limits);
         self.body.last_applied = meta.last_log_id;
         self.body.membership = meta.last_membership.clone();
         self.snapshot = Some((meta.clone(), data));
@@ -285,6 +284,7 @@ impl RaftStateMachine<QueueTypes> for QueueMachine {
             counts: self.counts(),
             remote_holders: self.body.state.remote_holders(self.node),
             next_expiry: self.body.state.next_expiry(),
+            limits: self.body.state.limits(),
         });
         Ok(())
     }

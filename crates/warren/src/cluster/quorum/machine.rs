@@ -108,6 +108,8 @@ pub(crate) enum Op {
         /// The run that went down.
         run: u64,
     },
+    /// The limits change (a policy changed): applied from this entry on.
+    SetLimits(Limits),
     /// Drops the ready messages (queue.purge) for `key`'s request `request`.
     Purge {
         /// The requester.
@@ -205,9 +207,9 @@ impl Consumer {
     }
 }
 
-/// What the queue's declaration limits, the same on every node (from its arguments, which the declaration carries
-/// to every node); not part of the replicated state, so set again after a snapshot is loaded.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// What the queue limits: first from its declaration's arguments (the same on every node), then as the leader
+/// writes them to the log when policies change ([`Op::SetLimits`]), so every member applies the same.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Limits {
     /// `x-max-length`: most ready messages.
     pub(crate) max_length: Option<u64>,
@@ -227,7 +229,6 @@ pub(crate) struct Limits {
 /// The queue's replicated state.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct QuorumState {
-    #[serde(skip)]
     limits: Limits,
     next_seq: u64,
     messages: BTreeMap<u64, Held>,
@@ -303,6 +304,22 @@ impl QuorumState {
         self.limits = limits;
     }
 
+    /// The limits applied now.
+    pub(crate) fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Drops the oldest ready messages while the queue is over its limits (`drop-head`).
+    fn drop_head(&mut self) {
+        while self.over_limits_with(0, 0) {
+            let Some(oldest) = self.ready.first().copied() else {
+                break;
+            };
+            self.unready(oldest);
+            self.messages.remove(&oldest);
+        }
+    }
+
     /// Makes message `seq` ready.
     fn make_ready(&mut self, seq: u64) {
         if let Some(held) = self.messages.get(&seq) {
@@ -363,12 +380,14 @@ impl QuorumState {
                 );
                 self.make_ready(self.next_seq);
                 // drop-head: the oldest ready messages make room.
-                while self.over_limits_with(0, 0) {
-                    let Some(oldest) = self.ready.first().copied() else {
-                        break;
-                    };
-                    self.unready(oldest);
-                    self.messages.remove(&oldest);
+                self.drop_head();
+            }
+            Op::SetLimits(limits) => {
+                self.limits = limits;
+                // Lowered limits trim a drop-head queue at once; a reject-publish queue refuses publishes until
+                // it is under them again.
+                if !limits.reject_publish {
+                    self.drop_head();
                 }
             }
             Op::Attach {
@@ -958,6 +977,27 @@ mod tests {
             effects.as_slice(),
             [Effect::GetAnswer { delivery: None, .. }]
         ));
+    }
+
+    #[test]
+    fn lowered_limits_trim_a_drop_head_queue_at_their_entry() {
+        let mut state = QuorumState::default();
+        let mut effects = Vec::new();
+        for body in ["1", "2", "3"] {
+            state.apply(Op::Enqueue(message(body)), &mut effects);
+        }
+        let limits = Limits {
+            max_length: Some(1),
+            ..Limits::default()
+        };
+        state.apply(Op::SetLimits(limits), &mut effects);
+        assert_eq!((state.ready(), state.limits()), (1, limits));
+        let reject = Limits {
+            reject_publish: true,
+            ..limits
+        };
+        state.apply(Op::SetLimits(reject), &mut effects);
+        assert!(!state.apply(Op::Enqueue(message("4")), &mut effects));
     }
 
     #[test]
