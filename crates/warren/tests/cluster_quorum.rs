@@ -22,6 +22,13 @@ fn quorum_arguments() -> FieldTable {
     arguments
 }
 
+/// Three nodes with an elected definitions leader, and a runtime for the clients.
+fn three_nodes() -> (Vec<Node>, tokio::runtime::Runtime) {
+    let nodes = start_three(&free_ports());
+    eventually(30, "a leader elected", || nodes[0].leader().is_some());
+    (nodes, tokio::runtime::Runtime::new().expect("runtime"))
+}
+
 async fn channel(node: &Node) -> (Connection, Channel) {
     let conn = Connection::connect(&node.process().uri(), ConnectionProperties::default())
         .await
@@ -149,10 +156,7 @@ async fn consume_acked(ch: &Channel, queue: &str, n: usize) -> Vec<String> {
 
 #[test]
 fn a_quorum_queue_declared_on_one_node_is_used_from_every_node() {
-    let ports = free_ports();
-    let nodes = start_three(&ports);
-    eventually(30, "a leader elected", || nodes[0].leader().is_some());
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (nodes, rt) = three_nodes();
     rt.block_on(async {
         let (_c1, ch1) = channel(&nodes[0]).await;
         assert_eq!(declare(&ch1, "qq").await, 0);
@@ -243,10 +247,7 @@ fn a_quorum_queue_declared_on_one_node_is_used_from_every_node() {
 
 #[test]
 fn length_limits_ttl_delivery_limit_and_single_active_consumer_hold_on_every_node() {
-    let ports = free_ports();
-    let nodes = start_three(&ports);
-    eventually(30, "a leader elected", || nodes[0].leader().is_some());
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (nodes, rt) = three_nodes();
     rt.block_on(async {
         let (_c1, ch1) = channel(&nodes[0]).await;
         let (_c2, ch2) = channel(&nodes[1]).await;
@@ -382,10 +383,7 @@ where
 
 #[test]
 fn confirmed_messages_outlive_the_kill_of_each_node_in_turn() {
-    let ports = free_ports();
-    let mut nodes = start_three(&ports);
-    eventually(30, "a leader elected", || nodes[0].leader().is_some());
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (mut nodes, rt) = three_nodes();
     rt.block_on(async {
         let (_c, ch) = channel(&nodes[0]).await;
         declare(&ch, "durable-qq").await;
@@ -421,10 +419,7 @@ fn confirmed_messages_outlive_the_kill_of_each_node_in_turn() {
 
 #[test]
 fn exchanges_and_bindings_made_on_one_node_route_on_every_node() {
-    let ports = free_ports();
-    let nodes = start_three(&ports);
-    eventually(30, "a leader elected", || nodes[0].leader().is_some());
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (nodes, rt) = three_nodes();
     rt.block_on(async {
         let (_c1, ch1) = channel(&nodes[0]).await;
         declare(&ch1, "orders").await;
@@ -526,10 +521,7 @@ fn members(node: &Node, queue: &str) -> Vec<String> {
 
 #[test]
 fn members_are_added_and_removed_and_a_non_member_serves_the_queue() {
-    let ports = free_ports();
-    let nodes = start_three(&ports);
-    eventually(30, "a leader elected", || nodes[0].leader().is_some());
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (nodes, rt) = three_nodes();
     rt.block_on(async {
         let (_c, ch) = channel(&nodes[0]).await;
         let mut arguments = quorum_arguments();
@@ -594,10 +586,7 @@ fn members_are_added_and_removed_and_a_non_member_serves_the_queue() {
 
 #[test]
 fn leaders_are_placed_by_the_queue_leader_locator() {
-    let ports = free_ports();
-    let nodes = start_three(&ports);
-    eventually(30, "a leader elected", || nodes[0].leader().is_some());
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (nodes, rt) = three_nodes();
     rt.block_on(async {
         // client-local (the default): the node that took the declare leads.
         for (i, node) in nodes.iter().enumerate() {
@@ -632,10 +621,7 @@ fn leaders_are_placed_by_the_queue_leader_locator() {
 
 #[test]
 fn a_policy_sets_the_limits_of_a_replicated_queue_on_every_node() {
-    let ports = free_ports();
-    let nodes = start_three(&ports);
-    eventually(30, "a leader elected", || nodes[0].leader().is_some());
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (nodes, rt) = three_nodes();
     rt.block_on(async {
         let (_c, ch) = channel(&nodes[0]).await;
         declare(&ch, "qq-policy").await;
