@@ -103,6 +103,8 @@ struct Actor {
     next_expiry: Option<u64>,
     /// The limits the group applies, as of the last applied batch (None before the first).
     limits: Option<Limits>,
+    /// When a member that did not lead at the head's expiry looks again.
+    expiry_not_before: Option<tokio::time::Instant>,
 }
 
 /// Runs the actor of `handle` until the queue is deleted or the node stops.
@@ -133,6 +135,7 @@ pub(crate) fn spawn(
         reported_down: BTreeSet::new(),
         next_expiry: None,
         limits: None,
+        expiry_not_before: None,
     };
     let wake = handle.wake.clone();
     tokio::spawn(actor.run(
@@ -602,18 +605,28 @@ impl Actor {
     }
 
     /// When to write an entry that expires the head: just after its expiry by this node's clock.
+    /// A member that does not lead looks again a second later (it may lead by then), not sooner.
     fn expiry_deadline(&self) -> Option<tokio::time::Instant> {
         let at = self.next_expiry?;
         let wait = at.saturating_add(1).saturating_sub(super::unix_millis());
-        Some(tokio::time::Instant::now() + std::time::Duration::from_millis(wait))
+        let due = tokio::time::Instant::now() + std::time::Duration::from_millis(wait);
+        Some(
+            self.expiry_not_before
+                .map_or(due, |not_before| due.max(not_before)),
+        )
     }
 
-    /// As the group's leader: writes an entry with no operations, whose time expires the messages at the head.
-    /// The next applied batch says when the next one is due.
+    /// As the group's leader: writes an entry with no operations, whose time expires the messages at the head;
+    /// the next applied batch says when the next one is due. A member that does not lead waits (a leader change
+    /// leaves the next leader to do it).
     fn expire(&mut self) {
-        self.next_expiry = None;
         if self.leads() {
+            self.next_expiry = None;
+            self.expiry_not_before = None;
             self.write(Vec::new(), Completion::Nothing, None);
+        } else {
+            self.expiry_not_before =
+                Some(tokio::time::Instant::now() + std::time::Duration::from_secs(1));
         }
     }
 
