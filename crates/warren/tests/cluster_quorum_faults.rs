@@ -149,31 +149,43 @@ fn quorum() -> FieldTable {
     arguments
 }
 
+/// A connection and channel to the node `target` names (then the next one), with its URI; None (after a pause
+/// when the node does not answer) when either fails.
+async fn open_next(
+    uris: &Uris,
+    target: &mut usize,
+) -> Option<(String, Connection, lapin::Channel)> {
+    let uri = {
+        let uris = uris.lock().expect("uris");
+        uris[*target % uris.len()].clone()
+    };
+    *target += 1;
+    let Ok(Ok(conn)) = tokio::time::timeout(
+        Duration::from_secs(3),
+        Connection::connect(&uri, ConnectionProperties::default()),
+    )
+    .await
+    else {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        return None;
+    };
+    let Ok(Ok(ch)) = tokio::time::timeout(Duration::from_secs(10), conn.create_channel()).await
+    else {
+        return None;
+    };
+    Some((uri, conn, ch))
+}
+
 /// Publishes `p{id}-{n}` in windows of 20 with confirms to the nodes in turn, starting with node `id`, until
 /// `stop`; reconnects to the next node when a connection fails.
 async fn publisher(id: usize, uris: Uris, ledger: Arc<Mutex<Ledger>>, stop: Arc<AtomicBool>) {
     let mut next = 0u64;
     let mut target = id;
     while !stop.load(Ordering::Relaxed) {
-        let uri = {
-            let uris = uris.lock().expect("uris");
-            uris[target % uris.len()].clone()
+        let Some((uri, conn, ch)) = open_next(&uris, &mut target).await else {
+            continue;
         };
         let uri = &uri;
-        target += 1;
-        let Ok(Ok(conn)) = tokio::time::timeout(
-            Duration::from_secs(3),
-            Connection::connect(uri, ConnectionProperties::default()),
-        )
-        .await
-        else {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            continue;
-        };
-        let Ok(Ok(ch)) = tokio::time::timeout(Duration::from_secs(10), conn.create_channel()).await
-        else {
-            continue;
-        };
         if ch
             .confirm_select(ConfirmSelectOptions::default())
             .await
@@ -231,23 +243,7 @@ async fn publisher(id: usize, uris: Uris, ledger: Arc<Mutex<Ledger>>, stop: Arc<
 async fn consumer(id: usize, uris: Uris, ledger: Arc<Mutex<Ledger>>, stop: Arc<AtomicBool>) {
     let mut target = id;
     while !stop.load(Ordering::Relaxed) {
-        let uri = {
-            let uris = uris.lock().expect("uris");
-            uris[target % uris.len()].clone()
-        };
-        let uri = &uri;
-        target += 1;
-        let Ok(Ok(conn)) = tokio::time::timeout(
-            Duration::from_secs(3),
-            Connection::connect(uri, ConnectionProperties::default()),
-        )
-        .await
-        else {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            continue;
-        };
-        let Ok(Ok(ch)) = tokio::time::timeout(Duration::from_secs(10), conn.create_channel()).await
-        else {
+        let Some((_, conn, ch)) = open_next(&uris, &mut target).await else {
             continue;
         };
         if ch.basic_qos(50, BasicQosOptions::default()).await.is_err() {
