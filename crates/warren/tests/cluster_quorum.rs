@@ -197,11 +197,11 @@ fn a_quorum_queue_declared_on_one_node_is_used_from_every_node() {
 
         // An argument a replicated quorum queue does not honour yet is refused, not ignored.
         let mut arguments = quorum_arguments();
-        arguments.insert("x-expires".into(), AMQPValue::LongLongInt(10_000));
+        arguments.insert("x-max-priority".into(), AMQPValue::LongLongInt(10));
         let (_c4, ch4) = channel(&nodes[0]).await;
         let refused = ch4
             .queue_declare(
-                "qq-expires".into(),
+                "qq-priority".into(),
                 QueueDeclareOptions {
                     durable: true,
                     ..QueueDeclareOptions::default()
@@ -363,6 +363,216 @@ fn length_limits_ttl_delivery_limit_and_single_active_consumer_hold_on_every_nod
             .expect("consumer open")
             .expect("delivery");
         assert_eq!(&delivery.data[..], b"after");
+    });
+}
+
+/// Whether `queue` exists, as a passive declare on a channel of its own on `node` tells.
+async fn exists(node: &Node, queue: &str) -> bool {
+    let (_conn, ch) = channel(node).await;
+    ch.queue_declare(
+        queue.into(),
+        QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .is_ok()
+}
+
+/// Takes every message of `queue` with basic.get on `ch` and nacks it without requeue.
+async fn reject_all(ch: &Channel, queue: &str) -> usize {
+    let mut rejected = 0;
+    while let Some(got) = ch
+        .basic_get(queue.into(), BasicGetOptions::default())
+        .await
+        .expect("basic.get")
+    {
+        got.delivery
+            .nack(BasicNackOptions {
+                requeue: false,
+                ..BasicNackOptions::default()
+            })
+            .await
+            .expect("basic.nack");
+        rejected += 1;
+    }
+    rejected
+}
+
+/// The `x-first-death-reason` and `x-first-death-queue` of the next message basic.get takes from `queue`.
+async fn first_death(ch: &Channel, queue: &str) -> Option<(String, String)> {
+    let got = ch
+        .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+        .await
+        .expect("basic.get")?;
+    let headers = got
+        .delivery
+        .properties
+        .headers()
+        .clone()
+        .unwrap_or_default();
+    let text = |key: &str| match headers.inner().get(key) {
+        Some(AMQPValue::LongString(s)) => s.to_string(),
+        other => panic!("{key}: {other:?}"),
+    };
+    Some((text("x-first-death-reason"), text("x-first-death-queue")))
+}
+
+#[test]
+fn dead_letters_expiry_and_consumer_priorities_on_a_replicated_queue() {
+    let (nodes, rt) = three_nodes();
+    rt.block_on(async {
+        let (_c1, ch1) = channel(&nodes[0]).await;
+        let (_c2, ch2) = channel(&nodes[1]).await;
+        let (_c3, ch3) = channel(&nodes[2]).await;
+        let to = |queue: &str| {
+            [
+                ("x-dead-letter-exchange", AMQPValue::LongString("".into())),
+                (
+                    "x-dead-letter-routing-key",
+                    AMQPValue::LongString(queue.into()),
+                ),
+            ]
+        };
+
+        // At most once (the default): rejected on n3, expired, pushed out by max-length and past the delivery
+        // limit, each reaches the dead-letter queue with its reason.
+        declare(&ch1, "dlq").await;
+        let mut source = to("dlq").to_vec();
+        source.extend([
+            ("x-max-length", AMQPValue::LongLongInt(2)),
+            ("x-delivery-limit", AMQPValue::LongLongInt(0)),
+        ]);
+        declare_with(&ch1, "src", &source).await;
+        publish_acks(&ch2, "src", ["rejected".to_owned()].into_iter()).await;
+        assert_eq!(reject_all(&ch3, "src").await, 1);
+        publish_acks(&ch2, "src", (0..3).map(|i| format!("m{i}"))).await;
+        let got = ch3
+            .basic_get("src".into(), BasicGetOptions::default())
+            .await
+            .expect("basic.get")
+            .expect("m1");
+        got.delivery
+            .nack(BasicNackOptions {
+                requeue: true,
+                ..BasicNackOptions::default()
+            })
+            .await
+            .expect("basic.nack");
+        let mut ttl = to("dlq").to_vec();
+        ttl.push(("x-message-ttl", AMQPValue::LongLongInt(100)));
+        declare_with(&ch1, "src-ttl", &ttl).await;
+        publish_acks(&ch2, "src-ttl", ["expired".to_owned()].into_iter()).await;
+        eventually_async(|| async { declare(&ch1, "dlq").await == 4 }).await;
+        let mut deaths = Vec::new();
+        while let Some(death) = first_death(&ch2, "dlq").await {
+            deaths.push(death);
+        }
+        deaths.sort();
+        let expected = [
+            ("delivery_limit", "src"),
+            ("expired", "src-ttl"),
+            ("maxlen", "src"),
+            ("rejected", "src"),
+        ];
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(r, q)| ((*r).to_owned(), (*q).to_owned()))
+            .collect();
+        assert_eq!(deaths, expected);
+
+        // At least once: what dies while the dead-letter exchange routes nowhere is kept, counted against
+        // max-length, and delivered once the target exists.
+        let mut kept = to("dlq-later").to_vec();
+        kept.extend([
+            (
+                "x-dead-letter-strategy",
+                AMQPValue::LongString("at-least-once".into()),
+            ),
+            ("x-overflow", AMQPValue::LongString("reject-publish".into())),
+            ("x-max-length", AMQPValue::LongLongInt(5)),
+        ]);
+        declare_with(&ch1, "src-kept", &kept).await;
+        publish_acks(&ch2, "src-kept", (0..5).map(|i| format!("k{i}"))).await;
+        assert_eq!(reject_all(&ch3, "src-kept").await, 5);
+        assert_eq!(
+            publish_acks(&ch2, "src-kept", ["over".to_owned()].into_iter()).await,
+            [false],
+            "the kept letters fill the queue"
+        );
+        declare(&ch1, "dlq-later").await;
+        eventually_async(|| async { declare(&ch2, "dlq-later").await == 5 }).await;
+        eventually_async(|| async {
+            publish_acks(&ch2, "src-kept", ["room".to_owned()].into_iter()).await == [true]
+        })
+        .await;
+
+        // x-expires: unused, the queue is deleted on every node; with a consumer it stays.
+        let expires = [("x-expires", AMQPValue::LongLongInt(1_500))];
+        declare_with(&ch1, "qq-unused", &expires).await;
+        declare_with(&ch1, "qq-used", &expires).await;
+        // Kept: a dropped lapin consumer is cancelled.
+        let _keeps = ch2
+            .basic_consume(
+                "qq-used".into(),
+                "keeps".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("basic.consume");
+        // A passive declare is a use too: look seldom, so the queue has the time to expire in between.
+        let mut gone = false;
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            if !exists(&nodes[0], "qq-unused").await {
+                gone = true;
+                break;
+            }
+        }
+        assert!(gone, "the unused queue did not expire");
+        eventually_async(|| async {
+            !exists(&nodes[1], "qq-unused").await && !exists(&nodes[2], "qq-unused").await
+        })
+        .await;
+        assert!(exists(&nodes[2], "qq-used").await);
+
+        // Consumer priorities: the consumer of priority 10 (on n2) takes everything while it has credit; the one
+        // of priority 0 (on n3) gets nothing.
+        declare(&ch1, "qq-prio").await;
+        let mut arguments = FieldTable::default();
+        arguments.insert("x-priority".into(), AMQPValue::LongInt(10));
+        let mut high = ch2
+            .basic_consume(
+                "qq-prio".into(),
+                "high".into(),
+                BasicConsumeOptions::default(),
+                arguments,
+            )
+            .await
+            .expect("basic.consume");
+        let mut low = ch3
+            .basic_consume(
+                "qq-prio".into(),
+                "low".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("basic.consume");
+        publish_acks(&ch1, "qq-prio", (0..20).map(|i| format!("p{i}"))).await;
+        for i in 0..20 {
+            let delivery = common::within(30, high.next())
+                .await
+                .expect("consumer open")
+                .expect("delivery");
+            assert_eq!(delivery.data, format!("p{i}").into_bytes());
+            delivery.ack(BasicAckOptions::default()).await.expect("ack");
+        }
+        let nothing = tokio::time::timeout(Duration::from_millis(500), low.next()).await;
+        assert!(nothing.is_err(), "the low priority consumer got a message");
     });
 }
 

@@ -7,11 +7,11 @@ use std::pin::Pin;
 use std::sync::{Arc, Weak};
 
 use super::{AdminError, Broker};
-use crate::cluster::quorum::machine::Limits;
+use crate::cluster::quorum::machine::{DeadLettering, Limits};
 use crate::cluster::quorum::{actor, MemberChange};
 use crate::cluster::{ClusterNode, MetaCommand};
 use crate::definitions::arguments::{table_from_json, table_to_json};
-use crate::queue::arguments::{Overflow, QueueArguments};
+use crate::queue::arguments::{DeadLetterStrategy, Overflow, QueueArguments};
 use crate::vhost::{QueueReplication, TopologyChange};
 use warren_protocol::error::{AmqpError, ReplyCode};
 use warren_protocol::{AMQPValue, FieldTable};
@@ -211,6 +211,17 @@ fn replicated_limits(name: &str, vhost: &str, arguments: &FieldTable) -> Result<
         delivery_limit: args.delivery_limit,
         single_active_consumer: args.single_active_consumer,
         message_ttl: args.message_ttl,
+        dead_lettering: match &args.dead_letter_exchange {
+            None => DeadLettering::Off,
+            Some(_)
+                if args.dead_letter_strategy == Some(DeadLetterStrategy::AtLeastOnce)
+                    && args.overflow == Some(Overflow::RejectPublish) =>
+            {
+                DeadLettering::AtLeastOnce
+            }
+            Some(_) => DeadLettering::AtMostOnce,
+        },
+        expires: args.expires,
     })
 }
 
@@ -255,7 +266,8 @@ impl Broker {
         }
         vhost
             .adopt_replicated(name, &table, |handle, inbox| {
-                actor::spawn(handle, group, inbox, applied, replication.clone());
+                let owner: Weak<dyn crate::queue::QueueOwner> = Arc::downgrade(&vhost) as _;
+                actor::spawn(handle, group, inbox, applied, replication.clone(), owner);
             })
             .map_err(|e| AdminError::Invalid(e.text))
     }

@@ -30,7 +30,7 @@ use warren_protocol::FieldTable;
 
 pub(crate) use actor::{spawn_queue, QueueStorage};
 pub(crate) use consumer::QueueConsumer;
-pub(crate) use owner::{DeadLetters, QueueOwner};
+pub(crate) use owner::{DeadLetter, DeadLetters, QueueOwner};
 pub(crate) use paging::{NodeMemory, QueueMemory};
 
 /// Messages per publish command at most: with the inbox's capacity in commands (`queue::actor`), this bounds the

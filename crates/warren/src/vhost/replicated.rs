@@ -13,7 +13,7 @@ use warren_protocol::error::{AmqpError, ReplyCode};
 use warren_protocol::FieldTable;
 
 /// The arguments a replicated quorum queue honours; any other is refused at declare rather than ignored.
-const SUPPORTED_ARGUMENTS: [&str; 9] = [
+const SUPPORTED_ARGUMENTS: [&str; 13] = [
     "x-queue-type",
     "x-quorum-initial-group-size",
     "x-max-length",
@@ -23,6 +23,10 @@ const SUPPORTED_ARGUMENTS: [&str; 9] = [
     "x-single-active-consumer",
     "x-message-ttl",
     "x-queue-leader-locator",
+    "x-expires",
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-dead-letter-strategy",
 ];
 
 /// The cluster's side of replicated quorum queues.

@@ -9,19 +9,24 @@ use std::sync::{Arc, Weak};
 
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
+use super::dead_letters::DeadLetterOutbox;
 use super::group::{AppliedBatch, AppliedCounts};
 use super::machine::{
-    ConsumerKey, Delivery, Effect, Limits, Op, ReplicatedMessage, Settlement, GET_CONSUMER,
+    ConsumerKey, DeadLettering, DeadMessage, Death, Delivery, Effect, Limits, Op,
+    ReplicatedMessage, Settlement, GET_CONSUMER,
 };
 use super::QuorumGroup;
+use crate::message::dead_letter::DeathReason;
 use crate::message::{Expiry, Message, QueuedMessage};
-use crate::queue::arguments::Overflow;
+use crate::queue::arguments::{Overflow, QueueType};
+use crate::queue::dead_letter_batch::DeadLetterBatch;
 use crate::queue::gauges::QueueCounts;
 use crate::queue::sink::{same_sink, DeliverOutcome, DeliverySink, QueueReply};
 use crate::queue::{
     ConsumerInspection, QueueCommand, QueueConsumer, QueueDeleted, QueueHandle, QueueInbox,
     QueueInspection, QueueStats, SettleAction,
 };
+use crate::queue::{DeadLetter, DeadLetters, QueueOwner};
 use crate::session::ConfirmRef;
 use crate::vhost::QueueReplication;
 use warren_protocol::error::{AmqpError, ReplyCode};
@@ -105,6 +110,14 @@ struct Actor {
     limits: Option<Limits>,
     /// When a member that did not lead at the head's expiry looks again.
     expiry_not_before: Option<tokio::time::Instant>,
+    /// The vhost, which publishes dead letters.
+    owner: Weak<dyn QueueOwner>,
+    /// The letters kept for at-least-once dead-lettering, which the leader sends.
+    outbox: DeadLetterOutbox,
+    /// When the queue, unused, is due to be deleted (`x-expires`), as of the last applied batch.
+    expires_at: Option<u64>,
+    /// This node, as leader, is deleting the queue for `x-expires`.
+    expiring: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Runs the actor of `handle` until the queue is deleted or the node stops.
@@ -114,6 +127,7 @@ pub(crate) fn spawn(
     inbox: QueueInbox,
     applied: mpsc::UnboundedReceiver<AppliedBatch>,
     replication: Arc<dyn QueueReplication>,
+    owner: Weak<dyn QueueOwner>,
 ) {
     let (writes, write_queue) = mpsc::unbounded_channel();
     tokio::spawn(writer(group.clone(), write_queue));
@@ -136,6 +150,10 @@ pub(crate) fn spawn(
         next_expiry: None,
         limits: None,
         expiry_not_before: None,
+        owner,
+        outbox: DeadLetterOutbox::default(),
+        expires_at: None,
+        expiring: Arc::default(),
     };
     let wake = handle.wake.clone();
     tokio::spawn(actor.run(
@@ -240,6 +258,8 @@ impl Actor {
                 _ = watch.tick() => {
                     self.release_the_gone();
                     self.sync_limits();
+                    self.send_dead_letters();
+                    self.expire_unused();
                 }
                 () = tokio::time::sleep_until(expiry.unwrap_or_else(tokio::time::Instant::now)), if expiry.is_some() => {
                     self.expire();
@@ -331,27 +351,32 @@ impl Actor {
                 }
                 self.write(ops, Completion::Letters(shares), Some(permit));
             }
-            // This queue dead-letters nothing (see docs/clustering.md).
             QueueCommand::Reconfigure => self.sync_limits(),
-            QueueCommand::DeadLettersSettled { .. } => {}
+            QueueCommand::DeadLettersSettled { batch, outcomes } => {
+                let done = self
+                    .outbox
+                    .settled(batch, &outcomes, tokio::time::Instant::now());
+                if !done.is_empty() {
+                    self.write(
+                        vec![Op::DeadLettersDone { seqs: done }],
+                        Completion::Nothing,
+                        None,
+                    );
+                }
+                self.send_dead_letters();
+            }
             QueueCommand::Consume {
                 consumer,
                 send_ok,
                 reply,
             } => {
-                if consumer.priority != 0 {
-                    let _ = reply.send(Err(AmqpError::precondition(
-                        "consumer priorities (x-priority) are not supported on a replicated quorum queue yet"
-                            .to_owned(),
-                    )));
-                    return true;
-                }
                 let key = self.key(consumer.id);
                 let op = Op::Attach {
                     key,
                     prefetch: u32::from(consumer.prefetch),
                     no_ack: consumer.no_ack,
                     exclusive: consumer.exclusive,
+                    priority: consumer.priority,
                 };
                 let request = consumer.id;
                 self.consumers.insert(
@@ -436,6 +461,10 @@ impl Actor {
                 self.detach(&gone);
             }
             QueueCommand::Stats { reply } => {
+                // queue.declare, passive or not: a use, as in RabbitMQ, which restarts the `x-expires` time.
+                if self.limits.is_some_and(|l| l.expires.is_some()) {
+                    self.write(vec![Op::Touch], Completion::Nothing, None);
+                }
                 let _ = reply.send(QueueStats {
                     messages: self.counts.ready.try_into().unwrap_or(u32::MAX),
                     consumers: self.counts.consumers.try_into().unwrap_or(u32::MAX),
@@ -655,11 +684,95 @@ impl Actor {
         }
     }
 
+    /// As the group's leader: hands the owner the next batch of kept dead letters (at least once).
+    fn send_dead_letters(&mut self) {
+        if self.outbox.len() == 0 || !self.leads() {
+            return;
+        }
+        let (Some(handle), Some(owner)) = (self.handle.upgrade(), self.owner.upgrade()) else {
+            return;
+        };
+        let settings = handle.settings();
+        let Some(exchange) = settings.dead_letter_exchange.clone() else {
+            return;
+        };
+        let Some((number, letters)) = self.outbox.take_batch(tokio::time::Instant::now()) else {
+            return;
+        };
+        let receipts = letters
+            .iter()
+            .map(|(seq, _, held_by)| (*seq, held_by.clone()));
+        let batch = DeadLetterBatch::new(Arc::downgrade(&handle), number, receipts);
+        let letters = letters
+            .into_iter()
+            .map(|(_, dead, _)| dead_letter(dead))
+            .collect();
+        owner.dead_letter(
+            &handle,
+            DeadLetters {
+                exchange,
+                routing_key: settings.dead_letter_routing_key.clone(),
+                letters,
+                batch: Some(batch),
+            },
+        );
+    }
+
+    /// As the group's leader: publishes messages that died here to the dead-letter exchange, once.
+    fn dead_letter_at_most_once(&self, dead: Vec<DeadMessage>) {
+        if dead.is_empty() || !self.leads() {
+            return;
+        }
+        let (Some(handle), Some(owner)) = (self.handle.upgrade(), self.owner.upgrade()) else {
+            return;
+        };
+        let settings = handle.settings();
+        let Some(exchange) = settings.dead_letter_exchange.clone() else {
+            return;
+        };
+        owner.dead_letter(
+            &handle,
+            DeadLetters {
+                exchange,
+                routing_key: settings.dead_letter_routing_key.clone(),
+                letters: dead.into_iter().map(dead_letter).collect(),
+                batch: None,
+            },
+        );
+    }
+
+    /// As the group's leader: deletes the queue on every node once it has been unused for its `x-expires`.
+    fn expire_unused(&mut self) {
+        let Some(at) = self.expires_at else {
+            return;
+        };
+        if at > super::unix_millis() || !self.leads() {
+            return;
+        }
+        use std::sync::atomic::Ordering;
+        if self.expiring.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Some(handle) = self.handle.upgrade() else {
+            return;
+        };
+        let (replication, expiring) = (self.replication.clone(), self.expiring.clone());
+        tokio::spawn(async move {
+            let (vhost, name) = (handle.spec.vhost.clone(), handle.spec.name.clone());
+            drop(handle);
+            if let Err(error) = replication.delete(&vhost, &name).await {
+                tracing::warn!(%error.text, "quorum queue '{name}' in vhost '{vhost}': not deleted for x-expires; trying again");
+                expiring.store(false, Ordering::Release);
+            }
+        });
+    }
+
     fn on_applied(&mut self, batch: AppliedBatch) {
         self.counts = batch.counts;
         self.remote_holders = batch.remote_holders;
         self.next_expiry = batch.next_expiry;
         self.limits = Some(batch.limits);
+        self.expires_at = batch.expires_at;
         if let Some(handle) = self.handle.upgrade() {
             handle.gauges.publish(
                 &mut self.published_counts,
@@ -671,6 +784,7 @@ impl Actor {
             );
         }
         let mut touched = Vec::new();
+        let mut at_most_once = Vec::new();
         for effect in batch.effects {
             match effect {
                 Effect::Attached { key } if self.mine(key) => {
@@ -749,9 +863,20 @@ impl Actor {
                         let _ = reply.send(count);
                     }
                 }
+                Effect::DeadLettered { seq, dead, mode } => match mode {
+                    DeadLettering::AtLeastOnce => self.outbox.add(seq, dead),
+                    DeadLettering::AtMostOnce => at_most_once.push(dead),
+                    DeadLettering::Off => {}
+                },
+                Effect::DeadLettersForgotten { seqs } => self.outbox.forget(&seqs),
                 _ => {}
             }
         }
+        if let Some(all) = batch.dead_letters {
+            self.outbox.replace(all);
+        }
+        self.dead_letter_at_most_once(at_most_once);
+        self.send_dead_letters();
         touched.dedup();
         for id in touched {
             self.flush(id);
@@ -851,6 +976,11 @@ const REQUEST_BIT: u64 = 1 << 63;
 /// `expires`) are not applied (docs/clustering.md).
 fn wanted_limits(handle: &QueueHandle) -> Limits {
     let settings = handle.settings();
+    let dead_lettering = match &settings.dead_letter_exchange {
+        None => DeadLettering::Off,
+        Some(_) if settings.at_least_once(QueueType::Quorum) => DeadLettering::AtLeastOnce,
+        Some(_) => DeadLettering::AtMostOnce,
+    };
     Limits {
         max_length: settings.max_length,
         max_length_bytes: settings.max_length_bytes,
@@ -858,6 +988,28 @@ fn wanted_limits(handle: &QueueHandle) -> Limits {
         delivery_limit: settings.delivery_limit,
         single_active_consumer: handle.spec.args.single_active_consumer,
         message_ttl: settings.message_ttl,
+        dead_lettering,
+        expires: settings.expires,
+    }
+}
+
+/// A message that died here as the owner dead-letters it.
+fn dead_letter(dead: DeadMessage) -> DeadLetter {
+    let message = dead.message;
+    DeadLetter {
+        message: Arc::new(Message::new(
+            Arc::from(message.exchange.as_str()),
+            Arc::from(message.routing_key.as_str()),
+            message.properties,
+            message.body,
+        )),
+        reason: match dead.reason {
+            Death::Rejected => DeathReason::Rejected,
+            Death::Expired => DeathReason::Expired,
+            Death::Maxlen => DeathReason::Maxlen,
+            Death::DeliveryLimit => DeathReason::DeliveryLimit,
+        },
+        died_at: std::time::UNIX_EPOCH + std::time::Duration::from_millis(dead.died_at),
     }
 }
 

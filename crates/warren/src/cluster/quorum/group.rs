@@ -15,7 +15,7 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use super::machine::{Effect, Limits, Op, QuorumState};
+use super::machine::{DeadMessage, Effect, Limits, Op, QuorumState};
 use crate::cluster::codec::Codec;
 use crate::cluster::ClusterNode;
 
@@ -74,6 +74,12 @@ pub(crate) struct AppliedBatch {
     pub(crate) next_expiry: Option<u64>,
     /// The limits applied now.
     pub(crate) limits: Limits,
+    /// When the queue, unused, is due to be deleted (`x-expires`), if it is.
+    pub(crate) expires_at: Option<u64>,
+    /// Every message kept for at-least-once dead-lettering, when the state was not built from these batches
+    /// alone (the first batch after a start, and after a snapshot was installed): the actor's list is replaced
+    /// by it. None: the effects say what changed.
+    pub(crate) dead_letters: Option<Vec<(u64, DeadMessage)>>,
 }
 
 /// What a snapshot holds.
@@ -100,6 +106,8 @@ pub(crate) struct QueueMachine {
     effects: mpsc::UnboundedSender<AppliedBatch>,
     /// This node's id.
     node: u64,
+    /// The next batch tells the actor the whole state's dead letters ([`AppliedBatch::dead_letters`]).
+    resync: bool,
 }
 
 fn snapshot_error(e: impl std::fmt::Display) -> StorageError<u64> {
@@ -132,6 +140,7 @@ impl QueueMachine {
             snapshots_built: 0,
             effects,
             node,
+            resync: true,
         };
         // The declaration's limits, until the log or a snapshot says otherwise.
         machine.body.state.set_limits(limits);
@@ -145,6 +154,26 @@ impl QueueMachine {
             Err(e) => return Err(e.to_string()),
         }
         Ok(machine)
+    }
+
+    /// What the actor learns after applying entries that made `effects` happen.
+    fn batch(&mut self, effects: Vec<Effect>) -> AppliedBatch {
+        let state = &self.body.state;
+        let dead_letters = std::mem::take(&mut self.resync).then(|| {
+            state
+                .dead_letters()
+                .map(|(seq, dead)| (seq, dead.clone()))
+                .collect()
+        });
+        AppliedBatch {
+            effects,
+            counts: self.counts(),
+            remote_holders: state.remote_holders(self.node),
+            next_expiry: state.next_expiry(),
+            limits: state.limits(),
+            expires_at: state.expires_at(),
+            dead_letters,
+        }
     }
 
     fn counts(&self) -> AppliedCounts {
@@ -213,7 +242,7 @@ impl RaftStateMachine<QueueTypes> for QueueMachine {
             match entry.payload {
                 EntryPayload::Blank => {}
                 EntryPayload::Normal(OpBatch { ops, now }) => {
-                    self.body.state.advance(now);
+                    self.body.state.advance(now, &mut effects);
                     let mut refused = Vec::new();
                     for (index, op) in ops.into_iter().enumerate() {
                         if !self.body.state.apply(op, &mut effects) {
@@ -230,13 +259,8 @@ impl RaftStateMachine<QueueTypes> for QueueMachine {
             responses.push(Applied::default());
         }
         // The actor may be gone (the queue is being deleted): nothing is left to deliver to.
-        let _ = self.effects.send(AppliedBatch {
-            effects,
-            counts: self.counts(),
-            remote_holders: self.body.state.remote_holders(self.node),
-            next_expiry: self.body.state.next_expiry(),
-            limits: self.body.state.limits(),
-        });
+        let batch = self.batch(effects);
+        let _ = self.effects.send(batch);
         Ok(responses)
     }
 
@@ -279,13 +303,9 @@ impl RaftStateMachine<QueueTypes> for QueueMachine {
         self.body.last_applied = meta.last_log_id;
         self.body.membership = meta.last_membership.clone();
         self.snapshot = Some((meta.clone(), data));
-        let _ = self.effects.send(AppliedBatch {
-            effects: Vec::new(),
-            counts: self.counts(),
-            remote_holders: self.body.state.remote_holders(self.node),
-            next_expiry: self.body.state.next_expiry(),
-            limits: self.body.state.limits(),
-        });
+        self.resync = true;
+        let batch = self.batch(Vec::new());
+        let _ = self.effects.send(batch);
         Ok(())
     }
 

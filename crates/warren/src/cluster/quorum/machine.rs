@@ -69,6 +69,8 @@ pub(crate) enum Op {
         no_ack: bool,
         /// basic.consume exclusive: refused while the queue has consumers, and no other may join while it is.
         exclusive: bool,
+        /// Its `x-priority`: deliveries go to the consumers of the highest priority with credit first.
+        priority: i64,
     },
     /// A consumer goes; what it holds goes back to the queue.
     Detach {
@@ -117,6 +119,49 @@ pub(crate) enum Op {
         /// Its number for the request.
         request: u64,
     },
+    /// Dead letters kept for at-least-once dead-lettering that every target now holds: forgotten.
+    DeadLettersDone {
+        /// The letters, by the sequence number they had here.
+        seqs: Vec<u64>,
+    },
+    /// The queue was redeclared: a use, which restarts its `x-expires` time.
+    Touch,
+}
+
+/// Why a message died, as its `x-death` entry names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Death {
+    /// basic.reject or basic.nack without requeue.
+    Rejected,
+    /// Its TTL ran out at the head.
+    Expired,
+    /// `drop-head` made room.
+    Maxlen,
+    /// Returned more often than the delivery limit.
+    DeliveryLimit,
+}
+
+/// How messages that die here are dead-lettered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum DeadLettering {
+    /// No dead-letter exchange: they are dropped.
+    #[default]
+    Off,
+    /// Handed to the leader to publish once (a leader change in between loses them, as RabbitMQ's `at-most-once`).
+    AtMostOnce,
+    /// Kept in the queue's state until the dead-letter targets hold them (`at-least-once` with `reject-publish`).
+    AtLeastOnce,
+}
+
+/// A message that died here, as dead-lettering needs it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct DeadMessage {
+    /// The message.
+    pub(crate) message: ReplicatedMessage,
+    /// Why it died.
+    pub(crate) reason: Death,
+    /// When (milliseconds since the Unix epoch, in the log's time).
+    pub(crate) died_at: u64,
 }
 
 /// Something applying an operation makes happen, for the node serving `key` to carry out.
@@ -165,6 +210,22 @@ pub(crate) enum Effect {
         /// Ready messages dropped.
         count: u32,
     },
+    /// Message `seq` died and is to be dead-lettered: published at once by the leader (`at-most-once`), or kept
+    /// until [`Op::DeadLettersDone`] names it (`at-least-once`).
+    DeadLettered {
+        /// Its sequence number here.
+        seq: u64,
+        /// The message and its death.
+        dead: DeadMessage,
+        /// How.
+        mode: DeadLettering,
+    },
+    /// Kept dead letters were forgotten: their targets hold them, or the queue no longer dead-letters at least
+    /// once.
+    DeadLettersForgotten {
+        /// Their sequence numbers.
+        seqs: Vec<u64>,
+    },
 }
 
 /// A message handed to a consumer.
@@ -198,6 +259,7 @@ struct Consumer {
     prefetch: u32,
     no_ack: bool,
     exclusive: bool,
+    priority: i64,
     held: BTreeSet<u64>,
 }
 
@@ -224,6 +286,11 @@ pub(crate) struct Limits {
     pub(crate) single_active_consumer: bool,
     /// `x-message-ttl`: milliseconds a message may wait; it is dropped when it reaches the head later.
     pub(crate) message_ttl: Option<u64>,
+    /// Whether and how messages that die are dead-lettered.
+    pub(crate) dead_lettering: DeadLettering,
+    /// `x-expires`: milliseconds the queue may stay unused (no consumers, no basic.get, no redeclare) before the
+    /// leader deletes it.
+    pub(crate) expires: Option<u64>,
 }
 
 /// The queue's replicated state.
@@ -246,6 +313,12 @@ pub(crate) struct QuorumState {
     /// Messages held per (node, run), consumers' and basic.get callers' alike.
     #[serde(with = "pairs")]
     held_by: BTreeMap<(u64, u64), u64>,
+    /// Messages that died, kept until their dead-letter targets hold them (`at-least-once`).
+    dead: BTreeMap<u64, DeadMessage>,
+    /// Body bytes of those.
+    dead_bytes: u64,
+    /// The log's time of the last use (an attach, the last detach, a get, a redeclare): `x-expires` counts from it.
+    last_used: u64,
 }
 
 impl QuorumState {
@@ -271,9 +344,48 @@ impl QuorumState {
 
     /// Moves the queue's clock to `now` (the time of the entry about to be applied; never backwards, as the
     /// entries' times come from the clocks of different nodes) and drops the expired messages at the head.
-    pub(crate) fn advance(&mut self, now: u64) {
+    pub(crate) fn advance(&mut self, now: u64, effects: &mut Vec<Effect>) {
         self.now = self.now.max(now);
-        self.expire_head();
+        if self.last_used == 0 {
+            // The queue's first entry: its `x-expires` time starts here.
+            self.last_used = self.now;
+        }
+        self.expire_head(effects);
+    }
+
+    /// When the queue, unused, is due to be deleted (`x-expires`): never while it has consumers.
+    pub(crate) fn expires_at(&self) -> Option<u64> {
+        let expires = self.limits.expires?;
+        self.consumers
+            .is_empty()
+            .then(|| self.last_used.saturating_add(expires))
+    }
+
+    /// The messages kept for at-least-once dead-lettering, by sequence number.
+    pub(crate) fn dead_letters(&self) -> impl Iterator<Item = (u64, &DeadMessage)> {
+        self.dead.iter().map(|(seq, dead)| (*seq, dead))
+    }
+
+    /// Message `seq`, taken out of the queue (no longer ready nor held), dies for `reason`: dead-lettered as the
+    /// limits say, dropped otherwise.
+    fn die(&mut self, seq: u64, reason: Death, effects: &mut Vec<Effect>) {
+        let Some(held) = self.messages.remove(&seq) else {
+            return;
+        };
+        let mode = self.limits.dead_lettering;
+        if mode == DeadLettering::Off {
+            return;
+        }
+        let dead = DeadMessage {
+            message: held.message,
+            reason,
+            died_at: self.now,
+        };
+        if mode == DeadLettering::AtLeastOnce {
+            self.dead_bytes += dead.message.body.len() as u64;
+            self.dead.insert(seq, dead.clone());
+        }
+        effects.push(Effect::DeadLettered { seq, dead, mode });
     }
 
     /// When the message at the head expires, if it does: when a tick should be written.
@@ -284,7 +396,7 @@ impl QuorumState {
 
     /// Drops ready messages at the head whose time is past (as RabbitMQ, a message expires when it reaches the
     /// head; one with a shorter TTL behind a longer one waits).
-    fn expire_head(&mut self) {
+    fn expire_head(&mut self, effects: &mut Vec<Effect>) {
         while let Some(&seq) = self.ready.first() {
             let expired = self
                 .messages
@@ -295,7 +407,7 @@ impl QuorumState {
                 return;
             }
             self.unready(seq);
-            self.messages.remove(&seq);
+            self.die(seq, Death::Expired, effects);
         }
     }
 
@@ -310,13 +422,13 @@ impl QuorumState {
     }
 
     /// Drops the oldest ready messages while the queue is over its limits (`drop-head`).
-    fn drop_head(&mut self) {
+    fn drop_head(&mut self, effects: &mut Vec<Effect>) {
         while self.over_limits_with(0, 0) {
             let Some(oldest) = self.ready.first().copied() else {
                 break;
             };
             self.unready(oldest);
-            self.messages.remove(&oldest);
+            self.die(oldest, Death::Maxlen, effects);
         }
     }
 
@@ -342,15 +454,13 @@ impl QuorumState {
         was
     }
 
-    /// Whether `count` more ready messages of `len` body bytes would put the ready messages over the limits.
+    /// Whether `count` more ready messages of `len` body bytes would put the queue over its limits: the ready
+    /// messages with those kept for at-least-once dead-lettering, as RabbitMQ's `rabbit_fifo` counts them.
     fn over_limits_with(&self, count: u64, len: u64) -> bool {
-        self.limits
-            .max_length
-            .is_some_and(|max| self.ready() + count > max)
-            || self
-                .limits
-                .max_length_bytes
-                .is_some_and(|max| self.ready_bytes + len > max)
+        let messages = self.ready() + self.dead.len() as u64 + count;
+        let bytes = self.ready_bytes + self.dead_bytes + len;
+        self.limits.max_length.is_some_and(|max| messages > max)
+            || self.limits.max_length_bytes.is_some_and(|max| bytes > max)
     }
 
     /// Applies `op`, appending what it makes happen to `effects`; false when it was an enqueue the queue refused
@@ -380,21 +490,43 @@ impl QuorumState {
                 );
                 self.make_ready(self.next_seq);
                 // drop-head: the oldest ready messages make room.
-                self.drop_head();
+                self.drop_head(effects);
             }
             Op::SetLimits(limits) => {
                 self.limits = limits;
                 // Lowered limits trim a drop-head queue at once; a reject-publish queue refuses publishes until
                 // it is under them again.
                 if !limits.reject_publish {
-                    self.drop_head();
+                    self.drop_head(effects);
+                }
+                // No longer at least once (RabbitMQ's switch away from it): the kept letters are dropped.
+                if limits.dead_lettering != DeadLettering::AtLeastOnce && !self.dead.is_empty() {
+                    let seqs = std::mem::take(&mut self.dead).into_keys().collect();
+                    self.dead_bytes = 0;
+                    effects.push(Effect::DeadLettersForgotten { seqs });
                 }
             }
+            Op::DeadLettersDone { seqs } => {
+                let mut forgotten = Vec::with_capacity(seqs.len());
+                for seq in seqs {
+                    if let Some(dead) = self.dead.remove(&seq) {
+                        self.dead_bytes = self
+                            .dead_bytes
+                            .saturating_sub(dead.message.body.len() as u64);
+                        forgotten.push(seq);
+                    }
+                }
+                if !forgotten.is_empty() {
+                    effects.push(Effect::DeadLettersForgotten { seqs: forgotten });
+                }
+            }
+            Op::Touch => self.last_used = self.now,
             Op::Attach {
                 key,
                 prefetch,
                 no_ack,
                 exclusive,
+                priority,
             } => {
                 if self.is_stale(key) || self.consumers.contains_key(&key) {
                     return true;
@@ -410,20 +542,22 @@ impl QuorumState {
                         prefetch,
                         no_ack,
                         exclusive,
+                        priority,
                         held: BTreeSet::new(),
                     },
                 );
                 self.rotation.push_back(key);
+                self.last_used = self.now;
                 effects.push(Effect::Attached { key });
             }
             Op::Detach { key } => {
-                if self.detach(key) {
+                if self.detach(key, effects) {
                     effects.push(Effect::Detached { key });
                 }
             }
             Op::Settle { key, seqs, action } => {
                 for seq in seqs {
-                    self.settle(key, seq, action);
+                    self.settle(key, seq, action, effects);
                 }
             }
             Op::Get {
@@ -431,7 +565,8 @@ impl QuorumState {
                 request,
                 no_ack,
             } => {
-                self.expire_head();
+                self.last_used = self.now;
+                self.expire_head(effects);
                 let delivery = match self.ready.first().copied() {
                     Some(seq) => {
                         self.unready(seq);
@@ -475,7 +610,7 @@ impl QuorumState {
         let consumers: Vec<ConsumerKey> =
             self.consumers.keys().filter(|k| gone(k)).copied().collect();
         for key in consumers {
-            self.detach(key);
+            self.detach(key, effects);
             effects.push(Effect::Detached { key });
         }
         let held: Vec<(u64, ConsumerKey)> = self
@@ -485,7 +620,7 @@ impl QuorumState {
             .filter(|(_, key)| gone(key))
             .collect();
         for (seq, key) in held {
-            self.settle(key, seq, Settlement::Requeue);
+            self.settle(key, seq, Settlement::Requeue, effects);
         }
     }
 
@@ -505,19 +640,28 @@ impl QuorumState {
     }
 
     /// Removes consumer `key`, returning what it holds; false if there was no such consumer.
-    fn detach(&mut self, key: ConsumerKey) -> bool {
+    fn detach(&mut self, key: ConsumerKey, effects: &mut Vec<Effect>) -> bool {
         let Some(consumer) = self.consumers.remove(&key) else {
             return false;
         };
         self.rotation.retain(|k| *k != key);
+        if self.consumers.is_empty() {
+            self.last_used = self.now;
+        }
         for seq in consumer.held {
-            self.settle(key, seq, Settlement::Requeue);
+            self.settle(key, seq, Settlement::Requeue, effects);
         }
         true
     }
 
     /// Settles message `seq` if `key` holds it.
-    fn settle(&mut self, key: ConsumerKey, seq: u64, action: Settlement) {
+    fn settle(
+        &mut self,
+        key: ConsumerKey,
+        seq: u64,
+        action: Settlement,
+        effects: &mut Vec<Effect>,
+    ) {
         let Some(held) = self.messages.get_mut(&seq) else {
             return;
         };
@@ -534,20 +678,22 @@ impl QuorumState {
             }
         }
         match action {
-            Settlement::Ack | Settlement::Discard => {
+            Settlement::Ack => {
                 self.messages.remove(&seq);
             }
+            Settlement::Discard => self.die(seq, Death::Rejected, effects),
             Settlement::Requeue => {
                 held.holder = None;
                 held.redelivered = true;
                 held.returns = held.returns.saturating_add(1);
-                // Past the delivery limit it is dropped (there is no dead-lettering here yet).
+                let returns = u64::from(held.returns);
+                // Past the delivery limit it dies.
                 if self
                     .limits
                     .delivery_limit
-                    .is_some_and(|limit| u64::from(held.returns) > limit)
+                    .is_some_and(|limit| returns > limit)
                 {
-                    self.messages.remove(&seq);
+                    self.die(seq, Death::DeliveryLimit, effects);
                 } else {
                     self.make_ready(seq);
                 }
@@ -581,7 +727,7 @@ impl QuorumState {
     /// Hands ready messages, in order, to the consumers with credit, in turn.
     fn dispatch(&mut self, effects: &mut Vec<Effect>) {
         loop {
-            self.expire_head();
+            self.expire_head(effects);
             let Some(&seq) = self.ready.first() else {
                 return;
             };
@@ -596,8 +742,10 @@ impl QuorumState {
         }
     }
 
-    /// The next consumer in turn that may take a delivery, moved to the back of the turn; with a single active
-    /// consumer, the first to attach of those still there, if it has credit.
+    /// The next consumer in turn that may take a delivery, moved to the back of the turn: of those with credit,
+    /// the first in turn of the highest priority (consumer priorities: a lower one receives only while every higher
+    /// one is out of credit). With a single active consumer, the first to attach of those still there, if it has
+    /// credit.
     fn next_with_credit(&mut self) -> Option<ConsumerKey> {
         if self.limits.single_active_consumer {
             let active = *self.rotation.front()?;
@@ -607,14 +755,19 @@ impl QuorumState {
                 .is_some_and(Consumer::has_credit)
                 .then_some(active);
         }
-        for _ in 0..self.rotation.len() {
-            let key = self.rotation.pop_front()?;
-            self.rotation.push_back(key);
-            if self.consumers.get(&key).is_some_and(Consumer::has_credit) {
-                return Some(key);
-            }
-        }
-        None
+        let (position, _) = self
+            .rotation
+            .iter()
+            .enumerate()
+            .filter_map(|(i, key)| {
+                let consumer = self.consumers.get(key)?;
+                consumer.has_credit().then_some((i, consumer.priority))
+            })
+            // The first of the highest: max_by_key keeps the last of equals, so compare positions reversed.
+            .max_by_key(|&(i, priority)| (priority, std::cmp::Reverse(i)))?;
+        let key = self.rotation.remove(position)?;
+        self.rotation.push_back(key);
+        Some(key)
     }
 }
 
@@ -720,6 +873,15 @@ mod tests {
     }
 
     fn attach(state: &mut QuorumState, key: ConsumerKey, prefetch: u32) -> Vec<Effect> {
+        attach_with_priority(state, key, prefetch, 0)
+    }
+
+    fn attach_with_priority(
+        state: &mut QuorumState,
+        key: ConsumerKey,
+        prefetch: u32,
+        priority: i64,
+    ) -> Vec<Effect> {
         let mut effects = Vec::new();
         state.apply(
             Op::Attach {
@@ -727,10 +889,164 @@ mod tests {
                 prefetch,
                 no_ack: false,
                 exclusive: false,
+                priority,
             },
             &mut effects,
         );
         effects
+    }
+
+    fn dead_letters(effects: &[Effect]) -> Vec<(u64, Death, DeadLettering)> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::DeadLettered { seq, dead, mode } => Some((*seq, dead.reason, *mode)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn settle(
+        state: &mut QuorumState,
+        key: ConsumerKey,
+        seq: u64,
+        action: Settlement,
+    ) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        state.apply(
+            Op::Settle {
+                key,
+                seqs: vec![seq],
+                action,
+            },
+            &mut effects,
+        );
+        effects
+    }
+
+    #[test]
+    fn higher_priority_consumers_receive_first_and_equals_take_turns() {
+        let mut state = QuorumState::default();
+        let (low, high_a, high_b) = (key(1, 1, 1), key(2, 1, 1), key(3, 1, 1));
+        attach_with_priority(&mut state, low, 0, -1);
+        attach_with_priority(&mut state, high_a, 1, 5);
+        attach_with_priority(&mut state, high_b, 1, 5);
+        let mut effects = Vec::new();
+        for body in ["1", "2", "3", "4"] {
+            state.apply(Op::Enqueue(message(body)), &mut effects);
+        }
+        // The two of priority 5 take one each (their prefetch); the rest go to the lower one.
+        assert_eq!(
+            deliveries(&effects),
+            vec![
+                (high_a, 1, false, 0),
+                (high_b, 2, false, 0),
+                (low, 3, false, 0),
+                (low, 4, false, 0)
+            ]
+        );
+        let effects = settle(&mut state, high_b, 2, Settlement::Ack);
+        assert!(deliveries(&effects).is_empty());
+        let mut effects = Vec::new();
+        state.apply(Op::Enqueue(message("5")), &mut effects);
+        assert_eq!(deliveries(&effects), vec![(high_b, 5, false, 0)]);
+    }
+
+    #[test]
+    fn dead_messages_are_dead_lettered_at_most_once_or_kept_until_done() {
+        let mut state = QuorumState::default();
+        state.set_limits(Limits {
+            max_length: Some(2),
+            delivery_limit: Some(0),
+            dead_lettering: DeadLettering::AtMostOnce,
+            ..Limits::default()
+        });
+        let mut effects = Vec::new();
+        for body in ["1", "2", "3"] {
+            state.apply(Op::Enqueue(message(body)), &mut effects);
+        }
+        // drop-head: the oldest dies as maxlen.
+        assert_eq!(
+            dead_letters(&effects),
+            vec![(1, Death::Maxlen, DeadLettering::AtMostOnce)]
+        );
+        let a = key(1, 1, 1);
+        attach(&mut state, a, 0);
+        let effects = settle(&mut state, a, 2, Settlement::Discard);
+        assert_eq!(
+            dead_letters(&effects),
+            vec![(2, Death::Rejected, DeadLettering::AtMostOnce)]
+        );
+        let effects = settle(&mut state, a, 3, Settlement::Requeue);
+        assert_eq!(
+            dead_letters(&effects),
+            vec![(3, Death::DeliveryLimit, DeadLettering::AtMostOnce)]
+        );
+        assert_eq!(
+            state.dead_letters().count(),
+            0,
+            "at most once keeps nothing"
+        );
+
+        // At least once (reject-publish): kept, counted against the limits, until done.
+        let mut state = QuorumState::default();
+        state.set_limits(Limits {
+            max_length: Some(2),
+            reject_publish: true,
+            message_ttl: Some(10),
+            dead_lettering: DeadLettering::AtLeastOnce,
+            ..Limits::default()
+        });
+        let mut effects = Vec::new();
+        state.advance(1_000, &mut effects);
+        assert!(state.apply(Op::Enqueue(message("1")), &mut effects));
+        assert!(state.apply(Op::Enqueue(message("2")), &mut effects));
+        state.advance(1_011, &mut effects);
+        assert_eq!(
+            dead_letters(&effects),
+            vec![
+                (1, Death::Expired, DeadLettering::AtLeastOnce),
+                (2, Death::Expired, DeadLettering::AtLeastOnce)
+            ]
+        );
+        assert_eq!(state.ready(), 0);
+        assert_eq!(
+            state.dead_letters().map(|(seq, _)| seq).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
+        assert!(
+            !state.apply(Op::Enqueue(message("3")), &mut effects),
+            "the kept letters count against max-length"
+        );
+        state.apply(Op::DeadLettersDone { seqs: vec![1] }, &mut effects);
+        assert!(state.apply(Op::Enqueue(message("3")), &mut effects));
+        assert_eq!(
+            state.dead_letters().map(|(seq, _)| seq).collect::<Vec<_>>(),
+            vec![2]
+        );
+    }
+
+    #[test]
+    fn an_unused_queue_expires_from_its_last_use_and_never_with_consumers() {
+        let mut state = QuorumState::default();
+        state.set_limits(Limits {
+            expires: Some(5_000),
+            ..Limits::default()
+        });
+        let mut effects = Vec::new();
+        state.advance(1_000, &mut effects);
+        assert_eq!(state.expires_at(), Some(6_000));
+        state.advance(2_000, &mut effects);
+        state.apply(Op::Enqueue(message("1")), &mut effects);
+        assert_eq!(state.expires_at(), Some(6_000), "a publish is no use");
+        state.apply(Op::Touch, &mut effects);
+        assert_eq!(state.expires_at(), Some(7_000));
+        let a = key(1, 1, 1);
+        attach(&mut state, a, 0);
+        assert_eq!(state.expires_at(), None);
+        state.advance(9_000, &mut effects);
+        state.apply(Op::Detach { key: a }, &mut effects);
+        assert_eq!(state.expires_at(), Some(14_000));
     }
 
     #[test]
@@ -942,16 +1258,16 @@ mod tests {
             ..Limits::default()
         });
         let mut effects = Vec::new();
-        state.advance(10_000);
+        state.advance(10_000, &mut effects);
         state.apply(Op::Enqueue(message("queue ttl")), &mut effects);
         let mut short = message("own expiration");
         short.expiration = Some(100);
         state.apply(Op::Enqueue(short), &mut effects);
         assert_eq!(state.next_expiry(), Some(11_000));
         // The second's own expiration is past, but it waits behind the head.
-        state.advance(10_500);
+        state.advance(10_500, &mut effects);
         assert_eq!(state.ready(), 2);
-        state.advance(11_001);
+        state.advance(11_001, &mut effects);
         assert_eq!((state.ready(), state.ready_bytes()), (0, 0));
         assert_eq!(state.next_expiry(), None);
 
@@ -963,7 +1279,7 @@ mod tests {
         let mut effects = Vec::new();
         state.apply(Op::Detach { key: a }, &mut effects);
         assert_eq!(state.ready(), 1);
-        state.advance(12_002);
+        state.advance(12_002, &mut effects);
         let mut effects = Vec::new();
         state.apply(
             Op::Get {

@@ -9,6 +9,7 @@
 //! leader, so that every node can serve the queue's clients.
 
 pub(crate) mod actor;
+pub(crate) mod dead_letters;
 pub(crate) mod group;
 pub(crate) mod liveness;
 pub(crate) mod machine;
