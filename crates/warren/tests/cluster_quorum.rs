@@ -628,6 +628,51 @@ fn confirmed_messages_outlive_the_kill_of_each_node_in_turn() {
 }
 
 #[test]
+fn at_least_once_dead_letters_kept_by_a_killed_leader_are_sent_by_the_next() {
+    let (mut nodes, rt) = three_nodes();
+    let kept = [
+        ("x-dead-letter-exchange", AMQPValue::LongString("".into())),
+        (
+            "x-dead-letter-routing-key",
+            AMQPValue::LongString("dlq-after".into()),
+        ),
+        (
+            "x-dead-letter-strategy",
+            AMQPValue::LongString("at-least-once".into()),
+        ),
+        ("x-overflow", AMQPValue::LongString("reject-publish".into())),
+    ];
+    // Declared on n1, which leads it (client-local); the letters die while their target does not exist.
+    rt.block_on(async {
+        let (_c1, ch1) = channel(&nodes[0]).await;
+        declare_with(&ch1, "src-failover", &kept).await;
+        let (_c2, ch2) = channel(&nodes[1]).await;
+        publish_confirmed(&ch2, "src-failover", (0..20).map(|i| format!("d{i}"))).await;
+        assert_eq!(reject_all(&ch2, "src-failover").await, 20);
+    });
+    let (_, queue) = nodes[1].get("/queues/%2F/src-failover");
+    assert_eq!(queue["leader"], "n1");
+    nodes[0].kill9();
+    eventually(30, "a new leader", || {
+        let (_, queue) = nodes[1].get("/queues/%2F/src-failover");
+        queue["leader"] != "n1" && queue["leader"].is_string()
+    });
+    rt.block_on(async {
+        let (_c2, ch2) = channel(&nodes[1]).await;
+        declare(&ch2, "dlq-after").await;
+        let (_c3, ch3) = channel(&nodes[2]).await;
+        eventually_async(|| async { declare(&ch3, "dlq-after").await >= 20 }).await;
+        let mut bodies = BTreeSet::new();
+        while let Some(body) = get_body(&ch3, "dlq-after").await {
+            bodies.insert(body);
+        }
+        let expected: BTreeSet<String> = (0..20).map(|i| format!("d{i}")).collect();
+        assert_eq!(bodies, expected, "every kept letter, duplicates aside");
+    });
+    nodes[0].restart();
+}
+
+#[test]
 fn exchanges_and_bindings_made_on_one_node_route_on_every_node() {
     let (nodes, rt) = three_nodes();
     rt.block_on(async {
