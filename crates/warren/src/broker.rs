@@ -275,6 +275,17 @@ impl Broker {
                 metrics.clone(),
             );
             vhost.set_limits(def.limits.clone());
+            let queue_type = def
+                .default_queue_type
+                .as_deref()
+                .map(crate::vhost::parse_default_queue_type);
+            match queue_type {
+                Some(Ok(queue_type)) => vhost.set_default_queue_type(queue_type),
+                Some(Err(error)) => {
+                    tracing::warn!("vhost '{}': stored {error}; not applied", def.name)
+                }
+                None => {}
+            }
             vhost.restore(&stored, &mut recovered, &mut recovered_keys);
             vhosts.insert(def.name.clone(), vhost);
         }

@@ -915,3 +915,40 @@ fn a_policy_sets_the_limits_of_a_replicated_queue_on_every_node() {
         eventually_async(|| async { declare(&ch3, "qq-policy").await == 6 }).await;
     });
 }
+
+#[test]
+fn a_vhosts_default_queue_type_set_on_one_node_types_the_declares_on_every_node() {
+    let (nodes, rt) = three_nodes();
+    let body = serde_json::json!({"default_queue_type": "quorum"});
+    let (status, _) = nodes[0].api(reqwest::Method::PUT, "/vhosts/qv", Some(body));
+    assert_eq!(status, reqwest::StatusCode::CREATED);
+    eventually(30, "the default on n2", || {
+        nodes[1].get("/vhosts/qv").1["default_queue_type"] == "quorum"
+    });
+    rt.block_on(async {
+        let uri = format!("amqp://guest:guest@{}/qv", nodes[1].process().addr);
+        let conn = Connection::connect(&uri, ConnectionProperties::default())
+            .await
+            .expect("connect to qv");
+        let ch = conn.create_channel().await.expect("channel");
+        ch.queue_declare(
+            "jobs".into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("queue.declare");
+    });
+    // Replicated: on n3 too, with its members and a leader.
+    let (_, queue) = nodes[2].get("/queues/qv/jobs");
+    assert_eq!(queue["type"], "quorum", "{queue}");
+    assert_eq!(queue["arguments"]["x-queue-type"], "quorum");
+    assert_eq!(
+        queue["members"].as_array().map(Vec::len),
+        Some(3),
+        "{queue}"
+    );
+}

@@ -958,3 +958,76 @@ async fn answers_the_management_differential_found_wrong_now_match_rabbitmq() {
     assert_eq!(listed[0]["client_properties"]["connection_name"], "billing");
     drop(amqp);
 }
+
+#[tokio::test]
+async fn a_vhosts_default_queue_type_types_the_queues_declared_without_one() {
+    let server = common::start_server().await;
+    let put = reqwest::Method::PUT;
+    let get = reqwest::Method::GET;
+    // A default Warren cannot honour is refused, and the vhost not created.
+    let body = json!({"default_queue_type": "stream"});
+    let (status, _, _) = call(&server, put.clone(), "/vhosts/streams", GUEST, Some(body)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _, _) = call(&server, get.clone(), "/vhosts/streams", GUEST, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let body = json!({"default_queue_type": "quorum"});
+    let (status, _, _) = call(&server, put.clone(), "/vhosts/qv", GUEST, Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, _, vhost) = call(&server, get.clone(), "/vhosts/qv", GUEST, None).await;
+    assert_eq!(vhost["default_queue_type"], "quorum");
+    assert_eq!(vhost["metadata"]["default_queue_type"], "quorum");
+
+    let conn = common::connect_as(&server, "guest", "guest", "qv")
+        .await
+        .expect("connect to qv");
+    let ch = conn.create_channel().await.expect("channel");
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    ch.queue_declare("jobs".into(), durable, FieldTable::default())
+        .await
+        .expect("declare");
+    // A redeclare without x-queue-type is the same declare.
+    ch.queue_declare("jobs".into(), durable, FieldTable::default())
+        .await
+        .expect("redeclare");
+    // An exclusive queue cannot be quorum: classic, RabbitMQ's fallback.
+    let exclusive = QueueDeclareOptions {
+        exclusive: true,
+        ..QueueDeclareOptions::default()
+    };
+    ch.queue_declare("mine".into(), exclusive, FieldTable::default())
+        .await
+        .expect("declare exclusive");
+    let (_, _, jobs) = call(&server, get.clone(), "/queues/qv/jobs", GUEST, None).await;
+    assert_eq!(jobs["type"], "quorum");
+    assert_eq!(jobs["arguments"]["x-queue-type"], "quorum");
+    let (_, _, mine) = call(&server, get.clone(), "/queues/qv/mine", GUEST, None).await;
+    assert_eq!(mine["type"], "classic");
+
+    // Exported with the vhost, as RabbitMQ exports it.
+    let (_, _, definitions) = call(&server, get.clone(), "/definitions", GUEST, None).await;
+    let exported = definitions["vhosts"]
+        .as_array()
+        .expect("vhosts")
+        .iter()
+        .find(|v| v["name"] == "qv")
+        .expect("qv exported")
+        .clone();
+    assert_eq!(exported["metadata"]["default_queue_type"], "quorum");
+
+    // Changed back to classic: the next new queue is classic.
+    let body = json!({"default_queue_type": "classic"});
+    let (status, _, _) = call(&server, put.clone(), "/vhosts/qv", GUEST, Some(body)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    ch.queue_declare("later".into(), durable, FieldTable::default())
+        .await
+        .expect("declare");
+    let (_, _, later) = call(&server, get.clone(), "/queues/qv/later", GUEST, None).await;
+    assert_eq!(later["type"], "classic");
+    // Other vhosts have none.
+    let (_, _, root) = call(&server, get, "/vhosts/%2F", GUEST, None).await;
+    assert_eq!(root["default_queue_type"], "undefined");
+}

@@ -250,3 +250,60 @@ async fn exclusive_queues_are_not_restored() {
         .await
         .is_err());
 }
+
+#[tokio::test]
+async fn a_vhosts_default_queue_type_survives_a_restart() {
+    let dir = fresh_data_dir("restart-default-queue-type");
+    let broker = BrokerProcess::start(&dir, &[]);
+    let http = reqwest::Client::new();
+    let api = |broker: &BrokerProcess, path: &str| {
+        format!("http://127.0.0.1:{}/api{path}", broker.management_port())
+    };
+    let created = http
+        .put(api(&broker, "/vhosts/qv"))
+        .basic_auth("guest", Some("guest"))
+        .json(&serde_json::json!({"default_queue_type": "quorum"}))
+        .send()
+        .await
+        .expect("PUT vhost");
+    assert_eq!(created.status(), reqwest::StatusCode::CREATED);
+    // The limits set afterwards keep it.
+    let limits = http
+        .put(api(&broker, "/vhost-limits/qv/max-queues"))
+        .basic_auth("guest", Some("guest"))
+        .json(&serde_json::json!({"value": 10}))
+        .send()
+        .await
+        .expect("PUT limit");
+    assert!(limits.status().is_success(), "{}", limits.status());
+    broker.stop();
+    let broker = BrokerProcess::start(&dir, &[]);
+    let vhost: serde_json::Value = http
+        .get(api(&broker, "/vhosts/qv"))
+        .basic_auth("guest", Some("guest"))
+        .send()
+        .await
+        .expect("GET vhost")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(vhost["default_queue_type"], "quorum");
+    let uri = format!("amqp://guest:guest@{}/qv", broker.addr);
+    let conn = Connection::connect(&uri, ConnectionProperties::default())
+        .await
+        .expect("connect to qv");
+    let ch = conn.create_channel().await.expect("channel");
+    ch.queue_declare("jobs".into(), durable_queue(), FieldTable::default())
+        .await
+        .expect("declare");
+    let queue: serde_json::Value = http
+        .get(api(&broker, "/queues/qv/jobs"))
+        .basic_auth("guest", Some("guest"))
+        .send()
+        .await
+        .expect("GET queue")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(queue["type"], "quorum");
+}

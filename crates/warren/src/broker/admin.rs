@@ -15,7 +15,7 @@ pub use crate::auth::users::{PermissionDefinition, TopicPermissionDefinition, Us
 use crate::event::Event;
 use crate::meta::{MetaError, VhostDef};
 use crate::registry::CloseRequest;
-use crate::vhost::Vhost;
+use crate::vhost::{default_queue_type_name, parse_default_queue_type, Vhost};
 
 /// The `user_who_performed_action` of the events of this API's changes: RabbitMQ's name for its CLI, whose
 /// commands these calls are (the management API will pass its own user).
@@ -193,6 +193,9 @@ impl Broker {
         self.stores.definitions.put_vhost(&VhostDef {
             name: name.to_owned(),
             limits: limits.clone(),
+            default_queue_type: vhost
+                .default_queue_type()
+                .map(|t| default_queue_type_name(Some(t)).to_owned()),
         })?;
         tracing::info!("vhost '{name}' limits set to {limits:?}");
         self.events.emit(|| {
@@ -330,6 +333,41 @@ impl Broker {
             });
         }
         Ok(removed)
+    }
+
+    /// A vhost's default queue type as RabbitMQ names it (`undefined` when none is set); None if there is no
+    /// such vhost.
+    pub fn vhost_default_queue_type(&self, name: &str) -> Option<&'static str> {
+        self.vhost(name)
+            .map(|v| default_queue_type_name(v.default_queue_type()))
+    }
+
+    /// A vhost's default queue type (`rabbitmqctl add_vhost --default-queue-type`, `update_vhost_metadata`): the
+    /// type of the queues declared in it from now on without `x-queue-type`; None clears it.
+    pub fn set_vhost_default_queue_type(
+        &self,
+        name: &str,
+        queue_type: Option<&str>,
+    ) -> Result<(), AdminError> {
+        let parsed = match queue_type {
+            None => None,
+            Some(text) => parse_default_queue_type(text).map_err(AdminError::Invalid)?,
+        };
+        let _guard = self.access.lock();
+        let Some(vhost) = self.vhost(name) else {
+            return Err(AdminError::NoSuchVhost(name.to_owned()));
+        };
+        self.stores.definitions.put_vhost(&VhostDef {
+            name: name.to_owned(),
+            limits: vhost.limits(),
+            default_queue_type: parsed.map(|t| default_queue_type_name(Some(t)).to_owned()),
+        })?;
+        vhost.set_default_queue_type(parsed);
+        tracing::info!(
+            "vhost '{name}' default queue type set to {}",
+            default_queue_type_name(parsed)
+        );
+        Ok(())
     }
 
     /// `rabbitmqctl add_vhost`: an empty vhost with the predeclared exchanges; nobody may open it until given

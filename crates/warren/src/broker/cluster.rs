@@ -111,6 +111,9 @@ impl Broker {
     fn apply_blocking(&self, command: MetaCommand) -> Result<(), AdminError> {
         match command {
             MetaCommand::AddVhost { name } => self.add_vhost(&name),
+            MetaCommand::SetVhostDefaultQueueType { vhost, queue_type } => {
+                self.set_vhost_default_queue_type(&vhost, queue_type.as_deref())
+            }
             // Never sent here: `apply_locally` awaits a deletion itself (it closes connections and queues).
             MetaCommand::DeleteVhost { name } => Err(AdminError::Invalid(format!(
                 "vhost '{name}' is deleted asynchronously"

@@ -38,6 +38,8 @@ pub(crate) trait MetaApplier: Send + Sync + 'static {
 pub(crate) struct MetaState {
     /// Vhosts created through the cluster and not deleted since.
     pub(crate) vhosts: BTreeSet<String>,
+    /// Their default queue types set through the cluster, by vhost.
+    pub(crate) default_queue_types: BTreeMap<String, String>,
     /// Users put through the cluster and not deleted since, by name.
     pub(crate) users: BTreeMap<String, UserDefinition>,
     /// Policies set through the cluster: (kind, vhost, name) → input.
@@ -52,8 +54,18 @@ impl MetaState {
             MetaCommand::AddVhost { name } => {
                 self.vhosts.insert(name.clone());
             }
+            MetaCommand::SetVhostDefaultQueueType { vhost, queue_type } => match queue_type {
+                Some(queue_type) => {
+                    self.default_queue_types
+                        .insert(vhost.clone(), queue_type.clone());
+                }
+                None => {
+                    self.default_queue_types.remove(vhost);
+                }
+            },
             MetaCommand::DeleteVhost { name } => {
                 self.vhosts.remove(name);
+                self.default_queue_types.remove(name);
                 self.permissions.retain(|(_, vhost), _| vhost != name);
                 self.policies.retain(|(_, vhost, _), _| vhost != name);
             }
@@ -97,6 +109,12 @@ impl MetaState {
             .vhosts
             .iter()
             .map(|name| MetaCommand::AddVhost { name: name.clone() });
+        let default_queue_types = self.default_queue_types.iter().map(|(vhost, queue_type)| {
+            MetaCommand::SetVhostDefaultQueueType {
+                vhost: vhost.clone(),
+                queue_type: Some(queue_type.clone()),
+            }
+        });
         let permissions = self
             .permissions
             .values()
@@ -117,6 +135,7 @@ impl MetaState {
                     input: input.clone(),
                 });
         vhosts
+            .chain(default_queue_types)
             .chain(users)
             .chain(permissions)
             .chain(policies)

@@ -16,6 +16,13 @@ pub(crate) enum MetaCommand {
         /// Its name.
         name: String,
     },
+    /// A virtual host's default queue type is set (or cleared: None).
+    SetVhostDefaultQueueType {
+        /// The vhost.
+        vhost: String,
+        /// `classic` or `quorum`.
+        queue_type: Option<String>,
+    },
     /// A virtual host is deleted, with everything in it.
     DeleteVhost {
         /// Its name.

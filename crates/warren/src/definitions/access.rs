@@ -11,6 +11,7 @@ use crate::auth::users::{
 };
 use crate::meta::{PolicyDef, VhostDef};
 use crate::policy::{Policy, PolicyInput, PolicyKind};
+use crate::vhost::parse_default_queue_type;
 
 /// RabbitMQ's limit on a user's tags (`?MAX_USER_TAGS`).
 const MAX_USER_TAGS: usize = 32;
@@ -143,7 +144,8 @@ fn limits_valid(
 }
 
 /// `vhosts[i]`: `rabbit_definitions:add_vhost/2`. Description and tags are accepted and not kept (Warren stores
-/// none); what would change behaviour if ignored (a default queue type other than classic, tracing) is refused.
+/// none); the default queue type is kept; what would change behaviour if ignored (a `stream` default, tracing) is
+/// refused.
 /// `limits` here is informational, as in RabbitMQ: limits are imported from the `vhost-limits` parameters.
 pub(super) fn vhost(c: &mut Checker<'_>, path: &str, e: &Map<String, Value>) {
     let Some(name) = c.string(path, e, "name") else {
@@ -155,19 +157,22 @@ pub(super) fn vhost(c: &mut Checker<'_>, path: &str, e: &Map<String, Value>) {
     let Some(metadata) = c.object(path, e, "metadata") else {
         return;
     };
-    match metadata.get("default_queue_type").or_else(|| e.get("default_queue_type")) {
-        None | Some(Value::Null) => {}
-        Some(Value::String(t)) if t == "classic" || t == "undefined" => {}
+    let default_queue_type = match metadata
+        .get("default_queue_type")
+        .or_else(|| e.get("default_queue_type"))
+    {
+        None | Some(Value::Null) => None,
+        Some(Value::String(t)) => match parse_default_queue_type(t) {
+            Ok(parsed) => parsed.map(|_| t.clone()),
+            Err(why) => return c.error(&format!("{path}.metadata.default_queue_type"), why),
+        },
         Some(other) => {
             return c.error(
                 &format!("{path}.metadata.default_queue_type"),
-                format!(
-                    "Warren has no per-vhost default queue type (queues declared without x-queue-type are \
-                     classic); {other} cannot be honoured"
-                ),
+                format!("must be a string, not {other}"),
             )
         }
-    }
+    };
     if e.get("tracing") == Some(&Value::Bool(true)) {
         return c.error(
             &format!("{path}.tracing"),
@@ -183,7 +188,12 @@ pub(super) fn vhost(c: &mut Checker<'_>, path: &str, e: &Map<String, Value>) {
         .unwrap_or_else(|| VhostDef {
             name: name.clone(),
             limits: LimitMap::new(),
+            default_queue_type: None,
         });
+    let def = VhostDef {
+        default_queue_type,
+        ..def
+    };
     c.vhosts.insert(name);
     c.plan.batch.vhosts.push(def);
 }

@@ -32,6 +32,7 @@ pub(crate) fn export(stored: &Definitions) -> DefinitionsFile {
             metadata: VhostMetadata {
                 description: String::new(),
                 tags: Vec::new(),
+                default_queue_type: v.default_queue_type.clone(),
             },
         })
         .collect();

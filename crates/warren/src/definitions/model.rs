@@ -43,6 +43,9 @@ pub(crate) struct VhostEntry {
 pub(crate) struct VhostMetadata {
     pub(crate) description: String,
     pub(crate) tags: Vec<String>,
+    /// Only when one is set, as RabbitMQ exports it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) default_queue_type: Option<String>,
 }
 
 /// `parameters[]`: a vhost-scoped runtime parameter (Warren writes `vhost-limits` and `operator_policy`).

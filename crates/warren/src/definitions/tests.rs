@@ -150,7 +150,7 @@ fn existing_and_reserved_objects_are_skipped_with_a_note() {
     let mut stored = Definitions::default();
     stored.vhosts.push(VhostDef {
         name: "app".into(),
-        limits: Default::default(),
+        ..VhostDef::default()
     });
     let mut args = FieldTable::default();
     args.insert("x-max-length".into(), AMQPValue::LongLongInt(1));
@@ -192,7 +192,7 @@ fn existing_and_reserved_objects_are_skipped_with_a_note() {
 #[test]
 fn headers_bindings_and_vhost_settings_are_checked() {
     let errs = errors(json!({
-        "vhosts": [{"name": "app", "metadata": {"default_queue_type": "quorum"}}, {"name": "v2", "tracing": true}, {"name": "/"}],
+        "vhosts": [{"name": "app", "metadata": {"default_queue_type": "stream"}}, {"name": "v2", "tracing": true}, {"name": "/"}],
         "exchanges": [{"name": "h", "vhost": "nowhere", "type": "headers", "arguments": {}}],
         "queues": [{"name": "q", "vhost": "/", "arguments": {"x-custom": null}}],
     }));
@@ -342,6 +342,25 @@ fn the_rabbitmq_4_shape_is_accepted() {
     assert_eq!(plan.batch.queues.len(), 1);
     // `vhosts[].limits` is informational: RabbitMQ imports limits from `vhost-limits` parameters only.
     assert!(plan.batch.vhosts[0].limits.is_empty());
+    assert_eq!(
+        plan.batch.vhosts[0].default_queue_type.as_deref(),
+        Some("classic")
+    );
+}
+
+#[test]
+fn a_vhosts_default_queue_type_is_imported_and_undefined_is_none() {
+    let plan = plan(json!({
+        "vhosts": [{"name": "q", "metadata": {"default_queue_type": "quorum"}},
+                   {"name": "u", "metadata": {"default_queue_type": "undefined"}}],
+    }));
+    let types: Vec<Option<&str>> = plan
+        .batch
+        .vhosts
+        .iter()
+        .map(|v| v.default_queue_type.as_deref())
+        .collect();
+    assert_eq!(types, [Some("quorum"), None]);
 }
 
 #[test]

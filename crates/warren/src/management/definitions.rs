@@ -154,6 +154,9 @@ async fn apply(state: &ApiState, caller: &Caller, batch: ImportBatch) -> Result<
             if !vhost.limits.is_empty() {
                 broker.set_vhost_limits(&vhost.name, vhost.limits)?;
             }
+            if let Some(queue_type) = vhost.default_queue_type {
+                broker.set_vhost_default_queue_type(&vhost.name, Some(&queue_type))?;
+            }
         }
         for user in users {
             broker.put_user(user)?;

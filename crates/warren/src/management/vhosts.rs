@@ -19,6 +19,7 @@ use super::stats::details;
 use super::{blocking, json_body, ApiState};
 use crate::broker::{AdminError, PermissionDefinition, PolicyInfo, PolicyInput, PolicyKind};
 use crate::cluster::MetaCommand;
+use crate::vhost::parse_default_queue_type;
 
 /// The routes of this file.
 pub(crate) fn routes() -> Router<ApiState> {
@@ -69,6 +70,14 @@ fn vhost_json(state: &ApiState, name: &str, depths: &HashMap<Arc<str>, (u64, u64
     let node = &state.broker.config.server.cluster_name;
     let tracing = state.broker.tracing(name).unwrap_or(false);
     let (ready, unacked) = depths.get(name).copied().unwrap_or_default();
+    let default_queue_type = state
+        .broker
+        .vhost_default_queue_type(name)
+        .unwrap_or("undefined");
+    let mut metadata = json!({"description": "", "tags": []});
+    if default_queue_type != "undefined" {
+        metadata["default_queue_type"] = json!(default_queue_type);
+    }
     let [messages_rate, ready_rate, unacked_rate] = state.rates.vhost_depth_rates(name);
     let message_stats = match state.broker.vhost_counter_totals(name) {
         Some(totals) => state.rates.vhost_stats(name, &totals),
@@ -85,8 +94,8 @@ fn vhost_json(state: &ApiState, name: &str, depths: &HashMap<Arc<str>, (u64, u64
         "name": name,
         "description": "",
         "tags": [],
-        "default_queue_type": "undefined",
-        "metadata": {"description": "", "tags": []},
+        "default_queue_type": default_queue_type,
+        "metadata": metadata,
         "tracing": tracing,
         "cluster_state": {node.as_str(): "running"},
     })
@@ -129,6 +138,19 @@ async fn put_vhost(
     let broker = state.broker.clone();
     let existed = broker.has_vhost(&vhost);
     let tracing = body.get("tracing").and_then(Value::as_bool);
+    // Checked before anything is made: a vhost is not created with a default Warren cannot honour.
+    let default_queue_type = match body.get("default_queue_type") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(text)) => {
+            parse_default_queue_type(text).map_err(ApiError::bad_request)?;
+            Some(text.clone())
+        }
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "default_queue_type must be a string, not {other}"
+            )))
+        }
+    };
     // Made through the cluster on every node when there is one; tracing stays this node's own setting.
     if !existed {
         broker
@@ -147,6 +169,15 @@ async fn put_vhost(
         };
         broker
             .change_definitions(MetaCommand::SetPermissions { permission })
+            .await?;
+    }
+    if let Some(queue_type) = default_queue_type {
+        let queue_type = (queue_type != "undefined").then_some(queue_type);
+        broker
+            .change_definitions(MetaCommand::SetVhostDefaultQueueType {
+                vhost: vhost.clone(),
+                queue_type,
+            })
             .await?;
     }
     if let Some(on) = tracing {

@@ -181,6 +181,9 @@ pub(crate) struct VhostDef {
     /// Its limits (`max-connections`, `max-queues`), validated; empty when it has none.
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub(crate) limits: LimitMap,
+    /// Its default queue type (`classic` or `quorum`), if one is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) default_queue_type: Option<String>,
 }
 
 /// Everything stored, as loaded at start.

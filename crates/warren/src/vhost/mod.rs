@@ -3,6 +3,7 @@
 
 mod dead_letter;
 mod dedup;
+mod default_queue_type;
 mod delayed;
 mod durable;
 mod equivalence;
@@ -34,6 +35,7 @@ use crate::queue::{DeadLetters, QueueHandle, QueueOwner};
 use warren_protocol::error::AmqpError;
 use warren_protocol::FieldTable;
 
+pub(crate) use default_queue_type::{default_queue_type_name, parse_default_queue_type};
 pub(crate) use durable::DurableStores;
 pub(crate) use events::EventPublisher;
 pub(crate) use objects::{generated_queue_name, ExchangeDeclare, QueueDeclare};
@@ -86,6 +88,8 @@ pub(crate) struct Vhost {
     pub(crate) default_exchange_stats: ExchangeStats,
     /// Its limits (`max-connections`, `max-queues`) as set, read when a connection opens it or a queue is created.
     limits: RwLock<LimitMap>,
+    /// The type of a queue declared without `x-queue-type` ([`Vhost::with_default_queue_type`]).
+    default_queue_type: RwLock<Option<crate::queue::arguments::QueueType>>,
     /// The cluster's replication of quorum queues, once the node is in a cluster.
     replication: std::sync::OnceLock<Arc<dyn QueueReplication>>,
     /// Itself, weakly: the owner its queues are spawned with ([`QueueOwner`]), without a reference cycle.
@@ -149,6 +153,7 @@ impl Vhost {
                 queue_defaults,
                 policies: ArcSwap::from_pointee(PolicySet::default()),
                 limits: RwLock::new(LimitMap::new()),
+                default_queue_type: RwLock::new(None),
                 tracing: Arc::default(),
                 node,
                 events,

@@ -319,6 +319,9 @@ impl Vhost {
             }
             d.name.to_owned()
         };
+        // As RabbitMQ, before the queue is looked up: a redeclare without `x-queue-type` compares as the declare did.
+        let arguments =
+            self.with_default_queue_type(&d.arguments, d.durable, d.exclusive, d.auto_delete);
         let _topology = self.lock_topology();
         if let Some(existing) = self.queue(&name) {
             if existing.is_exclusive_to_other(d.connection_id)
@@ -337,13 +340,13 @@ impl Vhost {
                 d.auto_delete,
                 spec.auto_delete,
             )?;
-            equivalence::queue_arguments(&name, vhost, &d.arguments, &spec.arguments)?;
+            equivalence::queue_arguments(&name, vhost, &arguments, &spec.arguments)?;
             self.count(Counter::QueuesDeclared);
             return Ok(existing);
         }
         // Checked only for a new queue, as RabbitMQ does: a redeclare is compared with the queue's arguments.
         let args = QueueArguments::parse(
-            &d.arguments,
+            &arguments,
             &name,
             &self.name,
             d.durable,
@@ -365,7 +368,7 @@ impl Vhost {
                 )));
             }
         }
-        if let Some(answer) = self.declare_replicated(&name, &args, &d.arguments) {
+        if let Some(answer) = self.declare_replicated(&name, &args, &arguments) {
             if answer.is_ok() {
                 self.count(Counter::QueuesDeclared);
             }
@@ -377,7 +380,7 @@ impl Vhost {
             durable: d.durable,
             exclusive_owner: d.exclusive.then_some(d.connection_id),
             auto_delete: d.auto_delete,
-            arguments: d.arguments.clone(),
+            arguments: arguments.into_owned(),
             args,
             store_id: None,
         };
