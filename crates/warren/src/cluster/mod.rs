@@ -176,14 +176,19 @@ impl Cluster {
         let node_id = node_id(&config.name);
 
         let dir = data_dir.join("cluster");
-        let path = dir.join("raft.redb");
+        let path = dir.join("meta.redb");
         let log_error = |reason: String| ClusterError::Log {
             path: path.display().to_string(),
             reason,
         };
         std::fs::create_dir_all(&dir).map_err(|e| log_error(e.to_string()))?;
-        let log = log_store::LogStore::open(&path, codec::Codec::Json)
+        let shared = log_store::SharedLog::open(&path).map_err(|e| log_error(e.to_string()))?;
+        // A data directory of a Warren that kept this log in `raft.redb`.
+        shared
+            .import_legacy(&dir.join("raft.redb"), 0)
+            .await
             .map_err(|e| log_error(e.to_string()))?;
+        let log = log_store::LogStore::new(shared, 0, codec::Codec::Json);
 
         let raft_config = openraft::Config {
             cluster_name: "warren".to_owned(),
@@ -464,7 +469,7 @@ mod tests {
     use openraft::testing::{StoreBuilder, Suite};
     use openraft::StorageError;
 
-    use super::log_store::LogStore;
+    use super::log_store::{LogStore, SharedLog};
     use super::state_machine::{MetaApplier, StateMachine};
     use super::types::{MetaCommand, MetaTypes};
 
@@ -503,8 +508,8 @@ mod tests {
             ));
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir).expect("test dir");
-            let log = LogStore::open(&dir.join("raft.redb"), super::codec::Codec::Json)
-                .expect("log opens");
+            let shared = SharedLog::open(&dir.join("meta.redb")).expect("log opens");
+            let log = LogStore::new(shared, 0, super::codec::Codec::Json);
             Ok((Dir(dir), log, StateMachine::new(Arc::new(AcceptAll))))
         }
     }

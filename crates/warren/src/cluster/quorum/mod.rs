@@ -28,6 +28,7 @@ use openraft::ChangeMembers;
 use serde::{Deserialize, Serialize};
 
 use super::codec::Codec;
+use super::log_store::{LogStore, SharedLog};
 use super::network::{GroupNetwork, Network, PostError};
 use super::{node_id, ClusterError, ClusterNode, WRITE_TIMEOUT};
 use group::{Applied, AppliedBatch, OpBatch, QueueMachine, QueueTypes};
@@ -49,6 +50,8 @@ pub(crate) struct QueueGroups {
     run: u64,
     /// Which other nodes are up.
     liveness: Arc<liveness::Liveness>,
+    /// Every group's log, opened with the first group.
+    log: tokio::sync::OnceCell<Arc<SharedLog>>,
 }
 
 impl std::fmt::Debug for QueueGroups {
@@ -140,6 +143,7 @@ impl QueueGroups {
             liveness: Arc::new(liveness::Liveness::new(network.clone())),
             me,
             run: rand::random::<u64>() | 1,
+            log: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -203,11 +207,18 @@ impl QueueGroups {
             reason,
         };
         std::fs::create_dir_all(&self.dir).map_err(|e| log_error(e.to_string()))?;
-        let log = super::log_store::LogStore::<QueueTypes>::open(
-            &self.dir.join(format!("{id:016x}.redb")),
-            Codec::Binary,
-        )
-        .map_err(|e| log_error(e.to_string()))?;
+        let shared = self
+            .log
+            .get_or_try_init(|| async { SharedLog::open(&self.dir.join("log.redb")) })
+            .await
+            .map_err(|e| log_error(e.to_string()))?
+            .clone();
+        // A data directory of a Warren that kept each group's log in a file of its own.
+        shared
+            .import_legacy(&self.dir.join(format!("{id:016x}.redb")), id)
+            .await
+            .map_err(|e| log_error(e.to_string()))?;
+        let log = LogStore::<QueueTypes>::new(shared, id, Codec::Binary);
         let (effects, applied) = mpsc::unbounded_channel();
         let me = node_id(&self.me.name);
         let machine = QueueMachine::open(
@@ -283,9 +294,12 @@ impl QueueGroups {
                 tracing::warn!(%error, group = id, "quorum queue group shutdown");
             }
         }
-        for extension in ["redb", "snapshot"] {
-            let _ = std::fs::remove_file(self.dir.join(format!("{id:016x}.{extension}")));
+        if let Some(log) = self.log.get() {
+            if let Err(error) = log.remove(id).await {
+                tracing::warn!(%error, group = id, "quorum queue log not removed");
+            }
         }
+        let _ = std::fs::remove_file(self.dir.join(format!("{id:016x}.snapshot")));
     }
 
     /// Makes `change` to the voters of queue `queue` of `vhost`, through the group's leader wherever it is.
