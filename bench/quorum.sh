@@ -8,19 +8,25 @@
 # then the failover of (a): a steady 1,000 msg/s stream through a node that does not lead the queue while the
 # queue's leader is killed (-9); the longest a message waited is the time to elect a new leader and resume.
 #
-# Usage: bench/quorum.sh [--seconds S] [--runs N] [--failover-only]
+# With --queues Q (default 1), each publish goes through a fanout exchange to Q queues (one consumer each): Q queue
+# groups appending at once, which share their fsyncs through the node's shared Raft log. --cluster-only skips (b),
+# (c) and the failover (to compare two builds: WARREN_BIN=... bench/quorum.sh --cluster-only).
+#
+# Usage: bench/quorum.sh [--seconds S] [--runs N] [--queues Q] [--cluster-only] [--failover-only]
 # Needs the release build (cargo build --release) and rabbitmq-server. Reports figures; asserts nothing about speed.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 source "$HERE/brokers.sh"
 
-SECONDS_PER_RUN=15 RUNS=2
+SECONDS_PER_RUN=15 RUNS=2 QUEUES=1 CLUSTER_ONLY=0
 while (($#)); do
   case "$1" in
     --seconds) SECONDS_PER_RUN=$2; shift 2 ;;
     --runs) RUNS=$2; shift 2 ;;
+    --queues) QUEUES=$2; shift 2 ;;
+    --cluster-only) CLUSTER_ONLY=1; shift ;;
     --failover-only) RUNS=0; shift ;;
-    *) sed -n '11,12p' "$0" | sed 's/^# //' >&2; exit 2 ;;
+    *) sed -n '15p' "$0" | sed 's/^# //' >&2; exit 2 ;;
   esac
 done
 [[ -x "$WARREN_BIN" ]] || { echo "no release build at $WARREN_BIN: cargo build --release" >&2; exit 2; }
@@ -32,7 +38,8 @@ PIDS=()
 cleanup() { for pid in "${PIDS[@]}"; do stop_pid "$pid"; done; }
 trap cleanup EXIT
 
-LOAD=(-x 1 -y 1 -s 1024 -f -c 1000 -A 100 -q 1000 --durable-queue --json -z "$SECONDS_PER_RUN")
+LOAD=(-x 1 -s 1024 -f -c 1000 -A 100 -q 1000 --durable-queue --json -z "$SECONDS_PER_RUN")
+if ((QUEUES > 1)); then LOAD+=(--queues "$QUEUES"); else LOAD+=(-y 1); fi
 
 # Three Warren nodes: AMQP on 5811-5813, management on 15811-15813, inter-node on 25811-25813.
 start_cluster() {
@@ -86,12 +93,14 @@ run_rabbitmq() {
   cleanup; PIDS=()
 }
 
-echo "# consumed while publishing, and confirm latency; 1 KiB persistent, confirm window 1000, manual acks"
+echo "# consumed while publishing (all queues), and confirm latency; 1 KiB persistent, confirm window 1000, manual acks; $QUEUES queue(s)"
 for run in $(seq "$RUNS"); do
   echo "run $run: warren 3-node quorum queue:   $(run_cluster)"
+  ((CLUSTER_ONLY)) && continue
   echo "run $run: warren 1-node durable queue:  $(run_single)"
   echo "run $run: rabbitmq 3.10 quorum queue:  $(run_rabbitmq)"
 done
+((CLUSTER_ONLY)) && exit 0
 
 # Failover: the queue declared first, so that the clients can use a node that does not lead it; deliveries at
 # 1,000 msg/s through that node while the leader is killed.

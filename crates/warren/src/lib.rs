@@ -45,3 +45,12 @@ pub mod server;
 pub(crate) mod session;
 pub mod shovel;
 pub(crate) mod vhost;
+
+/// Makes rustls's ring provider the process's default crypto provider, unless one is set already. Every HTTP client
+/// in Warren (reqwest: the inter-node client, `warren ctl`) builds its TLS with the process's provider; Warren
+/// ships ring only (no aws-lc). Called at start by the binaries, [`server::Server`] and [`ctl::run`]; calling it again does
+/// nothing.
+pub fn install_crypto_provider() {
+    // Err: a provider is installed already, which is as good.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

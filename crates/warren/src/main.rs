@@ -16,6 +16,7 @@ use warren::server::Server;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    warren::install_crypto_provider();
     let cli = Cli::parse();
     match &cli.command {
         Some(Command::Perf(args)) => return perf(args),

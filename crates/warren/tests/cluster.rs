@@ -3,6 +3,7 @@
 //! changes, and the inter-node listener refuses requests without the secret's signature.
 
 mod common;
+mod tls_support;
 
 use common::cluster::{
     config_text, eventually, free_port_list, free_ports, start_three, Node, SECRET,
@@ -207,4 +208,63 @@ fn a_node_joins_at_run_time_and_a_stopped_member_is_forgotten() {
     nodes[0].kill9();
     let (code, body) = nodes[2].api(reqwest::Method::PUT, "/vhosts/after-forget", None);
     assert_eq!(code, StatusCode::CREATED, "{body}");
+}
+
+#[test]
+fn with_inter_node_tls_the_cluster_forms_and_the_listener_refuses_plain_and_certificateless_clients(
+) {
+    let pki = tls_support::Pki::new("cluster");
+    let ports = free_ports();
+    let nodes: Vec<Node> = (0..3)
+        .map(|i| {
+            let name = format!("n{}", i + 1);
+            let (cert, key) = pki.write(&name, &pki.node(&name));
+            let text = format!(
+                "{}tls_certfile = \"{}\"\ntls_keyfile = \"{}\"\ntls_cacertfile = \"{}\"\n",
+                config_text(i, &ports),
+                cert.display(),
+                key.display(),
+                pki.ca_file().display()
+            );
+            Node::start_with_config(&name, &text)
+        })
+        .collect();
+    eventually(30, "a leader elected over TLS", || {
+        nodes[0].get("/cluster-status").1["leader"].is_string()
+    });
+    let (status, _) = nodes[0].api(
+        reqwest::Method::PUT,
+        "/vhosts/over-tls",
+        Some(serde_json::json!({})),
+    );
+    assert_eq!(status, StatusCode::CREATED);
+    eventually(30, "the vhost on n3", || {
+        nodes[2].get("/vhosts/over-tls").0 == StatusCode::OK
+    });
+
+    // Plain HTTP gets no answer: the listener speaks TLS only.
+    let plain = Client::new()
+        .post(format!("http://127.0.0.1:{}/cluster/vote", ports[0]))
+        .body("{}")
+        .send();
+    assert!(plain.is_err(), "{plain:?}");
+
+    // TLS without a client certificate: the handshake is refused, nothing is served.
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let answer = rt.block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", ports[0])).await?;
+        let name =
+            rustls::pki_types::ServerName::IpAddress(std::net::IpAddr::from([127, 0, 0, 1]).into());
+        let mut tls = pki.rustls_client().connect(name, tcp).await?;
+        tls.write_all(b"POST /cluster/vote HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}")
+            .await?;
+        let mut buf = Vec::new();
+        tls.read_to_end(&mut buf).await?;
+        Ok::<Vec<u8>, std::io::Error>(buf)
+    });
+    assert!(
+        answer.as_ref().map_or(true, |bytes| bytes.is_empty()),
+        "answered without a client certificate: {answer:?}"
+    );
 }

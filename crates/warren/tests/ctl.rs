@@ -26,6 +26,7 @@ struct Live {
 }
 
 fn live() -> Live {
+    warren::install_crypto_provider();
     if let Ok(url) = std::env::var("WARREN_CTL_TEST_URL") {
         let amqp = std::env::var("WARREN_CTL_TEST_AMQP")
             .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672".to_owned());

@@ -44,7 +44,7 @@ impl Broker {
             return Ok(());
         };
         let applier = Arc::new(BrokerApplier(Arc::downgrade(self)));
-        let groups = Cluster::queue_groups(config, &self.config.data_dir);
+        let groups = Cluster::queue_groups(config, &self.config.data_dir)?;
         let _ = self.queue_groups.set(groups.clone());
         self.replicate_quorum_queues();
         let cluster = Cluster::start(config, &self.config.data_dir, applier, groups).await?;

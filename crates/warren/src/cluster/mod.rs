@@ -20,6 +20,7 @@ mod network;
 pub(crate) mod quorum;
 mod server;
 mod state_machine;
+mod tls;
 mod types;
 
 use std::collections::BTreeMap;
@@ -31,6 +32,7 @@ use std::time::Duration;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{Raft, SnapshotPolicy};
 use sha2::{Digest, Sha256};
+use tls::InterNodeTls;
 
 use crate::config::ClusterConfig;
 use network::{Network, PostError};
@@ -69,6 +71,9 @@ pub enum ClusterError {
     /// openraft refused to start or failed.
     #[error("cluster: {0}")]
     Raft(String),
+    /// The inter-node TLS files cannot be used.
+    #[error("{0}")]
+    Tls(String),
     /// A membership change that cannot be made (the node is not a member, or is this node).
     #[error("{0}")]
     Membership(String),
@@ -134,13 +139,21 @@ impl std::fmt::Debug for Cluster {
 impl Cluster {
     /// This node's quorum queue groups (none open yet), sharing the inter-node client and secret the cluster
     /// will use: made before [`Cluster::start`], since applying the definitions log at start opens them.
-    pub(crate) fn queue_groups(config: &ClusterConfig, data_dir: &Path) -> Arc<QueueGroups> {
-        let network = Network::new(auth::Signer::new(&config.secret), config.listen.ip());
+    pub(crate) fn queue_groups(
+        config: &ClusterConfig,
+        data_dir: &Path,
+    ) -> Result<Arc<QueueGroups>, ClusterError> {
+        let tls = config.tls.as_ref().map(InterNodeTls::load).transpose()?;
+        let network = Network::new(
+            auth::Signer::new(&config.secret),
+            config.listen.ip(),
+            tls.as_ref().map(|t| t.client.clone()),
+        );
         let me = ClusterNode {
             name: config.name.clone(),
             addr: config.listen.to_string(),
         };
-        Arc::new(QueueGroups::new(network, data_dir, me))
+        Ok(Arc::new(QueueGroups::new(network, data_dir, me, tls)))
     }
 
     /// Joins the cluster `config` describes: opens the log under `data_dir/cluster`, starts the inter-node
@@ -223,11 +236,27 @@ impl Cluster {
             signer: network.signer.clone(),
             groups: groups.clone(),
         });
-        let listener = tokio::spawn(async move {
-            if let Err(error) = axum::serve(listener, router).await {
-                tracing::error!(%error, "cluster listener stopped");
+        let listener = match groups.tls() {
+            Some(tls) => {
+                let listener =
+                    tls::TlsListener::new(listener, tls.server.clone()).map_err(|e| {
+                        ClusterError::Listen {
+                            addr: config.listen,
+                            reason: e.to_string(),
+                        }
+                    })?;
+                tokio::spawn(async move {
+                    if let Err(error) = axum::serve(listener, router).await {
+                        tracing::error!(%error, "cluster listener stopped");
+                    }
+                })
             }
-        });
+            None => tokio::spawn(async move {
+                if let Err(error) = axum::serve(listener, router).await {
+                    tracing::error!(%error, "cluster listener stopped");
+                }
+            }),
+        };
 
         let initialized = raft
             .is_initialized()

@@ -27,20 +27,40 @@ use super::ClusterNode;
 pub(crate) struct Network {
     pub(crate) http: reqwest::Client,
     pub(crate) signer: Signer,
+    /// `https` with inter-node TLS, `http` without.
+    scheme: &'static str,
 }
 
 impl Network {
     /// The client all RPCs share. Its connections leave from `local` (this node's inter-node address, when it
     /// names one) so that the other nodes, and firewall rules between nodes, see one address per node.
-    pub(crate) fn new(signer: Signer, local: std::net::IpAddr) -> Network {
+    /// With `tls` (inter-node TLS), it dials `https` with that configuration: the CA's roots and this node's
+    /// certificate.
+    pub(crate) fn new(
+        signer: Signer,
+        local: std::net::IpAddr,
+        tls: Option<rustls::ClientConfig>,
+    ) -> Network {
         let local = (!local.is_unspecified()).then_some(local);
-        let http = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(1))
             .timeout(Duration::from_secs(10))
-            .local_address(local)
-            .build()
-            .unwrap_or_default();
-        Network { http, signer }
+            .local_address(local);
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let builder = match tls {
+            Some(config) => builder.tls_backend_preconfigured(config),
+            None => builder,
+        };
+        let http = builder.build().unwrap_or_else(|error| {
+            // Only a TLS backend that cannot take the configuration fails here: then no request could be made.
+            tracing::error!(%error, "inter-node client not built");
+            reqwest::Client::new()
+        });
+        Network {
+            http,
+            signer,
+            scheme,
+        }
     }
 
     /// POSTs `body` signed to `path` of `addr`; the answer's body decoded. Errors: the node could not be reached
@@ -68,7 +88,7 @@ impl Network {
         let bytes = codec.encode(body).map_err(PostError::Network)?;
         let mut request = self
             .http
-            .post(format!("http://{addr}{path}"))
+            .post(format!("{}://{addr}{path}", self.scheme))
             .header(SIGNATURE_HEADER, self.signer.sign(&bytes))
             .header("content-type", codec.content_type())
             .body(bytes);

@@ -24,6 +24,19 @@ pub struct ClusterConfig {
     /// This node joins a cluster that already runs (`join_cluster`): it asks the peers' leader to add it instead of
     /// forming the cluster with them. Default false.
     pub join: bool,
+    /// TLS between nodes (`tls_certfile`, `tls_keyfile`, `tls_cacertfile`), if configured.
+    pub tls: Option<ClusterTls>,
+}
+
+/// Inter-node TLS: this node's certificate and key, and the CA that signed every node's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterTls {
+    /// This node's certificate chain (PEM), presented to the nodes it dials and to those that dial it.
+    pub certfile: std::path::PathBuf,
+    /// Its private key (PEM).
+    pub keyfile: std::path::PathBuf,
+    /// The CA certificates (PEM) the other nodes' certificates are verified against.
+    pub cacertfile: std::path::PathBuf,
 }
 
 impl std::fmt::Debug for ClusterConfig {
@@ -57,6 +70,9 @@ pub(super) struct ClusterSection {
     secret: Spanned<String>,
     #[serde(default)]
     join: bool,
+    tls_certfile: Option<Spanned<String>>,
+    tls_keyfile: Option<String>,
+    tls_cacertfile: Option<String>,
 }
 
 /// A node name: letters, digits, `-`, `_` and `.`, as an Erlang node's short name.
@@ -119,12 +135,30 @@ impl ClusterSection {
                 addr,
             });
         }
+        let tls = match (self.tls_certfile, self.tls_keyfile, self.tls_cacertfile) {
+            (None, None, None) => None,
+            (Some(certfile), Some(keyfile), Some(cacertfile)) => Some(ClusterTls {
+                certfile: certfile.into_inner().into(),
+                keyfile: keyfile.into(),
+                cacertfile: cacertfile.into(),
+            }),
+            (certfile, _, _) => {
+                let span = certfile.map_or(self.name.span(), |c| c.span());
+                return Err(source.invalid(
+                    span,
+                    "cluster.tls_certfile",
+                    "tls_certfile, tls_keyfile and tls_cacertfile together (inter-node TLS), or none of them"
+                        .to_owned(),
+                ));
+            }
+        };
         config.cluster = Some(ClusterConfig {
             name: name.clone(),
             listen,
             peers,
             secret: self.secret.into_inner(),
             join: self.join,
+            tls,
         });
         Ok(())
     }

@@ -22,7 +22,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use cluster::{ClusterConfig, ClusterPeer};
+pub use cluster::{ClusterConfig, ClusterPeer, ClusterTls};
 pub use compatibility::{Compatibility, DeprecatedFeatures};
 pub use error::{ConfigError, Section};
 pub use tls::{

@@ -733,6 +733,19 @@ fn a_bad_cluster_table_is_refused_with_the_key_at_fault() {
         "[cluster]\nname = \"n1\"\nlisten = \"127.0.0.1:25672\"\nsecret = \"long enough\"\nnodes = []\n",
     );
     assert!(text.contains("nodes"), "{text}");
+    // Inter-node TLS takes its three files together.
+    let text = refusal(&format!(
+        "{}tls_certfile = \"n1.pem\"\ntls_keyfile = \"n1.key\"\n",
+        base("", "long enough secret")
+    ));
+    assert!(text.contains("cluster.tls_certfile"), "{text}");
+    let config = load(&format!(
+        "{}tls_certfile = \"n1.pem\"\ntls_keyfile = \"n1.key\"\ntls_cacertfile = \"ca.pem\"\n",
+        base("", "long enough secret")
+    ))
+    .expect("loads");
+    let tls = config.cluster.and_then(|c| c.tls).expect("inter-node TLS");
+    assert_eq!(tls.cacertfile, std::path::PathBuf::from("ca.pem"));
 }
 
 #[test]

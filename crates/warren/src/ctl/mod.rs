@@ -34,6 +34,7 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
+    crate::install_crypto_provider();
     let args = match CtlArgs::try_parse_from(args) {
         Ok(args) => args,
         Err(error) => {

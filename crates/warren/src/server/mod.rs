@@ -87,6 +87,7 @@ impl Server {
         config: Config,
         store_fs: Arc<dyn FileSystem>,
     ) -> Result<Server, ServerError> {
+        crate::install_crypto_provider();
         // The certificate files first: a missing one is a quick, clear refusal before any recovery work.
         let tls = if config.listeners.ssl.is_empty() {
             None

@@ -30,6 +30,8 @@ impl BrokerProcess {
 
     /// Starts `warren` on `addr` (port 0: any free port).
     pub(crate) fn start_on(addr: SocketAddr, data_dir: &Path, extra: &[&str]) -> BrokerProcess {
+        // The test's own HTTP clients (reqwest) need the process's TLS provider, as Warren's do.
+        warren::install_crypto_provider();
         let log_path = data_dir.with_extension("log");
         let log_start = std::fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0);
         let log = std::fs::OpenOptions::new()

@@ -73,6 +73,22 @@ impl Pki {
         self.sign(params)
     }
 
+    /// A cluster node's certificate (CN `cn`) for 127.0.0.1: server and client use, as inter-node TLS presents the
+    /// same certificate both ways.
+    pub(crate) fn node(&self, cn: &str) -> Issued {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("node params");
+        params.subject_alt_names = vec![rcgen::SanType::IpAddress([127, 0, 0, 1].into())];
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params.extended_key_usages = vec![
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        self.sign(params)
+    }
+
     /// A client certificate with subject `O=Warren tests, CN=<cn>`.
     pub(crate) fn client(&self, cn: &str) -> Issued {
         let mut params =

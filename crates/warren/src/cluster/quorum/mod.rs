@@ -52,6 +52,8 @@ pub(crate) struct QueueGroups {
     liveness: Arc<liveness::Liveness>,
     /// Every group's log, opened with the first group.
     log: tokio::sync::OnceCell<Arc<SharedLog>>,
+    /// Inter-node TLS, when configured: the listener accepts with it.
+    tls: Option<super::tls::InterNodeTls>,
 }
 
 impl std::fmt::Debug for QueueGroups {
@@ -134,6 +136,7 @@ impl QueueGroups {
         network: Network,
         data_dir: &std::path::Path,
         me: ClusterNode,
+        tls: Option<super::tls::InterNodeTls>,
     ) -> QueueGroups {
         QueueGroups {
             groups: DashMap::new(),
@@ -144,7 +147,13 @@ impl QueueGroups {
             me,
             run: rand::random::<u64>() | 1,
             log: tokio::sync::OnceCell::new(),
+            tls,
         }
+    }
+
+    /// Inter-node TLS, when configured.
+    pub(crate) fn tls(&self) -> Option<&super::tls::InterNodeTls> {
+        self.tls.as_ref()
     }
 
     /// The inter-node client.
