@@ -421,7 +421,7 @@ async fn first_death(ch: &Channel, queue: &str) -> Option<(String, String)> {
 }
 
 #[test]
-fn dead_letters_expiry_and_consumer_priorities_on_a_replicated_queue() {
+fn dead_letters_expiry_and_priorities_on_a_replicated_queue() {
     let (nodes, rt) = three_nodes();
     rt.block_on(async {
         let (_c1, ch1) = channel(&nodes[0]).await;
@@ -573,6 +573,39 @@ fn dead_letters_expiry_and_consumer_priorities_on_a_replicated_queue() {
         }
         let nothing = tokio::time::timeout(Duration::from_millis(500), low.next()).await;
         assert!(nothing.is_err(), "the low priority consumer got a message");
+
+        // Message priorities as RabbitMQ 4.0's quorum queues: above 4 is high, two high for each normal one.
+        declare(&ch1, "qq-levels").await;
+        ch2.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .expect("confirm.select");
+        for (body, priority) in [
+            ("n1", 0),
+            ("n2", 4),
+            ("n3", 1),
+            ("h1", 5),
+            ("h2", 9),
+            ("h3", 9),
+        ] {
+            ch2.basic_publish(
+                "".into(),
+                "qq-levels".into(),
+                BasicPublishOptions::default(),
+                body.as_bytes(),
+                BasicProperties::default()
+                    .with_delivery_mode(2)
+                    .with_priority(priority),
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("confirmed");
+        }
+        let mut order = Vec::new();
+        while let Some(body) = get_body(&ch3, "qq-levels").await {
+            order.push(body);
+        }
+        assert_eq!(order, ["h1", "h2", "n1", "h3", "n2", "n3"]);
     });
 }
 

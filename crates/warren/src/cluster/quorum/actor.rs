@@ -1020,6 +1020,7 @@ fn replicated(message: &Message) -> ReplicatedMessage {
         properties: message.properties_raw.clone(),
         body: message.body.clone(),
         expiration: message.expiration(),
+        priority: message.priority().unwrap_or(0),
     }
 }
 

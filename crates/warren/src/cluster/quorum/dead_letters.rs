@@ -148,6 +148,7 @@ mod tests {
                 properties: Bytes::from_static(&[0, 0]),
                 body: Bytes::from_static(body.as_bytes()),
                 expiration: None,
+                priority: 0,
             },
             reason: Death::Rejected,
             died_at: 1,

@@ -11,6 +11,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use super::ready::ReadyOrder;
+
 /// A consumer (or a node's basic.get callers) across the cluster: the node that serves its client, that node's
 /// run (each start of a node is a new run, so consumers of an earlier run are known dead), and its id there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -41,6 +43,8 @@ pub(crate) struct ReplicatedMessage {
     pub(crate) body: Bytes,
     /// Its `expiration` property in milliseconds, when it has a valid one.
     pub(crate) expiration: Option<u64>,
+    /// Its `priority` property (0 without one): above 4 it is of the high level ([`super::ready`]).
+    pub(crate) priority: u8,
 }
 
 /// What a settlement does.
@@ -299,7 +303,7 @@ pub(crate) struct QuorumState {
     limits: Limits,
     next_seq: u64,
     messages: BTreeMap<u64, Held>,
-    ready: BTreeSet<u64>,
+    ready: ReadyOrder,
     /// Body bytes of the ready messages.
     ready_bytes: u64,
     /// The latest time an applied entry carried (milliseconds since the Unix epoch): the queue's clock.
@@ -390,14 +394,14 @@ impl QuorumState {
 
     /// When the message at the head expires, if it does: when a tick should be written.
     pub(crate) fn next_expiry(&self) -> Option<u64> {
-        let seq = self.ready.first()?;
-        self.messages.get(seq)?.expires_at
+        let seq = self.ready.oldest()?;
+        self.messages.get(&seq)?.expires_at
     }
 
     /// Drops ready messages at the head whose time is past (as RabbitMQ, a message expires when it reaches the
     /// head; one with a shorter TTL behind a longer one waits).
     fn expire_head(&mut self, effects: &mut Vec<Effect>) {
-        while let Some(&seq) = self.ready.first() {
+        while let Some(seq) = self.ready.oldest() {
             let expired = self
                 .messages
                 .get(&seq)
@@ -424,7 +428,7 @@ impl QuorumState {
     /// Drops the oldest ready messages while the queue is over its limits (`drop-head`).
     fn drop_head(&mut self, effects: &mut Vec<Effect>) {
         while self.over_limits_with(0, 0) {
-            let Some(oldest) = self.ready.first().copied() else {
+            let Some(oldest) = self.ready.oldest() else {
                 break;
             };
             self.unready(oldest);
@@ -432,18 +436,30 @@ impl QuorumState {
         }
     }
 
-    /// Makes message `seq` ready.
-    fn make_ready(&mut self, seq: u64) {
+    /// Makes message `seq` ready: with the returned ones if it was `returned`.
+    fn make_ready(&mut self, seq: u64, returned: bool) {
         if let Some(held) = self.messages.get(&seq) {
-            if self.ready.insert(seq) {
+            if self.ready.insert(seq, returned, held.message.priority) {
                 self.ready_bytes += held.message.body.len() as u64;
             }
         }
     }
 
+    /// Takes the ready message to hand out next, if any.
+    fn take_next(&mut self) -> Option<u64> {
+        let seq = self.ready.next()?;
+        self.ready.take(seq);
+        let len = self
+            .messages
+            .get(&seq)
+            .map_or(0, |h| h.message.body.len() as u64);
+        self.ready_bytes = self.ready_bytes.saturating_sub(len);
+        Some(seq)
+    }
+
     /// Takes message `seq` out of the ready ones; whether it was ready.
     fn unready(&mut self, seq: u64) -> bool {
-        let was = self.ready.remove(&seq);
+        let was = self.ready.remove(seq);
         if was {
             let len = self
                 .messages
@@ -488,7 +504,7 @@ impl QuorumState {
                         expires_at,
                     },
                 );
-                self.make_ready(self.next_seq);
+                self.make_ready(self.next_seq, false);
                 // drop-head: the oldest ready messages make room.
                 self.drop_head(effects);
             }
@@ -567,11 +583,8 @@ impl QuorumState {
             } => {
                 self.last_used = self.now;
                 self.expire_head(effects);
-                let delivery = match self.ready.first().copied() {
-                    Some(seq) => {
-                        self.unready(seq);
-                        self.check_out(seq, key, no_ack)
-                    }
+                let delivery = match self.take_next() {
+                    Some(seq) => self.check_out(seq, key, no_ack),
                     None => None,
                 };
                 effects.push(Effect::GetAnswer {
@@ -591,7 +604,7 @@ impl QuorumState {
             Op::Purge { key, request } => {
                 let count = self.ready.len().try_into().unwrap_or(u32::MAX);
                 self.ready_bytes = 0;
-                for seq in std::mem::take(&mut self.ready) {
+                for seq in self.ready.take_all() {
                     self.messages.remove(&seq);
                 }
                 effects.push(Effect::Purged {
@@ -695,7 +708,7 @@ impl QuorumState {
                 {
                     self.die(seq, Death::DeliveryLimit, effects);
                 } else {
-                    self.make_ready(seq);
+                    self.make_ready(seq, true);
                 }
             }
         }
@@ -728,13 +741,15 @@ impl QuorumState {
     fn dispatch(&mut self, effects: &mut Vec<Effect>) {
         loop {
             self.expire_head(effects);
-            let Some(&seq) = self.ready.first() else {
+            if self.ready.next().is_none() {
                 return;
-            };
+            }
             let Some(key) = self.next_with_credit() else {
                 return;
             };
-            self.unready(seq);
+            let Some(seq) = self.take_next() else {
+                return;
+            };
             let no_ack = self.consumers.get(&key).is_some_and(|c| c.no_ack);
             if let Some(delivery) = self.check_out(seq, key, no_ack) {
                 effects.push(Effect::Deliver { key, delivery });
@@ -853,6 +868,7 @@ mod tests {
             properties: Bytes::from_static(&[0, 0]),
             body: Bytes::from_static(body.as_bytes()),
             expiration: None,
+            priority: 0,
         }
     }
 
@@ -922,6 +938,33 @@ mod tests {
             &mut effects,
         );
         effects
+    }
+
+    #[test]
+    fn high_priority_messages_go_two_for_each_normal_one_and_returned_ones_first() {
+        let mut state = QuorumState::default();
+        let mut effects = Vec::new();
+        for (body, priority) in [("n1", 0), ("n2", 4), ("h1", 5), ("h2", 9), ("h3", 200)] {
+            let mut m = message(body);
+            m.priority = priority;
+            state.apply(Op::Enqueue(m), &mut effects);
+        }
+        let a = key(1, 1, 1);
+        let effects = attach(&mut state, a, 1);
+        assert_eq!(deliveries(&effects), vec![(a, 3, false, 0)]);
+        // Returned: it comes back before everything else.
+        let effects = settle(&mut state, a, 3, Settlement::Requeue);
+        assert_eq!(deliveries(&effects), vec![(a, 3, true, 1)]);
+        let mut order = Vec::new();
+        let mut last = 3;
+        for _ in 0..4 {
+            let effects = settle(&mut state, a, last, Settlement::Ack);
+            let (_, seq, _, _) = deliveries(&effects)[0];
+            order.push(seq);
+            last = seq;
+        }
+        // h1 was handed out before the return, so h2 is the second high in a row: then a normal one.
+        assert_eq!(order, [4, 1, 5, 2]);
     }
 
     #[test]

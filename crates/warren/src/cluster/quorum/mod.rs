@@ -13,6 +13,7 @@ pub(crate) mod dead_letters;
 pub(crate) mod group;
 pub(crate) mod liveness;
 pub(crate) mod machine;
+pub(crate) mod ready;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
