@@ -346,14 +346,7 @@ fn length_limits_ttl_delivery_limit_and_single_active_consumer_hold_on_every_nod
             .await
             .expect("basic.consume");
         publish_acks(&ch1, "qq-sac", (0..10).map(|i| format!("s{i}"))).await;
-        for i in 0..10 {
-            let delivery = common::within(30, first.next())
-                .await
-                .expect("consumer open")
-                .expect("delivery");
-            assert_eq!(delivery.data, format!("s{i}").into_bytes());
-            delivery.ack(BasicAckOptions::default()).await.expect("ack");
-        }
+        ack_in_order(&mut first, "s", 10).await;
         publish_acks(&ch1, "qq-sac", std::iter::once("after".to_owned())).await;
         ch2.basic_cancel("first".into(), BasicCancelOptions::default())
             .await
@@ -364,6 +357,18 @@ fn length_limits_ttl_delivery_limit_and_single_active_consumer_hold_on_every_nod
             .expect("delivery");
         assert_eq!(&delivery.data[..], b"after");
     });
+}
+
+/// Takes `n` deliveries from `consumer`, which must be `{prefix}0` .. in order, and acks each.
+async fn ack_in_order(consumer: &mut lapin::Consumer, prefix: &str, n: usize) {
+    for i in 0..n {
+        let delivery = common::within(30, consumer.next())
+            .await
+            .expect("consumer open")
+            .expect("delivery");
+        assert_eq!(delivery.data, format!("{prefix}{i}").into_bytes());
+        delivery.ack(BasicAckOptions::default()).await.expect("ack");
+    }
 }
 
 /// Whether `queue` exists, as a passive declare on a channel of its own on `node` tells.
@@ -563,14 +568,7 @@ fn dead_letters_expiry_and_priorities_on_a_replicated_queue() {
             .await
             .expect("basic.consume");
         publish_acks(&ch1, "qq-prio", (0..20).map(|i| format!("p{i}"))).await;
-        for i in 0..20 {
-            let delivery = common::within(30, high.next())
-                .await
-                .expect("consumer open")
-                .expect("delivery");
-            assert_eq!(delivery.data, format!("p{i}").into_bytes());
-            delivery.ack(BasicAckOptions::default()).await.expect("ack");
-        }
+        ack_in_order(&mut high, "p", 20).await;
         let nothing = tokio::time::timeout(Duration::from_millis(500), low.next()).await;
         assert!(nothing.is_err(), "the low priority consumer got a message");
 

@@ -684,16 +684,30 @@ impl Actor {
         }
     }
 
+    /// Where this node, leading the group, sends dead letters: the queue, its owner and the dead-letter exchange
+    /// and routing key its settings name. None when it does not lead or has no dead-letter exchange.
+    fn dead_letter_route(&self) -> Option<DeadLetterRoute> {
+        if !self.leads() {
+            return None;
+        }
+        let (handle, owner) = (self.handle.upgrade()?, self.owner.upgrade()?);
+        let settings = handle.settings();
+        let exchange = settings.dead_letter_exchange.clone()?;
+        let routing_key = settings.dead_letter_routing_key.clone();
+        Some(DeadLetterRoute {
+            handle,
+            owner,
+            exchange,
+            routing_key,
+        })
+    }
+
     /// As the group's leader: hands the owner the next batch of kept dead letters (at least once).
     fn send_dead_letters(&mut self) {
-        if self.outbox.len() == 0 || !self.leads() {
+        if self.outbox.len() == 0 {
             return;
         }
-        let (Some(handle), Some(owner)) = (self.handle.upgrade(), self.owner.upgrade()) else {
-            return;
-        };
-        let settings = handle.settings();
-        let Some(exchange) = settings.dead_letter_exchange.clone() else {
+        let Some(route) = self.dead_letter_route() else {
             return;
         };
         let Some((number, letters)) = self.outbox.take_batch(tokio::time::Instant::now()) else {
@@ -702,43 +716,22 @@ impl Actor {
         let receipts = letters
             .iter()
             .map(|(seq, _, held_by)| (*seq, held_by.clone()));
-        let batch = DeadLetterBatch::new(Arc::downgrade(&handle), number, receipts);
+        let batch = DeadLetterBatch::new(Arc::downgrade(&route.handle), number, receipts);
         let letters = letters
             .into_iter()
             .map(|(_, dead, _)| dead_letter(dead))
             .collect();
-        owner.dead_letter(
-            &handle,
-            DeadLetters {
-                exchange,
-                routing_key: settings.dead_letter_routing_key.clone(),
-                letters,
-                batch: Some(batch),
-            },
-        );
+        route.send(letters, Some(batch));
     }
 
     /// As the group's leader: publishes messages that died here to the dead-letter exchange, once.
     fn dead_letter_at_most_once(&self, dead: Vec<DeadMessage>) {
-        if dead.is_empty() || !self.leads() {
+        if dead.is_empty() {
             return;
         }
-        let (Some(handle), Some(owner)) = (self.handle.upgrade(), self.owner.upgrade()) else {
-            return;
-        };
-        let settings = handle.settings();
-        let Some(exchange) = settings.dead_letter_exchange.clone() else {
-            return;
-        };
-        owner.dead_letter(
-            &handle,
-            DeadLetters {
-                exchange,
-                routing_key: settings.dead_letter_routing_key.clone(),
-                letters: dead.into_iter().map(dead_letter).collect(),
-                batch: None,
-            },
-        );
+        if let Some(route) = self.dead_letter_route() {
+            route.send(dead.into_iter().map(dead_letter).collect(), None);
+        }
     }
 
     /// As the group's leader: deletes the queue on every node once it has been unused for its `x-expires`.
@@ -990,6 +983,29 @@ fn wanted_limits(handle: &QueueHandle) -> Limits {
         message_ttl: settings.message_ttl,
         dead_lettering,
         expires: settings.expires,
+    }
+}
+
+/// Where a leader sends dead letters ([`Actor::dead_letter_route`]).
+struct DeadLetterRoute {
+    handle: Arc<QueueHandle>,
+    owner: Arc<dyn QueueOwner>,
+    exchange: String,
+    routing_key: Option<String>,
+}
+
+impl DeadLetterRoute {
+    /// Hands `letters` to the owner to publish, with `batch`'s receipt when at least once.
+    fn send(self, letters: Vec<DeadLetter>, batch: Option<Arc<DeadLetterBatch>>) {
+        self.owner.dead_letter(
+            &self.handle,
+            DeadLetters {
+                exchange: self.exchange,
+                routing_key: self.routing_key,
+                letters,
+                batch,
+            },
+        );
     }
 }
 
