@@ -10,6 +10,11 @@
 //!
 //! A publish whose confirm never came (its connection died) is indeterminate: it may or may not be in the queue.
 //!
+//! The queue dead-letters at least once (`x-dead-letter-strategy: at-least-once`, `reject-publish`) to a second
+//! quorum queue, and the consumers reject (without requeue) every fifth message instead of acking it: such a
+//! message counts as received once a consumer of the dead-letter queue has it, so a letter lost between the two
+//! queues is counted lost too.
+//!
 //! Partitions need a network namespace: the test runs itself again inside one of its own (`unshare --net`), where
 //! each node's inter-node address is its own (127.0.0.11, .12, ...) and a partition is a pair of `blackhole`
 //! policy-routing rules per cut link; the machine's network is not touched. Where namespaces cannot be made (not
@@ -36,6 +41,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 const QUEUE: &str = "checked";
+
+/// Where the consumers' rejections go.
+const DEAD_LETTER_QUEUE: &str = "checked-dead";
 
 /// Set (to 1) in the run inside the test's own network namespace.
 const NAMESPACE_ENV: &str = "WARREN_QUORUM_NETNS";
@@ -149,6 +157,28 @@ fn quorum() -> FieldTable {
     arguments
 }
 
+/// The checked queue's arguments: quorum, dead-lettering at least once to [`DEAD_LETTER_QUEUE`].
+fn checked_queue() -> FieldTable {
+    let mut arguments = quorum();
+    for (key, value) in [
+        ("x-dead-letter-exchange", ""),
+        ("x-dead-letter-routing-key", DEAD_LETTER_QUEUE),
+        ("x-dead-letter-strategy", "at-least-once"),
+        ("x-overflow", "reject-publish"),
+    ] {
+        arguments.insert(key.into(), AMQPValue::LongString(value.into()));
+    }
+    arguments
+}
+
+/// Whether the consumers reject `body` (`p{id}-{n}` with `n` a multiple of five) rather than ack it.
+fn rejected(body: &str) -> bool {
+    body.rsplit('-')
+        .next()
+        .and_then(|n| n.parse::<u64>().ok())
+        .is_some_and(|n| n % 5 == 0)
+}
+
 /// A connection and channel to the node `target` names (then the next one), with its URI; None (after a pause
 /// when the node does not answer) when either fails.
 async fn open_next(
@@ -239,8 +269,16 @@ async fn publisher(id: usize, uris: Uris, ledger: Arc<Mutex<Ledger>>, stop: Arc<
     }
 }
 
-/// Consumes with acks from the nodes in turn, starting with node `id`, until `stop`.
-async fn consumer(id: usize, uris: Uris, ledger: Arc<Mutex<Ledger>>, stop: Arc<AtomicBool>) {
+/// Consumes from `queue` with acks from the nodes in turn, starting with node `id`, until `stop`. From the checked
+/// queue, the messages [`rejected`] picks are rejected and not counted received: they count once they come out of
+/// the dead-letter queue.
+async fn consumer(
+    id: usize,
+    queue: &'static str,
+    uris: Uris,
+    ledger: Arc<Mutex<Ledger>>,
+    stop: Arc<AtomicBool>,
+) {
     let mut target = id;
     while !stop.load(Ordering::Relaxed) {
         let Some((_, conn, ch)) = open_next(&uris, &mut target).await else {
@@ -252,7 +290,7 @@ async fn consumer(id: usize, uris: Uris, ledger: Arc<Mutex<Ledger>>, stop: Arc<A
         let Ok(Ok(mut deliveries)) = tokio::time::timeout(
             Duration::from_secs(15),
             ch.basic_consume(
-                QUEUE.into(),
+                queue.into(),
                 format!("c{id}").as_str().into(),
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
@@ -270,6 +308,13 @@ async fn consumer(id: usize, uris: Uris, ledger: Arc<Mutex<Ledger>>, stop: Arc<A
                 Ok(_) => break,
             };
             let body = String::from_utf8_lossy(&delivery.data).into_owned();
+            if queue == QUEUE && rejected(&body) {
+                let reject = BasicRejectOptions { requeue: false };
+                if delivery.reject(reject).await.is_err() {
+                    break;
+                }
+                continue;
+            }
             *ledger
                 .lock()
                 .expect("ledger")
@@ -341,16 +386,18 @@ fn confirmed_messages_of_a_quorum_queue_survive_kills_pauses_and_partitions() {
             .await
             .expect("connect");
         let ch = conn.create_channel().await.expect("channel");
-        ch.queue_declare(
-            QUEUE.into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..QueueDeclareOptions::default()
-            },
-            quorum(),
-        )
-        .await
-        .expect("declare");
+        for (queue, arguments) in [(DEAD_LETTER_QUEUE, quorum()), (QUEUE, checked_queue())] {
+            ch.queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..QueueDeclareOptions::default()
+                },
+                arguments,
+            )
+            .await
+            .expect("declare");
+        }
         conn.close(200, "declared".into()).await.expect("close");
     });
 
@@ -365,12 +412,15 @@ fn confirmed_messages_of_a_quorum_queue_survive_kills_pauses_and_partitions() {
             ledger.clone(),
             stop_publishing.clone(),
         )));
-        tasks.push(rt.spawn(consumer(
-            id,
-            uris.clone(),
-            ledger.clone(),
-            stop_consuming.clone(),
-        )));
+        for queue in [QUEUE, DEAD_LETTER_QUEUE] {
+            tasks.push(rt.spawn(consumer(
+                id,
+                queue,
+                uris.clone(),
+                ledger.clone(),
+                stop_consuming.clone(),
+            )));
+        }
     }
 
     let (mut leader_kills, mut follower_kills, mut pauses, mut leader_pauses) = (0, 0, 0, 0);
@@ -461,9 +511,11 @@ fn confirmed_messages_of_a_quorum_queue_survive_kills_pauses_and_partitions() {
             .iter()
             .all(|body| ledger.received.contains_key(body))
     });
-    eventually(60, "nothing left in the queue", || {
-        let (_, queue) = nodes[0].get(&format!("/queues/%2F/{QUEUE}"));
-        queue["messages"] == 0
+    eventually(60, "nothing left in the queues", || {
+        [QUEUE, DEAD_LETTER_QUEUE].iter().all(|name| {
+            let (_, queue) = nodes[0].get(&format!("/queues/%2F/{name}"));
+            queue["messages"] == 0
+        })
     });
     stop_consuming.store(true, Ordering::Relaxed);
     rt.block_on(async {
