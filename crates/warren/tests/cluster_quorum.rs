@@ -983,3 +983,45 @@ fn a_vhosts_default_queue_type_set_on_one_node_types_the_declares_on_every_node(
         "{queue}"
     );
 }
+
+#[test]
+fn a_follower_far_behind_catches_up_from_the_log() {
+    let (mut nodes, rt) = three_nodes();
+    rt.block_on(async {
+        let (_c, ch) = channel(&nodes[0]).await;
+        declare(&ch, "far-behind").await;
+    });
+    // n3 misses more than any one request could carry under a small body limit (8 MiB of messages).
+    nodes[2].kill9();
+    rt.block_on(async {
+        let (_c, ch) = channel(&nodes[0]).await;
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .expect("confirm.select");
+        let body = vec![b'x'; 8 * 1024];
+        let mut confirms = Vec::new();
+        for _ in 0..1024 {
+            confirms.push(
+                ch.basic_publish(
+                    "".into(),
+                    "far-behind".into(),
+                    BasicPublishOptions::default(),
+                    &body,
+                    BasicProperties::default().with_delivery_mode(2),
+                )
+                .await
+                .expect("publish"),
+            );
+        }
+        for confirm in confirms {
+            assert!(common::within(60, confirm)
+                .await
+                .expect("confirmed")
+                .is_ack());
+        }
+    });
+    nodes[2].restart();
+    eventually(60, "n3 caught up with the queue's log", || {
+        nodes[2].get("/queues/%2F/far-behind").1["messages"] == 1024
+    });
+}

@@ -81,6 +81,11 @@ impl MembershipChange {
     }
 }
 
+/// The largest inter-node request body read. axum's default (2 MiB) is far below what a follower catching up is
+/// sent (many entries of many messages in one AppendEntries, a snapshot chunk): past it such a follower could never
+/// catch up. Requests are still refused unread without the secret's signature.
+const BODY_LIMIT: usize = 1 << 30;
+
 /// The inter-node routes.
 pub(crate) fn router(state: ServerState) -> Router {
     Router::new()
@@ -96,6 +101,7 @@ pub(crate) fn router(state: ServerState) -> Router {
         .route("/queue/{group}/snapshot", post(queue_snapshot))
         .route("/queue/{group}/write", post(queue_write))
         .route("/queue/{group}/members", post(queue_members))
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(Arc::new(state))
 }
 

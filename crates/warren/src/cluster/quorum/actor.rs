@@ -41,6 +41,10 @@ const WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// Operations written to the group in one entry at most.
 const MAX_BATCH_OPS: usize = 2_000;
 
+/// Message bytes in one entry at most (but a single write larger than this is one entry of its own): openraft gives
+/// an AppendEntries only its heartbeat interval to reach a follower and be written there, so entries stay small.
+const MAX_BATCH_BYTES: usize = 1 << 20;
+
 /// What to do once a write is committed or has failed.
 enum Completion {
     /// Publisher confirms, one per enqueue of the write: released (acked) when committed, failed (nacked) when
@@ -59,6 +63,19 @@ struct Write {
     ops: Vec<Op>,
     completion: Completion,
     _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Write {
+    /// About how many bytes its operations take in an entry: the messages' properties and bodies.
+    fn bytes(&self) -> usize {
+        self.ops
+            .iter()
+            .map(|op| match op {
+                Op::Enqueue(message) => message.properties.len() + message.body.len(),
+                _ => 0,
+            })
+            .sum()
+    }
 }
 
 /// A consumer of this node.
@@ -179,7 +196,12 @@ async fn writer(group: Arc<QuorumGroup>, mut queue: mpsc::UnboundedReceiver<Writ
         while writes.peek().is_some() {
             let mut ops = Vec::new();
             let mut completions = Vec::new();
-            while let Some(write) = writes.next_if(|_| ops.len() < MAX_BATCH_OPS) {
+            let mut bytes = 0;
+            while let Some(write) = writes.next_if(|write| {
+                ops.is_empty()
+                    || (ops.len() < MAX_BATCH_OPS && bytes + write.bytes() <= MAX_BATCH_BYTES)
+            }) {
+                bytes += write.bytes();
                 let range = ops.len()..ops.len() + write.ops.len();
                 ops.extend(write.ops);
                 completions.push((write.completion, range, write._permit));

@@ -38,6 +38,9 @@ use machine::Op;
 /// Entries between two snapshots of a queue's state (after which the log before the snapshot is purged).
 const SNAPSHOT_EVERY: u64 = 20_000;
 
+/// Entries in one AppendEntries at most (openraft's default is 300).
+const MAX_PAYLOAD_ENTRIES: u64 = 4;
+
 /// This node's quorum queue groups, by group id; shared with the inter-node listener, which routes each group's
 /// RPCs to it.
 pub(crate) struct QueueGroups {
@@ -244,6 +247,8 @@ impl QueueGroups {
             election_timeout_min: 1000,
             election_timeout_max: 2000,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY),
+            // An entry may carry thousands of messages: a follower catching up gets a few at a time.
+            max_payload_entries: MAX_PAYLOAD_ENTRIES,
             ..openraft::Config::default()
         }
         .validate()
