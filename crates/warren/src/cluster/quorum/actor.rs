@@ -61,21 +61,10 @@ enum Completion {
 /// One write handed to the writer task.
 struct Write {
     ops: Vec<Op>,
+    /// About how many bytes its operations take in an entry: the messages' properties and bodies.
+    bytes: usize,
     completion: Completion,
     _permit: Option<OwnedSemaphorePermit>,
-}
-
-impl Write {
-    /// About how many bytes its operations take in an entry: the messages' properties and bodies.
-    fn bytes(&self) -> usize {
-        self.ops
-            .iter()
-            .map(|op| match op {
-                Op::Enqueue(message) => message.properties.len() + message.body.len(),
-                _ => 0,
-            })
-            .sum()
-    }
 }
 
 /// A consumer of this node.
@@ -199,9 +188,9 @@ async fn writer(group: Arc<QuorumGroup>, mut queue: mpsc::UnboundedReceiver<Writ
             let mut bytes = 0;
             while let Some(write) = writes.next_if(|write| {
                 ops.is_empty()
-                    || (ops.len() < MAX_BATCH_OPS && bytes + write.bytes() <= MAX_BATCH_BYTES)
+                    || (ops.len() < MAX_BATCH_OPS && bytes + write.bytes <= MAX_BATCH_BYTES)
             }) {
-                bytes += write.bytes();
+                bytes += write.bytes;
                 let range = ops.len()..ops.len() + write.ops.len();
                 ops.extend(write.ops);
                 completions.push((write.completion, range, write._permit));
@@ -312,9 +301,18 @@ impl Actor {
     }
 
     fn write(&self, ops: Vec<Op>, completion: Completion, permit: Option<OwnedSemaphorePermit>) {
+        // Counted once here, off the writer's batching loop.
+        let bytes = ops
+            .iter()
+            .map(|op| match op {
+                Op::Enqueue(message) => message.properties.len() + message.body.len(),
+                _ => 0,
+            })
+            .sum();
         // The writer lives as long as the actor.
         let _ = self.writes.send(Write {
             ops,
+            bytes,
             completion,
             _permit: permit,
         });

@@ -137,19 +137,11 @@ impl DeadLetterOutbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::quorum::machine::{Death, ReplicatedMessage};
-    use bytes::Bytes;
+    use crate::cluster::quorum::machine::{test_message, Death};
 
     fn dead(body: &'static str) -> DeadMessage {
         DeadMessage {
-            message: ReplicatedMessage {
-                exchange: String::new(),
-                routing_key: "q".to_owned(),
-                properties: Bytes::from_static(&[0, 0]),
-                body: Bytes::from_static(body.as_bytes()),
-                expiration: None,
-                priority: 0,
-            },
+            message: test_message(body),
             reason: Death::Rejected,
             died_at: 1,
         }

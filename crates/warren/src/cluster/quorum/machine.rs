@@ -857,20 +857,24 @@ mod serde_bytes {
     }
 }
 
+/// A message with body `body` and no properties, for tests.
+#[cfg(test)]
+pub(crate) fn test_message(body: &'static str) -> ReplicatedMessage {
+    ReplicatedMessage {
+        exchange: String::new(),
+        routing_key: "q".to_owned(),
+        properties: Bytes::from_static(&[0, 0]),
+        body: Bytes::from_static(body.as_bytes()),
+        expiration: None,
+        priority: 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn message(body: &'static str) -> ReplicatedMessage {
-        ReplicatedMessage {
-            exchange: String::new(),
-            routing_key: "q".to_owned(),
-            properties: Bytes::from_static(&[0, 0]),
-            body: Bytes::from_static(body.as_bytes()),
-            expiration: None,
-            priority: 0,
-        }
-    }
+    use super::test_message as message;
 
     fn key(node: u64, run: u64, id: u64) -> ConsumerKey {
         ConsumerKey { node, run, id }
