@@ -52,6 +52,29 @@ pub enum ReplyCode {
 }
 
 impl ReplyCode {
+    /// The code numbered `code`, if Warren sends it.
+    pub fn from_u16(code: u16) -> Option<ReplyCode> {
+        const ALL: [ReplyCode; 16] = [
+            ReplyCode::ContentTooLarge,
+            ReplyCode::NoRoute,
+            ReplyCode::AccessRefused,
+            ReplyCode::NotFound,
+            ReplyCode::ResourceLocked,
+            ReplyCode::PreconditionFailed,
+            ReplyCode::ConnectionForced,
+            ReplyCode::FrameError,
+            ReplyCode::SyntaxError,
+            ReplyCode::CommandInvalid,
+            ReplyCode::ChannelError,
+            ReplyCode::UnexpectedFrame,
+            ReplyCode::ResourceError,
+            ReplyCode::NotAllowed,
+            ReplyCode::NotImplemented,
+            ReplyCode::InternalError,
+        ];
+        ALL.into_iter().find(|c| *c as u16 == code)
+    }
+
     /// RabbitMQ's name for the code, the prefix of every reply text so clients' messages read as RabbitMQ's.
     pub(crate) fn name(self) -> &'static str {
         match self {
@@ -75,7 +98,7 @@ impl ReplyCode {
     }
 
     /// The scope RabbitMQ gives this code when it is raised by a channel method.
-    pub(crate) fn scope(self) -> Scope {
+    pub fn scope(self) -> Scope {
         match self {
             ReplyCode::ContentTooLarge
             | ReplyCode::NoRoute

@@ -3,6 +3,7 @@
 //! (`seed`); `admin` changes them at run time.
 
 mod admin;
+mod classic;
 mod cluster;
 mod delayed;
 mod federation;

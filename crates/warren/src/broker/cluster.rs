@@ -47,7 +47,8 @@ impl Broker {
         let groups = Cluster::queue_groups(config, &self.config.data_dir)?;
         let _ = self.queue_groups.set(groups.clone());
         self.replicate_quorum_queues();
-        let cluster = Cluster::start(config, &self.config.data_dir, applier, groups).await?;
+        let home = Arc::new(super::classic::BrokerHome(Arc::downgrade(self)));
+        let cluster = Cluster::start(config, &self.config.data_dir, applier, groups, home).await?;
         // Set once: a second call finds it set and keeps the first.
         let _ = self.cluster.set(cluster);
         Ok(())
@@ -101,6 +102,19 @@ impl Broker {
             MetaCommand::DeleteQuorumQueue { vhost, name } => {
                 self.drop_quorum_queue(&vhost, &name).await
             }
+            MetaCommand::DeclareClassicQueue {
+                vhost,
+                name,
+                home,
+                auto_delete,
+                arguments,
+            } => {
+                self.adopt_classic_queue(&vhost, &name, home, auto_delete, &arguments)
+                    .await
+            }
+            MetaCommand::DeleteClassicQueue { vhost, name } => {
+                self.drop_classic_queue(&vhost, &name).await
+            }
             other => tokio::task::spawn_blocking(move || self.apply_blocking(other))
                 .await
                 .map_err(|e| AdminError::Invalid(format!("definition change failed: {e}")))?,
@@ -149,8 +163,10 @@ impl Broker {
             },
             // Never sent here: `apply_locally` awaits them itself (they open and close Raft groups).
             MetaCommand::DeclareQuorumQueue { name, .. }
-            | MetaCommand::DeleteQuorumQueue { name, .. } => Err(AdminError::Invalid(format!(
-                "quorum queue '{name}' is changed asynchronously"
+            | MetaCommand::DeleteQuorumQueue { name, .. }
+            | MetaCommand::DeclareClassicQueue { name, .. }
+            | MetaCommand::DeleteClassicQueue { name, .. } => Err(AdminError::Invalid(format!(
+                "queue '{name}' is changed asynchronously"
             ))),
         }
     }

@@ -14,7 +14,8 @@
 //! A single node (no `[cluster]`) starts none of this.
 
 mod auth;
-mod codec;
+pub(crate) mod classic;
+pub(crate) mod codec;
 mod log_store;
 mod network;
 pub(crate) mod quorum;
@@ -164,6 +165,7 @@ impl Cluster {
         data_dir: &Path,
         applier: Arc<dyn MetaApplier>,
         groups: Arc<QueueGroups>,
+        home: Arc<dyn classic::home::HomeBroker>,
     ) -> Result<Arc<Cluster>, ClusterError> {
         let mut all: BTreeMap<u64, ClusterNode> = BTreeMap::new();
         let me = ClusterNode {
@@ -235,6 +237,8 @@ impl Cluster {
             raft: raft.clone(),
             signer: network.signer.clone(),
             groups: groups.clone(),
+            home,
+            sessions: Arc::default(),
         });
         let listener = match groups.tls() {
             Some(tls) => {

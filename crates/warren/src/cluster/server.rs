@@ -15,6 +15,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::auth::{Signer, SIGNATURE_HEADER};
+use super::classic::home::{HomeBroker, Sessions};
+use super::classic::wire::RemoteRequest;
 use super::codec::Codec;
 use super::quorum::group::{Applied, OpBatch, QueueTypes};
 use super::quorum::{MemberChange, QueueGroups};
@@ -30,6 +32,10 @@ pub(crate) struct ServerState {
     pub(crate) signer: Signer,
     /// This node's quorum queue groups.
     pub(crate) groups: Arc<QueueGroups>,
+    /// This node's broker, as the home of classic queues other nodes use.
+    pub(crate) home: Arc<dyn HomeBroker>,
+    /// The other nodes' sessions on this node's classic queues.
+    pub(crate) sessions: Arc<Sessions>,
 }
 
 /// A forwarded write's answer: the log index it was committed at and what applying it answered, or why the node
@@ -101,6 +107,7 @@ pub(crate) fn router(state: ServerState) -> Router {
         .route("/queue/{group}/snapshot", post(queue_snapshot))
         .route("/queue/{group}/write", post(queue_write))
         .route("/queue/{group}/members", post(queue_members))
+        .route(super::classic::PATH, post(classic))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(Arc::new(state))
 }
@@ -342,4 +349,26 @@ async fn queue_members(
         |raft, change: MemberChange| async move { change.apply(&raft).await },
     )
     .await
+}
+
+/// A call of another node on a classic queue of this node.
+async fn classic(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match verified::<RemoteRequest>(&state, &headers, &body, Codec::Binary) {
+        Ok(request) => {
+            let answer = super::classic::home::serve(
+                &state.sessions,
+                state.home.as_ref(),
+                &request.vhost,
+                &request.queue,
+                request.call,
+            )
+            .await;
+            encoded(&answer, Codec::Binary)
+        }
+        Err(refused) => refused.into_response(),
+    }
 }

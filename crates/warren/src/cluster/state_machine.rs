@@ -99,6 +99,8 @@ impl MetaState {
             // that falls behind receives these entries themselves.
             MetaCommand::DeclareQuorumQueue { .. }
             | MetaCommand::DeleteQuorumQueue { .. }
+            | MetaCommand::DeclareClassicQueue { .. }
+            | MetaCommand::DeleteClassicQueue { .. }
             | MetaCommand::Topology { .. } => {}
         }
     }

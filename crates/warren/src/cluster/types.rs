@@ -98,6 +98,27 @@ pub(crate) enum MetaCommand {
         /// The change.
         change: crate::vhost::TopologyChange,
     },
+    /// A durable classic queue is declared: its home node makes it, every other node serves it through a proxy to
+    /// the home node.
+    DeclareClassicQueue {
+        /// Its vhost.
+        vhost: String,
+        /// Its name.
+        name: String,
+        /// The node it lives on: the one that took the declare.
+        home: super::ClusterNode,
+        /// Deleted when its last consumer goes.
+        auto_delete: bool,
+        /// Its arguments, as definitions JSON carries them.
+        arguments: serde_json::Map<String, serde_json::Value>,
+    },
+    /// A classic queue of the cluster is gone (its home node deleted it): every node drops it.
+    DeleteClassicQueue {
+        /// Its vhost.
+        vhost: String,
+        /// Its name.
+        name: String,
+    },
     /// A replicated quorum queue is deleted, with its messages, on every node.
     DeleteQuorumQueue {
         /// Its vhost.

@@ -45,9 +45,18 @@ pub(crate) struct ConfirmFlush {
     pub(crate) oldest_wait: Option<Duration>,
 }
 
+/// Where a tracker's settlements go.
+enum SettleTarget {
+    /// A channel's acks and nacks, written by its connection's writer.
+    Connection(Arc<ConnectionShared>),
+    /// Nowhere but a waiter (a publish another node forwarded, answered once settled): notified at every
+    /// settlement; see [`ConfirmTracker::detached`].
+    Waiter(Arc<tokio::sync::Notify>),
+}
+
 /// The confirm sequence of one channel.
 pub(crate) struct ConfirmTracker {
-    conn: Arc<ConnectionShared>,
+    target: SettleTarget,
     channel: u16,
     state: Mutex<ConfirmState>,
 }
@@ -56,13 +65,48 @@ impl ConfirmTracker {
     /// The tracker of a channel that entered confirm mode; its acks go out on `channel` of `conn`.
     pub(crate) fn new(conn: Arc<ConnectionShared>, channel: u16) -> Arc<ConfirmTracker> {
         Arc::new(ConfirmTracker {
-            conn,
+            target: SettleTarget::Connection(conn),
             channel,
             state: Mutex::new(ConfirmState {
                 next_seq: 1,
                 ..ConfirmState::default()
             }),
         })
+    }
+
+    /// A tracker whose settlements no client is sent: [`ConfirmTracker::settled`] waits for them instead. The home
+    /// node of a classic queue publishes what another node forwards with one, to answer once the messages are
+    /// enqueued (and on disk where persistent).
+    pub(crate) fn detached() -> Arc<ConfirmTracker> {
+        Arc::new(ConfirmTracker {
+            target: SettleTarget::Waiter(Arc::new(tokio::sync::Notify::new())),
+            channel: 0,
+            state: Mutex::new(ConfirmState {
+                next_seq: 1,
+                ..ConfirmState::default()
+            }),
+        })
+    }
+
+    /// Of a [`ConfirmTracker::detached`] tracker: waits until every publish begun is settled, then forgets them;
+    /// whether each, in the order begun, failed (is to be nacked). Of a channel's tracker: what is settled now.
+    pub(crate) async fn settled(&self) -> Vec<bool> {
+        loop {
+            let notified = match &self.target {
+                SettleTarget::Waiter(waiter) => Some(waiter.notified()),
+                SettleTarget::Connection(_) => None,
+            };
+            {
+                let mut state = self.lock();
+                if notified.is_none() || state.pending.values().all(|p| p.shares == 0) {
+                    let pending = std::mem::take(&mut state.pending);
+                    return pending.into_values().map(|p| p.failed).collect();
+                }
+            }
+            if let Some(notified) = notified {
+                notified.await;
+            }
+        }
     }
 
     /// Publishes acked to the client so far.
@@ -121,11 +165,18 @@ impl ConfirmTracker {
         if p.shares > 0 {
             return;
         }
+        let conn = match &self.target {
+            SettleTarget::Connection(conn) => conn,
+            SettleTarget::Waiter(waiter) => {
+                waiter.notify_one();
+                return;
+            }
+        };
         let first = state.pending.keys().next().copied();
         if first == Some(seq) && !state.dirty {
             state.dirty = true;
             drop(state);
-            self.conn.schedule_confirm_flush(self.clone());
+            conn.schedule_confirm_flush(self.clone());
         }
     }
 
@@ -173,8 +224,8 @@ impl ConfirmTracker {
                 state.batch_started = (!state.pending.is_empty()).then_some(now);
             }
         }
-        if !out.is_empty() {
-            self.conn.outbound.write(|buf| buf.extend_from_slice(&out));
+        if let (false, SettleTarget::Connection(conn)) = (out.is_empty(), &self.target) {
+            conn.outbound.write(|buf| buf.extend_from_slice(&out));
         }
         flushed
     }
@@ -265,6 +316,38 @@ mod tests {
         drop(refs);
         assert_eq!(emitted(&conn), vec![(5, true, true)]);
         assert_eq!(tracker.outstanding(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_detached_tracker_answers_once_every_share_is_released() {
+        let tracker = ConfirmTracker::detached();
+        let first = tracker.begin();
+        let stored = first.share();
+        let second = tracker.begin();
+        let refused = second.share();
+        drop(first);
+        drop(second);
+        let waiting = {
+            let tracker = tracker.clone();
+            tokio::spawn(async move { tracker.settled().await })
+        };
+        tokio::task::yield_now().await;
+        assert!(
+            !waiting.is_finished(),
+            "answered before the store's share was released"
+        );
+        refused.fail();
+        drop(stored);
+        let failed = within(waiting).await;
+        assert_eq!(failed, vec![false, true]);
+        assert_eq!(tracker.outstanding(), 0);
+    }
+
+    async fn within<T>(task: tokio::task::JoinHandle<T>) -> T {
+        tokio::time::timeout(std::time::Duration::from_secs(5), task)
+            .await
+            .expect("settled in time")
+            .expect("task")
     }
 
     #[test]

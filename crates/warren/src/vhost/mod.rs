@@ -1,6 +1,7 @@
 //! A virtual host: its exchanges and queues in concurrent maps, the operations on them (`objects`), routing
 //! (`routing`), and writing durable ones through to the definitions store (`durable`).
 
+mod clustered_classic;
 mod dead_letter;
 mod dedup;
 mod default_queue_type;
@@ -35,6 +36,7 @@ use crate::queue::{DeadLetters, QueueHandle, QueueOwner};
 use warren_protocol::error::AmqpError;
 use warren_protocol::FieldTable;
 
+pub(crate) use clustered_classic::{ClassicDeclare, ClassicReplication};
 pub(crate) use default_queue_type::{default_queue_type_name, parse_default_queue_type};
 pub(crate) use durable::DurableStores;
 pub(crate) use events::EventPublisher;
@@ -92,6 +94,8 @@ pub(crate) struct Vhost {
     default_queue_type: RwLock<Option<crate::queue::arguments::QueueType>>,
     /// The cluster's replication of quorum queues, once the node is in a cluster.
     replication: std::sync::OnceLock<Arc<dyn QueueReplication>>,
+    /// The cluster's classic queues, by name: the node each lives on (see `clustered_classic`).
+    cluster_homes: DashMap<Arc<str>, Arc<str>>,
     /// Itself, weakly: the owner its queues are spawned with ([`QueueOwner`]), without a reference cycle.
     me: Weak<Vhost>,
 }
@@ -161,6 +165,7 @@ impl Vhost {
                 counters: Arc::default(),
                 default_exchange_stats: ExchangeStats::default(),
                 replication: std::sync::OnceLock::new(),
+                cluster_homes: DashMap::new(),
                 me: me.clone(),
             };
             for (xname, kind, internal) in PREDECLARED {
@@ -281,6 +286,7 @@ impl Vhost {
         let queue = self
             .queue(name)
             .ok_or_else(|| AmqpError::not_found("queue", name, &self.name))?;
+        self.check_home(name)?;
         if queue.is_exclusive_to_other(connection_id) {
             return Err(self.locked(name));
         }

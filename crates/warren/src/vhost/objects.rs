@@ -324,6 +324,7 @@ impl Vhost {
             self.with_default_queue_type(&d.arguments, d.durable, d.exclusive, d.auto_delete);
         let _topology = self.lock_topology();
         if let Some(existing) = self.queue(&name) {
+            self.check_home(&name)?;
             if existing.is_exclusive_to_other(d.connection_id)
                 || existing.spec.exclusive_owner.is_some() != d.exclusive
             {
@@ -369,6 +370,19 @@ impl Vhost {
             }
         }
         if let Some(answer) = self.declare_replicated(&name, &args, &arguments) {
+            if answer.is_ok() {
+                self.count(Counter::QueuesDeclared);
+            }
+            return answer;
+        }
+        if let Some(answer) = self.declare_classic_everywhere(
+            &name,
+            &args,
+            d.durable,
+            d.exclusive,
+            d.auto_delete,
+            &arguments,
+        ) {
             if answer.is_ok() {
                 self.count(Counter::QueuesDeclared);
             }
@@ -446,6 +460,9 @@ impl Vhost {
         if self.is_replicated(&queue) {
             return self.delete_replicated(&queue, if_unused, if_empty).await;
         }
+        if let Some(answer) = self.delete_classic(name, if_unused, if_empty).await {
+            return answer;
+        }
         let (reply, answer) = oneshot::channel();
         let sent = queue
             .send(QueueCommand::Delete {
@@ -518,6 +535,7 @@ impl Vhost {
             .remove_if(queue.name(), |_, q| Arc::ptr_eq(q, queue))
             .is_some();
         if removed {
+            self.forgot_classic(queue);
             self.count(Counter::QueuesDeleted);
             let durable = queue.spec.store_id.is_some();
             self.remove_bindings_to(&Destination::Queue(queue.spec.name.clone()), durable, user);
@@ -541,7 +559,13 @@ impl Vhost {
         if exchange.is_empty() {
             return Err(default_exchange_refused());
         }
-        let q = self.queue_for(queue, connection_id)?;
+        // Not `queue_for`: a binding the cluster committed is made on every node, its queue's home node up or not.
+        let q = self
+            .queue(queue)
+            .ok_or_else(|| AmqpError::not_found("queue", queue, &self.name))?;
+        if q.is_exclusive_to_other(connection_id) {
+            return Err(self.locked(queue));
+        }
         let _topology = self.lock_topology();
         let x = self
             .exchange(exchange)

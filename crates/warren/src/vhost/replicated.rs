@@ -30,7 +30,9 @@ const SUPPORTED_ARGUMENTS: [&str; 13] = [
 ];
 
 /// The cluster's side of replicated quorum queues.
-pub(crate) trait QueueReplication: Send + Sync {
+pub(crate) trait QueueReplication:
+    super::clustered_classic::ClassicReplication + Send + Sync
+{
     /// Declares quorum queue `name` of vhost `vhost` on every node; returns once this node has adopted it. Blocks
     /// the calling thread (declares run on the blocking pool).
     fn declare(&self, vhost: &str, name: &str, arguments: &FieldTable) -> Result<(), AmqpError>;

@@ -188,11 +188,14 @@ impl Vhost {
         }
     }
 
-    /// Whether queue `queue` is a replicated one whose bindings every node keeps.
+    /// Whether queue `queue` is a replicated one, or a classic queue of the cluster, whose bindings every node
+    /// keeps.
     fn binds_everywhere(&self, queue: &str, exchange: &str) -> bool {
         !exchange.is_empty()
             && self.exchange(exchange).is_some()
-            && self.queue(queue).is_some_and(|q| self.is_replicated(&q))
+            && self
+                .queue(queue)
+                .is_some_and(|q| self.is_replicated(&q) || self.classic_home(queue).is_some())
     }
 
     /// queue.bind by `user`: on every node of a cluster for a replicated queue, else here.

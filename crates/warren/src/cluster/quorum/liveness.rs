@@ -24,6 +24,8 @@ pub(crate) struct Liveness {
     network: Network,
     peers: DashMap<u64, ClusterNode>,
     seen: DashMap<u64, (u64, Instant)>,
+    /// When each node was first watched.
+    watched: DashMap<u64, Instant>,
     started: Instant,
     polling: AtomicBool,
 }
@@ -35,6 +37,7 @@ impl Liveness {
             network,
             peers: DashMap::new(),
             seen: DashMap::new(),
+            watched: DashMap::new(),
             started: Instant::now(),
             polling: AtomicBool::new(false),
         }
@@ -44,6 +47,9 @@ impl Liveness {
     pub(crate) fn watch(self: &Arc<Self>, nodes: &[ClusterNode], me: &str) {
         for node in nodes.iter().filter(|n| n.name != me) {
             self.peers.insert(node_id(&node.name), node.clone());
+            self.watched
+                .entry(node_id(&node.name))
+                .or_insert_with(Instant::now);
         }
         if !self.polling.swap(true, Ordering::AcqRel) {
             tokio::spawn(poll(Arc::downgrade(self)));
@@ -57,6 +63,19 @@ impl Liveness {
             Some((current, _)) if current != run => true,
             Some((_, at)) => at.elapsed() > DOWN_AFTER,
             None => self.started.elapsed() > DOWN_AFTER,
+        }
+    }
+}
+
+impl Liveness {
+    /// Whether node `node` (watched) has not answered for [`DOWN_AFTER`], whatever its run.
+    pub(crate) fn is_down(&self, node: u64) -> bool {
+        match self.seen.get(&node).map(|s| s.value().1) {
+            Some(at) => at.elapsed() > DOWN_AFTER,
+            None => self
+                .watched
+                .get(&node)
+                .is_some_and(|at| at.elapsed() > DOWN_AFTER),
         }
     }
 }

@@ -36,10 +36,10 @@ pub(crate) struct ReplicatedMessage {
     /// Its routing key.
     pub(crate) routing_key: String,
     /// Its properties exactly as published.
-    #[serde(with = "serde_bytes")]
+    #[serde(with = "crate::cluster::codec::serde_bytes")]
     pub(crate) properties: Bytes,
     /// Its body.
-    #[serde(with = "serde_bytes")]
+    #[serde(with = "crate::cluster::codec::serde_bytes")]
     pub(crate) body: Bytes,
     /// Its `expiration` property in milliseconds, when it has a valid one.
     pub(crate) expiration: Option<u64>,
@@ -808,52 +808,6 @@ mod pairs {
         Ok(Vec::<(K, V)>::deserialize(deserializer)?
             .into_iter()
             .collect())
-    }
-}
-
-/// `Bytes` as serde bytes (a length and the bytes in the group's binary encoding).
-mod serde_bytes {
-    use bytes::Bytes;
-    use serde::de::{Deserializer, SeqAccess, Visitor};
-    use serde::Serializer;
-
-    pub(super) fn serialize<S: Serializer>(
-        bytes: &Bytes,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        serializer.serialize_bytes(bytes)
-    }
-
-    struct BytesVisitor;
-
-    impl<'de> Visitor<'de> for BytesVisitor {
-        type Value = Bytes;
-
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("bytes")
-        }
-
-        fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Bytes, E> {
-            Ok(Bytes::copy_from_slice(v))
-        }
-
-        fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Bytes, E> {
-            Ok(Bytes::from(v))
-        }
-
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Bytes, A::Error> {
-            let mut bytes = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-            while let Some(byte) = seq.next_element::<u8>()? {
-                bytes.push(byte);
-            }
-            Ok(Bytes::from(bytes))
-        }
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Bytes, D::Error> {
-        deserializer.deserialize_byte_buf(BytesVisitor)
     }
 }
 

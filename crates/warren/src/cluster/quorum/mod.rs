@@ -165,6 +165,17 @@ impl QueueGroups {
         &self.network
     }
 
+    /// Watches whether node `node` is up (a classic queue's home).
+    pub(crate) fn watch(&self, node: &ClusterNode) {
+        self.liveness
+            .watch(std::slice::from_ref(node), &self.me.name);
+    }
+
+    /// Whether watched node `name` has not answered for a while: down or cut off. Never this node.
+    pub(crate) fn node_down(&self, name: &str) -> bool {
+        name != self.me.name && self.liveness.is_down(node_id(name))
+    }
+
     /// This node's run, as `/cluster/run` answers it.
     pub(crate) fn run(&self) -> u64 {
         self.run
