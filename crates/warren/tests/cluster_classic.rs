@@ -349,3 +349,81 @@ fn a_classic_queue_whose_home_node_is_down_answers_rabbitmqs_404_until_it_is_bac
         assert_eq!(bodies, expected);
     });
 }
+
+#[test]
+fn a_consumer_elsewhere_that_holds_its_channel_prefetch_for_long_keeps_its_session() {
+    let (nodes, runtime) = three_nodes();
+    let _open = runtime.block_on(async {
+        let (_c1, ch1) = channel(&nodes[0]).await;
+        ch1.queue_declare("slow".into(), durable(), FieldTable::default())
+            .await
+            .expect("declared on n1");
+        publish_confirmed(&ch1, "", "slow", "m", 6).await;
+        let (_c2, ch2) = channel(&nodes[1]).await;
+        // A channel-wide prefetch of 2, which only n2 knows of: the home node hands n2 more than its channel can
+        // take, and n2 holds them until the client acks.
+        ch2.basic_qos(2, BasicQosOptions { global: true })
+            .await
+            .expect("qos");
+        let mut consumer = ch2
+            .basic_consume(
+                "slow".into(),
+                "slow-consumer".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("consume on n2");
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            held.push(
+                common::within(30, consumer.next())
+                    .await
+                    .expect("a delivery")
+                    .expect("delivered"),
+            );
+        }
+        // Longer than a session may go unpolled (15 s): kept open meanwhile, nothing is requeued or cancelled.
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        for delivery in held {
+            delivery.ack(BasicAckOptions::default()).await.expect("ack");
+        }
+        let mut bodies = Vec::new();
+        for _ in 0..4 {
+            let delivery = common::within(30, consumer.next())
+                .await
+                .expect("a delivery")
+                .expect("delivered");
+            assert!(
+                !delivery.redelivered,
+                "requeued while its consumer held its prefetch"
+            );
+            bodies.push(String::from_utf8_lossy(&delivery.data).into_owned());
+            delivery.ack(BasicAckOptions::default()).await.expect("ack");
+        }
+        assert_eq!(bodies, vec!["m-2", "m-3", "m-4", "m-5"]);
+        // Still a consumer of the queue: a new message reaches it (a closed session would have cancelled it).
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        ch1.basic_publish(
+            "".into(),
+            "slow".into(),
+            BasicPublishOptions::default(),
+            b"m-6",
+            BasicProperties::default(),
+        )
+        .await
+        .expect("publish");
+        let last = common::within(10, consumer.next())
+            .await
+            .expect("a delivery after holding")
+            .expect("delivered");
+        assert_eq!(&last.data[..], b"m-6");
+        last.ack(BasicAckOptions::default()).await.expect("ack");
+        (ch2, consumer)
+    });
+    // Every ack reached the queue: nothing was requeued behind the consumer's back.
+    eventually(10, "the queue empty at its home", || {
+        let (_, q) = nodes[0].get("/queues/%2F/slow");
+        q["messages"] == 0
+    });
+}

@@ -73,12 +73,25 @@ pub(crate) struct RemoteSink {
     ready: Notify,
 }
 
-#[derive(Default)]
 struct SinkState {
     events: Vec<SessionEvent>,
     bytes: usize,
     closed: bool,
     drained: Vec<Arc<Notify>>,
+    /// When the other node last polled (or kept the session open); None while a poll waits.
+    last_seen: Option<Instant>,
+}
+
+impl Default for SinkState {
+    fn default() -> SinkState {
+        SinkState {
+            events: Vec::new(),
+            bytes: 0,
+            closed: false,
+            drained: Vec::new(),
+            last_seen: Some(Instant::now()),
+        }
+    }
 }
 
 impl RemoteSink {
@@ -118,8 +131,22 @@ impl RemoteSink {
         }
     }
 
+    /// The other node keeps the session open without taking anything; false once closed.
+    fn keep(&self) -> bool {
+        let mut state = self.lock();
+        state.last_seen = Some(Instant::now());
+        !state.closed
+    }
+
     /// What happened since the last poll, waiting up to [`POLL_WAIT`] for something; None once closed.
     async fn poll(&self) -> Option<Vec<SessionEvent>> {
+        self.lock().last_seen = None;
+        let answer = self.wait_for_events().await;
+        self.lock().last_seen = Some(Instant::now());
+        answer
+    }
+
+    async fn wait_for_events(&self) -> Option<Vec<SessionEvent>> {
         let deadline = Instant::now() + POLL_WAIT;
         loop {
             let notified = self.ready.notified();
@@ -244,10 +271,8 @@ impl Sessions {
     }
 }
 
-/// Closes session `id` once it is not polled for [`SESSION_IDLE`].
+/// Closes session `id` once it is not polled (or kept) for [`SESSION_IDLE`].
 async fn watch_idle(sessions: std::sync::Weak<Sessions>, id: u64) {
-    let mut polled = Instant::now();
-    let mut last_len = usize::MAX;
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let Some(sessions) = sessions.upgrade() else {
@@ -256,14 +281,11 @@ async fn watch_idle(sessions: std::sync::Weak<Sessions>, id: u64) {
         let Some(sink) = sessions.sessions.get(&id).map(|s| s.clone()) else {
             return;
         };
-        // A poll empties the events or answers within POLL_WAIT; a session whose events only pile up, or that is
-        // never asked, is not being polled.
-        let pending = sink.lock().events.len();
-        if pending == 0 || pending < last_len {
-            polled = Instant::now();
-        }
-        last_len = pending;
-        if polled.elapsed() > SESSION_IDLE {
+        let idle = sink
+            .lock()
+            .last_seen
+            .is_some_and(|seen| seen.elapsed() > SESSION_IDLE);
+        if idle {
             tracing::info!(
                 session = id,
                 "a remote session was not polled: closed, its deliveries requeued"
@@ -364,9 +386,13 @@ pub(crate) async fn serve(
             });
             RemoteAnswer::Done
         }
-        RemoteCall::Poll { session } => {
+        RemoteCall::Poll { session, take } => {
             let sink = sessions.sessions.get(&session).map(|s| s.clone());
             match sink {
+                Some(sink) if !take => match sink.keep() {
+                    true => RemoteAnswer::Events(Vec::new()),
+                    false => RemoteAnswer::NoQueue,
+                },
                 Some(sink) => match sink.poll().await {
                     Some(events) => RemoteAnswer::Events(events),
                     None => RemoteAnswer::NoQueue,

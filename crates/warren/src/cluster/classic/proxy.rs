@@ -119,6 +119,14 @@ impl Shared {
 /// How long a call other than a poll may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a question (counts, what the management API shows) may take: a listing must not wait long for a home
+/// node that is down.
+const ASK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often a session whose channel holds its deliveries back is kept open at the home node (well within
+/// [`SESSION_IDLE`](super::home::SESSION_IDLE)).
+const KEEP_EVERY: Duration = Duration::from_secs(3);
+
 impl Proxy {
     async fn run(self, mut inbox: QueueInbox) {
         loop {
@@ -279,7 +287,7 @@ impl Proxy {
                 }
             }
             QueueCommand::Stats { reply } => {
-                let stats = match self.shared.call(RemoteCall::Stats, CALL_TIMEOUT).await {
+                let stats = match self.shared.call(RemoteCall::Stats, ASK_TIMEOUT).await {
                     Ok(RemoteAnswer::Stats {
                         messages,
                         consumers,
@@ -292,7 +300,7 @@ impl Proxy {
                 let _ = reply.send(stats);
             }
             QueueCommand::Inspect { reply } => {
-                let inspection = match self.shared.call(RemoteCall::Inspect, CALL_TIMEOUT).await {
+                let inspection = match self.shared.call(RemoteCall::Inspect, ASK_TIMEOUT).await {
                     Ok(RemoteAnswer::Inspection(i)) => QueueInspection {
                         ready: i.ready,
                         unacked: i.unacked,
@@ -443,6 +451,7 @@ async fn poll(handle: Weak<QueueHandle>, shared: Arc<Shared>, session: Arc<Sessi
     while !session.halted() {
         let call = RemoteCall::Poll {
             session: session.id,
+            take: true,
         };
         let answer = tokio::select! {
             answer = shared.call(call, super::home::POLL_WAIT * 3) => answer,
@@ -512,7 +521,21 @@ async fn hand_over(
             shared.home_ids.insert(local.id, consumer);
             let message = message.into_queued();
             let credit = Arc::new(Notify::new());
+            let mut kept = tokio::time::Instant::now();
             loop {
+                // Held back by the channel (a slow client, a consumer holding its prefetch): the session at the
+                // home node is kept open meanwhile, or it would be closed as abandoned.
+                if kept.elapsed() > KEEP_EVERY {
+                    let call = RemoteCall::Poll {
+                        session: session.id,
+                        take: false,
+                    };
+                    let _ = shared.call(call, CALL_TIMEOUT).await;
+                    kept = tokio::time::Instant::now();
+                }
+                if session.halted() {
+                    return false;
+                }
                 if sink.over_budget() {
                     let drained = Arc::new(Notify::new());
                     sink.wake_when_drained(drained.clone());

@@ -71,6 +71,8 @@ pub(crate) enum RemoteCall {
     Poll {
         /// The session.
         session: u64,
+        /// False: only keep the session open (its channel cannot take more now), answered at once with nothing.
+        take: bool,
     },
     /// The session's channel closed: its consumers go, its unacknowledged deliveries are requeued.
     CloseSession {
