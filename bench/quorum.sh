@@ -5,6 +5,8 @@
 #   a) a Warren cluster of 3 nodes, a quorum queue replicated on all three (publisher and consumer on one node)
 #   b) a single Warren node, a durable classic queue (sync = "always": fsync before confirm)
 #   c) RabbitMQ 3.10, one node, a quorum queue
+#   d) the same Warren cluster, a durable classic queue declared on n1 (its home), publisher and consumer on n2: every
+#      publish, delivery and ack crosses to the home node through n2's proxy
 # then the failover of (a): a steady 1,000 msg/s stream through a node that does not lead the queue while the
 # queue's leader is killed (-9); the longest a message waited is the time to elect a new leader and resume.
 #
@@ -85,6 +87,14 @@ run_single() {
   cleanup; PIDS=()
 }
 
+run_remote_classic() {
+  start_cluster
+  python3 -c "import pika; c = pika.BlockingConnection(pika.URLParameters('amqp://guest:guest@127.0.0.1:5811/%2f'))
+c.channel().queue_declare('cq', durable=True); c.close()"
+  "$WARREN_BIN" perf --uri amqp://guest:guest@127.0.0.1:5812/%2f -u cq "${LOAD[@]}" 2>"$WORK/perf-remote.err" | rate
+  cleanup; PIDS=()
+}
+
 run_rabbitmq() {
   start_rabbitmq 5831 "$WORK/rabbit"
   PIDS=("$RABBIT_PID")
@@ -99,6 +109,7 @@ for run in $(seq "$RUNS"); do
   ((CLUSTER_ONLY)) && continue
   echo "run $run: warren 1-node durable queue:  $(run_single)"
   echo "run $run: rabbitmq 3.10 quorum queue:  $(run_rabbitmq)"
+  echo "run $run: warren classic queue on n1, clients on n2: $(run_remote_classic)"
 done
 ((CLUSTER_ONLY)) && exit 0
 

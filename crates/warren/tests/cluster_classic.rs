@@ -7,26 +7,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::cluster::{eventually, free_ports, start_three, Node};
+use common::cluster::{channel, eventually, three_nodes};
 use futures_lite::StreamExt;
 use lapin::options::*;
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
-
-/// Three nodes with an elected definitions leader, and a runtime for the clients.
-fn three_nodes() -> (Vec<Node>, tokio::runtime::Runtime) {
-    let nodes = start_three(&free_ports());
-    eventually(30, "a leader elected", || nodes[0].leader().is_some());
-    (nodes, tokio::runtime::Runtime::new().expect("runtime"))
-}
-
-async fn channel(node: &Node) -> (Connection, Channel) {
-    let conn = Connection::connect(&node.process().uri(), ConnectionProperties::default())
-        .await
-        .expect("connect");
-    let ch = conn.create_channel().await.expect("channel");
-    (conn, ch)
-}
+use lapin::{BasicProperties, Channel};
 
 fn durable() -> QueueDeclareOptions {
     QueueDeclareOptions {

@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::cluster::{eventually, free_ports, start_three, Node};
+use common::cluster::{channel, eventually, three_nodes, Node};
 use futures_lite::StreamExt;
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable};
@@ -20,21 +20,6 @@ fn quorum_arguments() -> FieldTable {
         AMQPValue::LongString("quorum".into()),
     );
     arguments
-}
-
-/// Three nodes with an elected definitions leader, and a runtime for the clients.
-fn three_nodes() -> (Vec<Node>, tokio::runtime::Runtime) {
-    let nodes = start_three(&free_ports());
-    eventually(30, "a leader elected", || nodes[0].leader().is_some());
-    (nodes, tokio::runtime::Runtime::new().expect("runtime"))
-}
-
-async fn channel(node: &Node) -> (Connection, Channel) {
-    let conn = Connection::connect(&node.process().uri(), ConnectionProperties::default())
-        .await
-        .expect("connect");
-    let ch = conn.create_channel().await.expect("channel");
-    (conn, ch)
 }
 
 async fn declare(ch: &Channel, queue: &str) -> u32 {

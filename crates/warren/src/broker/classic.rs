@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
 
-use super::quorum::BrokerReplication;
+use super::quorum::{refused, BrokerReplication};
 use super::{AdminError, Broker, ADMIN_USER};
 use crate::cluster::classic::home::HomeBroker;
 use crate::cluster::classic::wire::{RemoteAnswer, RemoteCall, RemoteRequest};
@@ -25,13 +25,6 @@ const DELETE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn shutting_down() -> AmqpError {
     AmqpError::new(ReplyCode::InternalError, "the node is shutting down")
-}
-
-fn refused(error: AdminError) -> AmqpError {
-    match error {
-        AdminError::Cluster(text) => AmqpError::new(ReplyCode::InternalError, text),
-        other => AmqpError::precondition(other.to_string()),
-    }
 }
 
 impl ClassicReplication for BrokerReplication {

@@ -22,7 +22,8 @@ const DEFAULT_GROUP_SIZE: usize = 5;
 /// The cluster's replication as the vhosts use it; holds the broker weakly (the broker holds the vhosts).
 pub(super) struct BrokerReplication(pub(super) Weak<Broker>);
 
-fn refused(error: AdminError) -> AmqpError {
+/// A definition change the cluster refused, as the AMQP error the client gets.
+pub(super) fn refused(error: AdminError) -> AmqpError {
     match error {
         AdminError::Cluster(text) => AmqpError::new(ReplyCode::InternalError, text),
         other => AmqpError::precondition(other.to_string()),

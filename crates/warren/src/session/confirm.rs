@@ -167,10 +167,7 @@ impl ConfirmTracker {
         }
         let conn = match &self.target {
             SettleTarget::Connection(conn) => conn,
-            SettleTarget::Waiter(waiter) => {
-                waiter.notify_one();
-                return;
-            }
+            SettleTarget::Waiter(waiter) => return wake_waiter(waiter),
         };
         let first = state.pending.keys().next().copied();
         if first == Some(seq) && !state.dirty {
@@ -242,6 +239,14 @@ impl ConfirmTracker {
     pub(crate) fn outstanding(&self) -> usize {
         self.lock().pending.len()
     }
+}
+
+/// Wakes a detached tracker's waiter: out of line, so that a channel's settlements (the hot path) stay as small as
+/// they were before detached trackers existed.
+#[cold]
+#[inline(never)]
+fn wake_waiter(waiter: &tokio::sync::Notify) {
+    waiter.notify_one();
 }
 
 /// One share in the settlement of a publish; dropping the last share settles it.

@@ -181,3 +181,22 @@ pub(crate) fn eventually(seconds: u64, what: &str, mut check: impl FnMut() -> bo
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Three nodes with an elected definitions leader, and a runtime for their AMQP clients.
+pub(crate) fn three_nodes() -> (Vec<Node>, tokio::runtime::Runtime) {
+    let nodes = start_three(&free_ports());
+    eventually(30, "a leader elected", || nodes[0].leader().is_some());
+    (nodes, tokio::runtime::Runtime::new().expect("runtime"))
+}
+
+/// A lapin connection to `node`, with a channel.
+pub(crate) async fn channel(node: &Node) -> (lapin::Connection, lapin::Channel) {
+    let conn = lapin::Connection::connect(
+        &node.process().uri(),
+        lapin::ConnectionProperties::default(),
+    )
+    .await
+    .expect("connect");
+    let ch = conn.create_channel().await.expect("channel");
+    (conn, ch)
+}
