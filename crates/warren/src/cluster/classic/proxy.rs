@@ -116,6 +116,12 @@ impl Shared {
     }
 }
 
+/// Messages (or settled deliveries) gathered into one call at most.
+const MAX_FORWARD: usize = 4096;
+
+/// Body bytes gathered into one publish call at most (past it the batch goes as it is).
+const MAX_FORWARD_BYTES: usize = 8 << 20;
+
 /// How long a call other than a poll may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -129,12 +135,58 @@ const KEEP_EVERY: Duration = Duration::from_secs(3);
 
 impl Proxy {
     async fn run(self, mut inbox: QueueInbox) {
+        // A command taken while gathering a batch, carried out next.
+        let mut next: Option<QueueCommand> = None;
         loop {
-            let command = tokio::select! {
-                biased;
-                Some(command) = inbox.settlements.recv() => command,
-                Some(command) = inbox.commands.recv() => command,
-                else => break,
+            let command = match next.take() {
+                Some(command) => command,
+                None => tokio::select! {
+                    biased;
+                    Some(command) = inbox.settlements.recv() => command,
+                    Some(command) = inbox.commands.recv() => command,
+                    else => break,
+                },
+            };
+            // One call for what waits behind it of the same kind: a call is a round trip (and, for publishes, a
+            // wait for the home node's fsync), so a batch per call is what keeps a remote queue's rate up.
+            let command = match command {
+                QueueCommand::Publish(mut run) => {
+                    let mut bytes: usize = run.iter().map(|e| e.message.body.len()).sum();
+                    while run.len() < MAX_FORWARD && bytes < MAX_FORWARD_BYTES {
+                        match inbox.commands.try_recv() {
+                            Ok(QueueCommand::Publish(more)) => {
+                                bytes += more.iter().map(|e| e.message.body.len()).sum::<usize>();
+                                run.extend(more);
+                            }
+                            Ok(other) => {
+                                next = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    QueueCommand::Publish(run)
+                }
+                QueueCommand::Settle {
+                    mut deliveries,
+                    action,
+                } => {
+                    while deliveries.len() < MAX_FORWARD {
+                        match inbox.settlements.try_recv() {
+                            Ok(QueueCommand::Settle {
+                                deliveries: more,
+                                action: same,
+                            }) if same == action => deliveries.extend(more),
+                            Ok(other) => {
+                                next = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    QueueCommand::Settle { deliveries, action }
+                }
+                other => other,
             };
             if !self.apply(command).await {
                 break;
