@@ -161,6 +161,11 @@ fn a_classic_queue_is_used_through_every_node() {
             q["messages_ready"] == 29
         },
     );
+    // Listed on every node with its home node, as RabbitMQ lists a classic queue.
+    for node in &nodes {
+        let (_, q) = node.get("/queues/%2F/cq");
+        assert_eq!(q["node"], "n1", "{q}");
+    }
     let (ch2, ch3) = runtime.block_on(async move {
         let (_c2, ch1, ch2, ch3) = connections;
         let purged = ch1

@@ -287,8 +287,12 @@ impl Broker {
     }
 }
 
-fn queue_info(host: &Vhost, queue: &QueueHandle, state: Option<QueueInspection>) -> QueueInfo {
+fn queue_info(host: &Vhost, queue: &QueueHandle, mut state: Option<QueueInspection>) -> QueueInfo {
     let spec = &queue.spec;
+    // A classic queue of the cluster is shown with its home node on every node, this one included.
+    if let Some(state) = state.as_mut().filter(|s| s.home.is_none()) {
+        state.home = host.classic_home(&spec.name).map(|h| h.to_string());
+    }
     let settings = queue.settings();
     QueueInfo {
         vhost: host.name.to_string(),

@@ -80,6 +80,10 @@ pub(crate) fn queue_json(state: &ApiState, q: &QueueInfo) -> Value {
     if let (Some(stats), Some(object)) = (message_stats, queue.as_object_mut()) {
         object.insert("message_stats".to_owned(), stats);
     }
+    if let (Some(home), Some(object)) = (&state.home, queue.as_object_mut()) {
+        // A classic queue of the cluster, as RabbitMQ shows it on every node: `node` is its home's.
+        object.insert("node".to_owned(), json!(home));
+    }
     if let (Some(replicas), Some(object)) = (&state.replicas, queue.as_object_mut()) {
         // As RabbitMQ shows a quorum queue: `node` is its leader's.
         object.insert("leader".to_owned(), json!(replicas.leader));

@@ -189,6 +189,8 @@ pub(crate) struct QueueInspection {
     pub(crate) dedup_keys: Option<u64>,
     /// A replicated queue's group: its members and leader; None for a queue of this node alone.
     pub(crate) replicas: Option<Replicas>,
+    /// The node a classic queue of the cluster lives on, when it is another node (RabbitMQ's `node`).
+    pub(crate) home: Option<String>,
 }
 
 /// A replicated queue's members as the management API shows them.

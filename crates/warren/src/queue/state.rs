@@ -633,6 +633,7 @@ impl QueueState {
                 })
                 .collect(),
             replicas: None,
+            home: None,
         }
     }
 

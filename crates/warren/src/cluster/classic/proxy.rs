@@ -373,8 +373,12 @@ impl Proxy {
                             .collect(),
                         dedup_keys: None,
                         replicas: None,
+                        home: Some(self.shared.link.home.clone()),
                     },
-                    _ => QueueInspection::default(),
+                    _ => QueueInspection {
+                        home: Some(self.shared.link.home.clone()),
+                        ..QueueInspection::default()
+                    },
                 };
                 let _ = reply.send(inspection);
             }

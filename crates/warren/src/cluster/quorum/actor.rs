@@ -510,6 +510,7 @@ impl Actor {
                     consumers,
                     dedup_keys: None,
                     replicas: Some(self.group.replicas()),
+                    home: None,
                 });
             }
             QueueCommand::Purge { reply } => {
