@@ -307,6 +307,23 @@ fn a_classic_queue_whose_home_node_is_down_answers_rabbitmqs_404_until_it_is_bac
             .await
             .expect_err("basic.get while its home is down");
         assert!(error.to_string().contains("is down or inaccessible"), "{error}");
+        // A publish routed to it from another node is nacked: the home node cannot take it.
+        let (_c, ch) = channel(&nodes[1]).await;
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .expect("confirm.select");
+        let confirm = ch
+            .basic_publish(
+                "".into(),
+                "homed".into(),
+                BasicPublishOptions::default(),
+                b"while-down",
+                BasicProperties::default().with_delivery_mode(2),
+            )
+            .await
+            .expect("publish");
+        let confirmation = common::within(60, confirm).await.expect("confirmed");
+        assert!(confirmation.is_nack(), "a publish its home node never took was acked");
     });
     nodes[0].restart();
     runtime.block_on(async {
