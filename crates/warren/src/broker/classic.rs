@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
 
-use super::quorum::{refused, BrokerReplication};
+use super::quorum::{change_blocking, refused, BrokerReplication};
 use super::{AdminError, Broker, ADMIN_USER};
 use crate::cluster::classic::home::HomeBroker;
 use crate::cluster::classic::wire::{RemoteAnswer, RemoteCall, RemoteRequest};
@@ -14,7 +14,7 @@ use crate::cluster::classic::{proxy, RemoteLink};
 use crate::cluster::{ClusterNode, MetaCommand};
 use crate::definitions::arguments::{table_from_json, table_to_json};
 use crate::message::{now_ms, Message};
-use crate::queue::{QueueCommand, QueueHandle};
+use crate::queue::QueueHandle;
 use crate::session::ConfirmRef;
 use crate::vhost::{ClassicDeclare, ClassicReplication};
 use warren_protocol::error::{AmqpError, ReplyCode};
@@ -49,10 +49,7 @@ impl ClassicReplication for BrokerReplication {
             auto_delete,
             arguments: table_to_json(arguments),
         };
-        tokio::task::block_in_place(|| {
-            tokio::runtime::Handle::current().block_on(broker.change_definitions(command))
-        })
-        .map_err(refused)
+        change_blocking(&broker, command)
     }
 
     fn delete_classic<'a>(
@@ -201,19 +198,7 @@ impl Broker {
         let Some(queue) = v.queue(name) else {
             return Ok(0);
         };
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let command = QueueCommand::Delete {
-            if_unused,
-            if_empty,
-            requester: None,
-            reply,
-        };
-        let count = match queue.send(command).await {
-            true => answer
-                .await
-                .map_or(Ok(0), |deleted| deleted.map(|d| d.messages))?,
-            false => 0,
-        };
+        let count = queue.delete(if_unused, if_empty).await?;
         // Dropped here as the cluster's delete drops it everywhere; the delete is written and waited for below.
         let name_here = name.to_owned();
         v.change_topology(move |vhost| {
@@ -298,16 +283,7 @@ impl Broker {
             // Not waited for: a proxy may itself be waiting for this change to commit (a queue.delete it forwarded),
             // and the log applies nothing more until this returns.
             tokio::spawn(async move {
-                let (reply, answer) = tokio::sync::oneshot::channel();
-                let command = QueueCommand::Delete {
-                    if_unused: false,
-                    if_empty: false,
-                    requester: None,
-                    reply,
-                };
-                if queue.send(command).await {
-                    let _ = answer.await;
-                }
+                let _ = queue.delete(false, false).await;
             });
         }
         Ok(())

@@ -22,6 +22,15 @@ const DEFAULT_GROUP_SIZE: usize = 5;
 /// The cluster's replication as the vhosts use it; holds the broker weakly (the broker holds the vhosts).
 pub(super) struct BrokerReplication(pub(super) Weak<Broker>);
 
+/// Makes definition change `command` through the cluster from a declare or bind running on the blocking pool: waits
+/// there until this node has applied it.
+pub(super) fn change_blocking(broker: &Arc<Broker>, command: MetaCommand) -> Result<(), AmqpError> {
+    tokio::task::block_in_place(|| {
+        tokio::runtime::Handle::current().block_on(broker.change_definitions(command))
+    })
+    .map_err(refused)
+}
+
 /// A definition change the cluster refused, as the AMQP error the client gets.
 pub(super) fn refused(error: AdminError) -> AmqpError {
     match error {
@@ -104,10 +113,7 @@ impl QueueReplication for BrokerReplication {
             user: user.to_owned(),
             change,
         };
-        tokio::task::block_in_place(|| {
-            tokio::runtime::Handle::current().block_on(broker.change_definitions(command))
-        })
-        .map_err(refused)
+        change_blocking(&broker, command)
     }
 
     fn delete<'a>(
@@ -285,16 +291,8 @@ impl Broker {
         let Some(queue) = vhost.drop_replicated(name, super::ADMIN_USER) else {
             return Ok(());
         };
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let command = crate::queue::QueueCommand::Delete {
-            if_unused: false,
-            if_empty: false,
-            requester: None,
-            reply,
-        };
-        if queue.send(command).await {
-            let _ = answer.await;
-        }
+        // Unconditional: the cluster deleted it.
+        let _ = queue.delete(false, false).await;
         if let Some(groups) = self.queue_groups.get() {
             groups.remove(&vhost.name, name).await;
         }

@@ -348,6 +348,24 @@ impl QueueHandle {
         answer.await.ok()
     }
 
+    /// Deletes the queue outside a channel (after checking `if_unused` and `if_empty`); the ready messages it held.
+    /// A queue gone before it answers was deleted with nothing in it (0).
+    pub(crate) async fn delete(&self, if_unused: bool, if_empty: bool) -> Result<u32, AmqpError> {
+        let (reply, answer) = oneshot::channel();
+        let command = QueueCommand::Delete {
+            if_unused,
+            if_empty,
+            requester: None,
+            reply,
+        };
+        if !self.send(command).await {
+            return Ok(0);
+        }
+        answer
+            .await
+            .map_or(Ok(0), |deleted| deleted.map(|d| d.messages))
+    }
+
     /// What the management API shows of the queue; None if the queue is gone.
     pub(crate) async fn inspect(&self) -> Option<QueueInspection> {
         let (reply, answer) = oneshot::channel();

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use rand::Rng;
-use tokio::sync::oneshot;
 
 use super::equivalence;
 use super::Vhost;
@@ -16,7 +15,7 @@ use crate::exchange::Exchange;
 use crate::exchange::{Binding, Destination, ExchangeKind};
 use crate::metrics::counters::Counter;
 use crate::queue::arguments::QueueArguments;
-use crate::queue::{spawn_queue, QueueCommand, QueueHandle, QueueSpec};
+use crate::queue::{spawn_queue, QueueHandle, QueueSpec};
 use warren_protocol::error::{AmqpError, ReplyCode};
 use warren_protocol::FieldTable;
 
@@ -463,22 +462,7 @@ impl Vhost {
         if let Some(answer) = self.delete_classic(name, if_unused, if_empty).await {
             return answer;
         }
-        let (reply, answer) = oneshot::channel();
-        let sent = queue
-            .send(QueueCommand::Delete {
-                if_unused,
-                if_empty,
-                requester: None,
-                reply,
-            })
-            .await;
-        let count = if sent {
-            answer
-                .await
-                .map_or(Ok(0), |deleted| deleted.map(|d| d.messages))?
-        } else {
-            0
-        };
+        let count = queue.delete(if_unused, if_empty).await?;
         match self.me.upgrade() {
             Some(me) if self.may_persist_removal(queue.spec.store_id.is_some()) => {
                 // Removing a stored queue commits the definitions store: off the async workers.
@@ -498,16 +482,8 @@ impl Vhost {
     pub(crate) async fn delete_all_queues(&self, user: &str) {
         let queues: Vec<Arc<QueueHandle>> = self.queues.iter().map(|q| q.value().clone()).collect();
         for queue in queues {
-            let (reply, answer) = oneshot::channel();
-            let command = QueueCommand::Delete {
-                if_unused: false,
-                if_empty: false,
-                requester: None,
-                reply,
-            };
-            if queue.send(command).await {
-                let _ = answer.await;
-            }
+            // Whatever it answers, it goes: the vhost is being deleted.
+            let _ = queue.delete(false, false).await;
             let forgotten = match self.me.upgrade() {
                 // Removing a stored queue commits the definitions store: off the async workers.
                 Some(me) => {
