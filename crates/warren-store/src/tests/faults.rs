@@ -224,7 +224,9 @@ fn acks_taken_while_only_the_background_part_failed_are_written_once_it_recovers
     // and queue 1's messages stay in the current WAL file, where only an Ack record can remove them.
     fs.set_syncs_failing_under(Some(&Path::new(DIR).join("queues")));
     store.drop_queue(2);
-    store.flush().expect("the WAL writer is fine");
+    // The flush may land in a batch after the background part has already failed, and then fails too; either way,
+    // once it returns, the drop record is written and its job queued (a drop's job is sent only once it is durable).
+    let _ = store.flush();
     store.settle();
     assert!(store.failed());
     store.ack(1, vec![1, 2, 3]);
