@@ -12,6 +12,7 @@ use futures_lite::StreamExt;
 use lapin::options::*;
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel};
+use serde_json::json;
 
 fn durable() -> QueueDeclareOptions {
     QueueDeclareOptions {
@@ -325,6 +326,20 @@ fn a_classic_queue_whose_home_node_is_down_answers_rabbitmqs_404_until_it_is_bac
         let confirmation = common::within(60, confirm).await.expect("confirmed");
         assert!(confirmation.is_nack(), "a publish its home node never took was acked");
     });
+    // Listed as RabbitMQ lists a queue whose node is down, in the listing and alone.
+    let (_, listed) = nodes[1].get("/queues/%2F");
+    let listed = listed
+        .as_array()
+        .and_then(|all| all.iter().find(|q| q["name"] == "homed"))
+        .cloned()
+        .unwrap_or_else(|| panic!("homed in {listed}"));
+    assert_eq!(
+        (&listed["state"], &listed["node"]),
+        (&json!("down"), &json!("n1")),
+        "{listed}"
+    );
+    let (_, alone) = nodes[2].get("/queues/%2F/homed");
+    assert_eq!(alone["state"], "down", "{alone}");
     nodes[0].restart();
     runtime.block_on(async {
         let (_c, ch) = channel(&nodes[1]).await;
@@ -355,6 +370,8 @@ fn a_classic_queue_whose_home_node_is_down_answers_rabbitmqs_404_until_it_is_bac
             (0..30).map(|i| format!("kept-{i}")).collect();
         assert_eq!(bodies, expected);
     });
+    let (_, back) = nodes[1].get("/queues/%2F/homed");
+    assert_eq!(back["state"], "running", "{back}");
 }
 
 #[test]

@@ -40,6 +40,9 @@ pub(crate) struct QueueInfo {
     pub(crate) operator_policy: Option<String>,
     /// Its counts and consumers; None when its actor is gone (the queue is being deleted).
     pub(crate) state: Option<QueueInspection>,
+    /// A classic queue of the cluster whose home node is down: listed as RabbitMQ lists it (`state` `down`, no
+    /// counts), without asking its home node, so that a listing does not wait on a node that cannot answer.
+    pub(crate) home_down: bool,
     /// Its `message_stats` counts as its actor last published them.
     pub(crate) stats: MessageStats,
 }
@@ -134,8 +137,7 @@ impl Broker {
         // Asked one after another: each answer is quick, and a listing must not flood every inbox at once.
         let mut infos = Vec::with_capacity(handles.len());
         for (host, queue) in handles {
-            let state = queue.inspect().await;
-            infos.push(queue_info(&host, &queue, state));
+            infos.push(inspected(&host, &queue).await);
         }
         infos.sort_by(|a, b| (&a.vhost, &a.name).cmp(&(&b.vhost, &b.name)));
         infos
@@ -145,8 +147,7 @@ impl Broker {
     pub(crate) async fn queue_info(&self, vhost: &str, name: &str) -> Option<QueueInfo> {
         let host = self.vhost(vhost)?;
         let queue = host.queue(name)?;
-        let state = queue.inspect().await;
-        Some(queue_info(&host, &queue, state))
+        Some(inspected(&host, &queue).await)
     }
 
     /// The exchanges of `vhost` (or of every vhost), the default exchange included, sorted by vhost and name.
@@ -287,6 +288,19 @@ impl Broker {
     }
 }
 
+/// `queue` with its counts, asked of its actor unless it is a classic queue whose home node is down.
+async fn inspected(host: &Vhost, queue: &QueueHandle) -> QueueInfo {
+    if host.home_is_down(&queue.spec.name) {
+        let state = QueueInspection::default();
+        return QueueInfo {
+            home_down: true,
+            ..queue_info(host, queue, Some(state))
+        };
+    }
+    let state = queue.inspect().await;
+    queue_info(host, queue, state)
+}
+
 fn queue_info(host: &Vhost, queue: &QueueHandle, mut state: Option<QueueInspection>) -> QueueInfo {
     let spec = &queue.spec;
     // A classic queue of the cluster is shown with its home node on every node, this one included.
@@ -309,6 +323,7 @@ fn queue_info(host: &Vhost, queue: &QueueHandle, mut state: Option<QueueInspecti
         policy: settings.policy.as_deref().map(str::to_owned),
         operator_policy: settings.operator_policy.as_deref().map(str::to_owned),
         state,
+        home_down: false,
         stats: queue.gauges.read_stats(),
     }
 }

@@ -63,7 +63,11 @@ pub(crate) fn queue_json(state: &ApiState, q: &QueueInfo) -> Value {
         "arguments": q.arguments,
         "node": node,
         "type": q.kind,
-        "state": if q.state.is_some() { "running" } else { "stopped" },
+        "state": match (q.home_down, q.state.is_some()) {
+            (true, _) => "down",
+            (false, true) => "running",
+            (false, false) => "stopped",
+        },
         "policy": q.policy,
         "operator_policy": q.operator_policy,
         "exclusive_consumer_tag": exclusive_tag,

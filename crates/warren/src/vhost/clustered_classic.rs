@@ -33,6 +33,11 @@ impl Vhost {
         self.cluster_homes.get(name).map(|h| h.value().clone())
     }
 
+    /// True when `name` is a classic queue of the cluster whose home node is down.
+    pub(crate) fn home_is_down(&self, name: &str) -> bool {
+        self.check_home(name).is_err()
+    }
+
     /// RabbitMQ's 404 when `name` is a classic queue of the cluster whose home node is down.
     pub(super) fn check_home(&self, name: &str) -> Result<(), AmqpError> {
         let (Some(home), Some(replication)) = (self.classic_home(name), self.replication.get())
