@@ -12,6 +12,7 @@ mod metrics;
 pub mod parameters;
 mod quorum;
 mod seed;
+mod shovel_runner;
 pub(crate) mod topology;
 
 use std::collections::HashMap;
@@ -302,7 +303,11 @@ impl Broker {
         let alarms_config = config.alarms;
         let data_dir = config.data_dir.clone();
         let node = config.server.cluster_name.clone();
-        let node_name = node.clone();
+        // A shovel's status names the node running it: on a cluster, the member's name.
+        let node_name = match &config.cluster {
+            Some(cluster) => cluster.name.clone(),
+            None => node.clone(),
+        };
         let monitored_store = stores.store.clone();
         let node_memory = stores.node_memory.clone();
         let broker = Arc::new(Broker {

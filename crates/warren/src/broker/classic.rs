@@ -122,7 +122,8 @@ impl ClassicReplication for BrokerReplication {
     }
 }
 
-/// The broker as the home of classic queues that other nodes use; held weakly (the broker holds the cluster).
+/// The broker as the other nodes' calls reach it: the home of classic queues they use, and the runner of some of the
+/// cluster's shovels. Held weakly (the broker holds the cluster).
 pub(super) struct BrokerHome(pub(super) Weak<Broker>);
 
 impl HomeBroker for BrokerHome {
@@ -287,5 +288,14 @@ impl Broker {
             });
         }
         Ok(())
+    }
+}
+
+impl crate::cluster::shovels::ShovelReports for BrokerHome {
+    fn shovel_statuses(&self) -> Vec<crate::shovel::ShovelStatus> {
+        self.0
+            .upgrade()
+            .map(|b| b.shovel_statuses())
+            .unwrap_or_default()
     }
 }

@@ -48,7 +48,15 @@ impl Broker {
         let _ = self.queue_groups.set(groups.clone());
         self.replicate_quorum_queues();
         let home = Arc::new(super::classic::BrokerHome(Arc::downgrade(self)));
-        let cluster = Cluster::start(config, &self.config.data_dir, applier, groups, home).await?;
+        let cluster = Cluster::start(
+            config,
+            &self.config.data_dir,
+            applier,
+            groups,
+            home.clone(),
+            home,
+        )
+        .await?;
         // Set once: a second call finds it set and keeps the first.
         let _ = self.cluster.set(cluster);
         Ok(())
@@ -75,6 +83,17 @@ impl Broker {
             },
             None => self.clone().apply_locally(command).await,
         }
+    }
+
+    /// [`Self::change_definitions`] from a thread that may block: the blocking pool, or a worker of the
+    /// multi-threaded runtime (which hands its other tasks on while it waits).
+    pub(crate) fn change_definitions_blocking(
+        self: &Arc<Self>,
+        command: MetaCommand,
+    ) -> Result<(), AdminError> {
+        tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(self.change_definitions(command))
+        })
     }
 
     /// Applies a definition change to this node only; the store commits run on the blocking pool.
@@ -161,6 +180,24 @@ impl Broker {
                     .map_err(|e| AdminError::Invalid(e.text)),
                 None => Err(AdminError::NoSuchVhost(vhost)),
             },
+            MetaCommand::SetParameter {
+                vhost,
+                component,
+                name,
+                value,
+            } => self.set_parameter_here(&component, &vhost, &name, value),
+            // Clearing what is not there is no error: every node ends the same.
+            MetaCommand::ClearParameter {
+                vhost,
+                component,
+                name,
+            } => self
+                .clear_parameter_here(&component, &vhost, &name)
+                .map(|_| ()),
+            MetaCommand::RestartShovel { vhost, name } => {
+                self.restart_shovel_here(Some(&vhost), &name);
+                Ok(())
+            }
             // Never sent here: `apply_locally` awaits them itself (they open and close Raft groups).
             MetaCommand::DeclareQuorumQueue { name, .. }
             | MetaCommand::DeleteQuorumQueue { name, .. }

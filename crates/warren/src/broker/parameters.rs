@@ -1,7 +1,8 @@
 //! Runtime parameters of the plugin components Warren has, `shovel` for now (RabbitMQ's
 //! `rabbitmqctl set_parameter`, `/api/parameters/{component}/...`): each value is checked by its component,
-//! committed to the definitions store, and handed to the component, which acts on it at once (a shovel starts,
-//! restarts with the new definition, or stops when cleared). Stored parameters act again at every start.
+//! committed to the definitions store (through the definitions group on a cluster, so every node has it), and
+//! handed to the component, which acts on it at once (a shovel starts, restarts with the new definition, or stops
+//! when cleared, on the node that runs it). Stored parameters act again at every start.
 //!
 //! The broker's own components (policies, vhost limits) keep their own paths; `management::parameters` shows
 //! both through RabbitMQ's one API.
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::{AdminError, Broker};
+use crate::cluster::MetaCommand;
 use crate::federation::upstream::{parse_set, Upstream};
 use crate::meta::ParameterDef;
 use crate::shovel::{ShovelDefinition, ShovelKey, ShovelStatus, ShovelType};
@@ -82,7 +84,7 @@ pub(crate) fn validate(component: &str, name: &str, value: &Value) -> Result<(),
     }
 }
 
-fn shovel_key(vhost: &str, name: &str) -> ShovelKey {
+pub(super) fn shovel_key(vhost: &str, name: &str) -> ShovelKey {
     ShovelKey {
         vhost: Some(vhost.to_owned()),
         name: name.to_owned(),
@@ -93,6 +95,12 @@ impl Broker {
     fn parameter_table(&self) -> std::sync::MutexGuard<'_, ParameterTable> {
         // Changed only after a commit and in one insert or remove: a poisoned lock holds a whole table.
         self.parameters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether parameter `name` of `component` is set in `vhost`.
+    fn has_parameter(&self, component: &str, vhost: &str, name: &str) -> bool {
+        let key = (vhost.to_owned(), component.to_owned(), name.to_owned());
+        self.parameter_table().contains_key(&key)
     }
 
     /// The parameters of `component` (every plugin component if None) in `vhost` (every vhost if None).
@@ -116,9 +124,39 @@ impl Broker {
     }
 
     /// Sets a parameter: checked by its component, committed, then acted on (a shovel starts, or restarts with the
-    /// new definition). Blocks on a disk commit; needs the broker's runtime (call it from its blocking pool).
+    /// new definition, on the node that runs it). On a cluster it goes through the definitions group, so that
+    /// every node has it. Blocks on a disk commit; needs the broker's runtime (call it from its blocking pool).
     pub fn set_parameter(
         self: &Arc<Self>,
+        component: &str,
+        vhost: &str,
+        name: &str,
+        value: Value,
+    ) -> Result<(), AdminError> {
+        check(component, name, &value)?;
+        if !self.vhosts.contains_key(vhost) {
+            return Err(AdminError::NoSuchVhost(vhost.to_owned()));
+        }
+        if self.cluster().is_none() {
+            return self.set_parameter_here(component, vhost, name, value);
+        }
+        if component != SHOVEL {
+            return Err(AdminError::Invalid(format!(
+                "{component} parameters are not supported on a cluster node yet (each node would run the \
+                 link); use a single node"
+            )));
+        }
+        self.change_definitions_blocking(MetaCommand::SetParameter {
+            vhost: vhost.to_owned(),
+            component: component.to_owned(),
+            name: name.to_owned(),
+            value,
+        })
+    }
+
+    /// [`Self::set_parameter`] on this node alone: what every node of a cluster does with a committed one.
+    pub(crate) fn set_parameter_here(
+        &self,
         component: &str,
         vhost: &str,
         name: &str,
@@ -127,12 +165,6 @@ impl Broker {
         let checked = check(component, name, &value)?;
         if !self.vhosts.contains_key(vhost) {
             return Err(AdminError::NoSuchVhost(vhost.to_owned()));
-        }
-        if self.cluster().is_some() {
-            return Err(AdminError::Invalid(format!(
-                "{component} parameters are not supported on a cluster node yet (each node would run the link); \
-                 use a single node"
-            )));
         }
         let def = ParameterDef {
             vhost: vhost.to_owned(),
@@ -147,17 +179,41 @@ impl Broker {
         );
         tracing::info!("{component} '{name}' in vhost '{vhost}' set");
         match checked {
-            Checked::Shovel(definition) => {
-                self.shovels
-                    .start(shovel_key(vhost, name), ShovelType::Dynamic, definition)
+            Checked::Shovel(definition) if self.runs_shovel_here(vhost, name) => self
+                .shovels
+                .start(shovel_key(vhost, name), ShovelType::Dynamic, definition),
+            Checked::Shovel(_) => {
+                self.shovels.stop(&shovel_key(vhost, name));
             }
             Checked::Federation => self.wake_federation(),
         }
         Ok(())
     }
 
-    /// Clears a parameter and stops what it started; Ok(false) if there was none. Blocks on a disk commit.
+    /// Clears a parameter and stops what it started (through the definitions group on a cluster); Ok(false) if
+    /// there was none. Blocks on a disk commit; needs the broker's runtime (call it from its blocking pool).
     pub fn clear_parameter(
+        self: &Arc<Self>,
+        component: &str,
+        vhost: &str,
+        name: &str,
+    ) -> Result<bool, AdminError> {
+        if !self.has_parameter(component, vhost, name) {
+            return Ok(false);
+        }
+        if self.cluster().is_none() {
+            return self.clear_parameter_here(component, vhost, name);
+        }
+        self.change_definitions_blocking(MetaCommand::ClearParameter {
+            vhost: vhost.to_owned(),
+            component: component.to_owned(),
+            name: name.to_owned(),
+        })?;
+        Ok(true)
+    }
+
+    /// [`Self::clear_parameter`] on this node alone.
+    pub(crate) fn clear_parameter_here(
         &self,
         component: &str,
         vhost: &str,
@@ -202,7 +258,11 @@ impl Broker {
                 }
             });
         }));
+        self.keep_shovels_on_their_runners();
         for parameter in self.runtime_parameters(Some(SHOVEL), None) {
+            if !self.runs_shovel_here(&parameter.vhost, &parameter.name) {
+                continue;
+            }
             match ShovelDefinition::parse(&parameter.value) {
                 Ok(definition) => self.shovels.start(
                     shovel_key(&parameter.vhost, &parameter.name),
@@ -245,8 +305,29 @@ impl Broker {
         })
     }
 
-    /// Restarts a shovel (`vhost` None: a static one); false if there is none.
-    pub fn restart_shovel(&self, vhost: Option<&str>, name: &str) -> bool {
+    /// Restarts a shovel (`vhost` None: a static one, which only this node runs); false if there is none. On a
+    /// cluster a dynamic shovel is restarted through the definitions group by the node that runs it.
+    pub async fn restart_shovel(
+        self: &Arc<Self>,
+        vhost: Option<&str>,
+        name: &str,
+    ) -> Result<bool, AdminError> {
+        let Some(vhost) = vhost.filter(|_| self.cluster().is_some()) else {
+            return Ok(self.restart_shovel_here(vhost, name));
+        };
+        if !self.has_parameter(SHOVEL, vhost, name) {
+            return Ok(false);
+        }
+        self.change_definitions(MetaCommand::RestartShovel {
+            vhost: vhost.to_owned(),
+            name: name.to_owned(),
+        })
+        .await?;
+        Ok(true)
+    }
+
+    /// Restarts a shovel this node runs; false if it runs none of that name.
+    pub(crate) fn restart_shovel_here(&self, vhost: Option<&str>, name: &str) -> bool {
         self.shovels.restart(&ShovelKey {
             vhost: vhost.map(str::to_owned),
             name: name.to_owned(),

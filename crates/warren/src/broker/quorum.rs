@@ -25,10 +25,7 @@ pub(super) struct BrokerReplication(pub(super) Weak<Broker>);
 /// Makes definition change `command` through the cluster from a declare or bind running on the blocking pool: waits
 /// there until this node has applied it.
 pub(super) fn change_blocking(broker: &Arc<Broker>, command: MetaCommand) -> Result<(), AmqpError> {
-    tokio::task::block_in_place(|| {
-        tokio::runtime::Handle::current().block_on(broker.change_definitions(command))
-    })
-    .map_err(refused)
+    broker.change_definitions_blocking(command).map_err(refused)
 }
 
 /// A definition change the cluster refused, as the AMQP error the client gets.

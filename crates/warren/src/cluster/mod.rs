@@ -20,6 +20,7 @@ mod log_store;
 mod network;
 pub(crate) mod quorum;
 mod server;
+pub(crate) mod shovels;
 mod state_machine;
 mod tls;
 mod types;
@@ -166,6 +167,7 @@ impl Cluster {
         applier: Arc<dyn MetaApplier>,
         groups: Arc<QueueGroups>,
         home: Arc<dyn classic::home::HomeBroker>,
+        reports: Arc<dyn shovels::ShovelReports>,
     ) -> Result<Arc<Cluster>, ClusterError> {
         let mut all: BTreeMap<u64, ClusterNode> = BTreeMap::new();
         let me = ClusterNode {
@@ -239,6 +241,7 @@ impl Cluster {
             groups: groups.clone(),
             home,
             sessions: Arc::default(),
+            reports,
         });
         let listener = match groups.tls() {
             Some(tls) => {

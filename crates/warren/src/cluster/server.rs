@@ -36,6 +36,8 @@ pub(crate) struct ServerState {
     pub(crate) home: Arc<dyn HomeBroker>,
     /// The other nodes' sessions on this node's classic queues.
     pub(crate) sessions: Arc<Sessions>,
+    /// This node's shovels, for the other nodes' listings.
+    pub(crate) reports: Arc<dyn super::shovels::ShovelReports>,
 }
 
 /// A forwarded write's answer: the log index it was committed at and what applying it answered, or why the node
@@ -108,6 +110,7 @@ pub(crate) fn router(state: ServerState) -> Router {
         .route("/queue/{group}/write", post(queue_write))
         .route("/queue/{group}/members", post(queue_members))
         .route(super::classic::PATH, post(classic))
+        .route(super::shovels::PATH, post(shovels))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(Arc::new(state))
 }
@@ -369,6 +372,18 @@ async fn classic(
             .await;
             encoded(&answer, Codec::Binary)
         }
+        Err(refused) => refused.into_response(),
+    }
+}
+
+/// This node's shovels' statuses.
+async fn shovels(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match verified::<()>(&state, &headers, &body, Codec::Json) {
+        Ok(()) => encoded(&state.reports.shovel_statuses(), Codec::Json),
         Err(refused) => refused.into_response(),
     }
 }

@@ -101,6 +101,9 @@ impl MetaState {
             | MetaCommand::DeleteQuorumQueue { .. }
             | MetaCommand::DeclareClassicQueue { .. }
             | MetaCommand::DeleteClassicQueue { .. }
+            | MetaCommand::SetParameter { .. }
+            | MetaCommand::ClearParameter { .. }
+            | MetaCommand::RestartShovel { .. }
             | MetaCommand::Topology { .. } => {}
         }
     }

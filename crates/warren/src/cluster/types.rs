@@ -126,6 +126,34 @@ pub(crate) enum MetaCommand {
         /// Its name.
         name: String,
     },
+    /// A runtime parameter of a plugin component (a dynamic shovel) is set: every node stores it, the node that
+    /// runs it starts it.
+    SetParameter {
+        /// Its vhost.
+        vhost: String,
+        /// Its component.
+        component: String,
+        /// Its name.
+        name: String,
+        /// Its value (checked by the node that took the call, and again by each node).
+        value: serde_json::Value,
+    },
+    /// A runtime parameter is cleared: every node forgets it, the node that runs it stops it.
+    ClearParameter {
+        /// Its vhost.
+        vhost: String,
+        /// Its component.
+        component: String,
+        /// Its name.
+        name: String,
+    },
+    /// A dynamic shovel is restarted by the node that runs it.
+    RestartShovel {
+        /// Its vhost.
+        vhost: String,
+        /// Its name.
+        name: String,
+    },
 }
 
 /// What applying a [`MetaCommand`] answered on the node that applied it: RabbitMQ's error text when the change

@@ -123,26 +123,37 @@ pub(crate) fn status_json(status: &ShovelStatus, definition: Option<&ShovelDefin
     Value::Object(out)
 }
 
-fn statuses(state: &ApiState, caller: &Caller, vhost: Option<&str>) -> Vec<Value> {
+/// Every shovel's status, this node's and (on a cluster) the other members', in the vhosts `caller` sees.
+async fn statuses(state: &ApiState, caller: &Caller, vhost: Option<&str>) -> Vec<Value> {
     let broker = &state.broker;
-    broker
-        .shovel_statuses()
-        .iter()
+    let mut all = broker.shovel_statuses();
+    if let Some(cluster) = broker.cluster() {
+        all.extend(cluster.peer_shovel_statuses().await);
+    }
+    all.sort_by(|a, b| {
+        (&a.identity.vhost, &a.identity.name).cmp(&(&b.identity.vhost, &b.identity.name))
+    });
+    all.iter()
         .filter(|s| match &s.identity.vhost {
             Some(v) => caller.sees(broker, v) && vhost.is_none_or(|want| want == v),
             // Static shovels belong to no vhost: shown to those who see the whole node.
             None => vhost.is_none() && caller.is_monitor(),
         })
         .map(|s| {
-            let definition =
-                broker.shovel_definition(s.identity.vhost.as_deref(), &s.identity.name);
+            let (vhost, name) = (s.identity.vhost.as_deref(), s.identity.name.as_str());
+            // A shovel another node runs: its definition is the parameter every node has.
+            let definition = broker.shovel_definition(vhost, name).or_else(|| {
+                let stored = broker.runtime_parameters(Some(SHOVEL), vhost);
+                let value = &stored.iter().find(|p| p.name == name)?.value;
+                ShovelDefinition::parse(value).ok().map(std::sync::Arc::new)
+            });
             status_json(s, definition.as_deref())
         })
         .collect()
 }
 
 async fn list_all(State(state): State<ApiState>, caller: Caller) -> Json<Value> {
-    Json(Value::Array(statuses(&state, &caller, None)))
+    Json(Value::Array(statuses(&state, &caller, None).await))
 }
 
 async fn list_vhost(
@@ -151,7 +162,9 @@ async fn list_vhost(
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
     caller.require_vhost(&state.broker, &vhost)?;
-    Ok(Json(Value::Array(statuses(&state, &caller, Some(&vhost)))))
+    Ok(Json(Value::Array(
+        statuses(&state, &caller, Some(&vhost)).await,
+    )))
 }
 
 async fn get_one(
@@ -161,6 +174,7 @@ async fn get_one(
 ) -> Result<Json<Value>, ApiError> {
     caller.require_vhost(&state.broker, &vhost)?;
     statuses(&state, &caller, Some(&vhost))
+        .await
         .into_iter()
         .find(|s| s["name"] == name.as_str())
         .map(Json)
@@ -173,7 +187,7 @@ async fn restart(
     caller: Caller,
 ) -> Result<StatusCode, ApiError> {
     caller.require_policymaker(&state.broker, &vhost)?;
-    match state.broker.restart_shovel(Some(&vhost), &name) {
+    match state.broker.restart_shovel(Some(&vhost), &name).await? {
         true => Ok(StatusCode::NO_CONTENT),
         false => Err(ApiError::not_found()),
     }

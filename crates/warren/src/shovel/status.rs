@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::SystemTime;
 
 /// Dynamic (a runtime parameter) or static (the config file), as RabbitMQ's `type`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ShovelType {
     /// A `shovel` runtime parameter of a vhost.
     Dynamic,
@@ -26,7 +26,7 @@ impl ShovelType {
 }
 
 /// Which shovel this is.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ShovelIdentity {
     /// The node running it (its cluster name, RabbitMQ's `shovelled-by`).
     pub node: String,
@@ -39,7 +39,7 @@ pub struct ShovelIdentity {
 }
 
 /// The state of a shovel.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ShovelState {
     /// Connecting and declaring.
     Starting,
@@ -64,7 +64,7 @@ impl ShovelState {
 }
 
 /// A snapshot of one shovel's status.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ShovelStatus {
     /// Which shovel.
     pub identity: ShovelIdentity,
