@@ -193,6 +193,31 @@ fn a_dynamic_shovel_runs_on_one_node_and_moves_when_that_node_dies() {
         "{counts:?}"
     );
 
+    // The killed node comes back: still one runner, and what is published next is moved.
+    nodes[index].restart();
+    eventually(60, "the restarted node answers", || {
+        nodes[index]
+            .try_api(Method::GET, "/overview", Duration::from_secs(2))
+            .is_some()
+    });
+    let third = runner_of(&nodes, "mover", None);
+    let alive: Vec<usize> = vec![0, 1, 2];
+    runtime.block_on(async {
+        let (_c, ch) = channel(&nodes[index]).await;
+        publish_confirmed(&ch, "sh.src", "back", 100).await;
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while runtime.block_on(depth(&nodes[index], "sh.src")) > 0
+        || runtime.block_on(depth(&nodes[index], "sh.dst")) < 100
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not moved within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let second = third;
+
     // Restarted and deleted through the nodes that do not run it.
     let other = alive
         .iter()
@@ -209,4 +234,47 @@ fn a_dynamic_shovel_runs_on_one_node_and_moves_when_that_node_dies() {
                 && nodes[*i].get("/parameters/shovel/%2F/mover").0 == StatusCode::NOT_FOUND
         });
     }
+}
+
+#[test]
+fn a_one_off_shovel_on_a_cluster_moves_what_was_there_and_removes_its_parameter_everywhere() {
+    let (nodes, runtime) = three_nodes();
+    runtime.block_on(async {
+        let (_c, ch) = channel(&nodes[2]).await;
+        for queue in ["once.src", "once.dst"] {
+            ch.queue_declare(queue.into(), durable(), quorum())
+                .await
+                .expect("declare");
+        }
+        publish_confirmed(&ch, "once.src", "m", 50).await;
+    });
+    // As the web UI's "Move messages" sets it.
+    let definition = json!({
+        "src-uri": "amqp://", "src-queue": "once.src", "src-queue-args": {"x-queue-type": "quorum"},
+        "dest-uri": "amqp://", "dest-queue": "once.dst", "dest-queue-args": {"x-queue-type": "quorum"},
+        "src-delete-after": "queue-length", "ack-mode": "on-confirm"
+    });
+    let (status, body) = nodes[0].api(
+        Method::PUT,
+        "/parameters/shovel/%2F/once",
+        Some(json!({ "value": definition })),
+    );
+    assert!(status.is_success(), "{status} {body}");
+    for node in &nodes {
+        eventually(
+            60,
+            "the one-off shovel done and gone from every node",
+            || {
+                node.get("/parameters/shovel/%2F/once").0 == StatusCode::NOT_FOUND
+                    && listed(node).iter().all(|r| r["name"] != "once")
+            },
+        );
+    }
+    let (moved, left) = runtime.block_on(async {
+        (
+            depth(&nodes[1], "once.dst").await,
+            depth(&nodes[1], "once.src").await,
+        )
+    });
+    assert_eq!((moved, left), (50, 0));
 }
