@@ -658,7 +658,7 @@ fn at_least_once_dead_letters_kept_by_a_killed_leader_are_sent_by_the_next() {
         ),
         ("x-overflow", AMQPValue::LongString("reject-publish".into())),
     ];
-    // Declared on n1, which leads it (client-local); the letters die while their target does not exist.
+    // The letters die while their target does not exist.
     rt.block_on(async {
         let (_c1, ch1) = channel(&nodes[0]).await;
         declare_with(&ch1, "src-failover", &kept).await;
@@ -666,26 +666,37 @@ fn at_least_once_dead_letters_kept_by_a_killed_leader_are_sent_by_the_next() {
         publish_confirmed(&ch2, "src-failover", (0..20).map(|i| format!("d{i}"))).await;
         assert_eq!(reject_all(&ch2, "src-failover").await, 20);
     });
-    let (_, queue) = nodes[1].get("/queues/%2F/src-failover");
-    assert_eq!(queue["leader"], "n1");
-    nodes[0].kill9();
-    eventually(30, "a new leader", || {
+    // Its leader (n1, client-local, unless another node won the first election under load) is killed.
+    let mut leader = String::new();
+    eventually(30, "the queue's leader known", || {
         let (_, queue) = nodes[1].get("/queues/%2F/src-failover");
-        queue["leader"] != "n1" && queue["leader"].is_string()
+        leader = queue["leader"].as_str().unwrap_or_default().to_owned();
+        !leader.is_empty()
+    });
+    let victim = match leader.as_str() {
+        "n1" => 0,
+        "n2" => 1,
+        _ => 2,
+    };
+    let (a, b) = ((victim + 1) % 3, (victim + 2) % 3);
+    nodes[victim].kill9();
+    eventually(30, "a new leader", || {
+        let (_, queue) = nodes[a].get("/queues/%2F/src-failover");
+        queue["leader"] != leader.as_str() && queue["leader"].is_string()
     });
     rt.block_on(async {
-        let (_c2, ch2) = channel(&nodes[1]).await;
-        declare(&ch2, "dlq-after").await;
-        let (_c3, ch3) = channel(&nodes[2]).await;
-        eventually_async(|| async { declare(&ch3, "dlq-after").await >= 20 }).await;
+        let (_ca, cha) = channel(&nodes[a]).await;
+        declare(&cha, "dlq-after").await;
+        let (_cb, chb) = channel(&nodes[b]).await;
+        eventually_async(|| async { declare(&chb, "dlq-after").await >= 20 }).await;
         let mut bodies = BTreeSet::new();
-        while let Some(body) = get_body(&ch3, "dlq-after").await {
+        while let Some(body) = get_body(&chb, "dlq-after").await {
             bodies.insert(body);
         }
         let expected: BTreeSet<String> = (0..20).map(|i| format!("d{i}")).collect();
         assert_eq!(bodies, expected, "every kept letter, duplicates aside");
     });
-    nodes[0].restart();
+    nodes[victim].restart();
 }
 
 #[test]
