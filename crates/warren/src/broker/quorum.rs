@@ -187,7 +187,8 @@ fn groups_led(broker: &Broker, nodes: &[ClusterNode]) -> std::collections::HashM
 
 /// Calls the first election of a new group this node should lead, before the others' election timers (1 to 2 s)
 /// run out: again every 200 ms while no leader is known, as the other members may not have opened the group yet
-/// when the first is called.
+/// when the first is called. Only for a group new here: a node that reopens one at a restart calling elections
+/// would only unseat the leader the others elected meanwhile.
 async fn call_first_election(raft: openraft::Raft<crate::cluster::quorum::group::QueueTypes>) {
     for _ in 0..4 {
         if let Err(e) = raft.trigger().elect().await {
@@ -265,7 +266,7 @@ impl Broker {
             )
             .await
             .map_err(|e| AdminError::Cluster(e.to_string()))?;
-        if members.leader == Some(groups.me().name.as_str()) {
+        if group.new && members.leader == Some(groups.me().name.as_str()) {
             tokio::spawn(call_first_election(group.raft.clone()));
         }
         vhost

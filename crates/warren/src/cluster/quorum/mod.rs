@@ -81,6 +81,8 @@ pub(crate) struct QuorumGroup {
     network: Network,
     /// Which other nodes are up.
     pub(crate) liveness: Arc<liveness::Liveness>,
+    /// Made by this open (it had no log here): its first election is still to come.
+    pub(crate) new: bool,
 }
 
 /// A change of a queue's voting members (`rabbitmq-queues add_member` / `delete_member`).
@@ -306,6 +308,7 @@ impl QueueGroups {
             run: self.run,
             network: self.network.clone(),
             liveness: self.liveness.clone(),
+            new: !initialized,
         };
         Ok((Arc::new(group), applied))
     }
