@@ -20,21 +20,37 @@ fn unique(name: &str) -> String {
     format!("cluster-{name}-{n}")
 }
 
-/// Three free loopback ports (bound, read back, released) for the inter-node listeners.
+/// Three free loopback ports for the inter-node listeners ([`free_port_list`]).
 pub(crate) fn free_ports() -> [u16; 3] {
     let ports = free_port_list(3);
     [ports[0], ports[1], ports[2]]
 }
 
-/// `n` free loopback ports.
+/// The ports [`free_port_list`] hands out: below Linux's ephemeral range (32768 and up), from which every listener
+/// bound to port 0 (each broker's AMQP and management listeners, of this test and the ones running beside it) gets
+/// its port. A port handed out here can then only be taken before its node binds it by another caller of this
+/// function, and each test process walks the range from an offset of its own.
+const PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// `n` loopback ports free now (each bound and released), for listeners whose address must be known before they
+/// bind (the inter-node listeners, which the other nodes' config files name).
 pub(crate) fn free_port_list(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("addr").port())
-        .collect()
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let span = u32::from(PORTS.end - PORTS.start);
+    let offset = std::process::id().wrapping_mul(97) % span;
+    let mut ports = Vec::with_capacity(n);
+    for _ in 0..span {
+        if ports.len() == n {
+            break;
+        }
+        let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = PORTS.start + ((offset + k) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            ports.push(port);
+        }
+    }
+    assert_eq!(ports.len(), n, "no {n} free ports in {PORTS:?}");
+    ports
 }
 
 /// The config file of node `index` of three (n1, n2, n3) on `ports`.
