@@ -132,15 +132,12 @@ fn a_dynamic_shovel_runs_on_one_node_and_moves_when_that_node_dies() {
         let (_c, ch) = channel(&nodes[2]).await;
         publish_confirmed(&ch, "sh.src", "before", 200).await;
     });
-    let moved = || runtime.block_on(depth(&nodes[0], "sh.dst"));
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while moved() < 200 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not moved within 60 s"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let moved = |node: &Node, want: u32| {
+        runtime.block_on(async {
+            depth(node, "sh.src").await == 0 && depth(node, "sh.dst").await >= want
+        })
+    };
+    eventually(60, "200 moved", || moved(&nodes[0], 200));
 
     // The runner is killed: another node takes the shovel over.
     // Node `nK` is `nodes[K - 1]`.
@@ -157,16 +154,7 @@ fn a_dynamic_shovel_runs_on_one_node_and_moves_when_that_node_dies() {
         let (_c, ch) = channel(&nodes[alive[0]]).await;
         publish_confirmed(&ch, "sh.src", "after", 200).await;
     });
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while runtime.block_on(depth(&nodes[alive[1]], "sh.src")) > 0
-        || runtime.block_on(depth(&nodes[alive[1]], "sh.dst")) < 400
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not moved within 60 s"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    eventually(60, "400 moved", || moved(&nodes[alive[1]], 400));
     let counts: BTreeMap<String, usize> = runtime.block_on(async {
         let (_c, ch) = channel(&nodes[alive[1]]).await;
         let mut counts = BTreeMap::new();
@@ -206,16 +194,7 @@ fn a_dynamic_shovel_runs_on_one_node_and_moves_when_that_node_dies() {
         let (_c, ch) = channel(&nodes[index]).await;
         publish_confirmed(&ch, "sh.src", "back", 100).await;
     });
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while runtime.block_on(depth(&nodes[index], "sh.src")) > 0
-        || runtime.block_on(depth(&nodes[index], "sh.dst")) < 100
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not moved within 60 s"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    eventually(60, "100 more moved", || moved(&nodes[index], 100));
     let second = third;
 
     // Restarted and deleted through the nodes that do not run it.

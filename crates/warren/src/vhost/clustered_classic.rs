@@ -33,20 +33,23 @@ impl Vhost {
         self.cluster_homes.get(name).map(|h| h.value().clone())
     }
 
+    /// The home node of `name` when it is a classic queue of the cluster whose home node is down.
+    fn down_home(&self, name: &str) -> Option<Arc<str>> {
+        let replication = self.replication.get()?;
+        self.classic_home(name)
+            .filter(|home| replication.node_down(home))
+    }
+
     /// True when `name` is a classic queue of the cluster whose home node is down.
     pub(crate) fn home_is_down(&self, name: &str) -> bool {
-        self.check_home(name).is_err()
+        self.down_home(name).is_some()
     }
 
     /// RabbitMQ's 404 when `name` is a classic queue of the cluster whose home node is down.
     pub(super) fn check_home(&self, name: &str) -> Result<(), AmqpError> {
-        let (Some(home), Some(replication)) = (self.classic_home(name), self.replication.get())
-        else {
-            return Ok(());
-        };
-        match replication.node_down(&home) {
-            true => Err(crate::cluster::classic::home_down(&home, name, &self.name)),
-            false => Ok(()),
+        match self.down_home(name) {
+            Some(home) => Err(crate::cluster::classic::home_down(&home, name, &self.name)),
+            None => Ok(()),
         }
     }
 
